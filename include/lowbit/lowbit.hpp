@@ -1,0 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file lowbit.hpp
+/// @brief Host umbrella header of lowbit. Includes no CUDA header; usable from any C++17 compiler.
+#pragma once
+
+#include "config.hpp"
+#include "codecs.hpp"

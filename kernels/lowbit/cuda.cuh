@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file cuda.cuh
+/// @brief Umbrella header of lowbit's CUDA layer (`lowbit::cuda` target): the host-safe library
+///        plus everything that needs nvcc and the CUDA runtime.
+#pragma once
+
+#include <lowbit/lowbit.hpp>
+
+#include "cuda/device.cuh"
