@@ -28,7 +28,8 @@ LOWBIT_DEFINE_TABLE(std::uint32_t, nf4_value_bits, 16,
       0x3F3913B3u, 0x3F800000u})
 
 // NF4 decision thresholds of bitsandbytes' CUDA `dQuantizeNF4` (its decimal literals rounded to
-// float32; four of them are one ulp below the float32 midpoint of the neighbouring values).
+// float32; four differ by one ulp from the float32 midpoint of their neighbours: T0, T12 and T14
+// lie below it, T8 above), so they are listed rather than derived from the values.
 // Code = number of thresholds strictly below x.
 LOWBIT_DEFINE_TABLE(std::uint32_t, nf4_threshold_bits, 15,
     {0xBF591CD9u, 0xBF1C5270u, 0xBEEB8480u, 0xBEADEA76u, 0xBE703CECu, 0xBE0D38BCu, 0xBD3A7871u,
