@@ -125,6 +125,21 @@ LOWBIT_HD constexpr float add_rn(float a, float b) noexcept {
 #endif
 }
 
+/// Returns `x` unchanged, but opaque to the optimizer: a multiply that produced `x` can no longer be
+/// contracted with an add that consumes it (GCC contracts across statements under its default
+/// -ffp-contract=fast when FMA is enabled). Free at run time.
+LOWBIT_HD float opaque(float x) noexcept {
+#if !LOWBIT_DEVICE_PASS && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  __asm__("" : "+x"(x));
+#elif !LOWBIT_DEVICE_PASS && defined(__GNUC__) && defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#elif !LOWBIT_DEVICE_PASS
+  volatile float v = x;
+  x = v;
+#endif
+  return x;
+}
+
 }  // namespace detail
 
 LOWBIT_NAMESPACE_END

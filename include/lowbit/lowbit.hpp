@@ -5,3 +5,10 @@
 
 #include "config.hpp"
 #include "codecs.hpp"
+#include "dtype.hpp"
+#include "format.hpp"
+#include "host/engine.hpp"
+#include "quant/blockwise.hpp"
+#include "quant/layout.hpp"
+#include "quant_tensor.hpp"
+#include "status.hpp"

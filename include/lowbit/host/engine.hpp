@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file engine.hpp
+/// @brief The CPU engine: blockwise quantize and dequantize of float32/float16/bfloat16 tensors
+///        for every lowbit format, with double quantization of the scales. Multi-threaded, with
+///        AVX2 kernels for the common formats (chosen at run time) and a portable path for all.
+///
+/// The per-block formulas are those of quant/blockwise.hpp, shared with the CUDA kernels; this
+/// engine is the reference they must equal bit for bit.
+///
+/// @par Semantics
+/// - Input: `numel` elements of `x` (float32, float16 or bfloat16, any alignment), flattened.
+/// - Non-finite input (NaN, ±Inf) is an error naming the first bad index, and nothing is written,
+///   unless `options::allow_nonfinite`; then block statistics ignore NaN (as fmaxf does), an Inf
+///   makes its block's absmax Inf, and each element is encoded by the formulas' IEEE results and
+///   the codec's rules (a NaN element gets the codec's NaN result: nf4/bnb_fp4/bnb_dynamic8 code 0,
+///   e4m3fn/e5m2 0x7F, e2m1fn +6, int8_absmax 0, uint8_zeropoint its zero point).
+/// - Zero blocks and blocks too small to scale are zero blocks (quant/blockwise.hpp).
+/// - Partial last block: its statistics cover its valid elements only.
+/// - numel == 0 is valid and touches nothing.
+/// - Double quantization (`quant_view::nested()`): bitsandbytes-compatible. `offset` = mean of the
+///   float32 absmax values (summed in double in block order, then rounded to float32); the
+///   differences `f32(absmax - offset)` are quantized with bnb_dynamic8 in blocks of 256.
+///   Dequantization reconstructs each scale as f32(f32(code2[q] * absmax2) + offset).
+#pragma once
+
+#include "../codecs.hpp"
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../format.hpp"
+#include "../quant/blockwise.hpp"
+#include "../quant/layout.hpp"
+#include "../status.hpp"
+#include "buffer.hpp"
+#include "parallel.hpp"
+#include "simd_avx2.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+
+/// Options of the host engine.
+struct options {
+  int threads = 0;               ///< 0 = every hardware thread
+  bool allow_nonfinite = false;  ///< accept NaN/Inf input (see the file comment)
+  bool simd = true;              ///< use the AVX2 kernels when the CPU has them (false: portable code)
+};
+
+namespace detail {
+
+template <class T>
+LOWBIT_HD bool is_finite_bits(T v) noexcept {
+  if constexpr (std::is_same<T, float>::value) {
+    return (float_bits(v) & 0x7F800000u) != 0x7F800000u;
+  } else {
+    return (v.bits & (std::is_same<T, f16>::value ? 0x7C00u : 0x7F80u)) != (std::is_same<T, f16>::value ? 0x7C00u : 0x7F80u);
+  }
+}
+
+/// Per-block statistics plus whether the block holds a NaN.
+struct stats_entry {
+  quant::block_stats st;
+  bool has_nan = false;
+};
+
+/// Pass A: statistics of blocks [b0, b1); returns the first non-finite index or -1.
+template <class T>
+std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int64_t b0, std::int64_t b1,
+                          stats_entry* out, bool use_simd) {
+  std::int64_t first_bad = -1;
+  for (std::int64_t b = b0; b < b1; ++b) {
+    const std::int64_t e0 = b * bs;
+    const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
+    stats_entry& s = out[b];
+    s = stats_entry{};
+    std::int64_t i = e0;
+    if (use_simd) {
+      const std::int64_t done = avx2::block_stats(x + e0, e1 - e0, s.st);
+      if (done < 0) {
+        // a non-finite element somewhere in the block: fall back to the scalar scan below
+        s = stats_entry{};
+      } else {
+        i = e0 + done;
+      }
+    }
+    for (; i < e1; ++i) {
+      const float v = to_float(x[i]);
+      if (!is_finite_bits(x[i])) {
+        if (first_bad < 0) first_bad = i;
+        if (v != v) {
+          s.has_nan = true;
+          continue;
+        }
+      }
+      s.st.add(v);
+    }
+  }
+  return first_bad;
+}
+
+/// Pass B: encodes the elements [e0, e1) of block b (e0 even for 4-bit formats).
+template <format F, class T>
+void encode_block(const T* x, std::int64_t e0, std::int64_t e1, const quant::block_encoder& enc, bool has_nan,
+                  std::uint8_t* codes, bool use_simd) {
+  constexpr bool four = info(F).bits == 4;
+  std::int64_t i = e0;
+  if (use_simd && !has_nan) i += avx2::encode_block<F>(x + e0, e1 - e0, enc, four ? codes + e0 / 2 : codes + e0);
+  if constexpr (four) {
+    constexpr auto order = info(F).order;
+    for (; i + 1 < e1; i += 2) {
+      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(x[i]), enc),
+                                                 quant::encode_element<F>(to_float(x[i + 1]), enc));
+    }
+    if (i < e1) {  // odd element count: the last element of the tensor, padded with zero's code
+      const std::uint8_t pad = enc.zero ? quant::scheme<F>::zero_code
+                                        : quant::encode_element<F>(0.0f, enc);
+      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(x[i]), enc), pad);
+    }
+  } else {
+    for (; i < e1; ++i) codes[i] = quant::encode_element<F>(to_float(x[i]), enc);
+  }
+}
+
+template <format F, class T>
+status quantize_typed(const T* x, const quant_view& q, const options& opt, float* scales_out) {
+  constexpr bool four = info(F).bits == 4;
+  const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
+  const bool simd = opt.simd && avx2::available();
+  buffer<stats_entry> stats;
+  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), "quantize: block statistics"));
+  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
+
+  // Pass A: statistics and validation; nothing is written to the outputs yet.
+  std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
+  parallel_for(nb, grain, 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
+    const std::int64_t fb = gather_stats(x, n, bs, b0, b1, stats.data(), simd);
+    std::int64_t cur = first_bad.load();
+    while (fb >= 0 && fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
+    }
+  });
+  if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
+    const std::int64_t i = first_bad.load();
+    const float v = to_float(x[i]);
+    return status::error(errc::non_finite,
+                         "quantize: input element %lld is %s; nothing was written (options::allow_nonfinite accepts it)",
+                         static_cast<long long>(i), v != v ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
+  }
+
+  // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
+  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair.
+  const bool pairwise = four && (bs & 1);
+  parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const quant::block_encoder enc = quant::make_encoder<F>(stats[b].st);
+      scales_out[b] = enc.scale;
+      if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
+      if (!pairwise) {
+        const std::int64_t e0 = b * bs;
+        encode_block<F>(x, e0, e0 + bs < n ? e0 + bs : n, enc, stats[b].has_nan, q.codes, simd);
+      }
+    }
+    if (pairwise) {
+      constexpr auto order = info(F).order;
+      const std::int64_t e1 = b1 * bs < n ? b1 * bs : n;
+      std::int64_t cached = -1;
+      quant::block_encoder enc;
+      auto encode_at = [&](std::int64_t i) {
+        if (i / bs != cached) {
+          cached = i / bs;
+          enc = quant::make_encoder<F>(stats[cached].st);
+        }
+        return quant::encode_element<F>(to_float(x[i]), enc);
+      };
+      for (std::int64_t i = b0 * bs; i < e1; i += 2) {
+        const std::uint8_t c0 = encode_at(i);
+        // past the end of an odd-sized tensor: the code of 0.0 in the last element's block
+        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : quant::encode_element<F>(0.0f, enc);
+        q.codes[i / 2] = codecs::pack_nibbles<order>(c0, c1);
+      }
+    }
+  });
+  return {};
+}
+
+/// Decodes the elements [e0, e1) of one block (e0 even for 4-bit formats).
+template <format F, class T>
+void decode_block(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1, const float* table, float scale,
+                  int zp, T* out, bool use_simd) {
+  constexpr bool four = info(F).bits == 4;
+  std::int64_t i = e0;
+  if (use_simd) i += avx2::decode_block<F>(four ? codes + e0 / 2 : codes + e0, e1 - e0, table, scale, zp, out + e0);
+  for (; i < e1; ++i) {
+    const std::uint8_t c = four ? codecs::unpack_nibble<info(F).order>(codes[i / 2], static_cast<int>(i & 1)) : codes[i];
+    out[i] = from_float<T>(quant::decode_element<F>(table[c], scale, zp));
+  }
+}
+
+template <format F, class T>
+status dequantize_typed(const quant_view& q, T* out, const options& opt) {
+  constexpr bool four = info(F).bits == 4;
+  const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
+  const bool simd = opt.simd && avx2::available();
+  alignas(64) float table[256];
+  for (int c = 0; c < 256; ++c) {
+    const int k = four ? (c & 15) : c;
+    table[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
+  }
+  alignas(64) float nested_table[256];
+  for (int c = 0; c < 256; ++c)
+    nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+  auto scale_of = [&](std::int64_t b) {
+    return q.nested() ? quant::nested_scale(nested_table[q.nested_codes[b]], q.nested_scales[b / quant::nested_block_size],
+                                            q.nested_offset)
+                      : q.scales[b];
+  };
+  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
+  const bool pairwise = four && (bs & 1);
+  parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
+    for (std::int64_t b = b0; b < b1; ++b) {
+      const std::int64_t e0 = b * bs;
+      const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
+      const int zp = info(F).zero_point ? q.zero_points[b] : 0;
+      // a 4-bit block starting at an odd element decodes element by element (no vector path)
+      decode_block<F>(q.codes, e0, e1, table, scale_of(b), zp, out, simd && !(four && (e0 & 1)));
+    }
+  });
+  return {};
+}
+
+template <class T>
+status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
+  if (!q.nested()) return visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, q.scales); });
+  // Double quantization: float32 absmax first, then bitsandbytes' nested 8-bit quantization.
+  const std::int64_t nb = q.blocks();
+  buffer<float> absmax;
+  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), "quantize: absmax before double quantization"));
+  LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
+  double sum = 0.0;
+  for (std::int64_t b = 0; b < nb; ++b) sum += absmax[b];
+  const float offset = static_cast<float>(sum / static_cast<double>(nb));
+  for (std::int64_t b = 0; b < nb; ++b) absmax[b] = absmax[b] - offset;
+  quant_view nested;
+  nested.fmt = format::bnb_dynamic8;
+  nested.numel = nb;
+  nested.block_size = quant::nested_block_size;
+  nested.codes = q.nested_codes;
+  nested.scales = q.nested_scales;
+  options inner = opt;
+  inner.allow_nonfinite = true;  // finite by construction
+  LOWBIT_TRY((quantize_typed<format::bnb_dynamic8, float>(absmax.data(), nested, inner, q.nested_scales)));
+  q.nested_offset = offset;
+  return {};
+}
+
+}  // namespace detail
+
+/// Quantizes `q.numel` elements of `x` (dtype `xt`) into the storage described by `q`
+/// (format, block size, codes, scales, zero points, nested buffers). On error nothing is written.
+/// With double quantization, `q.nested_offset` receives the offset.
+inline status quantize(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+  LOWBIT_TRY(validate(q, "quantize"));
+  if (!is_valid(xt)) return status::error(errc::invalid_argument, "quantize: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
+  if (q.numel == 0) return {};
+  if (x == nullptr) return status::error(errc::invalid_argument, "quantize: input x is null");
+  if (q.code_table != nullptr)
+    return status::error(errc::unsupported, "quantize: encodes with the built-in tables; code_table is for dequantization");
+  switch (xt) {
+    case dtype::f32: return detail::quantize_dispatch(static_cast<const float*>(x), q, opt);
+    case dtype::f16: return detail::quantize_dispatch(static_cast<const f16*>(x), q, opt);
+    case dtype::bf16: break;
+  }
+  return detail::quantize_dispatch(static_cast<const bf16*>(x), q, opt);
+}
+
+/// Dequantizes `q` into `q.numel` elements of `out` (dtype `ot`), rounding each float32 value
+/// to the output dtype to nearest even. The input is never modified.
+inline status dequantize(const quant_view& q, void* out, dtype ot, const options& opt = {}) {
+  LOWBIT_TRY(validate(q, "dequantize"));
+  if (!is_valid(ot)) return status::error(errc::invalid_argument, "dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));
+  if (q.numel == 0) return {};
+  if (out == nullptr) return status::error(errc::invalid_argument, "dequantize: output is null");
+  return visit_format(q.fmt, [&](auto f) {
+    constexpr format F = decltype(f)::value;
+    switch (ot) {
+      case dtype::f32: return detail::dequantize_typed<F>(q, static_cast<float*>(out), opt);
+      case dtype::f16: return detail::dequantize_typed<F>(q, static_cast<f16*>(out), opt);
+      case dtype::bf16: break;
+    }
+    return detail::dequantize_typed<F>(q, static_cast<bf16*>(out), opt);
+  });
+}
+
+}  // namespace host
+LOWBIT_NAMESPACE_END

@@ -1,0 +1,288 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file simd_avx2.hpp
+/// @brief AVX2 kernels of the host engine, selected at run time (`available()`); every function
+///        processes a prefix of its range and returns how many elements it handled, leaving the
+///        rest to the portable code, so results never depend on the path. On other compilers or
+///        CPUs `available()` is false and every function handles nothing.
+///
+/// The kernels evaluate exactly the formulas of quant/blockwise.hpp: one IEEE multiply per
+/// element, comparisons against the codecs' own thresholds, integer rounding for minifloats.
+/// They are compiled without FMA, so nothing can be contracted.
+#pragma once
+
+#include "../codecs.hpp"
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../format.hpp"
+#include "../quant/blockwise.hpp"
+
+#include <cstdint>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
+#  define LOWBIT_HAVE_AVX2_KERNELS 1
+#  include <immintrin.h>
+#  define LOWBIT_AVX2 __attribute__((target("avx2,f16c")))
+#else
+#  define LOWBIT_HAVE_AVX2_KERNELS 0
+#endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+namespace avx2 {
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+
+/// True if this CPU runs the AVX2 kernels.
+inline bool available() noexcept {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return ok;
+}
+
+namespace detail {
+
+// 8 consecutive elements widened to float32.
+LOWBIT_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+LOWBIT_AVX2 inline __m256 load8(const f16* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+LOWBIT_AVX2 inline __m256 load8(const bf16* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+// All-ones lanes where v is NaN or +-Inf.
+LOWBIT_AVX2 inline __m256i nonfinite_mask(__m256 v) {
+  const __m256i e = _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x7F800000));
+  return _mm256_cmpeq_epi32(e, _mm256_set1_epi32(0x7F800000));
+}
+
+LOWBIT_AVX2 inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+LOWBIT_AVX2 inline float hmin(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_min_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+// Stores 8 float32 results as T (round to nearest even; NaN -> 0x7FFF for 16-bit outputs).
+LOWBIT_AVX2 inline void store8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+LOWBIT_AVX2 inline __m128i nan_fix16(__m256 v, __m128i h) {
+  const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  const __m128i nan16 = _mm_packs_epi32(_mm256_castsi256_si128(nan), _mm256_extracti128_si256(nan, 1));
+  return _mm_blendv_epi8(h, _mm_set1_epi16(0x7FFF), nan16);
+}
+LOWBIT_AVX2 inline void store8(f16* p, __m256 v) {
+  const __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), nan_fix16(v, h));
+}
+LOWBIT_AVX2 inline void store8(bf16* p, __m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+  const __m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), nan_fix16(v, h));
+}
+
+// Count of thresholds t[i] (i < N) strictly below each lane of v, as int32 lanes.
+template <int N>
+LOWBIT_AVX2 inline __m256i count_below(__m256 v, const __m256* t) {
+  __m256i c = _mm256_setzero_si256();
+  for (int i = 0; i < N; ++i) c = _mm256_sub_epi32(c, _mm256_castps_si256(_mm256_cmp_ps(v, t[i], _CMP_GT_OQ)));
+  return c;
+}
+
+// Saturating round-to-nearest-even float32 -> minifloat code for finite lanes (no NaN):
+// Minifloat is a codecs::minifloat with subnormals; returns int32 codes.
+template <class Minifloat>
+LOWBIT_AVX2 inline __m256i minifloat_codes(__m256 v) {
+  constexpr int M = Minifloat::mantissa_bits;
+  constexpr int shift = 23 - M;
+  constexpr int emin = Minifloat::min_exponent;
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i sign = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256i a = _mm256_xor_si256(u, sign);
+  // normal range: add the rounding bias (ties to even) and rebias the exponent
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, shift), _mm256_set1_epi32(1));
+  const __m256i rebias = _mm256_set1_epi32(static_cast<int>(static_cast<unsigned>(Minifloat::bias - 127) << 23));
+  const __m256i nrm = _mm256_srli_epi32(
+      _mm256_add_epi32(_mm256_add_epi32(a, rebias), _mm256_add_epi32(_mm256_set1_epi32((1 << (shift - 1)) - 1), odd)),
+      shift);
+  // subnormal range: let the float adder round |v| to a multiple of 2^(emin - M)
+  const __m256 magic = _mm256_castsi256_ps(_mm256_set1_epi32((127 + emin + 23 - M) << 23));
+  const __m256i sub = _mm256_sub_epi32(_mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), magic)),
+                                       _mm256_castps_si256(magic));
+  const __m256i is_sub = _mm256_cmpgt_epi32(_mm256_set1_epi32((127 + emin) << 23), a);
+  __m256i code = _mm256_blendv_epi8(nrm, sub, is_sub);
+  // saturate: anything that rounded above the largest finite code (or was Inf) becomes it
+  code = _mm256_min_epu32(code, _mm256_set1_epi32(static_cast<int>(Minifloat::max_magnitude_code)));
+  // a huge magnitude can wrap the rebiased add only above 2^128, i.e. never for finite floats
+  return _mm256_or_si256(code, _mm256_srli_epi32(sign, 31 - (Minifloat::bits - 1)));
+}
+
+// Packs 8 int32 codes (0..255) into 8 bytes at p.
+LOWBIT_AVX2 inline void store_bytes8(std::uint8_t* p, __m256i c) {
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(w, w));
+}
+// Packs 16 int32 4-bit codes (c0: elements 0..7, c1: 8..15) into 8 bytes at p.
+template <codecs::nibble_order Order>
+LOWBIT_AVX2 inline void store_nibbles16(std::uint8_t* p, __m256i c0, __m256i c1) {
+  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c0), _mm256_extracti128_si256(c0, 1));
+  const __m128i w1 = _mm_packus_epi32(_mm256_castsi256_si128(c1), _mm256_extracti128_si256(c1, 1));
+  const __m128i b = _mm_packus_epi16(w, w1);  // 16 bytes, one code each, element order
+  // even elements and odd elements
+  const __m128i even = _mm_and_si128(b, _mm_set1_epi16(0x00FF));
+  const __m128i oddv = _mm_srli_epi16(b, 8);
+  const __m128i pair = Order == codecs::nibble_order::high_first ? _mm_or_si128(_mm_slli_epi16(even, 4), oddv)
+                                                                 : _mm_or_si128(even, _mm_slli_epi16(oddv, 4));
+  _mm_storel_epi64(reinterpret_cast<__m128i*>(p), _mm_packus_epi16(pair, pair));
+}
+
+// Codes of 8 normalized values of format F (x already multiplied by the block's inv).
+template <format F>
+LOWBIT_AVX2 inline __m256i codes8(__m256 v, const __m256* thr) {
+  if constexpr (F == format::nf4) {
+    return count_below<15>(v, thr);
+  } else if constexpr (F == format::bnb_fp4) {
+    const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+    const __m256i rank = count_below<7>(a, thr);
+    const __m256i code = _mm256_permutevar8x32_epi32(_mm256_setr_epi32(0, 1, 6, 7, 4, 5, 2, 3), rank);
+    const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
+    return _mm256_or_si256(code, _mm256_and_si256(neg, _mm256_set1_epi32(8)));
+  } else if constexpr (F == format::int8_absmax) {
+    const __m256 c = _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
+    const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return _mm256_and_si256(q, _mm256_set1_epi32(0xFF));
+  } else {
+    return minifloat_codes<typename quant::scheme<F>::codec>(v);
+  }
+}
+
+// decode_element of quant/blockwise.hpp on 8 table values.
+template <format F>
+LOWBIT_AVX2 inline __m256 finish(__m256 t, __m256 scale, __m256 zp) {
+  if constexpr (F == format::uint8_zeropoint) t = _mm256_sub_ps(t, zp);
+  t = _mm256_mul_ps(t, scale);
+  if constexpr (F == format::int8_absmax) t = _mm256_mul_ps(t, _mm256_set1_ps(quant::int8_dequant_factor));
+  return t;
+}
+
+template <format F>
+constexpr bool has_encode_kernel() {
+  return F == format::nf4 || F == format::bnb_fp4 || F == format::int8_absmax || F == format::e4m3fn ||
+         F == format::e5m2 || F == format::e2m1fn;
+}
+
+}  // namespace detail
+
+/// Block statistics of the first floor(n/8)*8 elements of x, merged into st; -1 if one of them is
+/// not finite (st is then unspecified).
+template <class T>
+LOWBIT_AVX2 std::int64_t block_stats(const T* x, std::int64_t n, quant::block_stats& st) {
+  const std::int64_t m = n & ~std::int64_t{7};
+  if (m == 0) return 0;
+  __m256 amax = _mm256_setzero_ps(), lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+  __m256i bad = _mm256_setzero_si256();
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (std::int64_t i = 0; i < m; i += 8) {
+    const __m256 v = detail::load8(x + i);
+    bad = _mm256_or_si256(bad, detail::nonfinite_mask(v));
+    amax = _mm256_max_ps(_mm256_and_ps(v, abs_mask), amax);
+    lo = _mm256_min_ps(v, lo);
+    hi = _mm256_max_ps(v, hi);
+  }
+  if (!_mm256_testz_si256(bad, bad)) return -1;
+  quant::block_stats s;
+  s.absmax = detail::hmax(amax);
+  s.lo = detail::hmin(lo);
+  s.hi = detail::hmax(hi);
+  st.merge(s);
+  return m;
+}
+
+/// Encodes a prefix of the n elements of one block (n counted from an even element for 4-bit
+/// formats); returns how many it encoded (a multiple of 16, or 0 for formats without a kernel and
+/// for zero blocks).
+template <format F, class T>
+LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::block_encoder& e, std::uint8_t* out) {
+  if constexpr (!detail::has_encode_kernel<F>()) {
+    (void)x, (void)n, (void)e, (void)out;
+    return 0;
+  } else {
+    if (e.zero) return 0;
+    __m256 thr[15];
+    if constexpr (F == format::nf4) {
+      for (int i = 0; i < 15; ++i) thr[i] = _mm256_set1_ps(codecs::nf4::threshold(i));
+    } else if constexpr (F == format::bnb_fp4) {
+      for (int i = 0; i < 7; ++i) thr[i] = _mm256_set1_ps(codecs::bnb_fp4::threshold(i));
+    }
+    const __m256 inv = _mm256_set1_ps(e.inv);
+    const std::int64_t m = n & ~std::int64_t{15};
+    for (std::int64_t i = 0; i < m; i += 16) {
+      const __m256i c0 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i), inv), thr);
+      const __m256i c1 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i + 8), inv), thr);
+      if constexpr (info(F).bits == 4) {
+        detail::store_nibbles16<info(F).order>(out + i / 2, c0, c1);
+      } else {
+        detail::store_bytes8(out + i, c0);
+        detail::store_bytes8(out + i + 8, c1);
+      }
+    }
+    return m;
+  }
+}
+
+/// Decodes a prefix of the n elements of one block whose codes start at `codes` (byte aligned);
+/// returns how many it decoded (a multiple of 16).
+template <format F, class T>
+LOWBIT_AVX2 std::int64_t decode_block(const std::uint8_t* codes, std::int64_t n, const float* table, float scale,
+                                      int zp, T* out) {
+  const std::int64_t m = n & ~std::int64_t{15};
+  const __m256 s = _mm256_set1_ps(scale);
+  const __m256 z = _mm256_set1_ps(static_cast<float>(zp));
+  if constexpr (info(F).bits == 4) {
+    const __m256 lut_lo = _mm256_loadu_ps(table), lut_hi = _mm256_loadu_ps(table + 8);
+    for (std::int64_t i = 0; i < m; i += 16) {
+      const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i / 2));
+      const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+      const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+      // element order: high_first -> (hi, lo) per byte; low_first -> (lo, hi)
+      const __m128i idx = info(F).order == codecs::nibble_order::high_first ? _mm_unpacklo_epi8(hi4, lo4)
+                                                                            : _mm_unpacklo_epi8(lo4, hi4);
+      for (int h = 0; h < 2; ++h) {
+        const __m256i k = _mm256_cvtepu8_epi32(h == 0 ? idx : _mm_srli_si128(idx, 8));
+        const __m256 lo = _mm256_permutevar8x32_ps(lut_lo, k);
+        const __m256 hi = _mm256_permutevar8x32_ps(lut_hi, k);
+        const __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(k, 28));  // bit 3 -> sign bit
+        detail::store8(out + i + 8 * h, detail::finish<F>(_mm256_blendv_ps(lo, hi, sel), s, z));
+      }
+    }
+  } else {
+    for (std::int64_t i = 0; i < m; i += 8) {
+      const __m256i k = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + i)));
+      detail::store8(out + i, detail::finish<F>(_mm256_i32gather_ps(table, k, 4), s, z));
+    }
+  }
+  return m;
+}
+
+#else
+
+inline bool available() noexcept { return false; }
+template <class T>
+std::int64_t block_stats(const T*, std::int64_t, quant::block_stats&) { return 0; }
+template <format F, class T>
+std::int64_t encode_block(const T*, std::int64_t, const quant::block_encoder&, std::uint8_t*) { return 0; }
+template <format F, class T>
+std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float, int, T*) { return 0; }
+
+#endif
+
+}  // namespace avx2
+}  // namespace host
+LOWBIT_NAMESPACE_END

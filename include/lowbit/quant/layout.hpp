@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file layout.hpp
+/// @brief Where the parts of a quantized tensor live: the non-owning `quant_view` that every
+///        engine (host and CUDA) reads and writes, its sizes, and its validation.
+///
+/// @par Layout (bitsandbytes' layout for its formats)
+/// - codes: 8-bit formats one byte per element; 4-bit formats two per byte in the format's nibble
+///   order (nf4/bnb_fp4: element 2j in the high nibble; e2m1fn: in the low nibble), an odd count
+///   padded with the code of 0.0. Elements are the flattened row-major order.
+/// - scales: one float32 per block of `block_size` consecutive elements (the last block may be
+///   partial); blocks ignore rows.
+/// - zero_points: one uint8 per block (uint8_zeropoint only).
+/// - nested (double quantization, bitsandbytes formats only): `nested_codes` (one uint8 per block,
+///   bitsandbytes' uint8 `absmax`), `nested_scales` (one float32 per 256 blocks) and
+///   `nested_offset`; the float32 `scales` are then not stored.
+#pragma once
+
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../format.hpp"
+#include "../status.hpp"
+#include "blockwise.hpp"
+
+#include <cstdint>
+
+LOWBIT_NAMESPACE_BEGIN
+
+/// Non-owning description of one quantized tensor's storage (host or device pointers).
+/// Trivially copyable, so it can be passed to kernels by value.
+struct quant_view {
+  format fmt = format::nf4;
+  std::int64_t numel = 0;       ///< number of elements
+  std::int64_t block_size = 0;  ///< elements per scale block (>= 1)
+  std::uint8_t* codes = nullptr;
+  float* scales = nullptr;            ///< nblocks float32; null when nested
+  std::uint8_t* zero_points = nullptr;  ///< nblocks uint8, uint8_zeropoint only
+  /// Optional decode table replacing the built-in one (16 floats for nf4/bnb_fp4, 256 for
+  /// bnb_dynamic8), e.g. a checkpoint's `quant_map`. Dequantization only.
+  const float* code_table = nullptr;
+  std::uint8_t* nested_codes = nullptr;  ///< nblocks uint8 when double-quantized, else null
+  float* nested_scales = nullptr;        ///< ceil(nblocks / 256) float32
+  float nested_offset = 0.0f;
+  /// Optional 256-entry decode table of the nested codes (a checkpoint's `nested_quant_map`).
+  const float* nested_code_table = nullptr;
+
+  LOWBIT_HD constexpr bool nested() const noexcept { return nested_codes != nullptr; }
+  LOWBIT_HD constexpr std::int64_t blocks() const noexcept { return quant::block_count(numel, block_size); }
+  LOWBIT_HD constexpr std::int64_t nested_blocks() const noexcept {
+    return quant::block_count(blocks(), quant::nested_block_size);
+  }
+};
+
+/// Bytes of packed codes for `n` elements of format `f`.
+constexpr std::int64_t code_bytes(format f, std::int64_t n) noexcept {
+  return info(f).bits == 4 ? (n + 1) / 2 : n;
+}
+
+/// True if `f` is one of the enumerators.
+constexpr bool is_valid(format f) noexcept { return static_cast<unsigned>(f) < static_cast<unsigned>(format_count); }
+/// True if `t` is one of the enumerators.
+constexpr bool is_valid(dtype t) noexcept { return t == dtype::f32 || t == dtype::f16 || t == dtype::bf16; }
+
+/// Checks the fields of `q` that every engine relies on; messages name the offending field and
+/// start with `what` (the calling operation).
+inline status validate(const quant_view& q, const char* what) noexcept {
+  if (!is_valid(q.fmt)) return status::error(errc::invalid_argument, "%s: format %d is not a lowbit format", what, static_cast<int>(q.fmt));
+  if (q.numel < 0) return status::error(errc::invalid_argument, "%s: numel is %lld, must be >= 0", what, static_cast<long long>(q.numel));
+  if (q.block_size < 1) return status::error(errc::invalid_argument, "%s: block_size is %lld, must be >= 1", what, static_cast<long long>(q.block_size));
+  if (q.numel == 0) return {};
+  if (q.codes == nullptr) return status::error(errc::invalid_argument, "%s: codes is null", what);
+  if (q.nested()) {
+    if (!info(q.fmt).bnb)
+      return status::error(errc::unsupported, "%s: double quantization is defined for nf4, bnb_fp4 and bnb_dynamic8, not %s", what, info(q.fmt).name);
+    if (q.nested_scales == nullptr) return status::error(errc::invalid_argument, "%s: nested_codes is set but nested_scales is null", what);
+  } else if (q.scales == nullptr) {
+    return status::error(errc::invalid_argument, "%s: scales is null", what);
+  }
+  if (info(q.fmt).zero_point && q.zero_points == nullptr)
+    return status::error(errc::invalid_argument, "%s: zero_points is null (uint8_zeropoint needs one per block)", what);
+  if (q.code_table != nullptr && !info(q.fmt).bnb)
+    return status::error(errc::unsupported, "%s: a code_table override applies to nf4, bnb_fp4 and bnb_dynamic8 only", what);
+  return {};
+}
+
+LOWBIT_NAMESPACE_END
