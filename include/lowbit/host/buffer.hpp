@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
@@ -50,8 +51,15 @@ class buffer {
   const T* data() const noexcept { return data_.get(); }
   std::size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  T& operator[](std::size_t i) noexcept { return data_[i]; }
-  const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+  /// Element `i` (any integer type; callers index with int64 element counts).
+  template <class I, std::enable_if_t<std::is_integral<I>::value, int> = 0>
+  T& operator[](I i) noexcept {
+    return data_[static_cast<std::size_t>(i)];
+  }
+  template <class I, std::enable_if_t<std::is_integral<I>::value, int> = 0>
+  const T& operator[](I i) const noexcept {
+    return data_[static_cast<std::size_t>(i)];
+  }
 
  private:
   std::unique_ptr<T[]> data_;

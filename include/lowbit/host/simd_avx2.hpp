@@ -20,6 +20,7 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
 #  define LOWBIT_HAVE_AVX2_KERNELS 1
+#  include <cpuid.h>
 #  include <immintrin.h>
 #  define LOWBIT_AVX2 __attribute__((target("avx2,f16c")))
 #else
@@ -34,7 +35,12 @@ namespace avx2 {
 
 /// True if this CPU runs the AVX2 kernels.
 inline bool available() noexcept {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool f16c = ((c >> 29) & 1u) != 0;  // clang 14 does not know __builtin_cpu_supports("f16c")
+    return f16c && __builtin_cpu_supports("avx2");
+  }();
   return ok;
 }
 
