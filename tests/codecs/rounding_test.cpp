@@ -4,112 +4,35 @@
 // and underflow policies, the bitsandbytes codebook thresholds, the integer codecs and nibble
 // packing. Expected values come from the specs (formats-and-peer-tests.md §4.1/§4.2,
 // bitsandbytes-semantics.md §1.1-§1.3, §2.2) and from the documented contracts in lowbit's codec
-// headers, computed here independently of lowbit's own implementation.
+// headers, computed here and in tests/support/spec_reference.hpp independently of lowbit's own
+// implementation.
 
 #include <lowbit/lowbit.hpp>
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <vector>
+
+#include "spec_reference.hpp"
 
 namespace {
 
 namespace lc = lowbit::codecs;
+namespace spec = lowbit_test::spec;
 using lc::overflow;
 using lc::rounding;
-
-std::uint32_t bits_of(float x) {
-  std::uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  return u;
-}
-float float_of(std::uint32_t u) {
-  float x;
-  std::memcpy(&x, &u, sizeof x);
-  return x;
-}
+using lowbit_test::bits_of;
+using lowbit_test::float_of;
+using spec::RefCode;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 const float kNaN = float_of(0x7FC00000u);
 const float kNegNaN = float_of(0xFFC00000u);
 const float kSignalingNaN = float_of(0x7F800001u);
-
-// ---------------------------------------------------------------------------------------------
-// Format parameters, typed from the specs (NOT read from lowbit's headers).
-
-enum class Specials { ieee, fn, finite };
-
-struct FormatParams {
-  const char* name;
-  int exp_bits;
-  int man_bits;
-  int bias;
-  bool has_sign;
-  bool has_subnormals;
-  Specials specials;
-};
-
-constexpr FormatParams kE4m3fn{"e4m3fn", 4, 3, 7, true, true, Specials::fn};
-constexpr FormatParams kE5m2{"e5m2", 5, 2, 15, true, true, Specials::ieee};
-constexpr FormatParams kE2m3fn{"e2m3fn", 2, 3, 1, true, true, Specials::finite};
-constexpr FormatParams kE3m2fn{"e3m2fn", 3, 2, 3, true, true, Specials::finite};
-constexpr FormatParams kE2m1fn{"e2m1fn", 2, 1, 1, true, true, Specials::finite};
-constexpr FormatParams kE3m0{"e3m0", 3, 0, 3, true, true, Specials::finite};
-constexpr FormatParams kE8m0fnu{"e8m0fnu", 8, 0, 127, false, false, Specials::fn};
-
-/// One code of a minifloat, classified and valued from the format parameters alone.
-struct RefCode {
-  unsigned code;
-  bool negative;
-  bool nan;
-  bool inf;
-  double value;  // finite codes only
-};
-
-RefCode ref_decode(const FormatParams& f, unsigned code) {
-  RefCode r{code, false, false, false, 0.0};
-  const int mag_bits = f.exp_bits + f.man_bits;
-  r.negative = f.has_sign && ((code >> mag_bits) & 1u) != 0u;
-  const unsigned e_all = (1u << f.exp_bits) - 1u;
-  const unsigned m_all = (1u << f.man_bits) - 1u;
-  const unsigned e = (code >> f.man_bits) & e_all;
-  const unsigned m = code & m_all;
-  if (f.specials == Specials::ieee && e == e_all) {
-    (m == 0u ? r.inf : r.nan) = true;
-    return r;
-  }
-  if (f.specials == Specials::fn && e == e_all && m == m_all) {
-    r.nan = true;
-    return r;
-  }
-  const double mag = (e == 0u && f.has_subnormals)
-                         ? std::ldexp(static_cast<double>(m), 1 - f.bias - f.man_bits)
-                         : std::ldexp(static_cast<double>((1u << f.man_bits) + m),
-                                      static_cast<int>(e) - f.bias - f.man_bits);
-  r.value = r.negative ? -mag : mag;
-  return r;
-}
-
-int spec_num_codes(const FormatParams& f) {
-  return 1 << (f.exp_bits + f.man_bits + (f.has_sign ? 1 : 0));
-}
-
-/// Finite codes of one sign, ascending in magnitude.
-std::vector<RefCode> finite_codes(const FormatParams& f, bool negative) {
-  std::vector<RefCode> out;
-  for (int c = 0; c < spec_num_codes(f); ++c) {
-    const RefCode r = ref_decode(f, static_cast<unsigned>(c));
-    if (!r.nan && !r.inf && r.negative == negative) out.push_back(r);
-  }
-  std::sort(out.begin(), out.end(),
-            [](const RefCode& a, const RefCode& b) { return std::fabs(a.value) < std::fabs(b.value); });
-  return out;
-}
 
 float exact_float(double v) {
   const float f = static_cast<float>(v);
@@ -122,6 +45,12 @@ unsigned enc(float x) {
   return static_cast<unsigned>(Codec::template encode<R, O>(x));
 }
 
+/// The code of a codebook codec (nf4, bnb_fp4, bnb_dynamic8), which has one encode.
+template <class Codec>
+unsigned code_of(float x) {
+  return static_cast<unsigned>(Codec::encode(x));
+}
+
 #define LOWBIT_EXPECT_CODE(name, mode, x, got, want)                                            \
   EXPECT_EQ((got), (want)) << (name) << " [" << (mode) << "] input 0x" << std::hex << bits_of(x) \
                            << " (" << (x) << "): expected code 0x" << (want) << ", got 0x" << (got)
@@ -130,10 +59,10 @@ unsigned enc(float x) {
 // (a) Round trips.
 
 template <class Codec>
-void check_minifloat_round_trip(const FormatParams& f) {
-  for (int ci = 0; ci < spec_num_codes(f); ++ci) {
+void check_minifloat_round_trip(const spec::FormatParams& f) {
+  for (int ci = 0; ci < spec::num_codes(f); ++ci) {
     const auto c = static_cast<unsigned>(ci);
-    const RefCode r = ref_decode(f, c);
+    const RefCode r = spec::decode(f, c);
     if (r.nan) continue;
     const float x = Codec::decode(static_cast<std::uint8_t>(c));
     if (r.inf) {
@@ -151,46 +80,46 @@ void check_minifloat_round_trip(const FormatParams& f) {
   }
 }
 
-TEST(RoundTrip, E4m3fnAllCodes) { check_minifloat_round_trip<lc::e4m3fn>(kE4m3fn); }
-TEST(RoundTrip, E5m2AllCodes) { check_minifloat_round_trip<lc::e5m2>(kE5m2); }
-TEST(RoundTrip, E2m3fnAllCodes) { check_minifloat_round_trip<lc::e2m3fn>(kE2m3fn); }
-TEST(RoundTrip, E3m2fnAllCodes) { check_minifloat_round_trip<lc::e3m2fn>(kE3m2fn); }
-TEST(RoundTrip, E2m1fnAllCodes) { check_minifloat_round_trip<lc::e2m1fn>(kE2m1fn); }
-TEST(RoundTrip, E3m0AllCodes) { check_minifloat_round_trip<lc::e3m0>(kE3m0); }
-TEST(RoundTrip, E8m0fnuAllCodes) { check_minifloat_round_trip<lc::e8m0fnu>(kE8m0fnu); }
+TEST(RoundTrip, E4m3fnAllCodes) { check_minifloat_round_trip<lc::e4m3fn>(spec::kE4m3fn); }
+TEST(RoundTrip, E5m2AllCodes) { check_minifloat_round_trip<lc::e5m2>(spec::kE5m2); }
+TEST(RoundTrip, E2m3fnAllCodes) { check_minifloat_round_trip<lc::e2m3fn>(spec::kE2m3fn); }
+TEST(RoundTrip, E3m2fnAllCodes) { check_minifloat_round_trip<lc::e3m2fn>(spec::kE3m2fn); }
+TEST(RoundTrip, E2m1fnAllCodes) { check_minifloat_round_trip<lc::e2m1fn>(spec::kE2m1fn); }
+TEST(RoundTrip, E3m0AllCodes) { check_minifloat_round_trip<lc::e3m0>(spec::kE3m0); }
+TEST(RoundTrip, E8m0fnuAllCodes) { check_minifloat_round_trip<lc::e8m0fnu>(spec::kE8m0fnu); }
 
-TEST(RoundTrip, Nf4AllCodes) {
-  for (unsigned c = 0; c < 16; ++c) {
-    const float x = lc::nf4::decode(static_cast<std::uint8_t>(c));
-    LOWBIT_EXPECT_CODE("nf4", "table", x, static_cast<unsigned>(lc::nf4::encode(x)), c);
+unsigned same_code(unsigned c) { return c; }
+
+/// Each of a codebook's `num_codes` codes decodes to a value that encodes to `want(code)`.
+template <class Codec>
+void check_codebook_round_trip(const char* name, unsigned num_codes,
+                               unsigned (*want)(unsigned) = same_code) {
+  for (unsigned c = 0; c < num_codes; ++c) {
+    const float x = Codec::decode(static_cast<std::uint8_t>(c));
+    LOWBIT_EXPECT_CODE(name, "table", x, code_of<Codec>(x), want(c));
   }
 }
 
+TEST(RoundTrip, Nf4AllCodes) { check_codebook_round_trip<lc::nf4>("nf4", 16); }
+
 TEST(RoundTrip, BnbFp4AllCodes) {
-  for (unsigned c = 0; c < 16; ++c) {
-    const float x = lc::bnb_fp4::decode(static_cast<std::uint8_t>(c));
-    // Code 8 decodes to -0.0 (bnb CUDA), but bnb's encoder takes the sign from (x < 0), which is
-    // false for -0.0, so -0.0 encodes to code 0 (bitsandbytes-semantics.md §1.2).
-    const unsigned want = c == 8 ? 0u : c;
-    LOWBIT_EXPECT_CODE("bnb_fp4", "table", x, static_cast<unsigned>(lc::bnb_fp4::encode(x)), want);
-  }
+  // Code 8 decodes to -0.0 (bnb CUDA), but bnb's encoder takes the sign from (x < 0), which is
+  // false for -0.0, so -0.0 encodes to code 0 (bitsandbytes-semantics.md §1.2).
+  check_codebook_round_trip<lc::bnb_fp4>("bnb_fp4", 16, [](unsigned c) { return c == 8 ? 0u : c; });
 }
 
 TEST(RoundTrip, BnbDynamic8AllCodes) {
-  for (unsigned c = 0; c < 256; ++c) {
-    const float x = lc::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
-    LOWBIT_EXPECT_CODE("bnb_dynamic8", "table", x, static_cast<unsigned>(lc::bnb_dynamic8::encode(x)), c);
-  }
+  check_codebook_round_trip<lc::bnb_dynamic8>("bnb_dynamic8", 256);
 }
 
 // ---------------------------------------------------------------------------------------------
 // (b) Midpoints between adjacent representable values, and their one-ulp neighbours.
 
 template <class Codec>
-void check_minifloat_midpoints(const FormatParams& f) {
+void check_minifloat_midpoints(const spec::FormatParams& f) {
   for (const bool negative : {false, true}) {
     if (negative && !f.has_sign) continue;
-    const std::vector<RefCode> codes = finite_codes(f, negative);
+    const std::vector<RefCode> codes = spec::finite_codes(f, negative);
     for (std::size_t i = 0; i + 1 < codes.size(); ++i) {
       const RefCode& lo = codes[i];      // smaller magnitude
       const RefCode& hi = codes[i + 1];  // larger magnitude
@@ -220,17 +149,17 @@ void check_minifloat_midpoints(const FormatParams& f) {
   }
 }
 
-TEST(Midpoints, E4m3fn) { check_minifloat_midpoints<lc::e4m3fn>(kE4m3fn); }
-TEST(Midpoints, E5m2) { check_minifloat_midpoints<lc::e5m2>(kE5m2); }
-TEST(Midpoints, E2m3fn) { check_minifloat_midpoints<lc::e2m3fn>(kE2m3fn); }
-TEST(Midpoints, E3m2fn) { check_minifloat_midpoints<lc::e3m2fn>(kE3m2fn); }
-TEST(Midpoints, E2m1fn) { check_minifloat_midpoints<lc::e2m1fn>(kE2m1fn); }
-TEST(Midpoints, E3m0) { check_minifloat_midpoints<lc::e3m0>(kE3m0); }
-TEST(Midpoints, E8m0fnu) { check_minifloat_midpoints<lc::e8m0fnu>(kE8m0fnu); }
+TEST(Midpoints, E4m3fn) { check_minifloat_midpoints<lc::e4m3fn>(spec::kE4m3fn); }
+TEST(Midpoints, E5m2) { check_minifloat_midpoints<lc::e5m2>(spec::kE5m2); }
+TEST(Midpoints, E2m3fn) { check_minifloat_midpoints<lc::e2m3fn>(spec::kE2m3fn); }
+TEST(Midpoints, E3m2fn) { check_minifloat_midpoints<lc::e3m2fn>(spec::kE3m2fn); }
+TEST(Midpoints, E2m1fn) { check_minifloat_midpoints<lc::e2m1fn>(spec::kE2m1fn); }
+TEST(Midpoints, E3m0) { check_minifloat_midpoints<lc::e3m0>(spec::kE3m0); }
+TEST(Midpoints, E8m0fnu) { check_minifloat_midpoints<lc::e8m0fnu>(spec::kE8m0fnu); }
 
 // e8m0fnu is unsigned: it encodes |x| in every rounding mode.
 TEST(Midpoints, E8m0fnuNegativeInputsEncodeMagnitude) {
-  const std::vector<RefCode> codes = finite_codes(kE8m0fnu, false);
+  const std::vector<RefCode> codes = spec::finite_codes(spec::kE8m0fnu, false);
   for (std::size_t i = 0; i + 1 < codes.size(); ++i) {
     const float mid = exact_float((codes[i].value + codes[i + 1].value) / 2.0);
     for (const float x : {exact_float(codes[i].value), mid, std::nextafter(mid, 0.0f),
@@ -270,17 +199,17 @@ void check_overflow(const OverflowCase& k, bool is_signed) {
     // Unsigned formats encode |x|.
     const bool neg_code = negative && is_signed;
     const unsigned maxc = neg_code ? k.neg_max_code : k.max_code;
-    const unsigned spec = neg_code ? k.neg_special_code : k.special_code;
+    const unsigned special = neg_code ? k.neg_special_code : k.special_code;
     LOWBIT_EXPECT_CODE(k.name, "saturate", s * k.max, sat(s * k.max), maxc);
     LOWBIT_EXPECT_CODE(k.name, "special", s * k.max, spc(s * k.max), maxc);
     LOWBIT_EXPECT_CODE(k.name, "saturate", s * just_below, sat(s * just_below), maxc);
     LOWBIT_EXPECT_CODE(k.name, "special", s * just_below, spc(s * just_below), maxc);
     LOWBIT_EXPECT_CODE(k.name, "saturate", s * k.mid_above, sat(s * k.mid_above), maxc);
     LOWBIT_EXPECT_CODE(k.name, "special", s * k.mid_above, spc(s * k.mid_above),
-                       k.mid_above_stays_max ? maxc : spec);
+                       k.mid_above_stays_max ? maxc : special);
     for (const float x : {just_above, twice, std::numeric_limits<float>::max(), kInf}) {
       LOWBIT_EXPECT_CODE(k.name, "saturate", s * x, sat(s * x), maxc);
-      LOWBIT_EXPECT_CODE(k.name, "special", s * x, spc(s * x), spec);
+      LOWBIT_EXPECT_CODE(k.name, "special", s * x, spc(s * x), special);
     }
     // toward_zero never rounds a finite value above max; toward_pos_inf rounds just above max up
     // (for positive inputs) and so overflows.
@@ -294,7 +223,7 @@ void check_overflow(const OverflowCase& k, bool is_signed) {
       LOWBIT_EXPECT_CODE(k.name, "toward_pos_inf/saturate", s * above_max,
                          (enc<Codec, rounding::toward_pos_inf, overflow::saturate>(s * above_max)), maxc);
       LOWBIT_EXPECT_CODE(k.name, "toward_pos_inf/special", s * above_max,
-                         (enc<Codec, rounding::toward_pos_inf, overflow::special>(s * above_max)), spec);
+                         (enc<Codec, rounding::toward_pos_inf, overflow::special>(s * above_max)), special);
     } else {
       LOWBIT_EXPECT_CODE(k.name, "toward_pos_inf/special", s * above_max,
                          (enc<Codec, rounding::toward_pos_inf, overflow::special>(s * above_max)), maxc);
@@ -342,8 +271,8 @@ TEST(Overflow, E8m0fnu) {
 // Underflow.
 
 template <class Codec>
-void check_underflow(const FormatParams& f) {
-  const std::vector<RefCode> pos = finite_codes(f, false);
+void check_underflow(const spec::FormatParams& f) {
+  const std::vector<RefCode> pos = spec::finite_codes(f, false);
   ASSERT_GE(pos.size(), 2u);
   ASSERT_EQ(pos[0].value, 0.0) << f.name;
   const unsigned zero = pos[0].code;
@@ -371,12 +300,12 @@ void check_underflow(const FormatParams& f) {
   LOWBIT_EXPECT_CODE(f.name, "toward_zero", below_min, (enc<Codec, rounding::toward_zero>(below_min)), zero);
 }
 
-TEST(Underflow, E4m3fn) { check_underflow<lc::e4m3fn>(kE4m3fn); }
-TEST(Underflow, E5m2) { check_underflow<lc::e5m2>(kE5m2); }
-TEST(Underflow, E2m3fn) { check_underflow<lc::e2m3fn>(kE2m3fn); }
-TEST(Underflow, E3m2fn) { check_underflow<lc::e3m2fn>(kE3m2fn); }
-TEST(Underflow, E2m1fn) { check_underflow<lc::e2m1fn>(kE2m1fn); }
-TEST(Underflow, E3m0) { check_underflow<lc::e3m0>(kE3m0); }
+TEST(Underflow, E4m3fn) { check_underflow<lc::e4m3fn>(spec::kE4m3fn); }
+TEST(Underflow, E5m2) { check_underflow<lc::e5m2>(spec::kE5m2); }
+TEST(Underflow, E2m3fn) { check_underflow<lc::e2m3fn>(spec::kE2m3fn); }
+TEST(Underflow, E3m2fn) { check_underflow<lc::e3m2fn>(spec::kE3m2fn); }
+TEST(Underflow, E2m1fn) { check_underflow<lc::e2m1fn>(spec::kE2m1fn); }
+TEST(Underflow, E3m0) { check_underflow<lc::e3m0>(spec::kE3m0); }
 
 // e8m0fnu has no zero: zero, tiny and negative inputs clip to the smallest value 2^-127 (code 0)
 // in every mode, and |x| is encoded. Between 2^-127 (code 0) and 2^-126 (code 1) -- float32
@@ -412,116 +341,65 @@ TEST(Underflow, E8m0fnu) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// nf4 / bnb_fp4 thresholds (bit patterns typed from bitsandbytes-semantics.md §1.1 and §1.2, the
-// "CUDA f32 bits" columns).
+// nf4 / bnb_fp4 thresholds (spec::kNf4ThresholdBits, spec::kBnbFp4ThresholdBits).
 
-TEST(Thresholds, Nf4) {
-  const std::uint32_t t_bits[15] = {
-      0xBF591CD9u, 0xBF1C5270u, 0xBEEB8480u, 0xBEADEA76u, 0xBE703CECu,
-      0xBE0D38BCu, 0xBD3A7871u, 0x3D22FAFFu, 0x3DF64863u, 0x3E5067E0u,
-      0x3E9582D4u, 0x3EC753F9u, 0x3F006D03u, 0x3F248DAFu, 0x3F5C89D9u,
-  };
-  for (unsigned i = 0; i < 15; ++i) {
-    const float t = float_of(t_bits[i]);
-    // x == T_i takes the lower code (strict >), the next float up takes the upper one.
-    LOWBIT_EXPECT_CODE("nf4", "threshold", t, static_cast<unsigned>(lc::nf4::encode(t)), i);
-    const float below = std::nextafter(t, -kInf);
-    LOWBIT_EXPECT_CODE("nf4", "threshold", below, static_cast<unsigned>(lc::nf4::encode(below)), i);
-    const float above = std::nextafter(t, kInf);
-    LOWBIT_EXPECT_CODE("nf4", "threshold", above, static_cast<unsigned>(lc::nf4::encode(above)), i + 1);
-  }
-  const struct {
-    float x;
-    unsigned code;
-  } specials[] = {{kNaN, 0},   {kNegNaN, 0},  {kSignalingNaN, 0}, {-kInf, 0}, {kInf, 15},
-                  {-2.0f, 0},  {2.0f, 15},    {-1.0f, 0},         {1.0f, 15}, {0.0f, 7},
-                  {-0.0f, 7},  {1e-30f, 7},   {-1e-30f, 7}};
-  for (const auto& s : specials) {
-    LOWBIT_EXPECT_CODE("nf4", "special", s.x, static_cast<unsigned>(lc::nf4::encode(s.x)), s.code);
+struct InputCode {
+  float x;
+  unsigned code;
+};
+
+/// Inputs with their expected codes, for a codebook codec.
+template <class Codec>
+void expect_codes(const char* name, const char* mode, std::initializer_list<InputCode> cases) {
+  for (const InputCode& k : cases) {
+    LOWBIT_EXPECT_CODE(name, mode, k.x, code_of<Codec>(k.x), k.code);
   }
 }
 
+TEST(Thresholds, Nf4) {
+  for (unsigned i = 0; i < 15; ++i) {
+    const float t = float_of(spec::kNf4ThresholdBits[i]);
+    // x == T_i takes the lower code (strict >), the next float up takes the upper one.
+    LOWBIT_EXPECT_CODE("nf4", "threshold", t, code_of<lc::nf4>(t), i);
+    const float below = std::nextafter(t, -kInf);
+    LOWBIT_EXPECT_CODE("nf4", "threshold", below, code_of<lc::nf4>(below), i);
+    const float above = std::nextafter(t, kInf);
+    LOWBIT_EXPECT_CODE("nf4", "threshold", above, code_of<lc::nf4>(above), i + 1);
+  }
+  expect_codes<lc::nf4>("nf4", "special",
+                        {{kNaN, 0},  {kNegNaN, 0}, {kSignalingNaN, 0}, {-kInf, 0}, {kInf, 15},
+                         {-2.0f, 0}, {2.0f, 15},   {-1.0f, 0},         {1.0f, 15}, {0.0f, 7},
+                         {-0.0f, 7}, {1e-30f, 7},  {-1e-30f, 7}});
+}
+
 TEST(Thresholds, BnbFp4) {
-  // Magnitude thresholds, ascending, and the code of each magnitude rank:
-  // 0 -> 0b000, 1/192 -> 0b001, 1/6 -> 0b110, 1/4 -> 0b111, 1/3 -> 0b100, 1/2 -> 0b101,
-  // 2/3 -> 0b010, 1 -> 0b011.
-  const std::uint32_t t_bits[7] = {0x3B2AAAB9u, 0x3DB00000u, 0x3E555555u, 0x3E955555u,
-                                   0x3ED55556u, 0x3F155550u, 0x3F555555u};
-  const unsigned rank_code[8] = {0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011};
+  // Magnitude thresholds, ascending; spec::kBnbFp4RankCode is the code of each magnitude rank.
   for (unsigned i = 0; i < 7; ++i) {
-    const float t = float_of(t_bits[i]);
+    const float t = float_of(spec::kBnbFp4ThresholdBits[i]);
     const float above = std::nextafter(t, kInf);
     const float below = std::nextafter(t, 0.0f);
     for (const bool negative : {false, true}) {
       const float s = negative ? -1.0f : 1.0f;
       const unsigned sign = negative ? 8u : 0u;
-      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * t,
-                         static_cast<unsigned>(lc::bnb_fp4::encode(s * t)), rank_code[i] | sign);
-      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * below,
-                         static_cast<unsigned>(lc::bnb_fp4::encode(s * below)), rank_code[i] | sign);
-      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * above,
-                         static_cast<unsigned>(lc::bnb_fp4::encode(s * above)), rank_code[i + 1] | sign);
+      const unsigned lower = spec::kBnbFp4RankCode[i] | sign;
+      const unsigned upper = spec::kBnbFp4RankCode[i + 1] | sign;
+      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * t, code_of<lc::bnb_fp4>(s * t), lower);
+      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * below, code_of<lc::bnb_fp4>(s * below), lower);
+      LOWBIT_EXPECT_CODE("bnb_fp4", "threshold", s * above, code_of<lc::bnb_fp4>(s * above), upper);
     }
   }
   // sign = (x < 0): -0.0 and every NaN give sign 0 and magnitude 0 -> code 0. Tiny negative values
   // give bnb's "negative zero" code 8.
-  const struct {
-    float x;
-    unsigned code;
-  } specials[] = {{kNaN, 0},  {kNegNaN, 0}, {kSignalingNaN, 0}, {-kInf, 11}, {kInf, 3},
-                  {-2.0f, 11}, {2.0f, 3},   {-1.0f, 11},        {1.0f, 3},   {0.0f, 0},
-                  {-0.0f, 0},  {1e-30f, 0}, {-1e-30f, 8}};
-  for (const auto& s : specials) {
-    LOWBIT_EXPECT_CODE("bnb_fp4", "special", s.x, static_cast<unsigned>(lc::bnb_fp4::encode(s.x)), s.code);
-  }
+  expect_codes<lc::bnb_fp4>("bnb_fp4", "special",
+                            {{kNaN, 0},   {kNegNaN, 0}, {kSignalingNaN, 0}, {-kInf, 11}, {kInf, 3},
+                             {-2.0f, 11}, {2.0f, 3},    {-1.0f, 11},        {1.0f, 3},   {0.0f, 0},
+                             {-0.0f, 0},  {1e-30f, 0},  {-1e-30f, 8}});
 }
 
 // ---------------------------------------------------------------------------------------------
-// bnb_dynamic8: CUDA dQuantize<0> semantics (bitsandbytes-semantics.md §2.2) against a linear scan
-// over a table regenerated with create_dynamic_map (§1.3, FMA linspace).
-
-float mul_f32(float a, float b) {
-  return static_cast<float>(static_cast<double>(a) * static_cast<double>(b));
-}
-
-std::vector<float> regenerate_bnb_dynamic_map() {
-  const double powers_of_ten[7] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0};
-  std::vector<float> data;
-  for (int i = 0; i < 7; ++i) {
-    const int steps = (1 << i) + 1;  // fraction_items (signed, E = 7, 8 bits)
-    const float start = 0.1f, end = 1.0f;
-    const float step = (end - start) / static_cast<float>(steps - 1);
-    std::vector<float> b(static_cast<std::size_t>(steps));
-    for (int idx = 0; idx < steps; ++idx) {
-      b[static_cast<std::size_t>(idx)] =
-          idx < steps / 2 ? std::fma(step, static_cast<float>(idx), start)
-                          : std::fma(-step, static_cast<float>(steps - idx - 1), end);
-    }
-    const float scale = static_cast<float>(powers_of_ten[i]);
-    for (std::size_t k = 0; k + 1 < b.size(); ++k) {
-      const float v = mul_f32(scale, (b[k] + b[k + 1]) / 2.0f);
-      data.push_back(v);
-      data.push_back(-v);
-    }
-  }
-  data.push_back(0.0f);
-  data.push_back(1.0f);
-  std::sort(data.begin(), data.end());
-  return data;
-}
-
-/// Nearest entry of an ascending table, deciding against the float32 midpoint
-/// f32((t[k] + t[k+1]) * 0.5); exact ties go to the even index; NaN -> 0.
-unsigned ref_dynamic8_encode(const std::vector<float>& t, float x) {
-  if (std::isnan(x) || x <= t[0]) return 0;
-  if (x > t[255]) return 255;
-  std::size_t k = 0;
-  while (!(x <= t[k + 1])) ++k;  // t[k] < x <= t[k+1]
-  const float mid = (t[k] + t[k + 1]) * 0.5f;
-  if (x < mid) return static_cast<unsigned>(k);
-  if (x > mid) return static_cast<unsigned>(k + 1);
-  return static_cast<unsigned>(k % 2 == 0 ? k : k + 1);
-}
+// bnb_dynamic8: CUDA dQuantize<0> semantics (bitsandbytes-semantics.md §2.2, the nearest-entry
+// search of spec::dynamic8_nearest_code) over the table regenerated with create_dynamic_map
+// (§1.3, FMA linspace).
 
 std::vector<float> dynamic8_probe_points(const std::vector<float>& t) {
   std::vector<float> xs = {kNaN, kNegNaN, -kInf, kInf, -2.0f, 2.0f, -1.0f, 1.0f, 0.0f, -0.0f,
@@ -541,12 +419,12 @@ std::vector<float> dynamic8_probe_points(const std::vector<float>& t) {
 }
 
 TEST(BnbDynamic8, MidpointsAndTies) {
-  const std::vector<float> t = regenerate_bnb_dynamic_map();
+  const std::vector<float> t = spec::bnb_dynamic_map();
   ASSERT_EQ(t.size(), 256u);
   int probes = 0;
   for (const float x : dynamic8_probe_points(t)) {
-    const unsigned want = ref_dynamic8_encode(t, x);
-    LOWBIT_EXPECT_CODE("bnb_dynamic8", "encode", x, static_cast<unsigned>(lc::bnb_dynamic8::encode(x)), want);
+    const unsigned want = spec::dynamic8_nearest_code(t, x);
+    LOWBIT_EXPECT_CODE("bnb_dynamic8", "encode", x, code_of<lc::bnb_dynamic8>(x), want);
     LOWBIT_EXPECT_CODE("bnb_dynamic8", "encode_with_table", x,
                        static_cast<unsigned>(lc::bnb_dynamic8::encode_with_table(t.data(), x)), want);
     ++probes;
@@ -556,19 +434,19 @@ TEST(BnbDynamic8, MidpointsAndTies) {
   for (unsigned k = 0; k + 1 < 256; ++k) {
     const float mid = (t[k] + t[k + 1]) * 0.5f;
     const unsigned even = k % 2 == 0 ? k : k + 1;
-    LOWBIT_EXPECT_CODE("bnb_dynamic8", "tie", mid, static_cast<unsigned>(lc::bnb_dynamic8::encode(mid)), even);
+    LOWBIT_EXPECT_CODE("bnb_dynamic8", "tie", mid, code_of<lc::bnb_dynamic8>(mid), even);
   }
 }
 
 // encode_with_table searches the table it is given: a different ascending table (a linear map)
-// gives the linear scan's answers over that table.
+// gives the reference search's answers over that table.
 TEST(BnbDynamic8, EncodeWithTableUsesGivenTable) {
   std::vector<float> linear(256);
   for (int i = 0; i < 256; ++i) linear[static_cast<std::size_t>(i)] = static_cast<float>(i - 127) / 128.0f;
   for (const float x : dynamic8_probe_points(linear)) {
     LOWBIT_EXPECT_CODE("bnb_dynamic8", "encode_with_table(linear)", x,
                        static_cast<unsigned>(lc::bnb_dynamic8::encode_with_table(linear.data(), x)),
-                       ref_dynamic8_encode(linear, x));
+                       spec::dynamic8_nearest_code(linear, x));
   }
 }
 
