@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: Apache-2.0
+// The host engine against the scalar reference (tests/support/reference_engine.hpp), bit for bit:
+// every format x input dtype x output dtype x block size, partial blocks, n = 0, 1, odd, zero
+// blocks, unaligned pointers, one thread and all, AVX2 and portable paths; double quantization;
+// errors and the nothing-written guarantee.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <lowbit/lowbit.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "reference_engine.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using lowbit::dtype;
+using lowbit::format;
+using lowbit_test::narrow;
+
+// Seeded input: normal values, a planted zero block, a block of tiny values, and outliers.
+template <class T>
+std::vector<T> make_input(std::int64_t n, std::int64_t bs, std::uint64_t salt) {
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ salt);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<T> x(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) x[i] = narrow<T>(normal(rng));
+  if (n > 2 * bs) {
+    for (std::int64_t i = bs; i < 2 * bs; ++i) x[i] = narrow<T>(i % 3 ? 0.0f : -0.0f);  // zero block
+  }
+  if (n > 3 * bs) {
+    for (std::int64_t i = 2 * bs; i < 3 * bs; ++i) x[i] = narrow<T>(normal(rng) * 1e-3f);
+  }
+  if (n > 7) x[n / 2] = narrow<T>(40.0f);
+  return x;
+}
+
+struct engine_output {
+  std::vector<std::uint8_t> codes, zero_points, nested_codes;
+  std::vector<float> scales, nested_scales;
+  float offset = 0;
+};
+
+// Runs host::quantize into buffers placed at a one-byte/one-element offset (unaligned).
+template <class T>
+lowbit::status run_quantize(format f, const T* x, std::int64_t n, std::int64_t bs, bool nested,
+                            const lowbit::host::options& opt, engine_output& out) {
+  const std::int64_t nb = lowbit::quant::block_count(n, bs);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(lowbit::code_bytes(f, n)) + 1);
+  std::vector<float> scales(static_cast<std::size_t>(nb) + 1);
+  std::vector<std::uint8_t> zps(static_cast<std::size_t>(nb) + 1), ncodes(static_cast<std::size_t>(nb) + 1);
+  std::vector<float> nscales(static_cast<std::size_t>(lowbit::quant::block_count(nb, 256)) + 1);
+  lowbit::quant_view q;
+  q.fmt = f;
+  q.numel = n;
+  q.block_size = bs;
+  q.codes = codes.data() + 1;
+  q.scales = nested ? nullptr : scales.data() + 1;
+  q.zero_points = lowbit::info(f).zero_point ? zps.data() + 1 : nullptr;
+  if (nested) {
+    q.nested_codes = ncodes.data() + 1;
+    q.nested_scales = nscales.data() + 1;
+  }
+  const lowbit::status s = lowbit::host::quantize(x, lowbit::dtype_of<T>::value, q, opt);
+  out.codes.assign(codes.begin() + 1, codes.end());
+  out.scales.assign(scales.begin() + 1, scales.end());
+  out.zero_points.assign(zps.begin() + 1, zps.end());
+  out.nested_codes.assign(ncodes.begin() + 1, ncodes.end());
+  out.nested_scales.assign(nscales.begin() + 1, nscales.end());
+  out.offset = q.nested_offset;
+  return s;
+}
+
+template <class Out>
+std::vector<Out> run_dequantize(format f, const engine_output& e, std::int64_t n, std::int64_t bs, bool nested,
+                                const lowbit::host::options& opt) {
+  lowbit::quant_view q;
+  q.fmt = f;
+  q.numel = n;
+  q.block_size = bs;
+  q.codes = const_cast<std::uint8_t*>(e.codes.data());
+  q.scales = nested ? nullptr : const_cast<float*>(e.scales.data());
+  q.zero_points = const_cast<std::uint8_t*>(e.zero_points.data());
+  if (nested) {
+    q.nested_codes = const_cast<std::uint8_t*>(e.nested_codes.data());
+    q.nested_scales = const_cast<float*>(e.nested_scales.data());
+    q.nested_offset = e.offset;
+  }
+  std::vector<Out> out(static_cast<std::size_t>(n) + 1);
+  const lowbit::status s = lowbit::host::dequantize(q, out.data() + 1, lowbit::dtype_of<Out>::value, opt);
+  EXPECT_TRUE(s.ok()) << s.message();
+  return std::vector<Out>(out.begin() + 1, out.end());
+}
+
+template <class T>
+std::uint16_t raw(T v) {
+  return v.bits;
+}
+inline std::uint32_t raw(float v) { return lowbit_test::bits_of(v); }
+
+template <class In, class Out>
+void check_against_reference(format f, std::int64_t n, std::int64_t bs) {
+  LOWBIT_SEED_TRACE();
+  const std::string ctx = std::string(lowbit::info(f).name) + " in " + lowbit::dtype_name(lowbit::dtype_of<In>::value) +
+                          " out " + lowbit::dtype_name(lowbit::dtype_of<Out>::value) + " n " + std::to_string(n) +
+                          " block " + std::to_string(bs);
+  SCOPED_TRACE(ctx);
+  const std::vector<In> x = make_input<In>(n, bs, static_cast<std::uint64_t>(n * 131 + bs));
+  const lowbit_test::reference_quantized ref = lowbit_test::ref_quantize(f, x.data(), n, bs);
+  const std::int64_t nb = lowbit::quant::block_count(n, bs);
+  for (int variant = 0; variant < 3; ++variant) {
+    lowbit::host::options opt;
+    opt.threads = variant == 1 ? 1 : 0;
+    opt.simd = variant != 2;
+    engine_output e;
+    // input at an odd element offset: copy x one element further into a larger buffer
+    std::vector<In> shifted(x.size() + 1);
+    std::copy(x.begin(), x.end(), shifted.begin() + 1);
+    const lowbit::status s = run_quantize(f, shifted.data() + 1, n, bs, false, opt, e);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_EQ(std::vector<std::uint8_t>(e.codes.begin(), e.codes.begin() + static_cast<std::ptrdiff_t>(ref.codes.size())), ref.codes)
+        << "codes differ (variant " << variant << ")";
+    for (std::int64_t b = 0; b < nb; ++b) {
+      ASSERT_EQ(lowbit_test::bits_of(e.scales[b]), lowbit_test::bits_of(ref.scales[b])) << "scale of block " << b;
+      if (lowbit::info(f).zero_point) {
+        ASSERT_EQ(e.zero_points[b], ref.zero_points[b]) << "zero point of block " << b;
+      }
+    }
+    const std::vector<Out> got = run_dequantize<Out>(f, e, n, bs, false, opt);
+    const std::vector<Out> want = lowbit_test::ref_dequantize<Out>(f, ref.codes.data(), ref.scales.data(),
+                                                                   ref.zero_points.data(), n, bs);
+    for (std::int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(raw(got[i]), raw(want[i])) << "dequantized element " << i << " (variant " << variant << ")";
+  }
+}
+
+const std::int64_t kBlocks[] = {32, 64, 128, 256, 512, 1024, 2048, 4096, 1, 3, 37, 100};
+
+template <class In, class Out>
+void sweep_format(format f) {
+  for (std::int64_t bs : kBlocks) {
+    for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{2}, std::int64_t{3}, bs - 1, bs, bs + 1,
+                           4 * bs + 17, 5 * bs}) {
+      if (n < 0) continue;
+      check_against_reference<In, Out>(f, n, bs);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+class EngineVsReference : public ::testing::TestWithParam<format> {};
+
+TEST_P(EngineVsReference, Float32In) { sweep_format<float, float>(GetParam()); }
+TEST_P(EngineVsReference, Float16InBfloat16Out) { sweep_format<lowbit::f16, lowbit::bf16>(GetParam()); }
+TEST_P(EngineVsReference, Bfloat16InFloat16Out) { sweep_format<lowbit::bf16, lowbit::f16>(GetParam()); }
+TEST_P(EngineVsReference, Float32InBfloat16Out) {
+  for (std::int64_t bs : {64, 4096, 7}) check_against_reference<float, lowbit::bf16>(GetParam(), 3 * bs + 5, bs);
+}
+TEST_P(EngineVsReference, LargeMultiThreaded) {
+  check_against_reference<float, float>(GetParam(), (1 << 20) + 3, 64);
+  check_against_reference<lowbit::bf16, lowbit::bf16>(GetParam(), (1 << 18) + 1, 4096);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, EngineVsReference,
+                         ::testing::Values(format::nf4, format::bnb_fp4, format::bnb_dynamic8, format::int8_absmax,
+                                           format::uint8_zeropoint, format::e4m3fn, format::e5m2, format::e2m1fn),
+                         [](const ::testing::TestParamInfo<format>& p) { return std::string(lowbit::info(p.param).name); });
+
+// Double quantization against the definition: offset = mean of the float32 absmax (double sum in
+// block order), absmax - offset quantized with bnb_dynamic8 in blocks of 256; the dequantized
+// scale is f32(f32(code2 * absmax2) + offset).
+TEST(DoubleQuant, MatchesDefinition) {
+  LOWBIT_SEED_TRACE();
+  for (format f : {format::nf4, format::bnb_fp4, format::bnb_dynamic8}) {
+    for (std::int64_t bs : {32, 64, 4096}) {
+      const std::int64_t n = 300 * bs + 11;
+      SCOPED_TRACE(std::string(lowbit::info(f).name) + " block " + std::to_string(bs));
+      const std::vector<float> x = make_input<float>(n, bs, 99);
+      const auto ref = lowbit_test::ref_quantize(f, x.data(), n, bs);
+      const std::int64_t nb = lowbit::quant::block_count(n, bs);
+      double sum = 0;
+      for (std::int64_t b = 0; b < nb; ++b) sum += ref.scales[b];
+      const float offset = static_cast<float>(sum / static_cast<double>(nb));
+      std::vector<float> diff(static_cast<std::size_t>(nb));
+      for (std::int64_t b = 0; b < nb; ++b) diff[b] = ref.scales[b] - offset;
+      const auto nested = lowbit_test::ref_quantize(format::bnb_dynamic8, diff.data(), nb, 256);
+
+      engine_output e;
+      ASSERT_TRUE(run_quantize(f, x.data(), n, bs, true, {}, e).ok());
+      EXPECT_EQ(lowbit_test::bits_of(e.offset), lowbit_test::bits_of(offset));
+      EXPECT_EQ(std::vector<std::uint8_t>(e.codes.begin(), e.codes.begin() + static_cast<std::ptrdiff_t>(ref.codes.size())), ref.codes);
+      for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(e.nested_codes[b], nested.codes[b]) << "nested code " << b;
+      for (std::size_t j = 0; j < nested.scales.size(); ++j)
+        ASSERT_EQ(lowbit_test::bits_of(e.nested_scales[j]), lowbit_test::bits_of(nested.scales[j])) << "nested scale " << j;
+
+      std::vector<float> scale(static_cast<std::size_t>(nb));
+      for (std::int64_t b = 0; b < nb; ++b) {
+        volatile float p = lowbit::codecs::bnb_dynamic8::decode(nested.codes[b]) * nested.scales[b / 256];
+        scale[b] = p + offset;
+      }
+      const auto want = lowbit_test::ref_dequantize<float>(f, ref.codes.data(), scale.data(), nullptr, n, bs);
+      const auto got = run_dequantize<float>(f, e, n, bs, true, {});
+      for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(lowbit_test::bits_of(got[i]), lowbit_test::bits_of(want[i])) << i;
+    }
+  }
+}
+
+// Non-finite input: an error naming the first bad index, and no output byte changes.
+TEST(Errors, NonFiniteInputWritesNothing) {
+  for (format f : {format::nf4, format::e4m3fn, format::uint8_zeropoint}) {
+    for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+      std::vector<float> x(1000, 0.5f);
+      x[777] = bad;
+      x[900] = bad;
+      std::vector<std::uint8_t> codes(1000, 0xAB), zps(16, 0xAB);
+      std::vector<float> scales(16, 12.5f);
+      lowbit::quant_view q;
+      q.fmt = f;
+      q.numel = 1000;
+      q.block_size = 64;
+      q.codes = codes.data();
+      q.scales = scales.data();
+      q.zero_points = zps.data();
+      const lowbit::status s = lowbit::host::quantize(x.data(), dtype::f32, q);
+      EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+      EXPECT_NE(std::string(s.message()).find("element 777"), std::string::npos) << s.message();
+      for (auto c : codes) ASSERT_EQ(c, 0xAB);
+      for (auto c : zps) ASSERT_EQ(c, 0xAB);
+      for (float v : scales) ASSERT_EQ(v, 12.5f);
+    }
+  }
+}
+
+// With allow_nonfinite, NaN elements get the codec's NaN result and are ignored by the block
+// statistics; an Inf makes its block's absmax Inf.
+TEST(Errors, AllowNonFinite) {
+  std::vector<float> x(128, 0.25f);
+  x[3] = std::nanf("");
+  x[70] = INFINITY;
+  lowbit::host::options opt;
+  opt.allow_nonfinite = true;
+  for (format f : {format::nf4, format::e4m3fn, format::int8_absmax}) {
+    engine_output e;
+    ASSERT_TRUE(run_quantize(f, x.data(), 128, 64, false, opt, e).ok()) << lowbit::info(f).name;
+    EXPECT_EQ(e.scales[0], f == format::e4m3fn ? 0.25f / 448.0f : 0.25f);
+    const std::uint8_t nan_code = f == format::e4m3fn ? 0x7F : 0;
+    // element 3: nf4 packs it in the low nibble of byte 1
+    EXPECT_EQ(f == format::nf4 ? (e.codes[1] & 15) : e.codes[3], nan_code) << lowbit::info(f).name;
+    EXPECT_TRUE(std::isinf(f == format::e4m3fn ? e.scales[1] * 448.0f : e.scales[1])) << lowbit::info(f).name;
+  }
+}
+
+TEST(Errors, BadArguments) {
+  std::vector<float> x(100, 1.0f);
+  std::vector<std::uint8_t> codes(100), zps(4);
+  std::vector<float> scales(4);
+  auto base = [&] {
+    lowbit::quant_view q;
+    q.fmt = format::nf4;
+    q.numel = 100;
+    q.block_size = 32;
+    q.codes = codes.data();
+    q.scales = scales.data();
+    return q;
+  };
+  auto expect_error = [&](lowbit::quant_view q, const void* in, dtype dt, lowbit::errc code, const char* needle) {
+    const lowbit::status s = lowbit::host::quantize(in, dt, q);
+    EXPECT_EQ(s.code(), code) << s.message();
+    EXPECT_NE(std::string(s.message()).find(needle), std::string::npos) << s.message();
+  };
+  auto q = base();
+  expect_error(q, nullptr, dtype::f32, lowbit::errc::invalid_argument, "input x is null");
+  q.codes = nullptr;
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "codes is null");
+  q = base();
+  q.scales = nullptr;
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "scales is null");
+  q = base();
+  q.block_size = 0;
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "block_size is 0");
+  q = base();
+  q.numel = -5;
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "numel is -5");
+  q = base();
+  q.fmt = static_cast<format>(42);
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "format 42");
+  q = base();
+  expect_error(q, x.data(), static_cast<dtype>(9), lowbit::errc::invalid_argument, "dtype 9");
+  q = base();
+  q.fmt = format::e4m3fn;
+  q.nested_codes = zps.data();
+  q.nested_scales = scales.data();
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::unsupported, "double quantization");
+  q = base();
+  q.fmt = format::uint8_zeropoint;
+  expect_error(q, x.data(), dtype::f32, lowbit::errc::invalid_argument, "zero_points is null");
+  std::vector<float> out(100);
+  q = base();
+  EXPECT_EQ(lowbit::host::dequantize(q, nullptr, dtype::f32).code(), lowbit::errc::invalid_argument);
+  EXPECT_EQ(lowbit::host::dequantize(q, out.data(), static_cast<dtype>(7)).code(), lowbit::errc::invalid_argument);
+}
+
+TEST(QuantTensor, GranularitiesAndSizes) {
+  std::vector<float> w(4096 * 64);
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
+  std::normal_distribution<float> normal;
+  for (float& v : w) v = normal(rng);
+  lowbit::quant_tensor q;
+  lowbit::quantize_params p;
+  for (std::int64_t bad : {0, 16, 48, 8192}) {
+    p.gran = lowbit::granularity::per_block(bad);
+    const lowbit::status s = lowbit::quantize(w.data(), dtype::f32, {4096, 64}, p, q);
+    EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+    EXPECT_NE(std::string(s.message()).find("power of two"), std::string::npos) << s.message();
+  }
+  p.gran = lowbit::granularity::per_row();
+  p.fmt = format::int8_absmax;
+  ASSERT_TRUE(lowbit::quantize(w.data(), dtype::f32, {4096, 64}, p, q).ok());
+  EXPECT_EQ(q.block_size(), 64);
+  EXPECT_EQ(q.blocks(), 4096);
+  EXPECT_EQ(q.nbytes(), 4096 * 64 + 4096 * 4);
+  p.gran = lowbit::granularity::per_tensor();
+  p.fmt = format::e4m3fn;
+  ASSERT_TRUE(lowbit::quantize(w.data(), dtype::f32, {4096, 64}, p, q).ok());
+  EXPECT_EQ(q.blocks(), 1);
+  p = {};
+  p.double_quant = true;
+  std::vector<float> big(4096 * 4096, 0.0f);
+  for (std::size_t i = 0; i < big.size(); i += 7) big[i] = normal(rng);
+  ASSERT_TRUE(lowbit::quantize(big.data(), dtype::f32, {4096, 4096}, p, q).ok());
+  EXPECT_NEAR(q.bits_per_value(), 4.127, 0.0005);
+  EXPECT_EQ(q.nbytes(), 4096 * 4096 / 2 + 4096 * 4096 / 64 + 4096 * 4096 / 64 / 256 * 4 + 4);
+  p.fmt = format::e2m1fn;
+  EXPECT_EQ(lowbit::quantize(big.data(), dtype::f32, {4096, 4096}, p, q).code(), lowbit::errc::unsupported);
+}
+
+}  // namespace
