@@ -36,7 +36,7 @@ struct format_info {
 };
 
 /// Facts about `f`.
-constexpr format_info info(format f) noexcept {
+LOWBIT_HD constexpr format_info info(format f) noexcept {
   using codecs::nibble_order;
   switch (f) {
     case format::nf4: return {"nf4", 4, true, false, nibble_order::high_first};

@@ -18,7 +18,8 @@
 /// - Partial last block: its statistics cover its valid elements only.
 /// - numel == 0 is valid and touches nothing.
 /// - Double quantization (`quant_view::nested()`): bitsandbytes-compatible. `offset` = mean of the
-///   float32 absmax values (summed in double in block order, then rounded to float32); the
+///   float32 absmax values (summed in double in the order of quant::offset_chunk, then rounded to
+///   float32); the
 ///   differences `f32(absmax - offset)` are quantized with bnb_dynamic8 in blocks of 256.
 ///   Dequantization reconstructs each scale as f32(f32(code2[q] * absmax2) + offset).
 #pragma once
@@ -240,8 +241,12 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
   buffer<float> absmax;
   LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), "quantize: absmax before double quantization"));
   LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
-  double sum = 0.0;
-  for (std::int64_t b = 0; b < nb; ++b) sum += absmax[b];
+  double sum = 0.0;  // quant::offset_chunk: the summation order every engine uses
+  for (std::int64_t c = 0; c < nb; c += quant::offset_chunk) {
+    double partial = 0.0;
+    for (std::int64_t b = c; b < std::min(nb, c + quant::offset_chunk); ++b) partial += absmax[b];
+    sum += partial;
+  }
   const float offset = static_cast<float>(sum / static_cast<double>(nb));
   for (std::int64_t b = 0; b < nb; ++b) absmax[b] = absmax[b] - offset;
   quant_view nested;

@@ -23,15 +23,22 @@
 /// code of +0.0 (`zero_code`) and dequantizes to +0.0. bitsandbytes' CUDA kernels write code 0
 /// there (NF4 -1.0 * 0 = -0.0); both decode to zero. A block whose encoding multiplier would
 /// overflow float32 (absmax below about 2.9e-39 for the bitsandbytes formats, 3.7e-37 for
-/// int8_absmax: subnormal or nearly so) is also a zero block, as on bitsandbytes' CUDA path, which
-/// flushes subnormal inputs to zero.
+/// int8_absmax) is also a zero block.
+///
+/// @par Subnormals
+/// lowbit computes with subnormals (no flush to zero, on every engine). bitsandbytes' CUDA kernels
+/// run with FTZ, so its bytes differ where a subnormal matters: a negative subnormal x * inv
+/// encodes in bnb_fp4 as the -0 code 8 here and as code 0 there, and a block whose absmax is a
+/// subnormal above 2.9e-39 is a zero block there but is scaled here.
 #pragma once
 
 #include "../codecs.hpp"
 #include "../config.hpp"
 #include "../format.hpp"
 
+#include <cstddef>
 #include <cstdint>
+#include <tuple>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace quant {
@@ -65,49 +72,23 @@ struct block_encoder {
   bool zero = true;      ///< zero block: every element gets the format's zero code
 };
 
-/// Compile-time description of one format's per-block arithmetic.
-template <format F>
-struct scheme;
+/// The element codecs of the formats, in enum order.
+using format_codecs = std::tuple<codecs::nf4, codecs::bnb_fp4, codecs::bnb_dynamic8, codecs::int8_absmax,
+                                 codecs::uint8_zeropoint, codecs::e4m3fn, codecs::e5m2, codecs::e2m1fn>;
+static_assert(std::tuple_size<format_codecs>::value == format_count, "one codec per format");
 
-template <>
-struct scheme<format::nf4> {
-  using codec = codecs::nf4;
-  static constexpr std::uint8_t zero_code = codecs::nf4::zero_code;
-};
-template <>
-struct scheme<format::bnb_fp4> {
-  using codec = codecs::bnb_fp4;
-  static constexpr std::uint8_t zero_code = codecs::bnb_fp4::zero_code;
-};
-template <>
-struct scheme<format::bnb_dynamic8> {
-  using codec = codecs::bnb_dynamic8;
-  static constexpr std::uint8_t zero_code = codecs::bnb_dynamic8::zero_code;
-};
-template <>
-struct scheme<format::int8_absmax> {
-  using codec = codecs::int8_absmax;
-  static constexpr std::uint8_t zero_code = 0;
-};
-template <>
-struct scheme<format::uint8_zeropoint> {
-  using codec = codecs::uint8_zeropoint;
-  static constexpr std::uint8_t zero_code = 0;
-};
-template <>
-struct scheme<format::e4m3fn> {
-  using codec = codecs::e4m3fn;
-  static constexpr std::uint8_t zero_code = 0;
-};
-template <>
-struct scheme<format::e5m2> {
-  using codec = codecs::e5m2;
-  static constexpr std::uint8_t zero_code = 0;
-};
-template <>
-struct scheme<format::e2m1fn> {
-  using codec = codecs::e2m1fn;
-  static constexpr std::uint8_t zero_code = 0;
+/// Compile-time description of one format's per-block arithmetic: its codec and the code every
+/// element of a zero block gets (the code of +0.0).
+template <format F>
+struct scheme {
+  using codec = std::tuple_element_t<static_cast<std::size_t>(F), format_codecs>;
+  static constexpr std::uint8_t zero_code = [] {
+    if constexpr (info(F).bnb) {
+      return codec::zero_code;
+    } else {
+      return std::uint8_t{0};
+    }
+  }();
 };
 
 /// The largest finite value of a minifloat format, as used by its block scale.
@@ -201,6 +182,11 @@ LOWBIT_HD constexpr std::int64_t block_count(std::int64_t n, std::int64_t block_
 
 /// Block size of bitsandbytes' nested (double) quantization of the absmax values.
 inline constexpr std::int64_t nested_block_size = 256;
+
+/// The nested offset is the mean of the block absmax values, summed in double in this fixed order
+/// on every engine: partial sums of `offset_chunk` consecutive blocks, each in block order, then
+/// the partial sums in order; the total divided by the block count and rounded to float32.
+inline constexpr std::int64_t offset_chunk = 1024;
 
 /// Reconstructs a double-quantized block scale: f32(f32(code2[q] * absmax2) + offset), two
 /// roundings as bitsandbytes' dequantize_4bit (never fused into one FMA).

@@ -40,6 +40,9 @@ struct quant_view {
   std::uint8_t* nested_codes = nullptr;  ///< nblocks uint8 when double-quantized, else null
   float* nested_scales = nullptr;        ///< ceil(nblocks / 256) float32
   float nested_offset = 0.0f;
+  /// CUDA engine only: the device address where quantize writes the nested offset and from which
+  /// dequantize reads it; when set it replaces `nested_offset` there. The host engine ignores it.
+  float* nested_offset_device = nullptr;
   /// Optional 256-entry decode table of the nested codes (a checkpoint's `nested_quant_map`).
   const float* nested_code_table = nullptr;
 
@@ -51,7 +54,7 @@ struct quant_view {
 };
 
 /// Bytes of packed codes for `n` elements of format `f`.
-constexpr std::int64_t code_bytes(format f, std::int64_t n) noexcept {
+LOWBIT_HD constexpr std::int64_t code_bytes(format f, std::int64_t n) noexcept {
   return info(f).bits == 4 ? (n + 1) / 2 : n;
 }
 
