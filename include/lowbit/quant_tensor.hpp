@@ -244,7 +244,7 @@ inline status quantize(const void* data, dtype dt, const std::vector<std::int64_
   quant_tensor t;
   LOWBIT_TRY(quant_tensor::allocate(p.fmt, shape, dt, block, p.double_quant, t));
   quant_view v = t.view();
-  LOWBIT_TRY(host::quantize(data, dt, v, p.options));
+  LOWBIT_TRY(host::quantize_into(data, dt, v, p.options));  // t is discarded on error
   t.set_nested_offset(v.nested_offset);
   out = std::move(t);
   return {};

@@ -25,7 +25,7 @@ LOWBIT_AVX2 std::uint64_t sweep_range(std::uint64_t begin, std::uint64_t end, bo
                                       std::uint32_t& first_bad) {
   __m256 thr[15];
   if constexpr (F == format::nf4) {
-    for (int i = 0; i < 15; ++i) thr[i] = _mm256_set1_ps(codecs::nf4::threshold(i));
+    avx2::detail::nf4_search_thresholds(thr);
   } else if constexpr (F == format::bnb_fp4) {
     for (int i = 0; i < 7; ++i) thr[i] = _mm256_set1_ps(codecs::bnb_fp4::threshold(i));
   }

@@ -69,7 +69,7 @@ struct stats_entry {
   bool has_nan = false;
 };
 
-/// Pass A: statistics of blocks [b0, b1); returns the first non-finite index or -1.
+/// Statistics of blocks [b0, b1) into out[0 .. b1 - b0); returns the first non-finite index or -1.
 template <class T>
 std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int64_t b0, std::int64_t b1,
                           stats_entry* out, bool use_simd) {
@@ -77,7 +77,7 @@ std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int6
   for (std::int64_t b = b0; b < b1; ++b) {
     const std::int64_t e0 = b * bs;
     const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
-    stats_entry& s = out[b];
+    stats_entry& s = out[b - b0];
     s = stats_entry{};
     std::int64_t i = e0;
     if (use_simd) {
@@ -127,10 +127,63 @@ void encode_block(const T* x, std::int64_t e0, std::int64_t e1, const quant::blo
   }
 }
 
+/// Elements one task of the fused quantizer handles at a time (statistics, then codes, while the
+/// chunk is still in the core's cache).
+inline constexpr std::int64_t fused_chunk_elements = std::int64_t{1} << 14;
+inline constexpr std::int64_t fused_chunk_blocks = 512;
+
+inline status nonfinite_error(std::int64_t i, float v) {
+  return status::error(errc::non_finite,
+                       "quantize: input element %lld is %s; nothing was written (options::allow_nonfinite accepts it)",
+                       static_cast<long long>(i), v != v ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
+}
+
+/// One pass over the input: each task takes a cache-sized chunk of whole blocks, gathers their
+/// statistics and encodes them at once. The outputs of chunks before a non-finite element may be
+/// written when the error is returned: callers that must leave their buffers untouched write
+/// into scratch first (see quantize below).
+template <format F, class T>
+status quantize_fused(const T* x, const quant_view& q, const options& opt, float* scales_out) {
+  const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
+  const bool simd = opt.simd && avx2::available();
+  const std::int64_t per_chunk = std::max<std::int64_t>(1, std::min(fused_chunk_blocks, fused_chunk_elements / bs));
+  const std::int64_t chunks = (nb + per_chunk - 1) / per_chunk;
+  std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
+  parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
+    stats_entry st[fused_chunk_blocks];
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const std::int64_t b0 = c * per_chunk, b1 = std::min(nb, b0 + per_chunk);
+      const std::int64_t fb = gather_stats(x, n, bs, b0, b1, st, simd);
+      if (fb >= 0) {
+        std::int64_t cur = first_bad.load();
+        while (fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
+        }
+      }
+      if (!opt.allow_nonfinite && first_bad.load(std::memory_order_relaxed) != std::numeric_limits<std::int64_t>::max())
+        continue;  // the call fails: skip the remaining work
+      for (std::int64_t b = b0; b < b1; ++b) {
+        const quant::block_encoder enc = quant::make_encoder<F>(st[b - b0].st);
+        scales_out[b] = enc.scale;
+        if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
+        const std::int64_t e0 = b * bs;
+        encode_block<F>(x, e0, e0 + bs < n ? e0 + bs : n, enc, st[b - b0].has_nan, q.codes, simd);
+      }
+    }
+  });
+  if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
+    const std::int64_t i = first_bad.load();
+    return nonfinite_error(i, to_float(x[i]));
+  }
+  return {};
+}
+
 template <format F, class T>
 status quantize_typed(const T* x, const quant_view& q, const options& opt, float* scales_out) {
   constexpr bool four = info(F).bits == 4;
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
+  // Blocks that fit a cache-sized chunk (and 4-bit blocks that start on whole bytes) take the
+  // one-pass path; larger blocks (per tensor, long rows) read the input twice.
+  if (bs <= fused_chunk_elements && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
   buffer<stats_entry> stats;
   LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), "quantize: block statistics"));
@@ -139,17 +192,14 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   // Pass A: statistics and validation; nothing is written to the outputs yet.
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
   parallel_for(nb, grain, 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
-    const std::int64_t fb = gather_stats(x, n, bs, b0, b1, stats.data(), simd);
+    const std::int64_t fb = gather_stats(x, n, bs, b0, b1, stats.data() + b0, simd);
     std::int64_t cur = first_bad.load();
     while (fb >= 0 && fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
     }
   });
   if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
     const std::int64_t i = first_bad.load();
-    const float v = to_float(x[i]);
-    return status::error(errc::non_finite,
-                         "quantize: input element %lld is %s; nothing was written (options::allow_nonfinite accepts it)",
-                         static_cast<long long>(i), v != v ? "NaN" : (v > 0 ? "+Inf" : "-Inf"));
+    return nonfinite_error(i, to_float(x[i]));
   }
 
   // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
@@ -221,8 +271,26 @@ status dequantize_typed(const quant_view& q, T* out, const options& opt) {
   };
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
   const bool pairwise = four && (bs & 1);
+  // Runs of full blocks whose size is a multiple of 32 go through the AVX2 run kernel, 256
+  // blocks at a time with their scales gathered first; everything else block by block.
+  const bool runs = simd && bs % 32 == 0;
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1; ++b) {
+    std::int64_t b = b0;
+    if (runs) {
+      const std::int64_t full_end = std::min(b1, n / bs);
+      float scale[256];
+      int zp[256];
+      while (b < full_end) {
+        const std::int64_t m = std::min<std::int64_t>(256, full_end - b);
+        for (std::int64_t j = 0; j < m; ++j) {
+          scale[j] = scale_of(b + j);
+          zp[j] = info(F).zero_point ? q.zero_points[b + j] : 0;
+        }
+        avx2::decode_run<F>(four ? q.codes + b * bs / 2 : q.codes + b * bs, m, bs, scale, zp, table, out + b * bs);
+        b += m;
+      }
+    }
+    for (; b < b1; ++b) {
       const std::int64_t e0 = b * bs;
       const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
       const int zp = info(F).zero_point ? q.zero_points[b] : 0;
@@ -264,26 +332,98 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
 
 }  // namespace detail
 
-/// Quantizes `q.numel` elements of `x` (dtype `xt`) into the storage described by `q`
-/// (format, block size, codes, scales, zero points, nested buffers). On error nothing is written.
-/// With double quantization, `q.nested_offset` receives the offset.
-inline status quantize(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+namespace detail {
+
+inline status check_quantize_args(const void* x, dtype xt, const quant_view& q) {
   LOWBIT_TRY(validate(q, "quantize"));
   if (!is_valid(xt)) return status::error(errc::invalid_argument, "quantize: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
-  if (q.numel == 0) return {};
-  if (x == nullptr) return status::error(errc::invalid_argument, "quantize: input x is null");
+  if (q.numel > 0 && x == nullptr) return status::error(errc::invalid_argument, "quantize: input x is null");
   if (q.code_table != nullptr)
     return status::error(errc::unsupported, "quantize: encodes with the built-in tables; code_table is for dequantization");
-  switch (xt) {
-    case dtype::f32: return detail::quantize_dispatch(static_cast<const float*>(x), q, opt);
-    case dtype::f16: return detail::quantize_dispatch(static_cast<const f16*>(x), q, opt);
-    case dtype::bf16: break;
-  }
-  return detail::quantize_dispatch(static_cast<const bf16*>(x), q, opt);
+  return {};
 }
 
+inline status quantize_any(const void* x, dtype xt, quant_view& q, const options& opt) {
+  switch (xt) {
+    case dtype::f32: return quantize_dispatch(static_cast<const float*>(x), q, opt);
+    case dtype::f16: return quantize_dispatch(static_cast<const f16*>(x), q, opt);
+    case dtype::bf16: break;
+  }
+  return quantize_dispatch(static_cast<const bf16*>(x), q, opt);
+}
+
+/// Per-thread scratch of `quantize`, kept between calls (see release_scratch).
+inline buffer<unsigned char>& scratch() {
+  thread_local buffer<unsigned char> b;
+  return b;
+}
+
+constexpr std::size_t align64(std::size_t v) { return (v + 63) / 64 * 64; }
+
+}  // namespace detail
+
+/// Quantizes `q.numel` elements of `x` (dtype `xt`) into the storage described by `q`
+/// (format, block size, codes, scales, zero points, nested buffers). With double quantization,
+/// `q.nested_offset` receives the offset.
+///
+/// On error nothing is written. To keep that promise while reading the input only once, the
+/// results go to a per-thread scratch buffer first (the size of the outputs; kept for the next
+/// call, freed by `release_scratch`) and are copied to `q` on success; with
+/// `options::allow_nonfinite` (no input can fail) they are written directly. `quantize_into`
+/// skips the scratch for callers that discard `q` on error.
+inline status quantize(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+  LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
+  if (q.numel == 0) return {};
+  if (opt.allow_nonfinite) return detail::quantize_any(x, xt, q, opt);
+  const std::size_t nb = static_cast<std::size_t>(q.blocks());
+  const std::size_t nnb = static_cast<std::size_t>(q.nested_blocks());
+  const std::size_t codes = detail::align64(static_cast<std::size_t>(code_bytes(q.fmt, q.numel)));
+  const std::size_t scales = q.nested() ? 0 : detail::align64(nb * 4);
+  const std::size_t zps = info(q.fmt).zero_point ? detail::align64(nb) : 0;
+  const std::size_t ncodes = q.nested() ? detail::align64(nb) : 0;
+  const std::size_t nscales = q.nested() ? detail::align64(nnb * 4) : 0;
+  const std::size_t total = codes + scales + zps + ncodes + nscales;
+  buffer<unsigned char>& scratch = detail::scratch();
+  if (scratch.size() < total) LOWBIT_TRY(scratch.allocate(total, "quantize: scratch for the outputs"));
+  unsigned char* p = scratch.data();
+  quant_view s = q;
+  s.codes = p;
+  s.scales = q.nested() ? nullptr : reinterpret_cast<float*>(p + codes);
+  s.zero_points = info(q.fmt).zero_point ? p + codes + scales : nullptr;
+  if (q.nested()) {
+    s.nested_codes = p + codes + scales + zps;
+    s.nested_scales = reinterpret_cast<float*>(p + codes + scales + zps + ncodes);
+  }
+  LOWBIT_TRY(detail::quantize_any(x, xt, s, opt));
+  const std::int64_t code_len = code_bytes(q.fmt, q.numel);
+  parallel_for(code_len, std::int64_t{1} << 20, 64, opt.threads, [&](std::int64_t b, std::int64_t e) {
+    std::memcpy(q.codes + b, s.codes + b, static_cast<std::size_t>(e - b));
+  });
+  if (!q.nested()) std::memcpy(q.scales, s.scales, nb * 4);
+  if (info(q.fmt).zero_point) std::memcpy(q.zero_points, s.zero_points, nb);
+  if (q.nested()) {
+    std::memcpy(q.nested_codes, s.nested_codes, nb);
+    std::memcpy(q.nested_scales, s.nested_scales, nnb * 4);
+    q.nested_offset = s.nested_offset;
+  }
+  return {};
+}
+
+/// `quantize` without the scratch: writes `q`'s buffers directly, so on error they may hold
+/// partial results (for callers that discard them then, like lowbit::quantize into a new tensor).
+inline status quantize_into(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+  LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
+  if (q.numel == 0) return {};
+  return detail::quantize_any(x, xt, q, opt);
+}
+
+/// Frees the calling thread's quantize scratch.
+inline void release_scratch() noexcept { detail::scratch() = buffer<unsigned char>{}; }
+
 /// Dequantizes `q` into `q.numel` elements of `out` (dtype `ot`), rounding each float32 value
-/// to the output dtype to nearest even. The input is never modified.
+/// to the output dtype to nearest even. The input is never modified. Stored bytes are not
+/// validated: NaN/Inf codes (e4m3fn, e5m2) and non-finite scales give NaN/Inf results; a float32
+/// NaN result has an unspecified sign and payload, a float16/bfloat16 one is 0x7FFF.
 inline status dequantize(const quant_view& q, void* out, dtype ot, const options& opt = {}) {
   LOWBIT_TRY(validate(q, "dequantize"));
   if (!is_valid(ot)) return status::error(errc::invalid_argument, "dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));

@@ -94,6 +94,37 @@ LOWBIT_AVX2 inline void store8(bf16* p, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), nan_fix16(v, h));
 }
 
+// Stores 16 float32 results (a: elements 0..7, b: 8..15) as T, one 256-bit store for 16-bit T.
+LOWBIT_AVX2 inline void store16(float* p, __m256 a, __m256 b) {
+  _mm256_storeu_ps(p, a);
+  _mm256_storeu_ps(p + 8, b);
+}
+LOWBIT_AVX2 inline __m256i bf16_round(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+}
+// 16 16-bit lanes of a (0..7) and b (8..15) in order, NaN lanes replaced by 0x7FFF.
+LOWBIT_AVX2 inline __m256i pack16_nanfix(__m256i ra, __m256i rb, __m256 a, __m256 b) {
+  const __m256i r = _mm256_permute4x64_epi64(_mm256_packus_epi32(ra, rb), 0xD8);
+  const __m256i na = _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  const __m256i nb = _mm256_castps_si256(_mm256_cmp_ps(b, b, _CMP_UNORD_Q));
+  const __m256i nan = _mm256_permute4x64_epi64(_mm256_packs_epi32(na, nb), 0xD8);
+  return _mm256_blendv_epi8(r, _mm256_set1_epi16(0x7FFF), nan);
+}
+LOWBIT_AVX2 inline void store16(bf16* p, __m256 a, __m256 b) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), pack16_nanfix(bf16_round(a), bf16_round(b), a, b));
+}
+LOWBIT_AVX2 inline void store16(f16* p, __m256 a, __m256 b) {
+  const __m128i ha = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m128i hb = _mm256_cvtps_ph(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256i r = _mm256_set_m128i(hb, ha);
+  const __m256i na = _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q));
+  const __m256i nb = _mm256_castps_si256(_mm256_cmp_ps(b, b, _CMP_UNORD_Q));
+  const __m256i nan = _mm256_permute4x64_epi64(_mm256_packs_epi32(na, nb), 0xD8);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_blendv_epi8(r, _mm256_set1_epi16(0x7FFF), nan));
+}
+
 // Count of thresholds t[i] (i < N) strictly below each lane of v, as int32 lanes.
 template <int N>
 LOWBIT_AVX2 inline __m256i count_below(__m256 v, const __m256* t) {
@@ -153,7 +184,16 @@ LOWBIT_AVX2 inline void store_nibbles16(std::uint8_t* p, __m256i c0, __m256i c1)
 template <format F>
 LOWBIT_AVX2 inline __m256i codes8(__m256 v, const __m256* thr) {
   if constexpr (F == format::nf4) {
-    return count_below<15>(v, thr);
+    // binary search over the 15 sorted thresholds: T7; then T3/T11; T1/5/9/13; T0/2/.../14
+    // (thr[0] = T7, thr[1] = T3, thr[2] = T11, thr[3] = {T1,T5,T9,T13,..}, thr[4] = {T0,T2,...,T14})
+    const __m256i eight = _mm256_set1_epi32(8);
+    __m256i idx = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v, thr[0], _CMP_GT_OQ)), eight);
+    const __m256 t1 = _mm256_blendv_ps(thr[1], thr[2], _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+    idx = _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v, t1, _CMP_GT_OQ)), _mm256_set1_epi32(4)));
+    const __m256 t2 = _mm256_permutevar8x32_ps(thr[3], _mm256_srli_epi32(idx, 2));
+    idx = _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v, t2, _CMP_GT_OQ)), _mm256_set1_epi32(2)));
+    const __m256 t3 = _mm256_permutevar8x32_ps(thr[4], _mm256_srli_epi32(idx, 1));
+    return _mm256_sub_epi32(idx, _mm256_castps_si256(_mm256_cmp_ps(v, t3, _CMP_GT_OQ)));
   } else if constexpr (F == format::bnb_fp4) {
     const __m256 a = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
     const __m256i rank = count_below<7>(a, thr);
@@ -167,6 +207,16 @@ LOWBIT_AVX2 inline __m256i codes8(__m256 v, const __m256* thr) {
   } else {
     return minifloat_codes<typename quant::scheme<F>::codec>(v);
   }
+}
+
+// The threshold vectors of codes8<nf4>'s binary search.
+LOWBIT_AVX2 inline void nf4_search_thresholds(__m256* thr) {
+  auto t = [](int i) { return codecs::nf4::threshold(i); };
+  thr[0] = _mm256_set1_ps(t(7));
+  thr[1] = _mm256_set1_ps(t(3));
+  thr[2] = _mm256_set1_ps(t(11));
+  thr[3] = _mm256_setr_ps(t(1), t(5), t(9), t(13), t(13), t(13), t(13), t(13));
+  thr[4] = _mm256_setr_ps(t(0), t(2), t(4), t(6), t(8), t(10), t(12), t(14));
 }
 
 // decode_element of quant/blockwise.hpp on 8 table values.
@@ -223,7 +273,7 @@ LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::b
     if (e.zero) return 0;
     __m256 thr[15];
     if constexpr (F == format::nf4) {
-      for (int i = 0; i < 15; ++i) thr[i] = _mm256_set1_ps(codecs::nf4::threshold(i));
+      detail::nf4_search_thresholds(thr);
     } else if constexpr (F == format::bnb_fp4) {
       for (int i = 0; i < 7; ++i) thr[i] = _mm256_set1_ps(codecs::bnb_fp4::threshold(i));
     }
@@ -277,6 +327,116 @@ LOWBIT_AVX2 std::int64_t decode_block(const std::uint8_t* codes, std::int64_t n,
   return m;
 }
 
+namespace detail {
+
+// 16 float32 -> 16-bit codes for a per-block lookup table: bytes split into a low-byte table and a
+// high-byte table (each 16 bytes, broadcast to both 128-bit lanes) for _mm256_shuffle_epi8.
+template <class T>
+LOWBIT_AVX2 inline void byte_tables(__m256 v0, __m256 v1, __m256i& lo, __m256i& hi) {
+  alignas(32) T tmp[16];
+  store8(tmp, v0);
+  store8(tmp + 8, v1);
+  const __m128i w0 = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp));
+  const __m128i w1 = _mm_load_si128(reinterpret_cast<const __m128i*>(tmp + 8));
+  const __m128i mask = _mm_set1_epi16(0x00FF);
+  const __m128i l = _mm_packus_epi16(_mm_and_si128(w0, mask), _mm_and_si128(w1, mask));
+  const __m128i h = _mm_packus_epi16(_mm_srli_epi16(w0, 8), _mm_srli_epi16(w1, 8));
+  lo = _mm256_broadcastsi128_si256(l);
+  hi = _mm256_broadcastsi128_si256(h);
+}
+
+// Values of 8 8-bit codes of format F (the decode table's values, computed), as float32.
+template <format F>
+LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  if constexpr (F == format::int8_absmax) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+  } else if constexpr (F == format::uint8_zeropoint) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+  } else if constexpr (F == format::e4m3fn || F == format::e5m2) {
+    // exponent and mantissa bits placed in a float32, rebiased by a power-of-two multiply (exact,
+    // subnormals included); NaN (and e5m2 Inf) codes patched in
+    constexpr int M = F == format::e4m3fn ? 3 : 2;
+    const __m256i k = _mm256_cvtepu8_epi32(b);
+    const __m256i mag = _mm256_and_si256(k, _mm256_set1_epi32(0x7F));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(k, _mm256_set1_epi32(0x80)), 24);
+    const float rebias = F == format::e4m3fn ? 0x1p120f : 0x1p112f;
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(mag, 23 - M)), _mm256_set1_ps(rebias));
+    v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
+    const __m256 qnan = _mm256_castsi256_ps(_mm256_or_si256(sign, _mm256_set1_epi32(0x7FC00000)));
+    if constexpr (F == format::e4m3fn) {
+      return _mm256_blendv_ps(v, qnan, _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7F))));
+    } else {
+      const __m256 inf = _mm256_castsi256_ps(_mm256_or_si256(sign, _mm256_set1_epi32(0x7F800000)));
+      v = _mm256_blendv_ps(v, inf, _mm256_castsi256_ps(_mm256_cmpeq_epi32(mag, _mm256_set1_epi32(0x7C))));
+      return _mm256_blendv_ps(v, qnan, _mm256_castsi256_ps(_mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7C))));
+    }
+  } else {
+    return _mm256_i32gather_ps(table, _mm256_cvtepu8_epi32(b), 4);
+  }
+}
+
+}  // namespace detail
+
+/// Decodes `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32; the first
+/// element even) whose codes start at `codes`, with block b's scale `scales[b]` and zero point
+/// `zps[b]`, into `out`: exactly decode_element of quant/blockwise.hpp, then from_float<T>.
+/// 4-bit formats: each block's 16 possible outputs are computed once (a per-block table), and
+/// elements are looked up with byte shuffles.
+template <format F, class T>
+LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
+                            const int* zps, const float* table, T* out) {
+  if constexpr (info(F).bits == 4) {
+    const __m256 lut_lo = _mm256_loadu_ps(table), lut_hi = _mm256_loadu_ps(table + 8);
+    constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const __m256 s = _mm256_set1_ps(scales[b]);
+      const __m256 v_lo = detail::finish<F>(lut_lo, s, s), v_hi = detail::finish<F>(lut_hi, s, s);
+      const std::uint8_t* c = codes + b * (bs / 2);
+      T* o = out + b * bs;
+      if constexpr (sizeof(T) == 4) {
+        for (std::int64_t i = 0; i < bs; i += 16) {
+          const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + i / 2));
+          const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+          const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+          const __m128i idx = high_first ? _mm_unpacklo_epi8(hi4, lo4) : _mm_unpacklo_epi8(lo4, hi4);
+          for (int h = 0; h < 2; ++h) {
+            const __m256i k = _mm256_cvtepu8_epi32(h == 0 ? idx : _mm_srli_si128(idx, 8));
+            const __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(k, 28));
+            _mm256_storeu_ps(reinterpret_cast<float*>(o + i + 8 * h),
+                             _mm256_blendv_ps(_mm256_permutevar8x32_ps(v_lo, k), _mm256_permutevar8x32_ps(v_hi, k), sel));
+          }
+        }
+      } else {
+        __m256i tlo, thi;
+        detail::byte_tables<T>(v_lo, v_hi, tlo, thi);
+        for (std::int64_t i = 0; i < bs; i += 32) {
+          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i / 2));
+          const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+          const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+          const __m128i a = high_first ? _mm_unpacklo_epi8(hi4, lo4) : _mm_unpacklo_epi8(lo4, hi4);
+          const __m128i z = high_first ? _mm_unpackhi_epi8(hi4, lo4) : _mm_unpackhi_epi8(lo4, hi4);
+          const __m256i idx = _mm256_set_m128i(z, a);  // elements 0..15 | 16..31
+          const __m256i l = _mm256_shuffle_epi8(tlo, idx), h = _mm256_shuffle_epi8(thi, idx);
+          const __m256i p0 = _mm256_unpacklo_epi8(l, h), p1 = _mm256_unpackhi_epi8(l, h);
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), _mm256_permute2x128_si256(p0, p1, 0x20));
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i + 16), _mm256_permute2x128_si256(p0, p1, 0x31));
+        }
+      }
+    }
+  } else {
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const __m256 s = _mm256_set1_ps(scales[b]);
+      const __m256 z = _mm256_set1_ps(static_cast<float>(zps[b]));
+      const std::uint8_t* c = codes + b * bs;
+      T* o = out + b * bs;
+      for (std::int64_t i = 0; i < bs; i += 16)
+        detail::store16(o + i, detail::finish<F>(detail::values8<F>(c + i, table), s, z),
+                        detail::finish<F>(detail::values8<F>(c + i + 8, table), s, z));
+    }
+  }
+}
+
 #else
 
 inline bool available() noexcept { return false; }
@@ -286,6 +446,8 @@ template <format F, class T>
 std::int64_t encode_block(const T*, std::int64_t, const quant::block_encoder&, std::uint8_t*) { return 0; }
 template <format F, class T>
 std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float, int, T*) { return 0; }
+template <format F, class T>
+void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, T*) {}
 
 #endif
 
