@@ -6,4 +6,5 @@
 
 #include <lowbit/lowbit.hpp>
 
+#include "cuda/blockwise.cuh"
 #include "cuda/device.cuh"

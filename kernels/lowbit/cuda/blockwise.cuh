@@ -1,0 +1,511 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file blockwise.cuh
+/// @brief CUDA kernels and launchers for blockwise quantize / dequantize of every lowbit format,
+///        with double quantization. They evaluate the per-block formulas of
+///        lowbit/quant/blockwise.hpp, shared with the host engine, and equal it bit for bit.
+///
+/// @par Pipeline (quantize)
+/// 1. `stats_kernel`: per block max |x|, max x, max -x (CTA per block chunk, atomics across
+///    chunks), and the first non-finite index.
+/// 2. `finalize_kernel`: per block, the stored scale / zero point and the encoding multiplier.
+/// 3. `encode_kernel`: each thread encodes 16 (8-bit) or 32 (4-bit) consecutive elements into 16
+///    bytes of codes, reading its input with 128-bit loads where the address allows.
+/// With double quantization, the float32 absmax values then go through the same three kernels as
+/// bnb_dynamic8 in blocks of 256, after `offset_kernel` has formed their mean.
+/// If the input holds NaN or Inf and `options::allow_nonfinite` is false, kernels 2 and 3 write
+/// nothing; `input_status` reports the first bad index afterwards.
+///
+/// @par Launchers
+/// Take device pointers and a stream; validate their arguments and return lowbit::status;
+/// allocate nothing (quantize takes a workspace of `quantize_workspace_size` bytes, 16-byte
+/// aligned). Launches are asynchronous; errors of the launch itself are returned.
+#pragma once
+
+#include <lowbit/dtype.hpp>
+#include <lowbit/format.hpp>
+#include <lowbit/quant/blockwise.hpp>
+#include <lowbit/quant/layout.hpp>
+#include <lowbit/status.hpp>
+
+#include "detail/arch.cuh"
+#include "detail/launch.cuh"
+
+#include <cstddef>
+#include <cstdint>
+
+LOWBIT_NAMESPACE_BEGIN
+namespace cuda {
+
+/// Options of the CUDA quantizer.
+struct options {
+  bool allow_nonfinite = false;  ///< as host::options::allow_nonfinite
+};
+
+namespace detail {
+
+/// Elements one CTA of stats_kernel reduces at most.
+inline constexpr std::int64_t stats_chunk = 8192;
+/// Bytes of codes one thread of encode_kernel / dequantize_kernel handles.
+inline constexpr int group_bytes = 16;
+/// "no non-finite element seen"
+inline constexpr unsigned long long no_bad_index = ~0ull;
+
+/// Per-block encoder as stored in the workspace.
+struct packed_encoder {
+  float inv;
+  int zero_point;
+  int zero;
+  int pad;
+};
+
+/// Byte offsets of the parts of the quantize workspace.
+struct workspace_plan {
+  std::size_t flag = 0, stats = 0, encoders = 0, absmax = 0, partials = 0, offset = 0, nested = 0, total = 0;
+};
+
+constexpr std::size_t align16(std::size_t v) { return (v + 15) / 16 * 16; }
+
+inline workspace_plan plan_workspace(std::int64_t numel, std::int64_t block_size, bool nested) {
+  workspace_plan p;
+  const auto nb = static_cast<std::size_t>(quant::block_count(numel, block_size));
+  p.flag = 0;
+  p.stats = 16;
+  p.encoders = align16(p.stats + 12 * nb);
+  p.total = align16(p.encoders + sizeof(packed_encoder) * nb);
+  if (nested) {
+    p.absmax = p.total;
+    p.partials = align16(p.absmax + 4 * nb);
+    p.offset = align16(p.partials + 8 * static_cast<std::size_t>(quant::block_count(static_cast<std::int64_t>(nb), quant::offset_chunk)));
+    p.nested = p.offset + 16;
+    p.total = p.nested + plan_workspace(static_cast<std::int64_t>(nb), quant::nested_block_size, false).total;
+  }
+  return p;
+}
+
+// ---- element access --------------------------------------------------------------------------
+
+template <class T>
+__device__ __forceinline__ float load_float(const T* p) {
+  return to_float(*p);
+}
+
+/// 16 bytes of T at p (16-byte aligned) as floats: 4 for float32, 8 for 16-bit types.
+template <class T>
+__device__ __forceinline__ void load16(const T* p, float* v) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+  if constexpr (sizeof(T) == 4) {
+    for (int k = 0; k < 4; ++k) v[k] = __uint_as_float(w[k]);
+  } else {
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = to_float(T{static_cast<std::uint16_t>(w[k] & 0xFFFFu)});
+      v[2 * k + 1] = to_float(T{static_cast<std::uint16_t>(w[k] >> 16)});
+    }
+  }
+}
+
+template <class T>
+__device__ __forceinline__ unsigned raw_bits(T v) {
+  if constexpr (sizeof(T) == 4) {
+    return __float_as_uint(v);
+  } else {
+    return v.bits;
+  }
+}
+
+/// Stores 16 bytes of T values (4 floats or 8 16-bit values) at p (16-byte aligned).
+template <class T>
+__device__ __forceinline__ void store16(T* p, const T* v) {
+  uint4 raw;
+  unsigned w[4];
+  if constexpr (sizeof(T) == 4) {
+    for (int k = 0; k < 4; ++k) w[k] = raw_bits(v[k]);
+  } else {
+    for (int k = 0; k < 4; ++k) w[k] = raw_bits(v[2 * k]) | (raw_bits(v[2 * k + 1]) << 16);
+  }
+  raw.x = w[0];
+  raw.y = w[1];
+  raw.z = w[2];
+  raw.w = w[3];
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+__device__ __forceinline__ bool is_aligned16(const void* p) {
+  return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0;
+}
+
+// ---- kernels ---------------------------------------------------------------------------------
+
+/// Pass 1: block statistics. CTA `cta` reduces chunk `cta % chunks` of block `cta / chunks`.
+/// stats holds, per block, the float32 bits of max |x|, max(x, 0) and max(-x, 0); NaN is skipped.
+template <class T>
+__global__ void stats_kernel(const T* x, std::int64_t n, std::int64_t bs, std::int64_t chunks, unsigned* stats,
+                             unsigned long long* first_bad) {
+  using reduce = block_max<threads_per_block>;
+  __shared__ typename reduce::temp_storage tmp;
+  const std::int64_t cta = blockIdx.x;
+  const std::int64_t b = cta / chunks, c = cta % chunks;
+  const std::int64_t block_end = (b + 1) * bs < n ? (b + 1) * bs : n;
+  const std::int64_t e0 = b * bs + c * stats_chunk;
+  const std::int64_t e1 = e0 + stats_chunk < block_end ? e0 + stats_chunk : block_end;
+  float amax = 0.0f, hi = 0.0f, neg = 0.0f;
+  unsigned long long bad = no_bad_index;
+  auto add = [&](float v, std::int64_t i) {
+    if (!((__float_as_uint(v) & 0x7F800000u) != 0x7F800000u)) {
+      if (static_cast<unsigned long long>(i) < bad) bad = static_cast<unsigned long long>(i);
+      if (v != v) return;
+    }
+    const float a = v < 0.0f ? -v : v;
+    amax = a > amax ? a : amax;
+    hi = v > hi ? v : hi;
+    neg = -v > neg ? -v : neg;
+  };
+  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  // scalar head up to a 16-byte boundary, 128-bit body, scalar tail
+  std::int64_t head = e0;
+  while (head < e1 && !is_aligned16(x + head)) ++head;
+  const std::int64_t body = head + (e1 - head) / per16 * per16;
+  for (std::int64_t i = e0 + threadIdx.x; i < head; i += blockDim.x) add(load_float(x + i), i);
+  for (std::int64_t i = head + static_cast<std::int64_t>(threadIdx.x) * per16; i < body; i += static_cast<std::int64_t>(blockDim.x) * per16) {
+    float v[per16];
+    load16(x + i, v);
+    for (int k = 0; k < per16; ++k) add(v[k], i + k);
+  }
+  for (std::int64_t i = body + threadIdx.x; i < e1; i += blockDim.x) add(load_float(x + i), i);
+  if (bad != no_bad_index) atomicMin(first_bad, bad);
+  amax = reduce::reduce(tmp, amax);
+  __syncthreads();
+  hi = reduce::reduce(tmp, hi);
+  __syncthreads();
+  neg = reduce::reduce(tmp, neg);
+  if (threadIdx.x == 0) {
+    atomicMax(stats + 3 * b, __float_as_uint(amax));
+    atomicMax(stats + 3 * b + 1, __float_as_uint(hi));
+    atomicMax(stats + 3 * b + 2, __float_as_uint(neg));
+  }
+}
+
+/// Pass 2: per block, the stored scale (to `scales`), the zero point and the encoder.
+template <format F>
+__global__ void finalize_kernel(const unsigned* stats, std::int64_t nblocks, const unsigned long long* first_bad,
+                                bool allow_nonfinite, float* scales, std::uint8_t* zero_points, packed_encoder* enc) {
+  const std::int64_t b = global_thread();
+  if (b >= nblocks) return;
+  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  quant::block_stats st;
+  st.absmax = __uint_as_float(stats[3 * b]);
+  st.hi = __uint_as_float(stats[3 * b + 1]);
+  const unsigned neg = stats[3 * b + 2];
+  st.lo = neg == 0u ? 0.0f : -__uint_as_float(neg);
+  const quant::block_encoder e = quant::make_encoder<F>(st);
+  scales[b] = e.scale;
+  if constexpr (info(F).zero_point) zero_points[b] = static_cast<std::uint8_t>(e.zero_point);
+  enc[b] = packed_encoder{e.inv, e.zero_point, e.zero ? 1 : 0, 0};
+}
+
+/// Pass 3: thread g encodes elements [g * G, g * G + G) into the 16 code bytes at codes + 16 g,
+/// G = 16 (8-bit) or 32 (4-bit). Each element uses its own block's encoder.
+template <format F, class T>
+__global__ void encode_kernel(const T* x, std::int64_t n, std::int64_t bs, const packed_encoder* enc,
+                              const unsigned long long* first_bad, bool allow_nonfinite, std::uint8_t* codes) {
+  constexpr bool four = info(F).bits == 4;
+  constexpr int G = four ? 2 * group_bytes : group_bytes;
+  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  const std::int64_t g = global_thread();
+  const std::int64_t e0 = g * G;
+  if (e0 >= n) return;
+  const int count = n - e0 < G ? static_cast<int>(n - e0) : G;
+  float v[G];
+  if (count == G && is_aligned16(x + e0)) {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; k += per16) load16(x + e0 + k, v + k);
+  } else {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; ++k) v[k] = k < count ? load_float(x + e0 + k) : 0.0f;
+  }
+  std::int64_t b = e0 / bs;
+  std::int64_t next = (b + 1) * bs;
+  packed_encoder pe = enc[b];
+  quant::block_encoder e{0.0f, pe.inv, pe.zero_point, pe.zero != 0};
+  std::uint8_t q[G];
+  LOWBIT_UNROLL
+  for (int k = 0; k < G; ++k) {
+    if (k < count) {
+      if (e0 + k >= next) {
+        b = (e0 + k) / bs;
+        next = (b + 1) * bs;
+        pe = enc[b];
+        e = quant::block_encoder{0.0f, pe.inv, pe.zero_point, pe.zero != 0};
+      }
+      q[k] = quant::encode_element<F>(v[k], e);
+    } else {
+      // an odd-sized tensor pads its last byte with the code of 0.0 in the last element's block
+      q[k] = (four && k == count) ? quant::encode_element<F>(0.0f, e) : std::uint8_t{0};
+    }
+  }
+  std::uint8_t out[group_bytes];
+  const int nbytes = four ? (count + 1) / 2 : count;
+  LOWBIT_UNROLL
+  for (int j = 0; j < group_bytes; ++j) {
+    out[j] = four ? codecs::pack_nibbles<info(F).order>(q[2 * j], q[2 * j + 1]) : q[j];
+  }
+  std::uint8_t* dst = codes + g * group_bytes;
+  if (nbytes == group_bytes && is_aligned16(dst)) {
+    uint4 raw;
+    std::memcpy(&raw, out, 16);
+    *reinterpret_cast<uint4*>(dst) = raw;
+  } else {
+    LOWBIT_UNROLL
+    for (int j = 0; j < group_bytes; ++j) {
+      if (j < nbytes) dst[j] = out[j];
+    }
+  }
+}
+
+/// Double quantization, step 1: partial sums (double, block order) of `offset_chunk` absmax values.
+__global__ void offset_partials_kernel(const float* absmax, std::int64_t nblocks, double* partials) {
+  const std::int64_t c = global_thread();
+  const std::int64_t b0 = c * quant::offset_chunk;
+  if (b0 >= nblocks) return;
+  const std::int64_t b1 = b0 + quant::offset_chunk < nblocks ? b0 + quant::offset_chunk : nblocks;
+  double s = 0.0;
+  for (std::int64_t b = b0; b < b1; ++b) s += absmax[b];
+  partials[c] = s;
+}
+
+/// Double quantization, step 2 (one thread): the offset; the absmax values become absmax - offset.
+__global__ void offset_kernel(const double* partials, std::int64_t nchunks, std::int64_t nblocks,
+                              const unsigned long long* first_bad, bool allow_nonfinite, float* offset_out) {
+  if (global_thread() != 0) return;
+  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  double s = 0.0;
+  for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
+  *offset_out = static_cast<float>(s / static_cast<double>(nblocks));
+}
+
+__global__ void subtract_offset_kernel(float* absmax, std::int64_t nblocks, const float* offset) {
+  const std::int64_t b = global_thread();
+  if (b < nblocks) absmax[b] = absmax[b] - *offset;
+}
+
+/// Dequantization: thread g decodes the elements whose codes are the 16 bytes at codes + 16 g.
+/// Decode tables live in shared memory (built-in, or the view's overrides).
+template <format F, class T>
+__global__ void dequantize_kernel(quant_view q, T* out) {
+  constexpr bool four = info(F).bits == 4;
+  constexpr int G = four ? 2 * group_bytes : group_bytes;
+  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  __shared__ float table[256];
+  __shared__ float nested_table[256];
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += static_cast<int>(blockDim.x)) {
+    const int k = four ? (c & 15) : c;
+    table[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
+    nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+  }
+  __syncthreads();
+  const std::int64_t g = global_thread();
+  const std::int64_t e0 = g * G;
+  if (e0 >= q.numel) return;
+  const int count = q.numel - e0 < G ? static_cast<int>(q.numel - e0) : G;
+  const float offset = q.nested_offset_device ? *q.nested_offset_device : q.nested_offset;
+  std::uint8_t bytes[group_bytes];
+  const std::uint8_t* src = q.codes + g * group_bytes;
+  const int nbytes = four ? (count + 1) / 2 : count;
+  if (nbytes == group_bytes && is_aligned16(src)) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(src);
+    std::memcpy(bytes, &raw, 16);
+  } else {
+    LOWBIT_UNROLL
+    for (int j = 0; j < group_bytes; ++j) bytes[j] = j < nbytes ? src[j] : std::uint8_t{0};
+  }
+  std::int64_t b = -1, next = 0;
+  float scale = 0.0f;
+  int zp = 0;
+  T y[G];
+  LOWBIT_UNROLL
+  for (int k = 0; k < G; ++k) {
+    if (k >= count) break;
+    if (e0 + k >= next) {
+      b = (e0 + k) / q.block_size;
+      next = (b + 1) * q.block_size;
+      scale = q.nested() ? quant::nested_scale(nested_table[q.nested_codes[b]],
+                                               q.nested_scales[b / quant::nested_block_size], offset)
+                         : q.scales[b];
+      zp = info(F).zero_point ? q.zero_points[b] : 0;
+    }
+    const std::uint8_t c = four ? codecs::unpack_nibble<info(F).order>(bytes[k / 2], k & 1) : bytes[k];
+    y[k] = from_float<T>(quant::decode_element<F>(table[c], scale, zp));
+  }
+  T* dst = out + e0;
+  if (count == G && is_aligned16(dst)) {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; k += per16) store16(dst + k, y + k);
+  } else {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; ++k) {
+      if (k < count) dst[k] = y[k];
+    }
+  }
+}
+
+// ---- launcher helpers ------------------------------------------------------------------------
+
+inline status check_aligned(const void* p, std::size_t a, const char* what, const char* name) {
+  if (p != nullptr && (reinterpret_cast<std::uintptr_t>(p) % a) != 0)
+    return status::error(errc::misaligned, "%s: %s (%p) is not aligned to %zu bytes", what, name, p, a);
+  return {};
+}
+
+inline status check_index_range(const quant_view& q, const char* what) {
+  // Every kernel indexes in 64 bits; the grid must still fit 2^31 - 1 CTAs.
+  const std::int64_t groups = (code_bytes(q.fmt, q.numel) + group_bytes - 1) / group_bytes;
+  const std::int64_t ctas = (groups + threads_per_block - 1) / threads_per_block;
+  const std::int64_t chunks = (q.block_size < stats_chunk ? q.block_size : stats_chunk);
+  const std::int64_t stat_ctas = q.blocks() * ((q.block_size + chunks - 1) / chunks);
+  if (ctas > 0x7FFFFFFF || stat_ctas > 0x7FFFFFFF || q.numel > (std::int64_t{1} << 50))
+    return status::error(errc::invalid_argument, "%s: %lld elements in blocks of %lld exceed the kernels' index range",
+                         what, static_cast<long long>(q.numel), static_cast<long long>(q.block_size));
+  return {};
+}
+
+/// Runs stats, finalize and encode for one tensor (the outer or the nested one).
+template <format F, class T>
+status quantize_pass(const T* x, const quant_view& q, float* scales, unsigned char* ws, const workspace_plan& p,
+                     const unsigned long long* gate, bool allow_nonfinite, cudaStream_t stream) {
+  const std::int64_t nb = q.blocks();
+  const std::int64_t chunks = (q.block_size + stats_chunk - 1) / stats_chunk;
+  auto* stats = reinterpret_cast<unsigned*>(ws + p.stats);
+  auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
+  auto* enc = reinterpret_cast<packed_encoder*>(ws + p.encoders);
+  LOWBIT_TRY(memset_async(stats, 0, static_cast<std::size_t>(12 * nb), stream));
+  LOWBIT_TRY(memset_async(flag, 0xFF, 8, stream));
+  LOWBIT_TRY(launch("quantize (block statistics)", stats_kernel<T>, nb * chunks, threads_per_block, 0, stream, x,
+                    q.numel, q.block_size, chunks, stats, flag));
+  // the outer input's flag gates every pass (the nested pass reads finite values by construction)
+  const unsigned long long* g = gate ? gate : flag;
+  LOWBIT_TRY(launch("quantize (block scales)", finalize_kernel<F>, (nb + threads_per_block - 1) / threads_per_block,
+                    threads_per_block, 0, stream, stats, nb, g, allow_nonfinite, scales, q.zero_points, enc));
+  const std::int64_t groups = (code_bytes(F, q.numel) + group_bytes - 1) / group_bytes;
+  return launch("quantize (codes)", encode_kernel<F, T>, (groups + threads_per_block - 1) / threads_per_block,
+                threads_per_block, 0, stream, x, q.numel, q.block_size, enc, g, allow_nonfinite, q.codes);
+}
+
+template <class T>
+status quantize_typed(const T* x, quant_view& q, const options& opt, void* workspace, cudaStream_t stream) {
+  const workspace_plan p = plan_workspace(q.numel, q.block_size, q.nested());
+  auto* ws = static_cast<unsigned char*>(workspace);
+  return visit_format(q.fmt, [&](auto f) -> status {
+    constexpr format F = decltype(f)::value;
+    if (!q.nested()) return quantize_pass<F>(x, q, q.scales, ws, p, nullptr, opt.allow_nonfinite, stream);
+    if constexpr (!info(F).bnb) {
+      return status::error(errc::unsupported, "quantize: double quantization needs a bitsandbytes format");
+    } else {
+      auto* absmax = reinterpret_cast<float*>(ws + p.absmax);
+      auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
+      LOWBIT_TRY(quantize_pass<F>(x, q, absmax, ws, p, nullptr, opt.allow_nonfinite, stream));
+      const std::int64_t nb = q.blocks();
+      const std::int64_t nchunks = quant::block_count(nb, quant::offset_chunk);
+      auto* partials = reinterpret_cast<double*>(ws + p.partials);
+      auto* offset = q.nested_offset_device ? q.nested_offset_device : reinterpret_cast<float*>(ws + p.offset);
+      LOWBIT_TRY(launch("quantize (nested offset)", offset_partials_kernel, (nchunks + threads_per_block - 1) / threads_per_block,
+                        threads_per_block, 0, stream, absmax, nb, partials));
+      LOWBIT_TRY(launch("quantize (nested offset)", offset_kernel, 1, 32, 0, stream, partials, nchunks, nb, flag,
+                        opt.allow_nonfinite, offset));
+      LOWBIT_TRY(launch("quantize (nested offset)", subtract_offset_kernel, (nb + threads_per_block - 1) / threads_per_block,
+                        threads_per_block, 0, stream, absmax, nb, offset));
+      quant_view nested;
+      nested.fmt = format::bnb_dynamic8;
+      nested.numel = nb;
+      nested.block_size = quant::nested_block_size;
+      nested.codes = q.nested_codes;
+      nested.scales = q.nested_scales;
+      const workspace_plan np = plan_workspace(nb, quant::nested_block_size, false);
+      return quantize_pass<format::bnb_dynamic8>(static_cast<const float*>(absmax), nested, q.nested_scales, ws + p.nested,
+                                                 np, opt.allow_nonfinite ? nullptr : flag, true, stream);
+    }
+  });
+}
+
+template <class T>
+status dequantize_typed(const quant_view& q, T* out, cudaStream_t stream) {
+  const std::int64_t groups = (code_bytes(q.fmt, q.numel) + group_bytes - 1) / group_bytes;
+  return visit_format(q.fmt, [&](auto f) {
+    constexpr format F = decltype(f)::value;
+    return launch("dequantize", dequantize_kernel<F, T>, (groups + threads_per_block - 1) / threads_per_block,
+                  threads_per_block, 0, stream, q, out);
+  });
+}
+
+inline status validate_device_view(const quant_view& q, const char* what) {
+  LOWBIT_TRY(validate(q, what));
+  LOWBIT_TRY(check_aligned(q.scales, 4, what, "scales"));
+  LOWBIT_TRY(check_aligned(q.nested_scales, 4, what, "nested_scales"));
+  LOWBIT_TRY(check_aligned(q.nested_offset_device, 4, what, "nested_offset_device"));
+  LOWBIT_TRY(check_aligned(q.code_table, 4, what, "code_table"));
+  LOWBIT_TRY(check_aligned(q.nested_code_table, 4, what, "nested_code_table"));
+  return check_index_range(q, what);
+}
+
+}  // namespace detail
+
+/// Bytes of device workspace `quantize` needs for `q` (16-byte aligned).
+inline std::size_t quantize_workspace_size(const quant_view& q) noexcept {
+  return detail::plan_workspace(q.numel, q.block_size < 1 ? 1 : q.block_size, q.nested()).total;
+}
+
+/// Quantizes `q.numel` elements of device array `x` (dtype `xt`) into the device storage of `q`,
+/// asynchronously on `stream`, exactly as host::quantize does. `workspace` (device memory,
+/// `quantize_workspace_size(q)` bytes, 16-byte aligned) is scratch and afterwards holds the input
+/// status read by `input_status`. With double quantization the offset goes to
+/// `q.nested_offset_device` if set (else it stays in the workspace).
+inline status quantize(const void* x, dtype xt, quant_view& q, void* workspace, std::size_t workspace_bytes,
+                       cudaStream_t stream = nullptr, const options& opt = {}) {
+  LOWBIT_TRY(detail::validate_device_view(q, "cuda::quantize"));
+  if (!is_valid(xt)) return status::error(errc::invalid_argument, "cuda::quantize: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
+  if (q.numel == 0) return {};
+  if (x == nullptr) return status::error(errc::invalid_argument, "cuda::quantize: input x is null");
+  if (q.code_table != nullptr)
+    return status::error(errc::unsupported, "cuda::quantize: encodes with the built-in tables; code_table is for dequantization");
+  LOWBIT_TRY(detail::check_aligned(x, static_cast<std::size_t>(dtype_size(xt)), "cuda::quantize", "x"));
+  if (workspace == nullptr) return status::error(errc::invalid_argument, "cuda::quantize: workspace is null");
+  LOWBIT_TRY(detail::check_aligned(workspace, 16, "cuda::quantize", "workspace"));
+  const std::size_t need = quantize_workspace_size(q);
+  if (workspace_bytes < need)
+    return status::error(errc::invalid_argument, "cuda::quantize: workspace has %zu bytes, needs %zu", workspace_bytes, need);
+  switch (xt) {
+    case dtype::f32: return detail::quantize_typed(static_cast<const float*>(x), q, opt, workspace, stream);
+    case dtype::f16: return detail::quantize_typed(static_cast<const f16*>(x), q, opt, workspace, stream);
+    case dtype::bf16: break;
+  }
+  return detail::quantize_typed(static_cast<const bf16*>(x), q, opt, workspace, stream);
+}
+
+/// After `quantize` on `stream`: waits for it and reports non-finite input (errc::non_finite with
+/// the first bad index; the outputs were then left untouched) or ok.
+inline status input_status(const void* workspace, cudaStream_t stream = nullptr) {
+  if (workspace == nullptr) return status::error(errc::invalid_argument, "cuda::input_status: workspace is null");
+  unsigned long long bad = 0;
+  LOWBIT_TRY(detail::copy_to_host(&bad, workspace, sizeof bad, stream));
+  if (bad == detail::no_bad_index) return {};
+  return status::error(errc::non_finite, "cuda::quantize: input element %llu is not finite; nothing was written", bad);
+}
+
+/// Dequantizes `q` (device storage) into `q.numel` elements of dtype `ot` at device address `out`,
+/// asynchronously on `stream`, exactly as host::dequantize does.
+inline status dequantize(const quant_view& q, void* out, dtype ot, cudaStream_t stream = nullptr) {
+  LOWBIT_TRY(detail::validate_device_view(q, "cuda::dequantize"));
+  if (!is_valid(ot)) return status::error(errc::invalid_argument, "cuda::dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));
+  if (q.numel == 0) return {};
+  if (out == nullptr) return status::error(errc::invalid_argument, "cuda::dequantize: output is null");
+  LOWBIT_TRY(detail::check_aligned(out, static_cast<std::size_t>(dtype_size(ot)), "cuda::dequantize", "out"));
+  switch (ot) {
+    case dtype::f32: return detail::dequantize_typed(q, static_cast<float*>(out), stream);
+    case dtype::f16: return detail::dequantize_typed(q, static_cast<f16*>(out), stream);
+    case dtype::bf16: break;
+  }
+  return detail::dequantize_typed(q, static_cast<bf16*>(out), stream);
+}
+
+}  // namespace cuda
+LOWBIT_NAMESPACE_END

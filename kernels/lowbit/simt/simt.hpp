@@ -1,0 +1,1225 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file simt.hpp
+/// @brief The SIMT executor: runs the unmodified source of a CUDA kernel on the CPU, compiled by a
+///        plain C++17 compiler (g++, clang++), each CUDA thread a fiber.
+///
+/// Under nvcc (`__CUDACC__`) this header defines only LOWBIT_DYNAMIC_SHARED. Everywhere else it maps
+/// the CUDA dialect a lowbit kernel may use onto a cooperative fiber scheduler:
+///
+/// - `__global__`/`__device__`/`__host__` expand to nothing, `__forceinline__` to `inline`.
+///   `threadIdx`, `blockIdx`, `blockDim`, `gridDim` read the running fiber's state; `warpSize` is 32.
+///   `dim3`, `uint3`, `float4`, ... come from CUDA's own `<vector_types.h>`.
+/// - `__shared__` is `static` (blocks of a grid run one after another, so a function-static variable
+///   serves as the block's shared memory). Under clang it also places the variable in the section
+///   `lowbit_simt_shared`, which is filled with a random poison byte before every block, so reads of
+///   shared memory that no thread of the block wrote show up as garbage. **Poisoning is clang-only**:
+///   g++ ignores `section` on static locals of templates, so under g++ shared memory keeps whatever the
+///   previous block left there (still correct for correct kernels, but fewer bugs are exposed).
+/// - `LOWBIT_DYNAMIC_SHARED(type, name)` declares `type* name`, the block's dynamic shared memory
+///   (the launch's size; 16-byte aligned; poisoned before every block with any compiler).
+/// - `__syncthreads()` (also `_count`, `_and`, `_or`) parks the fiber at the block barrier. Warp
+///   operations (`__shfl{,_up,_down,_xor}_sync` with `width`, `__ballot_sync`, `__any_sync`,
+///   `__all_sync`, `__syncwarp`) synchronize exactly the lanes named in their mask; the last lane to
+///   arrive computes every lane's result with the PTX `shfl.sync` formula. All of them are macros
+///   that record `__FILE__`/`__LINE__`, which appear in every error message.
+/// - Atomics are plain read-modify-writes: fibers never run concurrently.
+///
+/// The scheduler makes passes over the runnable fibers of a block in `order::forward`,
+/// `order::reverse` or a seeded `order::random` order (blocks run in the same order: ascending,
+/// descending, shuffled). A fiber runs until it reaches a barrier or exits. In strict mode (the default)
+/// these are reported as `lowbit::simt::error` instead of hanging or silently passing: threads that
+/// exited while others wait at `__syncthreads`, threads waiting at different `__syncthreads` sites, a
+/// warp mask that names an exited or nonexistent lane (or not the caller), lanes of one mask waiting at
+/// different warp operations, and any deadlock between warp and block barriers (reported in both
+/// modes). With `strict = false`, exited threads count as arrived at every barrier, as on the hardware.
+///
+/// Fibers use Boost.Context's fcontext when `LOWBIT_SIMT_BOOST_CONTEXT` is defined (link
+/// `boost_context`; about 15x faster), else glibc's `ucontext` (no dependency; every switch costs a
+/// `sigprocmask` system call). Each fiber has a 64 KiB stack (`LOWBIT_SIMT_STACK_SIZE`) above a
+/// `PROT_NONE` guard page; stacks are pooled and reused across blocks and launches. ASan builds annotate
+/// every switch (`__sanitizer_start_switch_fiber`).
+///
+/// Limits: blocks run sequentially (no inter-block concurrency, no grid sync); fibers are sequentially
+/// consistent (memory-ordering and fence bugs are invisible); `extern __shared__` must be written
+/// with LOWBIT_DYNAMIC_SHARED; `<<<>>>` is not C++ (call `simt::launch`); launches are serialized
+/// process-wide; objects on a fiber's stack leak when a strict error aborts a block; builtins used
+/// outside a kernel dereference a null pointer. Include CUDA headers (`cuda_fp16.h`, ...) before this
+/// header: its `warpSize`/`blockDim`/`__shfl*` macros clash with their declarations.
+#pragma once
+
+#include <lowbit/config.hpp>
+
+#if defined(__CUDACC__)
+
+/// Declares `type* name`, the block's dynamic shared memory (16-byte aligned). One `unsigned char`
+/// array under nvcc, so that kernels of different element types may use the same name in one
+/// translation unit (nvcc rejects `extern __shared__` arrays of one name with different types).
+#  define LOWBIT_DYNAMIC_SHARED(type, name)                          \
+    extern __shared__ __align__(16) unsigned char name##_storage[]; \
+    type* name = reinterpret_cast<type*>(name##_storage)
+
+#else  // !defined(__CUDACC__): the CPU executor
+
+// CUDA's headers first: the macros below clash with declarations in them.
+#  include <vector_types.h>
+#  include <vector_functions.h>
+#  include <cuda_fp16.h>
+#  include <cuda_bf16.h>
+#  include <cuda_fp8.h>
+
+#  include <algorithm>
+#  include <cmath>
+#  include <cstdarg>
+#  include <cstddef>
+#  include <cstdint>
+#  include <cstdio>
+#  include <cstring>
+#  include <exception>
+#  include <limits>
+#  include <memory>
+#  include <mutex>
+#  include <new>
+#  include <stdexcept>
+#  include <string>
+#  include <tuple>
+#  include <type_traits>
+#  include <utility>
+#  include <vector>
+
+#  include <sys/mman.h>
+#  include <unistd.h>
+
+#  if defined(LOWBIT_SIMT_BOOST_CONTEXT)
+#    include <boost/context/detail/fcontext.hpp>
+#  else
+#    include <ucontext.h>
+#  endif
+
+#  if defined(__SANITIZE_ADDRESS__)
+#    define LOWBIT_SIMT_ASAN 1
+#  elif defined(__has_feature)
+#    if __has_feature(address_sanitizer)
+#      define LOWBIT_SIMT_ASAN 1
+#    endif
+#  endif
+#  if !defined(LOWBIT_SIMT_ASAN)
+#    define LOWBIT_SIMT_ASAN 0
+#  endif
+#  if LOWBIT_SIMT_ASAN
+#    include <sanitizer/asan_interface.h>
+#    include <sanitizer/common_interface_defs.h>
+#    define LOWBIT_SIMT_NO_ASAN __attribute__((no_sanitize_address))
+#  else
+#    define LOWBIT_SIMT_NO_ASAN
+#  endif
+
+/// 1 when this build runs kernels on the SIMT executor (always, outside nvcc).
+#  define LOWBIT_SIMT_EXECUTOR 1
+
+/// Usable bytes of each fiber's stack (a PROT_NONE guard page lies below).
+#  if !defined(LOWBIT_SIMT_STACK_SIZE)
+#    define LOWBIT_SIMT_STACK_SIZE (64 * 1024)
+#  endif
+
+/// 1 when static `__shared__` variables are poisoned before every block (clang only, see above).
+#  if defined(__clang__)
+#    define LOWBIT_SIMT_POISON_SHARED 1
+#    define LOWBIT_SIMT_SHARED_SECTION __attribute__((section("lowbit_simt_shared")))
+extern "C" {
+// Defined by the linker around the section; null when no __shared__ variable exists.
+extern unsigned char __start_lowbit_simt_shared[] __attribute__((weak, visibility("hidden")));
+extern unsigned char __stop_lowbit_simt_shared[] __attribute__((weak, visibility("hidden")));
+}
+#  else
+#    define LOWBIT_SIMT_POISON_SHARED 0
+#    define LOWBIT_SIMT_SHARED_SECTION
+#  endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace simt {
+
+/// The order in which the scheduler resumes the runnable fibers of a block (and runs the blocks).
+enum class order { forward, reverse, random };
+
+/// How one launch is executed.
+struct launch_options {
+  order ord = order::forward;  ///< pass order over runnable fibers, and block order
+  std::uint64_t seed = 0;      ///< seeds order::random and the poison bytes
+  bool strict = true;          ///< report barrier divergence and bad warp masks as errors
+};
+
+/// A kernel bug found by the executor (strict mode), a deadlock, or an invalid launch.
+class error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+namespace detail {
+
+// ---- process-wide state ------------------------------------------------------------------------
+
+inline std::mutex& options_mutex() {
+  static std::mutex m;
+  return m;
+}
+inline launch_options& default_options_storage() {
+  static launch_options o;
+  return o;
+}
+
+/// Serializes launches: `__shared__` variables are process-wide statics.
+inline std::mutex& launch_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+inline std::uint64_t splitmix64(std::uint64_t& s) noexcept {
+  std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+/// A uniformly distributed integer in [0, n) (n > 0).
+inline std::uint64_t below(std::uint64_t& s, std::uint64_t n) noexcept {
+  const std::uint64_t limit = ~0ull - (~0ull % n);
+  std::uint64_t r;
+  do r = splitmix64(s);
+  while (r >= limit);
+  return r % n;
+}
+
+/// Where a barrier or warp operation appears in the kernel source.
+struct src_loc {
+  const char* file = "";
+  int line = 0;
+};
+inline bool same_loc(const src_loc& a, const src_loc& b) noexcept {
+  return a.line == b.line && (a.file == b.file || std::strcmp(a.file, b.file) == 0);
+}
+
+/// Warp operations.
+enum class wop : std::uint8_t { shfl_idx, shfl_up, shfl_down, shfl_xor, ballot, any, all, syncwarp };
+inline const char* wop_name(wop k) noexcept {
+  switch (k) {
+    case wop::shfl_idx: return "__shfl_sync";
+    case wop::shfl_up: return "__shfl_up_sync";
+    case wop::shfl_down: return "__shfl_down_sync";
+    case wop::shfl_xor: return "__shfl_xor_sync";
+    case wop::ballot: return "__ballot_sync";
+    case wop::any: return "__any_sync";
+    case wop::all: return "__all_sync";
+    case wop::syncwarp: return "__syncwarp";
+  }
+  return "?";
+}
+inline bool is_shfl(wop k) noexcept { return k <= wop::shfl_xor; }
+
+/// Block barriers: __syncthreads, __syncthreads_count, __syncthreads_and, __syncthreads_or.
+enum class bar : std::uint8_t { plain, count, all, any };
+inline const char* bar_name(bar k) noexcept {
+  switch (k) {
+    case bar::plain: return "__syncthreads()";
+    case bar::count: return "__syncthreads_count()";
+    case bar::all: return "__syncthreads_and()";
+    case bar::any: return "__syncthreads_or()";
+  }
+  return "?";
+}
+
+enum class fstate : std::uint8_t { runnable, block_wait, warp_wait, exited };
+
+/// One fiber stack: LOWBIT_SIMT_STACK_SIZE usable bytes above a PROT_NONE guard page.
+class fiber_stack {
+ public:
+  fiber_stack() {
+    const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    guard_ = page;
+    size_ = (static_cast<std::size_t>(LOWBIT_SIMT_STACK_SIZE) + page - 1) / page * page;
+    void* p = ::mmap(nullptr, size_ + guard_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    if (::mprotect(p, guard_, PROT_NONE) != 0) {
+      ::munmap(p, size_ + guard_);
+      throw std::bad_alloc();
+    }
+    base_ = static_cast<unsigned char*>(p);
+  }
+  fiber_stack(const fiber_stack&) = delete;
+  fiber_stack& operator=(const fiber_stack&) = delete;
+  ~fiber_stack() { ::munmap(base_, size_ + guard_); }
+  unsigned char* lo() const noexcept { return base_ + guard_; }
+  unsigned char* hi() const noexcept { return base_ + guard_ + size_; }
+  std::size_t size() const noexcept { return size_; }
+
+ private:
+  unsigned char* base_ = nullptr;
+  std::size_t size_ = 0, guard_ = 0;
+};
+
+/// The state of one CUDA thread.
+struct fiber {
+#  if defined(LOWBIT_SIMT_BOOST_CONTEXT)
+  boost::context::detail::fcontext_t ctx = nullptr;
+#  else
+  ucontext_t uc{};
+  bool uc_ready = false;
+#  endif
+  fiber_stack* stack = nullptr;
+  std::size_t color = 0;  // bytes left unused at the stack's top (see run_grid)
+  void* asan_fake = nullptr;
+  uint3 tid{};
+  unsigned linear = 0;
+  fstate st = fstate::runnable;
+  // block barrier
+  bar bkind = bar::plain;
+  src_loc bsite;
+  int bpred = 0;
+  int bresult = 0;
+  // warp operation
+  wop op = wop::syncwarp;
+  src_loc wsite;
+  unsigned mask = 0;
+  int b = 0;
+  int width = 32;
+  std::uint64_t in = 0;
+  std::uint64_t out = 0;
+};
+
+/// Lanes of one warp that wait in a warp operation, and lanes that have exited.
+struct warp_state {
+  unsigned waiting = 0;
+  unsigned exited = 0;
+};
+
+/// The state of the running launch.
+struct exec {
+  launch_options opt;
+  dim3 grid, block;
+  uint3 bidx{};
+  unsigned n = 0;  // threads per block
+  unsigned char* dyn = nullptr;
+  std::size_t dyn_bytes = 0;
+  void (*invoke)(const void*) = nullptr;
+  const void* kargs = nullptr;
+  std::uint64_t rng = 0;
+  unsigned char poison = 0xA5;
+  fiber* fibers = nullptr;
+  warp_state* warps = nullptr;
+  unsigned live = 0, runnable = 0, n_block_wait = 0, n_warp_wait = 0, n_exited = 0;
+  int first_exited = -1;
+  bool failed = false;
+  std::string msg;
+  std::exception_ptr exc;
+#  if defined(LOWBIT_SIMT_BOOST_CONTEXT)
+  boost::context::detail::fcontext_t sched_ctx = nullptr;
+#  else
+  ucontext_t sched_uc{};
+#  endif
+  const void* main_lo = nullptr;
+  std::size_t main_size = 0;
+};
+
+inline exec* g_exec = nullptr;
+inline fiber* g_cur = nullptr;
+inline thread_local bool t_in_launch = false;
+
+/// Fiber stacks and states, reused across blocks and launches (guarded by launch_mutex()).
+struct pool {
+  std::vector<std::unique_ptr<fiber_stack>> stacks;
+  std::vector<fiber> fibers;
+  std::vector<warp_state> warps;
+  bool dirty = false;  // an aborted block left stale ASan stack poison behind
+};
+inline pool& the_pool() {
+  static pool p;
+  return p;
+}
+
+// ---- sanitizer annotations ---------------------------------------------------------------------
+
+#  if LOWBIT_SIMT_ASAN
+inline void asan_start(void** fake, const void* lo, std::size_t size) { __sanitizer_start_switch_fiber(fake, lo, size); }
+inline void asan_finish(void* fake, const void** lo, std::size_t* size) { __sanitizer_finish_switch_fiber(fake, lo, size); }
+#  else
+inline void asan_start(void**, const void*, std::size_t) noexcept {}
+inline void asan_finish(void*, const void**, std::size_t*) noexcept {}
+#  endif
+
+/// Fills [lo, hi) with v, also where ASan places redzones between globals.
+LOWBIT_SIMT_NO_ASAN inline void poison_bytes(unsigned char* lo, unsigned char* hi, unsigned char v) noexcept {
+#  if LOWBIT_SIMT_ASAN
+  for (volatile unsigned char* p = lo; p < hi; ++p) *p = v;
+#  else
+  if (hi > lo) std::memset(lo, v, static_cast<std::size_t>(hi - lo));
+#  endif
+}
+
+// ---- messages ----------------------------------------------------------------------------------
+
+__attribute__((format(printf, 2, 3))) inline void append(std::string& s, const char* fmt, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  const int k = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (k > 0) s.append(buf, std::min(static_cast<std::size_t>(k), sizeof buf - 1));
+}
+inline void append_thread(std::string& s, const exec& ex, const fiber& f) {
+  append(s, "thread (%u,%u,%u) of block (%u,%u,%u)", f.tid.x, f.tid.y, f.tid.z, ex.bidx.x, ex.bidx.y, ex.bidx.z);
+}
+inline void append_loc(std::string& s, const src_loc& l) { append(s, "%s:%d", l.file, l.line); }
+
+// ---- context switching -------------------------------------------------------------------------
+
+#  if defined(LOWBIT_SIMT_BOOST_CONTEXT)
+inline void fiber_main(exec& ex, fiber& f);
+inline void entry_fc(boost::context::detail::transfer_t t) {
+  exec& ex = *g_exec;
+  asan_finish(nullptr, &ex.main_lo, &ex.main_size);
+  ex.sched_ctx = t.fctx;
+  fiber_main(ex, *static_cast<fiber*>(t.data));
+}
+inline void make_context(exec&, fiber& f) {
+  f.ctx = boost::context::detail::make_fcontext(f.stack->hi() - f.color, f.stack->size() - f.color, &entry_fc);
+}
+/// Scheduler -> fiber; returns when the fiber parks, exits or fails.
+inline void resume(exec&, fiber& f) {
+  g_cur = &f;
+  void* fake = nullptr;
+  asan_start(&fake, f.stack->lo(), f.stack->size());
+  const boost::context::detail::transfer_t t = boost::context::detail::jump_fcontext(f.ctx, &f);
+  asan_finish(fake, nullptr, nullptr);
+  f.ctx = t.fctx;
+}
+/// Fiber -> scheduler; returns when the scheduler resumes this fiber.
+inline void suspend(exec& ex, fiber& f) {
+  asan_start(&f.asan_fake, ex.main_lo, ex.main_size);
+  const boost::context::detail::transfer_t t = boost::context::detail::jump_fcontext(ex.sched_ctx, nullptr);
+  asan_finish(f.asan_fake, &ex.main_lo, &ex.main_size);
+  ex.sched_ctx = t.fctx;
+}
+/// Fiber -> scheduler, for good.
+[[noreturn]] inline void leave(exec& ex) {
+  asan_start(nullptr, ex.main_lo, ex.main_size);
+  boost::context::detail::jump_fcontext(ex.sched_ctx, nullptr);
+  std::abort();  // never resumed
+}
+#  else
+inline void fiber_main(exec& ex, fiber& f);
+inline void entry_uc() {
+  exec& ex = *g_exec;
+  asan_finish(nullptr, &ex.main_lo, &ex.main_size);
+  fiber_main(ex, *g_cur);
+}
+inline void make_context(exec& ex, fiber& f) {
+  if (!f.uc_ready) {
+    if (::getcontext(&f.uc) != 0) throw error("simt: getcontext failed");
+    f.uc_ready = true;
+  }
+  f.uc.uc_stack.ss_sp = f.stack->lo();
+  f.uc.uc_stack.ss_size = f.stack->size() - f.color;
+  f.uc.uc_link = &ex.sched_uc;
+  ::makecontext(&f.uc, &entry_uc, 0);
+}
+inline void resume(exec& ex, fiber& f) {
+  g_cur = &f;
+  void* fake = nullptr;
+  asan_start(&fake, f.stack->lo(), f.stack->size());
+  ::swapcontext(&ex.sched_uc, &f.uc);
+  asan_finish(fake, nullptr, nullptr);
+}
+inline void suspend(exec& ex, fiber& f) {
+  asan_start(&f.asan_fake, ex.main_lo, ex.main_size);
+  ::swapcontext(&f.uc, &ex.sched_uc);
+  asan_finish(f.asan_fake, &ex.main_lo, &ex.main_size);
+}
+[[noreturn]] inline void leave(exec& ex) {
+  asan_start(nullptr, ex.main_lo, ex.main_size);
+  ::setcontext(&ex.sched_uc);
+  std::abort();  // never resumed
+}
+#  endif
+
+/// Records a strict-mode failure (message already in ex.msg) and abandons the fiber.
+[[noreturn]] inline void fail(exec& ex) {
+  ex.failed = true;
+  leave(ex);
+}
+
+// ---- warp operations ---------------------------------------------------------------------------
+
+/// The source lane of a shfl.sync (PTX ISA: "shfl.sync"), with c = ((32 - width) << 8) | (up ? 0 : 31)
+/// as CUDA's __shfl*_sync build it. Returns `lane` itself when the source is out of range.
+inline unsigned shfl_source(wop k, unsigned lane, int b, int width) noexcept {
+  const unsigned segmask = static_cast<unsigned>(32 - width) & 31u;
+  const unsigned cval = k == wop::shfl_up ? 0u : 31u;
+  const unsigned bval = static_cast<unsigned>(b) & 31u;
+  const int max_lane = static_cast<int>((lane & segmask) | (cval & ~segmask));
+  const int min_lane = static_cast<int>(lane & segmask);
+  const int l = static_cast<int>(lane);
+  int j = l;
+  bool ok = false;
+  switch (k) {
+    case wop::shfl_up: j = l - static_cast<int>(bval); ok = j >= max_lane; break;
+    case wop::shfl_down: j = l + static_cast<int>(bval); ok = j <= max_lane; break;
+    case wop::shfl_xor: j = l ^ static_cast<int>(bval); ok = j <= max_lane; break;
+    default: j = min_lane | static_cast<int>(bval & ~segmask); ok = j <= max_lane; break;
+  }
+  return ok ? static_cast<unsigned>(j) : lane;
+}
+
+inline unsigned lanes_in_warp(const exec& ex, unsigned base) noexcept {
+  return ex.n - base < 32u ? ex.n - base : 32u;
+}
+
+/// Completes the warp operation lane `i` of the warp at `base` waits in, if every other lane named
+/// in its mask waits too (exited and nonexistent lanes are skipped: strict mode rejected them
+/// already). Runs in a fiber. Returns whether the lanes were released.
+inline bool try_complete(exec& ex, unsigned base, unsigned i) {
+  fiber* w = ex.fibers + base;
+  warp_state& ws = ex.warps[base / 32u];
+  const unsigned nl = lanes_in_warp(ex, base);
+  const unsigned m = w[i].mask;
+  const unsigned present = m & ~ws.exited & (nl == 32u ? ~0u : (1u << nl) - 1u);
+  if ((present & ~ws.waiting) != 0) return false;
+  if (ex.opt.strict) {
+    for (unsigned j = 0; j < nl; ++j) {
+      if (!((present >> j) & 1u) || j == i) continue;
+      const bool same_kind = w[j].op == w[i].op;
+      const bool same_site = same_loc(w[j].wsite, w[i].wsite) || (same_kind && w[i].op == wop::syncwarp);
+      if (!same_kind || !same_site) {
+        ex.msg = "warp op divergence: lane ";
+        append(ex.msg, "%u (", j);
+        append_thread(ex.msg, ex, w[j]);
+        append(ex.msg, ") waits in %s at ", wop_name(w[j].op));
+        append_loc(ex.msg, w[j].wsite);
+        append(ex.msg, " but lane %u waits in %s at ", i, wop_name(w[i].op));
+        append_loc(ex.msg, w[i].wsite);
+        append(ex.msg, " (mask 0x%08x)", m);
+        fail(ex);
+      }
+      if (w[j].mask != m) {
+        ex.msg = "warp op mask mismatch: ";
+        append(ex.msg, "%s at ", wop_name(w[i].op));
+        append_loc(ex.msg, w[i].wsite);
+        append(ex.msg, ": lane %u uses mask 0x%08x, lane %u mask 0x%08x (", j, w[j].mask, i, m);
+        append_thread(ex.msg, ex, w[i]);
+        ex.msg += ')';
+        fail(ex);
+      }
+    }
+  }
+  std::uint64_t poison = 0;
+  std::memset(&poison, ex.poison, sizeof poison);
+  unsigned votes = 0;
+  for (unsigned j = 0; j < nl; ++j)
+    if (((present >> j) & 1u) && w[j].in != 0) votes |= 1u << j;
+  for (unsigned j = 0; j < nl; ++j) {
+    if (!((present >> j) & 1u)) continue;
+    fiber& f = w[j];
+    switch (f.op) {
+      case wop::ballot: f.out = votes; break;
+      case wop::any: f.out = votes != 0; break;
+      case wop::all: f.out = votes == present; break;
+      case wop::syncwarp: break;
+      default: {
+        // A source lane outside the mask (or exited) gives an undefined value: poison.
+        const unsigned s = shfl_source(f.op, j, f.b, f.width);
+        f.out = ((present >> s) & 1u) ? w[s].in : poison;
+        break;
+      }
+    }
+    f.st = fstate::runnable;
+  }
+  ws.waiting &= ~present;
+  const unsigned k = static_cast<unsigned>(__builtin_popcount(present));
+  ex.runnable += k;
+  ex.n_warp_wait -= k;
+  return true;
+}
+
+/// A lane arrives at a warp operation; returns its result bits when the operation completes.
+inline std::uint64_t warp_arrive(src_loc loc, wop k, unsigned mask, std::uint64_t in, int b, int width) {
+  exec& ex = *g_exec;
+  fiber& f = *g_cur;
+  const unsigned lane = f.linear & 31u, base = f.linear - lane;
+  const unsigned nl = lanes_in_warp(ex, base);
+  const unsigned exist = nl == 32u ? ~0u : (1u << nl) - 1u;
+  if (ex.opt.strict) {
+    const char* problem = nullptr;
+    int bad = -1;
+    if (!((mask >> lane) & 1u)) {
+      problem = "does not name the calling lane";
+      bad = static_cast<int>(lane);
+    } else if (mask & ~exist) {
+      problem = "names a lane that does not exist in this warp";
+      bad = __builtin_ctz(mask & ~exist);
+    } else if (is_shfl(k) && (width < 1 || width > 32 || (width & (width - 1)) != 0)) {
+      problem = "has a width that is not a power of two in [1, 32]";
+    } else if (mask & ex.warps[base / 32u].exited) {
+      problem = "names a lane that has exited";
+      bad = __builtin_ctz(mask & ex.warps[base / 32u].exited);
+    }
+    if (problem) {
+      ex.msg = "invalid warp mask: ";
+      append(ex.msg, "%s(mask 0x%08x", wop_name(k), mask);
+      if (is_shfl(k)) append(ex.msg, ", width %d", width);
+      append(ex.msg, ") at ");
+      append_loc(ex.msg, loc);
+      append(ex.msg, " by ");
+      append_thread(ex.msg, ex, f);
+      append(ex.msg, " %s", problem);
+      if (bad >= 0 && static_cast<unsigned>(bad) < nl && static_cast<unsigned>(bad) != lane) {
+        append(ex.msg, ": lane %d = ", bad);
+        append_thread(ex.msg, ex, ex.fibers[base + static_cast<unsigned>(bad)]);
+      } else if (bad >= 0 && static_cast<unsigned>(bad) >= nl) {
+        append(ex.msg, ": lane %d (the warp has %u lanes)", bad, nl);
+      }
+      fail(ex);
+    }
+  } else {
+    mask = (mask | (1u << lane)) & exist;
+  }
+  f.op = k;
+  f.wsite = loc;
+  f.mask = mask;
+  f.b = b;
+  f.width = width;
+  f.in = in;
+  f.st = fstate::warp_wait;
+  ex.warps[base / 32u].waiting |= 1u << lane;
+  --ex.runnable;
+  ++ex.n_warp_wait;
+  if (!try_complete(ex, base, lane)) suspend(ex, f);
+  return f.out;
+}
+
+template <class T>
+std::uint64_t to_bits(const T& v) noexcept {
+  static_assert(std::is_trivially_copyable<T>::value && sizeof(T) <= 8,
+                "simt: warp shuffles take trivially copyable values of at most 8 bytes");
+  std::uint64_t u = 0;
+  std::memcpy(&u, &v, sizeof(T));
+  return u;
+}
+template <class T>
+T from_bits(std::uint64_t u) noexcept {
+  T v;
+  std::memcpy(&v, &u, sizeof(T));
+  return v;
+}
+
+/// The object behind the warp-op macros: carries the call site.
+struct site {
+  const char* file;
+  int line;
+  src_loc loc() const noexcept { return src_loc{file, line}; }
+
+  template <class T>
+  T shfl(unsigned mask, T v, int src_lane, int width = 32) const {
+    return from_bits<T>(warp_arrive(loc(), wop::shfl_idx, mask, to_bits(v), src_lane, width));
+  }
+  template <class T>
+  T shfl_up(unsigned mask, T v, unsigned delta, int width = 32) const {
+    return from_bits<T>(warp_arrive(loc(), wop::shfl_up, mask, to_bits(v), static_cast<int>(delta), width));
+  }
+  template <class T>
+  T shfl_down(unsigned mask, T v, unsigned delta, int width = 32) const {
+    return from_bits<T>(warp_arrive(loc(), wop::shfl_down, mask, to_bits(v), static_cast<int>(delta), width));
+  }
+  template <class T>
+  T shfl_xor(unsigned mask, T v, int lane_mask, int width = 32) const {
+    return from_bits<T>(warp_arrive(loc(), wop::shfl_xor, mask, to_bits(v), lane_mask, width));
+  }
+  unsigned ballot(unsigned mask, int pred) const {
+    return static_cast<unsigned>(warp_arrive(loc(), wop::ballot, mask, pred != 0, 0, 32));
+  }
+  int any(unsigned mask, int pred) const {
+    return static_cast<int>(warp_arrive(loc(), wop::any, mask, pred != 0, 0, 32));
+  }
+  int all(unsigned mask, int pred) const {
+    return static_cast<int>(warp_arrive(loc(), wop::all, mask, pred != 0, 0, 32));
+  }
+  void syncwarp(unsigned mask = 0xFFFFFFFFu) const { warp_arrive(loc(), wop::syncwarp, mask, 0, 0, 32); }
+
+  /// __syncthreads and friends.
+  int sync_block(bar k, int pred) const {
+    exec& ex = *g_exec;
+    fiber& f = *g_cur;
+    f.bkind = k;
+    f.bsite = loc();
+    f.bpred = pred != 0;
+    f.st = fstate::block_wait;
+    --ex.runnable;
+    ++ex.n_block_wait;
+    suspend(ex, f);
+    return f.bresult;
+  }
+};
+
+// ---- thread exit and the scheduler ------------------------------------------------------------
+
+inline void thread_exit(exec& ex, fiber& f) {
+  f.st = fstate::exited;
+  --ex.live;
+  --ex.runnable;
+  ++ex.n_exited;
+  if (ex.first_exited < 0) ex.first_exited = static_cast<int>(f.linear);
+  const unsigned lane = f.linear & 31u, base = f.linear - lane;
+  warp_state& ws = ex.warps[base / 32u];
+  ws.exited |= 1u << lane;
+  for (unsigned waiting = ws.waiting; waiting != 0; waiting &= waiting - 1) {
+    const unsigned j = static_cast<unsigned>(__builtin_ctz(waiting));
+    fiber& w = ex.fibers[base + j];
+    if (w.st != fstate::warp_wait || !((w.mask >> lane) & 1u)) continue;
+    if (ex.opt.strict) {
+      ex.msg = "invalid warp mask: ";
+      append(ex.msg, "lane %u (", lane);
+      append_thread(ex.msg, ex, f);
+      append(ex.msg, ") exited while lane %u waits in %s(mask 0x%08x) at ", j, wop_name(w.op), w.mask);
+      append_loc(ex.msg, w.wsite);
+      append(ex.msg, ", whose mask names it");
+      fail(ex);
+    }
+    try_complete(ex, base, j);
+  }
+}
+
+inline void fiber_main(exec& ex, fiber& f) {
+  bool threw = false;
+  try {
+    ex.invoke(ex.kargs);
+  } catch (...) {
+    threw = true;
+    if (!ex.failed) ex.exc = std::current_exception();
+  }
+  // Outside the handler: the C++ runtime's per-thread exception state must not be left pointing
+  // into an abandoned fiber.
+  if (threw) {
+    if (!ex.exc) ex.msg = "simt: kernel threw";
+    fail(ex);
+  }
+  thread_exit(ex, f);
+  leave(ex);
+}
+
+/// Called by the scheduler when no fiber is runnable but some are alive: releases the block
+/// barrier, or throws (deadlock, strict-mode divergence).
+inline void resolve_stall(exec& ex) {
+  fiber* fs = ex.fibers;
+  const fiber* first_block = nullptr;
+  for (unsigned i = 0; i < ex.n && !first_block; ++i)
+    if (fs[i].st == fstate::block_wait) first_block = &fs[i];
+  std::string m;
+  if (ex.n_warp_wait > 0) {
+    const fiber* fw = nullptr;
+    for (unsigned i = 0; i < ex.n && !fw; ++i)
+      if (fs[i].st == fstate::warp_wait) fw = &fs[i];
+    m = "deadlock: ";
+    append(m, "%u threads wait in a warp op (first: ", ex.n_warp_wait);
+    append_thread(m, ex, *fw);
+    append(m, " in %s(mask 0x%08x) at ", wop_name(fw->op), fw->mask);
+    append_loc(m, fw->wsite);
+    append(m, ")");
+    if (first_block) {
+      append(m, " while %u wait at %s at ", ex.n_block_wait, bar_name(first_block->bkind));
+      append_loc(m, first_block->bsite);
+    }
+    const unsigned lane = fw->linear & 31u, base = fw->linear - lane;
+    const unsigned nl = lanes_in_warp(ex, base);
+    for (unsigned j = 0; j < 32; ++j) {
+      if (!((fw->mask >> j) & 1u)) continue;
+      if (j >= nl) {
+        append(m, "; lane %u named in its mask does not exist", j);
+        break;
+      }
+      const fiber& o = fs[base + j];
+      if (o.st == fstate::exited) {
+        append(m, "; lane %u named in its mask has exited", j);
+        break;
+      }
+      if (o.st == fstate::block_wait) {
+        append(m, "; lane %u named in its mask waits at %s at ", j, bar_name(o.bkind));
+        append_loc(m, o.bsite);
+        break;
+      }
+    }
+    throw error(m);
+  }
+  // Every live thread waits at a block barrier.
+  if (ex.opt.strict && ex.n_exited > 0) {
+    m = "barrier divergence: ";
+    append(m, "%u threads exited (first: ", ex.n_exited);
+    append_thread(m, ex, fs[ex.first_exited]);
+    append(m, ") while %u wait at %s at ", ex.n_block_wait, bar_name(first_block->bkind));
+    append_loc(m, first_block->bsite);
+    throw error(m);
+  }
+  if (ex.opt.strict) {
+    for (unsigned i = 0; i < ex.n; ++i) {
+      const fiber& f = fs[i];
+      if (f.st != fstate::block_wait) continue;
+      if (f.bkind == first_block->bkind && same_loc(f.bsite, first_block->bsite)) continue;
+      unsigned n0 = 0, n1 = 0;
+      for (unsigned j = 0; j < ex.n; ++j) {
+        if (fs[j].st != fstate::block_wait) continue;
+        if (fs[j].bkind == first_block->bkind && same_loc(fs[j].bsite, first_block->bsite)) ++n0;
+        else if (fs[j].bkind == f.bkind && same_loc(fs[j].bsite, f.bsite)) ++n1;
+      }
+      m = "barrier mismatch: ";
+      append(m, "%u threads (first: ", n0);
+      append_thread(m, ex, *first_block);
+      append(m, ") wait at %s at ", bar_name(first_block->bkind));
+      append_loc(m, first_block->bsite);
+      append(m, " but %u (first: ", n1);
+      append_thread(m, ex, f);
+      append(m, ") wait at %s at ", bar_name(f.bkind));
+      append_loc(m, f.bsite);
+      throw error(m);
+    }
+  }
+  int count = 0;
+  for (unsigned i = 0; i < ex.n; ++i)
+    if (fs[i].st == fstate::block_wait) count += fs[i].bpred;
+  for (unsigned i = 0; i < ex.n; ++i) {
+    fiber& f = fs[i];
+    if (f.st != fstate::block_wait) continue;
+    switch (f.bkind) {
+      case bar::plain: f.bresult = 0; break;
+      case bar::count: f.bresult = count; break;
+      case bar::all: f.bresult = count == static_cast<int>(ex.n_block_wait); break;
+      case bar::any: f.bresult = count != 0; break;
+    }
+    f.st = fstate::runnable;
+  }
+  ex.runnable = ex.n_block_wait;
+  ex.n_block_wait = 0;
+}
+
+/// Runs every thread of block `bidx`.
+inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
+  ex.bidx = bidx;
+  const unsigned n = ex.n;
+  for (unsigned i = 0; i < n; ++i) {
+    fiber& f = ex.fibers[i];
+    f.linear = i;
+    f.tid = make_uint3(i % ex.block.x, (i / ex.block.x) % ex.block.y, i / (ex.block.x * ex.block.y));
+    f.st = fstate::runnable;
+    f.asan_fake = nullptr;
+    make_context(ex, f);
+  }
+  for (unsigned i = 0; i < (n + 31u) / 32u; ++i) ex.warps[i] = warp_state{};
+  ex.live = ex.runnable = n;
+  ex.n_block_wait = ex.n_warp_wait = ex.n_exited = 0;
+  ex.first_exited = -1;
+  ex.poison = static_cast<unsigned char>(1 + below(ex.rng, 255));
+#  if LOWBIT_SIMT_POISON_SHARED
+  if (__start_lowbit_simt_shared != nullptr && __stop_lowbit_simt_shared != nullptr)
+    poison_bytes(__start_lowbit_simt_shared, __stop_lowbit_simt_shared, ex.poison);
+#  endif
+  if (ex.dyn_bytes) std::memset(ex.dyn, ex.poison, ex.dyn_bytes);
+
+  auto step = [&](fiber& f) {
+    if (f.st != fstate::runnable) return;
+    resume(ex, f);
+    if (ex.failed) {
+      if (ex.exc) std::rethrow_exception(ex.exc);
+      throw error(ex.msg);
+    }
+  };
+  while (ex.live > 0) {
+    if (ex.runnable == 0) resolve_stall(ex);
+    switch (ex.opt.ord) {
+      case order::forward:
+        for (unsigned i = 0; i < n; ++i) step(ex.fibers[i]);
+        break;
+      case order::reverse:
+        for (unsigned i = n; i-- > 0;) step(ex.fibers[i]);
+        break;
+      case order::random:
+        for (unsigned i = n; i > 1; --i) std::swap(perm[i - 1], perm[below(ex.rng, i)]);
+        for (unsigned i = 0; i < n; ++i) step(ex.fibers[perm[i]]);
+        break;
+    }
+  }
+}
+
+/// Clears ASan's stale stack poison left by fibers abandoned in an aborted block.
+inline void clean_stacks(pool& p) {
+#  if LOWBIT_SIMT_ASAN
+  if (p.dirty)
+    for (auto& s : p.stacks) __asan_unpoison_memory_region(s->lo(), s->size());
+#  endif
+  p.dirty = false;
+}
+
+inline void check_config(dim3 grid, dim3 block) {
+  const unsigned long long threads = 1ull * block.x * block.y * block.z;
+  if (block.x == 0 || block.y == 0 || block.z == 0 || block.x > 1024 || block.y > 1024 || block.z > 64 ||
+      threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > 0x7FFFFFFFu || grid.y > 65535 ||
+      grid.z > 65535) {
+    std::string m = "simt: invalid launch configuration: ";
+    append(m, "grid (%u,%u,%u), block (%u,%u,%u)", grid.x, grid.y, grid.z, block.x, block.y, block.z);
+    throw error(m);
+  }
+}
+
+/// Runs a whole grid; `invoke(kargs)` calls the kernel in the current fiber.
+inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size_t smem,
+                     void (*invoke)(const void*), const void* kargs) {
+  check_config(grid, block);
+  if (t_in_launch) throw error("simt: launch from inside a kernel");
+  std::lock_guard<std::mutex> lock(launch_mutex());
+  t_in_launch = true;
+  pool& p = the_pool();
+  exec ex;
+  struct reset {
+    ~reset() {
+      g_exec = nullptr;
+      g_cur = nullptr;
+      t_in_launch = false;
+    }
+  } guard;
+  (void)guard;
+  ex.opt = opt;
+  ex.grid = grid;
+  ex.block = block;
+  ex.n = block.x * block.y * block.z;
+  ex.invoke = invoke;
+  ex.kargs = kargs;
+  ex.rng = opt.seed ^ 0x6C6F776269742121ull;
+  while (p.stacks.size() < ex.n) p.stacks.push_back(std::make_unique<fiber_stack>());
+  if (p.fibers.size() < ex.n) {
+    p.fibers.resize(ex.n);
+#  if !defined(LOWBIT_SIMT_BOOST_CONTEXT)
+    // A moved ucontext_t points into its old storage (uc_mcontext.fpregs): re-initialize.
+    for (auto& f : p.fibers) f.uc_ready = false;
+#  endif
+  }
+  for (unsigned i = 0; i < ex.n; ++i) {
+    // Staggered stack tops: otherwise every fiber's saved context has the same page offset and
+    // they all compete for one L1 cache set.
+    p.fibers[i].stack = p.stacks[i].get();
+    p.fibers[i].color = (i % 61u) * 64u;
+  }
+  clean_stacks(p);
+  ex.fibers = p.fibers.data();
+  if (p.warps.size() < (ex.n + 31u) / 32u) p.warps.resize((ex.n + 31u) / 32u);
+  ex.warps = p.warps.data();
+  struct dyn_buffer {
+    unsigned char* ptr;
+    ~dyn_buffer() { ::operator delete(ptr, std::align_val_t{16}); }
+  } dyn{static_cast<unsigned char*>(::operator new(smem, std::align_val_t{16}))};
+  ex.dyn = dyn.ptr;
+  ex.dyn_bytes = smem;
+  g_exec = &ex;
+
+  const std::uint64_t nblocks = 1ull * grid.x * grid.y * grid.z;
+  std::vector<unsigned> perm;
+  if (opt.ord == order::random) {
+    perm.resize(ex.n);
+    for (unsigned i = 0; i < ex.n; ++i) perm[i] = i;
+  }
+  // Block order: ascending, descending, or a random permutation (shuffled list for up to 2^20
+  // blocks; above, a random affine bijection i -> (a i + c) mod nblocks).
+  std::vector<std::uint64_t> border;
+  std::uint64_t a = 1, c = 0;
+  if (opt.ord == order::random) {
+    if (nblocks <= (1ull << 20)) {
+      border.resize(nblocks);
+      for (std::uint64_t i = 0; i < nblocks; ++i) border[i] = i;
+      for (std::uint64_t i = nblocks; i > 1; --i) std::swap(border[i - 1], border[below(ex.rng, i)]);
+    } else {
+      auto gcd = [](std::uint64_t x, std::uint64_t y) {
+        while (y) {
+          const std::uint64_t t = x % y;
+          x = y;
+          y = t;
+        }
+        return x;
+      };
+      do a = 1 + below(ex.rng, nblocks - 1);
+      while (gcd(a, nblocks) != 1);
+      c = below(ex.rng, nblocks);
+    }
+  }
+  try {
+    for (std::uint64_t k = 0; k < nblocks; ++k) {
+      std::uint64_t b = k;
+      if (opt.ord == order::reverse) b = nblocks - 1 - k;
+      else if (opt.ord == order::random)
+        b = border.empty() ? static_cast<std::uint64_t>((static_cast<unsigned __int128>(a) * k + c) % nblocks)
+                           : border[k];
+      const uint3 bidx = make_uint3(static_cast<unsigned>(b % grid.x), static_cast<unsigned>((b / grid.x) % grid.y),
+                                    static_cast<unsigned>(b / (1ull * grid.x * grid.y)));
+      run_block(ex, bidx, perm);
+    }
+  } catch (...) {
+    p.dirty = true;  // fibers were abandoned mid-kernel
+    throw;
+  }
+}
+
+/// The calling fiber's builtins.
+inline const uint3& thread_idx() noexcept { return g_cur->tid; }
+inline const uint3& block_idx() noexcept { return g_exec->bidx; }
+inline const dim3& block_dim() noexcept { return g_exec->block; }
+inline const dim3& grid_dim() noexcept { return g_exec->grid; }
+inline unsigned char* dynamic_shared() noexcept { return g_exec->dyn; }
+
+}  // namespace detail
+
+/// The options `launch` uses (initially forward order, seed 0, strict). Process-wide.
+inline launch_options default_options() {
+  std::lock_guard<std::mutex> lock(detail::options_mutex());
+  return detail::default_options_storage();
+}
+/// Sets the options `launch` uses from now on (process-wide).
+inline void set_default_options(const launch_options& opt) {
+  std::lock_guard<std::mutex> lock(detail::options_mutex());
+  detail::default_options_storage() = opt;
+}
+
+/// Runs `kernel(args...)` on a grid of `grid` blocks of `block` threads with
+/// `dynamic_smem_bytes` of dynamic shared memory, under `opt`. Returns when every block has run.
+/// Throws lowbit::simt::error for strict-mode findings, deadlocks and invalid configurations, and
+/// rethrows what a kernel throws. The arguments are converted to the kernel's parameter types once;
+/// every thread receives its own copy.
+template <class... P, class... A>
+void launch_with(const launch_options& opt, void (*kernel)(P...), dim3 grid, dim3 block,
+                 std::size_t dynamic_smem_bytes, A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "simt::launch: wrong number of kernel arguments");
+  using params_t = std::tuple<std::decay_t<P>...>;
+  struct call {
+    void (*kernel)(P...);
+    params_t* params;
+  };
+  params_t params(static_cast<A&&>(args)...);
+  const call c{kernel, &params};
+  detail::run_grid(
+      opt, grid, block, dynamic_smem_bytes,
+      [](const void* p) {
+        const call& k = *static_cast<const call*>(p);
+        std::apply(k.kernel, *k.params);
+      },
+      &c);
+}
+
+/// launch_with(default_options(), ...).
+template <class... P, class... A>
+void launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t dynamic_smem_bytes, A&&... args) {
+  launch_with(default_options(), kernel, grid, block, dynamic_smem_bytes, static_cast<A&&>(args)...);
+}
+
+}  // namespace simt
+LOWBIT_NAMESPACE_END
+
+// ---- the CUDA dialect --------------------------------------------------------------------------
+
+#  undef __global__
+#  define __global__
+#  undef __device__
+#  define __device__
+#  undef __host__
+#  define __host__
+#  undef __forceinline__
+#  define __forceinline__ inline
+#  undef __noinline__
+#  define __noinline__ __attribute__((noinline))
+#  undef __constant__
+#  define __constant__
+#  undef __managed__
+#  define __managed__
+#  undef __shared__
+/// Block shared memory: a static variable (see the file comment; poisoned under clang).
+#  define __shared__ static LOWBIT_SIMT_SHARED_SECTION
+#  if !defined(__launch_bounds__)
+#    define __launch_bounds__(...)
+#  endif
+#  if !defined(__align__)
+#    define __align__(n) __attribute__((aligned(n)))
+#  endif
+
+#  undef threadIdx
+#  undef blockIdx
+#  undef blockDim
+#  undef gridDim
+#  undef warpSize
+#  define threadIdx (::lowbit::simt::detail::thread_idx())
+#  define blockIdx (::lowbit::simt::detail::block_idx())
+#  define blockDim (::lowbit::simt::detail::block_dim())
+#  define gridDim (::lowbit::simt::detail::grid_dim())
+#  define warpSize 32
+
+/// Declares `type* name`, the block's dynamic shared memory (16-byte aligned, poisoned per block).
+#  define LOWBIT_DYNAMIC_SHARED(type, name) \
+    type* name = reinterpret_cast<type*>(::lowbit::simt::detail::dynamic_shared())
+
+#  define LOWBIT_SIMT_SITE_ ::lowbit::simt::detail::site{__FILE__, __LINE__}
+#  define __syncthreads() (LOWBIT_SIMT_SITE_.sync_block(::lowbit::simt::detail::bar::plain, 1), (void)0)
+#  define __syncthreads_count(pred) LOWBIT_SIMT_SITE_.sync_block(::lowbit::simt::detail::bar::count, (pred) ? 1 : 0)
+#  define __syncthreads_and(pred) LOWBIT_SIMT_SITE_.sync_block(::lowbit::simt::detail::bar::all, (pred) ? 1 : 0)
+#  define __syncthreads_or(pred) LOWBIT_SIMT_SITE_.sync_block(::lowbit::simt::detail::bar::any, (pred) ? 1 : 0)
+#  define __syncwarp(...) LOWBIT_SIMT_SITE_.syncwarp(__VA_ARGS__)
+#  define __shfl_sync(...) LOWBIT_SIMT_SITE_.shfl(__VA_ARGS__)
+#  define __shfl_up_sync(...) LOWBIT_SIMT_SITE_.shfl_up(__VA_ARGS__)
+#  define __shfl_down_sync(...) LOWBIT_SIMT_SITE_.shfl_down(__VA_ARGS__)
+#  define __shfl_xor_sync(...) LOWBIT_SIMT_SITE_.shfl_xor(__VA_ARGS__)
+#  define __ballot_sync(mask, pred) LOWBIT_SIMT_SITE_.ballot((mask), (pred) ? 1 : 0)
+#  define __any_sync(mask, pred) LOWBIT_SIMT_SITE_.any((mask), (pred) ? 1 : 0)
+#  define __all_sync(mask, pred) LOWBIT_SIMT_SITE_.all((mask), (pred) ? 1 : 0)
+
+// ---- device functions (global namespace, as in CUDA) -------------------------------------------
+
+inline void __threadfence() noexcept {}
+inline void __threadfence_block() noexcept {}
+inline void __threadfence_system() noexcept {}
+
+template <class T>
+inline T __ldg(const T* p) noexcept {
+  return *p;
+}
+
+inline int __popc(unsigned x) noexcept { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) noexcept { return __builtin_popcountll(x); }
+inline int __ffs(int x) noexcept { return __builtin_ffs(x); }
+inline int __ffsll(long long x) noexcept { return __builtin_ffsll(x); }
+inline int __clz(int x) noexcept { return x == 0 ? 32 : __builtin_clz(static_cast<unsigned>(x)); }
+inline int __clzll(long long x) noexcept { return x == 0 ? 64 : __builtin_clzll(static_cast<unsigned long long>(x)); }
+inline unsigned __brev(unsigned x) noexcept {
+  x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+  x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+  x = ((x >> 4) & 0x0F0F0F0Fu) | ((x & 0x0F0F0F0Fu) << 4);
+  x = ((x >> 8) & 0x00FF00FFu) | ((x & 0x00FF00FFu) << 8);
+  return (x >> 16) | (x << 16);
+}
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) noexcept {
+  const unsigned long long v = (static_cast<unsigned long long>(y) << 32) | x;
+  unsigned r = 0;
+  for (int i = 0; i < 4; ++i) r |= static_cast<unsigned>((v >> (8 * ((s >> (4 * i)) & 7u))) & 0xFFu) << (8 * i);
+  return r;
+}
+inline unsigned __umulhi(unsigned a, unsigned b) noexcept {
+  return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32);
+}
+
+namespace lowbit_simt_detail {
+template <class To, class From>
+inline To cast(From x) noexcept {
+  static_assert(sizeof(To) == sizeof(From), "size");
+  To t;
+  std::memcpy(&t, &x, sizeof t);
+  return t;
+}
+/// `x`, opaque to the optimizer, so that a rounded product is never contracted into an FMA.
+inline float opaque(float x) noexcept {
+#  if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+x"(x));
+#  elif defined(__aarch64__)
+  __asm__("" : "+w"(x));
+#  else
+  volatile float v = x;
+  x = v;
+#  endif
+  return x;
+}
+}  // namespace lowbit_simt_detail
+
+inline unsigned __float_as_uint(float x) noexcept { return lowbit_simt_detail::cast<unsigned>(x); }
+inline float __uint_as_float(unsigned x) noexcept { return lowbit_simt_detail::cast<float>(x); }
+inline int __float_as_int(float x) noexcept { return lowbit_simt_detail::cast<int>(x); }
+inline float __int_as_float(int x) noexcept { return lowbit_simt_detail::cast<float>(x); }
+inline long long __double_as_longlong(double x) noexcept { return lowbit_simt_detail::cast<long long>(x); }
+inline double __longlong_as_double(long long x) noexcept { return lowbit_simt_detail::cast<double>(x); }
+
+inline float __fmul_rn(float a, float b) noexcept { return lowbit_simt_detail::opaque(a * b); }
+inline float __fadd_rn(float a, float b) noexcept { return lowbit_simt_detail::opaque(a + b); }
+inline float __fsub_rn(float a, float b) noexcept { return lowbit_simt_detail::opaque(a - b); }
+inline float __fdiv_rn(float a, float b) noexcept { return lowbit_simt_detail::opaque(a / b); }
+inline float __frcp_rn(float a) noexcept { return lowbit_simt_detail::opaque(1.0f / a); }
+inline float __fsqrt_rn(float a) noexcept { return std::sqrt(a); }
+inline float __fmaf_rn(float a, float b, float c) noexcept { return std::fmaf(a, b, c); }
+inline float __saturatef(float x) noexcept { return x >= 1.0f ? 1.0f : (x > 0.0f ? x : 0.0f); }  // NaN -> 0
+
+/// float -> int with CUDA's saturation (NaN -> 0); `r` rounds an in-range value.
+template <class R>
+inline int lowbit_simt_f2i(float x, R r) noexcept {
+  if (x != x) return 0;
+  if (x >= 2147483648.0f) return std::numeric_limits<int>::max();
+  if (x < -2147483648.0f) return std::numeric_limits<int>::min();
+  return static_cast<int>(r(x));
+}
+template <class R>
+inline unsigned lowbit_simt_f2u(float x, R r) noexcept {
+  if (x != x) return 0;
+  const float v = r(x);
+  if (v <= 0.0f) return 0;
+  if (v >= 4294967296.0f) return std::numeric_limits<unsigned>::max();
+  return static_cast<unsigned>(v);
+}
+inline int __float2int_rn(float x) noexcept { return lowbit_simt_f2i(x, [](float v) { return std::nearbyint(v); }); }
+inline int __float2int_rz(float x) noexcept { return lowbit_simt_f2i(x, [](float v) { return std::trunc(v); }); }
+inline int __float2int_rd(float x) noexcept { return lowbit_simt_f2i(x, [](float v) { return std::floor(v); }); }
+inline int __float2int_ru(float x) noexcept { return lowbit_simt_f2i(x, [](float v) { return std::ceil(v); }); }
+inline unsigned __float2uint_rn(float x) noexcept { return lowbit_simt_f2u(x, [](float v) { return std::nearbyint(v); }); }
+inline unsigned __float2uint_rz(float x) noexcept { return lowbit_simt_f2u(x, [](float v) { return std::trunc(v); }); }
+inline float __int2float_rn(int x) noexcept { return static_cast<float>(x); }
+inline float __uint2float_rn(unsigned x) noexcept { return static_cast<float>(x); }
+inline float __expf(float x) noexcept { return std::exp(x); }
+inline float __logf(float x) noexcept { return std::log(x); }
+inline float __fdividef(float a, float b) noexcept { return a / b; }
+
+// Atomics: plain read-modify-writes (fibers never run concurrently). Integer arithmetic wraps.
+#  define LOWBIT_SIMT_ATOMIC_(name, T, expr) \
+    inline T name(T* address, T val) noexcept { \
+      const T old = *address;                  \
+      *address = (expr);                       \
+      return old;                              \
+    }
+#  define LOWBIT_SIMT_WRAP_(T, op) static_cast<T>(static_cast<std::make_unsigned_t<T>>(old) op static_cast<std::make_unsigned_t<T>>(val))
+LOWBIT_SIMT_ATOMIC_(atomicAdd, int, LOWBIT_SIMT_WRAP_(int, +))
+LOWBIT_SIMT_ATOMIC_(atomicAdd, unsigned, old + val)
+LOWBIT_SIMT_ATOMIC_(atomicAdd, unsigned long long, old + val)
+LOWBIT_SIMT_ATOMIC_(atomicAdd, float, old + val)
+LOWBIT_SIMT_ATOMIC_(atomicAdd, double, old + val)
+LOWBIT_SIMT_ATOMIC_(atomicSub, int, LOWBIT_SIMT_WRAP_(int, -))
+LOWBIT_SIMT_ATOMIC_(atomicSub, unsigned, old - val)
+LOWBIT_SIMT_ATOMIC_(atomicExch, int, val)
+LOWBIT_SIMT_ATOMIC_(atomicExch, unsigned, val)
+LOWBIT_SIMT_ATOMIC_(atomicExch, unsigned long long, val)
+LOWBIT_SIMT_ATOMIC_(atomicExch, float, val)
+LOWBIT_SIMT_ATOMIC_(atomicMax, int, old > val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMax, unsigned, old > val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMax, unsigned long long, old > val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMax, long long, old > val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMin, int, old < val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMin, unsigned, old < val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMin, unsigned long long, old < val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicMin, long long, old < val ? old : val)
+LOWBIT_SIMT_ATOMIC_(atomicAnd, int, old & val)
+LOWBIT_SIMT_ATOMIC_(atomicAnd, unsigned, old & val)
+LOWBIT_SIMT_ATOMIC_(atomicAnd, unsigned long long, old & val)
+LOWBIT_SIMT_ATOMIC_(atomicOr, int, old | val)
+LOWBIT_SIMT_ATOMIC_(atomicOr, unsigned, old | val)
+LOWBIT_SIMT_ATOMIC_(atomicOr, unsigned long long, old | val)
+LOWBIT_SIMT_ATOMIC_(atomicXor, int, old ^ val)
+LOWBIT_SIMT_ATOMIC_(atomicXor, unsigned, old ^ val)
+LOWBIT_SIMT_ATOMIC_(atomicXor, unsigned long long, old ^ val)
+LOWBIT_SIMT_ATOMIC_(atomicInc, unsigned, old >= val ? 0u : old + 1u)
+LOWBIT_SIMT_ATOMIC_(atomicDec, unsigned, (old == 0u || old > val) ? val : old - 1u)
+#  undef LOWBIT_SIMT_WRAP_
+#  undef LOWBIT_SIMT_ATOMIC_
+
+#  define LOWBIT_SIMT_CAS_(T)                                      \
+    inline T atomicCAS(T* address, T compare, T val) noexcept {   \
+      const T old = *address;                                      \
+      if (old == compare) *address = val;                          \
+      return old;                                                  \
+    }
+LOWBIT_SIMT_CAS_(int)
+LOWBIT_SIMT_CAS_(unsigned)
+LOWBIT_SIMT_CAS_(unsigned long long)
+LOWBIT_SIMT_CAS_(unsigned short)
+#  undef LOWBIT_SIMT_CAS_
+
+#endif  // !defined(__CUDACC__)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Compiles every lowbit kernel for each supported architecture with ptxas' resource report,
+# prints the report, and fails if any kernel spills registers or uses local memory (a stack
+# frame); then checks in the PTX that every elementwise kernel has a 128-bit global load.
+# usage: check_kernel_resources.sh NVCC SOURCE_DIR WORK_DIR "75;80;86;89;90;100;120"
+set -euo pipefail
+nvcc=$1 src=$2 work=$3 archs=$4
+mkdir -p "$work"
+tu="$src/tests/cuda/instantiate_kernels.cu"
+flags=(-std=c++17 -O3 -I"$src/include" -I"$src/kernels" --threads 2 -Xptxas -v)
+gencode=()
+for a in ${archs//;/ }; do gencode+=(-gencode "arch=compute_$a,code=sm_$a"); done
+
+if ! "$nvcc" "${flags[@]}" "${gencode[@]}" -c "$tu" -o "$work/kernels.o" 2> "$work/ptxas.log"; then
+  cat "$work/ptxas.log"; echo "FAIL: nvcc could not compile the kernels"; exit 1
+fi
+cat "$work/ptxas.log"
+bad=$(grep -E "bytes spill (stores|loads)" "$work/ptxas.log" | grep -vc " 0 bytes spill stores, 0 bytes spill loads" || true)
+frames=$(grep -E "bytes stack frame" "$work/ptxas.log" | grep -vc "^ *0 bytes stack frame" || true)
+kernels=$(grep -c "Compiling entry function" "$work/ptxas.log" || true)
+echo "resource check: $kernels kernel compilations over architectures [$archs]: $bad with spills, $frames with a stack frame"
+[ "$kernels" -gt 0 ] || { echo "FAIL: no kernel was compiled"; exit 1; }
+[ "$bad" -eq 0 ] || { echo "FAIL: register spills"; exit 1; }
+[ "$frames" -eq 0 ] || { echo "FAIL: local memory (stack frame) in a kernel"; exit 1; }
+
+# 128-bit global loads in every elementwise kernel (stats, encode, dequantize), in the PTX.
+"$nvcc" -std=c++17 -O3 -I"$src/include" -I"$src/kernels" -arch=sm_80 -ptx "$tu" -o "$work/kernels.ptx"
+awk '
+  /^\.visible \.entry|^\.entry|^\.weak \.entry/ { name = $NF; sub(/\(.*/, "", name); entry = name; entries[entry] = 0; next }
+  entry != "" && /ld\.global(\.nc)?\.v4\./ { entries[entry]++ }
+  END {
+    fail = 0; n = 0
+    for (e in entries) {
+      if (e ~ /stats_kernel|encode_kernel|dequantize_kernel/) {
+        n++
+        if (entries[e] == 0) { print "FAIL: no 128-bit global load in " e; fail = 1 }
+      }
+    }
+    print "128-bit load check: " n " elementwise kernels inspected"
+    if (n == 0) { print "FAIL: no elementwise kernel found in the PTX"; fail = 1 }
+    exit fail
+  }' "$work/kernels.ptx"
+echo "resource check passed"

@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+// The blockwise CUDA launchers against the host engine, bit for bit. Included twice:
+//  - blockwise_simt_test.cpp: compiled by g++/clang++; the kernels run on the SIMT executor in
+//    forward, reverse and random thread orders (strict mode), buffers are host memory;
+//  - blockwise_device_test.cu: compiled by nvcc; the kernels run on a GPU (skipped without one).
+// The including file defines `kt::buffer<T>` (device storage with upload/download) and
+// `kt::for_each_order(fn)` (runs fn once per schedule to cover), and includes gtest.
+
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace kt {
+
+using lowbit::dtype;
+using lowbit::format;
+
+template <class T>
+std::vector<T> input(std::int64_t n, std::int64_t bs, std::uint64_t salt) {
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ salt);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<T> x(static_cast<std::size_t>(n));
+  for (auto& v : x) v = lowbit::from_float<T>(normal(rng));
+  if (n > 2 * bs)
+    for (std::int64_t i = bs; i < 2 * bs; ++i) x[i] = lowbit::from_float<T>(0.0f);
+  if (n > 5) x[n / 3] = lowbit::from_float<T>(-30.0f);
+  return x;
+}
+
+struct host_result {
+  std::vector<std::uint8_t> codes, zero_points, nested_codes;
+  std::vector<float> scales, nested_scales;
+  float offset = 0.0f;
+};
+
+template <class T>
+host_result host_quantize(format f, const std::vector<T>& x, std::int64_t bs, bool nested) {
+  const std::int64_t n = static_cast<std::int64_t>(x.size()), nb = lowbit::quant::block_count(n, bs);
+  host_result r;
+  r.codes.resize(static_cast<std::size_t>(lowbit::code_bytes(f, n)));
+  r.scales.resize(static_cast<std::size_t>(nb));
+  r.zero_points.resize(static_cast<std::size_t>(nb));
+  r.nested_codes.resize(static_cast<std::size_t>(nb));
+  r.nested_scales.resize(static_cast<std::size_t>(lowbit::quant::block_count(nb, 256)));
+  lowbit::quant_view q;
+  q.fmt = f;
+  q.numel = n;
+  q.block_size = bs;
+  q.codes = r.codes.data();
+  q.scales = nested ? nullptr : r.scales.data();
+  q.zero_points = r.zero_points.data();
+  if (nested) {
+    q.nested_codes = r.nested_codes.data();
+    q.nested_scales = r.nested_scales.data();
+  }
+  const lowbit::status s = lowbit::host::quantize(x.data(), lowbit::dtype_of<T>::value, q);
+  EXPECT_TRUE(s.ok()) << s.message();
+  r.offset = q.nested_offset;
+  return r;
+}
+
+// Quantizes on the device (input at element offset `shift`, so shift 1 defeats 128-bit loads),
+// dequantizes to Out on the device and the host, and compares everything with the host engine.
+template <class T, class Out>
+void check(format f, std::int64_t n, std::int64_t bs, bool nested, int shift) {
+  LOWBIT_SEED_TRACE();
+  const std::string ctx = std::string(lowbit::info(f).name) + " in " + lowbit::dtype_name(lowbit::dtype_of<T>::value) +
+                          " out " + lowbit::dtype_name(lowbit::dtype_of<Out>::value) + " n " + std::to_string(n) +
+                          " block " + std::to_string(bs) + (nested ? " nested" : "") + " shift " + std::to_string(shift);
+  SCOPED_TRACE(ctx);
+  const std::vector<T> x = input<T>(n, bs, static_cast<std::uint64_t>(n * 7 + bs));
+  const host_result want = host_quantize(f, x, bs, nested);
+  const std::int64_t nb = lowbit::quant::block_count(n, bs);
+
+  std::vector<T> padded(x.size() + static_cast<std::size_t>(shift));
+  std::copy(x.begin(), x.end(), padded.begin() + shift);
+  buffer<T> dx(padded);
+  buffer<std::uint8_t> dcodes(want.codes.size() + 1), dzp(static_cast<std::size_t>(nb) + 1),
+      dncodes(static_cast<std::size_t>(nb) + 1);
+  buffer<float> dscales(static_cast<std::size_t>(nb) + 1), dnscales(want.nested_scales.size() + 1), doffset(1);
+  lowbit::quant_view q;
+  q.fmt = f;
+  q.numel = n;
+  q.block_size = bs;
+  q.codes = dcodes.get();
+  q.scales = nested ? nullptr : dscales.get();
+  q.zero_points = lowbit::info(f).zero_point ? dzp.get() : nullptr;
+  if (nested) {
+    q.nested_codes = dncodes.get();
+    q.nested_scales = dnscales.get();
+    q.nested_offset_device = doffset.get();
+  }
+  buffer<unsigned char> ws(lowbit::cuda::quantize_workspace_size(q) + 16);
+  lowbit::status s = lowbit::cuda::quantize(dx.get() + shift, lowbit::dtype_of<T>::value, q, ws.get(),
+                                            lowbit::cuda::quantize_workspace_size(q));
+  ASSERT_TRUE(s.ok()) << s.message();
+  s = lowbit::cuda::input_status(ws.get());
+  ASSERT_TRUE(s.ok()) << s.message();
+
+  const auto codes = dcodes.download();
+  for (std::size_t i = 0; i < want.codes.size(); ++i) ASSERT_EQ(codes[i], want.codes[i]) << "code byte " << i;
+  if (nested) {
+    const auto nc = dncodes.download();
+    const auto ns = dnscales.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(nc[b], want.nested_codes[b]) << "nested code " << b;
+    for (std::size_t j = 0; j < want.nested_scales.size(); ++j)
+      ASSERT_EQ(lowbit_test::bits_of(ns[j]), lowbit_test::bits_of(want.nested_scales[j])) << "nested scale " << j;
+    ASSERT_EQ(lowbit_test::bits_of(doffset.download()[0]), lowbit_test::bits_of(want.offset)) << "nested offset";
+  } else {
+    const auto sc = dscales.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(lowbit_test::bits_of(sc[b]), lowbit_test::bits_of(want.scales[b])) << "scale " << b;
+  }
+  if (lowbit::info(f).zero_point) {
+    const auto zp = dzp.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(zp[b], want.zero_points[b]) << "zero point " << b;
+  }
+
+  // dequantize (device output at an element offset too) against the host engine
+  buffer<Out> dout(static_cast<std::size_t>(n) + static_cast<std::size_t>(shift));
+  s = lowbit::cuda::dequantize(q, dout.get() + shift, lowbit::dtype_of<Out>::value);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto got = dout.download();
+  lowbit::quant_view h = q;
+  host_result hw = want;
+  h.codes = hw.codes.data();
+  h.scales = hw.scales.data();
+  h.zero_points = hw.zero_points.data();
+  h.nested_offset_device = nullptr;
+  if (nested) {
+    h.nested_codes = hw.nested_codes.data();
+    h.nested_scales = hw.nested_scales.data();
+    h.nested_offset = hw.offset;
+  }
+  std::vector<Out> ref(static_cast<std::size_t>(n));
+  ASSERT_TRUE(lowbit::host::dequantize(h, ref.data(), lowbit::dtype_of<Out>::value).ok());
+  for (std::int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(std::memcmp(&got[static_cast<std::size_t>(i + shift)], &ref[static_cast<std::size_t>(i)], sizeof(Out)), 0)
+        << "dequantized element " << i;
+}
+
+const format kFormats[] = {format::nf4, format::bnb_fp4, format::bnb_dynamic8, format::int8_absmax,
+                           format::uint8_zeropoint, format::e4m3fn, format::e5m2, format::e2m1fn};
+
+}  // namespace kt
+
+class Kernels : public ::testing::TestWithParam<lowbit::format> {};
+
+TEST_P(Kernels, MatchHostEngine) {
+  const lowbit::format f = GetParam();
+  kt::for_each_order([&] {
+    for (std::int64_t bs : {32, 64, 256, 4096, 3, 37}) {
+      for (std::int64_t n : {std::int64_t{1}, std::int64_t{2}, bs - 1, bs + 1, 3 * bs + 17}) {
+        if (n < 1) continue;
+        kt::check<float, float>(f, n, bs, false, 0);
+        kt::check<float, lowbit::bf16>(f, n, bs, false, 1);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+    kt::check<lowbit::bf16, lowbit::f16>(f, 5000, 64, false, 0);
+    kt::check<lowbit::f16, float>(f, 5001, 128, false, 1);
+    kt::check<float, lowbit::f16>(f, 20000, 20000, false, 0);  // per tensor: several CTAs per block
+  });
+}
+
+class KernelsDoubleQuant : public ::testing::TestWithParam<lowbit::format> {};
+
+TEST_P(KernelsDoubleQuant, MatchHostEngine) {
+  const lowbit::format f = GetParam();
+  kt::for_each_order([&] {
+    kt::check<float, float>(f, 64 * 300 + 5, 64, true, 0);
+    kt::check<lowbit::bf16, lowbit::bf16>(f, 32 * 1100, 32, true, 1);  // > 1024 blocks: two offset chunks
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, Kernels, ::testing::ValuesIn(kt::kFormats),
+                         [](const ::testing::TestParamInfo<lowbit::format>& p) { return std::string(lowbit::info(p.param).name); });
+// double quantization is defined for the bitsandbytes formats only
+INSTANTIATE_TEST_SUITE_P(BitsandbytesFormats, KernelsDoubleQuant,
+                         ::testing::Values(lowbit::format::nf4, lowbit::format::bnb_fp4, lowbit::format::bnb_dynamic8),
+                         [](const ::testing::TestParamInfo<lowbit::format>& p) { return std::string(lowbit::info(p.param).name); });
+
+TEST(KernelErrors, NonFiniteWritesNothing) {
+  std::vector<float> host(1000, 0.5f);
+  host[600] = std::nanf("");
+  host[700] = -INFINITY;
+  kt::buffer<float> x(host);
+  kt::buffer<std::uint8_t> codes(std::vector<std::uint8_t>(1000, 0xAB));
+  kt::buffer<float> scales(std::vector<float>(16, 9.0f));
+  lowbit::quant_view q;
+  q.fmt = lowbit::format::e4m3fn;
+  q.numel = 1000;
+  q.block_size = 64;
+  q.codes = codes.get();
+  q.scales = scales.get();
+  kt::buffer<unsigned char> ws(lowbit::cuda::quantize_workspace_size(q));
+  ASSERT_TRUE(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, ws.get(), lowbit::cuda::quantize_workspace_size(q)).ok());
+  const lowbit::status s = lowbit::cuda::input_status(ws.get());
+  EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+  EXPECT_NE(std::string(s.message()).find("element 600"), std::string::npos) << s.message();
+  for (auto c : codes.download()) ASSERT_EQ(c, 0xAB);
+  for (float v : scales.download()) ASSERT_EQ(v, 9.0f);
+}
+
+TEST(KernelErrors, BadArguments) {
+  kt::buffer<float> x(std::vector<float>(130, 1.0f));
+  kt::buffer<std::uint8_t> codes(130);
+  kt::buffer<float> scales(8);
+  kt::buffer<unsigned char> ws(4096);
+  auto base = [&] {
+    lowbit::quant_view q;
+    q.fmt = lowbit::format::nf4;
+    q.numel = 128;
+    q.block_size = 64;
+    q.codes = codes.get();
+    q.scales = scales.get();
+    return q;
+  };
+  auto expect = [](lowbit::status s, lowbit::errc code, const char* needle) {
+    EXPECT_EQ(s.code(), code) << s.message();
+    EXPECT_NE(std::string(s.message()).find(needle), std::string::npos) << s.message();
+  };
+  lowbit::quant_view q = base();
+  expect(lowbit::cuda::quantize(nullptr, lowbit::dtype::f32, q, ws.get(), 4096), lowbit::errc::invalid_argument, "x is null");
+  const void* misaligned = reinterpret_cast<const unsigned char*>(x.get()) + 1;
+  expect(lowbit::cuda::quantize(misaligned, lowbit::dtype::f32, q, ws.get(), 4096), lowbit::errc::misaligned, "x (");
+  expect(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, ws.get(), 16), lowbit::errc::invalid_argument, "workspace has 16 bytes");
+  expect(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, ws.get() + 4, 4000), lowbit::errc::misaligned, "workspace");
+  expect(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, nullptr, 4096), lowbit::errc::invalid_argument, "workspace is null");
+  q.block_size = 0;
+  expect(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, ws.get(), 4096), lowbit::errc::invalid_argument, "block_size is 0");
+  q = base();
+  q.scales = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(scales.get()) + 2);
+  expect(lowbit::cuda::quantize(x.get(), lowbit::dtype::f32, q, ws.get(), 4096), lowbit::errc::misaligned, "scales");
+  q = base();
+  q.numel = std::int64_t{1} << 52;
+  expect(lowbit::cuda::dequantize(q, x.get(), lowbit::dtype::f32), lowbit::errc::invalid_argument, "index range");
+  q = base();
+  q.fmt = lowbit::format::int8_absmax;
+  q.code_table = scales.get();
+  expect(lowbit::cuda::dequantize(q, x.get(), lowbit::dtype::f32), lowbit::errc::unsupported, "code_table");
+  q = base();
+  expect(lowbit::cuda::dequantize(q, reinterpret_cast<unsigned char*>(x.get()) + 1, lowbit::dtype::bf16),
+         lowbit::errc::misaligned, "out");
+  expect(lowbit::cuda::dequantize(q, x.get(), static_cast<lowbit::dtype>(5)), lowbit::errc::invalid_argument, "dtype 5");
+}
+
+// The kernels index in 64 bits: thread indices past 2^31 are exact.
+TEST(KernelIndexMath, PastTwoToThe31) {
+  using lowbit::cuda::detail::linear_index;
+  EXPECT_EQ(linear_index(0x7FFFFFFFu, 256u, 255u), std::int64_t{0x7FFFFFFF} * 256 + 255);
+  EXPECT_EQ(linear_index(1u << 24, 256u, 3u), (std::int64_t{1} << 32) + 3);
+  static_assert(linear_index(8388608u, 256u, 0u) == std::int64_t{1} << 31, "2^31 threads");
+  // a 4-bit tensor of 2^33 elements: its last group of codes starts past 2^32 bytes
+  const std::int64_t n = std::int64_t{1} << 33;
+  const std::int64_t groups = (lowbit::code_bytes(lowbit::format::nf4, n) + 15) / 16;
+  EXPECT_EQ(groups, std::int64_t{1} << 28);
+  EXPECT_EQ(linear_index(static_cast<unsigned>((groups - 1) / 256), 256u, 255u) * 32, n - 32);
+}
