@@ -149,10 +149,32 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
   const std::int64_t per_chunk = std::max<std::int64_t>(1, std::min(fused_chunk_blocks, fused_chunk_elements / bs));
   const std::int64_t chunks = (nb + per_chunk - 1) / per_chunk;
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
+  // AVX2 run kernels take the chunk's full blocks when the block size allows
+  const bool runs = simd && bs % 16 == 0 && avx2::detail::has_encode_kernel<F>();
   parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
     stats_entry st[fused_chunk_blocks];
+    quant::block_stats run_st[fused_chunk_blocks];
+    quant::block_encoder run_enc[fused_chunk_blocks];
     for (std::int64_t c = c0; c < c1; ++c) {
       const std::int64_t b0 = c * per_chunk, b1 = std::min(nb, b0 + per_chunk);
+      const std::int64_t full = runs ? std::min(b1, n / bs) - b0 : 0;
+      if (full > 0 && avx2::stats_run<info(F).zero_point>(x + b0 * bs, full, bs, run_st)) {
+        for (std::int64_t j = 0; j < full; ++j) {
+          run_enc[j] = quant::make_encoder<F>(run_st[j]);
+          scales_out[b0 + j] = run_enc[j].scale;
+          if constexpr (info(F).zero_point) q.zero_points[b0 + j] = static_cast<std::uint8_t>(run_enc[j].zero_point);
+        }
+        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, info(F).bits == 4 ? q.codes + b0 * bs / 2 : q.codes + b0 * bs);
+        if (b0 + full == b1) continue;
+        // the tensor's last, partial block: portable code below
+        const std::int64_t b = b0 + full;
+        gather_stats(x, n, bs, b, b1, st, simd);
+        const quant::block_encoder enc = quant::make_encoder<F>(st[0].st);
+        scales_out[b] = enc.scale;
+        if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
+        encode_block<F>(x, b * bs, n, enc, st[0].has_nan, q.codes, simd);
+        continue;
+      }
       const std::int64_t fb = gather_stats(x, n, bs, b0, b1, st, simd);
       if (fb >= 0) {
         std::int64_t cur = first_bad.load();

@@ -17,6 +17,7 @@
 #include "../quant/blockwise.hpp"
 
 #include <cstdint>
+#include <cstring>
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
 #  define LOWBIT_HAVE_AVX2_KERNELS 1
@@ -327,6 +328,79 @@ LOWBIT_AVX2 std::int64_t decode_block(const std::uint8_t* codes, std::int64_t n,
   return m;
 }
 
+/// Statistics of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 16) into
+/// st[0 .. nblocks): max |x| always, min/max (lo/hi) when `Range`. Returns false if any element
+/// is NaN or Inf (st is then unspecified and the caller rescans with the portable code).
+template <bool Range, class T>
+LOWBIT_AVX2 bool stats_run(const T* x, std::int64_t nblocks, std::int64_t bs, quant::block_stats* st) {
+  const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+  __m256i all = _mm256_setzero_si256();
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const T* p = x + b * bs;
+    // max of |x| as integers: the order of non-negative floats, with NaN/Inf above every finite
+    __m256i amax = _mm256_setzero_si256();
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (std::int64_t i = 0; i < bs; i += 16) {
+      const __m256 v0 = detail::load8(p + i), v1 = detail::load8(p + i + 8);
+      amax = _mm256_max_epu32(amax, _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(v0), abs_mask),
+                                                     _mm256_and_si256(_mm256_castps_si256(v1), abs_mask)));
+      if constexpr (Range) {
+        lo = _mm256_min_ps(v0, _mm256_min_ps(v1, lo));
+        hi = _mm256_max_ps(v0, _mm256_max_ps(v1, hi));
+      }
+    }
+    all = _mm256_max_epu32(all, amax);
+    quant::block_stats s;
+    s.absmax = detail::hmax(_mm256_castsi256_ps(amax));
+    if constexpr (Range) {
+      s.lo = detail::hmin(lo);
+      s.hi = detail::hmax(hi);
+    }
+    st[b] = s;
+  }
+  // any lane at or above the Inf pattern held a non-finite element
+  const __m256i bad = _mm256_cmpgt_epi32(all, _mm256_set1_epi32(0x7F7FFFFF));
+  return _mm256_testz_si256(bad, bad) != 0;
+}
+
+/// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 16, the first element even)
+/// with block b's encoder enc[b]; zero blocks get the format's zero code.
+template <format F, class T>
+LOWBIT_AVX2 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const quant::block_encoder* enc,
+                            std::uint8_t* out) {
+  if constexpr (!detail::has_encode_kernel<F>()) {
+    (void)x, (void)nblocks, (void)bs, (void)enc, (void)out;
+  } else {
+  constexpr bool four = info(F).bits == 4;
+  __m256 thr[15];
+  if constexpr (F == format::nf4) {
+    detail::nf4_search_thresholds(thr);
+  } else if constexpr (F == format::bnb_fp4) {
+    for (int i = 0; i < 7; ++i) thr[i] = _mm256_set1_ps(codecs::bnb_fp4::threshold(i));
+  }
+  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const T* p = x + b * bs;
+    std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
+    if (enc[b].zero) {
+      std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+      continue;
+    }
+    const __m256 inv = _mm256_set1_ps(enc[b].inv);
+    for (std::int64_t i = 0; i < bs; i += 16) {
+      const __m256i c0 = detail::codes8<F>(_mm256_mul_ps(detail::load8(p + i), inv), thr);
+      const __m256i c1 = detail::codes8<F>(_mm256_mul_ps(detail::load8(p + i + 8), inv), thr);
+      if constexpr (four) {
+        detail::store_nibbles16<info(F).order>(o + i / 2, c0, c1);
+      } else {
+        detail::store_bytes8(o + i, c0);
+        detail::store_bytes8(o + i + 8, c1);
+      }
+    }
+  }
+  }
+}
+
 namespace detail {
 
 // 16 float32 -> 16-bit codes for a per-block lookup table: bytes split into a low-byte table and a
@@ -448,6 +522,10 @@ template <format F, class T>
 std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float, int, T*) { return 0; }
 template <format F, class T>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, T*) {}
+template <bool Range, class T>
+bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
+template <format F, class T>
+void encode_run(const T*, std::int64_t, std::int64_t, const quant::block_encoder*, std::uint8_t*) {}
 
 #endif
 
