@@ -6,7 +6,12 @@
 /// - `memcpy`: a multi-threaded std::memcpy of a 64M-element float32 tensor (256 MiB -> 256 MiB),
 ///   split over lowbit's own thread pool exactly as the engine splits its work;
 /// - `dequantize/<fmt>/<dtype>`: codes + scales -> bf16, f16 or f32 output;
-/// - `quantize/<fmt>/<dtype>`: f32 or bf16 input -> codes + scales;
+/// - `quantize/<fmt>/<dtype>`: f32 or bf16 input -> codes + scales, through the engine's single
+///   pass into the caller's buffers (`host::quantize_into`: what `lowbit::quantize` into a new
+///   QuantTensor runs);
+/// - `quantize/<fmt>/<dtype>/all-or-nothing`: the same through `host::quantize`, which promises
+///   an untouched output on a non-finite input and pays for it by going through a scratch copy
+///   of the outputs (no target; it shows what the promise costs);
 /// for nf4, e4m3fn and int8 (int8_absmax), block size 64, all hardware threads. Every row reports
 /// bytes_per_second = (bytes read + bytes written) / real time, counting each byte of the
 /// operands once (codes, float32 scales and the dense tensor); `%memcpy` is that bandwidth as a
@@ -14,7 +19,8 @@
 /// (10^9 bytes/s) with its percentage of memcpy and the target (dequantize >= 85%, quantize >= 60%).
 ///
 /// Extra flag: `--lowbit_diagnostics` adds rows that help explain a missed target: single-thread
-/// (`/threads:1`), portable-code (`/nosimd`, options::simd = false) and block-4096 (`/block:4096`,
+/// (`/threads:1`), portable-code (`/nosimd`, options::simd = false), AVX2-only quantize (`/avx2`,
+/// options::avx512 = false) and block-4096 (`/block:4096`,
 /// 64x less per-block overhead) variants of the engine rows, and plain-loop read-only, write-only
 /// and copy baselines (`diag/...`, ordinary stores as the engine's kernels use).
 /// All data is allocated, filled (seeded, deterministic) and first-touched once, outside the
@@ -305,14 +311,15 @@ void BM_dequantize(benchmark::State& state, lb::format f, lb::host::options opt,
 }
 
 template <class T>
-void BM_quantize(benchmark::State& state, lb::format f, lb::host::options opt, std::int64_t block) {
+void BM_quantize(benchmark::State& state, lb::format f, lb::host::options opt, std::int64_t block, bool checked) {
   const data_set& d = data();
   lb::quant_view q = d.of(f).view(block);
   const void* x = std::is_same<T, float>::value ? static_cast<const void*>(d.x_f32.get())
                                                  : static_cast<const void*>(d.x_bf16.get());
   const row_timer timer(opt.threads);
   for (auto _ : state) {
-    const lb::status st = lb::host::quantize(x, dtype_of<T>(), q, opt);
+    const lb::status st =
+        checked ? lb::host::quantize(x, dtype_of<T>(), q, opt) : lb::host::quantize_into(x, dtype_of<T>(), q, opt);
     if (!st) {
       state.SkipWithError(st.message());
       break;
@@ -333,10 +340,11 @@ void register_dequantize(lb::format f, const char* variant, lb::host::options op
   configure(benchmark::RegisterBenchmark(name.c_str(), BM_dequantize<T>, f, opt, block));
 }
 template <class T>
-void register_quantize(lb::format f, const char* variant, lb::host::options opt, std::int64_t block = kBlock) {
+void register_quantize(lb::format f, const char* variant, lb::host::options opt, std::int64_t block = kBlock,
+                       bool checked = false) {
   const std::string name = std::string("quantize/") + format_label(f) + "/" + dtype_label<T>() + variant;
   g_registered.push_back(name);
-  configure(benchmark::RegisterBenchmark(name.c_str(), BM_quantize<T>, f, opt, block));
+  configure(benchmark::RegisterBenchmark(name.c_str(), BM_quantize<T>, f, opt, block, checked));
 }
 
 void register_all(bool diagnostics) {
@@ -352,6 +360,7 @@ void register_all(bool diagnostics) {
     register_quantize<float>(f, "", all);
     register_quantize<lb::bf16>(f, "", all);
   }
+  for (const lb::format f : kFormats) register_quantize<float>(f, "/all-or-nothing", all, kBlock, true);
   if (!diagnostics) return;
   g_registered.push_back("diag/memcpy/threads:1");
   configure(benchmark::RegisterBenchmark("diag/memcpy/threads:1", BM_memcpy, 1));
@@ -365,6 +374,8 @@ void register_all(bool diagnostics) {
   one.threads = 1;
   lb::host::options portable{};
   portable.simd = false;
+  lb::host::options avx2_only{};
+  avx2_only.avx512 = false;
   for (const lb::format f : kFormats) {
     register_dequantize<lb::bf16>(f, "/threads:1", one);
     register_dequantize<float>(f, "/threads:1", one);
@@ -372,6 +383,7 @@ void register_all(bool diagnostics) {
     register_dequantize<float>(f, "/nosimd", portable);
     register_quantize<float>(f, "/threads:1", one);
     register_quantize<float>(f, "/nosimd", portable);
+    register_quantize<float>(f, "/avx2", avx2_only);
     // block 4096: 64x fewer blocks, so 64x less per-block overhead (calls, table and threshold
     // set-up, horizontal reductions) for the same elements
     register_dequantize<lb::bf16>(f, "/block:4096", all, 4096);
@@ -411,8 +423,9 @@ class summary_reporter : public benchmark::ConsoleReporter {
   // Prints the table; returns false if a target was missed.
   bool print_summary() const {
     bool all_met = true, busy = false;
-    std::printf("\nlowbit_bench summary: %" PRId64 " elements, block %" PRId64 ", %d threads, AVX2 kernels %s\n",
-                kNumel, kBlock, lb::host::resolve_threads(0), lb::host::avx2::available() ? "on" : "off");
+    std::printf("\nlowbit_bench summary: %" PRId64 " elements, block %" PRId64 ", %d threads, SIMD kernels: %s\n",
+                kNumel, kBlock, lb::host::resolve_threads(0),
+                lb::host::avx512::available() ? "AVX-512 and AVX2" : (lb::host::avx2::available() ? "AVX2" : "none"));
     std::printf("bandwidth = (bytes read + bytes written, each operand byte once) / real time; GB = 1e9 bytes;\n"
                 "with repetitions, each row's best undisturbed run (try --benchmark_repetitions=3\n"
                 "--benchmark_enable_random_interleaving=true on a shared machine)\n\n");
@@ -423,7 +436,9 @@ class summary_reporter : public benchmark::ConsoleReporter {
       const double bps = acc.bytes_per_second, cpu = acc.cpu_percent;
       busy = busy || cpu < 90.0;
       const bool diag = name.rfind("diag/", 0) == 0 || name.find("/threads:") != std::string::npos ||
-                        name.find("/nosimd") != std::string::npos || name.find("/block:") != std::string::npos;
+                        name.find("/nosimd") != std::string::npos || name.find("/block:") != std::string::npos ||
+                        name.find("/avx2") != std::string::npos ||
+                        name.find("/all-or-nothing") != std::string::npos;
       double target = 0.0;
       if (!diag && name.rfind("dequantize/", 0) == 0) target = kDequantizeTarget;
       if (!diag && name.rfind("quantize/", 0) == 0) target = kQuantizeTarget;

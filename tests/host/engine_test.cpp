@@ -114,10 +114,13 @@ void check_against_reference(format f, std::int64_t n, std::int64_t bs) {
   const std::vector<In> x = make_input<In>(n, bs, static_cast<std::uint64_t>(n * 131 + bs));
   const lowbit_test::reference_quantized ref = lowbit_test::ref_quantize(f, x.data(), n, bs);
   const std::int64_t nb = lowbit::quant::block_count(n, bs);
-  for (int variant = 0; variant < 3; ++variant) {
+  // variants: 0 all threads, best SIMD (AVX-512 where the CPU has it); 1 one thread; 2 portable
+  // code; 3 AVX2 only
+  for (int variant = 0; variant < 4; ++variant) {
     lowbit::host::options opt;
     opt.threads = variant == 1 ? 1 : 0;
     opt.simd = variant != 2;
+    opt.avx512 = variant != 3;
     engine_output e;
     // input at an odd element offset: copy x one element further into a larger buffer
     std::vector<In> shifted(x.size() + 1);
@@ -215,13 +218,17 @@ TEST(DoubleQuant, MatchesDefinition) {
   }
 }
 
-// Non-finite input: an error naming the first bad index, and no output byte changes.
+// Non-finite input: an error naming the first bad index, and no output byte changes; the bad
+// element in a full block (SIMD run kernels) or only in the partial last block.
 TEST(Errors, NonFiniteInputWritesNothing) {
-  for (format f : {format::nf4, format::e4m3fn, format::uint8_zeropoint}) {
-    for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+  for (format f : {format::nf4, format::e4m3fn, format::int8_absmax, format::uint8_zeropoint})
+  for (std::int64_t first : {777, 990})
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    SCOPED_TRACE(std::string(lowbit::info(f).name) + " bad element " + std::to_string(first));
+    {
       std::vector<float> x(1000, 0.5f);
-      x[777] = bad;
-      x[900] = bad;
+      x[static_cast<std::size_t>(first)] = bad;
+      x[995] = bad;
       std::vector<std::uint8_t> codes(1000, 0xAB), zps(16, 0xAB);
       std::vector<float> scales(16, 12.5f);
       lowbit::quant_view q;
@@ -233,7 +240,7 @@ TEST(Errors, NonFiniteInputWritesNothing) {
       q.zero_points = zps.data();
       const lowbit::status s = lowbit::host::quantize(x.data(), dtype::f32, q);
       EXPECT_EQ(s.code(), lowbit::errc::non_finite);
-      EXPECT_NE(std::string(s.message()).find("element 777"), std::string::npos) << s.message();
+      EXPECT_NE(std::string(s.message()).find("element " + std::to_string(first)), std::string::npos) << s.message();
       for (auto c : codes) ASSERT_EQ(c, 0xAB);
       for (auto c : zps) ASSERT_EQ(c, 0xAB);
       for (float v : scales) ASSERT_EQ(v, 12.5f);
@@ -366,9 +373,11 @@ void dequantize_arbitrary(format f, std::int64_t bs) {
   }
   e.scales[3] = INFINITY;
   e.scales[5] = std::nanf("");
-  for (int variant = 0; variant < 2; ++variant) {
+  // variants: best SIMD (AVX-512 where the CPU has it), portable, AVX2 only
+  for (int variant = 0; variant < 3; ++variant) {
     lowbit::host::options opt;
-    opt.simd = variant == 0;
+    opt.simd = variant != 1;
+    opt.avx512 = variant != 2;
     const auto got = run_dequantize<Out>(f, e, n, bs, false, opt);
     const auto want = lowbit_test::ref_dequantize<Out>(f, e.codes.data(), e.scales.data(), e.zero_points.data(), n, bs);
     for (std::int64_t i = 0; i < n; ++i) {

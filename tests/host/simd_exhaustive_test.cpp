@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// The AVX2 element kernels of the host engine against the scalar codecs for every float32 input
+// The AVX2 and AVX-512 element kernels of the host engine against the scalar codecs for every
+// float32 input
 // (NaN excluded where the engine never hands NaN to a kernel: NaN-carrying blocks take the
 // portable path). CTest label: exhaustive.
 #include <lowbit/lowbit.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -18,6 +20,7 @@ namespace {
 
 using lowbit::format;
 namespace avx2 = lowbit::host::avx2;
+namespace avx512 = lowbit::host::avx512;
 namespace codecs = lowbit::codecs;
 
 template <format F, class Scalar>
@@ -48,24 +51,58 @@ LOWBIT_AVX2 std::uint64_t sweep_range(std::uint64_t begin, std::uint64_t end, bo
 }
 
 template <format F, class Scalar>
-void sweep(bool skip_nan, Scalar scalar) {
-  if (!avx2::available()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernels are not used here";
+LOWBIT_AVX512 std::uint64_t sweep_range512(std::uint64_t begin, std::uint64_t end, bool skip_nan, Scalar scalar,
+                                           std::uint32_t& first_bad) {
+  const avx512::detail::thresholds th = avx512::detail::make_thresholds<F>();
+  std::uint64_t bad = 0;
+  alignas(64) std::int32_t got[16];
+  for (std::uint64_t i = begin; i < end; i += 16) {
+    const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(i))),
+                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    _mm512_store_si512(got, avx512::detail::codes16<F>(_mm512_castsi512_ps(bits), th));
+    for (int k = 0; k < 16; ++k) {
+      const std::uint32_t u = static_cast<std::uint32_t>(i) + static_cast<std::uint32_t>(k);
+      const float x = lowbit_test::float_of(u);
+      if (skip_nan && x != x) continue;
+      if (static_cast<std::uint32_t>(got[k]) != scalar(x)) {
+        if (bad++ == 0) first_bad = u;
+      }
+    }
+  }
+  return bad;
+}
+
+template <format F, class Scalar>
+void sweep_with(bool skip_nan, Scalar scalar, bool wide) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::atomic<std::uint64_t> bad{0};
   std::vector<std::uint32_t> first(threads, 0);
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-      const std::uint64_t b = (std::uint64_t{1} << 32) / 8 * t / threads * 8;
-      const std::uint64_t e = (std::uint64_t{1} << 32) / 8 * (t + 1) / threads * 8;
-      bad += sweep_range<F>(b, e, skip_nan, scalar, first[t]);
+      const std::uint64_t b = (std::uint64_t{1} << 32) / 16 * t / threads * 16;
+      const std::uint64_t e = (std::uint64_t{1} << 32) / 16 * (t + 1) / threads * 16;
+      bad += wide ? sweep_range512<F>(b, e, skip_nan, scalar, first[t]) : sweep_range<F>(b, e, skip_nan, scalar, first[t]);
     });
   for (auto& th : pool) th.join();
   std::string where;
   for (auto f : first) where += " " + lowbit_test::hex(f);
-  EXPECT_EQ(bad.load(), 0u) << lowbit::info(F).name << ": AVX2 codes differ from the codec; first per thread:" << where;
+  EXPECT_EQ(bad.load(), 0u) << lowbit::info(F).name << (wide ? ": AVX-512" : ": AVX2")
+                            << " codes differ from the codec; first per thread:" << where;
 }
 
+// Every float32 through the AVX2 kernel, and through the AVX-512 one where the CPU has it.
+template <format F, class Scalar>
+void sweep(bool skip_nan, Scalar scalar) {
+  if (!avx2::available()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernels are not used here";
+  for (int wide = 0; wide < 2; ++wide) {
+    if (wide && !avx512::available()) {
+      std::printf("note: this CPU has no AVX-512; only the AVX2 kernel of %s was swept\n", lowbit::info(F).name);
+      break;
+    }
+    sweep_with<F>(skip_nan, scalar, wide != 0);
+  }
+}
 TEST(SimdExhaustive, Nf4) {
   sweep<format::nf4>(false, [](float x) { return unsigned(codecs::nf4::encode(x)); });
 }

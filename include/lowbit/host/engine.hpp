@@ -2,7 +2,8 @@
 /// @file engine.hpp
 /// @brief The CPU engine: blockwise quantize and dequantize of float32/float16/bfloat16 tensors
 ///        for every lowbit format, with double quantization of the scales. Multi-threaded, with
-///        AVX2 kernels for the common formats (chosen at run time) and a portable path for all.
+///        AVX-512 and AVX2 kernels for the common formats (chosen at run time from what the CPU
+///        has) and a portable path for all; every path gives the same bytes.
 ///
 /// The per-block formulas are those of quant/blockwise.hpp, shared with the CUDA kernels; this
 /// engine is the reference they must equal bit for bit.
@@ -34,6 +35,7 @@
 #include "buffer.hpp"
 #include "parallel.hpp"
 #include "simd_avx2.hpp"
+#include "simd_avx512.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -49,7 +51,8 @@ namespace host {
 struct options {
   int threads = 0;               ///< 0 = every hardware thread
   bool allow_nonfinite = false;  ///< accept NaN/Inf input (see the file comment)
-  bool simd = true;              ///< use the AVX2 kernels when the CPU has them (false: portable code)
+  bool simd = true;              ///< use the SIMD kernels the CPU has (false: portable code only)
+  bool avx512 = true;            ///< with simd: use the AVX-512 kernels when the CPU has them (false: AVX2 only)
 };
 
 namespace detail {
@@ -151,29 +154,40 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
   // AVX2 run kernels take the chunk's full blocks when the block size allows
   const bool runs = simd && bs % 16 == 0 && avx2::detail::has_encode_kernel<F>();
+  // AVX-512 run kernels: 32 elements per step, encoders 16 at a time (formats without a zero
+  // point, which has_encode_kernel already excludes)
+  const bool wide = runs && bs % 32 == 0 && !info(F).zero_point && opt.avx512 && avx512::available();
   parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
     stats_entry st[fused_chunk_blocks];
     quant::block_stats run_st[fused_chunk_blocks];
     quant::block_encoder run_enc[fused_chunk_blocks];
+    float run_absmax[fused_chunk_blocks], run_inv[fused_chunk_blocks];
+    auto codes_at = [&](std::int64_t b) { return info(F).bits == 4 ? q.codes + b * bs / 2 : q.codes + b * bs; };
     for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t b0 = c * per_chunk, b1 = std::min(nb, b0 + per_chunk);
+      std::int64_t b0 = c * per_chunk;
+      const std::int64_t b1 = std::min(nb, b0 + per_chunk);
       const std::int64_t full = runs ? std::min(b1, n / bs) - b0 : 0;
-      if (full > 0 && avx2::stats_run<info(F).zero_point>(x + b0 * bs, full, bs, run_st)) {
+      bool done = false;  // full blocks encoded by a run kernel
+      if (full > 0 && wide) {
+        if constexpr (!info(F).zero_point) {
+          if (avx512::absmax_run(x + b0 * bs, full, bs, run_absmax)) {
+            avx512::scales_run<F>(run_absmax, full, scales_out + b0, run_inv);
+            avx512::encode_run<F>(x + b0 * bs, full, bs, run_inv, codes_at(b0));
+            done = true;
+          }
+        }
+      } else if (full > 0 && avx2::stats_run<info(F).zero_point>(x + b0 * bs, full, bs, run_st)) {
         for (std::int64_t j = 0; j < full; ++j) {
           run_enc[j] = quant::make_encoder<F>(run_st[j]);
           scales_out[b0 + j] = run_enc[j].scale;
           if constexpr (info(F).zero_point) q.zero_points[b0 + j] = static_cast<std::uint8_t>(run_enc[j].zero_point);
         }
-        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, info(F).bits == 4 ? q.codes + b0 * bs / 2 : q.codes + b0 * bs);
+        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0));
+        done = true;
+      }
+      if (done) {
         if (b0 + full == b1) continue;
-        // the tensor's last, partial block: portable code below
-        const std::int64_t b = b0 + full;
-        gather_stats(x, n, bs, b, b1, st, simd);
-        const quant::block_encoder enc = quant::make_encoder<F>(st[0].st);
-        scales_out[b] = enc.scale;
-        if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
-        encode_block<F>(x, b * bs, n, enc, st[0].has_nan, q.codes, simd);
-        continue;
+        b0 += full;  // the tensor's last, partial block: the block-by-block code below
       }
       const std::int64_t fb = gather_stats(x, n, bs, b0, b1, st, simd);
       if (fb >= 0) {
@@ -296,6 +310,7 @@ status dequantize_typed(const quant_view& q, T* out, const options& opt) {
   // Runs of full blocks whose size is a multiple of 32 go through the AVX2 run kernel, 256
   // blocks at a time with their scales gathered first; everything else block by block.
   const bool runs = simd && bs % 32 == 0;
+  const bool wide = runs && opt.avx512 && avx512::detail::has_decode_kernel<F>() && avx512::available();
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
     std::int64_t b = b0;
     if (runs) {
@@ -308,7 +323,11 @@ status dequantize_typed(const quant_view& q, T* out, const options& opt) {
           scale[j] = scale_of(b + j);
           zp[j] = info(F).zero_point ? q.zero_points[b + j] : 0;
         }
-        avx2::decode_run<F>(four ? q.codes + b * bs / 2 : q.codes + b * bs, m, bs, scale, zp, table, out + b * bs);
+        if (wide) {
+          avx512::decode_run<F>(q.codes + b * bs, m, bs, scale, zp, out + b * bs);
+        } else {
+          avx2::decode_run<F>(four ? q.codes + b * bs / 2 : q.codes + b * bs, m, bs, scale, zp, table, out + b * bs);
+        }
         b += m;
       }
     }

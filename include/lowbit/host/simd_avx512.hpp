@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file simd_avx512.hpp
+/// @brief AVX-512 (F, BW, VL, DQ) kernels of the host engine: block statistics, encoding and
+///        (for the arithmetic 8-bit formats) decoding over runs of full blocks, 16 elements per
+///        instruction. Selected at run time (`available()`) for block sizes that are multiples of
+///        32; otherwise, and on CPUs or compilers without AVX-512, the AVX2 kernels
+///        (simd_avx2.hpp) or the portable code run.
+///
+/// The kernels evaluate exactly the formulas of quant/blockwise.hpp, as the AVX2 ones do: one
+/// IEEE multiply per element, strict comparisons against the codecs' own thresholds, integer
+/// rounding for minifloats. Nothing is added to a product, so FMA contraction cannot occur.
+/// The exhaustive test (`host_simd_exhaustive_test`) checks `codes16` against the scalar codecs
+/// for every float32 input.
+#pragma once
+
+#include "simd_avx2.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+#  define LOWBIT_HAVE_AVX512_KERNELS 1
+#  define LOWBIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
+#else
+#  define LOWBIT_HAVE_AVX512_KERNELS 0
+#endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+namespace avx512 {
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+
+// GCC 12's AVX-512 intrinsics initialize their unused pass-through operand from itself
+// (_mm512_undefined_*), which -Wuninitialized reports in every function they are inlined into
+// when AVX-512 comes from a target attribute. The warnings are false; they are silenced for
+// this file's functions only.
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wuninitialized"
+#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// True if this CPU (and OS, which must save the zmm state) runs the AVX-512 kernels.
+inline bool available() noexcept {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    if (((c >> 27) & 1u) == 0) return false;  // OSXSAVE
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const unsigned long long xcr0 = (static_cast<unsigned long long>(hi) << 32) | lo;
+    if ((xcr0 & 0xE6u) != 0xE6u) return false;  // XMM, YMM, opmask, ZMM_Hi256, Hi16_ZMM enabled
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool f = (b >> 16) & 1u, dq = (b >> 17) & 1u, bw = (b >> 30) & 1u, vl = (b >> 31) & 1u;
+    return f && dq && bw && vl && avx2::available();
+  }();
+  return ok;
+}
+
+namespace detail {
+
+// 16 consecutive elements widened to float32.
+LOWBIT_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+LOWBIT_AVX512 inline __m512 load16(const f16* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+LOWBIT_AVX512 inline __m512 load16(const bf16* p) {
+  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+// Saturating round-to-nearest-even float32 -> minifloat code for finite lanes, as
+// avx2::detail::minifloat_codes.
+template <class Minifloat>
+LOWBIT_AVX512 inline __m512i minifloat_codes(__m512 v) {
+  constexpr int M = Minifloat::mantissa_bits;
+  constexpr int shift = 23 - M;
+  constexpr int emin = Minifloat::min_exponent;
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i sign = _mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m512i a = _mm512_xor_si512(u, sign);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(a, shift), _mm512_set1_epi32(1));
+  const __m512i rebias = _mm512_set1_epi32(static_cast<int>(static_cast<unsigned>(Minifloat::bias - 127) << 23));
+  const __m512i nrm = _mm512_srli_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(a, rebias), _mm512_add_epi32(_mm512_set1_epi32((1 << (shift - 1)) - 1), odd)),
+      shift);
+  const __m512 magic = _mm512_castsi512_ps(_mm512_set1_epi32((127 + emin + 23 - M) << 23));
+  const __m512i sub = _mm512_sub_epi32(_mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), magic)),
+                                       _mm512_castps_si512(magic));
+  const __mmask16 is_sub = _mm512_cmpgt_epi32_mask(_mm512_set1_epi32((127 + emin) << 23), a);
+  __m512i code = _mm512_mask_blend_epi32(is_sub, nrm, sub);
+  code = _mm512_min_epu32(code, _mm512_set1_epi32(static_cast<int>(Minifloat::max_magnitude_code)));
+  return _mm512_or_si512(code, _mm512_srli_epi32(sign, 31 - (Minifloat::bits - 1)));
+}
+
+/// Constants of codes16<F>: the 15 NF4 thresholds T0..T14 in lanes 0..14 (lane 15 unused), or the
+/// 7 bnb_fp4 magnitude thresholds in lanes 0..6.
+struct thresholds {
+  __m512 t;
+};
+
+template <format F>
+LOWBIT_AVX512 inline thresholds make_thresholds() {
+  alignas(64) float t[16] = {};
+  if constexpr (F == format::nf4) {
+    for (int i = 0; i < 15; ++i) t[i] = codecs::nf4::threshold(i);
+  } else if constexpr (F == format::bnb_fp4) {
+    for (int i = 0; i < 7; ++i) t[i] = codecs::bnb_fp4::threshold(i);
+  }
+  return {_mm512_load_ps(t)};
+}
+
+// Codes of 16 normalized values of format F (x already multiplied by the block's inv), int32.
+template <format F>
+LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
+  if constexpr (F == format::nf4) {
+    // binary search over the sorted thresholds: code = number of T_i strictly below v
+    __m512i idx = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(_mm512_set1_epi32(7), th.t), _CMP_GT_OQ),
+                                         _mm512_set1_epi32(8));
+    __m512 t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(3)), th.t);
+    idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(4));
+    t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), th.t);
+    idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(2));
+    t = _mm512_permutexvar_ps(idx, th.t);
+    return _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(1));
+  } else if constexpr (F == format::bnb_fp4) {
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+    __m512i rank = _mm512_setzero_si512();
+    for (int i = 0; i < 7; ++i)
+      rank = _mm512_mask_add_epi32(rank, _mm512_cmp_ps_mask(a, _mm512_permutexvar_ps(_mm512_set1_epi32(i), th.t), _CMP_GT_OQ),
+                                   rank, _mm512_set1_epi32(1));
+    const __m512i code =
+        _mm512_permutexvar_epi32(rank, _mm512_setr_epi32(0, 1, 6, 7, 4, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0));
+    const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mask_or_epi32(code, neg, code, _mm512_set1_epi32(8));
+  } else if constexpr (F == format::int8_absmax) {
+    const __m512 c = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(127.0f)), _mm512_set1_ps(-127.0f));
+    const __m512i q = _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_and_si512(q, _mm512_set1_epi32(0xFF));
+  } else {
+    return minifloat_codes<typename quant::scheme<F>::codec>(v);
+  }
+}
+
+// 16 int32 4-bit codes -> 8 bytes in the low half: each 64-bit lane holds an even element (low
+// half) and the next odd one (high half).
+template <codecs::nibble_order Order>
+LOWBIT_AVX512 inline __m128i nibble_pairs(__m512i c) {
+  const __m512i even = _mm512_and_si512(c, _mm512_set1_epi64(0xFF));
+  const __m512i oddv = _mm512_srli_epi64(c, 32);
+  return _mm512_cvtepi64_epi8(Order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi64(even, 4), oddv)
+                                                                        : _mm512_or_si512(even, _mm512_slli_epi64(oddv, 4)));
+}
+
+// Packs 32 int32 4-bit codes (c0: elements 0..15, c1: 16..31) into 16 bytes at p.
+template <codecs::nibble_order Order>
+LOWBIT_AVX512 inline void store_nibbles32(std::uint8_t* p, __m512i c0, __m512i c1) {
+  const __m128i lo = nibble_pairs<Order>(c0), hi = nibble_pairs<Order>(c1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_unpacklo_epi64(lo, hi));
+}
+
+// The halves of a zmm folded into a ymm by an unsigned max.
+LOWBIT_AVX512 inline __m256i fold_max_epu32(__m512i v) {
+  return _mm512_castsi512_si256(_mm512_max_epu32(v, _mm512_shuffle_i64x2(v, v, 0x4E)));
+}
+template <format F>
+constexpr bool has_encode_kernel() {
+  return avx2::detail::has_encode_kernel<F>();
+}
+
+/// Formats whose 8-bit codes decode arithmetically here (the others use the AVX2 run kernel).
+template <format F>
+constexpr bool has_decode_kernel() {
+  return F == format::int8_absmax || F == format::uint8_zeropoint || F == format::e4m3fn || F == format::e5m2;
+}
+
+// Values of 16 8-bit codes of format F, as avx2::detail::values8 computes them.
+template <format F>
+LOWBIT_AVX512 inline __m512 values16(const std::uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  if constexpr (F == format::int8_absmax) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+  } else if constexpr (F == format::uint8_zeropoint) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
+  } else {
+    // exponent and mantissa bits placed in a float32, rebiased by an exact power-of-two multiply
+    // (subnormal codes included); NaN (and e5m2 Inf) codes patched in
+    constexpr int M = F == format::e4m3fn ? 3 : 2;
+    const __m512i k = _mm512_cvtepu8_epi32(b);
+    const __m512i mag = _mm512_and_si512(k, _mm512_set1_epi32(0x7F));
+    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(k, _mm512_set1_epi32(0x80)), 24);
+    const float rebias = F == format::e4m3fn ? 0x1p120f : 0x1p112f;
+    __m512i v = _mm512_or_si512(
+        _mm512_castps_si512(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M)), _mm512_set1_ps(rebias))), sign);
+    const __m512i qnan = _mm512_or_si512(sign, _mm512_set1_epi32(0x7FC00000));
+    if constexpr (F == format::e4m3fn) {
+      v = _mm512_mask_mov_epi32(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), qnan);
+    } else {
+      v = _mm512_mask_mov_epi32(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7C)),
+                                _mm512_or_si512(sign, _mm512_set1_epi32(0x7F800000)));
+      v = _mm512_mask_mov_epi32(v, _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7C)), qnan);
+    }
+    return _mm512_castsi512_ps(v);
+  }
+}
+
+// decode_element of quant/blockwise.hpp on 16 values (avx2::detail::finish).
+template <format F>
+LOWBIT_AVX512 inline __m512 finish(__m512 t, __m512 scale, __m512 zp) {
+  if constexpr (F == format::uint8_zeropoint) t = _mm512_sub_ps(t, zp);
+  t = _mm512_mul_ps(t, scale);
+  if constexpr (F == format::int8_absmax) t = _mm512_mul_ps(t, _mm512_set1_ps(quant::int8_dequant_factor));
+  return t;
+}
+
+// Stores 16 float32 results as T: round to nearest even; NaN -> 0x7FFF for 16-bit outputs.
+LOWBIT_AVX512 inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+LOWBIT_AVX512 inline void store16(bf16* p, __m512 v) {
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+}
+LOWBIT_AVX512 inline void store16(f16* p, __m512 v) {
+  const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256i nan = _mm256_movm_epi16(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan));
+}
+
+}  // namespace detail
+
+/// Max |x| of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32) into
+/// absmax[0 .. nblocks). Returns false if any element is NaN or Inf (absmax is then unspecified
+/// and the caller rescans with the portable code).
+template <class T>
+LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs, float* absmax) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512i all = _mm512_setzero_si512();
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const T* p = x + b * bs;
+    // max of |x| as integers: the order of non-negative floats, with NaN/Inf above every finite
+    __m512i amax = _mm512_setzero_si512();
+    for (std::int64_t i = 0; i < bs; i += 32) {
+      const __m512 v0 = detail::load16(p + i), v1 = detail::load16(p + i + 16);
+      amax = _mm512_max_epu32(amax, _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), abs_mask),
+                                                     _mm512_and_si512(_mm512_castps_si512(v1), abs_mask)));
+    }
+    all = _mm512_max_epu32(all, amax);
+    // finite non-negative floats order as their bit patterns, so a float max of them is exact
+    absmax[b] = avx2::detail::hmax(_mm256_castsi256_ps(detail::fold_max_epu32(amax)));
+  }
+  // any lane at or above the Inf pattern held a non-finite element
+  return _mm512_cmpgt_epu32_mask(all, _mm512_set1_epi32(0x7F7FFFFF)) == 0;
+}
+
+/// quant::make_encoder<F> of `n` blocks from their finite absmax values, 16 at a time: the stored
+/// scale into scale[0 .. n) and the encoding multiplier into inv[0 .. n), both 0 for a zero
+/// block (absmax 0, or a multiplier that overflows). Formats without a zero point.
+template <format F>
+LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale, float* inv) {
+  static_assert(!info(F).zero_point, "uint8_zeropoint takes quant::make_encoder");
+  float num = 1.0f;  // inv = num / absmax; scale = absmax / den
+  float den = 1.0f;
+  if constexpr (F == format::int8_absmax) {
+    num = 127.0f;
+  } else if constexpr (F == format::e4m3fn || F == format::e5m2 || F == format::e2m1fn) {
+    num = quant::minifloat_max<F>();
+    den = quant::minifloat_max<F>();
+  }
+  const __m512 vnum = _mm512_set1_ps(num), vden = _mm512_set1_ps(den), fmax = _mm512_set1_ps(3.40282347e38f);
+  for (std::int64_t b = 0; b < n; b += 16) {
+    const __mmask16 lanes = n - b >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - b)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(lanes, absmax + b);
+    const __m512 i = _mm512_div_ps(vnum, a);
+    const __mmask16 ok = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ) & _mm512_cmp_ps_mask(i, fmax, _CMP_LE_OQ);
+    const __m512 sc = den == 1.0f ? a : _mm512_div_ps(a, vden);
+    _mm512_mask_storeu_ps(scale + b, lanes, _mm512_maskz_mov_ps(ok, sc));
+    _mm512_mask_storeu_ps(inv + b, lanes, _mm512_maskz_mov_ps(ok, i));
+  }
+}
+
+/// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 32, the first element even)
+/// with block b's multiplier inv[b] (as scales_run gives it); a block with inv 0 is a zero block
+/// and gets the format's zero code.
+template <format F, class T>
+LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const float* inv, std::uint8_t* out) {
+  if constexpr (!detail::has_encode_kernel<F>()) {
+    (void)x, (void)nblocks, (void)bs, (void)inv, (void)out;
+  } else {
+    constexpr bool four = info(F).bits == 4;
+    const detail::thresholds th = detail::make_thresholds<F>();
+    constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const T* p = x + b * bs;
+      std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
+      if (!(inv[b] > 0.0f)) {
+        std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+        continue;
+      }
+      const __m512 m = _mm512_set1_ps(inv[b]);
+      for (std::int64_t i = 0; i < bs; i += 32) {
+        const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
+        const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
+        if constexpr (four) {
+          detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
+        } else {
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
+        }
+      }
+    }
+  }
+}
+
+/// As avx2::decode_run for the formats of detail::has_decode_kernel (8-bit codes, `bs` a
+/// multiple of 32): block b's codes decoded with scales[b] and zero point zps[b].
+template <format F, class T>
+LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
+                              const int* zps, T* out) {
+  if constexpr (!detail::has_decode_kernel<F>()) {
+    (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
+  } else {
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const __m512 s = _mm512_set1_ps(scales[b]);
+      const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
+      const std::uint8_t* c = codes + b * bs;
+      T* o = out + b * bs;
+      for (std::int64_t i = 0; i < bs; i += 32) {
+        detail::store16(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z));
+        detail::store16(o + i + 16, detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
+      }
+    }
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic pop
+#endif
+
+#else
+
+inline bool available() noexcept { return false; }
+template <class T>
+bool absmax_run(const T*, std::int64_t, std::int64_t, float*) { return false; }
+template <format F>
+void scales_run(const float*, std::int64_t, float*, float*) {}
+template <format F, class T>
+void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*) {}
+template <format F, class T>
+void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, T*) {}
+namespace detail {
+template <format F>
+constexpr bool has_decode_kernel() {
+  return false;
+}
+}  // namespace detail
+
+#endif
+
+}  // namespace avx512
+}  // namespace host
+LOWBIT_NAMESPACE_END
