@@ -40,7 +40,7 @@ namespace io {
 
 /// Python's `repr(float(x))`: the shortest decimal that reads back as `x`, in fixed notation for
 /// decimal exponents -4..15 (always with a fractional part, e.g. "6.0"), else scientific with a
-/// two-digit exponent ("1e-05", "1.5e+16"); "nan", "inf", "-inf". This is how `json.dumps`
+/// two-digit exponent ("1e-05", "1.5e+16"); "NaN", "Infinity", "-Infinity". This is how `json.dumps`
 /// writes a float, so lowbit's quant_state JSON equals bitsandbytes' byte for byte.
 inline std::string python_float_repr(double x) {
   if (std::isnan(x)) return "NaN";
@@ -74,7 +74,7 @@ inline std::string python_float_repr(double x) {
   }
   std::string mant = digits.substr(0, 1);
   if (digits.size() > 1) mant += "." + digits.substr(1);
-  char e[8];
+  char e[16];
   std::snprintf(e, sizeof e, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
   return sign + mant + e;
 }
