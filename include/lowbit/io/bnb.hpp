@@ -124,7 +124,7 @@ inline void bnb_table(const quant_tensor& q, bool nested, std::vector<float>& ou
 inline status expect_tensor(const checkpoint& c, const std::string& name, st_dtype dt, const std::vector<std::int64_t>& shape,
                             checkpoint::location& loc) {
   loc = c.find(name);
-  if (loc.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.folder().c_str(), name.c_str());
+  if (loc.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.path().c_str(), name.c_str());
   const char* file = loc.file->path().c_str();
   if (loc.tensor->dtype != dt)
     return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" has dtype %s, bitsandbytes' layout has %s", file, name.c_str(),
@@ -176,7 +176,7 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
       if (n.compare(0, p.size(), p) == 0)
         return status::error(errc::unsupported, "%s: unknown quant_type in \"%.100s\" (bitsandbytes 4-bit is bitsandbytes__nf4 or __fp4)",
                              c.find(n).file->path().c_str(), n.c_str());
-    return status::error(errc::invalid_argument, "%s: weight \"%.100s\" has no quant_state tensor", c.folder().c_str(), weight.c_str());
+    return status::error(errc::invalid_argument, "%s: weight \"%.100s\" has no quant_state tensor", c.path().c_str(), weight.c_str());
   }
   const auto qsl = c.find(qs);
   const char* file = qsl.file->path().c_str();
@@ -331,7 +331,7 @@ inline status write_bnb(safetensors_writer& w, const quant_tensor& q) {
 /// ("row"). On error `out` is unchanged.
 inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out) {
   const auto lw = c.find(weight);
-  if (lw.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.folder().c_str(), weight.c_str());
+  if (lw.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.path().c_str(), weight.c_str());
   const char* file = lw.file->path().c_str();
   if (lw.tensor->dtype != st_dtype::I8 || lw.tensor->shape.size() != 2)
     return status::error(errc::invalid_argument, "%s: \"%.100s\": an LLM.int8 weight is a 2-D I8 tensor", file, weight.c_str());

@@ -61,6 +61,7 @@ class checkpoint {
   /// or `model.safetensors`. On error `out` is unchanged.
   static status open(const std::string& path, checkpoint& out) {
     checkpoint c;
+    c.path_ = path;
     if (!is_directory(path)) {
       c.files_.emplace_back(std::make_unique<safetensors_file>());
       LOWBIT_TRY(safetensors_file::open(path, *c.files_.back()));
@@ -89,6 +90,20 @@ class checkpoint {
     return {};
   }
 
+  /// A checkpoint of the one already validated file `f` (e.g. parsed from memory); `path` names
+  /// it in messages. Never fails.
+  static checkpoint adopt(safetensors_file&& f, const std::string& path) {
+    checkpoint c;
+    c.path_ = path;
+    c.dir_ = detail::parent_dir(path);
+    c.files_.emplace_back(std::make_unique<safetensors_file>(std::move(f)));
+    for (const auto& t : c.files_.back()->tensors()) {
+      c.where_[t.name] = {c.files_.back().get(), &t};
+      c.names_.push_back(t.name);
+    }
+    return c;
+  }
+
   /// Every tensor name: shard by shard, each in data order.
   const std::vector<std::string>& names() const noexcept { return names_; }
   /// Where `name` is ({null, null} if absent).
@@ -101,6 +116,8 @@ class checkpoint {
   const safetensors_file& file(std::size_t i) const noexcept { return *files_[i]; }
   /// The folder the checkpoint is in (for config.json).
   const std::string& folder() const noexcept { return dir_; }
+  /// The path given to open (a file or a folder).
+  const std::string& path() const noexcept { return path_; }
 
  private:
   status open_index(const std::string& index) {
@@ -144,6 +161,7 @@ class checkpoint {
   std::map<std::string, location> where_;
   std::vector<std::string> names_;
   std::string dir_;
+  std::string path_;
 };
 
 /// Writes `folder/model.safetensors.index.json` atomically for shards written by the caller:
