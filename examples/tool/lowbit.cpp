@@ -2,7 +2,7 @@
 // lowbit: quantize, inspect and dequantize safetensors checkpoints in bitsandbytes' layout.
 //
 //   lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]
-//                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet]
+//                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet]
 //
@@ -20,7 +20,8 @@
 // float16 first, as bitsandbytes does). It prints one line per quantized tensor: stored bits per
 // value (every byte of the tensor's entries in the file: codes, scales, nested scales, code
 // tables, quant_state JSON), max and mean absolute error and SQNR (10 log10(sum x^2 /
-// sum (x - x')^2), x' the float32 dequantization). inspect prints the same bits per value.
+// sum (x - x')^2), x' the float32 dequantization; --no-report skips the errors, which cost a
+// dequantization of every weight). inspect prints the same bits per value. --quiet: no progress bar.
 //
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
@@ -202,11 +203,23 @@ struct error_stats {
   double max_abs = 0, sum_abs = 0, sum_sq = 0, sum_sq_err = 0;
 };
 
-// Error of `q` against the float32 widening of `x`.
-lowbit::status measure(const void* x, lowbit::dtype dt, const lowbit::quant_tensor& q, int threads, error_stats& out) {
+// float16 bits -> float32, as a table (the error loop's hot path).
+const std::vector<float>& f16_table() {
+  static const std::vector<float> t = [] {
+    std::vector<float> v(65536);
+    for (std::uint32_t h = 0; h < 65536; ++h) v[h] = lowbit::f16_bits_to_float(static_cast<std::uint16_t>(h));
+    return v;
+  }();
+  return t;
+}
+
+// Error of `q` against the float32 widening of `x`; `y` is scratch kept between calls (its pages
+// stay mapped, so large tensors do not fault them in again).
+lowbit::status measure(const void* x, lowbit::dtype dt, const lowbit::quant_tensor& q, int threads, std::vector<float>& y, error_stats& out) {
   const std::int64_t n = q.numel();
-  std::vector<float> y(static_cast<std::size_t>(n));
+  if (y.size() < static_cast<std::size_t>(n)) y.resize(static_cast<std::size_t>(n));
   LOWBIT_TRY(lowbit::dequantize(q, y.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true}));
+  const float* h2f = f16_table().data();
   std::mutex m;
   error_stats total;
   lowbit::host::parallel_for(n, 1 << 16, 1, threads, [&](std::int64_t b, std::int64_t e) {
@@ -217,7 +230,7 @@ lowbit::status measure(const void* x, lowbit::dtype dt, const lowbit::quant_tens
       else {
         std::uint16_t h;
         std::memcpy(&h, static_cast<const std::uint8_t*>(x) + 2 * i, 2);
-        v = dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
+        v = dt == lowbit::dtype::f16 ? h2f[h] : lowbit::bf16_bits_to_float(h);
       }
       const double d = std::fabs(static_cast<double>(v) - static_cast<double>(y[static_cast<std::size_t>(i)]));
       s.max_abs = std::max(s.max_abs, d);
@@ -297,7 +310,7 @@ bool parse_int(const char* s, long long lo, long long hi, long long& out) {
 void usage(FILE* f) {
   std::fputs(
       "usage: lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]\n"
-      "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet]\n"
+      "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
       "       lowbit inspect FILE|FOLDER\n"
       "       lowbit dequantize IN OUT [--threads N] [--quiet]\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
@@ -309,7 +322,7 @@ int cmd_quantize(int argc, char** argv) {
   std::vector<std::string> pos;
   std::string fmt = "nf4", compute = "bfloat16";
   long long block = 64, threads = 0;
-  bool dq = true, quiet = false;
+  bool dq = true, quiet = false, report = true;
   std::vector<std::string> skip = {"lm_head", "embed"};
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
@@ -350,6 +363,8 @@ int cmd_quantize(int argc, char** argv) {
       if (!v || !parse_int(v, 0, 1024, threads)) return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
     } else if (a == "--quiet") {
       quiet = true;
+    } else if (a == "--no-report") {
+      report = false;
     } else if (a.size() > 1 && a[0] == '-') {
       return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
     } else {
@@ -377,7 +392,9 @@ int cmd_quantize(int argc, char** argv) {
   tensors.reserve(in.names().size());
   progress bar(work, !quiet);
   const auto t0 = std::chrono::steady_clock::now();
-  std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
+  std::vector<float> scratch;
+  if (report) std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
+  else std::printf("%-52s %-16s %8s\n", "tensor", "shape", "bits");
   int quantized = 0;
   for (const auto& name : in.names()) {
     const auto loc = in.find(name);
@@ -416,7 +433,8 @@ int cmd_quantize(int argc, char** argv) {
         return exit_quantize;
       }
       error_stats es;
-      if (auto s = measure(loc.file->data(ti), dt, t.q, static_cast<int>(threads), es); !s) return fail(exit_quantize, s);
+      if (report)
+        if (auto s = measure(loc.file->data(ti), dt, t.q, static_cast<int>(threads), scratch, es); !s) return fail(exit_quantize, s);
       if (auto s = io::bnb_entries(name, t.q, t.entries); !s) return fail(exit_quantize, s);
       t.quantized = true;
       ++quantized;
@@ -425,8 +443,11 @@ int cmd_quantize(int argc, char** argv) {
       bar.finish();
       std::uint64_t stored = 0;
       for (const auto& e : t.entries) stored += e.nbytes();
-      std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", name.c_str(), shape_string(ti.shape).c_str(), bits_per_value(stored, ti.numel()), es.max_abs,
-                  n > 0 ? es.sum_abs / n : 0.0, sqnr);
+      if (report)
+        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", name.c_str(), shape_string(ti.shape).c_str(), bits_per_value(stored, ti.numel()), es.max_abs,
+                    n > 0 ? es.sum_abs / n : 0.0, sqnr);
+      else
+        std::printf("%-52s %-16s %8.3f\n", name.c_str(), shape_string(ti.shape).c_str(), bits_per_value(stored, ti.numel()));
     }
     for (const auto& e : t.entries) out_bytes += e.nbytes();
     tensors.push_back(std::move(t));
