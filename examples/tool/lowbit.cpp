@@ -317,15 +317,54 @@ void usage(FILE* f) {
       f);
 }
 
-// ---- quantize ------------------------------------------------------------------------------------
-int cmd_quantize(int argc, char** argv) {
+// The options both conversions take and the two paths IN OUT.
+struct conversion_args {
   std::vector<std::string> pos;
-  std::string fmt = "nf4", compute = "bfloat16";
-  long long block = 64, threads = 0;
-  bool dq = true, quiet = false, report = true;
-  std::vector<std::string> skip = {"lm_head", "embed"};
+  long long threads = 0;
+  bool quiet = false;
+};
+
+// Parses argv: --threads, --quiet and the positional words here, everything else through
+// `own(a, i)` (1 handled, 0 not an option of the command, -1 bad value, already reported).
+// Returns exit_ok or exit_usage.
+template <class Own>
+int parse_args(int argc, char** argv, conversion_args& args, Own own) {
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
+    const int r = own(a, i);
+    if (r < 0) return exit_usage;
+    if (r > 0) continue;
+    if (a == "--threads") {
+      if (i + 1 >= argc || !parse_int(argv[++i], 0, 1024, args.threads))
+        return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
+    } else if (a == "--quiet") {
+      args.quiet = true;
+    } else if (a.size() > 1 && a[0] == '-') {
+      return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
+    } else {
+      args.pos.push_back(a);
+    }
+  }
+  if (args.pos.size() != 2) return usage(stderr), exit_usage;
+  return exit_ok;
+}
+
+// Opens IN (and its config.json) and the temporary output folder for OUT.
+int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder) {
+  if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
+  if (int r = read_base_config(in, config_text)) return r;
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
+  return exit_ok;
+}
+
+// ---- quantize ------------------------------------------------------------------------------------
+int cmd_quantize(int argc, char** argv) {
+  conversion_args args;
+  std::string fmt = "nf4", compute = "bfloat16";
+  long long block = 64;
+  bool dq = true, report = true;
+  std::vector<std::string> skip = {"lm_head", "embed"};
+  const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
     auto value = [&](const char* what) -> const char* {
       if (i + 1 >= argc) {
         std::fprintf(stderr, "lowbit: %s needs a value\n", what);
@@ -335,50 +374,41 @@ int cmd_quantize(int argc, char** argv) {
     };
     if (a == "--format") {
       const char* v = value("--format");
-      if (!v) return exit_usage;
+      if (!v) return -1;
       fmt = v;
-      if (fmt != "nf4" && fmt != "fp4" && fmt != "int8") return std::fprintf(stderr, "lowbit: --format must be nf4, fp4 or int8, not \"%s\"\n", v), exit_usage;
+      if (fmt != "nf4" && fmt != "fp4" && fmt != "int8") return std::fprintf(stderr, "lowbit: --format must be nf4, fp4 or int8, not \"%s\"\n", v), -1;
     } else if (a == "--block-size") {
       const char* v = value("--block-size");
       if (!v || !parse_int(v, 32, 4096, block) || (block & (block - 1)) != 0)
-        return std::fprintf(stderr, "lowbit: --block-size must be a power of two in [32, 4096]\n"), exit_usage;
-    } else if (a == "--double-quant") {
-      dq = true;
-    } else if (a == "--no-double-quant") {
-      dq = false;
+        return std::fprintf(stderr, "lowbit: --block-size must be a power of two in [32, 4096]\n"), -1;
+    } else if (a == "--double-quant" || a == "--no-double-quant") {
+      dq = a == "--double-quant";
     } else if (a == "--skip") {
       const char* v = value("--skip");
-      if (!v || !*v) return std::fprintf(stderr, "lowbit: --skip needs a non-empty pattern\n"), exit_usage;
+      if (!v || !*v) return std::fprintf(stderr, "lowbit: --skip needs a non-empty pattern\n"), -1;
       skip.push_back(v);
     } else if (a == "--compute-dtype") {
       const char* v = value("--compute-dtype");
-      if (!v) return exit_usage;
-      const std::string c = v;
+      const std::string c = v ? v : "";
       if (c == "bf16" || c == "bfloat16") compute = "bfloat16";
       else if (c == "f16" || c == "float16") compute = "float16";
       else if (c == "f32" || c == "float32") compute = "float32";
-      else return std::fprintf(stderr, "lowbit: --compute-dtype must be bf16, f16 or f32\n"), exit_usage;
-    } else if (a == "--threads") {
-      const char* v = value("--threads");
-      if (!v || !parse_int(v, 0, 1024, threads)) return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
-    } else if (a == "--quiet") {
-      quiet = true;
+      else return std::fprintf(stderr, "lowbit: --compute-dtype must be bf16, f16 or f32\n"), -1;
     } else if (a == "--no-report") {
       report = false;
-    } else if (a.size() > 1 && a[0] == '-') {
-      return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
     } else {
-      pos.push_back(a);
+      return 0;
     }
-  }
-  if (pos.size() != 2) return usage(stderr), exit_usage;
-
+    return 1;
+  });
+  if (parsed != exit_ok) return parsed;
+  const long long threads = args.threads;
+  const bool quiet = args.quiet;
+  const std::vector<std::string>& pos = args.pos;
   io::checkpoint in;
-  if (auto s = io::checkpoint::open(pos[0], in); !s) return fail(exit_input, s);
   std::string config_text;
-  if (int r = read_base_config(in, config_text)) return r;
   output_folder folder;
-  if (auto s = folder.open(pos[1]); !s) return fail(exit_output, s);
+  if (int r = open_conversion(args, in, config_text, folder)) return r;
 
   lowbit::quantize_params p;
   p.fmt = fmt == "nf4" ? lowbit::format::nf4 : fmt == "fp4" ? lowbit::format::bnb_fp4 : lowbit::format::int8_absmax;
@@ -539,28 +569,13 @@ int cmd_inspect(int argc, char** argv) {
 }
 
 int cmd_dequantize(int argc, char** argv) {
-  std::vector<std::string> pos;
-  long long threads = 0;
-  bool quiet = false;
-  for (int i = 0; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--threads") {
-      if (i + 1 >= argc || !parse_int(argv[++i], 0, 1024, threads)) return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
-    } else if (a == "--quiet") {
-      quiet = true;
-    } else if (a.size() > 1 && a[0] == '-') {
-      return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
-    } else {
-      pos.push_back(a);
-    }
-  }
-  if (pos.size() != 2) return usage(stderr), exit_usage;
+  conversion_args args;
+  if (int r = parse_args(argc, argv, args, [](const std::string&, int&) { return 0; })) return r;
+  const long long threads = args.threads;
   io::checkpoint in;
-  if (auto s = io::checkpoint::open(pos[0], in); !s) return fail(exit_input, s);
   std::string config_text;
-  if (int r = read_base_config(in, config_text)) return r;
   output_folder folder;
-  if (auto s = folder.open(pos[1]); !s) return fail(exit_output, s);
+  if (int r = open_conversion(args, in, config_text, folder)) return r;
   std::vector<out_tensor> tensors;
   int count = 0;
   for (const auto& name : in.names()) {
@@ -583,8 +598,8 @@ int cmd_dequantize(int argc, char** argv) {
     }
     tensors.push_back(std::move(t));
   }
-  const int r = write_output(folder, tensors, config_text, nullptr, quiet);
-  if (r == exit_ok) std::printf("%d tensors dequantized; wrote %s\n", count, pos[1].c_str());
+  const int r = write_output(folder, tensors, config_text, nullptr, args.quiet);
+  if (r == exit_ok) std::printf("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
   return r;
 }
 
