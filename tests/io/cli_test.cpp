@@ -200,3 +200,31 @@ TEST(LowbitTool, InterruptedRunLeavesNothing) {
   }
   expect_only(d.path(), {"big.safetensors"});
 }
+
+TEST(LowbitTool, QuantizesAShardedCheckpoint) {
+  scratch_dir d;
+  ::mkdir((d / "in").c_str(), 0755);
+  write_f16_checkpoint(d / "in/model-00001-of-00002.safetensors", "model.layers.0.mlp.up_proj.weight", 64, 128);
+  write_f16_checkpoint(d / "in/model-00002-of-00002.safetensors", "lm_head.weight", 32, 128);
+  ASSERT_TRUE(io::write_index(d / "in", 64 * 128 * 2 + 32 * 128 * 2,
+                              {{"model.layers.0.mlp.up_proj.weight", "model-00001-of-00002.safetensors"}, {"lm_head.weight", "model-00002-of-00002.safetensors"}})
+                  .ok());
+  const run_result r = run(d, "quantize --quiet --format fp4 --no-double-quant --block-size 128 '" + (d / "in") + "' '" + (d / "out") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 of 2 tensors quantized (fp4, block 128)"), std::string::npos) << r.out;
+  io::checkpoint out;
+  ASSERT_TRUE(io::checkpoint::open(d / "out", out).ok());
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(io::load_bnb_4bit(out, "model.layers.0.mlp.up_proj.weight", q).ok());
+  EXPECT_EQ(q.fmt(), lowbit::format::bnb_fp4);
+  EXPECT_EQ(q.block_size(), 128);
+  EXPECT_FALSE(q.double_quantized());
+  const auto head = out.find("lm_head.weight");  // never quantized
+  ASSERT_NE(head.tensor, nullptr);
+  EXPECT_EQ(head.tensor->dtype, io::st_dtype::F16);
+  EXPECT_EQ(out.names().size(), 5u);  // weight, absmax, quant_map, quant_state, lm_head
+  io::bnb_quantization_config qc;
+  ASSERT_TRUE(io::read_quantization_config(d / "out/config.json", qc).ok());
+  EXPECT_EQ(qc.bnb_4bit_quant_type, "fp4");
+  EXPECT_FALSE(qc.bnb_4bit_use_double_quant);
+}
