@@ -157,12 +157,7 @@ inline std::string bnb_quant_state_name(const checkpoint& c, const std::string& 
 
 /// True if `c` holds a tensor whose name starts with `weight + ".quant_state."` (a bitsandbytes
 /// 4-bit weight, perhaps of a type lowbit does not know).
-inline bool has_bnb_quant_state(const checkpoint& c, const std::string& weight) {
-  const std::string p = weight + ".quant_state.";
-  for (const auto& n : c.names())
-    if (n.compare(0, p.size(), p) == 0) return true;
-  return false;
-}
+inline bool has_bnb_quant_state(const checkpoint& c, const std::string& weight) { return c.has_prefix(weight + ".quant_state."); }
 
 /// Reads the bitsandbytes 4-bit weight `weight` of `c` into `out` (see the file comment), with
 /// the file's quant_map (and nested_quant_map) as decode tables. Errors: a missing tensor, a

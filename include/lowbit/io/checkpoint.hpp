@@ -111,6 +111,11 @@ class checkpoint {
     const auto it = where_.find(name);
     return it == where_.end() ? location{} : it->second;
   }
+  /// True if some tensor's name starts with `prefix` (O(log n)).
+  bool has_prefix(const std::string& prefix) const {
+    const auto it = where_.lower_bound(prefix);
+    return it != where_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+  }
   /// The open files (one, or the shards in index order).
   std::size_t file_count() const noexcept { return files_.size(); }
   const safetensors_file& file(std::size_t i) const noexcept { return *files_[i]; }
