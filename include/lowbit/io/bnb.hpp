@@ -266,8 +266,11 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
 
 /// The tensors `write_bnb` writes for `q` under `weight` ("P.weight"), in data order: the 4-bit
 /// layout for nf4 / bnb_fp4, the LLM.int8 layout (`P.weight`, `P.SCB`, `P.weight_format`) for
-/// int8_absmax with one block per row of a 2-D tensor. Error for any other tensor.
+/// int8_absmax with one block per row of a 2-D tensor. Error for any other tensor, and for a
+/// tensor in device memory.
 inline status bnb_entries(const std::string& weight, const quant_tensor& q, std::vector<tensor_entry>& out) {
+  if (q.location() != memory_space::host)
+    return status::error(errc::unsupported, "bnb layout of \"%.100s\": the tensor is in device memory; copy it to the host first", weight.c_str());
   std::vector<tensor_entry> e;
   if (q.fmt() == format::nf4 || q.fmt() == format::bnb_fp4) {
     const std::int64_t nb = q.blocks();
@@ -294,8 +297,11 @@ inline status bnb_entries(const std::string& weight, const quant_tensor& q, std:
 }
 
 /// Writes the data of `q`'s tensors (bnb_entries order) to `w`, whose next tensor must be the
-/// first of them.
+/// first of them. `q` must be in host memory; errors of `w` are returned (the file is then
+/// abandoned).
 inline status write_bnb(safetensors_writer& w, const quant_tensor& q) {
+  if (q.location() != memory_space::host)
+    return status::error(errc::unsupported, "write_bnb: the tensor is in device memory; copy it to the host first");
   std::vector<float> table;
   if (q.fmt() == format::nf4 || q.fmt() == format::bnb_fp4) {
     LOWBIT_TRY(w.write(q.codes(), static_cast<std::size_t>(code_bytes(q.fmt(), q.numel()))));
