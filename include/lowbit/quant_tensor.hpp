@@ -2,7 +2,13 @@
 /// @file quant_tensor.hpp
 /// @brief `lowbit::quant_tensor` (alias `QuantTensor`): an owning value type holding one quantized
 ///        tensor (packed codes, scales, optional zero points and nested scales, format, block size,
-///        logical shape, source dtype) and the `quantize` / `dequantize` entry points.
+///        logical shape, source dtype, and the memory space its storage lives in) and the host
+///        `quantize` / `dequantize` entry points.
+///
+/// Storage comes from an `allocator` (memory.hpp): host memory by default, device memory from
+/// `lowbit::cuda::stream_allocator` or any user allocator. `copy_to` moves a tensor between
+/// spaces; `lowbit::cuda::quantize` / `dequantize` (kernels/lowbit/cuda/memory.cuh) work on
+/// device tensors, the functions here on host tensors (a device tensor is refused by name).
 ///
 /// @code
 ///   std::vector<float> w(4096 * 4096);                      // a weight, row-major
@@ -21,6 +27,7 @@
 #include "format.hpp"
 #include "host/buffer.hpp"
 #include "host/engine.hpp"
+#include "memory.hpp"
 #include "quant/layout.hpp"
 #include "status.hpp"
 
@@ -45,9 +52,6 @@ struct granularity {
   static constexpr granularity per_tensor() noexcept { return {kind::per_tensor, 0}; }
 };
 
-/// Where a quant_tensor's storage lives.
-enum class memory_space : std::uint8_t { host, device };
-
 /// What `quantize` produces.
 struct quantize_params {
   format fmt = format::nf4;
@@ -58,18 +62,19 @@ struct quantize_params {
   host::options options{};
 };
 
-/// An owning quantized tensor (host storage).
+/// An owning quantized tensor (host or device storage).
 class quant_tensor {
  public:
   quant_tensor() = default;
   quant_tensor(quant_tensor&&) noexcept = default;
   quant_tensor& operator=(quant_tensor&&) noexcept = default;
 
-  /// Allocates zeroed storage for a tensor of `shape` in format `fmt` with the given block size
-  /// (>= 1; any value, for tensors read from files) and optional double quantization. Used by
-  /// `quantize` and by loaders that fill the buffers themselves.
+  /// Allocates zeroed storage from `alloc` (host memory by default) for a tensor of `shape` in
+  /// format `fmt` with the given block size (>= 1; any value, for tensors read from files) and
+  /// optional double quantization. Used by `quantize` and by loaders that fill the buffers
+  /// themselves. On error `out` is unchanged.
   static status allocate(format fmt, const std::vector<std::int64_t>& shape, dtype source, std::int64_t block_size,
-                         bool double_quant, quant_tensor& out) noexcept {
+                         bool double_quant, quant_tensor& out, const allocator& alloc = allocator::host()) noexcept {
     if (!is_valid(fmt)) return status::error(errc::invalid_argument, "quant_tensor: format %d is not a lowbit format", static_cast<int>(fmt));
     if (!is_valid(source)) return status::error(errc::invalid_argument, "quant_tensor: dtype %d is not a lowbit dtype", static_cast<int>(source));
     std::int64_t n = 1;
@@ -88,16 +93,20 @@ class quant_tensor {
     t.source_ = source;
     t.numel_ = n;
     t.block_size_ = block_size;
+    if (!alloc.complete())
+      return status::error(errc::invalid_argument, "quant_tensor: allocator '%s' lacks a function", alloc.name);
     const auto nb = static_cast<std::size_t>(quant::block_count(n, block_size));
-    LOWBIT_TRY(t.codes_.allocate(static_cast<std::size_t>(code_bytes(fmt, n)), "quant_tensor codes"));
+    t.alloc_ = alloc;
+    LOWBIT_TRY(t.codes_.allocate(static_cast<std::size_t>(code_bytes(fmt, n)), alloc, "quant_tensor codes"));
     if (double_quant) {
-      LOWBIT_TRY(t.nested_codes_.allocate(nb, "quant_tensor nested codes"));
+      LOWBIT_TRY(t.nested_codes_.allocate(nb, alloc, "quant_tensor nested codes"));
       LOWBIT_TRY(t.nested_scales_.allocate(static_cast<std::size_t>(quant::block_count(static_cast<std::int64_t>(nb), quant::nested_block_size)),
-                                            "quant_tensor nested scales"));
+                                            alloc, "quant_tensor nested scales"));
+      if (alloc.space == memory_space::device) LOWBIT_TRY(t.offset_slot_.allocate(1, alloc, "quant_tensor nested offset"));
     } else {
-      LOWBIT_TRY(t.scales_.allocate(nb, "quant_tensor scales"));
+      LOWBIT_TRY(t.scales_.allocate(nb, alloc, "quant_tensor scales"));
     }
-    if (info(fmt).zero_point) LOWBIT_TRY(t.zero_points_.allocate(nb, "quant_tensor zero points"));
+    if (info(fmt).zero_point) LOWBIT_TRY(t.zero_points_.allocate(nb, alloc, "quant_tensor zero points"));
     t.double_quant_ = double_quant;
     out = std::move(t);
     return {};
@@ -110,7 +119,10 @@ class quant_tensor {
   std::int64_t block_size() const noexcept { return block_size_; }
   std::int64_t blocks() const noexcept { return quant::block_count(numel_, block_size_); }
   bool double_quantized() const noexcept { return double_quant_; }
-  memory_space location() const noexcept { return memory_space::host; }
+  /// Where the storage lives (every array of one tensor lives in one space).
+  memory_space location() const noexcept { return alloc_.space; }
+  /// The allocator the storage came from.
+  const allocator& storage_allocator() const noexcept { return alloc_; }
 
   std::uint8_t* codes() noexcept { return codes_.data(); }
   const std::uint8_t* codes() const noexcept { return codes_.data(); }
@@ -122,19 +134,33 @@ class quant_tensor {
   const std::uint8_t* nested_codes() const noexcept { return nested_codes_.data(); }
   float* nested_scales() noexcept { return nested_scales_.data(); }
   const float* nested_scales() const noexcept { return nested_scales_.data(); }
+  /// The double-quantization offset. For a host tensor this is the value itself. For a device
+  /// tensor the kernels read and write it in device memory (`nested_offset_device()`); this host
+  /// copy is what `copy_to` and `set_nested_offset` last put there.
   float nested_offset() const noexcept { return nested_offset_; }
-  void set_nested_offset(float v) noexcept { nested_offset_ = v; }
+  /// Sets the offset (and, for a device tensor, the device copy; ordered on its allocator).
+  status set_nested_offset(float v) noexcept {
+    if (!offset_slot_.empty()) LOWBIT_TRY(offset_slot_.upload(&v, 1, "quant_tensor nested offset"));
+    nested_offset_ = v;
+    return {};
+  }
+  /// The device address of the offset (device tensors with double quantization), else null.
+  float* nested_offset_device() noexcept { return offset_slot_.data(); }
+  const float* nested_offset_device() const noexcept { return offset_slot_.data(); }
 
-  /// Replaces the built-in decode table with `table` (16 entries for nf4/bnb_fp4, 256 for
-  /// bnb_dynamic8), e.g. a checkpoint's `quant_map`; `nested` selects the nested table.
+  /// Replaces the built-in decode table with the host array `table` (16 entries for
+  /// nf4/bnb_fp4, 256 for bnb_dynamic8), e.g. a checkpoint's `quant_map`; `nested` selects the
+  /// nested table. The table is copied into the tensor's own memory space.
   status set_code_table(const float* table, std::size_t count, bool nested = false) noexcept {
     const std::size_t want = nested ? 256 : (info(fmt_).bits == 4 ? 16 : 256);
     if (!info(fmt_).bnb) return status::error(errc::unsupported, "set_code_table: %s has no replaceable code table", info(fmt_).name);
     if (nested && !double_quant_) return status::error(errc::invalid_argument, "set_code_table: tensor is not double-quantized");
     if (count != want) return status::error(errc::invalid_argument, "set_code_table: %zu entries given, %s needs %zu", count, nested ? "the nested table" : info(fmt_).name, want);
-    host::buffer<float>& dst = nested ? nested_table_ : table_;
-    LOWBIT_TRY(dst.allocate(count, "code table"));
-    for (std::size_t i = 0; i < count; ++i) dst[i] = table[i];
+    if (table == nullptr) return status::error(errc::invalid_argument, "set_code_table: table is null");
+    storage<float> next;
+    LOWBIT_TRY(next.allocate(count, alloc_, "code table"));
+    LOWBIT_TRY(next.upload(table, count, "code table"));
+    (nested ? nested_table_ : table_) = std::move(next);
     return {};
   }
   const float* code_table() const noexcept { return table_.data(); }
@@ -153,13 +179,14 @@ class quant_tensor {
     v.nested_codes = nested_codes_.data();
     v.nested_scales = nested_scales_.data();
     v.nested_offset = nested_offset_;
+    v.nested_offset_device = offset_slot_.data();
     v.nested_code_table = nested_table_.data();
     return v;
   }
   quant_view view() const noexcept { return const_cast<quant_tensor*>(this)->view(); }
 
-  /// Exact bytes of storage: codes, scales, zero points, nested codes and scales, the nested
-  /// offset (4 bytes) and any replaced code tables.
+  /// Exact bytes of the tensor's data: codes, scales, zero points, nested codes and scales, the
+  /// nested offset (4 bytes) and any replaced code tables.
   std::int64_t nbytes() const noexcept {
     return static_cast<std::int64_t>(codes_.size() + scales_.size() * 4 + zero_points_.size() + nested_codes_.size() +
                                      nested_scales_.size() * 4 + (double_quant_ ? 4 : 0) + table_.size() * 4 +
@@ -171,8 +198,16 @@ class quant_tensor {
     return numel_ > 0 ? static_cast<double>(nbytes()) * 8.0 / static_cast<double>(numel_) : 0.0;
   }
 
-  /// A deep copy.
-  status clone(quant_tensor& out) const noexcept {
+  /// A deep copy in the same memory space, from the same allocator.
+  status clone(quant_tensor& out) const noexcept { return copy_to(alloc_, out); }
+
+  /// A deep copy whose storage comes from `alloc`: host to device, device to host, host to host,
+  /// or within one device space. A device-to-host copy also reads the device's nested offset.
+  /// Copies are ordered on the allocators' streams; a copy to the host is complete on return.
+  /// On error `out` is unchanged.
+  status copy_to(const allocator& alloc, quant_tensor& out) const noexcept {
+    if (!alloc.complete())
+      return status::error(errc::invalid_argument, "quant_tensor::copy_to: allocator '%s' lacks a function", alloc.name);
     quant_tensor t;
     t.fmt_ = fmt_;
     t.shape_ = shape_;
@@ -181,13 +216,21 @@ class quant_tensor {
     t.block_size_ = block_size_;
     t.double_quant_ = double_quant_;
     t.nested_offset_ = nested_offset_;
-    LOWBIT_TRY(codes_.clone_into(t.codes_, "codes"));
-    LOWBIT_TRY(scales_.clone_into(t.scales_, "scales"));
-    LOWBIT_TRY(zero_points_.clone_into(t.zero_points_, "zero points"));
-    LOWBIT_TRY(nested_codes_.clone_into(t.nested_codes_, "nested codes"));
-    LOWBIT_TRY(nested_scales_.clone_into(t.nested_scales_, "nested scales"));
-    LOWBIT_TRY(table_.clone_into(t.table_, "code table"));
-    LOWBIT_TRY(nested_table_.clone_into(t.nested_table_, "nested code table"));
+    t.alloc_ = alloc;
+    LOWBIT_TRY(codes_.copy_into(t.codes_, alloc, "codes"));
+    LOWBIT_TRY(scales_.copy_into(t.scales_, alloc, "scales"));
+    LOWBIT_TRY(zero_points_.copy_into(t.zero_points_, alloc, "zero points"));
+    LOWBIT_TRY(nested_codes_.copy_into(t.nested_codes_, alloc, "nested codes"));
+    LOWBIT_TRY(nested_scales_.copy_into(t.nested_scales_, alloc, "nested scales"));
+    LOWBIT_TRY(table_.copy_into(t.table_, alloc, "code table"));
+    LOWBIT_TRY(nested_table_.copy_into(t.nested_table_, alloc, "nested code table"));
+    if (double_quant_) {
+      if (!offset_slot_.empty()) LOWBIT_TRY(offset_slot_.download(&t.nested_offset_, 1, "nested offset"));
+      if (alloc.space == memory_space::device) {
+        LOWBIT_TRY(t.offset_slot_.allocate(1, alloc, "quant_tensor nested offset"));
+        LOWBIT_TRY(t.offset_slot_.upload(&t.nested_offset_, 1, "quant_tensor nested offset"));
+      }
+    }
     out = std::move(t);
     return {};
   }
@@ -200,13 +243,15 @@ class quant_tensor {
   std::int64_t block_size_ = 1;
   bool double_quant_ = false;
   float nested_offset_ = 0.0f;
-  host::buffer<std::uint8_t> codes_;
-  host::buffer<float> scales_;
-  host::buffer<std::uint8_t> zero_points_;
-  host::buffer<std::uint8_t> nested_codes_;
-  host::buffer<float> nested_scales_;
-  host::buffer<float> table_;
-  host::buffer<float> nested_table_;
+  allocator alloc_ = allocator::host();
+  storage<std::uint8_t> codes_;
+  storage<float> scales_;
+  storage<std::uint8_t> zero_points_;
+  storage<std::uint8_t> nested_codes_;
+  storage<float> nested_scales_;
+  storage<float> table_;
+  storage<float> nested_table_;
+  storage<float> offset_slot_;  ///< device tensors with double quantization: the offset in device memory
 };
 
 /// The name the issue tracker and bitsandbytes users know it by.
@@ -245,13 +290,17 @@ inline status quantize(const void* data, dtype dt, const std::vector<std::int64_
   LOWBIT_TRY(quant_tensor::allocate(p.fmt, shape, dt, block, p.double_quant, t));
   quant_view v = t.view();
   LOWBIT_TRY(host::quantize_into(data, dt, v, p.options));  // t is discarded on error
-  t.set_nested_offset(v.nested_offset);
+  LOWBIT_TRY(t.set_nested_offset(v.nested_offset));
   out = std::move(t);
   return {};
 }
 
-/// Dequantizes `q` into `q.numel()` elements of dtype `dt` at `out`.
+/// Dequantizes host tensor `q` into `q.numel()` elements of dtype `dt` at host address `out`
+/// (a device tensor is refused: use lowbit::cuda::dequantize, or copy_to the host first).
 inline status dequantize(const quant_tensor& q, void* out, dtype dt, const host::options& opt = {}) noexcept {
+  if (q.location() != memory_space::host)
+    return status::error(errc::invalid_argument,
+                         "dequantize: the tensor lives in device memory; use lowbit::cuda::dequantize or copy it to the host");
   return host::dequantize(q.view(), out, dt, opt);
 }
 

@@ -7,4 +7,5 @@
 #include <lowbit/lowbit.hpp>
 
 #include "cuda/blockwise.cuh"
+#include "cuda/memory.cuh"
 #include "cuda/device.cuh"

@@ -41,14 +41,11 @@ inline void for_each_order(const std::function<void()>& fn) { fn(); }
 
 }  // namespace kt
 
-// Every test of this binary needs a device: without one, all are skipped (and CTest reports the
-// test as skipped, never as passed).
-class require_device : public ::testing::Environment {
- public:
-  void SetUp() override {
-    if (!lowbit::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU tests skipped";
-  }
-};
-static ::testing::Environment* const lowbit_require_device = ::testing::AddGlobalTestEnvironment(new require_device);
+// Every test that runs a kernel needs a device: without one it is skipped (gtest prints
+// "[  SKIPPED ]" for it, and CTest reports the binary as skipped, never as passed).
+#define KT_REQUIRE_DEVICE()                                                                    \
+  do {                                                                                         \
+    if (!lowbit::cuda::device_available()) GTEST_SKIP() << "no CUDA device: GPU test skipped"; \
+  } while (0)
 
 #include "blockwise_kernels_test.inl"

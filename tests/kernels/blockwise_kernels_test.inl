@@ -3,8 +3,9 @@
 //  - blockwise_simt_test.cpp: compiled by g++/clang++; the kernels run on the SIMT executor in
 //    forward, reverse and random thread orders (strict mode), buffers are host memory;
 //  - blockwise_device_test.cu: compiled by nvcc; the kernels run on a GPU (skipped without one).
-// The including file defines `kt::buffer<T>` (device storage with upload/download) and
-// `kt::for_each_order(fn)` (runs fn once per schedule to cover), and includes gtest.
+// The including file defines `kt::buffer<T>` (device storage with upload/download),
+// `kt::for_each_order(fn)` (runs fn once per schedule to cover) and `KT_REQUIRE_DEVICE()` (skips
+// the test when it needs a GPU and there is none), and includes gtest.
 
 #include <cstdint>
 #include <cstring>
@@ -148,6 +149,7 @@ const format kFormats[] = {format::nf4, format::bnb_fp4, format::bnb_dynamic8, f
 class Kernels : public ::testing::TestWithParam<lowbit::format> {};
 
 TEST_P(Kernels, MatchHostEngine) {
+  KT_REQUIRE_DEVICE();
   const lowbit::format f = GetParam();
   kt::for_each_order([&] {
     for (std::int64_t bs : {32, 64, 256, 4096, 3, 37}) {
@@ -167,6 +169,7 @@ TEST_P(Kernels, MatchHostEngine) {
 class KernelsDoubleQuant : public ::testing::TestWithParam<lowbit::format> {};
 
 TEST_P(KernelsDoubleQuant, MatchHostEngine) {
+  KT_REQUIRE_DEVICE();
   const lowbit::format f = GetParam();
   kt::for_each_order([&] {
     kt::check<float, float>(f, 64 * 300 + 5, 64, true, 0);
@@ -182,6 +185,7 @@ INSTANTIATE_TEST_SUITE_P(BitsandbytesFormats, KernelsDoubleQuant,
                          [](const ::testing::TestParamInfo<lowbit::format>& p) { return std::string(lowbit::info(p.param).name); });
 
 TEST(KernelErrors, NonFiniteWritesNothing) {
+  KT_REQUIRE_DEVICE();
   std::vector<float> host(1000, 0.5f);
   host[600] = std::nanf("");
   host[700] = -INFINITY;
@@ -204,6 +208,7 @@ TEST(KernelErrors, NonFiniteWritesNothing) {
 }
 
 TEST(KernelErrors, BadArguments) {
+  KT_REQUIRE_DEVICE();
   kt::buffer<float> x(std::vector<float>(130, 1.0f));
   kt::buffer<std::uint8_t> codes(130);
   kt::buffer<float> scales(8);
@@ -257,4 +262,152 @@ TEST(KernelIndexMath, PastTwoToThe31) {
   const std::int64_t groups = (lowbit::code_bytes(lowbit::format::nf4, n) + 15) / 16;
   EXPECT_EQ(groups, std::int64_t{1} << 28);
   EXPECT_EQ(linear_index(static_cast<unsigned>((groups - 1) / 256), 256u, 255u) * 32, n - 32);
+}
+
+// ---- QuantTensor with device storage ----------------------------------------------------------
+
+namespace kt {
+
+/// Every array of two tensors, compared byte for byte (both on the host).
+inline void expect_same_tensor(const lowbit::quant_tensor& a, const lowbit::quant_tensor& b) {
+  ASSERT_EQ(a.fmt(), b.fmt());
+  ASSERT_EQ(a.shape(), b.shape());
+  ASSERT_EQ(a.numel(), b.numel());
+  ASSERT_EQ(a.block_size(), b.block_size());
+  ASSERT_EQ(a.double_quantized(), b.double_quantized());
+  ASSERT_EQ(a.nbytes(), b.nbytes());
+  const std::int64_t nb = a.blocks();
+  const auto cb = static_cast<std::size_t>(lowbit::code_bytes(a.fmt(), a.numel()));
+  for (std::size_t i = 0; i < cb; ++i) ASSERT_EQ(a.codes()[i], b.codes()[i]) << "code byte " << i;
+  if (a.double_quantized()) {
+    for (std::int64_t i = 0; i < nb; ++i) ASSERT_EQ(a.nested_codes()[i], b.nested_codes()[i]) << "nested code " << i;
+    for (std::int64_t i = 0; i < a.view().nested_blocks(); ++i)
+      ASSERT_EQ(lowbit_test::bits_of(a.nested_scales()[i]), lowbit_test::bits_of(b.nested_scales()[i])) << "nested scale " << i;
+    ASSERT_EQ(lowbit_test::bits_of(a.nested_offset()), lowbit_test::bits_of(b.nested_offset())) << "nested offset";
+  } else {
+    for (std::int64_t i = 0; i < nb; ++i)
+      ASSERT_EQ(lowbit_test::bits_of(a.scales()[i]), lowbit_test::bits_of(b.scales()[i])) << "scale " << i;
+  }
+  if (lowbit::info(a.fmt()).zero_point) {
+    for (std::int64_t i = 0; i < nb; ++i) ASSERT_EQ(a.zero_points()[i], b.zero_points()[i]) << "zero point " << i;
+  }
+}
+
+/// Quantizes on the host and on the device into quant_tensors; the device tensor, copied back,
+/// equals the host one, and both dequantize to the same bytes.
+template <class T>
+void check_tensor(format f, std::vector<std::int64_t> shape, lowbit::granularity g, bool nested) {
+  LOWBIT_SEED_TRACE();
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  SCOPED_TRACE(std::string(lowbit::info(f).name) + " " + lowbit::dtype_name(lowbit::dtype_of<T>::value) + " n " +
+               std::to_string(n) + (nested ? " nested" : ""));
+  const std::vector<T> x = input<T>(n, 64, 0x7e45u + static_cast<std::uint64_t>(n));
+  lowbit::quantize_params p;
+  p.fmt = f;
+  p.gran = g;
+  p.double_quant = nested;
+  lowbit::quant_tensor want;
+  lowbit::status s = lowbit::quantize(x.data(), lowbit::dtype_of<T>::value, shape, p, want);
+  ASSERT_TRUE(s.ok()) << s.message();
+
+  buffer<T> dx(x);
+  const lowbit::allocator dev = lowbit::cuda::stream_allocator();
+  lowbit::quant_tensor q;
+  s = lowbit::cuda::quantize(dx.get(), lowbit::dtype_of<T>::value, shape, p, q, dev);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(q.location(), lowbit::memory_space::device);
+  EXPECT_EQ(lowbit_test::bits_of(q.nested_offset()), lowbit_test::bits_of(want.nested_offset()));
+  lowbit::quant_tensor back;
+  s = lowbit::cuda::to_host(q, back);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(back.location(), lowbit::memory_space::host);
+  expect_same_tensor(back, want);
+
+  // dequantize the device tensor, and the host tensor moved to the device, against the host
+  std::vector<lowbit::bf16> ref(static_cast<std::size_t>(n));
+  ASSERT_TRUE(lowbit::dequantize(want, ref.data(), lowbit::dtype::bf16).ok());
+  lowbit::quant_tensor moved;
+  s = lowbit::cuda::to_device(want, moved, dev);
+  ASSERT_TRUE(s.ok()) << s.message();
+  for (const lowbit::quant_tensor* t : {&q, &moved}) {
+    buffer<lowbit::bf16> dout(static_cast<std::size_t>(n));
+    s = lowbit::cuda::dequantize(*t, dout.get(), lowbit::dtype::bf16);
+    ASSERT_TRUE(s.ok()) << s.message();
+    const auto got = dout.download();
+    for (std::int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(got[static_cast<std::size_t>(i)].bits, ref[static_cast<std::size_t>(i)].bits) << "element " << i;
+  }
+}
+
+}  // namespace kt
+
+TEST(DeviceQuantTensor, MatchesHostTensor) {
+  KT_REQUIRE_DEVICE();
+  kt::for_each_order([&] {
+    for (lowbit::format f : kt::kFormats) {
+      kt::check_tensor<float>(f, {37, 129}, lowbit::granularity::per_block(64), false);
+      kt::check_tensor<lowbit::bf16>(f, {16, 100}, lowbit::granularity::per_row(), false);
+      kt::check_tensor<lowbit::f16>(f, {3001}, lowbit::granularity::per_tensor(), false);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    for (lowbit::format f : {lowbit::format::nf4, lowbit::format::bnb_fp4, lowbit::format::bnb_dynamic8})
+      kt::check_tensor<float>(f, {300, 64}, lowbit::granularity::per_block(64), true);
+    kt::check_tensor<float>(lowbit::format::nf4, {0, 64}, lowbit::granularity::per_block(64), true);  // empty
+  });
+}
+
+TEST(DeviceQuantTensor, CodeTablesTravelToTheDevice) {
+  KT_REQUIRE_DEVICE();
+  // a checkpoint's quant_map differing from the built-in table (every entry negated) decodes on the
+  // device exactly as on the host
+  std::vector<float> x(640);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i % 23) - 11) * 0.1f;
+  lowbit::quantize_params p;
+  p.double_quant = true;
+  lowbit::quant_tensor h;
+  ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {10, 64}, p, h).ok());
+  float table[16];
+  for (int c = 0; c < 16; ++c) table[c] = -lowbit::codecs::nf4::decode(static_cast<std::uint8_t>(c));
+  ASSERT_TRUE(h.set_code_table(table, 16).ok());
+  std::vector<float> want(x.size());
+  ASSERT_TRUE(lowbit::dequantize(h, want.data(), lowbit::dtype::f32).ok());
+  lowbit::quant_tensor d;
+  ASSERT_TRUE(lowbit::cuda::to_device(h, d).ok());
+  kt::buffer<float> out(x.size());
+  ASSERT_TRUE(lowbit::cuda::dequantize(d, out.get(), lowbit::dtype::f32).ok());
+  const auto got = out.download();
+  for (std::size_t i = 0; i < x.size(); ++i) ASSERT_EQ(lowbit_test::bits_of(got[i]), lowbit_test::bits_of(want[i])) << i;
+}
+
+TEST(DeviceQuantTensor, Errors) {
+  KT_REQUIRE_DEVICE();
+  std::vector<float> x(256, 0.25f);
+  x[77] = INFINITY;
+  kt::buffer<float> dx(x);
+  lowbit::quant_tensor q, h;
+  ASSERT_TRUE(lowbit::quantize(std::vector<float>(64, 1.0f).data(), lowbit::dtype::f32, {64}, {}, h).ok());
+  ASSERT_TRUE(lowbit::cuda::to_device(h, q).ok());
+  const std::int64_t before = q.numel();
+  // non-finite input: named, and `q` keeps what it held
+  lowbit::status s = lowbit::cuda::quantize(dx.get(), lowbit::dtype::f32, {256}, {}, q);
+  EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+  EXPECT_NE(std::string(s.message()).find("element 77"), std::string::npos) << s.message();
+  EXPECT_EQ(q.numel(), before);
+  // the wrong memory space, by name
+  std::vector<float> out(64);
+  s = lowbit::dequantize(q, out.data(), lowbit::dtype::f32);
+  EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+  EXPECT_NE(std::string(s.message()).find("device memory"), std::string::npos) << s.message();
+  s = lowbit::cuda::dequantize(h, dx.get(), lowbit::dtype::f32);
+  EXPECT_NE(std::string(s.message()).find("host memory"), std::string::npos) << s.message();
+  lowbit::quant_tensor tmp;
+  EXPECT_FALSE(lowbit::cuda::to_device(q, tmp).ok());
+  EXPECT_FALSE(lowbit::cuda::to_host(h, tmp).ok());
+  s = lowbit::cuda::quantize(dx.get(), lowbit::dtype::f32, {256}, {}, tmp, lowbit::allocator::host());
+  EXPECT_NE(std::string(s.message()).find("not a device allocator"), std::string::npos) << s.message();
+  lowbit::quantize_params bad;
+  bad.gran = lowbit::granularity::per_block(48);
+  s = lowbit::cuda::quantize(dx.get(), lowbit::dtype::f32, {256}, bad, tmp);
+  EXPECT_NE(std::string(s.message()).find("block size 48"), std::string::npos) << s.message();
 }

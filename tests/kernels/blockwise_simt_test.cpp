@@ -3,6 +3,7 @@
 // source, compiled by g++/clang++), in forward, reverse and random thread orders, strict mode,
 // against the host engine. See blockwise_kernels_test.inl.
 #include <lowbit/cuda/blockwise.cuh>
+#include <lowbit/cuda/memory.cuh>
 #include <lowbit/lowbit.hpp>
 
 #include <functional>
@@ -42,5 +43,10 @@ inline void for_each_order(const std::function<void()>& fn) {
 }
 
 }  // namespace kt
+
+// The executor needs no device.
+#define KT_REQUIRE_DEVICE() \
+  do {                      \
+  } while (0)
 
 #include "blockwise_kernels_test.inl"
