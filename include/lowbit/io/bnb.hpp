@@ -256,7 +256,7 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
     detail::copy_out(lna, t.nested_scales());
     detail::copy_out(lnm, table);
     LOWBIT_TRY(t.set_code_table(table, 256, true));
-    t.set_nested_offset(offset);
+    LOWBIT_TRY(t.set_nested_offset(offset));
   } else {
     detail::copy_out(la, t.scales());
   }
