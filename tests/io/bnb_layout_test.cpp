@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+// bitsandbytes layouts in C++: quantize -> write_bnb -> load gives back every stored byte and the
+// same dequantization; damaged layouts (unknown quant_type, wrong shapes or dtypes, bad quant_state
+// JSON) are errors that name the file and tensor. The independent layout check is bnb_interop.py.
+#include <lowbit/io.hpp>
+#include <lowbit/lowbit.hpp>
+
+#include "io_test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace io = lowbit::io;
+using lowbit_test::scratch_dir;
+
+namespace {
+
+std::vector<float> random_weights(std::size_t n, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> w(n);
+  for (auto& v : w) v = nd(rng);
+  return w;
+}
+
+// Writes `q` as `name` plus a dense bias into `path`.
+void write_file(const std::string& path, const std::string& name, const lowbit::quant_tensor& q) {
+  std::vector<io::tensor_entry> e;
+  ASSERT_TRUE(io::bnb_entries(name, q, e).ok());
+  e.push_back({"bias", io::st_dtype::F32, {1}});
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(path, e).ok());
+  ASSERT_TRUE(io::write_bnb(w, q).ok());
+  const float b = 0.5f;
+  ASSERT_TRUE(w.write(&b, 4).ok());
+  ASSERT_TRUE(w.commit().ok());
+}
+
+bool same(const void* a, const void* b, std::size_t n) { return n == 0 || std::memcmp(a, b, n) == 0; }
+
+struct layout_case {
+  lowbit::format fmt;
+  bool dq;
+  std::int64_t block;
+  std::int64_t rows, cols;
+};
+
+}  // namespace
+
+class BnbRoundTrip : public ::testing::TestWithParam<layout_case> {};
+
+TEST_P(BnbRoundTrip, WriteThenLoadKeepsEveryByte) {
+  LOWBIT_SEED_TRACE();
+  const layout_case c = GetParam();
+  std::mt19937_64 rng(lowbit_test::test_seed() + static_cast<std::uint64_t>(c.rows * 7 + c.cols));
+  const auto w = random_weights(static_cast<std::size_t>(c.rows * c.cols), rng);
+  lowbit::quantize_params p;
+  p.fmt = c.fmt;
+  p.double_quant = c.dq;
+  p.gran = c.fmt == lowbit::format::int8_absmax ? lowbit::granularity::per_row() : lowbit::granularity::per_block(c.block);
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {c.rows, c.cols}, p, q).ok());
+  scratch_dir d;
+  write_file(d / "m.safetensors", "layer.weight", q);
+  io::checkpoint ck;
+  ASSERT_TRUE(io::checkpoint::open(d / "m.safetensors", ck).ok());
+  lowbit::quant_tensor r;
+  const lowbit::status s = c.fmt == lowbit::format::int8_absmax ? io::load_bnb_int8(ck, "layer.weight", r) : io::load_bnb_4bit(ck, "layer.weight", r);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(r.fmt(), q.fmt());
+  EXPECT_EQ(r.shape(), q.shape());
+  EXPECT_EQ(r.block_size(), q.block_size());
+  EXPECT_EQ(r.double_quantized(), q.double_quantized());
+  EXPECT_TRUE(same(r.codes(), q.codes(), static_cast<std::size_t>(lowbit::code_bytes(q.fmt(), q.numel()))));
+  if (q.double_quantized()) {
+    EXPECT_TRUE(same(r.nested_codes(), q.nested_codes(), static_cast<std::size_t>(q.blocks())));
+    EXPECT_TRUE(same(r.nested_scales(), q.nested_scales(), static_cast<std::size_t>(lowbit::quant::block_count(q.blocks(), 256)) * 4));
+    EXPECT_EQ(lowbit_test::bits_of(r.nested_offset()), lowbit_test::bits_of(q.nested_offset()));
+  } else {
+    EXPECT_TRUE(same(r.scales(), q.scales(), static_cast<std::size_t>(q.blocks()) * 4));
+  }
+  if (c.fmt != lowbit::format::int8_absmax) {
+    EXPECT_EQ(r.source_dtype(), lowbit::dtype::f32);
+  }
+  // Same values when decoded (FP4's code 8 decodes to +0 from the written table, -0 built in).
+  std::vector<float> a(w.size()), b(w.size());
+  ASSERT_TRUE(lowbit::dequantize(q, a.data(), lowbit::dtype::f32).ok());
+  ASSERT_TRUE(lowbit::dequantize(r, b.data(), lowbit::dtype::f32).ok());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "element " << i;
+  // Writing the loaded tensor again gives the same file, byte for byte.
+  write_file(d / "again.safetensors", "layer.weight", r);
+  EXPECT_EQ(lowbit_test::read_bytes(d / "again.safetensors"), lowbit_test::read_bytes(d / "m.safetensors"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, BnbRoundTrip,
+                         ::testing::Values(layout_case{lowbit::format::nf4, true, 64, 96, 130}, layout_case{lowbit::format::nf4, false, 64, 3, 7},
+                                           layout_case{lowbit::format::bnb_fp4, true, 128, 300, 257},
+                                           layout_case{lowbit::format::bnb_fp4, false, 32, 16, 48},
+                                           layout_case{lowbit::format::int8_absmax, false, 0, 33, 65}));
+
+TEST(BnbLayout, QuantStateJsonIsBitsandbytesText) {
+  std::vector<float> w(4096, 0.25f);
+  w[7] = -1.0f;
+  lowbit::quantize_params p;
+  p.double_quant = true;
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {64, 64}, p, q).ok());
+  const std::string expect = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [64, 64], \"nested_blocksize\": 256, "
+                             "\"nested_dtype\": \"float32\", \"nested_offset\": " + io::python_float_repr(static_cast<double>(q.nested_offset())) + "}";
+  EXPECT_EQ(io::bnb_quant_state_json(q), expect);
+}
+
+namespace {
+
+// A valid NF4 + double quant file as raw tensors, damaged by `edit`, must be rejected by
+// load_bnb_4bit with a message holding `part`.
+struct raw_tensor {
+  std::string name;
+  io::st_dtype dtype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+std::vector<raw_tensor> valid_nf4() {
+  lowbit::quant_tensor q;
+  std::vector<float> w(64 * 10, 0.5f);
+  lowbit::quantize_params p;
+  p.double_quant = true;
+  EXPECT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {10, 64}, p, q).ok());
+  scratch_dir d;
+  write_file(d / "v.safetensors", "l.weight", q);
+  io::safetensors_file f;
+  EXPECT_TRUE(io::safetensors_file::open(d / "v.safetensors", f).ok());
+  std::vector<raw_tensor> out;
+  for (const auto& t : f.tensors()) out.push_back({t.name, t.dtype, t.shape, std::string(reinterpret_cast<const char*>(f.data(t)), t.nbytes())});
+  return out;
+}
+
+template <class Edit>
+void expect_load_error(Edit edit, const char* part) {
+  auto t = valid_nf4();
+  edit(t);
+  scratch_dir d;
+  std::vector<io::tensor_entry> e;
+  for (auto& x : t) {
+    if (x.dtype == io::st_dtype::U8 && x.name.find("quant_state") != std::string::npos) x.shape = {static_cast<std::int64_t>(x.bytes.size())};
+    e.push_back({x.name, x.dtype, x.shape});
+  }
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "bad.safetensors", e).ok());
+  for (const auto& x : t) ASSERT_TRUE(w.write(x.bytes.data(), x.bytes.size()).ok()) << x.name;
+  ASSERT_TRUE(w.commit().ok());
+  io::checkpoint c;
+  ASSERT_TRUE(io::checkpoint::open(d / "bad.safetensors", c).ok());
+  lowbit::quant_tensor q;
+  const lowbit::status s = io::load_bnb_4bit(c, "l.weight", q);
+  ASSERT_FALSE(s.ok()) << "accepted; expected an error about " << part;
+  EXPECT_NE(std::strstr(s.message(), part), nullptr) << s.message();
+  EXPECT_NE(std::strstr(s.message(), "bad.safetensors"), nullptr) << s.message();
+}
+
+raw_tensor& find(std::vector<raw_tensor>& t, const std::string& name) {
+  for (auto& x : t)
+    if (x.name == name) return x;
+  ADD_FAILURE() << "no tensor " << name;
+  return t.front();
+}
+
+void set_json(std::vector<raw_tensor>& t, const std::string& from, const std::string& to) {
+  auto& qs = find(t, "l.weight.quant_state.bitsandbytes__nf4");
+  const auto at = qs.bytes.find(from);
+  ASSERT_NE(at, std::string::npos) << qs.bytes;
+  qs.bytes.replace(at, from.size(), to);
+}
+
+}  // namespace
+
+TEST(BnbLayout, DamagedLayoutsAreRejected) {
+  expect_load_error([](auto& t) { find(t, "l.weight.quant_state.bitsandbytes__nf4").name = "l.weight.quant_state.bitsandbytes__int4"; },
+                    "unknown quant_type");
+  expect_load_error([](auto& t) { set_json(t, "\"nf4\"", "\"af4\""); }, "unknown quant_type \"af4\"");
+  expect_load_error([](auto& t) { set_json(t, "\"nf4\"", "\"fp4\""); }, "disagrees");
+  expect_load_error([](auto& t) { set_json(t, "[10, 64]", "[10, 65]"); }, "has shape");
+  expect_load_error([](auto& t) { set_json(t, "\"blocksize\": 64", "\"blocksize\": 0"); }, "blocksize");
+  expect_load_error([](auto& t) { set_json(t, "\"float32\", \"shape\"", "\"float64\", \"shape\""); }, "dtype \"float64\"");
+  expect_load_error([](auto& t) { set_json(t, "\"nested_blocksize\": 256", "\"nested_blocksize\": 128"); }, "nested_blocksize");
+  expect_load_error([](auto& t) { set_json(t, "\"shape\"", "\"shapes\""); }, "unknown quant_state key");
+  expect_load_error([](auto& t) { set_json(t, "}", ""); }, "not valid JSON");
+  expect_load_error([](auto& t) { set_json(t, "nf4", "n\xff" "4"); }, "UTF-8");
+  expect_load_error([](auto& t) { find(t, "l.weight.absmax").dtype = io::st_dtype::I8; }, "has dtype I8");
+  expect_load_error([](auto& t) { find(t, "l.weight.quant_map").name = "l.weight.quant_mapx"; }, "\"l.weight.quant_map\" is missing");
+  expect_load_error([](auto& t) { find(t, "l.weight").shape = {320}; }, "has shape [320]");
+}
+
+TEST(BnbLayout, Int8WeightFormatMustBeRow) {
+  scratch_dir d;
+  std::vector<io::tensor_entry> e = {{"p.weight", io::st_dtype::I8, {2, 2}}, {"p.SCB", io::st_dtype::F32, {2}}, {"p.weight_format", io::st_dtype::U8, {}}};
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "i.safetensors", e).ok());
+  const char bytes[] = {1, 2, 3, 4, 0, 0, (char)0x80, 0x3f, 0, 0, 0, 0x40, 1};
+  ASSERT_TRUE(w.write(bytes, sizeof bytes).ok());
+  ASSERT_TRUE(w.commit().ok());
+  io::checkpoint c;
+  ASSERT_TRUE(io::checkpoint::open(d / "i.safetensors", c).ok());
+  lowbit::quant_tensor q;
+  const lowbit::status s = io::load_bnb_int8(c, "p.weight", q);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "weight_format\" is 1"), nullptr) << s.message();
+}

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `lowbit` tool as a user runs it: quantize the shipped checkpoint, inspect the result,
+// dequantize it back, documented exit codes, and no output at all after an error or SIGINT.
+#include <lowbit/io.hpp>
+#include <lowbit/lowbit.hpp>
+
+#include "io_test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace io = lowbit::io;
+using lowbit_test::scratch_dir;
+
+namespace {
+
+struct run_result {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the tool with `args` (shell words), capturing stdout and stderr.
+run_result run(const scratch_dir& d, const std::string& args) {
+  const std::string cmd = std::string("'") + LOWBIT_TOOL + "' " + args + " >'" + (d / "stdout") + "' 2>'" + (d / "stderr") + "'";
+  const int st = std::system(cmd.c_str());
+  run_result r;
+  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = lowbit_test::read_bytes(d / "stdout");
+  r.err = lowbit_test::read_bytes(d / "stderr");
+  return r;
+}
+
+// True if `dir` holds nothing but `allowed` (no temporary folders or files).
+void expect_only(const std::string& dir, const std::set<std::string>& allowed) { EXPECT_EQ(lowbit_test::list_dir(dir), allowed) << dir; }
+
+// Writes a float16 checkpoint with one [rows, cols] weight `name` (normal values, seeded).
+void write_f16_checkpoint(const std::string& path, const std::string& name, std::int64_t rows, std::int64_t cols, float poison = 0.0f) {
+  std::mt19937_64 rng(lowbit_test::test_seed());
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<lowbit::f16> w(static_cast<std::size_t>(rows * cols));
+  for (auto& v : w) v = lowbit::from_float<lowbit::f16>(nd(rng));
+  if (poison != 0.0f) w[w.size() / 2] = lowbit::from_float<lowbit::f16>(poison);
+  io::safetensors_writer wr;
+  ASSERT_TRUE(wr.open(path, {{name, io::st_dtype::F16, {rows, cols}}}).ok());
+  ASSERT_TRUE(wr.write(w.data(), w.size() * 2).ok());
+  ASSERT_TRUE(wr.commit().ok());
+}
+
+// A file whose only tensor has a dtype no safetensors writer uses.
+std::string raw_safetensors_for_test() { return lowbit_test::raw_safetensors(R"({"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}})", "x"); }
+
+}  // namespace
+
+TEST(LowbitTool, QuantizesTheShippedCheckpoint) {
+  scratch_dir d;
+  const run_result r = run(d, std::string("quantize '") + LOWBIT_SAMPLE + "' '" + (d / "out") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_only(d / "out", {"config.json", "model.safetensors"});
+  // One report line per 2-D weight, with bits, errors and SQNR; NF4 on these weights is ~20 dB.
+  int lines = 0;
+  for (std::size_t at = r.out.find("weight "); at != std::string::npos; at = r.out.find("weight ", at + 1)) ++lines;
+  EXPECT_EQ(lines, 6) << r.out;
+  EXPECT_NE(r.out.find("SQNR dB"), std::string::npos);
+  EXPECT_NE(r.out.find("6 of 16 tensors quantized (nf4 + double quant, block 64)"), std::string::npos) << r.out;
+  io::bnb_quantization_config qc;
+  ASSERT_TRUE(io::read_quantization_config(d / "out/config.json", qc).ok());
+  EXPECT_TRUE(qc.load_in_4bit && qc.bnb_4bit_use_double_quant && qc.bnb_4bit_quant_type == "nf4" && qc.bnb_4bit_compute_dtype == "bfloat16");
+  // Every weight loads back, and is within NF4's error of the original.
+  io::checkpoint in, out;
+  ASSERT_TRUE(io::checkpoint::open(LOWBIT_SAMPLE, in).ok());
+  ASSERT_TRUE(io::checkpoint::open(d / "out", out).ok());
+  int weights = 0;
+  for (const auto& name : in.names()) {
+    const auto l = in.find(name);
+    if (l.tensor->shape.size() != 2) {
+      const auto o = out.find(name);
+      ASSERT_NE(o.tensor, nullptr) << name;
+      EXPECT_EQ(std::memcmp(o.file->data(*o.tensor), l.file->data(*l.tensor), l.tensor->nbytes()), 0) << name;
+      continue;
+    }
+    lowbit::quant_tensor q;
+    ASSERT_TRUE(io::load_bnb_4bit(out, name, q).ok()) << name;
+    std::vector<lowbit::f16> y(static_cast<std::size_t>(q.numel()));
+    ASSERT_TRUE(lowbit::dequantize(q, y.data(), lowbit::dtype::f16).ok());
+    double err = 0, mag = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, l.file->data(*l.tensor) + 2 * i, 2);
+      err += std::fabs(lowbit::f16_bits_to_float(h) - lowbit::to_float(y[i]));
+      mag += std::fabs(lowbit::f16_bits_to_float(h));
+    }
+    EXPECT_LT(err / mag, 0.12) << name;  // NF4 block 64 on Gaussian data: ~0.1 relative mean error
+    ++weights;
+  }
+  EXPECT_EQ(weights, 6);
+
+  const run_result i = run(d, "inspect '" + (d / "out") + "'");
+  ASSERT_EQ(i.code, 0) << i.err;
+  EXPECT_NE(i.out.find("encoder.layer.0.attention.self.query.weight"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("nf4+dq"), std::string::npos) << i.out;
+  EXPECT_EQ(i.out.find(".absmax"), std::string::npos) << "companion tensors listed on their own:\n" << i.out;
+
+  const run_result q = run(d, "dequantize '" + (d / "out") + "' '" + (d / "back") + "'");
+  ASSERT_EQ(q.code, 0) << q.err;
+  io::checkpoint back;
+  ASSERT_TRUE(io::checkpoint::open(d / "back", back).ok());
+  EXPECT_EQ(back.names().size(), in.names().size());
+  for (const auto& name : in.names()) {
+    const auto b = back.find(name);
+    ASSERT_NE(b.tensor, nullptr) << name;
+    EXPECT_EQ(b.tensor->dtype, io::st_dtype::F16) << name;
+    EXPECT_EQ(b.tensor->shape, in.find(name).tensor->shape) << name;
+  }
+  const std::string cfg = lowbit_test::read_bytes(d / "back/config.json");
+  EXPECT_EQ(cfg.find("quantization_config"), std::string::npos);
+  EXPECT_NE(cfg.find("\"hidden_size\": 384"), std::string::npos);
+}
+
+TEST(LowbitTool, InspectShowsBitsPerValueOfNf4DoubleQuant) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "big.safetensors", "model.layers.0.mlp.up_proj.weight", 4096, 8192);
+  const run_result r = run(d, "quantize --quiet '" + (d / "big.safetensors") + "' '" + (d / "out") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const run_result i = run(d, "inspect '" + (d / "out") + "'");
+  ASSERT_EQ(i.code, 0) << i.err;
+  // 4 bits + 8 bits per 64 + 32 bits per 64 * 256 + tables and JSON: 4.127
+  EXPECT_NE(i.out.find("nf4+dq         [4096, 8192]"), std::string::npos) << i.out;
+  EXPECT_NE(i.out.find("   4.127\n"), std::string::npos) << i.out;
+}
+
+TEST(LowbitTool, ExitCodesAndNoPartialOutput) {
+  scratch_dir d;
+  EXPECT_EQ(run(d, "").code, 1);
+  EXPECT_EQ(run(d, "frobnicate").code, 1);
+  EXPECT_EQ(run(d, std::string("quantize '") + LOWBIT_SAMPLE + "' '" + (d / "o") + "' --format int4").code, 1);
+  EXPECT_EQ(run(d, std::string("quantize '") + LOWBIT_SAMPLE + "' '" + (d / "o") + "' --block-size 48").code, 1);
+  EXPECT_EQ(run(d, std::string("quantize '") + LOWBIT_SAMPLE + "'").code, 1);
+
+  const run_result missing = run(d, "quantize '" + (d / "nope.safetensors") + "' '" + (d / "o") + "'");
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_NE(missing.err.find("nope.safetensors"), std::string::npos) << missing.err;
+  lowbit_test::write_bytes(d / "bad.safetensors", raw_safetensors_for_test());
+  const run_result bad = run(d, "inspect '" + (d / "bad.safetensors") + "'");
+  EXPECT_EQ(bad.code, 2);
+  EXPECT_NE(bad.err.find("unknown dtype"), std::string::npos) << bad.err;
+
+  ::mkdir((d / "full").c_str(), 0755);
+  lowbit_test::write_bytes(d / "full/keep.txt", "x");
+  const run_result full = run(d, std::string("quantize '") + LOWBIT_SAMPLE + "' '" + (d / "full") + "'");
+  EXPECT_EQ(full.code, 3);
+  EXPECT_NE(full.err.find("not empty"), std::string::npos) << full.err;
+  expect_only(d / "full", {"keep.txt"});
+
+  write_f16_checkpoint(d / "nan.safetensors", "w.weight", 64, 64, std::nanf(""));
+  const run_result nan = run(d, "quantize '" + (d / "nan.safetensors") + "' '" + (d / "o") + "'");
+  EXPECT_EQ(nan.code, 4);
+  EXPECT_NE(nan.err.find("w.weight"), std::string::npos) << nan.err;
+  EXPECT_FALSE(lowbit_test::exists(d / "o"));
+
+  ::mkdir((d / "empty").c_str(), 0755);  // an existing empty folder is filled
+  EXPECT_EQ(run(d, std::string("quantize --quiet --format int8 '") + LOWBIT_SAMPLE + "' '" + (d / "empty") + "'").code, 0);
+  expect_only(d / "empty", {"config.json", "model.safetensors"});
+  expect_only(d.path(), {"stdout", "stderr", "bad.safetensors", "full", "nan.safetensors", "empty"});
+}
+
+TEST(LowbitTool, InterruptedRunLeavesNothing) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "big.safetensors", "w.weight", 4096, 4096);
+  for (int delay_ms : {20, 60, 150}) {
+    const std::string out = d / ("out" + std::to_string(delay_ms));
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      const std::string in = d / "big.safetensors";
+      ::freopen("/dev/null", "w", stdout);
+      ::execl(LOWBIT_TOOL, LOWBIT_TOOL, "quantize", "--quiet", in.c_str(), out.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    ::kill(pid, SIGINT);
+    int st = 0;
+    ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 130) {
+      EXPECT_FALSE(lowbit_test::exists(out)) << "after SIGINT at " << delay_ms << " ms";
+    } else {  // finished before the signal: then the output must be complete
+      EXPECT_EQ(WEXITSTATUS(st), 0);
+      expect_only(out, {"config.json", "model.safetensors"});
+      const std::string rm = "rm -rf '" + out + "'";
+      ASSERT_EQ(std::system(rm.c_str()), 0);
+    }
+  }
+  expect_only(d.path(), {"big.safetensors"});
+}
+
+TEST(LowbitTool, QuantizesAShardedCheckpoint) {
+  scratch_dir d;
+  ::mkdir((d / "in").c_str(), 0755);
+  write_f16_checkpoint(d / "in/model-00001-of-00002.safetensors", "model.layers.0.mlp.up_proj.weight", 64, 128);
+  write_f16_checkpoint(d / "in/model-00002-of-00002.safetensors", "lm_head.weight", 32, 128);
+  ASSERT_TRUE(io::write_index(d / "in", 64 * 128 * 2 + 32 * 128 * 2,
+                              {{"model.layers.0.mlp.up_proj.weight", "model-00001-of-00002.safetensors"}, {"lm_head.weight", "model-00002-of-00002.safetensors"}})
+                  .ok());
+  const run_result r = run(d, "quantize --quiet --format fp4 --no-double-quant --block-size 128 '" + (d / "in") + "' '" + (d / "out") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("1 of 2 tensors quantized (fp4, block 128)"), std::string::npos) << r.out;
+  io::checkpoint out;
+  ASSERT_TRUE(io::checkpoint::open(d / "out", out).ok());
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(io::load_bnb_4bit(out, "model.layers.0.mlp.up_proj.weight", q).ok());
+  EXPECT_EQ(q.fmt(), lowbit::format::bnb_fp4);
+  EXPECT_EQ(q.block_size(), 128);
+  EXPECT_FALSE(q.double_quantized());
+  const auto head = out.find("lm_head.weight");  // never quantized
+  ASSERT_NE(head.tensor, nullptr);
+  EXPECT_EQ(head.tensor->dtype, io::st_dtype::F16);
+  EXPECT_EQ(out.names().size(), 5u);  // weight, absmax, quant_map, quant_state, lm_head
+  io::bnb_quantization_config qc;
+  ASSERT_TRUE(io::read_quantization_config(d / "out/config.json", qc).ok());
+  EXPECT_EQ(qc.bnb_4bit_quant_type, "fp4");
+  EXPECT_FALSE(qc.bnb_4bit_use_double_quant);
+}

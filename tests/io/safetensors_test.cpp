@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: Apache-2.0
+// safetensors reader and writer, sharded checkpoints, transformers' quantization_config: valid
+// files read back exactly; every kind of malformed file gives an error naming the file, the
+// tensor and the problem; a failed or abandoned write leaves nothing behind.
+#include <lowbit/io.hpp>
+
+#include "io_test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace io = lowbit::io;
+using lowbit_test::raw_safetensors;
+using lowbit_test::scratch_dir;
+
+namespace {
+
+lowbit::status parse(const std::string& bytes, io::safetensors_file& f) {
+  return io::safetensors_file::parse(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "bad.safetensors", f);
+}
+
+// Expects parse(bytes) to fail with a message containing every one of `parts` and the file name.
+void expect_rejected(const std::string& bytes, std::initializer_list<const char*> parts) {
+  io::safetensors_file f;
+  const lowbit::status s = parse(bytes, f);
+  ASSERT_FALSE(s.ok()) << "accepted: " << bytes.substr(8);
+  EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+  EXPECT_NE(std::strstr(s.message(), "bad.safetensors"), nullptr) << s.message();
+  for (const char* p : parts) EXPECT_NE(std::strstr(s.message(), p), nullptr) << "message \"" << s.message() << "\" lacks \"" << p << "\"";
+}
+
+const char* kTwo = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"U8","shape":[2,2],"data_offsets":[8,12]}})";
+
+}  // namespace
+
+TEST(SafetensorsReader, ReadsAHandWrittenFile) {
+  const std::string data = std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8) + "wxyz";
+  io::safetensors_file f;
+  ASSERT_TRUE(parse(raw_safetensors(kTwo, data), f).ok());
+  ASSERT_EQ(f.tensors().size(), 2u);
+  const io::tensor_info* a = f.find("a");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->dtype, io::st_dtype::F32);
+  EXPECT_EQ(a->shape, (std::vector<std::int64_t>{2}));
+  float v[2];
+  std::memcpy(v, f.data(*a), 8);
+  EXPECT_EQ(v[0], 1.0f);
+  EXPECT_EQ(v[1], -2.0f);
+  const io::tensor_info* b = f.find("b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*b)), 4), "wxyz");
+  EXPECT_EQ(f.find("c"), nullptr);
+  EXPECT_TRUE(f.metadata().empty());
+}
+
+TEST(SafetensorsReader, AcceptsMetadataPaddingAndEmptyTensors) {
+  const std::string h = R"({"__metadata__":{"format":"pt"},"e":{"dtype":"BF16","shape":[0,4],"data_offsets":[0,0]},)"
+                        R"("s":{"dtype":"I64","shape":[],"data_offsets":[0,8]}}    )";
+  io::safetensors_file f;
+  ASSERT_TRUE(parse(raw_safetensors(h, std::string(8, '\x01')), f).ok());
+  EXPECT_EQ(f.metadata().at("format"), "pt");
+  EXPECT_EQ(f.find("e")->nbytes(), 0u);
+  EXPECT_EQ(f.find("s")->numel(), 1);
+}
+
+TEST(SafetensorsReader, RejectsMalformedFiles) {
+  const std::string ok8(8, '\0');
+  expect_rejected(std::string("\x05\x00\x00", 3), {"truncated"});
+  expect_rejected(raw_safetensors(kTwo, std::string(12, 'x'), 5000), {"runs past the end"});
+  expect_rejected(raw_safetensors("{}", "", std::uint64_t{1} << 40), {"exceeds the limit"});
+  expect_rejected(raw_safetensors(kTwo, std::string(11, 'x')), {"out of range", "\"b\""});
+  expect_rejected(raw_safetensors(kTwo, std::string(13, 'x')), {"cover 12 bytes of a 13-byte"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", ok8),
+                  {"overlap"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", ok8), {"unused", "\"a\""});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[8,4]}})", ok8), {"end before"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", ok8), {"unknown dtype \"F33\"", "\"a\""});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"f32","shape":[2],"data_offsets":[0,8]}})", ok8), {"unknown dtype"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", ok8), {"need 12 bytes", "give 8"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", ok8), {"non-negative"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})", ok8), {"non-negative"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,8]}})", ok8), {"need"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2]}})", ok8), {"data_offsets"});
+  expect_rejected(raw_safetensors(R"({"a":{"shape":[2],"data_offsets":[0,8]}})", ok8), {"dtype"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", ok8), {"unexpected field"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", ok8),
+                  {"appears twice"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", ok8), {"not valid JSON"});
+  expect_rejected(raw_safetensors(R"({"a":{"dtype":"F32",,}})", ok8), {"not valid JSON", "at byte"});
+  expect_rejected(raw_safetensors(R"([1,2])", ""), {"does not start with '{'"});
+  expect_rejected(raw_safetensors("{\"\xff\":1}", ""), {"not valid UTF-8", "byte 2"});
+  expect_rejected(raw_safetensors("{\"\xc0\xaf\":1}", ""), {"not valid UTF-8"});      // overlong '/'
+  expect_rejected(raw_safetensors("{\"\xed\xa0\x80\":1}", ""), {"not valid UTF-8"});  // a surrogate
+  expect_rejected(raw_safetensors(R"({"__metadata__":{"format":1}})", ""), {"__metadata__"});
+  expect_rejected(raw_safetensors(R"({"a":[1]})", ""), {"not a JSON object", "\"a\""});
+}
+
+TEST(SafetensorsReader, EveryTruncationOfAValidFileIsAnError) {
+  const std::string whole = raw_safetensors(kTwo, std::string(12, 'x'));
+  io::safetensors_file f;
+  ASSERT_TRUE(parse(whole, f).ok());
+  for (std::size_t n = 0; n < whole.size(); ++n) {
+    io::safetensors_file g;
+    EXPECT_FALSE(parse(whole.substr(0, n), g).ok()) << "prefix of " << n << " bytes accepted";
+  }
+}
+
+TEST(SafetensorsReader, OpenReportsMissingFilesAndFolders) {
+  scratch_dir d;
+  io::safetensors_file f;
+  lowbit::status s = io::safetensors_file::open(d / "missing.safetensors", f);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), lowbit::errc::io);
+  EXPECT_NE(std::strstr(s.message(), "missing.safetensors"), nullptr);
+  s = io::safetensors_file::open(d.path(), f);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "not a regular file"), nullptr);
+}
+
+TEST(SafetensorsWriter, RoundTripsEveryDtype) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed());
+  scratch_dir d;
+  std::vector<io::tensor_entry> entries;
+  std::vector<std::string> data;
+  for (int t = 0; t <= static_cast<int>(io::st_dtype::F64); ++t) {
+    io::tensor_entry e{std::string("t.") + io::info(static_cast<io::st_dtype>(t)).name, static_cast<io::st_dtype>(t), {3, static_cast<std::int64_t>(rng() % 5)}};
+    std::string bytes(e.nbytes(), '\0');
+    for (auto& c : bytes) c = static_cast<char>(rng());
+    entries.push_back(e);
+    data.push_back(bytes);
+  }
+  entries.push_back({"scalar", io::st_dtype::F32, {}});
+  data.push_back(std::string("\x00\x00\x80\x3f", 4));
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "m.safetensors", entries, {{"format", "pt"}, {"note", "h\xc3\xa9llo"}}).ok());
+  for (const auto& b : data) {  // in two pieces each, to exercise streaming across tensors
+    ASSERT_TRUE(w.write(b.data(), b.size() / 2).ok());
+    ASSERT_TRUE(w.write(b.data() + b.size() / 2, b.size() - b.size() / 2).ok());
+  }
+  ASSERT_TRUE(w.commit().ok());
+  EXPECT_EQ(lowbit_test::list_dir(d.path()), (std::set<std::string>{"m.safetensors"}));
+
+  const std::string raw = lowbit_test::read_bytes(d / "m.safetensors");
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(raw[static_cast<std::size_t>(i)]);
+  EXPECT_EQ((8 + n) % 8, 0u) << "data section is not 8-byte aligned";
+  io::safetensors_file f;
+  ASSERT_TRUE(io::safetensors_file::open(d / "m.safetensors", f).ok());
+  EXPECT_EQ(f.metadata().at("note"), "h\xc3\xa9llo");
+  ASSERT_EQ(f.tensors().size(), entries.size());
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const io::tensor_info* t = f.find(entries[i].name);
+    ASSERT_NE(t, nullptr) << entries[i].name;
+    EXPECT_EQ(t->dtype, entries[i].dtype);
+    EXPECT_EQ(t->shape, entries[i].shape);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*t)), t->nbytes()), data[i]) << entries[i].name;
+  }
+}
+
+TEST(SafetensorsWriter, NothingIsLeftBehindOnError) {
+  scratch_dir d;
+  const std::string path = d / "m.safetensors";
+  lowbit_test::write_bytes(path, "previous contents");
+  {
+    io::safetensors_writer w;  // too many bytes
+    ASSERT_TRUE(w.open(path, {{"a", io::st_dtype::F32, {1}}}).ok());
+    EXPECT_FALSE(w.write("12345", 5).ok());
+    EXPECT_FALSE(w.commit().ok());
+  }
+  {
+    io::safetensors_writer w;  // too few bytes
+    ASSERT_TRUE(w.open(path, {{"a", io::st_dtype::F32, {2}}}).ok());
+    ASSERT_TRUE(w.write("1234", 4).ok());
+    const lowbit::status s = w.commit();
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::strstr(s.message(), "\"a\" is incomplete"), nullptr) << s.message();
+  }
+  {
+    io::safetensors_writer w;  // abandoned
+    ASSERT_TRUE(w.open(path, {{"a", io::st_dtype::U8, {1}}}).ok());
+    EXPECT_TRUE(lowbit_test::exists(w.temp_path()));
+    ASSERT_TRUE(w.write("1", 1).ok());
+  }
+  {
+    io::safetensors_writer w;  // bad entries: nothing is even created
+    EXPECT_FALSE(w.open(path, {{"a", io::st_dtype::U8, {1}}, {"a", io::st_dtype::U8, {1}}}).ok());
+    EXPECT_FALSE(w.open(path, {{"__metadata__", io::st_dtype::U8, {1}}}).ok());
+    EXPECT_FALSE(w.open(path, {{"a", io::st_dtype::U8, {-1}}}).ok());
+  }
+  EXPECT_EQ(lowbit_test::read_bytes(path), "previous contents");
+  EXPECT_EQ(lowbit_test::list_dir(d.path()), (std::set<std::string>{"m.safetensors"}));
+  io::safetensors_writer w;
+  const lowbit::status s = w.open(d / "no/such/folder/m.safetensors", {});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), lowbit::errc::io);
+}
+
+TEST(Checkpoint, ReadsShardsThroughTheIndex) {
+  scratch_dir d;
+  auto shard = [&](const std::string& file, const std::vector<std::string>& names) {
+    std::vector<io::tensor_entry> e;
+    for (const auto& n : names) e.push_back({n, io::st_dtype::U8, {2}});
+    io::safetensors_writer w;
+    ASSERT_TRUE(w.open(d / file, e).ok());
+    for (const auto& n : names) ASSERT_TRUE(w.write(n.data(), 2).ok());
+    ASSERT_TRUE(w.commit().ok());
+  };
+  shard("model-00001-of-00002.safetensors", {"aa", "bb"});
+  shard("model-00002-of-00002.safetensors", {"cc"});
+  std::map<std::string, std::string> map = {{"aa", "model-00001-of-00002.safetensors"}, {"bb", "model-00001-of-00002.safetensors"},
+                                            {"cc", "model-00002-of-00002.safetensors"}};
+  ASSERT_TRUE(io::write_index(d.path(), 6, map).ok());
+  io::checkpoint c;
+  ASSERT_TRUE(io::checkpoint::open(d.path(), c).ok());
+  EXPECT_EQ(c.file_count(), 2u);
+  EXPECT_EQ(c.names(), (std::vector<std::string>{"aa", "bb", "cc"}));
+  const auto l = c.find("cc");
+  ASSERT_NE(l.tensor, nullptr);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(l.file->data(*l.tensor)), 2), "cc");
+
+  auto rejected = [&](const std::map<std::string, std::string>& m, const char* part) {
+    ASSERT_TRUE(io::write_index(d.path(), 6, m).ok());
+    io::checkpoint bad;
+    const lowbit::status s = io::checkpoint::open(d.path(), bad);
+    ASSERT_FALSE(s.ok()) << part;
+    EXPECT_NE(std::strstr(s.message(), part), nullptr) << s.message();
+    EXPECT_NE(std::strstr(s.message(), io::index_file_name), nullptr) << s.message();
+  };
+  auto m2 = map;
+  m2["dd"] = "model-00002-of-00002.safetensors";
+  rejected(m2, "does not hold it");
+  auto m3 = map;
+  m3.erase("bb");
+  rejected(m3, "is not listed");
+  auto m4 = map;
+  m4["cc"] = "../model-00002-of-00002.safetensors";
+  rejected(m4, "not a file name");
+  lowbit_test::write_bytes(d / io::index_file_name, "{\"weight_map\": {\"aa\": ");
+  io::checkpoint bad;
+  EXPECT_FALSE(io::checkpoint::open(d.path(), bad).ok());
+}
+
+TEST(TransformersConfig, WritesBitsAndBytesConfigKeysAndReadsThemBack) {
+  scratch_dir d;
+  io::bnb_quantization_config c;
+  c.has_skip_modules = true;
+  c.llm_int8_skip_modules = {"lm_head"};
+  ASSERT_TRUE(io::write_config(d / "config.json", R"({"model_type": "llama", "hidden_size": 64})", c).ok());
+  nlohmann::json j = nlohmann::json::parse(lowbit_test::read_bytes(d / "config.json"));
+  EXPECT_EQ(j["model_type"], "llama");
+  EXPECT_EQ(j["hidden_size"], 64);
+  std::vector<std::string> keys;
+  for (auto it = j["quantization_config"].begin(); it != j["quantization_config"].end(); ++it) keys.push_back(it.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"_load_in_4bit", "_load_in_8bit", "bnb_4bit_compute_dtype", "bnb_4bit_quant_storage", "bnb_4bit_quant_type",
+                                            "bnb_4bit_use_double_quant", "llm_int8_enable_fp32_cpu_offload", "llm_int8_has_fp16_weight",
+                                            "llm_int8_skip_modules", "llm_int8_threshold", "load_in_4bit", "load_in_8bit", "quant_method"}));
+  io::bnb_quantization_config r;
+  ASSERT_TRUE(io::read_quantization_config(d / "config.json", r).ok());
+  EXPECT_TRUE(r.load_in_4bit);
+  EXPECT_FALSE(r.load_in_8bit);
+  EXPECT_EQ(r.bnb_4bit_quant_type, "nf4");
+  EXPECT_TRUE(r.bnb_4bit_use_double_quant);
+  EXPECT_EQ(r.bnb_4bit_compute_dtype, "bfloat16");
+  EXPECT_EQ(r.llm_int8_threshold, 6.0);
+  EXPECT_EQ(r.llm_int8_skip_modules, (std::vector<std::string>{"lm_head"}));
+
+  auto rejected = [&](const char* qc, const char* part) {
+    io::bnb_quantization_config x;
+    const lowbit::status s = io::from_json(nlohmann::json::parse(qc), "cfg", x);
+    ASSERT_FALSE(s.ok()) << qc;
+    EXPECT_NE(std::strstr(s.message(), part), nullptr) << s.message();
+  };
+  rejected(R"({"quant_method": "gptq", "load_in_4bit": true})", "quant_method");
+  rejected(R"({"quant_method": "bitsandbytes", "load_in_4bit": true, "load_in_8bit": true})", "exactly one");
+  rejected(R"({"quant_method": "bitsandbytes"})", "exactly one");
+  rejected(R"({"quant_method": "bitsandbytes", "load_in_4bit": true, "bnb_4bit_quant_type": "int4"})", "bnb_4bit_quant_type");
+  rejected(R"({"quant_method": "bitsandbytes", "load_in_4bit": "yes"})", "load_in_4bit");
+  lowbit_test::write_bytes(d / "broken.json", "{\"quantization_config\": ");
+  EXPECT_FALSE(io::read_quantization_config(d / "broken.json", r).ok());
+}
+
+TEST(PythonFloatRepr, MatchesPythonsRepr) {
+  // Values and the text Python 3 prints for repr(x) (what json.dumps writes).
+  const std::pair<double, const char*> cases[] = {
+      {0.0, "0.0"},         {-0.0, "-0.0"},       {6.0, "6.0"},       {0.1, "0.1"},
+      {1.0 / 3.0, "0.3333333333333333"},          {1e-5, "1e-05"},    {2.5e-05, "2.5e-05"},
+      {0.0001, "0.0001"},   {1e16, "1e+16"},      {1e22, "1e+22"},    {123456789012345.0, "123456789012345.0"},
+      {static_cast<double>(0.1f), "0.10000000149011612"},             {-1.5e-7, "-1.5e-07"},
+      {1234.5, "1234.5"},   {5e-324, "5e-324"},   {1.7976931348623157e308, "1.7976931348623157e+308"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(io::python_float_repr(c.first), c.second);
+}
