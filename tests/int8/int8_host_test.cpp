@@ -6,6 +6,7 @@
 #include <lowbit/int8/matmul.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -387,6 +388,49 @@ TYPED_TEST(Int8Matmul, LinearNoIgemmlt) {
     const double rtol = std::is_same<TypeParam, float>::value ? 1.3e-6 : 1e-3;
     EXPECT_EQ(fraction_not_close(r.y, r.truth, 0.03, rtol), 0.0) << "draw " << d;
   }
+}
+
+// The AVX-512 quantization/epilogue kernels and the VNNI/AVX2 GEMMs give the portable code's bits
+// for every dtype, with outliers, bias, and sizes that leave SIMD tails.
+TYPED_TEST(Int8Matmul, EveryPathSameBits) {
+  LOWBIT_SEED_TRACE();
+  const dtype dt = lowbit::dtype_of<TypeParam>::value;
+  const std::int64_t M = 37, K = 291, N = 83;
+  auto p = make_problem<TypeParam>(M, K, N, 50, 0.1f);
+  for (std::int64_t m = 0; m < M; m += 5) p.x[m * K + 100] = 7.5f;
+  p.x[3 * K + 290] = -6.0f;
+  for (std::int64_t k = 0; k < K; ++k) p.x[11 * K + k] = 0.0f;  // a zero row
+  std::vector<TypeParam> x(p.x.size()), w(p.w.size()), b(p.bias.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
+  lowbit::quant_tensor wq;
+  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
+  std::vector<std::uint16_t> ref;
+  for (auto path : paths()) {
+    std::vector<TypeParam> y(static_cast<std::size_t>(M * N));
+    lowbit::int8_matmul_options o;
+    o.path = path;
+    const auto s = lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), y.data(), o);
+    ASSERT_TRUE(s.ok()) << s.message();
+    std::vector<std::uint16_t> bits(y.size() * sizeof(TypeParam) / 2);
+    std::memcpy(bits.data(), y.data(), bits.size() * 2);
+    if (ref.empty()) ref = bits;
+    EXPECT_EQ(bits, ref) << lowbit::host::int8_path_name(path);
+  }
+  // the quantizer alone, AVX-512 on and off
+  std::vector<std::int8_t> c0(x.size()), c1(x.size());
+  std::vector<float> s0(M), s1(M);
+  std::vector<std::int32_t> o0(K), o1(K);
+  std::int64_t n0 = 0, n1 = 0;
+  lowbit::host::options on, off;
+  off.simd = false;
+  ASSERT_TRUE(lowbit::int8_vectorwise_quant(x.data(), dt, M, K, 6.0f, c0.data(), s0.data(), o0.data(), &n0, off).ok());
+  ASSERT_TRUE(lowbit::int8_vectorwise_quant(x.data(), dt, M, K, 6.0f, c1.data(), s1.data(), o1.data(), &n1, on).ok());
+  EXPECT_EQ(c0, c1);
+  EXPECT_EQ(s0, s1);
+  EXPECT_EQ(n0, 2);
+  EXPECT_EQ(o0, o1);
 }
 
 TEST(Int8Matmul, WeightsAreBitsandbytesCBSCB) {

@@ -117,18 +117,28 @@ inline void pack_a_rows(const std::int8_t* A, std::int64_t lda, std::int64_t K, 
   }
 }
 
-template <class E>
+template <int NR, int KG, class E>
 inline void pack_b_panels(const std::int8_t* B, std::int64_t ldb, std::int64_t N, std::int64_t K, std::int64_t kp,
-                          geometry g, std::int64_t p0, std::int64_t p1, E* out) {
-  const std::int64_t groups = kp / g.kg;
+                          std::int64_t p0, std::int64_t p1, E* out) {
+  const std::int64_t groups = kp / KG, full = K / KG;
+  constexpr std::int64_t stride = NR * KG;
   for (std::int64_t p = p0; p < p1; ++p) {
-    E* o = out + p * kp * g.nr;
-    for (int j = 0; j < g.nr; ++j) {
-      const std::int64_t n = p * g.nr + j;
-      for (std::int64_t grp = 0; grp < groups; ++grp)
-        for (int t = 0; t < g.kg; ++t) {
-          const std::int64_t k = grp * g.kg + t;
-          o[(grp * g.nr + j) * g.kg + t] = (n < N && k < K) ? static_cast<E>(B[n * ldb + k]) : E{0};
+    E* o = out + p * kp * NR;
+    for (int j = 0; j < NR; ++j) {
+      const std::int64_t n = p * NR + j;
+      E* oj = o + j * KG;
+      if (n >= N) {
+        for (std::int64_t g = 0; g < groups; ++g)
+          for (int t = 0; t < KG; ++t) oj[g * stride + t] = E{0};
+        continue;
+      }
+      const std::int8_t* b = B + n * ldb;
+      for (std::int64_t g = 0; g < full; ++g)
+        for (int t = 0; t < KG; ++t) oj[g * stride + t] = static_cast<E>(b[g * KG + t]);
+      for (std::int64_t g = full; g < groups; ++g)
+        for (int t = 0; t < KG; ++t) {
+          const std::int64_t k = g * KG + t;
+          oj[g * stride + t] = k < K ? static_cast<E>(b[k]) : E{0};
         }
     }
   }
@@ -233,10 +243,14 @@ inline status pack(const std::int8_t* A, std::int64_t lda, const std::int8_t* B,
       pack_a_rows(A, lda, K, pk.kp, r0, r1, vnni, pk.a.data());
   });
   parallel_for(pk.panels, 4, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
-    if (pk.elem == 2)
-      pack_b_panels(B, ldb, N, K, pk.kp, g, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
+    constexpr geometry gv = geometry_of(int8_path::avx512_vnni), ga = geometry_of(int8_path::avx2),
+                       gp = geometry_of(int8_path::portable);
+    if (p == int8_path::avx512_vnni)
+      pack_b_panels<gv.nr, gv.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
+    else if (p == int8_path::avx2)
+      pack_b_panels<ga.nr, ga.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
     else
-      pack_b_panels(B, ldb, N, K, pk.kp, g, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
+      pack_b_panels<gp.nr, gp.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
     if (vnni) {
       for (std::int64_t n = p0 * g.nr; n < std::min(N, p1 * g.nr); ++n) {
         std::uint32_t s = 0;

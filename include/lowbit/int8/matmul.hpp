@@ -20,6 +20,7 @@
 #include "../host/buffer.hpp"
 #include "../host/engine.hpp"
 #include "../host/int8_gemm.hpp"
+#include "../host/int8_simd.hpp"
 #include "../host/parallel.hpp"
 #include "../quant_tensor.hpp"
 #include "../status.hpp"
@@ -53,7 +54,10 @@ inline status check_dims(const char* what, const char* a, std::int64_t va, const
 
 template <class T>
 status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, float threshold, std::int8_t* codes,
-                              float* row_stats, std::int32_t* outlier_cols, std::int64_t* outlier_count, int threads) {
+                              float* row_stats, std::int32_t* outlier_cols, std::int64_t* outlier_count,
+                              const host::options& opt) {
+  const int threads = opt.threads;
+  const bool simd = opt.simd && host::int8_avx512::available();
   const bool split = threshold > 0.0f;
   host::buffer<float> absmax;
   LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(rows), "int8_vectorwise_quant: row statistics"));
@@ -68,7 +72,8 @@ status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, 
     for (std::int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * cols;
       float am = 0.0f;
-      for (std::int64_t k = 0; k < cols; ++k) {
+      const std::int64_t done = simd ? host::int8_avx512::row_stats(xr, cols, split, threshold, am, fl) : 0;
+      for (std::int64_t k = done; k < cols; ++k) {
         if (!host::detail::is_finite_bits(xr[k])) {
           std::int64_t cur = first_bad.load();
           const std::int64_t i = r * cols + k;
@@ -113,37 +118,57 @@ status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, 
   }
   if (outlier_count) *outlier_count = count;
   // Pass 2: codes; outlier columns get 0.
-  const std::uint8_t* col_flag = split ? flags.data() : nullptr;
   host::parallel_for(rows, 16, 1, threads, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r) {
       const quant::block_encoder enc = row_encoder(absmax[r]);
       row_stats[r] = enc.scale;
       const T* xr = x + r * cols;
       std::int8_t* cr = codes + r * cols;
-      if (col_flag && count > 0) {
-        for (std::int64_t k = 0; k < cols; ++k) cr[k] = col_flag[k] ? std::int8_t{0} : encode(to_float(xr[k]), enc);
-      } else {
-        for (std::int64_t k = 0; k < cols; ++k) cr[k] = encode(to_float(xr[k]), enc);
+      std::int64_t k = 0;
+      if (enc.zero) {
+        std::memset(cr, 0, static_cast<std::size_t>(cols));
+        continue;
       }
+      if (simd) k = host::int8_avx512::encode(xr, cols, enc.inv, cr);
+      for (; k < cols; ++k) cr[k] = encode(to_float(xr[k]), enc);
+      for (std::int64_t j = 0; j < count; ++j) cr[outlier_cols[j]] = 0;
     }
   });
   return {};
 }
 
 template <class T>
-void epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats, const float* col_stats,
-                    const float* outlier, const T* bias, T* out, int threads) {
-  host::parallel_for(M, 4, 1, threads, [&](std::int64_t m0, std::int64_t m1) {
+status epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats, const float* col_stats,
+                      const float* outlier, const T* bias, T* out, const host::options& opt) {
+  const bool simd = opt.simd && host::int8_avx512::available();
+  host::buffer<float> bias_f;
+  if (bias) {
+    LOWBIT_TRY(bias_f.allocate(static_cast<std::size_t>(N), "int8_epilogue: bias"));
+    for (std::int64_t n = 0; n < N; ++n) bias_f[n] = to_float(bias[n]);
+  }
+  const float* b = bias ? bias_f.data() : nullptr;
+  host::parallel_for(M, 4, 1, opt.threads, [&](std::int64_t m0, std::int64_t m1) {
+    float tmp[256];
     for (std::int64_t m = m0; m < m1; ++m) {
       const float r = row_stats[m];
-      for (std::int64_t n = 0; n < N; ++n) {
-        const float b = bias ? to_float(bias[n]) : 0.0f;
-        const std::int32_t c = C[m * N + n];
-        const float y = outlier ? epilogue(c, r, col_stats[n], b, outlier[m * N + n]) : epilogue(c, r, col_stats[n], b);
-        out[m * N + n] = from_float<T>(y);
+      const std::int32_t* c = C + m * N;
+      const float* o = outlier ? outlier + m * N : nullptr;
+      T* y = out + m * N;
+      for (std::int64_t n0 = 0; n0 < N; n0 += 256) {
+        const std::int64_t len = std::min<std::int64_t>(256, N - n0);
+        std::int64_t done = 0;
+        if (simd)
+          done = host::int8_avx512::epilogue_row(c + n0, r, col_stats + n0, b ? b + n0 : nullptr, o ? o + n0 : nullptr, len, tmp);
+        for (std::int64_t j = 0; j < done; ++j) y[n0 + j] = from_float<T>(tmp[j]);
+        for (std::int64_t n = n0 + done; n < n0 + len; ++n) {
+          const float bn = b ? b[n] : 0.0f;
+          const float v = o ? epilogue(c[n], r, col_stats[n], bn, o[n]) : epilogue(c[n], r, col_stats[n], bn);
+          y[n] = from_float<T>(v);
+        }
       }
     }
   });
+  return {};
 }
 
 /// Outlier sums O[m, n] = Σ_j x[m, cols[j]] · to_T(dequant_weight(CB[n, cols[j]], SCB[n])).
@@ -191,9 +216,10 @@ decltype(auto) visit_dtype(dtype dt, Fn&& fn) {
 /// and 0 in outlier columns; an all-zero row gets stats 0 and codes 0.
 /// Errors: rows or cols < 1, null pointers, a negative, NaN or infinite threshold, an invalid dtype,
 /// NaN/Inf in x (errc::non_finite naming the first bad [row, col]; nothing is written then).
+/// `opt.threads` and `opt.simd` (AVX-512 kernels, same results) apply; `opt.allow_nonfinite` does not.
 inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, std::int64_t cols, float threshold,
                                     std::int8_t* codes, float* row_stats, std::int32_t* outlier_cols,
-                                    std::int64_t* outlier_count, int threads = 0) noexcept {
+                                    std::int64_t* outlier_count, const host::options& opt = {}) noexcept {
   constexpr const char* what = "int8_vectorwise_quant";
   LOWBIT_TRY(int8::detail::check_dims(what, "rows", rows, "cols", cols));
   LOWBIT_TRY(int8::detail::check_threshold(what, threshold));
@@ -207,7 +233,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
   return int8::detail::visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8::detail::vectorwise_quant_typed(static_cast<const T*>(x), rows, cols, threshold, codes, row_stats,
-                                                outlier_cols, outlier_count, threads);
+                                                outlier_cols, outlier_count, opt);
   });
 }
 
@@ -233,7 +259,7 @@ inline status quantize_int8_weights(const void* w, dtype dt, std::int64_t N, std
 /// round to ±Inf. Errors: M or N < 1, null required pointers, invalid dtype.
 inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats,
                             const float* col_stats, const float* outlier, const void* bias, dtype dt, void* out,
-                            int threads = 0) noexcept {
+                            const host::options& opt = {}) noexcept {
   constexpr const char* what = "int8_epilogue";
   LOWBIT_TRY(int8::detail::check_dims(what, "M", M, "N", N));
   if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
@@ -241,20 +267,20 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
   if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
   if (!col_stats) return status::error(errc::invalid_argument, "%s: col_stats is null", what);
   if (!out) return status::error(errc::invalid_argument, "%s: out is null", what);
-  int8::detail::visit_dtype(dt, [&](auto tag) {
+  return int8::detail::visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    int8::detail::epilogue_typed(C, M, N, row_stats, col_stats, outlier, static_cast<const T*>(bias), static_cast<T*>(out),
-                                 threads);
-    return 0;
+    return int8::detail::epilogue_typed(C, M, N, row_stats, col_stats, outlier, static_cast<const T*>(bias),
+                                        static_cast<T*>(out), opt);
   });
-  return {};
 }
 
 /// Options of int8_matmul.
 struct int8_matmul_options {
   float threshold = 6.0f;  ///< outlier threshold; 0 disables the split; must be finite and >= 0
   int threads = 0;         ///< 0 = every hardware thread
-  host::int8_path path = host::int8_path::automatic;  ///< integer kernel (see host/int8_gemm.hpp)
+  /// integer kernel (host/int8_gemm.hpp); `portable` also turns off the AVX-512 quantization and
+  /// epilogue kernels (host/int8_simd.hpp). Every path gives the same bits.
+  host::int8_path path = host::int8_path::automatic;
 };
 
 /// Checks that `w` is an int8 row-wise weight of inner dimension K (host storage, int8_absmax,
@@ -300,7 +326,10 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
   LOWBIT_TRY(cols.allocate(static_cast<std::size_t>(K), "int8_matmul: outlier columns"));
   LOWBIT_TRY(acc.allocate(static_cast<std::size_t>(M * N), "int8_matmul: int32 products"));
   std::int64_t count = 0;
-  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, opt.threshold, codes.data(), row_stats.data(), cols.data(), &count, opt.threads));
+  host::options ho;
+  ho.threads = opt.threads;
+  ho.simd = opt.path != host::int8_path::portable;
+  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, opt.threshold, codes.data(), row_stats.data(), cols.data(), &count, ho));
   const auto* cb = reinterpret_cast<const std::int8_t*>(w.codes());
   host::int8_gemm_options go;
   go.threads = opt.threads;
@@ -315,8 +344,7 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
                                         opt.threads);
     }));
   }
-  return int8_epilogue(acc.data(), M, N, row_stats.data(), w.scales(), count > 0 ? outl.data() : nullptr, bias, dt, y,
-                       opt.threads);
+  return int8_epilogue(acc.data(), M, N, row_stats.data(), w.scales(), count > 0 ? outl.data() : nullptr, bias, dt, y, ho);
 }
 
 LOWBIT_NAMESPACE_END
