@@ -8,3 +8,4 @@
 
 #include "cuda/blockwise.cuh"
 #include "cuda/device.cuh"
+#include "cuda/int8.cuh"
