@@ -89,6 +89,10 @@ constexpr geometry geometry_of(int8_path p) {
   return p == int8_path::avx512_vnni ? geometry{8, 32, 4} : (p == int8_path::avx2 ? geometry{6, 16, 2} : geometry{4, 8, 1});
 }
 
+inline constexpr geometry vnni_geometry = geometry_of(int8_path::avx512_vnni);
+inline constexpr geometry avx2_geometry = geometry_of(int8_path::avx2);
+inline constexpr geometry portable_geometry = geometry_of(int8_path::portable);
+
 /// Packed operands: A rows padded to Kp (a multiple of kg) and, for VNNI, offset to unsigned; B in
 /// panels of nr columns, each panel Kp/kg groups of nr x kg elements (column-major within a group).
 struct packed {
@@ -243,14 +247,13 @@ inline status pack(const std::int8_t* A, std::int64_t lda, const std::int8_t* B,
       pack_a_rows(A, lda, K, pk.kp, r0, r1, vnni, pk.a.data());
   });
   parallel_for(pk.panels, 4, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
-    constexpr geometry gv = geometry_of(int8_path::avx512_vnni), ga = geometry_of(int8_path::avx2),
-                       gp = geometry_of(int8_path::portable);
     if (p == int8_path::avx512_vnni)
-      pack_b_panels<gv.nr, gv.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
+      pack_b_panels<vnni_geometry.nr, vnni_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
     else if (p == int8_path::avx2)
-      pack_b_panels<ga.nr, ga.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
+      pack_b_panels<avx2_geometry.nr, avx2_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
     else
-      pack_b_panels<gp.nr, gp.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
+      pack_b_panels<portable_geometry.nr, portable_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1,
+                                                                reinterpret_cast<std::int8_t*>(pk.b.data()));
     if (vnni) {
       for (std::int64_t n = p0 * g.nr; n < std::min(N, p1 * g.nr); ++n) {
         std::uint32_t s = 0;
