@@ -39,6 +39,7 @@
 #include "../dtype.hpp"
 #include "../format.hpp"
 #include "../quant/blockwise.hpp"
+#include "../status.hpp"
 
 #include <cmath>
 #include <cstdint>
@@ -116,5 +117,35 @@ LOWBIT_HD float outlier_step(float acc, float x, float w) noexcept {
   return lowbit::detail::add_rn(acc, lowbit::detail::opaque(lowbit::detail::mul_rn(x, w)));
 }
 
+namespace detail {
+
+// Argument checks and dtype dispatch shared by the host and CUDA entry points.
+
+inline status check_threshold(const char* what, float threshold) {
+  if (!(threshold >= 0.0f) || !(threshold <= 3.40282347e38f))
+    return status::error(errc::invalid_argument, "%s: threshold is %g; it must be finite and >= 0 (0 disables the outlier split)",
+                         what, static_cast<double>(threshold));
+  return {};
+}
+
+inline status check_dims(const char* what, const char* a, std::int64_t va, const char* b, std::int64_t vb) {
+  if (va <= 0 || vb <= 0)
+    return status::error(errc::invalid_argument, "%s: %s=%lld, %s=%lld; both must be >= 1", what, a,
+                         static_cast<long long>(va), b, static_cast<long long>(vb));
+  if (va > (std::int64_t{1} << 62) / vb) return status::error(errc::invalid_argument, "%s: %s x %s overflows", what, a, b);
+  return {};
+}
+
+template <class Fn>
+decltype(auto) visit_dtype(dtype dt, Fn&& fn) {
+  switch (dt) {
+    case dtype::f32: return fn(float{});
+    case dtype::f16: return fn(f16{});
+    case dtype::bf16: break;
+  }
+  return fn(bf16{});
+}
+
+}  // namespace detail
 }  // namespace int8
 LOWBIT_NAMESPACE_END

@@ -37,21 +37,6 @@ LOWBIT_NAMESPACE_BEGIN
 namespace int8 {
 namespace detail {
 
-inline status check_threshold(const char* what, float threshold) {
-  if (!(threshold >= 0.0f) || !(threshold <= 3.40282347e38f))
-    return status::error(errc::invalid_argument, "%s: threshold is %g; it must be finite and >= 0 (0 disables the outlier split)",
-                         what, static_cast<double>(threshold));
-  return {};
-}
-
-inline status check_dims(const char* what, const char* a, std::int64_t va, const char* b, std::int64_t vb) {
-  if (va <= 0 || vb <= 0)
-    return status::error(errc::invalid_argument, "%s: %s=%lld, %s=%lld; both must be >= 1", what, a,
-                         static_cast<long long>(va), b, static_cast<long long>(vb));
-  if (va > (std::int64_t{1} << 62) / vb) return status::error(errc::invalid_argument, "%s: %s x %s overflows", what, a, b);
-  return {};
-}
-
 template <class T>
 status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, float threshold, std::int8_t* codes,
                               float* row_stats, std::int32_t* outlier_cols, std::int64_t* outlier_count,
@@ -192,16 +177,6 @@ status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_
       }
   });
   return {};
-}
-
-template <class Fn>
-decltype(auto) visit_dtype(dtype dt, Fn&& fn) {
-  switch (dt) {
-    case dtype::f32: return fn(float{});
-    case dtype::f16: return fn(f16{});
-    case dtype::bf16: break;
-  }
-  return fn(bf16{});
 }
 
 }  // namespace detail

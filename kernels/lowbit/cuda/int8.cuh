@@ -241,23 +241,9 @@ __global__ void int8_epilogue_kernel(const std::int32_t* C, std::int64_t M, std:
 
 inline std::int64_t ctas_for(std::int64_t items) { return (items + threads_per_block - 1) / threads_per_block; }
 
-inline status check_dims(const char* what, const char* a, std::int64_t va, const char* b, std::int64_t vb) {
-  if (va <= 0 || vb <= 0)
-    return status::error(errc::invalid_argument, "%s: %s=%lld, %s=%lld; both must be >= 1", what, a,
-                         static_cast<long long>(va), b, static_cast<long long>(vb));
-  if (va > (std::int64_t{1} << 50) / vb) return status::error(errc::invalid_argument, "%s: %s x %s exceeds 2^50", what, a, b);
-  return {};
-}
-
-template <class Fn>
-decltype(auto) visit_dtype(dtype dt, Fn&& fn) {
-  switch (dt) {
-    case dtype::f32: return fn(float{});
-    case dtype::f16: return fn(f16{});
-    case dtype::bf16: break;
-  }
-  return fn(bf16{});
-}
+using int8::detail::check_dims;
+using int8::detail::check_threshold;
+using int8::detail::visit_dtype;
 
 /// Byte offsets of the quantization workspace: first_bad (8), count (4), row absmax, column flags.
 struct quant_plan {
@@ -310,8 +296,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
                                     std::size_t workspace_bytes, cudaStream_t stream = nullptr) {
   constexpr const char* what = "cuda::int8_vectorwise_quant";
   LOWBIT_TRY(int8_detail::check_dims(what, "rows", rows, "cols", cols));
-  if (!(threshold >= 0.0f) || !(threshold <= 3.40282347e38f))
-    return status::error(errc::invalid_argument, "%s: threshold is %g; it must be finite and >= 0", what, static_cast<double>(threshold));
+  LOWBIT_TRY(int8_detail::check_threshold(what, threshold));
   if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
   if (rows > 0x7FFFFFFF || cols > 0x7FFFFFFF)
     return status::error(errc::invalid_argument, "%s: rows and cols must be below 2^31", what);
