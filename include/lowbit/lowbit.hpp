@@ -8,6 +8,7 @@
 #include "dtype.hpp"
 #include "format.hpp"
 #include "host/engine.hpp"
+#include "int8/matmul.hpp"
 #include "memory.hpp"
 #include "quant/blockwise.hpp"
 #include "quant/layout.hpp"

@@ -9,3 +9,4 @@
 #include "cuda/blockwise.cuh"
 #include "cuda/memory.cuh"
 #include "cuda/device.cuh"
+#include "cuda/int8.cuh"

@@ -11,3 +11,12 @@ lowbit::status lowbit_instantiate_all(const void* x, void* out, lowbit::quant_vi
   }
   return {};
 }
+
+// LLM.int8: every int8 kernel for every dtype through int8_matmul (quantization, outlier list,
+// gathers, outlier sums, epilogue, fallback GEMM; cuBLASLt/cuBLAS are library calls).
+lowbit::status lowbit_instantiate_int8(const lowbit::cuda::int8_handles& h, const void* x, void* y,
+                                       const lowbit::cuda::int8_weights& w, void* ws, std::size_t bytes) {
+  for (lowbit::dtype t : {lowbit::dtype::f32, lowbit::dtype::f16, lowbit::dtype::bf16})
+    LOWBIT_TRY(lowbit::cuda::int8_matmul(h, x, t, 16, w.k, w, x, y, 6.0f, ws, bytes));
+  return {};
+}

@@ -7,39 +7,8 @@
 #include <functional>
 #include <vector>
 
+#include "device_harness.cuh"
 #include "test_util.hpp"
-
-namespace kt {
-
-/// Device storage with explicit copies.
-template <class T>
-class buffer {
- public:
-  explicit buffer(std::size_t n) : n_(n) {
-    EXPECT_EQ(cudaMalloc(&p_, (n ? n : 1) * sizeof(T)), cudaSuccess);
-    EXPECT_EQ(cudaMemset(p_, 0, (n ? n : 1) * sizeof(T)), cudaSuccess);
-  }
-  explicit buffer(const std::vector<T>& v) : buffer(v.size()) {
-    EXPECT_EQ(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
-  }
-  ~buffer() { cudaFree(p_); }
-  buffer(const buffer&) = delete;
-  buffer& operator=(const buffer&) = delete;
-  T* get() { return p_; }
-  std::vector<T> download() const {
-    std::vector<T> v(n_);
-    EXPECT_EQ(cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
-    return v;
-  }
-
- private:
-  T* p_ = nullptr;
-  std::size_t n_;
-};
-
-inline void for_each_order(const std::function<void()>& fn) { fn(); }
-
-}  // namespace kt
 
 // Every test that runs a kernel needs a device: without one it is skipped (gtest prints
 // "[  SKIPPED ]" for it, and CTest reports the binary as skipped, never as passed).

@@ -411,3 +411,28 @@ TEST(DeviceQuantTensor, Errors) {
   s = lowbit::cuda::quantize(dx.get(), lowbit::dtype::f32, {256}, bad, tmp);
   EXPECT_NE(std::string(s.message()).find("block size 48"), std::string::npos) << s.message();
 }
+
+TEST(DeviceQuantTensor, Int8WeightsView) {
+  KT_REQUIRE_DEVICE();
+  std::vector<float> w(6 * 40);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>(static_cast<int>(i % 17) - 8) * 0.03f;
+  lowbit::quant_tensor h, d;
+  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), lowbit::dtype::f32, 6, 40, h).ok());
+  lowbit::cuda::int8_weights view;
+  lowbit::status s = lowbit::cuda::int8_weights_of(h, view);
+  EXPECT_NE(std::string(s.message()).find("host memory"), std::string::npos) << s.message();
+  ASSERT_TRUE(lowbit::cuda::to_device(h, d).ok());
+  ASSERT_TRUE(lowbit::cuda::int8_weights_of(d, view).ok());
+  EXPECT_EQ(view.n, 6);
+  EXPECT_EQ(view.k, 40);
+  EXPECT_EQ(static_cast<const void*>(view.cb), static_cast<const void*>(d.codes()));
+  EXPECT_EQ(view.scb, d.scales());
+  // the host matmul refuses the device copy
+  std::vector<float> y(6);
+  s = lowbit::int8_matmul(w.data(), lowbit::dtype::f32, 1, 40, d, nullptr, y.data());
+  EXPECT_NE(std::string(s.message()).find("device memory"), std::string::npos) << s.message();
+  lowbit::quant_tensor nf4;
+  ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {6, 40}, {}, nf4).ok());
+  ASSERT_TRUE(lowbit::cuda::to_device(nf4, d).ok());
+  EXPECT_FALSE(lowbit::cuda::int8_weights_of(d, view).ok());
+}

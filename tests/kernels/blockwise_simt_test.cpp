@@ -3,46 +3,15 @@
 // source, compiled by g++/clang++), in forward, reverse and random thread orders, strict mode,
 // against the host engine. See blockwise_kernels_test.inl.
 #include <lowbit/cuda/blockwise.cuh>
+#include <lowbit/cuda/int8.cuh>
 #include <lowbit/cuda/memory.cuh>
 #include <lowbit/lowbit.hpp>
 
 #include <functional>
 #include <vector>
 
+#include "simt_harness.hpp"
 #include "test_util.hpp"
-
-namespace kt {
-
-/// "Device" storage: host memory, since the SIMT executor runs kernels on the CPU.
-template <class T>
-class buffer {
- public:
-  explicit buffer(std::size_t n) : data_(n) {}
-  explicit buffer(const std::vector<T>& v) : data_(v) {}
-  T* get() { return data_.data(); }
-  std::vector<T> download() const { return data_; }
-
- private:
-  std::vector<T> data_;
-};
-
-/// Runs fn under each schedule: forward, reverse, and a random order seeded from the test seed.
-inline void for_each_order(const std::function<void()>& fn) {
-  using lowbit::simt::order;
-  for (order o : {order::forward, order::reverse, order::random}) {
-    lowbit::simt::launch_options opt;
-    opt.ord = o;
-    opt.seed = lowbit_test::test_seed();
-    opt.strict = true;
-    lowbit::simt::set_default_options(opt);
-    SCOPED_TRACE(o == order::forward ? "forward order" : (o == order::reverse ? "reverse order" : "random order"));
-    fn();
-    if (::testing::Test::HasFatalFailure()) break;
-  }
-  lowbit::simt::set_default_options(lowbit::simt::launch_options{});
-}
-
-}  // namespace kt
 
 // The executor needs no device.
 #define KT_REQUIRE_DEVICE() \

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file int8_gemm.hpp
+/// @brief The host engine's exact int8 x int8 -> int32 matrix product `C = A · Bᵀ` (A [M, K],
+///        B [N, K], both row-major with K contiguous, as bitsandbytes' `int8_linear_matmul`).
+///
+/// Three paths, chosen at run time, all exact and so bit-identical:
+/// - AVX-512 VNNI (`vpdpbusd`): A is offset to unsigned (a + 128), products of 4 consecutive k
+///   accumulate into int32 lanes; `128 · Σ_k B[n, k]` is subtracted at the end. int32 arithmetic
+///   wraps, so the result is exact whenever the true result fits in int32.
+/// - AVX2 (`vpmaddwd`): codes widened to int16, pairs of products summed into int32.
+/// - portable C++.
+/// B is packed into panels of the micro-kernel's width, A into rows padded to the k-group; the
+/// product is computed in tiles of `tile_m` x `tile_n` (A and B tiles resident in L2) and K blocks of
+/// `block_k` (a B panel block resident in L1), tiles spread over the thread pool.
+///
+/// @par Semantics
+/// Every int8 value -128..127 is accepted. C is exact when |C| < 2^31, which always holds for
+/// K <= 2^17 - 1 (`int8::max_inner_dim`); larger K is an error. M, N or K = 0 is valid (K = 0 gives zeros).
+#pragma once
+
+#include "../config.hpp"
+#include "../int8/llm_int8.hpp"
+#include "../status.hpp"
+#include "buffer.hpp"
+#include "parallel.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
+#  define LOWBIT_HAVE_INT8_SIMD 1
+#  include <immintrin.h>
+#  define LOWBIT_TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#  define LOWBIT_TARGET_AVX2_INT __attribute__((target("avx2")))
+#else
+#  define LOWBIT_HAVE_INT8_SIMD 0
+#endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+
+/// Which integer kernel the int8 GEMM uses.
+enum class int8_path : std::uint8_t {
+  automatic,    ///< the fastest this CPU runs
+  portable,     ///< plain C++
+  avx2,         ///< AVX2 vpmaddwd (error if the CPU lacks AVX2)
+  avx512_vnni,  ///< AVX-512 VNNI vpdpbusd (error if the CPU lacks it)
+};
+
+/// Name of a path ("portable", "avx2", "avx512_vnni"; "automatic").
+constexpr const char* int8_path_name(int8_path p) noexcept {
+  return p == int8_path::portable ? "portable"
+                                  : (p == int8_path::avx2 ? "avx2" : (p == int8_path::avx512_vnni ? "avx512_vnni" : "automatic"));
+}
+
+/// True if this CPU runs path `p` (automatic and portable always).
+inline bool int8_path_available(int8_path p) noexcept {
+#if LOWBIT_HAVE_INT8_SIMD
+  if (p == int8_path::avx2) return __builtin_cpu_supports("avx2");
+  if (p == int8_path::avx512_vnni)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni");
+  return true;
+#else
+  return p == int8_path::automatic || p == int8_path::portable;
+#endif
+}
+
+/// The path `automatic` resolves to on this CPU.
+inline int8_path resolve_int8_path(int8_path p) noexcept {
+  if (p != int8_path::automatic) return p;
+  if (int8_path_available(int8_path::avx512_vnni)) return int8_path::avx512_vnni;
+  if (int8_path_available(int8_path::avx2)) return int8_path::avx2;
+  return int8_path::portable;
+}
+
+namespace int8_detail {
+
+inline constexpr std::int64_t tile_m = 64;    ///< rows of A per task
+inline constexpr std::int64_t tile_n = 256;   ///< rows of B (columns of C) per task
+inline constexpr std::int64_t block_k = 1024; ///< K per pass over a tile (multiple of 4)
+inline constexpr int max_mr = 8, max_nr = 32;
+
+/// Per-path micro-kernel geometry: MR rows of A x NR columns of C; k grouped by KG.
+struct geometry {
+  int mr, nr, kg;
+};
+constexpr geometry geometry_of(int8_path p) {
+  return p == int8_path::avx512_vnni ? geometry{8, 32, 4} : (p == int8_path::avx2 ? geometry{6, 16, 2} : geometry{4, 8, 1});
+}
+
+inline constexpr geometry vnni_geometry = geometry_of(int8_path::avx512_vnni);
+inline constexpr geometry avx2_geometry = geometry_of(int8_path::avx2);
+inline constexpr geometry portable_geometry = geometry_of(int8_path::portable);
+
+/// Packed operands: A rows padded to Kp (a multiple of kg) and, for VNNI, offset to unsigned; B in
+/// panels of nr columns, each panel Kp/kg groups of nr x kg elements (column-major within a group).
+struct packed {
+  std::int64_t kp = 0, panels = 0;
+  int elem = 1;  ///< bytes per packed element (2 for AVX2's int16)
+  buffer<std::uint8_t> a, b;
+  buffer<std::int32_t> corr;  ///< VNNI: 128 * sum_k B[n, k] (wrapping), per column of C
+};
+
+template <class E>
+inline void pack_a_rows(const std::int8_t* A, std::int64_t lda, std::int64_t K, std::int64_t kp, std::int64_t r0,
+                        std::int64_t r1, bool offset, E* out) {
+  for (std::int64_t r = r0; r < r1; ++r) {
+    E* o = out + r * kp;
+    const std::int8_t* a = A + r * lda;
+    if constexpr (sizeof(E) == 1) {
+      if (offset) {
+        for (std::int64_t k = 0; k < K; ++k) o[k] = static_cast<E>(static_cast<std::uint8_t>(a[k]) ^ 0x80u);
+      } else {
+        std::memcpy(o, a, static_cast<std::size_t>(K));
+      }
+    } else {
+      for (std::int64_t k = 0; k < K; ++k) o[k] = static_cast<E>(a[k]);
+    }
+    for (std::int64_t k = K; k < kp; ++k) o[k] = 0;  // B's padding is 0, so any value works
+  }
+}
+
+template <int NR, int KG, class E>
+inline void pack_b_panels(const std::int8_t* B, std::int64_t ldb, std::int64_t N, std::int64_t K, std::int64_t kp,
+                          std::int64_t p0, std::int64_t p1, E* out) {
+  const std::int64_t groups = kp / KG, full = K / KG;
+  constexpr std::int64_t stride = NR * KG;
+  for (std::int64_t p = p0; p < p1; ++p) {
+    E* o = out + p * kp * NR;
+    for (int j = 0; j < NR; ++j) {
+      const std::int64_t n = p * NR + j;
+      E* oj = o + j * KG;
+      if (n >= N) {
+        for (std::int64_t g = 0; g < groups; ++g)
+          for (int t = 0; t < KG; ++t) oj[g * stride + t] = E{0};
+        continue;
+      }
+      const std::int8_t* b = B + n * ldb;
+      for (std::int64_t g = 0; g < full; ++g)
+        for (int t = 0; t < KG; ++t) oj[g * stride + t] = static_cast<E>(b[g * KG + t]);
+      for (std::int64_t g = full; g < groups; ++g)
+        for (int t = 0; t < KG; ++t) {
+          const std::int64_t k = g * KG + t;
+          oj[g * stride + t] = k < K ? static_cast<E>(b[k]) : E{0};
+        }
+    }
+  }
+}
+
+// ---- micro-kernels: tile[mr][nr] (+)= A rows [mr] x panel, over `groups` k-groups ------------
+
+inline void micro_portable(const std::int8_t* a, std::int64_t kp, const std::int8_t* b, std::int64_t groups, int mr,
+                           bool first, std::int32_t* tile) {
+  constexpr int nr = geometry_of(int8_path::portable).nr;
+  for (int i = 0; i < mr; ++i) {
+    std::int32_t acc[nr];
+    for (int j = 0; j < nr; ++j) acc[j] = first ? 0 : tile[i * max_nr + j];
+    const std::int8_t* ai = a + i * kp;
+    for (std::int64_t k = 0; k < groups; ++k) {
+      const std::int32_t av = ai[k];
+      for (int j = 0; j < nr; ++j) acc[j] += av * static_cast<std::int32_t>(b[k * nr + j]);
+    }
+    for (int j = 0; j < nr; ++j) tile[i * max_nr + j] = acc[j];
+  }
+}
+
+#if LOWBIT_HAVE_INT8_SIMD
+template <int MR>
+LOWBIT_TARGET_VNNI inline void micro_vnni_fixed(const std::uint8_t* a, std::int64_t kp, const std::int8_t* b,
+                                                std::int64_t groups, bool first, std::int32_t* tile) {
+  __m512i acc0[MR], acc1[MR];
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(tile + i * max_nr);
+    acc1[i] = first ? _mm512_setzero_si512() : _mm512_loadu_si512(tile + i * max_nr + 16);
+  }
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const __m512i b0 = _mm512_loadu_si512(b + g * 128);
+    const __m512i b1 = _mm512_loadu_si512(b + g * 128 + 64);
+    for (int i = 0; i < MR; ++i) {
+      std::int32_t w;
+      std::memcpy(&w, a + i * kp + g * 4, 4);
+      const __m512i av = _mm512_set1_epi32(w);
+      acc0[i] = _mm512_dpbusd_epi32(acc0[i], av, b0);
+      acc1[i] = _mm512_dpbusd_epi32(acc1[i], av, b1);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_si512(tile + i * max_nr, acc0[i]);
+    _mm512_storeu_si512(tile + i * max_nr + 16, acc1[i]);
+  }
+}
+
+template <int MR>
+LOWBIT_TARGET_AVX2_INT inline void micro_avx2_fixed(const std::int16_t* a, std::int64_t kp, const std::int16_t* b,
+                                                    std::int64_t groups, bool first, std::int32_t* tile) {
+  __m256i acc0[MR], acc1[MR];
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + i * max_nr));
+    acc1[i] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + i * max_nr + 8));
+  }
+  for (std::int64_t g = 0; g < groups; ++g) {
+    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 32));
+    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 32 + 16));
+    for (int i = 0; i < MR; ++i) {
+      std::int32_t w;
+      std::memcpy(&w, a + i * kp + g * 2, 4);
+      const __m256i av = _mm256_set1_epi32(w);
+      acc0[i] = _mm256_add_epi32(acc0[i], _mm256_madd_epi16(av, b0));
+      acc1[i] = _mm256_add_epi32(acc1[i], _mm256_madd_epi16(av, b1));
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + i * max_nr), acc0[i]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + i * max_nr + 8), acc1[i]);
+  }
+}
+
+/// Runtime row count -> the fixed-size kernel (rows past the end of A read its zero padding).
+template <int MR, class F>
+inline void dispatch_rows(int mr, F&& f) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return dispatch_rows<MR - 1>(mr, f);
+  }
+  f(std::integral_constant<int, MR>{});
+}
+#endif
+
+/// Packs A and B for path `p`.
+inline status pack(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb, std::int64_t M,
+                   std::int64_t N, std::int64_t K, int8_path p, int threads, packed& pk) {
+  const geometry g = geometry_of(p);
+  pk.kp = (K + g.kg - 1) / g.kg * g.kg;
+  if (pk.kp == 0) pk.kp = g.kg;
+  pk.panels = (N + g.nr - 1) / g.nr;
+  pk.elem = p == int8_path::avx2 ? 2 : 1;
+  // A is padded to a whole micro-tile of rows so the fixed-size kernels never read past it.
+  const std::int64_t mpad = (M + g.mr - 1) / g.mr * g.mr;
+  LOWBIT_TRY(pk.a.allocate(static_cast<std::size_t>(mpad * pk.kp * pk.elem), "int8 gemm: packed A"));
+  LOWBIT_TRY(pk.b.allocate(static_cast<std::size_t>(pk.panels * g.nr * pk.kp * pk.elem), "int8 gemm: packed B"));
+  const bool vnni = p == int8_path::avx512_vnni;
+  if (vnni) LOWBIT_TRY(pk.corr.allocate(static_cast<std::size_t>(N), "int8 gemm: column sums"));
+  parallel_for(M, 64, 1, threads, [&](std::int64_t r0, std::int64_t r1) {
+    if (pk.elem == 2)
+      pack_a_rows(A, lda, K, pk.kp, r0, r1, false, reinterpret_cast<std::int16_t*>(pk.a.data()));
+    else
+      pack_a_rows(A, lda, K, pk.kp, r0, r1, vnni, pk.a.data());
+  });
+  parallel_for(pk.panels, 4, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
+    if (p == int8_path::avx512_vnni)
+      pack_b_panels<vnni_geometry.nr, vnni_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int8_t*>(pk.b.data()));
+    else if (p == int8_path::avx2)
+      pack_b_panels<avx2_geometry.nr, avx2_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
+    else
+      pack_b_panels<portable_geometry.nr, portable_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1,
+                                                                reinterpret_cast<std::int8_t*>(pk.b.data()));
+    if (vnni) {
+      for (std::int64_t n = p0 * g.nr; n < std::min(N, p1 * g.nr); ++n) {
+        std::uint32_t s = 0;
+        for (std::int64_t k = 0; k < K; ++k) s += static_cast<std::uint32_t>(static_cast<std::int32_t>(B[n * ldb + k]));
+        pk.corr[n] = static_cast<std::int32_t>(s * 128u);
+      }
+    }
+  });
+  return {};
+}
+
+/// One task: the C tile of rows [m0, m1) and columns [n0, n1).
+inline void run_tile(const packed& pk, int8_path p, std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1,
+                     std::int64_t N, std::int32_t* C, std::int64_t ldc) {
+  const geometry g = geometry_of(p);
+  alignas(64) std::int32_t tile[max_mr * max_nr];
+  // The whole tile's accumulators live in C between K blocks; a micro-tile is copied in and out.
+  for (std::int64_t k0 = 0; k0 < pk.kp; k0 += block_k) {
+    const std::int64_t kc = std::min(block_k, pk.kp - k0);
+    const std::int64_t groups = kc / g.kg;
+    const bool first = k0 == 0, last = k0 + kc == pk.kp;
+    for (std::int64_t n = n0; n < n1; n += g.nr) {
+      const std::int64_t panel = n / g.nr;
+      const int nv = static_cast<int>(std::min<std::int64_t>(g.nr, n1 - n));
+      for (std::int64_t m = m0; m < m1; m += g.mr) {
+        const int mr = static_cast<int>(std::min<std::int64_t>(g.mr, m1 - m));
+        if (!first)
+          for (int i = 0; i < mr; ++i) std::memcpy(tile + i * max_nr, C + (m + i) * ldc + n, sizeof(std::int32_t) * static_cast<std::size_t>(nv));
+        const std::uint8_t* a = pk.a.data() + (m * pk.kp + k0) * pk.elem;
+        const std::uint8_t* b = pk.b.data() + (panel * pk.kp * g.nr + k0 * g.nr) * pk.elem;
+        switch (p) {
+#if LOWBIT_HAVE_INT8_SIMD
+          case int8_path::avx512_vnni:
+            dispatch_rows<8>(mr, [&](auto R) {
+              micro_vnni_fixed<decltype(R)::value>(a, pk.kp, reinterpret_cast<const std::int8_t*>(b), groups, first, tile);
+            });
+            break;
+          case int8_path::avx2:
+            dispatch_rows<6>(mr, [&](auto R) {
+              micro_avx2_fixed<decltype(R)::value>(reinterpret_cast<const std::int16_t*>(a), pk.kp,
+                                                   reinterpret_cast<const std::int16_t*>(b), groups, first, tile);
+            });
+            break;
+#endif
+          default:
+            micro_portable(reinterpret_cast<const std::int8_t*>(a), pk.kp, reinterpret_cast<const std::int8_t*>(b),
+                           groups, mr, first, tile);
+            break;
+        }
+        for (int i = 0; i < mr; ++i) {
+          std::int32_t* c = C + (m + i) * ldc + n;
+          if (last && p == int8_path::avx512_vnni) {
+            for (int j = 0; j < nv; ++j)
+              c[j] = static_cast<std::int32_t>(static_cast<std::uint32_t>(tile[i * max_nr + j]) -
+                                               static_cast<std::uint32_t>(pk.corr[n + j]));
+          } else {
+            std::memcpy(c, tile + i * max_nr, sizeof(std::int32_t) * static_cast<std::size_t>(nv));
+          }
+        }
+      }
+    }
+  }
+  (void)N;
+}
+
+}  // namespace int8_detail
+
+/// Options of the int8 GEMM.
+struct int8_gemm_options {
+  int threads = 0;                      ///< 0 = every hardware thread
+  int8_path path = int8_path::automatic;
+};
+
+/// `C[m, n] = Σ_k A[m, k] · B[n, k]` exactly in int32, for A [M, K] (row stride lda >= K),
+/// B [N, K] (row stride ldb >= K), C [M, N] (row stride ldc >= N).
+/// Errors: null pointers (with a nonzero extent), negative sizes, strides below the row length,
+/// K > int8::max_inner_dim (int32 could overflow), a path the CPU does not run, out of memory.
+inline status int8_gemm(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb, std::int32_t* C,
+                        std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
+                        const int8_gemm_options& opt = {}) noexcept {
+  if (M < 0 || N < 0 || K < 0)
+    return status::error(errc::invalid_argument, "int8_gemm: M=%lld, N=%lld, K=%lld; sizes must be >= 0",
+                         static_cast<long long>(M), static_cast<long long>(N), static_cast<long long>(K));
+  if (K > int8::max_inner_dim)
+    return status::error(errc::invalid_argument, "int8_gemm: K=%lld exceeds %lld, int32 accumulation could overflow",
+                         static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
+  if (lda < K || ldb < K || ldc < N)
+    return status::error(errc::invalid_argument, "int8_gemm: strides lda=%lld, ldb=%lld, ldc=%lld below the row lengths (K=%lld, N=%lld)",
+                         static_cast<long long>(lda), static_cast<long long>(ldb), static_cast<long long>(ldc),
+                         static_cast<long long>(K), static_cast<long long>(N));
+  if (M == 0 || N == 0) return {};
+  if (C == nullptr) return status::error(errc::invalid_argument, "int8_gemm: C is null");
+  if (K > 0 && A == nullptr) return status::error(errc::invalid_argument, "int8_gemm: A is null");
+  if (K > 0 && B == nullptr) return status::error(errc::invalid_argument, "int8_gemm: B is null");
+  if (!int8_path_available(opt.path))
+    return status::error(errc::unsupported, "int8_gemm: this CPU does not run the %s path", int8_path_name(opt.path));
+  const int8_path p = resolve_int8_path(opt.path);
+  if (K == 0) {
+    for (std::int64_t m = 0; m < M; ++m) std::memset(C + m * ldc, 0, sizeof(std::int32_t) * static_cast<std::size_t>(N));
+    return {};
+  }
+  int8_detail::packed pk;
+  LOWBIT_TRY(int8_detail::pack(A, lda, B, ldb, M, N, K, p, opt.threads, pk));
+  const std::int64_t gnr = int8_detail::geometry_of(p).nr;
+  const std::int64_t tn = std::max<std::int64_t>(gnr, int8_detail::tile_n / gnr * gnr);
+  const std::int64_t mt = (M + int8_detail::tile_m - 1) / int8_detail::tile_m, nt = (N + tn - 1) / tn;
+  // Tiles in m-fastest order: consecutive tasks share B's columns.
+  parallel_for(mt * nt, 1, 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t mi = t % mt, ni = t / mt;
+      const std::int64_t m0 = mi * int8_detail::tile_m, n0 = ni * tn;
+      int8_detail::run_tile(pk, p, m0, std::min(M, m0 + int8_detail::tile_m), n0, std::min(N, n0 + tn), N, C, ldc);
+    }
+  });
+  return {};
+}
+
+}  // namespace host
+LOWBIT_NAMESPACE_END

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file int8_simd.hpp
+/// @brief AVX-512 kernels of the LLM.int8 host path around the GEMM: row statistics with the
+///        outlier mask, activation encoding, and the epilogue. Each evaluates exactly the
+///        formulas of int8/llm_int8.hpp (IEEE multiply, FMA and add, rounding by an explicit
+///        round-to-nearest-even instruction, never the floating-point environment), so results
+///        equal the portable code bit for bit; each handles a prefix of its range and returns its
+///        length, leaving the rest to the portable code.
+#pragma once
+
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../int8/llm_int8.hpp"
+
+#include <cstdint>
+#include <cstring>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
+#  define LOWBIT_HAVE_INT8_AVX512 1
+#  include <immintrin.h>
+#  define LOWBIT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#else
+#  define LOWBIT_HAVE_INT8_AVX512 0
+#endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+namespace int8_avx512 {
+
+#if LOWBIT_HAVE_INT8_AVX512
+
+// GCC 12 reports its own AVX-512 intrinsics' `_mm512_undefined_*` placeholders as uninitialized
+// once they are inlined here (a false positive); nothing in these kernels reads an unset value.
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wuninitialized"
+#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// True if this CPU runs these kernels.
+inline bool available() noexcept {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
+namespace detail {
+LOWBIT_TARGET_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+LOWBIT_TARGET_AVX512 inline __m512 load16(const f16* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+LOWBIT_TARGET_AVX512 inline __m512 load16(const bf16* p) {
+  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+}  // namespace detail
+
+/// Row statistics over x[0, n): max |x| over the non-outliers into `absmax` (merged), outlier
+/// columns flagged in `flags` (when `split`). Stops before the first 16-element group holding
+/// NaN/Inf (the portable code then finds it) and returns the number of elements done.
+template <class T>
+LOWBIT_TARGET_AVX512 std::int64_t row_stats(const T* x, std::int64_t n, bool split, float threshold, float& absmax,
+                                            std::uint8_t* flags) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF);
+  const __m512 big = _mm512_set1_ps(3.40282347e38f);
+  const __m512 thr = _mm512_set1_ps(threshold);
+  __m512 am = _mm512_setzero_ps();
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(detail::load16(x + i)), magnitude));
+    if (_mm512_cmp_ps_mask(a, big, _CMP_LE_OQ) != 0xFFFF) break;  // NaN or Inf in the group
+    __mmask16 keep = 0xFFFF;
+    if (split) {
+      const __mmask16 out = _mm512_cmp_ps_mask(a, thr, _CMP_GE_OQ);
+      if (out) {
+        for (int j = 0; j < 16; ++j)
+          if ((out >> j) & 1) flags[i + j] = 1;
+        keep = static_cast<__mmask16>(~out);
+      }
+    }
+    am = _mm512_mask_max_ps(am, keep, am, a);
+  }
+  const float m = _mm512_reduce_max_ps(am);
+  absmax = m > absmax ? m : absmax;
+  return i;
+}
+
+/// Codes of x[0, n) with multiplier `inv` (a row that is not a zero row): clamp(rne(x * inv)).
+template <class T>
+LOWBIT_TARGET_AVX512 std::int64_t encode(const T* x, std::int64_t n, float inv, std::int8_t* out) {
+  const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 y = _mm512_mul_ps(detail::load16(x + i), vinv);
+    y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);  // finite input: no NaN here
+    y = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(y)));
+  }
+  return i;
+}
+
+/// Epilogue of one output row into float32: out[n] = epilogue(c[n], row, col[n], bias[n]
+/// (0 if null), outlier[n] (none if null)).
+LOWBIT_TARGET_AVX512 inline std::int64_t epilogue_row(const std::int32_t* c, float row, const float* col, const float* bias,
+                                                      const float* outlier, std::int64_t n, float* out) {
+  const __m512 vrow = _mm512_set1_ps(row), k = _mm512_set1_ps(int8::inv_127_squared);
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 cf = _mm512_cvt_roundepi32_ps(_mm512_loadu_si512(c + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 rc = _mm512_mul_ps(_mm512_mul_ps(cf, vrow), _mm512_loadu_ps(col + i));
+    __m512 y = _mm512_fmadd_ps(rc, k, bias ? _mm512_loadu_ps(bias + i) : _mm512_setzero_ps());
+    if (outlier) y = _mm512_add_ps(y, _mm512_loadu_ps(outlier + i));
+    _mm512_storeu_ps(out + i, y);
+  }
+  return i;
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC diagnostic pop
+#endif
+
+#else
+
+inline bool available() noexcept { return false; }
+template <class T>
+std::int64_t row_stats(const T*, std::int64_t, bool, float, float&, std::uint8_t*) { return 0; }
+template <class T>
+std::int64_t encode(const T*, std::int64_t, float, std::int8_t*) { return 0; }
+inline std::int64_t epilogue_row(const std::int32_t*, float, const float*, const float*, const float*, std::int64_t, float*) {
+  return 0;
+}
+
+#endif
+
+}  // namespace int8_avx512
+}  // namespace host
+LOWBIT_NAMESPACE_END

@@ -1,0 +1,598 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file int8.cuh
+/// @brief LLM.int8() on CUDA: vector-wise quantization with outlier columns, the int8 GEMM
+///        (cuBLASLt, with an exact fallback kernel), the outlier GEMM (cuBLAS, with a fallback
+///        kernel) and the epilogue. The kernels evaluate the per-element functions of
+///        lowbit/int8/llm_int8.hpp, shared with the host engine, and equal it bit for bit
+///        (codes, row statistics, outlier columns, int32 products, epilogue outputs).
+///
+/// @par Pipeline (`int8_matmul`)
+/// 1. `int8_row_absmax_kernel` (one CTA per row): max |x| over the row's non-outliers, outlier
+///    columns flagged, first non-finite index.
+/// 2. `int8_outlier_list_kernel` (one CTA): the flagged columns as a sorted list and its length.
+/// 3. `int8_row_codes_kernel`: codes (0 in outlier columns) and row statistics, 16 elements per
+///    thread with 128-bit loads and stores where aligned.
+/// 4. `C = codes · CBᵀ` in int32: cuBLASLt (`CUBLAS_COMPUTE_32I`, int8 "TN", as bitsandbytes'
+///    igemmlt) when a handle is given and it takes the shape, else `int8_gemm_fallback_kernel`
+///    (exact int32, shared-memory tiles; any shape, e.g. K % 4 != 0).
+/// 5. With outlier columns: the columns of X and the dequantized weight columns (rounded to X's
+///    dtype) are gathered, then multiplied into float32 sums by cuBLAS (`cublasGemmEx`, 16-bit or
+///    float32 inputs, float32 accumulation and output) when a handle is given, else by
+///    `int8_outlier_sums_kernel` (the host's summation order, so then bit-identical to the host).
+/// 6. `int8_epilogue_kernel`: the epilogue, output in X's dtype.
+///
+/// @par Launchers
+/// Take device pointers, a stream, and the handles and workspaces they use (nothing is created or
+/// allocated inside); validate arguments and return lowbit::status. `int8_matmul` synchronizes
+/// `stream` once, after step 3, to learn the outlier count (as bitsandbytes does) and to report
+/// non-finite input before anything is written to `y`.
+#pragma once
+
+#include <lowbit/dtype.hpp>
+#include <lowbit/int8/llm_int8.hpp>
+#include <lowbit/quant_tensor.hpp>
+#include <lowbit/quant/blockwise.hpp>
+#include <lowbit/status.hpp>
+
+#include "blockwise.cuh"
+#include "detail/arch.cuh"
+#include "detail/launch.cuh"
+
+#if defined(__CUDACC__)
+#  include <cublasLt.h>
+#  include <cublas_v2.h>
+#endif
+
+#include <cstddef>
+#include <cstdint>
+
+LOWBIT_NAMESPACE_BEGIN
+namespace cuda {
+namespace int8_detail {
+
+using detail::global_thread;
+using detail::threads_per_block;
+
+inline constexpr int gemm_tile = 16;   ///< fallback GEMM: 16 x 16 outputs per CTA
+inline constexpr int gemm_tile_k = 32;  ///< K per shared-memory step
+
+template <class T>
+__device__ __forceinline__ bool finite(float v) {
+  return (__float_as_uint(v) & 0x7F800000u) != 0x7F800000u;
+}
+
+/// Step 1 (CTA r = row r): row_absmax[r] = max |x| over non-outliers; outlier columns get flag 1.
+template <class T>
+__global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, float threshold, float* row_absmax,
+                                       unsigned* col_flags, unsigned long long* first_bad) {
+  using reduce = detail::block_max<threads_per_block>;
+  __shared__ typename reduce::temp_storage tmp;
+  const std::int64_t r = blockIdx.x;
+  const T* xr = x + r * cols;
+  float am = 0.0f;
+  unsigned long long bad = detail::no_bad_index;
+  for (std::int64_t k = threadIdx.x; k < cols; k += blockDim.x) {
+    const float v = detail::load_float(xr + k);
+    if (!finite<T>(v)) {
+      const auto i = static_cast<unsigned long long>(r * cols + k);
+      bad = i < bad ? i : bad;
+      continue;
+    }
+    if (int8::is_outlier(v, threshold)) {
+      col_flags[k] = 1u;
+      continue;
+    }
+    const float a = v < 0.0f ? -v : v;
+    am = a > am ? a : am;
+  }
+  if (bad != detail::no_bad_index) atomicMin(first_bad, bad);
+  am = reduce::reduce(tmp, am);
+  if (threadIdx.x == 0) row_absmax[r] = am;
+}
+
+/// Step 2 (one CTA): the flagged columns in increasing order and their number.
+__global__ void int8_outlier_list_kernel(const unsigned* col_flags, std::int64_t cols, std::int32_t* outlier_cols,
+                                         int* count) {
+  constexpr int warps = threads_per_block / 32;
+  __shared__ int warp_counts[warps];
+  __shared__ int base;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
+  if (tid == 0) base = 0;
+  __syncthreads();
+  for (std::int64_t c0 = 0; c0 < cols; c0 += threads_per_block) {
+    const std::int64_t k = c0 + tid;
+    const bool flag = k < cols && col_flags[k] != 0u;
+    const unsigned ballot = __ballot_sync(0xFFFFFFFFu, flag);
+    if (lane == 0) warp_counts[warp] = __popc(ballot);
+    __syncthreads();
+    int off = base;
+    for (int w = 0; w < warp; ++w) off += warp_counts[w];
+    if (flag) outlier_cols[off + __popc(ballot & ((1u << lane) - 1u))] = static_cast<std::int32_t>(k);
+    __syncthreads();
+    if (tid == 0)
+      for (int w = 0; w < warps; ++w) base += warp_counts[w];
+    __syncthreads();
+  }
+  if (tid == 0) *count = base;
+}
+
+/// Step 3: thread g encodes elements [16 g, 16 g + 16) of the flattened [rows, cols] input; the
+/// thread holding a row's column 0 writes its statistic. Nothing is written after a non-finite input.
+template <class T>
+__global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_t cols, const float* row_absmax,
+                                      const unsigned* col_flags, const unsigned long long* first_bad,
+                                      std::int8_t* codes, float* row_stats) {
+  constexpr int G = detail::group_bytes;
+  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  if (*first_bad != detail::no_bad_index) return;
+  const std::int64_t n = rows * cols;
+  const std::int64_t e0 = global_thread() * G;
+  if (e0 >= n) return;
+  const int count = n - e0 < G ? static_cast<int>(n - e0) : G;
+  float v[G];
+  if (count == G && detail::is_aligned16(x + e0)) {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; k += per16) detail::load16(x + e0 + k, v + k);
+  } else {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; ++k) v[k] = k < count ? detail::load_float(x + e0 + k) : 0.0f;
+  }
+  std::int64_t r = e0 / cols;
+  std::int64_t next = (r + 1) * cols;
+  quant::block_encoder enc = int8::row_encoder(row_absmax[r]);
+  std::int8_t q[G];
+  LOWBIT_UNROLL
+  for (int k = 0; k < G; ++k) {
+    q[k] = 0;
+    if (k < count) {
+      const std::int64_t i = e0 + k;
+      if (i >= next) {
+        r = i / cols;
+        next = (r + 1) * cols;
+        enc = int8::row_encoder(row_absmax[r]);
+      }
+      const std::int64_t col = i - r * cols;
+      if (col == 0) row_stats[r] = enc.scale;
+      q[k] = (col_flags != nullptr && col_flags[col] != 0u) ? std::int8_t{0} : int8::encode(v[k], enc);
+    }
+  }
+  std::int8_t* dst = codes + e0;
+  if (count == G && detail::is_aligned16(dst)) {
+    uint4 raw;
+    std::memcpy(&raw, q, 16);
+    *reinterpret_cast<uint4*>(dst) = raw;
+  } else {
+    LOWBIT_UNROLL
+    for (int k = 0; k < G; ++k) {
+      if (k < count) dst[k] = q[k];
+    }
+  }
+}
+
+/// Step 4 fallback: C[m, n] = Σ_k A[m, k] B[n, k] exactly in int32; CTA t computes the 16 x 16 tile
+/// (t / tiles_n, t % tiles_n), thread (tid / 16, tid % 16) one element.
+__global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
+                                          std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N,
+                                          std::int64_t K, std::int64_t tiles_n) {
+  __shared__ std::int8_t as[gemm_tile][gemm_tile_k + 4];
+  __shared__ std::int8_t bs[gemm_tile][gemm_tile_k + 4];
+  const int tid = static_cast<int>(threadIdx.x);
+  const int tm = tid / gemm_tile, tn = tid % gemm_tile;
+  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.x) / tiles_n * gemm_tile;
+  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) % tiles_n * gemm_tile;
+  std::int32_t acc = 0;
+  for (std::int64_t k0 = 0; k0 < K; k0 += gemm_tile_k) {
+    for (int e = tid; e < gemm_tile * gemm_tile_k; e += threads_per_block) {
+      const int rr = e / gemm_tile_k, cc = e % gemm_tile_k;
+      const std::int64_t k = k0 + cc;
+      as[rr][cc] = (m0 + rr < M && k < K) ? A[(m0 + rr) * lda + k] : std::int8_t{0};
+      bs[rr][cc] = (n0 + rr < N && k < K) ? B[(n0 + rr) * ldb + k] : std::int8_t{0};
+    }
+    __syncthreads();
+    LOWBIT_UNROLL
+    for (int kk = 0; kk < gemm_tile_k; ++kk) acc += static_cast<std::int32_t>(as[tm][kk]) * static_cast<std::int32_t>(bs[tn][kk]);
+    __syncthreads();
+  }
+  if (m0 + tm < M && n0 + tn < N) C[(m0 + tm) * ldc + n0 + tn] = acc;
+}
+
+/// Step 5a: xo[m, j] = x[m, cols[j]] (X's dtype).
+template <class T>
+__global__ void int8_gather_columns_kernel(const T* x, std::int64_t M, std::int64_t K, const std::int32_t* cols,
+                                           std::int64_t count, T* xo) {
+  const std::int64_t i = global_thread();
+  if (i >= M * count) return;
+  xo[i] = x[(i / count) * K + cols[i % count]];
+}
+
+/// Step 5b: wo[n, j] = to_T(dequant_weight(CB[n, cols[j]], SCB[n])).
+template <class T>
+__global__ void int8_gather_weights_kernel(const std::int8_t* cb, const float* scb, std::int64_t N, std::int64_t K,
+                                           const std::int32_t* cols, std::int64_t count, T* wo) {
+  const std::int64_t i = global_thread();
+  if (i >= N * count) return;
+  const std::int64_t n = i / count;
+  wo[i] = from_float<T>(int8::dequant_weight(cb[n * K + cols[i % count]], scb[n]));
+}
+
+/// Step 5 fallback: out[m, n] = Σ_j xo[m, j] · wo[n, j] in float32, j increasing (the host's order).
+template <class T>
+__global__ void int8_outlier_sums_kernel(const T* xo, const T* wo, std::int64_t M, std::int64_t N, std::int64_t count,
+                                         float* out) {
+  const std::int64_t i = global_thread();
+  if (i >= M * N) return;
+  const std::int64_t m = i / N, n = i % N;
+  float acc = 0.0f;
+  for (std::int64_t j = 0; j < count; ++j) acc = int8::outlier_step(acc, to_float(xo[m * count + j]), to_float(wo[n * count + j]));
+  out[i] = acc;
+}
+
+/// Step 6: out[m, n] = to_T(epilogue(C, row_stats[m], col_stats[n], bias[n], outlier[m, n])).
+template <class T>
+__global__ void int8_epilogue_kernel(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats,
+                                     const float* col_stats, const float* outlier, const T* bias, T* out) {
+  const std::int64_t i = global_thread();
+  if (i >= M * N) return;
+  const std::int64_t m = i / N, n = i % N;
+  const float b = bias != nullptr ? to_float(bias[n]) : 0.0f;
+  const float y = outlier != nullptr ? int8::epilogue(C[i], row_stats[m], col_stats[n], b, outlier[i])
+                                     : int8::epilogue(C[i], row_stats[m], col_stats[n], b);
+  out[i] = from_float<T>(y);
+}
+
+inline std::int64_t ctas_for(std::int64_t items) { return (items + threads_per_block - 1) / threads_per_block; }
+
+using int8::detail::check_dims;
+using int8::detail::check_threshold;
+using int8::detail::visit_dtype;
+
+/// Byte offsets of the quantization workspace: first_bad (8), count (4), row absmax, column flags.
+struct quant_plan {
+  std::size_t bad = 0, count = 8, absmax = 16, flags = 0, total = 0;
+};
+inline quant_plan plan_quant(std::int64_t rows, std::int64_t cols) {
+  quant_plan p;
+  p.flags = detail::align16(p.absmax + 4 * static_cast<std::size_t>(rows));
+  p.total = detail::align16(p.flags + 4 * static_cast<std::size_t>(cols));
+  return p;
+}
+
+template <class T>
+status quant_typed(const T* x, std::int64_t rows, std::int64_t cols, float threshold, std::int8_t* codes, float* row_stats,
+                   std::int32_t* outlier_cols, unsigned char* ws, cudaStream_t stream) {
+  const quant_plan p = plan_quant(rows, cols);
+  auto* bad = reinterpret_cast<unsigned long long*>(ws + p.bad);
+  auto* count = reinterpret_cast<int*>(ws + p.count);
+  auto* absmax = reinterpret_cast<float*>(ws + p.absmax);
+  auto* flags = reinterpret_cast<unsigned*>(ws + p.flags);
+  const bool split = threshold > 0.0f;
+  LOWBIT_TRY(detail::memset_async(bad, 0xFF, 8, stream));
+  LOWBIT_TRY(detail::memset_async(count, 0, 4, stream));
+  LOWBIT_TRY(detail::memset_async(flags, 0, 4 * static_cast<std::size_t>(cols), stream));
+  LOWBIT_TRY(detail::launch("int8 quantize (row statistics)", int8_row_absmax_kernel<T>, rows, threads_per_block, 0, stream,
+                            x, cols, threshold, absmax, flags, bad));
+  if (split)
+    LOWBIT_TRY(detail::launch("int8 quantize (outlier columns)", int8_outlier_list_kernel, 1, threads_per_block, 0, stream,
+                              static_cast<const unsigned*>(flags), cols, outlier_cols, count));
+  return detail::launch("int8 quantize (codes)", int8_row_codes_kernel<T>, ctas_for((rows * cols + 15) / 16),
+                        threads_per_block, 0, stream, x, rows, cols, static_cast<const float*>(absmax),
+                        static_cast<const unsigned*>(split ? flags : nullptr), static_cast<const unsigned long long*>(bad),
+                        codes, row_stats);
+}
+
+}  // namespace int8_detail
+
+/// Bytes of device workspace `int8_vectorwise_quant` needs (16-byte aligned).
+inline std::size_t int8_quant_workspace_size(std::int64_t rows, std::int64_t cols) noexcept {
+  return int8_detail::plan_quant(rows < 1 ? 1 : rows, cols < 1 ? 1 : cols).total;
+}
+
+/// Vector-wise int8 quantization on the device, exactly as lowbit::int8_vectorwise_quant: codes
+/// [rows, cols], row_stats [rows], and (threshold > 0) the sorted outlier columns at outlier_cols
+/// (capacity cols). Asynchronous on `stream`; `int8_quant_status` then reports the outlier count
+/// and non-finite input (after which nothing was written). Errors: rows/cols < 1, null pointers,
+/// a negative/NaN/infinite threshold, a bad dtype, a workspace too small or misaligned.
+inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, std::int64_t cols, float threshold,
+                                    std::int8_t* codes, float* row_stats, std::int32_t* outlier_cols, void* workspace,
+                                    std::size_t workspace_bytes, cudaStream_t stream = nullptr) {
+  constexpr const char* what = "cuda::int8_vectorwise_quant";
+  LOWBIT_TRY(int8_detail::check_dims(what, "rows", rows, "cols", cols));
+  LOWBIT_TRY(int8_detail::check_threshold(what, threshold));
+  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
+  if (rows > 0x7FFFFFFF || cols > 0x7FFFFFFF)
+    return status::error(errc::invalid_argument, "%s: rows and cols must be below 2^31", what);
+  if (!x) return status::error(errc::invalid_argument, "%s: x is null", what);
+  if (!codes) return status::error(errc::invalid_argument, "%s: codes is null", what);
+  if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
+  if (threshold > 0.0f && !outlier_cols) return status::error(errc::invalid_argument, "%s: outlier_cols is null", what);
+  if (!workspace) return status::error(errc::invalid_argument, "%s: workspace is null", what);
+  LOWBIT_TRY(detail::check_aligned(workspace, 16, what, "workspace"));
+  LOWBIT_TRY(detail::check_aligned(x, static_cast<std::size_t>(dtype_size(dt)), what, "x"));
+  LOWBIT_TRY(detail::check_aligned(row_stats, 4, what, "row_stats"));
+  LOWBIT_TRY(detail::check_aligned(outlier_cols, 4, what, "outlier_cols"));
+  if (workspace_bytes < int8_quant_workspace_size(rows, cols))
+    return status::error(errc::invalid_argument, "%s: workspace has %zu bytes, needs %zu", what, workspace_bytes,
+                         int8_quant_workspace_size(rows, cols));
+  return int8_detail::visit_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    return int8_detail::quant_typed(static_cast<const T*>(x), rows, cols, threshold, codes, row_stats, outlier_cols,
+                                    static_cast<unsigned char*>(workspace), stream);
+  });
+}
+
+/// After `int8_vectorwise_quant` on `stream`: waits for it; the outlier column count goes to
+/// `*outlier_count`; errc::non_finite names the first bad [row, col] (nothing was written).
+inline status int8_quant_status(const void* workspace, std::int64_t cols, std::int64_t* outlier_count,
+                                cudaStream_t stream = nullptr) {
+  if (!workspace) return status::error(errc::invalid_argument, "cuda::int8_quant_status: workspace is null");
+  unsigned char head[16];
+  LOWBIT_TRY(detail::copy_to_host(head, workspace, sizeof head, stream));
+  unsigned long long bad;
+  int count;
+  std::memcpy(&bad, head, 8);
+  std::memcpy(&count, head + 8, 4);
+  if (outlier_count) *outlier_count = count;
+  if (bad == detail::no_bad_index) return {};
+  return status::error(errc::non_finite, "cuda::int8_vectorwise_quant: x[%llu, %llu] is not finite; nothing was written",
+                       bad / static_cast<unsigned long long>(cols), bad % static_cast<unsigned long long>(cols));
+}
+
+/// `C = A · Bᵀ` exactly in int32 with the fallback kernel (any shape): A [M, K] (row stride lda),
+/// B [N, K] (ldb), C [M, N] (ldc); device pointers. Errors as host::int8_gemm.
+inline status int8_gemm_fallback(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
+                                 std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
+                                 cudaStream_t stream = nullptr) {
+  constexpr const char* what = "cuda::int8_gemm_fallback";
+  LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", N));
+  if (K < 1 || K > int8::max_inner_dim)
+    return status::error(errc::invalid_argument, "%s: K=%lld must be in [1, %lld] (int32 accumulation)", what,
+                         static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
+  if (lda < K || ldb < K || ldc < N) return status::error(errc::invalid_argument, "%s: strides below the row lengths", what);
+  if (!A || !B || !C) return status::error(errc::invalid_argument, "%s: %s is null", what, !A ? "A" : (!B ? "B" : "C"));
+  LOWBIT_TRY(detail::check_aligned(C, 4, what, "C"));
+  const std::int64_t tiles_n = (N + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
+  const std::int64_t tiles_m = (M + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
+  return detail::launch("int8 gemm (fallback kernel)", int8_detail::int8_gemm_fallback_kernel, tiles_m * tiles_n,
+                        detail::threads_per_block, 0, stream, A, lda, B, ldb, C, ldc, M, N, K, tiles_n);
+}
+
+/// The LLM.int8 epilogue on the device, exactly as lowbit::int8_epilogue: out [M, N] (dtype dt) from
+/// C int32 [M, N], row_stats [M], col_stats [N], optional float32 outlier sums [M, N] and bias [N]
+/// (dtype dt). Errors: M/N < 1, null required pointers, bad dtype.
+inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats,
+                            const float* col_stats, const float* outlier, const void* bias, dtype dt, void* out,
+                            cudaStream_t stream = nullptr) {
+  constexpr const char* what = "cuda::int8_epilogue";
+  LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", N));
+  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
+  if (!C || !row_stats || !col_stats || !out)
+    return status::error(errc::invalid_argument, "%s: %s is null", what,
+                         !C ? "C" : (!row_stats ? "row_stats" : (!col_stats ? "col_stats" : "out")));
+  return int8_detail::visit_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    return detail::launch("int8 epilogue", int8_detail::int8_epilogue_kernel<T>, int8_detail::ctas_for(M * N),
+                          detail::threads_per_block, 0, stream, C, M, N, row_stats, col_stats, outlier,
+                          static_cast<const T*>(bias), static_cast<T*>(out));
+  });
+}
+
+#if defined(__CUDACC__)
+namespace int8_detail {
+inline status from_cublas(cublasStatus_t s, const char* what) {
+  if (s == CUBLAS_STATUS_SUCCESS) return {};
+  return status::error(errc::cuda, "%s: cuBLAS status %d (%s)", what, static_cast<int>(s), cublasGetStatusString(s));
+}
+/// Destroys the cuBLASLt descriptors of one call, whatever path returns.
+struct lt_descriptors {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulPreference_t pref = nullptr;
+  ~lt_descriptors() {
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (op) cublasLtMatmulDescDestroy(op);
+  }
+};
+}  // namespace int8_detail
+
+/// `C = A · Bᵀ` in int32 through cuBLASLt (`CUBLAS_COMPUTE_32I`, int8 inputs, int32 output, the
+/// "TN" form bitsandbytes uses: C (column-major N x M) = Bᵀ-op(B as K x N) · (A as K x M)), dense
+/// row-major A [M, K], B [N, K], C [M, N]. `workspace` (may be null with 0 bytes) is cuBLASLt's.
+/// Shapes cuBLASLt's int8 kernels do not take (K or N not a multiple of 4, pointers not 16-byte
+/// aligned, no algorithm found, CUBLAS_STATUS_NOT_SUPPORTED) are not errors: `*used_cublaslt` is
+/// then false and nothing was launched; callers run int8_gemm_fallback instead.
+inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, const std::int8_t* B, std::int32_t* C,
+                                 std::int64_t M, std::int64_t N, std::int64_t K, void* workspace,
+                                 std::size_t workspace_bytes, cudaStream_t stream, bool* used_cublaslt) {
+  constexpr const char* what = "cuda::int8_gemm_cublaslt";
+  if (!used_cublaslt) return status::error(errc::invalid_argument, "%s: used_cublaslt is null", what);
+  *used_cublaslt = false;
+  if (!handle) return status::error(errc::invalid_argument, "%s: handle is null", what);
+  LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", N));
+  if (K < 1 || K > int8::max_inner_dim) return status::error(errc::invalid_argument, "%s: K=%lld out of range", what, static_cast<long long>(K));
+  if (!A || !B || !C) return status::error(errc::invalid_argument, "%s: %s is null", what, !A ? "A" : (!B ? "B" : "C"));
+  auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
+  if (K % 4 != 0 || N % 4 != 0 || !aligned16(A) || !aligned16(B) || !aligned16(C)) return {};
+  int8_detail::lt_descriptors d;
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatmulDescCreate(&d.op, CUBLAS_COMPUTE_32I, CUDA_R_32I), what));
+  const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta), what));
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatmulDescSetAttribute(d.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb), what));
+  const auto uk = static_cast<std::uint64_t>(K), un = static_cast<std::uint64_t>(N), um = static_cast<std::uint64_t>(M);
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatrixLayoutCreate(&d.a, CUDA_R_8I, uk, un, K), what));
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatrixLayoutCreate(&d.b, CUDA_R_8I, uk, um, K), what));
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatrixLayoutCreate(&d.c, CUDA_R_32I, un, um, N), what));
+  LOWBIT_TRY(int8_detail::from_cublas(cublasLtMatmulPreferenceCreate(&d.pref), what));
+  const std::uint64_t ws = workspace ? workspace_bytes : 0;
+  LOWBIT_TRY(int8_detail::from_cublas(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what));
+  cublasLtMatmulHeuristicResult_t heur{};
+  int found = 0;
+  const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &heur, &found);
+  if (hs == CUBLAS_STATUS_NOT_SUPPORTED || (hs == CUBLAS_STATUS_SUCCESS && found == 0)) return {};
+  LOWBIT_TRY(int8_detail::from_cublas(hs, what));
+  const std::int32_t alpha = 1, beta = 0;
+  const cublasStatus_t ms = cublasLtMatmul(handle, d.op, &alpha, B, d.a, A, d.b, &beta, C, d.c, C, d.c, &heur.algo,
+                                           workspace, workspace ? workspace_bytes : 0, stream);
+  if (ms == CUBLAS_STATUS_NOT_SUPPORTED) return {};
+  LOWBIT_TRY(int8_detail::from_cublas(ms, what));
+  *used_cublaslt = true;
+  return {};
+}
+
+/// Float32 outlier sums `out [M, N] = xo [M, count] · wo [N, count]ᵀ` through cuBLAS
+/// (`cublasGemmEx`, inputs of dtype dt, float32 accumulation (CUBLAS_COMPUTE_32F) and output),
+/// on the handle's stream as set by the caller. cuBLAS's summation order is its own: results equal
+/// the host's to float32 rounding, not bit for bit.
+inline status int8_outlier_gemm_cublas(cublasHandle_t handle, const void* xo, const void* wo, dtype dt, std::int64_t M,
+                                       std::int64_t N, std::int64_t count, float* out) {
+  constexpr const char* what = "cuda::int8_outlier_gemm_cublas";
+  if (!handle) return status::error(errc::invalid_argument, "%s: handle is null", what);
+  if (M < 1 || N < 1 || count < 1 || M > 0x7FFFFFFF || N > 0x7FFFFFFF || count > 0x7FFFFFFF)
+    return status::error(errc::invalid_argument, "%s: M, N and count must be in [1, 2^31)", what);
+  if (!xo || !wo || !out) return status::error(errc::invalid_argument, "%s: an operand is null", what);
+  const cudaDataType_t t = dt == dtype::f32 ? CUDA_R_32F : (dt == dtype::f16 ? CUDA_R_16F : CUDA_R_16BF);
+  const float alpha = 1.0f, beta = 0.0f;
+  const int m = static_cast<int>(N), n = static_cast<int>(M), k = static_cast<int>(count);
+  return int8_detail::from_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, wo, t, k, xo, t, k, &beta,
+                                               out, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                                  what);
+}
+#endif
+
+/// The libraries `int8_matmul` may use, created and owned by the caller. Null handles select the
+/// fallback kernels (always so in the SIMT build, which has no cuBLAS).
+struct int8_handles {
+#if defined(__CUDACC__)
+  cublasLtHandle_t lt = nullptr;       ///< int8 GEMM; null: int8_gemm_fallback_kernel
+  cublasHandle_t blas = nullptr;       ///< outlier GEMM; null: int8_outlier_sums_kernel. Its stream is set to `stream`.
+  void* lt_workspace = nullptr;        ///< cuBLASLt workspace (device memory), may be null
+  std::size_t lt_workspace_bytes = 0;
+#endif
+};
+
+/// Device int8 weights: bitsandbytes' CB (int8 [N, K], row-major) and SCB (float32 [N]), e.g. a
+/// host quant_tensor's codes() and scales() copied to the device.
+struct int8_weights {
+  const std::int8_t* cb = nullptr;
+  const float* scb = nullptr;
+  std::int64_t n = 0, k = 0;
+};
+
+/// The CB/SCB view of a device int8 weight tensor (quantize_int8_weights on the host, then
+/// cuda::to_device, or a checkpoint's weight moved to the device). Errors name what is wrong:
+/// host storage, a format other than int8_absmax, a shape that is not [N, K] with one scale per
+/// row, double quantization.
+inline status int8_weights_of(const quant_tensor& w, int8_weights& out) {
+  constexpr const char* what = "cuda::int8_weights_of";
+  if (w.location() != memory_space::device)
+    return status::error(errc::invalid_argument, "%s: w lives in host memory; copy it with cuda::to_device first", what);
+  if (w.fmt() != format::int8_absmax)
+    return status::error(errc::invalid_argument, "%s: w has format %s, LLM.int8 needs int8_absmax", what, info(w.fmt()).name);
+  if (w.shape().size() != 2 || w.shape()[0] < 1 || w.shape()[1] < 1 || w.block_size() != w.shape()[1] || w.double_quantized())
+    return status::error(errc::invalid_argument, "%s: w must be [N, K] with one scale per row and no double quantization", what);
+  out.cb = reinterpret_cast<const std::int8_t*>(w.codes());
+  out.scb = w.scales();
+  out.n = w.shape()[0];
+  out.k = w.shape()[1];
+  return {};
+}
+
+namespace int8_detail {
+/// Byte offsets of int8_matmul's workspace.
+struct matmul_plan {
+  std::size_t quant = 0, stats = 0, cols = 0, codes = 0, acc = 0, outlier = 0, xo = 0, wo = 0, total = 0;
+};
+inline matmul_plan plan_matmul(std::int64_t M, std::int64_t K, std::int64_t N, dtype dt) {
+  matmul_plan p;
+  const auto m = static_cast<std::size_t>(M), k = static_cast<std::size_t>(K), n = static_cast<std::size_t>(N);
+  const auto e = static_cast<std::size_t>(dtype_size(dt));
+  p.stats = plan_quant(M, K).total;
+  p.cols = detail::align16(p.stats + 4 * m);
+  p.codes = detail::align16(p.cols + 4 * k);
+  p.acc = detail::align16(p.codes + m * k);
+  p.outlier = detail::align16(p.acc + 4 * m * n);
+  p.xo = detail::align16(p.outlier + 4 * m * n);
+  p.wo = detail::align16(p.xo + e * m * k);
+  p.total = detail::align16(p.wo + e * n * k);
+  return p;
+}
+}  // namespace int8_detail
+
+/// Bytes of device workspace `int8_matmul` needs (16-byte aligned), for the worst case of every
+/// column an outlier.
+inline std::size_t int8_matmul_workspace_size(std::int64_t M, std::int64_t K, std::int64_t N, dtype dt) noexcept {
+  return int8_detail::plan_matmul(M < 1 ? 1 : M, K < 1 ? 1 : K, N < 1 ? 1 : N, dt).total;
+}
+
+/// LLM.int8 `y = x · Wᵀ (+ bias)` on the device, the definition of lowbit::int8_matmul: x [M, K] and
+/// y [M, N] of dtype dt, bias [N] (dtype dt) optional, W as `w`. With null handles every step is a
+/// lowbit kernel and y equals the host's bit for bit; with cuBLASLt the int32 products are the same
+/// (exact), with cuBLAS the outlier sums differ by float32 rounding. Synchronizes `stream` once
+/// (after quantization). Errors: as lowbit::int8_matmul, plus a workspace too small or misaligned
+/// and CUDA/cuBLAS failures (errc::cuda).
+inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::int64_t M, std::int64_t K,
+                          const int8_weights& w, const void* bias, void* y, float threshold, void* workspace,
+                          std::size_t workspace_bytes, cudaStream_t stream = nullptr) {
+  constexpr const char* what = "cuda::int8_matmul";
+  LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "K", K));
+  if (w.k != K)
+    return status::error(errc::invalid_argument, "%s: K mismatch: x has K=%lld columns, w is [%lld, %lld]", what,
+                         static_cast<long long>(K), static_cast<long long>(w.n), static_cast<long long>(w.k));
+  LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", w.n));
+  if (!w.cb || !w.scb) return status::error(errc::invalid_argument, "%s: w.%s is null", what, !w.cb ? "cb" : "scb");
+  if (!y) return status::error(errc::invalid_argument, "%s: y is null", what);
+  if (K > int8::max_inner_dim) return status::error(errc::invalid_argument, "%s: K=%lld exceeds %lld, int32 accumulation could overflow", what, static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
+  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
+  if (!workspace) return status::error(errc::invalid_argument, "%s: workspace is null", what);
+  LOWBIT_TRY(detail::check_aligned(workspace, 16, what, "workspace"));
+  const std::int64_t N = w.n;
+  if (workspace_bytes < int8_matmul_workspace_size(M, K, N, dt))
+    return status::error(errc::invalid_argument, "%s: workspace has %zu bytes, needs %zu", what, workspace_bytes,
+                         int8_matmul_workspace_size(M, K, N, dt));
+  const int8_detail::matmul_plan p = int8_detail::plan_matmul(M, K, N, dt);
+  auto* ws = static_cast<unsigned char*>(workspace);
+  auto* stats = reinterpret_cast<float*>(ws + p.stats);
+  auto* cols = reinterpret_cast<std::int32_t*>(ws + p.cols);
+  auto* codes = reinterpret_cast<std::int8_t*>(ws + p.codes);
+  auto* acc = reinterpret_cast<std::int32_t*>(ws + p.acc);
+  auto* outl = reinterpret_cast<float*>(ws + p.outlier);
+  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, threshold, codes, stats, cols, ws + p.quant, p.stats, stream));
+  std::int64_t count = 0;
+  LOWBIT_TRY(int8_quant_status(ws + p.quant, K, &count, stream));
+  bool done = false;
+#if !defined(__CUDACC__)
+  (void)h;  // the SIMT build has no cuBLAS: always the kernels
+#else
+  if (h.lt) LOWBIT_TRY(int8_gemm_cublaslt(h.lt, codes, w.cb, acc, M, N, K, h.lt_workspace, h.lt_workspace_bytes, stream, &done));
+#endif
+  if (!done) LOWBIT_TRY(int8_gemm_fallback(codes, K, w.cb, K, acc, N, M, N, K, stream));
+  if (count > 0) {
+    LOWBIT_TRY(int8_detail::visit_dtype(dt, [&](auto tag) -> status {
+      using T = decltype(tag);
+      T* xo = reinterpret_cast<T*>(ws + p.xo);
+      T* wo = reinterpret_cast<T*>(ws + p.wo);
+      LOWBIT_TRY(detail::launch("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>,
+                                int8_detail::ctas_for(M * count), detail::threads_per_block, 0, stream,
+                                static_cast<const T*>(x), M, K, static_cast<const std::int32_t*>(cols), count, xo));
+      LOWBIT_TRY(detail::launch("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>,
+                                int8_detail::ctas_for(N * count), detail::threads_per_block, 0, stream, w.cb, w.scb, N, K,
+                                static_cast<const std::int32_t*>(cols), count, wo));
+#if defined(__CUDACC__)
+      if (h.blas) {
+        LOWBIT_TRY(int8_detail::from_cublas(cublasSetStream(h.blas, stream), what));
+        return int8_outlier_gemm_cublas(h.blas, xo, wo, dt, M, N, count, outl);
+      }
+#endif
+      return detail::launch("int8 matmul (outlier sums)", int8_detail::int8_outlier_sums_kernel<T>,
+                            int8_detail::ctas_for(M * N), detail::threads_per_block, 0, stream, static_cast<const T*>(xo),
+                            static_cast<const T*>(wo), M, N, count, outl);
+    }));
+  }
+  return int8_epilogue(acc, M, N, stats, w.scb, count > 0 ? outl : nullptr, bias, dt, y, stream);
+}
+
+}  // namespace cuda
+LOWBIT_NAMESPACE_END
