@@ -33,7 +33,9 @@
 /// - `matmul/int8`: the whole LLM.int8 call `lowbit::int8_matmul` from float32 X to float32 Y
 ///   with threshold 6.0 (X quantized row-wise in the call, K/1024 planted outlier columns
 ///   multiplied in float32, int32 GEMM, epilogue); the weights are quantized once, outside;
-/// - `matmul/s8s8s32`: the int32 GEMM alone (`host::int8_gemm`) on pre-quantized codes.
+/// - `matmul/s8s8s32`: the int32 GEMM alone (`host::int8_gemm`) on pre-quantized codes;
+/// - `matmul/int8_weight_only`: `lowbit::int8_matmul` in weight_only mode (X unquantized, every
+///   column through the float32 outlier kernel against the dequantized weights).
 /// The summary then lists int8 / f32 speedups per shape.
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
@@ -444,13 +446,24 @@ void BM_matmul_s8s8s32(benchmark::State& state, matmul_shape s) {
   run_matmul_row(state, s, [&] { return lb::host::int8_gemm(d.xq.get(), s.k, cb, s.k, d.c.get(), s.n, s.m, s.n, s.k).ok(); });
 }
 
+void BM_matmul_int8_weight_only(benchmark::State& state, matmul_shape s) {
+  const matmul_data& d = matmul_inputs(s);
+  lb::int8_matmul_options o;
+  o.mode = lb::int8::matmul_mode::weight_only;
+  run_matmul_row(state, s, [&] { return lb::int8_matmul(d.x.get(), lb::dtype::f32, s.m, s.k, d.wq, nullptr, d.y.get(), o).ok(); });
+}
+
 void register_matmul() {
+  using row_fn = void (*)(benchmark::State&, matmul_shape);
+  const std::pair<const char*, row_fn> kinds[] = {{"f32", BM_matmul_f32},
+                                                  {"int8", BM_matmul_int8},
+                                                  {"s8s8s32", BM_matmul_s8s8s32},
+                                                  {"int8_weight_only", BM_matmul_int8_weight_only}};
   for (const matmul_shape& s : kMatmulShapes) {
-    for (const char* kind : {"f32", "int8", "s8s8s32"}) {
-      const std::string name = matmul_name(kind, s);
+    for (const auto& kind : kinds) {
+      const std::string name = matmul_name(kind.first, s);
       g_registered.push_back(name);
-      auto* fn = kind[0] == 'f' ? BM_matmul_f32 : (kind[0] == 'i' ? BM_matmul_int8 : BM_matmul_s8s8s32);
-      configure(benchmark::RegisterBenchmark(name.c_str(), fn, s));
+      configure(benchmark::RegisterBenchmark(name.c_str(), kind.second, s));
     }
   }
 }

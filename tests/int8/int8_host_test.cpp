@@ -237,9 +237,11 @@ struct problem {
 
 // float64 evaluation of the definition (int8/llm_int8.hpp) from the library's codes and stats.
 template <class T>
-std::vector<double> definition64(const problem& p, const lowbit::quant_tensor& wq, float threshold, bool with_bias) {
+std::vector<double> definition64(const problem& p, const lowbit::quant_tensor& wq, float threshold, bool with_bias,
+                                 lowbit::int8::matmul_mode mode) {
   const auto q = quant(p.x, p.M, p.K, threshold);
-  std::vector<bool> out(static_cast<std::size_t>(p.K), false);
+  // weight_only: every column is an outlier column
+  std::vector<bool> out(static_cast<std::size_t>(p.K), mode == lowbit::int8::matmul_mode::weight_only);
   for (auto c : q.cols) out[c] = true;
   const auto* cb = reinterpret_cast<const std::int8_t*>(wq.codes());
   std::vector<double> y(static_cast<std::size_t>(p.M * p.N));
@@ -273,7 +275,8 @@ struct run_result {
 };
 
 template <class T>
-run_result<T> run(const problem& p, float threshold, bool with_bias) {
+run_result<T> run(const problem& p, float threshold, bool with_bias,
+                  lowbit::int8::matmul_mode mode = lowbit::int8::matmul_mode::split) {
   const dtype dt = lowbit::dtype_of<T>::value;
   std::vector<T> x(p.x.size()), w(p.w.size()), b(p.bias.size()), y(static_cast<std::size_t>(p.M * p.N));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<T>(p.x[i]);
@@ -284,11 +287,12 @@ run_result<T> run(const problem& p, float threshold, bool with_bias) {
   EXPECT_TRUE(s.ok()) << s.message();
   lowbit::int8_matmul_options o;
   o.threshold = threshold;
+  o.mode = mode;
   s = lowbit::int8_matmul(x.data(), dt, p.M, p.K, wq, with_bias ? b.data() : nullptr, y.data(), o);
   EXPECT_TRUE(s.ok()) << s.message();
   run_result<T> r;
   for (auto v : y) r.y.push_back(lowbit::to_float(v));
-  r.def = definition64<T>(p, wq, threshold, with_bias);
+  r.def = definition64<T>(p, wq, threshold, with_bias, mode);
   r.truth.resize(y.size());
   for (std::int64_t m = 0; m < p.M; ++m)
     for (std::int64_t n = 0; n < p.N; ++n) {
@@ -309,11 +313,15 @@ void expect_close_to_definition(const run_result<T>& r) {
     ASSERT_NEAR(r.y[i], r.def[i], eps * std::fabs(r.def[i]) + 1e-6 * scale) << "element " << i;
 }
 
-double fraction_not_close(const std::vector<double>& a, const std::vector<double>& b, double atol, double rtol) {
+std::size_t count_not_close(const std::vector<double>& a, const std::vector<double>& b, double atol, double rtol) {
   std::size_t bad = 0;
   for (std::size_t i = 0; i < a.size(); ++i)
     if (std::fabs(a[i] - b[i]) > atol + rtol * std::fabs(b[i])) ++bad;
-  return static_cast<double>(bad) / static_cast<double>(a.size());
+  return bad;
+}
+
+double fraction_not_close(const std::vector<double>& a, const std::vector<double>& b, double atol, double rtol) {
+  return static_cast<double>(count_not_close(a, b, atol, rtol)) / static_cast<double>(a.size());
 }
 
 template <class T>
@@ -363,30 +371,54 @@ TYPED_TEST(Int8Matmul, MatmulLt) {
     }
 }
 
-// bitsandbytes test_linear_no_igemmlt: Linear(1024 -> 3072) (weights and bias uniform +-1/32),
-// x randn (3, 1024), threshold 6.0: all elements within atol 0.03 (+ assert_close's rtol), checked
-// on every draw. Its second bound, fewer than 2.5e-4 * numel elements beyond atol 0.02, is a tail
-// bound that the float64 definition itself does not meet in expectation against the exact
-// product (rms error ~0.005; measured mean 2.4..3.3 elements per draw against the bound's 2.3), so
-// here it bounds what the implementation adds: no more elements beyond 0.02 than the float64
-// definition rounded to the dtype has.
+// Linear(1024 -> 3072) as bitsandbytes' test_linear8bitlt builds it: weights and bias uniform
+// +-1/32, x randn (3, 1024), plus one outlier column.
+template <class T>
+problem linear_problem(int draw) {
+  auto p = make_problem<T>(3, 1024, 3072, 30 + 8 * draw, 1.0f);
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ (31 + 8 * draw));
+  std::uniform_real_distribution<float> u(-1.0f / 32, 1.0f / 32);
+  for (auto& e : p.w) e = lowbit::to_float(narrow<T>(u(rng)));
+  for (auto& e : p.bias) e = lowbit::to_float(narrow<T>(u(rng)));
+  p.x[17] = 8.0f;
+  return p;
+}
+
+// bitsandbytes test_linear_no_igemmlt: linear_problem, threshold 6.0, through MatMul8bitLt
+// without the int8 GEMM (force_no_igemmlt), i.e. lowbit's weight_only mode. Its bounds, on every
+// draw: fewer than 2.5e-4 * numel elements beyond atol 0.02 / rtol 1e-5, and all within atol
+// 0.03 (+ the dtype's rtol) of the exact product.
 TYPED_TEST(Int8Matmul, LinearNoIgemmlt) {
   LOWBIT_SEED_TRACE();
-  const std::int64_t M = 3, K = 1024, N = 3072;
   for (int d = 0; d < 4; ++d) {
-    auto p = make_problem<TypeParam>(M, K, N, 30 + 8 * d, 1.0f);
-    std::mt19937_64 rng(lowbit_test::test_seed() ^ (31 + 8 * d));
-    std::uniform_real_distribution<float> u(-1.0f / 32, 1.0f / 32);
-    for (auto& e : p.w) e = lowbit::to_float(narrow<TypeParam>(u(rng)));
-    for (auto& e : p.bias) e = lowbit::to_float(narrow<TypeParam>(u(rng)));
-    p.x[17] = 8.0f;  // one outlier column
+    const auto p = linear_problem<TypeParam>(d);
+    const auto r = run<TypeParam>(p, 6.0f, true, lowbit::int8::matmul_mode::weight_only);
+    expect_close_to_definition(r);
+    if (d == 0) {
+      EXPECT_EQ(run<TypeParam>(p, 0.0f, true, lowbit::int8::matmul_mode::weight_only).y, r.y) << "threshold has no effect";
+    }
+    EXPECT_LT(static_cast<double>(count_not_close(r.y, r.truth, 0.02, 1e-5)), 2.5e-4 * static_cast<double>(r.y.size())) << "draw " << d;
+    const double rtol = std::is_same<TypeParam, float>::value ? 1.3e-6 : 1e-3;
+    EXPECT_EQ(count_not_close(r.y, r.truth, 0.03, rtol), 0u) << "draw " << d;
+  }
+}
+
+// The same problem through the int8 x int8 split (what bitsandbytes runs when its int8 GEMM is
+// available): activation quantization adds rms error ~0.005, so bitsandbytes' tail bound above is
+// not a property of this definition (even evaluated in float64 it averages 2.4..3.3 elements
+// beyond 0.02 against the bound's 2.3). Here: all within 0.03, and the implementation adds no
+// elements beyond 0.02 to those of the float64 definition rounded to the dtype.
+TYPED_TEST(Int8Matmul, LinearSplitMode) {
+  LOWBIT_SEED_TRACE();
+  for (int d = 0; d < 4; ++d) {
+    const auto p = linear_problem<TypeParam>(d);
     const auto r = run<TypeParam>(p, 6.0f, true);
     expect_close_to_definition(r);
     std::vector<double> def_t(r.def.size());
     for (std::size_t i = 0; i < def_t.size(); ++i) def_t[i] = lowbit::to_float(narrow<TypeParam>(static_cast<float>(r.def[i])));
-    EXPECT_LE(fraction_not_close(r.y, r.truth, 0.02, 1e-5), fraction_not_close(def_t, r.truth, 0.02, 1e-5)) << "draw " << d;
+    EXPECT_LE(count_not_close(r.y, r.truth, 0.02, 1e-5), count_not_close(def_t, r.truth, 0.02, 1e-5)) << "draw " << d;
     const double rtol = std::is_same<TypeParam, float>::value ? 1.3e-6 : 1e-3;
-    EXPECT_EQ(fraction_not_close(r.y, r.truth, 0.03, rtol), 0.0) << "draw " << d;
+    EXPECT_EQ(count_not_close(r.y, r.truth, 0.03, rtol), 0u) << "draw " << d;
   }
 }
 
@@ -404,20 +436,26 @@ TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
   for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
   for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
-  lowbit::quant_tensor wq;
-  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
-  std::vector<std::uint16_t> ref;
-  for (auto path : paths()) {
-    std::vector<TypeParam> y(static_cast<std::size_t>(M * N));
-    lowbit::int8_matmul_options o;
-    o.path = path;
-    const auto s = lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), y.data(), o);
-    ASSERT_TRUE(s.ok()) << s.message();
-    std::vector<std::uint16_t> bits(y.size() * sizeof(TypeParam) / 2);
-    std::memcpy(bits.data(), y.data(), bits.size() * 2);
-    if (ref.empty()) ref = bits;
-    EXPECT_EQ(bits, ref) << lowbit::host::int8_path_name(path);
-  }
+  // both modes; N = 83 and the first 7 weight rows leave outlier-panel tails past and below 16
+  for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only})
+    for (std::int64_t n_used : {N, std::int64_t{7}}) {
+      lowbit::quant_tensor wn;
+      ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, n_used, K, wn).ok());
+      std::vector<std::uint16_t> ref;
+      for (auto path : paths()) {
+        std::vector<TypeParam> y(static_cast<std::size_t>(M * n_used));
+        lowbit::int8_matmul_options o;
+        o.path = path;
+        o.mode = mode;
+        const auto s = lowbit::int8_matmul(x.data(), dt, M, K, wn, b.data(), y.data(), o);
+        ASSERT_TRUE(s.ok()) << s.message();
+        std::vector<std::uint16_t> bits(y.size() * sizeof(TypeParam) / 2);
+        std::memcpy(bits.data(), y.data(), bits.size() * 2);
+        if (ref.empty()) ref = bits;
+        EXPECT_EQ(bits, ref) << lowbit::host::int8_path_name(path) << " N=" << n_used
+                             << (mode == lowbit::int8::matmul_mode::weight_only ? " weight_only" : " split");
+      }
+    }
   // the quantizer alone, AVX-512 on and off
   std::vector<std::int8_t> c0(x.size()), c1(x.size());
   std::vector<float> s0(M), s1(M);
@@ -468,10 +506,21 @@ TEST(Int8Matmul, Errors) {
   lowbit::quantize_params qp;
   ASSERT_TRUE(lowbit::quantize(w.data(), dtype::f32, {3, 8}, qp, nf).ok());  // nf4
   expect_err(lowbit::int8_matmul(x.data(), dtype::f32, 4, 8, nf, nullptr, y.data(), o), "format nf4");
+  o.mode = static_cast<lowbit::int8::matmul_mode>(7);
+  expect_err(lowbit::int8_matmul(x.data(), dtype::f32, 4, 8, wq, nullptr, y.data(), o), "mode 7");
+  o.mode = lowbit::int8::matmul_mode::weight_only;
+  o.threshold = -1.0f;
+  expect_err(lowbit::int8_matmul(x.data(), dtype::f32, 4, 8, wq, nullptr, y.data(), o), "threshold");
+  o.threshold = 6.0f;
   x[9] = std::nanf("");
-  auto s = lowbit::int8_matmul(x.data(), dtype::f32, 4, 8, wq, nullptr, y.data(), o);
-  EXPECT_EQ(s.code(), lowbit::errc::non_finite);
-  expect_err(s, "x[1, 1]");
+  const std::vector<float> y0 = y;
+  for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only}) {
+    o.mode = mode;
+    auto s = lowbit::int8_matmul(x.data(), dtype::f32, 4, 8, wq, nullptr, y.data(), o);
+    EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+    expect_err(s, "x[1, 1]");
+    EXPECT_EQ(y, y0) << "nothing written";
+  }
   std::int8_t codes[4];
   float stats[1];
   expect_err(lowbit::int8_vectorwise_quant(x.data(), dtype::f32, 1, 4, 2.0f, codes, stats, nullptr, nullptr), "outlier_cols is null");

@@ -183,9 +183,11 @@ TEST(Int8Kernels, EpilogueMatchesHost) {
 }
 
 template <class T>
-void check_matmul(std::int64_t M, std::int64_t K, std::int64_t N, float threshold) {
+void check_matmul(std::int64_t M, std::int64_t K, std::int64_t N, float threshold,
+                  lowbit::int8::matmul_mode mode = lowbit::int8::matmul_mode::split) {
   SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(M) + "x" +
-               std::to_string(K) + "x" + std::to_string(N) + " threshold " + std::to_string(threshold));
+               std::to_string(K) + "x" + std::to_string(N) + " threshold " + std::to_string(threshold) +
+               (mode == lowbit::int8::matmul_mode::weight_only ? " weight_only" : " split"));
   const dtype dt = lowbit::dtype_of<T>::value;
   const auto x = activations<T>(M, K, 77);
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 78);
@@ -197,6 +199,7 @@ void check_matmul(std::int64_t M, std::int64_t K, std::int64_t N, float threshol
   ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
   lowbit::int8_matmul_options o;
   o.threshold = threshold;
+  o.mode = mode;
   std::vector<T> want(static_cast<std::size_t>(M * N));
   ASSERT_TRUE(lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), want.data(), o).ok());
   std::vector<std::int8_t> cb(static_cast<std::size_t>(N * K));
@@ -209,7 +212,8 @@ void check_matmul(std::int64_t M, std::int64_t K, std::int64_t N, float threshol
   kt::buffer<unsigned char> ws(wsb);
   lowbit::cuda::int8_weights dw{dcb.get(), dscb.get(), N, K};
   const lowbit::cuda::int8_handles none{};
-  const auto s = lowbit::cuda::int8_matmul(none, dx.get(), dt, M, K, dw, db.get(), dy.get(), threshold, ws.get(), wsb);
+  const auto s = lowbit::cuda::int8_matmul(none, dx.get(), dt, M, K, dw, db.get(), dy.get(), threshold, ws.get(), wsb,
+                                           nullptr, mode);
   ASSERT_TRUE(s.ok()) << s.message();
   const auto got = dy.download();
   for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << "y element " << i;
@@ -223,6 +227,9 @@ TEST(Int8Kernels, MatmulKernelPathMatchesHostBitForBit) {
       check_matmul<lowbit::f16>(1, 64, 9, t);
       check_matmul<lowbit::bf16>(4, 30, 17, t);
     }
+    check_matmul<float>(5, 37, 19, 6.0f, lowbit::int8::matmul_mode::weight_only);
+    check_matmul<lowbit::f16>(6, 40, 35, 6.0f, lowbit::int8::matmul_mode::weight_only);
+    check_matmul<lowbit::bf16>(4, 30, 17, 0.0f, lowbit::int8::matmul_mode::weight_only);
   });
 }
 
@@ -241,6 +248,12 @@ TEST(Int8Kernels, MatmulErrors) {
   EXPECT_NE(std::string(s.message()).find("workspace"), std::string::npos) << s.message();
   s = lowbit::cuda::int8_matmul(none, dx.get(), dtype::f32, 0, 2, w, nullptr, dy.get(), 6.0f, ws.get(), 1 << 20);
   EXPECT_NE(std::string(s.message()).find("M=0"), std::string::npos) << s.message();
+  s = lowbit::cuda::int8_matmul(none, dx.get(), dtype::f32, 4, 2, w, nullptr, dy.get(), -1.0f, ws.get(), 1 << 20, nullptr,
+                                lowbit::int8::matmul_mode::weight_only);
+  EXPECT_NE(std::string(s.message()).find("threshold"), std::string::npos) << s.message();
+  s = lowbit::cuda::int8_matmul(none, dx.get(), dtype::f32, 4, 2, w, nullptr, dy.get(), 6.0f, ws.get(), 1 << 20, nullptr,
+                                static_cast<lowbit::int8::matmul_mode>(9));
+  EXPECT_NE(std::string(s.message()).find("mode 9"), std::string::npos) << s.message();
 }
 
 }  // namespace kt8

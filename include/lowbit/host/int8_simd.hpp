@@ -115,6 +115,33 @@ LOWBIT_TARGET_AVX512 inline std::int64_t epilogue_row(const std::int32_t* c, flo
   return i;
 }
 
+/// Outlier sums of R rows (1..4) and one panel of `panel_width` (32) columns:
+/// out[r * ldo + c] = Σ_j xo[r * ldx + j] · wp[j * 32 + c], j = 0..count-1 in order, each step
+/// int8::outlier_step (a rounded multiply, then a rounded add: never fused). `wp` is the panel
+/// [count, 32]; `width` (<= 32) columns are stored.
+template <int R>
+LOWBIT_TARGET_AVX512 void outlier_panel(const float* xo, std::int64_t ldx, std::int64_t count, const float* wp, float* out,
+                                        std::int64_t ldo, std::int64_t width) {
+  __m512 acc[R][2];
+  for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (std::int64_t j = 0; j < count; ++j) {
+    const __m512 w0 = _mm512_loadu_ps(wp + j * 32), w1 = _mm512_loadu_ps(wp + j * 32 + 16);
+    for (int r = 0; r < R; ++r) {
+      const __m512 a = _mm512_set1_ps(xo[r * ldx + j]);
+      __m512 p0 = _mm512_mul_ps(a, w0), p1 = _mm512_mul_ps(a, w1);
+      __asm__("" : "+v"(p0), "+v"(p1));  // keep the products rounded: no contraction into an FMA
+      acc[r][0] = _mm512_add_ps(acc[r][0], p0);
+      acc[r][1] = _mm512_add_ps(acc[r][1], p1);
+    }
+  }
+  const __mmask16 m0 = width >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << width) - 1u);
+  const __mmask16 m1 = width >= 32 ? __mmask16(0xFFFF) : (width <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (width - 16)) - 1u));
+  for (int r = 0; r < R; ++r) {
+    _mm512_mask_storeu_ps(out + r * ldo, m0, acc[r][0]);
+    _mm512_mask_storeu_ps(out + r * ldo + 16, m1, acc[r][1]);
+  }
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #  pragma GCC diagnostic pop
 #endif
@@ -129,6 +156,8 @@ std::int64_t encode(const T*, std::int64_t, float, std::int8_t*) { return 0; }
 inline std::int64_t epilogue_row(const std::int32_t*, float, const float*, const float*, const float*, std::int64_t, float*) {
   return 0;
 }
+template <int R>
+void outlier_panel(const float*, std::int64_t, std::int64_t, const float*, float*, std::int64_t, std::int64_t) {}
 
 #endif
 

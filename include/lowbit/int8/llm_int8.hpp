@@ -24,6 +24,14 @@
 ///    rounded to X's dtype; the original weights are not available after quantization).
 /// 7. Output: `y` rounded to X's dtype (round to nearest even).
 ///
+/// @par Weight-only mode (matmul_mode::weight_only)
+/// bitsandbytes' `MatMul8bitLt` without the int8 GEMM (`state.force_no_igemmlt`, the path of its
+/// `test_linear_no_igemmlt`): X is not quantized. lowbit defines it as the definition above with
+/// every column of X an outlier column: C = 0 and step 6 runs over every k, so
+/// `y = to_dtype_of_X((bias[n] + 0) + Σ_k x[m, k] · wdq[n, k])` (k increasing, float32). Only the
+/// weights carry quantization error. bitsandbytes computes `(X · CB) · (SCB / 127) + bias`
+/// instead (the weight scale applied after the sum); the two differ by float rounding only.
+///
 /// @par Differences from bitsandbytes, documented
 /// - bitsandbytes casts X to float16 before step 1-3; lowbit quantizes X's own values (identical
 ///   for float16 input; convert float32/bfloat16 input to float16 first for its exact codes).
@@ -46,6 +54,12 @@
 
 LOWBIT_NAMESPACE_BEGIN
 namespace int8 {
+
+/// What multiplies the int8 weights (int8_matmul_options::mode, cuda::int8_matmul).
+enum class matmul_mode : std::uint8_t {
+  split,        ///< LLM.int8(): outlier columns in float32, the rest int8 x int8 in int32 (default)
+  weight_only,  ///< X unquantized: every column an outlier column (see the file comment)
+};
 
 /// bitsandbytes' int8 matmul output constant f32(1/16129) = 6.200012e-05f (bits 0x38820610).
 inline constexpr float inv_127_squared = 1.0f / 16129.0f;
@@ -120,6 +134,12 @@ LOWBIT_HD float outlier_step(float acc, float x, float w) noexcept {
 namespace detail {
 
 // Argument checks and dtype dispatch shared by the host and CUDA entry points.
+
+inline status check_mode(const char* what, matmul_mode mode) {
+  if (mode != matmul_mode::split && mode != matmul_mode::weight_only)
+    return status::error(errc::invalid_argument, "%s: mode %d is not an int8::matmul_mode", what, static_cast<int>(mode));
+  return {};
+}
 
 inline status check_threshold(const char* what, float threshold) {
   if (!(threshold >= 0.0f) || !(threshold <= 3.40282347e38f))

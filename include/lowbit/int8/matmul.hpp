@@ -156,25 +156,61 @@ status epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, con
   return {};
 }
 
-/// Outlier sums O[m, n] = Σ_j x[m, cols[j]] · to_T(dequant_weight(CB[n, cols[j]], SCB[n])).
+/// Columns per weight panel of outlier_sums (the AVX-512 kernel's tile width).
+inline constexpr std::int64_t outlier_panel_width = 32;
+
+/// Outlier sums O[m, n] = Σ_j x[m, c_j] · to_T(dequant_weight(CB[n, c_j], SCB[n])) over the columns
+/// c_j = cols[j] (every column 0..K-1 when `cols` is null, count = K), j increasing, each step
+/// outlier_step. The dequantized weights are laid out in panels of 32 columns ([count, 32] each,
+/// zero padded), so the sums run 4 rows x 32 columns at a time; every path gives the same bits.
+/// Scratch: 4 * (M + N rounded up to 32) * count bytes.
 template <class T>
 status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_t* cb, const float* scb, std::int64_t N,
-                    const std::int32_t* cols, std::int64_t count, float* out, int threads) {
-  host::buffer<float> xo, wo;
+                    const std::int32_t* cols, std::int64_t count, float* out, int threads, bool simd) {
+  constexpr std::int64_t P = outlier_panel_width;
+  const std::int64_t panels = (N + P - 1) / P;
+  host::buffer<float> xo, wp;
   LOWBIT_TRY(xo.allocate(static_cast<std::size_t>(M * count), "int8_matmul: outlier activations"));
-  LOWBIT_TRY(wo.allocate(static_cast<std::size_t>(N * count), "int8_matmul: outlier weights"));
-  for (std::int64_t m = 0; m < M; ++m)
-    for (std::int64_t j = 0; j < count; ++j) xo[m * count + j] = to_float(x[m * K + cols[j]]);
-  for (std::int64_t n = 0; n < N; ++n)
-    for (std::int64_t j = 0; j < count; ++j)
-      wo[n * count + j] = to_float(from_float<T>(dequant_weight(cb[n * K + cols[j]], scb[n])));
-  host::parallel_for(M, 1, 1, threads, [&](std::int64_t m0, std::int64_t m1) {
+  LOWBIT_TRY(wp.allocate(static_cast<std::size_t>(panels * P * count), "int8_matmul: outlier weights"));
+  auto col = [&](std::int64_t j) { return cols ? static_cast<std::int64_t>(cols[j]) : j; };
+  host::parallel_for(M, 16, 1, threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m)
-      for (std::int64_t n = 0; n < N; ++n) {
-        float acc = 0.0f;
-        for (std::int64_t j = 0; j < count; ++j) acc = outlier_step(acc, xo[m * count + j], wo[n * count + j]);
-        out[m * N + n] = acc;
+      for (std::int64_t j = 0; j < count; ++j) xo[m * count + j] = to_float(x[m * K + col(j)]);
+  });
+  host::parallel_for(panels, 1, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p)
+      for (std::int64_t n = p * P; n < std::min(N, (p + 1) * P); ++n) {
+        float* dst = wp.data() + p * P * count + (n - p * P);
+        for (std::int64_t j = 0; j < count; ++j)
+          dst[j * P] = to_float(from_float<T>(dequant_weight(cb[n * K + col(j)], scb[n])));
       }
+  });
+  const bool vec = simd && host::int8_avx512::available();
+  host::parallel_for(panels, 1, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const float* panel = wp.data() + p * P * count;
+      const std::int64_t n0 = p * P, width = std::min(P, N - n0);
+      for (std::int64_t m = 0; m < M; m += 4) {
+        const std::int64_t rows = std::min<std::int64_t>(4, M - m);
+        const float* xr = xo.data() + m * count;
+        float* o = out + m * N + n0;
+        if (vec) {
+          switch (rows) {
+            case 4: host::int8_avx512::outlier_panel<4>(xr, count, count, panel, o, N, width); break;
+            case 3: host::int8_avx512::outlier_panel<3>(xr, count, count, panel, o, N, width); break;
+            case 2: host::int8_avx512::outlier_panel<2>(xr, count, count, panel, o, N, width); break;
+            default: host::int8_avx512::outlier_panel<1>(xr, count, count, panel, o, N, width); break;
+          }
+          continue;
+        }
+        for (std::int64_t r = 0; r < rows; ++r)
+          for (std::int64_t c = 0; c < width; ++c) {
+            float acc = 0.0f;
+            for (std::int64_t j = 0; j < count; ++j) acc = outlier_step(acc, xr[r * count + j], panel[j * P + c]);
+            o[r * N + c] = acc;
+          }
+      }
+    }
   });
   return {};
 }
@@ -252,9 +288,13 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
 /// Options of int8_matmul.
 struct int8_matmul_options {
   float threshold = 6.0f;  ///< outlier threshold; 0 disables the split; must be finite and >= 0
+  /// `split` (LLM.int8) or `weight_only` (x unquantized, bitsandbytes' path without the int8
+  /// GEMM; int8/llm_int8.hpp). weight_only runs a float32 GEMM against the dequantized weights,
+  /// with 4 * N * K bytes of scratch; `threshold` is validated but does not change its result.
+  int8::matmul_mode mode = int8::matmul_mode::split;
   int threads = 0;         ///< 0 = every hardware thread
-  /// integer kernel (host/int8_gemm.hpp); `portable` also turns off the AVX-512 quantization and
-  /// epilogue kernels (host/int8_simd.hpp). Every path gives the same bits.
+  /// integer kernel (host/int8_gemm.hpp); `portable` also turns off the AVX-512 quantization,
+  /// outlier-sum and epilogue kernels (host/int8_simd.hpp). Every path gives the same bits.
   host::int8_path path = host::int8_path::automatic;
 };
 
@@ -282,13 +322,15 @@ inline status check_int8_weights(const char* what, const quant_tensor& w, std::i
 /// dtype `dt`, output `y` [M, N] of dtype `dt`. Outlier columns of x (|x| >= opt.threshold) are
 /// multiplied in float32 against the dequantized int8 weights rounded to `dt`; the rest exactly in
 /// int32; see int8/llm_int8.hpp for every rounding. Results beyond `dt`'s range are ±Inf.
-/// Errors: M or K < 1, K mismatch with w, w not int8 row-wise, K > int8::max_inner_dim, null x/y,
+/// With `opt.mode = weight_only` x is not quantized and every column goes the outlier way.
+/// Errors: an invalid opt.mode, M or K < 1, K mismatch with w, w not int8 row-wise, K > int8::max_inner_dim, null x/y,
 /// invalid dtype, a negative/NaN/infinite threshold, NaN/Inf in x (errc::non_finite), out of memory.
 inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t K, const quant_tensor& w,
                           const void* bias, void* y, const int8_matmul_options& opt = {}) noexcept {
   constexpr const char* what = "int8_matmul";
   LOWBIT_TRY(int8::detail::check_dims(what, "M", M, "K", K));
   LOWBIT_TRY(int8::detail::check_threshold(what, opt.threshold));
+  LOWBIT_TRY(int8::detail::check_mode(what, opt.mode));
   if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
   LOWBIT_TRY(check_int8_weights(what, w, K));
   if (!x) return status::error(errc::invalid_argument, "%s: x is null", what);
@@ -306,19 +348,28 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
   host::options ho;
   ho.threads = opt.threads;
   ho.simd = opt.path != host::int8_path::portable;
-  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, opt.threshold, codes.data(), row_stats.data(), cols.data(), &count, ho));
+  const bool weight_only = opt.mode == int8::matmul_mode::weight_only;
+  // weight_only: the quantization still rejects non-finite x and gives the row statistics (the
+  // epilogue multiplies them by C = 0); every column is an outlier column.
+  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, weight_only ? 0.0f : opt.threshold, codes.data(), row_stats.data(),
+                                   cols.data(), &count, ho));
   const auto* cb = reinterpret_cast<const std::int8_t*>(w.codes());
-  host::int8_gemm_options go;
-  go.threads = opt.threads;
-  go.path = opt.path;
-  LOWBIT_TRY(host::int8_gemm(codes.data(), K, cb, K, acc.data(), N, M, N, K, go));
+  if (weight_only) {
+    count = K;
+    std::fill(acc.data(), acc.data() + M * N, 0);
+  } else {
+    host::int8_gemm_options go;
+    go.threads = opt.threads;
+    go.path = opt.path;
+    LOWBIT_TRY(host::int8_gemm(codes.data(), K, cb, K, acc.data(), N, M, N, K, go));
+  }
   host::buffer<float> outl;
   if (count > 0) {
     LOWBIT_TRY(outl.allocate(static_cast<std::size_t>(M * N), "int8_matmul: outlier sums"));
     LOWBIT_TRY(int8::detail::visit_dtype(dt, [&](auto tag) {
       using T = decltype(tag);
-      return int8::detail::outlier_sums(static_cast<const T*>(x), M, K, cb, w.scales(), N, cols.data(), count, outl.data(),
-                                        opt.threads);
+      return int8::detail::outlier_sums(static_cast<const T*>(x), M, K, cb, w.scales(), N, weight_only ? nullptr : cols.data(),
+                                        count, outl.data(), opt.threads, ho.simd);
     }));
   }
   return int8_epilogue(acc.data(), M, N, row_stats.data(), w.scales(), count > 0 ? outl.data() : nullptr, bias, dt, y, ho);

@@ -21,6 +21,10 @@
 ///    `int8_outlier_sums_kernel` (the host's summation order, so then bit-identical to the host).
 /// 6. `int8_epilogue_kernel`: the epilogue, output in X's dtype.
 ///
+/// In weight-only mode (int8::matmul_mode::weight_only) steps 1-3 run with threshold 0 (they
+/// reject non-finite X and give the row statistics), step 4 is replaced by C = 0 and step 5 takes
+/// every column (the gathers with a null column list), as on the host.
+///
 /// @par Launchers
 /// Take device pointers, a stream, and the handles and workspaces they use (nothing is created or
 /// allocated inside); validate arguments and return lowbit::status. `int8_matmul` synchronizes
@@ -196,23 +200,24 @@ __global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda
   if (m0 + tm < M && n0 + tn < N) C[(m0 + tm) * ldc + n0 + tn] = acc;
 }
 
-/// Step 5a: xo[m, j] = x[m, cols[j]] (X's dtype).
+/// Step 5a: xo[m, j] = x[m, cols[j]] (X's dtype); a null `cols` is every column (count = K).
 template <class T>
 __global__ void int8_gather_columns_kernel(const T* x, std::int64_t M, std::int64_t K, const std::int32_t* cols,
                                            std::int64_t count, T* xo) {
   const std::int64_t i = global_thread();
   if (i >= M * count) return;
-  xo[i] = x[(i / count) * K + cols[i % count]];
+  const std::int64_t j = i % count;
+  xo[i] = x[(i / count) * K + (cols != nullptr ? cols[j] : j)];
 }
 
-/// Step 5b: wo[n, j] = to_T(dequant_weight(CB[n, cols[j]], SCB[n])).
+/// Step 5b: wo[n, j] = to_T(dequant_weight(CB[n, cols[j]], SCB[n])); a null `cols` is every column.
 template <class T>
 __global__ void int8_gather_weights_kernel(const std::int8_t* cb, const float* scb, std::int64_t N, std::int64_t K,
                                            const std::int32_t* cols, std::int64_t count, T* wo) {
   const std::int64_t i = global_thread();
   if (i >= N * count) return;
-  const std::int64_t n = i / count;
-  wo[i] = from_float<T>(int8::dequant_weight(cb[n * K + cols[i % count]], scb[n]));
+  const std::int64_t n = i / count, j = i % count;
+  wo[i] = from_float<T>(int8::dequant_weight(cb[n * K + (cols != nullptr ? cols[j] : j)], scb[n]));
 }
 
 /// Step 5 fallback: out[m, n] = Σ_j xo[m, j] · wo[n, j] in float32, j increasing (the host's order).
@@ -531,12 +536,16 @@ inline std::size_t int8_matmul_workspace_size(std::int64_t M, std::int64_t K, st
 /// y [M, N] of dtype dt, bias [N] (dtype dt) optional, W as `w`. With null handles every step is a
 /// lowbit kernel and y equals the host's bit for bit; with cuBLASLt the int32 products are the same
 /// (exact), with cuBLAS the outlier sums differ by float32 rounding. Synchronizes `stream` once
-/// (after quantization). Errors: as lowbit::int8_matmul, plus a workspace too small or misaligned
-/// and CUDA/cuBLAS failures (errc::cuda).
+/// (after quantization). `mode` as lowbit::int8_matmul_options::mode (weight_only: x unquantized,
+/// every column through step 5). Errors: as lowbit::int8_matmul, plus a workspace too small or
+/// misaligned and CUDA/cuBLAS failures (errc::cuda).
 inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::int64_t M, std::int64_t K,
                           const int8_weights& w, const void* bias, void* y, float threshold, void* workspace,
-                          std::size_t workspace_bytes, cudaStream_t stream = nullptr) {
+                          std::size_t workspace_bytes, cudaStream_t stream = nullptr,
+                          int8::matmul_mode mode = int8::matmul_mode::split) {
   constexpr const char* what = "cuda::int8_matmul";
+  LOWBIT_TRY(int8_detail::check_threshold(what, threshold));
+  LOWBIT_TRY(int8::detail::check_mode(what, mode));
   LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "K", K));
   if (w.k != K)
     return status::error(errc::invalid_argument, "%s: K mismatch: x has K=%lld columns, w is [%lld, %lld]", what,
@@ -559,16 +568,25 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
   auto* codes = reinterpret_cast<std::int8_t*>(ws + p.codes);
   auto* acc = reinterpret_cast<std::int32_t*>(ws + p.acc);
   auto* outl = reinterpret_cast<float*>(ws + p.outlier);
-  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, threshold, codes, stats, cols, ws + p.quant, p.stats, stream));
+  const bool weight_only = mode == int8::matmul_mode::weight_only;
+  LOWBIT_TRY(int8_vectorwise_quant(x, dt, M, K, weight_only ? 0.0f : threshold, codes, stats, cols, ws + p.quant, p.stats,
+                                   stream));
   std::int64_t count = 0;
   LOWBIT_TRY(int8_quant_status(ws + p.quant, K, &count, stream));
   bool done = false;
 #if !defined(__CUDACC__)
   (void)h;  // the SIMT build has no cuBLAS: always the kernels
 #else
-  if (h.lt) LOWBIT_TRY(int8_gemm_cublaslt(h.lt, codes, w.cb, acc, M, N, K, h.lt_workspace, h.lt_workspace_bytes, stream, &done));
+  if (h.lt && !weight_only)
+    LOWBIT_TRY(int8_gemm_cublaslt(h.lt, codes, w.cb, acc, M, N, K, h.lt_workspace, h.lt_workspace_bytes, stream, &done));
 #endif
-  if (!done) LOWBIT_TRY(int8_gemm_fallback(codes, K, w.cb, K, acc, N, M, N, K, stream));
+  if (weight_only) {
+    count = K;
+    LOWBIT_TRY(detail::memset_async(acc, 0, static_cast<std::size_t>(M * N) * sizeof(std::int32_t), stream));
+  } else if (!done) {
+    LOWBIT_TRY(int8_gemm_fallback(codes, K, w.cb, K, acc, N, M, N, K, stream));
+  }
+  const std::int32_t* gather_cols = weight_only ? nullptr : cols;
   if (count > 0) {
     LOWBIT_TRY(int8_detail::visit_dtype(dt, [&](auto tag) -> status {
       using T = decltype(tag);
@@ -576,10 +594,10 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
       T* wo = reinterpret_cast<T*>(ws + p.wo);
       LOWBIT_TRY(detail::launch("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>,
                                 int8_detail::ctas_for(M * count), detail::threads_per_block, 0, stream,
-                                static_cast<const T*>(x), M, K, static_cast<const std::int32_t*>(cols), count, xo));
+                                static_cast<const T*>(x), M, K, gather_cols, count, xo));
       LOWBIT_TRY(detail::launch("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>,
                                 int8_detail::ctas_for(N * count), detail::threads_per_block, 0, stream, w.cb, w.scb, N, K,
-                                static_cast<const std::int32_t*>(cols), count, wo));
+                                gather_cols, count, wo));
 #if defined(__CUDACC__)
       if (h.blas) {
         LOWBIT_TRY(int8_detail::from_cublas(cublasSetStream(h.blas, stream), what));
