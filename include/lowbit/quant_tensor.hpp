@@ -304,4 +304,13 @@ inline status dequantize(const quant_tensor& q, void* out, dtype dt, const host:
   return host::dequantize(q.view(), out, dt, opt);
 }
 
+/// Quantization error of host tensor `q` against the dense tensor `x` (dtype `dt`, q.numel()
+/// elements) it was quantized from: host::measure_error (max and mean absolute error, SQNR of the
+/// float32 dequantization, in double, independent of the thread count).
+inline status measure_error(const void* x, dtype dt, const quant_tensor& q, host::error_stats& out, const host::options& opt = {}) noexcept {
+  if (q.location() != memory_space::host)
+    return status::error(errc::invalid_argument, "measure_error: the tensor lives in device memory; copy it to the host first");
+  return host::measure_error(x, dt, q.view(), out, opt);
+}
+
 LOWBIT_NAMESPACE_END

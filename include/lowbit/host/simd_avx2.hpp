@@ -539,6 +539,43 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
   }
 }
 
+/// Error sums of `measure_error` (engine.hpp) over the first floor(n/8)*8 elements: x the source,
+/// y its dequantization; element i goes to lane i % 8 of acc (acc[0] max |x - y|, acc[1] sum
+/// |x - y|, acc[2] sum x^2, acc[3] sum (x - y)^2, all in double, the same operations in the
+/// same order as the portable loop). Returns how many elements it took.
+template <class T>
+LOWBIT_AVX2 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, double (*acc)[8]) {
+  const std::int64_t m = n & ~std::int64_t{7};
+  if (m == 0) return 0;
+  __m256d mx[2], ab[2], sq[2], se[2];
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = _mm256_loadu_pd(acc[0] + 4 * h);
+    ab[h] = _mm256_loadu_pd(acc[1] + 4 * h);
+    sq[h] = _mm256_loadu_pd(acc[2] + 4 * h);
+    se[h] = _mm256_loadu_pd(acc[3] + 4 * h);
+  }
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  for (std::int64_t i = 0; i < m; i += 8) {
+    const __m256 xv = detail::load8(x + i), yv = _mm256_loadu_ps(y + i);
+    const __m256d xs[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1))};
+    const __m256d ys[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(yv)), _mm256_cvtps_pd(_mm256_extractf128_ps(yv, 1))};
+    for (int h = 0; h < 2; ++h) {
+      const __m256d d = _mm256_andnot_pd(sign, _mm256_sub_pd(xs[h], ys[h]));
+      mx[h] = _mm256_max_pd(d, mx[h]);  // d NaN: keeps the running max, as std::max(max, d)
+      ab[h] = _mm256_add_pd(ab[h], d);
+      sq[h] = _mm256_add_pd(sq[h], _mm256_mul_pd(xs[h], xs[h]));
+      se[h] = _mm256_add_pd(se[h], _mm256_mul_pd(d, d));
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    _mm256_storeu_pd(acc[0] + 4 * h, mx[h]);
+    _mm256_storeu_pd(acc[1] + 4 * h, ab[h]);
+    _mm256_storeu_pd(acc[2] + 4 * h, sq[h]);
+    _mm256_storeu_pd(acc[3] + 4 * h, se[h]);
+  }
+  return m;
+}
+
 #else
 
 inline bool available() noexcept { return false; }
@@ -554,6 +591,8 @@ template <bool Range, class T>
 bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
 template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const quant::block_encoder*, std::uint8_t*) {}
+template <class T>
+std::int64_t error_sums(const T*, const float*, std::int64_t, double (*)[8]) { return 0; }
 
 #endif
 
