@@ -22,8 +22,11 @@
 // float16 first, as bitsandbytes does). It prints one line per quantized tensor: stored bits per
 // value (every byte of the tensor's entries in the file: codes, scales, nested scales, code
 // tables, quant_state JSON), max and mean absolute error and SQNR (10 log10(sum x^2 /
-// sum (x - x')^2), x' the float32 dequantization; --no-report skips the errors, which cost a
-// dequantization of every weight). inspect prints the same bits per value. --quiet: no progress bar.
+// sum (x - x')^2), x' the float32 dequantization, all sums in double and independent of
+// --threads). The errors are measured, chunk by chunk, while another thread writes the file, so
+// with the report the lines appear once every tensor is quantized; --no-report skips them (they
+// cost one more read of the input and a dequantization of every weight). inspect prints the same
+// bits per value. --quiet: no progress bar.
 //
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
@@ -34,7 +37,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -213,56 +215,8 @@ struct out_tensor {
   std::vector<std::uint8_t> dense;    // dequantized bytes
 };
 
-struct error_stats {
-  double max_abs = 0, sum_abs = 0, sum_sq = 0, sum_sq_err = 0;
-};
-
-// float16 bits -> float32, as a table (the error loop's hot path).
-const std::vector<float>& f16_table() {
-  static const std::vector<float> t = [] {
-    std::vector<float> v(65536);
-    for (std::uint32_t h = 0; h < 65536; ++h) v[h] = lowbit::f16_bits_to_float(static_cast<std::uint16_t>(h));
-    return v;
-  }();
-  return t;
-}
-
-// Error of `q` against the float32 widening of `x`; `y` is scratch kept between calls (its pages
-// stay mapped, so large tensors do not fault them in again).
-lowbit::status measure(const void* x, lowbit::dtype dt, const lowbit::quant_tensor& q, int threads, std::vector<float>& y, error_stats& out) {
-  const std::int64_t n = q.numel();
-  if (y.size() < static_cast<std::size_t>(n)) y.resize(static_cast<std::size_t>(n));
-  LOWBIT_TRY(lowbit::dequantize(q, y.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true}));
-  const float* h2f = f16_table().data();
-  std::mutex m;
-  error_stats total;
-  lowbit::host::parallel_for(n, 1 << 16, 1, threads, [&](std::int64_t b, std::int64_t e) {
-    error_stats s;
-    for (std::int64_t i = b; i < e; ++i) {
-      float v;
-      if (dt == lowbit::dtype::f32) std::memcpy(&v, static_cast<const std::uint8_t*>(x) + 4 * i, 4);
-      else {
-        std::uint16_t h;
-        std::memcpy(&h, static_cast<const std::uint8_t*>(x) + 2 * i, 2);
-        v = dt == lowbit::dtype::f16 ? h2f[h] : lowbit::bf16_bits_to_float(h);
-      }
-      const double d = std::fabs(static_cast<double>(v) - static_cast<double>(y[static_cast<std::size_t>(i)]));
-      s.max_abs = std::max(s.max_abs, d);
-      s.sum_abs += d;
-      s.sum_sq_err += d * d;
-      s.sum_sq += static_cast<double>(v) * static_cast<double>(v);
-    }
-    std::lock_guard<std::mutex> lock(m);
-    total.max_abs = std::max(total.max_abs, s.max_abs);
-    total.sum_abs += s.sum_abs;
-    total.sum_sq += s.sum_sq;
-    total.sum_sq_err += s.sum_sq_err;
-  });
-  out = total;
-  return {};
-}
-
-// Writes the tensors and config of a finished conversion into `folder`.
+// Writes the tensors and config of a finished conversion into `folder` (commit_output then
+// puts the folder in place).
 int write_output(output_folder& folder, std::vector<out_tensor>& tensors, const std::string& config_text, const io::bnb_quantization_config* qc,
                  bool quiet) {
   std::vector<io::tensor_entry> entries;
@@ -302,6 +256,11 @@ int write_output(output_folder& folder, std::vector<out_tensor>& tensors, const 
   }
   bar.finish();
   if (auto s = w.commit(); !s) return fail(exit_output, s);
+  return exit_ok;
+}
+
+// Renames the finished temporary folder onto OUT (after write_output).
+int commit_output(output_folder& folder) {
   std::lock_guard<std::mutex> lock(g_cleanup_mutex);
   if (auto s = folder.commit(); !s) return fail(exit_output, s);
   return exit_ok;
@@ -441,9 +400,18 @@ int cmd_quantize(int argc, char** argv) {
   for (const auto& n : in.names()) work += in.find(n).tensor->nbytes();
   std::vector<out_tensor> tensors;
   tensors.reserve(in.names().size());
+  // The quantized tensors, for the report: their source in the input mapping and their line.
+  struct report_line {
+    std::size_t tensor;
+    const void* source;
+    lowbit::dtype dt;
+    std::string name, shape;
+    double bits;
+    std::uint64_t bytes;
+  };
+  std::vector<report_line> pending;
   progress bar(work, !quiet);
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> scratch;
   if (report) std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
   else std::printf("%-52s %-16s %8s\n", "tensor", "shape", "bits");
   int quantized = 0;
@@ -483,22 +451,16 @@ int cmd_quantize(int argc, char** argv) {
         std::fprintf(stderr, "lowbit: %s: tensor \"%s\": %s\n", loc.file->path().c_str(), name.c_str(), s.message());
         return exit_quantize;
       }
-      error_stats es;
-      if (report)
-        if (auto s = measure(loc.file->data(ti), dt, t.q, static_cast<int>(threads), scratch, es); !s) return fail(exit_quantize, s);
       if (auto s = io::bnb_entries(name, t.q, t.entries); !s) return fail(exit_quantize, s);
       t.quantized = true;
       ++quantized;
-      const double n = static_cast<double>(ti.numel());
-      const double sqnr = es.sum_sq_err > 0 ? 10.0 * std::log10(es.sum_sq / es.sum_sq_err) : INFINITY;
-      bar.finish();
       std::uint64_t stored = 0;
       for (const auto& e : t.entries) stored += e.nbytes();
-      if (report)
-        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", name.c_str(), shape_string(ti.shape).c_str(), bits_per_value(stored, ti.numel()), es.max_abs,
-                    n > 0 ? es.sum_abs / n : 0.0, sqnr);
-      else
-        std::printf("%-52s %-16s %8.3f\n", name.c_str(), shape_string(ti.shape).c_str(), bits_per_value(stored, ti.numel()));
+      pending.push_back({tensors.size(), loc.file->data(ti), dt, name, shape_string(ti.shape), bits_per_value(stored, ti.numel()), ti.nbytes()});
+      if (!report) {
+        bar.finish();
+        std::printf("%-52s %-16s %8.3f\n", name.c_str(), pending.back().shape.c_str(), pending.back().bits);
+      }
     }
     for (const auto& e : t.entries) out_bytes += e.nbytes();
     tensors.push_back(std::move(t));
@@ -514,8 +476,31 @@ int cmd_quantize(int argc, char** argv) {
   qc.bnb_4bit_compute_dtype = compute;
   qc.has_skip_modules = true;
   qc.llm_int8_skip_modules = skip;
-  const int r = write_output(folder, tensors, config_text, &qc, quiet);
-  if (r != exit_ok) return r;
+  // The file is written by its own thread while this one measures the errors of the tensors
+  // it holds (both only read them): the error report then costs little beyond the write.
+  int written = exit_ok;
+  std::thread writer([&] { written = write_output(folder, tensors, config_text, &qc, quiet || report); });
+  int reported = exit_ok;
+  if (report) {
+    std::uint64_t total = 0, checked = 0;
+    for (const auto& l : pending) total += l.bytes;
+    progress check(total, !quiet);
+    for (const auto& l : pending) {
+      lowbit::host::error_stats es;
+      if (auto s = lowbit::measure_error(l.source, l.dt, tensors[l.tensor].q, es, p.options); !s) {
+        reported = fail(exit_quantize, s);
+        break;
+      }
+      check.finish();
+      std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", l.name.c_str(), l.shape.c_str(), l.bits, es.max_abs, es.mean_abs(), es.sqnr_db());
+      check.update(checked += l.bytes, "checking " + l.name);
+    }
+    check.finish();
+  }
+  writer.join();
+  if (reported != exit_ok) return reported;
+  if (written != exit_ok) return written;
+  if (int r = commit_output(folder)) return r;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),
               p.double_quant ? " + double quant" : "", fmt == "int8" ? 0LL : block, human_bytes(static_cast<double>(in_bytes)).c_str(),
@@ -619,7 +604,8 @@ int cmd_dequantize(int argc, char** argv) {
     }
     tensors.push_back(std::move(t));
   }
-  const int r = write_output(folder, tensors, config_text, nullptr, args.quiet);
+  int r = write_output(folder, tensors, config_text, nullptr, args.quiet);
+  if (r == exit_ok) r = commit_output(folder);
   if (r == exit_ok) std::printf("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
   return r;
 }

@@ -106,9 +106,11 @@ class storage {
   storage& operator=(const storage&) = delete;
   ~storage() { release(); }
 
-  /// Replaces the contents with `n` zero elements from `a`. On failure (errc::out_of_memory, or
-  /// the allocator's zero error) the old contents are kept. `what` names the array in messages.
-  status allocate(std::size_t n, const allocator& a, const char* what) noexcept {
+  /// Replaces the contents with `n` zero elements from `a` (`zero` false: left as the allocator
+  /// returns them, for callers that write every element before reading any). On failure
+  /// (errc::out_of_memory, or the allocator's zero error) the old contents are kept. `what`
+  /// names the array in messages.
+  status allocate(std::size_t n, const allocator& a, const char* what, bool zero = true) noexcept {
     if (!a.complete()) return status::error(errc::invalid_argument, "%s: allocator '%s' lacks a function", what, a.name);
     if (n > static_cast<std::size_t>(-1) / sizeof(T) / 2)
       return status::error(errc::out_of_memory, "%s: %zu elements exceed the address space", what, n);
@@ -120,7 +122,7 @@ class storage {
         return status::error(errc::out_of_memory, "cannot allocate %zu bytes of %s memory (%s) for %s", n * sizeof(T),
                              memory_space_name(a.space), a.name, what);
       next.n_ = n;
-      LOWBIT_TRY(a.zero(next.p_, n * sizeof(T), a.context));
+      if (zero) LOWBIT_TRY(a.zero(next.p_, n * sizeof(T), a.context));
     }
     *this = static_cast<storage&&>(next);
     return {};

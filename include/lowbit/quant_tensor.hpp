@@ -71,10 +71,24 @@ class quant_tensor {
 
   /// Allocates zeroed storage from `alloc` (host memory by default) for a tensor of `shape` in
   /// format `fmt` with the given block size (>= 1; any value, for tensors read from files) and
-  /// optional double quantization. Used by `quantize` and by loaders that fill the buffers
-  /// themselves. On error `out` is unchanged.
+  /// optional double quantization. Used by loaders that fill the buffers themselves. On error
+  /// `out` is unchanged.
   static status allocate(format fmt, const std::vector<std::int64_t>& shape, dtype source, std::int64_t block_size,
                          bool double_quant, quant_tensor& out, const allocator& alloc = allocator::host()) noexcept {
+    return allocate_storage(fmt, shape, source, block_size, double_quant, out, alloc, true);
+  }
+
+  /// As `allocate`, but the buffers are not zero-filled: for callers that write every byte
+  /// before any is read (`quantize` does; zeroing a large tensor's fresh pages on one thread cost
+  /// more than writing them from all of the quantizer's threads).
+  static status allocate_for_overwrite(format fmt, const std::vector<std::int64_t>& shape, dtype source, std::int64_t block_size,
+                                       bool double_quant, quant_tensor& out, const allocator& alloc = allocator::host()) noexcept {
+    return allocate_storage(fmt, shape, source, block_size, double_quant, out, alloc, false);
+  }
+
+ private:
+  static status allocate_storage(format fmt, const std::vector<std::int64_t>& shape, dtype source, std::int64_t block_size,
+                                 bool double_quant, quant_tensor& out, const allocator& alloc, bool zero) noexcept {
     if (!is_valid(fmt)) return status::error(errc::invalid_argument, "quant_tensor: format %d is not a lowbit format", static_cast<int>(fmt));
     if (!is_valid(source)) return status::error(errc::invalid_argument, "quant_tensor: dtype %d is not a lowbit dtype", static_cast<int>(source));
     std::int64_t n = 1;
@@ -97,21 +111,22 @@ class quant_tensor {
       return status::error(errc::invalid_argument, "quant_tensor: allocator '%s' lacks a function", alloc.name);
     const auto nb = static_cast<std::size_t>(quant::block_count(n, block_size));
     t.alloc_ = alloc;
-    LOWBIT_TRY(t.codes_.allocate(static_cast<std::size_t>(code_bytes(fmt, n)), alloc, "quant_tensor codes"));
+    LOWBIT_TRY(t.codes_.allocate(static_cast<std::size_t>(code_bytes(fmt, n)), alloc, "quant_tensor codes", zero));
     if (double_quant) {
-      LOWBIT_TRY(t.nested_codes_.allocate(nb, alloc, "quant_tensor nested codes"));
+      LOWBIT_TRY(t.nested_codes_.allocate(nb, alloc, "quant_tensor nested codes", zero));
       LOWBIT_TRY(t.nested_scales_.allocate(static_cast<std::size_t>(quant::block_count(static_cast<std::int64_t>(nb), quant::nested_block_size)),
-                                            alloc, "quant_tensor nested scales"));
+                                            alloc, "quant_tensor nested scales", zero));
       if (alloc.space == memory_space::device) LOWBIT_TRY(t.offset_slot_.allocate(1, alloc, "quant_tensor nested offset"));
     } else {
-      LOWBIT_TRY(t.scales_.allocate(nb, alloc, "quant_tensor scales"));
+      LOWBIT_TRY(t.scales_.allocate(nb, alloc, "quant_tensor scales", zero));
     }
-    if (info(fmt).zero_point) LOWBIT_TRY(t.zero_points_.allocate(nb, alloc, "quant_tensor zero points"));
+    if (info(fmt).zero_point) LOWBIT_TRY(t.zero_points_.allocate(nb, alloc, "quant_tensor zero points", zero));
     t.double_quant_ = double_quant;
     out = std::move(t);
     return {};
   }
 
+ public:
   format fmt() const noexcept { return fmt_; }
   const std::vector<std::int64_t>& shape() const noexcept { return shape_; }
   dtype source_dtype() const noexcept { return source_; }
@@ -287,7 +302,7 @@ inline status quantize(const void* data, dtype dt, const std::vector<std::int64_
   std::int64_t block = 0;
   LOWBIT_TRY(resolve_block_size(p.gran, shape, block));
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(p.fmt, shape, dt, block, p.double_quant, t));
+  LOWBIT_TRY(quant_tensor::allocate_for_overwrite(p.fmt, shape, dt, block, p.double_quant, t));  // quantize_into writes every byte
   quant_view v = t.view();
   LOWBIT_TRY(host::quantize_into(data, dt, v, p.options));  // t is discarded on error
   LOWBIT_TRY(t.set_nested_offset(v.nested_offset));
@@ -302,6 +317,15 @@ inline status dequantize(const quant_tensor& q, void* out, dtype dt, const host:
     return status::error(errc::invalid_argument,
                          "dequantize: the tensor lives in device memory; use lowbit::cuda::dequantize or copy it to the host");
   return host::dequantize(q.view(), out, dt, opt);
+}
+
+/// Quantization error of host tensor `q` against the dense tensor `x` (dtype `dt`, q.numel()
+/// elements) it was quantized from: host::measure_error (max and mean absolute error, SQNR of the
+/// float32 dequantization, in double, independent of the thread count).
+inline status measure_error(const void* x, dtype dt, const quant_tensor& q, host::error_stats& out, const host::options& opt = {}) noexcept {
+  if (q.location() != memory_space::host)
+    return status::error(errc::invalid_argument, "measure_error: the tensor lives in device memory; copy it to the host first");
+  return host::measure_error(x, dt, q.view(), out, opt);
 }
 
 LOWBIT_NAMESPACE_END

@@ -404,4 +404,125 @@ TEST(Dequantize, ArbitraryCodesAndScales) {
   }
 }
 
+// ---- measure_error: the fused error statistics against a plain scalar loop ----------------------
+
+// The definition: dequantize the whole tensor to float32, then one sequential loop in double.
+template <class T>
+lowbit::host::error_stats scalar_error(const std::vector<T>& x, const lowbit::quant_tensor& q) {
+  std::vector<float> y(x.size());
+  EXPECT_TRUE(lowbit::dequantize(q, y.data(), dtype::f32).ok());
+  lowbit::host::error_stats r;
+  r.count = static_cast<std::int64_t>(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double v = lowbit::to_float(x[i]);
+    const double d = std::fabs(v - static_cast<double>(y[i]));
+    r.max_abs = std::max(r.max_abs, d);
+    r.sum_abs += d;
+    r.sum_sq += v * v;
+    r.sum_sq_err += d * d;
+  }
+  return r;
+}
+
+// Same sums: max exactly (no rounding in a max), the sums to the rounding of a different
+// summation order (relative 1e-12 for up to ~10^6 terms of one sign).
+void expect_same_error(const lowbit::host::error_stats& got, const lowbit::host::error_stats& want, const std::string& ctx) {
+  EXPECT_EQ(got.count, want.count) << ctx;
+  EXPECT_EQ(got.max_abs, want.max_abs) << ctx;
+  EXPECT_NEAR(got.sum_abs, want.sum_abs, 1e-12 * want.sum_abs) << ctx;
+  EXPECT_NEAR(got.sum_sq, want.sum_sq, 1e-12 * want.sum_sq) << ctx;
+  EXPECT_NEAR(got.sum_sq_err, want.sum_sq_err, 1e-12 * want.sum_sq_err) << ctx;
+}
+
+std::uint64_t bits64(double v) {
+  std::uint64_t u;
+  std::memcpy(&u, &v, 8);
+  return u;
+}
+
+void expect_identical(const lowbit::host::error_stats& a, const lowbit::host::error_stats& b, const std::string& ctx) {
+  EXPECT_EQ(a.count, b.count) << ctx;
+  EXPECT_EQ(bits64(a.max_abs), bits64(b.max_abs)) << ctx;
+  EXPECT_EQ(bits64(a.sum_abs), bits64(b.sum_abs)) << ctx;
+  EXPECT_EQ(bits64(a.sum_sq), bits64(b.sum_sq)) << ctx;
+  EXPECT_EQ(bits64(a.sum_sq_err), bits64(b.sum_sq_err)) << ctx;
+}
+
+template <class T>
+void check_measure_error(format f, lowbit::granularity gran, bool dq, const std::vector<std::int64_t>& shape) {
+  LOWBIT_SEED_TRACE();
+  std::int64_t n = 1;
+  for (auto d : shape) n *= d;
+  const std::string ctx = std::string(lowbit::info(f).name) + (dq ? "+dq" : "") + " in " + lowbit::dtype_name(lowbit::dtype_of<T>::value) +
+                          " n " + std::to_string(n);
+  const std::vector<T> x = make_input<T>(n, 64, static_cast<std::uint64_t>(n * 7 + static_cast<int>(f)));
+  lowbit::quantize_params p;
+  p.fmt = f;
+  p.gran = gran;
+  p.double_quant = dq;
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype_of<T>::value, shape, p, q).ok()) << ctx;
+  const lowbit::host::error_stats want = scalar_error(x, q);
+  // variants: all threads and the best SIMD; 1 thread; 2 threads; portable code; AVX2 only
+  lowbit::host::error_stats first;
+  for (int variant = 0; variant < 5; ++variant) {
+    lowbit::host::options opt;
+    opt.threads = variant == 1 ? 1 : variant == 2 ? 2 : 0;
+    opt.simd = variant != 3;
+    opt.avx512 = variant != 4;
+    lowbit::host::error_stats got;
+    ASSERT_TRUE(lowbit::measure_error(x.data(), lowbit::dtype_of<T>::value, q, got, opt).ok()) << ctx;
+    const std::string vctx = ctx + " variant " + std::to_string(variant);
+    expect_same_error(got, want, vctx);
+    // the thread count never changes a bit of the result
+    if (variant == 0) first = got;
+    if (variant == 1 || variant == 2) expect_identical(got, first, vctx);
+    EXPECT_EQ(got.mean_abs(), got.sum_abs / static_cast<double>(n)) << vctx;
+    EXPECT_EQ(got.sqnr_db(), 10.0 * std::log10(got.sum_sq / got.sum_sq_err)) << vctx;
+  }
+}
+
+TEST(MeasureError, MatchesScalarDefinition) {
+  using g = lowbit::granularity;
+  // several chunks of 16384 elements and a partial one, partial last blocks, odd 4-bit rows
+  // (blocks that start on odd elements), double quantization, every input dtype
+  check_measure_error<lowbit::f16>(format::nf4, g::per_block(64), true, {513, 129});
+  check_measure_error<float>(format::nf4, g::per_block(64), false, {3, 16384 + 37});
+  check_measure_error<lowbit::bf16>(format::bnb_fp4, g::per_block(4096), true, {70001});
+  check_measure_error<lowbit::f16>(format::nf4, g::per_row(), false, {301, 333});
+  check_measure_error<lowbit::f16>(format::int8_absmax, g::per_row(), false, {97, 1031});
+  check_measure_error<float>(format::e4m3fn, g::per_block(32), false, {40000});
+  check_measure_error<float>(format::uint8_zeropoint, g::per_tensor(), false, {33333});
+  check_measure_error<lowbit::bf16>(format::bnb_dynamic8, g::per_block(256), true, {5, 7});
+}
+
+TEST(MeasureError, ZeroAndEmptyTensors) {
+  for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{100000}}) {
+    const std::vector<lowbit::f16> x(static_cast<std::size_t>(n), lowbit::f16{});
+    lowbit::quantize_params p;
+    p.double_quant = true;
+    lowbit::quant_tensor q;
+    ASSERT_TRUE(lowbit::quantize(x.data(), dtype::f16, {n}, p, q).ok());
+    lowbit::host::error_stats e;
+    e.max_abs = 1.0;  // overwritten
+    ASSERT_TRUE(lowbit::measure_error(x.data(), dtype::f16, q, e).ok());
+    EXPECT_EQ(e.count, n);
+    EXPECT_EQ(e.max_abs, 0.0);
+    EXPECT_EQ(e.sum_abs, 0.0);
+    EXPECT_EQ(e.sum_sq, 0.0);
+    EXPECT_EQ(e.sum_sq_err, 0.0);
+    EXPECT_EQ(e.mean_abs(), 0.0);
+    EXPECT_TRUE(std::isinf(e.sqnr_db()) && e.sqnr_db() > 0);  // exact: infinite SQNR
+  }
+}
+
+TEST(MeasureError, BadArguments) {
+  const std::vector<float> x(64, 1.0f);
+  lowbit::quant_tensor q;
+  ASSERT_TRUE(lowbit::quantize(x.data(), dtype::f32, {64}, lowbit::quantize_params{}, q).ok());
+  lowbit::host::error_stats e;
+  EXPECT_EQ(lowbit::measure_error(nullptr, dtype::f32, q, e).code(), lowbit::errc::invalid_argument);
+  EXPECT_EQ(lowbit::measure_error(x.data(), static_cast<dtype>(99), q, e).code(), lowbit::errc::invalid_argument);
+}
+
 }  // namespace

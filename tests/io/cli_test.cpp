@@ -171,6 +171,24 @@ TEST(LowbitTool, ExitCodesAndNoPartialOutput) {
   expect_only(d.path(), {"stdout", "stderr", "bad.safetensors", "full", "nan.safetensors", "empty"});
 }
 
+// The report (measured while the file is written) and the file do not depend on --threads.
+TEST(LowbitTool, ReportAndOutputDoNotDependOnThreads) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "w.safetensors", "layer.weight", 600, 1000);  // 37 chunks of the error sums
+  std::string report[2], file[2];
+  for (int t = 0; t < 2; ++t) {
+    const std::string out = d / ("out" + std::to_string(t + 1));
+    const run_result r = run(d, "quantize --quiet --threads " + std::to_string(t + 1) + " '" + (d / "w.safetensors") + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << r.err;
+    report[t] = r.out.substr(0, r.out.find("1 of 1 tensors quantized"));  // the summary line has the time
+    file[t] = lowbit_test::read_bytes(out + "/model.safetensors");
+  }
+  EXPECT_NE(report[0].find("layer.weight"), std::string::npos) << report[0];
+  EXPECT_NE(report[0].find("SQNR dB"), std::string::npos) << report[0];
+  EXPECT_EQ(report[0], report[1]);
+  EXPECT_TRUE(file[0] == file[1]) << "model.safetensors differs between --threads 1 and 2";
+}
+
 TEST(LowbitTool, InterruptedRunLeavesNothing) {
   scratch_dir d;
   write_f16_checkpoint(d / "big.safetensors", "w.weight", 4096, 4096);

@@ -39,6 +39,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -274,71 +275,148 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   return {};
 }
 
-/// Decodes the elements [e0, e1) of one block (e0 even for 4-bit formats).
+/// Decodes the elements [e0, e1) of one block into out[0 .. e1 - e0) (the vector path needs e0
+/// even for 4-bit formats).
 template <format F, class T>
 void decode_block(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1, const float* table, float scale,
                   int zp, T* out, bool use_simd) {
   constexpr bool four = info(F).bits == 4;
   std::int64_t i = e0;
-  if (use_simd) i += avx2::decode_block<F>(four ? codes + e0 / 2 : codes + e0, e1 - e0, table, scale, zp, out + e0);
+  if (use_simd) i += avx2::decode_block<F>(four ? codes + e0 / 2 : codes + e0, e1 - e0, table, scale, zp, out);
   for (; i < e1; ++i) {
     const std::uint8_t c = four ? codecs::unpack_nibble<info(F).order>(codes[i / 2], static_cast<int>(i & 1)) : codes[i];
-    out[i] = from_float<T>(quant::decode_element<F>(table[c], scale, zp));
+    out[i - e0] = from_float<T>(quant::decode_element<F>(table[c], scale, zp));
   }
 }
+
+/// Dequantization of any element range of `q`: the code tables and kernel choice are set up
+/// once, then `decode(e0, e1, out)` fills out[0 .. e1 - e0) with elements [e0, e1) (e0 even for
+/// 4-bit formats), the same values whichever ranges are asked for.
+template <format F>
+class range_decoder {
+ public:
+  range_decoder(const quant_view& q, const options& opt) : q_(q), simd_(opt.simd && avx2::available()) {
+    for (int c = 0; c < 256; ++c) {
+      const int k = four ? (c & 15) : c;
+      table_[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
+    }
+    for (int c = 0; c < 256; ++c)
+      nested_table_[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+    // Runs of full blocks whose size is a multiple of 32 go through the run kernels, 256 blocks
+    // at a time with their scales gathered first; everything else block by block.
+    runs_ = simd_ && q.block_size % 32 == 0;
+    wide_ = runs_ && opt.avx512 && avx512::detail::has_decode_kernel<F>() && avx512::available();
+  }
+
+  template <class T>
+  void decode(std::int64_t e0, std::int64_t e1, T* out) const {
+    const std::int64_t bs = q_.block_size, full_blocks = q_.numel / bs;
+    std::int64_t i = e0;
+    while (i < e1) {
+      std::int64_t b = i / bs;
+      if (runs_ && i == b * bs && b < full_blocks && (b + 1) * bs <= e1) {
+        const std::int64_t run_end = std::min(e1 / bs, full_blocks);  // the full blocks inside [i, e1)
+        float scale[256];
+        int zp[256];
+        while (b < run_end) {
+          const std::int64_t m = std::min<std::int64_t>(256, run_end - b);
+          for (std::int64_t j = 0; j < m; ++j) {
+            scale[j] = scale_of(b + j);
+            zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
+          }
+          T* o = out + (b * bs - e0);
+          if (wide_) avx512::decode_run<F>(q_.codes + b * bs, m, bs, scale, zp, o);
+          else avx2::decode_run<F>(four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, o);
+          b += m;
+        }
+        i = b * bs;
+        continue;
+      }
+      const std::int64_t end = std::min(std::min((b + 1) * bs, q_.numel), e1);
+      const int zp = info(F).zero_point ? q_.zero_points[b] : 0;
+      // a 4-bit range starting at an odd element decodes element by element (no vector path)
+      decode_block<F>(q_.codes, i, end, table_, scale_of(b), zp, out + (i - e0), simd_ && !(four && (i & 1)));
+      i = end;
+    }
+  }
+
+ private:
+  static constexpr bool four = info(F).bits == 4;
+  float scale_of(std::int64_t b) const {
+    return q_.nested() ? quant::nested_scale(nested_table_[q_.nested_codes[b]], q_.nested_scales[b / quant::nested_block_size], q_.nested_offset)
+                       : q_.scales[b];
+  }
+  const quant_view& q_;
+  bool simd_, runs_ = false, wide_ = false;
+  alignas(64) float table_[256];
+  alignas(64) float nested_table_[256];
+};
 
 template <format F, class T>
 status dequantize_typed(const quant_view& q, T* out, const options& opt) {
   constexpr bool four = info(F).bits == 4;
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
-  const bool simd = opt.simd && avx2::available();
-  alignas(64) float table[256];
-  for (int c = 0; c < 256; ++c) {
-    const int k = four ? (c & 15) : c;
-    table[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
-  }
-  alignas(64) float nested_table[256];
-  for (int c = 0; c < 256; ++c)
-    nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
-  auto scale_of = [&](std::int64_t b) {
-    return q.nested() ? quant::nested_scale(nested_table[q.nested_codes[b]], q.nested_scales[b / quant::nested_block_size],
-                                            q.nested_offset)
-                      : q.scales[b];
-  };
+  const range_decoder<F> dec(q, opt);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
-  const bool pairwise = four && (bs & 1);
-  // Runs of full blocks whose size is a multiple of 32 go through the AVX2 run kernel, 256
-  // blocks at a time with their scales gathered first; everything else block by block.
-  const bool runs = simd && bs % 32 == 0;
-  const bool wide = runs && opt.avx512 && avx512::detail::has_decode_kernel<F>() && avx512::available();
+  const bool pairwise = four && (bs & 1);  // chunks start at even blocks, so at even elements
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
-    std::int64_t b = b0;
-    if (runs) {
-      const std::int64_t full_end = std::min(b1, n / bs);
-      float scale[256];
-      int zp[256];
-      while (b < full_end) {
-        const std::int64_t m = std::min<std::int64_t>(256, full_end - b);
-        for (std::int64_t j = 0; j < m; ++j) {
-          scale[j] = scale_of(b + j);
-          zp[j] = info(F).zero_point ? q.zero_points[b + j] : 0;
-        }
-        if (wide) {
-          avx512::decode_run<F>(q.codes + b * bs, m, bs, scale, zp, out + b * bs);
-        } else {
-          avx2::decode_run<F>(four ? q.codes + b * bs / 2 : q.codes + b * bs, m, bs, scale, zp, table, out + b * bs);
-        }
-        b += m;
+    dec.decode(b0 * bs, std::min(n, b1 * bs), out + b0 * bs);
+  });
+  return {};
+}
+
+/// Elements one task of measure_error decodes into its buffer at a time (fixed, so the sums do
+/// not depend on the thread count).
+inline constexpr std::int64_t error_chunk_elements = std::int64_t{1} << 14;
+
+/// Lane sums of one chunk (see avx2::error_sums): [0] max, [1] sum |d|, [2] sum x^2, [3] sum d^2.
+template <class T>
+void error_chunk(const T* x, const float* y, std::int64_t n, bool simd, bool wide, double (*acc)[8]) {
+  for (int k = 0; k < 4; ++k)
+    for (int l = 0; l < 8; ++l) acc[k][l] = 0.0;
+  std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 8: lanes stay aligned
+  if (simd) done += avx2::error_sums(x + done, y + done, n - done, acc);
+  for (std::int64_t i = done; i < n; ++i) {
+    const double v = static_cast<double>(to_float(x[i]));
+    const double d = std::fabs(v - static_cast<double>(y[i]));
+    const int l = static_cast<int>(i & 7);
+    acc[0][l] = std::max(acc[0][l], d);
+    acc[1][l] = acc[1][l] + d;
+    acc[2][l] = acc[2][l] + v * v;
+    acc[3][l] = acc[3][l] + d * d;
+  }
+}
+
+template <format F, class T>
+status measure_error_typed(const T* x, const quant_view& q, const options& opt, double* sums /* [4] */) {
+  const std::int64_t n = q.numel;
+  const range_decoder<F> dec(q, opt);
+  const bool simd = opt.simd && avx2::available();
+  const bool wide = simd && opt.avx512 && avx512::available();
+  const std::int64_t chunks = (n + error_chunk_elements - 1) / error_chunk_elements;
+  buffer<double> part;  // 4 sums per chunk, reduced in chunk order below
+  LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, "measure_error: partial sums"));
+  parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
+    alignas(64) float y[error_chunk_elements];
+    double acc[4][8];
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const std::int64_t e0 = c * error_chunk_elements, e1 = std::min(n, e0 + error_chunk_elements);
+      dec.decode(e0, e1, y);
+      error_chunk(x + e0, y, e1 - e0, simd, wide, acc);
+      double* out = part.data() + 4 * c;
+      out[0] = acc[0][0];
+      out[1] = acc[1][0], out[2] = acc[2][0], out[3] = acc[3][0];
+      for (int l = 1; l < 8; ++l) {
+        out[0] = std::max(out[0], acc[0][l]);
+        for (int k = 1; k < 4; ++k) out[k] = out[k] + acc[k][l];
       }
     }
-    for (; b < b1; ++b) {
-      const std::int64_t e0 = b * bs;
-      const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
-      const int zp = info(F).zero_point ? q.zero_points[b] : 0;
-      // a 4-bit block starting at an odd element decodes element by element (no vector path)
-      decode_block<F>(q.codes, e0, e1, table, scale_of(b), zp, out, simd && !(four && (e0 & 1)));
-    }
   });
+  for (int k = 0; k < 4; ++k) sums[k] = 0.0;
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    sums[0] = std::max(sums[0], part[static_cast<std::size_t>(4 * c)]);
+    for (int k = 1; k < 4; ++k) sums[k] = sums[k] + part[static_cast<std::size_t>(4 * c + k)];
+  }
   return {};
 }
 
@@ -479,6 +557,50 @@ inline status dequantize(const quant_view& q, void* out, dtype ot, const options
     }
     return detail::dequantize_typed<F>(q, static_cast<bf16*>(out), opt);
   });
+}
+
+/// How far a quantized tensor is from its source (see measure_error).
+struct error_stats {
+  std::int64_t count = 0;  ///< elements compared
+  double max_abs = 0.0;     ///< max |x - x'|
+  double sum_abs = 0.0;     ///< sum |x - x'|
+  double sum_sq = 0.0;      ///< sum x^2
+  double sum_sq_err = 0.0;  ///< sum (x - x')^2
+  /// Mean absolute error (0 for an empty tensor).
+  double mean_abs() const noexcept { return count > 0 ? sum_abs / static_cast<double>(count) : 0.0; }
+  /// Signal-to-quantization-noise ratio 10 log10(sum x^2 / sum (x - x')^2) in dB; +Inf when the
+  /// dequantization is exact (a zero tensor included).
+  double sqnr_db() const noexcept { return sum_sq_err > 0 ? 10.0 * std::log10(sum_sq / sum_sq_err) : HUGE_VAL; }
+};
+
+/// Compares `q` with the `q.numel` elements of `x` (dtype `xt`) it was quantized from, x' being
+/// the float32 dequantization `dequantize(q, ..., dtype::f32)` gives, without materializing it:
+/// each task decodes a cache-sized chunk and accumulates that chunk's statistics. Every
+/// difference, square and sum is in double. The sums are taken in a fixed order (element i of a
+/// chunk of error_chunk_elements into lane i % 8, the 8 lanes in order, then the chunks in
+/// order), so the result does not depend on `opt.threads`; the SIMD and portable paths perform
+/// the same operations in that order.
+inline status measure_error(const void* x, dtype xt, const quant_view& q, error_stats& out, const options& opt = {}) {
+  LOWBIT_TRY(validate(q, "measure_error"));
+  if (!is_valid(xt)) return status::error(errc::invalid_argument, "measure_error: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
+  error_stats r;
+  r.count = q.numel;
+  if (q.numel > 0) {
+    if (x == nullptr) return status::error(errc::invalid_argument, "measure_error: input x is null");
+    double sums[4];
+    LOWBIT_TRY(visit_format(q.fmt, [&](auto f) {
+      constexpr format F = decltype(f)::value;
+      switch (xt) {
+        case dtype::f32: return detail::measure_error_typed<F>(static_cast<const float*>(x), q, opt, sums);
+        case dtype::f16: return detail::measure_error_typed<F>(static_cast<const f16*>(x), q, opt, sums);
+        case dtype::bf16: break;
+      }
+      return detail::measure_error_typed<F>(static_cast<const bf16*>(x), q, opt, sums);
+    }));
+    r.max_abs = sums[0], r.sum_abs = sums[1], r.sum_sq = sums[2], r.sum_sq_err = sums[3];
+  }
+  out = r;
+  return {};
 }
 
 }  // namespace host

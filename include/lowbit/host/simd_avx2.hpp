@@ -201,6 +201,28 @@ LOWBIT_AVX2 inline __m256i codes8(__m256 v, const __m256* thr) {
     const __m256i code = _mm256_permutevar8x32_epi32(_mm256_setr_epi32(0, 1, 6, 7, 4, 5, 2, 3), rank);
     const __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ));
     return _mm256_or_si256(code, _mm256_and_si256(neg, _mm256_set1_epi32(8)));
+  } else if constexpr (F == format::bnb_dynamic8) {
+    // codecs::detail::bnb_dynamic8_search on 8 lanes: the same steps, with selects for branches
+    // and gathers for table reads. lo_val/hi_val of the scalar search are always the table
+    // entries at lo/hi, so only the indices are carried.
+    (void)thr;
+    const int* table = reinterpret_cast<const int*>(codecs::detail::bnb_dynamic8_value_bits);
+    __m256i pivot = _mm256_set1_epi32(127), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
+    __m256 t = _mm256_set1_ps(codecs::bnb_dynamic8::decode(127));
+    for (int step = 64; step > 0; step >>= 1) {
+      const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, t, _CMP_GT_OQ));
+      lo = _mm256_blendv_epi8(lo, pivot, up);
+      hi = _mm256_blendv_epi8(pivot, hi, up);
+      pivot = _mm256_add_epi32(pivot, _mm256_blendv_epi8(_mm256_set1_epi32(-step), _mm256_set1_epi32(step), up));
+      t = _mm256_castsi256_ps(_mm256_i32gather_epi32(table, pivot, 4));
+    }
+    // the nearer of the pivot and its neighbour on v's side, by their float32 midpoint
+    const __m256i up = _mm256_castps_si256(_mm256_cmp_ps(v, t, _CMP_GT_OQ));
+    const __m256i side = _mm256_blendv_epi8(lo, hi, up);
+    const __m256 mid = _mm256_mul_ps(_mm256_add_ps(_mm256_castsi256_ps(_mm256_i32gather_epi32(table, side, 4)), t), _mm256_set1_ps(0.5f));
+    const __m256i beyond = _mm256_blendv_epi8(_mm256_castps_si256(_mm256_cmp_ps(v, mid, _CMP_LT_OQ)),
+                                              _mm256_castps_si256(_mm256_cmp_ps(v, mid, _CMP_GT_OQ)), up);
+    return _mm256_blendv_epi8(pivot, side, beyond);
   } else if constexpr (F == format::int8_absmax) {
     const __m256 c = _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
     const __m256i q = _mm256_cvtps_epi32(_mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -233,6 +255,12 @@ template <format F>
 constexpr bool has_encode_kernel() {
   return F == format::nf4 || F == format::bnb_fp4 || F == format::int8_absmax || F == format::e4m3fn ||
          F == format::e5m2 || F == format::e2m1fn;
+}
+// Formats encode_block takes: those of the run kernels, and bnb_dynamic8 block by block (the
+// nested scales of double quantization).
+template <format F>
+constexpr bool has_block_kernel() {
+  return has_encode_kernel<F>() || F == format::bnb_dynamic8;
 }
 
 }  // namespace detail
@@ -267,7 +295,7 @@ LOWBIT_AVX2 std::int64_t block_stats(const T* x, std::int64_t n, quant::block_st
 /// for zero blocks).
 template <format F, class T>
 LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::block_encoder& e, std::uint8_t* out) {
-  if constexpr (!detail::has_encode_kernel<F>()) {
+  if constexpr (!detail::has_block_kernel<F>()) {
     (void)x, (void)n, (void)e, (void)out;
     return 0;
   } else {
@@ -511,6 +539,43 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
   }
 }
 
+/// Error sums of `measure_error` (engine.hpp) over the first floor(n/8)*8 elements: x the source,
+/// y its dequantization; element i goes to lane i % 8 of acc (acc[0] max |x - y|, acc[1] sum
+/// |x - y|, acc[2] sum x^2, acc[3] sum (x - y)^2, all in double, the same operations in the
+/// same order as the portable loop). Returns how many elements it took.
+template <class T>
+LOWBIT_AVX2 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, double (*acc)[8]) {
+  const std::int64_t m = n & ~std::int64_t{7};
+  if (m == 0) return 0;
+  __m256d mx[2], ab[2], sq[2], se[2];
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = _mm256_loadu_pd(acc[0] + 4 * h);
+    ab[h] = _mm256_loadu_pd(acc[1] + 4 * h);
+    sq[h] = _mm256_loadu_pd(acc[2] + 4 * h);
+    se[h] = _mm256_loadu_pd(acc[3] + 4 * h);
+  }
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  for (std::int64_t i = 0; i < m; i += 8) {
+    const __m256 xv = detail::load8(x + i), yv = _mm256_loadu_ps(y + i);
+    const __m256d xs[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(xv)), _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1))};
+    const __m256d ys[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(yv)), _mm256_cvtps_pd(_mm256_extractf128_ps(yv, 1))};
+    for (int h = 0; h < 2; ++h) {
+      const __m256d d = _mm256_andnot_pd(sign, _mm256_sub_pd(xs[h], ys[h]));
+      mx[h] = _mm256_max_pd(d, mx[h]);  // d NaN: keeps the running max, as std::max(max, d)
+      ab[h] = _mm256_add_pd(ab[h], d);
+      sq[h] = _mm256_add_pd(sq[h], _mm256_mul_pd(xs[h], xs[h]));
+      se[h] = _mm256_add_pd(se[h], _mm256_mul_pd(d, d));
+    }
+  }
+  for (int h = 0; h < 2; ++h) {
+    _mm256_storeu_pd(acc[0] + 4 * h, mx[h]);
+    _mm256_storeu_pd(acc[1] + 4 * h, ab[h]);
+    _mm256_storeu_pd(acc[2] + 4 * h, sq[h]);
+    _mm256_storeu_pd(acc[3] + 4 * h, se[h]);
+  }
+  return m;
+}
+
 #else
 
 inline bool available() noexcept { return false; }
@@ -526,6 +591,8 @@ template <bool Range, class T>
 bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
 template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const quant::block_encoder*, std::uint8_t*) {}
+template <class T>
+std::int64_t error_sums(const T*, const float*, std::int64_t, double (*)[8]) { return 0; }
 
 #endif
 

@@ -335,6 +335,34 @@ LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, s
   }
 }
 
+/// As avx2::error_sums, 16 elements a step: elements i..i+7 then i+8..i+15 go to lanes 0..7 in
+/// that order, so every lane sums the same elements in the same order as the AVX2 and portable
+/// loops. Takes the first floor(n/16)*16 elements.
+template <class T>
+LOWBIT_AVX512 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, double (*acc)[8]) {
+  const std::int64_t m = n & ~std::int64_t{15};
+  if (m == 0) return 0;
+  __m512d mx = _mm512_loadu_pd(acc[0]), ab = _mm512_loadu_pd(acc[1]), sq = _mm512_loadu_pd(acc[2]), se = _mm512_loadu_pd(acc[3]);
+  const __m512d sign = _mm512_set1_pd(-0.0);
+  for (std::int64_t i = 0; i < m; i += 16) {
+    const __m512 xv = detail::load16(x + i), yv = _mm512_loadu_ps(y + i);
+    const __m512d xs[2] = {_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)))};
+    const __m512d ys[2] = {_mm512_cvtps_pd(_mm512_castps512_ps256(yv)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yv), 1)))};
+    for (int h = 0; h < 2; ++h) {
+      const __m512d d = _mm512_andnot_pd(sign, _mm512_sub_pd(xs[h], ys[h]));
+      mx = _mm512_max_pd(d, mx);  // d NaN: keeps the running max, as std::max(max, d)
+      ab = _mm512_add_pd(ab, d);
+      sq = _mm512_add_pd(sq, _mm512_mul_pd(xs[h], xs[h]));
+      se = _mm512_add_pd(se, _mm512_mul_pd(d, d));
+    }
+  }
+  _mm512_storeu_pd(acc[0], mx);
+  _mm512_storeu_pd(acc[1], ab);
+  _mm512_storeu_pd(acc[2], sq);
+  _mm512_storeu_pd(acc[3], se);
+  return m;
+}
+
 #if defined(__GNUC__) && !defined(__clang__)
 #  pragma GCC diagnostic pop
 #endif
@@ -350,6 +378,8 @@ template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*) {}
 template <format F, class T>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, T*) {}
+template <class T>
+std::int64_t error_sums(const T*, const float*, std::int64_t, double (*)[8]) { return 0; }
 namespace detail {
 template <format F>
 constexpr bool has_decode_kernel() {
