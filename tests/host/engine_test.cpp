@@ -384,11 +384,11 @@ void dequantize_arbitrary(format f, std::int64_t bs) {
       if constexpr (std::is_same<Out, float>::value) {
         // a NaN code times a NaN scale: IEEE leaves the sign and payload of the result open
         if (std::isnan(want[i])) {
-          ASSERT_TRUE(std::isnan(got[i])) << "element " << i << " simd " << opt.simd;
+          ASSERT_TRUE(std::isnan(got[i])) << "element " << i << " variant " << variant;
           continue;
         }
       }
-      ASSERT_EQ(raw(got[i]), raw(want[i])) << "element " << i << " simd " << opt.simd;
+      ASSERT_EQ(raw(got[i]), raw(want[i])) << "element " << i << " variant " << variant;
     }
   }
 }

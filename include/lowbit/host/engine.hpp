@@ -168,12 +168,14 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
       std::int64_t b0 = c * per_chunk;
       const std::int64_t b1 = std::min(nb, b0 + per_chunk);
       const std::int64_t full = runs ? std::min(b1, n / bs) - b0 : 0;
+      // the encode kernels prefetch this task's next chunk, which the statistics read next
+      const std::int64_t ahead = c + 1 < c1 ? per_chunk * bs : 0;
       bool done = false;  // full blocks encoded by a run kernel
       if (full > 0 && wide) {
         if constexpr (!info(F).zero_point) {
           if (avx512::absmax_run(x + b0 * bs, full, bs, run_absmax)) {
             avx512::scales_run<F>(run_absmax, full, scales_out + b0, run_inv);
-            avx512::encode_run<F>(x + b0 * bs, full, bs, run_inv, codes_at(b0));
+            avx512::encode_run<F>(x + b0 * bs, full, bs, run_inv, codes_at(b0), ahead);
             done = true;
           }
         }
@@ -183,7 +185,7 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
           scales_out[b0 + j] = run_enc[j].scale;
           if constexpr (info(F).zero_point) q.zero_points[b0 + j] = static_cast<std::uint8_t>(run_enc[j].zero_point);
         }
-        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0));
+        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0), ahead);
         done = true;
       }
       if (done) {

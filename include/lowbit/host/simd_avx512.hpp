@@ -283,12 +283,14 @@ LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale,
 
 /// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 32, the first element even)
 /// with block b's multiplier inv[b] (as scales_run gives it); a block with inv 0 is a zero block
-/// and gets the format's zero code.
+/// and gets the format's zero code. `prefetch_ahead` as avx2::encode_run's.
 template <format F, class T>
-LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const float* inv, std::uint8_t* out) {
+LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const float* inv, std::uint8_t* out,
+                              std::int64_t prefetch_ahead = 0) {
   if constexpr (!detail::has_encode_kernel<F>()) {
-    (void)x, (void)nblocks, (void)bs, (void)inv, (void)out;
+    (void)x, (void)nblocks, (void)bs, (void)inv, (void)out, (void)prefetch_ahead;
   } else {
+    const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
     constexpr bool four = info(F).bits == 4;
     const detail::thresholds th = detail::make_thresholds<F>();
     constexpr std::uint8_t z = quant::scheme<F>::zero_code;
@@ -297,10 +299,12 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
       if (!(inv[b] > 0.0f)) {
         std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+        if (ahead) avx2::detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
         continue;
       }
       const __m512 m = _mm512_set1_ps(inv[b]);
       for (std::int64_t i = 0; i < bs; i += 32) {
+        if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 32 * sizeof(T));
         const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
         const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
         if constexpr (four) {
@@ -375,7 +379,7 @@ bool absmax_run(const T*, std::int64_t, std::int64_t, float*) { return false; }
 template <format F>
 void scales_run(const float*, std::int64_t, float*, float*) {}
 template <format F, class T>
-void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*) {}
+void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*, std::int64_t = 0) {}
 template <format F, class T>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, T*) {}
 template <class T>
