@@ -29,10 +29,10 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../format.hpp"
+#include "../memory.hpp"
 #include "../quant/blockwise.hpp"
 #include "../quant/layout.hpp"
 #include "../status.hpp"
-#include "buffer.hpp"
 #include "parallel.hpp"
 #include "simd_avx2.hpp"
 #include "simd_avx512.hpp"
@@ -221,8 +221,8 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   // one-pass path; larger blocks (per tensor, long rows) read the input twice.
   if (bs <= fused_chunk_elements && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
-  buffer<stats_entry> stats;
-  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), "quantize: block statistics"));
+  storage<stats_entry> stats;
+  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: block statistics"));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
 
   // Pass A: statistics and validation; nothing is written to the outputs yet.
@@ -347,8 +347,8 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
   if (!q.nested()) return visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, q.scales); });
   // Double quantization: float32 absmax first, then bitsandbytes' nested 8-bit quantization.
   const std::int64_t nb = q.blocks();
-  buffer<float> absmax;
-  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), "quantize: absmax before double quantization"));
+  storage<float> absmax;
+  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: absmax before double quantization"));
   LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
   double sum = 0.0;  // quant::offset_chunk: the summation order every engine uses
   for (std::int64_t c = 0; c < nb; c += quant::offset_chunk) {
@@ -394,8 +394,8 @@ inline status quantize_any(const void* x, dtype xt, quant_view& q, const options
 }
 
 /// Per-thread scratch of `quantize`, kept between calls (see release_scratch).
-inline buffer<unsigned char>& scratch() {
-  thread_local buffer<unsigned char> b;
+inline storage<unsigned char>& scratch() {
+  thread_local storage<unsigned char> b;
   return b;
 }
 
@@ -424,8 +424,8 @@ inline status quantize(const void* x, dtype xt, quant_view& q, const options& op
   const std::size_t ncodes = q.nested() ? detail::align64(nb) : 0;
   const std::size_t nscales = q.nested() ? detail::align64(nnb * 4) : 0;
   const std::size_t total = codes + scales + zps + ncodes + nscales;
-  buffer<unsigned char>& scratch = detail::scratch();
-  if (scratch.size() < total) LOWBIT_TRY(scratch.allocate(total, "quantize: scratch for the outputs"));
+  storage<unsigned char>& scratch = detail::scratch();
+  if (scratch.size() < total) LOWBIT_TRY(scratch.allocate(total, allocator::host(), "quantize: scratch for the outputs"));
   unsigned char* p = scratch.data();
   quant_view s = q;
   s.codes = p;
@@ -459,7 +459,7 @@ inline status quantize_into(const void* x, dtype xt, quant_view& q, const option
 }
 
 /// Frees the calling thread's quantize scratch.
-inline void release_scratch() noexcept { detail::scratch() = buffer<unsigned char>{}; }
+inline void release_scratch() noexcept { detail::scratch() = storage<unsigned char>{}; }
 
 /// Dequantizes `q` into `q.numel` elements of `out` (dtype `ot`), rounding each float32 value
 /// to the output dtype to nearest even. The input is never modified. Stored bytes are not
