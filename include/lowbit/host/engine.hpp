@@ -168,22 +168,21 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
       const std::int64_t b1 = std::min(nb, b0 + per_chunk);
       const std::int64_t full = runs ? std::min(b1, n / bs) - b0 : 0;
       bool done = false;  // full blocks encoded by a run kernel
-      if (full > 0 && wide) {
-        if constexpr (!info(F).zero_point) {
+      if constexpr (avx2::detail::has_encode_kernel<F>()) {  // formats without a zero point
+        if (full > 0 && wide) {
           if (avx512::absmax_run(x + b0 * bs, full, bs, run_absmax)) {
             avx512::scales_run<F>(run_absmax, full, scales_out + b0, run_inv);
             avx512::encode_run<F>(x + b0 * bs, full, bs, run_inv, codes_at(b0));
             done = true;
           }
+        } else if (full > 0 && avx2::stats_run(x + b0 * bs, full, bs, run_st)) {
+          for (std::int64_t j = 0; j < full; ++j) {
+            run_enc[j] = quant::make_encoder<F>(run_st[j]);
+            scales_out[b0 + j] = run_enc[j].scale;
+          }
+          avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0));
+          done = true;
         }
-      } else if (full > 0 && avx2::stats_run<info(F).zero_point>(x + b0 * bs, full, bs, run_st)) {
-        for (std::int64_t j = 0; j < full; ++j) {
-          run_enc[j] = quant::make_encoder<F>(run_st[j]);
-          scales_out[b0 + j] = run_enc[j].scale;
-          if constexpr (info(F).zero_point) q.zero_points[b0 + j] = static_cast<std::uint8_t>(run_enc[j].zero_point);
-        }
-        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0));
-        done = true;
       }
       if (done) {
         if (b0 + full == b1) continue;

@@ -280,29 +280,26 @@ LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale,
 /// and gets the format's zero code.
 template <format F, class T>
 LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const float* inv, std::uint8_t* out) {
-  if constexpr (!detail::has_encode_kernel<F>()) {
-    (void)x, (void)nblocks, (void)bs, (void)inv, (void)out;
-  } else {
-    constexpr bool four = info(F).bits == 4;
-    const detail::thresholds th = detail::make_thresholds<F>();
-    constexpr std::uint8_t z = quant::scheme<F>::zero_code;
-    for (std::int64_t b = 0; b < nblocks; ++b) {
-      const T* p = x + b * bs;
-      std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
-      if (!(inv[b] > 0.0f)) {
-        std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
-        continue;
-      }
-      const __m512 m = _mm512_set1_ps(inv[b]);
-      for (std::int64_t i = 0; i < bs; i += 32) {
-        const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
-        const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
-        if constexpr (four) {
-          detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
-        } else {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
-        }
+  static_assert(detail::has_encode_kernel<F>(), "encode_run: no run encoder for this format");
+  constexpr bool four = info(F).bits == 4;
+  const detail::thresholds th = detail::make_thresholds<F>();
+  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const T* p = x + b * bs;
+    std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
+    if (!(inv[b] > 0.0f)) {
+      std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+      continue;
+    }
+    const __m512 m = _mm512_set1_ps(inv[b]);
+    for (std::int64_t i = 0; i < bs; i += 32) {
+      const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
+      const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
+      if constexpr (four) {
+        detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
       }
     }
   }
