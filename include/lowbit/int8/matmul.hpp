@@ -205,7 +205,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
   if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
   if (threshold > 0.0f && !outlier_cols)
     return status::error(errc::invalid_argument, "%s: outlier_cols is null but threshold %g > 0", what, static_cast<double>(threshold));
-  return int8::detail::visit_dtype(dt, [&](auto tag) {
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8::detail::vectorwise_quant_typed(static_cast<const T*>(x), rows, cols, threshold, codes, row_stats,
                                                 outlier_cols, outlier_count, opt);
@@ -242,7 +242,7 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
   if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
   if (!col_stats) return status::error(errc::invalid_argument, "%s: col_stats is null", what);
   if (!out) return status::error(errc::invalid_argument, "%s: out is null", what);
-  return int8::detail::visit_dtype(dt, [&](auto tag) {
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8::detail::epilogue_typed(C, M, N, row_stats, col_stats, outlier, static_cast<const T*>(bias),
                                         static_cast<T*>(out), opt);
@@ -315,7 +315,7 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
   storage<float> outl;
   if (count > 0) {
     LOWBIT_TRY(outl.allocate(static_cast<std::size_t>(M * N), allocator::host(), "int8_matmul: outlier sums"));
-    LOWBIT_TRY(int8::detail::visit_dtype(dt, [&](auto tag) {
+    LOWBIT_TRY(visit_dtype(dt, [&](auto tag) {
       using T = decltype(tag);
       return int8::detail::outlier_sums(static_cast<const T*>(x), M, K, cb, w.scales(), N, cols.data(), count, outl.data(),
                                         opt.threads);
