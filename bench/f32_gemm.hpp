@@ -8,8 +8,8 @@
 ///        (netlib) BLAS, which would make the int8 rows look better than they are.
 #pragma once
 
-#include <lowbit/host/buffer.hpp>
 #include <lowbit/host/parallel.hpp>
+#include <lowbit/memory.hpp>
 
 #include <immintrin.h>
 
@@ -96,8 +96,8 @@ inline bool sgemm(const float* A, const float* B, float* C, std::int64_t M, std:
   if (!w512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return false;
   const int nr = w512 ? 32 : 16, mr = w512 ? 8 : 6;
   const std::int64_t panels = (N + nr - 1) / nr;
-  lowbit::host::buffer<float> bp;
-  if (!bp.allocate(static_cast<std::size_t>(panels * nr * K), "sgemm packed B").ok()) return false;
+  lowbit::storage<float> bp;
+  if (!bp.allocate(static_cast<std::size_t>(panels * nr * K), lowbit::allocator::host(), "sgemm packed B").ok()) return false;
   lowbit::host::parallel_for(panels, 4, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
     for (std::int64_t p = p0; p < p1; ++p)
       for (std::int64_t k = 0; k < K; ++k)

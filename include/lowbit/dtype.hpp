@@ -120,4 +120,16 @@ struct dtype_of<bf16> {
   static constexpr dtype value = dtype::bf16;
 };
 
+/// Calls `fn(T{})` with T the element type of `t` (float, f16 or bf16) and returns its result;
+/// a value that is not an enumerator counts as bf16, so callers validate `t` first.
+template <class Fn>
+decltype(auto) visit_dtype(dtype t, Fn&& fn) {
+  switch (t) {
+    case dtype::f32: return fn(float{});
+    case dtype::f16: return fn(f16{});
+    case dtype::bf16: break;
+  }
+  return fn(bf16{});
+}
+
 LOWBIT_NAMESPACE_END

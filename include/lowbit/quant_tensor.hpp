@@ -25,7 +25,6 @@
 #include "config.hpp"
 #include "dtype.hpp"
 #include "format.hpp"
-#include "host/buffer.hpp"
 #include "host/engine.hpp"
 #include "memory.hpp"
 #include "quant/layout.hpp"

@@ -29,10 +29,10 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../format.hpp"
+#include "../memory.hpp"
 #include "../quant/blockwise.hpp"
 #include "../quant/layout.hpp"
 #include "../status.hpp"
-#include "buffer.hpp"
 #include "parallel.hpp"
 #include "simd_avx2.hpp"
 #include "simd_avx512.hpp"
@@ -171,22 +171,21 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
       // the encode kernels prefetch this task's next chunk, which the statistics read next
       const std::int64_t ahead = c + 1 < c1 ? per_chunk * bs : 0;
       bool done = false;  // full blocks encoded by a run kernel
-      if (full > 0 && wide) {
-        if constexpr (!info(F).zero_point) {
+      if constexpr (avx2::detail::has_encode_kernel<F>()) {  // formats without a zero point
+        if (full > 0 && wide) {
           if (avx512::absmax_run(x + b0 * bs, full, bs, run_absmax)) {
             avx512::scales_run<F>(run_absmax, full, scales_out + b0, run_inv);
             avx512::encode_run<F>(x + b0 * bs, full, bs, run_inv, codes_at(b0), ahead);
             done = true;
           }
+        } else if (full > 0 && avx2::stats_run(x + b0 * bs, full, bs, run_st)) {
+          for (std::int64_t j = 0; j < full; ++j) {
+            run_enc[j] = quant::make_encoder<F>(run_st[j]);
+            scales_out[b0 + j] = run_enc[j].scale;
+          }
+          avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0), ahead);
+          done = true;
         }
-      } else if (full > 0 && avx2::stats_run<info(F).zero_point>(x + b0 * bs, full, bs, run_st)) {
-        for (std::int64_t j = 0; j < full; ++j) {
-          run_enc[j] = quant::make_encoder<F>(run_st[j]);
-          scales_out[b0 + j] = run_enc[j].scale;
-          if constexpr (info(F).zero_point) q.zero_points[b0 + j] = static_cast<std::uint8_t>(run_enc[j].zero_point);
-        }
-        avx2::encode_run<F>(x + b0 * bs, full, bs, run_enc, codes_at(b0), ahead);
-        done = true;
       }
       if (done) {
         if (b0 + full == b1) continue;
@@ -224,8 +223,8 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   // one-pass path; larger blocks (per tensor, long rows) read the input twice.
   if (bs <= fused_chunk_elements && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
-  buffer<stats_entry> stats;
-  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), "quantize: block statistics"));
+  storage<stats_entry> stats;
+  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: block statistics"));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
 
   // Pass A: statistics and validation; nothing is written to the outputs yet.
@@ -396,8 +395,8 @@ status measure_error_typed(const T* x, const quant_view& q, const options& opt, 
   const bool simd = opt.simd && avx2::available();
   const bool wide = simd && opt.avx512 && avx512::available();
   const std::int64_t chunks = (n + error_chunk_elements - 1) / error_chunk_elements;
-  buffer<double> part;  // 4 sums per chunk, reduced in chunk order below
-  LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, "measure_error: partial sums"));
+  storage<double> part;  // 4 sums per chunk, reduced in chunk order below
+  LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, allocator::host(), "measure_error: partial sums"));
   parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
     alignas(64) float y[error_chunk_elements];
     double acc[4][8];
@@ -427,8 +426,8 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
   if (!q.nested()) return visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, q.scales); });
   // Double quantization: float32 absmax first, then bitsandbytes' nested 8-bit quantization.
   const std::int64_t nb = q.blocks();
-  buffer<float> absmax;
-  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), "quantize: absmax before double quantization"));
+  storage<float> absmax;
+  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: absmax before double quantization"));
   LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
   double sum = 0.0;  // quant::offset_chunk: the summation order every engine uses
   for (std::int64_t c = 0; c < nb; c += quant::offset_chunk) {
@@ -474,8 +473,8 @@ inline status quantize_any(const void* x, dtype xt, quant_view& q, const options
 }
 
 /// Per-thread scratch of `quantize`, kept between calls (see release_scratch).
-inline buffer<unsigned char>& scratch() {
-  thread_local buffer<unsigned char> b;
+inline storage<unsigned char>& scratch() {
+  thread_local storage<unsigned char> b;
   return b;
 }
 
@@ -504,8 +503,8 @@ inline status quantize(const void* x, dtype xt, quant_view& q, const options& op
   const std::size_t ncodes = q.nested() ? detail::align64(nb) : 0;
   const std::size_t nscales = q.nested() ? detail::align64(nnb * 4) : 0;
   const std::size_t total = codes + scales + zps + ncodes + nscales;
-  buffer<unsigned char>& scratch = detail::scratch();
-  if (scratch.size() < total) LOWBIT_TRY(scratch.allocate(total, "quantize: scratch for the outputs"));
+  storage<unsigned char>& scratch = detail::scratch();
+  if (scratch.size() < total) LOWBIT_TRY(scratch.allocate(total, allocator::host(), "quantize: scratch for the outputs"));
   unsigned char* p = scratch.data();
   quant_view s = q;
   s.codes = p;
@@ -539,7 +538,7 @@ inline status quantize_into(const void* x, dtype xt, quant_view& q, const option
 }
 
 /// Frees the calling thread's quantize scratch.
-inline void release_scratch() noexcept { detail::scratch() = buffer<unsigned char>{}; }
+inline void release_scratch() noexcept { detail::scratch() = storage<unsigned char>{}; }
 
 /// Dequantizes `q` into `q.numel` elements of `out` (dtype `ot`), rounding each float32 value
 /// to the output dtype to nearest even. The input is never modified. Stored bytes are not

@@ -20,8 +20,8 @@
 
 #include "../config.hpp"
 #include "../int8/llm_int8.hpp"
+#include "../memory.hpp"
 #include "../status.hpp"
-#include "buffer.hpp"
 #include "parallel.hpp"
 
 #include <algorithm>
@@ -98,8 +98,8 @@ inline constexpr geometry portable_geometry = geometry_of(int8_path::portable);
 struct packed {
   std::int64_t kp = 0, panels = 0;
   int elem = 1;  ///< bytes per packed element (2 for AVX2's int16)
-  buffer<std::uint8_t> a, b;
-  buffer<std::int32_t> corr;  ///< VNNI: 128 * sum_k B[n, k] (wrapping), per column of C
+  storage<std::uint8_t> a, b;
+  storage<std::int32_t> corr;  ///< VNNI: 128 * sum_k B[n, k] (wrapping), per column of C
 };
 
 template <class E>
@@ -236,10 +236,10 @@ inline status pack(const std::int8_t* A, std::int64_t lda, const std::int8_t* B,
   pk.elem = p == int8_path::avx2 ? 2 : 1;
   // A is padded to a whole micro-tile of rows so the fixed-size kernels never read past it.
   const std::int64_t mpad = (M + g.mr - 1) / g.mr * g.mr;
-  LOWBIT_TRY(pk.a.allocate(static_cast<std::size_t>(mpad * pk.kp * pk.elem), "int8 gemm: packed A"));
-  LOWBIT_TRY(pk.b.allocate(static_cast<std::size_t>(pk.panels * g.nr * pk.kp * pk.elem), "int8 gemm: packed B"));
+  LOWBIT_TRY(pk.a.allocate(static_cast<std::size_t>(mpad * pk.kp * pk.elem), allocator::host(), "int8 gemm: packed A"));
+  LOWBIT_TRY(pk.b.allocate(static_cast<std::size_t>(pk.panels * g.nr * pk.kp * pk.elem), allocator::host(), "int8 gemm: packed B"));
   const bool vnni = p == int8_path::avx512_vnni;
-  if (vnni) LOWBIT_TRY(pk.corr.allocate(static_cast<std::size_t>(N), "int8 gemm: column sums"));
+  if (vnni) LOWBIT_TRY(pk.corr.allocate(static_cast<std::size_t>(N), allocator::host(), "int8 gemm: column sums"));
   parallel_for(M, 64, 1, threads, [&](std::int64_t r0, std::int64_t r1) {
     if (pk.elem == 2)
       pack_a_rows(A, lda, K, pk.kp, r0, r1, false, reinterpret_cast<std::int16_t*>(pk.a.data()));

@@ -11,23 +11,21 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../int8/llm_int8.hpp"
+#include "simd_avx512.hpp"
 
 #include <cstdint>
 #include <cstring>
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(LOWBIT_NO_SIMD)
-#  define LOWBIT_HAVE_INT8_AVX512 1
-#  include <immintrin.h>
-#  define LOWBIT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
-#else
-#  define LOWBIT_HAVE_INT8_AVX512 0
+#if LOWBIT_HAVE_AVX512_KERNELS
+// The engine's AVX-512 target (so its load16 inlines here) plus FMA for the epilogue.
+#  define LOWBIT_TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 #endif
 
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
 namespace int8_avx512 {
 
-#if LOWBIT_HAVE_INT8_AVX512
+#if LOWBIT_HAVE_AVX512_KERNELS
 
 // GCC 12 reports its own AVX-512 intrinsics' `_mm512_undefined_*` placeholders as uninitialized
 // once they are inlined here (a false positive); nothing in these kernels reads an unset value.
@@ -37,23 +35,12 @@ namespace int8_avx512 {
 #  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
-/// True if this CPU runs these kernels.
+/// True if this CPU runs these kernels: the engine's AVX-512 kernels (which checks the OS saves
+/// the zmm state) and FMA.
 inline bool available() noexcept {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+  static const bool ok = avx512::available() && __builtin_cpu_supports("fma");
   return ok;
 }
-
-namespace detail {
-LOWBIT_TARGET_AVX512 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-LOWBIT_TARGET_AVX512 inline __m512 load16(const f16* p) {
-  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-}
-LOWBIT_TARGET_AVX512 inline __m512 load16(const bf16* p) {
-  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
-}  // namespace detail
 
 /// Row statistics over x[0, n): max |x| over the non-outliers into `absmax` (merged), outlier
 /// columns flagged in `flags` (when `split`). Stops before the first 16-element group holding
@@ -67,7 +54,7 @@ LOWBIT_TARGET_AVX512 std::int64_t row_stats(const T* x, std::int64_t n, bool spl
   __m512 am = _mm512_setzero_ps();
   std::int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(detail::load16(x + i)), magnitude));
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(avx512::detail::load16(x + i)), magnitude));
     if (_mm512_cmp_ps_mask(a, big, _CMP_LE_OQ) != 0xFFFF) break;  // NaN or Inf in the group
     __mmask16 keep = 0xFFFF;
     if (split) {
@@ -91,7 +78,7 @@ LOWBIT_TARGET_AVX512 std::int64_t encode(const T* x, std::int64_t n, float inv, 
   const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
   std::int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    __m512 y = _mm512_mul_ps(detail::load16(x + i), vinv);
+    __m512 y = _mm512_mul_ps(avx512::detail::load16(x + i), vinv);
     y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);  // finite input: no NaN here
     y = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm512_cvtepi32_epi8(_mm512_cvttps_epi32(y)));

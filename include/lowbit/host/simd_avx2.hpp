@@ -252,6 +252,7 @@ LOWBIT_AVX2 inline __m256 finish(__m256 t, __m256 scale, __m256 zp) {
   return t;
 }
 
+/// Formats with run encoders (encode_block, encode_run); none has a zero point.
 template <format F>
 constexpr bool has_encode_kernel() {
   return F == format::nf4 || F == format::bnb_fp4 || F == format::int8_absmax || F == format::e4m3fn ||
@@ -358,9 +359,10 @@ LOWBIT_AVX2 std::int64_t decode_block(const std::uint8_t* codes, std::int64_t n,
 }
 
 /// Statistics of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 16) into
-/// st[0 .. nblocks): max |x| always, min/max (lo/hi) when `Range`. Returns false if any element
-/// is NaN or Inf (st is then unspecified and the caller rescans with the portable code).
-template <bool Range, class T>
+/// st[0 .. nblocks): max |x| only (lo and hi stay 0), which is all the formats with a run encoder
+/// (detail::has_encode_kernel, no zero point) need. Returns false if any element is NaN or Inf
+/// (st is then unspecified and the caller rescans with the portable code).
+template <class T>
 LOWBIT_AVX2 bool stats_run(const T* x, std::int64_t nblocks, std::int64_t bs, quant::block_stats* st) {
   const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
   __m256i all = _mm256_setzero_si256();
@@ -368,23 +370,14 @@ LOWBIT_AVX2 bool stats_run(const T* x, std::int64_t nblocks, std::int64_t bs, qu
     const T* p = x + b * bs;
     // max of |x| as integers: the order of non-negative floats, with NaN/Inf above every finite
     __m256i amax = _mm256_setzero_si256();
-    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
     for (std::int64_t i = 0; i < bs; i += 16) {
       const __m256 v0 = detail::load8(p + i), v1 = detail::load8(p + i + 8);
       amax = _mm256_max_epu32(amax, _mm256_max_epu32(_mm256_and_si256(_mm256_castps_si256(v0), abs_mask),
                                                      _mm256_and_si256(_mm256_castps_si256(v1), abs_mask)));
-      if constexpr (Range) {
-        lo = _mm256_min_ps(v0, _mm256_min_ps(v1, lo));
-        hi = _mm256_max_ps(v0, _mm256_max_ps(v1, hi));
-      }
     }
     all = _mm256_max_epu32(all, amax);
     quant::block_stats s;
     s.absmax = detail::hmax(_mm256_castsi256_ps(amax));
-    if constexpr (Range) {
-      s.lo = detail::hmin(lo);
-      s.hi = detail::hmax(hi);
-    }
     st[b] = s;
   }
   // any lane at or above the Inf pattern held a non-finite element
@@ -409,10 +402,8 @@ inline void prefetch_ahead(const void* at, std::uintptr_t ahead, std::size_t byt
 template <format F, class T>
 LOWBIT_AVX2 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const quant::block_encoder* enc,
                             std::uint8_t* out, std::int64_t prefetch_ahead = 0) {
-  if constexpr (!detail::has_encode_kernel<F>()) {
-    (void)x, (void)nblocks, (void)bs, (void)enc, (void)out, (void)prefetch_ahead;
-  } else {
-  const std::uintptr_t ahead = static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T);
+  static_assert(detail::has_encode_kernel<F>(), "encode_run: no run encoder for this format");
+  const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
   constexpr bool four = info(F).bits == 4;
   __m256 thr[15];
   if constexpr (F == format::nf4) {
@@ -441,7 +432,6 @@ LOWBIT_AVX2 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, c
         detail::store_bytes8(o + i + 8, c1);
       }
     }
-  }
   }
 }
 
@@ -603,7 +593,7 @@ template <format F, class T>
 std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float, int, T*) { return 0; }
 template <format F, class T>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, T*) {}
-template <bool Range, class T>
+template <class T>
 bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
 template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const quant::block_encoder*, std::uint8_t*, std::int64_t = 0) {}

@@ -261,21 +261,15 @@ LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs,
 template <format F>
 LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale, float* inv) {
   static_assert(!info(F).zero_point, "uint8_zeropoint takes quant::make_encoder");
-  float num = 1.0f;  // inv = num / absmax; scale = absmax / den
-  float den = 1.0f;
-  if constexpr (F == format::int8_absmax) {
-    num = 127.0f;
-  } else if constexpr (F == format::e4m3fn || F == format::e5m2 || F == format::e2m1fn) {
-    num = quant::minifloat_max<F>();
-    den = quant::minifloat_max<F>();
-  }
-  const __m512 vnum = _mm512_set1_ps(num), vden = _mm512_set1_ps(den), fmax = _mm512_set1_ps(3.40282347e38f);
+  const quant::encoder_constants c = quant::encoder_constants_of<F>();  // inv = code_max / absmax
+  const __m512 vnum = _mm512_set1_ps(c.code_max), vden = _mm512_set1_ps(c.scale_divisor);
+  const __m512 fmax = _mm512_set1_ps(3.40282347e38f);
   for (std::int64_t b = 0; b < n; b += 16) {
     const __mmask16 lanes = n - b >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - b)) - 1u);
     const __m512 a = _mm512_maskz_loadu_ps(lanes, absmax + b);
     const __m512 i = _mm512_div_ps(vnum, a);
     const __mmask16 ok = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ) & _mm512_cmp_ps_mask(i, fmax, _CMP_LE_OQ);
-    const __m512 sc = den == 1.0f ? a : _mm512_div_ps(a, vden);
+    const __m512 sc = c.scale_divisor == 1.0f ? a : _mm512_div_ps(a, vden);
     _mm512_mask_storeu_ps(scale + b, lanes, _mm512_maskz_mov_ps(ok, sc));
     _mm512_mask_storeu_ps(inv + b, lanes, _mm512_maskz_mov_ps(ok, i));
   }
@@ -287,32 +281,29 @@ LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale,
 template <format F, class T>
 LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, const float* inv, std::uint8_t* out,
                               std::int64_t prefetch_ahead = 0) {
-  if constexpr (!detail::has_encode_kernel<F>()) {
-    (void)x, (void)nblocks, (void)bs, (void)inv, (void)out, (void)prefetch_ahead;
-  } else {
-    const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
-    constexpr bool four = info(F).bits == 4;
-    const detail::thresholds th = detail::make_thresholds<F>();
-    constexpr std::uint8_t z = quant::scheme<F>::zero_code;
-    for (std::int64_t b = 0; b < nblocks; ++b) {
-      const T* p = x + b * bs;
-      std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
-      if (!(inv[b] > 0.0f)) {
-        std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
-        if (ahead) avx2::detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
-        continue;
-      }
-      const __m512 m = _mm512_set1_ps(inv[b]);
-      for (std::int64_t i = 0; i < bs; i += 32) {
-        if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 32 * sizeof(T));
-        const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
-        const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
-        if constexpr (four) {
-          detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
-        } else {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
-        }
+  static_assert(detail::has_encode_kernel<F>(), "encode_run: no run encoder for this format");
+  const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
+  constexpr bool four = info(F).bits == 4;
+  const detail::thresholds th = detail::make_thresholds<F>();
+  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const T* p = x + b * bs;
+    std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
+    if (!(inv[b] > 0.0f)) {
+      std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+      if (ahead) avx2::detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
+      continue;
+    }
+    const __m512 m = _mm512_set1_ps(inv[b]);
+    for (std::int64_t i = 0; i < bs; i += 32) {
+      if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 32 * sizeof(T));
+      const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
+      const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
+      if constexpr (four) {
+        detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
       }
     }
   }

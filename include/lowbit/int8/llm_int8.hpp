@@ -133,7 +133,7 @@ LOWBIT_HD float outlier_step(float acc, float x, float w) noexcept {
 
 namespace detail {
 
-// Argument checks and dtype dispatch shared by the host and CUDA entry points.
+// Argument checks shared by the host and CUDA entry points (dtype dispatch: lowbit::visit_dtype).
 
 inline status check_mode(const char* what, matmul_mode mode) {
   if (mode != matmul_mode::split && mode != matmul_mode::weight_only)
@@ -154,16 +154,6 @@ inline status check_dims(const char* what, const char* a, std::int64_t va, const
                          static_cast<long long>(va), b, static_cast<long long>(vb));
   if (va > (std::int64_t{1} << 62) / vb) return status::error(errc::invalid_argument, "%s: %s x %s overflows", what, a, b);
   return {};
-}
-
-template <class Fn>
-decltype(auto) visit_dtype(dtype dt, Fn&& fn) {
-  switch (dt) {
-    case dtype::f32: return fn(float{});
-    case dtype::f16: return fn(f16{});
-    case dtype::bf16: break;
-  }
-  return fn(bf16{});
 }
 
 }  // namespace detail

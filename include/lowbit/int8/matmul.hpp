@@ -17,11 +17,11 @@
 
 #include "../config.hpp"
 #include "../dtype.hpp"
-#include "../host/buffer.hpp"
 #include "../host/engine.hpp"
 #include "../host/int8_gemm.hpp"
 #include "../host/int8_simd.hpp"
 #include "../host/parallel.hpp"
+#include "../memory.hpp"
 #include "../quant_tensor.hpp"
 #include "../status.hpp"
 #include "llm_int8.hpp"
@@ -44,13 +44,13 @@ status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, 
   const int threads = opt.threads;
   const bool simd = opt.simd && host::int8_avx512::available();
   const bool split = threshold > 0.0f;
-  host::buffer<float> absmax;
-  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(rows), "int8_vectorwise_quant: row statistics"));
+  storage<float> absmax;
+  LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(rows), allocator::host(), "int8_vectorwise_quant: row statistics"));
   // Pass 1: row statistics over the non-outlier elements and outlier flags per column, one flag
   // array per part of the rows (merged afterwards, so no two threads write one flag).
   const int parts = split ? static_cast<int>(std::min<std::int64_t>(host::resolve_threads(threads), rows)) : 1;
-  host::buffer<std::uint8_t> flags;
-  LOWBIT_TRY(flags.allocate(split ? static_cast<std::size_t>(parts * cols) : 0, "int8_vectorwise_quant: outlier flags"));
+  storage<std::uint8_t> flags;
+  LOWBIT_TRY(flags.allocate(split ? static_cast<std::size_t>(parts * cols) : 0, allocator::host(), "int8_vectorwise_quant: outlier flags"));
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
   const std::int64_t per_part = (rows + parts - 1) / parts;
   auto stats_rows = [&](std::int64_t r0, std::int64_t r1, std::uint8_t* fl) {
@@ -126,9 +126,9 @@ template <class T>
 status epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats, const float* col_stats,
                       const float* outlier, const T* bias, T* out, const host::options& opt) {
   const bool simd = opt.simd && host::int8_avx512::available();
-  host::buffer<float> bias_f;
+  storage<float> bias_f;
   if (bias) {
-    LOWBIT_TRY(bias_f.allocate(static_cast<std::size_t>(N), "int8_epilogue: bias"));
+    LOWBIT_TRY(bias_f.allocate(static_cast<std::size_t>(N), allocator::host(), "int8_epilogue: bias"));
     for (std::int64_t n = 0; n < N; ++n) bias_f[n] = to_float(bias[n]);
   }
   const float* b = bias ? bias_f.data() : nullptr;
@@ -169,9 +169,9 @@ status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_
                     const std::int32_t* cols, std::int64_t count, float* out, int threads, bool simd) {
   constexpr std::int64_t P = outlier_panel_width;
   const std::int64_t panels = (N + P - 1) / P;
-  host::buffer<float> xo, wp;
-  LOWBIT_TRY(xo.allocate(static_cast<std::size_t>(M * count), "int8_matmul: outlier activations"));
-  LOWBIT_TRY(wp.allocate(static_cast<std::size_t>(panels * P * count), "int8_matmul: outlier weights"));
+  storage<float> xo, wp;
+  LOWBIT_TRY(xo.allocate(static_cast<std::size_t>(M * count), allocator::host(), "int8_matmul: outlier activations"));
+  LOWBIT_TRY(wp.allocate(static_cast<std::size_t>(panels * P * count), allocator::host(), "int8_matmul: outlier weights"));
   auto col = [&](std::int64_t j) { return cols ? static_cast<std::int64_t>(cols[j]) : j; };
   host::parallel_for(M, 16, 1, threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m)
@@ -241,7 +241,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
   if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
   if (threshold > 0.0f && !outlier_cols)
     return status::error(errc::invalid_argument, "%s: outlier_cols is null but threshold %g > 0", what, static_cast<double>(threshold));
-  return int8::detail::visit_dtype(dt, [&](auto tag) {
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8::detail::vectorwise_quant_typed(static_cast<const T*>(x), rows, cols, threshold, codes, row_stats,
                                                 outlier_cols, outlier_count, opt);
@@ -278,7 +278,7 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
   if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
   if (!col_stats) return status::error(errc::invalid_argument, "%s: col_stats is null", what);
   if (!out) return status::error(errc::invalid_argument, "%s: out is null", what);
-  return int8::detail::visit_dtype(dt, [&](auto tag) {
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8::detail::epilogue_typed(C, M, N, row_stats, col_stats, outlier, static_cast<const T*>(bias),
                                         static_cast<T*>(out), opt);
@@ -337,13 +337,13 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
   if (!y) return status::error(errc::invalid_argument, "%s: y is null", what);
   const std::int64_t N = w.shape()[0];
   LOWBIT_TRY(int8::detail::check_dims(what, "M", M, "N", N));
-  host::buffer<std::int8_t> codes;
-  host::buffer<float> row_stats;
-  host::buffer<std::int32_t> cols, acc;
-  LOWBIT_TRY(codes.allocate(static_cast<std::size_t>(M * K), "int8_matmul: activation codes"));
-  LOWBIT_TRY(row_stats.allocate(static_cast<std::size_t>(M), "int8_matmul: row statistics"));
-  LOWBIT_TRY(cols.allocate(static_cast<std::size_t>(K), "int8_matmul: outlier columns"));
-  LOWBIT_TRY(acc.allocate(static_cast<std::size_t>(M * N), "int8_matmul: int32 products"));
+  storage<std::int8_t> codes;
+  storage<float> row_stats;
+  storage<std::int32_t> cols, acc;
+  LOWBIT_TRY(codes.allocate(static_cast<std::size_t>(M * K), allocator::host(), "int8_matmul: activation codes"));
+  LOWBIT_TRY(row_stats.allocate(static_cast<std::size_t>(M), allocator::host(), "int8_matmul: row statistics"));
+  LOWBIT_TRY(cols.allocate(static_cast<std::size_t>(K), allocator::host(), "int8_matmul: outlier columns"));
+  LOWBIT_TRY(acc.allocate(static_cast<std::size_t>(M * N), allocator::host(), "int8_matmul: int32 products"));
   std::int64_t count = 0;
   host::options ho;
   ho.threads = opt.threads;
@@ -363,10 +363,10 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
     go.path = opt.path;
     LOWBIT_TRY(host::int8_gemm(codes.data(), K, cb, K, acc.data(), N, M, N, K, go));
   }
-  host::buffer<float> outl;
+  storage<float> outl;
   if (count > 0) {
-    LOWBIT_TRY(outl.allocate(static_cast<std::size_t>(M * N), "int8_matmul: outlier sums"));
-    LOWBIT_TRY(int8::detail::visit_dtype(dt, [&](auto tag) {
+    LOWBIT_TRY(outl.allocate(static_cast<std::size_t>(M * N), allocator::host(), "int8_matmul: outlier sums"));
+    LOWBIT_TRY(visit_dtype(dt, [&](auto tag) {
       using T = decltype(tag);
       return int8::detail::outlier_sums(static_cast<const T*>(x), M, K, cb, w.scales(), N, weight_only ? nullptr : cols.data(),
                                         count, outl.data(), opt.threads, ho.simd);

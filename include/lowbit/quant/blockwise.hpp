@@ -97,6 +97,28 @@ LOWBIT_HD LOWBIT_BITCAST_CONSTEXPR float minifloat_max() noexcept {
   return scheme<F>::codec::max();
 }
 
+/// The per-format constants of make_encoder for the formats without a zero point: a block with
+/// max |x| = `absmax` encodes with `inv = code_max / absmax` and stores `absmax / scale_divisor`
+/// (`absmax` itself when scale_divisor is 1). One definition for every engine (make_encoder, the
+/// host's vectorized scales).
+struct encoder_constants {
+  float code_max;       ///< largest |x * inv|: 1 (bitsandbytes' ±1 tables), 127 (int8_absmax), minifloat_max
+  float scale_divisor;  ///< 1, or minifloat_max for the minifloats (their scale is absmax / max)
+};
+
+/// encoder_constants of format F (not uint8_zeropoint, whose scale comes from its range).
+template <format F>
+LOWBIT_HD LOWBIT_BITCAST_CONSTEXPR encoder_constants encoder_constants_of() noexcept {
+  static_assert(!info(F).zero_point, "uint8_zeropoint's encoder comes from its range, not an absmax");
+  if constexpr (F == format::int8_absmax) {
+    return {127.0f, 1.0f};
+  } else if constexpr (F == format::e4m3fn || F == format::e5m2 || F == format::e2m1fn) {
+    return {minifloat_max<F>(), minifloat_max<F>()};
+  } else {
+    return {1.0f, 1.0f};
+  }
+}
+
 /// f32(1/127): bitsandbytes' int8 dequantization constant 7.874015718698502e-3.
 inline constexpr float int8_dequant_factor = 1.0f / 127.0f;
 
@@ -116,16 +138,9 @@ LOWBIT_HD block_encoder make_encoder(const block_stats& st) noexcept {
     return e;
   } else {
     if (!(st.absmax > 0.0f)) return e;
-    if constexpr (F == format::int8_absmax) {
-      e.scale = st.absmax;
-      e.inv = 127.0f / st.absmax;
-    } else if constexpr (F == format::e4m3fn || F == format::e5m2 || F == format::e2m1fn) {
-      e.scale = st.absmax / minifloat_max<F>();
-      e.inv = minifloat_max<F>() / st.absmax;
-    } else {
-      e.scale = st.absmax;
-      e.inv = 1.0f / st.absmax;
-    }
+    const encoder_constants c = encoder_constants_of<F>();
+    e.scale = c.scale_divisor == 1.0f ? st.absmax : st.absmax / c.scale_divisor;
+    e.inv = c.code_max / st.absmax;
     if (!(e.inv <= 3.40282347e38f)) return block_encoder{};
     e.zero = false;
     return e;

@@ -351,16 +351,10 @@ __global__ void dequantize_kernel(quant_view q, T* out) {
 
 // ---- launcher helpers ------------------------------------------------------------------------
 
-inline status check_aligned(const void* p, std::size_t a, const char* what, const char* name) {
-  if (p != nullptr && (reinterpret_cast<std::uintptr_t>(p) % a) != 0)
-    return status::error(errc::misaligned, "%s: %s (%p) is not aligned to %zu bytes", what, name, p, a);
-  return {};
-}
-
 inline status check_index_range(const quant_view& q, const char* what) {
   // Every kernel indexes in 64 bits; the grid must still fit 2^31 - 1 CTAs.
   const std::int64_t groups = (code_bytes(q.fmt, q.numel) + group_bytes - 1) / group_bytes;
-  const std::int64_t ctas = (groups + threads_per_block - 1) / threads_per_block;
+  const std::int64_t ctas = ctas_for(groups);
   const std::int64_t chunks = (q.block_size < stats_chunk ? q.block_size : stats_chunk);
   const std::int64_t stat_ctas = q.blocks() * ((q.block_size + chunks - 1) / chunks);
   if (ctas > 0x7FFFFFFF || stat_ctas > 0x7FFFFFFF || q.numel > (std::int64_t{1} << 50))
@@ -384,11 +378,11 @@ status quantize_pass(const T* x, const quant_view& q, float* scales, unsigned ch
                     q.numel, q.block_size, chunks, stats, flag));
   // the outer input's flag gates every pass (the nested pass reads finite values by construction)
   const unsigned long long* g = gate ? gate : flag;
-  LOWBIT_TRY(launch("quantize (block scales)", finalize_kernel<F>, (nb + threads_per_block - 1) / threads_per_block,
-                    threads_per_block, 0, stream, stats, nb, g, allow_nonfinite, scales, q.zero_points, enc));
+  LOWBIT_TRY(launch_items("quantize (block scales)", finalize_kernel<F>, nb, stream, stats, nb, g, allow_nonfinite, scales,
+                          q.zero_points, enc));
   const std::int64_t groups = (code_bytes(F, q.numel) + group_bytes - 1) / group_bytes;
-  return launch("quantize (codes)", encode_kernel<F, T>, (groups + threads_per_block - 1) / threads_per_block,
-                threads_per_block, 0, stream, x, q.numel, q.block_size, enc, g, allow_nonfinite, q.codes);
+  return launch_items("quantize (codes)", encode_kernel<F, T>, groups, stream, x, q.numel, q.block_size, enc, g,
+                      allow_nonfinite, q.codes);
 }
 
 template <class T>
@@ -408,12 +402,10 @@ status quantize_typed(const T* x, quant_view& q, const options& opt, void* works
       const std::int64_t nchunks = quant::block_count(nb, quant::offset_chunk);
       auto* partials = reinterpret_cast<double*>(ws + p.partials);
       auto* offset = q.nested_offset_device ? q.nested_offset_device : reinterpret_cast<float*>(ws + p.offset);
-      LOWBIT_TRY(launch("quantize (nested offset)", offset_partials_kernel, (nchunks + threads_per_block - 1) / threads_per_block,
-                        threads_per_block, 0, stream, absmax, nb, partials));
+      LOWBIT_TRY(launch_items("quantize (nested offset)", offset_partials_kernel, nchunks, stream, absmax, nb, partials));
       LOWBIT_TRY(launch("quantize (nested offset)", offset_kernel, 1, 32, 0, stream, partials, nchunks, nb, flag,
                         opt.allow_nonfinite, offset));
-      LOWBIT_TRY(launch("quantize (nested offset)", subtract_offset_kernel, (nb + threads_per_block - 1) / threads_per_block,
-                        threads_per_block, 0, stream, absmax, nb, offset));
+      LOWBIT_TRY(launch_items("quantize (nested offset)", subtract_offset_kernel, nb, stream, absmax, nb, offset));
       quant_view nested;
       nested.fmt = format::bnb_dynamic8;
       nested.numel = nb;
@@ -432,8 +424,7 @@ status dequantize_typed(const quant_view& q, T* out, cudaStream_t stream) {
   const std::int64_t groups = (code_bytes(q.fmt, q.numel) + group_bytes - 1) / group_bytes;
   return visit_format(q.fmt, [&](auto f) {
     constexpr format F = decltype(f)::value;
-    return launch("dequantize", dequantize_kernel<F, T>, (groups + threads_per_block - 1) / threads_per_block,
-                  threads_per_block, 0, stream, q, out);
+    return launch_items("dequantize", dequantize_kernel<F, T>, groups, stream, q, out);
   });
 }
 
@@ -462,29 +453,23 @@ inline std::size_t quantize_workspace_size(const quant_view& q) noexcept {
 inline status quantize(const void* x, dtype xt, quant_view& q, void* workspace, std::size_t workspace_bytes,
                        cudaStream_t stream = nullptr, const options& opt = {}) {
   LOWBIT_TRY(detail::validate_device_view(q, "cuda::quantize"));
-  if (!is_valid(xt)) return status::error(errc::invalid_argument, "cuda::quantize: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
+  LOWBIT_TRY(detail::check_dtype(xt, "cuda::quantize", "input dtype"));
   if (q.numel == 0) return {};
-  if (x == nullptr) return status::error(errc::invalid_argument, "cuda::quantize: input x is null");
+  LOWBIT_TRY(detail::check_not_null(x, "cuda::quantize", "input x"));
   if (q.code_table != nullptr)
     return status::error(errc::unsupported, "cuda::quantize: encodes with the built-in tables; code_table is for dequantization");
   LOWBIT_TRY(detail::check_aligned(x, static_cast<std::size_t>(dtype_size(xt)), "cuda::quantize", "x"));
-  if (workspace == nullptr) return status::error(errc::invalid_argument, "cuda::quantize: workspace is null");
-  LOWBIT_TRY(detail::check_aligned(workspace, 16, "cuda::quantize", "workspace"));
-  const std::size_t need = quantize_workspace_size(q);
-  if (workspace_bytes < need)
-    return status::error(errc::invalid_argument, "cuda::quantize: workspace has %zu bytes, needs %zu", workspace_bytes, need);
-  switch (xt) {
-    case dtype::f32: return detail::quantize_typed(static_cast<const float*>(x), q, opt, workspace, stream);
-    case dtype::f16: return detail::quantize_typed(static_cast<const f16*>(x), q, opt, workspace, stream);
-    case dtype::bf16: break;
-  }
-  return detail::quantize_typed(static_cast<const bf16*>(x), q, opt, workspace, stream);
+  LOWBIT_TRY(detail::check_workspace(workspace, workspace_bytes, quantize_workspace_size(q), "cuda::quantize"));
+  return visit_dtype(xt, [&](auto tag) {
+    using T = decltype(tag);
+    return detail::quantize_typed(static_cast<const T*>(x), q, opt, workspace, stream);
+  });
 }
 
 /// After `quantize` on `stream`: waits for it and reports non-finite input (errc::non_finite with
 /// the first bad index; the outputs were then left untouched) or ok.
 inline status input_status(const void* workspace, cudaStream_t stream = nullptr) {
-  if (workspace == nullptr) return status::error(errc::invalid_argument, "cuda::input_status: workspace is null");
+  LOWBIT_TRY(detail::check_not_null(workspace, "cuda::input_status", "workspace"));
   unsigned long long bad = 0;
   LOWBIT_TRY(detail::copy_to_host(&bad, workspace, sizeof bad, stream));
   if (bad == detail::no_bad_index) return {};
@@ -495,16 +480,14 @@ inline status input_status(const void* workspace, cudaStream_t stream = nullptr)
 /// asynchronously on `stream`, exactly as host::dequantize does.
 inline status dequantize(const quant_view& q, void* out, dtype ot, cudaStream_t stream = nullptr) {
   LOWBIT_TRY(detail::validate_device_view(q, "cuda::dequantize"));
-  if (!is_valid(ot)) return status::error(errc::invalid_argument, "cuda::dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));
+  LOWBIT_TRY(detail::check_dtype(ot, "cuda::dequantize", "output dtype"));
   if (q.numel == 0) return {};
-  if (out == nullptr) return status::error(errc::invalid_argument, "cuda::dequantize: output is null");
+  LOWBIT_TRY(detail::check_not_null(out, "cuda::dequantize", "output"));
   LOWBIT_TRY(detail::check_aligned(out, static_cast<std::size_t>(dtype_size(ot)), "cuda::dequantize", "out"));
-  switch (ot) {
-    case dtype::f32: return detail::dequantize_typed(q, static_cast<float*>(out), stream);
-    case dtype::f16: return detail::dequantize_typed(q, static_cast<f16*>(out), stream);
-    case dtype::bf16: break;
-  }
-  return detail::dequantize_typed(q, static_cast<bf16*>(out), stream);
+  return visit_dtype(ot, [&](auto tag) {
+    using T = decltype(tag);
+    return detail::dequantize_typed(q, static_cast<T*>(out), stream);
+  });
 }
 
 }  // namespace cuda

@@ -245,11 +245,8 @@ __global__ void int8_epilogue_kernel(const std::int32_t* C, std::int64_t M, std:
   out[i] = from_float<T>(y);
 }
 
-inline std::int64_t ctas_for(std::int64_t items) { return (items + threads_per_block - 1) / threads_per_block; }
-
 using int8::detail::check_dims;
 using int8::detail::check_threshold;
-using int8::detail::visit_dtype;
 
 /// Byte offsets of the quantization workspace: first_bad (8), count (4), row absmax, column flags.
 struct quant_plan {
@@ -279,10 +276,10 @@ status quant_typed(const T* x, std::int64_t rows, std::int64_t cols, float thres
   if (split)
     LOWBIT_TRY(detail::launch("int8 quantize (outlier columns)", int8_outlier_list_kernel, 1, threads_per_block, 0, stream,
                               static_cast<const unsigned*>(flags), cols, outlier_cols, count));
-  return detail::launch("int8 quantize (codes)", int8_row_codes_kernel<T>, ctas_for((rows * cols + 15) / 16),
-                        threads_per_block, 0, stream, x, rows, cols, static_cast<const float*>(absmax),
-                        static_cast<const unsigned*>(split ? flags : nullptr), static_cast<const unsigned long long*>(bad),
-                        codes, row_stats);
+  return detail::launch_items("int8 quantize (codes)", int8_row_codes_kernel<T>, (rows * cols + 15) / 16, stream, x, rows,
+                              cols, static_cast<const float*>(absmax),
+                              static_cast<const unsigned*>(split ? flags : nullptr),
+                              static_cast<const unsigned long long*>(bad), codes, row_stats);
 }
 
 }  // namespace int8_detail
@@ -303,22 +300,18 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
   constexpr const char* what = "cuda::int8_vectorwise_quant";
   LOWBIT_TRY(int8_detail::check_dims(what, "rows", rows, "cols", cols));
   LOWBIT_TRY(int8_detail::check_threshold(what, threshold));
-  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
+  LOWBIT_TRY(detail::check_dtype(dt, what));
   if (rows > 0x7FFFFFFF || cols > 0x7FFFFFFF)
     return status::error(errc::invalid_argument, "%s: rows and cols must be below 2^31", what);
-  if (!x) return status::error(errc::invalid_argument, "%s: x is null", what);
-  if (!codes) return status::error(errc::invalid_argument, "%s: codes is null", what);
-  if (!row_stats) return status::error(errc::invalid_argument, "%s: row_stats is null", what);
-  if (threshold > 0.0f && !outlier_cols) return status::error(errc::invalid_argument, "%s: outlier_cols is null", what);
-  if (!workspace) return status::error(errc::invalid_argument, "%s: workspace is null", what);
-  LOWBIT_TRY(detail::check_aligned(workspace, 16, what, "workspace"));
+  LOWBIT_TRY(detail::check_not_null(x, what, "x"));
+  LOWBIT_TRY(detail::check_not_null(codes, what, "codes"));
+  LOWBIT_TRY(detail::check_not_null(row_stats, what, "row_stats"));
+  if (threshold > 0.0f) LOWBIT_TRY(detail::check_not_null(outlier_cols, what, "outlier_cols"));
+  LOWBIT_TRY(detail::check_workspace(workspace, workspace_bytes, int8_quant_workspace_size(rows, cols), what));
   LOWBIT_TRY(detail::check_aligned(x, static_cast<std::size_t>(dtype_size(dt)), what, "x"));
   LOWBIT_TRY(detail::check_aligned(row_stats, 4, what, "row_stats"));
   LOWBIT_TRY(detail::check_aligned(outlier_cols, 4, what, "outlier_cols"));
-  if (workspace_bytes < int8_quant_workspace_size(rows, cols))
-    return status::error(errc::invalid_argument, "%s: workspace has %zu bytes, needs %zu", what, workspace_bytes,
-                         int8_quant_workspace_size(rows, cols));
-  return int8_detail::visit_dtype(dt, [&](auto tag) {
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
     return int8_detail::quant_typed(static_cast<const T*>(x), rows, cols, threshold, codes, row_stats, outlier_cols,
                                     static_cast<unsigned char*>(workspace), stream);
@@ -329,7 +322,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
 /// `*outlier_count`; errc::non_finite names the first bad [row, col] (nothing was written).
 inline status int8_quant_status(const void* workspace, std::int64_t cols, std::int64_t* outlier_count,
                                 cudaStream_t stream = nullptr) {
-  if (!workspace) return status::error(errc::invalid_argument, "cuda::int8_quant_status: workspace is null");
+  LOWBIT_TRY(detail::check_not_null(workspace, "cuda::int8_quant_status", "workspace"));
   unsigned char head[16];
   LOWBIT_TRY(detail::copy_to_host(head, workspace, sizeof head, stream));
   unsigned long long bad;
@@ -353,7 +346,9 @@ inline status int8_gemm_fallback(const std::int8_t* A, std::int64_t lda, const s
     return status::error(errc::invalid_argument, "%s: K=%lld must be in [1, %lld] (int32 accumulation)", what,
                          static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
   if (lda < K || ldb < K || ldc < N) return status::error(errc::invalid_argument, "%s: strides below the row lengths", what);
-  if (!A || !B || !C) return status::error(errc::invalid_argument, "%s: %s is null", what, !A ? "A" : (!B ? "B" : "C"));
+  LOWBIT_TRY(detail::check_not_null(A, what, "A"));
+  LOWBIT_TRY(detail::check_not_null(B, what, "B"));
+  LOWBIT_TRY(detail::check_not_null(C, what, "C"));
   LOWBIT_TRY(detail::check_aligned(C, 4, what, "C"));
   const std::int64_t tiles_n = (N + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
   const std::int64_t tiles_m = (M + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
@@ -369,15 +364,15 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
                             cudaStream_t stream = nullptr) {
   constexpr const char* what = "cuda::int8_epilogue";
   LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", N));
-  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
-  if (!C || !row_stats || !col_stats || !out)
-    return status::error(errc::invalid_argument, "%s: %s is null", what,
-                         !C ? "C" : (!row_stats ? "row_stats" : (!col_stats ? "col_stats" : "out")));
-  return int8_detail::visit_dtype(dt, [&](auto tag) {
+  LOWBIT_TRY(detail::check_dtype(dt, what));
+  LOWBIT_TRY(detail::check_not_null(C, what, "C"));
+  LOWBIT_TRY(detail::check_not_null(row_stats, what, "row_stats"));
+  LOWBIT_TRY(detail::check_not_null(col_stats, what, "col_stats"));
+  LOWBIT_TRY(detail::check_not_null(out, what, "out"));
+  return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    return detail::launch("int8 epilogue", int8_detail::int8_epilogue_kernel<T>, int8_detail::ctas_for(M * N),
-                          detail::threads_per_block, 0, stream, C, M, N, row_stats, col_stats, outlier,
-                          static_cast<const T*>(bias), static_cast<T*>(out));
+    return detail::launch_items("int8 epilogue", int8_detail::int8_epilogue_kernel<T>, M * N, stream, C, M, N, row_stats,
+                                col_stats, outlier, static_cast<const T*>(bias), static_cast<T*>(out));
   });
 }
 
@@ -412,12 +407,14 @@ inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, 
                                  std::int64_t M, std::int64_t N, std::int64_t K, void* workspace,
                                  std::size_t workspace_bytes, cudaStream_t stream, bool* used_cublaslt) {
   constexpr const char* what = "cuda::int8_gemm_cublaslt";
-  if (!used_cublaslt) return status::error(errc::invalid_argument, "%s: used_cublaslt is null", what);
+  LOWBIT_TRY(detail::check_not_null(used_cublaslt, what, "used_cublaslt"));
   *used_cublaslt = false;
-  if (!handle) return status::error(errc::invalid_argument, "%s: handle is null", what);
+  LOWBIT_TRY(detail::check_not_null(handle, what, "handle"));
   LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", N));
   if (K < 1 || K > int8::max_inner_dim) return status::error(errc::invalid_argument, "%s: K=%lld out of range", what, static_cast<long long>(K));
-  if (!A || !B || !C) return status::error(errc::invalid_argument, "%s: %s is null", what, !A ? "A" : (!B ? "B" : "C"));
+  LOWBIT_TRY(detail::check_not_null(A, what, "A"));
+  LOWBIT_TRY(detail::check_not_null(B, what, "B"));
+  LOWBIT_TRY(detail::check_not_null(C, what, "C"));
   auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
   if (K % 4 != 0 || N % 4 != 0 || !aligned16(A) || !aligned16(B) || !aligned16(C)) return {};
   int8_detail::lt_descriptors d;
@@ -454,7 +451,7 @@ inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, 
 inline status int8_outlier_gemm_cublas(cublasHandle_t handle, const void* xo, const void* wo, dtype dt, std::int64_t M,
                                        std::int64_t N, std::int64_t count, float* out) {
   constexpr const char* what = "cuda::int8_outlier_gemm_cublas";
-  if (!handle) return status::error(errc::invalid_argument, "%s: handle is null", what);
+  LOWBIT_TRY(detail::check_not_null(handle, what, "handle"));
   if (M < 1 || N < 1 || count < 1 || M > 0x7FFFFFFF || N > 0x7FFFFFFF || count > 0x7FFFFFFF)
     return status::error(errc::invalid_argument, "%s: M, N and count must be in [1, 2^31)", what);
   if (!xo || !wo || !out) return status::error(errc::invalid_argument, "%s: an operand is null", what);
@@ -551,16 +548,13 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
     return status::error(errc::invalid_argument, "%s: K mismatch: x has K=%lld columns, w is [%lld, %lld]", what,
                          static_cast<long long>(K), static_cast<long long>(w.n), static_cast<long long>(w.k));
   LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", w.n));
-  if (!w.cb || !w.scb) return status::error(errc::invalid_argument, "%s: w.%s is null", what, !w.cb ? "cb" : "scb");
-  if (!y) return status::error(errc::invalid_argument, "%s: y is null", what);
+  LOWBIT_TRY(detail::check_not_null(w.cb, what, "w.cb"));
+  LOWBIT_TRY(detail::check_not_null(w.scb, what, "w.scb"));
+  LOWBIT_TRY(detail::check_not_null(y, what, "y"));
   if (K > int8::max_inner_dim) return status::error(errc::invalid_argument, "%s: K=%lld exceeds %lld, int32 accumulation could overflow", what, static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
-  if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
-  if (!workspace) return status::error(errc::invalid_argument, "%s: workspace is null", what);
-  LOWBIT_TRY(detail::check_aligned(workspace, 16, what, "workspace"));
+  LOWBIT_TRY(detail::check_dtype(dt, what));
   const std::int64_t N = w.n;
-  if (workspace_bytes < int8_matmul_workspace_size(M, K, N, dt))
-    return status::error(errc::invalid_argument, "%s: workspace has %zu bytes, needs %zu", what, workspace_bytes,
-                         int8_matmul_workspace_size(M, K, N, dt));
+  LOWBIT_TRY(detail::check_workspace(workspace, workspace_bytes, int8_matmul_workspace_size(M, K, N, dt), what));
   const int8_detail::matmul_plan p = int8_detail::plan_matmul(M, K, N, dt);
   auto* ws = static_cast<unsigned char*>(workspace);
   auto* stats = reinterpret_cast<float*>(ws + p.stats);
@@ -588,25 +582,22 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
   }
   const std::int32_t* gather_cols = weight_only ? nullptr : cols;
   if (count > 0) {
-    LOWBIT_TRY(int8_detail::visit_dtype(dt, [&](auto tag) -> status {
+    LOWBIT_TRY(visit_dtype(dt, [&](auto tag) -> status {
       using T = decltype(tag);
       T* xo = reinterpret_cast<T*>(ws + p.xo);
       T* wo = reinterpret_cast<T*>(ws + p.wo);
-      LOWBIT_TRY(detail::launch("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>,
-                                int8_detail::ctas_for(M * count), detail::threads_per_block, 0, stream,
-                                static_cast<const T*>(x), M, K, gather_cols, count, xo));
-      LOWBIT_TRY(detail::launch("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>,
-                                int8_detail::ctas_for(N * count), detail::threads_per_block, 0, stream, w.cb, w.scb, N, K,
-                                gather_cols, count, wo));
+      LOWBIT_TRY(detail::launch_items("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>, M * count,
+                                      stream, static_cast<const T*>(x), M, K, gather_cols, count, xo));
+      LOWBIT_TRY(detail::launch_items("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>, N * count,
+                                      stream, w.cb, w.scb, N, K, gather_cols, count, wo));
 #if defined(__CUDACC__)
       if (h.blas) {
         LOWBIT_TRY(int8_detail::from_cublas(cublasSetStream(h.blas, stream), what));
         return int8_outlier_gemm_cublas(h.blas, xo, wo, dt, M, N, count, outl);
       }
 #endif
-      return detail::launch("int8 matmul (outlier sums)", int8_detail::int8_outlier_sums_kernel<T>,
-                            int8_detail::ctas_for(M * N), detail::threads_per_block, 0, stream, static_cast<const T*>(xo),
-                            static_cast<const T*>(wo), M, N, count, outl);
+      return detail::launch_items("int8 matmul (outlier sums)", int8_detail::int8_outlier_sums_kernel<T>, M * N, stream,
+                                  static_cast<const T*>(xo), static_cast<const T*>(wo), M, N, count, outl);
     }));
   }
   return int8_epilogue(acc, M, N, stats, w.scb, count > 0 ? outl : nullptr, bias, dt, y, stream);

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file launch.cuh
 /// @brief One launch path for every lowbit kernel: `<<<>>>` under nvcc, the SIMT executor
-///        otherwise; plus the few runtime calls the launchers need (memset, copy to host), each
-///        with its SIMT equivalent. All return lowbit::status.
+///        otherwise; the few runtime calls the launchers need (memset, copy to host), each with
+///        its SIMT equivalent; and the argument checks the launchers share (null and misaligned
+///        pointers, dtypes, workspaces). All return lowbit::status.
 #pragma once
 
+#include <lowbit/dtype.hpp>
+#include <lowbit/quant/layout.hpp>
 #include <lowbit/status.hpp>
 
 #include "arch.cuh"
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 LOWBIT_NAMESPACE_BEGIN
@@ -39,6 +43,43 @@ status launch(const char* what, void (*kernel)(P...), std::int64_t grid, int blo
   simt::launch(kernel, dim3(static_cast<unsigned>(grid)), dim3(static_cast<unsigned>(block)), smem, static_cast<A&&>(args)...);
   return {};
 #endif
+}
+
+/// CTAs of threads_per_block threads that give `items` threads.
+constexpr std::int64_t ctas_for(std::int64_t items) noexcept { return (items + threads_per_block - 1) / threads_per_block; }
+
+/// Launches `kernel` with (at least) one thread per item: ctas_for(items) CTAs of
+/// threads_per_block threads, no dynamic shared memory.
+template <class... P, class... A>
+status launch_items(const char* what, void (*kernel)(P...), std::int64_t items, cudaStream_t stream, A&&... args) {
+  return launch(what, kernel, ctas_for(items), threads_per_block, 0, stream, static_cast<A&&>(args)...);
+}
+
+/// errc::invalid_argument "<what>: <name> is null" if `p` is null.
+inline status check_not_null(const void* p, const char* what, const char* name) {
+  if (p == nullptr) return status::error(errc::invalid_argument, "%s: %s is null", what, name);
+  return {};
+}
+
+/// errc::misaligned if `p` (null passes) is not aligned to `a` bytes.
+inline status check_aligned(const void* p, std::size_t a, const char* what, const char* name) {
+  if (p != nullptr && (reinterpret_cast<std::uintptr_t>(p) % a) != 0)
+    return status::error(errc::misaligned, "%s: %s (%p) is not aligned to %zu bytes", what, name, p, a);
+  return {};
+}
+
+/// errc::invalid_argument "<what>: <name> <t> is not a lowbit dtype" unless `t` is an enumerator.
+inline status check_dtype(dtype t, const char* what, const char* name = "dtype") {
+  if (!is_valid(t)) return status::error(errc::invalid_argument, "%s: %s %d is not a lowbit dtype", what, name, static_cast<int>(t));
+  return {};
+}
+
+/// A launcher's device workspace: not null, 16-byte aligned, at least `need` bytes.
+inline status check_workspace(const void* workspace, std::size_t bytes, std::size_t need, const char* what) {
+  LOWBIT_TRY(check_not_null(workspace, what, "workspace"));
+  LOWBIT_TRY(check_aligned(workspace, 16, what, "workspace"));
+  if (bytes < need) return status::error(errc::invalid_argument, "%s: workspace has %zu bytes, needs %zu", what, bytes, need);
+  return {};
 }
 
 /// Sets `bytes` bytes at device address `p` to `value`, ordered on `stream`.
