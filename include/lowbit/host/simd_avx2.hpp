@@ -584,6 +584,12 @@ LOWBIT_AVX2 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, 
 
 #else
 
+namespace detail {
+template <format F>
+constexpr bool has_encode_kernel() {
+  return false;
+}
+}  // namespace detail
 inline bool available() noexcept { return false; }
 template <class T>
 std::int64_t block_stats(const T*, std::int64_t, quant::block_stats&) { return 0; }
