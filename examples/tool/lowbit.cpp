@@ -374,10 +374,36 @@ U largest_magnitude(const std::uint8_t* p, std::int64_t n, U sign) {
   return m;
 }
 
+#if LOWBIT_HAVE_AVX512_KERNELS
+#  if defined(__GNUC__) && !defined(__clang__)  // GCC's false uninitialized warnings on AVX-512 intrinsics (see simd_avx512.hpp)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wuninitialized"
+#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  endif
+// largest_magnitude of each of `nblocks` blocks of `bs` 16-bit values (bs a multiple of 32) at
+// `p`, 32 lanes at a time without converting to float: the planning read then runs at memory
+// speed.
+LOWBIT_AVX512 void largest_magnitudes16(const std::uint8_t* p, std::int64_t nblocks, std::int64_t bs, std::uint16_t* out) {
+  const __m512i mask = _mm512_set1_epi16(0x7fff);
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::uint8_t* x = p + 2 * b * bs;
+    __m512i m = _mm512_setzero_si512();
+    for (std::int64_t i = 0; i < bs; i += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + 2 * i), mask));
+    __m256i h = _mm256_max_epu16(_mm512_extracti64x4_epi64(m, 0), _mm512_extracti64x4_epi64(m, 1));
+    __m128i q = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    q = _mm_minpos_epu16(_mm_xor_si128(q, _mm_set1_epi16(-1)));  // max = ~min(~x)
+    out[b] = static_cast<std::uint16_t>(~_mm_extract_epi16(q, 0));
+  }
+}
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic pop
+#  endif
+#endif
+
 // The nested offset lowbit::quantize will find for double-quantized 4-bit weight `t`: the mean of
 // its block scales (each its block's absmax, as quant::make_encoder sets it), summed in
-// quant::offset_chunk order as every engine sums it. One read of the input, with the quantizer's
-// AVX-512 absmax kernel where it runs.
+// quant::offset_chunk order as every engine sums it. One read of the input, with AVX-512 where
+// it runs.
 // False if the tensor holds a NaN or an infinity (which quantize refuses).
 bool planned_nested_offset(const planned& t, int threads, float& out) {
   namespace quant = lowbit::quant;
@@ -387,24 +413,32 @@ bool planned_nested_offset(const planned& t, int threads, float& out) {
   std::vector<double> partial(static_cast<std::size_t>(chunks));
   std::atomic<bool> finite{true};
   const bool nf4 = l.fmt == lowbit::format::nf4;
+#if LOWBIT_HAVE_AVX512_KERNELS
   const bool wide = lowbit::host::avx512::available() && bs % 32 == 0;
+#else
+  const bool wide = false;
+#endif
   const std::size_t size = static_cast<std::size_t>(lowbit::dtype_size(t.dt));
   lowbit::host::parallel_for(chunks, 1, 1, threads, [&](std::int64_t c0, std::int64_t c1) {
     float absmax[quant::offset_chunk];
     for (std::int64_t c = c0; c < c1; ++c) {
       const std::int64_t b0 = c * quant::offset_chunk, b1 = std::min(nb, b0 + quant::offset_chunk);
       std::int64_t b = b0;
-      if (wide) {  // the quantizer's own kernel for the whole blocks
+      if (wide) {  // the whole blocks 16 or 32 lanes at a time
         const std::int64_t full = std::min(b1, n / bs) - b0;
         const std::uint8_t* x = t.src + size * static_cast<std::size_t>(b0 * bs);
-        bool ok = true;
-        if (full > 0) {
-          if (t.dt == lowbit::dtype::f32) ok = lowbit::host::avx512::absmax_run(reinterpret_cast<const float*>(x), full, bs, absmax);
-          else if (t.dt == lowbit::dtype::f16) ok = lowbit::host::avx512::absmax_run(reinterpret_cast<const lowbit::f16*>(x), full, bs, absmax);
-          else ok = lowbit::host::avx512::absmax_run(reinterpret_cast<const lowbit::bf16*>(x), full, bs, absmax);
-          b += full;
+        if (full > 0 && t.dt == lowbit::dtype::f32) {
+          if (!lowbit::host::avx512::absmax_run(reinterpret_cast<const float*>(x), full, bs, absmax)) finite = false;
+        } else if (full > 0) {
+          std::uint16_t m[quant::offset_chunk];
+          largest_magnitudes16(x, full, bs, m);
+          const bool half = t.dt == lowbit::dtype::f16;
+          for (std::int64_t k = 0; k < full; ++k) {
+            if (m[k] >= (half ? 0x7c00u : 0x7f80u)) finite = false;
+            absmax[k] = half ? lowbit::f16_bits_to_float(m[k]) : lowbit::bf16_bits_to_float(m[k]);
+          }
         }
-        if (!ok) finite = false;
+        b += std::max<std::int64_t>(full, 0);
       }
       for (; b < b1; ++b) {
         const std::int64_t e0 = b * bs, k = std::min(n, e0 + bs) - e0;
