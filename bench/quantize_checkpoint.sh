@@ -10,21 +10,29 @@
 # (default 3) runs of each command; the fastest wall time is printed with its user+sys CPU time.
 #
 # Measured on the 2-core development machine, 1073743760-byte input, shared with other agents'
-# compilers (load average 2.0-2.5 throughout, so about one core was free; wall times +-20%),
-# best of 3-5 runs: read 0.12 s (8.7 GB/s), cp 0.25-0.29 s, `lowbit quantize` 0.93-1.02 s
-# (cpu 0.9 s) with the error report, 0.82-0.84 s (cpu 0.6 s) with --no-report. Before this
-# round (same session, same file): 2.83 s (cpu 2.5 s) and 1.08 s (cpu 0.95 s).
-# Where the time goes (strace timestamps and perf):
-# - quantizing every tensor: ~0.45 s, 2.4 GB/s of float16 input; CPU-bound (the nf4 AVX-512
-#   absmax + encode kernels, then the nested scales; --threads 1 took as long, as only one core
-#   was free); the input's page faults are part of it. memcpy here runs at 6-9 GB/s.
-# - writing 277 MB: 0.16-0.22 s, O_DIRECT at 1.3-1.7 GB/s (the disk; fsync then takes ~1 ms).
-#   The file's header needs every tensor's size, so writing starts after the last tensor.
-# - the error report (a second read of the input plus a dequantization, 0.3 s of CPU) runs
-#   while the file is written and adds ~0.1-0.2 s.
-# So the run is bound by the quantizer's compute on the free core plus the disk, not by memory;
-# it stays ~3x cp, not within 1.5x: overlapping the write with quantizing (a header reserved
-# up front) and a fully free second core are what is left.
+# compilers, best of 4-5 runs, old and new tool alternated in the same minute:
+# - load average ~2.0 (about one core free), an earlier state of the pipelined tool (planning
+#   read with the quantizer's absmax kernel, report measured on the writer thread):
+#   `lowbit quantize --no-report` 0.47 s (cpu 0.8 s), with the report 1.10 s (cpu 1.2 s); the
+#   tool before the pipelining 0.70 s and 0.90 s. Not re-measured at this load since.
+# - load average 4.0-4.5 (no core free): read 0.13 s (8.2 GB/s), cp 0.31-0.34 s, --no-report
+#   0.97-1.16 s (cpu 0.7-0.9 s) against 0.92-0.97 s (cpu 0.65-0.75 s) before; with the report
+#   1.34-1.51 s (cpu 1.0-1.2 s) against 1.13-1.42 s (cpu 0.85-1.05 s) before.
+# Peak RSS 1.13 GB against 1.33 GB before (both count the 1.07 GB input mapping): the quantized
+# tensors are no longer all held until the end.
+# Where the time goes (perf):
+# - planning: every tensor's size is fixed before quantizing so that the header goes first, but
+#   the double-quantized quant_state JSON holds nested_offset, the mean of the block absmax values,
+#   whose decimal length is data-dependent. Finding it is one more read of the input (16-bit
+#   masked maxima, AVX-512): ~0.15 s of CPU, memory-bound, ~19% of the --no-report profile.
+# - quantizing: ~0.45 s of CPU (nf4 AVX-512 absmax + encode kernels, then the nested scales); the
+#   writer thread writes tensor i (O_DIRECT, 1.3-1.7 GB/s, ~0.2 s in all) meanwhile, so the write
+#   is hidden when a core is free.
+# - the report: a third read of the input plus a dequantization (~0.3 s of CPU), measured on every
+#   core between quantizing tensor i and i + 1.
+# So with a free core the run is bound by the input reads and the quantizer's compute, no longer
+# by the disk; on a saturated machine the planning read costs as much as the overlap saves, or
+# more with the report (slower there than before the pipelining).
 set -euo pipefail
 tool=$1
 work=${2:-/tmp/lowbit_bench}

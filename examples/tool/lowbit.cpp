@@ -11,9 +11,11 @@
 // model.safetensors and config.json (IN's config.json, when there is one, with transformers'
 // quantization_config set, or removed by dequantize). The folder appears complete or not at all:
 // everything is written into a temporary folder beside OUT that is renamed at the end and deleted
-// on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping; quantized
-// tensors are kept in memory until the file is written (about 0.27 of the input for 4-bit from
-// float16).
+// on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping. quantize
+// plans every output tensor's name, dtype and shape first (for double quantization that takes a
+// read of the input: the quant_state JSON holds the mean of the block absmax values), writes the
+// header, then quantizes tensor after tensor while another thread writes the previous one: at
+// most two quantized tensors are in memory at a time.
 //
 // quantize replaces, as transformers' BitsAndBytesConfig does, every 2-D F32/F16/BF16 tensor whose
 // name ends in "weight" unless a skip pattern is a substring of its name; the default patterns are
@@ -23,10 +25,9 @@
 // value (every byte of the tensor's entries in the file: codes, scales, nested scales, code
 // tables, quant_state JSON), max and mean absolute error and SQNR (10 log10(sum x^2 /
 // sum (x - x')^2), x' the float32 dequantization, all sums in double and independent of
-// --threads). The errors are measured, chunk by chunk, while another thread writes the file, so
-// with the report the lines appear once every tensor is quantized; --no-report skips them (they
-// cost one more read of the input and a dequantization of every weight). inspect prints the same
-// bits per value. --quiet: no progress bar.
+// --threads). A tensor's errors are measured while another thread writes it; --no-report skips
+// them (they cost one more read of the input and a dequantization of every weight). inspect
+// prints the same bits per value. --quiet: no progress bar.
 //
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
@@ -35,7 +36,9 @@
 #include <lowbit/lowbit.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
@@ -205,15 +208,40 @@ class output_folder {
   bool committed_ = false;
 };
 
-// One tensor of the output: passed through from the input, or a quantized/dequantized tensor.
+// One tensor of dequantize's output: passed through from the input, or dequantized.
 struct out_tensor {
   std::vector<io::tensor_entry> entries;
   const std::uint8_t* raw = nullptr;  // pass-through bytes (in the input mapping)
   std::size_t raw_bytes = 0;
-  lowbit::quant_tensor q;             // written with io::write_bnb
-  bool quantized = false;
   std::vector<std::uint8_t> dense;    // dequantized bytes
 };
+
+// Writes config.json into `folder`: `config_text` with quantization_config set to `qc`, or
+// removed when `qc` is null. Whole, with signals held (it is small).
+int write_config_json(output_folder& folder, const std::string& config_text, const io::bnb_quantization_config* qc) {
+  std::lock_guard<std::mutex> lock(g_cleanup_mutex);
+  const std::string cfg = folder.file("config.json");
+  if (qc != nullptr) {
+    if (auto s = io::write_config(cfg, config_text, *qc); !s) return fail(exit_output, s);
+  } else {
+    nlohmann::ordered_json j = nlohmann::ordered_json::object();
+    if (!config_text.empty()) j = nlohmann::ordered_json::parse(config_text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) j = nlohmann::ordered_json::object();
+    j.erase("quantization_config");
+    if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
+  }
+  return exit_ok;
+}
+
+// Opens model.safetensors in `folder` for `entries` (its header is written now) and registers
+// its temporary file for cleanup.
+int open_model(output_folder& folder, io::safetensors_writer& w, std::vector<io::tensor_entry> entries) {
+  std::lock_guard<std::mutex> lock(g_cleanup_mutex);
+  const std::string model = folder.file("model.safetensors");
+  if (auto s = w.open(model, std::move(entries), {{"format", "pt"}}); !s) return fail(exit_output, s);
+  set_cleanup(w.temp_path());
+  return exit_ok;
+}
 
 // Writes the tensors and config of a finished conversion into `folder` (commit_output then
 // puts the folder in place).
@@ -223,32 +251,14 @@ int write_output(output_folder& folder, std::vector<out_tensor>& tensors, const 
   std::uint64_t total = 0;
   for (auto& t : tensors)
     for (auto& e : t.entries) entries.push_back(e), total += e.nbytes();
-  {  // config.json first, whole, with signals held (it is small)
-    std::lock_guard<std::mutex> lock(g_cleanup_mutex);
-    const std::string cfg = folder.file("config.json");
-    if (qc != nullptr) {
-      if (auto s = io::write_config(cfg, config_text, *qc); !s) return fail(exit_output, s);
-    } else {
-      nlohmann::ordered_json j = nlohmann::ordered_json::object();
-      if (!config_text.empty()) j = nlohmann::ordered_json::parse(config_text, nullptr, false);
-      if (j.is_discarded() || !j.is_object()) j = nlohmann::ordered_json::object();
-      j.erase("quantization_config");
-      if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
-    }
-  }
+  if (int r = write_config_json(folder, config_text, qc)) return r;
   io::safetensors_writer w;
-  {
-    std::lock_guard<std::mutex> lock(g_cleanup_mutex);
-    const std::string model = folder.file("model.safetensors");
-    if (auto s = w.open(model, entries, {{"format", "pt"}}); !s) return fail(exit_output, s);
-    set_cleanup(w.temp_path());
-  }
+  if (int r = open_model(folder, w, std::move(entries))) return r;
   progress bar(total, !quiet);
   std::uint64_t done = 0;
   for (auto& t : tensors) {
     lowbit::status s;
-    if (t.quantized) s = io::write_bnb(w, t.q);
-    else if (!t.dense.empty()) s = w.write(t.dense.data(), t.dense.size());
+    if (!t.dense.empty()) s = w.write(t.dense.data(), t.dense.size());
     else s = w.write(t.raw, t.raw_bytes);
     if (!s) return fail(exit_output, s);
     for (auto& e : t.entries) done += e.nbytes();
@@ -338,6 +348,263 @@ int open_conversion(const conversion_args& args, io::checkpoint& in, std::string
 }
 
 // ---- quantize ------------------------------------------------------------------------------------
+// One input tensor's part of the output, fixed before anything is quantized.
+struct planned {
+  const io::tensor_info* info = nullptr;
+  const io::safetensors_file* file = nullptr;
+  const std::uint8_t* src = nullptr;  // its bytes in the input mapping
+  bool quantize = false;
+  lowbit::dtype dt{};                 // input dtype (quantized tensors)
+  io::bnb_layout layout;              // quantized tensors
+  std::vector<io::tensor_entry> entries;
+  double bits = 0.0;                  // stored bits per value (quantized tensors)
+};
+
+// Largest magnitude among `n` IEEE values of type U (bits) at `p`: the largest bit pattern once
+// the sign is cleared, as magnitudes order like their bit patterns.
+template <class U>
+U largest_magnitude(const std::uint8_t* p, std::int64_t n, U sign) {
+  U m = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    U v;
+    std::memcpy(&v, p + static_cast<std::size_t>(i) * sizeof(U), sizeof(U));
+    v = static_cast<U>(v & static_cast<U>(~sign));
+    m = v > m ? v : m;
+  }
+  return m;
+}
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+#  if defined(__GNUC__) && !defined(__clang__)  // GCC's false uninitialized warnings on AVX-512 intrinsics (see simd_avx512.hpp)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wuninitialized"
+#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  endif
+// largest_magnitude of each of `nblocks` blocks of `bs` 16-bit values (bs a multiple of 32) at
+// `p`, 32 lanes at a time without converting to float: the planning read then runs at memory
+// speed.
+LOWBIT_AVX512 void largest_magnitudes16(const std::uint8_t* p, std::int64_t nblocks, std::int64_t bs, std::uint16_t* out) {
+  const __m512i mask = _mm512_set1_epi16(0x7fff);
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const std::uint8_t* x = p + 2 * b * bs;
+    __m512i m = _mm512_setzero_si512();
+    for (std::int64_t i = 0; i < bs; i += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + 2 * i), mask));
+    __m256i h = _mm256_max_epu16(_mm512_extracti64x4_epi64(m, 0), _mm512_extracti64x4_epi64(m, 1));
+    __m128i q = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    q = _mm_minpos_epu16(_mm_xor_si128(q, _mm_set1_epi16(-1)));  // max = ~min(~x)
+    out[b] = static_cast<std::uint16_t>(~_mm_extract_epi16(q, 0));
+  }
+}
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic pop
+#  endif
+#endif
+
+// The nested offset lowbit::quantize will find for double-quantized 4-bit weight `t`: the mean of
+// its block scales (each its block's absmax, as quant::make_encoder sets it), summed in
+// quant::offset_chunk order as every engine sums it. One read of the input, with AVX-512 where
+// it runs.
+// False if the tensor holds a NaN or an infinity (which quantize refuses).
+bool planned_nested_offset(const planned& t, int threads, float& out) {
+  namespace quant = lowbit::quant;
+  const io::bnb_layout& l = t.layout;
+  const std::int64_t n = l.numel(), bs = l.block_size, nb = quant::block_count(n, bs);
+  const std::int64_t chunks = (nb + quant::offset_chunk - 1) / quant::offset_chunk;
+  std::vector<double> partial(static_cast<std::size_t>(chunks));
+  std::atomic<bool> finite{true};
+  const bool nf4 = l.fmt == lowbit::format::nf4;
+#if LOWBIT_HAVE_AVX512_KERNELS
+  const bool wide = lowbit::host::avx512::available() && bs % 32 == 0;
+#else
+  const bool wide = false;
+#endif
+  const std::size_t size = static_cast<std::size_t>(lowbit::dtype_size(t.dt));
+  lowbit::host::parallel_for(chunks, 1, 1, threads, [&](std::int64_t c0, std::int64_t c1) {
+    float absmax[quant::offset_chunk];
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const std::int64_t b0 = c * quant::offset_chunk, b1 = std::min(nb, b0 + quant::offset_chunk);
+      std::int64_t b = b0;
+      if (wide) {  // the whole blocks 16 or 32 lanes at a time
+        const std::int64_t full = std::min(b1, n / bs) - b0;
+        const std::uint8_t* x = t.src + size * static_cast<std::size_t>(b0 * bs);
+        if (full > 0 && t.dt == lowbit::dtype::f32) {
+          if (!lowbit::host::avx512::absmax_run(reinterpret_cast<const float*>(x), full, bs, absmax)) finite = false;
+        } else if (full > 0) {
+          std::uint16_t m[quant::offset_chunk];
+          largest_magnitudes16(x, full, bs, m);
+          const bool half = t.dt == lowbit::dtype::f16;
+          for (std::int64_t k = 0; k < full; ++k) {
+            if (m[k] >= (half ? 0x7c00u : 0x7f80u)) finite = false;
+            absmax[k] = half ? lowbit::f16_bits_to_float(m[k]) : lowbit::bf16_bits_to_float(m[k]);
+          }
+        }
+        b += std::max<std::int64_t>(full, 0);
+      }
+      for (; b < b1; ++b) {
+        const std::int64_t e0 = b * bs, k = std::min(n, e0 + bs) - e0;
+        float& a = absmax[b - b0];
+        if (t.dt == lowbit::dtype::f32) {
+          const std::uint32_t m = largest_magnitude<std::uint32_t>(t.src + 4 * e0, k, 0x80000000u);
+          if (m >= 0x7f800000u) finite = false;
+          std::memcpy(&a, &m, 4);
+        } else {
+          const std::uint16_t m = largest_magnitude<std::uint16_t>(t.src + 2 * e0, k, 0x8000u);
+          if (m >= (t.dt == lowbit::dtype::f16 ? 0x7c00u : 0x7f80u)) finite = false;
+          a = t.dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(m) : lowbit::bf16_bits_to_float(m);
+        }
+      }
+      double sum = 0.0;
+      for (b = b0; b < b1; ++b) {
+        quant::block_stats st;
+        st.absmax = absmax[b - b0];
+        sum += nf4 ? quant::make_encoder<lowbit::format::nf4>(st).scale : quant::make_encoder<lowbit::format::bnb_fp4>(st).scale;
+      }
+      partial[static_cast<std::size_t>(c)] = sum;
+    }
+  });
+  double sum = 0.0;
+  for (double v : partial) sum += v;
+  out = static_cast<float>(sum / static_cast<double>(nb));
+  return finite;
+}
+
+// Quantizes planned tensor `t` into `q` and checks that the result has the planned layout (an
+// internal error otherwise: the header already written would not describe it).
+int quantize_planned(const planned& t, const lowbit::quantize_params& p, lowbit::quant_tensor& q) {
+  const io::tensor_info& ti = *t.info;
+  const void* src = t.src;
+  std::vector<lowbit::f16> half;
+  lowbit::dtype qdt = t.dt;
+  if (p.fmt == lowbit::format::int8_absmax && t.dt != lowbit::dtype::f16) {  // bitsandbytes quantizes float16 weights
+    half.resize(static_cast<std::size_t>(ti.numel()));
+    for (std::size_t i = 0; i < half.size(); ++i) {
+      float v;
+      if (t.dt == lowbit::dtype::f32) std::memcpy(&v, t.src + 4 * i, 4);
+      else {
+        std::uint16_t h;
+        std::memcpy(&h, t.src + 2 * i, 2);
+        v = lowbit::bf16_bits_to_float(h);
+      }
+      half[i] = lowbit::from_float<lowbit::f16>(v);
+    }
+    src = half.data();
+    qdt = lowbit::dtype::f16;
+  }
+  if (auto s = lowbit::quantize(src, qdt, ti.shape, p, q); !s) {
+    std::fprintf(stderr, "lowbit: %s: tensor \"%s\": %s\n", t.file->path().c_str(), ti.name.c_str(), s.message());
+    return exit_quantize;
+  }
+  std::vector<io::tensor_entry> got;
+  if (auto s = io::bnb_entries(ti.name, q, got); !s) return fail(exit_quantize, s);
+  bool same = got.size() == t.entries.size();
+  for (std::size_t i = 0; same && i < got.size(); ++i)
+    same = got[i].name == t.entries[i].name && got[i].dtype == t.entries[i].dtype && got[i].shape == t.entries[i].shape;
+  std::uint32_t a, b;
+  const float qo = q.nested_offset();
+  std::memcpy(&a, &qo, 4);
+  std::memcpy(&b, &t.layout.nested_offset, 4);
+  if (!same || a != b) {
+    std::fprintf(stderr, "lowbit: internal error: tensor \"%s\": quantized to another layout than planned (nested offset %.9g, planned %.9g); no output written\n",
+                 ti.name.c_str(), static_cast<double>(qo), static_cast<double>(t.layout.nested_offset));
+    return exit_quantize;
+  }
+  return exit_ok;
+}
+
+// Plans input tensor `name`: passed through, or quantized with `p` (then its layout, entries and
+// bits per value). Errors as quantizing would report them.
+int plan_tensor(const io::checkpoint& in, const std::string& name, const std::vector<std::string>& skip, const lowbit::quantize_params& p, planned& t) {
+  const auto loc = in.find(name);
+  const io::tensor_info& ti = *loc.tensor;
+  t.info = &ti;
+  t.file = loc.file;
+  t.src = loc.file->data(ti);
+  bool skipped = ti.shape.size() != 2 || !io::to_dtype(ti.dtype, t.dt) || !ends_with(name, "weight");
+  for (const auto& pat : skip) skipped = skipped || name.find(pat) != std::string::npos;
+  if (skipped) {
+    t.entries.push_back({name, ti.dtype, ti.shape});
+    return exit_ok;
+  }
+  t.quantize = true;
+  io::bnb_layout& l = t.layout;
+  l.fmt = p.fmt;
+  l.source = p.fmt == lowbit::format::int8_absmax ? lowbit::dtype::f16 : t.dt;
+  l.shape = ti.shape;
+  l.double_quant = p.double_quant;
+  if (auto s = lowbit::resolve_block_size(p.gran, ti.shape, l.block_size); !s) return fail(exit_quantize, s);
+  if (l.double_quant && !planned_nested_offset(t, p.options.threads, l.nested_offset)) {
+    lowbit::quant_tensor q;  // a NaN or Inf: quantize says where, as it would have
+    if (quantize_planned(t, p, q) == exit_ok) std::fprintf(stderr, "lowbit: internal error: tensor \"%s\" is not finite yet quantized\n", name.c_str());
+    return exit_quantize;
+  }
+  if (auto s = io::bnb_entries(name, l, t.entries); !s) return fail(exit_quantize, s);
+  std::uint64_t stored = 0;
+  for (const auto& e : t.entries) stored += e.nbytes();
+  t.bits = bits_per_value(stored, ti.numel());
+  return exit_ok;
+}
+
+// A one-item hand-off from the quantizing thread to the writer thread. The item stays in the slot
+// while the writer works on it, so the producer holds at most one more.
+template <class T>
+class handoff {
+ public:
+  // Waits for the slot to be free and puts `v` there; false if the consumer has stopped.
+  bool put(T v) {
+    std::unique_lock<std::mutex> l(m_);
+    cv_.wait(l, [&] { return !full_ || stopped_; });
+    if (stopped_) return false;
+    item_ = std::move(v);
+    full_ = true;
+    cv_.notify_all();
+    return true;
+  }
+  // Waits for an item (the consumer's to use until done()); null once closed and empty.
+  T* take() {
+    std::unique_lock<std::mutex> l(m_);
+    cv_.wait(l, [&] { return full_ || closed_; });
+    return full_ ? &item_ : nullptr;
+  }
+  void done() { set([&] { item_ = T{}, full_ = false; }); }
+  void stop() { set([&] { stopped_ = true; }); }   // the consumer gives up
+  void close() { set([&] { closed_ = true; }); }   // the producer has nothing more
+
+ private:
+  template <class F>
+  void set(F f) {
+    std::lock_guard<std::mutex> l(m_);
+    f();
+    cv_.notify_all();
+  }
+  std::mutex m_;
+  std::condition_variable cv_;
+  T item_{};
+  bool full_ = false, stopped_ = false, closed_ = false;
+};
+
+// A tensor on its way to the file: its index in the plan and, when quantized, its data (shared
+// with the quantizing thread, which measures its error meanwhile).
+struct stage {
+  std::size_t tensor = 0;
+  std::shared_ptr<const lowbit::quant_tensor> q;
+};
+
+// The writer thread: writes each stage's tensor, in order.
+int write_stages(handoff<stage>& slot, io::safetensors_writer& w, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
+  while (stage* st = slot.take()) {
+    const planned& t = plan[st->tensor];
+    const lowbit::status s = t.quantize ? io::write_bnb(w, *st->q) : w.write(t.src, static_cast<std::size_t>(t.info->nbytes()));
+    if (!s) {
+      slot.stop();
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.finish();
+      return fail(exit_output, s);
+    }
+    slot.done();
+  }
+  return exit_ok;
+}
+
 int cmd_quantize(int argc, char** argv) {
   conversion_args args;
   std::string fmt = "nf4", compute = "bfloat16";
@@ -396,78 +663,6 @@ int cmd_quantize(int argc, char** argv) {
   p.double_quant = fmt != "int8" && dq;
   p.options.threads = static_cast<int>(threads);
 
-  std::uint64_t work = 0, done = 0, in_bytes = 0, out_bytes = 0;
-  for (const auto& n : in.names()) work += in.find(n).tensor->nbytes();
-  std::vector<out_tensor> tensors;
-  tensors.reserve(in.names().size());
-  // The quantized tensors, for the report: their source in the input mapping and their line.
-  struct report_line {
-    std::size_t tensor;
-    const void* source;
-    lowbit::dtype dt;
-    std::string name, shape;
-    double bits;
-    std::uint64_t bytes;
-  };
-  std::vector<report_line> pending;
-  progress bar(work, !quiet);
-  const auto t0 = std::chrono::steady_clock::now();
-  if (report) std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
-  else std::printf("%-52s %-16s %8s\n", "tensor", "shape", "bits");
-  int quantized = 0;
-  for (const auto& name : in.names()) {
-    const auto loc = in.find(name);
-    const io::tensor_info& ti = *loc.tensor;
-    out_tensor t;
-    lowbit::dtype dt{};
-    bool skipped = ti.shape.size() != 2 || !io::to_dtype(ti.dtype, dt) || !ends_with(name, "weight");
-    for (const auto& pat : skip) skipped = skipped || name.find(pat) != std::string::npos;
-    in_bytes += ti.nbytes();
-    if (skipped) {
-      t.entries.push_back({name, ti.dtype, ti.shape});
-      t.raw = loc.file->data(ti);
-      t.raw_bytes = ti.nbytes();
-    } else {
-      const void* src = loc.file->data(ti);
-      std::vector<lowbit::f16> half;
-      lowbit::dtype qdt = dt;
-      if (p.fmt == lowbit::format::int8_absmax && dt != lowbit::dtype::f16) {  // bitsandbytes quantizes float16 weights
-        half.resize(static_cast<std::size_t>(ti.numel()));
-        for (std::size_t i = 0; i < half.size(); ++i) {
-          float v;
-          if (dt == lowbit::dtype::f32) std::memcpy(&v, static_cast<const std::uint8_t*>(src) + 4 * i, 4);
-          else {
-            std::uint16_t h;
-            std::memcpy(&h, static_cast<const std::uint8_t*>(src) + 2 * i, 2);
-            v = lowbit::bf16_bits_to_float(h);
-          }
-          half[i] = lowbit::from_float<lowbit::f16>(v);
-        }
-        src = half.data();
-        qdt = lowbit::dtype::f16;
-      }
-      if (auto s = lowbit::quantize(src, qdt, ti.shape, p, t.q); !s) {
-        bar.finish();
-        std::fprintf(stderr, "lowbit: %s: tensor \"%s\": %s\n", loc.file->path().c_str(), name.c_str(), s.message());
-        return exit_quantize;
-      }
-      if (auto s = io::bnb_entries(name, t.q, t.entries); !s) return fail(exit_quantize, s);
-      t.quantized = true;
-      ++quantized;
-      std::uint64_t stored = 0;
-      for (const auto& e : t.entries) stored += e.nbytes();
-      pending.push_back({tensors.size(), loc.file->data(ti), dt, name, shape_string(ti.shape), bits_per_value(stored, ti.numel()), ti.nbytes()});
-      if (!report) {
-        bar.finish();
-        std::printf("%-52s %-16s %8.3f\n", name.c_str(), pending.back().shape.c_str(), pending.back().bits);
-      }
-    }
-    for (const auto& e : t.entries) out_bytes += e.nbytes();
-    tensors.push_back(std::move(t));
-    done += ti.nbytes();
-    bar.update(done, name);
-  }
-  bar.finish();
   io::bnb_quantization_config qc;
   qc.load_in_4bit = fmt != "int8";
   qc.load_in_8bit = fmt == "int8";
@@ -476,30 +671,75 @@ int cmd_quantize(int argc, char** argv) {
   qc.bnb_4bit_compute_dtype = compute;
   qc.has_skip_modules = true;
   qc.llm_int8_skip_modules = skip;
-  // The file is written by its own thread while this one measures the errors of the tensors
-  // it holds (both only read them): the error report then costs little beyond the write.
-  int written = exit_ok;
-  std::thread writer([&] { written = write_output(folder, tensors, config_text, &qc, quiet || report); });
-  int reported = exit_ok;
-  if (report) {
-    std::uint64_t total = 0, checked = 0;
-    for (const auto& l : pending) total += l.bytes;
-    progress check(total, !quiet);
-    for (const auto& l : pending) {
-      lowbit::host::error_stats es;
-      if (auto s = lowbit::measure_error(l.source, l.dt, tensors[l.tensor].q, es, p.options); !s) {
-        reported = fail(exit_quantize, s);
-        break;
-      }
-      check.finish();
-      std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", l.name.c_str(), l.shape.c_str(), l.bits, es.max_abs, es.mean_abs(), es.sqnr_db());
-      check.update(checked += l.bytes, "checking " + l.name);
-    }
-    check.finish();
+
+  // 1. The plan: every output tensor's name, dtype and shape, known before anything is quantized
+  // (see plan_tensor), so that the header goes first and each tensor is written as soon as it is
+  // quantized.
+  std::vector<planned> plan;
+  plan.reserve(in.names().size());
+  std::vector<io::tensor_entry> entries;
+  std::uint64_t work = 0, in_bytes = 0, out_bytes = 0;
+  for (const auto& name : in.names()) {
+    planned t;
+    if (int r = plan_tensor(in, name, skip, p, t)) return r;
+    in_bytes += t.info->nbytes();
+    for (const auto& e : t.entries) entries.push_back(e), out_bytes += e.nbytes();
+    plan.push_back(std::move(t));
   }
+  work = in_bytes;
+  if (int r = write_config_json(folder, config_text, &qc)) return r;
+  io::safetensors_writer w;
+  if (int r = open_model(folder, w, std::move(entries))) return r;
+
+  // 2. The pipeline: a writer thread writes tensor i while this thread measures its error (with
+  // the report) and quantizes tensor i + 1, each on every core. At most two quantized tensors
+  // exist at a time: the one being written and the one being made.
+  std::mutex print_mutex;  // the progress bar on stderr, against the writer's error message
+  progress bar(work, !quiet);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (report) std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
+  else std::printf("%-52s %-16s %8s\n", "tensor", "shape", "bits");
+  handoff<stage> slot;
+  int consumed = exit_ok;  // the writer thread's result
+  std::thread writer([&] { consumed = write_stages(slot, w, plan, bar, print_mutex); });
+  int quantized = 0, produced = exit_ok;
+  std::uint64_t done = 0;
+  for (std::size_t i = 0; i < plan.size() && produced == exit_ok; ++i) {
+    const planned& t = plan[i];
+    stage st;
+    st.tensor = i;
+    if (t.quantize) {
+      auto q = std::make_shared<lowbit::quant_tensor>();
+      if ((produced = quantize_planned(t, p, *q)) != exit_ok) break;
+      st.q = q;
+      ++quantized;
+    }
+    if (!slot.put(st)) break;  // the writer failed (its message is printed)
+    if (t.quantize) {
+      lowbit::host::error_stats es;
+      if (report) {
+        if (auto s = lowbit::measure_error(t.src, t.dt, *st.q, es, p.options); !s) {
+          produced = fail(exit_quantize, s);
+          break;
+        }
+      }
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.finish();
+      if (report)
+        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), t.bits, es.max_abs, es.mean_abs(),
+                    es.sqnr_db());
+      else std::printf("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), t.bits);
+    }
+    done += t.info->nbytes();
+    std::lock_guard<std::mutex> lock(print_mutex);
+    bar.update(done, t.info->name);
+  }
+  slot.close();
   writer.join();
-  if (reported != exit_ok) return reported;
-  if (written != exit_ok) return written;
+  bar.finish();
+  if (produced != exit_ok) return produced;
+  if (consumed != exit_ok) return consumed;
+  if (auto s = w.commit(); !s) return fail(exit_output, s);
   if (int r = commit_output(folder)) return r;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),

@@ -246,3 +246,102 @@ TEST(LowbitTool, QuantizesAShardedCheckpoint) {
   EXPECT_EQ(qc.bnb_4bit_quant_type, "fp4");
   EXPECT_FALSE(qc.bnb_4bit_use_double_quant);
 }
+
+namespace {
+
+// xorshift64*: the same values on every compiler and standard library (unlike <random>'s
+// distributions), so that the golden hashes below hold everywhere.
+struct fixed_rng {
+  std::uint64_t s = 0x9E3779B97F4A7C15ull;
+  std::uint64_t next() {
+    s ^= s >> 12, s ^= s << 25, s ^= s >> 27;
+    return s * 0x2545F4914F6CDD1Dull;
+  }
+  float uniform() { return static_cast<float>(next() >> 40) / 16777216.0f * 2.0f - 1.0f; }  // [-1, 1)
+};
+
+// A checkpoint of several dtypes and shapes: quantized F16/BF16/F32 weights (odd sizes, an
+// all-zero block, float32 blocks too small to scale), and tensors that pass through (a bias, an
+// embedding, a 3-D weight, integers).
+void write_mixed_checkpoint(const std::string& path) {
+  fixed_rng rng;
+  struct t {
+    const char* name;
+    io::st_dtype dt;
+    std::vector<std::int64_t> shape;
+  };
+  const std::vector<t> ts = {{"model.embed_tokens.weight", io::st_dtype::F16, {16, 64}}, {"layers.0.q.weight", io::st_dtype::F16, {96, 128}},
+                             {"layers.0.q.bias", io::st_dtype::F16, {128}},            {"layers.0.k.weight", io::st_dtype::BF16, {33, 70}},
+                             {"layers.0.conv.weight", io::st_dtype::F16, {2, 3, 64}},  {"layers.0.v.weight", io::st_dtype::F32, {50, 300}},
+                             {"position_ids", io::st_dtype::I64, {7}},                 {"layers.1.o.weight", io::st_dtype::F16, {1, 1000}},
+                             {"lm_head.weight", io::st_dtype::F16, {8, 64}}};
+  std::vector<io::tensor_entry> entries;
+  for (const auto& x : ts) entries.push_back({x.name, x.dt, x.shape});
+  io::safetensors_writer wr;
+  ASSERT_TRUE(wr.open(path, entries, {{"format", "pt"}}).ok());
+  for (const auto& x : ts) {
+    io::tensor_entry e{x.name, x.dt, x.shape};
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(e.nbytes()));
+    const std::size_t n = bytes.size() / static_cast<std::size_t>(io::info(x.dt).size);
+    for (std::size_t i = 0; i < n; ++i) {
+      float v = rng.uniform() * 0.05f;
+      if (i >= 64 && i < 128) v = 0.0f;                                           // a zero block
+      if (x.dt == io::st_dtype::F32 && i >= 192 && i < 256) v *= 1e-37f;             // 1/absmax overflows
+      if (x.dt == io::st_dtype::F16) {
+        const lowbit::f16 h = lowbit::from_float<lowbit::f16>(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      } else if (x.dt == io::st_dtype::BF16) {
+        const lowbit::bf16 h = lowbit::from_float<lowbit::bf16>(v);
+        std::memcpy(bytes.data() + 2 * i, &h, 2);
+      } else if (x.dt == io::st_dtype::F32) {
+        std::memcpy(bytes.data() + 4 * i, &v, 4);
+      } else {
+        const std::int64_t k = static_cast<std::int64_t>(i) * 3 - 5;
+        std::memcpy(bytes.data() + 8 * i, &k, 8);
+      }
+    }
+    ASSERT_TRUE(wr.write(bytes.data(), bytes.size()).ok());
+  }
+  ASSERT_TRUE(wr.commit().ok());
+}
+
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+}  // namespace
+
+// The file the tool writes, byte for byte: FNV-1a hashes of model.safetensors as the tool wrote
+// them before quantizing and writing were pipelined (commit f131ce0), for the shipped
+// checkpoint and a synthetic one, under several options, with and without the report.
+TEST(LowbitTool, OutputIsByteIdenticalToTheGoldenFiles) {
+  scratch_dir d;
+  write_mixed_checkpoint(d / "mixed.safetensors");
+  struct golden {
+    const char* input;  // "sample" or "mixed"
+    const char* options;
+    std::uint64_t hash;
+  };
+  const golden goldens[] = {
+      {"sample", "", 0xe85eda869485dfd0ull},
+      {"sample", "--format fp4 --no-double-quant --block-size 128", 0x136e83278c131faaull},
+      {"sample", "--format int8", 0x7a468b49b854d6cbull},
+      {"mixed", "", 0xa2917a794f3bed48ull},
+      {"mixed", "--no-report --threads 1", 0xa2917a794f3bed48ull},
+      {"mixed", "--format fp4 --block-size 32", 0x7f8540ca86fccdd0ull},
+      {"mixed", "--no-double-quant --block-size 256", 0x98a0bb30efdc2c81ull},
+      {"mixed", "--format int8", 0x5cc22afafb3d261bull},
+      {"mixed", "--skip layers.0 --block-size 4096", 0xae947a2773649135ull},
+  };
+  int k = 0;
+  for (const auto& g : goldens) {
+    const std::string in = std::string(g.input) == "sample" ? std::string(LOWBIT_SAMPLE) : d / "mixed.safetensors";
+    const std::string out = d / ("out" + std::to_string(k++));
+    const run_result r = run(d, std::string("quantize --quiet ") + g.options + " '" + in + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << g.input << " " << g.options << ": " << r.err;
+    const std::uint64_t h = fnv1a(lowbit_test::read_bytes(out + "/model.safetensors"));
+    EXPECT_EQ(h, g.hash) << g.input << " " << g.options;
+  }
+}

@@ -84,22 +84,49 @@ constexpr const char* bnb_quant_type(format f) noexcept {
   return f == format::nf4 ? "nf4" : (f == format::bnb_fp4 ? "fp4" : nullptr);
 }
 
-/// The packed quant_state JSON bitsandbytes writes for `q` (nf4 / bnb_fp4), byte for byte.
-inline std::string bnb_quant_state_json(const quant_tensor& q) {
+/// What fixes the bitsandbytes layout of a quantized weight (its tensors' names, dtypes and
+/// shapes and the quant_state JSON), known before the weight is quantized: for a double-quantized
+/// 4-bit weight `nested_offset` is the mean of its blocks' absmax (quant::offset_chunk order).
+struct bnb_layout {
+  format fmt = format::nf4;
+  dtype source = dtype::f16;
+  std::vector<std::int64_t> shape;
+  std::int64_t block_size = 64;
+  bool double_quant = false;
+  float nested_offset = 0.0f;
+
+  std::int64_t numel() const noexcept {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+};
+
+/// The layout of the host tensor `q`.
+inline bnb_layout bnb_layout_of(const quant_tensor& q) {
+  return {q.fmt(), q.source_dtype(), q.shape(), q.block_size(), q.double_quantized(), q.nested_offset()};
+}
+
+/// The packed quant_state JSON bitsandbytes writes for a weight of layout `l` (nf4 / bnb_fp4),
+/// byte for byte.
+inline std::string bnb_quant_state_json(const bnb_layout& l) {
   std::string s = "{\"quant_type\": \"";
-  s += bnb_quant_type(q.fmt()) ? bnb_quant_type(q.fmt()) : "?";
-  s += "\", \"blocksize\": " + std::to_string(q.block_size());
+  s += bnb_quant_type(l.fmt) ? bnb_quant_type(l.fmt) : "?";
+  s += "\", \"blocksize\": " + std::to_string(l.block_size);
   s += ", \"dtype\": \"";
-  s += dtype_name(q.source_dtype());
+  s += dtype_name(l.source);
   s += "\", \"shape\": [";
-  for (std::size_t i = 0; i < q.shape().size(); ++i) s += (i ? ", " : "") + std::to_string(q.shape()[i]);
+  for (std::size_t i = 0; i < l.shape.size(); ++i) s += (i ? ", " : "") + std::to_string(l.shape[i]);
   s += "]";
-  if (q.double_quantized()) {
+  if (l.double_quant) {
     s += ", \"nested_blocksize\": " + std::to_string(quant::nested_block_size);
-    s += ", \"nested_dtype\": \"float32\", \"nested_offset\": " + python_float_repr(static_cast<double>(q.nested_offset()));
+    s += ", \"nested_dtype\": \"float32\", \"nested_offset\": " + python_float_repr(static_cast<double>(l.nested_offset));
   }
   return s + "}";
 }
+
+/// The packed quant_state JSON bitsandbytes writes for `q` (nf4 / bnb_fp4), byte for byte.
+inline std::string bnb_quant_state_json(const quant_tensor& q) { return bnb_quant_state_json(bnb_layout_of(q)); }
 
 namespace detail {
 
@@ -264,36 +291,42 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
   return {};
 }
 
-/// The tensors `write_bnb` writes for `q` under `weight` ("P.weight"), in data order: the 4-bit
-/// layout for nf4 / bnb_fp4, the LLM.int8 layout (`P.weight`, `P.SCB`, `P.weight_format`) for
-/// int8_absmax with one block per row of a 2-D tensor. Error for any other tensor, and for a
-/// tensor in device memory.
-inline status bnb_entries(const std::string& weight, const quant_tensor& q, std::vector<tensor_entry>& out) {
-  if (q.location() != memory_space::host)
-    return status::error(errc::unsupported, "bnb layout of \"%.100s\": the tensor is in device memory; copy it to the host first", weight.c_str());
+/// The tensors `write_bnb` writes under `weight` ("P.weight") for a weight of layout `l`, in data
+/// order: the 4-bit layout for nf4 / bnb_fp4, the LLM.int8 layout (`P.weight`, `P.SCB`,
+/// `P.weight_format`) for int8_absmax with one block per row of a 2-D tensor. Error for any other
+/// layout.
+inline status bnb_entries(const std::string& weight, const bnb_layout& l, std::vector<tensor_entry>& out) {
   std::vector<tensor_entry> e;
-  if (q.fmt() == format::nf4 || q.fmt() == format::bnb_fp4) {
-    const std::int64_t nb = q.blocks();
-    detail::append(e, weight, st_dtype::U8, {(q.numel() + 1) / 2, 1});
-    detail::append(e, weight + ".absmax", q.double_quantized() ? st_dtype::U8 : st_dtype::F32, {nb});
+  if (l.fmt == format::nf4 || l.fmt == format::bnb_fp4) {
+    const std::int64_t nb = quant::block_count(l.numel(), l.block_size);
+    detail::append(e, weight, st_dtype::U8, {(l.numel() + 1) / 2, 1});
+    detail::append(e, weight + ".absmax", l.double_quant ? st_dtype::U8 : st_dtype::F32, {nb});
     detail::append(e, weight + ".quant_map", st_dtype::F32, {16});
-    if (q.double_quantized()) {
+    if (l.double_quant) {
       detail::append(e, weight + ".nested_absmax", st_dtype::F32, {quant::block_count(nb, quant::nested_block_size)});
       detail::append(e, weight + ".nested_quant_map", st_dtype::F32, {256});
     }
-    detail::append(e, weight + ".quant_state.bitsandbytes__" + bnb_quant_type(q.fmt()), st_dtype::U8,
-                   {static_cast<std::int64_t>(bnb_quant_state_json(q).size())});
-  } else if (q.fmt() == format::int8_absmax && q.shape().size() == 2 && q.block_size() == std::max<std::int64_t>(q.shape()[1], 1)) {
+    detail::append(e, weight + ".quant_state.bitsandbytes__" + bnb_quant_type(l.fmt), st_dtype::U8,
+                   {static_cast<std::int64_t>(bnb_quant_state_json(l).size())});
+  } else if (l.fmt == format::int8_absmax && l.shape.size() == 2 && l.block_size == std::max<std::int64_t>(l.shape[1], 1)) {
     const std::string prefix = weight.size() >= 6 && weight.compare(weight.size() - 6, 6, "weight") == 0 ? weight.substr(0, weight.size() - 6) : weight + ".";
-    detail::append(e, weight, st_dtype::I8, q.shape());
-    detail::append(e, prefix + "SCB", st_dtype::F32, {q.shape()[0]});
+    detail::append(e, weight, st_dtype::I8, l.shape);
+    detail::append(e, prefix + "SCB", st_dtype::F32, {l.shape[0]});
     detail::append(e, prefix + "weight_format", st_dtype::U8, {});
   } else {
     return status::error(errc::unsupported, "bnb layout of \"%.100s\": %s%s has no bitsandbytes checkpoint layout (nf4, bnb_fp4, or int8_absmax per row of a 2-D tensor)",
-                         weight.c_str(), info(q.fmt()).name, q.fmt() == format::int8_absmax ? " not per row" : "");
+                         weight.c_str(), info(l.fmt).name, l.fmt == format::int8_absmax ? " not per row" : "");
   }
   out = std::move(e);
   return {};
+}
+
+/// The tensors `write_bnb` writes for `q` under `weight`, in data order (see above). Error for a
+/// tensor without a bitsandbytes layout, and for a tensor in device memory.
+inline status bnb_entries(const std::string& weight, const quant_tensor& q, std::vector<tensor_entry>& out) {
+  if (q.location() != memory_space::host)
+    return status::error(errc::unsupported, "bnb layout of \"%.100s\": the tensor is in device memory; copy it to the host first", weight.c_str());
+  return bnb_entries(weight, bnb_layout_of(q), out);
 }
 
 /// Writes the data of `q`'s tensors (bnb_entries order) to `w`, whose next tensor must be the
