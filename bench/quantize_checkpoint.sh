@@ -9,8 +9,13 @@
 # Needs python3 with numpy to write the input. Not a test: nothing here asserts a speed. RUNS
 # (default 3) runs of each command; the fastest wall time is printed with its user+sys CPU time.
 #
-# Measured on the 2-core development machine, 1073743760-byte input, shared with other agents'
-# compilers, best of 4-5 runs, old and new tool alternated in the same minute:
+# Measured on the 2-core development machine, 1073743760-byte input, with nothing else running
+# (load average 1.0), best of 3 runs: read 0.14 s (7.6 GB/s), cp 0.34 s (3.2 GB/s),
+# `lowbit quantize` 0.60 s (cpu 1.05 s) with the error report, 0.43 s (cpu 0.69 s) with
+# --no-report; the session before the pipelining and the AVX2 nested-scale encoder measured
+# 2.30 s and 1.14 s on the same kind of machine.
+# Earlier, shared with other agents' compilers, best of 4-5 runs, old and new tool alternated in
+# the same minute:
 # - load average ~2.0 (about one core free), an earlier state of the pipelined tool (planning
 #   read with the quantizer's absmax kernel, report measured on the writer thread):
 #   `lowbit quantize --no-report` 0.47 s (cpu 0.8 s), with the report 1.10 s (cpu 1.2 s); the
