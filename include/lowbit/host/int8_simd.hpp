@@ -25,15 +25,13 @@ LOWBIT_NAMESPACE_BEGIN
 namespace host {
 namespace int8_avx512 {
 
+/// Columns per weight panel of the outlier sums (int8/matmul.hpp lays the panels out, the
+/// AVX-512 kernel below takes one panel as two 16-lane vectors).
+inline constexpr std::int64_t outlier_panel_width = 32;
+
 #if LOWBIT_HAVE_AVX512_KERNELS
 
-// GCC 12 reports its own AVX-512 intrinsics' `_mm512_undefined_*` placeholders as uninitialized
-// once they are inlined here (a false positive); nothing in these kernels reads an unset value.
-#if defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic push
-#  pragma GCC diagnostic ignored "-Wuninitialized"
-#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+LOWBIT_AVX512_WARNINGS_PUSH  // simd_avx512.hpp: GCC 12's false -Wuninitialized in AVX-512 intrinsics
 
 /// True if this CPU runs these kernels: the engine's AVX-512 kernels (which checks the OS saves
 /// the zmm state) and FMA.
@@ -102,17 +100,19 @@ LOWBIT_TARGET_AVX512 inline std::int64_t epilogue_row(const std::int32_t* c, flo
   return i;
 }
 
-/// Outlier sums of R rows (1..4) and one panel of `panel_width` (32) columns:
-/// out[r * ldo + c] = Σ_j xo[r * ldx + j] · wp[j * 32 + c], j = 0..count-1 in order, each step
+/// Outlier sums of R rows (1..4) and one panel of outlier_panel_width (P = 32) columns:
+/// out[r * ldo + c] = Σ_j xo[r * ldx + j] · wp[j * P + c], j = 0..count-1 in order, each step
 /// int8::outlier_step (a rounded multiply, then a rounded add: never fused). `wp` is the panel
-/// [count, 32]; `width` (<= 32) columns are stored.
+/// [count, P]; `width` (<= P) columns are stored.
 template <int R>
 LOWBIT_TARGET_AVX512 void outlier_panel(const float* xo, std::int64_t ldx, std::int64_t count, const float* wp, float* out,
                                         std::int64_t ldo, std::int64_t width) {
+  static_assert(outlier_panel_width == 32, "one panel is two 16-lane vectors");
+  constexpr std::int64_t P = outlier_panel_width;
   __m512 acc[R][2];
   for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (std::int64_t j = 0; j < count; ++j) {
-    const __m512 w0 = _mm512_loadu_ps(wp + j * 32), w1 = _mm512_loadu_ps(wp + j * 32 + 16);
+    const __m512 w0 = _mm512_loadu_ps(wp + j * P), w1 = _mm512_loadu_ps(wp + j * P + 16);
     for (int r = 0; r < R; ++r) {
       const __m512 a = _mm512_set1_ps(xo[r * ldx + j]);
       __m512 p0 = _mm512_mul_ps(a, w0), p1 = _mm512_mul_ps(a, w1);
@@ -122,16 +122,14 @@ LOWBIT_TARGET_AVX512 void outlier_panel(const float* xo, std::int64_t ldx, std::
     }
   }
   const __mmask16 m0 = width >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << width) - 1u);
-  const __mmask16 m1 = width >= 32 ? __mmask16(0xFFFF) : (width <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (width - 16)) - 1u));
+  const __mmask16 m1 = width >= P ? __mmask16(0xFFFF) : (width <= 16 ? __mmask16(0) : static_cast<__mmask16>((1u << (width - 16)) - 1u));
   for (int r = 0; r < R; ++r) {
     _mm512_mask_storeu_ps(out + r * ldo, m0, acc[r][0]);
     _mm512_mask_storeu_ps(out + r * ldo + 16, m1, acc[r][1]);
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic pop
-#endif
+LOWBIT_AVX512_WARNINGS_POP
 
 #else
 

@@ -156,9 +156,6 @@ status epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, con
   return {};
 }
 
-/// Columns per weight panel of outlier_sums (the AVX-512 kernel's tile width).
-inline constexpr std::int64_t outlier_panel_width = 32;
-
 /// Outlier sums O[m, n] = Σ_j x[m, c_j] · to_T(dequant_weight(CB[n, c_j], SCB[n])) over the columns
 /// c_j = cols[j] (every column 0..K-1 when `cols` is null, count = K), j increasing, each step
 /// outlier_step. The dequantized weights are laid out in panels of 32 columns ([count, 32] each,
@@ -167,7 +164,7 @@ inline constexpr std::int64_t outlier_panel_width = 32;
 template <class T>
 status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_t* cb, const float* scb, std::int64_t N,
                     const std::int32_t* cols, std::int64_t count, float* out, int threads, bool simd) {
-  constexpr std::int64_t P = outlier_panel_width;
+  constexpr std::int64_t P = host::int8_avx512::outlier_panel_width;
   const std::int64_t panels = (N + P - 1) / P;
   storage<float> xo, wp;
   LOWBIT_TRY(xo.allocate(static_cast<std::size_t>(M * count), allocator::host(), "int8_matmul: outlier activations"));
