@@ -23,6 +23,23 @@ namespace avx2 = lowbit::host::avx2;
 namespace avx512 = lowbit::host::avx512;
 namespace codecs = lowbit::codecs;
 
+// Mismatches of the kernel's codes `got` for the `lanes` floats whose bit patterns start at
+// `first`, against `scalar`; the first bad pattern of the sweep (bad_so_far == 0) goes to first_bad.
+template <class Scalar>
+std::uint64_t check_lanes(std::uint64_t first, const std::int32_t* got, int lanes, bool skip_nan, Scalar scalar,
+                          std::uint64_t bad_so_far, std::uint32_t& first_bad) {
+  std::uint64_t bad = 0;
+  for (int k = 0; k < lanes; ++k) {
+    const std::uint32_t u = static_cast<std::uint32_t>(first) + static_cast<std::uint32_t>(k);
+    const float x = lowbit_test::float_of(u);
+    if (skip_nan && x != x) continue;
+    if (static_cast<std::uint32_t>(got[k]) != scalar(x)) {
+      if (bad_so_far + bad++ == 0) first_bad = u;
+    }
+  }
+  return bad;
+}
+
 template <format F, class Scalar>
 LOWBIT_AVX2 std::uint64_t sweep_range(std::uint64_t begin, std::uint64_t end, bool skip_nan, Scalar scalar,
                                       std::uint32_t& first_bad) {
@@ -38,14 +55,7 @@ LOWBIT_AVX2 std::uint64_t sweep_range(std::uint64_t begin, std::uint64_t end, bo
     const __m256i bits = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(i))),
                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     _mm256_store_si256(reinterpret_cast<__m256i*>(got), avx2::detail::codes8<F>(_mm256_castsi256_ps(bits), thr));
-    for (int k = 0; k < 8; ++k) {
-      const std::uint32_t u = static_cast<std::uint32_t>(i) + static_cast<std::uint32_t>(k);
-      const float x = lowbit_test::float_of(u);
-      if (skip_nan && x != x) continue;
-      if (static_cast<std::uint32_t>(got[k]) != scalar(x)) {
-        if (bad++ == 0) first_bad = u;
-      }
-    }
+    bad += check_lanes(i, got, 8, skip_nan, scalar, bad, first_bad);
   }
   return bad;
 }
@@ -60,14 +70,7 @@ LOWBIT_AVX512 std::uint64_t sweep_range512(std::uint64_t begin, std::uint64_t en
     const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(i))),
                                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     _mm512_store_si512(got, avx512::detail::codes16<F>(_mm512_castsi512_ps(bits), th));
-    for (int k = 0; k < 16; ++k) {
-      const std::uint32_t u = static_cast<std::uint32_t>(i) + static_cast<std::uint32_t>(k);
-      const float x = lowbit_test::float_of(u);
-      if (skip_nan && x != x) continue;
-      if (static_cast<std::uint32_t>(got[k]) != scalar(x)) {
-        if (bad++ == 0) first_bad = u;
-      }
-    }
+    bad += check_lanes(i, got, 16, skip_nan, scalar, bad, first_bad);
   }
   return bad;
 }

@@ -33,13 +33,18 @@ namespace avx512 {
 
 // GCC 12's AVX-512 intrinsics initialize their unused pass-through operand from itself
 // (_mm512_undefined_*), which -Wuninitialized reports in every function they are inlined into
-// when AVX-512 comes from a target attribute. The warnings are false; they are silenced for
-// this file's functions only.
+// when AVX-512 comes from a target attribute. The warnings are false; files of AVX-512 kernels
+// silence them for their own functions only, between these two macros.
 #if defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic push
-#  pragma GCC diagnostic ignored "-Wuninitialized"
-#  pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  define LOWBIT_AVX512_WARNINGS_PUSH                                                             \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wuninitialized\"") \
+        _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#  define LOWBIT_AVX512_WARNINGS_POP _Pragma("GCC diagnostic pop")
+#else
+#  define LOWBIT_AVX512_WARNINGS_PUSH
+#  define LOWBIT_AVX512_WARNINGS_POP
 #endif
+LOWBIT_AVX512_WARNINGS_PUSH
 
 /// True if this CPU (and OS, which must save the zmm state) runs the AVX-512 kernels.
 inline bool available() noexcept {
@@ -358,9 +363,7 @@ LOWBIT_AVX512 std::int64_t error_sums(const T* x, const float* y, std::int64_t n
   return m;
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#  pragma GCC diagnostic pop
-#endif
+LOWBIT_AVX512_WARNINGS_POP
 
 #else
 
