@@ -429,13 +429,12 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
   storage<float> absmax;
   LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: absmax before double quantization"));
   LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
-  double sum = 0.0;  // quant::offset_chunk: the summation order every engine uses
-  for (std::int64_t c = 0; c < nb; c += quant::offset_chunk) {
-    double partial = 0.0;
-    for (std::int64_t b = c; b < std::min(nb, c + quant::offset_chunk); ++b) partial += absmax[b];
-    sum += partial;
-  }
-  const float offset = static_cast<float>(sum / static_cast<double>(nb));
+  const std::int64_t nchunks = quant::block_count(nb, quant::offset_chunk);
+  storage<double> partials;
+  LOWBIT_TRY(partials.allocate(static_cast<std::size_t>(nchunks), allocator::host(), "quantize: nested offset partial sums"));
+  for (std::int64_t c = 0; c < nchunks; ++c)
+    partials[c] = quant::offset_partial(absmax.data() + c * quant::offset_chunk, std::min(quant::offset_chunk, nb - c * quant::offset_chunk));
+  const float offset = quant::offset_from_partials(partials.data(), nchunks, nb);
   for (std::int64_t b = 0; b < nb; ++b) absmax[b] = absmax[b] - offset;
   quant_view nested;
   nested.fmt = format::bnb_dynamic8;

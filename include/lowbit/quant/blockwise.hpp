@@ -203,6 +203,22 @@ inline constexpr std::int64_t nested_block_size = 256;
 /// the partial sums in order; the total divided by the block count and rounded to float32.
 inline constexpr std::int64_t offset_chunk = 1024;
 
+/// The partial sum of one offset chunk: its `count` (<= offset_chunk) absmax values in block
+/// order, in double.
+LOWBIT_HD double offset_partial(const float* chunk, std::int64_t count) noexcept {
+  double s = 0.0;
+  for (std::int64_t b = 0; b < count; ++b) s += chunk[b];
+  return s;
+}
+
+/// The nested offset from the partial sums of all `nchunks` chunks of `nblocks` blocks: their
+/// sum in chunk order, divided by the block count, rounded to float32.
+LOWBIT_HD float offset_from_partials(const double* partials, std::int64_t nchunks, std::int64_t nblocks) noexcept {
+  double s = 0.0;
+  for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
+  return static_cast<float>(s / static_cast<double>(nblocks));
+}
+
 /// Reconstructs a double-quantized block scale: f32(f32(code2[q] * absmax2) + offset), two
 /// roundings as bitsandbytes' dequantize_4bit (never fused into one FMA).
 LOWBIT_HD float nested_scale(float code2_value, float absmax2, float offset) noexcept {

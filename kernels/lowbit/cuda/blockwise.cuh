@@ -269,9 +269,7 @@ __global__ void offset_partials_kernel(const float* absmax, std::int64_t nblocks
   const std::int64_t b0 = c * quant::offset_chunk;
   if (b0 >= nblocks) return;
   const std::int64_t b1 = b0 + quant::offset_chunk < nblocks ? b0 + quant::offset_chunk : nblocks;
-  double s = 0.0;
-  for (std::int64_t b = b0; b < b1; ++b) s += absmax[b];
-  partials[c] = s;
+  partials[c] = quant::offset_partial(absmax + b0, b1 - b0);
 }
 
 /// Double quantization, step 2 (one thread): the offset; the absmax values become absmax - offset.
@@ -279,9 +277,7 @@ __global__ void offset_kernel(const double* partials, std::int64_t nchunks, std:
                               const unsigned long long* first_bad, bool allow_nonfinite, float* offset_out) {
   if (global_thread() != 0) return;
   if (!allow_nonfinite && *first_bad != no_bad_index) return;
-  double s = 0.0;
-  for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
-  *offset_out = static_cast<float>(s / static_cast<double>(nblocks));
+  *offset_out = quant::offset_from_partials(partials, nchunks, nblocks);
 }
 
 __global__ void subtract_offset_kernel(float* absmax, std::int64_t nblocks, const float* offset) {
