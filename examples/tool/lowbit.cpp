@@ -375,11 +375,7 @@ U largest_magnitude(const std::uint8_t* p, std::int64_t n, U sign) {
 }
 
 #if LOWBIT_HAVE_AVX512_KERNELS
-#  if defined(__GNUC__) && !defined(__clang__)  // GCC's false uninitialized warnings on AVX-512 intrinsics (see simd_avx512.hpp)
-#    pragma GCC diagnostic push
-#    pragma GCC diagnostic ignored "-Wuninitialized"
-#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#  endif
+LOWBIT_AVX512_WARNINGS_PUSH  // GCC's false uninitialized warnings on AVX-512 intrinsics (simd_avx512.hpp)
 // largest_magnitude of each of `nblocks` blocks of `bs` 16-bit values (bs a multiple of 32) at
 // `p`, 32 lanes at a time without converting to float: the planning read then runs at memory
 // speed.
@@ -395,9 +391,7 @@ LOWBIT_AVX512 void largest_magnitudes16(const std::uint8_t* p, std::int64_t nblo
     out[b] = static_cast<std::uint16_t>(~_mm_extract_epi16(q, 0));
   }
 }
-#  if defined(__GNUC__) && !defined(__clang__)
-#    pragma GCC diagnostic pop
-#  endif
+LOWBIT_AVX512_WARNINGS_POP
 #endif
 
 // The nested offset lowbit::quantize will find for double-quantized 4-bit weight `t`: the mean of
@@ -453,18 +447,15 @@ bool planned_nested_offset(const planned& t, int threads, float& out) {
           a = t.dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(m) : lowbit::bf16_bits_to_float(m);
         }
       }
-      double sum = 0.0;
-      for (b = b0; b < b1; ++b) {
+      for (b = b0; b < b1; ++b) {  // the stored scale of each block, what the offset averages
         quant::block_stats st;
         st.absmax = absmax[b - b0];
-        sum += nf4 ? quant::make_encoder<lowbit::format::nf4>(st).scale : quant::make_encoder<lowbit::format::bnb_fp4>(st).scale;
+        absmax[b - b0] = nf4 ? quant::make_encoder<lowbit::format::nf4>(st).scale : quant::make_encoder<lowbit::format::bnb_fp4>(st).scale;
       }
-      partial[static_cast<std::size_t>(c)] = sum;
+      partial[static_cast<std::size_t>(c)] = quant::offset_partial(absmax, b1 - b0);
     }
   });
-  double sum = 0.0;
-  for (double v : partial) sum += v;
-  out = static_cast<float>(sum / static_cast<double>(nb));
+  out = quant::offset_from_partials(partial.data(), chunks, nb);
   return finite;
 }
 
