@@ -77,9 +77,11 @@ lowbit::status run_quantize(format f, const T* x, std::int64_t n, std::int64_t b
   return s;
 }
 
+// Dequantizes into a buffer at a one-element offset (unaligned) or, with `aligned`, at a 64-byte
+// boundary (where store_mode::streaming takes its non-temporal path).
 template <class Out>
 std::vector<Out> run_dequantize(format f, const engine_output& e, std::int64_t n, std::int64_t bs, bool nested,
-                                const lowbit::host::options& opt) {
+                                const lowbit::host::options& opt, bool aligned = false) {
   lowbit::quant_view q;
   q.fmt = f;
   q.numel = n;
@@ -92,10 +94,14 @@ std::vector<Out> run_dequantize(format f, const engine_output& e, std::int64_t n
     q.nested_scales = const_cast<float*>(e.nested_scales.data());
     q.nested_offset = e.offset;
   }
-  std::vector<Out> out(static_cast<std::size_t>(n) + 1);
-  const lowbit::status s = lowbit::host::dequantize(q, out.data() + 1, lowbit::dtype_of<Out>::value, opt);
+  std::vector<Out> out(static_cast<std::size_t>(n) + 64);
+  std::size_t at = 1;
+  if (aligned) {
+    while (reinterpret_cast<std::uintptr_t>(out.data() + at) % 64 != 0) ++at;
+  }
+  const lowbit::status s = lowbit::host::dequantize(q, out.data() + at, lowbit::dtype_of<Out>::value, opt);
   EXPECT_TRUE(s.ok()) << s.message();
-  return std::vector<Out>(out.begin() + 1, out.end());
+  return std::vector<Out>(out.begin() + static_cast<std::ptrdiff_t>(at), out.begin() + static_cast<std::ptrdiff_t>(at + static_cast<std::size_t>(n)));
 }
 
 template <class T>
@@ -135,11 +141,21 @@ void check_against_reference(format f, std::int64_t n, std::int64_t bs) {
         ASSERT_EQ(e.zero_points[b], ref.zero_points[b]) << "zero point of block " << b;
       }
     }
-    const std::vector<Out> got = run_dequantize<Out>(f, e, n, bs, false, opt);
     const std::vector<Out> want = lowbit_test::ref_dequantize<Out>(f, ref.codes.data(), ref.scales.data(),
                                                                    ref.zero_points.data(), n, bs);
-    for (std::int64_t i = 0; i < n; ++i)
-      ASSERT_EQ(raw(got[i]), raw(want[i])) << "dequantized element " << i << " (variant " << variant << ")";
+    // every store mode, into an unaligned and a 64-byte-aligned output (streaming stores need the
+    // latter; the former takes the ordinary stores)
+    for (const auto mode : {lowbit::host::store_mode::automatic, lowbit::host::store_mode::cached, lowbit::host::store_mode::streaming}) {
+      lowbit::host::options dopt = opt;
+      dopt.stores = mode;
+      for (const bool aligned : {false, true}) {
+        if (mode != lowbit::host::store_mode::streaming && aligned) continue;
+        const std::vector<Out> got = run_dequantize<Out>(f, e, n, bs, false, dopt, aligned);
+        for (std::int64_t i = 0; i < n; ++i)
+          ASSERT_EQ(raw(got[i]), raw(want[i])) << "dequantized element " << i << " (variant " << variant << ", store mode "
+                                               << static_cast<int>(mode) << (aligned ? ", aligned" : ", unaligned") << ")";
+      }
+    }
   }
 }
 
@@ -168,6 +184,33 @@ TEST_P(EngineVsReference, Float32InBfloat16Out) {
 TEST_P(EngineVsReference, LargeMultiThreaded) {
   check_against_reference<float, float>(GetParam(), (1 << 20) + 3, 64);
   check_against_reference<lowbit::bf16, lowbit::bf16>(GetParam(), (1 << 18) + 1, 4096);
+}
+
+// An output of at least streaming_store_bytes: store_mode::automatic takes the non-temporal
+// stores there (aligned output) and must give the reference's bits, with and without double
+// quantization (the latter against the cached stores, which the sweeps check against the
+// reference).
+TEST_P(EngineVsReference, AutomaticStreamingOfLargeOutputs) {
+  LOWBIT_SEED_TRACE();
+  const format f = GetParam();
+  const std::int64_t n = lowbit::host::streaming_store_bytes / 4 + 37, bs = 64;
+  const std::vector<float> x = make_input<float>(n, bs, 2024);
+  const lowbit_test::reference_quantized ref = lowbit_test::ref_quantize(f, x.data(), n, bs);
+  engine_output e;
+  e.codes = ref.codes;
+  e.scales = ref.scales;
+  e.zero_points = ref.zero_points;
+  const std::vector<float> want = lowbit_test::ref_dequantize<float>(f, ref.codes.data(), ref.scales.data(), ref.zero_points.data(), n, bs);
+  const std::vector<float> got = run_dequantize<float>(f, e, n, bs, false, {}, true);
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(raw(got[i]), raw(want[i])) << "dequantized element " << i;
+  if (!lowbit::info(f).bnb) return;  // double quantization is defined for the bitsandbytes formats
+  engine_output dq;
+  ASSERT_TRUE(run_quantize(f, x.data(), n, bs, true, {}, dq).ok());
+  lowbit::host::options cached;
+  cached.stores = lowbit::host::store_mode::cached;
+  const std::vector<float> a = run_dequantize<float>(f, dq, n, bs, true, {}, true);
+  const std::vector<float> b = run_dequantize<float>(f, dq, n, bs, true, cached, true);
+  for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(raw(a[i]), raw(b[i])) << "double-quantized element " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, EngineVsReference,
@@ -315,6 +358,13 @@ TEST(Errors, BadArguments) {
   q = base();
   EXPECT_EQ(lowbit::host::dequantize(q, nullptr, dtype::f32).code(), lowbit::errc::invalid_argument);
   EXPECT_EQ(lowbit::host::dequantize(q, out.data(), static_cast<dtype>(7)).code(), lowbit::errc::invalid_argument);
+  lowbit::host::options bad;
+  bad.stores = static_cast<lowbit::host::store_mode>(5);
+  std::fill(out.begin(), out.end(), 7.0f);
+  const lowbit::status s = lowbit::host::dequantize(q, out.data(), dtype::f32, bad);
+  EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+  EXPECT_NE(std::string(s.message()).find("options::stores is 5"), std::string::npos) << s.message();
+  EXPECT_EQ(std::count(out.begin(), out.end(), 7.0f), 100) << "an invalid store mode wrote output";
 }
 
 TEST(QuantTensor, GranularitiesAndSizes) {

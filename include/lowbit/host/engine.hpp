@@ -48,12 +48,31 @@
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
 
+/// How dequantize's SIMD kernels write the output. The values written are the same in every mode;
+/// only where they end up in the memory hierarchy differs.
+enum class store_mode : unsigned char {
+  /// streaming for an output of at least streaming_store_bytes, cached below
+  automatic,
+  /// ordinary stores: the output stays in the caches for whatever reads it next, but each line is
+  /// read from memory before it is overwritten (about twice the write traffic of a large output)
+  cached,
+  /// non-temporal stores for every run of full blocks whose output starts 64-byte aligned (the
+  /// rest, e.g. partial blocks or a misaligned output, uses ordinary stores); the output is
+  /// complete and visible when dequantize returns
+  streaming,
+};
+
+/// Output size from which store_mode::automatic streams: well past a core's L2 and the typical
+/// per-core share of a last-level cache, so the output would not have stayed cached anyway.
+inline constexpr std::int64_t streaming_store_bytes = std::int64_t{16} << 20;
+
 /// Options of the host engine.
 struct options {
   int threads = 0;               ///< 0 = every hardware thread
   bool allow_nonfinite = false;  ///< accept NaN/Inf input (see the file comment)
   bool simd = true;              ///< use the SIMD kernels the CPU has (false: portable code only)
   bool avx512 = true;            ///< with simd: use the AVX-512 kernels when the CPU has them (false: AVX2 only)
+  store_mode stores = store_mode::automatic;  ///< dequantize's output stores (see store_mode)
 };
 
 namespace detail {
@@ -292,11 +311,13 @@ void decode_block(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1, c
 
 /// Dequantization of any element range of `q`: the code tables and kernel choice are set up
 /// once, then `decode(e0, e1, out)` fills out[0 .. e1 - e0) with elements [e0, e1) (e0 even for
-/// 4-bit formats), the same values whichever ranges are asked for.
+/// 4-bit formats), the same values whichever ranges are asked for. `stream`: the run kernels
+/// write 64-byte-aligned output with non-temporal stores (fenced before decode returns).
 template <format F>
 class range_decoder {
  public:
-  range_decoder(const quant_view& q, const options& opt) : q_(q), simd_(opt.simd && avx2::available()) {
+  range_decoder(const quant_view& q, const options& opt, bool stream = false)
+      : q_(q), simd_(opt.simd && avx2::available()), stream_(stream) {
     for (int c = 0; c < 256; ++c) {
       const int k = four ? (c & 15) : c;
       table_[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
@@ -313,6 +334,7 @@ class range_decoder {
   void decode(std::int64_t e0, std::int64_t e1, T* out) const {
     const std::int64_t bs = q_.block_size, full_blocks = q_.numel / bs;
     std::int64_t i = e0;
+    bool streamed = false;
     while (i < e1) {
       std::int64_t b = i / bs;
       if (runs_ && i == b * bs && b < full_blocks && (b + 1) * bs <= e1) {
@@ -326,8 +348,13 @@ class range_decoder {
             zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
           }
           T* o = out + (b * bs - e0);
-          if (wide_) avx512::decode_run<F>(q_.codes + b * bs, m, bs, scale, zp, o);
-          else avx2::decode_run<F>(four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, o);
+          // runs after the first start a multiple of 64 bytes further on (bs % 32 == 0)
+          if (stream_ && reinterpret_cast<std::uintptr_t>(o) % 64 == 0) {
+            run<true>(b, m, scale, zp, o);
+            streamed = true;
+          } else {
+            run<false>(b, m, scale, zp, o);
+          }
           b += m;
         }
         i = b * bs;
@@ -339,16 +366,24 @@ class range_decoder {
       decode_block<F>(q_.codes, i, end, table_, scale_of(b), zp, out + (i - e0), simd_ && !(four && (i & 1)));
       i = end;
     }
+    if (streamed) avx2::store_fence();
   }
 
  private:
   static constexpr bool four = info(F).bits == 4;
+  // m full blocks from block b (scales and zero points gathered) into o
+  template <bool Stream, class T>
+  void run(std::int64_t b, std::int64_t m, const float* scale, const int* zp, T* o) const {
+    const std::int64_t bs = q_.block_size;
+    if (wide_) avx512::decode_run<F, T, Stream>(q_.codes + b * bs, m, bs, scale, zp, o);
+    else avx2::decode_run<F, T, Stream>(four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, o);
+  }
   float scale_of(std::int64_t b) const {
     return q_.nested() ? quant::nested_scale(nested_table_[q_.nested_codes[b]], q_.nested_scales[b / quant::nested_block_size], q_.nested_offset)
                        : q_.scales[b];
   }
   const quant_view& q_;
-  bool simd_, runs_ = false, wide_ = false;
+  bool simd_, stream_, runs_ = false, wide_ = false;
   alignas(64) float table_[256];
   alignas(64) float nested_table_[256];
 };
@@ -357,7 +392,9 @@ template <format F, class T>
 status dequantize_typed(const quant_view& q, T* out, const options& opt) {
   constexpr bool four = info(F).bits == 4;
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
-  const range_decoder<F> dec(q, opt);
+  const bool stream = opt.stores == store_mode::streaming ||
+                      (opt.stores == store_mode::automatic && n >= streaming_store_bytes / static_cast<std::int64_t>(sizeof(T)));
+  const range_decoder<F> dec(q, opt, stream);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
   const bool pairwise = four && (bs & 1);  // chunks start at even blocks, so at even elements
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
@@ -543,9 +580,13 @@ inline void release_scratch() noexcept { detail::scratch() = storage<unsigned ch
 /// to the output dtype to nearest even. The input is never modified. Stored bytes are not
 /// validated: NaN/Inf codes (e4m3fn, e5m2) and non-finite scales give NaN/Inf results; a float32
 /// NaN result has an unspecified sign and payload, a float16/bfloat16 one is 0x7FFF.
+/// `opt.stores` chooses cached or non-temporal stores for the output (store_mode; automatic
+/// streams outputs of streaming_store_bytes and more); the values are the same in every mode.
 inline status dequantize(const quant_view& q, void* out, dtype ot, const options& opt = {}) {
   LOWBIT_TRY(validate(q, "dequantize"));
   if (!is_valid(ot)) return status::error(errc::invalid_argument, "dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));
+  if (opt.stores != store_mode::automatic && opt.stores != store_mode::cached && opt.stores != store_mode::streaming)
+    return status::error(errc::invalid_argument, "dequantize: options::stores is %d, not a store_mode", static_cast<int>(opt.stores));
   if (q.numel == 0) return {};
   if (out == nullptr) return status::error(errc::invalid_argument, "dequantize: output is null");
   return visit_format(q.fmt, [&](auto f) {

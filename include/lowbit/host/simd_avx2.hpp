@@ -96,10 +96,19 @@ LOWBIT_AVX2 inline void store8(bf16* p, __m256 v) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), nan_fix16(v, h));
 }
 
+// One 32-byte store: non-temporal when Stream (p must then be 32-byte aligned; the data goes
+// to memory without the line being read first, and is ordered only by store_fence()).
+template <bool Stream>
+LOWBIT_AVX2 inline void put32(void* p, __m256i v) {
+  if constexpr (Stream) _mm256_stream_si256(static_cast<__m256i*>(p), v);
+  else _mm256_storeu_si256(static_cast<__m256i*>(p), v);
+}
+
 // Stores 16 float32 results (a: elements 0..7, b: 8..15) as T, one 256-bit store for 16-bit T.
+template <bool Stream = false>
 LOWBIT_AVX2 inline void store16(float* p, __m256 a, __m256 b) {
-  _mm256_storeu_ps(p, a);
-  _mm256_storeu_ps(p + 8, b);
+  put32<Stream>(p, _mm256_castps_si256(a));
+  put32<Stream>(p + 8, _mm256_castps_si256(b));
 }
 LOWBIT_AVX2 inline __m256i bf16_round(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
@@ -114,9 +123,11 @@ LOWBIT_AVX2 inline __m256i pack16_nanfix(__m256i ra, __m256i rb, __m256 a, __m25
   const __m256i nan = _mm256_permute4x64_epi64(_mm256_packs_epi32(na, nb), 0xD8);
   return _mm256_blendv_epi8(r, _mm256_set1_epi16(0x7FFF), nan);
 }
+template <bool Stream = false>
 LOWBIT_AVX2 inline void store16(bf16* p, __m256 a, __m256 b) {
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), pack16_nanfix(bf16_round(a), bf16_round(b), a, b));
+  put32<Stream>(p, pack16_nanfix(bf16_round(a), bf16_round(b), a, b));
 }
+template <bool Stream = false>
 LOWBIT_AVX2 inline void store16(f16* p, __m256 a, __m256 b) {
   const __m128i ha = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m128i hb = _mm256_cvtps_ph(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -124,7 +135,7 @@ LOWBIT_AVX2 inline void store16(f16* p, __m256 a, __m256 b) {
   const __m256i na = _mm256_castps_si256(_mm256_cmp_ps(a, a, _CMP_UNORD_Q));
   const __m256i nb = _mm256_castps_si256(_mm256_cmp_ps(b, b, _CMP_UNORD_Q));
   const __m256i nan = _mm256_permute4x64_epi64(_mm256_packs_epi32(na, nb), 0xD8);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_blendv_epi8(r, _mm256_set1_epi16(0x7FFF), nan));
+  put32<Stream>(p, _mm256_blendv_epi8(r, _mm256_set1_epi16(0x7FFF), nan));
 }
 
 // Count of thresholds t[i] (i < N) strictly below each lane of v, as int32 lanes.
@@ -491,7 +502,10 @@ LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
 /// `zps[b]`, into `out`: exactly decode_element of quant/blockwise.hpp, then from_float<T>.
 /// 4-bit formats: each block's 16 possible outputs are computed once (a per-block table), and
 /// elements are looked up with byte shuffles.
-template <format F, class T>
+/// Stream: every store is non-temporal (`out` must be 64-byte aligned; the caller issues
+/// store_fence() before anything else reads the output): for outputs far larger than the caches,
+/// where an ordinary store first reads each line it fills, nearly doubling the memory traffic.
+template <format F, class T, bool Stream = false>
 LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
                             const int* zps, const float* table, T* out) {
   if constexpr (info(F).bits == 4) {
@@ -511,8 +525,8 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
           for (int h = 0; h < 2; ++h) {
             const __m256i k = _mm256_cvtepu8_epi32(h == 0 ? idx : _mm_srli_si128(idx, 8));
             const __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(k, 28));
-            _mm256_storeu_ps(reinterpret_cast<float*>(o + i + 8 * h),
-                             _mm256_blendv_ps(_mm256_permutevar8x32_ps(v_lo, k), _mm256_permutevar8x32_ps(v_hi, k), sel));
+            detail::put32<Stream>(o + i + 8 * h, _mm256_castps_si256(_mm256_blendv_ps(_mm256_permutevar8x32_ps(v_lo, k),
+                                                                                        _mm256_permutevar8x32_ps(v_hi, k), sel)));
           }
         }
       } else {
@@ -527,8 +541,8 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
           const __m256i idx = _mm256_set_m128i(z, a);  // elements 0..15 | 16..31
           const __m256i l = _mm256_shuffle_epi8(tlo, idx), h = _mm256_shuffle_epi8(thi, idx);
           const __m256i p0 = _mm256_unpacklo_epi8(l, h), p1 = _mm256_unpackhi_epi8(l, h);
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i), _mm256_permute2x128_si256(p0, p1, 0x20));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + i + 16), _mm256_permute2x128_si256(p0, p1, 0x31));
+          detail::put32<Stream>(o + i, _mm256_permute2x128_si256(p0, p1, 0x20));
+          detail::put32<Stream>(o + i + 16, _mm256_permute2x128_si256(p0, p1, 0x31));
         }
       }
     }
@@ -539,11 +553,15 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
       const std::uint8_t* c = codes + b * bs;
       T* o = out + b * bs;
       for (std::int64_t i = 0; i < bs; i += 16)
-        detail::store16(o + i, detail::finish<F>(detail::values8<F>(c + i, table), s, z),
-                        detail::finish<F>(detail::values8<F>(c + i + 8, table), s, z));
+        detail::store16<Stream>(o + i, detail::finish<F>(detail::values8<F>(c + i, table), s, z),
+                                detail::finish<F>(detail::values8<F>(c + i + 8, table), s, z));
     }
   }
 }
+
+/// Orders the non-temporal stores of decode_run<..., true> before every later store, so that
+/// the output is complete when the caller hands it on.
+LOWBIT_AVX2 inline void store_fence() { _mm_sfence(); }
 
 /// Error sums of `measure_error` (engine.hpp) over the first floor(n/8)*8 elements: x the source,
 /// y its dequantization; element i goes to lane i % 8 of acc (acc[0] max |x - y|, acc[1] sum
@@ -597,8 +615,9 @@ template <format F, class T>
 std::int64_t encode_block(const T*, std::int64_t, const quant::block_encoder&, std::uint8_t*) { return 0; }
 template <format F, class T>
 std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float, int, T*) { return 0; }
-template <format F, class T>
+template <format F, class T, bool Stream = false>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, T*) {}
+inline void store_fence() {}
 template <class T>
 bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
 template <format F, class T>

@@ -220,18 +220,25 @@ LOWBIT_AVX512 inline __m512 finish(__m512 t, __m512 scale, __m512 zp) {
 }
 
 // Stores 16 float32 results as T: round to nearest even; NaN -> 0x7FFF for 16-bit outputs.
-LOWBIT_AVX512 inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+// Stream: non-temporal stores (p aligned to the store's size), as avx2::decode_run<..., true>.
+template <bool Stream = false>
+LOWBIT_AVX512 inline void store16(float* p, __m512 v) {
+  if constexpr (Stream) _mm512_stream_ps(p, v);
+  else _mm512_storeu_ps(p, v);
+}
+template <bool Stream = false>
 LOWBIT_AVX512 inline void store16(bf16* p, __m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
   r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+  avx2::detail::put32<Stream>(p, _mm512_cvtepi32_epi16(r));
 }
+template <bool Stream = false>
 LOWBIT_AVX512 inline void store16(f16* p, __m512 v) {
   const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256i nan = _mm256_movm_epi16(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan));
+  avx2::detail::put32<Stream>(p, _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan));
 }
 
 }  // namespace detail
@@ -315,8 +322,8 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
 }
 
 /// As avx2::decode_run for the formats of detail::has_decode_kernel (8-bit codes, `bs` a
-/// multiple of 32): block b's codes decoded with scales[b] and zero point zps[b].
-template <format F, class T>
+/// multiple of 32): block b's codes decoded with scales[b] and zero point zps[b]; Stream as there.
+template <format F, class T, bool Stream = false>
 LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
                               const int* zps, T* out) {
   if constexpr (!detail::has_decode_kernel<F>()) {
@@ -328,8 +335,8 @@ LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, s
       const std::uint8_t* c = codes + b * bs;
       T* o = out + b * bs;
       for (std::int64_t i = 0; i < bs; i += 32) {
-        detail::store16(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z));
-        detail::store16(o + i + 16, detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
+        detail::store16<Stream>(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z));
+        detail::store16<Stream>(o + i + 16, detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
       }
     }
   }
@@ -374,7 +381,7 @@ template <format F>
 void scales_run(const float*, std::int64_t, float*, float*) {}
 template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*, std::int64_t = 0) {}
-template <format F, class T>
+template <format F, class T, bool Stream = false>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, T*) {}
 template <class T>
 std::int64_t error_sums(const T*, const float*, std::int64_t, double (*)[8]) { return 0; }
