@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "test_util.hpp"
@@ -136,6 +137,85 @@ TEST(SimdExhaustive, BnbDynamic8) {
 TEST(SimdExhaustive, Int8Absmax) {
   sweep<format::int8_absmax>(true, [](float x) { return unsigned(std::uint8_t(codecs::int8_absmax::encode(x, 1.0f))); });
 }
+
+// The 16-bit output stores of the decode kernels against float_to_bf16_bits / float_to_f16_bits
+// (round to nearest even, NaN -> 0x7FFF) for every float32, NaN and subnormals included (a NaN
+// code or scale reaches them). `Store` writes the 32 results of the floats with bit patterns
+// i .. i + 31 to its output.
+template <class T, class Store>
+std::uint64_t sweep_stores16(std::uint64_t begin, std::uint64_t end, Store store, std::uint32_t& first_bad) {
+  std::uint64_t bad = 0;
+  alignas(64) T got[32];
+  for (std::uint64_t i = begin; i < end; i += 32) {
+    store(static_cast<std::uint32_t>(i), got);
+    for (int k = 0; k < 32; ++k) {
+      const std::uint32_t u = static_cast<std::uint32_t>(i) + static_cast<std::uint32_t>(k);
+      const float x = lowbit_test::float_of(u);
+      const std::uint16_t want = std::is_same<T, lowbit::bf16>::value ? lowbit::float_to_bf16_bits(x) : lowbit::float_to_f16_bits(x);
+      if (got[k].bits != want && bad++ == 0) first_bad = u;
+    }
+  }
+  return bad;
+}
+
+template <class T, class Store>
+void sweep_stores(const char* what, Store store) {
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  std::atomic<std::uint64_t> bad{0};
+  std::vector<std::uint32_t> first(threads, 0);
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      const std::uint64_t b = (std::uint64_t{1} << 32) / 32 * t / threads * 32;
+      const std::uint64_t e = (std::uint64_t{1} << 32) / 32 * (t + 1) / threads * 32;
+      bad += sweep_stores16<T>(b, e, store, first[t]);
+    });
+  for (auto& th : pool) th.join();
+  std::string where;
+  for (auto f : first) where += " " + lowbit_test::hex(f);
+  EXPECT_EQ(bad.load(), 0u) << what << " differs from the scalar conversion; first per thread:" << where;
+}
+
+LOWBIT_AVX2 __m256 bits8(std::uint32_t i) {
+  return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(i)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+}
+LOWBIT_AVX512 __m512 bits16(std::uint32_t i) {
+  return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(i)),
+                                              _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)));
+}
+template <class T>
+LOWBIT_AVX2 void avx2_store32(std::uint32_t i, T* out) {
+  avx2::detail::store16(out, bits8(i), bits8(i + 8));
+  avx2::detail::store16(out + 16, bits8(i + 16), bits8(i + 24));
+}
+template <class T>
+LOWBIT_AVX512 void avx512_store32(std::uint32_t i, T* out) {
+  avx512::detail::store16(out, bits16(i));
+  avx512::detail::store16(out + 16, bits16(i + 16));
+}
+LOWBIT_AVX512_BF16 void avx512_bf16_store32(std::uint32_t i, lowbit::bf16* out) {
+  avx512::detail::store32_native<false>(out, bits16(i), bits16(i + 16));
+}
+
+template <class T>
+void sweep_all_stores() {
+  if (!avx2::available()) GTEST_SKIP() << "this CPU has no AVX2: the AVX2 kernels are not used here";
+  sweep_stores<T>("AVX2 store16", [](std::uint32_t i, T* o) { avx2_store32(i, o); });
+  if (!avx512::available()) {
+    std::printf("note: this CPU has no AVX-512; only the AVX2 16-bit stores were swept\n");
+    return;
+  }
+  sweep_stores<T>("AVX-512 store16", [](std::uint32_t i, T* o) { avx512_store32(i, o); });
+  if constexpr (std::is_same<T, lowbit::bf16>::value) {
+    if (!avx512::bf16_available()) {
+      std::printf("note: this CPU has no AVX512_BF16; its bfloat16 store was not swept\n");
+      return;
+    }
+    sweep_stores<T>("AVX512_BF16 store32_native", [](std::uint32_t i, T* o) { avx512_bf16_store32(i, o); });
+  }
+}
+TEST(SimdExhaustive, Bfloat16Stores) { sweep_all_stores<lowbit::bf16>(); }
+TEST(SimdExhaustive, Float16Stores) { sweep_all_stores<lowbit::f16>(); }
 
 }  // namespace
 

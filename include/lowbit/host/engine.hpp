@@ -328,6 +328,7 @@ class range_decoder {
     // at a time with their scales gathered first; everything else block by block.
     runs_ = simd_ && q.block_size % 32 == 0;
     wide_ = runs_ && opt.avx512 && avx512::detail::has_decode_kernel<F>() && avx512::available();
+    wide_bf16_ = wide_ && avx512::bf16_available();
   }
 
   template <class T>
@@ -375,6 +376,9 @@ class range_decoder {
   template <bool Stream, class T>
   void run(std::int64_t b, std::int64_t m, const float* scale, const int* zp, T* o) const {
     const std::int64_t bs = q_.block_size;
+    if constexpr (std::is_same<T, bf16>::value) {
+      if (wide_bf16_) return avx512::decode_run_bf16<F, Stream>(q_.codes + b * bs, m, bs, scale, zp, o);
+    }
     if (wide_) avx512::decode_run<F, T, Stream>(q_.codes + b * bs, m, bs, scale, zp, o);
     else avx2::decode_run<F, T, Stream>(four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, o);
   }
@@ -383,7 +387,7 @@ class range_decoder {
                        : q_.scales[b];
   }
   const quant_view& q_;
-  bool simd_, stream_, runs_ = false, wide_ = false;
+  bool simd_, stream_, runs_ = false, wide_ = false, wide_bf16_ = false;
   alignas(64) float table_[256];
   alignas(64) float nested_table_[256];
 };

@@ -21,6 +21,7 @@
 #if LOWBIT_HAVE_AVX2_KERNELS
 #  define LOWBIT_HAVE_AVX512_KERNELS 1
 #  define LOWBIT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c")))
+#  define LOWBIT_AVX512_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,avx512bf16")))
 #else
 #  define LOWBIT_HAVE_AVX512_KERNELS 0
 #endif
@@ -59,6 +60,16 @@ inline bool available() noexcept {
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     const bool f = (b >> 16) & 1u, dq = (b >> 17) & 1u, bw = (b >> 30) & 1u, vl = (b >> 31) & 1u;
     return f && dq && bw && vl && avx2::available();
+  }();
+  return ok;
+}
+
+/// True if available() and the CPU has AVX512_BF16 (vcvtne2ps2bf16: 32 float32 -> bfloat16 in
+/// one instruction), which decode_run then uses for bfloat16 outputs.
+inline bool bf16_available() noexcept {
+  static const bool ok = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return available() && __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1u) != 0;
   }();
   return ok;
 }
@@ -241,6 +252,23 @@ LOWBIT_AVX512 inline void store16(f16* p, __m512 v) {
   avx2::detail::put32<Stream>(p, _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan));
 }
 
+// Elements 0..15 (a) and 16..31 (b) as bfloat16, the bits two store16 calls write. vcvtne2ps2bf16
+// rounds to nearest even as store16 does, but reads subnormal inputs as zero and keeps NaN
+// payloads, so a pair with a NaN or subnormal lane goes through store16 instead. Stream: p
+// 64-byte aligned.
+template <bool Stream>
+LOWBIT_AVX512_BF16 inline void store32_native(bf16* p, __m512 a, __m512 b) {
+  constexpr int nan_or_subnormal = 0x01 | 0x20 | 0x80;  // fpclass: QNaN, denormal, SNaN
+  if ((_mm512_fpclass_ps_mask(a, nan_or_subnormal) | _mm512_fpclass_ps_mask(b, nan_or_subnormal)) != 0) {
+    store16<Stream>(p, a);
+    store16<Stream>(p + 16, b);
+    return;
+  }
+  const __m512i r = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(b, a));  // b: high half
+  if constexpr (Stream) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), r);
+  else _mm512_storeu_si512(p, r);
+}
+
 }  // namespace detail
 
 /// Max |x| of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32) into
@@ -342,6 +370,26 @@ LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, s
   }
 }
 
+/// decode_run for bfloat16 output on CPUs with bf16_available(): the same bits, 32 elements per
+/// conversion instruction.
+template <format F, bool Stream = false>
+LOWBIT_AVX512_BF16 void decode_run_bf16(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs,
+                                        const float* scales, const int* zps, bf16* out) {
+  if constexpr (!detail::has_decode_kernel<F>()) {
+    (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
+  } else {
+    for (std::int64_t b = 0; b < nblocks; ++b) {
+      const __m512 s = _mm512_set1_ps(scales[b]);
+      const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
+      const std::uint8_t* c = codes + b * bs;
+      bf16* o = out + b * bs;
+      for (std::int64_t i = 0; i < bs; i += 32)
+        detail::store32_native<Stream>(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z),
+                                       detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
+    }
+  }
+}
+
 /// As avx2::error_sums, 16 elements a step: elements i..i+7 then i+8..i+15 go to lanes 0..7 in
 /// that order, so every lane sums the same elements in the same order as the AVX2 and portable
 /// loops. Takes the first floor(n/16)*16 elements.
@@ -383,6 +431,9 @@ template <format F, class T>
 void encode_run(const T*, std::int64_t, std::int64_t, const float*, std::uint8_t*, std::int64_t = 0) {}
 template <format F, class T, bool Stream = false>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, T*) {}
+inline bool bf16_available() noexcept { return false; }
+template <format F, bool Stream = false>
+void decode_run_bf16(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, bf16*) {}
 template <class T>
 std::int64_t error_sums(const T*, const float*, std::int64_t, double (*)[8]) { return 0; }
 namespace detail {
