@@ -15,6 +15,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#  include <xmmintrin.h>
+#endif
+
 #include "reference_engine.hpp"
 #include "test_util.hpp"
 
@@ -322,6 +326,59 @@ TEST(Errors, NonFinite16BitInputWritesNothing) {
   check_nonfinite16<lowbit::f16>({0x7C00, 0xFC00, 0x7C01, 0x7FFF, 0xFC01, 0xFFFF});
   check_nonfinite16<lowbit::bf16>({0x7F80, 0xFF80, 0x7F81, 0x7FFF, 0xFF81, 0xFFFF});
 }
+
+#if defined(__x86_64__) || defined(__i386__)
+// The engine's bits do not depend on the caller's floating-point mode: with flush-to-zero,
+// denormals-are-zero and round-toward-zero set on the calling thread, quantize, dequantize and
+// measure_error give what they give in IEEE default mode (one thread: all work on the caller;
+// all threads: the pool's workers too), and the caller's mode is intact afterwards.
+TEST(Engine, CallerFloatingPointModeDoesNotMatter) {
+  LOWBIT_SEED_TRACE();
+  const std::int64_t n = 64 * 600 + 13, bs = 64;
+  std::vector<float> x = make_input<float>(n, bs, 31);
+  for (std::int64_t i = 5 * bs; i < 6 * bs; ++i) x[static_cast<std::size_t>(i)] *= 1e-39f;  // subnormal inputs
+  constexpr unsigned hostile = 0x1F80u | 0x8000u /* FTZ */ | 0x0040u /* DAZ */ | 0x6000u /* toward zero */;
+  for (format f : {format::nf4, format::e4m3fn, format::e5m2, format::int8_absmax}) {
+    for (int threads : {1, 0}) {
+      SCOPED_TRACE(std::string(lowbit::info(f).name) + (threads == 1 ? ", one thread" : ", all threads"));
+      lowbit::host::options opt;
+      opt.threads = threads;
+      engine_output want, got;
+      ASSERT_TRUE(run_quantize(f, x.data(), n, bs, false, opt, want).ok());
+      const std::vector<float> want_f32 = run_dequantize<float>(f, want, n, bs, false, opt);
+      const std::vector<lowbit::bf16> want_bf16 = run_dequantize<lowbit::bf16>(f, want, n, bs, false, opt);
+      lowbit::host::error_stats want_err{}, got_err{};
+      lowbit::quant_view qv;
+      qv.fmt = f;
+      qv.numel = n;
+      qv.block_size = bs;
+      qv.codes = want.codes.data();
+      qv.scales = want.scales.data();
+      ASSERT_TRUE(lowbit::host::measure_error(x.data(), dtype::f32, qv, want_err, opt).ok());
+
+      const unsigned saved = _mm_getcsr();
+      _mm_setcsr(hostile);
+      const lowbit::status qs = run_quantize(f, x.data(), n, bs, false, opt, got);
+      const std::vector<float> got_f32 = run_dequantize<float>(f, want, n, bs, false, opt);
+      const std::vector<lowbit::bf16> got_bf16 = run_dequantize<lowbit::bf16>(f, want, n, bs, false, opt);
+      const lowbit::status es = lowbit::host::measure_error(x.data(), dtype::f32, qv, got_err, opt);
+      const unsigned after = _mm_getcsr();
+      _mm_setcsr(saved);
+      ASSERT_TRUE(qs.ok()) << qs.message();
+      ASSERT_TRUE(es.ok()) << es.message();
+      EXPECT_EQ(after & ~0x3Fu, hostile) << "the caller's MXCSR was not restored";
+      ASSERT_EQ(got.codes, want.codes);
+      for (std::size_t b = 0; b < want.scales.size(); ++b)
+        ASSERT_EQ(lowbit_test::bits_of(got.scales[b]), lowbit_test::bits_of(want.scales[b])) << "scale " << b;
+      for (std::int64_t i = 0; i < n; ++i) {
+        ASSERT_EQ(lowbit_test::bits_of(got_f32[i]), lowbit_test::bits_of(want_f32[i])) << "f32 element " << i;
+        ASSERT_EQ(got_bf16[i].bits, want_bf16[i].bits) << "bf16 element " << i;
+      }
+      EXPECT_EQ(std::memcmp(&got_err, &want_err, sizeof want_err), 0) << "measure_error differs";
+    }
+  }
+}
+#endif
 
 // With allow_nonfinite, NaN elements get the codec's NaN result and are ignored by the block
 // statistics; an Inf makes its block's absmax Inf.

@@ -532,6 +532,7 @@ constexpr std::size_t align64(std::size_t v) { return (v + 63) / 64 * 64; }
 /// `options::allow_nonfinite` (no input can fail) they are written directly. `quantize_into`
 /// skips the scratch for callers that discard `q` on error.
 inline status quantize(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+  const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
   if (q.numel == 0) return {};
   if (opt.allow_nonfinite) return detail::quantize_any(x, xt, q, opt);
@@ -572,6 +573,7 @@ inline status quantize(const void* x, dtype xt, quant_view& q, const options& op
 /// `quantize` without the scratch: writes `q`'s buffers directly, so on error they may hold
 /// partial results (for callers that discard them then, like lowbit::quantize into a new tensor).
 inline status quantize_into(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
+  const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
   if (q.numel == 0) return {};
   return detail::quantize_any(x, xt, q, opt);
@@ -587,6 +589,7 @@ inline void release_scratch() noexcept { detail::scratch() = storage<unsigned ch
 /// `opt.stores` chooses cached or non-temporal stores for the output (store_mode; automatic
 /// streams outputs of streaming_store_bytes and more); the values are the same in every mode.
 inline status dequantize(const quant_view& q, void* out, dtype ot, const options& opt = {}) {
+  const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(validate(q, "dequantize"));
   if (!is_valid(ot)) return status::error(errc::invalid_argument, "dequantize: output dtype %d is not a lowbit dtype", static_cast<int>(ot));
   if (opt.stores != store_mode::automatic && opt.stores != store_mode::cached && opt.stores != store_mode::streaming)
@@ -626,6 +629,7 @@ struct error_stats {
 /// order), so the result does not depend on `opt.threads`; the SIMD and portable paths perform
 /// the same operations in that order.
 inline status measure_error(const void* x, dtype xt, const quant_view& q, error_stats& out, const options& opt = {}) {
+  const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(validate(q, "measure_error"));
   if (!is_valid(xt)) return status::error(errc::invalid_argument, "measure_error: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
   error_stats r;

@@ -3,7 +3,8 @@
 /// @brief A small persistent thread pool for the host engine: `parallel_for(count, threads, fn)`
 ///        runs fn(begin, end) over contiguous chunks of [0, count) on up to `threads` threads
 ///        (0 = all hardware threads) and returns when all are done. Calls from several threads
-///        are serialized.
+///        are serialized. Every chunk runs in IEEE default floating-point mode (see
+///        ieee_mode), whatever mode the calling thread is in.
 #pragma once
 
 #include "../config.hpp"
@@ -16,9 +17,43 @@
 #include <thread>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__) || defined(_M_X64)
+#  include <xmmintrin.h>
+#  define LOWBIT_HAVE_MXCSR 1
+#else
+#  define LOWBIT_HAVE_MXCSR 0
+#endif
+
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
 namespace detail {
+
+/// For its lifetime, the calling thread computes in IEEE default mode: on x86, MXCSR = 0x1F80
+/// (round to nearest even, subnormals neither read as zero (DAZ) nor flushed (FTZ), every
+/// exception masked); the thread's own mode is restored afterwards. The engine's bits are defined
+/// in that mode (quant/blockwise.hpp: no flush to zero), and a caller that runs with FTZ/DAZ or
+/// another rounding mode, as some inference engines do, still gets them.
+class ieee_mode {
+ public:
+#if LOWBIT_HAVE_MXCSR
+  ieee_mode() noexcept : saved_(_mm_getcsr()), change_((saved_ & ~flag_bits) != default_csr) {
+    if (change_) _mm_setcsr(default_csr);
+  }
+  ~ieee_mode() {
+    if (change_) _mm_setcsr(saved_);
+  }
+#endif
+  ieee_mode(const ieee_mode&) = delete;
+  ieee_mode& operator=(const ieee_mode&) = delete;
+
+ private:
+#if LOWBIT_HAVE_MXCSR
+  static constexpr unsigned default_csr = 0x1F80u;
+  static constexpr unsigned flag_bits = 0x3Fu;  // sticky exception flags: not part of the mode
+  unsigned saved_;
+  bool change_;
+#endif
+};
 
 class thread_pool {
  public:
@@ -118,6 +153,7 @@ void parallel_for(std::int64_t count, std::int64_t grain, std::int64_t align, in
   const int t = resolve_threads(threads);
   std::int64_t chunks = std::min<std::int64_t>(t * 4, (count + grain - 1) / grain);
   if (chunks <= 1 || t == 1) {
+    const detail::ieee_mode ieee;
     fn(std::int64_t{0}, count);
     return;
   }
@@ -127,6 +163,7 @@ void parallel_for(std::int64_t count, std::int64_t grain, std::int64_t align, in
   const std::function<void(int)> task = [&](int i) {
     const std::int64_t b = per * i;
     const std::int64_t e = std::min(count, b + per);
+    const detail::ieee_mode ieee;
     if (b < e) fn(b, e);
   };
   detail::thread_pool::instance().run(static_cast<int>(chunks), task);

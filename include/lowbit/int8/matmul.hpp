@@ -228,6 +228,7 @@ status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_
 inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, std::int64_t cols, float threshold,
                                     std::int8_t* codes, float* row_stats, std::int32_t* outlier_cols,
                                     std::int64_t* outlier_count, const host::options& opt = {}) noexcept {
+  const host::detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   constexpr const char* what = "int8_vectorwise_quant";
   LOWBIT_TRY(int8::detail::check_dims(what, "rows", rows, "cols", cols));
   LOWBIT_TRY(int8::detail::check_threshold(what, threshold));
@@ -252,6 +253,7 @@ inline status int8_vectorwise_quant(const void* x, dtype dt, std::int64_t rows, 
 /// Errors: as `quantize` (non-finite weights name the first bad index), N or K < 1.
 inline status quantize_int8_weights(const void* w, dtype dt, std::int64_t N, std::int64_t K, quant_tensor& out,
                                     const host::options& opt = {}) noexcept {
+  const host::detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(int8::detail::check_dims("quantize_int8_weights", "N", N, "K", K));
   quantize_params p;
   p.fmt = format::int8_absmax;
@@ -268,6 +270,7 @@ inline status quantize_int8_weights(const void* w, dtype dt, std::int64_t N, std
 inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats,
                             const float* col_stats, const float* outlier, const void* bias, dtype dt, void* out,
                             const host::options& opt = {}) noexcept {
+  const host::detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   constexpr const char* what = "int8_epilogue";
   LOWBIT_TRY(int8::detail::check_dims(what, "M", M, "N", N));
   if (!is_valid(dt)) return status::error(errc::invalid_argument, "%s: dtype %d is not a lowbit dtype", what, static_cast<int>(dt));
@@ -324,6 +327,7 @@ inline status check_int8_weights(const char* what, const quant_tensor& w, std::i
 /// invalid dtype, a negative/NaN/infinite threshold, NaN/Inf in x (errc::non_finite), out of memory.
 inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t K, const quant_tensor& w,
                           const void* bias, void* y, const int8_matmul_options& opt = {}) noexcept {
+  const host::detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   constexpr const char* what = "int8_matmul";
   LOWBIT_TRY(int8::detail::check_dims(what, "M", M, "K", K));
   LOWBIT_TRY(int8::detail::check_threshold(what, opt.threshold));
