@@ -23,6 +23,9 @@
 ///   float32); the
 ///   differences `f32(absmax - offset)` are quantized with bnb_dynamic8 in blocks of 256.
 ///   Dequantization reconstructs each scale as f32(f32(code2[q] * absmax2) + offset).
+/// - Floating-point mode: every entry point computes in IEEE default mode (round to nearest even,
+///   no flush to zero, exceptions masked) whatever mode the calling thread has set, and restores
+///   the caller's mode before it returns (detail::ieee_mode).
 #pragma once
 
 #include "../codecs.hpp"
