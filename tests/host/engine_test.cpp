@@ -512,6 +512,12 @@ void dequantize_arbitrary(format f, std::int64_t bs) {
   }
   e.scales[3] = INFINITY;
   e.scales[5] = std::nanf("");
+  // subnormal and tiny scales (subnormal results: the AVX512_BF16 conversion reads those as zero
+  // and must not be used for them), a negative and a zero scale
+  e.scales[7] = 1e-40f;
+  e.scales[9] = 0x1p-130f;
+  e.scales[11] = -0.75f;
+  e.scales[13] = 0.0f;
   // variants: best SIMD (AVX-512 where the CPU has it), portable, AVX2 only
   for (int variant = 0; variant < 3; ++variant) {
     lowbit::host::options opt;
