@@ -266,48 +266,20 @@ TEST(DoubleQuant, MatchesDefinition) {
 }
 
 // Non-finite input: an error naming the first bad index, and no output byte changes; the bad
-// element in a full block (SIMD run kernels) or only in the partial last block.
-TEST(Errors, NonFiniteInputWritesNothing) {
+// element in a full block (SIMD run kernels) or only in the partial last block. Float16 and
+// bfloat16 inputs (whose SIMD statistics compare the 16-bit patterns) with every kind of
+// non-finite pattern: Inf, -Inf, the smallest and largest NaN of either sign.
+template <class T>
+void check_nonfinite(std::initializer_list<T> bad_values) {
   for (format f : {format::nf4, format::e4m3fn, format::int8_absmax, format::uint8_zeropoint})
   for (std::int64_t first : {777, 990})
-  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
-    SCOPED_TRACE(std::string(lowbit::info(f).name) + " bad element " + std::to_string(first));
-    {
-      std::vector<float> x(1000, 0.5f);
-      x[static_cast<std::size_t>(first)] = bad;
-      x[995] = bad;
-      std::vector<std::uint8_t> codes(1000, 0xAB), zps(16, 0xAB);
-      std::vector<float> scales(16, 12.5f);
-      lowbit::quant_view q;
-      q.fmt = f;
-      q.numel = 1000;
-      q.block_size = 64;
-      q.codes = codes.data();
-      q.scales = scales.data();
-      q.zero_points = zps.data();
-      const lowbit::status s = lowbit::host::quantize(x.data(), dtype::f32, q);
-      EXPECT_EQ(s.code(), lowbit::errc::non_finite);
-      EXPECT_NE(std::string(s.message()).find("element " + std::to_string(first)), std::string::npos) << s.message();
-      for (auto c : codes) ASSERT_EQ(c, 0xAB);
-      for (auto c : zps) ASSERT_EQ(c, 0xAB);
-      for (float v : scales) ASSERT_EQ(v, 12.5f);
-    }
-  }
-}
-
-// The same for float16 and bfloat16 input (their SIMD statistics compare the 16-bit patterns),
-// with every kind of non-finite pattern: Inf, -Inf, the smallest and largest NaN of either sign.
-template <class T>
-void check_nonfinite16(std::initializer_list<std::uint16_t> bad_patterns) {
-  for (format f : {format::nf4, format::e4m3fn, format::int8_absmax})
-  for (std::int64_t first : {777, 990})
-  for (std::uint16_t bad : bad_patterns) {
+  for (T bad : bad_values) {
     SCOPED_TRACE(std::string(lowbit::info(f).name) + " " + lowbit::dtype_name(lowbit::dtype_of<T>::value) + " pattern " +
-                 lowbit_test::hex(bad) + " at element " + std::to_string(first));
+                 lowbit_test::hex(raw(bad)) + " at element " + std::to_string(first));
     std::vector<T> x(1000, lowbit::from_float<T>(0.5f));
-    x[static_cast<std::size_t>(first)] = T{bad};
-    x[995] = T{bad};
-    std::vector<std::uint8_t> codes(1000, 0xAB);
+    x[static_cast<std::size_t>(first)] = bad;
+    x[995] = bad;
+    std::vector<std::uint8_t> codes(1000, 0xAB), zps(16, 0xAB);
     std::vector<float> scales(16, 12.5f);
     lowbit::quant_view q;
     q.fmt = f;
@@ -315,16 +287,21 @@ void check_nonfinite16(std::initializer_list<std::uint16_t> bad_patterns) {
     q.block_size = 64;
     q.codes = codes.data();
     q.scales = scales.data();
+    q.zero_points = zps.data();
     const lowbit::status s = lowbit::host::quantize(x.data(), lowbit::dtype_of<T>::value, q);
     EXPECT_EQ(s.code(), lowbit::errc::non_finite);
     EXPECT_NE(std::string(s.message()).find("element " + std::to_string(first)), std::string::npos) << s.message();
     for (auto c : codes) ASSERT_EQ(c, 0xAB);
+    for (auto c : zps) ASSERT_EQ(c, 0xAB);
     for (float v : scales) ASSERT_EQ(v, 12.5f);
   }
 }
-TEST(Errors, NonFinite16BitInputWritesNothing) {
-  check_nonfinite16<lowbit::f16>({0x7C00, 0xFC00, 0x7C01, 0x7FFF, 0xFC01, 0xFFFF});
-  check_nonfinite16<lowbit::bf16>({0x7F80, 0xFF80, 0x7F81, 0x7FFF, 0xFF81, 0xFFFF});
+TEST(Errors, NonFiniteInputWritesNothing) {
+  check_nonfinite<float>({std::nanf(""), INFINITY, -INFINITY});
+  using lowbit::bf16;
+  using lowbit::f16;
+  check_nonfinite<f16>({f16{0x7C00}, f16{0xFC00}, f16{0x7C01}, f16{0x7FFF}, f16{0xFC01}, f16{0xFFFF}});
+  check_nonfinite<bf16>({bf16{0x7F80}, bf16{0xFF80}, bf16{0x7F81}, bf16{0x7FFF}, bf16{0xFF81}, bf16{0xFFFF}});
 }
 
 #if defined(__x86_64__) || defined(__i386__)

@@ -76,28 +76,39 @@ LOWBIT_AVX512 std::uint64_t sweep_range512(std::uint64_t begin, std::uint64_t en
   return bad;
 }
 
-template <format F, class Scalar>
-void sweep_with(bool skip_nan, Scalar scalar, bool wide) {
+// Runs range(begin, end, first_bad) over all 2^32 float32 patterns split across the hardware
+// threads (ranges a multiple of `step` long); returns the mismatches it counted and, in `where`,
+// each thread's first bad pattern.
+template <class Range>
+std::uint64_t sweep_threads(std::uint64_t step, Range range, std::string& where) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::atomic<std::uint64_t> bad{0};
   std::vector<std::uint32_t> first(threads, 0);
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-      const std::uint64_t b = (std::uint64_t{1} << 32) / 16 * t / threads * 16;
-      const std::uint64_t e = (std::uint64_t{1} << 32) / 16 * (t + 1) / threads * 16;
-      if constexpr (F == format::bnb_dynamic8) {  // no AVX-512 kernel
-        (void)wide;
-        bad += sweep_range<F>(b, e, skip_nan, scalar, first[t]);
-      } else {
-        bad += wide ? sweep_range512<F>(b, e, skip_nan, scalar, first[t]) : sweep_range<F>(b, e, skip_nan, scalar, first[t]);
-      }
+      const std::uint64_t b = (std::uint64_t{1} << 32) / step * t / threads * step;
+      const std::uint64_t e = (std::uint64_t{1} << 32) / step * (t + 1) / threads * step;
+      bad += range(b, e, first[t]);
     });
   for (auto& th : pool) th.join();
-  std::string where;
   for (auto f : first) where += " " + lowbit_test::hex(f);
-  EXPECT_EQ(bad.load(), 0u) << lowbit::info(F).name << (wide ? ": AVX-512" : ": AVX2")
-                            << " codes differ from the codec; first per thread:" << where;
+  return bad.load();
+}
+
+template <format F, class Scalar>
+void sweep_with(bool skip_nan, Scalar scalar, bool wide) {
+  std::string where;
+  const std::uint64_t bad = sweep_threads(16, [&](std::uint64_t b, std::uint64_t e, std::uint32_t& first) {
+    if constexpr (F == format::bnb_dynamic8) {  // no AVX-512 kernel
+      (void)wide;
+      return sweep_range<F>(b, e, skip_nan, scalar, first);
+    } else {
+      return wide ? sweep_range512<F>(b, e, skip_nan, scalar, first) : sweep_range<F>(b, e, skip_nan, scalar, first);
+    }
+  }, where);
+  EXPECT_EQ(bad, 0u) << lowbit::info(F).name << (wide ? ": AVX-512" : ": AVX2")
+                     << " codes differ from the codec; first per thread:" << where;
 }
 
 // Every float32 through the AVX2 kernel, and through the AVX-512 one where the CPU has it.
@@ -160,20 +171,10 @@ std::uint64_t sweep_stores16(std::uint64_t begin, std::uint64_t end, Store store
 
 template <class T, class Store>
 void sweep_stores(const char* what, Store store) {
-  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
-  std::atomic<std::uint64_t> bad{0};
-  std::vector<std::uint32_t> first(threads, 0);
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      const std::uint64_t b = (std::uint64_t{1} << 32) / 32 * t / threads * 32;
-      const std::uint64_t e = (std::uint64_t{1} << 32) / 32 * (t + 1) / threads * 32;
-      bad += sweep_stores16<T>(b, e, store, first[t]);
-    });
-  for (auto& th : pool) th.join();
   std::string where;
-  for (auto f : first) where += " " + lowbit_test::hex(f);
-  EXPECT_EQ(bad.load(), 0u) << what << " differs from the scalar conversion; first per thread:" << where;
+  const std::uint64_t bad = sweep_threads(
+      32, [&](std::uint64_t b, std::uint64_t e, std::uint32_t& first) { return sweep_stores16<T>(b, e, store, first); }, where);
+  EXPECT_EQ(bad, 0u) << what << " differs from the scalar conversion; first per thread:" << where;
 }
 
 LOWBIT_AVX2 __m256 bits8(std::uint32_t i) {
