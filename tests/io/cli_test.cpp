@@ -219,6 +219,32 @@ TEST(LowbitTool, InterruptedRunLeavesNothing) {
   expect_only(d.path(), {"big.safetensors"});
 }
 
+// Weights with no elements are quantized too (every tensor of their layout is empty but the
+// tables and the quant_state), between and after ones that are not.
+TEST(LowbitTool, QuantizesWeightsWithoutElements) {
+  scratch_dir d;
+  const std::vector<io::tensor_entry> entries = {{"a.weight", io::st_dtype::F16, {0, 64}}, {"b.weight", io::st_dtype::F16, {2, 64}},
+                                                 {"c.weight", io::st_dtype::F16, {0, 64}}};
+  io::safetensors_writer wr;
+  ASSERT_TRUE(wr.open(d / "z.safetensors", entries).ok());
+  const std::vector<lowbit::f16> b(128, lowbit::from_float<lowbit::f16>(0.5f));
+  ASSERT_TRUE(wr.write(b.data(), b.size() * 2).ok());
+  ASSERT_TRUE(wr.commit().ok());
+  for (const char* options : {"", "--no-double-quant", "--format int8"}) {
+    const std::string out = d / ("out" + std::string(options));
+    const run_result r = run(d, std::string("quantize --quiet ") + options + " '" + (d / "z.safetensors") + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << options << ": " << r.err;
+    EXPECT_NE(r.out.find("3 of 3 tensors quantized"), std::string::npos) << r.out;
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(out, c).ok()) << options;
+    for (const auto& e : entries) {
+      lowbit::quant_tensor q;
+      ASSERT_TRUE((std::string(options) == "--format int8" ? io::load_bnb_int8(c, e.name, q) : io::load_bnb_4bit(c, e.name, q)).ok()) << options << " " << e.name;
+      EXPECT_EQ(q.shape(), e.shape) << options << " " << e.name;
+    }
+  }
+}
+
 TEST(LowbitTool, QuantizesAShardedCheckpoint) {
   scratch_dir d;
   ::mkdir((d / "in").c_str(), 0755);

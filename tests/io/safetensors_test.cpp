@@ -224,7 +224,7 @@ TEST(SafetensorsWriter, ReshapeShrinksATensorNotYetBegun) {
     EXPECT_NE(std::strstr(s.message(), part), nullptr) << s.message();
     EXPECT_NE(std::strstr(s.message(), "r.safetensors"), nullptr) << s.message();
   };
-  refused(0, {5}, "after its first byte");
+  refused(0, {5}, "after writing reached it");
   refused(1, {101}, "room for at most 100 bytes");
   refused(2, {1, 1}, "characters of shape");  // 4 bytes, but "[1,1]" is longer than "[2]"
   refused(1, {-1}, "negative");
@@ -234,9 +234,29 @@ TEST(SafetensorsWriter, ReshapeShrinksATensorNotYetBegun) {
   ASSERT_TRUE(w.reshape(2, {1}).ok());
   const std::string b(37, 'b');
   ASSERT_TRUE(w.write(b.data(), b.size()).ok());
-  refused(1, {36}, "after its first byte");
+  refused(1, {36}, "after writing reached it");
   ASSERT_TRUE(w.write("cccc", 4).ok());
   EXPECT_FALSE(w.write("x", 1).ok()) << "a byte past the reshaped last tensor was taken";
+}
+
+// A tensor of no bytes that writing has passed (as it passes every empty tensor on its way to the
+// next bytes) may still take another empty shape, never one with bytes.
+TEST(SafetensorsWriter, EmptyTensorsPassedByWritingKeepNoBytes) {
+  scratch_dir d;
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "e.safetensors", {{"a", io::st_dtype::U8, {4}}, {"e", io::st_dtype::F32, {0, 8}}, {"b", io::st_dtype::U8, {2}}}).ok());
+  ASSERT_TRUE(w.write("aaaab", 5).ok());
+  const lowbit::status s = w.reshape(1, {1, 1});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "after writing reached it"), nullptr) << s.message();
+  ASSERT_TRUE(w.reshape(1, {8, 0}).ok());
+  ASSERT_TRUE(w.write("b", 1).ok());
+  ASSERT_TRUE(w.commit().ok());
+  io::safetensors_file f;
+  ASSERT_TRUE(io::safetensors_file::open(d / "e.safetensors", f).ok());
+  ASSERT_NE(f.find("e"), nullptr);
+  EXPECT_EQ(f.find("e")->shape, (std::vector<std::int64_t>{8, 0}));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*f.find("b"))), 2), "bb");
 }
 
 TEST(SafetensorsWriter, ReshapedFileReadsBack) {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file safetensors.hpp
 /// @brief safetensors files: a validating, memory-mapped reader with zero-copy tensor views, and a
-///        streaming, atomic writer (temporary file in the same folder, fsync, rename).
+///        streaming, atomic writer (temporary file in the same folder, header written last in
+///        front of page-aligned data, fsync, rename).
 ///
 /// @par The format (as the reference implementation defines and checks it)
 /// `u64 N` (little-endian) | `N` bytes of UTF-8 JSON | data. The JSON is an object whose keys are
@@ -699,16 +700,18 @@ class safetensors_writer {
     return {};
   }
   /// Gives tensor `i`, none of whose bytes is written yet, the shape `shape`: at most the bytes
-  /// and the characters of the shape given to `open` (the header's room was made for those).
-  /// An error leaves the file open and the tensor as it was.
+  /// and the characters of the shape given to `open` (the header's room was made for those). A
+  /// tensor of no bytes may take another shape of no bytes until commit, however far writing
+  /// has gone. An error leaves the file open and the tensor as it was.
   status reshape(std::size_t i, const std::vector<std::int64_t>& shape) {
     if (i >= entries_.size()) return status::error(errc::invalid_argument, "%s: reshape of tensor %zu of %zu", path_.c_str(), i, entries_.size());
     const char* t = entries_[i].name.c_str();
-    if (i < current_ || (i == current_ && written_ > 0))
-      return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped after its first byte was written", path_.c_str(), t);
     for (auto d : shape)
       if (d < 0) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": negative dimension", path_.c_str(), t);
     const tensor_entry e{entries_[i].name, entries_[i].dtype, shape};
+    const bool begun = i < current_ || (i == current_ && written_ > 0);  // writing is at or past its bytes
+    if (begun && (entries_[i].nbytes() != 0 || e.nbytes() != 0))
+      return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped after writing reached it", path_.c_str(), t);
     if (e.nbytes() > bounds_[i].bytes || nlohmann::ordered_json(shape).dump().size() > bounds_[i].shape_chars)
       return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped to %llu bytes, shape %s; the header has room for at most %llu bytes and %zu characters of shape",
                            path_.c_str(), t, static_cast<unsigned long long>(e.nbytes()), nlohmann::ordered_json(shape).dump().c_str(),
