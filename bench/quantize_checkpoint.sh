@@ -9,35 +9,38 @@
 # Needs python3 with numpy to write the input. Not a test: nothing here asserts a speed. RUNS
 # (default 3) runs of each command; the fastest wall time is printed with its user+sys CPU time.
 #
-# Measured on the 2-core development machine, 1073743760-byte input, with nothing else running
-# (load average 1.0), best of 3 runs: read 0.14 s (7.6 GB/s), cp 0.34 s (3.2 GB/s),
-# `lowbit quantize` 0.60 s (cpu 1.05 s) with the error report, 0.43 s (cpu 0.69 s) with
-# --no-report; the session before the pipelining and the AVX2 nested-scale encoder measured
-# 2.30 s and 1.14 s on the same kind of machine.
-# Earlier, shared with other agents' compilers, best of 4-5 runs, old and new tool alternated in
-# the same minute:
-# - load average ~2.0 (about one core free), an earlier state of the pipelined tool (planning
-#   read with the quantizer's absmax kernel, report measured on the writer thread):
-#   `lowbit quantize --no-report` 0.47 s (cpu 0.8 s), with the report 1.10 s (cpu 1.2 s); the
-#   tool before the pipelining 0.70 s and 0.90 s. Not re-measured at this load since.
-# - load average 4.0-4.5 (no core free): read 0.13 s (8.2 GB/s), cp 0.31-0.34 s, --no-report
-#   0.97-1.16 s (cpu 0.7-0.9 s) against 0.92-0.97 s (cpu 0.65-0.75 s) before; with the report
-#   1.34-1.51 s (cpu 1.0-1.2 s) against 1.13-1.42 s (cpu 0.85-1.05 s) before.
-# Peak RSS 1.13 GB against 1.33 GB before (both count the 1.07 GB input mapping): the quantized
-# tensors are no longer all held until the end.
+# Measured on the 2-core development machine, 1073743760-byte input, page cache warm, best of 3
+# or 5 runs, in five blocks that started and ended with no other process on a core (top; the
+# other engineer's compiles and benchmarks came and went; load average 0.9-1.6 counting these
+# runs), the tool of this header next to the previous one (planning read) in the same minutes:
+# - read 0.13-0.15 s (7-8.5 GB/s), cp 0.27-0.38 s;
+# - `lowbit quantize --no-report` 0.30-0.37 s (cpu 0.42-0.59 s), before 0.40-0.48 s (cpu
+#   0.64-0.82 s);
+# - with the error report 0.50-0.63 s (cpu 0.87-1.10 s), before 0.58-0.69 s (cpu 1.00-1.22 s);
+# - writing an output-sized file (dd bs=4M count=70 oflag=direct, 0.29 GB; the nf4+dq output is
+#   0.28 GB): 0.17-0.24 s (1.2-1.7 GB/s), 0.22-0.31 s with conv=fsync.
+# The spread is the shared host's: the same binary varies by 20% from one minute to the next, so
+# compare figures taken in the same minutes. Earlier sessions (--no-report / report): 0.43 s /
+# 0.60 s for the previous tool on a quieter host, 1.14 s / 2.30 s before the pipelining.
 # Where the time goes (perf):
-# - planning: every tensor's size is fixed before quantizing so that the header goes first, but
-#   the double-quantized quant_state JSON holds nested_offset, the mean of the block absmax values,
-#   whose decimal length is data-dependent. Finding it is one more read of the input (16-bit
-#   masked maxima, AVX-512): ~0.15 s of CPU, memory-bound, ~19% of the --no-report profile.
-# - quantizing: ~0.45 s of CPU (nf4 AVX-512 absmax + encode kernels, then the nested scales); the
-#   writer thread writes tensor i (O_DIRECT, 1.3-1.7 GB/s, ~0.2 s in all) meanwhile, so the write
-#   is hidden when a core is free.
-# - the report: a third read of the input plus a dequantization (~0.3 s of CPU), measured on every
-#   core between quantizing tensor i and i + 1.
-# So with a free core the run is bound by the input reads and the quantizer's compute, no longer
-# by the disk; on a saturated machine the planning read costs as much as the overlap saves, or
-# more with the report (slower there than before the pipelining).
+# - no planning read: the plan comes from the input's header alone. Only a double-quantized
+#   weight's quant_state JSON has a length known once it is quantized (it holds nested_offset,
+#   the mean of the block absmax values), so the file is laid out with room for the longest
+#   offset text; the real sizes are set as each weight is written, and the header is written
+#   last, into a region reserved at the start (padded with spaces, the data page-aligned).
+# - quantizing: ~0.4 s of CPU on both cores (--no-report profile: nf4 AVX-512 encode 44%, the
+#   nested scales' AVX2 encoder 13%, absmax 11%), i.e. ~0.2 s of wall, reading the input once.
+# - writing: O_DIRECT on the writer thread while the next tensor is quantized (its copy into the
+#   aligned buffer is 9% of the CPU profile), then the header, fsync and rename.
+# So without the report the run takes the disk's time to write the output with its fsync
+# (0.22-0.31 s) plus the first tensor's quantizing, before writing starts: bound by the disk,
+# with the quantizer's compute (~0.2 s on 2 cores) just under it. The report adds a second
+# read of the input and a dequantization, ~0.3 s of CPU (error sums 29%, NF4 decode 15% of its
+# profile) with both cores already busy (cpu/wall 1.7): that part is compute. Rescheduling it
+# cannot win much: --threads 1 takes 0.51 s without the report (0.82 s with it), so quantizing
+# on one core with the report on the other could not beat the 0.50-0.54 s measured in the same
+# minute, and the idle core time left (2 x wall - cpu) is ~0.1 s; what would remove the report's
+# cost is the engine measuring the error while it encodes.
 set -euo pipefail
 tool=$1
 work=${2:-/tmp/lowbit_bench}

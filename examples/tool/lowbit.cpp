@@ -12,10 +12,11 @@
 // quantization_config set, or removed by dequantize). The folder appears complete or not at all:
 // everything is written into a temporary folder beside OUT that is renamed at the end and deleted
 // on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping. quantize
-// plans every output tensor's name, dtype and shape first (for double quantization that takes a
-// read of the input: the quant_state JSON holds the mean of the block absmax values), writes the
-// header, then quantizes tensor after tensor while another thread writes the previous one: at
-// most two quantized tensors are in memory at a time.
+// plans every output tensor's name, dtype and shape first, without reading the input (only a
+// double-quantized weight's quant_state JSON has a length known once it is quantized, as it holds
+// the mean of the block absmax values: the plan gives it its largest length), reserves the
+// header's room, then quantizes tensor after tensor while another thread writes the previous one
+// (at most two quantized tensors are in memory at a time), and writes the header last.
 //
 // quantize replaces, as transformers' BitsAndBytesConfig does, every 2-D F32/F16/BF16 tensor whose
 // name ends in "weight" unless a skip pattern is a substring of its name; the default patterns are
@@ -36,7 +37,6 @@
 #include <lowbit/lowbit.hpp>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cinttypes>
@@ -233,8 +233,8 @@ int write_config_json(output_folder& folder, const std::string& config_text, con
   return exit_ok;
 }
 
-// Opens model.safetensors in `folder` for `entries` (its header is written now) and registers
-// its temporary file for cleanup.
+// Opens model.safetensors in `folder` for `entries` (room for its header is reserved now; the
+// header is written by commit) and registers its temporary file for cleanup.
 int open_model(output_folder& folder, io::safetensors_writer& w, std::vector<io::tensor_entry> entries) {
   std::lock_guard<std::mutex> lock(g_cleanup_mutex);
   const std::string model = folder.file("model.safetensors");
@@ -355,113 +355,15 @@ struct planned {
   const std::uint8_t* src = nullptr;  // its bytes in the input mapping
   bool quantize = false;
   lowbit::dtype dt{};                 // input dtype (quantized tensors)
-  io::bnb_layout layout;              // quantized tensors
-  std::vector<io::tensor_entry> entries;
-  double bits = 0.0;                  // stored bits per value (quantized tensors)
+  io::bnb_layout layout;              // quantized tensors (nested_offset unknown)
+  std::vector<io::tensor_entry> entries;  // at their largest (io::bnb_entries_largest)
+  std::size_t first = 0;              // index of entries[0] in the file
 };
 
-// Largest magnitude among `n` IEEE values of type U (bits) at `p`: the largest bit pattern once
-// the sign is cleared, as magnitudes order like their bit patterns.
-template <class U>
-U largest_magnitude(const std::uint8_t* p, std::int64_t n, U sign) {
-  U m = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    U v;
-    std::memcpy(&v, p + static_cast<std::size_t>(i) * sizeof(U), sizeof(U));
-    v = static_cast<U>(v & static_cast<U>(~sign));
-    m = v > m ? v : m;
-  }
-  return m;
-}
-
-#if LOWBIT_HAVE_AVX512_KERNELS
-LOWBIT_AVX512_WARNINGS_PUSH  // GCC's false uninitialized warnings on AVX-512 intrinsics (simd_avx512.hpp)
-// largest_magnitude of each of `nblocks` blocks of `bs` 16-bit values (bs a multiple of 32) at
-// `p`, 32 lanes at a time without converting to float: the planning read then runs at memory
-// speed.
-LOWBIT_AVX512 void largest_magnitudes16(const std::uint8_t* p, std::int64_t nblocks, std::int64_t bs, std::uint16_t* out) {
-  const __m512i mask = _mm512_set1_epi16(0x7fff);
-  for (std::int64_t b = 0; b < nblocks; ++b) {
-    const std::uint8_t* x = p + 2 * b * bs;
-    __m512i m = _mm512_setzero_si512();
-    for (std::int64_t i = 0; i < bs; i += 32) m = _mm512_max_epu16(m, _mm512_and_si512(_mm512_loadu_si512(x + 2 * i), mask));
-    __m256i h = _mm256_max_epu16(_mm512_extracti64x4_epi64(m, 0), _mm512_extracti64x4_epi64(m, 1));
-    __m128i q = _mm_max_epu16(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-    q = _mm_minpos_epu16(_mm_xor_si128(q, _mm_set1_epi16(-1)));  // max = ~min(~x)
-    out[b] = static_cast<std::uint16_t>(~_mm_extract_epi16(q, 0));
-  }
-}
-LOWBIT_AVX512_WARNINGS_POP
-#endif
-
-// The nested offset lowbit::quantize will find for double-quantized 4-bit weight `t`: the mean of
-// its block scales (each its block's absmax, as quant::make_encoder sets it), summed in
-// quant::offset_chunk order as every engine sums it. One read of the input, with AVX-512 where
-// it runs.
-// False if the tensor holds a NaN or an infinity (which quantize refuses).
-bool planned_nested_offset(const planned& t, int threads, float& out) {
-  namespace quant = lowbit::quant;
-  const io::bnb_layout& l = t.layout;
-  const std::int64_t n = l.numel(), bs = l.block_size, nb = quant::block_count(n, bs);
-  const std::int64_t chunks = (nb + quant::offset_chunk - 1) / quant::offset_chunk;
-  std::vector<double> partial(static_cast<std::size_t>(chunks));
-  std::atomic<bool> finite{true};
-  const bool nf4 = l.fmt == lowbit::format::nf4;
-#if LOWBIT_HAVE_AVX512_KERNELS
-  const bool wide = lowbit::host::avx512::available() && bs % 32 == 0;
-#else
-  const bool wide = false;
-#endif
-  const std::size_t size = static_cast<std::size_t>(lowbit::dtype_size(t.dt));
-  lowbit::host::parallel_for(chunks, 1, 1, threads, [&](std::int64_t c0, std::int64_t c1) {
-    float absmax[quant::offset_chunk];
-    for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t b0 = c * quant::offset_chunk, b1 = std::min(nb, b0 + quant::offset_chunk);
-      std::int64_t b = b0;
-      if (wide) {  // the whole blocks 16 or 32 lanes at a time
-        const std::int64_t full = std::min(b1, n / bs) - b0;
-        const std::uint8_t* x = t.src + size * static_cast<std::size_t>(b0 * bs);
-        if (full > 0 && t.dt == lowbit::dtype::f32) {
-          if (!lowbit::host::avx512::absmax_run(reinterpret_cast<const float*>(x), full, bs, absmax)) finite = false;
-        } else if (full > 0) {
-          std::uint16_t m[quant::offset_chunk];
-          largest_magnitudes16(x, full, bs, m);
-          const bool half = t.dt == lowbit::dtype::f16;
-          for (std::int64_t k = 0; k < full; ++k) {
-            if (m[k] >= (half ? 0x7c00u : 0x7f80u)) finite = false;
-            absmax[k] = half ? lowbit::f16_bits_to_float(m[k]) : lowbit::bf16_bits_to_float(m[k]);
-          }
-        }
-        b += std::max<std::int64_t>(full, 0);
-      }
-      for (; b < b1; ++b) {
-        const std::int64_t e0 = b * bs, k = std::min(n, e0 + bs) - e0;
-        float& a = absmax[b - b0];
-        if (t.dt == lowbit::dtype::f32) {
-          const std::uint32_t m = largest_magnitude<std::uint32_t>(t.src + 4 * e0, k, 0x80000000u);
-          if (m >= 0x7f800000u) finite = false;
-          std::memcpy(&a, &m, 4);
-        } else {
-          const std::uint16_t m = largest_magnitude<std::uint16_t>(t.src + 2 * e0, k, 0x8000u);
-          if (m >= (t.dt == lowbit::dtype::f16 ? 0x7c00u : 0x7f80u)) finite = false;
-          a = t.dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(m) : lowbit::bf16_bits_to_float(m);
-        }
-      }
-      for (b = b0; b < b1; ++b) {  // the stored scale of each block, what the offset averages
-        quant::block_stats st;
-        st.absmax = absmax[b - b0];
-        absmax[b - b0] = nf4 ? quant::make_encoder<lowbit::format::nf4>(st).scale : quant::make_encoder<lowbit::format::bnb_fp4>(st).scale;
-      }
-      partial[static_cast<std::size_t>(c)] = quant::offset_partial(absmax, b1 - b0);
-    }
-  });
-  out = quant::offset_from_partials(partial.data(), chunks, nb);
-  return finite;
-}
-
-// Quantizes planned tensor `t` into `q` and checks that the result has the planned layout (an
-// internal error otherwise: the header already written would not describe it).
-int quantize_planned(const planned& t, const lowbit::quantize_params& p, lowbit::quant_tensor& q) {
+// Quantizes planned tensor `t` into `q`, its tensors in `got`, and checks that they are the
+// planned ones (an internal error otherwise: the file was laid out for those); that each fits
+// the room planned for it is the writer's check (safetensors_writer::reshape).
+int quantize_planned(const planned& t, const lowbit::quantize_params& p, lowbit::quant_tensor& q, std::vector<io::tensor_entry>& got) {
   const io::tensor_info& ti = *t.info;
   const void* src = t.src;
   std::vector<lowbit::f16> half;
@@ -485,25 +387,18 @@ int quantize_planned(const planned& t, const lowbit::quantize_params& p, lowbit:
     std::fprintf(stderr, "lowbit: %s: tensor \"%s\": %s\n", t.file->path().c_str(), ti.name.c_str(), s.message());
     return exit_quantize;
   }
-  std::vector<io::tensor_entry> got;
   if (auto s = io::bnb_entries(ti.name, q, got); !s) return fail(exit_quantize, s);
   bool same = got.size() == t.entries.size();
-  for (std::size_t i = 0; same && i < got.size(); ++i)
-    same = got[i].name == t.entries[i].name && got[i].dtype == t.entries[i].dtype && got[i].shape == t.entries[i].shape;
-  std::uint32_t a, b;
-  const float qo = q.nested_offset();
-  std::memcpy(&a, &qo, 4);
-  std::memcpy(&b, &t.layout.nested_offset, 4);
-  if (!same || a != b) {
-    std::fprintf(stderr, "lowbit: internal error: tensor \"%s\": quantized to another layout than planned (nested offset %.9g, planned %.9g); no output written\n",
-                 ti.name.c_str(), static_cast<double>(qo), static_cast<double>(t.layout.nested_offset));
+  for (std::size_t i = 0; same && i < got.size(); ++i) same = got[i].name == t.entries[i].name && got[i].dtype == t.entries[i].dtype;
+  if (!same) {
+    std::fprintf(stderr, "lowbit: internal error: tensor \"%s\": quantized into other tensors than planned; no output written\n", ti.name.c_str());
     return exit_quantize;
   }
   return exit_ok;
 }
 
-// Plans input tensor `name`: passed through, or quantized with `p` (then its layout, entries and
-// bits per value). Errors as quantizing would report them.
+// Plans input tensor `name`: passed through, or quantized with `p` (then its layout and entries,
+// at their largest), from the header alone. Errors as quantizing would report them.
 int plan_tensor(const io::checkpoint& in, const std::string& name, const std::vector<std::string>& skip, const lowbit::quantize_params& p, planned& t) {
   const auto loc = in.find(name);
   const io::tensor_info& ti = *loc.tensor;
@@ -523,15 +418,7 @@ int plan_tensor(const io::checkpoint& in, const std::string& name, const std::ve
   l.shape = ti.shape;
   l.double_quant = p.double_quant;
   if (auto s = lowbit::resolve_block_size(p.gran, ti.shape, l.block_size); !s) return fail(exit_quantize, s);
-  if (l.double_quant && !planned_nested_offset(t, p.options.threads, l.nested_offset)) {
-    lowbit::quant_tensor q;  // a NaN or Inf: quantize says where, as it would have
-    if (quantize_planned(t, p, q) == exit_ok) std::fprintf(stderr, "lowbit: internal error: tensor \"%s\" is not finite yet quantized\n", name.c_str());
-    return exit_quantize;
-  }
-  if (auto s = io::bnb_entries(name, l, t.entries); !s) return fail(exit_quantize, s);
-  std::uint64_t stored = 0;
-  for (const auto& e : t.entries) stored += e.nbytes();
-  t.bits = bits_per_value(stored, ti.numel());
+  if (auto s = io::bnb_entries_largest(name, l, t.entries); !s) return fail(exit_quantize, s);
   return exit_ok;
 }
 
@@ -574,17 +461,25 @@ class handoff {
 };
 
 // A tensor on its way to the file: its index in the plan and, when quantized, its data (shared
-// with the quantizing thread, which measures its error meanwhile).
+// with the quantizing thread, which measures its error meanwhile) and its tensors' real shapes.
 struct stage {
   std::size_t tensor = 0;
   std::shared_ptr<const lowbit::quant_tensor> q;
+  std::vector<io::tensor_entry> entries;
 };
+
+// Gives the planned tensors of quantized stage `st` their real shapes (each at most the planned
+// one), then writes its data.
+lowbit::status write_quantized(io::safetensors_writer& w, const planned& t, const stage& st) {
+  for (std::size_t k = 0; k < st.entries.size(); ++k) LOWBIT_TRY(w.reshape(t.first + k, st.entries[k].shape));
+  return io::write_bnb(w, *st.q);
+}
 
 // The writer thread: writes each stage's tensor, in order.
 int write_stages(handoff<stage>& slot, io::safetensors_writer& w, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
   while (stage* st = slot.take()) {
     const planned& t = plan[st->tensor];
-    const lowbit::status s = t.quantize ? io::write_bnb(w, *st->q) : w.write(t.src, static_cast<std::size_t>(t.info->nbytes()));
+    const lowbit::status s = t.quantize ? write_quantized(w, t, *st) : w.write(t.src, static_cast<std::size_t>(t.info->nbytes()));
     if (!s) {
       slot.stop();
       std::lock_guard<std::mutex> lock(print_mutex);
@@ -663,9 +558,8 @@ int cmd_quantize(int argc, char** argv) {
   qc.has_skip_modules = true;
   qc.llm_int8_skip_modules = skip;
 
-  // 1. The plan: every output tensor's name, dtype and shape, known before anything is quantized
-  // (see plan_tensor), so that the header goes first and each tensor is written as soon as it is
-  // quantized.
+  // 1. The plan: every output tensor's name, dtype and shape (at its largest), from the input's
+  // header alone (see plan_tensor), so that each tensor is written as soon as it is quantized.
   std::vector<planned> plan;
   plan.reserve(in.names().size());
   std::vector<io::tensor_entry> entries;
@@ -674,7 +568,8 @@ int cmd_quantize(int argc, char** argv) {
     planned t;
     if (int r = plan_tensor(in, name, skip, p, t)) return r;
     in_bytes += t.info->nbytes();
-    for (const auto& e : t.entries) entries.push_back(e), out_bytes += e.nbytes();
+    t.first = entries.size();
+    entries.insert(entries.end(), t.entries.begin(), t.entries.end());
     plan.push_back(std::move(t));
   }
   work = in_bytes;
@@ -699,17 +594,23 @@ int cmd_quantize(int argc, char** argv) {
     const planned& t = plan[i];
     stage st;
     st.tensor = i;
+    std::uint64_t stored = t.info->nbytes();  // bytes of its tensors in the file
     if (t.quantize) {
       auto q = std::make_shared<lowbit::quant_tensor>();
-      if ((produced = quantize_planned(t, p, *q)) != exit_ok) break;
+      if ((produced = quantize_planned(t, p, *q, st.entries)) != exit_ok) break;
       st.q = q;
+      stored = 0;
+      for (const auto& e : st.entries) stored += e.nbytes();
       ++quantized;
     }
-    if (!slot.put(st)) break;  // the writer failed (its message is printed)
+    out_bytes += stored;
+    const std::shared_ptr<const lowbit::quant_tensor> q = st.q;
+    if (!slot.put(std::move(st))) break;  // the writer failed (its message is printed)
     if (t.quantize) {
       lowbit::host::error_stats es;
+      const double bits = bits_per_value(stored, t.info->numel());
       if (report) {
-        if (auto s = lowbit::measure_error(t.src, t.dt, *st.q, es, p.options); !s) {
+        if (auto s = lowbit::measure_error(t.src, t.dt, *q, es, p.options); !s) {
           produced = fail(exit_quantize, s);
           break;
         }
@@ -717,9 +618,9 @@ int cmd_quantize(int argc, char** argv) {
       std::lock_guard<std::mutex> lock(print_mutex);
       bar.finish();
       if (report)
-        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), t.bits, es.max_abs, es.mean_abs(),
+        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits, es.max_abs, es.mean_abs(),
                     es.sqnr_db());
-      else std::printf("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), t.bits);
+      else std::printf("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits);
     }
     done += t.info->nbytes();
     std::lock_guard<std::mutex> lock(print_mutex);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -111,6 +112,46 @@ TEST(BnbLayout, QuantStateJsonIsBitsandbytesText) {
   const std::string expect = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [64, 64], \"nested_blocksize\": 256, "
                              "\"nested_dtype\": \"float32\", \"nested_offset\": " + io::python_float_repr(static_cast<double>(q.nested_offset())) + "}";
   EXPECT_EQ(io::bnb_quant_state_json(q), expect);
+}
+
+// python_float_repr_max bounds the text of every double, and is reached; bnb_entries_largest
+// gives the quant_state tensor room for any nested offset and leaves the other tensors as they are.
+TEST(BnbLayout, LargestEntriesHoldEveryNestedOffset) {
+  EXPECT_EQ(io::python_float_repr(-2.2250738585072014e-308).size(), io::python_float_repr_max);
+  std::mt19937_64 rng(lowbit_test::test_seed());
+  for (int i = 0; i < 200000; ++i) {  // random bit patterns: every exponent, 17-digit mantissas
+    const std::uint64_t bits = rng();
+    double x;
+    std::memcpy(&x, &bits, 8);
+    if (!std::isfinite(x)) continue;
+    ASSERT_LE(io::python_float_repr(x).size(), io::python_float_repr_max) << io::python_float_repr(x);
+  }
+  for (auto fmt : {lowbit::format::nf4, lowbit::format::bnb_fp4}) {
+    io::bnb_layout l{fmt, lowbit::dtype::bf16, {300, 257}, 64, true, 0.0f};
+    std::vector<io::tensor_entry> largest;
+    ASSERT_TRUE(io::bnb_entries_largest("w", l, largest).ok());
+    for (float offset : {0.0f, 1.0f, 0.1f, 0.0306f, 3.4028235e38f, 1.4e-45f, 1.1754942e-38f}) {
+      l.nested_offset = offset;
+      std::vector<io::tensor_entry> exact, again;
+      ASSERT_TRUE(io::bnb_entries("w", l, exact).ok());
+      ASSERT_TRUE(io::bnb_entries_largest("w", l, again).ok());
+      ASSERT_EQ(exact.size(), largest.size());
+      for (std::size_t k = 0; k < exact.size(); ++k) {
+        EXPECT_EQ(exact[k].name, largest[k].name);
+        EXPECT_EQ(exact[k].dtype, largest[k].dtype);
+        EXPECT_EQ(again[k].shape, largest[k].shape) << "the largest entries depend on the offset " << offset;
+        if (k + 1 < exact.size()) EXPECT_EQ(exact[k].shape, largest[k].shape) << exact[k].name;
+        else EXPECT_LE(exact[k].nbytes(), largest[k].nbytes()) << offset;
+      }
+      EXPECT_EQ(largest.back().nbytes() - exact.back().nbytes(), io::python_float_repr_max - io::python_float_repr(static_cast<double>(offset)).size());
+    }
+  }
+  io::bnb_layout plain{lowbit::format::nf4, lowbit::dtype::f16, {64, 64}, 64, false, 0.0f};  // no offset in the JSON
+  std::vector<io::tensor_entry> exact, largest;
+  ASSERT_TRUE(io::bnb_entries("w", plain, exact).ok());
+  ASSERT_TRUE(io::bnb_entries_largest("w", plain, largest).ok());
+  ASSERT_EQ(exact.size(), largest.size());
+  EXPECT_EQ(exact.back().shape, largest.back().shape);
 }
 
 namespace {

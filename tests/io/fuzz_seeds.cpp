@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writer, one
-// per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8).
+// per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8),
+// each also with its header's padding cut to the next multiple of 8 (the writer pads the header
+// to a 4096-byte boundary, and mutations spent on spaces find little).
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
@@ -12,6 +14,32 @@
 namespace io = lowbit::io;
 
 namespace {
+
+// Writes DIR/NAME.safetensors again as DIR/NAME.compact.safetensors with the header's trailing
+// spaces cut to an 8-byte boundary; false if it cannot be read or written.
+bool write_compact(const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name + ".safetensors";
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  std::string bytes;
+  char buf[4096];
+  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) bytes.append(buf, n);
+  std::fclose(f);
+  if (bytes.size() < 8) return false;
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+  if (n > bytes.size() - 8) return false;
+  std::string header = bytes.substr(8, static_cast<std::size_t>(n));
+  header.erase(header.find_last_not_of(' ') + 1);
+  while ((8 + header.size()) % 8 != 0) header.push_back(' ');
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[static_cast<std::size_t>(i)] = static_cast<char>(static_cast<std::uint64_t>(header.size()) >> (8 * i));
+  out += header + bytes.substr(8 + static_cast<std::size_t>(n));
+  std::FILE* g = std::fopen((dir + "/" + name + ".compact.safetensors").c_str(), "wb");
+  if (g == nullptr) return false;
+  const bool ok = std::fwrite(out.data(), 1, out.size(), g) == out.size();
+  return std::fclose(g) == 0 && ok;
+}
 
 bool write_quantized(const std::string& path, lowbit::format fmt, bool dq, std::int64_t rows, std::int64_t cols) {
   std::vector<float> w(static_cast<std::size_t>(rows * cols));
@@ -45,5 +73,6 @@ int main(int argc, char** argv) {
   ok = ok && write_quantized(dir + "/nf4_dq.safetensors", lowbit::format::nf4, true, 8, 40);
   ok = ok && write_quantized(dir + "/fp4.safetensors", lowbit::format::bnb_fp4, false, 3, 21);
   ok = ok && write_quantized(dir + "/int8.safetensors", lowbit::format::int8_absmax, false, 4, 8);
+  for (const char* name : {"dense", "nf4_dq", "fp4", "int8"}) ok = ok && write_compact(dir, name);
   return ok ? 0 : 1;
 }

@@ -99,6 +99,7 @@ TEST(SafetensorsReader, RejectsMalformedFiles) {
   expect_rejected(raw_safetensors("{\"\xed\xa0\x80\":1}", ""), {"not valid UTF-8"});  // a surrogate
   expect_rejected(raw_safetensors(R"({"__metadata__":{"format":1}})", ""), {"__metadata__"});
   expect_rejected(raw_safetensors(R"({"a":[1]})", ""), {"not a JSON object", "\"a\""});
+  expect_rejected(raw_safetensors(std::string("{}") + std::string(4000, ' ') + "x", ""), {"not valid JSON"});  // padding, then not
 }
 
 TEST(SafetensorsReader, EveryTruncationOfAValidFileIsAnError) {
@@ -150,7 +151,14 @@ TEST(SafetensorsWriter, RoundTripsEveryDtype) {
   const std::string raw = lowbit_test::read_bytes(d / "m.safetensors");
   std::uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(raw[static_cast<std::size_t>(i)]);
-  EXPECT_EQ((8 + n) % 8, 0u) << "data section is not 8-byte aligned";
+  EXPECT_EQ((8 + n) % io::safetensors_writer::data_alignment, 0u) << "data section is not page-aligned";
+  const std::string header = raw.substr(8, static_cast<std::size_t>(n));
+  const std::size_t json_end = header.find_last_not_of(' ');
+  ASSERT_NE(json_end, std::string::npos);
+  EXPECT_EQ(header[json_end], '}') << "the header is padded with something other than spaces";
+  std::size_t data_bytes = 0;
+  for (const auto& b : data) data_bytes += b.size();
+  EXPECT_EQ(raw.size(), 8 + n + data_bytes);
   io::safetensors_file f;
   ASSERT_TRUE(io::safetensors_file::open(d / "m.safetensors", f).ok());
   EXPECT_EQ(f.metadata().at("note"), "h\xc3\xa9llo");
@@ -199,6 +207,117 @@ TEST(SafetensorsWriter, LargeFilesReadBackExactly) {
     EXPECT_TRUE(std::memcmp(f.data(*b), big.data() + a->nbytes(), b->nbytes()) == 0) << path;
     ::unlink(path.c_str());
   }
+}
+
+// reshape: a tensor not yet begun may become smaller (in bytes and in the text of its shape);
+// the header, written at commit, describes the shapes written, the offsets follow them, and
+// the data still starts page-aligned. Refused reshapes change nothing.
+TEST(SafetensorsWriter, ReshapeShrinksATensorNotYetBegun) {
+  scratch_dir d;
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "r.safetensors", {{"a", io::st_dtype::U8, {10}}, {"b", io::st_dtype::U8, {100}}, {"c", io::st_dtype::F32, {2}}}, {{"k", "v"}}).ok());
+  ASSERT_TRUE(w.write("0123456789", 5).ok());
+  auto refused = [&](std::size_t i, std::vector<std::int64_t> shape, const char* part) {
+    const lowbit::status s = w.reshape(i, shape);
+    ASSERT_FALSE(s.ok()) << part;
+    EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+    EXPECT_NE(std::strstr(s.message(), part), nullptr) << s.message();
+    EXPECT_NE(std::strstr(s.message(), "r.safetensors"), nullptr) << s.message();
+  };
+  refused(0, {5}, "after writing reached it");
+  refused(1, {101}, "room for at most 100 bytes");
+  refused(2, {1, 1}, "characters of shape");  // 4 bytes, but "[1,1]" is longer than "[2]"
+  refused(1, {-1}, "negative");
+  refused(3, {1}, "tensor 3 of 3");
+  ASSERT_TRUE(w.write("56789", 5).ok());
+  ASSERT_TRUE(w.reshape(1, {37}).ok());
+  ASSERT_TRUE(w.reshape(2, {1}).ok());
+  const std::string b(37, 'b');
+  ASSERT_TRUE(w.write(b.data(), b.size()).ok());
+  refused(1, {36}, "after writing reached it");
+  ASSERT_TRUE(w.write("cccc", 4).ok());
+  EXPECT_FALSE(w.write("x", 1).ok()) << "a byte past the reshaped last tensor was taken";
+}
+
+// A tensor of no bytes that writing has passed (as it passes every empty tensor on its way to the
+// next bytes) may still take another empty shape, never one with bytes.
+TEST(SafetensorsWriter, EmptyTensorsPassedByWritingKeepNoBytes) {
+  scratch_dir d;
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "e.safetensors", {{"a", io::st_dtype::U8, {4}}, {"e", io::st_dtype::F32, {0, 8}}, {"b", io::st_dtype::U8, {2}}}).ok());
+  ASSERT_TRUE(w.write("aaaab", 5).ok());
+  const lowbit::status s = w.reshape(1, {1, 1});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "after writing reached it"), nullptr) << s.message();
+  ASSERT_TRUE(w.reshape(1, {8, 0}).ok());
+  ASSERT_TRUE(w.write("b", 1).ok());
+  ASSERT_TRUE(w.commit().ok());
+  io::safetensors_file f;
+  ASSERT_TRUE(io::safetensors_file::open(d / "e.safetensors", f).ok());
+  ASSERT_NE(f.find("e"), nullptr);
+  EXPECT_EQ(f.find("e")->shape, (std::vector<std::int64_t>{8, 0}));
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*f.find("b"))), 2), "bb");
+}
+
+TEST(SafetensorsWriter, ReshapedFileReadsBack) {
+  scratch_dir d;
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(d / "r.safetensors", {{"a", io::st_dtype::U8, {10}}, {"b", io::st_dtype::U8, {100}}, {"c", io::st_dtype::F32, {2}}}, {{"k", "v"}}).ok());
+  ASSERT_TRUE(w.write("0123456789", 10).ok());
+  ASSERT_TRUE(w.reshape(1, {37}).ok());
+  ASSERT_TRUE(w.reshape(2, {1}).ok());
+  const std::string b(37, 'b');
+  ASSERT_TRUE(w.write(b.data(), b.size()).ok());
+  ASSERT_TRUE(w.write("cccc", 4).ok());
+  ASSERT_TRUE(w.commit().ok());
+  EXPECT_EQ(lowbit_test::list_dir(d.path()), (std::set<std::string>{"r.safetensors"}));
+  io::safetensors_file f;
+  ASSERT_TRUE(io::safetensors_file::open(d / "r.safetensors", f).ok());
+  EXPECT_EQ(f.metadata().at("k"), "v");
+  const io::tensor_info* t[3] = {f.find("a"), f.find("b"), f.find("c")};
+  ASSERT_TRUE(t[0] && t[1] && t[2]);
+  EXPECT_EQ(t[1]->shape, (std::vector<std::int64_t>{37}));
+  EXPECT_EQ(t[1]->begin, 10u);
+  EXPECT_EQ(t[2]->shape, (std::vector<std::int64_t>{1}));
+  EXPECT_EQ(t[2]->begin, 47u);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*t[1])), 37), b);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(f.data(*t[2])), 4), "cccc");
+  EXPECT_EQ(f.file_size(), io::safetensors_writer::data_alignment + 51);  // one page of header, then the data
+}
+
+// atomic_file's reserved head: written at commit in front of the data, exactly its size, and
+// only reserved before the first write; a wrong head abandons the file.
+TEST(AtomicFile, ReservedHeadIsWrittenAtCommit) {
+  scratch_dir d;
+  const std::string path = d / "f.bin";
+  {
+    io::atomic_file f;
+    ASSERT_TRUE(f.open(path).ok());
+    ASSERT_TRUE(f.reserve_head(6).ok());
+    ASSERT_TRUE(f.write("data", 4).ok());
+    EXPECT_FALSE(f.reserve_head(2).ok());
+    ASSERT_TRUE(f.commit("header", 6).ok());
+    EXPECT_EQ(lowbit_test::read_bytes(path), "headerdata");
+  }
+  {
+    io::atomic_file f;
+    ASSERT_TRUE(f.open(path).ok());
+    ASSERT_TRUE(f.write("x", 1).ok());
+    const lowbit::status s = f.reserve_head(4);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::strstr(s.message(), "after the file was begun"), nullptr) << s.message();
+  }
+  {
+    io::atomic_file f;
+    ASSERT_TRUE(f.open(path).ok());
+    ASSERT_TRUE(f.reserve_head(6).ok());
+    ASSERT_TRUE(f.write("new", 3).ok());
+    const lowbit::status s = f.commit("head", 4);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::strstr(s.message(), "a head of 4 bytes for the 6 bytes reserved"), nullptr) << s.message();
+  }
+  EXPECT_EQ(lowbit_test::read_bytes(path), "headerdata");
+  EXPECT_EQ(lowbit_test::list_dir(d.path()), (std::set<std::string>{"f.bin"}));
 }
 
 TEST(SafetensorsWriter, NothingIsLeftBehindOnError) {

@@ -79,14 +79,21 @@ inline std::string python_float_repr(double x) {
   return sign + mant + e;
 }
 
+/// The longest text `python_float_repr` returns for a finite double: a sign, 17 significant
+/// digits (always enough to read back), the point and a three-digit exponent, as in
+/// "-2.2250738585072014e-308".
+inline constexpr std::size_t python_float_repr_max = 24;
+
 /// bitsandbytes' name of a 4-bit format ("nf4", "fp4"), or null for other formats.
 constexpr const char* bnb_quant_type(format f) noexcept {
   return f == format::nf4 ? "nf4" : (f == format::bnb_fp4 ? "fp4" : nullptr);
 }
 
 /// What fixes the bitsandbytes layout of a quantized weight (its tensors' names, dtypes and
-/// shapes and the quant_state JSON), known before the weight is quantized: for a double-quantized
-/// 4-bit weight `nested_offset` is the mean of its blocks' absmax (quant::offset_chunk order).
+/// shapes and the quant_state JSON). All of it but `nested_offset` is known before the weight is
+/// quantized; for a double-quantized 4-bit weight that is the mean of its blocks' absmax
+/// (quant::offset_chunk order), and its decimal text fixes the quant_state tensor's length (see
+/// bnb_entries_largest).
 struct bnb_layout {
   format fmt = format::nf4;
   dtype source = dtype::f16;
@@ -318,6 +325,19 @@ inline status bnb_entries(const std::string& weight, const bnb_layout& l, std::v
                          weight.c_str(), info(l.fmt).name, l.fmt == format::int8_absmax ? " not per row" : "");
   }
   out = std::move(e);
+  return {};
+}
+
+/// The tensors of bnb_entries(weight, l, out) for any value of `l.nested_offset`, at their
+/// largest: a double-quantized weight's quant_state tensor with room for python_float_repr_max
+/// characters of nested offset (every other tensor's shape does not depend on it). For a file
+/// whose layout is fixed before the weight is quantized (safetensors_writer::reshape).
+inline status bnb_entries_largest(const std::string& weight, const bnb_layout& l, std::vector<tensor_entry>& out) {
+  LOWBIT_TRY(bnb_entries(weight, l, out));
+  if (l.double_quant && bnb_quant_type(l.fmt) != nullptr) {
+    const std::size_t offset_chars = python_float_repr(static_cast<double>(l.nested_offset)).size();
+    out.back().shape = {out.back().shape[0] + static_cast<std::int64_t>(python_float_repr_max - offset_chars)};
+  }
   return {};
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file safetensors.hpp
 /// @brief safetensors files: a validating, memory-mapped reader with zero-copy tensor views, and a
-///        streaming, atomic writer (temporary file in the same folder, fsync, rename).
+///        streaming, atomic writer (temporary file in the same folder, header written last in
+///        front of page-aligned data, fsync, rename).
 ///
 /// @par The format (as the reference implementation defines and checks it)
 /// `u64 N` (little-endian) | `N` bytes of UTF-8 JSON | data. The JSON is an object whose keys are
@@ -446,11 +447,16 @@ inline status sync_dir(const std::string& dir) noexcept {
 /// name), and `commit` flushes, fsyncs and renames it onto `path`. Until `commit` succeeds
 /// `path` is untouched; `abort` (or destruction without commit) deletes the temporary file.
 ///
+/// A file may begin with a region written last: `reserve_head(n)` before the first write leaves
+/// its first `n` bytes for `commit(head, n)`, so that what is known only at the end (a header
+/// that describes the data) still comes first in the file.
+///
 /// Bytes are staged in an 8 MB buffer. On Linux a file that grows past one buffer is written from
 /// then on with O_DIRECT, one aligned buffer at a time: the data goes to the device without
 /// being copied into the page cache first (the copy cost as much CPU as quantizing, and commit's
-/// fsync then has almost nothing left to do). A file system that refuses direct I/O gets
-/// ordinary writes; the tail shorter than a buffer is always an ordinary write.
+/// fsync then has almost nothing left to do). A file system that refuses direct I/O, or a
+/// reserved head that is not a multiple of 4096 bytes (the buffers would start unaligned), gets
+/// ordinary writes; the tail shorter than a buffer and the head are always ordinary writes.
 class atomic_file {
  public:
   atomic_file() = default;
@@ -473,6 +479,8 @@ class atomic_file {
     fd_ = fd;
     temp_ = buf.data();
     used_ = 0;
+    head_ = 0;
+    started_ = false;
     direct_tried_ = direct_ = false;
     if (!buffer_) {
       buffer_.reset(static_cast<std::uint8_t*>(std::aligned_alloc(direct_align, buffer_bytes)));
@@ -483,9 +491,23 @@ class atomic_file {
     }
     return {};
   }
+  /// Leaves the first `n` bytes of the file for `commit(head, n)`: the bytes `write` appends
+  /// come after them. Only before the first write.
+  status reserve_head(std::size_t n) {
+    if (fd_ < 0) return status::error(errc::invalid_argument, "%s: reserve_head on a file that is not open", path_.c_str());
+    if (started_ || head_ != 0) return status::error(errc::invalid_argument, "%s: reserve_head after the file was begun", path_.c_str());
+    if (::lseek(fd_, static_cast<off_t>(n), SEEK_SET) < 0) {
+      const status s = status::error(errc::io, "%s: cannot reserve %zu bytes at its start: %s", temp_.c_str(), n, std::strerror(errno));
+      abort();
+      return s;
+    }
+    head_ = n;
+    return {};
+  }
   /// Appends `n` bytes (buffered).
   status write(const void* p, std::size_t n) {
     if (fd_ < 0) return status::error(errc::invalid_argument, "%s: write on a file that is not open", path_.c_str());
+    started_ = true;
     const auto* c = static_cast<const std::uint8_t*>(p);
     while (n > 0) {
       const std::size_t k = std::min(n, buffer_bytes - used_);
@@ -497,11 +519,18 @@ class atomic_file {
     }
     return {};
   }
-  /// Flushes, fsyncs, renames the temporary file onto the target and fsyncs the folder. On error
-  /// the temporary file is deleted and the target is untouched.
-  status commit() {
+  /// Flushes, writes `head` (exactly the `reserve_head` size; none without a reserved head) at
+  /// the start of the file, fsyncs, renames the temporary file onto the target and fsyncs the
+  /// folder. On error the temporary file is deleted and the target is untouched.
+  status commit(const void* head = nullptr, std::size_t n = 0) {
     if (fd_ < 0) return status::error(errc::invalid_argument, "%s: commit on a file that is not open", path_.c_str());
+    if (n != head_) {
+      const status s = status::error(errc::invalid_argument, "%s: a head of %zu bytes for the %zu bytes reserved at the start", path_.c_str(), n, head_);
+      abort();
+      return s;
+    }
     status s = flush();
+    if (s && n > 0) s = write_head(head, n);
     if (s && ::fsync(fd_) != 0) s = status::error(errc::io, "%s: fsync failed: %s", temp_.c_str(), std::strerror(errno));
     if (s && ::close(fd_) != 0) s = status::error(errc::io, "%s: close failed: %s", temp_.c_str(), std::strerror(errno));
     if (!s) {
@@ -547,7 +576,7 @@ class atomic_file {
     return false;
 #endif
   }
-  // A full buffer, at a file offset that is a multiple of buffer_bytes.
+  // A full buffer, at a file offset of head_ plus a multiple of buffer_bytes.
   status flush_full() {
     if (!direct_tried_) {
       direct_tried_ = true;
@@ -576,11 +605,26 @@ class atomic_file {
     used_ = 0;
     return s;
   }
+  // The reserved head at offset 0 (after flush: an ordinary write, however the data went).
+  status write_head(const void* p, std::size_t n) {
+    if (direct_ && !set_direct(false)) return status::error(errc::io, "%s: cannot leave direct I/O: %s", temp_.c_str(), std::strerror(errno));
+    const auto* c = static_cast<const std::uint8_t*>(p);
+    std::size_t done = 0;
+    while (done < n) {
+      const ssize_t w = ::pwrite(fd_, c + done, n - done, static_cast<off_t>(done));
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return status::error(errc::io, "%s: write of the first %zu bytes failed: %s", temp_.c_str(), n, w < 0 ? std::strerror(errno) : "no progress");
+      done += static_cast<std::size_t>(w);
+    }
+    return {};
+  }
   int fd_ = -1;
   std::string path_;
   std::string temp_;
   std::unique_ptr<std::uint8_t, free_deleter> buffer_;
   std::size_t used_ = 0;
+  std::size_t head_ = 0;  // bytes reserved at the start for commit
+  bool started_ = false;  // write has been called
   bool direct_tried_ = false, direct_ = false;
 };
 
@@ -606,49 +650,73 @@ struct tensor_entry {
   }
 };
 
-/// Streams a safetensors file: `open` fixes the tensor list (in data order) and writes the
-/// header; `write` appends data, tensor after tensor, in any pieces; `commit` checks every byte
-/// was written and makes the file appear at its path atomically. Any error, or destruction
-/// before `commit`, leaves no file behind.
+/// Streams a safetensors file: `open` fixes the tensor list (in data order) and reserves the
+/// header's room; `write` appends data, tensor after tensor, in any pieces; `reshape` may make a
+/// tensor not yet begun smaller (for data whose exact size is known only once it is made, given
+/// to `open` at its largest); `commit` checks every byte was written, writes the header last, in
+/// front of the data, and makes the file appear at its path atomically. Any error, or
+/// destruction before `commit`, leaves no file behind.
+///
+/// The header is padded with spaces (as the format allows) so that the data starts at a multiple
+/// of 4096 bytes: page-aligned for a memory mapping, and aligned for O_DIRECT from the first byte.
 class safetensors_writer {
  public:
+  /// Where the data starts: 8 + header length is a multiple of this.
+  static constexpr std::uint64_t data_alignment = 4096;
+
   /// Starts writing `path`. Errors: an empty, repeated or "__metadata__" name, a negative
-  /// dimension, an unusable temporary file.
+  /// dimension, a header past the reader's limit, an unusable temporary file.
   status open(const std::string& path, std::vector<tensor_entry> entries, const std::map<std::string, std::string>& metadata = {}) {
     std::set<std::string> seen;
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!metadata.empty()) {
-      nlohmann::ordered_json m = nlohmann::ordered_json::object();
-      for (const auto& kv : metadata) {
-        if (utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.first.data()), kv.first.size()) >= 0 ||
-            utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.second.data()), kv.second.size()) >= 0)
-          return status::error(errc::invalid_argument, "%s: metadata entry \"%.80s\" is not valid UTF-8", path.c_str(), kv.first.c_str());
-        m[kv.first] = kv.second;
-      }
-      h["__metadata__"] = std::move(m);
+    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    for (const auto& kv : metadata) {
+      if (utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.first.data()), kv.first.size()) >= 0 ||
+          utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.second.data()), kv.second.size()) >= 0)
+        return status::error(errc::invalid_argument, "%s: metadata entry \"%.80s\" is not valid UTF-8", path.c_str(), kv.first.c_str());
+      m[kv.first] = kv.second;
     }
-    std::uint64_t offset = 0;
     for (const auto& e : entries) {
       if (e.name.empty() || e.name == "__metadata__" || !seen.insert(e.name).second ||
           utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(e.name.data()), e.name.size()) >= 0)
         return status::error(errc::invalid_argument, "%s: tensor name \"%.80s\" is empty, reserved, repeated or not UTF-8", path.c_str(), e.name.c_str());
       for (auto d : e.shape)
         if (d < 0) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": negative dimension", path.c_str(), e.name.c_str());
-      const std::uint64_t n = e.nbytes();
-      h[e.name] = {{"dtype", info(e.dtype).name}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
-      offset += n;
     }
-    std::string text = h.dump();
-    while ((8 + text.size()) % 8 != 0) text.push_back(' ');  // data starts 8-byte aligned
+    const std::size_t text = header_text(entries, m).size();
+    const std::uint64_t n = (8 + text + data_alignment - 1) / data_alignment * data_alignment - 8;
+    if (n > max_header_bytes)
+      return status::error(errc::invalid_argument, "%s: the header of %zu tensors takes %llu bytes, past the limit of %llu", path.c_str(), entries.size(),
+                           static_cast<unsigned long long>(n), static_cast<unsigned long long>(max_header_bytes));
     LOWBIT_TRY(file_.open(path));
-    std::uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(text.size()) >> (8 * i));
-    LOWBIT_TRY(file_.write(len, 8));
-    LOWBIT_TRY(file_.write(text.data(), text.size()));
+    LOWBIT_TRY(file_.reserve_head(static_cast<std::size_t>(8 + n)));
     path_ = path;
+    metadata_ = std::move(m);
+    header_bytes_ = n;
+    bounds_.clear();
+    for (const auto& e : entries) bounds_.push_back({e.nbytes(), nlohmann::ordered_json(e.shape).dump().size()});
     entries_ = std::move(entries);
     current_ = 0;
     written_ = 0;
+    return {};
+  }
+  /// Gives tensor `i`, none of whose bytes is written yet, the shape `shape`: at most the bytes
+  /// and the characters of the shape given to `open` (the header's room was made for those). A
+  /// tensor of no bytes may take another shape of no bytes until commit, however far writing
+  /// has gone. An error leaves the file open and the tensor as it was.
+  status reshape(std::size_t i, const std::vector<std::int64_t>& shape) {
+    if (i >= entries_.size()) return status::error(errc::invalid_argument, "%s: reshape of tensor %zu of %zu", path_.c_str(), i, entries_.size());
+    const char* t = entries_[i].name.c_str();
+    for (auto d : shape)
+      if (d < 0) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": negative dimension", path_.c_str(), t);
+    const tensor_entry e{entries_[i].name, entries_[i].dtype, shape};
+    const bool begun = i < current_ || (i == current_ && written_ > 0);  // writing is at or past its bytes
+    if (begun && (entries_[i].nbytes() != 0 || e.nbytes() != 0))
+      return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped after writing reached it", path_.c_str(), t);
+    if (e.nbytes() > bounds_[i].bytes || nlohmann::ordered_json(shape).dump().size() > bounds_[i].shape_chars)
+      return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped to %llu bytes, shape %s; the header has room for at most %llu bytes and %zu characters of shape",
+                           path_.c_str(), t, static_cast<unsigned long long>(e.nbytes()), nlohmann::ordered_json(shape).dump().c_str(),
+                           static_cast<unsigned long long>(bounds_[i].bytes), bounds_[i].shape_chars);
+    entries_[i].shape = shape;
     return {};
   }
   /// Appends `n` bytes of data; error (and the file is abandoned) if that runs past the last tensor.
@@ -671,7 +739,8 @@ class safetensors_writer {
   /// Index of the tensor the next byte belongs to (entries().size() when complete).
   std::size_t current() const noexcept { return current_; }
   const std::vector<tensor_entry>& entries() const noexcept { return entries_; }
-  /// Finishes the file; error (nothing left behind) if any tensor is incomplete.
+  /// Finishes the file: the header goes in front of the data, then the file appears at its path;
+  /// error (nothing left behind) if any tensor is incomplete.
   status commit() {
     while (current_ < entries_.size() && written_ == 0 && entries_[current_].nbytes() == 0) ++current_;
     if (current_ != entries_.size()) {
@@ -680,7 +749,17 @@ class safetensors_writer {
                            entries_[current_].name.c_str(), static_cast<unsigned long long>(written_),
                            static_cast<unsigned long long>(entries_[current_].nbytes()));
     }
-    return file_.commit();
+    std::string head(8, '\0');
+    for (int i = 0; i < 8; ++i) head[static_cast<std::size_t>(i)] = static_cast<char>(header_bytes_ >> (8 * i));
+    head += header_text(entries_, metadata_);
+    // Cannot happen: reshape keeps every offset and shape within what open made room for.
+    if (head.size() > 8 + header_bytes_) {
+      file_.abort();
+      return status::error(errc::invalid_argument, "%s: the header of %zu bytes outgrew the %llu reserved for it", path_.c_str(), head.size() - 8,
+                           static_cast<unsigned long long>(header_bytes_));
+    }
+    head.resize(static_cast<std::size_t>(8 + header_bytes_), ' ');
+    return file_.commit(head.data(), head.size());
   }
   /// Abandons the file (deletes the temporary file).
   void abort() noexcept { file_.abort(); }
@@ -688,9 +767,29 @@ class safetensors_writer {
   const std::string& temp_path() const noexcept { return file_.temp_path(); }
 
  private:
+  // What open made the header's room for, per tensor.
+  struct bound {
+    std::uint64_t bytes;
+    std::size_t shape_chars;
+  };
+  // The header JSON of `entries`, laid out one after another from offset 0, unpadded.
+  static std::string header_text(const std::vector<tensor_entry>& entries, const nlohmann::ordered_json& metadata) {
+    nlohmann::ordered_json h = nlohmann::ordered_json::object();
+    if (!metadata.empty()) h["__metadata__"] = metadata;
+    std::uint64_t offset = 0;
+    for (const auto& e : entries) {
+      const std::uint64_t n = e.nbytes();
+      h[e.name] = {{"dtype", info(e.dtype).name}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
+      offset += n;
+    }
+    return h.dump();
+  }
   atomic_file file_;
   std::string path_;
+  nlohmann::ordered_json metadata_;
+  std::uint64_t header_bytes_ = 0;
   std::vector<tensor_entry> entries_;
+  std::vector<bound> bounds_;
   std::size_t current_ = 0;
   std::uint64_t written_ = 0;
 };
