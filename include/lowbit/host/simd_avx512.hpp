@@ -200,15 +200,18 @@ LOWBIT_AVX512 inline __m512 values16(const std::uint8_t* p) {
   } else if constexpr (F == format::uint8_zeropoint) {
     return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
   } else {
-    // exponent and mantissa bits placed in a float32, rebiased by an exact power-of-two multiply
-    // (subnormal codes included); NaN (and e5m2 Inf) codes patched in
-    constexpr int M = F == format::e4m3fn ? 3 : 2;
+    // as avx2::detail::values8: normal codes rebiased by an integer add, subnormal codes from a
+    // table, so that no float operation sees a subnormal operand; NaN (and e5m2 Inf) patched in
+    constexpr int M = avx2::detail::minifloat_mantissa_bits<F>();
     const __m512i k = _mm512_cvtepu8_epi32(b);
     const __m512i mag = _mm512_and_si512(k, _mm512_set1_epi32(0x7F));
     const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(k, _mm512_set1_epi32(0x80)), 24);
-    const float rebias = F == format::e4m3fn ? 0x1p120f : 0x1p112f;
-    __m512i v = _mm512_or_si512(
-        _mm512_castps_si512(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M)), _mm512_set1_ps(rebias))), sign);
+    __m512i v = _mm512_add_epi32(_mm512_slli_epi32(mag, 23 - M), _mm512_set1_epi32(avx2::detail::minifloat_rebias_bits<F>()));
+    const __m512 sub = _mm512_permutexvar_ps(_mm512_and_si512(k, _mm512_set1_epi32((1 << M) - 1)),
+                                             _mm512_castps256_ps512(avx2::detail::minifloat_subnormals8<F>()));
+    v = _mm512_mask_mov_epi32(v, _mm512_testn_epi32_mask(k, _mm512_set1_epi32(avx2::detail::minifloat_exponent_mask<F>())),
+                              _mm512_castps_si512(sub));
+    v = _mm512_or_si512(v, sign);
     const __m512i qnan = _mm512_or_si512(sign, _mm512_set1_epi32(0x7FC00000));
     if constexpr (F == format::e4m3fn) {
       v = _mm512_mask_mov_epi32(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), qnan);
