@@ -464,8 +464,7 @@ LOWBIT_AVX2 inline void byte_tables(__m256 v0, __m256 v1, __m256i& lo, __m256i& 
   hi = _mm256_broadcastsi128_si256(h);
 }
 
-// Values of 8 8-bit codes of format F (the decode table's values, computed), as float32.
-// Constants of the e4m3fn/e5m2 decode (values8, avx512::detail::values16): mantissa bits, the
+// Constants of the e4m3fn/e5m2 decode of values8: mantissa bits, the
 // exponent field of a code, float32's exponent bias minus the format's (as bits of the exponent
 // field), and the values of the subnormal codes' magnitudes m * 2^(1 - bias - M) (m < 2^M).
 template <format F>
@@ -486,6 +485,7 @@ LOWBIT_AVX2 inline __m256 minifloat_subnormals8() {
   return _mm256_setr_ps(0.0f, u, 2 * u, 3 * u, 4 * u, 5 * u, 6 * u, 7 * u);
 }
 
+// Values of 8 8-bit codes of format F (the decode table's values, computed), as float32.
 template <format F>
 LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
   const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));

@@ -191,36 +191,54 @@ constexpr bool has_decode_kernel() {
   return F == format::int8_absmax || F == format::uint8_zeropoint || F == format::e4m3fn || F == format::e5m2;
 }
 
-// Values of 16 8-bit codes of format F, as avx2::detail::values8 computes them.
+// Lookup of the e4m3fn/e5m2 decode: the bfloat16 bits of the value of every magnitude 0..127
+// (quant::decode_table, whose values bfloat16 holds exactly: 3 or 2 mantissa bits, NaN 0x7FC0,
+// e5m2 Inf 0x7F80), 32 per register. Other formats need none.
+struct values_table {
+  __m512i mag[4];
+};
 template <format F>
-LOWBIT_AVX512 inline __m512 values16(const std::uint8_t* p) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  if constexpr (F == format::int8_absmax) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
-  } else if constexpr (F == format::uint8_zeropoint) {
-    return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b));
-  } else {
-    // as avx2::detail::values8: normal codes rebiased by an integer add, subnormal codes from a
-    // table, so that no float operation sees a subnormal operand; NaN (and e5m2 Inf) patched in
-    constexpr int M = avx2::detail::minifloat_mantissa_bits<F>();
-    const __m512i k = _mm512_cvtepu8_epi32(b);
-    const __m512i mag = _mm512_and_si512(k, _mm512_set1_epi32(0x7F));
-    const __m512i sign = _mm512_slli_epi32(_mm512_and_si512(k, _mm512_set1_epi32(0x80)), 24);
-    __m512i v = _mm512_add_epi32(_mm512_slli_epi32(mag, 23 - M), _mm512_set1_epi32(avx2::detail::minifloat_rebias_bits<F>()));
-    const __m512 sub = _mm512_permutexvar_ps(_mm512_and_si512(k, _mm512_set1_epi32((1 << M) - 1)),
-                                             _mm512_castps256_ps512(avx2::detail::minifloat_subnormals8<F>()));
-    v = _mm512_mask_mov_epi32(v, _mm512_testn_epi32_mask(k, _mm512_set1_epi32(avx2::detail::minifloat_exponent_mask<F>())),
-                              _mm512_castps_si512(sub));
-    v = _mm512_or_si512(v, sign);
-    const __m512i qnan = _mm512_or_si512(sign, _mm512_set1_epi32(0x7FC00000));
-    if constexpr (F == format::e4m3fn) {
-      v = _mm512_mask_mov_epi32(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), qnan);
-    } else {
-      v = _mm512_mask_mov_epi32(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7C)),
-                                _mm512_or_si512(sign, _mm512_set1_epi32(0x7F800000)));
-      v = _mm512_mask_mov_epi32(v, _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7C)), qnan);
+LOWBIT_AVX512 inline values_table make_values_table() {
+  values_table t{};
+  if constexpr (F == format::e4m3fn || F == format::e5m2) {
+    alignas(64) std::uint16_t w[128];
+    for (int m = 0; m < 128; ++m) {
+      std::uint32_t u;
+      const float v = quant::decode_table<F>(static_cast<std::uint8_t>(m));
+      std::memcpy(&u, &v, sizeof u);
+      w[m] = static_cast<std::uint16_t>(u >> 16);  // the low half is 0: exact in bfloat16
     }
-    return _mm512_castsi512_ps(v);
+    for (int k = 0; k < 4; ++k) t.mag[k] = _mm512_load_si512(w + 32 * k);
+  }
+  return t;
+}
+
+// Values of the 32 8-bit codes of format F at p: elements 0..15 into lo, 16..31 into hi, as
+// avx2::detail::values8 computes them. e4m3fn/e5m2: the magnitude looked up as bfloat16 bits
+// (two 64-entry word permutes, picked by bit 6), the code's sign put on, widened to float32;
+// no float operation, so subnormal codes cost nothing extra.
+template <format F>
+LOWBIT_AVX512 inline void values32(const std::uint8_t* p, const values_table& t, __m512& lo, __m512& hi) {
+  if constexpr (F == format::e4m3fn || F == format::e5m2) {
+    const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    const __m512i low = _mm512_permutex2var_epi16(t.mag[0], w, t.mag[1]);    // magnitudes 0..63
+    const __m512i high = _mm512_permutex2var_epi16(t.mag[2], w, t.mag[3]);   // 64..127
+    __m512i r = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(w, _mm512_set1_epi16(0x40)), low, high);
+    r = _mm512_ternarylogic_epi32(r, _mm512_slli_epi16(w, 8), _mm512_set1_epi16(static_cast<short>(0x8000)), 0xF8);  // r | sign
+    lo = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(r)), 16));
+    hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(r, 1)), 16));
+  } else {
+    (void)t;
+    const __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+    if constexpr (F == format::int8_absmax) {
+      lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b0));
+      hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b1));
+    } else {
+      static_assert(F == format::uint8_zeropoint, "values32: no AVX-512 decode for this format");
+      lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b0));
+      hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b1));
+    }
   }
 }
 
@@ -380,14 +398,17 @@ LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, s
   if constexpr (!detail::has_decode_kernel<F>()) {
     (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
   } else {
+    const detail::values_table t = detail::make_values_table<F>();
     for (std::int64_t b = 0; b < nblocks; ++b) {
       const __m512 s = _mm512_set1_ps(scales[b]);
       const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
       const std::uint8_t* c = codes + b * bs;
       T* o = out + b * bs;
       for (std::int64_t i = 0; i < bs; i += 32) {
-        detail::store16<Stream>(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z));
-        detail::store16<Stream>(o + i + 16, detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
+        __m512 lo, hi;
+        detail::values32<F>(c + i, t, lo, hi);
+        detail::store16<Stream>(o + i, detail::finish<F>(lo, s, z));
+        detail::store16<Stream>(o + i + 16, detail::finish<F>(hi, s, z));
       }
     }
   }
@@ -401,14 +422,17 @@ LOWBIT_AVX512_BF16 void decode_run_bf16(const std::uint8_t* codes, std::int64_t 
   if constexpr (!detail::has_decode_kernel<F>()) {
     (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
   } else {
+    const detail::values_table t = detail::make_values_table<F>();
     for (std::int64_t b = 0; b < nblocks; ++b) {
       const __m512 s = _mm512_set1_ps(scales[b]);
       const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
       const std::uint8_t* c = codes + b * bs;
       bf16* o = out + b * bs;
-      for (std::int64_t i = 0; i < bs; i += 32)
-        detail::store32_native<Stream>(o + i, detail::finish<F>(detail::values16<F>(c + i), s, z),
-                                       detail::finish<F>(detail::values16<F>(c + i + 16), s, z));
+      for (std::int64_t i = 0; i < bs; i += 32) {
+        __m512 lo, hi;
+        detail::values32<F>(c + i, t, lo, hi);
+        detail::store32_native<Stream>(o + i, detail::finish<F>(lo, s, z), detail::finish<F>(hi, s, z));
+      }
     }
   }
 }
