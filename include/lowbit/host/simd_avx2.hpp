@@ -464,27 +464,6 @@ LOWBIT_AVX2 inline void byte_tables(__m256 v0, __m256 v1, __m256i& lo, __m256i& 
   hi = _mm256_broadcastsi128_si256(h);
 }
 
-// Constants of the e4m3fn/e5m2 decode of values8: mantissa bits, the
-// exponent field of a code, float32's exponent bias minus the format's (as bits of the exponent
-// field), and the values of the subnormal codes' magnitudes m * 2^(1 - bias - M) (m < 2^M).
-template <format F>
-constexpr int minifloat_mantissa_bits() {
-  return F == format::e4m3fn ? 3 : 2;
-}
-template <format F>
-constexpr int minifloat_exponent_mask() {
-  return 0x7F & ~((1 << minifloat_mantissa_bits<F>()) - 1);
-}
-template <format F>
-constexpr int minifloat_rebias_bits() {
-  return (127 - (F == format::e4m3fn ? 7 : 15)) << 23;
-}
-template <format F>
-LOWBIT_AVX2 inline __m256 minifloat_subnormals8() {
-  constexpr float u = F == format::e4m3fn ? 0x1p-9f : 0x1p-16f;  // 2^(1 - bias - M)
-  return _mm256_setr_ps(0.0f, u, 2 * u, 3 * u, 4 * u, 5 * u, 6 * u, 7 * u);
-}
-
 // Values of 8 8-bit codes of format F (the decode table's values, computed), as float32.
 template <format F>
 LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
@@ -498,13 +477,19 @@ LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
     // integer add. Subnormal codes (exponent field 0, zero included) from a table of
     // mantissa * 2^(1 - bias - M). No float operation sees a subnormal operand, which on x86
     // costs a microcode assist per instruction. NaN (and e5m2 Inf) codes patched in.
-    constexpr int M = minifloat_mantissa_bits<F>();
+    using codec = typename quant::scheme<F>::codec;
+    constexpr int M = codec::mantissa_bits;
     const __m256i k = _mm256_cvtepu8_epi32(b);
     const __m256i mag = _mm256_and_si256(k, _mm256_set1_epi32(0x7F));
     const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(k, _mm256_set1_epi32(0x80)), 24);
-    const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 23 - M), _mm256_set1_epi32(minifloat_rebias_bits<F>()));
-    const __m256 sub = _mm256_permutevar8x32_ps(minifloat_subnormals8<F>(), _mm256_and_si256(k, _mm256_set1_epi32((1 << M) - 1)));
-    const __m256i is_sub = _mm256_cmpeq_epi32(_mm256_and_si256(k, _mm256_set1_epi32(minifloat_exponent_mask<F>())), _mm256_setzero_si256());
+    const __m256i normal = _mm256_add_epi32(_mm256_slli_epi32(mag, 23 - M), _mm256_set1_epi32((127 - codec::bias) << 23));
+    // the subnormal magnitudes 0 .. 2^M - 1 are the decode table's first entries
+    const __m256 subnormals = _mm256_setr_ps(quant::decode_table<F>(0), quant::decode_table<F>(1), quant::decode_table<F>(2),
+                                             quant::decode_table<F>(3), quant::decode_table<F>(4 % (1 << M)),
+                                             quant::decode_table<F>(5 % (1 << M)), quant::decode_table<F>(6 % (1 << M)),
+                                             quant::decode_table<F>(7 % (1 << M)));
+    const __m256 sub = _mm256_permutevar8x32_ps(subnormals, _mm256_and_si256(k, _mm256_set1_epi32((1 << M) - 1)));
+    const __m256i is_sub = _mm256_cmpeq_epi32(_mm256_and_si256(k, _mm256_set1_epi32(0x7F & ~((1 << M) - 1))), _mm256_setzero_si256());
     __m256 v = _mm256_blendv_ps(_mm256_castsi256_ps(normal), sub, _mm256_castsi256_ps(is_sub));
     v = _mm256_or_ps(v, _mm256_castsi256_ps(sign));
     const __m256 qnan = _mm256_castsi256_ps(_mm256_or_si256(sign, _mm256_set1_epi32(0x7FC00000)));

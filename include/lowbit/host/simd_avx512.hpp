@@ -201,14 +201,15 @@ template <format F>
 LOWBIT_AVX512 inline values_table make_values_table() {
   values_table t{};
   if constexpr (F == format::e4m3fn || F == format::e5m2) {
-    alignas(64) std::uint16_t w[128];
-    for (int m = 0; m < 128; ++m) {
-      std::uint32_t u;
-      const float v = quant::decode_table<F>(static_cast<std::uint8_t>(m));
-      std::memcpy(&u, &v, sizeof u);
-      w[m] = static_cast<std::uint16_t>(u >> 16);  // the low half is 0: exact in bfloat16
-    }
-    for (int k = 0; k < 4; ++k) t.mag[k] = _mm512_load_si512(w + 32 * k);
+    struct words {  // built once per format
+      alignas(64) std::uint16_t w[128];
+      words() {
+        for (int m = 0; m < 128; ++m)  // the upper half: the lower is 0 for every entry (NaN 0x7FC00000 included)
+          w[m] = static_cast<std::uint16_t>(float_bits(quant::decode_table<F>(static_cast<std::uint8_t>(m))) >> 16);
+      }
+    };
+    static const words table;
+    for (int k = 0; k < 4; ++k) t.mag[k] = _mm512_load_si512(table.w + 32 * k);
   }
   return t;
 }
