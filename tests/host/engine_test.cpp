@@ -495,6 +495,24 @@ void dequantize_arbitrary(format f, std::int64_t bs) {
   e.scales[9] = 0x1p-130f;
   e.scales[11] = -0.75f;
   e.scales[13] = 0.0f;
+  // From block 20 on, e4m3fn/e5m2 blocks hold only normal codes (the AVX-512 arithmetic path)
+  // but block 30, which has one special code (zero, subnormal, Inf or NaN) among them; their
+  // scales include the edges of the range where the bfloat16 conversion goes unchecked.
+  const auto normal_code = [f](std::uint8_t c) {
+    if (f == format::e4m3fn) return (c & 0x78) != 0 && (c & 0x7F) != 0x7F;
+    return (c & 0x7C) != 0 && (c & 0x7C) != 0x7C;
+  };
+  if (f == format::e4m3fn || f == format::e5m2) {
+    for (std::int64_t i = 20 * bs; i < n; ++i)
+      while (!normal_code(e.codes[static_cast<std::size_t>(i)])) e.codes[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(rng());
+    const std::uint8_t specials[2][8] = {{0x00, 0x80, 0x01, 0x87, 0x7F, 0xFF, 0x05, 0x82},    // e4m3fn
+                                         {0x00, 0x80, 0x01, 0x83, 0x7F, 0xFE, 0x7C, 0xFC}};  // e5m2
+    e.codes[static_cast<std::size_t>(30 * bs + static_cast<std::int64_t>(rng() % static_cast<unsigned>(bs)))] =
+        specials[f == format::e5m2][rng() % 8];
+  }
+  const float edge_scales[] = {0x1p-100f, -0x1p-100f, 0x1.fffffep-101f, 0x1p-127f, 3.4028235e38f,
+                               -0.0f,      0x1p-60f,   256.0f,          65536.0f};
+  for (int k = 0; k < 9; ++k) e.scales[static_cast<std::size_t>(21 + k)] = edge_scales[k];
   // variants: best SIMD (AVX-512 where the CPU has it), portable, AVX2 only
   for (int variant = 0; variant < 3; ++variant) {
     lowbit::host::options opt;

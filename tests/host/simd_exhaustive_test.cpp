@@ -195,7 +195,7 @@ LOWBIT_AVX512 void avx512_store32(std::uint32_t i, T* out) {
   avx512::detail::store16(out + 16, bits16(i + 16));
 }
 LOWBIT_AVX512_BF16 void avx512_bf16_store32(std::uint32_t i, lowbit::bf16* out) {
-  avx512::detail::store32_native<false>(out, bits16(i), bits16(i + 16));
+  avx512::detail::store32_native<false>(out, bits16(i), bits16(i + 16), true);
 }
 
 template <class T>

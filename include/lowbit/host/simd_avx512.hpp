@@ -15,6 +15,7 @@
 
 #include "simd_avx2.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -214,13 +215,61 @@ LOWBIT_AVX512 inline values_table make_values_table() {
   return t;
 }
 
-// Values of the 32 8-bit codes of format F at p: elements 0..15 into lo, 16..31 into hi, as
-// avx2::detail::values8 computes them. e4m3fn/e5m2: the magnitude looked up as bfloat16 bits
-// (two 64-entry word permutes, picked by bit 6), the code's sign put on, widened to float32;
-// no float operation, so subnormal codes cost nothing extra.
+// e4m3fn/e5m2 zero, subnormal, Inf and NaN codes, which values32's arithmetic path cannot decode:
+// with M mantissa bits, (c + inc) & mask is at most 2^M exactly for those codes. e4m3fn (inc 1,
+// mask 0x7F) maps magnitude 0x7F to 0 and 0..7 to 1..8; e5m2 (inc 4, mask 0x7C) maps the
+// exponent fields 0 and 31 to 4 and 0. special_keys gives that key for 32 codes at p.
 template <format F>
+struct special_code_keys {
+  using codec = typename quant::scheme<F>::codec;
+  static constexpr int M = codec::mantissa_bits;
+  static constexpr int inc = codec::has_inf ? 1 << M : 1, mask = codec::has_inf ? 0x7F & ~((1 << M) - 1) : 0x7F;
+  static constexpr int limit = 1 << M;
+};
+template <format F>
+LOWBIT_AVX512 inline __m256i special_keys(const std::uint8_t* p) {
+  using k = special_code_keys<F>;
+  const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm256_and_si256(_mm256_add_epi8(c, _mm256_set1_epi8(k::inc)), _mm256_set1_epi8(k::mask));
+}
+// True if the smallest key seen marks a special code.
+template <format F>
+LOWBIT_AVX512 inline bool special_key_seen(__m256i smallest) {
+  return _mm256_cmple_epu8_mask(smallest, _mm256_set1_epi8(special_code_keys<F>::limit)) != 0;
+}
+// True if n (a multiple of 32) e4m3fn/e5m2 codes at p hold a special code.
+template <format F>
+LOWBIT_AVX512 inline bool special_codes(const std::uint8_t* p, std::int64_t n) {
+  __m256i smallest = _mm256_set1_epi8(-1);
+  for (std::int64_t i = 0; i < n; i += 32) smallest = _mm256_min_epu8(smallest, special_keys<F>(p + i));
+  return special_key_seen<F>(smallest);
+}
+
+// Values of 16 normal e4m3fn/e5m2 codes at p: the sign-extended code shifted so that the
+// magnitude lies under float32's exponent field, the sign's copies above it cleared but bit 31,
+// then the exponent rebiased by an integer add.
+template <format F>
+LOWBIT_AVX512 inline __m512 normal_values16(const std::uint8_t* p) {
+  using codec = typename quant::scheme<F>::codec;
+  constexpr int shift = 23 - codec::mantissa_bits;
+  const __m512i k = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m512i keep = _mm512_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << shift)));
+  return _mm512_castsi512_ps(
+      _mm512_add_epi32(_mm512_and_si512(_mm512_slli_epi32(k, shift), keep), _mm512_set1_epi32((127 - codec::bias) << 23)));
+}
+
+// Values of the 32 8-bit codes of format F at p: elements 0..15 into lo, 16..31 into hi, as
+// avx2::detail::values8 computes them. e4m3fn/e5m2 codes that are all normal (Exact false, see
+// special_codes) go through normal_values16; otherwise (Exact) the magnitude is looked up as
+// bfloat16 bits (two 64-entry word permutes, picked by bit 6), the sign put on, widened. Neither
+// path has a float operation, so subnormal codes cost nothing extra. int8/uint8 ignore Exact.
+template <format F, bool Exact>
 LOWBIT_AVX512 inline void values32(const std::uint8_t* p, const values_table& t, __m512& lo, __m512& hi) {
-  if constexpr (F == format::e4m3fn || F == format::e5m2) {
+  if constexpr ((F == format::e4m3fn || F == format::e5m2) && !Exact) {
+    (void)t;
+    lo = normal_values16<F>(p);
+    hi = normal_values16<F>(p + 16);
+  } else if constexpr (F == format::e4m3fn || F == format::e5m2) {
     const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     const __m512i low = _mm512_permutex2var_epi16(t.mag[0], w, t.mag[1]);    // magnitudes 0..63
     const __m512i high = _mm512_permutex2var_epi16(t.mag[2], w, t.mag[3]);   // 64..127
@@ -276,12 +325,12 @@ LOWBIT_AVX512 inline void store16(f16* p, __m512 v) {
 
 // Elements 0..15 (a) and 16..31 (b) as bfloat16, the bits two store16 calls write. vcvtne2ps2bf16
 // rounds to nearest even as store16 does, but reads subnormal inputs as zero and keeps NaN
-// payloads, so a pair with a NaN or subnormal lane goes through store16 instead. Stream: p
-// 64-byte aligned.
+// payloads, so a pair with a NaN or subnormal lane goes through store16 instead. `check`: test
+// for such lanes; false only where the caller knows there are none. Stream: p 64-byte aligned.
 template <bool Stream>
-LOWBIT_AVX512_BF16 inline void store32_native(bf16* p, __m512 a, __m512 b) {
+LOWBIT_AVX512_BF16 inline void store32_native(bf16* p, __m512 a, __m512 b, bool check) {
   constexpr int nan_or_subnormal = 0x01 | 0x20 | 0x80;  // fpclass: QNaN, denormal, SNaN
-  if ((_mm512_fpclass_ps_mask(a, nan_or_subnormal) | _mm512_fpclass_ps_mask(b, nan_or_subnormal)) != 0) {
+  if (check && (_mm512_fpclass_ps_mask(a, nan_or_subnormal) | _mm512_fpclass_ps_mask(b, nan_or_subnormal)) != 0) {
     store16<Stream>(p, a);
     store16<Stream>(p + 16, b);
     return;
@@ -391,8 +440,93 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
   }
 }
 
+namespace detail {
+
+// Elements of a run that the decode takes at a time: a piece in which the arithmetic path met a
+// special code is decoded again, block by block, the exact path where a block needs it.
+inline constexpr std::int64_t decode_piece = 1 << 10;
+
+// True if decode_range_bf16 can skip its check for a block with this scale: without special codes
+// every value before the scale is 0 or at least 2^-14 in magnitude (int8: 1/127, uint8: 1,
+// e4m3fn: 2^-6, e5m2: 2^-14) and finite; times a zero or a finite scale of at least 2^-100 the
+// products are 0, normal or (by overflow) Inf, never NaN or subnormal.
+inline bool scale_safe(float scale) {
+  const std::uint32_t a = float_bits(scale) & 0x7FFFFFFFu;  // |scale|; 0x0D800000 = 2^-100
+  return a == 0 || a - 0x0D800000u < 0x7F800000u - 0x0D800000u;
+}
+
+// Elements e0 .. e1 (multiples of 32) of a run of blocks of bs into out + e0 .. (store16 per 16
+// values); element e has scale scales[e / bs]. Returns false if the arithmetic path (Exact false,
+// e4m3fn/e5m2) met a special code: the piece's values are then not all right.
+template <format F, bool Exact, bool Stream, class T>
+LOWBIT_AVX512 inline bool decode_range(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1, std::int64_t bs,
+                                       const float* scales, const int* zps, const values_table& t, T* out) {
+  constexpr bool keys = !Exact && (F == format::e4m3fn || F == format::e5m2);
+  __m256i smallest = _mm256_set1_epi8(-1);
+  for (std::int64_t e = e0, b = e0 / bs; e < e1; ++b) {
+    const std::int64_t end = std::min(e1, (b + 1) * bs);
+    const __m512 s = _mm512_set1_ps(scales[b]), z = _mm512_set1_ps(static_cast<float>(zps[b]));
+    for (; e < end; e += 32) {
+      if constexpr (keys) smallest = _mm256_min_epu8(smallest, special_keys<F>(codes + e));
+      __m512 lo, hi;
+      values32<F, Exact>(codes + e, t, lo, hi);
+      store16<Stream>(out + e, finish<F>(lo, s, z));
+      store16<Stream>(out + e + 16, finish<F>(hi, s, z));
+    }
+  }
+  if constexpr (keys) return !special_key_seen<F>(smallest);
+  return true;
+}
+
+// decode_range for bfloat16 through store32_native, which checks the values of blocks whose
+// scale is not scale_safe (and all on the exact path).
+template <format F, bool Exact, bool Stream>
+LOWBIT_AVX512_BF16 inline bool decode_range_bf16(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1,
+                                                 std::int64_t bs, const float* scales, const int* zps,
+                                                 const values_table& t, bf16* out) {
+  constexpr bool keys = !Exact && (F == format::e4m3fn || F == format::e5m2);
+  __m256i smallest = _mm256_set1_epi8(-1);
+  for (std::int64_t e = e0, b = e0 / bs; e < e1; ++b) {
+    const std::int64_t end = std::min(e1, (b + 1) * bs);
+    const __m512 s = _mm512_set1_ps(scales[b]), z = _mm512_set1_ps(static_cast<float>(zps[b]));
+    const bool check = Exact || !scale_safe(scales[b]);
+    for (; e < end; e += 32) {
+      if constexpr (keys) smallest = _mm256_min_epu8(smallest, special_keys<F>(codes + e));
+      __m512 lo, hi;
+      values32<F, Exact>(codes + e, t, lo, hi);
+      store32_native<Stream>(out + e, finish<F>(lo, s, z), finish<F>(hi, s, z), check);
+    }
+  }
+  if constexpr (keys) return !special_key_seen<F>(smallest);
+  return true;
+}
+
+// Decodes a run of nblocks blocks of bs piece by piece: range(exact, e0, e1) decodes elements
+// e0 .. e1 on the arithmetic (exact false) or exact path and returns decode_range's answer. A
+// piece whose arithmetic decode met a special code is decoded again block by block, the exact
+// path for the blocks that hold one (after a fence, so that the second stores land last).
+template <format F, bool Stream, class Range>
+LOWBIT_AVX512 inline void decode_pieces(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, Range&& range) {
+  const std::int64_t n = nblocks * bs;
+  for (std::int64_t e0 = 0; e0 < n; e0 += decode_piece) {
+    const std::int64_t e1 = std::min(n, e0 + decode_piece);
+    if (range(false, e0, e1)) continue;
+    if constexpr (F == format::e4m3fn || F == format::e5m2) {
+      if (Stream) avx2::store_fence();
+      for (std::int64_t b = e0 / bs; b * bs < e1; ++b) {
+        const std::int64_t s0 = std::max(e0, b * bs), s1 = std::min(e1, (b + 1) * bs);
+        if (special_codes<F>(codes + s0, s1 - s0)) range(true, s0, s1);
+      }
+    }
+  }
+}
+
+}  // namespace detail
+
 /// As avx2::decode_run for the formats of detail::has_decode_kernel (8-bit codes, `bs` a
 /// multiple of 32): block b's codes decoded with scales[b] and zero point zps[b]; Stream as there.
+/// e4m3fn/e5m2 take the arithmetic path, and the exact one for blocks with special codes
+/// (detail::decode_pieces).
 template <format F, class T, bool Stream = false>
 LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
                               const int* zps, T* out) {
@@ -400,18 +534,10 @@ LOWBIT_AVX512 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, s
     (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
   } else {
     const detail::values_table t = detail::make_values_table<F>();
-    for (std::int64_t b = 0; b < nblocks; ++b) {
-      const __m512 s = _mm512_set1_ps(scales[b]);
-      const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
-      const std::uint8_t* c = codes + b * bs;
-      T* o = out + b * bs;
-      for (std::int64_t i = 0; i < bs; i += 32) {
-        __m512 lo, hi;
-        detail::values32<F>(c + i, t, lo, hi);
-        detail::store16<Stream>(o + i, detail::finish<F>(lo, s, z));
-        detail::store16<Stream>(o + i + 16, detail::finish<F>(hi, s, z));
-      }
-    }
+    detail::decode_pieces<F, Stream>(codes, nblocks, bs, [&](bool exact, std::int64_t e0, std::int64_t e1) {
+      return exact ? detail::decode_range<F, true, Stream>(codes, e0, e1, bs, scales, zps, t, out)
+                   : detail::decode_range<F, false, Stream>(codes, e0, e1, bs, scales, zps, t, out);
+    });
   }
 }
 
@@ -424,17 +550,10 @@ LOWBIT_AVX512_BF16 void decode_run_bf16(const std::uint8_t* codes, std::int64_t 
     (void)codes, (void)nblocks, (void)bs, (void)scales, (void)zps, (void)out;
   } else {
     const detail::values_table t = detail::make_values_table<F>();
-    for (std::int64_t b = 0; b < nblocks; ++b) {
-      const __m512 s = _mm512_set1_ps(scales[b]);
-      const __m512 z = _mm512_set1_ps(static_cast<float>(zps[b]));
-      const std::uint8_t* c = codes + b * bs;
-      bf16* o = out + b * bs;
-      for (std::int64_t i = 0; i < bs; i += 32) {
-        __m512 lo, hi;
-        detail::values32<F>(c + i, t, lo, hi);
-        detail::store32_native<Stream>(o + i, detail::finish<F>(lo, s, z), detail::finish<F>(hi, s, z));
-      }
-    }
+    detail::decode_pieces<F, Stream>(codes, nblocks, bs, [&](bool exact, std::int64_t e0, std::int64_t e1) {
+      return exact ? detail::decode_range_bf16<F, true, Stream>(codes, e0, e1, bs, scales, zps, t, out)
+                   : detail::decode_range_bf16<F, false, Stream>(codes, e0, e1, bs, scales, zps, t, out);
+    });
   }
 }
 
