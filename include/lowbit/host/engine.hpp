@@ -154,9 +154,13 @@ void encode_block(const T* x, std::int64_t e0, std::int64_t e1, const quant::blo
 }
 
 /// Elements one task of the fused quantizer handles at a time (statistics, then codes, while the
-/// chunk is still in the core's cache).
-inline constexpr std::int64_t fused_chunk_elements = std::int64_t{1} << 14;
+/// chunk is still in L1; blocks larger than this one block at a time). Measured at memory speed
+/// (64M float32, block 64, two threads, interleaved in one process), 2^11 quantizes nf4, e4m3fn
+/// and int8 5-9% faster than 2^14: the statistics read and the encoding overlap more finely.
+inline constexpr std::int64_t fused_chunk_elements = std::int64_t{1} << 11;
 inline constexpr std::int64_t fused_chunk_blocks = 512;
+/// Largest block the fused quantizer takes (larger blocks read the input twice).
+inline constexpr std::int64_t fused_block_limit = std::int64_t{1} << 14;
 
 inline status nonfinite_error(std::int64_t i, float v) {
   return status::error(errc::non_finite,
@@ -241,9 +245,9 @@ template <format F, class T>
 status quantize_typed(const T* x, const quant_view& q, const options& opt, float* scales_out) {
   constexpr bool four = info(F).bits == 4;
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
-  // Blocks that fit a cache-sized chunk (and 4-bit blocks that start on whole bytes) take the
-  // one-pass path; larger blocks (per tensor, long rows) read the input twice.
-  if (bs <= fused_chunk_elements && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
+  // Blocks up to fused_block_limit (and 4-bit blocks that start on whole bytes) take the one-pass
+  // path; larger blocks (per tensor, long rows) read the input twice.
+  if (bs <= fused_block_limit && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
   storage<stats_entry> stats;
   LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: block statistics"));
