@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #if LOWBIT_HAVE_AVX2_KERNELS
 #  define LOWBIT_HAVE_AVX512_KERNELS 1
@@ -111,36 +112,62 @@ LOWBIT_AVX512 inline __m512i minifloat_codes(__m512 v) {
   return _mm512_or_si512(code, _mm512_srli_epi32(sign, 31 - (Minifloat::bits - 1)));
 }
 
-/// Constants of codes16<F>: the 15 NF4 thresholds T0..T14 in lanes 0..14 (lane 15 unused), or the
-/// 7 bnb_fp4 magnitude thresholds in lanes 0..6.
+/// Constants of codes16<F>. NF4: a 32-cell grid over [-1, 1) (cell j covers [g/16, (g+1)/16) for
+/// g = j < 16 ? j : j - 32, values below -1 and NaN fall into cell 16, values from 15/16 on into
+/// cell 15): `base` holds the code of the cell's lower edge, #{i : g/16 > T_i}, and `cut` the one
+/// threshold inside the cell (the thresholds lie more than 1/16 apart) or +Inf. bnb_fp4: the 7
+/// magnitude thresholds in lanes 0..6 of `t`.
 struct thresholds {
   __m512 t;
+  __m512i base[2];
+  __m512 cut[2];
 };
 
 template <format F>
 LOWBIT_AVX512 inline thresholds make_thresholds() {
   alignas(64) float t[16] = {};
+  thresholds r{};
   if constexpr (F == format::nf4) {
-    for (int i = 0; i < 15; ++i) t[i] = codecs::nf4::threshold(i);
+    struct grid {  // built once
+      alignas(64) std::int32_t base[32];
+      alignas(64) float cut[32];
+      grid() {
+        for (int j = 0; j < 32; ++j) {
+          const int g = j < 16 ? j : j - 32;
+          const float lo = static_cast<float>(g) / 16.0f, hi = static_cast<float>(g + 1) / 16.0f;  // exact
+          base[j] = 0;
+          cut[j] = std::numeric_limits<float>::infinity();
+          for (int i = 0; i < 15; ++i) {
+            const float ti = codecs::nf4::threshold(i);
+            if (lo > ti) ++base[j];
+            if (lo <= ti && ti < hi) cut[j] = ti;
+          }
+        }
+      }
+    };
+    static const grid cells;
+    r.base[0] = _mm512_load_si512(cells.base);
+    r.base[1] = _mm512_load_si512(cells.base + 16);
+    r.cut[0] = _mm512_load_ps(cells.cut);
+    r.cut[1] = _mm512_load_ps(cells.cut + 16);
   } else if constexpr (F == format::bnb_fp4) {
     for (int i = 0; i < 7; ++i) t[i] = codecs::bnb_fp4::threshold(i);
   }
-  return {_mm512_load_ps(t)};
+  r.t = _mm512_load_ps(t);
+  return r;
 }
 
 // Codes of 16 normalized values of format F (x already multiplied by the block's inv), int32.
 template <format F>
 LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
   if constexpr (F == format::nf4) {
-    // binary search over the sorted thresholds: code = number of T_i strictly below v
-    __m512i idx = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(v, _mm512_permutexvar_ps(_mm512_set1_epi32(7), th.t), _CMP_GT_OQ),
-                                         _mm512_set1_epi32(8));
-    __m512 t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(3)), th.t);
-    idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(4));
-    t = _mm512_permutexvar_ps(_mm512_add_epi32(idx, _mm512_set1_epi32(1)), th.t);
-    idx = _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(2));
-    t = _mm512_permutexvar_ps(idx, th.t);
-    return _mm512_mask_add_epi32(idx, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), idx, _mm512_set1_epi32(1));
+    // the grid cell: v clamped to [-1, 1) (NaN to -1), times 16 (exact), rounded down; its low 5
+    // bits index the 32 cells. code = base + (v > cut), as #{i : v > T_i} (one cut per cell).
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-1.0f)), _mm512_set1_ps(0x1.fffffep-1f));
+    const __m512i j = _mm512_cvt_roundps_epi32(_mm512_mul_ps(c, _mm512_set1_ps(16.0f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    const __m512i base = _mm512_permutex2var_epi32(th.base[0], j, th.base[1]);
+    const __m512 cut = _mm512_permutex2var_ps(th.cut[0], j, th.cut[1]);
+    return _mm512_mask_add_epi32(base, _mm512_cmp_ps_mask(v, cut, _CMP_GT_OQ), base, _mm512_set1_epi32(1));
   } else if constexpr (F == format::bnb_fp4) {
     const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
     __m512i rank = _mm512_setzero_si512();
