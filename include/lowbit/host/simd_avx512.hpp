@@ -187,24 +187,22 @@ LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
   }
 }
 
-// 16 int32 4-bit codes -> 8 bytes in the low half: each 64-bit lane holds an even element (low
-// half) and the next odd one (high half).
-template <codecs::nibble_order Order>
-LOWBIT_AVX512 inline __m128i nibble_pairs(__m512i c) {
-  const __m512i even = _mm512_and_si512(c, _mm512_set1_epi64(0xFF));
-  const __m512i oddv = _mm512_srli_epi64(c, 32);
-  return _mm512_cvtepi64_epi8(Order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi64(even, 4), oddv)
-                                                                        : _mm512_or_si512(even, _mm512_slli_epi64(oddv, 4)));
-}
-
-// Packs 32 int32 4-bit codes (c0: elements 0..15, c1: 16..31) into 16 bytes at p.
+// Packs 32 int32 4-bit codes (c0: elements 0..15, c1: 16..31; values 0..15) into 16 bytes at p.
+// Both vectors at once: dword j holds c0[j] in byte 0 and c1[j] in byte 1, so every 64-bit lane
+// pairs an even element with the next odd one for both; one narrowing to 16 bits and one byte
+// shuffle put c0's eight pairs before c1's.
 template <codecs::nibble_order Order>
 LOWBIT_AVX512 inline void store_nibbles32(std::uint8_t* p, __m512i c0, __m512i c1) {
-  const __m128i lo = nibble_pairs<Order>(c0), hi = nibble_pairs<Order>(c1);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_unpacklo_epi64(lo, hi));
+  const __m512i t = _mm512_or_si512(c0, _mm512_slli_epi32(c1, 8));
+  const __m512i even = _mm512_and_si512(t, _mm512_set1_epi64(0xFFFF));
+  const __m512i odd = _mm512_srli_epi64(t, 32);
+  const __m512i pairs = Order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi64(even, 4), odd)
+                                                                  : _mm512_or_si512(even, _mm512_slli_epi64(odd, 4));
+  const __m128i w = _mm512_cvtepi64_epi16(pairs);  // word k: c0's pair k, c1's pair k
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                   _mm_shuffle_epi8(w, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)));
 }
 
-// The halves of a zmm folded into a ymm by an unsigned max.
 LOWBIT_AVX512 inline __m256i fold_max_epu32(__m512i v) {
   return _mm512_castsi512_si256(_mm512_max_epu32(v, _mm512_shuffle_i64x2(v, v, 0x4E)));
 }
