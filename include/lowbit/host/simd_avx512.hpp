@@ -582,26 +582,34 @@ LOWBIT_AVX512_BF16 void decode_run_bf16(const std::uint8_t* codes, std::int64_t 
   }
 }
 
-/// As avx2::error_sums, 16 elements a step: elements i..i+7 then i+8..i+15 go to lanes 0..7 in
-/// that order, so every lane sums the same elements in the same order as the AVX2 and portable
-/// loops. Takes the first floor(n/16)*16 elements.
+namespace detail {
+// 8 consecutive elements widened to double (exactly).
+LOWBIT_AVX512 inline __m512d load8d(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+LOWBIT_AVX512 inline __m512d load8d(const f16* p) {
+  return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+}
+LOWBIT_AVX512 inline __m512d load8d(const bf16* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+}
+}  // namespace detail
+
+/// As avx2::error_sums, 8 elements a step: elements i..i+7 go to lanes 0..7, so every lane sums
+/// the same elements in the same order as the AVX2 and portable loops. Takes the first
+/// floor(n/8)*8 elements.
 template <class T>
 LOWBIT_AVX512 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, double (*acc)[8]) {
-  const std::int64_t m = n & ~std::int64_t{15};
+  const std::int64_t m = n & ~std::int64_t{7};
   if (m == 0) return 0;
   __m512d mx = _mm512_loadu_pd(acc[0]), ab = _mm512_loadu_pd(acc[1]), sq = _mm512_loadu_pd(acc[2]), se = _mm512_loadu_pd(acc[3]);
   const __m512d sign = _mm512_set1_pd(-0.0);
-  for (std::int64_t i = 0; i < m; i += 16) {
-    const __m512 xv = detail::load16(x + i), yv = _mm512_loadu_ps(y + i);
-    const __m512d xs[2] = {_mm512_cvtps_pd(_mm512_castps512_ps256(xv)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(xv), 1)))};
-    const __m512d ys[2] = {_mm512_cvtps_pd(_mm512_castps512_ps256(yv)), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(yv), 1)))};
-    for (int h = 0; h < 2; ++h) {
-      const __m512d d = _mm512_andnot_pd(sign, _mm512_sub_pd(xs[h], ys[h]));
-      mx = _mm512_max_pd(d, mx);  // d NaN: keeps the running max, as std::max(max, d)
-      ab = _mm512_add_pd(ab, d);
-      sq = _mm512_add_pd(sq, _mm512_mul_pd(xs[h], xs[h]));
-      se = _mm512_add_pd(se, _mm512_mul_pd(d, d));
-    }
+  for (std::int64_t i = 0; i < m; i += 8) {
+    const __m512d xs = detail::load8d(x + i), ys = detail::load8d(y + i);
+    const __m512d d = _mm512_andnot_pd(sign, _mm512_sub_pd(xs, ys));
+    mx = _mm512_max_pd(d, mx);  // d NaN: keeps the running max, as std::max(max, d)
+    ab = _mm512_add_pd(ab, d);
+    sq = _mm512_add_pd(sq, _mm512_mul_pd(xs, xs));
+    se = _mm512_add_pd(se, _mm512_mul_pd(d, d));
   }
   _mm512_storeu_pd(acc[0], mx);
   _mm512_storeu_pd(acc[1], ab);
