@@ -583,14 +583,10 @@ LOWBIT_AVX512_BF16 void decode_run_bf16(const std::uint8_t* codes, std::int64_t 
 }
 
 namespace detail {
-// 8 consecutive elements widened to double (exactly).
-LOWBIT_AVX512 inline __m512d load8d(const float* p) { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
-LOWBIT_AVX512 inline __m512d load8d(const f16* p) {
-  return _mm512_cvtps_pd(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
-}
-LOWBIT_AVX512 inline __m512d load8d(const bf16* p) {
-  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm512_cvtps_pd(_mm256_castsi256_ps(_mm256_slli_epi32(w, 16)));
+// 8 consecutive elements widened to double (exactly), through avx2::detail::load8.
+template <class T>
+LOWBIT_AVX512 inline __m512d load8d(const T* p) {
+  return _mm512_cvtps_pd(avx2::detail::load8(p));
 }
 }  // namespace detail
 
