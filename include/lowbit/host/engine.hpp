@@ -162,6 +162,11 @@ inline constexpr std::int64_t fused_chunk_blocks = 512;
 /// Largest block the fused quantizer takes (larger blocks read the input twice).
 inline constexpr std::int64_t fused_block_limit = std::int64_t{1} << 14;
 
+/// Blocks of one fused-quantizer chunk at block size bs.
+constexpr std::int64_t fused_chunk_blocks_for(std::int64_t bs) noexcept {
+  return std::max<std::int64_t>(1, std::min(fused_chunk_blocks, fused_chunk_elements / bs));
+}
+
 inline status nonfinite_error(std::int64_t i, float v) {
   return status::error(errc::non_finite,
                        "quantize: input element %lld is %s; nothing was written (options::allow_nonfinite accepts it)",
@@ -176,7 +181,7 @@ template <format F, class T>
 status quantize_fused(const T* x, const quant_view& q, const options& opt, float* scales_out) {
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
   const bool simd = opt.simd && avx2::available();
-  const std::int64_t per_chunk = std::max<std::int64_t>(1, std::min(fused_chunk_blocks, fused_chunk_elements / bs));
+  const std::int64_t per_chunk = fused_chunk_blocks_for(bs);
   const std::int64_t chunks = (nb + per_chunk - 1) / per_chunk;
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
   // AVX2 run kernels take the chunk's full blocks when the block size allows
@@ -302,6 +307,43 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   return {};
 }
 
+/// Elements of one measure_error chunk at block size bs: whole blocks, as many as a chunk of the
+/// fused quantizer holds (at most fused_block_limit elements), so that every chunk starts a block
+/// and range_decoder::measure can take its full blocks in registers; fused_block_limit elements
+/// for larger blocks. Fixed by bs alone, so the sums do not depend on the thread count.
+constexpr std::int64_t error_chunk_elements(std::int64_t bs) noexcept {
+  return bs <= fused_block_limit ? fused_chunk_blocks_for(bs) * bs : fused_block_limit;
+}
+
+/// Adds the error terms of n elements, x the source and y its float32 dequantization, to the
+/// lane sums acc (see avx2::error_sums; element i into lane i % 8, so a caller continuing a chunk
+/// passes a multiple of 8 elements before): acc[0] max |d|, acc[1] sum |d|, acc[2] sum x^2,
+/// acc[3] sum d^2, d = x - y, all in double.
+template <class T>
+void error_accumulate(const T* x, const float* y, std::int64_t n, bool simd, bool wide, double (*acc)[8]) {
+  std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 8: lanes stay aligned
+  if (simd) done += avx2::error_sums(x + done, y + done, n - done, acc);
+  for (std::int64_t i = done; i < n; ++i) {
+    const double v = static_cast<double>(to_float(x[i]));
+    const double d = std::fabs(v - static_cast<double>(y[i]));
+    const int l = static_cast<int>(i & 7);
+    acc[0][l] = std::max(acc[0][l], d);
+    acc[1][l] = acc[1][l] + d;
+    acc[2][l] = acc[2][l] + v * v;
+    acc[3][l] = acc[3][l] + d * d;
+  }
+}
+
+/// The lanes of acc in order into out: [0] max, [1..3] the sums.
+inline void fold_error_lanes(const double (*acc)[8], double* out /* [4] */) {
+  out[0] = acc[0][0];
+  out[1] = acc[1][0], out[2] = acc[2][0], out[3] = acc[3][0];
+  for (int l = 1; l < 8; ++l) {
+    out[0] = std::max(out[0], acc[0][l]);
+    for (int k = 1; k < 4; ++k) out[k] = out[k] + acc[k][l];
+  }
+}
+
 /// Decodes the elements [e0, e1) of one block into out[0 .. e1 - e0) (the vector path needs e0
 /// even for 4-bit formats).
 template <format F, class T>
@@ -377,6 +419,45 @@ class range_decoder {
     if (streamed) avx2::store_fence();
   }
 
+  /// The four error sums of elements [e0, e1) (e1 - e0 at most fused_block_limit; e0 even for
+  /// 4-bit formats) against source x (x[0] is element e0) into out: each element's float32
+  /// dequantization as decode gives it, x - y and the sums as error_accumulate (element i into
+  /// lane (i - e0) % 8), then the lanes folded (fold_error_lanes). When e0 starts a block and the
+  /// block size is a multiple of 32, the full blocks are decoded in registers by
+  /// avx512::error_run where it has the format; the rest goes through decode and a buffer, with
+  /// the same bits.
+  template <class T>
+  void measure(const T* x, std::int64_t e0, std::int64_t e1, bool wide_sums, double* out /* [4] */) const {
+    const std::int64_t bs = q_.block_size;
+    double acc[4][8];
+    for (int k = 0; k < 4; ++k)
+      for (int l = 0; l < 8; ++l) acc[k][l] = 0.0;
+    std::int64_t i = e0;
+    if constexpr (avx512::has_error_kernel<F>()) {
+      if (wide_sums && bs % 32 == 0 && e0 % bs == 0) {
+        const std::int64_t b0 = e0 / bs, b1 = std::min(e1 / bs, q_.numel / bs);  // the full blocks
+        float scale[256];
+        int zp[256];
+        for (std::int64_t b = b0; b < b1;) {
+          const std::int64_t m = std::min<std::int64_t>(256, b1 - b);
+          for (std::int64_t j = 0; j < m; ++j) {
+            scale[j] = scale_of(b + j);
+            zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
+          }
+          avx512::error_run<F>(x + (b * bs - e0), four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, acc);
+          b += m;
+        }
+        i = std::max(e0, b1 * bs);
+      }
+    }
+    if (i < e1) {  // the rest (i - e0 a multiple of 32 after error_run: lanes stay aligned)
+      alignas(64) float y[fused_block_limit];
+      decode(i, e1, y);
+      error_accumulate(x + (i - e0), y, e1 - i, simd_, wide_sums, acc);
+    }
+    fold_error_lanes(acc, out);
+  }
+
  private:
   static constexpr bool four = info(F).bits == 4;
   // m full blocks from block b (scales and zero points gathered) into o
@@ -414,51 +495,18 @@ status dequantize_typed(const quant_view& q, T* out, const options& opt) {
   return {};
 }
 
-/// Elements one task of measure_error decodes into its buffer at a time (fixed, so the sums do
-/// not depend on the thread count).
-inline constexpr std::int64_t error_chunk_elements = std::int64_t{1} << 14;
-
-/// Lane sums of one chunk (see avx2::error_sums): [0] max, [1] sum |d|, [2] sum x^2, [3] sum d^2.
-template <class T>
-void error_chunk(const T* x, const float* y, std::int64_t n, bool simd, bool wide, double (*acc)[8]) {
-  for (int k = 0; k < 4; ++k)
-    for (int l = 0; l < 8; ++l) acc[k][l] = 0.0;
-  std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 8: lanes stay aligned
-  if (simd) done += avx2::error_sums(x + done, y + done, n - done, acc);
-  for (std::int64_t i = done; i < n; ++i) {
-    const double v = static_cast<double>(to_float(x[i]));
-    const double d = std::fabs(v - static_cast<double>(y[i]));
-    const int l = static_cast<int>(i & 7);
-    acc[0][l] = std::max(acc[0][l], d);
-    acc[1][l] = acc[1][l] + d;
-    acc[2][l] = acc[2][l] + v * v;
-    acc[3][l] = acc[3][l] + d * d;
-  }
-}
-
 template <format F, class T>
 status measure_error_typed(const T* x, const quant_view& q, const options& opt, double* sums /* [4] */) {
-  const std::int64_t n = q.numel;
+  const std::int64_t n = q.numel, span = error_chunk_elements(q.block_size);
   const range_decoder<F> dec(q, opt);
-  const bool simd = opt.simd && avx2::available();
-  const bool wide = simd && opt.avx512 && avx512::available();
-  const std::int64_t chunks = (n + error_chunk_elements - 1) / error_chunk_elements;
+  const bool wide = opt.simd && avx2::available() && opt.avx512 && avx512::available();
+  const std::int64_t chunks = (n + span - 1) / span;
   storage<double> part;  // 4 sums per chunk, reduced in chunk order below
   LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, allocator::host(), "measure_error: partial sums"));
   parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
-    alignas(64) float y[error_chunk_elements];
-    double acc[4][8];
     for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t e0 = c * error_chunk_elements, e1 = std::min(n, e0 + error_chunk_elements);
-      dec.decode(e0, e1, y);
-      error_chunk(x + e0, y, e1 - e0, simd, wide, acc);
-      double* out = part.data() + 4 * c;
-      out[0] = acc[0][0];
-      out[1] = acc[1][0], out[2] = acc[2][0], out[3] = acc[3][0];
-      for (int l = 1; l < 8; ++l) {
-        out[0] = std::max(out[0], acc[0][l]);
-        for (int k = 1; k < 4; ++k) out[k] = out[k] + acc[k][l];
-      }
+      const std::int64_t e0 = c * span, e1 = std::min(n, e0 + span);
+      dec.measure(x + e0, e0, e1, wide, part.data() + 4 * c);
     }
   });
   for (int k = 0; k < 4; ++k) sums[k] = 0.0;
@@ -630,11 +678,13 @@ struct error_stats {
 
 /// Compares `q` with the `q.numel` elements of `x` (dtype `xt`) it was quantized from, x' being
 /// the float32 dequantization `dequantize(q, ..., dtype::f32)` gives, without materializing it:
-/// each task decodes a cache-sized chunk and accumulates that chunk's statistics. Every
+/// each task takes a cache-sized chunk at a time and accumulates that chunk's statistics. Every
 /// difference, square and sum is in double. The sums are taken in a fixed order (element i of a
-/// chunk of error_chunk_elements into lane i % 8, the 8 lanes in order, then the chunks in
-/// order), so the result does not depend on `opt.threads`; the SIMD and portable paths perform
-/// the same operations in that order.
+/// chunk of detail::error_chunk_elements(q.block_size) elements into lane i % 8, the 8 lanes in
+/// order, then the chunks in order), so the result does not depend on `opt.threads`; the SIMD and
+/// portable paths perform the same operations in that order. A NaN difference (NaN in x or in the
+/// dequantization, or Inf - Inf) makes the sums NaN and is passed over by max_abs; an infinite
+/// one makes them infinite.
 inline status measure_error(const void* x, dtype xt, const quant_view& q, error_stats& out, const options& opt = {}) {
   const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(validate(q, "measure_error"));

@@ -588,6 +588,48 @@ template <class T>
 LOWBIT_AVX512 inline __m512d load8d(const T* p) {
   return _mm512_cvtps_pd(avx2::detail::load8(p));
 }
+
+// The four error sums of error_sums, one step: x and y 8 elements (lane l element l).
+struct error_acc {
+  __m512d mx, ab, sq, se;
+};
+LOWBIT_AVX512 inline error_acc load_error_acc(const double (*acc)[8]) {
+  return {_mm512_loadu_pd(acc[0]), _mm512_loadu_pd(acc[1]), _mm512_loadu_pd(acc[2]), _mm512_loadu_pd(acc[3])};
+}
+LOWBIT_AVX512 inline void store_error_acc(const error_acc& a, double (*acc)[8]) {
+  _mm512_storeu_pd(acc[0], a.mx);
+  _mm512_storeu_pd(acc[1], a.ab);
+  _mm512_storeu_pd(acc[2], a.sq);
+  _mm512_storeu_pd(acc[3], a.se);
+}
+LOWBIT_AVX512 inline void error_step(error_acc& a, __m512d xs, __m512d ys) {
+  const __m512d d = _mm512_andnot_pd(_mm512_set1_pd(-0.0), _mm512_sub_pd(xs, ys));
+  a.mx = _mm512_max_pd(d, a.mx);  // d NaN: keeps the running max, as std::max(max, d)
+  a.ab = _mm512_add_pd(a.ab, d);
+  a.sq = _mm512_add_pd(a.sq, _mm512_mul_pd(xs, xs));
+  a.se = _mm512_add_pd(a.se, _mm512_mul_pd(d, d));
+}
+
+// error_step of 16 elements at x against code values v of a block with scale s, zero point zp.
+template <format F, class T>
+LOWBIT_AVX512 inline void error_step16(error_acc& a, const T* x, __m512 v, __m512 s, __m512 zp) {
+  const __m512 y = finish<F>(v, s, zp);
+  error_step(a, load8d(x), _mm512_cvtps_pd(_mm512_castps512_ps256(y)));
+  error_step(a, load8d(x + 8), _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1))));
+}
+
+// The 32 4-bit codes packed in the 16 bytes at p as int32, in element order: elements 0..15 into
+// lo, 16..31 into hi.
+template <codecs::nibble_order Order>
+LOWBIT_AVX512 inline void nibbles32(const std::uint8_t* p, __m512i& lo, __m512i& hi) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i m = _mm_set1_epi8(15);
+  const __m128i h = _mm_and_si128(_mm_srli_epi16(b, 4), m), l = _mm_and_si128(b, m);
+  const __m128i even = Order == codecs::nibble_order::high_first ? h : l;  // element 2j
+  const __m128i odd = Order == codecs::nibble_order::high_first ? l : h;
+  lo = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(even, odd));
+  hi = _mm512_cvtepu8_epi32(_mm_unpackhi_epi8(even, odd));
+}
 }  // namespace detail
 
 /// As avx2::error_sums, 8 elements a step: elements i..i+7 go to lanes 0..7, so every lane sums
@@ -597,21 +639,51 @@ template <class T>
 LOWBIT_AVX512 std::int64_t error_sums(const T* x, const float* y, std::int64_t n, double (*acc)[8]) {
   const std::int64_t m = n & ~std::int64_t{7};
   if (m == 0) return 0;
-  __m512d mx = _mm512_loadu_pd(acc[0]), ab = _mm512_loadu_pd(acc[1]), sq = _mm512_loadu_pd(acc[2]), se = _mm512_loadu_pd(acc[3]);
-  const __m512d sign = _mm512_set1_pd(-0.0);
-  for (std::int64_t i = 0; i < m; i += 8) {
-    const __m512d xs = detail::load8d(x + i), ys = detail::load8d(y + i);
-    const __m512d d = _mm512_andnot_pd(sign, _mm512_sub_pd(xs, ys));
-    mx = _mm512_max_pd(d, mx);  // d NaN: keeps the running max, as std::max(max, d)
-    ab = _mm512_add_pd(ab, d);
-    sq = _mm512_add_pd(sq, _mm512_mul_pd(xs, xs));
-    se = _mm512_add_pd(se, _mm512_mul_pd(d, d));
-  }
-  _mm512_storeu_pd(acc[0], mx);
-  _mm512_storeu_pd(acc[1], ab);
-  _mm512_storeu_pd(acc[2], sq);
-  _mm512_storeu_pd(acc[3], se);
+  detail::error_acc a = detail::load_error_acc(acc);
+  for (std::int64_t i = 0; i < m; i += 8) detail::error_step(a, detail::load8d(x + i), detail::load8d(y + i));
+  detail::store_error_acc(a, acc);
   return m;
+}
+
+/// Formats whose codes error_run decodes: the 4-bit ones (by `table`) and those of
+/// has_decode_kernel.
+template <format F>
+constexpr bool has_error_kernel() {
+  return info(F).bits == 4 || detail::has_decode_kernel<F>();
+}
+
+/// error_sums of `nblocks` full blocks of `bs` elements (a multiple of 32) of x against their
+/// dequantization from `codes` (the first block's), block b with scales[b] and zero point zps[b],
+/// decoded in registers to the float32 values decode_run writes and summed as error_sums sums
+/// them (element i of the run into lane i % 8). 4-bit formats decode through `table` (16 values,
+/// the format's or a checkpoint's); the 8-bit formats of has_decode_kernel as values32<F, true>.
+template <format F, class T>
+LOWBIT_AVX512 void error_run(const T* x, const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
+                             const int* zps, const float* table, double (*acc)[8]) {
+  static_assert(has_error_kernel<F>(), "error_run: no decode of this format's codes");
+  constexpr bool four = info(F).bits == 4;
+  detail::error_acc a = detail::load_error_acc(acc);
+  const __m512 tab = _mm512_loadu_ps(table);
+  const detail::values_table vt = detail::make_values_table<F>();
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const __m512 s = _mm512_set1_ps(scales[b]);
+    const __m512 zp = _mm512_set1_ps(static_cast<float>(zps[b]));
+    const T* xb = x + b * bs;
+    for (std::int64_t j = 0; j < bs; j += 32) {
+      __m512 lo, hi;
+      if constexpr (four) {
+        __m512i l, h;
+        detail::nibbles32<info(F).order>(codes + (b * bs + j) / 2, l, h);
+        lo = _mm512_permutexvar_ps(l, tab);
+        hi = _mm512_permutexvar_ps(h, tab);
+      } else {
+        detail::values32<F, true>(codes + b * bs + j, vt, lo, hi);
+      }
+      detail::error_step16<F>(a, xb + j, lo, s, zp);
+      detail::error_step16<F>(a, xb + j + 16, hi, s, zp);
+    }
+  }
+  detail::store_error_acc(a, acc);
 }
 
 LOWBIT_AVX512_WARNINGS_POP
@@ -638,6 +710,12 @@ constexpr bool has_decode_kernel() {
   return false;
 }
 }  // namespace detail
+template <format F>
+constexpr bool has_error_kernel() {
+  return false;
+}
+template <format F, class T>
+void error_run(const T*, const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, double (*)[8]) {}
 
 #endif
 
