@@ -266,14 +266,8 @@ LOWBIT_AVX2 inline __m256 finish(__m256 t, __m256 scale, __m256 zp) {
 /// Formats with run encoders (encode_block, encode_run); none has a zero point.
 template <format F>
 constexpr bool has_encode_kernel() {
-  return F == format::nf4 || F == format::bnb_fp4 || F == format::int8_absmax || F == format::e4m3fn ||
-         F == format::e5m2 || F == format::e2m1fn;
-}
-// Formats encode_block takes: those of the run kernels, and bnb_dynamic8 block by block (the
-// nested scales of double quantization).
-template <format F>
-constexpr bool has_block_kernel() {
-  return has_encode_kernel<F>() || F == format::bnb_dynamic8;
+  return F == format::nf4 || F == format::bnb_fp4 || F == format::bnb_dynamic8 || F == format::int8_absmax ||
+         F == format::e4m3fn || F == format::e5m2 || F == format::e2m1fn;
 }
 
 }  // namespace detail
@@ -308,7 +302,7 @@ LOWBIT_AVX2 std::int64_t block_stats(const T* x, std::int64_t n, quant::block_st
 /// for zero blocks).
 template <format F, class T>
 LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::block_encoder& e, std::uint8_t* out) {
-  if constexpr (!detail::has_block_kernel<F>()) {
+  if constexpr (!detail::has_encode_kernel<F>()) {
     (void)x, (void)n, (void)e, (void)out;
     return 0;
   } else {

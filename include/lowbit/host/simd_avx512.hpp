@@ -116,12 +116,63 @@ LOWBIT_AVX512 inline __m512i minifloat_codes(__m512 v) {
 /// g = j < 16 ? j : j - 32, values below -1 and NaN fall into cell 16, values from 15/16 on into
 /// cell 15): `base` holds the code of the cell's lower edge, #{i : g/16 > T_i}, and `cut` the one
 /// threshold inside the cell (the thresholds lie more than 1/16 apart) or +Inf. bnb_fp4: the 7
-/// magnitude thresholds in lanes 0..6 of `t`.
+/// magnitude thresholds in lanes 0..6 of `t`. bnb_dynamic8: `search`, the tables of its search.
+struct dynamic8_search;
 struct thresholds {
   __m512 t;
   __m512i base[2];
   __m512 cut[2];
+  const dynamic8_search* search = nullptr;
 };
+
+/// codecs::detail::bnb_dynamic8_search as table lookups. Its 7 steps compare x with the table
+/// value at a pivot that depends only on the decisions before, so step k reads level[k], the 2^k
+/// values at its possible pivots, at the k-bit number of those decisions (first decision highest).
+/// After the 7 steps the pivot is 2 d (d the 7 decision bits; 127 + sum of +-64 .. +-1), with the
+/// lower and upper neighbours last visited at 2 d - 1 (0 when d = 0) and 2 d + 1: `pivot` holds
+/// table[2 d], and `mid` at 2 d + (x > table[2 d]) the float32 midpoint the scalar code compares x
+/// with then, computed by the same two roundings.
+struct dynamic8_search {
+  alignas(64) float level[7][64];
+  alignas(64) float pivot[128];
+  alignas(64) float mid[256];
+  dynamic8_search() {
+    auto table = [](int i) { return codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(i)); };
+    for (int k = 0; k < 7; ++k)
+      for (int d = 0; d < 64; ++d) {
+        int p = 127;
+        for (int j = 0; j < k; ++j) p += ((d >> (k - 1 - j)) & 1) ? (64 >> j) : -(64 >> j);
+        level[k][d] = d < (1 << k) ? table(p) : 0.0f;
+      }
+    for (int d = 0; d < 128; ++d) {
+      const float v = table(2 * d);
+      pivot[d] = v;
+      mid[2 * d] = lowbit::detail::mul_rn(lowbit::detail::add_rn(table(d > 0 ? 2 * d - 1 : 0), v), 0.5f);
+      mid[2 * d + 1] = lowbit::detail::mul_rn(lowbit::detail::add_rn(table(2 * d + 1), v), 0.5f);
+    }
+  }
+  static const dynamic8_search& get() {
+    static const dynamic8_search s;  // built once
+    return s;
+  }
+};
+
+// t[idx] for 16 indices into an N-entry table (N a power of two; indices below N): one permute
+// per 32 entries, then blends on the index bits above 5.
+template <int N>
+LOWBIT_AVX512 inline __m512 lookup(const float* t, __m512i idx) {
+  if constexpr (N <= 16) {
+    return _mm512_permutexvar_ps(idx, _mm512_load_ps(t));
+  } else {
+    __m512 r[N / 32];
+    for (int j = 0; j < N / 32; ++j) r[j] = _mm512_permutex2var_ps(_mm512_load_ps(t + 32 * j), idx, _mm512_load_ps(t + 32 * j + 16));
+    for (int w = N / 32, bit = 32; w > 1; w /= 2, bit *= 2) {
+      const __mmask16 hi = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(bit));
+      for (int j = 0; j < w / 2; ++j) r[j] = _mm512_mask_blend_ps(hi, r[2 * j], r[2 * j + 1]);
+    }
+    return r[0];
+  }
+}
 
 template <format F>
 LOWBIT_AVX512 inline thresholds make_thresholds() {
@@ -152,9 +203,17 @@ LOWBIT_AVX512 inline thresholds make_thresholds() {
     r.cut[1] = _mm512_load_ps(cells.cut + 16);
   } else if constexpr (F == format::bnb_fp4) {
     for (int i = 0; i < 7; ++i) t[i] = codecs::bnb_fp4::threshold(i);
+  } else if constexpr (F == format::bnb_dynamic8) {
+    r.search = &dynamic8_search::get();
   }
   r.t = _mm512_load_ps(t);
   return r;
+}
+
+// One decision of dynamic8_search: d = 2 d + (v > the level's value).
+LOWBIT_AVX512 inline __m512i dynamic8_step(__m512i d, __m512 v, __m512 level_value) {
+  const __m512i twice = _mm512_add_epi32(d, d);
+  return _mm512_mask_add_epi32(twice, _mm512_cmp_ps_mask(v, level_value, _CMP_GT_OQ), twice, _mm512_set1_epi32(1));
 }
 
 // Codes of 16 normalized values of format F (x already multiplied by the block's inv), int32.
@@ -178,6 +237,24 @@ LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
         _mm512_permutexvar_epi32(rank, _mm512_setr_epi32(0, 1, 6, 7, 4, 5, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0));
     const __mmask16 neg = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ);
     return _mm512_mask_or_epi32(code, neg, code, _mm512_set1_epi32(8));
+  } else if constexpr (F == format::bnb_dynamic8) {
+    // dynamic8_search: seven decisions (a NaN takes none: code 0, as the scalar search), then
+    // the nearer of the pivot and the neighbour on v's side by their midpoint
+    const dynamic8_search& ds = *th.search;
+    __m512i d = _mm512_setzero_si512();
+    d = dynamic8_step(d, v, _mm512_set1_ps(ds.level[0][0]));
+    d = dynamic8_step(d, v, lookup<2>(ds.level[1], d));
+    d = dynamic8_step(d, v, lookup<4>(ds.level[2], d));
+    d = dynamic8_step(d, v, lookup<8>(ds.level[3], d));
+    d = dynamic8_step(d, v, lookup<16>(ds.level[4], d));
+    d = dynamic8_step(d, v, lookup<32>(ds.level[5], d));
+    d = dynamic8_step(d, v, lookup<64>(ds.level[6], d));
+    const __mmask16 up = _mm512_cmp_ps_mask(v, lookup<128>(ds.pivot, d), _CMP_GT_OQ);
+    const __m512i p = _mm512_add_epi32(d, d);
+    const __m512 m = lookup<256>(ds.mid, _mm512_mask_add_epi32(p, up, p, _mm512_set1_epi32(1)));
+    const __mmask16 to_hi = up & _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
+    const __mmask16 to_lo = static_cast<__mmask16>(~up) & _mm512_cmp_ps_mask(v, m, _CMP_LT_OQ) & _mm512_test_epi32_mask(p, p);
+    return _mm512_mask_sub_epi32(_mm512_mask_add_epi32(p, to_hi, p, _mm512_set1_epi32(1)), to_lo, p, _mm512_set1_epi32(1));
   } else if constexpr (F == format::int8_absmax) {
     const __m512 c = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(127.0f)), _mm512_set1_ps(-127.0f));
     const __m512i q = _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
