@@ -640,6 +640,7 @@ TEST(MeasureError, MatchesScalarDefinition) {
   check_measure_error<float>(format::nf4, g::per_row(), true, {301, 320});
   check_measure_error<lowbit::f16>(format::e4m3fn, g::per_row(), false, {7, 4000});
   check_measure_error<lowbit::bf16>(format::e5m2, g::per_block(64), false, {3001});
+  check_measure_error<float>(format::e2m1fn, g::per_block(32), false, {2, 2500});  // low nibble first
   check_measure_error<lowbit::bf16>(format::uint8_zeropoint, g::per_block(128), false, {3, 1000});
 }
 

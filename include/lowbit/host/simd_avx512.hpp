@@ -666,7 +666,8 @@ LOWBIT_AVX512 inline __m512d load8d(const T* p) {
   return _mm512_cvtps_pd(avx2::detail::load8(p));
 }
 
-// The four error sums of error_sums, one step: x and y 8 elements (lane l element l).
+// error_sums' four lane sums in registers (max |d|, sum |d|, sum x^2, sum d^2); error_step adds
+// 8 elements of x and y, element l into lane l.
 struct error_acc {
   __m512d mx, ab, sq, se;
 };
