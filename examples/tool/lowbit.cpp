@@ -51,6 +51,9 @@
 #include <vector>
 
 #include <dirent.h>
+#if defined(__GLIBC__)
+#  include <malloc.h>
+#endif
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -745,6 +748,14 @@ int cmd_dequantize(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Every weight's quantized tensor and scratch are allocated afresh and freed once written; from
+  // the heap rather than mmap (glibc's default for blocks of 32 MiB and more, the largest
+  // threshold it adapts to) the next weight reuses those pages instead of faulting in new zeroed
+  // ones (page faults were ~8% of a run's CPU time).
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   start_signal_thread();
   if (argc < 2) return usage(stderr), exit_usage;
   const std::string cmd = argv[1];
