@@ -9,38 +9,37 @@
 # Needs python3 with numpy to write the input. Not a test: nothing here asserts a speed. RUNS
 # (default 3) runs of each command; the fastest wall time is printed with its user+sys CPU time.
 #
-# Measured on the 2-core development machine, 1073743760-byte input, page cache warm, best of 3
-# or 5 runs, in five blocks that started and ended with no other process on a core (top; the
-# other engineer's compiles and benchmarks came and went; load average 0.9-1.6 counting these
-# runs), the tool of this header next to the previous one (planning read) in the same minutes:
-# - read 0.13-0.15 s (7-8.5 GB/s), cp 0.27-0.38 s;
-# - `lowbit quantize --no-report` 0.30-0.37 s (cpu 0.42-0.59 s), before 0.40-0.48 s (cpu
-#   0.64-0.82 s);
-# - with the error report 0.50-0.63 s (cpu 0.87-1.10 s), before 0.58-0.69 s (cpu 1.00-1.22 s);
+# Measured on the 2-core development machine, 1073743760-byte input, page cache warm, the tool of
+# this header and the previous one (bba998a) run alternately in the same minutes, 5 runs each
+# (the host's speed drifts 20-30% within minutes, so only figures taken side by side compare):
+# - read 0.12-0.15 s (7-8.5 GB/s), cp 0.25-0.39 s;
+# - `lowbit quantize --no-report` 0.29-0.36 s (cpu 0.35-0.48 s), before 0.31-0.37 s (cpu
+#   0.42-0.53 s);
+# - with the error report 0.43-0.47 s (cpu 0.71-0.79 s), before 0.47-0.58 s (cpu 0.81-1.03 s);
 # - writing an output-sized file (dd bs=4M count=70 oflag=direct, 0.29 GB; the nf4+dq output is
 #   0.28 GB): 0.17-0.24 s (1.2-1.7 GB/s), 0.22-0.31 s with conv=fsync.
-# The spread is the shared host's: the same binary varies by 20% from one minute to the next, so
-# compare figures taken in the same minutes. Earlier sessions (--no-report / report): 0.43 s /
-# 0.60 s for the previous tool on a quieter host, 1.14 s / 2.30 s before the pipelining.
-# Where the time goes (perf):
+# Earlier sessions (--no-report / report): 0.43 s / 0.60 s on a quieter host, 1.14 s / 2.30 s
+# before the pipelining.
+# Where the time goes:
 # - no planning read: the plan comes from the input's header alone. Only a double-quantized
 #   weight's quant_state JSON has a length known once it is quantized (it holds nested_offset,
 #   the mean of the block absmax values), so the file is laid out with room for the longest
 #   offset text; the real sizes are set as each weight is written, and the header is written
 #   last, into a region reserved at the start (padded with spaces, the data page-aligned).
-# - quantizing: ~0.4 s of CPU on both cores (--no-report profile: nf4 AVX-512 encode 44%, the
-#   nested scales' AVX2 encoder 13%, absmax 11%), i.e. ~0.2 s of wall, reading the input once.
+# - quantizing: ~0.3 s of CPU on both cores, reading the input once (--no-report profile: the
+#   NF4 AVX-512 encode, then absmax; the nested scales' bnb_dynamic8 encode, 8M values per GB,
+#   went from 0.04-0.06 s of wall time to ~0.01 s with the AVX-512 table-lookup search).
 # - writing: O_DIRECT on the writer thread while the next tensor is quantized (its copy into the
-#   aligned buffer is 9% of the CPU profile), then the header, fsync and rename.
-# So without the report the run takes the disk's time to write the output with its fsync
-# (0.22-0.31 s) plus the first tensor's quantizing, before writing starts: bound by the disk,
-# with the quantizer's compute (~0.2 s on 2 cores) just under it. The report adds a second
-# read of the input and a dequantization, ~0.3 s of CPU (error sums 29%, NF4 decode 15% of its
-# profile) with both cores already busy (cpu/wall 1.7): that part is compute. Rescheduling it
-# cannot win much: --threads 1 takes 0.51 s without the report (0.82 s with it), so quantizing
-# on one core with the report on the other could not beat the 0.50-0.54 s measured in the same
-# minute, and the idle core time left (2 x wall - cpu) is ~0.1 s; what would remove the report's
-# cost is the engine measuring the error while it encodes.
+#   aligned buffer is ~5% of the CPU profile), then the header, fsync and rename.
+# So without the report the run takes the disk's time to write the output with its fsync plus
+# the first tensor's quantizing: bound by the disk, the quantizer's compute just under it. The
+# report is the exact error of the stored tensor, in double: with double quantization the
+# scales are final only once the whole tensor is quantized, so it reads the input and the codes
+# once more and decodes every code (in registers, AVX-512). That costs ~0.3 s of CPU (profile
+# of a default run: error sums and decode 37%, NF4 encode 22%, absmax 7%), about 1 cycle per
+# element, throughput-bound on the double-precision vector ports (per 8 elements: 2 widenings,
+# subtract, abs, max, 3 adds, 2 multiplies), with both cores already busy (cpu/wall 1.7): that
+# part is compute, not memory or disk.
 set -euo pipefail
 tool=$1
 work=${2:-/tmp/lowbit_bench}
