@@ -624,8 +624,9 @@ void check_measure_error(format f, lowbit::granularity gran, bool dq, const std:
 
 TEST(MeasureError, MatchesScalarDefinition) {
   using g = lowbit::granularity;
-  // several chunks of 16384 elements and a partial one, partial last blocks, odd 4-bit rows
-  // (blocks that start on odd elements), double quantization, every input dtype
+  // many chunks (error_chunk_elements: 2048 elements at block 64) and a partial one, partial last
+  // blocks, odd 4-bit rows (blocks that start on odd elements), double quantization, every input
+  // dtype
   check_measure_error<lowbit::f16>(format::nf4, g::per_block(64), true, {513, 129});
   check_measure_error<float>(format::nf4, g::per_block(64), false, {3, 16384 + 37});
   check_measure_error<lowbit::bf16>(format::bnb_fp4, g::per_block(4096), true, {70001});
