@@ -393,10 +393,7 @@ class range_decoder {
         int zp[256];
         while (b < run_end) {
           const std::int64_t m = std::min<std::int64_t>(256, run_end - b);
-          for (std::int64_t j = 0; j < m; ++j) {
-            scale[j] = scale_of(b + j);
-            zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
-          }
+          gather(b, m, scale, zp);
           T* o = out + (b * bs - e0);
           // runs after the first start a multiple of 64 bytes further on (bs % 32 == 0)
           if (stream_ && reinterpret_cast<std::uintptr_t>(o) % 64 == 0) {
@@ -440,10 +437,7 @@ class range_decoder {
         int zp[256];
         for (std::int64_t b = b0; b < b1;) {
           const std::int64_t m = std::min<std::int64_t>(256, b1 - b);
-          for (std::int64_t j = 0; j < m; ++j) {
-            scale[j] = scale_of(b + j);
-            zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
-          }
+          gather(b, m, scale, zp);
           avx512::error_run<F>(x + (b * bs - e0), four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, acc);
           b += m;
         }
@@ -469,6 +463,13 @@ class range_decoder {
     }
     if (wide_) avx512::decode_run<F, T, Stream>(q_.codes + b * bs, m, bs, scale, zp, o);
     else avx2::decode_run<F, T, Stream>(four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, o);
+  }
+  // the scales and zero points of blocks b .. b + m - 1
+  void gather(std::int64_t b, std::int64_t m, float* scale, int* zp) const {
+    for (std::int64_t j = 0; j < m; ++j) {
+      scale[j] = scale_of(b + j);
+      zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
+    }
   }
   float scale_of(std::int64_t b) const {
     return q_.nested() ? quant::nested_scale(nested_table_[q_.nested_codes[b]], q_.nested_scales[b / quant::nested_block_size], q_.nested_offset)
