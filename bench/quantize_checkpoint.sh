@@ -14,8 +14,8 @@
 # (the host's speed drifts 20-30% within minutes, so only figures taken side by side compare):
 # - read 0.12-0.15 s (7-8.5 GB/s), cp 0.25-0.39 s;
 # - `lowbit quantize --no-report` 0.29-0.36 s (cpu 0.35-0.48 s), before 0.31-0.37 s (cpu
-#   0.42-0.53 s);
-# - with the error report 0.43-0.47 s (cpu 0.71-0.79 s), before 0.47-0.58 s (cpu 0.81-1.03 s);
+#   0.42-0.51 s);
+# - with the error report 0.43-0.47 s (cpu 0.73-0.79 s), before 0.47-0.58 s (cpu 0.82-1.03 s);
 # - writing an output-sized file (dd bs=4M count=70 oflag=direct, 0.29 GB; the nf4+dq output is
 #   0.28 GB): 0.17-0.24 s (1.2-1.7 GB/s), 0.22-0.31 s with conv=fsync.
 # Earlier sessions (--no-report / report): 0.43 s / 0.60 s on a quieter host, 1.14 s / 2.30 s
