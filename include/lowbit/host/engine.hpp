@@ -378,6 +378,7 @@ class range_decoder {
     runs_ = simd_ && q.block_size % 32 == 0;
     wide_ = runs_ && opt.avx512 && avx512::detail::has_decode_kernel<F>() && avx512::available();
     wide_bf16_ = wide_ && avx512::bf16_available();
+    wide_sums_ = simd_ && opt.avx512 && avx512::available();
   }
 
   template <class T>
@@ -424,14 +425,14 @@ class range_decoder {
   /// avx512::error_run where it has the format; the rest goes through decode and a buffer, with
   /// the same bits.
   template <class T>
-  void measure(const T* x, std::int64_t e0, std::int64_t e1, bool wide_sums, double* out /* [4] */) const {
+  void measure(const T* x, std::int64_t e0, std::int64_t e1, double* out /* [4] */) const {
     const std::int64_t bs = q_.block_size;
     double acc[4][8];
     for (int k = 0; k < 4; ++k)
       for (int l = 0; l < 8; ++l) acc[k][l] = 0.0;
     std::int64_t i = e0;
     if constexpr (avx512::has_error_kernel<F>()) {
-      if (wide_sums && bs % 32 == 0 && e0 % bs == 0) {
+      if (wide_sums_ && bs % 32 == 0 && e0 % bs == 0) {
         const std::int64_t b0 = e0 / bs, b1 = std::min(e1 / bs, q_.numel / bs);  // the full blocks
         float scale[256];
         int zp[256];
@@ -447,7 +448,7 @@ class range_decoder {
     if (i < e1) {  // the rest (i - e0 a multiple of 32 after error_run: lanes stay aligned)
       alignas(64) float y[fused_block_limit];
       decode(i, e1, y);
-      error_accumulate(x + (i - e0), y, e1 - i, simd_, wide_sums, acc);
+      error_accumulate(x + (i - e0), y, e1 - i, simd_, wide_sums_, acc);
     }
     fold_error_lanes(acc, out);
   }
@@ -477,6 +478,7 @@ class range_decoder {
   }
   const quant_view& q_;
   bool simd_, stream_, runs_ = false, wide_ = false, wide_bf16_ = false;
+  bool wide_sums_ = false;  // AVX-512 error sums (measure)
   alignas(64) float table_[256];
   alignas(64) float nested_table_[256];
 };
@@ -500,14 +502,13 @@ template <format F, class T>
 status measure_error_typed(const T* x, const quant_view& q, const options& opt, double* sums /* [4] */) {
   const std::int64_t n = q.numel, span = error_chunk_elements(q.block_size);
   const range_decoder<F> dec(q, opt);
-  const bool wide = opt.simd && avx2::available() && opt.avx512 && avx512::available();
   const std::int64_t chunks = (n + span - 1) / span;
   storage<double> part;  // 4 sums per chunk, reduced in chunk order below
   LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, allocator::host(), "measure_error: partial sums"));
   parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) {
       const std::int64_t e0 = c * span, e1 = std::min(n, e0 + span);
-      dec.measure(x + e0, e0, e1, wide, part.data() + 4 * c);
+      dec.measure(x + e0, e0, e1, part.data() + 4 * c);
     }
   });
   for (int k = 0; k < 4; ++k) sums[k] = 0.0;
