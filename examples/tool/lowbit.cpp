@@ -25,8 +25,9 @@
 // float16 first, as bitsandbytes does). It prints one line per quantized tensor: stored bits per
 // value (every byte of the tensor's entries in the file: codes, scales, nested scales, code
 // tables, quant_state JSON), max and mean absolute error and SQNR (10 log10(sum x^2 /
-// sum (x - x')^2), x' the float32 dequantization, all sums in double and independent of
-// --threads). A tensor's errors are measured while another thread writes it; --no-report skips
+// sum (x - x')^2), x' the float32 dequantization; host::measure_error's sums, float32 within
+// spans of 2048 elements and double across them, within 1e-5 of the exact values and independent
+// of --threads). A tensor's errors are measured while another thread writes it; --no-report skips
 // them (they cost one more read of the input and a dequantization of every weight). inspect
 // prints the same bits per value. --quiet: no progress bar.
 //

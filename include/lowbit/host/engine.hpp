@@ -307,40 +307,68 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   return {};
 }
 
-/// Elements of one measure_error chunk at block size bs: whole blocks, as many as a chunk of the
-/// fused quantizer holds (at most fused_block_limit elements), so that every chunk starts a block
-/// and range_decoder::measure can take its full blocks in registers; fused_block_limit elements
-/// for larger blocks. Fixed by bs alone, so the sums do not depend on the thread count.
-constexpr std::int64_t error_chunk_elements(std::int64_t bs) noexcept {
-  return bs <= fused_block_limit ? fused_chunk_blocks_for(bs) * bs : fused_block_limit;
-}
+/// The most elements measure_error sums in float32 before adding the sums up in double: 128
+/// terms in each of the 16 lanes.
+inline constexpr std::int64_t error_span_limit = 2048;
+
+/// The spans of measure_error over n elements at block size bs. Blocks of at most
+/// error_span_limit elements: runs of floor(error_span_limit / bs) whole blocks (the last run
+/// shorter). Larger blocks: slices of error_span_limit elements from each block's start (a
+/// block's last slice shorter). So every span starts a block or lies inside one, and its float32
+/// sums have at most 128 terms a lane. Fixed by n and bs alone: the sums do not depend on the
+/// thread count.
+struct error_spans {
+  std::int64_t n, bs;
+  std::int64_t count() const noexcept {
+    if (bs <= error_span_limit) return (n + run() - 1) / run();
+    return n / bs * slices() + (n % bs + error_span_limit - 1) / error_span_limit;
+  }
+  /// Elements [e0, e1) of span c (c < count()).
+  void range(std::int64_t c, std::int64_t& e0, std::int64_t& e1) const noexcept {
+    if (bs <= error_span_limit) {
+      e0 = c * run();
+      e1 = std::min(n, e0 + run());
+      return;
+    }
+    const std::int64_t b = c / slices();
+    e0 = b * bs + c % slices() * error_span_limit;
+    e1 = std::min(std::min(e0 + error_span_limit, (b + 1) * bs), n);
+  }
+
+ private:
+  std::int64_t run() const noexcept { return error_span_limit / bs * bs; }
+  std::int64_t slices() const noexcept { return (bs + error_span_limit - 1) / error_span_limit; }
+};
 
 /// Adds the error terms of n elements, x the source and y its float32 dequantization, to the
-/// lane sums acc (see avx2::error_sums; element i into lane i % 8, so a caller continuing a chunk
-/// passes a multiple of 8 elements before): acc[0] max |d|, acc[1] sum |d|, acc[2] sum x^2,
-/// acc[3] sum d^2, d = x - y, all in double.
+/// float32 lane sums acc (see avx2::error_sums; element i into lane i % 16, so a caller
+/// continuing a span passes a multiple of 16 elements before): acc[0] max |d|, acc[1] sum |d|,
+/// acc[2] sum x^2, acc[3] sum d^2, d = x - y rounded to float32, the squares added with one
+/// rounding (fused multiply-add).
 template <class T>
-void error_accumulate(const T* x, const float* y, std::int64_t n, bool simd, bool wide, double (*acc)[8]) {
-  std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 8: lanes stay aligned
+void error_accumulate(const T* x, const float* y, std::int64_t n, bool simd, bool wide, float (*acc)[16]) {
+  std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 16: lanes stay aligned
   if (simd) done += avx2::error_sums(x + done, y + done, n - done, acc);
   for (std::int64_t i = done; i < n; ++i) {
-    const double v = static_cast<double>(to_float(x[i]));
-    const double d = std::fabs(v - static_cast<double>(y[i]));
-    const int l = static_cast<int>(i & 7);
+    const float v = to_float(x[i]);
+    const float d = std::fabs(v - y[i]);
+    const int l = static_cast<int>(i & 15);
     acc[0][l] = std::max(acc[0][l], d);
     acc[1][l] = acc[1][l] + d;
-    acc[2][l] = acc[2][l] + v * v;
-    acc[3][l] = acc[3][l] + d * d;
+    acc[2][l] = std::fma(v, v, acc[2][l]);
+    acc[3][l] = std::fma(d, d, acc[3][l]);
   }
 }
 
-/// The lanes of acc in order into out: [0] max, [1..3] the sums.
-inline void fold_error_lanes(const double (*acc)[8], double* out /* [4] */) {
-  out[0] = acc[0][0];
-  out[1] = acc[1][0], out[2] = acc[2][0], out[3] = acc[3][0];
-  for (int l = 1; l < 8; ++l) {
-    out[0] = std::max(out[0], acc[0][l]);
-    for (int k = 1; k < 4; ++k) out[k] = out[k] + acc[k][l];
+/// The lanes of acc into out, in double: [0] their max, [1..3] their sums, each a fixed pairwise
+/// tree (lane l + w added to lane l for w = 8, 4, 2, 1: four dependent adds, not fifteen).
+inline void fold_error_lanes(const float (*acc)[16], double* out /* [4] */) {
+  for (int k = 0; k < 4; ++k) {
+    double t[16];
+    for (int l = 0; l < 16; ++l) t[l] = static_cast<double>(acc[k][l]);
+    for (int w = 8; w >= 1; w /= 2)
+      for (int l = 0; l < w; ++l) t[l] = k == 0 ? std::max(t[l], t[l + w]) : t[l] + t[l + w];
+    out[k] = t[0];
   }
 }
 
@@ -417,40 +445,64 @@ class range_decoder {
     if (streamed) avx2::store_fence();
   }
 
-  /// The four error sums of elements [e0, e1) (e1 - e0 at most fused_block_limit; e0 even for
-  /// 4-bit formats) against source x (x[0] is element e0) into out: each element's float32
-  /// dequantization as decode gives it, x - y and the sums as error_accumulate (element i into
-  /// lane (i - e0) % 8), then the lanes folded (fold_error_lanes). When e0 starts a block and the
-  /// block size is a multiple of 32, the full blocks are decoded in registers by
-  /// avx512::error_run where it has the format; the rest goes through decode and a buffer, with
-  /// the same bits.
+  /// The four error sums of one span [e0, e1) (see error_spans) against source x (x[0] is
+  /// element e0) into out: each element's float32 dequantization y as decode gives it, the float32
+  /// lane sums of error_accumulate (element i into lane (i - e0) % 16), the lanes folded in double
+  /// (fold_error_lanes). A span whose folded sums are not finite (a square or a sum past float32's
+  /// range, or NaN or Inf in x or y) is summed again in double (measure_double). Where
+  /// avx512::error_run has the format and the block size is a multiple of 32, the span's full
+  /// blocks (or its slice of a block) are decoded in registers; the rest goes through decode and a
+  /// buffer, with the same bits.
   template <class T>
   void measure(const T* x, std::int64_t e0, std::int64_t e1, double* out /* [4] */) const {
     const std::int64_t bs = q_.block_size;
-    double acc[4][8];
+    float acc[4][16];
     for (int k = 0; k < 4; ++k)
-      for (int l = 0; l < 8; ++l) acc[k][l] = 0.0;
+      for (int l = 0; l < 16; ++l) acc[k][l] = 0.0f;
     std::int64_t i = e0;
     if constexpr (avx512::has_error_kernel<F>()) {
-      if (wide_sums_ && bs % 32 == 0 && e0 % bs == 0) {
-        const std::int64_t b0 = e0 / bs, b1 = std::min(e1 / bs, q_.numel / bs);  // the full blocks
-        float scale[256];
-        int zp[256];
-        for (std::int64_t b = b0; b < b1;) {
-          const std::int64_t m = std::min<std::int64_t>(256, b1 - b);
-          gather(b, m, scale, zp);
-          avx512::error_run<F>(x + (b * bs - e0), four ? q_.codes + b * bs / 2 : q_.codes + b * bs, m, bs, scale, zp, table_, acc);
-          b += m;
+      if (wide_sums_ && bs % 32 == 0) {
+        const std::uint8_t* codes = four ? q_.codes + e0 / 2 : q_.codes + e0;  // e0 % 32 == 0
+        float scale[error_span_limit / 32];
+        int zp[error_span_limit / 32];
+        if (bs <= error_span_limit) {  // the span's full blocks
+          const std::int64_t b0 = e0 / bs, m = std::min(e1 / bs, q_.numel / bs) - b0;
+          if (m > 0) {
+            gather(b0, m, scale, zp);
+            avx512::error_run<F>(x, codes, m, bs, scale, zp, table_, acc);
+            i = e0 + m * bs;
+          }
+        } else if (const std::int64_t m = (e1 - e0) & ~std::int64_t{31}; m > 0) {  // a slice of one block
+          gather(e0 / bs, 1, scale, zp);
+          avx512::error_run<F>(x, codes, 1, m, scale, zp, table_, acc);
+          i = e0 + m;
         }
-        i = std::max(e0, b1 * bs);
       }
     }
     if (i < e1) {  // the rest (i - e0 a multiple of 32 after error_run: lanes stay aligned)
-      alignas(64) float y[fused_block_limit];
+      alignas(64) float y[error_span_limit];
       decode(i, e1, y);
       error_accumulate(x + (i - e0), y, e1 - i, simd_, wide_sums_, acc);
     }
     fold_error_lanes(acc, out);
+    if (!(std::isfinite(out[1]) && std::isfinite(out[2]) && std::isfinite(out[3]))) measure_double(x, e0, e1, out);
+  }
+
+  /// measure's sums of one span in double, one element after another: d = |x - y| exact, the
+  /// squares added with one rounding.
+  template <class T>
+  void measure_double(const T* x, std::int64_t e0, std::int64_t e1, double* out /* [4] */) const {
+    alignas(64) float y[error_span_limit];
+    decode(e0, e1, y);
+    for (int k = 0; k < 4; ++k) out[k] = 0.0;
+    for (std::int64_t i = 0; i < e1 - e0; ++i) {
+      const double v = static_cast<double>(to_float(x[i]));
+      const double d = std::fabs(v - static_cast<double>(y[i]));
+      out[0] = std::max(out[0], d);
+      out[1] = out[1] + d;
+      out[2] = std::fma(v, v, out[2]);
+      out[3] = std::fma(d, d, out[3]);
+    }
   }
 
  private:
@@ -500,19 +552,20 @@ status dequantize_typed(const quant_view& q, T* out, const options& opt) {
 
 template <format F, class T>
 status measure_error_typed(const T* x, const quant_view& q, const options& opt, double* sums /* [4] */) {
-  const std::int64_t n = q.numel, span = error_chunk_elements(q.block_size);
+  const error_spans spans{q.numel, q.block_size};
+  const std::int64_t count = spans.count();
   const range_decoder<F> dec(q, opt);
-  const std::int64_t chunks = (n + span - 1) / span;
-  storage<double> part;  // 4 sums per chunk, reduced in chunk order below
-  LOWBIT_TRY(part.allocate(static_cast<std::size_t>(chunks) * 4, allocator::host(), "measure_error: partial sums"));
-  parallel_for(chunks, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
+  storage<double> part;  // 4 sums per span, reduced in span order below
+  LOWBIT_TRY(part.allocate(static_cast<std::size_t>(count) * 4, allocator::host(), "measure_error: partial sums"));
+  parallel_for(count, 1, 1, opt.threads, [&](std::int64_t c0, std::int64_t c1) {
     for (std::int64_t c = c0; c < c1; ++c) {
-      const std::int64_t e0 = c * span, e1 = std::min(n, e0 + span);
+      std::int64_t e0, e1;
+      spans.range(c, e0, e1);
       dec.measure(x + e0, e0, e1, part.data() + 4 * c);
     }
   });
   for (int k = 0; k < 4; ++k) sums[k] = 0.0;
-  for (std::int64_t c = 0; c < chunks; ++c) {
+  for (std::int64_t c = 0; c < count; ++c) {
     sums[0] = std::max(sums[0], part[static_cast<std::size_t>(4 * c)]);
     for (int k = 1; k < 4; ++k) sums[k] = sums[k] + part[static_cast<std::size_t>(4 * c + k)];
   }
@@ -667,7 +720,7 @@ inline status dequantize(const quant_view& q, void* out, dtype ot, const options
 /// How far a quantized tensor is from its source (see measure_error).
 struct error_stats {
   std::int64_t count = 0;  ///< elements compared
-  double max_abs = 0.0;     ///< max |x - x'|
+  double max_abs = 0.0;     ///< max |x - x'| (float32-rounded; see measure_error's accuracy)
   double sum_abs = 0.0;     ///< sum |x - x'|
   double sum_sq = 0.0;      ///< sum x^2
   double sum_sq_err = 0.0;  ///< sum (x - x')^2
@@ -679,14 +732,27 @@ struct error_stats {
 };
 
 /// Compares `q` with the `q.numel` elements of `x` (dtype `xt`) it was quantized from, x' being
-/// the float32 dequantization `dequantize(q, ..., dtype::f32)` gives, without materializing it:
-/// each task takes a cache-sized chunk at a time and accumulates that chunk's statistics. Every
-/// difference, square and sum is in double. The sums are taken in a fixed order (element i of a
-/// chunk of detail::error_chunk_elements(q.block_size) elements into lane i % 8, the 8 lanes in
-/// order, then the chunks in order), so the result does not depend on `opt.threads`; the SIMD and
-/// portable paths perform the same operations in that order. A NaN difference (NaN in x or in the
-/// dequantization, or Inf - Inf) makes the sums NaN and is passed over by max_abs; an infinite
-/// one makes them infinite.
+/// the float32 dequantization `dequantize(q, ..., dtype::f32)` gives, without materializing it.
+///
+/// Arithmetic: the tensor is cut into spans of at most 2048 elements (detail::error_spans: whole
+/// blocks, or slices of blocks larger than that). Within a span, d = |x - x'| is taken in float32
+/// and element i of the span goes into float32 lane i % 16: a running max of d, a sum of d, and
+/// sums of x^2 and d^2 by fused multiply-add. The 16 lanes are added in double in a fixed
+/// pairwise tree (detail::fold_error_lanes), then the spans in span order. That order is fixed by the shape and block size, so the result
+/// does not depend on `opt.threads`, and the SIMD and portable paths perform the same operations
+/// in it: every bit is the same on every path.
+///
+/// Accuracy: max_abs is the exact max |x - x'| rounded to float32 (exact where a span is summed
+/// again in double, below). Each sum is within 1e-5
+/// relative of the exact sum of the exact terms (at most 128 float32 additions a lane, 2^-24
+/// each), plus at most 2^-149 absolute per term whose square is below float32's normal range
+/// (|x| or |x - x'| under 1.1e-19). A span whose float32 sums are not finite (a square or sum
+/// past 3.4e38, from inputs above 1.8e19 in float32 or bfloat16; or NaN or Inf in x or x') is
+/// summed again in double, every difference exact: then an infinite difference makes the sums
+/// infinite, and a NaN one (NaN in x or in the dequantization, or Inf - Inf) makes them NaN and
+/// is passed over by max_abs. Zero blocks give zero terms; partial last blocks and spans are
+/// summed like full ones. Costs about one pass over x and the codes (the report of the `lowbit`
+/// tool calls this for every weight).
 inline status measure_error(const void* x, dtype xt, const quant_view& q, error_stats& out, const options& opt = {}) {
   const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(validate(q, "measure_error"));
