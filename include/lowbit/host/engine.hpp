@@ -361,15 +361,19 @@ void error_accumulate(const T* x, const float* y, std::int64_t n, bool simd, boo
 }
 
 /// The lanes of acc into out, in double: [0] their max, [1..3] their sums, each a fixed pairwise
-/// tree (lane l + w added to lane l for w = 8, 4, 2, 1: four dependent adds, not fifteen).
+/// tree (lane l + w combined into lane l for w = 8, 4, 2, 1: four dependent steps, not fifteen).
 inline void fold_error_lanes(const float (*acc)[16], double* out /* [4] */) {
-  for (int k = 0; k < 4; ++k) {
-    double t[16];
-    for (int l = 0; l < 16; ++l) t[l] = static_cast<double>(acc[k][l]);
-    for (int w = 8; w >= 1; w /= 2)
-      for (int l = 0; l < w; ++l) t[l] = k == 0 ? std::max(t[l], t[l + w]) : t[l] + t[l + w];
-    out[k] = t[0];
+  double t[4][8];
+  for (int l = 0; l < 8; ++l) {
+    t[0][l] = std::max(static_cast<double>(acc[0][l]), static_cast<double>(acc[0][l + 8]));
+    for (int k = 1; k < 4; ++k) t[k][l] = static_cast<double>(acc[k][l]) + static_cast<double>(acc[k][l + 8]);
   }
+  for (int w = 4; w >= 1; w /= 2)
+    for (int l = 0; l < w; ++l) {
+      t[0][l] = std::max(t[0][l], t[0][l + w]);
+      for (int k = 1; k < 4; ++k) t[k][l] = t[k][l] + t[k][l + w];
+    }
+  for (int k = 0; k < 4; ++k) out[k] = t[k][0];
 }
 
 /// Decodes the elements [e0, e1) of one block into out[0 .. e1 - e0) (the vector path needs e0
@@ -519,10 +523,15 @@ class range_decoder {
   }
   // the scales and zero points of blocks b .. b + m - 1
   void gather(std::int64_t b, std::int64_t m, float* scale, int* zp) const {
-    for (std::int64_t j = 0; j < m; ++j) {
-      scale[j] = scale_of(b + j);
-      zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
+    if (q_.nested()) {  // scale_of's nested branch, its test out of the loop
+      for (std::int64_t j = 0; j < m; ++j) {
+        const auto k = static_cast<std::uint64_t>(b + j);
+        scale[j] = quant::nested_scale(nested_table_[q_.nested_codes[k]], q_.nested_scales[k / quant::nested_block_size], q_.nested_offset);
+      }
+    } else {
+      for (std::int64_t j = 0; j < m; ++j) scale[j] = q_.scales[b + j];
     }
+    for (std::int64_t j = 0; j < m; ++j) zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
   }
   float scale_of(std::int64_t b) const {
     return q_.nested() ? quant::nested_scale(nested_table_[q_.nested_codes[b]], q_.nested_scales[b / quant::nested_block_size], q_.nested_offset)
