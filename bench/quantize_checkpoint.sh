@@ -10,15 +10,16 @@
 # (default 3) runs of each command; the fastest wall time is printed with its user+sys CPU time.
 #
 # Measured on the 2-core development machine, 1073743760-byte input, page cache warm, the tool of
-# this header and the previous one (bba998a) run alternately in the same minutes, 5 runs each
-# (the host's speed drifts 20-30% within minutes, so only figures taken side by side compare):
-# - read 0.12-0.15 s (7-8.5 GB/s), cp 0.25-0.39 s;
-# - `lowbit quantize --no-report` 0.29-0.36 s (cpu 0.35-0.48 s), before 0.31-0.37 s (cpu
-#   0.42-0.51 s);
-# - with the error report 0.43-0.47 s (cpu 0.73-0.79 s), before 0.47-0.58 s (cpu 0.82-1.03 s);
+# this header and the previous one (e973c15) run alternately in the same minutes, 6 rounds of 3
+# runs each, the fastest of a round counted (the host's speed drifts 20-30% within minutes, so
+# only figures taken side by side compare):
+# - read 0.14-0.17 s (6.2-7.7 GB/s), cp 0.29-0.39 s (0.30-0.35 s in this tool's rounds);
+# - `lowbit quantize` (with the error report) 0.31-0.37 s (cpu 0.54-0.64 s), before 0.34-0.47 s
+#   (cpu 0.60-0.80 s);
+# - `lowbit quantize --no-report` 0.25-0.40 s (cpu 0.38-0.49 s), unchanged;
 # - writing an output-sized file (dd bs=4M count=70 oflag=direct, 0.29 GB; the nf4+dq output is
 #   0.28 GB): 0.17-0.24 s (1.2-1.7 GB/s), 0.22-0.31 s with conv=fsync.
-# Earlier sessions (--no-report / report): 0.43 s / 0.60 s on a quieter host, 1.14 s / 2.30 s
+# Earlier sessions (--no-report / report): 0.31-0.37 s / 0.47-0.58 s (bba998a), 1.14 s / 2.30 s
 # before the pipelining.
 # Where the time goes:
 # - no planning read: the plan comes from the input's header alone. Only a double-quantized
@@ -26,20 +27,19 @@
 #   the mean of the block absmax values), so the file is laid out with room for the longest
 #   offset text; the real sizes are set as each weight is written, and the header is written
 #   last, into a region reserved at the start (padded with spaces, the data page-aligned).
-# - quantizing: ~0.3 s of CPU on both cores, reading the input once (--no-report profile: the
-#   NF4 AVX-512 encode, then absmax; the nested scales' bnb_dynamic8 encode, 8M values per GB,
-#   went from 0.04-0.06 s of wall time to ~0.01 s with the AVX-512 table-lookup search).
+# - quantizing: ~0.3 s of CPU on both cores, reading the input once (profile of a default run:
+#   the NF4 AVX-512 encode 31%, absmax 10%; the nested scales' bnb_dynamic8 encode ~4%).
+# - the report: with double quantization the scales are final only once the whole tensor is
+#   quantized, so it reads the input and the codes once more, while the writer writes the
+#   tensor, and decodes every code in registers (AVX-512): error sums and decode 31% of the
+#   profile. In memory, 1 GB of float16 at nf4 takes it 0.073-0.087 s on two threads, against
+#   0.056-0.068 s to read the same bytes: memory-bound, since the float32 sums (measure_error's
+#   definition; 0.12-0.15 s with the previous double sums) and the prefetch of x.
 # - writing: O_DIRECT on the writer thread while the next tensor is quantized (its copy into the
-#   aligned buffer is ~5% of the CPU profile), then the header, fsync and rename.
-# So without the report the run takes the disk's time to write the output with its fsync plus
-# the first tensor's quantizing: bound by the disk, the quantizer's compute just under it. The
-# report is the exact error of the stored tensor, in double: with double quantization the
-# scales are final only once the whole tensor is quantized, so it reads the input and the codes
-# once more and decodes every code (in registers, AVX-512). That costs ~0.3 s of CPU (profile
-# of a default run: error sums and decode 37%, NF4 encode 22%, absmax 7%), about 1 cycle per
-# element, throughput-bound on the double-precision vector ports (per 8 elements: 2 widenings,
-# subtract, abs, max, 3 adds, 2 multiplies), with both cores already busy (cpu/wall 1.7): that
-# part is compute, not memory or disk.
+#   aligned buffer is ~6% of the CPU profile), then the header, fsync and rename.
+# So a run, report included, takes about cp's time for the same bytes: the disk's time to write
+# the output with its fsync, the input read twice from memory, the quantizer's compute under
+# them (cpu/wall 1.7 of the 2 cores).
 set -euo pipefail
 tool=$1
 work=${2:-/tmp/lowbit_bench}
