@@ -726,8 +726,9 @@ constexpr bool has_error_kernel() {
 /// dequantization from `codes` (the first block's), block b with scales[b] and zero point zps[b],
 /// decoded in registers to the float32 values decode_run writes and summed as error_sums sums
 /// them (element i of the run into lane i % 16). A slice of one block is a block of its own
-/// length here (nblocks 1, `bs` the slice's length, its block's scale). 4-bit formats decode through `table` (16 values,
-/// the format's or a checkpoint's); the 8-bit formats of has_decode_kernel as values32<F, true>.
+/// length here (nblocks 1, `bs` the slice's length, its block's scale). 4-bit formats decode
+/// through `table` (16 values, the format's or a checkpoint's); the 8-bit formats of
+/// has_decode_kernel as values32<F, true>.
 template <format F, class T>
 LOWBIT_AVX512 void error_run(const T* x, const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const float* scales,
                              const int* zps, const float* table, float (*acc)[16]) {
