@@ -661,6 +661,10 @@ TEST(MeasureError, MatchesScalarDefinition) {
   check_measure_error<lowbit::bf16>(format::e5m2, g::per_block(64), false, {3001});
   check_measure_error<float>(format::e2m1fn, g::per_block(32), false, {2, 2500});  // low nibble first
   check_measure_error<lowbit::bf16>(format::uint8_zeropoint, g::per_block(128), false, {3, 1000});
+  // slices of blocks larger than a span: rows of 4001 (4-bit, slices starting on odd elements) and
+  // 6144 (three whole slices a row, in registers)
+  check_measure_error<lowbit::f16>(format::nf4, g::per_row(), false, {3, 4001});
+  check_measure_error<lowbit::bf16>(format::nf4, g::per_row(), true, {2, 6144});
 }
 
 // Squares past float32's range (inputs above 1.8e19): those spans are summed again in double, so
