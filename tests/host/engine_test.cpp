@@ -225,6 +225,43 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, EngineVsReference,
 // Double quantization against the definition: offset = mean of the float32 absmax (double sums of
 // 1024 blocks, then of those sums), absmax - offset quantized with bnb_dynamic8 in blocks of 256; the dequantized
 // scale is f32(f32(code2 * absmax2) + offset).
+// NF4's AVX-512 encoder multiplies by 16 inv instead of inv (avx512::detail::encode_prescale):
+// blocks where x inv is subnormal or zero (maximum 1 with subnormal and tiny elements), where
+// 16 inv is just finite (maxima 2^-123 and 2^-124) or overflows (2^-125, a subnormal maximum),
+// each with both signs at and next to every threshold, against the scalar reference.
+TEST(Engine, Nf4PrescaleEdgeBlocks) {
+  const std::int64_t bs = 64;
+  const float maxima[] = {1.0f, std::ldexp(1.0f, -123), std::ldexp(1.0f, -124), std::ldexp(1.0f, -125), 3e-39f, 1.5e-44f};
+  std::vector<float> x;
+  for (const float m : maxima) {
+    std::vector<float> block = {m, -m};
+    for (int i = 0; i < 15 && block.size() + 4 <= bs; ++i) {  // around thresholds 0, 2, 4, ..., 14
+      const float t = lowbit::codecs::nf4::threshold(i) * m;
+      block.push_back(t);
+      block.push_back(std::nextafter(t, 2.0f * m));
+      if (i % 2 == 0) {
+        block.push_back(-t);
+        block.push_back(std::nextafter(t, -2.0f * m));
+      }
+    }
+    for (const float tiny : {1e-40f, -1e-40f, 1e-45f, -1e-45f, 0.0f, -0.0f, 1e-38f, -1e-38f})
+      if (block.size() < bs) block.push_back(tiny * (m < 1.0f ? m : 1.0f));
+    while (block.size() < bs) block.push_back(m * 0.5f);
+    x.insert(x.end(), block.begin(), block.begin() + bs);
+  }
+  const std::int64_t n = static_cast<std::int64_t>(x.size());
+  const lowbit_test::reference_quantized ref = lowbit_test::ref_quantize(format::nf4, x.data(), n, bs);
+  for (int variant = 0; variant < 3; ++variant) {
+    lowbit::host::options opt;
+    opt.simd = variant != 1;
+    opt.avx512 = variant != 2;
+    engine_output e;
+    ASSERT_TRUE(run_quantize(format::nf4, x.data(), n, bs, false, opt, e).ok());
+    for (std::int64_t i = 0; i < n / 2; ++i)
+      ASSERT_EQ(e.codes[i], ref.codes[i]) << "code byte " << i << " (block " << 2 * i / bs << ", variant " << variant << ")";
+  }
+}
+
 TEST(DoubleQuant, MatchesDefinition) {
   LOWBIT_SEED_TRACE();
   for (format f : {format::nf4, format::bnb_fp4, format::bnb_dynamic8}) {

@@ -82,7 +82,10 @@ LOWBIT_AVX512 std::uint64_t sweep_range_both(std::uint64_t begin, std::uint64_t 
   for (std::uint64_t i = begin; i < end; i += 16) {
     const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(i))),
                                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    _mm512_store_si512(got512, avx512::detail::codes16<F>(_mm512_castsi512_ps(bits), th));
+    // codes16 takes the value times the encoders' prescale (16 for NF4: exact, +-Inf past 2^124)
+    __m512 v = _mm512_castsi512_ps(bits);
+    if constexpr (avx512::detail::encode_prescale<F>() != 1.0f) v = _mm512_mul_ps(v, _mm512_set1_ps(avx512::detail::encode_prescale<F>()));
+    _mm512_store_si512(got512, avx512::detail::codes16<F>(v, th));
     for (int h = 0; h < 2; ++h) {
       const __m256i bits8 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(static_cast<std::uint32_t>(i) + 8u * static_cast<unsigned>(h))),
                                              _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

@@ -112,10 +112,11 @@ LOWBIT_AVX512 inline __m512i minifloat_codes(__m512 v) {
   return _mm512_or_si512(code, _mm512_srli_epi32(sign, 31 - (Minifloat::bits - 1)));
 }
 
-/// Constants of codes16<F>. NF4: a 32-cell grid over [-1, 1) (cell j covers [g/16, (g+1)/16) for
-/// g = j < 16 ? j : j - 32, values below -1 and NaN fall into cell 16, values from 15/16 on into
-/// cell 15): `base` holds the code of the cell's lower edge, #{i : g/16 > T_i}, and `cut` the one
-/// threshold inside the cell (the thresholds lie more than 1/16 apart) or +Inf. bnb_fp4: the 7
+/// Constants of codes16<F>. NF4, which takes 16 v (encode_prescale): a 32-cell grid over
+/// [-16, 16) (cell j covers [g, g + 1) for g = j < 16 ? j : j - 32, values below -16 and NaN fall
+/// into cell 16, values from 15 on into cell 15): `base` holds the code of the cell's lower edge,
+/// #{i : g / 16 > T_i}, and `cut` 16 times the one threshold inside the cell (the thresholds lie
+/// more than 1/16 apart) or +Inf. bnb_fp4: the 7
 /// magnitude thresholds in lanes 0..6 of `t`. bnb_dynamic8: `search`, the tables of its search.
 struct dynamic8_search;
 struct thresholds {
@@ -191,7 +192,7 @@ LOWBIT_AVX512 inline thresholds make_thresholds() {
           for (int i = 0; i < 15; ++i) {
             const float ti = codecs::nf4::threshold(i);
             if (lo > ti) ++base[j];
-            if (lo <= ti && ti < hi) cut[j] = ti;
+            if (lo <= ti && ti < hi) cut[j] = ti * 16.0f;  // exact
           }
         }
       }
@@ -216,14 +217,22 @@ LOWBIT_AVX512 inline __m512i dynamic8_step(__m512i d, __m512 v, __m512 level_val
   return _mm512_mask_add_epi32(twice, _mm512_cmp_ps_mask(v, level_value, _CMP_GT_OQ), twice, _mm512_set1_epi32(1));
 }
 
-// Codes of 16 normalized values of format F (x already multiplied by the block's inv), int32.
+/// What encode_run multiplies a block's inv by before codes16<F>: 16 for NF4, whose grid cells
+/// are 1/16 wide, so that codes16<nf4> takes 16 v and needs no multiply of its own; 1 otherwise.
+template <format F>
+constexpr float encode_prescale() {
+  return F == format::nf4 ? 16.0f : 1.0f;
+}
+
+// Codes of 16 normalized values of format F (x already multiplied by the block's inv, and by
+// encode_prescale<F>()), int32.
 template <format F>
 LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
   if constexpr (F == format::nf4) {
-    // the grid cell: v clamped to [-1, 1) (NaN to -1), times 16 (exact), rounded down; its low 5
-    // bits index the 32 cells. code = base + (v > cut), as #{i : v > T_i} (one cut per cell).
-    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-1.0f)), _mm512_set1_ps(0x1.fffffep-1f));
-    const __m512i j = _mm512_cvt_roundps_epi32(_mm512_mul_ps(c, _mm512_set1_ps(16.0f)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    // v = 16 x inv. The grid cell: v clamped to [-16, 16) (NaN to -16), rounded down; its low 5
+    // bits index the 32 cells. code = base + (v > cut), as #{i : v > 16 T_i} (one cut per cell).
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-16.0f)), _mm512_set1_ps(0x1.fffffep3f));
+    const __m512i j = _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
     const __m512i base = _mm512_permutex2var_epi32(th.base[0], j, th.base[1]);
     const __m512 cut = _mm512_permutex2var_ps(th.cut[0], j, th.cut[1]);
     return _mm512_mask_add_epi32(base, _mm512_cmp_ps_mask(v, cut, _CMP_GT_OQ), base, _mm512_set1_epi32(1));
@@ -527,11 +536,24 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       if (ahead) avx2::detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
       continue;
     }
-    const __m512 m = _mm512_set1_ps(inv[b]);
+    // codes16 takes x inv times the prescale k (16 for NF4): x (k inv) is k (x inv) exactly
+    // where x inv is a normal float; where it is subnormal or zero both are within 2^-122 of 0,
+    // far from every threshold, so the codes are the same. When k inv overflows (inv above
+    // 2^123: subnormal block maxima) the block takes x inv, then times k (exact).
+    constexpr float k = detail::encode_prescale<F>();
+    float mk = inv[b] * k;
+    const bool rescale = k != 1.0f && !(mk < std::numeric_limits<float>::infinity());
+    if (rescale) mk = inv[b];
+    const __m512 m = _mm512_set1_ps(mk);
     for (std::int64_t i = 0; i < bs; i += 32) {
       if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 32 * sizeof(T));
-      const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i), m), th);
-      const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + i + 16), m), th);
+      __m512 v0 = _mm512_mul_ps(detail::load16(p + i), m), v1 = _mm512_mul_ps(detail::load16(p + i + 16), m);
+      if (rescale) {
+        v0 = _mm512_mul_ps(v0, _mm512_set1_ps(k));
+        v1 = _mm512_mul_ps(v1, _mm512_set1_ps(k));
+      }
+      const __m512i c0 = detail::codes16<F>(v0, th);
+      const __m512i c1 = detail::codes16<F>(v1, th);
       if constexpr (four) {
         detail::store_nibbles32<info(F).order>(o + i / 2, c0, c1);
       } else {
