@@ -222,9 +222,6 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, EngineVsReference,
                                            format::uint8_zeropoint, format::e4m3fn, format::e5m2, format::e2m1fn),
                          [](const ::testing::TestParamInfo<format>& p) { return std::string(lowbit::info(p.param).name); });
 
-// Double quantization against the definition: offset = mean of the float32 absmax (double sums of
-// 1024 blocks, then of those sums), absmax - offset quantized with bnb_dynamic8 in blocks of 256; the dequantized
-// scale is f32(f32(code2 * absmax2) + offset).
 // NF4's AVX-512 encoder multiplies by 16 inv instead of inv (avx512::detail::encode_prescale):
 // blocks where x inv is subnormal or zero (maximum 1 with subnormal and tiny elements), where
 // 16 inv is just finite (maxima 2^-123 and 2^-124) or overflows (2^-125, a subnormal maximum),
@@ -262,6 +259,9 @@ TEST(Engine, Nf4PrescaleEdgeBlocks) {
   }
 }
 
+// Double quantization against the definition: offset = mean of the float32 absmax (double sums of
+// 1024 blocks, then of those sums), absmax - offset quantized with bnb_dynamic8 in blocks of 256; the dequantized
+// scale is f32(f32(code2 * absmax2) + offset).
 TEST(DoubleQuant, MatchesDefinition) {
   LOWBIT_SEED_TRACE();
   for (format f : {format::nf4, format::bnb_fp4, format::bnb_dynamic8}) {
@@ -680,8 +680,8 @@ void check_measure_error(format f, lowbit::granularity gran, bool dq, const std:
 TEST(MeasureError, MatchesScalarDefinition) {
   using g = lowbit::granularity;
   // many spans (error_spans: 2048 elements at block 64; slices of 2048 of blocks of 4096) and a
-  // partial one, partial last blocks, odd 4-bit rows (blocks that start on odd elements), double quantization, every input
-  // dtype
+  // partial one, partial last blocks, odd 4-bit rows (blocks that start on odd elements), double
+  // quantization, every input dtype
   check_measure_error<lowbit::f16>(format::nf4, g::per_block(64), true, {513, 129});
   check_measure_error<float>(format::nf4, g::per_block(64), false, {3, 16384 + 37});
   check_measure_error<lowbit::bf16>(format::bnb_fp4, g::per_block(4096), true, {70001});
