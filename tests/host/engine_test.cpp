@@ -224,8 +224,8 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, EngineVsReference,
 
 // NF4's AVX-512 encoder multiplies by 16 inv instead of inv (avx512::detail::encode_prescale):
 // blocks where x inv is subnormal or zero (maximum 1 with subnormal and tiny elements), where
-// 16 inv is just finite (maxima 2^-123 and 2^-124) or overflows (2^-125, a subnormal maximum),
-// each with both signs at and next to every threshold, against the scalar reference.
+// 16 inv is just finite (maximum 2^-123) or overflows (2^-124, 2^-125 and subnormal maxima),
+// each with values at and next to the thresholds, against the scalar reference.
 TEST(Engine, Nf4PrescaleEdgeBlocks) {
   const std::int64_t bs = 64;
   const float maxima[] = {1.0f, std::ldexp(1.0f, -123), std::ldexp(1.0f, -124), std::ldexp(1.0f, -125), 3e-39f, 1.5e-44f};

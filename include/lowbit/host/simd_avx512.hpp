@@ -116,8 +116,8 @@ LOWBIT_AVX512 inline __m512i minifloat_codes(__m512 v) {
 /// [-16, 16) (cell j covers [g, g + 1) for g = j < 16 ? j : j - 32, values below -16 and NaN fall
 /// into cell 16, values from 15 on into cell 15): `base` holds the code of the cell's lower edge,
 /// #{i : g / 16 > T_i}, and `cut` 16 times the one threshold inside the cell (the thresholds lie
-/// more than 1/16 apart) or +Inf. bnb_fp4: the 7
-/// magnitude thresholds in lanes 0..6 of `t`. bnb_dynamic8: `search`, the tables of its search.
+/// more than 1/16 apart) or +Inf. bnb_fp4: the 7 magnitude thresholds in lanes 0..6 of `t`.
+/// bnb_dynamic8: `search`, the tables of its search.
 struct dynamic8_search;
 struct thresholds {
   __m512 t;
@@ -538,8 +538,8 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
     }
     // codes16 takes x inv times the prescale k (16 for NF4): x (k inv) is k (x inv) exactly
     // where x inv is a normal float; where it is subnormal or zero both are within 2^-122 of 0,
-    // far from every threshold, so the codes are the same. When k inv overflows (inv above
-    // 2^123: subnormal block maxima) the block takes x inv, then times k (exact).
+    // far from every threshold, so the codes are the same. When k inv overflows (NF4: inv of
+    // 2^124 or more, block maxima of 2^-124 or less) the block takes x inv, then times k (exact).
     constexpr float k = detail::encode_prescale<F>();
     float mk = inv[b] * k;
     const bool rescale = k != 1.0f && !(mk < std::numeric_limits<float>::infinity());
