@@ -523,19 +523,17 @@ class range_decoder {
   }
   // the scales and zero points of blocks b .. b + m - 1
   void gather(std::int64_t b, std::int64_t m, float* scale, int* zp) const {
-    if (q_.nested()) {  // scale_of's nested branch, its test out of the loop
-      for (std::int64_t j = 0; j < m; ++j) {
-        const auto k = static_cast<std::uint64_t>(b + j);
-        scale[j] = quant::nested_scale(nested_table_[q_.nested_codes[k]], q_.nested_scales[k / quant::nested_block_size], q_.nested_offset);
-      }
+    if (q_.nested()) {  // scale_of, its test out of the loop
+      for (std::int64_t j = 0; j < m; ++j) scale[j] = nested_scale_of(b + j);
     } else {
       for (std::int64_t j = 0; j < m; ++j) scale[j] = q_.scales[b + j];
     }
     for (std::int64_t j = 0; j < m; ++j) zp[j] = info(F).zero_point ? q_.zero_points[b + j] : 0;
   }
-  float scale_of(std::int64_t b) const {
-    return q_.nested() ? quant::nested_scale(nested_table_[q_.nested_codes[b]], q_.nested_scales[b / quant::nested_block_size], q_.nested_offset)
-                       : q_.scales[b];
+  float scale_of(std::int64_t b) const { return q_.nested() ? nested_scale_of(b) : q_.scales[b]; }
+  float nested_scale_of(std::int64_t b) const {
+    const auto k = static_cast<std::uint64_t>(b);  // b >= 0: the division a shift
+    return quant::nested_scale(nested_table_[q_.nested_codes[k]], q_.nested_scales[k / quant::nested_block_size], q_.nested_offset);
   }
   const quant_view& q_;
   bool simd_, stream_, runs_ = false, wide_ = false, wide_bf16_ = false;
@@ -747,21 +745,20 @@ struct error_stats {
 /// blocks, or slices of blocks larger than that). Within a span, d = |x - x'| is taken in float32
 /// and element i of the span goes into float32 lane i % 16: a running max of d, a sum of d, and
 /// sums of x^2 and d^2 by fused multiply-add. The 16 lanes are added in double in a fixed
-/// pairwise tree (detail::fold_error_lanes), then the spans in span order. That order is fixed by the shape and block size, so the result
-/// does not depend on `opt.threads`, and the SIMD and portable paths perform the same operations
-/// in it: every bit is the same on every path.
+/// pairwise tree (detail::fold_error_lanes), then the spans in span order. That order is fixed by
+/// the shape and block size, so the result does not depend on `opt.threads`, and the SIMD and
+/// portable paths perform the same operations in it: every bit is the same on every path.
 ///
 /// Accuracy: max_abs is the exact max |x - x'| rounded to float32 (exact where a span is summed
-/// again in double, below). Each sum is within 1e-5
-/// relative of the exact sum of the exact terms (at most 128 float32 additions a lane, 2^-24
-/// each), plus at most 2^-149 absolute per term whose square is below float32's normal range
-/// (|x| or |x - x'| under 1.1e-19). A span whose float32 sums are not finite (a square or sum
-/// past 3.4e38, from inputs above 1.8e19 in float32 or bfloat16; or NaN or Inf in x or x') is
-/// summed again in double, every difference exact: then an infinite difference makes the sums
-/// infinite, and a NaN one (NaN in x or in the dequantization, or Inf - Inf) makes them NaN and
-/// is passed over by max_abs. Zero blocks give zero terms; partial last blocks and spans are
-/// summed like full ones. Costs about one pass over x and the codes (the report of the `lowbit`
-/// tool calls this for every weight).
+/// again in double, below). Each sum is within 1e-5 relative of the exact sum of the exact terms
+/// (at most 128 float32 additions a lane, 2^-24 each), plus at most 2^-149 absolute per term
+/// whose square is below float32's normal range (|x| or |x - x'| under 1.1e-19). A span whose
+/// float32 sums are not finite (a square or sum past 3.4e38, from inputs above 1.8e19 in float32
+/// or bfloat16; or NaN or Inf in x or x') is summed again in double, every difference exact:
+/// then an infinite difference makes the sums infinite, and a NaN one (NaN in x or in the
+/// dequantization, or Inf - Inf) makes them NaN and is passed over by max_abs. Zero blocks give
+/// zero terms; partial last blocks and spans are summed like full ones. Costs about one pass over
+/// x and the codes (the report of the `lowbit` tool calls this for every weight).
 inline status measure_error(const void* x, dtype xt, const quant_view& q, error_stats& out, const options& opt = {}) {
   const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
   LOWBIT_TRY(validate(q, "measure_error"));
