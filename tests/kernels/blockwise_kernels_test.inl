@@ -18,6 +18,15 @@ namespace kt {
 using lowbit::dtype;
 using lowbit::format;
 
+/// True in the SIMT checker build (every memory access checked, about 50x slower): the tests then
+/// take fewer shapes, still covering partial blocks, odd sizes, misaligned inputs, several CTAs per
+/// block and two offset chunks of double quantization.
+#if defined(LOWBIT_SIMT_CHECKER) && LOWBIT_SIMT_CHECKER
+constexpr bool thorough_checker = true;
+#else
+constexpr bool thorough_checker = false;
+#endif
+
 template <class T>
 std::vector<T> input(std::int64_t n, std::int64_t bs, std::uint64_t salt) {
   std::mt19937_64 rng(lowbit_test::test_seed() ^ salt);
@@ -151,8 +160,10 @@ class Kernels : public ::testing::TestWithParam<lowbit::format> {};
 TEST_P(Kernels, MatchHostEngine) {
   KT_REQUIRE_DEVICE();
   const lowbit::format f = GetParam();
+  const std::vector<std::int64_t> block_sizes =
+      kt::thorough_checker ? std::vector<std::int64_t>{64, 37} : std::vector<std::int64_t>{32, 64, 256, 4096, 3, 37};
   kt::for_each_order([&] {
-    for (std::int64_t bs : {32, 64, 256, 4096, 3, 37}) {
+    for (std::int64_t bs : block_sizes) {
       for (std::int64_t n : {std::int64_t{1}, std::int64_t{2}, bs - 1, bs + 1, 3 * bs + 17}) {
         if (n < 1) continue;
         kt::check<float, float>(f, n, bs, false, 0);
@@ -160,9 +171,10 @@ TEST_P(Kernels, MatchHostEngine) {
         if (::testing::Test::HasFatalFailure()) return;
       }
     }
-    kt::check<lowbit::bf16, lowbit::f16>(f, 5000, 64, false, 0);
-    kt::check<lowbit::f16, float>(f, 5001, 128, false, 1);
-    kt::check<float, lowbit::f16>(f, 20000, 20000, false, 0);  // per tensor: several CTAs per block
+    kt::check<lowbit::bf16, lowbit::f16>(f, kt::thorough_checker ? 700 : 5000, 64, false, 0);
+    kt::check<lowbit::f16, float>(f, kt::thorough_checker ? 701 : 5001, 128, false, 1);
+    // per tensor: several CTAs per block (stats_chunk elements each)
+    kt::check<float, lowbit::f16>(f, kt::thorough_checker ? 8200 : 20000, kt::thorough_checker ? 8200 : 20000, false, 0);
   });
 }
 
@@ -172,7 +184,7 @@ TEST_P(KernelsDoubleQuant, MatchHostEngine) {
   KT_REQUIRE_DEVICE();
   const lowbit::format f = GetParam();
   kt::for_each_order([&] {
-    kt::check<float, float>(f, 64 * 300 + 5, 64, true, 0);
+    kt::check<float, float>(f, kt::thorough_checker ? 64 * 30 + 5 : 64 * 300 + 5, 64, true, 0);
     kt::check<lowbit::bf16, lowbit::bf16>(f, 32 * 1100, 32, true, 1);  // > 1024 blocks: two offset chunks
   });
 }
@@ -348,11 +360,11 @@ TEST(DeviceQuantTensor, MatchesHostTensor) {
     for (lowbit::format f : kt::kFormats) {
       kt::check_tensor<float>(f, {37, 129}, lowbit::granularity::per_block(64), false);
       kt::check_tensor<lowbit::bf16>(f, {16, 100}, lowbit::granularity::per_row(), false);
-      kt::check_tensor<lowbit::f16>(f, {3001}, lowbit::granularity::per_tensor(), false);
+      kt::check_tensor<lowbit::f16>(f, {kt::thorough_checker ? 301 : 3001}, lowbit::granularity::per_tensor(), false);
       if (::testing::Test::HasFatalFailure()) return;
     }
     for (lowbit::format f : {lowbit::format::nf4, lowbit::format::bnb_fp4, lowbit::format::bnb_dynamic8})
-      kt::check_tensor<float>(f, {300, 64}, lowbit::granularity::per_block(64), true);
+      kt::check_tensor<float>(f, {kt::thorough_checker ? 30 : 300, 64}, lowbit::granularity::per_block(64), true);
     kt::check_tensor<float>(lowbit::format::nf4, {0, 64}, lowbit::granularity::per_block(64), true);  // empty
   });
 }

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace {
@@ -56,13 +57,21 @@ template <int Threads, int Per>
 void run(const std::vector<float>& x) {
   const long long n = static_cast<long long>(x.size());
   const long long bs = Threads * Per, blocks = (n + bs - 1) / bs;
-  std::vector<signed char> q(x.size());
-  std::vector<float> absmax(static_cast<std::size_t>(blocks));
+  // "device" memory, as the kernels' tests use it (watched by the checker in its build)
+  auto* dx = static_cast<float*>(lowbit::simt::device_malloc(x.size() * sizeof(float)));
+  std::memcpy(dx, x.data(), x.size() * sizeof(float));
+  lowbit::simt::device_written(dx, x.size() * sizeof(float));
+  auto* dq = static_cast<signed char*>(lowbit::simt::device_malloc(x.size()));
+  auto* dabsmax = static_cast<float*>(lowbit::simt::device_malloc(static_cast<std::size_t>(blocks) * sizeof(float)));
   lowbit::simt::launch_options opt;  // forward, strict
   const auto t0 = std::chrono::steady_clock::now();
   lowbit::simt::launch_with(opt, absmax_int8<Threads, Per>, dim3(static_cast<unsigned>(blocks)), dim3(Threads), 0,
-                            x.data(), n, q.data(), absmax.data());
+                            static_cast<const float*>(dx), n, dq, dabsmax);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<float> absmax(dabsmax, dabsmax + blocks);
+  lowbit::simt::device_free(dx);
+  lowbit::simt::device_free(dq);
+  lowbit::simt::device_free(dabsmax);
   // Check against a serial reference.
   long long bad = 0;
   for (long long b = 0; b < blocks; ++b) {
@@ -71,9 +80,9 @@ void run(const std::vector<float>& x) {
     bad += m != absmax[static_cast<std::size_t>(b)];
   }
 #if defined(LOWBIT_SIMT_BOOST_CONTEXT)
-  const char* backend = "boost.context";
+  const char* backend = LOWBIT_SIMT_CHECKER ? "boost+checker" : "boost.context";
 #else
-  const char* backend = "ucontext";
+  const char* backend = LOWBIT_SIMT_CHECKER ? "ucontext+checker" : "ucontext";
 #endif
   std::printf("%-13s blocksize %5lld (%4d threads x %d): %8.3f s, %7.2f Melem/s, %lld bad blocks\n", backend, bs,
               Threads, Per, s, static_cast<double>(n) / s * 1e-6, bad);

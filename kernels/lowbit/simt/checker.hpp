@@ -144,6 +144,15 @@ LOWBIT_SIMT_UNCHECKED inline std::string describe(const region& r) {
   return buf;
 }
 
+/// The device allocation the last checked access found (valid while g_device_generation holds).
+struct lookup_cache {
+  std::uint64_t generation = ~0ull;
+  std::uintptr_t lo = 0, hi = 0;
+  std::size_t bytes = 0;
+  shadow_cell* shadow = nullptr;
+};
+inline lookup_cache g_lookup;
+
 /// Classifies [a, a + n): watched memory (kind != none), not watched, or an out-of-bounds access
 /// (reported; does not return).
 LOWBIT_SIMT_UNCHECKED inline region classify(exec& ex, std::uintptr_t a, std::size_t n, acc_kind k, const void* pc) {
@@ -160,8 +169,17 @@ LOWBIT_SIMT_UNCHECKED inline region classify(exec& ex, std::uintptr_t a, std::si
     r.off = a - dyn;
     r.size = ex.dyn_bytes;
     r.cells = dyn_shadow().data() + (r.off < ex.dyn_bytes ? r.off : 0);
+  } else if (g_lookup.generation == g_device_generation && a >= g_lookup.lo && a < g_lookup.hi) {
+    r.kind = region::device;  // the allocation the previous access found
+    r.off = a - g_lookup.lo;
+    r.size = g_lookup.bytes;
+    r.base = reinterpret_cast<const void*>(g_lookup.lo);
+    r.cells = g_lookup.shadow + r.off;
   } else {
     auto& m = device_blocks();
+    if (m.empty() || a + device_redzone < m.begin()->first ||
+        a >= std::prev(m.end())->first + std::prev(m.end())->second.bytes + device_redzone)
+      return r;  // below or above every allocation and its redzones
     auto it = m.upper_bound(a);
     if (it != m.end() && a + device_redzone >= it->first) {  // in the redzone before an allocation
       char buf[160];
@@ -179,6 +197,7 @@ LOWBIT_SIMT_UNCHECKED inline region classify(exec& ex, std::uintptr_t a, std::si
     r.size = it->second.bytes;
     r.base = it->second.ptr;
     r.cells = it->second.shadow.get() + (r.off < r.size ? r.off : 0);
+    g_lookup = {g_device_generation, lo, lo + it->second.bytes, it->second.bytes, it->second.shadow.get()};
   }
   if (r.off + n > r.size) {
     begin_report(ex, "out-of-bounds", k, n, describe(r), pc);
@@ -194,9 +213,9 @@ struct busy_scope {
   LOWBIT_SIMT_UNCHECKED ~busy_scope() { t_checker_busy = false; }
 };
 
-/// The checker's entry for every access kernel code makes.
-LOWBIT_SIMT_UNCHECKED inline void on_access(const void* p, std::size_t n, acc_kind k, bool aligned, const void* pc) {
-  if (!t_in_fiber || t_checker_busy || n == 0) return;
+/// Checks one access of kernel code (see on_access).
+__attribute__((noinline)) LOWBIT_SIMT_UNCHECKED inline void check_access(const void* p, std::size_t n, acc_kind k,
+                                                                         bool aligned, const void* pc) {
   const busy_scope busy;
   exec& ex = *g_exec;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
@@ -206,9 +225,11 @@ LOWBIT_SIMT_UNCHECKED inline void on_access(const void* p, std::size_t n, acc_ki
     begin_report(ex, "misaligned", k, n, buf, pc);
     report(ex);
   }
+  const fiber& f = *g_cur;
+  // the thread's own stack (locals, kernel parameters): private, not checked
+  if (a >= reinterpret_cast<std::uintptr_t>(f.stack->lo()) && a < reinterpret_cast<std::uintptr_t>(f.stack->hi())) return;
   const region r = classify(ex, a, n, k, pc);
   if (r.kind == region::none) return;
-  const fiber& f = *g_cur;
   access_rec cur;
   cur.pc = pc;
   cur.cta = ex.cta_serial;
@@ -246,6 +267,12 @@ LOWBIT_SIMT_UNCHECKED inline void on_access(const void* p, std::size_t n, acc_ki
       c.r1 = cur;
     }
   }
+}
+
+/// The checker's entry for every access the program makes: only kernel code (a fiber) is checked,
+/// and host code pays two thread-local tests.
+LOWBIT_SIMT_UNCHECKED inline void on_access(const void* p, std::size_t n, acc_kind k, bool aligned, const void* pc) {
+  if (t_in_fiber && !t_checker_busy && n != 0) check_access(p, n, k, aligned, pc);
 }
 
 /// Records an atomic read-modify-write by kernel code (the SIMT atomics are not instrumented).

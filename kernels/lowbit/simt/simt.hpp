@@ -576,7 +576,7 @@ inline void suspend(exec& ex, fiber& f) {
 
 /// The source lane of a shfl.sync (PTX ISA: "shfl.sync"), with c = ((32 - width) << 8) | (up ? 0 : 31)
 /// as CUDA's __shfl*_sync build it. Returns `lane` itself when the source is out of range.
-inline unsigned shfl_source(wop k, unsigned lane, int b, int width) noexcept {
+LOWBIT_SIMT_UNCHECKED inline unsigned shfl_source(wop k, unsigned lane, int b, int width) noexcept {
   const unsigned segmask = static_cast<unsigned>(32 - width) & 31u;
   const unsigned cval = k == wop::shfl_up ? 0u : 31u;
   const unsigned bval = static_cast<unsigned>(b) & 31u;
@@ -594,14 +594,14 @@ inline unsigned shfl_source(wop k, unsigned lane, int b, int width) noexcept {
   return ok ? static_cast<unsigned>(j) : lane;
 }
 
-inline unsigned lanes_in_warp(const exec& ex, unsigned base) noexcept {
+LOWBIT_SIMT_UNCHECKED inline unsigned lanes_in_warp(const exec& ex, unsigned base) noexcept {
   return ex.n - base < 32u ? ex.n - base : 32u;
 }
 
 /// Completes the warp operation lane `i` of the warp at `base` waits in, if every other lane named
 /// in its mask waits too (exited and nonexistent lanes are skipped: strict mode rejected them
 /// already). Runs in a fiber. Returns whether the lanes were released.
-inline bool try_complete(exec& ex, unsigned base, unsigned i) {
+LOWBIT_SIMT_UNCHECKED inline bool try_complete(exec& ex, unsigned base, unsigned i) {
   fiber* w = ex.fibers + base;
   warp_state& ws = ex.warps[base / 32u];
   const unsigned nl = lanes_in_warp(ex, base);
@@ -685,7 +685,7 @@ inline bool try_complete(exec& ex, unsigned base, unsigned i) {
 }
 
 /// A lane arrives at a warp operation; returns its result bits when the operation completes.
-inline std::uint64_t warp_arrive(src_loc loc, wop k, unsigned mask, std::uint64_t in, int b, int width) {
+LOWBIT_SIMT_UNCHECKED inline std::uint64_t warp_arrive(src_loc loc, wop k, unsigned mask, std::uint64_t in, int b, int width) {
   exec& ex = *g_exec;
   fiber& f = *g_cur;
   const unsigned lane = f.linear & 31u, base = f.linear - lane;
@@ -789,7 +789,7 @@ struct site {
   void syncwarp(unsigned mask = 0xFFFFFFFFu) const { warp_arrive(loc(), wop::syncwarp, mask, 0, 0, 32); }
 
   /// __syncthreads and friends.
-  int sync_block(bar k, int pred) const {
+  LOWBIT_SIMT_UNCHECKED int sync_block(bar k, int pred) const {
     exec& ex = *g_exec;
     fiber& f = *g_cur;
     f.bkind = k;
@@ -814,7 +814,7 @@ inline void check_block_begin(exec&) {}
 
 // ---- thread exit and the scheduler ------------------------------------------------------------
 
-inline void thread_exit(exec& ex, fiber& f) {
+LOWBIT_SIMT_UNCHECKED inline void thread_exit(exec& ex, fiber& f) {
   f.st = fstate::exited;
   --ex.live;
   --ex.runnable;
@@ -1126,17 +1126,18 @@ inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size
 }
 
 /// The calling fiber's builtins.
-inline const uint3& thread_idx() noexcept { return g_cur->tid; }
-inline const uint3& block_idx() noexcept { return g_exec->bidx; }
-inline const dim3& block_dim() noexcept { return g_exec->block; }
-inline const dim3& grid_dim() noexcept { return g_exec->grid; }
-inline unsigned char* dynamic_shared() noexcept { return g_exec->dyn; }
+// By value: the checker does not look at the executor's own memory.
+LOWBIT_SIMT_UNCHECKED inline uint3 thread_idx() noexcept { return g_cur->tid; }
+LOWBIT_SIMT_UNCHECKED inline uint3 block_idx() noexcept { return g_exec->bidx; }
+LOWBIT_SIMT_UNCHECKED inline dim3 block_dim() noexcept { return g_exec->block; }
+LOWBIT_SIMT_UNCHECKED inline dim3 grid_dim() noexcept { return g_exec->grid; }
+LOWBIT_SIMT_UNCHECKED inline unsigned char* dynamic_shared() noexcept { return g_exec->dyn; }
 
 /// The storage of the LOWBIT_SHARED variable declared at `key` (a static tag unique to the
 /// declaration): laid out in the launch's static shared memory arena on its first execution, at
 /// the same offset for every block of the launch, and poisoned like the rest of the arena.
 template <class T>
-T& shared_slot(const void* key, const char* name, const char* file, int line) {
+LOWBIT_SIMT_UNCHECKED T& shared_slot(const void* key, const char* name, const char* file, int line) {
   static_assert(std::is_trivially_destructible<T>::value, "LOWBIT_SHARED: CUDA shared variables have no destructors");
   exec& ex = *g_exec;
   for (const auto& slot : ex.smem_slots)
@@ -1165,7 +1166,7 @@ T& shared_slot(const void* key, const char* name, const char* file, int line) {
 }
 
 /// LOWBIT_ASSUME_BLOCK(threads): the kernel was written for blocks of `threads` x 1 x 1 threads.
-inline void assume_block(unsigned threads, const char* file, int line) {
+LOWBIT_SIMT_UNCHECKED inline void assume_block(unsigned threads, const char* file, int line) {
   exec& ex = *g_exec;
   if (ex.block.x == threads && ex.block.y == 1 && ex.block.z == 1) return;
   ex.msg = "launch configuration: ";
@@ -1214,6 +1215,8 @@ inline std::map<std::uintptr_t, device_block>& device_blocks() {
   static std::map<std::uintptr_t, device_block> m;
   return m;
 }
+/// Changes whenever device_blocks() does (lookups may cache what they found).
+inline std::uint64_t g_device_generation = 0;
 #  if LOWBIT_SIMT_CHECKER
 inline void attach_shadow(device_block& b) { b.shadow.reset(new shadow_cell[b.bytes ? b.bytes : 1]); }
 inline void shadow_initialized(device_block& b, std::size_t off, std::size_t n) {
@@ -1227,7 +1230,7 @@ inline void attach_shadow(device_block&) noexcept {}
 /// load_vector / store_vector): `n` bytes at `p`, `n`-byte aligned, inside one device allocation
 /// or the block's shared memory when they point there. Runs in every build (with or without the
 /// checker), so that a 128-bit access is checked whatever code the compiler makes of it.
-inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line) {
+LOWBIT_SIMT_UNCHECKED inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line) {
   exec& ex = *g_exec;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   const char* problem = nullptr;
@@ -1300,6 +1303,7 @@ inline void* device_malloc(std::size_t bytes) {
   detail::attach_shadow(b);
   std::lock_guard<std::mutex> lock(detail::device_mutex());
   detail::device_blocks().emplace(reinterpret_cast<std::uintptr_t>(p), std::move(b));
+  ++detail::g_device_generation;
   return p;
 }
 
@@ -1312,6 +1316,7 @@ inline void device_free(void* ptr) {
   if (it == m.end()) throw std::invalid_argument("simt::device_free: not a pointer from simt::device_malloc");
   const std::size_t rz = detail::device_redzone, total = rz + (it->second.bytes + rz - 1) / rz * rz + rz;
   m.erase(it);
+  ++detail::g_device_generation;
   lock.unlock();
   unsigned char* base = static_cast<unsigned char*>(ptr) - rz;
 #  if LOWBIT_SIMT_ASAN
