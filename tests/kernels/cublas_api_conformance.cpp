@@ -4,6 +4,8 @@
 // any host compiler. Every enumerator the stand-in declares has the real value, its structs have the
 // real sizes and field offsets, and every function has the real signature with the real types mapped
 // to the stand-in's (the stand-in lives in namespace lowbit_simt_cublas; `::name` is the real one).
+// The stand-in's functions are checked with the real headers in the same translation unit, so it
+// cannot rely on anything they declare.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
@@ -12,6 +14,7 @@
 #undef cublasDestroy
 #undef cublasSetStream
 
+#define LOWBIT_SIMT_CUBLAS_NO_GLOBAL_NAMES  // the real API holds the global names here
 #include <lowbit/simt/cublas.hpp>
 
 #include <cstddef>
@@ -22,7 +25,8 @@ namespace {
 namespace sim = lowbit_simt_cublas;
 
 // ---- enumerators -------------------------------------------------------------------------------
-#define LOWBIT_SAME_VALUE(name) static_assert(static_cast<long long>(::name) == static_cast<long long>(sim::name), #name)
+#define LOWBIT_SAME_VALUE(name) \
+  static_assert(static_cast<long long>(::name) == static_cast<long long>(sim::name), #name)
 LOWBIT_SAME_VALUE(CUBLAS_STATUS_SUCCESS);
 LOWBIT_SAME_VALUE(CUBLAS_STATUS_NOT_INITIALIZED);
 LOWBIT_SAME_VALUE(CUBLAS_STATUS_ALLOC_FAILED);
@@ -78,7 +82,8 @@ LOWBIT_SAME_VALUE(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES);
 #undef LOWBIT_SAME_VALUE
 
 // ---- structs -----------------------------------------------------------------------------------
-#define LOWBIT_SAME_SIZE(type) static_assert(sizeof(::type) == sizeof(sim::type) && alignof(::type) == alignof(sim::type), #type)
+#define LOWBIT_SAME_SIZE(type) \
+  static_assert(sizeof(::type) == sizeof(sim::type) && alignof(::type) == alignof(sim::type), #type)
 LOWBIT_SAME_SIZE(cublasStatus_t);
 LOWBIT_SAME_SIZE(cublasOperation_t);
 LOWBIT_SAME_SIZE(cublasComputeType_t);
@@ -91,7 +96,8 @@ LOWBIT_SAME_SIZE(cublasLtMatmulHeuristicResult_t);
 #undef LOWBIT_SAME_SIZE
 static_assert(offsetof(::cublasLtMatmulHeuristicResult_t, workspaceSize) ==
               offsetof(sim::cublasLtMatmulHeuristicResult_t, workspaceSize));
-static_assert(offsetof(::cublasLtMatmulHeuristicResult_t, state) == offsetof(sim::cublasLtMatmulHeuristicResult_t, state));
+static_assert(offsetof(::cublasLtMatmulHeuristicResult_t, state) ==
+              offsetof(sim::cublasLtMatmulHeuristicResult_t, state));
 static_assert(offsetof(::cublasLtMatmulHeuristicResult_t, wavesCount) ==
               offsetof(sim::cublasLtMatmulHeuristicResult_t, wavesCount));
 static_assert(offsetof(::cublasLtMatmulHeuristicResult_t, reserved) ==
@@ -156,12 +162,13 @@ LOWBIT_SAME_SIGNATURE(::cublasDestroy_v2, sim::cublasDestroy);
 LOWBIT_SAME_SIGNATURE(::cublasSetStream_v2, sim::cublasSetStream);
 LOWBIT_SAME_SIGNATURE(::cublasGetStatusString, sim::cublasGetStatusString);
 // cublasGemmEx is overloaded in C++ (a wrapper takes a cudaDataType compute type): pick the entry point.
-using gemm_ex_t = ::cublasStatus_t(::cublasHandle_t, ::cublasOperation_t, ::cublasOperation_t, int, int, int, const void*,
-                                   const void*, cudaDataType, int, const void*, cudaDataType, int, const void*, void*,
-                                   cudaDataType, int, ::cublasComputeType_t, ::cublasGemmAlgo_t);
+using gemm_ex_t = ::cublasStatus_t(::cublasHandle_t, ::cublasOperation_t, ::cublasOperation_t, int, int, int,
+                                   const void*, const void*, cudaDataType, int, const void*, cudaDataType, int,
+                                   const void*, void*, cudaDataType, int, ::cublasComputeType_t, ::cublasGemmAlgo_t);
 // (unevaluated: compiles only if the real header declares an overload of exactly this type)
 static_assert(std::is_same_v<decltype(static_cast<gemm_ex_t*>(&::cublasGemmEx)), gemm_ex_t*>);
-static_assert(std::is_same_v<to_sim_t<gemm_ex_t>, decltype(sim::cublasGemmEx)>, "sim::cublasGemmEx has the real signature");
+static_assert(std::is_same_v<to_sim_t<gemm_ex_t>, decltype(sim::cublasGemmEx)>,
+              "sim::cublasGemmEx has the real signature");
 #undef LOWBIT_SAME_SIGNATURE
 
 }  // namespace

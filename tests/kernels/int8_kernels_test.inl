@@ -354,6 +354,56 @@ TEST(Int8Libraries, CublasLtGemmExactOrDeclined) {
   EXPECT_FALSE(used);
 }
 
+/// The outlier GEMM through cuBLAS (int8_outlier_gemm_cublas): out [M, N] = xo [M, count] · wo [N, count]ᵀ
+/// in float32. Against the host's order (int8::outlier_step, j increasing) and an exact double
+/// reference (the products of two 16-bit or float32 values are exact in double; the sums of at most
+/// 333 such terms lose no more than double rounding, far below the bounds): both are within
+/// gamma_count * sum_j |xo_mj wo_nj| of the exact sum, gamma_c = c u / (1 - c u), u = 2^-24, so they
+/// differ from each other by at most twice that.
+template <class T>
+void check_outlier_gemm(cublasHandle_t blas, std::int64_t M, std::int64_t N, std::int64_t count) {
+  SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(M) + "x" +
+               std::to_string(N) + " count " + std::to_string(count));
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(count * 31 + M));
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<T> xo(static_cast<std::size_t>(M * count)), wo(static_cast<std::size_t>(N * count));
+  for (auto& v : xo) v = lowbit::from_float<T>(nd(rng));
+  for (auto& v : wo) v = lowbit::from_float<T>(nd(rng) * 0.01f);
+  kt::buffer<T> dxo(xo), dwo(wo);
+  kt::buffer<float> dout(static_cast<std::size_t>(M * N));
+  const auto s = lowbit::cuda::int8_outlier_gemm_cublas(blas, dxo.get(), dwo.get(), lowbit::dtype_of<T>::value, M, N, count,
+                                                       dout.get());
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto got = dout.download();
+  const double u = std::ldexp(1.0, -24), c = static_cast<double>(count);
+  const double gamma = c * u / (1.0 - c * u);
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < N; ++n) {
+      float host = 0.0f;
+      double exact = 0.0, mag = 0.0;
+      for (std::int64_t j = 0; j < count; ++j) {
+        const float a = lowbit::to_float(xo[m * count + j]), b = lowbit::to_float(wo[n * count + j]);
+        host = lowbit::int8::outlier_step(host, a, b);
+        exact += static_cast<double>(a) * b;
+        mag += std::fabs(static_cast<double>(a) * b);
+      }
+      const float lib = got[static_cast<std::size_t>(m * N + n)];
+      ASSERT_LE(std::fabs(lib - exact), gamma * mag) << "(" << m << ", " << n << ") against the exact sum";
+      ASSERT_LE(std::fabs(host - exact), gamma * mag) << "(" << m << ", " << n << ") host against the exact sum";
+      ASSERT_LE(std::fabs(static_cast<double>(lib) - host), 2 * gamma * mag) << "(" << m << ", " << n << ") against the host";
+    }
+}
+
+TEST(Int8Libraries, OutlierGemmWithinFloatRoundingOfHost) {
+  LOWBIT_SEED_TRACE();
+  library_handles h;
+  for (std::int64_t count : {1, 15, 16, 17, 100, 333}) {
+    check_outlier_gemm<float>(h.blas, 3, 5, count);
+    check_outlier_gemm<lowbit::f16>(h.blas, 4, 3, count);
+    check_outlier_gemm<lowbit::bf16>(h.blas, 2, 6, count);
+  }
+}
+
 /// 2^-(p-1) times the power of two at or below max(|v|, FLT_MIN): one unit in the last place of a
 /// p-bit significand at v.
 inline float ulp_at(float v, int p) {

@@ -42,8 +42,8 @@ struct lt_problem {
   }
   /// TN, dense: A stored k x m, B k x n, C and D m x n.
   lt_problem(std::uint64_t m, std::uint64_t n, std::uint64_t k)
-      : lt_problem(CUBLAS_OP_T, CUBLAS_OP_N, k, m, static_cast<std::int64_t>(k), k, n, static_cast<std::int64_t>(k), m, n,
-                   static_cast<std::int64_t>(m), static_cast<std::int64_t>(m)) {}
+      : lt_problem(CUBLAS_OP_T, CUBLAS_OP_N, k, m, static_cast<std::int64_t>(k), k, n, static_cast<std::int64_t>(k), m,
+                   n, static_cast<std::int64_t>(m), static_cast<std::int64_t>(m)) {}
   ~lt_problem() {
     cublasLtMatmulPreferenceDestroy(pref);
     cublasLtMatrixLayoutDestroy(d);
@@ -53,8 +53,9 @@ struct lt_problem {
     cublasLtMatmulDescDestroy(op);
   }
   void set_workspace(std::uint64_t bytes) {
-    EXPECT_EQ(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes),
-              CUBLAS_STATUS_SUCCESS);
+    EXPECT_EQ(
+        cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &bytes, sizeof bytes),
+        CUBLAS_STATUS_SUCCESS);
   }
   void set_alignments(std::uint32_t align) {
     for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -124,8 +125,8 @@ TEST(CublasStandIn, LtMatmulComputesTheDocumentedProduct) {
   // beta = 0: C is not read (it may be null), and a null algo runs the implicit heuristic.
   lt_problem pr(CUBLAS_OP_T, CUBLAS_OP_N, k, m, lda, k, n, ldb, m, n, ldc, ldd);
   const std::int32_t one = 1, zero = 0;
-  ASSERT_EQ(cublasLtMatmul(h.lt, pr.op, &one, A.p, pr.a, B.p, pr.b, &zero, nullptr, pr.c, D.p, pr.d, nullptr, nullptr, 0,
-                           nullptr),
+  ASSERT_EQ(cublasLtMatmul(h.lt, pr.op, &one, A.p, pr.a, B.p, pr.b, &zero, nullptr, pr.c, D.p, pr.d, nullptr, nullptr,
+                           0, nullptr),
             CUBLAS_STATUS_SUCCESS)
       << why();
   std::int64_t s = 0;
@@ -172,8 +173,8 @@ TEST(CublasStandIn, HandlesAndDescriptorsMustBeLive) {
   EXPECT_EQ(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &a1, in, CUDA_R_32F, 2, in, CUDA_R_32F, 2, &b0, out,
                          CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_NOT_INITIALIZED);
-  EXPECT_EQ(cublasGemmEx(nullptr, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &a1, in, CUDA_R_32F, 2, in, CUDA_R_32F, 2, &b0, out,
-                         CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  EXPECT_EQ(cublasGemmEx(nullptr, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &a1, in, CUDA_R_32F, 2, in, CUDA_R_32F, 2, &b0,
+                         out, CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_NOT_INITIALIZED);
 
   // Descriptors: setters check buf and size; destroyed descriptors are invalid values.
@@ -183,7 +184,8 @@ TEST(CublasStandIn, HandlesAndDescriptorsMustBeLive) {
   const std::int32_t t = CUBLAS_OP_T;
   const std::int64_t t64 = CUBLAS_OP_T;
   EXPECT_EQ(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, nullptr, 4), CUBLAS_STATUS_INVALID_VALUE);
-  EXPECT_EQ(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t64, sizeof t64), CUBLAS_STATUS_INVALID_VALUE);
+  EXPECT_EQ(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t64, sizeof t64),
+            CUBLAS_STATUS_INVALID_VALUE);
   EXPECT_EQ(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t), CUBLAS_STATUS_SUCCESS);
   ASSERT_EQ(cublasLtMatmulDescDestroy(op), CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &t, sizeof t), CUBLAS_STATUS_INVALID_VALUE);
@@ -234,20 +236,29 @@ TEST(CublasStandIn, LtHeuristicAppliesTheDocumentedRules) {
   };
   // m = 8, n = 12, k = 16 unless the rule says otherwise.
   const rule rules[] = {
-      {"TN, everything a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 12, 8, CUBLAS_STATUS_SUCCESS},
+      {"TN, everything a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 12, 8,
+       CUBLAS_STATUS_SUCCESS},
       {"NN: IMMA takes only TN", CUBLAS_OP_N, CUBLAS_OP_N, 8, 16, 8, 16, 12, 16, 8, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
-      {"TT: IMMA takes only TN", CUBLAS_OP_T, CUBLAS_OP_T, 16, 8, 16, 12, 16, 12, 8, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
+      {"TT: IMMA takes only TN", CUBLAS_OP_T, CUBLAS_OP_T, 16, 8, 16, 12, 16, 12, 8, 12, 8,
+       CUBLAS_STATUS_NOT_SUPPORTED},
       {"NT: IMMA takes only TN", CUBLAS_OP_N, CUBLAS_OP_T, 8, 16, 8, 12, 16, 12, 8, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
-      {"k = 18 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 18, 8, 20, 18, 12, 20, 8, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
-      {"m = 6 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 6, 16, 16, 12, 16, 6, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
-      {"lda = 18 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 18, 16, 12, 16, 8, 12, 8, CUBLAS_STATUS_NOT_SUPPORTED},
-      {"ldc = 10 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 12, 10, CUBLAS_STATUS_NOT_SUPPORTED},
+      {"k = 18 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 18, 8, 20, 18, 12, 20, 8, 12, 8,
+       CUBLAS_STATUS_NOT_SUPPORTED},
+      {"m = 6 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 6, 16, 16, 12, 16, 6, 12, 8,
+       CUBLAS_STATUS_NOT_SUPPORTED},
+      {"lda = 18 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 18, 16, 12, 16, 8, 12, 8,
+       CUBLAS_STATUS_NOT_SUPPORTED},
+      {"ldc = 10 not a multiple of 4", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 12, 10,
+       CUBLAS_STATUS_NOT_SUPPORTED},
       {"n = 5 is free", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 5, 16, 8, 5, 8, CUBLAS_STATUS_SUCCESS},
-      {"lda = 12 < rows of A (16)", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 12, 16, 12, 16, 8, 12, 8, CUBLAS_STATUS_INVALID_VALUE},
-      {"ldb = 8 < rows of B (16)", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 8, 8, 12, 8, CUBLAS_STATUS_INVALID_VALUE},
+      {"lda = 12 < rows of A (16)", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 12, 16, 12, 16, 8, 12, 8,
+       CUBLAS_STATUS_INVALID_VALUE},
+      {"ldb = 8 < rows of B (16)", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 8, 8, 12, 8,
+       CUBLAS_STATUS_INVALID_VALUE},
       {"ldc = 4 < m (8)", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 12, 4, CUBLAS_STATUS_INVALID_VALUE},
       {"negative lda", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, -16, 16, 12, 16, 8, 12, 8, CUBLAS_STATUS_INVALID_VALUE},
-      {"k of op(A) 16, of op(B) 20", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 20, 12, 20, 8, 12, 8, CUBLAS_STATUS_INVALID_VALUE},
+      {"k of op(A) 16, of op(B) 20", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 20, 12, 20, 8, 12, 8,
+       CUBLAS_STATUS_INVALID_VALUE},
       {"C is 8 x 8, not m x n", CUBLAS_OP_T, CUBLAS_OP_N, 16, 8, 16, 16, 12, 16, 8, 8, 8, CUBLAS_STATUS_INVALID_VALUE},
   };
   for (const rule& ru : rules) {
@@ -273,7 +284,8 @@ TEST(CublasStandIn, LtHeuristicAppliesTheDocumentedRules) {
   // TRANSC: "Currently only CUBLAS_OP_N is supported".
   lt_problem transc(8, 8, 8);
   const std::int32_t t = CUBLAS_OP_T;
-  ASSERT_EQ(cublasLtMatmulDescSetAttribute(transc.op, CUBLASLT_MATMUL_DESC_TRANSC, &t, sizeof t), CUBLAS_STATUS_SUCCESS);
+  ASSERT_EQ(cublasLtMatmulDescSetAttribute(transc.op, CUBLASLT_MATMUL_DESC_TRANSC, &t, sizeof t),
+            CUBLAS_STATUS_SUCCESS);
   EXPECT_EQ(transc.heuristic(h.lt, r, &found), CUBLAS_STATUS_NOT_SUPPORTED) << why();
   // A transpose value that is no cublasOperation_t.
   lt_problem bad_op(8, 8, 8);
@@ -329,9 +341,11 @@ TEST(CublasStandIn, LtMatmulChecksWorkspaceAlignmentAndAlgo) {
 // cublasGemmEx: the documented product with transposes and leading dimensions, against a double
 // reference (exact for these inputs) within gamma_k sum |a b|, and the documented argument rules.
 template <class T>
-void check_gemm_ex(cublasHandle_t blas, cudaDataType_t type, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k) {
+void check_gemm_ex(cublasHandle_t blas, cudaDataType_t type, cublasOperation_t ta, cublasOperation_t tb, int m, int n,
+                   int k) {
   SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + (ta == CUBLAS_OP_N ? " N" : " T") +
-               (tb == CUBLAS_OP_N ? "N " : "T ") + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+               (tb == CUBLAS_OP_N ? "N " : "T ") + std::to_string(m) + "x" + std::to_string(n) + "x" +
+               std::to_string(k));
   std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(m * 1000 + n * 10 + k));
   std::normal_distribution<float> nd(0.0f, 1.0f);
   const int ra = ta == CUBLAS_OP_N ? m : k, ca = ta == CUBLAS_OP_N ? k : m;
@@ -344,8 +358,8 @@ void check_gemm_ex(cublasHandle_t blas, cudaDataType_t type, cublasOperation_t t
   for (auto& v : C) v = nd(rng);
   C0 = C;
   const float alpha = 1.0f, beta = 0.0f;
-  ASSERT_EQ(cublasGemmEx(blas, ta, tb, m, n, k, &alpha, A.data(), type, lda, B.data(), type, ldb, &beta, C.data(), CUDA_R_32F,
-                         ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  ASSERT_EQ(cublasGemmEx(blas, ta, tb, m, n, k, &alpha, A.data(), type, lda, B.data(), type, ldb, &beta, C.data(),
+                         CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_SUCCESS)
       << why();
   const double u = std::ldexp(1.0, -24), gamma = k * u / (1.0 - k * u);
@@ -353,7 +367,8 @@ void check_gemm_ex(cublasHandle_t blas, cudaDataType_t type, cublasOperation_t t
     for (int i = 0; i < ldc; ++i) {
       const float got = C[static_cast<std::size_t>(i + j * ldc)];
       if (i >= m) {
-        ASSERT_EQ(lowbit_test::bits_of(got), lowbit_test::bits_of(C0[static_cast<std::size_t>(i + j * ldc)])) << "C written outside m rows";
+        ASSERT_EQ(lowbit_test::bits_of(got), lowbit_test::bits_of(C0[static_cast<std::size_t>(i + j * ldc)]))
+            << "C written outside m rows";
         continue;
       }
       double exact = 0.0, mag = 0.0;
@@ -382,8 +397,8 @@ TEST(CublasStandIn, GemmExComputesTheDocumentedProduct) {
   const float A[4] = {1, 2, 3, 4}, B[4] = {5, 6, 7, 8};
   float C[4] = {8, 8, 8, 8};
   const float alpha = 2.0f, beta = -0.5f;
-  ASSERT_EQ(cublasGemmEx(h.blas, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &alpha, A, CUDA_R_32F, 2, B, CUDA_R_32F, 2, &beta, C,
-                         CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+  ASSERT_EQ(cublasGemmEx(h.blas, CUBLAS_OP_N, CUBLAS_OP_N, 2, 2, 2, &alpha, A, CUDA_R_32F, 2, B, CUDA_R_32F, 2, &beta,
+                         C, CUDA_R_32F, 2, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             CUBLAS_STATUS_SUCCESS);
   // column-major: A = [1 3; 2 4], B = [5 7; 6 8]; A B = [23 31; 34 46]
   EXPECT_EQ(C[0], 2 * 23 - 4.0f);
@@ -406,8 +421,8 @@ TEST(CublasStandIn, GemmExAppliesTheDocumentedRules) {
   auto gemm = [&](cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, int lda, int ldb, int ldc,
                   cudaDataType_t at = CUDA_R_32F, cudaDataType_t bt = CUDA_R_32F, cudaDataType_t ct = CUDA_R_32F,
                   cublasComputeType_t compute = CUBLAS_COMPUTE_32F) {
-    return cublasGemmEx(h.blas, ta, tb, m, n, k, &one, buf.data(), at, lda, buf.data(), bt, ldb, &zero, out.data(), ct, ldc,
-                        compute, CUBLAS_GEMM_DEFAULT);
+    return cublasGemmEx(h.blas, ta, tb, m, n, k, &one, buf.data(), at, lda, buf.data(), bt, ldb, &zero, out.data(), ct,
+                        ldc, compute, CUBLAS_GEMM_DEFAULT);
   };
   const auto N = CUBLAS_OP_N, T = CUBLAS_OP_T;
   EXPECT_EQ(gemm(N, N, 4, 5, 6, 4, 6, 4), CUBLAS_STATUS_SUCCESS) << why();
@@ -423,7 +438,8 @@ TEST(CublasStandIn, GemmExAppliesTheDocumentedRules) {
   EXPECT_EQ(gemm(N, N, 0, 5, 6, 1, 6, 1), CUBLAS_STATUS_SUCCESS) << "m = 0: nothing to do, lda >= 1";
   EXPECT_EQ(gemm(N, N, 0, 5, 6, 0, 6, 1), CUBLAS_STATUS_INVALID_VALUE) << "lda < max(1, m) = 1";
   EXPECT_EQ(gemm(N, N, 4, 5, 6, 4, 6, 4, CUDA_R_16F, CUDA_R_32F), CUBLAS_STATUS_NOT_SUPPORTED) << "Atype != Btype";
-  EXPECT_EQ(gemm(N, N, 4, 5, 6, 4, 6, 4, CUDA_R_16F, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32I), CUBLAS_STATUS_NOT_SUPPORTED);
+  EXPECT_EQ(gemm(N, N, 4, 5, 6, 4, 6, 4, CUDA_R_16F, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32I),
+            CUBLAS_STATUS_NOT_SUPPORTED);
   EXPECT_EQ(gemm(N, N, 4, 5, 6, 4, 6, 4, CUDA_R_8I, CUDA_R_8I, CUDA_R_8I), CUBLAS_STATUS_NOT_SUPPORTED);
   EXPECT_EQ(cublasGemmEx(h.blas, N, N, 4, 5, 6, nullptr, buf.data(), CUDA_R_32F, 4, buf.data(), CUDA_R_32F, 6, &zero,
                          out.data(), CUDA_R_32F, 4, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),

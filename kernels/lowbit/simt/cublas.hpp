@@ -45,9 +45,8 @@
 /// did not return CUBLAS_STATUS_SUCCESS failed; `lowbit::simt::cublas_calls()` counts the GEMMs run.
 ///
 /// The API lives in namespace `lowbit_simt_cublas` (so a program may also link the real libraries
-/// without a clash) and is brought into the global namespace with a using-directive, where the real
-/// API lives. Never include this header together with the real cuBLAS headers in code that calls the
-/// API unqualified.
+/// without a clash); using-declarations bring exactly the API's names into the global namespace,
+/// where the real API lives (not with LOWBIT_SIMT_CUBLAS_NO_GLOBAL_NAMES).
 #pragma once
 
 #if defined(__CUDACC__)
@@ -274,7 +273,8 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
                                                                                  : CUBLAS_STATUS_INVALID_VALUE,
                 "CUBLASLT_MATMUL_DESC_TRANSA/TRANSB is not CUBLAS_OP_N, _T or _C");
   // cublasLt.h, CUBLASLT_MATMUL_DESC_TRANSC: "Currently only CUBLAS_OP_N is supported."
-  if (o[d_transc] != CUBLAS_OP_N) return fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_TRANSC must be CUBLAS_OP_N");
+  if (o[d_transc] != CUBLAS_OP_N)
+    return fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_TRANSC must be CUBLAS_OP_N");
   p.ta = static_cast<cublasOperation_t>(o[d_transa]);
   p.tb = static_cast<cublasOperation_t>(o[d_transb]);
   p.device_pointers = o[d_pointer_mode] == CUBLASLT_POINTER_MODE_DEVICE;
@@ -288,9 +288,12 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
   p.k = p.ta == CUBLAS_OP_N ? la[l_cols] : la[l_rows];
   const std::uint64_t kb = p.tb == CUBLAS_OP_N ? lb[l_rows] : lb[l_cols];
   p.n = p.tb == CUBLAS_OP_N ? lb[l_cols] : lb[l_rows];
-  if (kb != p.k) return fail(CUBLAS_STATUS_INVALID_VALUE, "op(A) has k = " + std::to_string(p.k) + " columns, op(B) " + std::to_string(kb) + " rows");
+  if (kb != p.k)
+    return fail(CUBLAS_STATUS_INVALID_VALUE,
+                "op(A) has k = " + std::to_string(p.k) + " columns, op(B) " + std::to_string(kb) + " rows");
   if (lc[l_rows] != p.m || lc[l_cols] != p.n || ld[l_rows] != p.m || ld[l_cols] != p.n)
-    return fail(CUBLAS_STATUS_INVALID_VALUE, "C or D is not m x n = " + std::to_string(p.m) + " x " + std::to_string(p.n));
+    return fail(CUBLAS_STATUS_INVALID_VALUE,
+                "C or D is not m x n = " + std::to_string(p.m) + " x " + std::to_string(p.n));
   // cublasLt.h, CUBLASLT_MATRIX_LAYOUT_ROWS/COLS: "Usually only values that can be expressed as
   // int32_t are supported."
   for (const std::uint64_t* l : {la, lb, lc, ld})
@@ -304,8 +307,9 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
   for (const std::uint64_t* l : {la, lb, lc, ld}) {
     const auto ldv = static_cast<std::int64_t>(l[l_ld]);
     if (ldv < 0 || static_cast<std::uint64_t>(ldv) < l[l_rows])
-      return fail(CUBLAS_STATUS_INVALID_VALUE, std::string("leading dimension of ") + names[i] + " (" + std::to_string(ldv) +
-                                                   ") is smaller than its rows (" + std::to_string(l[l_rows]) + ")");
+      return fail(CUBLAS_STATUS_INVALID_VALUE, std::string("leading dimension of ") + names[i] + " (" +
+                                                   std::to_string(ldv) + ") is smaller than its rows (" +
+                                                   std::to_string(l[l_rows]) + ")");
     ++i;
   }
   p.lda = static_cast<std::int64_t>(la[l_ld]);
@@ -320,8 +324,9 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
                         o[d_scale] == CUDA_R_32I && la[l_type] == CUDA_R_8I && lb[l_type] == CUDA_R_8I &&
                         lc[l_type] == CUDA_R_32I && ld[l_type] == CUDA_R_32I;
   if (!imma_row)
-    return fail(CUBLAS_STATUS_NOT_SUPPORTED,
-                "type combination not implemented by the stand-in (only COMPUTE_32I, scale R_32I, A/B R_8I, C/D R_32I)");
+    return fail(
+        CUBLAS_STATUS_NOT_SUPPORTED,
+        "type combination not implemented by the stand-in (only COMPUTE_32I, scale R_32I, A/B R_8I, C/D R_32I)");
   // cuBLASLt API, cublasLtMatmul, IMMA requirements with the regular (column) ordering: "Only the
   // "TN" format is supported - A must be transposed and B non-transposed"; "Leading dimensions of
   // matrices A, B, C must be multiples of 4"; "Dimensions m and k must be multiples of 4". No other
@@ -332,9 +337,10 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
   if (p.lda % 4 != 0 || p.ldb % 4 != 0 || p.ldc % 4 != 0 || p.ldd % 4 != 0)
     return fail(CUBLAS_STATUS_NOT_SUPPORTED, "int8 IMMA kernels need leading dimensions that are multiples of 4");
   if (p.m % 4 != 0 || p.k % 4 != 0)
-    return fail(CUBLAS_STATUS_NOT_SUPPORTED, "int8 IMMA kernels need m and k multiples of 4 (m = " + std::to_string(p.m) +
-                                                 ", k = " + std::to_string(p.k) + ")");
-  if (o[d_epilogue] != CUBLASLT_EPILOGUE_DEFAULT) return fail(CUBLAS_STATUS_NOT_SUPPORTED, "only CUBLASLT_EPILOGUE_DEFAULT");
+    return fail(CUBLAS_STATUS_NOT_SUPPORTED, "int8 IMMA kernels need m and k multiples of 4 (m = " +
+                                                 std::to_string(p.m) + ", k = " + std::to_string(p.k) + ")");
+  if (o[d_epilogue] != CUBLASLT_EPILOGUE_DEFAULT)
+    return fail(CUBLAS_STATUS_NOT_SUPPORTED, "only CUBLASLT_EPILOGUE_DEFAULT");
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -347,7 +353,8 @@ inline std::uint64_t alignment_of(const void* p) {
 }
 
 /// Fills up to `requested` results for a validated problem under preference values `pref`.
-inline int heuristic(const lt_problem& p, const std::uint64_t* pref, int requested, cublasLtMatmulHeuristicResult_t* out) {
+inline int heuristic(const lt_problem& p, const std::uint64_t* pref, int requested,
+                     cublasLtMatmulHeuristicResult_t* out) {
   // cuBLASLt API, cublasLtMatmul, IMMA requirements: "All matrix pointers must be 4-byte aligned."
   // An algorithm may assume the alignments the preference promises (cublasLt.h,
   // CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES: a smaller value "will exclude algorithms that can not
@@ -393,7 +400,7 @@ inline float load_element(const void* base, cudaDataType_t t, std::int64_t i) {
 
 // ---- the API ---------------------------------------------------------------------------------
 
-namespace lbd = stand_in_detail;
+namespace sid = stand_in_detail;
 
 struct cublasLtContext {
   int unused = 0;
@@ -421,17 +428,17 @@ inline const char* cublasGetStatusString(cublasStatus_t status) {
 
 // cuBLASLt API, cublasLtCreate: CUBLAS_STATUS_INVALID_VALUE "if lightHandle == NULL".
 inline cublasStatus_t cublasLtCreate(cublasLtHandle_t* lightHandle) {
-  if (lightHandle == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtCreate: lightHandle is NULL");
+  if (lightHandle == nullptr) return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtCreate: lightHandle is NULL");
   *lightHandle = new cublasLtContext();
-  lbd::add(*lightHandle, lbd::kind::lt_handle);
+  sid::add(*lightHandle, sid::kind::lt_handle);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLASLt API, cublasLtDestroy: CUBLAS_STATUS_NOT_INITIALIZED "if the cuBLASLt handle has not been
 // initialized".
 inline cublasStatus_t cublasLtDestroy(cublasLtHandle_t lightHandle) {
-  if (!lbd::remove(lightHandle, lbd::kind::lt_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtDestroy: handle not created or already destroyed");
+  if (!sid::remove(lightHandle, sid::kind::lt_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtDestroy: handle not created or already destroyed");
   delete lightHandle;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -441,24 +448,27 @@ inline cublasStatus_t cublasLtDestroy(cublasLtHandle_t lightHandle) {
 // not a cublasComputeType_t enumerator is CUBLAS_STATUS_INVALID_VALUE.
 inline cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t* matmulDesc, cublasComputeType_t computeType,
                                                cudaDataType_t scaleType) {
-  if (matmulDesc == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescCreate: matmulDesc is NULL");
+  if (matmulDesc == nullptr)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescCreate: matmulDesc is NULL");
   const int c = static_cast<int>(computeType);
-  if (c < CUBLAS_COMPUTE_16F || c > 79)  // cublas_api.h: the enumerators are 64..79
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescCreate: not a cublasComputeType_t");
+  // cublas_api.h's cublasComputeType_t enumerators: 64, 65, 68-75, 77-79.
+  if (c < 64 || c > 79 || c == 66 || c == 67 || c == 76)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescCreate: not a cublasComputeType_t");
   auto* d = new cublasLtMatmulDescOpaque_t{};
-  d->data[lbd::d_compute] = static_cast<std::uint64_t>(c);
-  d->data[lbd::d_scale] = static_cast<std::uint64_t>(scaleType);
-  d->data[lbd::d_pointer_mode] = CUBLASLT_POINTER_MODE_HOST;
-  d->data[lbd::d_transa] = d->data[lbd::d_transb] = d->data[lbd::d_transc] = CUBLAS_OP_N;
-  d->data[lbd::d_epilogue] = CUBLASLT_EPILOGUE_DEFAULT;
+  d->data[sid::d_compute] = static_cast<std::uint64_t>(c);
+  d->data[sid::d_scale] = static_cast<std::uint64_t>(scaleType);
+  d->data[sid::d_pointer_mode] = CUBLASLT_POINTER_MODE_HOST;
+  d->data[sid::d_transa] = d->data[sid::d_transb] = d->data[sid::d_transc] = CUBLAS_OP_N;
+  d->data[sid::d_epilogue] = CUBLASLT_EPILOGUE_DEFAULT;
   *matmulDesc = d;
-  lbd::add(d, lbd::kind::matmul_desc);
+  sid::add(d, sid::kind::matmul_desc);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t matmulDesc) {
-  if (!lbd::remove(matmulDesc, lbd::kind::matmul_desc))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescDestroy: descriptor not created or already destroyed");
+  if (!sid::remove(matmulDesc, sid::kind::matmul_desc))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasLtMatmulDescDestroy: descriptor not created or already destroyed");
   delete matmulDesc;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -467,35 +477,41 @@ inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t matmulDesc)
 // sizeInBytes doesn't match size of internal storage for selected attribute". Sizes: COMPUTE_TYPE,
 // SCALE_TYPE, POINTER_MODE, TRANSA/B/C int32_t; EPILOGUE uint32_t (cublasLt.h). Values are checked
 // where the real library checks them, by the heuristic and the matmul.
-inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc, cublasLtMatmulDescAttributes_t attr,
-                                                     const void* buf, std::size_t sizeInBytes) {
-  if (!lbd::alive(matmulDesc, lbd::kind::matmul_desc))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescSetAttribute: descriptor null or destroyed");
+inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmulDesc,
+                                                     cublasLtMatmulDescAttributes_t attr, const void* buf,
+                                                     std::size_t sizeInBytes) {
+  if (!sid::alive(matmulDesc, sid::kind::matmul_desc))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescSetAttribute: descriptor null or destroyed");
   int field = -1;
   switch (attr) {
-    case CUBLASLT_MATMUL_DESC_COMPUTE_TYPE: field = lbd::d_compute; break;
-    case CUBLASLT_MATMUL_DESC_SCALE_TYPE: field = lbd::d_scale; break;
-    case CUBLASLT_MATMUL_DESC_POINTER_MODE: field = lbd::d_pointer_mode; break;
-    case CUBLASLT_MATMUL_DESC_TRANSA: field = lbd::d_transa; break;
-    case CUBLASLT_MATMUL_DESC_TRANSB: field = lbd::d_transb; break;
-    case CUBLASLT_MATMUL_DESC_TRANSC: field = lbd::d_transc; break;
-    case CUBLASLT_MATMUL_DESC_EPILOGUE: field = lbd::d_epilogue; break;
+    case CUBLASLT_MATMUL_DESC_COMPUTE_TYPE: field = sid::d_compute; break;
+    case CUBLASLT_MATMUL_DESC_SCALE_TYPE: field = sid::d_scale; break;
+    case CUBLASLT_MATMUL_DESC_POINTER_MODE: field = sid::d_pointer_mode; break;
+    case CUBLASLT_MATMUL_DESC_TRANSA: field = sid::d_transa; break;
+    case CUBLASLT_MATMUL_DESC_TRANSB: field = sid::d_transb; break;
+    case CUBLASLT_MATMUL_DESC_TRANSC: field = sid::d_transc; break;
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: field = sid::d_epilogue; break;
   }
-  if (field < 0) return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulDescSetAttribute: attribute outside the stand-in's subset");
+  if (field < 0)
+    return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                     "cublasLtMatmulDescSetAttribute: attribute outside the stand-in's subset");
   if (buf == nullptr || sizeInBytes != 4)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulDescSetAttribute: buf is NULL or sizeInBytes is not 4");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasLtMatmulDescSetAttribute: buf is NULL or sizeInBytes is not 4");
   if (attr == CUBLASLT_MATMUL_DESC_EPILOGUE) {
     std::uint32_t v;
     std::memcpy(&v, buf, 4);
     if (v != CUBLASLT_EPILOGUE_DEFAULT)
-      return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulDescSetAttribute: epilogues other than DEFAULT are outside the stand-in");
+      return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                       "cublasLtMatmulDescSetAttribute: epilogues other than DEFAULT are outside the stand-in");
     matmulDesc->data[field] = v;
     return CUBLAS_STATUS_SUCCESS;
   }
   std::int32_t v;
   std::memcpy(&v, buf, 4);
   if (attr == CUBLASLT_MATMUL_DESC_POINTER_MODE && v != CUBLASLT_POINTER_MODE_HOST && v != CUBLASLT_POINTER_MODE_DEVICE)
-    return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulDescSetAttribute: pointer modes other than HOST/DEVICE are outside the stand-in");
+    return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                     "cublasLtMatmulDescSetAttribute: pointer modes other than HOST/DEVICE are outside the stand-in");
   matmulDesc->data[field] = static_cast<std::uint64_t>(static_cast<std::uint32_t>(v));
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -503,39 +519,42 @@ inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t matmul
 // cublasLt.h, cublasLtMatrixLayoutCreate: a column-major (CUBLASLT_ORDER_COL) rows x cols matrix of
 // `type` with leading dimension ld. A null output pointer is CUBLAS_STATUS_INVALID_VALUE; ld is checked
 // against the rows where the layout is used (cublasLtMatmul), since it may be changed by an attribute.
-inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* matLayout, cudaDataType_t type, std::uint64_t rows,
-                                                 std::uint64_t cols, std::int64_t ld) {
-  if (matLayout == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutCreate: matLayout is NULL");
+inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t* matLayout, cudaDataType_t type,
+                                                 std::uint64_t rows, std::uint64_t cols, std::int64_t ld) {
+  if (matLayout == nullptr)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutCreate: matLayout is NULL");
   auto* l = new cublasLtMatrixLayoutOpaque_t{};
-  l->data[lbd::l_type] = static_cast<std::uint64_t>(type);
-  l->data[lbd::l_rows] = rows;
-  l->data[lbd::l_cols] = cols;
-  l->data[lbd::l_ld] = static_cast<std::uint64_t>(ld);
-  l->data[lbd::l_order] = CUBLASLT_ORDER_COL;
+  l->data[sid::l_type] = static_cast<std::uint64_t>(type);
+  l->data[sid::l_rows] = rows;
+  l->data[sid::l_cols] = cols;
+  l->data[sid::l_ld] = static_cast<std::uint64_t>(ld);
+  l->data[sid::l_order] = CUBLASLT_ORDER_COL;
   *matLayout = l;
-  lbd::add(l, lbd::kind::layout);
+  sid::add(l, sid::kind::layout);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t matLayout) {
-  if (!lbd::remove(matLayout, lbd::kind::layout))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatrixLayoutDestroy: layout not created or already destroyed");
+  if (!sid::remove(matLayout, sid::kind::layout))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasLtMatrixLayoutDestroy: layout not created or already destroyed");
   delete matLayout;
   return CUBLAS_STATUS_SUCCESS;
 }
 
 inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t* pref) {
-  if (pref == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceCreate: pref is NULL");
+  if (pref == nullptr) return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceCreate: pref is NULL");
   auto* p = new cublasLtMatmulPreferenceOpaque_t{};
-  std::memcpy(p->data, lbd::default_preference(), sizeof p->data);
+  std::memcpy(p->data, sid::default_preference(), sizeof p->data);
   *pref = p;
-  lbd::add(p, lbd::kind::preference);
+  sid::add(p, sid::kind::preference);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t pref) {
-  if (!lbd::remove(pref, lbd::kind::preference))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceDestroy: preference not created or already destroyed");
+  if (!sid::remove(pref, sid::kind::preference))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasLtMatmulPreferenceDestroy: preference not created or already destroyed");
   delete pref;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -546,20 +565,26 @@ inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t
 inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t pref,
                                                            cublasLtMatmulPreferenceAttributes_t attr, const void* buf,
                                                            std::size_t sizeInBytes) {
-  if (!lbd::alive(pref, lbd::kind::preference))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceSetAttribute: preference null or destroyed");
+  if (!sid::alive(pref, sid::kind::preference))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceSetAttribute: preference null or destroyed");
   int field = -1;
   std::size_t size = 4;
   switch (attr) {
-    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: field = lbd::p_workspace; size = 8; break;
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: field = lbd::p_align_a; break;
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: field = lbd::p_align_b; break;
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: field = lbd::p_align_c; break;
-    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: field = lbd::p_align_d; break;
+    case CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES:
+      field = sid::p_workspace;
+      size = 8;
+      break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES: field = sid::p_align_a; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES: field = sid::p_align_b; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES: field = sid::p_align_c; break;
+    case CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES: field = sid::p_align_d; break;
   }
-  if (field < 0) return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmulPreferenceSetAttribute: attribute outside the stand-in's subset");
+  if (field < 0)
+    return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                     "cublasLtMatmulPreferenceSetAttribute: attribute outside the stand-in's subset");
   if (buf == nullptr || sizeInBytes != size)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulPreferenceSetAttribute: buf is NULL or sizeInBytes is wrong");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasLtMatmulPreferenceSetAttribute: buf is NULL or sizeInBytes is wrong");
   if (size == 8) {
     std::memcpy(&pref->data[field], buf, 8);
   } else {
@@ -579,20 +604,21 @@ inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t lightHandl
                                                      cublasLtMatmulPreference_t preference, int requestedAlgoCount,
                                                      cublasLtMatmulHeuristicResult_t heuristicResultsArray[],
                                                      int* returnAlgoCount) {
-  if (!lbd::alive(lightHandle, lbd::kind::lt_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtMatmulAlgoGetHeuristic: handle not created or destroyed");
+  if (!sid::alive(lightHandle, sid::kind::lt_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtMatmulAlgoGetHeuristic: handle not created or destroyed");
   if (requestedAlgoCount <= 0)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: requestedAlgoCount <= 0");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: requestedAlgoCount <= 0");
   if (heuristicResultsArray == nullptr || returnAlgoCount == nullptr)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: a result pointer is NULL");
-  if (!lbd::alive(preference, lbd::kind::preference))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: preference null or destroyed");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: a result pointer is NULL");
+  if (!sid::alive(preference, sid::kind::preference))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: preference null or destroyed");
   *returnAlgoCount = 0;
-  lbd::lt_problem p;
-  const cublasStatus_t s = lbd::check_problem(operationDesc, Adesc, Bdesc, Cdesc, Ddesc, p);
+  sid::lt_problem p;
+  const cublasStatus_t s = sid::check_problem(operationDesc, Adesc, Bdesc, Cdesc, Ddesc, p);
   if (s != CUBLAS_STATUS_SUCCESS) return s;
-  *returnAlgoCount = lbd::heuristic(p, preference->data, requestedAlgoCount, heuristicResultsArray);
-  if (*returnAlgoCount == 0) lbd::last_error() = "cublasLtMatmulAlgoGetHeuristic: the alignment preferences exclude every algorithm";
+  *returnAlgoCount = sid::heuristic(p, preference->data, requestedAlgoCount, heuristicResultsArray);
+  if (*returnAlgoCount == 0)
+    sid::last_error() = "cublasLtMatmulAlgoGetHeuristic: the alignment preferences exclude every algorithm";
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -608,62 +634,74 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmu
                                      const void* A, cublasLtMatrixLayout_t Adesc, const void* B,
                                      cublasLtMatrixLayout_t Bdesc, const void* beta, const void* C,
                                      cublasLtMatrixLayout_t Cdesc, void* D, cublasLtMatrixLayout_t Ddesc,
-                                     const cublasLtMatmulAlgo_t* algo, void* workspace, std::size_t workspaceSizeInBytes,
-                                     cudaStream_t stream) {
+                                     const cublasLtMatmulAlgo_t* algo, void* workspace,
+                                     std::size_t workspaceSizeInBytes, cudaStream_t stream) {
   (void)stream;  // stream-ordered work runs immediately in the SIMT build
-  if (!lbd::alive(lightHandle, lbd::kind::lt_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtMatmul: handle not created or destroyed");
-  lbd::lt_problem p;
-  const cublasStatus_t s = lbd::check_problem(computeDesc, Adesc, Bdesc, Cdesc, Ddesc, p);
+  if (!sid::alive(lightHandle, sid::kind::lt_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasLtMatmul: handle not created or destroyed");
+  sid::lt_problem p;
+  const cublasStatus_t s = sid::check_problem(computeDesc, Adesc, Bdesc, Cdesc, Ddesc, p);
   if (s != CUBLAS_STATUS_SUCCESS) return s;
-  if (alpha == nullptr || beta == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: alpha or beta is NULL");
+  if (alpha == nullptr || beta == nullptr)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: alpha or beta is NULL");
   std::int32_t al, be;
   std::memcpy(&al, alpha, 4);
   std::memcpy(&be, beta, 4);
   const bool work = p.m > 0 && p.n > 0;
   if (work && (D == nullptr || (p.k > 0 && (A == nullptr || B == nullptr)) || (be != 0 && C == nullptr)))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: A, B, D (or C with beta != 0) is NULL");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: A, B, D (or C with beta != 0) is NULL");
   if (workspace == nullptr && workspaceSizeInBytes != 0)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace is NULL with a nonzero size");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace is NULL with a nonzero size");
   // cuBLASLt API, cublasLtMatmul, parameter workspace: "Must be 256B aligned (i.e. lowest 8 bits of
   // address must be 0)."
-  if (workspace != nullptr && lbd::alignment_of(workspace) < 256)
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace is not 256-byte aligned");
+  if (workspace != nullptr && sid::alignment_of(workspace) < 256)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace is not 256-byte aligned");
   cublasLtMatmulAlgo_t chosen{};
   if (algo == nullptr) {
-    std::uint64_t pref[8] = {workspaceSizeInBytes, lbd::alignment_of(A), lbd::alignment_of(B), lbd::alignment_of(C),
-                             lbd::alignment_of(D), 0, 0, 0};
-    if (C == nullptr) pref[lbd::p_align_c] = 256;
+    std::uint64_t pref[8] = {workspaceSizeInBytes,
+                             sid::alignment_of(A),
+                             sid::alignment_of(B),
+                             sid::alignment_of(C),
+                             sid::alignment_of(D),
+                             0,
+                             0,
+                             0};
+    if (C == nullptr) pref[sid::p_align_c] = 256;
     cublasLtMatmulHeuristicResult_t r{};
-    if (lbd::heuristic(p, pref, 1, &r) == 0)
-      return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmul: no algorithm for the pointers' alignment");
+    if (sid::heuristic(p, pref, 1, &r) == 0)
+      return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasLtMatmul: no algorithm for the pointers' alignment");
     chosen = r.algo;
   } else {
     chosen = *algo;
-    if (chosen.data[lbd::a_magic] != lbd::algo_magic || chosen.data[lbd::a_fingerprint] != p.fingerprint())
-      return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: algo was not returned by a heuristic query for this problem");
+    if (chosen.data[sid::a_magic] != sid::algo_magic || chosen.data[sid::a_fingerprint] != p.fingerprint())
+      return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                       "cublasLtMatmul: algo was not returned by a heuristic query for this problem");
   }
-  if (workspaceSizeInBytes < chosen.data[lbd::a_workspace])
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace of " + std::to_string(workspaceSizeInBytes) +
-                                                      " bytes, the algo needs " + std::to_string(chosen.data[lbd::a_workspace]));
+  if (workspaceSizeInBytes < chosen.data[sid::a_workspace])
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmul: workspace of " +
+                                                      std::to_string(workspaceSizeInBytes) + " bytes, the algo needs " +
+                                                      std::to_string(chosen.data[sid::a_workspace]));
   const void* ptrs[4] = {A, B, C, D};
   for (int i = 0; i < 4; ++i)
-    if (ptrs[i] != nullptr && lbd::alignment_of(ptrs[i]) < chosen.data[lbd::a_align_a + i])
-      return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, std::string("cublasLtMatmul: ") + "ABCD"[i] + " is aligned to " +
-                                                        std::to_string(lbd::alignment_of(ptrs[i])) + " bytes, the algo needs " +
-                                                        std::to_string(chosen.data[lbd::a_align_a + i]));
+    if (ptrs[i] != nullptr && sid::alignment_of(ptrs[i]) < chosen.data[sid::a_align_a + i])
+      return sid::fail(CUBLAS_STATUS_INVALID_VALUE, std::string("cublasLtMatmul: ") + "ABCD"[i] + " is aligned to " +
+                                                        std::to_string(sid::alignment_of(ptrs[i])) +
+                                                        " bytes, the algo needs " +
+                                                        std::to_string(chosen.data[sid::a_align_a + i]));
   if (work) {
     const auto* a = static_cast<const std::int8_t*>(A);
     const auto* b = static_cast<const std::int8_t*>(B);
     const auto* c = static_cast<const std::int32_t*>(C);
     auto* d = static_cast<std::int32_t*>(D);
-    const auto m = static_cast<std::int64_t>(p.m), n = static_cast<std::int64_t>(p.n), k = static_cast<std::int64_t>(p.k);
-    const std::int64_t split = static_cast<std::int64_t>(chosen.data[lbd::a_split]);
+    const auto m = static_cast<std::int64_t>(p.m), n = static_cast<std::int64_t>(p.n),
+               k = static_cast<std::int64_t>(p.k);
+    const std::int64_t split = static_cast<std::int64_t>(chosen.data[sid::a_split]);
     // TN: op(A)(i, l) = A[l + i lda], op(B)(l, j) = B[l + j ldb]. Wrapping 32-bit arithmetic.
     auto partial = [&](std::int64_t i, std::int64_t j, std::int64_t l0, std::int64_t l1) {
       std::uint32_t acc = 0;
       for (std::int64_t l = l0; l < l1; ++l)
-        acc += static_cast<std::uint32_t>(static_cast<std::int32_t>(a[l + i * p.lda]) * static_cast<std::int32_t>(b[l + j * p.ldb]));
+        acc += static_cast<std::uint32_t>(static_cast<std::int32_t>(a[l + i * p.lda]) *
+                                          static_cast<std::int32_t>(b[l + j * p.ldb]));
       return acc;
     };
     std::uint32_t* planes = static_cast<std::uint32_t*>(workspace);  // split-K: two m x n planes
@@ -683,30 +721,30 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmu
         d[i + j * p.ldd] = static_cast<std::int32_t>(r);
       }
   }
-  lbd::objects().lt_matmul.fetch_add(1);
+  sid::objects().lt_matmul.fetch_add(1);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLAS API, cublasCreate: CUBLAS_STATUS_INVALID_VALUE "if handle == NULL".
 inline cublasStatus_t cublasCreate(cublasHandle_t* handle) {
-  if (handle == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasCreate: handle is NULL");
+  if (handle == nullptr) return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasCreate: handle is NULL");
   *handle = new cublasContext();
-  lbd::add(*handle, lbd::kind::blas_handle);
+  sid::add(*handle, sid::kind::blas_handle);
   return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLAS API, cublasDestroy: CUBLAS_STATUS_NOT_INITIALIZED "the library was not initialized".
 inline cublasStatus_t cublasDestroy(cublasHandle_t handle) {
-  if (!lbd::remove(handle, lbd::kind::blas_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasDestroy: handle not created or already destroyed");
+  if (!sid::remove(handle, sid::kind::blas_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasDestroy: handle not created or already destroyed");
   delete handle;
   return CUBLAS_STATUS_SUCCESS;
 }
 
 // cuBLAS API, cublasSetStream: CUBLAS_STATUS_NOT_INITIALIZED "the library was not initialized".
 inline cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t streamId) {
-  if (!lbd::alive(handle, lbd::kind::blas_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasSetStream: handle not created or destroyed");
+  if (!sid::alive(handle, sid::kind::blas_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasSetStream: handle not created or destroyed");
   handle->stream = streamId;
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -719,43 +757,49 @@ inline cublasStatus_t cublasSetStream(cublasHandle_t handle, cudaStream_t stream
 // otherwise, or if ldc < max(1, m)"; CUBLAS_STATUS_NOT_SUPPORTED "the combination of the parameters
 // Atype, Btype and Ctype or the algorithm, algo is not supported". Summation order: see the file
 // comment.
-inline cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m, int n,
-                                   int k, const void* alpha, const void* A, cudaDataType_t Atype, int lda, const void* B,
-                                   cudaDataType_t Btype, int ldb, const void* beta, void* C, cudaDataType_t Ctype, int ldc,
-                                   cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-  if (!lbd::alive(handle, lbd::kind::blas_handle))
-    return lbd::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasGemmEx: handle not created or destroyed");
-  if (m < 0 || n < 0 || k < 0) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: m, n or k is negative");
-  if (!lbd::valid_op(static_cast<std::uint64_t>(transa)) || !lbd::valid_op(static_cast<std::uint64_t>(transb)))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: transa/transb is not CUBLAS_OP_N, _T or _C");
+inline cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb, int m,
+                                   int n, int k, const void* alpha, const void* A, cudaDataType_t Atype, int lda,
+                                   const void* B, cudaDataType_t Btype, int ldb, const void* beta, void* C,
+                                   cudaDataType_t Ctype, int ldc, cublasComputeType_t computeType,
+                                   cublasGemmAlgo_t algo) {
+  if (!sid::alive(handle, sid::kind::blas_handle))
+    return sid::fail(CUBLAS_STATUS_NOT_INITIALIZED, "cublasGemmEx: handle not created or destroyed");
+  if (m < 0 || n < 0 || k < 0) return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: m, n or k is negative");
+  if (!sid::valid_op(static_cast<std::uint64_t>(transa)) || !sid::valid_op(static_cast<std::uint64_t>(transb)))
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: transa/transb is not CUBLAS_OP_N, _T or _C");
   const int max1m = m > 1 ? m : 1, max1n = n > 1 ? n : 1, max1k = k > 1 ? k : 1;
   if (lda < (transa == CUBLAS_OP_N ? max1m : max1k))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: lda = " + std::to_string(lda) + " is below the rows of A");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasGemmEx: lda = " + std::to_string(lda) + " is below the rows of A");
   if (ldb < (transb == CUBLAS_OP_N ? max1k : max1n))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: ldb = " + std::to_string(ldb) + " is below the rows of B");
-  if (ldc < max1m) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: ldc = " + std::to_string(ldc) + " < max(1, m)");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE,
+                     "cublasGemmEx: ldb = " + std::to_string(ldb) + " is below the rows of B");
+  if (ldc < max1m)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: ldc = " + std::to_string(ldc) + " < max(1, m)");
   const int ai = static_cast<int>(algo);
   if (!((ai >= CUBLAS_GEMM_DEFAULT && ai <= CUBLAS_GEMM_ALGO23) ||
         (ai >= CUBLAS_GEMM_DEFAULT_TENSOR_OP && ai <= CUBLAS_GEMM_ALGO15_TENSOR_OP)))
-    return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx: algo is not a cublasGemmAlgo_t the stand-in accepts");
+    return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx: algo is not a cublasGemmAlgo_t the stand-in accepts");
   // Supported combinations: cuBLAS API, cublasGemmEx, table "computeType CUBLAS_COMPUTE_32F, scaleType
   // CUDA_R_32F": Atype = Btype = CUDA_R_16F, CUDA_R_16BF or CUDA_R_32F with Ctype CUDA_R_32F are rows of
   // it (the table's other rows, e.g. 16-bit output, are not implemented by the stand-in).
   const bool compute32f = computeType == CUBLAS_COMPUTE_32F || computeType == CUBLAS_COMPUTE_32F_PEDANTIC;
   const bool in_ok = Atype == CUDA_R_16F || Atype == CUDA_R_16BF || Atype == CUDA_R_32F;
   if (!compute32f || !in_ok || Btype != Atype || Ctype != CUDA_R_32F)
-    return lbd::fail(CUBLAS_STATUS_NOT_SUPPORTED, "cublasGemmEx: type combination not supported (stand-in: COMPUTE_32F, "
-                                                  "A = B in {R_16F, R_16BF, R_32F}, C R_32F)");
-  if (alpha == nullptr || beta == nullptr) return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: alpha or beta is NULL");
+    return sid::fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                     "cublasGemmEx: type combination not supported (stand-in: COMPUTE_32F, "
+                     "A = B in {R_16F, R_16BF, R_32F}, C R_32F)");
+  if (alpha == nullptr || beta == nullptr)
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: alpha or beta is NULL");
   if (m == 0 || n == 0) {
-    lbd::objects().gemm_ex.fetch_add(1);
+    sid::objects().gemm_ex.fetch_add(1);
     return CUBLAS_STATUS_SUCCESS;  // nothing to compute
   }
   float al, be;
   std::memcpy(&al, alpha, 4);
   std::memcpy(&be, beta, 4);
   if (C == nullptr || (k > 0 && (A == nullptr || B == nullptr)))
-    return lbd::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: A, B or C is NULL");
+    return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: A, B or C is NULL");
   auto* c = static_cast<float*>(C);
   constexpr int slice = 16;
   for (std::int64_t j = 0; j < n; ++j)
@@ -765,8 +809,8 @@ inline cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t tran
         float part = 0.0f;
         const std::int64_t l1 = l0 + slice < k ? l0 + slice : k;
         for (std::int64_t l = l0; l < l1; ++l) {
-          const float x = lbd::load_element(A, Atype, transa == CUBLAS_OP_N ? i + l * lda : l + i * lda);
-          const float y = lbd::load_element(B, Btype, transb == CUBLAS_OP_N ? l + j * ldb : j + l * ldb);
+          const float x = sid::load_element(A, Atype, transa == CUBLAS_OP_N ? i + l * lda : l + i * lda);
+          const float y = sid::load_element(B, Btype, transb == CUBLAS_OP_N ? l + j * ldb : j + l * ldb);
           part = std::fmaf(x, y, part);
         }
         total = l0 == 0 ? part : total + part;
@@ -775,7 +819,7 @@ inline cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t tran
       if (be != 0.0f) r = std::fmaf(be, c[i + j * ldc], r);
       c[i + j * ldc] = r;
     }
-  lbd::objects().gemm_ex.fetch_add(1);
+  sid::objects().gemm_ex.fetch_add(1);
   return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -804,5 +848,57 @@ inline cublas_call_counts cublas_calls() {
 }  // namespace simt
 LOWBIT_NAMESPACE_END
 
-// The real API lives in the global namespace.
-using namespace lowbit_simt_cublas;  // NOLINT(google-build-using-namespace)
+// The real API lives in the global namespace: exactly the API's names go there (not the stand-in's
+// internals). A translation unit that also includes the real headers (to compare them) defines
+// LOWBIT_SIMT_CUBLAS_NO_GLOBAL_NAMES and qualifies the stand-in's names.
+#if !defined(LOWBIT_SIMT_CUBLAS_NO_GLOBAL_NAMES)
+using lowbit_simt_cublas::cublasComputeType_t, lowbit_simt_cublas::CUBLAS_COMPUTE_16F,
+    lowbit_simt_cublas::CUBLAS_COMPUTE_16F_PEDANTIC, lowbit_simt_cublas::CUBLAS_COMPUTE_32F,
+    lowbit_simt_cublas::CUBLAS_COMPUTE_32F_PEDANTIC, lowbit_simt_cublas::CUBLAS_COMPUTE_32F_FAST_16F,
+    lowbit_simt_cublas::CUBLAS_COMPUTE_32F_FAST_16BF, lowbit_simt_cublas::CUBLAS_COMPUTE_32F_FAST_TF32,
+    lowbit_simt_cublas::CUBLAS_COMPUTE_64F, lowbit_simt_cublas::CUBLAS_COMPUTE_64F_PEDANTIC,
+    lowbit_simt_cublas::CUBLAS_COMPUTE_32I, lowbit_simt_cublas::CUBLAS_COMPUTE_32I_PEDANTIC;
+using lowbit_simt_cublas::cublasContext, lowbit_simt_cublas::cublasHandle_t, lowbit_simt_cublas::cublasLtContext,
+    lowbit_simt_cublas::cublasLtHandle_t, lowbit_simt_cublas::cublasLtMatrixLayoutOpaque_t,
+    lowbit_simt_cublas::cublasLtMatrixLayout_t, lowbit_simt_cublas::cublasLtMatmulAlgo_t,
+    lowbit_simt_cublas::cublasLtMatmulDescOpaque_t, lowbit_simt_cublas::cublasLtMatmulDesc_t,
+    lowbit_simt_cublas::cublasLtMatmulPreferenceOpaque_t, lowbit_simt_cublas::cublasLtMatmulPreference_t,
+    lowbit_simt_cublas::cublasLtMatmulHeuristicResult_t;
+using lowbit_simt_cublas::cublasGemmAlgo_t, lowbit_simt_cublas::CUBLAS_GEMM_DFALT,
+    lowbit_simt_cublas::CUBLAS_GEMM_DEFAULT, lowbit_simt_cublas::CUBLAS_GEMM_ALGO0,
+    lowbit_simt_cublas::CUBLAS_GEMM_ALGO23, lowbit_simt_cublas::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+    lowbit_simt_cublas::CUBLAS_GEMM_DFALT_TENSOR_OP, lowbit_simt_cublas::CUBLAS_GEMM_ALGO0_TENSOR_OP,
+    lowbit_simt_cublas::CUBLAS_GEMM_ALGO15_TENSOR_OP;
+using lowbit_simt_cublas::cublasGetStatusString, lowbit_simt_cublas::cublasLtCreate,
+    lowbit_simt_cublas::cublasLtDestroy, lowbit_simt_cublas::cublasLtMatmulDescCreate,
+    lowbit_simt_cublas::cublasLtMatmulDescDestroy, lowbit_simt_cublas::cublasLtMatmulDescSetAttribute,
+    lowbit_simt_cublas::cublasLtMatrixLayoutCreate, lowbit_simt_cublas::cublasLtMatrixLayoutDestroy,
+    lowbit_simt_cublas::cublasLtMatmulPreferenceCreate, lowbit_simt_cublas::cublasLtMatmulPreferenceDestroy,
+    lowbit_simt_cublas::cublasLtMatmulPreferenceSetAttribute, lowbit_simt_cublas::cublasLtMatmulAlgoGetHeuristic,
+    lowbit_simt_cublas::cublasLtMatmul, lowbit_simt_cublas::cublasCreate, lowbit_simt_cublas::cublasDestroy,
+    lowbit_simt_cublas::cublasSetStream, lowbit_simt_cublas::cublasGemmEx;
+using lowbit_simt_cublas::cublasLtMatmulDescAttributes_t, lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_COMPUTE_TYPE,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_SCALE_TYPE, lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_POINTER_MODE,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_TRANSA, lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_TRANSB,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_TRANSC, lowbit_simt_cublas::CUBLASLT_MATMUL_DESC_EPILOGUE;
+using lowbit_simt_cublas::cublasLtMatmulPreferenceAttributes_t,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+    lowbit_simt_cublas::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES;
+using lowbit_simt_cublas::cublasLtPointerMode_t, lowbit_simt_cublas::CUBLASLT_POINTER_MODE_HOST,
+    lowbit_simt_cublas::CUBLASLT_POINTER_MODE_DEVICE, lowbit_simt_cublas::cublasLtOrder_t,
+    lowbit_simt_cublas::CUBLASLT_ORDER_COL, lowbit_simt_cublas::cublasLtEpilogue_t,
+    lowbit_simt_cublas::CUBLASLT_EPILOGUE_DEFAULT;
+using lowbit_simt_cublas::cublasOperation_t, lowbit_simt_cublas::CUBLAS_OP_N, lowbit_simt_cublas::CUBLAS_OP_T,
+    lowbit_simt_cublas::CUBLAS_OP_C, lowbit_simt_cublas::CUBLAS_OP_HERMITAN, lowbit_simt_cublas::CUBLAS_OP_CONJG;
+using lowbit_simt_cublas::cublasPointerMode_t, lowbit_simt_cublas::CUBLAS_POINTER_MODE_HOST,
+    lowbit_simt_cublas::CUBLAS_POINTER_MODE_DEVICE;
+using lowbit_simt_cublas::cublasStatus_t, lowbit_simt_cublas::CUBLAS_STATUS_SUCCESS,
+    lowbit_simt_cublas::CUBLAS_STATUS_NOT_INITIALIZED, lowbit_simt_cublas::CUBLAS_STATUS_ALLOC_FAILED,
+    lowbit_simt_cublas::CUBLAS_STATUS_INVALID_VALUE, lowbit_simt_cublas::CUBLAS_STATUS_ARCH_MISMATCH,
+    lowbit_simt_cublas::CUBLAS_STATUS_MAPPING_ERROR, lowbit_simt_cublas::CUBLAS_STATUS_EXECUTION_FAILED,
+    lowbit_simt_cublas::CUBLAS_STATUS_INTERNAL_ERROR, lowbit_simt_cublas::CUBLAS_STATUS_NOT_SUPPORTED,
+    lowbit_simt_cublas::CUBLAS_STATUS_LICENSE_ERROR;
+#endif
