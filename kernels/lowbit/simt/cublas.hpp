@@ -17,14 +17,21 @@
 ///   the one type row lowbit uses: CUBLAS_COMPUTE_32I, scale type CUDA_R_32I, A and B CUDA_R_8I,
 ///   C and D CUDA_R_32I ("IMMA" kernels). Products and sums are exact in 32-bit two's complement
 ///   (wrapping, as the integer tensor-core instructions do); the result does not depend on order.
-///   cuBLASLt has no non-IMMA kernel for this row, so the documented IMMA requirements (TN, m and k
-///   multiples of 4, leading dimensions multiples of 4, 4-byte aligned pointers) decide whether an
-///   algorithm exists: cublasLtMatmulAlgoGetHeuristic returns CUBLAS_STATUS_NOT_SUPPORTED for a
-///   configuration no kernel takes, and zero results when the preferences' alignments exclude all.
-///   The heuristic offers two algorithms: a split-K one (two int32 partial-sum planes in the
-///   workspace, 8 m n bytes) when the workspace preference allows it, and a direct one (no workspace).
-///   An algorithm needs the pointer alignments the preference promised (default 256 bytes), as the
-///   documentation of CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES says heuristics may assume.
+///   The documentation gives this row's kernels as IMMA kernels with requirements (TN, m and k
+///   multiples of 4, leading dimensions multiples of 4, 4-byte aligned pointers); the stand-in
+///   models the row as served by IMMA kernels only, so these requirements decide whether an
+///   algorithm exists: cublasLtMatmulAlgoGetHeuristic (and cublasLtMatmul) return
+///   CUBLAS_STATUS_NOT_SUPPORTED for a configuration no kernel takes, and the heuristic returns zero
+///   results when the preferences' alignments exclude every algorithm.
+///
+///   Stand-in choices (the documentation leaves them open; each is the strictest reading, so that a
+///   launcher passing here does not depend on a particular library version's leniency): the
+///   heuristic offers two algorithms, a split-K one (two int32 partial-sum planes in the workspace,
+///   8 m n bytes, really used) when the workspace preference allows it, then a direct one (no
+///   workspace). An algorithm needs the pointer alignments the preference promised (default 256
+///   bytes: CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES says algorithms may rely on them); a pointer
+///   aligned less than its algorithm needs is CUBLAS_STATUS_INVALID_VALUE (parameters "in conflict").
+///   An algo not returned by a heuristic query for the same problem is CUBLAS_STATUS_INVALID_VALUE.
 /// - cublasGemmEx with CUBLAS_COMPUTE_32F (or _PEDANTIC), float alpha/beta, A and B both CUDA_R_16F,
 ///   CUDA_R_16BF or CUDA_R_32F, C CUDA_R_32F. Summation order (the stand-in's own; the real library's
 ///   order is unspecified and differs by kernel): for each output, k is cut into consecutive slices of
@@ -243,7 +250,6 @@ struct lt_problem {
   cublasOperation_t ta = CUBLAS_OP_N, tb = CUBLAS_OP_N;
   std::uint64_t m = 0, n = 0, k = 0;
   std::int64_t lda = 0, ldb = 0, ldc = 0, ldd = 0;
-  bool device_pointers = false;
   std::uint64_t fingerprint() const {
     std::uint64_t h = 1469598103934665603ull;
     for (std::uint64_t v : {std::uint64_t(ta), std::uint64_t(tb), m, n, k, std::uint64_t(lda), std::uint64_t(ldb),
@@ -277,7 +283,8 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
     return fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_TRANSC must be CUBLAS_OP_N");
   p.ta = static_cast<cublasOperation_t>(o[d_transa]);
   p.tb = static_cast<cublasOperation_t>(o[d_transb]);
-  p.device_pointers = o[d_pointer_mode] == CUBLASLT_POINTER_MODE_DEVICE;
+  // Pointer mode HOST or DEVICE: alpha and beta are read where they point, in either mode (the SIMT
+  // build's device memory is host memory).
   // Shapes: op(A) is m x k, op(B) k x n, C and D m x n (cuBLASLt API, cublasLtMatmul: "D = alpha *
   // (A * B) + beta * (C)"; a layout's rows and columns are those of the stored matrix, before op).
   const std::uint64_t* la = a->data;
@@ -329,9 +336,10 @@ inline cublasStatus_t check_problem(cublasLtMatmulDesc_t op, cublasLtMatrixLayou
         "type combination not implemented by the stand-in (only COMPUTE_32I, scale R_32I, A/B R_8I, C/D R_32I)");
   // cuBLASLt API, cublasLtMatmul, IMMA requirements with the regular (column) ordering: "Only the
   // "TN" format is supported - A must be transposed and B non-transposed"; "Leading dimensions of
-  // matrices A, B, C must be multiples of 4"; "Dimensions m and k must be multiples of 4". No other
-  // kernel takes this type row, so there is no algorithm: CUBLAS_STATUS_NOT_SUPPORTED, "if current
-  // implementation on selected device doesn't support configured operation" (cublasLt.h).
+  // matrices A, B, C must be multiples of 4"; "Dimensions m and k must be multiples of 4". In the
+  // stand-in's model no other kernel takes this type row, so there is no algorithm:
+  // CUBLAS_STATUS_NOT_SUPPORTED, "if current implementation on selected device doesn't support
+  // configured operation" (cublasLt.h).
   if (p.ta == CUBLAS_OP_N || p.tb != CUBLAS_OP_N)
     return fail(CUBLAS_STATUS_NOT_SUPPORTED, "int8 IMMA kernels take only the TN form (A transposed, B not)");
   if (p.lda % 4 != 0 || p.ldb % 4 != 0 || p.ldc % 4 != 0 || p.ldd % 4 != 0)
