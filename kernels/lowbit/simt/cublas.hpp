@@ -11,6 +11,9 @@
 /// Level-3 Function Reference"/"BLAS-like Extension" for cublasGemmEx) or the comments of CUDA 13.0's
 /// cublasLt.h, which state the return codes of each function. tests/kernels/cublas_api_conformance.cpp
 /// checks every enumerator value, struct size and function signature here against the real headers.
+/// Quotes marked "cublasLt.h"/"cublas_api.h" were checked against CUDA 13.0's headers; quotes marked
+/// "cuBLAS API"/"cuBLASLt API" are from the HTML documentation's sections of those names and were
+/// not re-read for this file (no copy of the pages was at hand): check them when the toolkit moves.
 ///
 /// What it implements:
 /// - cublasLtMatmul (D = alpha op(A) op(B) + beta C, column-major layouts with leading dimensions) for
