@@ -335,15 +335,17 @@ void check_cublaslt_gemm(cublasLtHandle_t lt, std::int64_t M, std::int64_t N, st
 TEST(Int8Libraries, CublasLtGemmExactOrDeclined) {
   LOWBIT_SEED_TRACE();
   library_handles h;
-  for (std::size_t ws : {std::size_t{0}, std::size_t{1} << 20}) {
-    check_cublaslt_gemm(h.lt, 33, 96, 64, 0, 0, ws);
-    check_cublaslt_gemm(h.lt, 1, 128, 256, 0, 0, ws);
-    check_cublaslt_gemm(h.lt, 7, 20, 1028, -1, 0, ws);  // -128 x -128 sums: 1028 * 16384
-    check_cublaslt_gemm(h.lt, 5, 8, 96, 1, 0, ws);      // -128 x 127
-    check_cublaslt_gemm(h.lt, 8, 8, 30, 0, 0, ws);      // K % 4 != 0: declined
-    check_cublaslt_gemm(h.lt, 4, 6, 8, 0, 0, ws);       // N % 4 != 0: declined
-    check_cublaslt_gemm(h.lt, 4, 8, 8, 0, 4, ws);       // A only 4-byte aligned: declined
-  }
+  kt::for_each_order([&] {
+    for (std::size_t ws : {std::size_t{0}, std::size_t{1} << 20}) {
+      check_cublaslt_gemm(h.lt, 33, 96, 64, 0, 0, ws);
+      check_cublaslt_gemm(h.lt, 1, 128, 256, 0, 0, ws);
+      check_cublaslt_gemm(h.lt, 7, 20, 1028, -1, 0, ws);  // -128 x -128 sums: 1028 * 16384
+      check_cublaslt_gemm(h.lt, 5, 8, 96, 1, 0, ws);      // -128 x 127
+      check_cublaslt_gemm(h.lt, 8, 8, 30, 0, 0, ws);      // K % 4 != 0: declined, fallback kernel
+      check_cublaslt_gemm(h.lt, 4, 6, 8, 0, 0, ws);       // N % 4 != 0: declined, fallback kernel
+      check_cublaslt_gemm(h.lt, 4, 8, 8, 0, 4, ws);       // A only 4-byte aligned: declined, fallback kernel
+    }
+  });
   // A workspace that is not 256-byte aligned is the caller's error (cuBLASLt requires it).
   kt::buffer<std::int8_t> da(64), db(64);
   kt::buffer<std::int32_t> dc(64);
@@ -506,18 +508,20 @@ TEST(Int8Libraries, MatmulWithHandlesMatchesHost) {
   LOWBIT_SEED_TRACE();
   library_handles h;
   using lowbit::int8::matmul_mode;
-  for (cublasHandle_t blas : {static_cast<cublasHandle_t>(nullptr), h.blas}) {
-    for (float t : {0.0f, 6.0f}) {
-      check_matmul_libraries<float>(h.lt, blas, 5, 40, 20, t, matmul_mode::split);     // cuBLASLt takes it
-      check_matmul_libraries<lowbit::f16>(h.lt, blas, 6, 64, 36, t, matmul_mode::split);
-      check_matmul_libraries<lowbit::bf16>(h.lt, blas, 4, 96, 12, t, matmul_mode::split);
-      check_matmul_libraries<lowbit::f16>(h.lt, blas, 3, 37, 8, t, matmul_mode::split);  // K % 4 != 0: fallback kernel
-      check_matmul_libraries<float>(h.lt, blas, 2, 16, 10, t, matmul_mode::split);       // N % 4 != 0: fallback kernel
+  kt::for_each_order([&] {
+    for (cublasHandle_t blas : {static_cast<cublasHandle_t>(nullptr), h.blas}) {
+      for (float t : {0.0f, 6.0f}) {
+        check_matmul_libraries<float>(h.lt, blas, 5, 40, 20, t, matmul_mode::split);  // cuBLASLt takes it
+        check_matmul_libraries<lowbit::f16>(h.lt, blas, 6, 64, 36, t, matmul_mode::split);
+        check_matmul_libraries<lowbit::bf16>(h.lt, blas, 4, 96, 12, t, matmul_mode::split);
+        check_matmul_libraries<lowbit::f16>(h.lt, blas, 3, 37, 8, t, matmul_mode::split);  // K % 4 != 0: fallback
+        check_matmul_libraries<float>(h.lt, blas, 2, 16, 10, t, matmul_mode::split);       // N % 4 != 0: fallback
+      }
+      check_matmul_libraries<lowbit::f16>(h.lt, blas, 4, 72, 12, 6.0f, matmul_mode::weight_only);  // 72 terms
+      check_matmul_libraries<lowbit::bf16>(h.lt, blas, 3, 40, 8, 0.0f, matmul_mode::weight_only);
+      check_matmul_libraries<float>(h.lt, blas, 2, 33, 4, 6.0f, matmul_mode::weight_only);
+      if (::testing::Test::HasFatalFailure()) return;
     }
-    check_matmul_libraries<lowbit::f16>(h.lt, blas, 4, 72, 12, 6.0f, matmul_mode::weight_only);  // every column, 72 terms
-    check_matmul_libraries<lowbit::bf16>(h.lt, blas, 3, 40, 8, 0.0f, matmul_mode::weight_only);
-    check_matmul_libraries<float>(h.lt, blas, 2, 33, 4, 6.0f, matmul_mode::weight_only);
-    if (::testing::Test::HasFatalFailure()) return;
-  }
+  });
 }
 }  // namespace kt8
