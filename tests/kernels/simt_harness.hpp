@@ -8,6 +8,7 @@
 #include <lowbit/cuda/detail/arch.cuh>
 #include <lowbit/simt/cublas.hpp>
 
+#include <cstring>
 #include <functional>
 #include <vector>
 
@@ -15,17 +16,32 @@
 
 namespace kt {
 
-/// "Device" storage: host memory, since the SIMT executor runs kernels on the CPU.
+/// "Device" storage: exactly n elements of simt::device_malloc memory (host memory between
+/// redzones, watched by the executor's checker), zeroed on creation as the GPU harness does with
+/// cudaMemset, or holding a copy of `v`.
 template <class T>
 class buffer {
  public:
-  explicit buffer(std::size_t n) : data_(n) {}
-  explicit buffer(const std::vector<T>& v) : data_(v) {}
-  T* get() { return data_.data(); }
-  std::vector<T> download() const { return data_; }
+  explicit buffer(std::size_t n) : n_(n), p_(static_cast<T*>(lowbit::simt::device_malloc(n * sizeof(T)))) {
+    std::memset(static_cast<void*>(p_), 0, n * sizeof(T));
+    lowbit::simt::device_written(p_, n * sizeof(T));
+  }
+  explicit buffer(const std::vector<T>& v) : buffer(v.size()) {
+    if (!v.empty()) std::memcpy(static_cast<void*>(p_), v.data(), v.size() * sizeof(T));
+  }
+  ~buffer() { lowbit::simt::device_free(p_); }
+  buffer(const buffer&) = delete;
+  buffer& operator=(const buffer&) = delete;
+  T* get() { return p_; }
+  std::vector<T> download() const {
+    std::vector<T> v(n_);
+    if (n_ != 0) std::memcpy(static_cast<void*>(v.data()), p_, n_ * sizeof(T));
+    return v;
+  }
 
  private:
-  std::vector<T> data_;
+  std::size_t n_;
+  T* p_;
 };
 
 /// GEMMs run by the cuBLAS(Lt) library so far: counted by the SIMT build's stand-in, not on a GPU.

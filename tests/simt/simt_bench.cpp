@@ -15,8 +15,8 @@ namespace {
 /// Block b of `Threads * Per` elements: absmax[b] = max |x|, q[i] = round(x[i] / absmax * 127).
 template <int Threads, int Per>
 __global__ void absmax_int8(const float* x, long long n, signed char* q, float* absmax) {
-  __shared__ float warp_max[Threads / 32];
-  __shared__ float s_absmax;
+  LOWBIT_SHARED(float[Threads / 32], warp_max);
+  LOWBIT_SHARED(float, s_absmax);
   const long long base = static_cast<long long>(blockIdx.x) * Threads * Per;
   float v[Per];
   float m = 0.0f;

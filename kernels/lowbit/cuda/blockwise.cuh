@@ -92,7 +92,7 @@ __device__ __forceinline__ float load_float(const T* p) {
 /// 16 bytes of T at p (16-byte aligned) as floats: 4 for float32, 8 for 16-bit types.
 template <class T>
 __device__ __forceinline__ void load16(const T* p, float* v) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const uint4 raw = load_vector<uint4>(p);
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
   if constexpr (sizeof(T) == 4) {
     for (int k = 0; k < 4; ++k) v[k] = __uint_as_float(w[k]);
@@ -127,7 +127,7 @@ __device__ __forceinline__ void store16(T* p, const T* v) {
   raw.y = w[1];
   raw.z = w[2];
   raw.w = w[3];
-  *reinterpret_cast<uint4*>(p) = raw;
+  store_vector(p, raw);
 }
 
 __device__ __forceinline__ bool is_aligned16(const void* p) {
@@ -141,8 +141,9 @@ __device__ __forceinline__ bool is_aligned16(const void* p) {
 template <class T>
 __global__ void stats_kernel(const T* x, std::int64_t n, std::int64_t bs, std::int64_t chunks, unsigned* stats,
                              unsigned long long* first_bad) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
   using reduce = block_max<threads_per_block>;
-  __shared__ typename reduce::temp_storage tmp;
+  LOWBIT_SHARED(typename reduce::temp_storage, tmp);
   const std::int64_t cta = blockIdx.x;
   const std::int64_t b = cta / chunks, c = cta % chunks;
   const std::int64_t block_end = (b + 1) * bs < n ? (b + 1) * bs : n;
@@ -254,7 +255,7 @@ __global__ void encode_kernel(const T* x, std::int64_t n, std::int64_t bs, const
   if (nbytes == group_bytes && is_aligned16(dst)) {
     uint4 raw;
     std::memcpy(&raw, out, 16);
-    *reinterpret_cast<uint4*>(dst) = raw;
+    store_vector(dst, raw);
   } else {
     LOWBIT_UNROLL
     for (int j = 0; j < group_bytes; ++j) {
@@ -292,8 +293,8 @@ __global__ void dequantize_kernel(quant_view q, T* out) {
   constexpr bool four = info(F).bits == 4;
   constexpr int G = four ? 2 * group_bytes : group_bytes;
   constexpr int per16 = 16 / static_cast<int>(sizeof(T));
-  __shared__ float table[256];
-  __shared__ float nested_table[256];
+  LOWBIT_SHARED(float[256], table);
+  LOWBIT_SHARED(float[256], nested_table);
   for (int c = static_cast<int>(threadIdx.x); c < 256; c += static_cast<int>(blockDim.x)) {
     const int k = four ? (c & 15) : c;
     table[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
@@ -309,7 +310,7 @@ __global__ void dequantize_kernel(quant_view q, T* out) {
   const std::uint8_t* src = q.codes + g * group_bytes;
   const int nbytes = four ? (count + 1) / 2 : count;
   if (nbytes == group_bytes && is_aligned16(src)) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(src);
+    const uint4 raw = load_vector<uint4>(src);
     std::memcpy(bytes, &raw, 16);
   } else {
     LOWBIT_UNROLL

@@ -74,8 +74,9 @@ __device__ __forceinline__ bool finite(float v) {
 template <class T>
 __global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, float threshold, float* row_absmax,
                                        unsigned* col_flags, unsigned long long* first_bad) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
   using reduce = detail::block_max<threads_per_block>;
-  __shared__ typename reduce::temp_storage tmp;
+  LOWBIT_SHARED(typename reduce::temp_storage, tmp);
   const std::int64_t r = blockIdx.x;
   const T* xr = x + r * cols;
   float am = 0.0f;
@@ -88,7 +89,8 @@ __global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, float thre
       continue;
     }
     if (int8::is_outlier(v, threshold)) {
-      col_flags[k] = 1u;
+      // atomic: the CTAs of other rows may flag the same column at the same time
+      atomicOr(col_flags + k, 1u);
       continue;
     }
     const float a = v < 0.0f ? -v : v;
@@ -102,9 +104,10 @@ __global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, float thre
 /// Step 2 (one CTA): the flagged columns in increasing order and their number.
 __global__ void int8_outlier_list_kernel(const unsigned* col_flags, std::int64_t cols, std::int32_t* outlier_cols,
                                          int* count) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
   constexpr int warps = threads_per_block / 32;
-  __shared__ int warp_counts[warps];
-  __shared__ int base;
+  LOWBIT_SHARED(int[warps], warp_counts);
+  LOWBIT_SHARED(int, base);
   const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
   if (tid == 0) base = 0;
   __syncthreads();
@@ -169,7 +172,7 @@ __global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_
   if (count == G && detail::is_aligned16(dst)) {
     uint4 raw;
     std::memcpy(&raw, q, 16);
-    *reinterpret_cast<uint4*>(dst) = raw;
+    detail::store_vector(dst, raw);
   } else {
     LOWBIT_UNROLL
     for (int k = 0; k < G; ++k) {
@@ -183,8 +186,9 @@ __global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_
 __global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
                                           std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N,
                                           std::int64_t K, std::int64_t tiles_n) {
-  __shared__ std::int8_t as[gemm_tile][gemm_tile_k + 4];
-  __shared__ std::int8_t bs[gemm_tile][gemm_tile_k + 4];
+  LOWBIT_ASSUME_BLOCK(gemm_tile * gemm_tile);
+  LOWBIT_SHARED(std::int8_t[gemm_tile][gemm_tile_k + 4], as);
+  LOWBIT_SHARED(std::int8_t[gemm_tile][gemm_tile_k + 4], bs);
   const int tid = static_cast<int>(threadIdx.x);
   const int tm = tid / gemm_tile, tn = tid % gemm_tile;
   const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.x) / tiles_n * gemm_tile;

@@ -14,8 +14,9 @@
 /// @endcode
 ///
 /// Compiled by nvcc this is CUDA memory. Compiled by g++/clang++ (the SIMT executor, where kernels
-/// run on the CPU) "device memory" is host memory tagged memory_space::device, so the same code
-/// paths, including every copy, run in the CPU tests.
+/// run on the CPU) "device memory" is host memory from simt::device_malloc (exact size between
+/// redzones, poisoned, watched by the executor's checker), tagged memory_space::device, so the same
+/// code paths, including every copy, run in the CPU tests.
 #pragma once
 
 #include <lowbit/memory.hpp>
@@ -42,7 +43,11 @@ inline void* stream_allocate(std::size_t bytes, void* ctx) {
   return p;
 #else
   (void)ctx;
-  return std::aligned_alloc(256, (bytes + 255) / 256 * 256);
+  try {
+    return simt::device_malloc(bytes);  // exactly `bytes`, between redzones, like cudaMalloc uninitialized
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
 #endif
 }
 
@@ -51,7 +56,7 @@ inline void stream_deallocate(void* p, std::size_t, void* ctx) {
   (void)cudaFreeAsync(p, static_cast<cudaStream_t>(ctx));
 #else
   (void)ctx;
-  std::free(p);
+  simt::device_free(p);
 #endif
 }
 
@@ -70,8 +75,8 @@ inline status stream_copy(void* dst, const void* src, std::size_t bytes, copy_ki
   return {};
 #else
   (void)stream;
-  (void)kind;
   std::memcpy(dst, src, bytes);
+  if (kind != copy_kind::to_host) simt::device_written(dst, bytes);
   return {};
 #endif
 }

@@ -49,6 +49,14 @@
 
 #include <lowbit/config.hpp>
 
+LOWBIT_NAMESPACE_BEGIN
+namespace simt {
+/// `T` itself: lets LOWBIT_SHARED take array types (`LOWBIT_SHARED(float[256], table)`).
+template <class T>
+using shared_type = T;
+}  // namespace simt
+LOWBIT_NAMESPACE_END
+
 #if defined(__CUDACC__)
 
 /// Declares `type* name`, the block's dynamic shared memory (16-byte aligned). One `unsigned char`
@@ -57,6 +65,12 @@
 #  define LOWBIT_DYNAMIC_SHARED(type, name)                          \
     extern __shared__ __align__(16) unsigned char name##_storage[]; \
     type* name = reinterpret_cast<type*>(name##_storage)
+
+/// Declares `name`, a variable of `type` (arrays allowed: `float[256]`) in the block's static
+/// shared memory. The only way a lowbit kernel declares static shared memory: under the executor
+/// it lives in a per-block arena (poisoned before every block, with every compiler, and watched
+/// by the race/init checker); under nvcc it is `__shared__ type name`.
+#  define LOWBIT_SHARED(type, name) __shared__ ::lowbit::simt::shared_type<type> name
 
 #else  // !defined(__CUDACC__): the CPU executor
 
@@ -86,6 +100,10 @@
 #  include <utility>
 #  include <vector>
 
+#  include <map>
+
+#  include <dlfcn.h>
+#  include <link.h>
 #  include <sys/mman.h>
 #  include <unistd.h>
 
@@ -116,24 +134,34 @@
 /// 1 when this build runs kernels on the SIMT executor (always, outside nvcc).
 #  define LOWBIT_SIMT_EXECUTOR 1
 
+/// The checker (kernels/lowbit/simt/checker.hpp): with LOWBIT_SIMT_RACECHECK defined and the
+/// translation unit compiled with g++'s or clang's `-fsanitize=thread` instrumentation (but linked
+/// WITHOUT the ThreadSanitizer runtime), every load and store of the program calls the checker,
+/// which watches the memory kernels share: races, uninitialized reads, out-of-bounds and misaligned
+/// accesses. Without it the executor still poisons shared and fresh device memory and keeps
+/// redzones around device allocations (found by ASan builds).
+#  if defined(LOWBIT_SIMT_RACECHECK)
+#    if !defined(__SANITIZE_THREAD__)
+#      if defined(__has_feature)
+#        if !__has_feature(thread_sanitizer)
+#          error "LOWBIT_SIMT_RACECHECK needs -fsanitize=thread at compile time (and not at link time)"
+#        endif
+#      else
+#        error "LOWBIT_SIMT_RACECHECK needs -fsanitize=thread at compile time (and not at link time)"
+#      endif
+#    endif
+#    define LOWBIT_SIMT_CHECKER 1
+#    define LOWBIT_SIMT_UNCHECKED __attribute__((no_sanitize_thread))
+#  else
+#    define LOWBIT_SIMT_CHECKER 0
+#    define LOWBIT_SIMT_UNCHECKED
+#  endif
+
 /// Usable bytes of each fiber's stack (a PROT_NONE guard page lies below).
 #  if !defined(LOWBIT_SIMT_STACK_SIZE)
 #    define LOWBIT_SIMT_STACK_SIZE (64 * 1024)
 #  endif
 
-/// 1 when static `__shared__` variables are poisoned before every block (clang only, see above).
-#  if defined(__clang__)
-#    define LOWBIT_SIMT_POISON_SHARED 1
-#    define LOWBIT_SIMT_SHARED_SECTION __attribute__((section("lowbit_simt_shared")))
-extern "C" {
-// Defined by the linker around the section; null when no __shared__ variable exists.
-extern unsigned char __start_lowbit_simt_shared[] __attribute__((weak, visibility("hidden")));
-extern unsigned char __stop_lowbit_simt_shared[] __attribute__((weak, visibility("hidden")));
-}
-#  else
-#    define LOWBIT_SIMT_POISON_SHARED 0
-#    define LOWBIT_SIMT_SHARED_SECTION
-#  endif
 
 LOWBIT_NAMESPACE_BEGIN
 namespace simt {
@@ -317,17 +345,43 @@ struct exec {
 #  endif
   const void* main_lo = nullptr;
   std::size_t main_size = 0;
+  // static shared memory: LOWBIT_SHARED variables, laid out on first use, the same for every block
+  unsigned char* smem = nullptr;
+  std::size_t smem_used = 0;
+  std::vector<std::pair<const void*, std::size_t>> smem_slots;
+  // what the checker needs (maintained in every build; cheap)
+  const void* kernel = nullptr;      // the kernel function, for reports
+  std::uint32_t launch_id = 0;       // serial number of this launch in the process
+  std::uint64_t cta_serial = 0;      // serial number of the running block in the process
+  std::uint32_t block_linear = 0;    // linear index of the running block in the grid
+  std::uint32_t bar_epoch = 0;       // block barriers the running block has completed
+  std::vector<std::vector<unsigned>> warp_syncs;  // per warp: masks of its completed __syncwarp
+  std::vector<const void*> report_pcs;            // code addresses a report names ("{@k}")
 };
+
+/// Bytes of static shared memory a block may declare (CUDA's limit for static allocations).
+inline constexpr std::size_t static_shared_limit = 48 * 1024;
 
 inline exec* g_exec = nullptr;
 inline fiber* g_cur = nullptr;
 inline thread_local bool t_in_launch = false;
+/// True while a fiber (kernel code) runs on this thread, false in the scheduler.
+inline thread_local bool t_in_fiber = false;
+/// Set while the checker itself runs (its own memory accesses are not kernel accesses).
+inline thread_local bool t_checker_busy = false;
+inline std::uint32_t g_launch_serial = 0;
+inline std::uint64_t g_cta_serial = 0;
+
+// Checker entry points: defined in checker.hpp with LOWBIT_SIMT_RACECHECK, empty otherwise.
+inline void check_launch_begin(exec& ex);
+inline void check_block_begin(exec& ex);
 
 /// Fiber stacks and states, reused across blocks and launches (guarded by launch_mutex()).
 struct pool {
   std::vector<std::unique_ptr<fiber_stack>> stacks;
   std::vector<fiber> fibers;
   std::vector<warp_state> warps;
+  std::unique_ptr<unsigned char[]> smem;  // the static shared memory arena (static_shared_limit bytes)
   bool dirty = false;  // an aborted block left stale ASan stack poison behind
 };
 inline pool& the_pool() {
@@ -369,6 +423,74 @@ inline void append_thread(std::string& s, const exec& ex, const fiber& f) {
 }
 inline void append_loc(std::string& s, const src_loc& l) { append(s, "%s:%d", l.file, l.line); }
 
+/// The source location of code address `pc` ("file:line", innermost inlined frame first, then the
+/// frames it is inlined into: "a.cuh:10 <- b.cuh:20 (in kernel<float>)"), or with `function_only`
+/// the name of the function at `pc`. Asks addr2line (binutils); without it, or without debug
+/// information, "binary+0xoffset".
+inline std::string describe_code_address(const void* pc, bool function_only) {
+  char fallback[64];
+  std::snprintf(fallback, sizeof fallback, "%p", pc);
+  Dl_info info{};
+  if (pc == nullptr || ::dladdr(pc, &info) == 0 || info.dli_fname == nullptr) return fallback;
+  // a return address (function_only: a function's entry): the call instruction is just before it
+  auto addr = reinterpret_cast<std::uintptr_t>(pc) - (function_only ? 0 : 1);
+  const auto* eh = static_cast<const ElfW(Ehdr)*>(info.dli_fbase);
+  if (eh != nullptr && eh->e_type == ET_DYN) addr -= reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+  std::string file = info.dli_fname;
+  if (file.empty() || file[0] != '/') {  // the main program: its path (a child's /proc/self/exe is its own)
+    char exe[4096];
+    const ssize_t len = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len <= 0) return fallback;
+    file.assign(exe, static_cast<std::size_t>(len));
+  }
+  std::snprintf(fallback, sizeof fallback, "+0x%llx", static_cast<unsigned long long>(addr));
+  const std::string where = file + fallback;
+  std::string cmd = "addr2line -C -f -i -e '" + file + "' " + fallback + " 2>/dev/null";
+  cmd.erase(cmd.find(" +0x") + 1, 1);  // addr2line takes the hex address without the '+'
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return where;
+  std::vector<std::string> lines;
+  char buf[1024];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) {
+    std::string l = buf;
+    while (!l.empty() && (l.back() == '\n' || l.back() == '\r')) l.pop_back();
+    lines.push_back(l);
+  }
+  ::pclose(pipe);
+  if (lines.size() < 2 || lines[1].rfind("??", 0) == 0) return function_only && !lines.empty() && lines[0] != "??" ? lines[0] : where;
+  if (function_only) return lines[lines.size() - 2];
+  std::string out;
+  for (std::size_t k = 1; k < lines.size(); k += 2) {
+    std::string loc = lines[k];
+    const std::size_t d = loc.find(" (discriminator");
+    if (d != std::string::npos) loc.erase(d);
+    if (!out.empty()) out += " <- ";
+    out += loc;
+  }
+  return out + " (in " + lines[lines.size() - 2] + ")";
+}
+
+/// `msg` with every "{@k}" replaced by the location of pcs[k] and every "{#k}" by the name of the
+/// function at pcs[k].
+inline std::string resolve_code_addresses(const std::string& msg, const std::vector<const void*>& pcs) {
+  std::string out;
+  for (std::size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] == '{' && i + 3 < msg.size() && (msg[i + 1] == '@' || msg[i + 1] == '#')) {
+      const std::size_t close = msg.find('}', i);
+      if (close != std::string::npos) {
+        const std::size_t k = static_cast<std::size_t>(std::strtoul(msg.c_str() + i + 2, nullptr, 10));
+        if (k < pcs.size()) {
+          out += describe_code_address(pcs[k], msg[i + 1] == '#');
+          i = close;
+          continue;
+        }
+      }
+    }
+    out += msg[i];
+  }
+  return out;
+}
+
 // ---- context switching -------------------------------------------------------------------------
 
 #  if defined(LOWBIT_SIMT_BOOST_CONTEXT)
@@ -387,7 +509,9 @@ inline void resume(exec&, fiber& f) {
   g_cur = &f;
   void* fake = nullptr;
   asan_start(&fake, f.stack->lo(), f.stack->size());
+  t_in_fiber = true;
   const boost::context::detail::transfer_t t = boost::context::detail::jump_fcontext(f.ctx, &f);
+  t_in_fiber = false;
   asan_finish(fake, nullptr, nullptr);
   f.ctx = t.fctx;
 }
@@ -425,7 +549,9 @@ inline void resume(exec& ex, fiber& f) {
   g_cur = &f;
   void* fake = nullptr;
   asan_start(&fake, f.stack->lo(), f.stack->size());
+  t_in_fiber = true;
   ::swapcontext(&ex.sched_uc, &f.uc);
+  t_in_fiber = false;
   asan_finish(fake, nullptr, nullptr);
 }
 inline void suspend(exec& ex, fiber& f) {
@@ -509,6 +635,26 @@ inline bool try_complete(exec& ex, unsigned base, unsigned i) {
       }
     }
   }
+  if (ex.opt.strict && is_shfl(w[i].op)) {
+    // CUDA Programming Guide, "Warp Shuffle Functions": "Threads may only read data from another
+    // thread which is actively participating in the __shfl_sync() command. If the target thread is
+    // inactive, the retrieved value is undefined."
+    for (unsigned j = 0; j < nl; ++j) {
+      if (!((present >> j) & 1u)) continue;
+      const unsigned src = shfl_source(w[j].op, j, w[j].b, w[j].width);
+      if (src == j || ((m >> src) & 1u)) continue;
+      ex.msg = "invalid warp mask (a shuffle reads a lane outside its mask): lane ";
+      append(ex.msg, "%u (", j);
+      append_thread(ex.msg, ex, w[j]);
+      append(ex.msg, ") reads lane %u in %s(mask 0x%08x", src, wop_name(w[j].op), m);
+      append(ex.msg, ", %s %d, width %d) at ", w[j].op == wop::shfl_idx ? "srcLane" : (w[j].op == wop::shfl_xor ? "laneMask" : "delta"),
+             w[j].b, w[j].width);
+      append_loc(ex.msg, w[j].wsite);
+      append(ex.msg, ", but lane %u is not in the mask: the value is undefined", src);
+      fail(ex);
+    }
+  }
+  if (w[i].op == wop::syncwarp) ex.warp_syncs[base / 32u].push_back(present);
   std::uint64_t poison = 0;
   std::memset(&poison, ex.poison, sizeof poison);
   unsigned votes = 0;
@@ -657,6 +803,15 @@ struct site {
   }
 };
 
+#  if !LOWBIT_SIMT_CHECKER
+/// Marks a device-side atomic read-modify-write for the checker (nothing without it).
+struct atomic_scope {
+  constexpr atomic_scope(const void*, std::size_t, const void*) noexcept {}
+};
+inline void check_launch_begin(exec&) {}
+inline void check_block_begin(exec&) {}
+#  endif
+
 // ---- thread exit and the scheduler ------------------------------------------------------------
 
 inline void thread_exit(exec& ex, fiber& f) {
@@ -794,6 +949,7 @@ inline void resolve_stall(exec& ex) {
   }
   ex.runnable = ex.n_block_wait;
   ex.n_block_wait = 0;
+  ++ex.bar_epoch;
 }
 
 /// Runs every thread of block `bidx`.
@@ -813,18 +969,21 @@ inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
   ex.n_block_wait = ex.n_warp_wait = ex.n_exited = 0;
   ex.first_exited = -1;
   ex.poison = static_cast<unsigned char>(1 + below(ex.rng, 255));
-#  if LOWBIT_SIMT_POISON_SHARED
-  if (__start_lowbit_simt_shared != nullptr && __stop_lowbit_simt_shared != nullptr)
-    poison_bytes(__start_lowbit_simt_shared, __stop_lowbit_simt_shared, ex.poison);
-#  endif
+  // every block starts with poisoned shared memory, static (the arena part laid out so far) and dynamic
+  poison_bytes(ex.smem, ex.smem + ex.smem_used, ex.poison);
   if (ex.dyn_bytes) std::memset(ex.dyn, ex.poison, ex.dyn_bytes);
+  ex.block_linear = bidx.x + ex.grid.x * (bidx.y + ex.grid.y * bidx.z);
+  ex.cta_serial = ++g_cta_serial;
+  ex.bar_epoch = 0;
+  for (auto& w : ex.warp_syncs) w.clear();
+  check_block_begin(ex);
 
   auto step = [&](fiber& f) {
     if (f.st != fstate::runnable) return;
     resume(ex, f);
     if (ex.failed) {
       if (ex.exc) std::rethrow_exception(ex.exc);
-      throw error(ex.msg);
+      throw error(resolve_code_addresses(ex.msg, ex.report_pcs));
     }
   };
   while (ex.live > 0) {
@@ -866,7 +1025,7 @@ inline void check_config(dim3 grid, dim3 block) {
 
 /// Runs a whole grid; `invoke(kargs)` calls the kernel in the current fiber.
 inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size_t smem,
-                     void (*invoke)(const void*), const void* kargs) {
+                     void (*invoke)(const void*), const void* kargs, const void* kernel) {
   check_config(grid, block);
   if (t_in_launch) throw error("simt: launch from inside a kernel");
   std::lock_guard<std::mutex> lock(launch_mutex());
@@ -887,6 +1046,8 @@ inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size
   ex.n = block.x * block.y * block.z;
   ex.invoke = invoke;
   ex.kargs = kargs;
+  ex.kernel = kernel;
+  ex.launch_id = ++g_launch_serial;
   ex.rng = opt.seed ^ 0x6C6F776269742121ull;
   while (p.stacks.size() < ex.n) p.stacks.push_back(std::make_unique<fiber_stack>());
   if (p.fibers.size() < ex.n) {
@@ -906,6 +1067,9 @@ inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size
   ex.fibers = p.fibers.data();
   if (p.warps.size() < (ex.n + 31u) / 32u) p.warps.resize((ex.n + 31u) / 32u);
   ex.warps = p.warps.data();
+  ex.warp_syncs.resize((ex.n + 31u) / 32u);
+  if (!p.smem) p.smem.reset(new unsigned char[static_shared_limit]);
+  ex.smem = p.smem.get();
   struct dyn_buffer {
     unsigned char* ptr;
     ~dyn_buffer() { ::operator delete(ptr, std::align_val_t{16}); }
@@ -913,6 +1077,7 @@ inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size
   ex.dyn = dyn.ptr;
   ex.dyn_bytes = smem;
   g_exec = &ex;
+  check_launch_begin(ex);
 
   const std::uint64_t nblocks = 1ull * grid.x * grid.y * grid.z;
   std::vector<unsigned> perm;
@@ -967,7 +1132,215 @@ inline const dim3& block_dim() noexcept { return g_exec->block; }
 inline const dim3& grid_dim() noexcept { return g_exec->grid; }
 inline unsigned char* dynamic_shared() noexcept { return g_exec->dyn; }
 
+/// The storage of the LOWBIT_SHARED variable declared at `key` (a static tag unique to the
+/// declaration): laid out in the launch's static shared memory arena on its first execution, at
+/// the same offset for every block of the launch, and poisoned like the rest of the arena.
+template <class T>
+T& shared_slot(const void* key, const char* name, const char* file, int line) {
+  static_assert(std::is_trivially_destructible<T>::value, "LOWBIT_SHARED: CUDA shared variables have no destructors");
+  exec& ex = *g_exec;
+  for (const auto& slot : ex.smem_slots)
+    if (slot.first == key) return *reinterpret_cast<T*>(ex.smem + slot.second);
+  const std::size_t align = alignof(T) < 16 ? 16 : alignof(T);
+  const std::size_t offset = (ex.smem_used + align - 1) / align * align;
+  if (offset + sizeof(T) > static_shared_limit) {
+    ex.msg = "too much static shared memory: ";
+    append(ex.msg, "LOWBIT_SHARED(%s) (%zu bytes) at %s:%d would end at byte %zu of the block's static shared memory, "
+           "more than the %zu bytes CUDA allows", name, sizeof(T), file, line, offset + sizeof(T), static_shared_limit);
+    fail(ex);
+  }
+  ex.smem_slots.emplace_back(key, offset);
+  poison_bytes(ex.smem + ex.smem_used, ex.smem + offset + sizeof(T), ex.poison);
+  ex.smem_used = offset + sizeof(T);
+  return *reinterpret_cast<T*>(ex.smem + offset);
+}
+
+/// `__trap()`: the kernel stops the launch; reported as an error naming the site.
+[[noreturn]] inline void trap(const char* file, int line) {
+  exec& ex = *g_exec;
+  ex.msg = "__trap() at ";
+  append(ex.msg, "%s:%d by ", file, line);
+  append_thread(ex.msg, ex, *g_cur);
+  fail(ex);
+}
+
+/// LOWBIT_ASSUME_BLOCK(threads): the kernel was written for blocks of `threads` x 1 x 1 threads.
+inline void assume_block(unsigned threads, const char* file, int line) {
+  exec& ex = *g_exec;
+  if (ex.block.x == threads && ex.block.y == 1 && ex.block.z == 1) return;
+  ex.msg = "launch configuration: ";
+  append(ex.msg, "the kernel assumes blocks of (%u,1,1) threads (%s:%d) but was launched with (%u,%u,%u)", threads, file,
+         line, ex.block.x, ex.block.y, ex.block.z);
+  fail(ex);
+}
+
+// ---- "device" memory ----------------------------------------------------------------------------
+
+/// Bytes of redzone on either side of every device allocation (cudaMalloc aligns to 256 bytes).
+inline constexpr std::size_t device_redzone = 256;
+
+/// One memory access as the checker remembers it (pc null: none).
+struct access_rec {
+  const void* pc = nullptr;   // the instruction (return address of the checker's hook)
+  std::uint64_t cta = 0;      // serial number of the block in the process
+  std::uint32_t launch = 0;   // serial number of the launch
+  std::uint32_t block = 0;    // linear block index in its grid
+  std::uint32_t bar = 0;      // block barriers the block had completed
+  std::uint32_t wseq = 0;     // __syncwarp operations the thread's warp had completed
+  std::uint16_t thread = 0;   // linear thread index in the block
+  std::uint8_t atomic = 0;    // 1: an atomic read-modify-write
+};
+/// The checker's state of one byte: the last write, the last two reads by different threads, and
+/// whether the byte holds a written value (device memory: 1 once written by the host or a kernel;
+/// shared memory: the serial number of the block that last wrote it).
+struct shadow_cell {
+  access_rec w, r1, r2;
+  std::uint64_t init = 0;
+};
+
+/// One live device allocation: `bytes` usable bytes at `ptr`, redzones around them.
+struct device_block {
+  unsigned char* ptr = nullptr;
+  std::size_t bytes = 0;
+  std::unique_ptr<shadow_cell[]> shadow;  // the checker's, one per byte (LOWBIT_SIMT_RACECHECK)
+};
+
+inline std::mutex& device_mutex() {
+  static std::mutex m;
+  return m;
+}
+/// Live allocations by address. Only the launching thread reads it during a launch.
+inline std::map<std::uintptr_t, device_block>& device_blocks() {
+  static std::map<std::uintptr_t, device_block> m;
+  return m;
+}
+#  if LOWBIT_SIMT_CHECKER
+inline void attach_shadow(device_block& b) { b.shadow.reset(new shadow_cell[b.bytes ? b.bytes : 1]); }
+inline void shadow_initialized(device_block& b, std::size_t off, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) b.shadow[off + i].init = 1;
+}
+#  else
+inline void attach_shadow(device_block&) noexcept {}
+#  endif
+
+/// The bounds and alignment check of the vector load/store helpers (lowbit::cuda::detail::
+/// load_vector / store_vector): `n` bytes at `p`, `n`-byte aligned, inside one device allocation
+/// or the block's shared memory when they point there. Runs in every build (with or without the
+/// checker), so that a 128-bit access is checked whatever code the compiler makes of it.
+inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line) {
+  exec& ex = *g_exec;
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  const char* problem = nullptr;
+  char where[160] = "";
+  if ((a & (n - 1)) != 0) {
+    problem = "misaligned";
+    std::snprintf(where, sizeof where, "%p (needs %zu-byte alignment)", p, n);
+  } else {
+    const auto smem = reinterpret_cast<std::uintptr_t>(ex.smem), dyn = reinterpret_cast<std::uintptr_t>(ex.dyn);
+    if (a >= smem && a < smem + static_shared_limit) {
+      if (a + n > smem + ex.smem_used) {
+        problem = "out-of-bounds";
+        std::snprintf(where, sizeof where, "byte %zu of the block's static shared memory (%zu bytes declared)",
+                      static_cast<std::size_t>(a - smem), ex.smem_used);
+      }
+    } else if (ex.dyn_bytes > 0 && a >= dyn && a < dyn + ex.dyn_bytes + device_redzone) {
+      if (a + n > dyn + ex.dyn_bytes) {
+        problem = "out-of-bounds";
+        std::snprintf(where, sizeof where, "byte %zu of the block's dynamic shared memory (%zu bytes)",
+                      static_cast<std::size_t>(a - dyn), ex.dyn_bytes);
+      }
+    } else {
+      auto& m = device_blocks();
+      auto it = m.upper_bound(a);
+      if (it != m.end() && a + n > it->first - device_redzone) {
+        problem = "out-of-bounds";
+        std::snprintf(where, sizeof where, "%zu bytes before a %zu-byte device allocation at %p",
+                      static_cast<std::size_t>(it->first - a), it->second.bytes, static_cast<const void*>(it->second.ptr));
+      } else if (it != m.begin()) {
+        --it;
+        const std::uintptr_t lo = it->first, hi = lo + it->second.bytes;
+        if (a < hi + device_redzone && a + n > hi) {
+          problem = "out-of-bounds";
+          std::snprintf(where, sizeof where, "byte %zu of a %zu-byte device allocation at %p (ends %zu bytes past its end)",
+                        static_cast<std::size_t>(a - lo), it->second.bytes, static_cast<const void*>(it->second.ptr),
+                        static_cast<std::size_t>(a + n - hi));
+        }
+      }
+    }
+  }
+  if (problem == nullptr) return;
+  ex.msg = "simt: ";
+  append(ex.msg, "%s: %zu-byte vector %s at %s by ", problem, n, write ? "store" : "load", where);
+  append_thread(ex.msg, ex, *g_cur);
+  append(ex.msg, " at %s:%d", file, line);
+  fail(ex);
+}
+
 }  // namespace detail
+
+/// Allocates `bytes` bytes of "device" memory (host memory the executor's kernels use): 256-byte
+/// aligned, exactly `bytes` long between two 256-byte redzones (poisoned for ASan, watched by the
+/// checker), filled with a poison byte as cudaMalloc leaves memory uninitialized. Zero bytes give a
+/// distinct non-null pointer. Throws std::bad_alloc.
+inline void* device_malloc(std::size_t bytes) {
+  const std::size_t rz = detail::device_redzone;
+  if (bytes > (std::numeric_limits<std::size_t>::max() >> 1)) throw std::bad_alloc();
+  const std::size_t total = rz + (bytes + rz - 1) / rz * rz + rz;
+  void* base = nullptr;
+  if (::posix_memalign(&base, rz, total) != 0) throw std::bad_alloc();
+  auto* p = static_cast<unsigned char*>(base) + rz;
+  std::memset(p, 0xCB, bytes);
+#  if LOWBIT_SIMT_ASAN
+  __asan_poison_memory_region(base, rz);
+  __asan_poison_memory_region(p + bytes, total - rz - bytes);
+#  endif
+  detail::device_block b;
+  b.ptr = p;
+  b.bytes = bytes;
+  detail::attach_shadow(b);
+  std::lock_guard<std::mutex> lock(detail::device_mutex());
+  detail::device_blocks().emplace(reinterpret_cast<std::uintptr_t>(p), std::move(b));
+  return p;
+}
+
+/// Releases memory from device_malloc (null: nothing). Other pointers are an error (std::invalid_argument).
+inline void device_free(void* ptr) {
+  if (ptr == nullptr) return;
+  std::unique_lock<std::mutex> lock(detail::device_mutex());
+  auto& m = detail::device_blocks();
+  const auto it = m.find(reinterpret_cast<std::uintptr_t>(ptr));
+  if (it == m.end()) throw std::invalid_argument("simt::device_free: not a pointer from simt::device_malloc");
+  const std::size_t rz = detail::device_redzone, total = rz + (it->second.bytes + rz - 1) / rz * rz + rz;
+  m.erase(it);
+  lock.unlock();
+  unsigned char* base = static_cast<unsigned char*>(ptr) - rz;
+#  if LOWBIT_SIMT_ASAN
+  __asan_unpoison_memory_region(base, total);
+#  else
+  (void)total;
+#  endif
+  std::free(base);
+}
+
+/// Records that the host wrote `bytes` bytes at device address `p` (a copy or memset): the checker
+/// then treats them as initialized. Addresses outside device allocations are ignored.
+inline void device_written(const void* p, std::size_t bytes) {
+#  if LOWBIT_SIMT_CHECKER
+  std::lock_guard<std::mutex> lock(detail::device_mutex());
+  auto& m = detail::device_blocks();
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  auto it = m.upper_bound(a);
+  if (it == m.begin()) return;
+  --it;
+  const std::uintptr_t lo = it->first;
+  if (a >= lo + it->second.bytes) return;
+  const std::size_t off = a - lo;
+  detail::shadow_initialized(it->second, off, bytes < it->second.bytes - off ? bytes : it->second.bytes - off);
+#  else
+  (void)p;
+  (void)bytes;
+#  endif
+}
 
 /// The options `launch` uses (initially forward order, seed 0, strict). Process-wide.
 inline launch_options default_options() {
@@ -1002,7 +1375,7 @@ void launch_with(const launch_options& opt, void (*kernel)(P...), dim3 grid, dim
         const call& k = *static_cast<const call*>(p);
         std::apply(k.kernel, *k.params);
       },
-      &c);
+      &c, reinterpret_cast<const void*>(kernel));
 }
 
 /// launch_with(default_options(), ...).
@@ -1013,6 +1386,10 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t dynamic_sme
 
 }  // namespace simt
 LOWBIT_NAMESPACE_END
+
+#  if LOWBIT_SIMT_CHECKER
+#    include "checker.hpp"
+#  endif
 
 // ---- the CUDA dialect --------------------------------------------------------------------------
 
@@ -1031,8 +1408,16 @@ LOWBIT_NAMESPACE_END
 #  undef __managed__
 #  define __managed__
 #  undef __shared__
-/// Block shared memory: a static variable (see the file comment; poisoned under clang).
-#  define __shared__ static LOWBIT_SIMT_SHARED_SECTION
+/// Plain `__shared__` is refused: a function-static variable cannot be a per-block, poisoned,
+/// checked allocation. Kernels declare static shared memory with LOWBIT_SHARED(type, name).
+#  define __shared__ _Pragma("GCC error \"lowbit SIMT executor: declare shared memory with LOWBIT_SHARED(type, name), not __shared__\"")
+/// Declares `name`, a variable of `type` (arrays allowed: `float[256]`) in the block's static
+/// shared memory: one slot of the launch's arena per declaration, poisoned before every block.
+#  define LOWBIT_SHARED(type, name)                                                                      \
+    static const char name##_lowbit_shared_key = 0;                                                      \
+    auto& name = ::lowbit::simt::detail::shared_slot<::lowbit::simt::shared_type<type>>(               \
+        &name##_lowbit_shared_key, #name, __FILE__, __LINE__)
+#  define __trap() ::lowbit::simt::detail::trap(__FILE__, __LINE__)
 #  if !defined(__launch_bounds__)
 #    define __launch_bounds__(...)
 #  endif
@@ -1169,12 +1554,21 @@ inline float __expf(float x) noexcept { return std::exp(x); }
 inline float __logf(float x) noexcept { return std::log(x); }
 inline float __fdividef(float a, float b) noexcept { return a / b; }
 
-// Atomics: plain read-modify-writes (fibers never run concurrently). Integer arithmetic wraps.
-#  define LOWBIT_SIMT_ATOMIC_(name, T, expr) \
-    inline T name(T* address, T val) noexcept { \
-      const T old = *address;                  \
-      *address = (expr);                       \
-      return old;                              \
+// Atomics: read-modify-writes (fibers never run concurrently), which the checker records as atomic
+// accesses. Integer arithmetic wraps.
+#  if LOWBIT_SIMT_CHECKER
+#    define LOWBIT_SIMT_ATOMIC_ATTR __attribute__((noinline)) LOWBIT_SIMT_UNCHECKED
+#    define LOWBIT_SIMT_CALLER_ __builtin_return_address(0)
+#  else
+#    define LOWBIT_SIMT_ATOMIC_ATTR
+#    define LOWBIT_SIMT_CALLER_ nullptr
+#  endif
+#  define LOWBIT_SIMT_ATOMIC_(name, T, expr)                                                       \
+    LOWBIT_SIMT_ATOMIC_ATTR inline T name(T* address, T val) noexcept {                            \
+      const ::lowbit::simt::detail::atomic_scope lowbit_scope_(address, sizeof(T), LOWBIT_SIMT_CALLER_); \
+      const T old = *address;                                                                      \
+      *address = (expr);                                                                           \
+      return old;                                                                                  \
     }
 #  define LOWBIT_SIMT_WRAP_(T, op) static_cast<T>(static_cast<std::make_unsigned_t<T>>(old) op static_cast<std::make_unsigned_t<T>>(val))
 LOWBIT_SIMT_ATOMIC_(atomicAdd, int, LOWBIT_SIMT_WRAP_(int, +))
@@ -1210,9 +1604,10 @@ LOWBIT_SIMT_ATOMIC_(atomicDec, unsigned, (old == 0u || old > val) ? val : old - 
 #  undef LOWBIT_SIMT_WRAP_
 #  undef LOWBIT_SIMT_ATOMIC_
 
-#  define LOWBIT_SIMT_CAS_(T)                                      \
-    inline T atomicCAS(T* address, T compare, T val) noexcept {   \
-      const T old = *address;                                      \
+#  define LOWBIT_SIMT_CAS_(T)                                                                      \
+    LOWBIT_SIMT_ATOMIC_ATTR inline T atomicCAS(T* address, T compare, T val) noexcept {           \
+      const ::lowbit::simt::detail::atomic_scope lowbit_scope_(address, sizeof(T), LOWBIT_SIMT_CALLER_); \
+      const T old = *address;                                                                      \
       if (old == compare) *address = val;                          \
       return old;                                                  \
     }

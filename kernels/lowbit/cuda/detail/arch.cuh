@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file arch.cuh
-/// @brief The portability layer under every lowbit kernel. Under nvcc: the CUDA runtime and CUB.
+/// @brief The portability layer under every lowbit kernel. Under nvcc: the CUDA runtime.
 ///        Under any other compiler: the CUDA type headers and the SIMT executor
 ///        (kernels/lowbit/simt/simt.hpp), which runs the same kernel source on the CPU.
 ///        Kernels use only what this layer provides; nothing device-only appears inline in them.
@@ -10,15 +10,27 @@
 
 #if defined(__CUDACC__)
 #  include <cuda_runtime.h>
-#  include <cub/block/block_reduce.cuh>
 #  define LOWBIT_SIMT 0
 #else
 #  include <cuda_runtime_api.h>
-#  include "../../simt/simt.hpp"
 #  define LOWBIT_SIMT 1
 #endif
+// LOWBIT_SHARED / LOWBIT_DYNAMIC_SHARED under nvcc; the whole executor otherwise
+#include "../../simt/simt.hpp"
 
 #include <cstdint>
+
+/// The kernel was written for blocks of `threads` x 1 x 1 threads: a launch with any other block
+/// shape stops with an error (`__trap()` on a GPU; a lowbit::simt::error naming both shapes under
+/// the executor). Costs one uniform comparison per thread.
+#if defined(__CUDACC__)
+#  define LOWBIT_ASSUME_BLOCK(threads) \
+    do {                                \
+      if (blockDim.x != static_cast<unsigned>(threads) || blockDim.y != 1u || blockDim.z != 1u) __trap(); \
+    } while (0)
+#else
+#  define LOWBIT_ASSUME_BLOCK(threads) ::lowbit::simt::detail::assume_block(static_cast<unsigned>(threads), __FILE__, __LINE__)
+#endif
 
 LOWBIT_NAMESPACE_BEGIN
 namespace cuda {
@@ -36,23 +48,46 @@ LOWBIT_HD constexpr std::int64_t linear_index(unsigned block, unsigned dim, unsi
 /// Linear thread index within the grid, in 64 bits.
 __device__ __forceinline__ std::int64_t global_thread() { return linear_index(blockIdx.x, blockDim.x, threadIdx.x); }
 
-/// Maximum of non-negative `v` over the CTA; valid in thread 0. `Threads` (a multiple of 32) is the
-/// CTA size; every thread must call it. CUB on the device, warp shuffles and shared memory in the
-/// SIMT executor.
+#if LOWBIT_SIMT
+#  define LOWBIT_CALLER_SITE_ , const char* file = __builtin_FILE(), int line = __builtin_LINE()
+#else
+#  define LOWBIT_CALLER_SITE_
+#endif
+
+/// One vector load (`V` of 8 or 16 bytes, e.g. uint4: LDG.128) from `p`, which must be aligned to
+/// sizeof(V). Under the executor the address is checked first, alignment and bounds (the device
+/// allocation or shared memory it points into), and a violation stops the kernel with the caller's
+/// file:line: a GPU would fault ("misaligned address", "out of bounds").
+template <class V>
+__device__ __forceinline__ V load_vector(const void* p LOWBIT_CALLER_SITE_) {
+#if LOWBIT_SIMT
+  simt::detail::check_vector(p, sizeof(V), false, file, line);
+#endif
+  return *static_cast<const V*>(p);
+}
+
+/// One vector store of `v` to `p` (aligned to sizeof(V)); checked like load_vector.
+template <class V>
+__device__ __forceinline__ void store_vector(void* p, const V& v LOWBIT_CALLER_SITE_) {
+#if LOWBIT_SIMT
+  simt::detail::check_vector(p, sizeof(V), true, file, line);
+#endif
+  *static_cast<V*>(p) = v;
+}
+
+/// Maximum of non-negative `v` over the CTA; valid in thread 0. `Threads` (a multiple of 32, at
+/// most 1024) is the CTA size; every thread must call it. The same code under nvcc and the SIMT
+/// executor: warp shuffles, then lane 0 of every warp publishes its warp's maximum in `tmp`, a
+/// barrier, and warp 0 reduces those (what cub::BlockReduce's WARP_REDUCTIONS algorithm does, with
+/// one shuffle tree per warp). As with CUB's TempStorage, a second reduction that reuses `tmp` must
+/// be separated from this one by `__syncthreads()` (warp 0 may still be reading it).
 template <int Threads>
 struct block_max {
-#if defined(__CUDACC__)
-  using cub_reduce = cub::BlockReduce<float, Threads>;
-  using temp_storage = typename cub_reduce::TempStorage;
-  struct max_op {
-    __device__ __forceinline__ float operator()(float a, float b) const { return a > b ? a : b; }
-  };
-  __device__ __forceinline__ static float reduce(temp_storage& tmp, float v) { return cub_reduce(tmp).Reduce(v, max_op{}); }
-#else
+  static_assert(Threads % 32 == 0 && Threads >= 32 && Threads <= 1024, "block_max: Threads must be a multiple of 32 in [32, 1024]");
   struct temp_storage {
     float warp[Threads / 32];
   };
-  static float reduce(temp_storage& tmp, float v) {
+  __device__ __forceinline__ static float reduce(temp_storage& tmp, float v) {
     for (int off = 16; off > 0; off >>= 1) {
       const float o = __shfl_down_sync(0xFFFFFFFFu, v, off);
       v = o > v ? o : v;
@@ -69,7 +104,6 @@ struct block_max {
     }
     return v;
   }
-#endif
 };
 
 }  // namespace detail

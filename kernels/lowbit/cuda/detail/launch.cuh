@@ -89,6 +89,7 @@ inline status memset_async(void* p, int value, std::size_t bytes, cudaStream_t s
 #else
   (void)stream;
   std::memset(p, value, bytes);
+  simt::device_written(p, bytes);
   return {};
 #endif
 }
