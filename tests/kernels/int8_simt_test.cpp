@@ -447,6 +447,80 @@ TEST(CublasStandIn, GemmExAppliesTheDocumentedRules) {
       << "alpha is NULL";
 }
 
+/// Runs fn, which must throw lowbit::simt::error naming every string in `want`.
+void expect_simt_error(const std::function<void()>& fn, std::initializer_list<const char*> want) {
+  try {
+    fn();
+    ADD_FAILURE() << "no simt::error";
+  } catch (const lowbit::simt::error& e) {
+    for (const char* w : want) EXPECT_NE(std::string(e.what()).find(w), std::string::npos) << e.what();
+  }
+}
+
+// The stand-in's device accesses are checked like a kernel's: an operand that does not fit its
+// simt::device_malloc allocation is reported, not read past (memcheck).
+TEST(CublasStandIn, DeviceAccessesStayInTheirAllocations) {
+  kt8::library_handles h;
+  lt_problem pr(8, 4, 16);  // A stored 16 x 8, B 16 x 4, D 8 x 4
+  kt::buffer<std::int8_t> A(16 * 8 - 1), B(16 * 4), A_ok(16 * 8);
+  kt::buffer<std::int32_t> D(8 * 4), D_short(8 * 4 - 2);
+  const std::int32_t one = 1, zero = 0;
+  expect_simt_error(
+      [&] {
+        (void)cublasLtMatmul(h.lt, pr.op, &one, A.get(), pr.a, B.get(), pr.b, &zero, nullptr, pr.c, D.get(), pr.d,
+                             nullptr, nullptr, 0, nullptr);
+      },
+      {"cublasLtMatmul", "A (128 bytes", "ends 1 bytes past the end of a 127-byte device allocation"});
+  expect_simt_error(
+      [&] {
+        (void)cublasLtMatmul(h.lt, pr.op, &one, A_ok.get(), pr.a, B.get(), pr.b, &zero, nullptr, pr.c, D_short.get(),
+                             pr.d, nullptr, nullptr, 0, nullptr);
+      },
+      {"cublasLtMatmul", "D (128 bytes", "past the end"});
+  EXPECT_EQ(cublasLtMatmul(h.lt, pr.op, &one, A_ok.get(), pr.a, B.get(), pr.b, &zero, nullptr, pr.c, D.get(), pr.d,
+                           nullptr, nullptr, 0, nullptr),
+            CUBLAS_STATUS_SUCCESS)
+      << why();
+  kt::buffer<float> X(6 * 5), Y(6 * 5 - 1), C(5 * 5);
+  const float onef = 1.0f, zerof = 0.0f;
+  expect_simt_error(
+      [&] {
+        (void)cublasGemmEx(h.blas, CUBLAS_OP_T, CUBLAS_OP_N, 5, 5, 6, &onef, X.get(), CUDA_R_32F, 6, Y.get(),
+                           CUDA_R_32F, 6, &zerof, C.get(), CUDA_R_32F, 5, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+      },
+      {"cublasGemmEx", "B (120 bytes", "past the end"});
+}
+
+#if LOWBIT_SIMT_CHECKER
+// Checker build: reading device memory nothing wrote is reported (initcheck), and what the stand-in
+// writes counts as written for the kernels that read it next (here the epilogue reads cuBLASLt's C).
+TEST(CublasStandIn, CheckerSeesTheStandInsReadsAndWrites) {
+  kt8::library_handles h;
+  lt_problem pr(8, 4, 16);
+  auto* raw_a = static_cast<std::int8_t*>(lowbit::simt::device_malloc(16 * 8));  // never written
+  kt::buffer<std::int8_t> A(16 * 8), B(16 * 4);
+  auto* D = static_cast<std::int32_t*>(lowbit::simt::device_malloc(8 * 4 * 4));  // written only by cublasLtMatmul
+  const std::int32_t one = 1, zero = 0;
+  expect_simt_error(
+      [&] {
+        (void)cublasLtMatmul(h.lt, pr.op, &one, raw_a, pr.a, B.get(), pr.b, &zero, nullptr, pr.c, D, pr.d, nullptr,
+                             nullptr, 0, nullptr);
+      },
+      {"cublasLtMatmul", "A (128 bytes", "uninitialized"});
+  ASSERT_EQ(cublasLtMatmul(h.lt, pr.op, &one, A.get(), pr.a, B.get(), pr.b, &zero, nullptr, pr.c, D, pr.d, nullptr,
+                           nullptr, 0, nullptr),
+            CUBLAS_STATUS_SUCCESS)
+      << why();
+  // D is [N = 4 rows of the output, M = 8]: as int8_matmul's C (row-major [M, N] = column-major N x M)
+  // with M = 4, N = 8 read by the epilogue kernel.
+  kt::buffer<float> row(std::vector<float>(4, 1.0f)), col(std::vector<float>(8, 1.0f)), out(32);
+  const auto s = lowbit::cuda::int8_epilogue(D, 4, 8, row.get(), col.get(), nullptr, nullptr, dtype::f32, out.get());
+  EXPECT_TRUE(s.ok()) << s.message();
+  lowbit::simt::device_free(D);
+  lowbit::simt::device_free(raw_a);
+}
+#endif
+
 // The launchers pass the stand-in arguments it accepts, and report its refusals as errors.
 TEST(CublasStandIn, LaunchersReportLibraryErrors) {
   kt8::library_handles h;

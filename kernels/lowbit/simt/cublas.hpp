@@ -50,7 +50,9 @@
 /// created or destroyed one is reported (handles: CUBLAS_STATUS_NOT_INITIALIZED; descriptors:
 /// CUBLAS_STATUS_INVALID_VALUE) where the real library would have undefined behaviour.
 ///
-/// "Device" memory is host memory in the SIMT build; the stand-in reads and writes it from host code.
+/// "Device" memory is host memory in the SIMT build; the stand-in reads and writes it from host code,
+/// checked like a kernel's accesses (stand_in_detail::device_access: bounds of simt::device_malloc
+/// allocations, and in the checker build initcheck; its writes are recorded for the checker).
 /// Stream-ordered work is immediate. `lowbit::simt::cublas_last_error()` says why the last call that
 /// did not return CUBLAS_STATUS_SUCCESS failed; `lowbit::simt::cublas_calls()` counts the GEMMs run.
 ///
@@ -65,6 +67,8 @@
 
 #include <lowbit/config.hpp>
 
+#include "simt.hpp"  // device allocations, the checker's device_written, simt::error
+
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <driver_types.h>   // cudaStream_t
@@ -75,6 +79,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -407,6 +412,63 @@ inline float load_element(const void* base, cudaDataType_t t, std::int64_t i) {
   }
 }
 
+/// One matrix operand as memory: `cols` runs of `rows` elements of `elem` bytes, `ld` elements apart
+/// (a column-major matrix; a workspace is one run).
+struct extent {
+  const void* p;
+  std::int64_t rows, cols, ld;
+  std::size_t elem;
+};
+
+/// The stand-in's device accesses are checked as a kernel's are (compute-sanitizer watches cuBLAS's
+/// kernels too): an operand that lies in a simt::device_malloc allocation must end inside it, and in
+/// the checker build (LOWBIT_SIMT_CHECKER) every byte it reads must have been written before
+/// (initcheck). Bytes it writes are recorded with simt::device_written, so kernels may read them.
+/// Memory outside device allocations (host buffers) is not watched, as for kernels. A finding
+/// throws lowbit::simt::error, as the executor reports a kernel's.
+inline void device_access(const char* fn, const char* name, const extent& e, bool write) {
+  namespace sd = ::lowbit::simt::detail;
+  if (e.p == nullptr || e.rows <= 0 || e.cols <= 0) return;
+  const auto a = reinterpret_cast<std::uintptr_t>(e.p);
+  const std::size_t run = static_cast<std::size_t>(e.rows) * e.elem, stride = static_cast<std::size_t>(e.ld) * e.elem;
+  const std::size_t span = static_cast<std::size_t>(e.cols - 1) * stride + run;
+  const std::size_t rz = sd::device_redzone;
+  std::string problem;
+  {
+    std::lock_guard<std::mutex> lock(sd::device_mutex());
+    auto& m = sd::device_blocks();
+    auto next = m.upper_bound(a);
+    if (next != m.end() && a + rz >= next->first) {
+      problem = "starts " + std::to_string(next->first - a) + " bytes before a " + std::to_string(next->second.bytes) +
+                "-byte device allocation";
+    } else if (next != m.begin()) {
+      const auto& b = std::prev(next)->second;
+      const auto lo = reinterpret_cast<std::uintptr_t>(b.ptr), hi = lo + b.bytes;
+      if (a < hi + rz && a + span > hi) {
+        problem = "ends " + std::to_string(a + span - hi) + " bytes past the end of a " + std::to_string(b.bytes) +
+                  "-byte device allocation";
+      } else if (a < hi && !write) {
+#if LOWBIT_SIMT_CHECKER
+        for (std::int64_t j = 0; j < e.cols && problem.empty(); ++j)
+          for (std::size_t i = 0; i < run; ++i)
+            if (b.shadow[a - lo + static_cast<std::size_t>(j) * stride + i].init == 0) {
+              problem = "reads byte " + std::to_string(a - lo + static_cast<std::size_t>(j) * stride + i) + " of a " +
+                        std::to_string(b.bytes) + "-byte device allocation, which nothing wrote (uninitialized)";
+              break;
+            }
+#endif
+      }
+    }
+  }
+  if (!problem.empty())
+    throw ::lowbit::simt::error(std::string("simt: ") + fn + ": " + name + " (" + std::to_string(span) + " bytes at " +
+                                std::to_string(a) + ") " + problem);
+  if (write)
+    for (std::int64_t j = 0; j < e.cols; ++j)
+      ::lowbit::simt::device_written(static_cast<const unsigned char*>(e.p) + static_cast<std::size_t>(j) * stride,
+                                     run);
+}
+
 }  // namespace stand_in_detail
 
 // ---- the API ---------------------------------------------------------------------------------
@@ -700,6 +762,15 @@ inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t lightHandle, cublasLtMatmu
                                                         " bytes, the algo needs " +
                                                         std::to_string(chosen.data[sid::a_align_a + i]));
   if (work) {
+    const auto m64 = static_cast<std::int64_t>(p.m), n64 = static_cast<std::int64_t>(p.n),
+               k64 = static_cast<std::int64_t>(p.k);
+    // TN: A is stored k x m, B k x n.
+    sid::device_access("cublasLtMatmul", "A", {A, k64, m64, p.lda, 1}, false);
+    sid::device_access("cublasLtMatmul", "B", {B, k64, n64, p.ldb, 1}, false);
+    if (be != 0) sid::device_access("cublasLtMatmul", "C", {C, m64, n64, p.ldc, 4}, false);
+    sid::device_access("cublasLtMatmul", "D", {D, m64, n64, p.ldd, 4}, true);
+    if (chosen.data[sid::a_split] == 2)
+      sid::device_access("cublasLtMatmul", "workspace", {workspace, 2 * m64 * n64, 1, 2 * m64 * n64, 4}, true);
     const auto* a = static_cast<const std::int8_t*>(A);
     const auto* b = static_cast<const std::int8_t*>(B);
     const auto* c = static_cast<const std::int32_t*>(C);
@@ -811,6 +882,13 @@ inline cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t tran
   std::memcpy(&be, beta, 4);
   if (C == nullptr || (k > 0 && (A == nullptr || B == nullptr)))
     return sid::fail(CUBLAS_STATUS_INVALID_VALUE, "cublasGemmEx: A, B or C is NULL");
+  const std::size_t ea = Atype == CUDA_R_32F ? 4 : 2;
+  sid::device_access("cublasGemmEx", "A", {A, transa == CUBLAS_OP_N ? m : k, transa == CUBLAS_OP_N ? k : m, lda, ea},
+                     false);
+  sid::device_access("cublasGemmEx", "B", {B, transb == CUBLAS_OP_N ? k : n, transb == CUBLAS_OP_N ? n : k, ldb, ea},
+                     false);
+  if (be != 0.0f) sid::device_access("cublasGemmEx", "C", {C, m, n, ldc, 4}, false);
+  sid::device_access("cublasGemmEx", "C", {C, m, n, ldc, 4}, true);
   auto* c = static_cast<float*>(C);
   constexpr int slice = 16;
   for (std::int64_t j = 0; j < n; ++j)
