@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The GPU side of the kernel tests' harness: `kt::buffer<T>` (device memory with explicit copies),
-// `kt::for_each_order(fn)` (fn once: a GPU has one schedule), and a global environment that skips
+// `kt::for_each_order(fn)` (fn once: a GPU has one schedule), `kt::library_call_counts()` (not
+// counted on a GPU), and a global environment that skips
 // every test of the binary without a CUDA device (CTest then reports a skip, never a pass).
 #pragma once
 
@@ -42,6 +43,13 @@ class buffer {
 };
 
 inline void for_each_order(const std::function<void()>& fn) { fn(); }
+
+/// GEMMs run by cuBLAS(Lt): not observable on a GPU (counted = false).
+struct library_calls {
+  bool counted = false;
+  std::uint64_t lt_matmul = 0, gemm_ex = 0;
+};
+inline library_calls library_call_counts() { return {}; }
 
 }  // namespace kt
 

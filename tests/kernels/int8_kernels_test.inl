@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <cstring>
 #include <random>
 #include <string>
@@ -256,4 +257,271 @@ TEST(Int8Kernels, MatmulErrors) {
   EXPECT_NE(std::string(s.message()).find("mode 9"), std::string::npos) << s.message();
 }
 
+
+// ---- the library paths: cuBLASLt int8 GEMM and cuBLAS outlier GEMM -----------------------------
+// Run on a GPU with NVIDIA's libraries and in the SIMT build with the stand-in
+// (kernels/lowbit/simt/cublas.hpp): the launchers are the same code in both.
+
+/// One cuBLASLt and one cuBLAS handle for a test.
+struct library_handles {
+  cublasLtHandle_t lt = nullptr;
+  cublasHandle_t blas = nullptr;
+  library_handles() {
+    EXPECT_EQ(cublasLtCreate(&lt), CUBLAS_STATUS_SUCCESS);
+    EXPECT_EQ(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+  }
+  ~library_handles() {
+    EXPECT_EQ(cublasDestroy(blas), CUBLAS_STATUS_SUCCESS);
+    EXPECT_EQ(cublasLtDestroy(lt), CUBLAS_STATUS_SUCCESS);
+  }
+  library_handles(const library_handles&) = delete;
+  library_handles& operator=(const library_handles&) = delete;
+};
+
+/// A cuBLASLt workspace: `bytes` bytes at a 256-byte aligned address inside a device buffer.
+struct lt_workspace {
+  explicit lt_workspace(std::size_t bytes) : bytes(bytes), storage(bytes + 256) {
+    const auto a = reinterpret_cast<std::uintptr_t>(storage.get());
+    ptr = storage.get() + (256 - a % 256) % 256;
+  }
+  std::size_t bytes;
+  kt::buffer<unsigned char> storage;
+  unsigned char* ptr = nullptr;
+};
+
+/// C = A · Bᵀ through int8_gemm_cublaslt against the host's int32 products (exact). Shapes that
+/// cuBLASLt's int8 kernels do not take (K or N not a multiple of 4, `offset` making A unaligned)
+/// must come back with used == false, nothing launched; int8_gemm_fallback then gives the products.
+void check_cublaslt_gemm(cublasLtHandle_t lt, std::int64_t M, std::int64_t N, std::int64_t K, int extreme, int offset,
+                         std::size_t ws_bytes) {
+  SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " extreme " +
+               std::to_string(extreme) + " offset " + std::to_string(offset) + " workspace " + std::to_string(ws_bytes));
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(M * 5 + N * 11 + K));
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::vector<std::int8_t> A(static_cast<std::size_t>(M * K)), B(static_cast<std::size_t>(N * K));
+  for (auto& v : A) v = static_cast<std::int8_t>(extreme ? -128 : code(rng));
+  for (auto& v : B) v = static_cast<std::int8_t>(extreme ? (extreme < 0 ? -128 : 127) : code(rng));
+  std::vector<std::int32_t> want(static_cast<std::size_t>(M * N));
+  ASSERT_TRUE(lowbit::host::int8_gemm(A.data(), K, B.data(), K, want.data(), N, M, N, K).ok());
+  std::vector<std::int8_t> padded(A.size() + 16);
+  std::copy(A.begin(), A.end(), padded.begin() + offset);
+  kt::buffer<std::int8_t> da(padded), db(B);
+  kt::buffer<std::int32_t> dc(want.size());
+  lt_workspace ws(ws_bytes);
+  const bool takes = K % 4 == 0 && N % 4 == 0 && offset % 16 == 0;
+  const auto before = kt::library_call_counts();
+  bool used = !takes;
+  auto s = lowbit::cuda::int8_gemm_cublaslt(lt, da.get() + offset, db.get(), dc.get(), M, N, K,
+                                            ws_bytes ? ws.ptr : nullptr, ws_bytes, nullptr, &used);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto after = kt::library_call_counts();
+  if (!takes) {
+    EXPECT_FALSE(used) << "cuBLASLt's int8 kernels need K and N multiples of 4 and aligned pointers";
+    if (after.counted) {
+      EXPECT_EQ(after.lt_matmul, before.lt_matmul) << "nothing may be launched";
+    }
+    s = lowbit::cuda::int8_gemm_fallback(da.get() + offset, K, db.get(), K, dc.get(), N, M, N, K);
+    ASSERT_TRUE(s.ok()) << s.message();
+  } else if (after.counted) {
+    EXPECT_TRUE(used) << "the stand-in has an algorithm for every TN shape with K, N multiples of 4";
+    EXPECT_EQ(after.lt_matmul, before.lt_matmul + 1);
+  } else if (!used) {
+    return;  // this GPU's cuBLASLt has no int8 kernel for the shape
+  }
+  const auto got = dc.download();
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "C element " << i;
+}
+
+TEST(Int8Libraries, CublasLtGemmExactOrDeclined) {
+  LOWBIT_SEED_TRACE();
+  library_handles h;
+  kt::for_each_order([&] {
+    for (std::size_t ws : {std::size_t{0}, std::size_t{1} << 20}) {
+      check_cublaslt_gemm(h.lt, 33, 96, 64, 0, 0, ws);
+      check_cublaslt_gemm(h.lt, 1, 128, 256, 0, 0, ws);
+      check_cublaslt_gemm(h.lt, 7, 20, 1028, -1, 0, ws);  // -128 x -128 sums: 1028 * 16384
+      check_cublaslt_gemm(h.lt, 5, 8, 96, 1, 0, ws);      // -128 x 127
+      check_cublaslt_gemm(h.lt, 8, 8, 30, 0, 0, ws);      // K % 4 != 0: declined, fallback kernel
+      check_cublaslt_gemm(h.lt, 4, 6, 8, 0, 0, ws);       // N % 4 != 0: declined, fallback kernel
+      check_cublaslt_gemm(h.lt, 4, 8, 8, 0, 4, ws);       // A only 4-byte aligned: declined, fallback kernel
+    }
+  });
+  // A workspace that is not 256-byte aligned is the caller's error (cuBLASLt requires it).
+  kt::buffer<std::int8_t> da(64), db(64);
+  kt::buffer<std::int32_t> dc(64);
+  lt_workspace ws(1024);
+  bool used = true;
+  const auto s = lowbit::cuda::int8_gemm_cublaslt(h.lt, da.get(), db.get(), dc.get(), 4, 4, 16, ws.ptr + 16, 512, nullptr, &used);
+  EXPECT_EQ(s.code(), lowbit::errc::misaligned) << s.message();
+  EXPECT_FALSE(used);
+}
+
+/// The outlier GEMM through cuBLAS (int8_outlier_gemm_cublas): out [M, N] = xo [M, count] · wo [N, count]ᵀ
+/// in float32. Against the host's order (int8::outlier_step, j increasing) and an exact double
+/// reference (the products of two 16-bit or float32 values are exact in double; the sums of at most
+/// 333 such terms lose no more than double rounding, far below the bounds): both are within
+/// gamma_count * sum_j |xo_mj wo_nj| of the exact sum, gamma_c = c u / (1 - c u), u = 2^-24, so they
+/// differ from each other by at most twice that.
+template <class T>
+void check_outlier_gemm(cublasHandle_t blas, std::int64_t M, std::int64_t N, std::int64_t count) {
+  SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(M) + "x" +
+               std::to_string(N) + " count " + std::to_string(count));
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(count * 31 + M));
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  std::vector<T> xo(static_cast<std::size_t>(M * count)), wo(static_cast<std::size_t>(N * count));
+  for (auto& v : xo) v = lowbit::from_float<T>(nd(rng));
+  for (auto& v : wo) v = lowbit::from_float<T>(nd(rng) * 0.01f);
+  kt::buffer<T> dxo(xo), dwo(wo);
+  kt::buffer<float> dout(static_cast<std::size_t>(M * N));
+  const auto s = lowbit::cuda::int8_outlier_gemm_cublas(blas, dxo.get(), dwo.get(), lowbit::dtype_of<T>::value, M, N, count,
+                                                       dout.get());
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto got = dout.download();
+  const double u = std::ldexp(1.0, -24), c = static_cast<double>(count);
+  const double gamma = c * u / (1.0 - c * u);
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < N; ++n) {
+      float host = 0.0f;
+      double exact = 0.0, mag = 0.0;
+      for (std::int64_t j = 0; j < count; ++j) {
+        const float a = lowbit::to_float(xo[m * count + j]), b = lowbit::to_float(wo[n * count + j]);
+        host = lowbit::int8::outlier_step(host, a, b);
+        exact += static_cast<double>(a) * b;
+        mag += std::fabs(static_cast<double>(a) * b);
+      }
+      const float lib = got[static_cast<std::size_t>(m * N + n)];
+      ASSERT_LE(std::fabs(lib - exact), gamma * mag) << "(" << m << ", " << n << ") against the exact sum";
+      ASSERT_LE(std::fabs(host - exact), gamma * mag) << "(" << m << ", " << n << ") host against the exact sum";
+      ASSERT_LE(std::fabs(static_cast<double>(lib) - host), 2 * gamma * mag) << "(" << m << ", " << n << ") against the host";
+    }
+}
+
+TEST(Int8Libraries, OutlierGemmWithinFloatRoundingOfHost) {
+  LOWBIT_SEED_TRACE();
+  library_handles h;
+  for (std::int64_t count : {1, 15, 16, 17, 100, 333}) {
+    check_outlier_gemm<float>(h.blas, 3, 5, count);
+    check_outlier_gemm<lowbit::f16>(h.blas, 4, 3, count);
+    check_outlier_gemm<lowbit::bf16>(h.blas, 2, 6, count);
+  }
+}
+
+/// 2^-(p-1) times the power of two at or below max(|v|, FLT_MIN): one unit in the last place of a
+/// p-bit significand at v.
+inline float ulp_at(float v, int p) {
+  v = std::fabs(v);
+  if (!(v > std::numeric_limits<float>::min())) v = std::numeric_limits<float>::min();
+  return std::ldexp(1.0f, std::ilogb(v) - (p - 1));
+}
+
+/// int8_matmul with handles against the host engine:
+/// - cuBLASLt only (`blas` null): y equals the host's bit for bit (the int32 products are exact and
+///   the outlier sums run in the lowbit kernel, the host's order);
+/// - cuBLASLt and cuBLAS: the outlier sums (count terms, 16-bit or float32 inputs, float32
+///   accumulation in the library's order) differ from the host's by at most
+///   2 gamma_count * sum_j |x_mj w_nj|, gamma_c = c u / (1 - c u), u = 2^-24 (each order is within
+///   gamma_count of the exact sum, the products being exact for 16-bit inputs and rounded once for
+///   float32 in both); the epilogue's rounded add and the rounding to T then move y by at most one
+///   float32 ulp and one ulp of T: |y - y_host| <= bound + 2 ulp_T(|y_host| + bound).
+template <class T>
+void check_matmul_libraries(cublasLtHandle_t lt, cublasHandle_t blas, std::int64_t M, std::int64_t K, std::int64_t N,
+                            float threshold, lowbit::int8::matmul_mode mode) {
+  const bool weight_only = mode == lowbit::int8::matmul_mode::weight_only;
+  SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(M) + "x" +
+               std::to_string(K) + "x" + std::to_string(N) + " threshold " + std::to_string(threshold) +
+               (weight_only ? " weight_only" : " split") + (blas ? " cuBLASLt+cuBLAS" : " cuBLASLt"));
+  const dtype dt = lowbit::dtype_of<T>::value;
+  const auto x = activations<T>(M, K, 177);
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 178);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  std::vector<T> w(static_cast<std::size_t>(N * K)), b(static_cast<std::size_t>(N));
+  for (auto& v : w) v = lowbit::from_float<T>(nd(rng));
+  for (auto& v : b) v = lowbit::from_float<T>(nd(rng));
+  lowbit::quant_tensor wq;
+  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
+  lowbit::int8_matmul_options o;
+  o.threshold = threshold;
+  o.mode = mode;
+  std::vector<T> want(static_cast<std::size_t>(M * N));
+  ASSERT_TRUE(lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), want.data(), o).ok());
+  // The columns that go through the outlier GEMM, as the host engine picks them.
+  std::vector<std::int32_t> cols;
+  if (weight_only) {
+    for (std::int64_t k = 0; k < K; ++k) cols.push_back(static_cast<std::int32_t>(k));
+  } else {
+    std::vector<std::int8_t> codes(x.size());
+    std::vector<float> stats(static_cast<std::size_t>(M));
+    std::vector<std::int32_t> all(static_cast<std::size_t>(K));
+    std::int64_t count = 0;
+    ASSERT_TRUE(lowbit::int8_vectorwise_quant(x.data(), dt, M, K, threshold, codes.data(), stats.data(), all.data(), &count).ok());
+    cols.assign(all.begin(), all.begin() + count);
+  }
+  std::vector<std::int8_t> cb(static_cast<std::size_t>(N * K));
+  std::memcpy(cb.data(), wq.codes(), cb.size());
+  std::vector<float> scb(wq.scales(), wq.scales() + N);
+  kt::buffer<T> dx(x), db(b), dy(want.size());
+  kt::buffer<std::int8_t> dcb(cb);
+  kt::buffer<float> dscb(scb);
+  const std::size_t wsb = lowbit::cuda::int8_matmul_workspace_size(M, K, N, dt);
+  kt::buffer<unsigned char> ws(wsb);
+  lt_workspace ltws(std::size_t{1} << 16);
+  lowbit::cuda::int8_handles h;
+  h.lt = lt;
+  h.blas = blas;
+  h.lt_workspace = ltws.ptr;
+  h.lt_workspace_bytes = ltws.bytes;
+  const auto before = kt::library_call_counts();
+  const auto s = lowbit::cuda::int8_matmul(h, dx.get(), dt, M, K, {dcb.get(), dscb.get(), N, K}, db.get(), dy.get(),
+                                           threshold, ws.get(), wsb, nullptr, mode);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto after = kt::library_call_counts();
+  if (after.counted) {
+    const bool lt_takes = !weight_only && K % 4 == 0 && N % 4 == 0;
+    EXPECT_EQ(after.lt_matmul - before.lt_matmul, lt_takes ? 1u : 0u) << "cuBLASLt used iff it takes the shape";
+    EXPECT_EQ(after.gemm_ex - before.gemm_ex, blas && !cols.empty() ? 1u : 0u) << "cuBLAS used iff there are outliers";
+  }
+  const auto got = dy.download();
+  const int p = dt == dtype::f32 ? 24 : (dt == dtype::f16 ? 11 : 8);
+  const double u = std::ldexp(1.0, -24), c = static_cast<double>(cols.size());
+  const double gamma = c * u / (1.0 - c * u);
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t n = 0; n < N; ++n) {
+      const std::size_t i = static_cast<std::size_t>(m * N + n);
+      if (!blas) {
+        ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(T)), 0) << "y element " << i << ": the cuBLASLt path must be exact";
+        continue;
+      }
+      double mag = 0.0;
+      for (std::int32_t k : cols) {
+        const float wv = lowbit::to_float(lowbit::from_float<T>(lowbit::int8::dequant_weight(cb[n * K + k], scb[n])));
+        mag += std::fabs(static_cast<double>(lowbit::to_float(x[m * K + k])) * wv);
+      }
+      const float bound = static_cast<float>(2.0 * gamma * mag);
+      const float yh = lowbit::to_float(want[i]), yc = lowbit::to_float(got[i]);
+      const float tol = bound + 2.0f * ulp_at(std::fabs(yh) + bound, p);
+      ASSERT_LE(std::fabs(yc - yh), tol) << "y element " << i << " (" << m << ", " << n << "): " << yc << " vs host " << yh
+                                         << ", outlier-sum bound " << bound;
+    }
+}
+
+TEST(Int8Libraries, MatmulWithHandlesMatchesHost) {
+  LOWBIT_SEED_TRACE();
+  library_handles h;
+  using lowbit::int8::matmul_mode;
+  kt::for_each_order([&] {
+    for (cublasHandle_t blas : {static_cast<cublasHandle_t>(nullptr), h.blas}) {
+      for (float t : {0.0f, 6.0f}) {
+        check_matmul_libraries<float>(h.lt, blas, 5, 40, 20, t, matmul_mode::split);  // cuBLASLt takes it
+        check_matmul_libraries<lowbit::f16>(h.lt, blas, 6, 64, 36, t, matmul_mode::split);
+        check_matmul_libraries<lowbit::bf16>(h.lt, blas, 4, 96, 12, t, matmul_mode::split);
+        check_matmul_libraries<lowbit::f16>(h.lt, blas, 3, 37, 8, t, matmul_mode::split);  // K % 4 != 0: fallback
+        check_matmul_libraries<float>(h.lt, blas, 2, 16, 10, t, matmul_mode::split);       // N % 4 != 0: fallback
+      }
+      check_matmul_libraries<lowbit::f16>(h.lt, blas, 4, 72, 12, 6.0f, matmul_mode::weight_only);  // 72 terms
+      check_matmul_libraries<lowbit::bf16>(h.lt, blas, 3, 40, 8, 0.0f, matmul_mode::weight_only);
+      check_matmul_libraries<float>(h.lt, blas, 2, 33, 4, 6.0f, matmul_mode::weight_only);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  });
+}
 }  // namespace kt8

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // The SIMT side of the kernel tests' harness: `kt::buffer<T>` ("device" storage, host memory, since
-// the executor runs kernels on the CPU) and `kt::for_each_order(fn)` (fn once per thread order:
-// forward, reverse, random seeded from the test seed; strict mode).
+// the executor runs kernels on the CPU), `kt::for_each_order(fn)` (fn once per thread order:
+// forward, reverse, random seeded from the test seed; strict mode) and `kt::library_call_counts()`
+// (the GEMMs the cuBLAS(Lt) stand-in ran).
 #pragma once
 
 #include <lowbit/cuda/detail/arch.cuh>
+#include <lowbit/simt/cublas.hpp>
 
 #include <cstring>
 #include <functional>
@@ -41,6 +43,16 @@ class buffer {
   std::size_t n_;
   T* p_;
 };
+
+/// GEMMs run by the cuBLAS(Lt) library so far: counted by the SIMT build's stand-in, not on a GPU.
+struct library_calls {
+  bool counted = false;
+  std::uint64_t lt_matmul = 0, gemm_ex = 0;
+};
+inline library_calls library_call_counts() {
+  const auto c = lowbit::simt::cublas_calls();
+  return {true, c.lt_matmul, c.gemm_ex};
+}
 
 /// Runs fn under each schedule: forward, reverse, and a random order seeded from the test seed.
 inline void for_each_order(const std::function<void()>& fn) {

@@ -42,9 +42,14 @@
 #include "detail/arch.cuh"
 #include "detail/launch.cuh"
 
+// cuBLASLt and cuBLAS: NVIDIA's headers under nvcc; in the SIMT build the stand-in that implements
+// the documented semantics of exactly the calls below on the CPU (kernels/lowbit/simt/cublas.hpp), so
+// the library paths are the same code in both builds.
 #if defined(__CUDACC__)
 #  include <cublasLt.h>
 #  include <cublas_v2.h>
+#else
+#  include "../simt/cublas.hpp"
 #endif
 
 #include <cstddef>
@@ -380,11 +385,17 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
   });
 }
 
-#if defined(__CUDACC__)
 namespace int8_detail {
 inline status from_cublas(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return {};
   return status::error(errc::cuda, "%s: cuBLAS status %d (%s)", what, static_cast<int>(s), cublasGetStatusString(s));
+}
+/// The largest power of two, at most 256, that divides the address of `p` (a cuBLASLt alignment).
+inline std::uint32_t alignment_of(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::uint32_t r = 1;
+  while (r < 256 && (a & (2 * r - 1)) == 0) r *= 2;
+  return r;
 }
 /// Destroys the cuBLASLt descriptors of one call, whatever path returns.
 struct lt_descriptors {
@@ -403,10 +414,13 @@ struct lt_descriptors {
 
 /// `C = A · Bᵀ` in int32 through cuBLASLt (`CUBLAS_COMPUTE_32I`, int8 inputs, int32 output, the
 /// "TN" form bitsandbytes uses: C (column-major N x M) = Bᵀ-op(B as K x N) · (A as K x M)), dense
-/// row-major A [M, K], B [N, K], C [M, N]. `workspace` (may be null with 0 bytes) is cuBLASLt's.
+/// row-major A [M, K], B [N, K], C [M, N]. `workspace` (may be null with 0 bytes) is cuBLASLt's and
+/// must be 256-byte aligned (cuBLASLt's rule; cudaMalloc's alignment), else errc::misaligned.
 /// Shapes cuBLASLt's int8 kernels do not take (K or N not a multiple of 4, pointers not 16-byte
 /// aligned, no algorithm found, CUBLAS_STATUS_NOT_SUPPORTED) are not errors: `*used_cublaslt` is
-/// then false and nothing was launched; callers run int8_gemm_fallback instead.
+/// then false and nothing was launched; callers run int8_gemm_fallback instead. The heuristic is
+/// told the pointers' actual alignments (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES; its default of
+/// 256 bytes would let it pick an algorithm that needs more than these pointers have).
 inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, const std::int8_t* B, std::int32_t* C,
                                  std::int64_t M, std::int64_t N, std::int64_t K, void* workspace,
                                  std::size_t workspace_bytes, cudaStream_t stream, bool* used_cublaslt) {
@@ -419,6 +433,7 @@ inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, 
   LOWBIT_TRY(detail::check_not_null(A, what, "A"));
   LOWBIT_TRY(detail::check_not_null(B, what, "B"));
   LOWBIT_TRY(detail::check_not_null(C, what, "C"));
+  LOWBIT_TRY(detail::check_aligned(workspace, 256, what, "workspace"));
   auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
   if (K % 4 != 0 || N % 4 != 0 || !aligned16(A) || !aligned16(B) || !aligned16(C)) return {};
   int8_detail::lt_descriptors d;
@@ -434,6 +449,17 @@ inline status int8_gemm_cublaslt(cublasLtHandle_t handle, const std::int8_t* A, 
   const std::uint64_t ws = workspace ? workspace_bytes : 0;
   LOWBIT_TRY(int8_detail::from_cublas(
       cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws), what));
+  // cuBLASLt's A is our B, its B our A, its C and D our C.
+  const std::uint32_t align_a = int8_detail::alignment_of(B), align_b = int8_detail::alignment_of(A),
+                      align_c = int8_detail::alignment_of(C);
+  LOWBIT_TRY(int8_detail::from_cublas(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &align_a, sizeof align_a), what));
+  LOWBIT_TRY(int8_detail::from_cublas(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &align_b, sizeof align_b), what));
+  LOWBIT_TRY(int8_detail::from_cublas(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &align_c, sizeof align_c), what));
+  LOWBIT_TRY(int8_detail::from_cublas(
+      cublasLtMatmulPreferenceSetAttribute(d.pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &align_c, sizeof align_c), what));
   cublasLtMatmulHeuristicResult_t heur{};
   int found = 0;
   const cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle, d.op, d.a, d.b, d.c, d.c, d.pref, 1, &heur, &found);
@@ -466,17 +492,14 @@ inline status int8_outlier_gemm_cublas(cublasHandle_t handle, const void* xo, co
                                                out, CUDA_R_32F, m, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                                   what);
 }
-#endif
 
 /// The libraries `int8_matmul` may use, created and owned by the caller. Null handles select the
-/// fallback kernels (always so in the SIMT build, which has no cuBLAS).
+/// fallback kernels. In the SIMT build the handles come from the cuBLAS(Lt) stand-in.
 struct int8_handles {
-#if defined(__CUDACC__)
   cublasLtHandle_t lt = nullptr;       ///< int8 GEMM; null: int8_gemm_fallback_kernel
   cublasHandle_t blas = nullptr;       ///< outlier GEMM; null: int8_outlier_sums_kernel. Its stream is set to `stream`.
-  void* lt_workspace = nullptr;        ///< cuBLASLt workspace (device memory), may be null
+  void* lt_workspace = nullptr;        ///< cuBLASLt workspace (device memory, 256-byte aligned as cudaMalloc's), may be null
   std::size_t lt_workspace_bytes = 0;
-#endif
 };
 
 /// Device int8 weights: bitsandbytes' CB (int8 [N, K], row-major) and SCB (float32 [N]), e.g. a
@@ -572,12 +595,8 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
   std::int64_t count = 0;
   LOWBIT_TRY(int8_quant_status(ws + p.quant, K, &count, stream));
   bool done = false;
-#if !defined(__CUDACC__)
-  (void)h;  // the SIMT build has no cuBLAS: always the kernels
-#else
   if (h.lt && !weight_only)
     LOWBIT_TRY(int8_gemm_cublaslt(h.lt, codes, w.cb, acc, M, N, K, h.lt_workspace, h.lt_workspace_bytes, stream, &done));
-#endif
   if (weight_only) {
     count = K;
     LOWBIT_TRY(detail::memset_async(acc, 0, static_cast<std::size_t>(M * N) * sizeof(std::int32_t), stream));
@@ -594,12 +613,10 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
                                       stream, static_cast<const T*>(x), M, K, gather_cols, count, xo));
       LOWBIT_TRY(detail::launch_items("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>, N * count,
                                       stream, w.cb, w.scb, N, K, gather_cols, count, wo));
-#if defined(__CUDACC__)
       if (h.blas) {
         LOWBIT_TRY(int8_detail::from_cublas(cublasSetStream(h.blas, stream), what));
         return int8_outlier_gemm_cublas(h.blas, xo, wo, dt, M, N, count, outl);
       }
-#endif
       return detail::launch_items("int8 matmul (outlier sums)", int8_detail::int8_outlier_sums_kernel<T>, M * N, stream,
                                   static_cast<const T*>(xo), static_cast<const T*>(wo), M, N, count, outl);
     }));
