@@ -136,6 +136,21 @@ TEST(LowbitTool, InspectShowsBitsPerValueOfNf4DoubleQuant) {
   EXPECT_NE(i.out.find("   4.127\n"), std::string::npos) << i.out;
 }
 
+// --version prints the project version (CMake's, passed to the tool; it must equal the library's
+// LOWBIT_VERSION_* in <lowbit/config.hpp>) and --help the usage, both on stdout and with exit 0.
+TEST(LowbitTool, VersionAndHelp) {
+  scratch_dir d;
+  const run_result v = run(d, "--version");
+  EXPECT_EQ(v.code, 0) << v.err;
+  EXPECT_EQ(v.out, "lowbit " + std::to_string(LOWBIT_VERSION_MAJOR) + "." + std::to_string(LOWBIT_VERSION_MINOR) + "." +
+                       std::to_string(LOWBIT_VERSION_PATCH) + "\n");
+  EXPECT_EQ(v.err, "");
+  const run_result h = run(d, "--help");
+  EXPECT_EQ(h.code, 0) << h.err;
+  EXPECT_EQ(h.out.rfind("usage: lowbit quantize IN OUT", 0), 0u) << h.out;
+  EXPECT_NE(h.out.find("lowbit --version"), std::string::npos) << h.out;
+}
+
 TEST(LowbitTool, ExitCodesAndNoPartialOutput) {
   scratch_dir d;
   EXPECT_EQ(run(d, "").code, 1);

@@ -5,6 +5,7 @@
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet]
+//   lowbit --version | --help
 //
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
@@ -307,6 +308,7 @@ void usage(FILE* f) {
       "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
       "       lowbit inspect FILE|FOLDER\n"
       "       lowbit dequantize IN OUT [--threads N] [--quiet]\n"
+      "       lowbit --version | --help\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
 }
@@ -764,6 +766,7 @@ int main(int argc, char** argv) {
   if (cmd == "inspect") return cmd_inspect(argc - 2, argv + 2);
   if (cmd == "dequantize") return cmd_dequantize(argc - 2, argv + 2);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") return usage(stdout), exit_ok;
+  if (cmd == "--version") return std::printf("lowbit %s\n", LOWBIT_TOOL_VERSION), exit_ok;  // CMake's project version
   std::fprintf(stderr, "lowbit: unknown command \"%s\"\n", cmd.c_str());
   usage(stderr);
   return exit_usage;
