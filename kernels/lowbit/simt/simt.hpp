@@ -9,20 +9,28 @@
 /// - `__global__`/`__device__`/`__host__` expand to nothing, `__forceinline__` to `inline`.
 ///   `threadIdx`, `blockIdx`, `blockDim`, `gridDim` read the running fiber's state; `warpSize` is 32.
 ///   `dim3`, `uint3`, `float4`, ... come from CUDA's own `<vector_types.h>`.
-/// - `__shared__` is `static` (blocks of a grid run one after another, so a function-static variable
-///   serves as the block's shared memory). Under clang it also places the variable in the section
-///   `lowbit_simt_shared`, which is filled with a random poison byte before every block, so reads of
-///   shared memory that no thread of the block wrote show up as garbage. **Poisoning is clang-only**:
-///   g++ ignores `section` on static locals of templates, so under g++ shared memory keeps whatever the
-///   previous block left there (still correct for correct kernels, but fewer bugs are exposed).
+/// - Static shared memory is declared with `LOWBIT_SHARED(type, name)` (under nvcc:
+///   `__shared__ type name`): each declaration gets a slot of the launch's shared-memory arena, at
+///   the same offset in every block, and the arena is filled with a random poison byte before every
+///   block, so reads of shared memory no thread of the block wrote show up as garbage, with every
+///   compiler. Plain `__shared__` is a compile error here: a function-static variable can be neither
+///   per-block nor checked.
 /// - `LOWBIT_DYNAMIC_SHARED(type, name)` declares `type* name`, the block's dynamic shared memory
-///   (the launch's size; 16-byte aligned; poisoned before every block with any compiler).
+///   (the launch's size; 16-byte aligned; poisoned before every block).
+/// - "Device" memory is simt::device_malloc'd: exactly the size asked for, between 256-byte redzones
+///   (poisoned for ASan), filled with a poison byte; the host marks what it writes there with
+///   simt::device_written.
 /// - `__syncthreads()` (also `_count`, `_and`, `_or`) parks the fiber at the block barrier. Warp
 ///   operations (`__shfl{,_up,_down,_xor}_sync` with `width`, `__ballot_sync`, `__any_sync`,
 ///   `__all_sync`, `__syncwarp`) synchronize exactly the lanes named in their mask; the last lane to
 ///   arrive computes every lane's result with the PTX `shfl.sync` formula. All of them are macros
 ///   that record `__FILE__`/`__LINE__`, which appear in every error message.
-/// - Atomics are plain read-modify-writes: fibers never run concurrently.
+/// - Atomics are read-modify-writes (fibers never run concurrently) that the checker records as
+///   atomic. `__trap()` stops the launch with an error naming its site; LOWBIT_ASSUME_BLOCK (in
+///   cuda/detail/arch.cuh) checks the block shape a kernel was written for.
+/// - With LOWBIT_SIMT_RACECHECK and `-fsanitize=thread` instrumentation, checker.hpp checks every
+///   memory access of kernel code: races, uninitialized reads, out-of-bounds and misaligned
+///   accesses (see that file).
 ///
 /// The scheduler makes passes over the runnable fibers of a block in `order::forward`,
 /// `order::reverse` or a seeded `order::random` order (blocks run in the same order: ascending,
@@ -30,8 +38,9 @@
 /// these are reported as `lowbit::simt::error` instead of hanging or silently passing: threads that
 /// exited while others wait at `__syncthreads`, threads waiting at different `__syncthreads` sites, a
 /// warp mask that names an exited or nonexistent lane (or not the caller), lanes of one mask waiting at
-/// different warp operations, and any deadlock between warp and block barriers (reported in both
-/// modes). With `strict = false`, exited threads count as arrived at every barrier, as on the hardware.
+/// different warp operations, a shuffle that reads a lane outside its mask (undefined on a GPU), and
+/// any deadlock between warp and block barriers (reported in both modes). With `strict = false`,
+/// exited threads count as arrived at every barrier, as on the hardware.
 ///
 /// Fibers use Boost.Context's fcontext when `LOWBIT_SIMT_BOOST_CONTEXT` is defined (link
 /// `boost_context`; about 15x faster), else glibc's `ucontext` (no dependency; every switch costs a
@@ -39,10 +48,12 @@
 /// `PROT_NONE` guard page; stacks are pooled and reused across blocks and launches. ASan builds annotate
 /// every switch (`__sanitizer_start_switch_fiber`).
 ///
-/// Limits: blocks run sequentially (no inter-block concurrency, no grid sync); fibers are sequentially
-/// consistent (memory-ordering and fence bugs are invisible); `extern __shared__` must be written
-/// with LOWBIT_DYNAMIC_SHARED; `<<<>>>` is not C++ (call `simt::launch`); launches are serialized
-/// process-wide; objects on a fiber's stack leak when a strict error aborts a block; builtins used
+/// Limits: blocks run one after another (no grid sync; races between blocks are still found by the
+/// checker, which treats blocks of a launch as unordered whatever order they ran in); fibers are
+/// sequentially consistent (memory-ordering and fence bugs are invisible); `extern __shared__` must
+/// be written with LOWBIT_DYNAMIC_SHARED; `<<<>>>` is not C++ (call `simt::launch`); launches are
+/// serialized process-wide; device memory must not be allocated or freed by another thread during
+/// a launch; objects on a fiber's stack leak when a strict error aborts a block; builtins used
 /// outside a kernel dereference a null pointer. Include CUDA headers (`cuda_fp16.h`, ...) before this
 /// header: its `warpSize`/`blockDim`/`__shfl*` macros clash with their declarations.
 #pragma once
