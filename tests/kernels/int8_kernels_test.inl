@@ -51,11 +51,11 @@ void check_quant(std::int64_t rows, std::int64_t cols, float threshold, int shif
   std::vector<T> padded(n + static_cast<std::size_t>(shift));
   std::copy(x.begin(), x.end(), padded.begin() + shift);
   kt::buffer<T> dx(padded);
-  kt::buffer<std::int8_t> dcodes(n + 16);
+  kt::buffer<std::int8_t> dcodes(n + static_cast<std::size_t>(shift));
   kt::buffer<float> dstats(static_cast<std::size_t>(rows));
   kt::buffer<std::int32_t> dcols(static_cast<std::size_t>(cols));
   const std::size_t wsb = lowbit::cuda::int8_quant_workspace_size(rows, cols);
-  kt::buffer<unsigned char> ws(wsb + 16);
+  kt::buffer<unsigned char> ws(wsb);
   auto s = lowbit::cuda::int8_vectorwise_quant(dx.get() + shift, dt, rows, cols, threshold, dcodes.get() + shift,
                                                dstats.get(), dcols.get(), ws.get(), wsb);
   ASSERT_TRUE(s.ok()) << s.message();
@@ -303,7 +303,7 @@ void check_cublaslt_gemm(cublasLtHandle_t lt, std::int64_t M, std::int64_t N, st
   for (auto& v : B) v = static_cast<std::int8_t>(extreme ? (extreme < 0 ? -128 : 127) : code(rng));
   std::vector<std::int32_t> want(static_cast<std::size_t>(M * N));
   ASSERT_TRUE(lowbit::host::int8_gemm(A.data(), K, B.data(), K, want.data(), N, M, N, K).ok());
-  std::vector<std::int8_t> padded(A.size() + 16);
+  std::vector<std::int8_t> padded(A.size() + static_cast<std::size_t>(offset));
   std::copy(A.begin(), A.end(), padded.begin() + offset);
   kt::buffer<std::int8_t> da(padded), db(B);
   kt::buffer<std::int32_t> dc(want.size());
