@@ -31,6 +31,9 @@
 // them (they cost one more read of the input and a dequantization of every weight). inspect
 // prints the same bits per value. --quiet: no progress bar.
 //
+// A config.json whose quantization_config names a method lowbit does not read (anything but
+// bitsandbytes, e.g. "fp8") is refused by every command with exit 2 (inspect lists the tensors first).
+//
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
 // (e.g. NaN or Inf in it); 130 interrupted by SIGINT/SIGTERM (nothing left behind).
@@ -288,7 +291,7 @@ int read_base_config(const io::checkpoint& c, std::string& text) {
   if (auto s = io::read_text_file(p, text); !s) return fail(exit_input, s);
   nlohmann::json j;
   if (auto s = io::parse_json_text(text, p, j); !s) return fail(exit_input, s);
-  if (!j.is_object()) return fail(exit_input, lowbit::status::error(lowbit::errc::invalid_argument, "%s: not a JSON object", p.c_str()));
+  if (auto s = io::check_readable_quantization(j, p); !s) return fail(exit_input, s);
   return exit_ok;
 }
 
@@ -707,7 +710,8 @@ int cmd_inspect(int argc, char** argv) {
     }
   }
   std::printf("%zu file(s), %s of tensor data\n", c.file_count(), human_bytes(static_cast<double>(total)).c_str());
-  return exit_ok;
+  std::string config_text;  // a quantization method lowbit does not read: listed above, then refused
+  return read_base_config(c, config_text);
 }
 
 int cmd_dequantize(int argc, char** argv) {

@@ -373,3 +373,42 @@ TEST(LowbitTool, OutputIsByteIdenticalToTheGoldenFiles) {
     EXPECT_EQ(h, g.hash) << g.input << " " << g.options;
   }
 }
+
+// Issue 18: a checkpoint quantized by a method lowbit does not read (transformers' fine-grained
+// FP8: e4m3 weights with `weight_scale_inv`) was "dequantized" with exit 0 by copying its tensors
+// through. Every command refuses it by the method's name, writes nothing, and inspect lists it first.
+TEST(LowbitTool, RefusesAQuantizationMethodItDoesNotRead) {
+  scratch_dir d;
+  ::mkdir((d / "fp8").c_str(), 0755);
+  {
+    io::safetensors_writer w;
+    ASSERT_TRUE(w.open(d / "fp8/model.safetensors", {{"l.weight", io::st_dtype::F8_E4M3, {128, 128}}, {"l.weight_scale_inv", io::st_dtype::F32, {1, 1}}}).ok());
+    const std::vector<std::uint8_t> codes(128 * 128, 0x38);
+    const float scale = 0.5f;
+    ASSERT_TRUE(w.write(codes.data(), codes.size()).ok());
+    ASSERT_TRUE(w.write(&scale, 4).ok());
+    ASSERT_TRUE(w.commit().ok());
+  }
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"hidden_size": 128, "quantization_config": {"activation_scheme": "dynamic", "quant_method": "fp8", "weight_block_size": [128, 128]}})");
+  for (const char* cmd : {"dequantize", "quantize"}) {
+    const run_result r = run(d, std::string(cmd) + " '" + (d / "fp8") + "' '" + (d / "out") + "'");
+    EXPECT_EQ(r.code, 2) << cmd << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("quant_method \"fp8\""), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("config.json"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_FALSE(lowbit_test::exists(d / "out")) << cmd;
+  }
+  const run_result i = run(d, "inspect '" + (d / "fp8") + "'");
+  EXPECT_EQ(i.code, 2) << i.out << i.err;
+  EXPECT_NE(i.out.find("l.weight_scale_inv"), std::string::npos) << i.out;
+  EXPECT_NE(i.err.find("quant_method \"fp8\""), std::string::npos) << i.err;
+  expect_only(d.path(), {"stdout", "stderr", "fp8"});
+
+  // No quant_method and no load_in_* key: transformers refuses it too; an old bitsandbytes config
+  // (load_in_8bit without quant_method) stays readable.
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"weight_block_size": [128, 128]}})");
+  const run_result none = run(d, "dequantize '" + (d / "fp8") + "' '" + (d / "out") + "'");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.err.find("no quant_method"), std::string::npos) << none.err;
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"load_in_8bit": true}})");
+  EXPECT_EQ(run(d, "inspect '" + (d / "fp8") + "'").code, 0);
+}
