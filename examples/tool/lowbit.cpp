@@ -9,7 +9,9 @@
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
 // model.safetensors and config.json (IN's config.json, when there is one, with transformers'
-// quantization_config set, or removed by dequantize). The folder appears complete or not at all:
+// quantization_config set, or removed by dequantize). dequantize writes each 4-bit weight in the
+// dtype its quant_state records, and LLM.int8 weights (whose layout records none) in config.json's
+// torch_dtype, or float32 (bitsandbytes' int8_vectorwise_dequant) without one. The folder appears complete or not at all:
 // everything is written into a temporary folder beside OUT that is renamed at the end and deleted
 // on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping. quantize
 // plans every output tensor's name, dtype and shape first, without reading the input (only a
@@ -665,12 +667,13 @@ bool is_companion(const io::checkpoint& c, const std::string& name) {
 }
 
 // Loads `name` as a quantized tensor if it is one: 1 loaded, 0 not quantized, -1 error (printed).
-int load_quantized(const io::checkpoint& c, const std::string& name, lowbit::quant_tensor& q) {
+// An LLM.int8 weight gets source dtype `int8_dtype` (its layout records none).
+int load_quantized(const io::checkpoint& c, const std::string& name, lowbit::quant_tensor& q, lowbit::dtype int8_dtype = lowbit::dtype::f32) {
   lowbit::status s;
   if (io::has_bnb_quant_state(c, name)) s = io::load_bnb_4bit(c, name, q);
   else if (c.find(name).tensor->dtype == io::st_dtype::I8 && ends_with(name, "weight") &&
            c.find(name.substr(0, name.size() - 6) + "SCB").tensor != nullptr)
-    s = io::load_bnb_int8(c, name, q);
+    s = io::load_bnb_int8(c, name, q, int8_dtype);
   else return 0;
   if (!s) return std::fprintf(stderr, "lowbit: %s\n", s.message()), -1;
   return 1;
@@ -722,13 +725,17 @@ int cmd_dequantize(int argc, char** argv) {
   std::string config_text;
   output_folder folder;
   if (int r = open_conversion(args, in, config_text, folder)) return r;
+  // LLM.int8 weights record no dtype: the model's (config torch_dtype), else bitsandbytes' float32.
+  nlohmann::json config;
+  if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
+  const lowbit::dtype int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
   std::vector<out_tensor> tensors;
   int count = 0;
   for (const auto& name : in.names()) {
     if (is_companion(in, name)) continue;
     out_tensor t;
     lowbit::quant_tensor q;
-    const int r = load_quantized(in, name, q);
+    const int r = load_quantized(in, name, q, int8_dtype);
     if (r < 0) return exit_input;
     if (r == 1) {
       t.dense.resize(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(q.source_dtype())));

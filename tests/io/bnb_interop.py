@@ -152,7 +152,7 @@ def dequant_int8(t, prefix):
     q = arr(t[prefix + "weight"]).astype(np.float32)
     scb = arr(t[prefix + "SCB"]).astype(np.float32)
     vals = ((q * scb[:, None]).astype(np.float32) * np.float32(7.874015718698502e-3)).astype(np.float32)
-    return vals.astype("<f2").tobytes()
+    return vals.astype("<f4").tobytes()  # int8_vectorwise_dequant returns float32
 
 
 # ---- 1. a bitsandbytes-layout checkpoint ----------------------------------------------------------
@@ -211,7 +211,7 @@ def write_inputs(d, rng):
     for w, shape, *_ in WEIGHTS_4BIT:
         qs, raw = dequant_4bit(t, w)
         expected.append((w, ST_OF[qs["dtype"]], shape, raw))
-    expected.append((INT8_PREFIX + "weight", "F16", [24, 40], dequant_int8(t, INT8_PREFIX)))
+    expected.append((INT8_PREFIX + "weight", "F32", [24, 40], dequant_int8(t, INT8_PREFIX)))
     write_st(os.path.join(d, "expected.safetensors"), expected)
     return t
 
@@ -268,7 +268,7 @@ def check_outputs(d, original):
         if qs is not None:
             _, raw = dequant_4bit(fresh, w)
             check(raw == fexp[w][2], f"fresh: {w}: the reference dequantization differs from lowbit's")
-    # the int8 weight was quantized afresh to LLM.int8 (row-wise) from its float16 dequantization
+    # the int8 weight was quantized afresh to LLM.int8 (row-wise) from its float32 dequantization
     p = INT8_PREFIX
     want = {p + "weight": ("I8", [24, 40]), p + "SCB": ("F32", [24]), p + "weight_format": ("U8", [])}
     for k, (dt, sh) in want.items():
@@ -276,7 +276,7 @@ def check_outputs(d, original):
     if all(k in fresh for k in want):
         check(fresh[p + "weight_format"][2] == b"\x00", "fresh: weight_format is not 0")
         check(dequant_int8(fresh, p) == fexp[p + "weight"][2], "fresh: int8 reference dequantization differs from lowbit's")
-        # row-wise int8 quantization of float16 x: q = round_half_even(x * f32(127 / absmax_row))
+        # row-wise int8 quantization of x: q = round_half_even(x * f32(127 / absmax_row))
         x = arr(read_st(os.path.join(d, "expected.safetensors"))[p + "weight"]).astype(np.float32)
         absmax = np.abs(x).max(axis=1).astype(np.float32)
         check(bool(np.array_equal(arr(fresh[p + "SCB"]), absmax)), "fresh: SCB is not the row absmax")

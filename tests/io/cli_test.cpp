@@ -412,3 +412,61 @@ TEST(LowbitTool, RefusesAQuantizationMethodItDoesNotRead) {
   lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"load_in_8bit": true}})");
   EXPECT_EQ(run(d, "inspect '" + (d / "fp8") + "'").code, 0);
 }
+
+// Issue 18: `lowbit dequantize` of an LLM.int8 checkpoint wrote float16, where bitsandbytes'
+// int8_vectorwise_dequant gives float32. Its layout records no dtype: the output follows
+// config.json's torch_dtype, else float32, with bitsandbytes' values (q * SCB) * f32(1/127)
+// computed here independently.
+TEST(LowbitTool, DequantizesLlmInt8ToTheRecordedDtypeOrFloat32) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "w.safetensors", "l.weight", 24, 40);
+  ASSERT_EQ(run(d, "quantize --quiet --format int8 '" + (d / "w.safetensors") + "' '" + (d / "q") + "'").code, 0);
+  io::checkpoint q;
+  ASSERT_TRUE(io::checkpoint::open(d / "q", q).ok());
+  const auto codes = q.find("l.weight"), scb = q.find("l.SCB");
+  ASSERT_TRUE(codes.tensor != nullptr && scb.tensor != nullptr);
+  std::vector<float> want(24 * 40);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    float s;
+    std::memcpy(&s, scb.file->data(*scb.tensor) + 4 * (i / 40), 4);
+    const float c = static_cast<float>(static_cast<std::int8_t>(codes.file->data(*codes.tensor)[i]));
+    volatile float prod = c * s;  // two float32 roundings, as torch computes A * stats * 7.874015718698502e-3
+    want[i] = prod * 7.874015718698502e-3f;
+  }
+  struct variant {
+    const char* config;  // "" for none
+    io::st_dtype dtype;
+  };
+  for (const variant& v : {variant{"", io::st_dtype::F32}, variant{R"({"torch_dtype": "bfloat16"})", io::st_dtype::BF16},
+                           variant{R"({"dtype": "float16"})", io::st_dtype::F16}, variant{R"({"torch_dtype": "auto"})", io::st_dtype::F32}}) {
+    if (*v.config) lowbit_test::write_bytes(d / "q/config.json", v.config);
+    else ::unlink((d / "q/config.json").c_str());
+    const std::string out = d / ("back" + std::to_string(static_cast<int>(v.dtype)) + (*v.config ? "c" : ""));
+    const run_result r = run(d, "dequantize --quiet '" + (d / "q") + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << v.config << r.err;
+    io::checkpoint b;
+    ASSERT_TRUE(io::checkpoint::open(out, b).ok());
+    const auto w = b.find("l.weight");
+    ASSERT_NE(w.tensor, nullptr);
+    ASSERT_EQ(w.tensor->dtype, v.dtype) << v.config;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      std::uint32_t bits;
+      std::memcpy(&bits, &want[i], 4);
+      if (v.dtype == io::st_dtype::F32) {
+        std::uint32_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 4 * i, 4);
+        ASSERT_EQ(got, bits) << "element " << i;
+      } else if (v.dtype == io::st_dtype::BF16) {
+        std::uint16_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 2 * i, 2);
+        ASSERT_EQ(got, static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16)) << "element " << i;  // RNE, finite values
+      } else {
+        std::uint16_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 2 * i, 2);
+        const float g = lowbit::f16_bits_to_float(got);  // the nearest float16: no neighbour is nearer
+        for (int step : {-1, 1})
+          ASSERT_FALSE(std::fabs(lowbit::f16_bits_to_float(static_cast<std::uint16_t>(got + step)) - want[i]) < std::fabs(g - want[i])) << "element " << i;
+      }
+    }
+  }
+}

@@ -380,10 +380,15 @@ inline status write_bnb(safetensors_writer& w, const quant_tensor& q) {
 }
 
 /// Reads the LLM.int8 weight `weight` ("P.weight", I8 [out, in]) with `P.SCB` (F32 [out]) into
-/// an int8_absmax tensor with one block per row (source dtype float16, as bitsandbytes quantizes
-/// from float16). `P.weight_format`, if present, must be a U8 scalar (or [1]) equal to 0
-/// ("row"). On error `out` is unchanged.
-inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out) {
+/// an int8_absmax tensor with one block per row. `P.weight_format`, if present, must be a U8
+/// scalar (or [1]) equal to 0 ("row"). On error `out` is unchanged.
+///
+/// The layout records no dtype (bitsandbytes quantizes a float16 copy of the weight, whatever the
+/// model's dtype). `source` becomes the tensor's source dtype, the dtype its dequantization gives
+/// by default: float32, as bitsandbytes' `int8_vectorwise_dequant` returns (lowbit's float32
+/// values equal it bit for bit), unless the caller knows the model's dtype (transformers' config
+/// `torch_dtype`, see recorded_dtype: `model.dequantize()` rounds those float32 values to it).
+inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out, dtype source = dtype::f32) {
   const auto lw = c.find(weight);
   if (lw.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.path().c_str(), weight.c_str());
   const char* file = lw.file->path().c_str();
@@ -402,7 +407,7 @@ inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quan
                            lf.file->data(*lf.tensor)[0]);
   }
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(format::int8_absmax, {rows, cols}, dtype::f16, std::max<std::int64_t>(cols, 1), false, t));
+  LOWBIT_TRY(quant_tensor::allocate(format::int8_absmax, {rows, cols}, source, std::max<std::int64_t>(cols, 1), false, t));
   if (rows * cols > 0) {
     detail::copy_out(lw, t.codes());
     detail::copy_out(ls, t.scales());

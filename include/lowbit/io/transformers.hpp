@@ -144,6 +144,23 @@ inline status check_readable_quantization(const nlohmann::json& config, const st
                        where.c_str(), method.c_str());
 }
 
+/// The dtype transformers recorded for a model's weights in its parsed config.json object
+/// `config`: `torch_dtype` (or `dtype`, its name since transformers 4.56) when it is "float32",
+/// "float16" or "bfloat16"; `fallback` when the key is absent or holds anything else ("auto",
+/// another dtype, a non-string). Never fails.
+inline dtype recorded_dtype(const nlohmann::json& config, dtype fallback) noexcept {
+  if (!config.is_object()) return fallback;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    const auto it = config.find(key);
+    if (it == config.end() || !it->is_string()) continue;
+    const std::string& v = it->get_ref<const std::string&>();
+    if (v == "float32") return dtype::f32;
+    if (v == "float16") return dtype::f16;
+    if (v == "bfloat16") return dtype::bf16;
+  }
+  return fallback;
+}
+
 /// Reads `path` (a config.json) and its `quantization_config`. Errors: unreadable file, invalid
 /// UTF-8 or JSON, no quantization_config, or what from_json rejects.
 inline status read_quantization_config(const std::string& path, bnb_quantization_config& out) {
