@@ -7,9 +7,12 @@ lowbit code). Written from ../shared/reference/bitsandbytes-semantics.md §3, §
 
 1. Writes bnb.safetensors: bitsandbytes-layout weights (NF4 + double quant, FP4, NF4 with an odd
    element count, LLM.int8 with SCB and weight_format) and a dense bias, plus expected.safetensors:
-   each weight dequantized by the reference formulas.
+   each weight dequantized by the reference formulas. Likewise cpu_packed.safetensors and
+   cpu_packed_expected.safetensors: 4-bit weights as bitsandbytes 0.50 saves them after a CPU
+   forward pass (BF16 absmax [K / blocksize, N]; double quantization in float16 / bfloat16),
+   written from docs/bnb-cpu-packed.md.
 2. Runs LOADER DIR (tests/io/interop_loader.cpp): lowbit loads every weight, dequantizes it
-   (must equal expected.safetensors bit for bit), writes everything back (roundtrip.safetensors),
+   (must equal expected.safetensors, and cpu_packed_expected.safetensors, bit for bit), writes everything back (roundtrip.safetensors),
    and quantizes the expected tensors afresh to NF4 + double quant (fresh.safetensors) with its
    own dequantization (fresh_expected.safetensors).
 3. Checks: roundtrip.safetensors holds every tensor of bnb.safetensors with the same dtype, shape
@@ -216,6 +219,65 @@ def write_inputs(d, rng):
     return t
 
 
+# ---- 1b. 4-bit weights saved after a CPU forward pass (docs/bnb-cpu-packed.md) --------------------
+CPU_PACKED = [  # name, shape [N, K], quant_type, blocksize, dtype, nested dtype (None: no double quant)
+    ("model.layers.2.mlp.up_proj.weight", [64, 256], "nf4", 64, "bfloat16", None),
+    ("model.layers.2.mlp.down_proj.weight", [32, 384], "fp4", 128, "float16", None),
+    ("model.layers.2.self_attn.q_proj.weight", [32, 1024], "nf4", 64, "bfloat16", "bfloat16"),  # 512 blocks: 2 nested blocks
+    ("model.layers.2.self_attn.k_proj.weight", [64, 64], "fp4", 32, "float16", "float16"),
+]
+
+
+def round16(x, name):
+    """float32 -> the nearest float16 / bfloat16 (ties to even), back as float32."""
+    raw = to_dtype(np.asarray(x, dtype=np.float32), name)
+    if name == "float16":
+        return np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+def make_cpu_packed(rng, w, shape, quant_type, bs, dtype, nested):
+    """The tensors of one weight and the values it dequantizes to (bytes of `dtype`)."""
+    rows, cols = shape
+    n, nb, per_row = rows * cols, rows * cols // bs, cols // bs
+    codes = rng.integers(0, 256, size=n // 2, dtype=np.uint8)
+    qmap = table(NF4_BITS if quant_type == "nf4" else FP4_BITS)
+    d = {"quant_type": quant_type, "blocksize": bs, "dtype": dtype, "shape": list(shape)}
+    out = [(w, "U8", [n // 2, 1], codes.tobytes()), (w + ".quant_map", "F32", [16], qmap.tobytes())]
+    if nested is None:
+        # block b = r * per_row + j of row r; the file holds bf16(absmax[b]) at [j, r]
+        scales = round16(rng.random(nb) * 0.1 + 1e-3, "bfloat16")
+        stored = np.ascontiguousarray(scales.reshape(rows, per_row).T)
+        out.append((w + ".absmax", "BF16", [per_row, rows], to_dtype(stored.reshape(-1), "bfloat16")))
+    else:
+        # absmax re-quantized in the weight's 16-bit dtype: dequantize_blockwise rounds to it, then
+        # "absmax += offset" (float32 sum) rounds to it again
+        q2 = rng.integers(0, 256, size=nb, dtype=np.uint8)
+        absmax2 = (rng.random(-(-nb // 256)) * 0.05 + 0.01).astype(np.float32)
+        offset = float(round16(rng.random() * 0.05 + 0.02, nested)[0])
+        code2 = dynamic_map()
+        v = round16(code2[q2] * absmax2[np.arange(nb) // 256], nested)
+        scales = round16(v + np.float32(offset), nested)
+        out += [(w + ".absmax", "U8", [nb], q2.tobytes()), (w + ".nested_absmax", "F32", [len(absmax2)], absmax2.tobytes()),
+                (w + ".nested_quant_map", "F32", [256], code2.tobytes())]
+        d.update({"nested_blocksize": 256, "nested_dtype": nested, "nested_offset": offset})
+    js = json.dumps(d).encode("utf-8")
+    out.append((w + ".quant_state.bitsandbytes__" + quant_type, "U8", [len(js)], js))
+    vals = (qmap[unpack(codes, n)] * scales[np.arange(n) // bs]).astype(np.float32)
+    return out, to_dtype(vals, dtype)
+
+
+def write_cpu_packed(d, rng):
+    tensors, expected = [], []
+    for w, shape, qt, bs, dt, nested in CPU_PACKED:
+        t, raw = make_cpu_packed(rng, w, shape, qt, bs, dt, nested)
+        tensors += t
+        expected.append((w, ST_OF[dt], shape, raw))
+    rng.shuffle(tensors)
+    write_st(os.path.join(d, "cpu_packed.safetensors"), tensors)
+    write_st(os.path.join(d, "cpu_packed_expected.safetensors"), expected)
+
+
 # ---- 3. lowbit's output, checked against the reference layout -------------------------------------
 def check_4bit_layout(t, w, shape, dtype, quant_type, bs, nested, where):
     n = int(np.prod(shape))
@@ -327,6 +389,7 @@ def main():
     rng = np.random.default_rng(SEED)
     with tempfile.TemporaryDirectory(prefix="lowbit_interop_") as d:
         original = write_inputs(d, rng)
+        write_cpu_packed(d, rng)
         r = subprocess.run([opts["--loader"], d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
