@@ -16,7 +16,10 @@
 /// `zp = clamp(rne(-lo * inv), 0, 255)`. `max` is the format's largest finite value (448, 57344, 6).
 /// bitsandbytes formats keep bitsandbytes' convention (absmax stored, table normalized to ±1),
 /// so dequantizing bitsandbytes' bytes gives its outputs bit for bit; int8_absmax's decode is
-/// bitsandbytes' `int8_vectorwise_dequant`.
+/// bitsandbytes' `int8_vectorwise_dequant`. Encoding follows bitsandbytes' CUDA kernels except
+/// that `inv` is correctly rounded (CUDA: `rcp.approx`, `div.approx`); where its CPU backend
+/// differs see docs/formats.md, "Which bitsandbytes each format matches" (int8_multiplier and
+/// offset_rule give its CPU int8 codes and nested offset).
 ///
 /// @par Zero blocks
 /// A block whose elements are all ±0 stores scale 0 (and zero point 0); every element gets the
@@ -309,7 +312,7 @@ inline float torch_inner_sum(const float* x, std::int64_t n) noexcept {
 /// validate).
 inline constexpr int max_torch_threads = 1024;
 
-/// `torch.mean` of `n` >= 1 contiguous float32 values on the CPU with `threads` intra-op threads
+/// `torch.mean` of `n` contiguous float32 values on the CPU with `threads` intra-op threads
 /// (`torch.get_num_threads()` where the mean was taken), as torch 2.x computes it (ATen
 /// `mean_out`: `sum_out(...).div_(n)`; `SumKernel.cpp` `cascade_sum` with `Vectorized<float>` of
 /// 8 lanes, the sum kernel x86-64 builds dispatch on AVX2 and AVX-512 CPUs alike;
@@ -320,7 +323,8 @@ inline constexpr int max_torch_threads = 1024;
 ///   inner_sum into a slot of a `threads`-long buffer of zeros, and the buffer summed the same way;
 /// - `mean = f32(sum / f32(n))`.
 /// Checked against torch 2.9.1 (tests/data/torch_cpu_mean). The result depends on `threads` for
-/// 32768 values and more. NaN and Inf propagate as in any float32 sum.
+/// 32768 values and more. NaN and Inf propagate as in any float32 sum, an overflowing sum is
+/// ±Inf, and n = 0 gives NaN (0 / 0, as torch's mean of an empty tensor).
 inline float torch_cpu_mean(const float* x, std::int64_t n, int threads) {
   constexpr std::int64_t grain = 32768;
   float sum;
