@@ -206,11 +206,14 @@ inline void bnb_cpu_packed_scales(const std::uint8_t* bf16_bytes, std::int64_t r
 /// The block scales of a double-quantized weight whose nested dtype `t` is float16 or bfloat16, as
 /// bitsandbytes' `dequantize_4bit` computes them: `dequantize_blockwise` in `t` (float32 product,
 /// rounded to `t`), then `absmax += offset` in `t` (float32 sum, rounded to `t`), then float32.
-inline void bnb_nested16_scales(const std::uint8_t* codes, std::int64_t nblocks, const float* absmax2, const float* table, float offset, dtype t,
-                                float* scales) {
+/// `absmax2_bytes` holds the float32 nested absmax (little-endian, any alignment).
+inline void bnb_nested16_scales(const std::uint8_t* codes, std::int64_t nblocks, const std::uint8_t* absmax2_bytes, const float* table, float offset,
+                                dtype t, float* scales) {
   const auto round_to = [t](float x) { return t == dtype::f16 ? to_float(from_float<f16>(x)) : to_float(from_float<bf16>(x)); };
   for (std::int64_t i = 0; i < nblocks; ++i) {
-    const float v = round_to(table[codes[i]] * absmax2[i / quant::nested_block_size]);
+    float absmax2;
+    std::memcpy(&absmax2, absmax2_bytes + 4 * (i / quant::nested_block_size), 4);
+    const float v = round_to(table[codes[i]] * absmax2);
     scales[i] = round_to(v + offset);
   }
 }
@@ -345,13 +348,10 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
   detail::copy_out(lm, table);
   LOWBIT_TRY(t.set_code_table(table, 16));
   if (cpu_packed) {
-    detail::bnb_cpu_packed_scales(reinterpret_cast<const std::uint8_t*>(la.file->data(*la.tensor)), shape[0], shape[1] / static_cast<std::int64_t>(block),
-                                  t.scales());
+    detail::bnb_cpu_packed_scales(la.file->data(*la.tensor), shape[0], shape[1] / static_cast<std::int64_t>(block), t.scales());
   } else if (nested && !keep_nested) {
     detail::copy_out(lnm, table);
-    std::vector<float> absmax2(static_cast<std::size_t>(lna.tensor->shape[0]));
-    detail::copy_out(lna, absmax2.data());
-    detail::bnb_nested16_scales(la.file->data(*la.tensor), nblocks, absmax2.data(), table, offset, nested_dtype, t.scales());
+    detail::bnb_nested16_scales(la.file->data(*la.tensor), nblocks, lna.file->data(*lna.tensor), table, offset, nested_dtype, t.scales());
   } else if (nested) {
     detail::copy_out(la, t.nested_codes());
     detail::copy_out(lna, t.nested_scales());
