@@ -1136,6 +1136,52 @@ TEST(BnbCompat, TorchCpuMeanMatchesRealTorch) {
   EXPECT_NE(std::strstr(s.message(), "torch_threads"), nullptr) << s.message();
 }
 
+// bitsandbytes 0.50.2's CPU 4-bit codes and absmax (tests/data/bnb_cpu_4bit, see make_vectors.py:
+// midpoints and CUDA thresholds as x / absmax, tiny and signed-zero values, a zero block, a
+// subnormal absmax, a partial last block, an odd length): quant::bnb4_rule::cpu_midpoints gives
+// them byte for byte; the default CUDA rule differs on some of those codes.
+TEST(BnbCompat, Bnb4CpuMidpointRuleMatchesRealBnbCpuCodes) {
+  constexpr std::int64_t n = 64 * 40 + 37, blocks = 41;
+  const std::string dir = LOWBIT_BNB_CPU_4BIT_DIR;
+  const auto xb = read_vector_file(dir + "/x.f32", n * 4);
+  ASSERT_FALSE(xb.empty()) << "cannot read " << dir << "/x.f32";
+  for (format f : {format::nf4, format::bnb_fp4}) {
+    const std::string name = f == format::nf4 ? "nf4" : "fp4";
+    const auto codes = read_vector_file(dir + "/" + name + ".codes.u8", (n + 1) / 2);
+    const auto absmax = read_vector_file(dir + "/" + name + ".absmax.f32", blocks * 4);
+    ASSERT_FALSE(codes.empty() || absmax.empty()) << name;
+    lowbit::quantize_params p;
+    p.fmt = f;
+    p.options.bnb4 = lowbit::quant::bnb4_rule::cpu_midpoints;
+    for (int threads : {1, 2}) {
+      p.options.threads = threads;
+      lowbit::quant_tensor q;
+      ASSERT_TRUE(lowbit::quantize(xb.data(), dtype::f32, {n}, p, q).ok()) << name;
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < codes.size(); ++i)
+        if (q.codes()[i] != codes[i] && ++bad <= 8)
+          ADD_FAILURE() << name << ", byte " << i << ": got " << hex(q.codes()[i], 2) << ", bitsandbytes' CPU " << hex(codes[i], 2);
+      EXPECT_EQ(bad, 0u) << name;
+      EXPECT_EQ(std::memcmp(q.scales(), absmax.data(), absmax.size()), 0) << name;
+    }
+    p.options.bnb4 = lowbit::quant::bnb4_rule::cuda_thresholds;
+    lowbit::quant_tensor d;
+    ASSERT_TRUE(lowbit::quantize(xb.data(), dtype::f32, {n}, p, d).ok());
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < codes.size(); ++i) differ += d.codes()[i] != codes[i];
+    EXPECT_GT(differ, 0u) << name << ": the vectors no longer tell the two rules apart";
+    std::printf("[ 4-bit    ] %s: the CUDA rule differs from bitsandbytes' CPU bytes in %zu of %zu bytes\n", name.c_str(), differ, codes.size());
+  }
+  lowbit::quantize_params p;
+  p.options.bnb4 = lowbit::quant::bnb4_rule::cpu_midpoints;
+  p.options.allow_nonfinite = true;
+  lowbit::quant_tensor q;
+  const std::vector<float> w(64, 1.0f);
+  const lowbit::status s = lowbit::quantize(w.data(), dtype::f32, {64}, p, q);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "allow_nonfinite"), nullptr) << s.message();
+}
+
 TEST(BnbCompat, NativeLibrary) {
   LOWBIT_SEED_TRACE();
   const char* path = std::getenv("LOWBIT_BNB_CPU_LIB");

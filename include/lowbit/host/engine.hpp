@@ -85,6 +85,9 @@ struct options {
   /// `torch_threads` as torch.get_num_threads() there (it matters from 32768 blocks on).
   quant::offset_rule nested_offset = quant::offset_rule::exact_mean;
   int torch_threads = 1;  ///< see nested_offset
+  /// quantize: how nf4 and bnb_fp4 choose codes. quant::bnb4_rule::cpu_midpoints gives
+  /// bitsandbytes' CPU codes and absmax (not with allow_nonfinite: an error).
+  quant::bnb4_rule bnb4 = quant::bnb4_rule::cuda_thresholds;
 };
 
 namespace detail {
@@ -263,7 +266,9 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   // path; larger blocks (per tensor, long rows) read the input twice, and so does int8_absmax with
   // the reciprocal multiplier (whose encoders the fused path's run kernels do not compute).
   const quant::int8_multiplier rule = opt.int8_inverse;
-  const bool fused = !(F == format::int8_absmax && rule != quant::int8_multiplier::quotient);
+  constexpr bool bnb4 = F == format::nf4 || F == format::bnb_fp4;
+  const bool cpu4 = bnb4 && opt.bnb4 == quant::bnb4_rule::cpu_midpoints;  // element by element, below
+  const bool fused = !(F == format::int8_absmax && rule != quant::int8_multiplier::quotient) && !cpu4;
   if (fused && bs <= fused_block_limit && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
   storage<stats_entry> stats;
@@ -284,12 +289,13 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   }
 
   // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
-  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair.
-  const bool pairwise = four && (bs & 1);
+  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair, as
+  // they do for bitsandbytes' CPU 4-bit rule (scale: the absmax itself, even of a zero block).
+  const bool pairwise = four && ((bs & 1) || cpu4);
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t b = b0; b < b1; ++b) {
       const quant::block_encoder enc = quant::make_encoder<F>(stats[b].st, rule);
-      scales_out[b] = enc.scale;
+      scales_out[b] = cpu4 ? stats[b].st.absmax : enc.scale;
       if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
       if (!pairwise) {
         const std::int64_t e0 = b * bs;
@@ -301,17 +307,24 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
       const std::int64_t e1 = b1 * bs < n ? b1 * bs : n;
       std::int64_t cached = -1;
       quant::block_encoder enc;
-      auto encode_at = [&](std::int64_t i) {
+      auto encode_at = [&](std::int64_t i) -> std::uint8_t {
         if (i / bs != cached) {
           cached = i / bs;
           enc = quant::make_encoder<F>(stats[cached].st);
+        }
+        if constexpr (bnb4) {
+          if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(x[i]), stats[cached].st.absmax, (cached + 1) * bs > n));
         }
         return quant::encode_element<F>(to_float(x[i]), enc);
       };
       for (std::int64_t i = b0 * bs; i < e1; i += 2) {
         const std::uint8_t c0 = encode_at(i);
         // past the end of an odd-sized tensor: the code of 0.0 in the last element's block
-        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : quant::encode_element<F>(0.0f, enc);
+        std::uint8_t pad = quant::encode_element<F>(0.0f, enc);
+        if constexpr (bnb4) {
+          if (cpu4) pad = quant::bnb_cpu4_code<F>(0.0f);
+        }
+        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : pad;
         q.codes[i / 2] = codecs::pack_nibbles<order>(c0, c1);
       }
     }
@@ -630,6 +643,8 @@ namespace detail {
 
 inline status check_quantize_args(const void* x, dtype xt, const quant_view& q, const options& opt) {
   LOWBIT_TRY(validate(q, "quantize"));
+  if (opt.bnb4 == quant::bnb4_rule::cpu_midpoints && opt.allow_nonfinite && (q.fmt == format::nf4 || q.fmt == format::bnb_fp4))
+    return status::error(errc::unsupported, "quantize: options.bnb4 = cpu_midpoints is defined for finite input only; allow_nonfinite must be false");
   if (q.nested() && opt.nested_offset == quant::offset_rule::torch_cpu_mean && (opt.torch_threads < 1 || opt.torch_threads > quant::max_torch_threads))
     return status::error(errc::invalid_argument, "quantize: options.torch_threads is %d; torch's thread count is 1..%d", opt.torch_threads,
                          quant::max_torch_threads);

@@ -18,8 +18,8 @@
 /// so dequantizing bitsandbytes' bytes gives its outputs bit for bit; int8_absmax's decode is
 /// bitsandbytes' `int8_vectorwise_dequant`. Encoding follows bitsandbytes' CUDA kernels except
 /// that `inv` is correctly rounded (CUDA: `rcp.approx`, `div.approx`); where its CPU backend
-/// differs see docs/formats.md, "Which bitsandbytes each format matches" (int8_multiplier and
-/// offset_rule give its CPU int8 codes and nested offset).
+/// differs see docs/formats.md, "Which bitsandbytes each format matches" (int8_multiplier,
+/// bnb4_rule and offset_rule give its CPU int8 codes, 4-bit codes and nested offset).
 ///
 /// @par Zero blocks
 /// A block whose elements are all ±0 stores scale 0 (and zero point 0); every element gets the
@@ -236,6 +236,67 @@ LOWBIT_HD float offset_from_partials(const double* partials, std::int64_t nchunk
   double s = 0.0;
   for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
   return static_cast<float>(s / static_cast<double>(nblocks));
+}
+
+/// How nf4 and bnb_fp4 choose an element's code.
+enum class bnb4_rule : unsigned char {
+  /// bitsandbytes' CUDA `kQuantizeBlockwise`: `x̂ = x * f32(1 / absmax)`, then the codec's
+  /// decision thresholds with strict `>` (lowbit's default; codecs::nf4, codecs::bnb_fp4).
+  cuda_thresholds,
+  /// bitsandbytes' CPU backend (`backends/default/ops.py` `quantize_4bit`, 0.50.x): bnb_cpu4_scaled
+  /// and bnb_cpu4_code.
+  cpu_midpoints,
+};
+
+/// The scaled element `x̂` of bitsandbytes' CPU 4-bit quantizer for an element `x` of a block
+/// whose max |x| is `absmax`: `clamp(f32(x * f32(1 / m)), -1, 1)` in a full block and
+/// `clamp(f32(x / m), -1, 1)` in the tensor's partial last block, with `m = max(absmax,
+/// f32(1e-38))` (a zero block scales to 0; no block is too small to scale). NaN stays NaN.
+LOWBIT_HD float bnb_cpu4_scaled(float x, float absmax, bool partial_block) noexcept {
+  const float m = absmax > 1e-38f ? absmax : 1e-38f;
+  const float y = partial_block ? x / m : lowbit::detail::mul_rn(x, 1.0f / m);
+  return y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
+}
+
+/// The decision points of bitsandbytes' CPU 4-bit quantizer: the table (`get_4bit_type`: the
+/// codec's values, with bnb_fp4's code 8 as +0.0) sorted by a stable sort, and the float32
+/// midpoints `f32(sorted[i] + sorted[i + 1]) / 2` between neighbours.
+struct bnb_cpu4_points {
+  std::uint8_t order[16];  ///< codes in ascending value (bnb_fp4: 11 10 13 12 15 14 9 0 8 1 6 7 4 5 2 3)
+  float mid[15];
+};
+
+/// bnb_cpu4_points of format F (nf4 or bnb_fp4), derived from the codec's decode table once.
+template <format F>
+const bnb_cpu4_points& bnb_cpu4_points_of() noexcept {
+  static_assert(F == format::nf4 || F == format::bnb_fp4, "bitsandbytes' 4-bit formats only");
+  static const bnb_cpu4_points p = [] {
+    using codec = typename scheme<F>::codec;
+    bnb_cpu4_points r{};
+    float v[16];
+    for (int c = 0; c < 16; ++c) {
+      v[c] = codec::decode(static_cast<std::uint8_t>(c));
+      if (v[c] == 0.0f) v[c] = 0.0f;  // get_4bit_type's zeros are +0.0
+      r.order[c] = static_cast<std::uint8_t>(c);
+    }
+    std::stable_sort(r.order, r.order + 16, [&](std::uint8_t a, std::uint8_t b) { return v[a] < v[b]; });
+    for (int i = 0; i < 15; ++i) r.mid[i] = (v[r.order[i]] + v[r.order[i + 1]]) / 2.0f;
+    return r;
+  }();
+  return p;
+}
+
+/// bitsandbytes' CPU code of a scaled element `xhat` (`torch.bucketize(xhat, mid, right=False)`,
+/// then the sort order): the code at position #{i : mid[i] < xhat} of the sorted table, so a tie
+/// takes the lower position; NaN takes the last (nf4 15, bnb_fp4 3).
+template <format F>
+std::uint8_t bnb_cpu4_code(float xhat) noexcept {
+  const bnb_cpu4_points& p = bnb_cpu4_points_of<F>();
+  int k = 0;
+  if (xhat != xhat) k = 15;
+  else
+    while (k < 15 && p.mid[k] < xhat) ++k;
+  return p.order[k];
 }
 
 /// How the nested offset is computed.
