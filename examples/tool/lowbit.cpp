@@ -9,9 +9,7 @@
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
 // model.safetensors and config.json (IN's config.json, when there is one, with transformers'
-// quantization_config set, or removed by dequantize). dequantize writes each 4-bit weight in the
-// dtype its quant_state records, and LLM.int8 weights (whose layout records none) in config.json's
-// torch_dtype, or float32 (bitsandbytes' int8_vectorwise_dequant) without one. The folder appears complete or not at all:
+// quantization_config set, or removed by dequantize). The folder appears complete or not at all:
 // everything is written into a temporary folder beside OUT that is renamed at the end and deleted
 // on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping. quantize
 // plans every output tensor's name, dtype and shape first, without reading the input (only a
@@ -35,6 +33,9 @@
 //
 // A config.json whose quantization_config names a method lowbit does not read (anything but
 // bitsandbytes, e.g. "fp8") is refused by every command with exit 2 (inspect lists the tensors first).
+// dequantize writes each 4-bit weight in the dtype its quant_state records, and LLM.int8 weights
+// (whose layout records none) in config.json's torch_dtype, or else in float32 (what
+// bitsandbytes' int8_vectorwise_dequant returns).
 //
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
