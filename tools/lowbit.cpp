@@ -32,6 +32,12 @@
 // them (they cost one more read of the input and a dequantization of every weight). inspect
 // prints the same bits per value. --quiet: no progress bar.
 //
+// A config.json whose quantization_config names a method lowbit does not read (anything but
+// bitsandbytes, e.g. "fp8") is refused by every command with exit 2 (inspect lists the tensors first).
+// dequantize writes each 4-bit weight in the dtype its quant_state records, and LLM.int8 weights
+// (whose layout records none) in config.json's torch_dtype, or else in float32 (what
+// bitsandbytes' int8_vectorwise_dequant returns).
+//
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
 // cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
 // (e.g. NaN or Inf in it); 130 interrupted by SIGINT/SIGTERM (nothing left behind).
@@ -289,7 +295,7 @@ int read_base_config(const io::checkpoint& c, std::string& text) {
   if (auto s = io::read_text_file(p, text); !s) return fail(exit_input, s);
   nlohmann::json j;
   if (auto s = io::parse_json_text(text, p, j); !s) return fail(exit_input, s);
-  if (!j.is_object()) return fail(exit_input, lowbit::status::error(lowbit::errc::invalid_argument, "%s: not a JSON object", p.c_str()));
+  if (auto s = io::check_readable_quantization(j, p); !s) return fail(exit_input, s);
   return exit_ok;
 }
 
@@ -664,12 +670,13 @@ bool is_companion(const io::checkpoint& c, const std::string& name) {
 }
 
 // Loads `name` as a quantized tensor if it is one: 1 loaded, 0 not quantized, -1 error (printed).
-int load_quantized(const io::checkpoint& c, const std::string& name, lowbit::quant_tensor& q) {
+// An LLM.int8 weight gets source dtype `int8_dtype` (its layout records none).
+int load_quantized(const io::checkpoint& c, const std::string& name, lowbit::quant_tensor& q, lowbit::dtype int8_dtype = lowbit::dtype::f32) {
   lowbit::status s;
   if (io::has_bnb_quant_state(c, name)) s = io::load_bnb_4bit(c, name, q);
   else if (c.find(name).tensor->dtype == io::st_dtype::I8 && ends_with(name, "weight") &&
            c.find(name.substr(0, name.size() - 6) + "SCB").tensor != nullptr)
-    s = io::load_bnb_int8(c, name, q);
+    s = io::load_bnb_int8(c, name, q, int8_dtype);
   else return 0;
   if (!s) return std::fprintf(stderr, "lowbit: %s\n", s.message()), -1;
   return 1;
@@ -709,7 +716,8 @@ int cmd_inspect(int argc, char** argv) {
     }
   }
   std::printf("%zu file(s), %s of tensor data\n", c.file_count(), human_bytes(static_cast<double>(total)).c_str());
-  return exit_ok;
+  std::string config_text;  // a quantization method lowbit does not read: listed above, then refused
+  return read_base_config(c, config_text);
 }
 
 int cmd_dequantize(int argc, char** argv) {
@@ -720,13 +728,17 @@ int cmd_dequantize(int argc, char** argv) {
   std::string config_text;
   output_folder folder;
   if (int r = open_conversion(args, in, config_text, folder)) return r;
+  // LLM.int8 weights record no dtype: the model's (config torch_dtype), else bitsandbytes' float32.
+  nlohmann::json config;
+  if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
+  const lowbit::dtype int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
   std::vector<out_tensor> tensors;
   int count = 0;
   for (const auto& name : in.names()) {
     if (is_companion(in, name)) continue;
     out_tensor t;
     lowbit::quant_tensor q;
-    const int r = load_quantized(in, name, q);
+    const int r = load_quantized(in, name, q, int8_dtype);
     if (r < 0) return exit_input;
     if (r == 1) {
       t.dense.resize(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(q.source_dtype())));

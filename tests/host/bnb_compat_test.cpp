@@ -980,6 +980,208 @@ bool native_dequant(void* lib, const FormatCase& fc, dtype dt, std::vector<std::
   return true;
 }
 
+// bitsandbytes' CPU int8 multiplier (quant::int8_multiplier::reciprocal_times_127), written here
+// from its default backend's `torch.round(A * (127.0 / row_stats))` with torch's
+// `127.0 / t == t.reciprocal() * 127.0`: q = clamp(rne(f32(x * f32(127 * f32(1 / absmax))))).
+std::int8_t bnb_cpu_int8_code(float x, float absmax) {
+  volatile float r = 1.0f / absmax;
+  volatile float inv = r * 127.0f;
+  volatile float y = x * inv;
+  const float q = std::nearbyint(y);  // the default rounding mode: nearest, ties to even
+  return static_cast<std::int8_t>(std::max(-127.0f, std::min(127.0f, q)));
+}
+
+std::vector<std::uint8_t> read_vector_file(const std::string& path, std::size_t bytes) {
+  std::vector<std::uint8_t> v(bytes);
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return {};
+  const std::size_t got = std::fread(v.data(), 1, bytes, f);
+  std::fclose(f);
+  return got == bytes ? v : std::vector<std::uint8_t>{};
+}
+
+// Random rows (float32, float16, bfloat16 input; widths below, at and above the SIMD widths), per
+// row: lowbit with the reciprocal rule equals the scalar reference above for every element.
+TEST(BnbCompat, Int8ReciprocalMultiplierMatchesBnbCpuFormula) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng = make_rng(18);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::size_t differ_from_quotient = 0, total = 0;
+  for (dtype dt : {dtype::f32, dtype::f16, dtype::bf16})
+    for (std::int64_t cols : {1, 7, 64, 300, 4096}) {
+      const std::int64_t rows = 37;
+      std::vector<float> x(static_cast<std::size_t>(rows * cols));
+      for (auto& v : x) v = nd(rng) * 0.05f;
+      if (cols > 1) x[5] = 0.0f, x[static_cast<std::size_t>(cols)] = 0.0f;
+      for (std::int64_t c = 0; c < cols; ++c) x[static_cast<std::size_t>(2 * cols + c)] = 0.0f;  // a zero row
+      std::vector<std::uint16_t> half(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) {  // the input in dtype dt, and x its exact value
+        if (dt == dtype::f16) x[i] = __half2float(__float2half_rn(x[i]));
+        if (dt == dtype::bf16) x[i] = __bfloat162float(__float2bfloat16_rn(x[i]));
+        const auto h = __float2half_rn(x[i]);
+        const auto b = __float2bfloat16_rn(x[i]);
+        std::memcpy(&half[i], dt == dtype::f16 ? static_cast<const void*>(&h) : static_cast<const void*>(&b), 2);
+      }
+      lowbit::quantize_params p;
+      p.fmt = format::int8_absmax;
+      p.gran = lowbit::granularity::per_row();
+      p.options.int8_inverse = lowbit::quant::int8_multiplier::reciprocal_times_127;
+      lowbit::quant_tensor q, d;
+      const void* src = dt == dtype::f32 ? static_cast<const void*>(x.data()) : static_cast<const void*>(half.data());
+      ASSERT_TRUE(lowbit::quantize(src, dt, {rows, cols}, p, q).ok());
+      p.options.int8_inverse = lowbit::quant::int8_multiplier::quotient;
+      ASSERT_TRUE(lowbit::quantize(src, dt, {rows, cols}, p, d).ok());
+      for (std::int64_t r = 0; r < rows; ++r) {
+        float absmax = 0.0f;
+        for (std::int64_t c = 0; c < cols; ++c) absmax = std::max(absmax, std::fabs(x[static_cast<std::size_t>(r * cols + c)]));
+        ASSERT_EQ(bits_of(q.scales()[r]), bits_of(absmax)) << "row " << r;
+        for (std::int64_t c = 0; c < cols; ++c) {
+          const std::size_t i = static_cast<std::size_t>(r * cols + c);
+          const std::int8_t want = absmax == 0.0f ? 0 : bnb_cpu_int8_code(x[i], absmax);
+          ASSERT_EQ(static_cast<std::int8_t>(q.codes()[i]), want) << "dtype " << static_cast<int>(dt) << ", cols " << cols << ", row " << r << ", col " << c
+                                                                << ", x " << x[i] << ", absmax " << absmax;
+          differ_from_quotient += q.codes()[i] != d.codes()[i];
+          ++total;
+        }
+      }
+    }
+  std::printf("[ int8     ] reciprocal vs quotient multiplier: %zu of %zu codes differ\n", differ_from_quotient, total);
+}
+
+// Real bitsandbytes 0.50.2 CPU codes (tests/data/bnb_cpu_int8, see make_vectors.py): rows built so
+// that almost every code depends on the rounding of the multiplier. lowbit's reciprocal rule
+// gives bitsandbytes' bytes; its default (quotient) rule differs on those codes.
+TEST(BnbCompat, Int8ReciprocalMultiplierMatchesRealBnbCpuCodes) {
+  constexpr std::int64_t rows = 64, cols = 64;
+  const std::string dir = LOWBIT_BNB_CPU_INT8_DIR;
+  const auto x = read_vector_file(dir + "/x.f16", rows * cols * 2);
+  const auto codes = read_vector_file(dir + "/codes.i8", rows * cols);
+  const auto scb = read_vector_file(dir + "/scb.f32", rows * 4);
+  ASSERT_FALSE(x.empty() || codes.empty() || scb.empty()) << "cannot read the vectors in " << dir;
+  lowbit::quantize_params p;
+  p.fmt = format::int8_absmax;
+  p.gran = lowbit::granularity::per_row();
+  std::size_t differ[2] = {0, 0};
+  for (auto rule : {lowbit::quant::int8_multiplier::reciprocal_times_127, lowbit::quant::int8_multiplier::quotient}) {
+    p.options.int8_inverse = rule;
+    lowbit::quant_tensor q;
+    ASSERT_TRUE(lowbit::quantize(x.data(), dtype::f16, {rows, cols}, p, q).ok());
+    EXPECT_EQ(std::memcmp(q.scales(), scb.data(), scb.size()), 0);
+    const bool reciprocal = rule == lowbit::quant::int8_multiplier::reciprocal_times_127;
+    for (std::size_t i = 0; i < codes.size(); ++i) differ[reciprocal ? 0 : 1] += q.codes()[i] != codes[i];
+  }
+  EXPECT_EQ(differ[0], 0u) << "reciprocal_times_127 differs from bitsandbytes' CPU codes";
+  EXPECT_GT(differ[1], codes.size() / 2) << "the vectors no longer tell the two rules apart";
+}
+
+// The inputs of tests/data/torch_cpu_mean/make_vectors.py (its comment defines them).
+std::vector<float> torch_mean_inputs(std::int64_t n, std::uint64_t seed, float scale) {
+  std::vector<float> x(static_cast<std::size_t>(n));
+  std::uint64_t st = seed;
+  for (auto& v : x) {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    v = static_cast<float>(static_cast<double>(st >> 40) / 16777216.0) * scale;
+  }
+  return x;
+}
+
+// bitsandbytes' CPU nested offset is torch.mean of the float32 absmax: quant::torch_cpu_mean
+// equals the means real torch 2.9.1 gave (tests/data/torch_cpu_mean/means.txt) for 1 to 262144
+// values and 1, 2, 3 and 12 threads; and quantize with options::nested_offset = torch_cpu_mean
+// stores that offset for a tensor whose block absmax are those values.
+TEST(BnbCompat, TorchCpuMeanMatchesRealTorch) {
+  FILE* f = std::fopen(LOWBIT_TORCH_CPU_MEAN_FILE, "r");
+  ASSERT_NE(f, nullptr) << LOWBIT_TORCH_CPU_MEAN_FILE;
+  long long n = 0;
+  unsigned long long seed = 0;
+  double scale = 0;
+  int threads = 0;
+  unsigned bits = 0;
+  int cases = 0, thread_dependent = 0, differ_from_exact = 0;
+  while (std::fscanf(f, "%lld %llu %lf %d %x", &n, &seed, &scale, &threads, &bits) == 5) {
+    const auto x = torch_mean_inputs(n, seed, static_cast<float>(scale));
+    const float got = lowbit::quant::torch_cpu_mean(x.data(), n, threads);
+    EXPECT_EQ(bits_of(got), bits) << "n " << n << ", threads " << threads;
+    thread_dependent += bits_of(lowbit::quant::torch_cpu_mean(x.data(), n, 1)) != bits;
+    if (threads == 1 && n >= 100) {  // the engine, on blocks of 64 whose absmax are x
+      std::vector<float> w(static_cast<std::size_t>(n * 64));
+      for (std::int64_t b = 0; b < n; ++b)
+        for (std::int64_t k = 0; k < 64; ++k) w[static_cast<std::size_t>(b * 64 + k)] = (k == b % 64 ? 1.0f : 0.5f) * x[static_cast<std::size_t>(b)] * (k % 2 ? -1.0f : 1.0f);
+      lowbit::quantize_params p;
+      p.fmt = format::nf4;
+      p.double_quant = true;
+      lowbit::quant_tensor q, exact;
+      ASSERT_TRUE(lowbit::quantize(w.data(), dtype::f32, {n * 64}, p, exact).ok());
+      p.options.nested_offset = lowbit::quant::offset_rule::torch_cpu_mean;
+      ASSERT_TRUE(lowbit::quantize(w.data(), dtype::f32, {n * 64}, p, q).ok());
+      EXPECT_EQ(bits_of(q.nested_offset()), bits) << "n " << n;
+      differ_from_exact += bits_of(exact.nested_offset()) != bits;
+    }
+    ++cases;
+  }
+  std::fclose(f);
+  EXPECT_EQ(cases, 36);
+  EXPECT_GT(thread_dependent, 0) << "the vectors no longer show torch's thread dependence";
+  std::printf("[ offset   ] %d cases; torch's mean depends on the thread count in %d; lowbit's exact mean differs in %d of the engine cases\n", cases,
+              thread_dependent, differ_from_exact);
+  lowbit::quantize_params p;
+  p.fmt = format::nf4;
+  p.double_quant = true;
+  p.options.nested_offset = lowbit::quant::offset_rule::torch_cpu_mean;
+  p.options.torch_threads = 0;
+  std::vector<float> w(64, 1.0f);
+  lowbit::quant_tensor q;
+  const lowbit::status s = lowbit::quantize(w.data(), dtype::f32, {64}, p, q);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "torch_threads"), nullptr) << s.message();
+}
+
+// bitsandbytes 0.50.2's CPU 4-bit codes and absmax (tests/data/bnb_cpu_4bit, see make_vectors.py:
+// midpoints and CUDA thresholds as x / absmax, tiny and signed-zero values, a zero block, a
+// subnormal absmax, a partial last block, an odd length): quant::bnb4_rule::cpu_midpoints gives
+// them byte for byte; the default CUDA rule differs on some of those codes.
+TEST(BnbCompat, Bnb4CpuMidpointRuleMatchesRealBnbCpuCodes) {
+  constexpr std::int64_t n = 64 * 40 + 37, blocks = 41;
+  const std::string dir = LOWBIT_BNB_CPU_4BIT_DIR;
+  const auto xb = read_vector_file(dir + "/x.f32", n * 4);
+  ASSERT_FALSE(xb.empty()) << "cannot read " << dir << "/x.f32";
+  for (format f : {format::nf4, format::bnb_fp4}) {
+    const std::string name = f == format::nf4 ? "nf4" : "fp4";
+    const auto codes = read_vector_file(dir + "/" + name + ".codes.u8", (n + 1) / 2);
+    const auto absmax = read_vector_file(dir + "/" + name + ".absmax.f32", blocks * 4);
+    ASSERT_FALSE(codes.empty() || absmax.empty()) << name;
+    lowbit::quantize_params p;
+    p.fmt = f;
+    p.options.bnb4 = lowbit::quant::bnb4_rule::cpu_midpoints;
+    for (int threads : {1, 2}) {
+      p.options.threads = threads;
+      lowbit::quant_tensor q;
+      ASSERT_TRUE(lowbit::quantize(xb.data(), dtype::f32, {n}, p, q).ok()) << name;
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < codes.size(); ++i)
+        if (q.codes()[i] != codes[i] && ++bad <= 8)
+          ADD_FAILURE() << name << ", byte " << i << ": got " << hex(q.codes()[i], 2) << ", bitsandbytes' CPU " << hex(codes[i], 2);
+      EXPECT_EQ(bad, 0u) << name;
+      EXPECT_EQ(std::memcmp(q.scales(), absmax.data(), absmax.size()), 0) << name;
+    }
+    p.options.bnb4 = lowbit::quant::bnb4_rule::cuda_thresholds;
+    lowbit::quant_tensor d;
+    ASSERT_TRUE(lowbit::quantize(xb.data(), dtype::f32, {n}, p, d).ok());
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < codes.size(); ++i) differ += d.codes()[i] != codes[i];
+    EXPECT_GT(differ, 0u) << name << ": the vectors no longer tell the two rules apart";
+    std::printf("[ 4-bit    ] %s: the CUDA rule differs from bitsandbytes' CPU bytes in %zu of %zu bytes\n", name.c_str(), differ, codes.size());
+  }
+  lowbit::quantize_params p;
+  p.options.bnb4 = lowbit::quant::bnb4_rule::cpu_midpoints;
+  p.options.allow_nonfinite = true;
+  lowbit::quant_tensor q;
+  const std::vector<float> w(64, 1.0f);
+  const lowbit::status s = lowbit::quantize(w.data(), dtype::f32, {64}, p, q);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(std::strstr(s.message(), "allow_nonfinite"), nullptr) << s.message();
+}
+
 TEST(BnbCompat, NativeLibrary) {
   LOWBIT_SEED_TRACE();
   const char* path = std::getenv("LOWBIT_BNB_CPU_LIB");

@@ -7,9 +7,12 @@ lowbit code). Written from ../shared/reference/bitsandbytes-semantics.md §3, §
 
 1. Writes bnb.safetensors: bitsandbytes-layout weights (NF4 + double quant, FP4, NF4 with an odd
    element count, LLM.int8 with SCB and weight_format) and a dense bias, plus expected.safetensors:
-   each weight dequantized by the reference formulas.
+   each weight dequantized by the reference formulas. Likewise cpu_packed.safetensors and
+   cpu_packed_expected.safetensors: 4-bit weights as bitsandbytes 0.50 saves them after a CPU
+   forward pass (BF16 absmax [K / blocksize, N]; double quantization in float16 / bfloat16),
+   written from docs/bnb-cpu-packed.md.
 2. Runs LOADER DIR (tests/io/interop_loader.cpp): lowbit loads every weight, dequantizes it
-   (must equal expected.safetensors bit for bit), writes everything back (roundtrip.safetensors),
+   (must equal expected.safetensors, and cpu_packed_expected.safetensors, bit for bit), writes everything back (roundtrip.safetensors),
    and quantizes the expected tensors afresh to NF4 + double quant (fresh.safetensors) with its
    own dequantization (fresh_expected.safetensors).
 3. Checks: roundtrip.safetensors holds every tensor of bnb.safetensors with the same dtype, shape
@@ -152,7 +155,7 @@ def dequant_int8(t, prefix):
     q = arr(t[prefix + "weight"]).astype(np.float32)
     scb = arr(t[prefix + "SCB"]).astype(np.float32)
     vals = ((q * scb[:, None]).astype(np.float32) * np.float32(7.874015718698502e-3)).astype(np.float32)
-    return vals.astype("<f2").tobytes()
+    return vals.astype("<f4").tobytes()  # int8_vectorwise_dequant returns float32
 
 
 # ---- 1. a bitsandbytes-layout checkpoint ----------------------------------------------------------
@@ -211,9 +214,68 @@ def write_inputs(d, rng):
     for w, shape, *_ in WEIGHTS_4BIT:
         qs, raw = dequant_4bit(t, w)
         expected.append((w, ST_OF[qs["dtype"]], shape, raw))
-    expected.append((INT8_PREFIX + "weight", "F16", [24, 40], dequant_int8(t, INT8_PREFIX)))
+    expected.append((INT8_PREFIX + "weight", "F32", [24, 40], dequant_int8(t, INT8_PREFIX)))
     write_st(os.path.join(d, "expected.safetensors"), expected)
     return t
+
+
+# ---- 1b. 4-bit weights saved after a CPU forward pass (docs/bnb-cpu-packed.md) --------------------
+CPU_PACKED = [  # name, shape [N, K], quant_type, blocksize, dtype, nested dtype (None: no double quant)
+    ("model.layers.2.mlp.up_proj.weight", [64, 256], "nf4", 64, "bfloat16", None),
+    ("model.layers.2.mlp.down_proj.weight", [32, 384], "fp4", 128, "float16", None),
+    ("model.layers.2.self_attn.q_proj.weight", [32, 1024], "nf4", 64, "bfloat16", "bfloat16"),  # 512 blocks: 2 nested blocks
+    ("model.layers.2.self_attn.k_proj.weight", [64, 64], "fp4", 32, "float16", "float16"),
+]
+
+
+def round16(x, name):
+    """float32 -> the nearest float16 / bfloat16 (ties to even), back as float32."""
+    raw = to_dtype(np.asarray(x, dtype=np.float32), name)
+    if name == "float16":
+        return np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+def make_cpu_packed(rng, w, shape, quant_type, bs, dtype, nested):
+    """The tensors of one weight and the values it dequantizes to (bytes of `dtype`)."""
+    rows, cols = shape
+    n, nb, per_row = rows * cols, rows * cols // bs, cols // bs
+    codes = rng.integers(0, 256, size=n // 2, dtype=np.uint8)
+    qmap = table(NF4_BITS if quant_type == "nf4" else FP4_BITS)
+    d = {"quant_type": quant_type, "blocksize": bs, "dtype": dtype, "shape": list(shape)}
+    out = [(w, "U8", [n // 2, 1], codes.tobytes()), (w + ".quant_map", "F32", [16], qmap.tobytes())]
+    if nested is None:
+        # block b = r * per_row + j of row r; the file holds bf16(absmax[b]) at [j, r]
+        scales = round16(rng.random(nb) * 0.1 + 1e-3, "bfloat16")
+        stored = np.ascontiguousarray(scales.reshape(rows, per_row).T)
+        out.append((w + ".absmax", "BF16", [per_row, rows], to_dtype(stored.reshape(-1), "bfloat16")))
+    else:
+        # absmax re-quantized in the weight's 16-bit dtype: dequantize_blockwise rounds to it, then
+        # "absmax += offset" (float32 sum) rounds to it again
+        q2 = rng.integers(0, 256, size=nb, dtype=np.uint8)
+        absmax2 = (rng.random(-(-nb // 256)) * 0.05 + 0.01).astype(np.float32)
+        offset = float(round16(rng.random() * 0.05 + 0.02, nested)[0])
+        code2 = dynamic_map()
+        v = round16(code2[q2] * absmax2[np.arange(nb) // 256], nested)
+        scales = round16(v + np.float32(offset), nested)
+        out += [(w + ".absmax", "U8", [nb], q2.tobytes()), (w + ".nested_absmax", "F32", [len(absmax2)], absmax2.tobytes()),
+                (w + ".nested_quant_map", "F32", [256], code2.tobytes())]
+        d.update({"nested_blocksize": 256, "nested_dtype": nested, "nested_offset": offset})
+    js = json.dumps(d).encode("utf-8")
+    out.append((w + ".quant_state.bitsandbytes__" + quant_type, "U8", [len(js)], js))
+    vals = (qmap[unpack(codes, n)] * scales[np.arange(n) // bs]).astype(np.float32)
+    return out, to_dtype(vals, dtype)
+
+
+def write_cpu_packed(d, rng):
+    tensors, expected = [], []
+    for w, shape, qt, bs, dt, nested in CPU_PACKED:
+        t, raw = make_cpu_packed(rng, w, shape, qt, bs, dt, nested)
+        tensors += t
+        expected.append((w, ST_OF[dt], shape, raw))
+    rng.shuffle(tensors)
+    write_st(os.path.join(d, "cpu_packed.safetensors"), tensors)
+    write_st(os.path.join(d, "cpu_packed_expected.safetensors"), expected)
 
 
 # ---- 3. lowbit's output, checked against the reference layout -------------------------------------
@@ -268,7 +330,7 @@ def check_outputs(d, original):
         if qs is not None:
             _, raw = dequant_4bit(fresh, w)
             check(raw == fexp[w][2], f"fresh: {w}: the reference dequantization differs from lowbit's")
-    # the int8 weight was quantized afresh to LLM.int8 (row-wise) from its float16 dequantization
+    # the int8 weight was quantized afresh to LLM.int8 (row-wise) from its float32 dequantization
     p = INT8_PREFIX
     want = {p + "weight": ("I8", [24, 40]), p + "SCB": ("F32", [24]), p + "weight_format": ("U8", [])}
     for k, (dt, sh) in want.items():
@@ -276,7 +338,7 @@ def check_outputs(d, original):
     if all(k in fresh for k in want):
         check(fresh[p + "weight_format"][2] == b"\x00", "fresh: weight_format is not 0")
         check(dequant_int8(fresh, p) == fexp[p + "weight"][2], "fresh: int8 reference dequantization differs from lowbit's")
-        # row-wise int8 quantization of float16 x: q = round_half_even(x * f32(127 / absmax_row))
+        # row-wise int8 quantization of x: q = round_half_even(x * f32(127 / absmax_row))
         x = arr(read_st(os.path.join(d, "expected.safetensors"))[p + "weight"]).astype(np.float32)
         absmax = np.abs(x).max(axis=1).astype(np.float32)
         check(bool(np.array_equal(arr(fresh[p + "SCB"]), absmax)), "fresh: SCB is not the row absmax")
@@ -327,6 +389,7 @@ def main():
     rng = np.random.default_rng(SEED)
     with tempfile.TemporaryDirectory(prefix="lowbit_interop_") as d:
         original = write_inputs(d, rng)
+        write_cpu_packed(d, rng)
         r = subprocess.run([opts["--loader"], d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)

@@ -251,3 +251,64 @@ TEST(BnbLayout, Int8WeightFormatMustBeRow) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(std::strstr(s.message(), "weight_format\" is 1"), nullptr) << s.message();
 }
+
+// Issue 18: checkpoints that bitsandbytes 0.50.2 saved after a forward pass on the CPU (made by
+// tests/data/bnb_cpu_packed/make_vectors.py with the real library; see its comment): the scales are
+// BF16 [K / blocksize, N], or double-quantized in the weight's 16-bit dtype. Each dequantizes to
+// the values bitsandbytes computed, bit for bit.
+TEST(BnbLayout, ReadsCheckpointsSavedAfterACpuForwardPass) {
+  struct vector_case {
+    const char* name;
+    io::st_dtype absmax_dtype;  // as the file stores it: tells the two layouts apart
+    bool nested_16bit;
+  };
+  const vector_case cases[] = {{"nf4_bf16", io::st_dtype::BF16, false},    {"fp4_f16_b128", io::st_dtype::BF16, false},
+                               {"nf4_bf16_dq", io::st_dtype::U8, true},    {"nf4_f16_dq", io::st_dtype::U8, true},
+                               {"fp4_f32_dq", io::st_dtype::U8, false}};
+  for (const auto& c : cases) {
+    const std::string dir = LOWBIT_BNB_CPU_PACKED_DIR;
+    io::checkpoint ck, want;
+    ASSERT_TRUE(io::checkpoint::open(dir + "/" + c.name + ".safetensors", ck).ok()) << c.name;
+    ASSERT_TRUE(io::checkpoint::open(dir + "/" + c.name + ".expected.safetensors", want).ok()) << c.name;
+    ASSERT_EQ(ck.find("l.weight.absmax").tensor->dtype, c.absmax_dtype) << c.name;
+    EXPECT_EQ(io::bnb_quant_state_name(ck, "l.weight").empty(), false) << c.name;
+    lowbit::quant_tensor q;
+    const lowbit::status s = io::load_bnb_4bit(ck, "l.weight", q);
+    ASSERT_TRUE(s.ok()) << c.name << ": " << s.message();
+    const auto w = want.find("l.weight");
+    EXPECT_EQ(q.shape(), w.tensor->shape) << c.name;
+    EXPECT_EQ(io::to_st_dtype(q.source_dtype()), w.tensor->dtype) << c.name;
+    EXPECT_EQ(q.double_quantized(), !c.nested_16bit && c.absmax_dtype == io::st_dtype::U8) << c.name;
+    std::vector<std::uint8_t> got(w.tensor->nbytes());
+    ASSERT_TRUE(lowbit::dequantize(q, got.data(), q.source_dtype()).ok()) << c.name;
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) differ += got[i] != w.file->data(*w.tensor)[i];
+    EXPECT_EQ(differ, 0u) << c.name << ": bytes differ from bitsandbytes' values";
+  }
+}
+
+// The CPU-packed scale layout is accepted only in its own shape: a BF16 absmax of any other
+// shape, or for a weight whose rows are not whole blocks, is an error naming the tensor.
+TEST(BnbLayout, RejectsAMisshapedCpuPackedAbsmax) {
+  const std::string qs = R"({"quant_type": "nf4", "blocksize": 64, "dtype": "bfloat16", "shape": [32, 128]})";
+  for (const std::vector<std::int64_t>& absmax_shape : {std::vector<std::int64_t>{32, 2}, std::vector<std::int64_t>{64}}) {
+    scratch_dir d;
+    std::vector<io::tensor_entry> e = {{"l.weight", io::st_dtype::U8, {2048, 1}},
+                                       {"l.weight.absmax", io::st_dtype::BF16, absmax_shape},
+                                       {"l.weight.quant_map", io::st_dtype::F32, {16}},
+                                       {"l.weight.quant_state.bitsandbytes__nf4", io::st_dtype::U8, {static_cast<std::int64_t>(qs.size())}}};
+    io::safetensors_writer w;
+    ASSERT_TRUE(w.open(d / "p.safetensors", e).ok());
+    const std::vector<std::uint8_t> zeros(2048 + 128 + 64);
+    ASSERT_TRUE(w.write(zeros.data(), zeros.size()).ok());
+    ASSERT_TRUE(w.write(qs.data(), qs.size()).ok());
+    ASSERT_TRUE(w.commit().ok());
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(d / "p.safetensors", c).ok());
+    lowbit::quant_tensor q;
+    const lowbit::status s = io::load_bnb_4bit(c, "l.weight", q);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::strstr(s.message(), "l.weight.absmax"), nullptr) << s.message();
+    EXPECT_NE(std::strstr(s.message(), "[2,32]"), nullptr) << s.message();
+  }
+}

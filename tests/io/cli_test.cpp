@@ -388,3 +388,100 @@ TEST(LowbitTool, OutputIsByteIdenticalToTheGoldenFiles) {
     EXPECT_EQ(h, g.hash) << g.input << " " << g.options;
   }
 }
+
+// Issue 18: a checkpoint quantized by a method lowbit does not read (transformers' fine-grained
+// FP8: e4m3 weights with `weight_scale_inv`) was "dequantized" with exit 0 by copying its tensors
+// through. Every command refuses it by the method's name, writes nothing, and inspect lists it first.
+TEST(LowbitTool, RefusesAQuantizationMethodItDoesNotRead) {
+  scratch_dir d;
+  ::mkdir((d / "fp8").c_str(), 0755);
+  {
+    io::safetensors_writer w;
+    ASSERT_TRUE(w.open(d / "fp8/model.safetensors", {{"l.weight", io::st_dtype::F8_E4M3, {128, 128}}, {"l.weight_scale_inv", io::st_dtype::F32, {1, 1}}}).ok());
+    const std::vector<std::uint8_t> codes(128 * 128, 0x38);
+    const float scale = 0.5f;
+    ASSERT_TRUE(w.write(codes.data(), codes.size()).ok());
+    ASSERT_TRUE(w.write(&scale, 4).ok());
+    ASSERT_TRUE(w.commit().ok());
+  }
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"hidden_size": 128, "quantization_config": {"activation_scheme": "dynamic", "quant_method": "fp8", "weight_block_size": [128, 128]}})");
+  for (const char* cmd : {"dequantize", "quantize"}) {
+    const run_result r = run(d, std::string(cmd) + " '" + (d / "fp8") + "' '" + (d / "out") + "'");
+    EXPECT_EQ(r.code, 2) << cmd << ": " << r.out << r.err;
+    EXPECT_NE(r.err.find("quant_method \"fp8\""), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("config.json"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_FALSE(lowbit_test::exists(d / "out")) << cmd;
+  }
+  const run_result i = run(d, "inspect '" + (d / "fp8") + "'");
+  EXPECT_EQ(i.code, 2) << i.out << i.err;
+  EXPECT_NE(i.out.find("l.weight_scale_inv"), std::string::npos) << i.out;
+  EXPECT_NE(i.err.find("quant_method \"fp8\""), std::string::npos) << i.err;
+  expect_only(d.path(), {"stdout", "stderr", "fp8"});
+
+  // No quant_method and no load_in_* key: transformers refuses it too; an old bitsandbytes config
+  // (load_in_8bit without quant_method) stays readable.
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"weight_block_size": [128, 128]}})");
+  const run_result none = run(d, "dequantize '" + (d / "fp8") + "' '" + (d / "out") + "'");
+  EXPECT_EQ(none.code, 2);
+  EXPECT_NE(none.err.find("no quant_method"), std::string::npos) << none.err;
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"load_in_8bit": true}})");
+  EXPECT_EQ(run(d, "inspect '" + (d / "fp8") + "'").code, 0);
+}
+
+// Issue 18: `lowbit dequantize` of an LLM.int8 checkpoint wrote float16, where bitsandbytes'
+// int8_vectorwise_dequant gives float32. Its layout records no dtype: the output follows
+// config.json's torch_dtype, else float32, with bitsandbytes' values (q * SCB) * f32(1/127)
+// computed here independently.
+TEST(LowbitTool, DequantizesLlmInt8ToTheRecordedDtypeOrFloat32) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "w.safetensors", "l.weight", 24, 40);
+  ASSERT_EQ(run(d, "quantize --quiet --format int8 '" + (d / "w.safetensors") + "' '" + (d / "q") + "'").code, 0);
+  io::checkpoint q;
+  ASSERT_TRUE(io::checkpoint::open(d / "q", q).ok());
+  const auto codes = q.find("l.weight"), scb = q.find("l.SCB");
+  ASSERT_TRUE(codes.tensor != nullptr && scb.tensor != nullptr);
+  std::vector<float> want(24 * 40);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    float s;
+    std::memcpy(&s, scb.file->data(*scb.tensor) + 4 * (i / 40), 4);
+    const float c = static_cast<float>(static_cast<std::int8_t>(codes.file->data(*codes.tensor)[i]));
+    volatile float prod = c * s;  // two float32 roundings, as torch computes A * stats * 7.874015718698502e-3
+    want[i] = prod * 7.874015718698502e-3f;
+  }
+  struct variant {
+    const char* config;  // "" for none
+    io::st_dtype dtype;
+  };
+  for (const variant& v : {variant{"", io::st_dtype::F32}, variant{R"({"torch_dtype": "bfloat16"})", io::st_dtype::BF16},
+                           variant{R"({"dtype": "float16"})", io::st_dtype::F16}, variant{R"({"torch_dtype": "auto"})", io::st_dtype::F32}}) {
+    if (*v.config) lowbit_test::write_bytes(d / "q/config.json", v.config);
+    else ::unlink((d / "q/config.json").c_str());
+    const std::string out = d / ("back" + std::to_string(static_cast<int>(v.dtype)) + (*v.config ? "c" : ""));
+    const run_result r = run(d, "dequantize --quiet '" + (d / "q") + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << v.config << r.err;
+    io::checkpoint b;
+    ASSERT_TRUE(io::checkpoint::open(out, b).ok());
+    const auto w = b.find("l.weight");
+    ASSERT_NE(w.tensor, nullptr);
+    ASSERT_EQ(w.tensor->dtype, v.dtype) << v.config;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      std::uint32_t bits;
+      std::memcpy(&bits, &want[i], 4);
+      if (v.dtype == io::st_dtype::F32) {
+        std::uint32_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 4 * i, 4);
+        ASSERT_EQ(got, bits) << "element " << i;
+      } else if (v.dtype == io::st_dtype::BF16) {
+        std::uint16_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 2 * i, 2);
+        ASSERT_EQ(got, static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16)) << "element " << i;  // RNE, finite values
+      } else {
+        std::uint16_t got;
+        std::memcpy(&got, w.file->data(*w.tensor) + 2 * i, 2);
+        const float g = lowbit::f16_bits_to_float(got);  // the nearest float16: no neighbour is nearer
+        for (int step : {-1, 1})
+          ASSERT_FALSE(std::fabs(lowbit::f16_bits_to_float(static_cast<std::uint16_t>(got + step)) - want[i]) < std::fabs(g - want[i])) << "element " << i;
+      }
+    }
+  }
+}

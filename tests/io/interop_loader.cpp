@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The lowbit half of bnb_interop.py (which documents the protocol): loads DIR/bnb.safetensors,
-// checks that every weight dequantizes to exactly DIR/expected.safetensors, writes
+// checks that every weight dequantizes to exactly DIR/expected.safetensors (and the weights of
+// DIR/cpu_packed.safetensors to DIR/cpu_packed_expected.safetensors), writes
 // roundtrip.safetensors (everything read back out), fresh.safetensors (the expected tensors
 // quantized by lowbit) and fresh_expected.safetensors (lowbit's dequantization of those).
 #include <lowbit/io.hpp>
@@ -56,6 +57,22 @@ lowbit::status write_items(const std::string& path, const std::vector<item>& ite
   return w.commit();
 }
 
+// Dequantizes `q` (weight `name`) to its source dtype and compares with `name` in `expected`.
+void check_dequantization(const std::string& name, const lowbit::quant_tensor& q, const io::checkpoint& expected) {
+  const auto want = expected.find(name);
+  std::vector<std::uint8_t> got(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(q.source_dtype())));
+  if (auto s = lowbit::dequantize(q, got.data(), q.source_dtype()); !s) return fail_status(name.c_str(), s);
+  if (got.size() != want.tensor->nbytes() || std::memcmp(got.data(), want.file->data(*want.tensor), got.size()) != 0) {
+    std::size_t bad = 0;
+    for (std::size_t k = 0; k < got.size() && k < want.tensor->nbytes(); ++k) bad += got[k] != want.file->data(*want.tensor)[k];
+    std::printf("FAIL: %s: lowbit's dequantization differs from the reference in %zu of %zu bytes\n", name.c_str(), bad, got.size());
+    ++failures;
+  } else {
+    std::printf("ok: %s (%s%s, %lld values) dequantizes bit-exactly\n", name.c_str(), lowbit::info(q.fmt()).name,
+                q.double_quantized() ? " + double quant" : "", static_cast<long long>(q.numel()));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,21 +88,22 @@ int main(int argc, char** argv) {
     const std::string& name = expected.names()[i];
     if (auto s = load(bnb, name, loaded[i]); !s) return fail_status(name.c_str(), s), 1;
     const lowbit::quant_tensor& q = loaded[i];
-    const auto want = expected.find(name);
-    std::vector<std::uint8_t> got(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(q.source_dtype())));
-    if (auto s = lowbit::dequantize(q, got.data(), q.source_dtype()); !s) return fail_status(name.c_str(), s), 1;
-    if (got.size() != want.tensor->nbytes() || std::memcmp(got.data(), want.file->data(*want.tensor), got.size()) != 0) {
-      std::size_t bad = 0;
-      for (std::size_t k = 0; k < got.size() && k < want.tensor->nbytes(); ++k) bad += got[k] != want.file->data(*want.tensor)[k];
-      std::printf("FAIL: %s: lowbit's dequantization differs from the reference in %zu of %zu bytes\n", name.c_str(), bad, got.size());
-      ++failures;
-    } else {
-      std::printf("ok: %s (%s%s, %lld values) dequantizes bit-exactly\n", name.c_str(), lowbit::info(q.fmt()).name,
-                  q.double_quantized() ? " + double quant" : "", static_cast<long long>(q.numel()));
-    }
+    check_dequantization(name, q, expected);
     std::vector<io::tensor_entry> e;
     if (auto s = io::bnb_entries(name, q, e); !s) return fail_status(name.c_str(), s), 1;
     for (const auto& x : e) layout_names.insert(x.name);
+  }
+
+  // The weights saved after a CPU forward pass: dequantization only (they are written back in the
+  // ordinary layout, so they take no part in the roundtrip).
+  io::checkpoint packed, packed_expected;
+  if (auto s = io::checkpoint::open(dir + "/cpu_packed.safetensors", packed); !s) return fail_status("open cpu_packed.safetensors", s), 1;
+  if (auto s = io::checkpoint::open(dir + "/cpu_packed_expected.safetensors", packed_expected); !s)
+    return fail_status("open cpu_packed_expected.safetensors", s), 1;
+  for (const auto& name : packed_expected.names()) {
+    lowbit::quant_tensor q;
+    if (auto s = io::load_bnb_4bit(packed, name, q); !s) return fail_status(name.c_str(), s), 1;
+    check_dequantization(name, q, packed_expected);
   }
 
   // Everything back out: the loaded weights through write_bnb, the rest as they were.

@@ -20,7 +20,7 @@
 /// - numel == 0 is valid and touches nothing.
 /// - Double quantization (`quant_view::nested()`): bitsandbytes-compatible. `offset` = mean of the
 ///   float32 absmax values (summed in double in the order of quant::offset_chunk, then rounded to
-///   float32); the
+///   float32; options::nested_offset = torch_cpu_mean takes bitsandbytes' CPU mean instead); the
 ///   differences `f32(absmax - offset)` are quantized with bnb_dynamic8 in blocks of 256.
 ///   Dequantization reconstructs each scale as f32(f32(code2[q] * absmax2) + offset).
 /// - Floating-point mode: every entry point computes in IEEE default mode (round to nearest even,
@@ -76,6 +76,18 @@ struct options {
   bool simd = true;              ///< use the SIMD kernels the CPU has (false: portable code only)
   bool avx512 = true;            ///< with simd: use the AVX-512 kernels when the CPU has them (false: AVX2 only)
   store_mode stores = store_mode::automatic;  ///< dequantize's output stores (see store_mode)
+  /// quantize: how int8_absmax rounds its multiplier 127 / absmax. The default follows the
+  /// correctly rounded quotient; quant::int8_multiplier::reciprocal_times_127 gives bitsandbytes'
+  /// CPU codes (docs/formats.md, "Which bitsandbytes each format matches").
+  quant::int8_multiplier int8_inverse = quant::int8_multiplier::quotient;
+  /// quantize with double quantization: how the nested offset (the mean of the block absmax
+  /// values) is taken. quant::offset_rule::torch_cpu_mean gives bitsandbytes' CPU offset, with
+  /// `torch_threads` as torch.get_num_threads() there (it matters from 32768 blocks on).
+  quant::offset_rule nested_offset = quant::offset_rule::exact_mean;
+  int torch_threads = 1;  ///< see nested_offset
+  /// quantize: how nf4 and bnb_fp4 choose codes. quant::bnb4_rule::cpu_midpoints gives
+  /// bitsandbytes' CPU codes and absmax (not with allow_nonfinite: an error).
+  quant::bnb4_rule bnb4 = quant::bnb4_rule::cuda_thresholds;
 };
 
 namespace detail {
@@ -251,8 +263,13 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   constexpr bool four = info(F).bits == 4;
   const std::int64_t n = q.numel, bs = q.block_size, nb = q.blocks();
   // Blocks up to fused_block_limit (and 4-bit blocks that start on whole bytes) take the one-pass
-  // path; larger blocks (per tensor, long rows) read the input twice.
-  if (bs <= fused_block_limit && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
+  // path; larger blocks (per tensor, long rows) read the input twice, and so does int8_absmax with
+  // the reciprocal multiplier (whose encoders the fused path's run kernels do not compute).
+  const quant::int8_multiplier rule = opt.int8_inverse;
+  constexpr bool bnb4 = F == format::nf4 || F == format::bnb_fp4;
+  const bool cpu4 = bnb4 && opt.bnb4 == quant::bnb4_rule::cpu_midpoints;  // element by element, below
+  const bool fused = !(F == format::int8_absmax && rule != quant::int8_multiplier::quotient) && !cpu4;
+  if (fused && bs <= fused_block_limit && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
   storage<stats_entry> stats;
   LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: block statistics"));
@@ -272,12 +289,13 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   }
 
   // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
-  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair.
-  const bool pairwise = four && (bs & 1);
+  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair, as
+  // they do for bitsandbytes' CPU 4-bit rule (scale: the absmax itself, even of a zero block).
+  const bool pairwise = four && ((bs & 1) || cpu4);
   parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t b = b0; b < b1; ++b) {
-      const quant::block_encoder enc = quant::make_encoder<F>(stats[b].st);
-      scales_out[b] = enc.scale;
+      const quant::block_encoder enc = quant::make_encoder<F>(stats[b].st, rule);
+      scales_out[b] = cpu4 ? stats[b].st.absmax : enc.scale;
       if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
       if (!pairwise) {
         const std::int64_t e0 = b * bs;
@@ -289,17 +307,24 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
       const std::int64_t e1 = b1 * bs < n ? b1 * bs : n;
       std::int64_t cached = -1;
       quant::block_encoder enc;
-      auto encode_at = [&](std::int64_t i) {
+      auto encode_at = [&](std::int64_t i) -> std::uint8_t {
         if (i / bs != cached) {
           cached = i / bs;
           enc = quant::make_encoder<F>(stats[cached].st);
+        }
+        if constexpr (bnb4) {
+          if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(x[i]), stats[cached].st.absmax, (cached + 1) * bs > n));
         }
         return quant::encode_element<F>(to_float(x[i]), enc);
       };
       for (std::int64_t i = b0 * bs; i < e1; i += 2) {
         const std::uint8_t c0 = encode_at(i);
         // past the end of an odd-sized tensor: the code of 0.0 in the last element's block
-        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : quant::encode_element<F>(0.0f, enc);
+        std::uint8_t pad = quant::encode_element<F>(0.0f, enc);
+        if constexpr (bnb4) {
+          if (cpu4) pad = quant::bnb_cpu4_code<F>(0.0f);
+        }
+        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : pad;
         q.codes[i / 2] = codecs::pack_nibbles<order>(c0, c1);
       }
     }
@@ -587,12 +612,17 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
   storage<float> absmax;
   LOWBIT_TRY(absmax.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: absmax before double quantization"));
   LOWBIT_TRY(visit_format(q.fmt, [&](auto f) { return quantize_typed<decltype(f)::value>(x, q, opt, absmax.data()); }));
-  const std::int64_t nchunks = quant::block_count(nb, quant::offset_chunk);
-  storage<double> partials;
-  LOWBIT_TRY(partials.allocate(static_cast<std::size_t>(nchunks), allocator::host(), "quantize: nested offset partial sums"));
-  for (std::int64_t c = 0; c < nchunks; ++c)
-    partials[c] = quant::offset_partial(absmax.data() + c * quant::offset_chunk, std::min(quant::offset_chunk, nb - c * quant::offset_chunk));
-  const float offset = quant::offset_from_partials(partials.data(), nchunks, nb);
+  float offset;
+  if (opt.nested_offset == quant::offset_rule::torch_cpu_mean) {
+    offset = quant::torch_cpu_mean(absmax.data(), nb, opt.torch_threads);
+  } else {
+    const std::int64_t nchunks = quant::block_count(nb, quant::offset_chunk);
+    storage<double> partials;
+    LOWBIT_TRY(partials.allocate(static_cast<std::size_t>(nchunks), allocator::host(), "quantize: nested offset partial sums"));
+    for (std::int64_t c = 0; c < nchunks; ++c)
+      partials[c] = quant::offset_partial(absmax.data() + c * quant::offset_chunk, std::min(quant::offset_chunk, nb - c * quant::offset_chunk));
+    offset = quant::offset_from_partials(partials.data(), nchunks, nb);
+  }
   for (std::int64_t b = 0; b < nb; ++b) absmax[b] = absmax[b] - offset;
   quant_view nested;
   nested.fmt = format::bnb_dynamic8;
@@ -611,8 +641,13 @@ status quantize_dispatch(const T* x, quant_view& q, const options& opt) {
 
 namespace detail {
 
-inline status check_quantize_args(const void* x, dtype xt, const quant_view& q) {
+inline status check_quantize_args(const void* x, dtype xt, const quant_view& q, const options& opt) {
   LOWBIT_TRY(validate(q, "quantize"));
+  if (opt.bnb4 == quant::bnb4_rule::cpu_midpoints && opt.allow_nonfinite && (q.fmt == format::nf4 || q.fmt == format::bnb_fp4))
+    return status::error(errc::unsupported, "quantize: options.bnb4 = cpu_midpoints is defined for finite input only; allow_nonfinite must be false");
+  if (q.nested() && opt.nested_offset == quant::offset_rule::torch_cpu_mean && (opt.torch_threads < 1 || opt.torch_threads > quant::max_torch_threads))
+    return status::error(errc::invalid_argument, "quantize: options.torch_threads is %d; torch's thread count is 1..%d", opt.torch_threads,
+                         quant::max_torch_threads);
   if (!is_valid(xt)) return status::error(errc::invalid_argument, "quantize: input dtype %d is not a lowbit dtype", static_cast<int>(xt));
   if (q.numel > 0 && x == nullptr) return status::error(errc::invalid_argument, "quantize: input x is null");
   if (q.code_table != nullptr)
@@ -650,7 +685,7 @@ constexpr std::size_t align64(std::size_t v) { return (v + 63) / 64 * 64; }
 /// skips the scratch for callers that discard `q` on error.
 inline status quantize(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
   const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
-  LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
+  LOWBIT_TRY(detail::check_quantize_args(x, xt, q, opt));
   if (q.numel == 0) return {};
   if (opt.allow_nonfinite) return detail::quantize_any(x, xt, q, opt);
   const std::size_t nb = static_cast<std::size_t>(q.blocks());
@@ -691,7 +726,7 @@ inline status quantize(const void* x, dtype xt, quant_view& q, const options& op
 /// partial results (for callers that discard them then, like lowbit::quantize into a new tensor).
 inline status quantize_into(const void* x, dtype xt, quant_view& q, const options& opt = {}) {
   const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
-  LOWBIT_TRY(detail::check_quantize_args(x, xt, q));
+  LOWBIT_TRY(detail::check_quantize_args(x, xt, q, opt));
   if (q.numel == 0) return {};
   return detail::quantize_any(x, xt, q, opt);
 }

@@ -36,8 +36,11 @@
 /// - bitsandbytes casts X to float16 before step 1-3; lowbit quantizes X's own values (identical
 ///   for float16 input; convert float32/bfloat16 input to float16 first for its exact codes).
 ///   The threshold is compared in float32.
-/// - bitsandbytes' CUDA kernel uses `div.approx` for 127 / absmax (±1 code near .5 ties); lowbit
-///   uses IEEE division, as bitsandbytes' CPU path does.
+/// - The multiplier 127 / absmax: lowbit divides once, correctly rounded. Neither bitsandbytes
+///   backend does: its CUDA kernel uses `div.approx`, its CPU backend `127 * f32(1 / absmax)` (torch's
+///   `127.0 / t`). Either can move a code by 1 where `x * inv` lies within an ulp of a half-integer.
+///   For weights, host::options::int8_inverse = quant::int8_multiplier::reciprocal_times_127 gives
+///   the CPU backend's codes; the activations here always use the quotient.
 /// - bitsandbytes rounds step 5 to float16 before adding step 6 (and so clips bfloat16/float32
 ///   outputs to ±65504); lowbit adds in float32 and rounds once to X's dtype.
 #pragma once

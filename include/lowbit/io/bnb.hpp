@@ -14,6 +14,23 @@
 /// | `W.nested_quant_map` (double quant) | F32 | `[256]` |
 /// | `W.quant_state.bitsandbytes__nf4` or `__fp4` | U8 | `[bytes]`: `json.dumps` of {quant_type, blocksize, dtype, shape[, nested_blocksize, nested_dtype, nested_offset]} |
 ///
+/// @par Two variants saved after a CPU forward pass (bitsandbytes 0.50.x, docs/bnb-cpu-packed.md)
+/// bitsandbytes 0.50.0-0.50.2 repack a 4-bit weight for their AVX-512-BF16 CPU kernel on the first
+/// forward pass in eval mode (`functional.py::_convert_weight_packed_for_cpu`) and undo it only in
+/// part when the module is saved (`_convert_weight_packed_for_cpu_inverse`, called by
+/// `Linear4bit._save_to_state_dict`). The codes come back in the layout above; the scales do not:
+/// - without double quantization `W.absmax` stays **BF16 `[K / blocksize, N]`** for a weight of
+///   shape `[N, K]`: element `[j, n]` is bf16(absmax of block `n * (K / blocksize) + j`). lowbit
+///   reads it in that order, so the weight dequantizes to the values the module computed with
+///   (bitsandbytes' own reload reads the tensor in memory order and misplaces the scales);
+/// - with double quantization the bf16 absmax is converted to the weight's dtype T and quantized
+///   again in T, and the quant_state says **`"nested_dtype": "float16"` or `"bfloat16"`**. As
+///   bitsandbytes' `dequantize_4bit` does, each block's absmax is then
+///   `f32(T(f32(T(f32(nested_quant_map[q] * nested_absmax[i / 256])) + nested_offset)))`.
+/// lowbit resolves the block scales of both while reading (float32, as every engine uses them):
+/// the tensor is an ordinary, not double-quantized, weight afterwards, and write_bnb writes it in
+/// the layout above.
+///
 /// The tables read from a file replace lowbit's built-in ones for dequantization, so a file's
 /// values decode exactly as bitsandbytes decodes them. Written tables are bitsandbytes'
 /// `QuantState.code` values: for FP4 that is `get_4bit_type("fp4")`, whose code 8 is +0.0 (its
@@ -174,6 +191,33 @@ inline status expect_tensor(const checkpoint& c, const std::string& name, st_dty
 
 inline void copy_out(const checkpoint::location& l, void* dst) { std::memcpy(dst, l.file->data(*l.tensor), l.tensor->nbytes()); }
 
+/// The block scales of a weight of `rows` x (`blocks_per_row` blocks) whose absmax bitsandbytes'
+/// CPU packing left as bf16 `[blocks_per_row, rows]` (little-endian bytes at `bf16_bytes`, any
+/// alignment): `scales[r * blocks_per_row + j] = f32(absmax[j][r])`, exact.
+inline void bnb_cpu_packed_scales(const std::uint8_t* bf16_bytes, std::int64_t rows, std::int64_t blocks_per_row, float* scales) {
+  for (std::int64_t j = 0; j < blocks_per_row; ++j)
+    for (std::int64_t r = 0; r < rows; ++r) {
+      std::uint16_t b;
+      std::memcpy(&b, bf16_bytes + 2 * (j * rows + r), 2);
+      scales[r * blocks_per_row + j] = bf16_bits_to_float(b);
+    }
+}
+
+/// The block scales of a double-quantized weight whose nested dtype `t` is float16 or bfloat16, as
+/// bitsandbytes' `dequantize_4bit` computes them: `dequantize_blockwise` in `t` (float32 product,
+/// rounded to `t`), then `absmax += offset` in `t` (float32 sum, rounded to `t`), then float32.
+/// `absmax2_bytes` holds the float32 nested absmax (little-endian, any alignment).
+inline void bnb_nested16_scales(const std::uint8_t* codes, std::int64_t nblocks, const std::uint8_t* absmax2_bytes, const float* table, float offset,
+                                dtype t, float* scales) {
+  const auto round_to = [t](float x) { return t == dtype::f16 ? to_float(from_float<f16>(x)) : to_float(from_float<bf16>(x)); };
+  for (std::int64_t i = 0; i < nblocks; ++i) {
+    float absmax2;
+    std::memcpy(&absmax2, absmax2_bytes + 4 * (i / quant::nested_block_size), 4);
+    const float v = round_to(table[codes[i]] * absmax2);
+    scales[i] = round_to(v + offset);
+  }
+}
+
 inline void append(std::vector<tensor_entry>& e, std::string name, st_dtype t, std::vector<std::int64_t> shape) {
   e.push_back({std::move(name), t, std::move(shape)});
 }
@@ -254,13 +298,17 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
   }
   const bool nested = j.contains("nested_blocksize") || j.contains("nested_offset") || j.contains("nested_dtype");
   float offset = 0.0f;
+  dtype nested_dtype = dtype::f32;
   if (nested) {
     std::uint64_t nb = 0;
     const auto nbs = j.find("nested_blocksize");
     if (nbs == j.end() || !detail::json_u64(*nbs, nb) || nb != static_cast<std::uint64_t>(quant::nested_block_size))
       return status::error(errc::unsupported, "%s: \"%.100s\": nested_blocksize must be 256", file, qs.c_str());
     const auto nd = j.find("nested_dtype");
-    if (nd == j.end() || *nd != "float32") return status::error(errc::unsupported, "%s: \"%.100s\": nested_dtype must be \"float32\"", file, qs.c_str());
+    if (nd == j.end() || !nd->is_string() || !(*nd == "float32" || *nd == "float16" || *nd == "bfloat16"))
+      return status::error(errc::unsupported, "%s: \"%.100s\": nested_dtype must be \"float32\" (or \"float16\" / \"bfloat16\", saved after a CPU forward pass)",
+                           file, qs.c_str());
+    nested_dtype = *nd == "float32" ? dtype::f32 : (*nd == "float16" ? dtype::f16 : dtype::bf16);
     const auto no = j.find("nested_offset");
     if (no == j.end() || !no->is_number()) return status::error(errc::invalid_argument, "%s: \"%.100s\": nested_offset must be a number", file, qs.c_str());
     offset = static_cast<float>(no->get<double>());  // torch.tensor(float(x)): one rounding to float32
@@ -269,7 +317,19 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
   const std::int64_t nblocks = quant::block_count(n, static_cast<std::int64_t>(block));
   checkpoint::location lw, la, lm, lna, lnm;
   LOWBIT_TRY(detail::expect_tensor(c, weight, st_dtype::U8, {(n + 1) / 2, 1}, lw));
-  LOWBIT_TRY(detail::expect_tensor(c, weight + ".absmax", nested ? st_dtype::U8 : st_dtype::F32, {nblocks}, la));
+  // BF16 [K / blocksize, N]: the scales a CPU forward pass left behind (see the file comment).
+  const auto absmax_at = c.find(weight + ".absmax");
+  const bool cpu_packed = !nested && absmax_at.tensor != nullptr && absmax_at.tensor->dtype == st_dtype::BF16;
+  if (cpu_packed) {
+    if (shape.size() != 2 || shape[1] % static_cast<std::int64_t>(block) != 0)
+      return status::error(errc::invalid_argument,
+                           "%s: \"%s.absmax\" is BF16, the layout bitsandbytes' CPU packing leaves, which needs a 2-D weight whose rows are whole blocks; "
+                           "the quant_state has shape %s and blocksize %llu",
+                           absmax_at.file->path().c_str(), w, sh->dump().c_str(), static_cast<unsigned long long>(block));
+    LOWBIT_TRY(detail::expect_tensor(c, weight + ".absmax", st_dtype::BF16, {shape[1] / static_cast<std::int64_t>(block), shape[0]}, la));
+  } else {
+    LOWBIT_TRY(detail::expect_tensor(c, weight + ".absmax", nested ? st_dtype::U8 : st_dtype::F32, {nblocks}, la));
+  }
   LOWBIT_TRY(detail::expect_tensor(c, weight + ".quant_map", st_dtype::F32, {16}, lm));
   if (nested) {
     LOWBIT_TRY(detail::expect_tensor(c, weight + ".nested_absmax", st_dtype::F32, {quant::block_count(nblocks, quant::nested_block_size)}, lna));
@@ -279,13 +339,20 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
       if (c.find(weight + extra).tensor != nullptr)
         return status::error(errc::invalid_argument, "%s: \"%s%s\" present but the quant_state has no nested keys", file, w, extra);
   }
+  // Double quantization in 16 bits (saved after a CPU forward pass) is resolved to float32 scales.
+  const bool keep_nested = nested && nested_dtype == dtype::f32;
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(fmt, shape, src, static_cast<std::int64_t>(block), nested, t));
+  LOWBIT_TRY(quant_tensor::allocate(fmt, shape, src, static_cast<std::int64_t>(block), keep_nested, t));
   detail::copy_out(lw, t.codes());
   float table[256];
   detail::copy_out(lm, table);
   LOWBIT_TRY(t.set_code_table(table, 16));
-  if (nested) {
+  if (cpu_packed) {
+    detail::bnb_cpu_packed_scales(la.file->data(*la.tensor), shape[0], shape[1] / static_cast<std::int64_t>(block), t.scales());
+  } else if (nested && !keep_nested) {
+    detail::copy_out(lnm, table);
+    detail::bnb_nested16_scales(la.file->data(*la.tensor), nblocks, lna.file->data(*lna.tensor), table, offset, nested_dtype, t.scales());
+  } else if (nested) {
     detail::copy_out(la, t.nested_codes());
     detail::copy_out(lna, t.nested_scales());
     detail::copy_out(lnm, table);
@@ -380,10 +447,15 @@ inline status write_bnb(safetensors_writer& w, const quant_tensor& q) {
 }
 
 /// Reads the LLM.int8 weight `weight` ("P.weight", I8 [out, in]) with `P.SCB` (F32 [out]) into
-/// an int8_absmax tensor with one block per row (source dtype float16, as bitsandbytes quantizes
-/// from float16). `P.weight_format`, if present, must be a U8 scalar (or [1]) equal to 0
-/// ("row"). On error `out` is unchanged.
-inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out) {
+/// an int8_absmax tensor with one block per row. `P.weight_format`, if present, must be a U8
+/// scalar (or [1]) equal to 0 ("row"). On error `out` is unchanged.
+///
+/// The layout records no dtype (bitsandbytes quantizes a float16 copy of the weight, whatever the
+/// model's dtype). `source` becomes the tensor's source dtype, the dtype its dequantization gives
+/// by default: float32, as bitsandbytes' `int8_vectorwise_dequant` returns (lowbit's float32
+/// values equal it bit for bit), unless the caller knows the model's dtype (transformers' config
+/// `torch_dtype`, see recorded_dtype: `model.dequantize()` rounds those float32 values to it).
+inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out, dtype source = dtype::f32) {
   const auto lw = c.find(weight);
   if (lw.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.path().c_str(), weight.c_str());
   const char* file = lw.file->path().c_str();
@@ -402,7 +474,7 @@ inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quan
                            lf.file->data(*lf.tensor)[0]);
   }
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(format::int8_absmax, {rows, cols}, dtype::f16, std::max<std::int64_t>(cols, 1), false, t));
+  LOWBIT_TRY(quant_tensor::allocate(format::int8_absmax, {rows, cols}, source, std::max<std::int64_t>(cols, 1), false, t));
   if (rows * cols > 0) {
     detail::copy_out(lw, t.codes());
     detail::copy_out(ls, t.scales());

@@ -109,6 +109,58 @@ inline status from_json(const nlohmann::json& j, const std::string& where, bnb_q
   return {};
 }
 
+/// The quantization method a parsed config.json object `config` names, as transformers'
+/// `AutoQuantizationConfig.from_dict` decides it: no `quantization_config` (or null) → "" (a
+/// dense checkpoint); `load_in_4bit` or `load_in_8bit` true → "bitsandbytes" (old bitsandbytes
+/// configs have no `quant_method`); else the `quant_method` string. Errors (naming `where`): a
+/// quantization_config that is not an object, or whose quant_method is missing or not a string.
+inline status quantization_method(const nlohmann::json& config, const std::string& where, std::string& out) {
+  const char* w = where.c_str();
+  if (!config.is_object()) return status::error(errc::invalid_argument, "%s: not a JSON object", w);
+  const auto qc = config.find("quantization_config");
+  if (qc == config.end() || qc->is_null()) return out.clear(), status{};
+  if (!qc->is_object()) return status::error(errc::invalid_argument, "%s: quantization_config is not an object", w);
+  for (const char* k : {"load_in_4bit", "load_in_8bit"}) {
+    const auto it = qc->find(k);
+    if (it != qc->end() && it->is_boolean() && it->get<bool>()) return out = "bitsandbytes", status{};
+  }
+  const auto qm = qc->find("quant_method");
+  if (qm == qc->end() || !qm->is_string())
+    return status::error(errc::invalid_argument, "%s: quantization_config has no quant_method string; cannot tell how its weights are stored", w);
+  out = qm->get<std::string>();
+  return {};
+}
+
+/// Checks that the config.json object `config` (read from `where`) describes a checkpoint lowbit
+/// can read: dense, or quantized by bitsandbytes. Any other method (transformers' fine-grained FP8
+/// `"fp8"`, `"compressed-tensors"`, `"gptq"`, ...) is an `errc::unsupported` error that names it,
+/// so that a caller refuses the checkpoint rather than copying its quantized tensors through as if
+/// they were dense. Errors of quantization_method are returned as they are.
+inline status check_readable_quantization(const nlohmann::json& config, const std::string& where) {
+  std::string method;
+  LOWBIT_TRY(quantization_method(config, where, method));
+  if (method.empty() || method == "bitsandbytes") return {};
+  return status::error(errc::unsupported, "%s: quantization_config.quant_method \"%.60s\" is a method lowbit does not read (it reads bitsandbytes)",
+                       where.c_str(), method.c_str());
+}
+
+/// The dtype transformers recorded for a model's weights in its parsed config.json object
+/// `config`: `torch_dtype` (or `dtype`, its name since transformers 4.56) when it is "float32",
+/// "float16" or "bfloat16"; `fallback` when the key is absent or holds anything else ("auto",
+/// another dtype, a non-string). Never fails.
+inline dtype recorded_dtype(const nlohmann::json& config, dtype fallback) noexcept {
+  if (!config.is_object()) return fallback;
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    const auto it = config.find(key);
+    if (it == config.end() || !it->is_string()) continue;
+    const std::string& v = it->get_ref<const std::string&>();
+    if (v == "float32") return dtype::f32;
+    if (v == "float16") return dtype::f16;
+    if (v == "bfloat16") return dtype::bf16;
+  }
+  return fallback;
+}
+
 /// Reads `path` (a config.json) and its `quantization_config`. Errors: unreadable file, invalid
 /// UTF-8 or JSON, no quantization_config, or what from_json rejects.
 inline status read_quantization_config(const std::string& path, bnb_quantization_config& out) {

@@ -8,7 +8,7 @@
 /// | format | stored per block | encode multiplier `inv` | element code | decode |
 /// |---|---|---|---|---|
 /// | nf4, bnb_fp4, bnb_dynamic8 | `absmax` | `1.0f / absmax` | `codec(x * inv)` | `table[q] * absmax` |
-/// | int8_absmax | `absmax` | `127.0f / absmax` | `clamp(rne(x * inv), ±127)` | `(q * absmax) * f32(1/127)` |
+/// | int8_absmax | `absmax` | `127.0f / absmax` (or see int8_multiplier) | `clamp(rne(x * inv), ±127)` | `(q * absmax) * f32(1/127)` |
 /// | e4m3fn, e5m2, e2m1fn | `s = absmax / max` | `max / absmax` | `encode_sat(x * inv)` | `decode(q) * s` |
 /// | uint8_zeropoint | `s = (hi - lo) / 255`, `zp` | `1.0f / s` | `clamp(rne(x * inv) + zp, 0, 255)` | `(q - zp) * s` |
 ///
@@ -16,7 +16,10 @@
 /// `zp = clamp(rne(-lo * inv), 0, 255)`. `max` is the format's largest finite value (448, 57344, 6).
 /// bitsandbytes formats keep bitsandbytes' convention (absmax stored, table normalized to ±1),
 /// so dequantizing bitsandbytes' bytes gives its outputs bit for bit; int8_absmax's decode is
-/// bitsandbytes' `int8_vectorwise_dequant`.
+/// bitsandbytes' `int8_vectorwise_dequant`. Encoding follows bitsandbytes' CUDA kernels except
+/// that `inv` is correctly rounded (CUDA: `rcp.approx`, `div.approx`); where its CPU backend
+/// differs see docs/formats.md, "Which bitsandbytes each format matches" (int8_multiplier,
+/// bnb4_rule and offset_rule give its CPU int8 codes, 4-bit codes and nested offset).
 ///
 /// @par Zero blocks
 /// A block whose elements are all ±0 stores scale 0 (and zero point 0); every element gets the
@@ -36,6 +39,7 @@
 #include "../config.hpp"
 #include "../format.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
@@ -122,9 +126,23 @@ LOWBIT_HD LOWBIT_BITCAST_CONSTEXPR encoder_constants encoder_constants_of() noex
 /// f32(1/127): bitsandbytes' int8 dequantization constant 7.874015718698502e-3.
 inline constexpr float int8_dequant_factor = 1.0f / 127.0f;
 
-/// Turns block statistics into the block's stored scale and encoding multiplier.
+/// How int8_absmax's encoding multiplier is rounded. Both round `x * inv` once and then to the
+/// nearest integer, ties to even; they differ in `inv` by at most 1 ulp, so a code can differ by 1
+/// where `x * inv` lies within about an ulp of a half-integer.
+enum class int8_multiplier : unsigned char {
+  /// `inv = f32(127 / absmax)`, one correctly rounded division (lowbit's default). bitsandbytes'
+  /// CUDA `kInt8VectorQuant` divides approximately (`div.approx`), so its codes near .5 differ.
+  quotient,
+  /// `inv = f32(127 * f32(1 / absmax))`: bitsandbytes' CPU `int8_vectorwise_quant` (its default
+  /// backend computes `A * (127.0 / row_stats)`, and torch evaluates `127.0 / t` as
+  /// `t.reciprocal() * 127.0`).
+  reciprocal_times_127,
+};
+
+/// Turns block statistics into the block's stored scale and encoding multiplier. `rule` chooses
+/// int8_absmax's multiplier (ignored by the other formats).
 template <format F>
-LOWBIT_HD block_encoder make_encoder(const block_stats& st) noexcept {
+LOWBIT_HD block_encoder make_encoder(const block_stats& st, int8_multiplier rule = int8_multiplier::quotient) noexcept {
   block_encoder e;
   if constexpr (F == format::uint8_zeropoint) {
     const float range = st.hi - st.lo;
@@ -140,7 +158,8 @@ LOWBIT_HD block_encoder make_encoder(const block_stats& st) noexcept {
     if (!(st.absmax > 0.0f)) return e;
     const encoder_constants c = encoder_constants_of<F>();
     e.scale = c.scale_divisor == 1.0f ? st.absmax : st.absmax / c.scale_divisor;
-    e.inv = c.code_max / st.absmax;
+    e.inv = F == format::int8_absmax && rule == int8_multiplier::reciprocal_times_127 ? lowbit::detail::mul_rn(c.code_max, 1.0f / st.absmax)
+                                                                                      : c.code_max / st.absmax;
     if (!(e.inv <= 3.40282347e38f)) return block_encoder{};
     e.zero = false;
     return e;
@@ -217,6 +236,170 @@ LOWBIT_HD float offset_from_partials(const double* partials, std::int64_t nchunk
   double s = 0.0;
   for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
   return static_cast<float>(s / static_cast<double>(nblocks));
+}
+
+/// How nf4 and bnb_fp4 choose an element's code.
+enum class bnb4_rule : unsigned char {
+  /// bitsandbytes' CUDA `kQuantizeBlockwise`: `x̂ = x * f32(1 / absmax)`, then the codec's
+  /// decision thresholds with strict `>` (lowbit's default; codecs::nf4, codecs::bnb_fp4).
+  cuda_thresholds,
+  /// bitsandbytes' CPU backend (`backends/default/ops.py` `quantize_4bit`, 0.50.x): bnb_cpu4_scaled
+  /// and bnb_cpu4_code.
+  cpu_midpoints,
+};
+
+/// The scaled element `x̂` of bitsandbytes' CPU 4-bit quantizer for an element `x` of a block
+/// whose max |x| is `absmax`: `clamp(f32(x * f32(1 / m)), -1, 1)` in a full block and
+/// `clamp(f32(x / m), -1, 1)` in the tensor's partial last block, with `m = max(absmax,
+/// f32(1e-38))` (a zero block scales to 0; no block is too small to scale). NaN stays NaN.
+LOWBIT_HD float bnb_cpu4_scaled(float x, float absmax, bool partial_block) noexcept {
+  const float m = absmax > 1e-38f ? absmax : 1e-38f;
+  const float y = partial_block ? x / m : lowbit::detail::mul_rn(x, 1.0f / m);
+  return y < -1.0f ? -1.0f : (y > 1.0f ? 1.0f : y);
+}
+
+/// The decision points of bitsandbytes' CPU 4-bit quantizer: the table (`get_4bit_type`: the
+/// codec's values, with bnb_fp4's code 8 as +0.0) sorted by a stable sort, and the float32
+/// midpoints `f32(sorted[i] + sorted[i + 1]) / 2` between neighbours.
+struct bnb_cpu4_points {
+  std::uint8_t order[16];  ///< codes in ascending value (bnb_fp4: 11 10 13 12 15 14 9 0 8 1 6 7 4 5 2 3)
+  float mid[15];
+};
+
+/// bnb_cpu4_points of format F (nf4 or bnb_fp4), derived from the codec's decode table once.
+template <format F>
+const bnb_cpu4_points& bnb_cpu4_points_of() noexcept {
+  static_assert(F == format::nf4 || F == format::bnb_fp4, "bitsandbytes' 4-bit formats only");
+  static const bnb_cpu4_points p = [] {
+    using codec = typename scheme<F>::codec;
+    bnb_cpu4_points r{};
+    float v[16];
+    for (int c = 0; c < 16; ++c) {
+      v[c] = codec::decode(static_cast<std::uint8_t>(c));
+      if (v[c] == 0.0f) v[c] = 0.0f;  // get_4bit_type's zeros are +0.0
+      r.order[c] = static_cast<std::uint8_t>(c);
+    }
+    std::stable_sort(r.order, r.order + 16, [&](std::uint8_t a, std::uint8_t b) { return v[a] < v[b]; });
+    for (int i = 0; i < 15; ++i) r.mid[i] = (v[r.order[i]] + v[r.order[i + 1]]) / 2.0f;
+    return r;
+  }();
+  return p;
+}
+
+/// bitsandbytes' CPU code of a scaled element `xhat` (`torch.bucketize(xhat, mid, right=False)`,
+/// then the sort order): the code at position #{i : mid[i] < xhat} of the sorted table, so a tie
+/// takes the lower position; NaN takes the last (nf4 15, bnb_fp4 3).
+template <format F>
+std::uint8_t bnb_cpu4_code(float xhat) noexcept {
+  const bnb_cpu4_points& p = bnb_cpu4_points_of<F>();
+  int k = 0;
+  if (xhat != xhat) k = 15;
+  else
+    while (k < 15 && p.mid[k] < xhat) ++k;
+  return p.order[k];
+}
+
+/// How the nested offset is computed.
+enum class offset_rule : unsigned char {
+  /// offset_partial / offset_from_partials: double sums in offset_chunk order, one rounding to
+  /// float32 (lowbit's default, on every engine; the correctly rounded mean but for a double
+  /// rounding far below float32's precision).
+  exact_mean,
+  /// torch_cpu_mean: the float32 mean bitsandbytes' CPU `quantize_4bit` takes (`absmax.mean()`).
+  torch_cpu_mean,
+};
+
+namespace detail {
+
+/// utils::CeilLog2 of ATen (1 for x <= 2).
+inline std::int64_t torch_ceil_log2(std::int64_t x) noexcept {
+  if (x <= 2) return 1;
+  std::int64_t b = 0;
+  for (auto v = static_cast<std::uint64_t>(x - 1); v != 0; v >>= 1) ++b;
+  return b;
+}
+
+/// ATen's `cascade_sum` loop over n contiguous floats, single-threaded. Every addition is float32.
+/// - n >= 8, `vectorized_inner_sum`: `row_sum` over the 8-lane vectors `x[8v .. 8v + 7]` (a
+///   4-level cascade over rows of 4 vectors, `multi_row_sum`, then the vectors left over, then
+///   the 4 rows added up lane by lane), then a running sum of the elements after the last whole
+///   vector, then of the 8 lanes;
+/// - n < 8, the scalar `row_sum`: partial sums p[k] = x[k] of the first 4 elements when n >= 4,
+///   the rest added to p[0] in order, then p[0] + p[1] + p[2] + p[3].
+inline float torch_inner_sum(const float* x, std::int64_t n) noexcept {
+  constexpr int levels = 4, rows = 4, lanes = 8;
+  if (n < lanes) {
+    float p[rows] = {};
+    const std::int64_t first = n / rows * rows;
+    for (std::int64_t k = 0; k < first; ++k) p[k] = 0.0f + x[k];
+    for (std::int64_t k = first; k < n; ++k) p[0] += x[k];
+    for (int k = 1; k < rows; ++k) p[0] += p[k];
+    return p[0];
+  }
+  const std::int64_t vectors = n / lanes, size = vectors / rows;
+  const std::int64_t power = std::max<std::int64_t>(4, torch_ceil_log2(size) / levels);
+  const std::int64_t step = std::int64_t{1} << power, mask = step - 1;
+  float acc[levels][rows][lanes] = {};
+  const auto add_row = [&](std::int64_t i) {
+    for (int k = 0; k < rows; ++k)
+      for (int l = 0; l < lanes; ++l) acc[0][k][l] += x[(i * rows + k) * lanes + l];
+  };
+  std::int64_t i = 0;
+  while (i + step <= size) {
+    for (std::int64_t j = 0; j < step; ++j, ++i) add_row(i);
+    for (int j = 1; j < levels; ++j) {
+      for (int k = 0; k < rows; ++k)
+        for (int l = 0; l < lanes; ++l) acc[j][k][l] += acc[j - 1][k][l], acc[j - 1][k][l] = 0.0f;
+      if ((i & (mask << (j * power))) != 0) break;
+    }
+  }
+  for (; i < size; ++i) add_row(i);
+  for (int j = 1; j < levels; ++j)
+    for (int k = 0; k < rows; ++k)
+      for (int l = 0; l < lanes; ++l) acc[0][k][l] += acc[j][k][l];
+  for (std::int64_t v = size * rows; v < vectors; ++v)
+    for (int l = 0; l < lanes; ++l) acc[0][0][l] += x[v * lanes + l];
+  for (int k = 1; k < rows; ++k)
+    for (int l = 0; l < lanes; ++l) acc[0][0][l] += acc[0][k][l];
+  float sum = 0.0f;
+  for (std::int64_t e = vectors * lanes; e < n; ++e) sum += x[e];
+  for (int l = 0; l < lanes; ++l) sum += acc[0][0][l];
+  return sum;
+}
+
+}  // namespace detail
+
+/// The most intra-op threads torch_cpu_mean models (larger counts are taken as this one; callers
+/// validate).
+inline constexpr int max_torch_threads = 1024;
+
+/// `torch.mean` of `n` contiguous float32 values on the CPU with `threads` intra-op threads
+/// (`torch.get_num_threads()` where the mean was taken), as torch 2.x computes it (ATen
+/// `mean_out`: `sum_out(...).div_(n)`; `SumKernel.cpp` `cascade_sum` with `Vectorized<float>` of
+/// 8 lanes, the sum kernel x86-64 builds dispatch on AVX2 and AVX-512 CPUs alike;
+/// `TensorIteratorReduce.cpp` `two_pass_reduction`):
+/// - fewer than 32768 values (ATen's GRAIN_SIZE) or one thread: `sum = 0 + inner_sum(x)`
+///   (detail::torch_inner_sum);
+/// - else `t = min(threads, ceil(n / 32768))` chunks of `ceil(n / t)` values, each summed by
+///   inner_sum into a slot of a `threads`-long buffer of zeros, and the buffer summed the same way;
+/// - `mean = f32(sum / f32(n))`.
+/// Checked against torch 2.9.1 (tests/data/torch_cpu_mean). The result depends on `threads` for
+/// 32768 values and more. NaN and Inf propagate as in any float32 sum, an overflowing sum is
+/// ±Inf, and n = 0 gives NaN (0 / 0, as torch's mean of an empty tensor).
+inline float torch_cpu_mean(const float* x, std::int64_t n, int threads) {
+  constexpr std::int64_t grain = 32768;
+  float sum;
+  if (n < grain || threads <= 1) {
+    sum = 0.0f + detail::torch_inner_sum(x, n);
+  } else {
+    const std::int64_t t = std::min<std::int64_t>(threads, (n + grain - 1) / grain), chunk = (n + t - 1) / t;
+    float parts[max_torch_threads] = {};
+    threads = std::min(threads, max_torch_threads);
+    for (std::int64_t c = 0; c < t && c * chunk < n; ++c)
+      parts[static_cast<std::size_t>(c)] = 0.0f + detail::torch_inner_sum(x + c * chunk, std::min(chunk, n - c * chunk));
+    sum = 0.0f + detail::torch_inner_sum(parts, threads);
+  }
+  return sum / static_cast<float>(n);
 }
 
 /// Reconstructs a double-quantized block scale: f32(f32(code2[q] * absmax2) + offset), two
