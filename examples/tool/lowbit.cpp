@@ -3,12 +3,16 @@
 //
 //   lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
+//                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
-//   lowbit dequantize IN OUT [--threads N] [--quiet]
+//   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
 //
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
-// model.safetensors and config.json (IN's config.json, when there is one, with transformers'
+// model.safetensors (or, with --max-shard-size SIZE, e.g. 5GB or 2GiB, and more than SIZE of
+// tensor data, transformers' shards model-00001-of-0000N.safetensors of at most SIZE each, a
+// quantized weight and its companions always in one shard, with model.safetensors.index.json;
+// default: one file whatever the size, as before) and config.json (IN's config.json, when there is one, with transformers'
 // quantization_config set, or removed by dequantize). The folder appears complete or not at all:
 // everything is written into a temporary folder beside OUT (OUT.lowbit-tmp-<pid>-XXXXXX, mode
 // 0777 minus the umask, as mkdir gives) that is renamed at the end and deleted on any error, on
@@ -356,8 +360,9 @@ class output_folder {
     if (::chmod(tmp_.c_str(), 0777 & ~um) != 0) return status::error(errc::io, "%s: cannot set its mode: %s", tmp_.c_str(), std::strerror(errno));
     return {};
   }
-  // Path of `name` inside the temporary folder.
+  // Path of `name` inside the temporary folder, and the folder.
   std::string file(const char* name) const { return tmp_ + "/" + name; }
+  const std::string& dir() const { return tmp_; }
   lowbit::status commit() {
     if (io::is_directory(out_) && ::rmdir(out_.c_str()) != 0)
       return lowbit::status::error(lowbit::errc::io, "%s: cannot replace the empty folder: %s", out_.c_str(), std::strerror(errno));
@@ -390,13 +395,81 @@ int write_config_json(output_folder& folder, const std::string& config_text, con
   return exit_ok;
 }
 
-// Opens model.safetensors in `folder` for `entries` (room for its header is reserved now; the
-// header is written by commit).
-int open_model(output_folder& folder, io::safetensors_writer& w, std::vector<io::tensor_entry> entries) {
-  const std::string model = folder.file("model.safetensors");
-  if (auto s = w.open(model, std::move(entries), {{"format", "pt"}}); !s) return fail(exit_output, s);
-  return exit_ok;
-}
+// The model file(s) of the output, written group after group of tensors (a group, e.g. a
+// quantized weight with its companions, always goes to one file). With no size limit, or when
+// everything fits in one, that is model.safetensors; else shards named as transformers names
+// them, model-00001-of-0000N.safetensors, each holding whole groups up to `max_shard_bytes` of
+// tensor data (a group larger than that gets a shard of its own), and
+// model.safetensors.index.json mapping every tensor to its shard with metadata.total_size, the
+// bytes of tensor data. One shard file is open at a time: each is committed (header written
+// last) before the next is begun.
+class model_writer {
+ public:
+  // Plans the files for `groups` (tensor sizes at their largest, as planned).
+  void plan(output_folder& folder, std::vector<std::vector<io::tensor_entry>> groups, std::uint64_t max_shard_bytes) {
+    folder_ = &folder;
+    groups_ = std::move(groups);
+    shard_of_.clear();
+    first_.clear();
+    shards_.assign(1, {});
+    std::uint64_t bytes = 0;
+    for (const auto& g : groups_) {
+      std::uint64_t gb = 0;
+      for (const auto& e : g) gb += e.nbytes();
+      if (max_shard_bytes > 0 && !shards_.back().empty() && bytes + gb > max_shard_bytes) shards_.emplace_back(), bytes = 0;
+      shard_of_.push_back(shards_.size() - 1);
+      first_.push_back(shards_.back().size());
+      shards_.back().insert(shards_.back().end(), g.begin(), g.end());
+      bytes += gb;
+    }
+    open_ = none;
+    next_ = 0;
+  }
+  // The writer of group `g`'s file and the index of the group's first tensor in it; opens that
+  // file (committing the one before) when `g` is the first group of a file. Groups in order.
+  lowbit::status at(std::size_t g, io::safetensors_writer*& w, std::size_t& first) {
+    while (open_ != shard_of_[g]) LOWBIT_TRY(advance());
+    w = &writer_;
+    first = first_[g];
+    return {};
+  }
+  // Commits the open file and any not yet begun, then writes the index when there are shards.
+  lowbit::status finish() {
+    while (open_ != none || next_ < shards_.size()) LOWBIT_TRY(advance());
+    return shards_.size() == 1 ? lowbit::status{} : io::write_index(folder_->dir(), total_, weight_map_);
+  }
+  std::size_t files() const { return shards_.size(); }
+
+ private:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::string name(std::size_t s) const {
+    if (shards_.size() == 1) return "model.safetensors";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", s + 1, shards_.size());
+    return buf;
+  }
+  // Commits the open file (its tensors go into the index) and opens the next, if any.
+  lowbit::status advance() {
+    if (open_ != none) {
+      for (const auto& e : writer_.entries()) total_ += e.nbytes(), weight_map_[e.name] = name(open_);
+      open_ = none;
+      LOWBIT_TRY(writer_.commit());
+    }
+    if (next_ < shards_.size()) {
+      LOWBIT_TRY(writer_.open(folder_->file(name(next_).c_str()), shards_[next_], {{"format", "pt"}}));
+      open_ = next_++;
+    }
+    return {};
+  }
+  output_folder* folder_ = nullptr;
+  std::vector<std::vector<io::tensor_entry>> groups_;
+  std::vector<std::size_t> shard_of_, first_;
+  std::vector<std::vector<io::tensor_entry>> shards_;
+  std::size_t open_ = none, next_ = 0;
+  io::safetensors_writer writer_;
+  std::uint64_t total_ = 0;
+  std::map<std::string, std::string> weight_map_;
+};
 
 // Renames the finished temporary folder onto OUT (after its files are written).
 int commit_output(output_folder& folder) {
@@ -430,8 +503,9 @@ void usage(FILE* f) {
   std::fputs(
       "usage: lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]\n"
       "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
+      "                              [--max-shard-size SIZE]\n"
       "       lowbit inspect FILE|FOLDER\n"
-      "       lowbit dequantize IN OUT [--threads N] [--quiet]\n"
+      "       lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
 }
@@ -441,7 +515,30 @@ struct conversion_args {
   std::vector<std::string> pos;
   long long threads = 0;
   bool quiet = false;
+  std::uint64_t max_shard_bytes = 0;  // 0: one model.safetensors
 };
+
+// A size as transformers' --max-shard-size takes it: bytes ("1000000"), or a number with a unit,
+// KB/MB/GB/TB powers of 1000 and KiB/MiB/GiB/TiB powers of 1024, case-insensitive ("5GB",
+// "500MiB", "1.5gb"). False for anything else, or less than one byte.
+bool parse_size(const std::string& text, std::uint64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == text.c_str() || !(v >= 1.0) || v > 1e18) return false;
+  std::string unit(end);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, double> units[] = {{"", 1.0},      {"B", 1.0},      {"KB", 1e3},           {"MB", 1e6},           {"GB", 1e9},
+                                                         {"TB", 1e12},   {"KIB", 1024.0}, {"MIB", 1048576.0},    {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+  for (const auto& u : units)
+    if (unit == u.first) {
+      const double bytes = v * u.second;
+      if (bytes > 1e18 || (unit.empty() && v != static_cast<double>(static_cast<std::uint64_t>(v)))) return false;
+      out = static_cast<std::uint64_t>(bytes);
+      return out >= 1;
+    }
+  return false;
+}
 
 // Parses argv: --threads, --quiet and the positional words here, everything else through
 // `own(a, i)` (1 handled, 0 not an option of the command, -1 bad value, already reported).
@@ -458,6 +555,9 @@ int parse_args(int argc, char** argv, conversion_args& args, Own own) {
         return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
     } else if (a == "--quiet") {
       args.quiet = true;
+    } else if (a == "--max-shard-size") {
+      if (i + 1 >= argc || !parse_size(argv[++i], args.max_shard_bytes))
+        return std::fprintf(stderr, "lowbit: --max-shard-size must be a size such as 5GB, 500MB, 2GiB or a byte count\n"), exit_usage;
     } else if (a.size() > 1 && a[0] == '-') {
       return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
     } else {
@@ -509,7 +609,6 @@ struct planned {
   lowbit::dtype dt{};                 // input dtype (quantized tensors)
   io::bnb_layout layout;              // quantized tensors (nested_offset unknown)
   std::vector<io::tensor_entry> entries;  // at their largest (io::bnb_entries_largest)
-  std::size_t first = 0;              // index of entries[0] in the file
 };
 
 // Quantizes planned tensor `t` into `q`, its tensors in `got`, and checks that they are the
@@ -622,16 +721,19 @@ struct stage {
 
 // Gives the planned tensors of quantized stage `st` their real shapes (each at most the planned
 // one), then writes its data.
-lowbit::status write_quantized(io::safetensors_writer& w, const planned& t, const stage& st) {
-  for (std::size_t k = 0; k < st.entries.size(); ++k) LOWBIT_TRY(w.reshape(t.first + k, st.entries[k].shape));
+lowbit::status write_quantized(io::safetensors_writer& w, std::size_t first, const stage& st) {
+  for (std::size_t k = 0; k < st.entries.size(); ++k) LOWBIT_TRY(w.reshape(first + k, st.entries[k].shape));
   return io::write_bnb(w, *st.q);
 }
 
 // The writer thread: writes each stage's tensor, in order.
-int write_stages(handoff<stage>& slot, io::safetensors_writer& w, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
+int write_stages(handoff<stage>& slot, model_writer& mw, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
   while (stage* st = slot.take()) {
     const planned& t = plan[st->tensor];
-    const lowbit::status s = t.quantize ? write_quantized(w, t, *st) : w.write(t.src, static_cast<std::size_t>(t.info->nbytes()));
+    io::safetensors_writer* w = nullptr;
+    std::size_t first = 0;
+    lowbit::status s = mw.at(st->tensor, w, first);
+    if (s) s = t.quantize ? write_quantized(*w, first, *st) : w->write(t.src, static_cast<std::size_t>(t.info->nbytes()));
     if (!s) {
       slot.stop();
       std::lock_guard<std::mutex> lock(print_mutex);
@@ -721,7 +823,6 @@ int cmd_quantize(int argc, char** argv) {
     planned t;
     if (int r = plan_tensor(in, name, skip, p, t)) return r;
     in_bytes += t.info->nbytes();
-    t.first = entries.size();
     entries.insert(entries.end(), t.entries.begin(), t.entries.end());
     source.insert(source.end(), t.entries.size(), &name);
     plan.push_back(std::move(t));
@@ -729,8 +830,11 @@ int cmd_quantize(int argc, char** argv) {
   if (int r = check_output_names(in, entries, source)) return r;
   work = in_bytes;
   if (int r = write_config_json(folder, config_text, &qc)) return r;
-  io::safetensors_writer w;
-  if (int r = open_model(folder, w, std::move(entries))) return r;
+  model_writer mw;
+  std::vector<std::vector<io::tensor_entry>> groups;  // a weight and its companions stay in one file
+  groups.reserve(plan.size());
+  for (const auto& t : plan) groups.push_back(t.entries);
+  mw.plan(folder, std::move(groups), args.max_shard_bytes);
 
   // 2. The pipeline: a writer thread writes tensor i while this thread measures its error (with
   // the report) and quantizes tensor i + 1, each on every core. At most two quantized tensors
@@ -742,7 +846,7 @@ int cmd_quantize(int argc, char** argv) {
   else report("%-52s %-16s %8s\n", "tensor", "shape", "bits");
   handoff<stage> slot;
   int consumed = exit_ok;  // the writer thread's result
-  std::thread writer([&] { consumed = write_stages(slot, w, plan, bar, print_mutex); });
+  std::thread writer([&] { consumed = write_stages(slot, mw, plan, bar, print_mutex); });
   int quantized = 0, produced = exit_ok;
   std::uint64_t done = 0;
   for (std::size_t i = 0; i < plan.size() && produced == exit_ok; ++i) {
@@ -786,7 +890,7 @@ int cmd_quantize(int argc, char** argv) {
   bar.finish();
   if (produced != exit_ok) return produced;
   if (consumed != exit_ok) return consumed;
-  if (auto s = w.commit(); !s) return fail(exit_output, s);
+  if (auto s = mw.finish(); !s) return fail(exit_output, s);
   if (int r = commit_output(folder)) return r;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),
@@ -869,8 +973,11 @@ int cmd_dequantize(int argc, char** argv) {
   }
   if (int r = check_output_names(in, entries)) return r;
   if (int r = write_config_json(folder, config_text, nullptr)) return r;
-  io::safetensors_writer w;
-  if (int r = open_model(folder, w, entries)) return r;
+  model_writer mw;
+  std::vector<std::vector<io::tensor_entry>> groups;
+  groups.reserve(entries.size());
+  for (const auto& e : entries) groups.push_back({e});
+  mw.plan(folder, std::move(groups), args.max_shard_bytes);
 
   progress bar(total, !args.quiet);
   handoff<dense_stage> slot;
@@ -879,12 +986,14 @@ int cmd_dequantize(int argc, char** argv) {
     std::uint64_t done = 0;
     while (dense_stage* st = slot.take()) {
       const io::tensor_entry& e = entries[st->member];
-      lowbit::status s;
-      if (st->dequantized) {
-        s = w.write(st->bytes.get(), static_cast<std::size_t>(e.nbytes()));
-      } else {
+      io::safetensors_writer* w = nullptr;
+      std::size_t first = 0;
+      lowbit::status s = mw.at(st->member, w, first);
+      if (s && st->dequantized) {
+        s = w->write(st->bytes.get(), static_cast<std::size_t>(e.nbytes()));
+      } else if (s) {
         const auto loc = in.find(e.name);
-        s = w.write(loc.file->data(*loc.tensor), static_cast<std::size_t>(loc.tensor->nbytes()));
+        s = w->write(loc.file->data(*loc.tensor), static_cast<std::size_t>(loc.tensor->nbytes()));
       }
       if (!s) {
         slot.stop();
@@ -928,7 +1037,7 @@ int cmd_dequantize(int argc, char** argv) {
   bar.finish();
   if (produced != exit_ok) return produced;
   if (consumed != exit_ok) return consumed;
-  if (auto s = w.commit(); !s) return fail(exit_output, s);
+  if (auto s = mw.finish(); !s) return fail(exit_output, s);
   if (int r = commit_output(folder)) return r;
   report("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
   return exit_ok;

@@ -663,3 +663,68 @@ TEST(LowbitTool, DequantizeStreamsWithBoundedMemory) {
   ASSERT_NE(last.tensor, nullptr);
   EXPECT_EQ(std::memcmp(last.file->data(*last.tensor), y.data(), y.size() * 2), 0);
 }
+
+namespace {
+
+// Every tensor of checkpoint `a` has the same dtype, shape and bytes in `b`, and `b` has no other.
+void expect_same_tensors(const std::string& a, const std::string& b) {
+  io::checkpoint ca, cb;
+  ASSERT_TRUE(io::checkpoint::open(a, ca).ok()) << a;
+  ASSERT_TRUE(io::checkpoint::open(b, cb).ok()) << b;
+  ASSERT_EQ(ca.names().size(), cb.names().size());
+  for (const auto& n : ca.names()) {
+    const auto x = ca.find(n), y = cb.find(n);
+    ASSERT_NE(y.tensor, nullptr) << n;
+    EXPECT_EQ(x.tensor->dtype, y.tensor->dtype) << n;
+    EXPECT_EQ(x.tensor->shape, y.tensor->shape) << n;
+    EXPECT_EQ(std::memcmp(x.file->data(*x.tensor), y.file->data(*y.tensor), x.tensor->nbytes()), 0) << n;
+  }
+}
+
+}  // namespace
+
+// Issue 18 item 12: --max-shard-size writes transformers' shards and index for quantize and
+// dequantize, a weight and its companions in one shard; the default stays one file.
+TEST(LowbitTool, MaxShardSizeWritesTransformersShards) {
+  scratch_dir d;
+  write_f16_weights(d / "in.safetensors", 6, 256, 256);  // 128 KiB each; about 35 KB each as nf4 + dq
+  const std::string in = "'" + (d / "in.safetensors") + "' ";
+  ASSERT_EQ(run(d, "quantize --quiet " + in + "'" + (d / "one") + "'").code, 0);
+  ASSERT_EQ(run(d, "quantize --quiet --max-shard-size 5GB " + in + "'" + (d / "fits") + "'").code, 0);
+  expect_only(d / "fits", {"config.json", "model.safetensors"});
+  const run_result r = run(d, "quantize --quiet --max-shard-size 80KB " + in + "'" + (d / "sharded") + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_only(d / "sharded", {"config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                              "model-00003-of-00003.safetensors"});
+  expect_same_tensors(d / "one", d / "sharded");
+  io::checkpoint c;
+  ASSERT_TRUE(io::checkpoint::open(d / "sharded", c).ok());  // the index lists each tensor in the shard that holds it
+  std::uint64_t total = 0;
+  for (std::size_t f = 0; f < c.file_count(); ++f) {
+    std::uint64_t bytes = 0;
+    for (const auto& t : c.file(f).tensors()) bytes += t.nbytes();
+    EXPECT_LE(bytes, 80000u) << c.file(f).path();
+    EXPECT_EQ(c.file(f).tensors().size(), 12u) << "two weights of six tensors each in " << c.file(f).path();
+    total += bytes;
+  }
+  const std::string index = lowbit_test::read_bytes(d / "sharded/model.safetensors.index.json");
+  EXPECT_NE(index.find("\"total_size\": " + std::to_string(total) + "\n"), std::string::npos) << index;
+  EXPECT_NE(index.find("\"layers.2.weight.absmax\": \"model-00002-of-00003.safetensors\""), std::string::npos) << index;
+  // A weight larger than the limit gets a shard of its own.
+  ASSERT_EQ(run(d, "quantize --quiet --max-shard-size 1000 " + in + "'" + (d / "each") + "'").code, 0);
+  EXPECT_TRUE(lowbit_test::exists(d / "each/model-00006-of-00006.safetensors"));
+  expect_same_tensors(d / "one", d / "each");
+  // dequantize reads the shards and writes its own: 128 KiB tensors, two per 300 KB shard.
+  ASSERT_EQ(run(d, "dequantize --quiet '" + (d / "one") + "' '" + (d / "dense_one") + "'").code, 0);
+  const run_result q = run(d, "dequantize --quiet --max-shard-size 300KB '" + (d / "sharded") + "' '" + (d / "dense_sharded") + "'");
+  ASSERT_EQ(q.code, 0) << q.err;
+  expect_only(d / "dense_sharded", {"config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                    "model-00003-of-00003.safetensors"});
+  expect_same_tensors(d / "dense_one", d / "dense_sharded");
+  for (const char* bad : {"5XB", "0", "-1", "1.5", "GB", ""}) {
+    const run_result b = run(d, std::string("quantize --max-shard-size '") + bad + "' " + in + "'" + (d / "bad") + "'");
+    EXPECT_EQ(b.code, 1) << bad;
+    EXPECT_NE(b.err.find("--max-shard-size must be a size such as 5GB"), std::string::npos) << b.err;
+  }
+  EXPECT_FALSE(lowbit_test::exists(d / "bad"));
+}
