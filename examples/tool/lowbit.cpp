@@ -711,6 +711,20 @@ class handoff {
   bool full_ = false, stopped_ = false, closed_ = false;
 };
 
+// Ends a conversion's pipeline: closes the hand-off, waits for the writer thread (whose result
+// is `consumed`), then, if neither side failed, finishes the model files and puts the output
+// folder in place.
+template <class T>
+int finish_conversion(handoff<T>& slot, std::thread& writer, progress& bar, int produced, const int& consumed, model_writer& mw, output_folder& folder) {
+  slot.close();
+  writer.join();
+  bar.finish();
+  if (produced != exit_ok) return produced;
+  if (consumed != exit_ok) return consumed;
+  if (auto s = mw.finish(); !s) return fail(exit_output, s);
+  return commit_output(folder);
+}
+
 // A tensor on its way to the file: its index in the plan and, when quantized, its data (shared
 // with the quantizing thread, which measures its error meanwhile) and its tensors' real shapes.
 struct stage {
@@ -878,24 +892,18 @@ int cmd_quantize(int argc, char** argv) {
       bar.finish();
       if (with_report)
         report("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits, es.max_abs, es.mean_abs(),
-                    es.sqnr_db());
+               es.sqnr_db());
       else report("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits);
     }
     done += t.info->nbytes();
     std::lock_guard<std::mutex> lock(print_mutex);
     bar.update(done, t.info->name);
   }
-  slot.close();
-  writer.join();
-  bar.finish();
-  if (produced != exit_ok) return produced;
-  if (consumed != exit_ok) return consumed;
-  if (auto s = mw.finish(); !s) return fail(exit_output, s);
-  if (int r = commit_output(folder)) return r;
+  if (int r = finish_conversion(slot, writer, bar, produced, consumed, mw, folder)) return r;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   report("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),
-              p.double_quant ? " + double quant" : "", fmt == "int8" ? 0LL : block, human_bytes(static_cast<double>(in_bytes)).c_str(),
-              human_bytes(static_cast<double>(out_bytes)).c_str(), secs, human_bytes(secs > 0 ? static_cast<double>(in_bytes) / secs : 0).c_str(), pos[1].c_str());
+         p.double_quant ? " + double quant" : "", fmt == "int8" ? 0LL : block, human_bytes(static_cast<double>(in_bytes)).c_str(),
+         human_bytes(static_cast<double>(out_bytes)).c_str(), secs, human_bytes(secs > 0 ? static_cast<double>(in_bytes) / secs : 0).c_str(), pos[1].c_str());
   return exit_ok;
 }
 
@@ -1032,13 +1040,7 @@ int cmd_dequantize(int argc, char** argv) {
     }
     if (!slot.put(std::move(st))) break;  // the writer failed (its message is printed)
   }
-  slot.close();
-  writer.join();
-  bar.finish();
-  if (produced != exit_ok) return produced;
-  if (consumed != exit_ok) return consumed;
-  if (auto s = mw.finish(); !s) return fail(exit_output, s);
-  if (int r = commit_output(folder)) return r;
+  if (int r = finish_conversion(slot, writer, bar, produced, consumed, mw, folder)) return r;
   report("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
   return exit_ok;
 }
