@@ -9,7 +9,8 @@
 /// tensor names, each `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}` with
 /// offsets relative to the start of the data, plus an optional `"__metadata__"` object of string
 /// values. The reader accepts a file only if: `8 + N` fits the file and N <= 100,000,000; the
-/// header is valid UTF-8 and valid JSON starting with `{` (trailing spaces allowed); no key
+/// header is valid UTF-8 and valid JSON starting with `{` (trailing spaces allowed) nested at most
+/// max_json_depth levels; the file is a regular file (a FIFO or device is refused); no key
 /// repeats; every dtype is a known string; shapes are lists of non-negative integers; each
 /// tensor's `end - begin` equals `numel * itemsize`; and the tensors, sorted by offset, cover the
 /// data exactly, without gaps or overlaps. Every error is a `lowbit::status` (errc::io for the
