@@ -406,14 +406,13 @@ int write_config_json(output_folder& folder, const std::string& config_text, con
 class model_writer {
  public:
   // Plans the files for `groups` (tensor sizes at their largest, as planned).
-  void plan(output_folder& folder, std::vector<std::vector<io::tensor_entry>> groups, std::uint64_t max_shard_bytes) {
+  void plan(output_folder& folder, const std::vector<std::vector<io::tensor_entry>>& groups, std::uint64_t max_shard_bytes) {
     folder_ = &folder;
-    groups_ = std::move(groups);
     shard_of_.clear();
     first_.clear();
     shards_.assign(1, {});
     std::uint64_t bytes = 0;
-    for (const auto& g : groups_) {
+    for (const auto& g : groups) {
       std::uint64_t gb = 0;
       for (const auto& e : g) gb += e.nbytes();
       if (max_shard_bytes > 0 && !shards_.back().empty() && bytes + gb > max_shard_bytes) shards_.emplace_back(), bytes = 0;
@@ -428,7 +427,10 @@ class model_writer {
   // The writer of group `g`'s file and the index of the group's first tensor in it; opens that
   // file (committing the one before) when `g` is the first group of a file. Groups in order.
   lowbit::status at(std::size_t g, io::safetensors_writer*& w, std::size_t& first) {
-    while (open_ != shard_of_[g]) LOWBIT_TRY(advance());
+    while (open_ != shard_of_[g]) {
+      if (next_ > shard_of_[g]) return lowbit::status::error(lowbit::errc::invalid_argument, "internal error: tensor group %zu written after a later one", g);
+      LOWBIT_TRY(advance());
+    }
     w = &writer_;
     first = first_[g];
     return {};
@@ -438,7 +440,6 @@ class model_writer {
     while (open_ != none || next_ < shards_.size()) LOWBIT_TRY(advance());
     return shards_.size() == 1 ? lowbit::status{} : io::write_index(folder_->dir(), total_, weight_map_);
   }
-  std::size_t files() const { return shards_.size(); }
 
  private:
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
@@ -462,7 +463,6 @@ class model_writer {
     return {};
   }
   output_folder* folder_ = nullptr;
-  std::vector<std::vector<io::tensor_entry>> groups_;
   std::vector<std::size_t> shard_of_, first_;
   std::vector<std::vector<io::tensor_entry>> shards_;
   std::size_t open_ = none, next_ = 0;
@@ -848,7 +848,7 @@ int cmd_quantize(int argc, char** argv) {
   std::vector<std::vector<io::tensor_entry>> groups;  // a weight and its companions stay in one file
   groups.reserve(plan.size());
   for (const auto& t : plan) groups.push_back(t.entries);
-  mw.plan(folder, std::move(groups), args.max_shard_bytes);
+  mw.plan(folder, groups, args.max_shard_bytes);
 
   // 2. The pipeline: a writer thread writes tensor i while this thread measures its error (with
   // the report) and quantizes tensor i + 1, each on every core. At most two quantized tensors
@@ -985,7 +985,7 @@ int cmd_dequantize(int argc, char** argv) {
   std::vector<std::vector<io::tensor_entry>> groups;
   groups.reserve(entries.size());
   for (const auto& e : entries) groups.push_back({e});
-  mw.plan(folder, std::move(groups), args.max_shard_bytes);
+  mw.plan(folder, groups, args.max_shard_bytes);
 
   progress bar(total, !args.quiet);
   handoff<dense_stage> slot;
