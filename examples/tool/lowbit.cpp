@@ -386,11 +386,10 @@ int write_config_json(output_folder& folder, const std::string& config_text, con
   if (qc != nullptr) {
     if (auto s = io::write_config(cfg, config_text, *qc); !s) return fail(exit_output, s);
   } else {
-    nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    if (!config_text.empty()) j = nlohmann::ordered_json::parse(config_text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) j = nlohmann::ordered_json::object();
+    nlohmann::json j = nlohmann::json::object();  // keys sorted, as io::write_config writes them
+    if (!config_text.empty() && (!io::parse_json_text(config_text, cfg, j).ok() || !j.is_object())) j = nlohmann::json::object();  // checked by read_base_config
     j.erase("quantization_config");
-    if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
+    if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
   }
   return exit_ok;
 }
