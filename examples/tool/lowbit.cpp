@@ -104,30 +104,35 @@ char g_tmp_dir[4096];                   // the temporary folder while it exists 
 std::atomic<bool> g_output_complete{false};
 constexpr int handled_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 
-// Removes every entry of folder `dir` (files only: lowbit puts nothing else there) and the folder.
-// Async-signal-safe: raw getdents64, unlinkat and rmdir.
+// Removes every entry of folder `dir` (files only: lowbit puts nothing else there) and the folder,
+// again while another thread still adds files to it (a writer thread beginning its next file):
+// until the folder is gone or holds something that cannot be removed. Async-signal-safe: raw
+// getdents64, unlinkat and rmdir.
 void remove_folder_flat(const char* dir) noexcept {
-  const int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
     alignas(8) char buf[4096];
+    bool removed = false;
     for (int round = 0; round < 1000; ++round) {  // re-read from the start until only . and .. are left
       ::lseek(fd, 0, SEEK_SET);
       const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
       if (n <= 0) break;
-      bool removed = false;
+      bool any = false;
       for (long at = 0; at < n;) {
         const char* name = buf + at + 19;  // struct linux_dirent64: ino(8) off(8) reclen(2) type(1) name
         unsigned short reclen;
         std::memcpy(&reclen, buf + at + 16, 2);
         if (!(name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))))
-          removed = ::unlinkat(fd, name, 0) == 0 || removed;
+          any = ::unlinkat(fd, name, 0) == 0 || any;
         at += reclen;
       }
-      if (!removed) break;
+      removed = removed || any;
+      if (!any) break;
     }
     ::close(fd);
+    if (::rmdir(dir) == 0 || errno != ENOTEMPTY || (!removed && attempt > 0)) return;
   }
-  ::rmdir(dir);
 }
 
 void remove_temporary() noexcept {  // with the mutex held, or from a signal handler
