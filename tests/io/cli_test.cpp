@@ -765,3 +765,27 @@ TEST(LowbitTool, ConfigKeysAreSortedAsTransformersWritesThem) {
             "{\n  \"alpha\": {\n    \"a\": [\n      3,\n      {\n        \"x\": 1,\n        \"y\": 0\n      }\n    ],\n    \"b\": 2\n  },\n"
             "  \"mid\": \"m\",\n  \"zeta\": 1\n}\n");
 }
+
+// A sharded run interrupted while its writer thread begins shard after shard leaves nothing.
+TEST(LowbitTool, InterruptedShardedRunLeavesNothing) {
+  scratch_dir d;
+  write_f16_weights(d / "in.safetensors", 16, 1024, 1024);  // 16 weights, one 0.6 MB shard each
+  for (int delay_ms : {15, 40, 90}) {
+    const std::string out = d / ("out" + std::to_string(delay_ms));
+    const pid_t pid = spawn(d, {"quantize", "--quiet", "--max-shard-size", "600KB", d / "in.safetensors", out});
+    ASSERT_GT(pid, 0);
+    ::usleep(static_cast<useconds_t>(delay_ms) * 1000);
+    ::kill(pid, SIGTERM);
+    int st = 0;
+    ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+    ASSERT_TRUE(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 130) {
+      EXPECT_FALSE(lowbit_test::exists(out)) << "after SIGTERM at " << delay_ms << " ms";
+    } else {
+      EXPECT_EQ(WEXITSTATUS(st), 0);
+      EXPECT_TRUE(lowbit_test::exists(out + "/model-00016-of-00016.safetensors"));
+      ASSERT_EQ(std::system(("rm -rf '" + out + "'").c_str()), 0);
+    }
+  }
+  expect_only(d.path(), {"in.safetensors", "stderr"});
+}
