@@ -3,16 +3,27 @@
 //
 //   lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
+//                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
-//   lowbit dequantize IN OUT [--threads N] [--quiet]
+//   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
 //   lowbit --version | --help
 //
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
-// model.safetensors and config.json (IN's config.json, when there is one, with transformers'
+// model.safetensors (or, with --max-shard-size SIZE, e.g. 5GB or 2GiB, and more than SIZE of
+// tensor data, transformers' shards model-00001-of-0000N.safetensors of at most SIZE each, a
+// quantized weight and its companions always in one shard, with model.safetensors.index.json;
+// default: one file whatever the size, as before) and config.json (IN's config.json, when there is one, with transformers'
 // quantization_config set, or removed by dequantize). The folder appears complete or not at all:
-// everything is written into a temporary folder beside OUT that is renamed at the end and deleted
-// on any error or on SIGINT/SIGTERM. Input tensors are read through a memory mapping. quantize
+// everything is written into a temporary folder beside OUT (OUT.lowbit-tmp-<pid>-XXXXXX, mode
+// 0777 minus the umask, as mkdir gives) that is renamed at the end and deleted on any error, on
+// SIGINT, SIGTERM, SIGHUP or SIGPIPE (standard output closed, e.g. `| head`), and when the input
+// is truncated by another process during the run (SIGBUS). One left by a killed run (SIGKILL) is
+// removed by the next run writing the same OUT once its process no longer runs. OUT is checked
+// before the input is read (see output_folder): an empty path, a symbolic link (dangling or not),
+// a non-empty folder or a mount point is refused with exit 3. Input files must be regular files
+// (a FIFO is refused, without blocking); JSON (headers, config.json, index) may nest at most
+// io::max_json_depth levels. Input tensors are read through a memory mapping. quantize
 // plans every output tensor's name, dtype and shape first, without reading the input (only a
 // double-quantized weight's quant_state JSON has a length known once it is quantized, as it holds
 // the mean of the block absmax values: the plan gives it its largest length), reserves the
@@ -30,7 +41,9 @@
 // spans of 2048 elements and double across them, within 1e-5 of the exact values and independent
 // of --threads). A tensor's errors are measured while another thread writes it; --no-report skips
 // them (they cost one more read of the input and a dequantization of every weight). inspect
-// prints the same bits per value. --quiet: no progress bar.
+// prints the same bits per value. --quiet: no progress bar. dequantize streams the same way:
+// the output is planned from the input's headers and quant_states, and at most two dequantized
+// tensors are in memory at a time. Both are linear in the number of tensors (hashed lookups).
 //
 // A config.json whose quantization_config names a method lowbit does not read (anything but
 // bitsandbytes, e.g. "fp8") is refused by every command with exit 2 (inspect lists the tensors first).
@@ -39,15 +52,19 @@
 // bitsandbytes' int8_vectorwise_dequant returns).
 //
 // Exit codes: 0 success; 1 bad command line; 2 the input cannot be read or is invalid; 3 the output
-// cannot be written (or OUT exists and is not an empty folder); 4 a tensor cannot be quantized
-// (e.g. NaN or Inf in it); 130 interrupted by SIGINT/SIGTERM (nothing left behind).
+// cannot be written (or OUT is not a usable new or empty folder); 4 a tensor cannot be quantized
+// (e.g. NaN or Inf in it); 130 interrupted by SIGINT, SIGTERM, SIGHUP or SIGPIPE (nothing left
+// behind). An input that becomes shorter while it is read is exit 2, naming the file.
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cinttypes>
+#include <cstdarg>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -56,13 +73,16 @@
 #include <mutex>
 #include <thread>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <dirent.h>
 #if defined(__GLIBC__)
 #  include <malloc.h>
 #endif
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace {
@@ -72,40 +92,135 @@ namespace io = lowbit::io;
 enum exit_code : int { exit_ok = 0, exit_usage = 1, exit_input = 2, exit_output = 3, exit_quantize = 4, exit_interrupted = 130 };
 
 // ---- cleanup on signals: the temporary folder and the files in it -------------------------------
-// SIGINT and SIGTERM are blocked in every thread (the engine's worker threads inherit the mask)
-// and taken by one thread with sigwait, which deletes what is registered here and exits 130. The
-// main thread holds `g_cleanup_mutex` while it creates a file and registers it, and while it
-// renames the finished folder into place, so a signal never lands between the two.
+// Everything a run writes is inside one temporary folder beside OUT, and nothing else is in it,
+// so cleaning up is removing that folder's files and the folder (remove_folder_flat, which uses
+// only async-signal-safe system calls and no lock, so a signal handler may call it too).
+//
+// SIGINT, SIGTERM, SIGHUP and SIGPIPE are blocked in every thread (the engine's worker threads
+// inherit the mask) and taken by one thread with sigwait, which removes the temporary folder and
+// exits 130. The main thread holds `g_cleanup_mutex` while it creates the folder and while it
+// renames the finished folder into place, so such a signal never lands between the two. A write
+// to a closed pipe raises SIGPIPE in the writing thread only, where it stays blocked: the write
+// fails with EPIPE, and report() then ends the run the same way.
+//
+// SIGBUS is what reading a memory-mapped input raises once another process has truncated the
+// file. Its handler (in whichever thread faulted) names the file whose mapping holds the faulting
+// address, removes the temporary folder and exits 2.
 std::mutex g_cleanup_mutex;
-std::vector<std::string> g_cleanup_files;  // unlinked, then g_cleanup_dir removed
-std::string g_cleanup_dir;
-bool g_output_complete = false;
+char g_tmp_dir[4096];                   // the temporary folder while it exists ("" otherwise)
+std::atomic<bool> g_output_complete{false};
+constexpr int handled_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 
-void set_cleanup(const std::string& path) { g_cleanup_files.push_back(path); }  // with the mutex held
+// Removes every entry of folder `dir` (files only: lowbit puts nothing else there) and the folder,
+// again while another thread still adds files to it (a writer thread beginning its next file):
+// until the folder is gone or holds something that cannot be removed. Async-signal-safe: raw
+// getdents64, unlinkat and rmdir.
+void remove_folder_flat(const char* dir) noexcept {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = ::open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    alignas(8) char buf[4096];
+    bool removed = false;
+    for (int round = 0; round < 1000; ++round) {  // re-read from the start until only . and .. are left
+      ::lseek(fd, 0, SEEK_SET);
+      const long n = ::syscall(SYS_getdents64, fd, buf, sizeof buf);
+      if (n <= 0) break;
+      bool any = false;
+      for (long at = 0; at < n;) {
+        const char* name = buf + at + 19;  // struct linux_dirent64: ino(8) off(8) reclen(2) type(1) name
+        unsigned short reclen;
+        std::memcpy(&reclen, buf + at + 16, 2);
+        if (!(name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))))
+          any = ::unlinkat(fd, name, 0) == 0 || any;
+        at += reclen;
+      }
+      removed = removed || any;
+      if (!any) break;
+    }
+    ::close(fd);
+    if (::rmdir(dir) == 0 || errno != ENOTEMPTY || (!removed && attempt > 0)) return;
+  }
+}
 
-void remove_temporary() {  // with the mutex held
-  for (const auto& p : g_cleanup_files) ::unlink(p.c_str());
-  if (!g_cleanup_dir.empty()) ::rmdir(g_cleanup_dir.c_str());
-  g_cleanup_files.clear();
-  g_cleanup_dir.clear();
+void remove_temporary() noexcept {  // with the mutex held, or from a signal handler
+  if (g_tmp_dir[0] != '\0' && !g_output_complete.load()) remove_folder_flat(g_tmp_dir);
+  g_tmp_dir[0] = '\0';
+}
+
+// Removes the temporary folder, says why and exits 130 (a signal that ends the run); returns if
+// the output is already in place (too late to undo: the run finishes normally).
+void end_interrupted(int sig) {
+  std::lock_guard<std::mutex> lock(g_cleanup_mutex);
+  if (g_output_complete.load()) return;
+  const bool writing = g_tmp_dir[0] != '\0';
+  remove_temporary();
+  if (sig != SIGPIPE || writing)
+    std::fprintf(stderr, "\nlowbit: %s%s\n", sig == SIGPIPE ? "standard output closed (SIGPIPE)" : "interrupted", writing ? "; no output written" : "");
+  ::_exit(130);
+}
+
+// printf to standard output, flushed at once: a closed pipe (EPIPE) ends the run as the signals
+// above do.
+__attribute__((format(printf, 1, 2))) void report(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  std::vprintf(fmt, ap);
+  va_end(ap);
+  if (std::fflush(stdout) != 0 && errno == EPIPE) end_interrupted(SIGPIPE);
+}
+
+// The input files' mappings, for the SIGBUS handler: filled once the input is open, before any
+// of its data is read, and not changed afterwards.
+struct mapped_range {
+  const std::uint8_t* begin;
+  std::size_t size;
+  const char* path;
+};
+std::vector<mapped_range> g_mapped;
+
+void write_err(const char* s) noexcept {
+  for (std::size_t n = std::strlen(s); n > 0;) {
+    const ssize_t w = ::write(2, s, n);
+    if (w <= 0) return;
+    s += w, n -= static_cast<std::size_t>(w);
+  }
+}
+
+void on_sigbus(int, siginfo_t* si, void*) {
+  const auto* a = static_cast<const std::uint8_t*>(si->si_addr);
+  const char* file = nullptr;
+  for (const auto& m : g_mapped)
+    if (a >= m.begin && a < m.begin + m.size) file = m.path;
+  write_err("\nlowbit: ");
+  write_err(file != nullptr ? file : "an input file");
+  write_err(": became shorter while it was read (truncated by another process?); no output written\n");
+  remove_temporary();
+  ::_exit(2);  // exit_input
+}
+
+void register_input(const io::checkpoint& c) {
+  g_mapped.clear();
+  for (std::size_t i = 0; i < c.file_count(); ++i) {
+    const io::safetensors_file& f = c.file(i);
+    g_mapped.push_back({f.bytes(), f.file_size(), f.path().c_str()});
+  }
 }
 
 void start_signal_thread() {
   static sigset_t set;
   sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
+  for (int sig : handled_signals) sigaddset(&set, sig);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigbus;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGBUS, &sa, nullptr);
   std::thread([] {
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
-      std::lock_guard<std::mutex> lock(g_cleanup_mutex);
-      if (g_output_complete) continue;  // too late to undo: the run finishes normally
-      remove_temporary();
-      std::fputs("\nlowbit: interrupted; no output written\n", stderr);
-      std::fflush(stdout);
-      ::_exit(exit_interrupted);
+      end_interrupted(sig);
     }
   }).detach();
 }
@@ -166,7 +281,45 @@ class progress {
   clock::time_point start_;
 };
 
+// Removes, or reports, temporary folders that earlier runs writing `out` left beside it. Their
+// names hold the writing process's id (OUT.lowbit-tmp-<pid>-XXXXXX): a folder whose process no
+// longer runs (a run killed by SIGKILL or a power cut) is removed; one whose process runs is
+// another run's, and is reported.
+void clean_stale_temporaries(const std::string& out) {
+  const std::string dir = io::detail::parent_dir(out), base = out.substr(out.find_last_of('/') + 1), prefix = base + ".lowbit-tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::pair<std::string, long>> found;
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(name.c_str() + prefix.size(), &end, 10);
+    found.emplace_back(name, end != nullptr && *end == '-' && pid > 0 ? pid : 0);
+  }
+  ::closedir(d);
+  for (const auto& f : found) {
+    const std::string path = dir + "/" + f.first;
+    if (f.second > 0 && ::kill(static_cast<pid_t>(f.second), 0) != 0 && errno == ESRCH) {
+      remove_folder_flat(path.c_str());
+      if (!io::path_exists(path)) std::fprintf(stderr, "lowbit: removed %s, left by an earlier run (process %ld, no longer running)\n", path.c_str(), f.second);
+      else std::fprintf(stderr, "lowbit: warning: %s was left by an earlier run (process %ld) and cannot be removed\n", path.c_str(), f.second);
+    } else if (f.second > 0) {
+      std::fprintf(stderr, "lowbit: warning: %s belongs to another run writing %s (process %ld)\n", path.c_str(), out.c_str(), f.second);
+    } else {
+      std::fprintf(stderr, "lowbit: warning: %s was left by an earlier run; remove it\n", path.c_str());
+    }
+  }
+}
+
 // The output folder: a temporary folder beside OUT, renamed onto OUT by commit().
+//
+// OUT is checked before anything is read (so that its problems are not found only after the
+// work): it must be a non-empty path whose last part is not "." or ".."; it must not be a
+// symbolic link (dangling or not: the finished folder is renamed onto OUT, which would replace
+// the link rather than fill what it points to); if it exists it must be an empty folder that is
+// not a mount point (a mount point cannot be replaced by a rename); and a temporary folder must
+// be creatable beside it. The temporary folder gets mode 0777 minus the umask, as mkdir(1) gives.
 class output_folder {
  public:
   ~output_folder() {
@@ -174,34 +327,54 @@ class output_folder {
     if (!committed_ && !tmp_.empty()) remove_temporary();
   }
   lowbit::status open(const std::string& out) {
+    using lowbit::errc;
+    using lowbit::status;
     out_ = out;
     while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
-    if (io::path_exists(out_)) {
-      if (!io::is_directory(out_)) return lowbit::status::error(lowbit::errc::io, "%s: exists and is not a folder", out_.c_str());
+    if (out_.empty()) return status::error(errc::io, "the output path is empty");
+    const std::string base = out_.substr(out_.find_last_of('/') + 1);
+    if (base == "." || base == ".." || base == "/" || base.empty())
+      return status::error(errc::io, "%s: name the output folder itself (not \".\", \"..\" or \"/\")", out_.c_str());
+    struct stat st {};
+    if (::lstat(out_.c_str(), &st) == 0) {
+      if (S_ISLNK(st.st_mode)) {
+        char target[4096] = {};
+        const ssize_t n = ::readlink(out_.c_str(), target, sizeof target - 1);
+        return status::error(errc::io, "%s: is a symbolic link (to %s%s); give the folder itself as OUT", out_.c_str(), n > 0 ? target : "?",
+                             io::path_exists(out_) ? "" : ", which does not exist");
+      }
+      if (!S_ISDIR(st.st_mode)) return status::error(errc::io, "%s: exists and is not a folder", out_.c_str());
       DIR* d = ::opendir(out_.c_str());
-      if (d == nullptr) return lowbit::status::error(lowbit::errc::io, "%s: cannot open: %s", out_.c_str(), std::strerror(errno));
+      if (d == nullptr) return status::error(errc::io, "%s: cannot open: %s", out_.c_str(), std::strerror(errno));
       int entries = 0;
       while (dirent* e = ::readdir(d))
         if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) ++entries;
       ::closedir(d);
-      if (entries > 0) return lowbit::status::error(lowbit::errc::io, "%s: folder exists and is not empty; refusing to overwrite", out_.c_str());
+      if (entries > 0) return status::error(errc::io, "%s: folder exists and is not empty; refusing to overwrite", out_.c_str());
+      struct stat parent {};
+      if (::stat(io::detail::parent_dir(out_).c_str(), &parent) == 0 && (parent.st_dev != st.st_dev || parent.st_ino == st.st_ino))
+        return status::error(errc::io, "%s: is a mount point, which the finished folder cannot be renamed onto; give a folder inside it", out_.c_str());
+    } else if (errno != ENOENT) {
+      return status::error(errc::io, "%s: %s", out_.c_str(), std::strerror(errno));
     }
+    clean_stale_temporaries(out_);
     std::lock_guard<std::mutex> lock(g_cleanup_mutex);  // the folder exists only once it is registered
-    std::string tmpl = out_ + ".lowbit-tmp-XXXXXX";
+    std::string tmpl = out_ + ".lowbit-tmp-" + std::to_string(static_cast<long>(::getpid())) + "-XXXXXX";
+    if (tmpl.size() >= sizeof g_tmp_dir) return status::error(errc::io, "%s: path too long", out_.c_str());
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (::mkdtemp(buf.data()) == nullptr)
-      return lowbit::status::error(lowbit::errc::io, "%s: cannot create a temporary folder beside it: %s", out_.c_str(), std::strerror(errno));
+      return status::error(errc::io, "%s: cannot create a temporary folder beside it: %s", out_.c_str(), std::strerror(errno));
     tmp_ = buf.data();
-    g_cleanup_dir = tmp_;
+    std::memcpy(g_tmp_dir, tmp_.c_str(), tmp_.size() + 1);
+    const mode_t um = ::umask(0);
+    ::umask(um);
+    if (::chmod(tmp_.c_str(), 0777 & ~um) != 0) return status::error(errc::io, "%s: cannot set its mode: %s", tmp_.c_str(), std::strerror(errno));
     return {};
   }
-  // Path of `name` inside the temporary folder, registered for cleanup (call with the mutex held).
-  std::string file(const char* name) {
-    const std::string p = tmp_ + "/" + name;
-    set_cleanup(p);
-    return p;
-  }
+  // Path of `name` inside the temporary folder, and the folder.
+  std::string file(const char* name) const { return tmp_ + "/" + name; }
+  const std::string& dir() const { return tmp_; }
   lowbit::status commit() {
     if (io::is_directory(out_) && ::rmdir(out_.c_str()) != 0)
       return lowbit::status::error(lowbit::errc::io, "%s: cannot replace the empty folder: %s", out_.c_str(), std::strerror(errno));
@@ -209,8 +382,7 @@ class output_folder {
       return lowbit::status::error(lowbit::errc::io, "%s: cannot rename %s onto it: %s", out_.c_str(), tmp_.c_str(), std::strerror(errno));
     committed_ = true;
     g_output_complete = true;
-    g_cleanup_files.clear();
-    g_cleanup_dir.clear();
+    g_tmp_dir[0] = '\0';
     return io::detail::sync_dir(io::detail::parent_dir(out_));
   }
 
@@ -219,68 +391,98 @@ class output_folder {
   bool committed_ = false;
 };
 
-// One tensor of dequantize's output: passed through from the input, or dequantized.
-struct out_tensor {
-  std::vector<io::tensor_entry> entries;
-  const std::uint8_t* raw = nullptr;  // pass-through bytes (in the input mapping)
-  std::size_t raw_bytes = 0;
-  std::vector<std::uint8_t> dense;    // dequantized bytes
-};
-
 // Writes config.json into `folder`: `config_text` with quantization_config set to `qc`, or
-// removed when `qc` is null. Whole, with signals held (it is small).
+// removed when `qc` is null.
 int write_config_json(output_folder& folder, const std::string& config_text, const io::bnb_quantization_config* qc) {
-  std::lock_guard<std::mutex> lock(g_cleanup_mutex);
   const std::string cfg = folder.file("config.json");
   if (qc != nullptr) {
     if (auto s = io::write_config(cfg, config_text, *qc); !s) return fail(exit_output, s);
   } else {
-    nlohmann::ordered_json j = nlohmann::ordered_json::object();
-    if (!config_text.empty()) j = nlohmann::ordered_json::parse(config_text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) j = nlohmann::ordered_json::object();
+    nlohmann::json j = nlohmann::json::object();  // keys sorted, as io::write_config writes them
+    if (!config_text.empty() && (!io::parse_json_text(config_text, cfg, j).ok() || !j.is_object())) j = nlohmann::json::object();  // checked by read_base_config
     j.erase("quantization_config");
-    if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
+    if (auto s = io::write_file_atomic(cfg, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n"); !s) return fail(exit_output, s);
   }
   return exit_ok;
 }
 
-// Opens model.safetensors in `folder` for `entries` (room for its header is reserved now; the
-// header is written by commit) and registers its temporary file for cleanup.
-int open_model(output_folder& folder, io::safetensors_writer& w, std::vector<io::tensor_entry> entries) {
-  std::lock_guard<std::mutex> lock(g_cleanup_mutex);
-  const std::string model = folder.file("model.safetensors");
-  if (auto s = w.open(model, std::move(entries), {{"format", "pt"}}); !s) return fail(exit_output, s);
-  set_cleanup(w.temp_path());
-  return exit_ok;
-}
-
-// Writes the tensors and config of a finished conversion into `folder` (commit_output then
-// puts the folder in place).
-int write_output(output_folder& folder, std::vector<out_tensor>& tensors, const std::string& config_text, const io::bnb_quantization_config* qc,
-                 bool quiet) {
-  std::vector<io::tensor_entry> entries;
-  std::uint64_t total = 0;
-  for (auto& t : tensors)
-    for (auto& e : t.entries) entries.push_back(e), total += e.nbytes();
-  if (int r = write_config_json(folder, config_text, qc)) return r;
-  io::safetensors_writer w;
-  if (int r = open_model(folder, w, std::move(entries))) return r;
-  progress bar(total, !quiet);
-  std::uint64_t done = 0;
-  for (auto& t : tensors) {
-    lowbit::status s;
-    if (!t.dense.empty()) s = w.write(t.dense.data(), t.dense.size());
-    else s = w.write(t.raw, t.raw_bytes);
-    if (!s) return fail(exit_output, s);
-    for (auto& e : t.entries) done += e.nbytes();
-    bar.update(done, "writing " + t.entries.front().name);
+// The model file(s) of the output, written group after group of tensors (a group, e.g. a
+// quantized weight with its companions, always goes to one file). With no size limit, or when
+// everything fits in one, that is model.safetensors; else shards named as transformers names
+// them, model-00001-of-0000N.safetensors, each holding whole groups up to `max_shard_bytes` of
+// tensor data (a group larger than that gets a shard of its own), and
+// model.safetensors.index.json mapping every tensor to its shard with metadata.total_size, the
+// bytes of tensor data. One shard file is open at a time: each is committed (header written
+// last) before the next is begun.
+class model_writer {
+ public:
+  // Plans the files for `groups` (tensor sizes at their largest, as planned).
+  void plan(output_folder& folder, const std::vector<std::vector<io::tensor_entry>>& groups, std::uint64_t max_shard_bytes) {
+    folder_ = &folder;
+    shard_of_.clear();
+    first_.clear();
+    shards_.assign(1, {});
+    std::uint64_t bytes = 0;
+    for (const auto& g : groups) {
+      std::uint64_t gb = 0;
+      for (const auto& e : g) gb += e.nbytes();
+      if (max_shard_bytes > 0 && !shards_.back().empty() && bytes + gb > max_shard_bytes) shards_.emplace_back(), bytes = 0;
+      shard_of_.push_back(shards_.size() - 1);
+      first_.push_back(shards_.back().size());
+      shards_.back().insert(shards_.back().end(), g.begin(), g.end());
+      bytes += gb;
+    }
+    open_ = none;
+    next_ = 0;
   }
-  bar.finish();
-  if (auto s = w.commit(); !s) return fail(exit_output, s);
-  return exit_ok;
-}
+  // The writer of group `g`'s file and the index of the group's first tensor in it; opens that
+  // file (committing the one before) when `g` is the first group of a file. Groups in order.
+  lowbit::status at(std::size_t g, io::safetensors_writer*& w, std::size_t& first) {
+    while (open_ != shard_of_[g]) {
+      if (next_ > shard_of_[g]) return lowbit::status::error(lowbit::errc::invalid_argument, "internal error: tensor group %zu written after a later one", g);
+      LOWBIT_TRY(advance());
+    }
+    w = &writer_;
+    first = first_[g];
+    return {};
+  }
+  // Commits the open file and any not yet begun, then writes the index when there are shards.
+  lowbit::status finish() {
+    while (open_ != none || next_ < shards_.size()) LOWBIT_TRY(advance());
+    return shards_.size() == 1 ? lowbit::status{} : io::write_index(folder_->dir(), total_, weight_map_);
+  }
 
-// Renames the finished temporary folder onto OUT (after write_output).
+ private:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  std::string name(std::size_t s) const {
+    if (shards_.size() == 1) return "model.safetensors";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", s + 1, shards_.size());
+    return buf;
+  }
+  // Commits the open file (its tensors go into the index) and opens the next, if any.
+  lowbit::status advance() {
+    if (open_ != none) {
+      for (const auto& e : writer_.entries()) total_ += e.nbytes(), weight_map_[e.name] = name(open_);
+      open_ = none;
+      LOWBIT_TRY(writer_.commit());
+    }
+    if (next_ < shards_.size()) {
+      LOWBIT_TRY(writer_.open(folder_->file(name(next_).c_str()), shards_[next_], {{"format", "pt"}}));
+      open_ = next_++;
+    }
+    return {};
+  }
+  output_folder* folder_ = nullptr;
+  std::vector<std::size_t> shard_of_, first_;
+  std::vector<std::vector<io::tensor_entry>> shards_;
+  std::size_t open_ = none, next_ = 0;
+  io::safetensors_writer writer_;
+  std::uint64_t total_ = 0;
+  std::map<std::string, std::string> weight_map_;
+};
+
+// Renames the finished temporary folder onto OUT (after its files are written).
 int commit_output(output_folder& folder) {
   std::lock_guard<std::mutex> lock(g_cleanup_mutex);
   if (auto s = folder.commit(); !s) return fail(exit_output, s);
@@ -312,8 +514,9 @@ void usage(FILE* f) {
   std::fputs(
       "usage: lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]\n"
       "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
+      "                              [--max-shard-size SIZE]\n"
       "       lowbit inspect FILE|FOLDER\n"
-      "       lowbit dequantize IN OUT [--threads N] [--quiet]\n"
+      "       lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]\n"
       "       lowbit --version | --help\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
@@ -324,7 +527,30 @@ struct conversion_args {
   std::vector<std::string> pos;
   long long threads = 0;
   bool quiet = false;
+  std::uint64_t max_shard_bytes = 0;  // 0: one model.safetensors
 };
+
+// A size as transformers' --max-shard-size takes it: bytes ("1000000"), or a number with a unit,
+// KB/MB/GB/TB powers of 1000 and KiB/MiB/GiB/TiB powers of 1024, case-insensitive ("5GB",
+// "500MiB", "1.5gb"). False for anything else, or less than one byte.
+bool parse_size(const std::string& text, std::uint64_t& out) {
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (errno != 0 || end == text.c_str() || !(v >= 1.0) || v > 1e18) return false;
+  std::string unit(end);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  static const std::pair<const char*, double> units[] = {{"", 1.0},      {"B", 1.0},      {"KB", 1e3},           {"MB", 1e6},           {"GB", 1e9},
+                                                         {"TB", 1e12},   {"KIB", 1024.0}, {"MIB", 1048576.0},    {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+  for (const auto& u : units)
+    if (unit == u.first) {
+      const double bytes = v * u.second;
+      if (bytes > 1e18 || (unit.empty() && v != static_cast<double>(static_cast<std::uint64_t>(v)))) return false;
+      out = static_cast<std::uint64_t>(bytes);
+      return out >= 1;
+    }
+  return false;
+}
 
 // Parses argv: --threads, --quiet and the positional words here, everything else through
 // `own(a, i)` (1 handled, 0 not an option of the command, -1 bad value, already reported).
@@ -341,6 +567,9 @@ int parse_args(int argc, char** argv, conversion_args& args, Own own) {
         return std::fprintf(stderr, "lowbit: --threads must be an integer in [0, 1024]\n"), exit_usage;
     } else if (a == "--quiet") {
       args.quiet = true;
+    } else if (a == "--max-shard-size") {
+      if (i + 1 >= argc || !parse_size(argv[++i], args.max_shard_bytes))
+        return std::fprintf(stderr, "lowbit: --max-shard-size must be a size such as 5GB, 500MB, 2GiB or a byte count\n"), exit_usage;
     } else if (a.size() > 1 && a[0] == '-') {
       return std::fprintf(stderr, "lowbit: unknown option %s\n", a.c_str()), usage(stderr), exit_usage;
     } else {
@@ -351,11 +580,34 @@ int parse_args(int argc, char** argv, conversion_args& args, Own own) {
   return exit_ok;
 }
 
-// Opens IN (and its config.json) and the temporary output folder for OUT.
+// Opens the temporary output folder for OUT, then IN (and its config.json).
 int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder) {
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);  // OUT first: its problems before any work
   if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
+  register_input(in);
   if (int r = read_base_config(in, config_text)) return r;
-  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
+  return exit_ok;
+}
+
+// The output's tensor names, checked before anything is written: none empty (safetensors writers
+// refuse "", which readers accept), and none made twice, e.g. by a quantized weight "x.weight"
+// whose companion "x.weight.absmax" is an input tensor too. `source[i]` is the input tensor that
+// gives entries[i] (null: the entry's own name). Exit 2 naming the tensors.
+int check_output_names(const io::checkpoint& in, const std::vector<io::tensor_entry>& entries, const std::vector<const std::string*>& source = {}) {
+  std::unordered_map<std::string, std::size_t> seen;
+  seen.reserve(entries.size());
+  auto from = [&](std::size_t i) -> const std::string& { return i < source.size() && source[i] ? *source[i] : entries[i].name; };
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    const std::string& n = entries[i].name;
+    if (n.empty())
+      return fail(exit_input, lowbit::status::error(lowbit::errc::invalid_argument, "%s: has a tensor named \"\" (empty), which a safetensors file cannot be written with",
+                                                    in.path().c_str()));
+    const auto ins = seen.emplace(n, i);
+    if (!ins.second)
+      return fail(exit_input, lowbit::status::error(lowbit::errc::invalid_argument,
+                                                    "%s: output tensor \"%.100s\" would be written twice: for input tensor \"%.100s\" and for input tensor \"%.100s\" (--skip keeps a weight unquantized)",
+                                                    in.path().c_str(), n.c_str(), from(ins.first->second).c_str(), from(i).c_str()));
+  }
   return exit_ok;
 }
 
@@ -369,7 +621,6 @@ struct planned {
   lowbit::dtype dt{};                 // input dtype (quantized tensors)
   io::bnb_layout layout;              // quantized tensors (nested_offset unknown)
   std::vector<io::tensor_entry> entries;  // at their largest (io::bnb_entries_largest)
-  std::size_t first = 0;              // index of entries[0] in the file
 };
 
 // Quantizes planned tensor `t` into `q`, its tensors in `got`, and checks that they are the
@@ -472,6 +723,20 @@ class handoff {
   bool full_ = false, stopped_ = false, closed_ = false;
 };
 
+// Ends a conversion's pipeline: closes the hand-off, waits for the writer thread (whose result
+// is `consumed`), then, if neither side failed, finishes the model files and puts the output
+// folder in place.
+template <class T>
+int finish_conversion(handoff<T>& slot, std::thread& writer, progress& bar, int produced, const int& consumed, model_writer& mw, output_folder& folder) {
+  slot.close();
+  writer.join();
+  bar.finish();
+  if (produced != exit_ok) return produced;
+  if (consumed != exit_ok) return consumed;
+  if (auto s = mw.finish(); !s) return fail(exit_output, s);
+  return commit_output(folder);
+}
+
 // A tensor on its way to the file: its index in the plan and, when quantized, its data (shared
 // with the quantizing thread, which measures its error meanwhile) and its tensors' real shapes.
 struct stage {
@@ -482,16 +747,19 @@ struct stage {
 
 // Gives the planned tensors of quantized stage `st` their real shapes (each at most the planned
 // one), then writes its data.
-lowbit::status write_quantized(io::safetensors_writer& w, const planned& t, const stage& st) {
-  for (std::size_t k = 0; k < st.entries.size(); ++k) LOWBIT_TRY(w.reshape(t.first + k, st.entries[k].shape));
+lowbit::status write_quantized(io::safetensors_writer& w, std::size_t first, const stage& st) {
+  for (std::size_t k = 0; k < st.entries.size(); ++k) LOWBIT_TRY(w.reshape(first + k, st.entries[k].shape));
   return io::write_bnb(w, *st.q);
 }
 
 // The writer thread: writes each stage's tensor, in order.
-int write_stages(handoff<stage>& slot, io::safetensors_writer& w, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
+int write_stages(handoff<stage>& slot, model_writer& mw, const std::vector<planned>& plan, progress& bar, std::mutex& print_mutex) {
   while (stage* st = slot.take()) {
     const planned& t = plan[st->tensor];
-    const lowbit::status s = t.quantize ? write_quantized(w, t, *st) : w.write(t.src, static_cast<std::size_t>(t.info->nbytes()));
+    io::safetensors_writer* w = nullptr;
+    std::size_t first = 0;
+    lowbit::status s = mw.at(st->tensor, w, first);
+    if (s) s = t.quantize ? write_quantized(*w, first, *st) : w->write(t.src, static_cast<std::size_t>(t.info->nbytes()));
     if (!s) {
       slot.stop();
       std::lock_guard<std::mutex> lock(print_mutex);
@@ -507,7 +775,7 @@ int cmd_quantize(int argc, char** argv) {
   conversion_args args;
   std::string fmt = "nf4", compute = "bfloat16";
   long long block = 64;
-  bool dq = true, report = true;
+  bool dq = true, with_report = true;
   std::vector<std::string> skip = {"lm_head", "embed"};
   const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
     auto value = [&](const char* what) -> const char* {
@@ -540,7 +808,7 @@ int cmd_quantize(int argc, char** argv) {
       else if (c == "f32" || c == "float32") compute = "float32";
       else return std::fprintf(stderr, "lowbit: --compute-dtype must be bf16, f16 or f32\n"), -1;
     } else if (a == "--no-report") {
-      report = false;
+      with_report = false;
     } else {
       return 0;
     }
@@ -575,19 +843,24 @@ int cmd_quantize(int argc, char** argv) {
   std::vector<planned> plan;
   plan.reserve(in.names().size());
   std::vector<io::tensor_entry> entries;
+  std::vector<const std::string*> source;  // the input tensor of each entry
   std::uint64_t work = 0, in_bytes = 0, out_bytes = 0;
   for (const auto& name : in.names()) {
     planned t;
     if (int r = plan_tensor(in, name, skip, p, t)) return r;
     in_bytes += t.info->nbytes();
-    t.first = entries.size();
     entries.insert(entries.end(), t.entries.begin(), t.entries.end());
+    source.insert(source.end(), t.entries.size(), &name);
     plan.push_back(std::move(t));
   }
+  if (int r = check_output_names(in, entries, source)) return r;
   work = in_bytes;
   if (int r = write_config_json(folder, config_text, &qc)) return r;
-  io::safetensors_writer w;
-  if (int r = open_model(folder, w, std::move(entries))) return r;
+  model_writer mw;
+  std::vector<std::vector<io::tensor_entry>> groups;  // a weight and its companions stay in one file
+  groups.reserve(plan.size());
+  for (const auto& t : plan) groups.push_back(t.entries);
+  mw.plan(folder, groups, args.max_shard_bytes);
 
   // 2. The pipeline: a writer thread writes tensor i while this thread measures its error (with
   // the report) and quantizes tensor i + 1, each on every core. At most two quantized tensors
@@ -595,11 +868,11 @@ int cmd_quantize(int argc, char** argv) {
   std::mutex print_mutex;  // the progress bar on stderr, against the writer's error message
   progress bar(work, !quiet);
   const auto t0 = std::chrono::steady_clock::now();
-  if (report) std::printf("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
-  else std::printf("%-52s %-16s %8s\n", "tensor", "shape", "bits");
+  if (with_report) report("%-52s %-16s %8s %10s %10s %8s\n", "tensor", "shape", "bits", "max|err|", "mean|err|", "SQNR dB");
+  else report("%-52s %-16s %8s\n", "tensor", "shape", "bits");
   handoff<stage> slot;
   int consumed = exit_ok;  // the writer thread's result
-  std::thread writer([&] { consumed = write_stages(slot, w, plan, bar, print_mutex); });
+  std::thread writer([&] { consumed = write_stages(slot, mw, plan, bar, print_mutex); });
   int quantized = 0, produced = exit_ok;
   std::uint64_t done = 0;
   for (std::size_t i = 0; i < plan.size() && produced == exit_ok; ++i) {
@@ -621,7 +894,7 @@ int cmd_quantize(int argc, char** argv) {
     if (t.quantize) {
       lowbit::host::error_stats es;
       const double bits = bits_per_value(stored, t.info->numel());
-      if (report) {
+      if (with_report) {
         if (auto s = lowbit::measure_error(t.src, t.dt, *q, es, p.options); !s) {
           produced = fail(exit_quantize, s);
           break;
@@ -629,101 +902,77 @@ int cmd_quantize(int argc, char** argv) {
       }
       std::lock_guard<std::mutex> lock(print_mutex);
       bar.finish();
-      if (report)
-        std::printf("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits, es.max_abs, es.mean_abs(),
-                    es.sqnr_db());
-      else std::printf("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits);
+      if (with_report)
+        report("%-52s %-16s %8.3f %10.3g %10.3g %8.2f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits, es.max_abs, es.mean_abs(),
+               es.sqnr_db());
+      else report("%-52s %-16s %8.3f\n", t.info->name.c_str(), shape_string(t.info->shape).c_str(), bits);
     }
     done += t.info->nbytes();
     std::lock_guard<std::mutex> lock(print_mutex);
     bar.update(done, t.info->name);
   }
-  slot.close();
-  writer.join();
-  bar.finish();
-  if (produced != exit_ok) return produced;
-  if (consumed != exit_ok) return consumed;
-  if (auto s = w.commit(); !s) return fail(exit_output, s);
-  if (int r = commit_output(folder)) return r;
+  if (int r = finish_conversion(slot, writer, bar, produced, consumed, mw, folder)) return r;
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),
-              p.double_quant ? " + double quant" : "", fmt == "int8" ? 0LL : block, human_bytes(static_cast<double>(in_bytes)).c_str(),
-              human_bytes(static_cast<double>(out_bytes)).c_str(), secs, human_bytes(secs > 0 ? static_cast<double>(in_bytes) / secs : 0).c_str(), pos[1].c_str());
+  report("%d of %zu tensors quantized (%s%s, block %lld); %s -> %s in %.2f s (%s/s of input); wrote %s\n", quantized, in.names().size(), fmt.c_str(),
+         p.double_quant ? " + double quant" : "", fmt == "int8" ? 0LL : block, human_bytes(static_cast<double>(in_bytes)).c_str(),
+         human_bytes(static_cast<double>(out_bytes)).c_str(), secs, human_bytes(secs > 0 ? static_cast<double>(in_bytes) / secs : 0).c_str(), pos[1].c_str());
   return exit_ok;
 }
 
-// ---- inspect / dequantize: find the bitsandbytes weights of a checkpoint -----------------------
-// Names of the companion tensors of a quantized weight (not listed on their own).
-bool is_companion(const io::checkpoint& c, const std::string& name) {
-  static const char* const parts[] = {".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map"};
-  for (const char* s : parts)
-    if (ends_with(name, s) && io::has_bnb_quant_state(c, name.substr(0, name.size() - std::strlen(s)))) return true;
-  const auto qs = name.find(".quant_state.");
-  if (qs != std::string::npos && io::has_bnb_quant_state(c, name.substr(0, qs))) return true;
-  for (const char* s : {"SCB", "weight_format"})
-    if (ends_with(name, s)) {
-      const std::string w = name.substr(0, name.size() - std::strlen(s)) + "weight";
-      const auto l = c.find(w);
-      if (l.tensor != nullptr && l.tensor->dtype == io::st_dtype::I8) return true;
-    }
-  return false;
-}
-
-// Loads `name` as a quantized tensor if it is one: 1 loaded, 0 not quantized, -1 error (printed).
-// An LLM.int8 weight gets source dtype `int8_dtype` (its layout records none).
-int load_quantized(const io::checkpoint& c, const std::string& name, lowbit::quant_tensor& q, lowbit::dtype int8_dtype = lowbit::dtype::f32) {
-  lowbit::status s;
-  if (io::has_bnb_quant_state(c, name)) s = io::load_bnb_4bit(c, name, q);
-  else if (c.find(name).tensor->dtype == io::st_dtype::I8 && ends_with(name, "weight") &&
-           c.find(name.substr(0, name.size() - 6) + "SCB").tensor != nullptr)
-    s = io::load_bnb_int8(c, name, q, int8_dtype);
-  else return 0;
-  if (!s) return std::fprintf(stderr, "lowbit: %s\n", s.message()), -1;
-  return 1;
-}
-
-std::uint64_t companion_bytes(const io::checkpoint& c, const std::string& w) {
-  std::uint64_t b = 0;
-  for (const auto& n : c.names())
-    if (n == w || (n.compare(0, w.size(), w) == 0 && is_companion(c, n)) ||
-        (ends_with(w, "weight") && (n == w.substr(0, w.size() - 6) + "SCB" || n == w.substr(0, w.size() - 6) + "weight_format")))
-      b += c.find(n).tensor->nbytes();
-  return b;
+// ---- inspect / dequantize: the bitsandbytes weights of a checkpoint (io::bnb_members) ------------
+// The layout of quantized member `m` (no data read). An LLM.int8 weight gets source dtype
+// `int8_dtype` (its layout records none).
+lowbit::status member_layout(const io::checkpoint& c, const io::bnb_member& m, io::bnb_layout& l,
+                             lowbit::dtype int8_dtype = lowbit::dtype::f32) {
+  return m.what == io::bnb_member::kind::bnb_4bit ? io::bnb_4bit_layout(c, m.name, l) : io::bnb_int8_layout(c, m.name, l, int8_dtype);
 }
 
 int cmd_inspect(int argc, char** argv) {
   if (argc != 1) return usage(stderr), exit_usage;
   io::checkpoint c;
   if (auto s = io::checkpoint::open(argv[0], c); !s) return fail(exit_input, s);
-  std::printf("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
+  register_input(c);
+  std::vector<io::bnb_member> members;
+  io::bnb_members(c, members);
+  report("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
   std::uint64_t total = 0;
-  for (const auto& name : c.names()) {
-    if (is_companion(c, name)) continue;
-    lowbit::quant_tensor q;
-    const int r = load_quantized(c, name, q);
-    if (r < 0) return exit_input;
-    if (r == 1) {
-      const std::uint64_t b = companion_bytes(c, name);
+  for (const auto& m : members) {
+    const io::tensor_info& t = *c.find(m.name).tensor;
+    if (m.what != io::bnb_member::kind::dense) {
+      io::bnb_layout l;
+      if (auto s = member_layout(c, m, l); !s) return fail(exit_input, s);
+      std::uint64_t b = t.nbytes();  // every byte the file spends on the weight
+      for (const auto& n : m.companions) b += c.find(n).tensor->nbytes();
       total += b;
-      std::string f = lowbit::info(q.fmt()).name;
-      if (q.double_quantized()) f += "+dq";
-      std::printf("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", name.c_str(), f.c_str(), shape_string(q.shape()).c_str(), b, bits_per_value(b, q.numel()));
+      std::string f = lowbit::info(l.fmt).name;
+      if (l.double_quant) f += "+dq";
+      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", m.name.c_str(), f.c_str(), shape_string(l.shape).c_str(), b, bits_per_value(b, l.numel()));
     } else {
-      const io::tensor_info& t = *c.find(name).tensor;
       total += t.nbytes();
-      std::printf("%-52s %-14s %-18s %12" PRIu64 " %8d\n", name.c_str(), io::info(t.dtype).name, shape_string(t.shape).c_str(), t.nbytes(),
-                  io::info(t.dtype).size * 8);
+      report("%-52s %-14s %-18s %12" PRIu64 " %8d\n", m.name.c_str(), io::info(t.dtype).name, shape_string(t.shape).c_str(), t.nbytes(),
+             io::info(t.dtype).size * 8);
     }
   }
-  std::printf("%zu file(s), %s of tensor data\n", c.file_count(), human_bytes(static_cast<double>(total)).c_str());
+  report("%zu file(s), %s of tensor data\n", c.file_count(), human_bytes(static_cast<double>(total)).c_str());
   std::string config_text;  // a quantization method lowbit does not read: listed above, then refused
   return read_base_config(c, config_text);
 }
 
+// A tensor of dequantize's output on its way to the file: a dequantized weight's bytes, or none
+// for a tensor passed through from the input mapping.
+struct dense_stage {
+  std::size_t member = 0;
+  bool dequantized = false;
+  std::unique_ptr<std::uint8_t[]> bytes;
+};
+
+// dequantize streams like quantize: the output's tensors (names, dtypes, shapes) are planned from
+// the input's headers and quant_states alone, then a writer thread writes tensor i while this
+// thread dequantizes tensor i + 1. At most two dequantized tensors (and one quantized one) are in
+// memory at a time, whatever the size of the model.
 int cmd_dequantize(int argc, char** argv) {
   conversion_args args;
   if (int r = parse_args(argc, argv, args, [](const std::string&, int&) { return 0; })) return r;
-  const long long threads = args.threads;
   io::checkpoint in;
   std::string config_text;
   output_folder folder;
@@ -732,32 +981,87 @@ int cmd_dequantize(int argc, char** argv) {
   nlohmann::json config;
   if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
   const lowbit::dtype int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
-  std::vector<out_tensor> tensors;
-  int count = 0;
-  for (const auto& name : in.names()) {
-    if (is_companion(in, name)) continue;
-    out_tensor t;
-    lowbit::quant_tensor q;
-    const int r = load_quantized(in, name, q, int8_dtype);
-    if (r < 0) return exit_input;
-    if (r == 1) {
-      t.dense.resize(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(q.source_dtype())));
-      if (auto s = lowbit::dequantize(q, t.dense.data(), q.source_dtype(), lowbit::host::options{static_cast<int>(threads), false, true}); !s)
-        return fail(exit_input, s);
-      t.entries.push_back({name, io::to_st_dtype(q.source_dtype()), q.shape()});
-      ++count;
+  std::vector<io::bnb_member> members;
+  io::bnb_members(in, members);
+  std::vector<io::tensor_entry> entries;
+  std::vector<io::bnb_layout> layouts(members.size());
+  entries.reserve(members.size());
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const io::bnb_member& m = members[i];
+    if (m.what == io::bnb_member::kind::dense) {
+      const io::tensor_info& t = *in.find(m.name).tensor;
+      entries.push_back({m.name, t.dtype, t.shape});
     } else {
-      const auto loc = in.find(name);
-      t.entries.push_back({name, loc.tensor->dtype, loc.tensor->shape});
-      t.raw = loc.file->data(*loc.tensor);
-      t.raw_bytes = loc.tensor->nbytes();
+      if (auto s = member_layout(in, m, layouts[i], int8_dtype); !s) return fail(exit_input, s);
+      entries.push_back({m.name, io::to_st_dtype(layouts[i].source), layouts[i].shape});
     }
-    tensors.push_back(std::move(t));
+    total += entries.back().nbytes();
   }
-  int r = write_output(folder, tensors, config_text, nullptr, args.quiet);
-  if (r == exit_ok) r = commit_output(folder);
-  if (r == exit_ok) std::printf("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
-  return r;
+  if (int r = check_output_names(in, entries)) return r;
+  if (int r = write_config_json(folder, config_text, nullptr)) return r;
+  model_writer mw;
+  std::vector<std::vector<io::tensor_entry>> groups;
+  groups.reserve(entries.size());
+  for (const auto& e : entries) groups.push_back({e});
+  mw.plan(folder, groups, args.max_shard_bytes);
+
+  progress bar(total, !args.quiet);
+  handoff<dense_stage> slot;
+  int consumed = exit_ok;
+  std::thread writer([&] {
+    std::uint64_t done = 0;
+    while (dense_stage* st = slot.take()) {
+      const io::tensor_entry& e = entries[st->member];
+      io::safetensors_writer* w = nullptr;
+      std::size_t first = 0;
+      lowbit::status s = mw.at(st->member, w, first);
+      if (s && st->dequantized) {
+        s = w->write(st->bytes.get(), static_cast<std::size_t>(e.nbytes()));
+      } else if (s) {
+        const auto loc = in.find(e.name);
+        s = w->write(loc.file->data(*loc.tensor), static_cast<std::size_t>(loc.tensor->nbytes()));
+      }
+      if (!s) {
+        slot.stop();
+        bar.finish();
+        consumed = fail(exit_output, s);
+        return;
+      }
+      done += e.nbytes();
+      bar.update(done, "writing " + e.name);
+      slot.done();
+    }
+  });
+  int produced = exit_ok, count = 0;
+  for (std::size_t i = 0; i < members.size() && produced == exit_ok; ++i) {
+    dense_stage st;
+    st.member = i;
+    if (members[i].what != io::bnb_member::kind::dense) {
+      lowbit::quant_tensor q;
+      const lowbit::status s = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, members[i].name, q) : io::load_bnb_int8(in, members[i].name, q, int8_dtype);
+      if (!s) {
+        produced = fail(exit_input, s);
+        break;
+      }
+      st.dequantized = true;
+      st.bytes.reset(new (std::nothrow) std::uint8_t[static_cast<std::size_t>(entries[i].nbytes()) + 1]);
+      if (!st.bytes) {
+        produced = fail(exit_input, lowbit::status::error(lowbit::errc::out_of_memory, "tensor \"%s\": cannot allocate %llu bytes for its dequantized values",
+                                                          members[i].name.c_str(), static_cast<unsigned long long>(entries[i].nbytes())));
+        break;
+      }
+      if (auto ds = lowbit::dequantize(q, st.bytes.get(), q.source_dtype(), lowbit::host::options{static_cast<int>(args.threads), false, true}); !ds) {
+        produced = fail(exit_input, ds);
+        break;
+      }
+      ++count;
+    }
+    if (!slot.put(std::move(st))) break;  // the writer failed (its message is printed)
+  }
+  if (int r = finish_conversion(slot, writer, bar, produced, consumed, mw, folder)) return r;
+  report("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
+  return exit_ok;
 }
 
 }  // namespace

@@ -31,6 +31,7 @@
 #include "status.hpp"
 
 #include <cstdint>
+#include <limits>
 #include <initializer_list>
 #include <vector>
 
@@ -271,10 +272,18 @@ class quant_tensor {
 /// The name the issue tracker and bitsandbytes users know it by.
 using QuantTensor = quant_tensor;
 
-/// The block size `gran` gives a tensor of `shape`, or an error naming what is wrong.
+/// The block size `gran` gives a tensor of `shape`, or an error naming what is wrong: a negative
+/// dimension (by its index), or an element count past INT64_MAX (each checked before it is
+/// multiplied, so no product overflows).
 inline status resolve_block_size(const granularity& gran, const std::vector<std::int64_t>& shape, std::int64_t& block) noexcept {
   std::int64_t n = 1;
-  for (auto d : shape) n *= d;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    const std::int64_t d = shape[i];
+    if (d < 0) return status::error(errc::invalid_argument, "quantize: dimension %zu of the shape is negative (%lld)", i, static_cast<long long>(d));
+    if (d != 0 && n > std::numeric_limits<std::int64_t>::max() / d)
+      return status::error(errc::invalid_argument, "quantize: the shape's element count overflows a 64-bit integer at dimension %zu", i);
+    n *= d;
+  }
   switch (gran.k) {
     case granularity::kind::per_block: {
       const std::int64_t b = gran.block_size;

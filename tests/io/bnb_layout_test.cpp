@@ -312,3 +312,57 @@ TEST(BnbLayout, RejectsAMisshapedCpuPackedAbsmax) {
     EXPECT_NE(std::strstr(s.message(), "[2,32]"), nullptr) << s.message();
   }
 }
+
+// Issue 18 item 2: inspect and dequantize found each weight's companion tensors by scanning every
+// name (quadratic: 3000 weights took 20 s). io::bnb_members does a fixed number of hashed lookups
+// per tensor: for 4n tensors it does exactly 4 times the lookups it does for n (no timing).
+TEST(BnbMembers, LookupsAreLinearInTheTensorCount) {
+  scratch_dir d;
+  std::vector<float> w(2 * 64);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.1f * static_cast<float>(i));
+  lowbit::quantize_params p4, p8;
+  p4.double_quant = true;
+  lowbit::quant_tensor q4, q8;
+  ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {2, 64}, p4, q4).ok());
+  p8.fmt = lowbit::format::int8_absmax;
+  p8.gran = lowbit::granularity::per_row();
+  ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {2, 64}, p8, q8).ok());
+  std::uint64_t lookups[2] = {0, 0};
+  const int counts[2] = {60, 240};
+  for (int k = 0; k < 2; ++k) {
+    const int n = counts[k];
+    std::vector<io::tensor_entry> entries, e;
+    for (int i = 0; i < n; ++i) {  // a 4-bit weight, an LLM.int8 weight and a dense bias each
+      ASSERT_TRUE(io::bnb_entries("m" + std::to_string(i) + ".a.weight", q4, e).ok());
+      entries.insert(entries.end(), e.begin(), e.end());
+      ASSERT_TRUE(io::bnb_entries("m" + std::to_string(i) + ".b.weight", q8, e).ok());
+      entries.insert(entries.end(), e.begin(), e.end());
+      entries.push_back({"m" + std::to_string(i) + ".b.bias", io::st_dtype::F16, {2}});
+    }
+    const std::string path = d / ("m" + std::to_string(n) + ".safetensors");
+    io::safetensors_writer wr;
+    ASSERT_TRUE(wr.open(path, entries).ok());
+    const std::vector<std::uint8_t> bias(4, 0);
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(io::write_bnb(wr, q4).ok() && io::write_bnb(wr, q8).ok() && wr.write(bias.data(), 4).ok());
+    ASSERT_TRUE(wr.commit().ok());
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(path, c).ok());
+    const std::uint64_t before = c.lookups();
+    std::vector<io::bnb_member> m;
+    io::bnb_members(c, m);
+    lookups[k] = c.lookups() - before;
+    ASSERT_EQ(m.size(), static_cast<std::size_t>(3 * n));
+    for (int i = 0; i < n; ++i) {
+      const std::string a = "m" + std::to_string(i) + ".a.weight", b = "m" + std::to_string(i) + ".b.";
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i)].name, a);
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i)].what, io::bnb_member::kind::bnb_4bit);
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i)].companions,
+                (std::vector<std::string>{a + ".absmax", a + ".quant_map", a + ".nested_absmax", a + ".nested_quant_map", a + ".quant_state.bitsandbytes__nf4"}));
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i) + 1].what, io::bnb_member::kind::bnb_int8);
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i) + 1].companions, (std::vector<std::string>{b + "SCB", b + "weight_format"}));
+      EXPECT_EQ(m[3 * static_cast<std::size_t>(i) + 2].what, io::bnb_member::kind::dense);
+    }
+  }
+  EXPECT_EQ(lookups[1], 4 * lookups[0]) << "lookups for " << counts[0] << " and " << counts[1] << " modules";
+  EXPECT_LE(lookups[0], 6u * 10u * static_cast<std::uint64_t>(counts[0])) << "more than 6 lookups per tensor";
+}

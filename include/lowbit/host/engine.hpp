@@ -92,6 +92,21 @@ struct options {
 
 namespace detail {
 
+/// *p read byte-wise: sources (and outputs) may have any alignment (a safetensors file's tensor
+/// data need not be aligned), and dereferencing a misaligned float* or f16* is undefined
+/// behaviour. Compilers turn the memcpy into one ordinary load.
+template <class T>
+inline T load(const T* p) noexcept {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+/// *p = v, byte-wise (see load).
+template <class T>
+inline void store(T* p, T v) noexcept {
+  std::memcpy(p, &v, sizeof v);
+}
+
 template <class T>
 LOWBIT_HD bool is_finite_bits(T v) noexcept {
   if constexpr (std::is_same<T, float>::value) {
@@ -128,8 +143,8 @@ std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int6
       }
     }
     for (; i < e1; ++i) {
-      const float v = to_float(x[i]);
-      if (!is_finite_bits(x[i])) {
+      const float v = to_float(load(x + i));
+      if (!is_finite_bits(load(x + i))) {
         if (first_bad < 0) first_bad = i;
         if (v != v) {
           s.has_nan = true;
@@ -152,16 +167,16 @@ void encode_block(const T* x, std::int64_t e0, std::int64_t e1, const quant::blo
   if constexpr (four) {
     constexpr auto order = info(F).order;
     for (; i + 1 < e1; i += 2) {
-      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(x[i]), enc),
-                                                 quant::encode_element<F>(to_float(x[i + 1]), enc));
+      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(load(x + i)), enc),
+                                                 quant::encode_element<F>(to_float(load(x + i + 1)), enc));
     }
     if (i < e1) {  // odd element count: the last element of the tensor, padded with zero's code
       const std::uint8_t pad = enc.zero ? quant::scheme<F>::zero_code
                                         : quant::encode_element<F>(0.0f, enc);
-      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(x[i]), enc), pad);
+      codes[i / 2] = codecs::pack_nibbles<order>(quant::encode_element<F>(to_float(load(x + i)), enc), pad);
     }
   } else {
-    for (; i < e1; ++i) codes[i] = quant::encode_element<F>(to_float(x[i]), enc);
+    for (; i < e1; ++i) codes[i] = quant::encode_element<F>(to_float(load(x + i)), enc);
   }
 }
 
@@ -253,7 +268,7 @@ status quantize_fused(const T* x, const quant_view& q, const options& opt, float
   });
   if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
     const std::int64_t i = first_bad.load();
-    return nonfinite_error(i, to_float(x[i]));
+    return nonfinite_error(i, to_float(load(x + i)));
   }
   return {};
 }
@@ -285,7 +300,7 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   });
   if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
     const std::int64_t i = first_bad.load();
-    return nonfinite_error(i, to_float(x[i]));
+    return nonfinite_error(i, to_float(load(x + i)));
   }
 
   // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
@@ -313,9 +328,9 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
           enc = quant::make_encoder<F>(stats[cached].st);
         }
         if constexpr (bnb4) {
-          if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(x[i]), stats[cached].st.absmax, (cached + 1) * bs > n));
+          if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(load(x + i)), stats[cached].st.absmax, (cached + 1) * bs > n));
         }
-        return quant::encode_element<F>(to_float(x[i]), enc);
+        return quant::encode_element<F>(to_float(load(x + i)), enc);
       };
       for (std::int64_t i = b0 * bs; i < e1; i += 2) {
         const std::uint8_t c0 = encode_at(i);
@@ -375,7 +390,7 @@ void error_accumulate(const T* x, const float* y, std::int64_t n, bool simd, boo
   std::int64_t done = wide ? avx512::error_sums(x, y, n, acc) : 0;  // a multiple of 16: lanes stay aligned
   if (simd) done += avx2::error_sums(x + done, y + done, n - done, acc);
   for (std::int64_t i = done; i < n; ++i) {
-    const float v = to_float(x[i]);
+    const float v = to_float(load(x + i));
     const float d = std::fabs(v - y[i]);
     const int l = static_cast<int>(i & 15);
     acc[0][l] = std::max(acc[0][l], d);
@@ -411,7 +426,7 @@ void decode_block(const std::uint8_t* codes, std::int64_t e0, std::int64_t e1, c
   if (use_simd) i += avx2::decode_block<F>(four ? codes + e0 / 2 : codes + e0, e1 - e0, table, scale, zp, out);
   for (; i < e1; ++i) {
     const std::uint8_t c = four ? codecs::unpack_nibble<info(F).order>(codes[i / 2], static_cast<int>(i & 1)) : codes[i];
-    out[i - e0] = from_float<T>(quant::decode_element<F>(table[c], scale, zp));
+    store(out + (i - e0), from_float<T>(quant::decode_element<F>(table[c], scale, zp)));
   }
 }
 
@@ -525,7 +540,7 @@ class range_decoder {
     decode(e0, e1, y);
     for (int k = 0; k < 4; ++k) out[k] = 0.0;
     for (std::int64_t i = 0; i < e1 - e0; ++i) {
-      const double v = static_cast<double>(to_float(x[i]));
+      const double v = static_cast<double>(to_float(load(x + i)));
       const double d = std::fabs(v - static_cast<double>(y[i]));
       out[0] = std::max(out[0], d);
       out[1] = out[1] + d;

@@ -47,6 +47,8 @@
 #include "checkpoint.hpp"
 
 #include <cmath>
+#include <unordered_map>
+#include <unordered_set>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace io {
@@ -118,6 +120,11 @@ struct bnb_layout {
   std::int64_t block_size = 64;
   bool double_quant = false;
   float nested_offset = 0.0f;
+  // How a file read by bnb_4bit_layout stores the block scales when a CPU forward pass left them in
+  // one of the two variants of the file comment; the weight then loads with float32 block scales
+  // and no double quantization (double_quant false):
+  bool cpu_packed_absmax = false;   ///< `W.absmax` BF16 [K / blocksize, N]
+  dtype nested_dtype = dtype::f32;  ///< float16 / bfloat16: 16-bit double quantization, with nested_offset
 
   std::int64_t numel() const noexcept {
     std::int64_t n = 1;
@@ -189,7 +196,16 @@ inline status expect_tensor(const checkpoint& c, const std::string& name, st_dty
   return {};
 }
 
-inline void copy_out(const checkpoint::location& l, void* dst) { std::memcpy(dst, l.file->data(*l.tensor), l.tensor->nbytes()); }
+// Copies tensor `l`'s bytes to `dst` (null, as a tensor of no elements has, when there are none).
+inline void copy_out(const checkpoint::location& l, void* dst) {
+  if (l.tensor->nbytes() > 0) std::memcpy(dst, l.file->data(*l.tensor), l.tensor->nbytes());
+}
+
+// "P." of an LLM.int8 weight "P.weight" (whose scales are "P.SCB"); `weight + "."` for a name
+// that does not end in "weight".
+inline std::string int8_prefix(const std::string& weight) {
+  return weight.size() >= 6 && weight.compare(weight.size() - 6, 6, "weight") == 0 ? weight.substr(0, weight.size() - 6) : weight + ".";
+}
 
 /// The block scales of a weight of `rows` x (`blocks_per_row` blocks) whose absmax bitsandbytes'
 /// CPU packing left as bf16 `[blocks_per_row, rows]` (little-endian bytes at `bf16_bytes`, any
@@ -237,11 +253,12 @@ inline std::string bnb_quant_state_name(const checkpoint& c, const std::string& 
 /// 4-bit weight, perhaps of a type lowbit does not know).
 inline bool has_bnb_quant_state(const checkpoint& c, const std::string& weight) { return c.has_prefix(weight + ".quant_state."); }
 
-/// Reads the bitsandbytes 4-bit weight `weight` of `c` into `out` (see the file comment), with
-/// the file's quant_map (and nested_quant_map) as decode tables. Errors: a missing tensor, a
-/// dtype or shape other than the layout's, a quant_state that is not valid JSON or has an unknown
+/// Reads the layout of the bitsandbytes 4-bit weight `weight` of `c` (see the file comment) from
+/// its quant_state and checks every tensor of it (names, dtypes, shapes) without reading their
+/// data: what load_bnb_4bit would load, known in advance. Errors: a missing tensor, a dtype or
+/// shape other than the layout's, a quant_state that is not valid JSON or has an unknown
 /// quant_type, dtype, key or value. On error `out` is unchanged.
-inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quant_tensor& out) {
+inline status bnb_4bit_layout(const checkpoint& c, const std::string& weight, bnb_layout& out) {
   const std::string qs = bnb_quant_state_name(c, weight);
   if (qs.empty()) {
     const std::string p = weight + ".quant_state.";
@@ -341,23 +358,40 @@ inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quan
   }
   // Double quantization in 16 bits (saved after a CPU forward pass) is resolved to float32 scales.
   const bool keep_nested = nested && nested_dtype == dtype::f32;
+  bnb_layout l{fmt, src, std::move(shape), static_cast<std::int64_t>(block), keep_nested, offset};
+  l.cpu_packed_absmax = cpu_packed;
+  l.nested_dtype = nested ? nested_dtype : dtype::f32;
+  out = std::move(l);
+  return {};
+}
+
+/// Reads the bitsandbytes 4-bit weight `weight` of `c` into `out` (see the file comment), with
+/// the file's quant_map (and nested_quant_map) as decode tables. Errors: those of
+/// bnb_4bit_layout. On error `out` is unchanged.
+inline status load_bnb_4bit(const checkpoint& c, const std::string& weight, quant_tensor& out) {
+  bnb_layout l;
+  LOWBIT_TRY(bnb_4bit_layout(c, weight, l));
+  // checked by bnb_4bit_layout
+  const auto lw = c.find(weight), la = c.find(weight + ".absmax"), lm = c.find(weight + ".quant_map");
+  const auto lna = c.find(weight + ".nested_absmax"), lnm = c.find(weight + ".nested_quant_map");
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(fmt, shape, src, static_cast<std::int64_t>(block), keep_nested, t));
+  LOWBIT_TRY(quant_tensor::allocate(l.fmt, l.shape, l.source, l.block_size, l.double_quant, t));
   detail::copy_out(lw, t.codes());
   float table[256];
   detail::copy_out(lm, table);
   LOWBIT_TRY(t.set_code_table(table, 16));
-  if (cpu_packed) {
-    detail::bnb_cpu_packed_scales(la.file->data(*la.tensor), shape[0], shape[1] / static_cast<std::int64_t>(block), t.scales());
-  } else if (nested && !keep_nested) {
+  if (l.cpu_packed_absmax) {
+    detail::bnb_cpu_packed_scales(la.file->data(*la.tensor), l.shape[0], l.shape[1] / l.block_size, t.scales());
+  } else if (l.nested_dtype != dtype::f32) {
     detail::copy_out(lnm, table);
-    detail::bnb_nested16_scales(la.file->data(*la.tensor), nblocks, lna.file->data(*lna.tensor), table, offset, nested_dtype, t.scales());
-  } else if (nested) {
+    detail::bnb_nested16_scales(la.file->data(*la.tensor), t.blocks(), lna.file->data(*lna.tensor), table, l.nested_offset,
+                                l.nested_dtype, t.scales());
+  } else if (l.double_quant) {
     detail::copy_out(la, t.nested_codes());
     detail::copy_out(lna, t.nested_scales());
     detail::copy_out(lnm, table);
     LOWBIT_TRY(t.set_code_table(table, 256, true));
-    LOWBIT_TRY(t.set_nested_offset(offset));
+    LOWBIT_TRY(t.set_nested_offset(l.nested_offset));
   } else {
     detail::copy_out(la, t.scales());
   }
@@ -383,7 +417,7 @@ inline status bnb_entries(const std::string& weight, const bnb_layout& l, std::v
     detail::append(e, weight + ".quant_state.bitsandbytes__" + bnb_quant_type(l.fmt), st_dtype::U8,
                    {static_cast<std::int64_t>(bnb_quant_state_json(l).size())});
   } else if (l.fmt == format::int8_absmax && l.shape.size() == 2 && l.block_size == std::max<std::int64_t>(l.shape[1], 1)) {
-    const std::string prefix = weight.size() >= 6 && weight.compare(weight.size() - 6, 6, "weight") == 0 ? weight.substr(0, weight.size() - 6) : weight + ".";
+    const std::string prefix = detail::int8_prefix(weight);
     detail::append(e, weight, st_dtype::I8, l.shape);
     detail::append(e, prefix + "SCB", st_dtype::F32, {l.shape[0]});
     detail::append(e, prefix + "weight_format", st_dtype::U8, {});
@@ -446,22 +480,22 @@ inline status write_bnb(safetensors_writer& w, const quant_tensor& q) {
   return w.write(&row_format, 1);
 }
 
-/// Reads the LLM.int8 weight `weight` ("P.weight", I8 [out, in]) with `P.SCB` (F32 [out]) into
-/// an int8_absmax tensor with one block per row. `P.weight_format`, if present, must be a U8
-/// scalar (or [1]) equal to 0 ("row"). On error `out` is unchanged.
+/// Checks the LLM.int8 weight `weight` ("P.weight", I8 [out, in]) with `P.SCB` (F32 [out]) and
+/// gives its layout: int8_absmax with one block per row. `P.weight_format`, if present, must be a
+/// U8 scalar (or [1]) equal to 0 ("row"). Reads no data but that byte. On error `out` is unchanged.
 ///
 /// The layout records no dtype (bitsandbytes quantizes a float16 copy of the weight, whatever the
-/// model's dtype). `source` becomes the tensor's source dtype, the dtype its dequantization gives
+/// model's dtype). `source` becomes the layout's source dtype, the dtype its dequantization gives
 /// by default: float32, as bitsandbytes' `int8_vectorwise_dequant` returns (lowbit's float32
 /// values equal it bit for bit), unless the caller knows the model's dtype (transformers' config
 /// `torch_dtype`, see recorded_dtype: `model.dequantize()` rounds those float32 values to it).
-inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out, dtype source = dtype::f32) {
+inline status bnb_int8_layout(const checkpoint& c, const std::string& weight, bnb_layout& out, dtype source = dtype::f32) {
   const auto lw = c.find(weight);
   if (lw.tensor == nullptr) return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is missing", c.path().c_str(), weight.c_str());
   const char* file = lw.file->path().c_str();
   if (lw.tensor->dtype != st_dtype::I8 || lw.tensor->shape.size() != 2)
     return status::error(errc::invalid_argument, "%s: \"%.100s\": an LLM.int8 weight is a 2-D I8 tensor", file, weight.c_str());
-  const std::string prefix = weight.size() >= 6 && weight.compare(weight.size() - 6, 6, "weight") == 0 ? weight.substr(0, weight.size() - 6) : weight + ".";
+  const std::string prefix = detail::int8_prefix(weight);
   const std::int64_t rows = lw.tensor->shape[0], cols = lw.tensor->shape[1];
   checkpoint::location ls;
   LOWBIT_TRY(detail::expect_tensor(c, prefix + "SCB", st_dtype::F32, {rows}, ls));
@@ -473,14 +507,74 @@ inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quan
       return status::error(errc::unsupported, "%s: \"%.100sweight_format\" is %d; only 0 (row-major int8) is defined", lf.file->path().c_str(), prefix.c_str(),
                            lf.file->data(*lf.tensor)[0]);
   }
+  out = bnb_layout{format::int8_absmax, source, {rows, cols}, std::max<std::int64_t>(cols, 1), false, 0.0f};
+  return {};
+}
+
+/// Reads the LLM.int8 weight `weight` (see bnb_int8_layout, and for `source`) into an int8_absmax
+/// tensor with one block per row. On error `out` is unchanged.
+inline status load_bnb_int8(const checkpoint& c, const std::string& weight, quant_tensor& out, dtype source = dtype::f32) {
+  bnb_layout l;
+  LOWBIT_TRY(bnb_int8_layout(c, weight, l, source));
   quant_tensor t;
-  LOWBIT_TRY(quant_tensor::allocate(format::int8_absmax, {rows, cols}, source, std::max<std::int64_t>(cols, 1), false, t));
-  if (rows * cols > 0) {
-    detail::copy_out(lw, t.codes());
-    detail::copy_out(ls, t.scales());
-  }
+  LOWBIT_TRY(quant_tensor::allocate(l.fmt, l.shape, l.source, l.block_size, false, t));
+  const std::string prefix = detail::int8_prefix(weight);
+  detail::copy_out(c.find(weight), t.codes());
+  detail::copy_out(c.find(prefix + "SCB"), t.scales());
   out = std::move(t);
   return {};
+}
+
+/// A tensor of a checkpoint as a reader of bitsandbytes checkpoints sees it: a dense tensor, or a
+/// quantized weight with the companion tensors that hold its scales, tables and quant_state.
+struct bnb_member {
+  enum class kind { dense, bnb_4bit, bnb_int8 };
+  std::string name;
+  kind what = kind::dense;
+  std::vector<std::string> companions;  ///< the quantized weight's other tensors present in the file
+};
+
+/// Sorts the tensors of `c` into dense tensors and bitsandbytes weights with their companions,
+/// in `c.names()` order, companions left out of the list. A 4-bit weight is a tensor `W` with a
+/// tensor `W.quant_state.<anything>` (its companions: those, and whichever of `W.absmax`,
+/// `W.quant_map`, `W.nested_absmax`, `W.nested_quant_map` exist); an LLM.int8 weight is an I8
+/// tensor `P.weight` with a tensor `P.SCB` (companions: `P.SCB` and `P.weight_format` if
+/// present). A `.quant_state.` tensor without its weight is listed as a dense tensor. Whether
+/// each weight's tensors are well formed is bnb_4bit_layout's / bnb_int8_layout's question.
+/// Cost: linear in the number of tensors (a fixed number of hashed lookups per tensor).
+inline void bnb_members(const checkpoint& c, std::vector<bnb_member>& out) {
+  static const char* const parts[] = {".absmax", ".quant_map", ".nested_absmax", ".nested_quant_map"};
+  static const std::string qs_infix = ".quant_state.";
+  std::unordered_map<std::string, std::vector<std::string>> quant_states;  // weight -> its quant_state tensors
+  for (const auto& n : c.names()) {
+    const auto at = n.find(qs_infix);
+    if (at != std::string::npos) quant_states[n.substr(0, at)].push_back(n);
+  }
+  std::vector<bnb_member> members;
+  std::unordered_set<std::string> companion;
+  for (const auto& n : c.names()) {
+    bnb_member m;
+    m.name = n;
+    const auto qs = quant_states.find(n);
+    if (qs != quant_states.end()) {
+      m.what = bnb_member::kind::bnb_4bit;
+      for (const char* p : parts)
+        if (c.find(n + p).tensor != nullptr) m.companions.push_back(n + p);
+      m.companions.insert(m.companions.end(), qs->second.begin(), qs->second.end());
+    } else if (n.size() >= 6 && n.compare(n.size() - 6, 6, "weight") == 0 && c.find(n).tensor->dtype == st_dtype::I8) {
+      const std::string prefix = detail::int8_prefix(n);
+      if (c.find(prefix + "SCB").tensor != nullptr) {
+        m.what = bnb_member::kind::bnb_int8;
+        m.companions.push_back(prefix + "SCB");
+        if (c.find(prefix + "weight_format").tensor != nullptr) m.companions.push_back(prefix + "weight_format");
+      }
+    }
+    companion.insert(m.companions.begin(), m.companions.end());
+    members.push_back(std::move(m));
+  }
+  out.clear();
+  for (auto& m : members)
+    if (companion.count(m.name) == 0) out.push_back(std::move(m));
 }
 
 }  // namespace io

@@ -12,6 +12,8 @@
 
 #include "safetensors.hpp"
 
+#include <atomic>
+
 
 LOWBIT_NAMESPACE_BEGIN
 namespace io {
@@ -80,12 +82,13 @@ class checkpoint {
     }
     for (const auto& f : c.files_)
       for (const auto& t : f->tensors()) {
-        if (c.where_.count(t.name) != 0)
+        const auto ins = c.where_.emplace(t.name, location{f.get(), &t});
+        if (!ins.second)
           return status::error(errc::invalid_argument, "%s: tensor \"%.80s\" is also in %s", f->path().c_str(), t.name.c_str(),
-                               c.where_[t.name].file->path().c_str());
-        c.where_[t.name] = {f.get(), &t};
+                               ins.first->second.file->path().c_str());
         c.names_.push_back(t.name);
       }
+    c.sort_names();
     out = std::move(c);
     return {};
   }
@@ -98,24 +101,31 @@ class checkpoint {
     c.dir_ = detail::parent_dir(path);
     c.files_.emplace_back(std::make_unique<safetensors_file>(std::move(f)));
     for (const auto& t : c.files_.back()->tensors()) {
-      c.where_[t.name] = {c.files_.back().get(), &t};
+      c.where_.emplace(t.name, location{c.files_.back().get(), &t});
       c.names_.push_back(t.name);
     }
+    c.sort_names();
     return c;
   }
 
   /// Every tensor name: shard by shard, each in data order.
   const std::vector<std::string>& names() const noexcept { return names_; }
-  /// Where `name` is ({null, null} if absent).
+  /// Where `name` is ({null, null} if absent). A hashed lookup: O(1) expected.
   location find(const std::string& name) const noexcept {
+    lookups_.n.fetch_add(1, std::memory_order_relaxed);
     const auto it = where_.find(name);
     return it == where_.end() ? location{} : it->second;
   }
-  /// True if some tensor's name starts with `prefix` (O(log n)).
+  /// True if some tensor's name starts with `prefix` (binary search: O(log n) comparisons).
   bool has_prefix(const std::string& prefix) const {
-    const auto it = where_.lower_bound(prefix);
-    return it != where_.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+    lookups_.n.fetch_add(1, std::memory_order_relaxed);
+    const auto it = std::lower_bound(sorted_.begin(), sorted_.end(), prefix, [](const std::string* a, const std::string& b) { return *a < b; });
+    return it != sorted_.end() && (*it)->compare(0, prefix.size(), prefix) == 0;
   }
+  /// How many find / has_prefix calls this checkpoint has answered (any thread): code that
+  /// handles every tensor with a fixed number of lookups each is linear in the tensor count, and
+  /// tests check that by this count rather than by timing.
+  std::uint64_t lookups() const noexcept { return lookups_.n.load(std::memory_order_relaxed); }
   /// The open files (one, or the shards in index order).
   std::size_t file_count() const noexcept { return files_.size(); }
   const safetensors_file& file(std::size_t i) const noexcept { return *files_[i]; }
@@ -162,9 +172,25 @@ class checkpoint {
     return {};
   }
 
+  void sort_names() {
+    sorted_.clear();
+    sorted_.reserve(names_.size());
+    for (const auto& n : names_) sorted_.push_back(&n);
+    std::sort(sorted_.begin(), sorted_.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+  }
+  // A relaxed atomic count that moves with the checkpoint.
+  struct counter {
+    mutable std::atomic<std::uint64_t> n{0};
+    counter() = default;
+    counter(counter&& o) noexcept : n(o.n.load()) {}
+    counter& operator=(counter&& o) noexcept { return n.store(o.n.load()), *this; }
+  };
+
   std::vector<std::unique_ptr<safetensors_file>> files_;
-  std::map<std::string, location> where_;
+  std::unordered_map<std::string, location> where_;
   std::vector<std::string> names_;
+  std::vector<const std::string*> sorted_;  // into names_, by name (for has_prefix)
+  counter lookups_;
   std::string dir_;
   std::string path_;
 };
@@ -173,11 +199,17 @@ class checkpoint {
 /// `weight_map` maps each tensor name to its shard's file name; `total_size` is the sum of the
 /// tensors' data bytes (transformers' "metadata.total_size").
 inline status write_index(const std::string& folder, std::uint64_t total_size, const std::map<std::string, std::string>& weight_map) {
-  nlohmann::ordered_json j;
-  j["metadata"] = {{"total_size", total_size}};
-  j["weight_map"] = nlohmann::ordered_json::object();
-  for (const auto& kv : weight_map) j["weight_map"][kv.first] = kv.second;
-  return write_file_atomic(folder + "/" + index_file_name, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+  // Written out directly (as json.dump(indent=2) lays it out), in time linear in the number of
+  // tensors: a JSON object built key by key would look each key up among those before it.
+  std::string text = "{\n  \"metadata\": {\n    \"total_size\": " + std::to_string(total_size) + "\n  },\n  \"weight_map\": {";
+  bool first = true;
+  for (const auto& kv : weight_map) {
+    text += first ? "\n    " : ",\n    ";
+    text += detail::json_quote(kv.first) + ": " + detail::json_quote(kv.second);
+    first = false;
+  }
+  text += first ? "}\n}\n" : "\n  }\n}\n";
+  return write_file_atomic(folder + "/" + index_file_name, text);
 }
 
 }  // namespace io

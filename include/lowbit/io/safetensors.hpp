@@ -9,7 +9,8 @@
 /// tensor names, each `{"dtype": "F32", "shape": [..], "data_offsets": [begin, end]}` with
 /// offsets relative to the start of the data, plus an optional `"__metadata__"` object of string
 /// values. The reader accepts a file only if: `8 + N` fits the file and N <= 100,000,000; the
-/// header is valid UTF-8 and valid JSON starting with `{` (trailing spaces allowed); no key
+/// header is valid UTF-8 and valid JSON starting with `{` (trailing spaces allowed) nested at most
+/// max_json_depth levels; the file is a regular file (a FIFO or device is refused); no key
 /// repeats; every dtype is a known string; shapes are lists of non-negative integers; each
 /// tensor's `end - begin` equals `numel * itemsize`; and the tensors, sorted by offset, cover the
 /// data exactly, without gaps or overlaps. Every error is a `lowbit::status` (errc::io for the
@@ -33,6 +34,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -155,6 +158,13 @@ struct tensor_info {
 /// Largest header the reader accepts (the reference implementation's limit).
 inline constexpr std::uint64_t max_header_bytes = 100000000;
 
+/// Deepest nesting of objects and arrays lowbit reads in any JSON (a safetensors header,
+/// config.json, an index, a quant_state); deeper JSON is refused with an error that says so. Real
+/// files nest at most a handful of levels; the limit keeps every later step over the parsed value
+/// (copies, destruction, pretty-printing, whose indentation grows with the depth) bounded by a
+/// constant factor of the text's length, and far from the stack's size.
+inline constexpr int max_json_depth = 128;
+
 namespace detail {
 
 /// Read-only private memory mapping of a whole file.
@@ -166,8 +176,11 @@ class mapped_file {
   ~mapped_file() {
     if (data_ != nullptr && size_ > 0) ::munmap(data_, size_);
   }
+  /// Maps `path`; an error for anything but a regular file (a FIFO, a device, a folder), found
+  /// without blocking: the file is opened with O_NONBLOCK, so a FIFO without a writer does not
+  /// stall the open.
   status open(const std::string& path) noexcept {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return status::error(errc::io, "%s: cannot open: %s", path.c_str(), std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
@@ -177,7 +190,9 @@ class mapped_file {
     }
     if (!S_ISREG(st.st_mode)) {
       ::close(fd);
-      return status::error(errc::io, "%s: not a regular file", path.c_str());
+      const char* kind = S_ISDIR(st.st_mode) ? "a folder" : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket"
+                         : (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) ? "a device" : "something else";
+      return status::error(errc::io, "%s: is %s, not a regular file", path.c_str(), kind);
     }
     size_ = static_cast<std::size_t>(st.st_size);
     if (size_ > 0) {
@@ -201,8 +216,10 @@ class mapped_file {
   std::size_t size_ = 0;
 };
 
-/// SAX pass over the header: records the first syntax error (with its byte position) and the
-/// first key that repeats among the top-level keys, building nothing.
+/// SAX pass over the header: records the first syntax error (with its byte position), nesting
+/// deeper than max_json_depth (and stops there) and the first key that repeats among the
+/// top-level keys, building nothing. nlohmann's SAX parser keeps its own state on the heap, so
+/// this pass is safe at any depth.
 class header_checker : public nlohmann::json_sax<nlohmann::json> {
  public:
   std::string error;
@@ -214,15 +231,16 @@ class header_checker : public nlohmann::json_sax<nlohmann::json> {
   bool number_float(number_float_t, const string_t&) override { return true; }
   bool string(string_t&) override { return true; }
   bool binary(binary_t&) override { return true; }
-  bool start_object(std::size_t) override { return ++depth_, true; }
+  bool start_object(std::size_t) override { return enter(); }
   bool key(string_t& k) override {
     if (depth_ == 1 && !keys_.insert(k).second && duplicate.empty()) duplicate = k;
     return true;
   }
   bool end_object() override { return --depth_, true; }
-  bool start_array(std::size_t) override { return ++depth_, true; }
+  bool start_array(std::size_t) override { return enter(); }
   bool end_array() override { return --depth_, true; }
   bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& ex) override {
+    if (!error.empty()) return false;  // the depth error stopped the parse
     char buf[64];
     std::snprintf(buf, sizeof buf, "at byte %zu: ", position);
     error = buf;
@@ -231,8 +249,13 @@ class header_checker : public nlohmann::json_sax<nlohmann::json> {
   }
 
  private:
+  bool enter() {
+    if (++depth_ <= max_json_depth) return true;
+    error = "objects and arrays nested deeper than " + std::to_string(max_json_depth) + " levels";
+    return false;
+  }
   int depth_ = 0;
-  std::set<std::string> keys_;
+  std::unordered_set<std::string> keys_;
 };
 
 /// Parses JSON text without exceptions; on error `err` describes it (position included).
@@ -244,6 +267,16 @@ inline bool parse_json(const char* text, std::size_t n, nlohmann::json& out, std
   out = nlohmann::json::parse(text, text + n, nullptr, false);
   if (out.is_discarded()) return err = "not valid JSON", false;
   return true;
+}
+
+/// A short description of a JSON value for messages: its type, and its text when that is short
+/// (`the number 5`, `a list`).
+inline std::string json_brief(const nlohmann::json& v) {
+  if (v.is_structured()) return v.is_array() ? "a list" : "an object";
+  if (v.is_null()) return "null";
+  const std::string text = v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  const char* kind = v.is_string() ? "the string " : v.is_boolean() ? "" : "the number ";
+  return kind + (text.size() > 24 ? text.substr(0, 24) + "..." : text);
 }
 
 /// Reads a non-negative integer from a JSON value.
@@ -320,11 +353,15 @@ class safetensors_file {
       tensor_info ti;
       ti.name = name;
       const auto d = v.find("dtype");
-      if (d == v.end() || !d->is_string()) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": missing string \"dtype\"", o, t);
+      if (d == v.end()) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": no \"dtype\"", o, t);
+      if (!d->is_string())
+        return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": \"dtype\" is %.40s, not a string such as \"F16\"", o, t, detail::json_brief(*d).c_str());
       if (!parse_st_dtype(d->get<std::string>(), ti.dtype))
         return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": unknown dtype \"%.20s\"", o, t, d->get<std::string>().c_str());
       const auto s = v.find("shape");
-      if (s == v.end() || !s->is_array()) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": missing list \"shape\"", o, t);
+      if (s == v.end()) return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": no \"shape\"", o, t);
+      if (!s->is_array())
+        return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": \"shape\" is %.40s, not a list", o, t, detail::json_brief(*s).c_str());
       std::uint64_t numel = 1;
       bool overflow = false;
       for (const auto& dim : *s) {
@@ -348,9 +385,12 @@ class safetensors_file {
         return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": data_offsets [%llu, %llu] out of range (data section has %llu bytes)", o, t,
                              static_cast<unsigned long long>(b), static_cast<unsigned long long>(e), static_cast<unsigned long long>(data_size));
       const std::uint64_t item = static_cast<std::uint64_t>(info(ti.dtype).size);
-      if (overflow || numel > (std::uint64_t{1} << 62) / item || numel * item != e - b)
+      if (overflow || numel > (std::uint64_t{1} << 62) / item)
+        return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": shape %s of dtype %s needs more than 2^62 bytes, data_offsets give %llu", o, t,
+                             s->dump().substr(0, 200).c_str(), info(ti.dtype).name, static_cast<unsigned long long>(e - b));
+      if (numel * item != e - b)
         return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": shape and dtype %s need %llu bytes, data_offsets give %llu", o, t,
-                             info(ti.dtype).name, overflow ? 0ull : static_cast<unsigned long long>(numel * item), static_cast<unsigned long long>(e - b));
+                             info(ti.dtype).name, static_cast<unsigned long long>(numel * item), static_cast<unsigned long long>(e - b));
       ti.begin = b;
       ti.end = e;
       f.tensors_.push_back(std::move(ti));
@@ -393,6 +433,8 @@ class safetensors_file {
   const std::string& path() const noexcept { return origin_; }
   /// Size of the whole file in bytes.
   std::size_t file_size() const noexcept { return size_; }
+  /// The whole file's first byte (in the mapping, or the bytes given to parse).
+  const std::uint8_t* bytes() const noexcept { return bytes_; }
 
  private:
   std::unique_ptr<detail::mapped_file> map_;
@@ -401,7 +443,7 @@ class safetensors_file {
   std::uint64_t data_begin_ = 0;
   std::string origin_;
   std::vector<tensor_info> tensors_;
-  std::map<std::string, std::size_t> index_;
+  std::unordered_map<std::string, std::size_t> index_;
   std::map<std::string, std::string> metadata_;
 };
 
@@ -421,6 +463,16 @@ inline status write_all(int fd, const void* p, std::size_t n, const std::string&
     n -= static_cast<std::size_t>(w);
   }
   return {};
+}
+
+/// `s` as a JSON string (quoted and escaped as nlohmann's dump() writes it; `s` is valid UTF-8).
+inline std::string json_quote(const std::string& s) { return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+/// A shape as JSON: "[2,3]", "[]".
+inline std::string json_shape(const std::vector<std::int64_t>& shape) {
+  std::string r = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) r += (i ? "," : "") + std::to_string(shape[i]);
+  return r + "]";
 }
 
 inline std::string parent_dir(const std::string& path) {
@@ -667,14 +719,16 @@ class safetensors_writer {
   /// Starts writing `path`. Errors: an empty, repeated or "__metadata__" name, a negative
   /// dimension, a header past the reader's limit, an unusable temporary file.
   status open(const std::string& path, std::vector<tensor_entry> entries, const std::map<std::string, std::string>& metadata = {}) {
-    std::set<std::string> seen;
-    nlohmann::ordered_json m = nlohmann::ordered_json::object();
+    std::unordered_set<std::string> seen;
+    seen.reserve(entries.size());
+    std::string m;  // the metadata object's JSON text, "" for none
     for (const auto& kv : metadata) {
       if (utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.first.data()), kv.first.size()) >= 0 ||
           utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(kv.second.data()), kv.second.size()) >= 0)
         return status::error(errc::invalid_argument, "%s: metadata entry \"%.80s\" is not valid UTF-8", path.c_str(), kv.first.c_str());
-      m[kv.first] = kv.second;
+      m += (m.empty() ? "{" : ",") + detail::json_quote(kv.first) + ":" + detail::json_quote(kv.second);
     }
+    if (!m.empty()) m += "}";
     for (const auto& e : entries) {
       if (e.name.empty() || e.name == "__metadata__" || !seen.insert(e.name).second ||
           utf8_invalid_at(reinterpret_cast<const std::uint8_t*>(e.name.data()), e.name.size()) >= 0)
@@ -693,7 +747,7 @@ class safetensors_writer {
     metadata_ = std::move(m);
     header_bytes_ = n;
     bounds_.clear();
-    for (const auto& e : entries) bounds_.push_back({e.nbytes(), nlohmann::ordered_json(e.shape).dump().size()});
+    for (const auto& e : entries) bounds_.push_back({e.nbytes(), detail::json_shape(e.shape).size()});
     entries_ = std::move(entries);
     current_ = 0;
     written_ = 0;
@@ -712,9 +766,9 @@ class safetensors_writer {
     const bool begun = i < current_ || (i == current_ && written_ > 0);  // writing is at or past its bytes
     if (begun && (entries_[i].nbytes() != 0 || e.nbytes() != 0))
       return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped after writing reached it", path_.c_str(), t);
-    if (e.nbytes() > bounds_[i].bytes || nlohmann::ordered_json(shape).dump().size() > bounds_[i].shape_chars)
+    if (e.nbytes() > bounds_[i].bytes || detail::json_shape(shape).size() > bounds_[i].shape_chars)
       return status::error(errc::invalid_argument, "%s: tensor \"%.80s\": reshaped to %llu bytes, shape %s; the header has room for at most %llu bytes and %zu characters of shape",
-                           path_.c_str(), t, static_cast<unsigned long long>(e.nbytes()), nlohmann::ordered_json(shape).dump().c_str(),
+                           path_.c_str(), t, static_cast<unsigned long long>(e.nbytes()), detail::json_shape(shape).c_str(),
                            static_cast<unsigned long long>(bounds_[i].bytes), bounds_[i].shape_chars);
     entries_[i].shape = shape;
     return {};
@@ -772,21 +826,30 @@ class safetensors_writer {
     std::uint64_t bytes;
     std::size_t shape_chars;
   };
-  // The header JSON of `entries`, laid out one after another from offset 0, unpadded.
-  static std::string header_text(const std::vector<tensor_entry>& entries, const nlohmann::ordered_json& metadata) {
-    nlohmann::ordered_json h = nlohmann::ordered_json::object();
-    if (!metadata.empty()) h["__metadata__"] = metadata;
+  // The header JSON of `entries`, laid out one after another from offset 0, unpadded, with the
+  // metadata object's text `metadata` ("" for none) first: the text nlohmann's dump() gives for
+  // that object, written out directly in time linear in the number of tensors (a JSON object
+  // built key by key would look each key up among those before it).
+  static std::string header_text(const std::vector<tensor_entry>& entries, const std::string& metadata) {
+    std::string h = "{";
+    if (!metadata.empty()) h += "\"__metadata__\":" + metadata;
     std::uint64_t offset = 0;
     for (const auto& e : entries) {
       const std::uint64_t n = e.nbytes();
-      h[e.name] = {{"dtype", info(e.dtype).name}, {"shape", e.shape}, {"data_offsets", {offset, offset + n}}};
+      if (h.size() > 1) h += ',';
+      h += detail::json_quote(e.name);
+      h += ":{\"dtype\":\"";
+      h += info(e.dtype).name;
+      h += "\",\"shape\":";
+      h += detail::json_shape(e.shape);
+      h += ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + n) + "]}";
       offset += n;
     }
-    return h.dump();
+    return h + "}";
   }
   atomic_file file_;
   std::string path_;
-  nlohmann::ordered_json metadata_;
+  std::string metadata_;
   std::uint64_t header_bytes_ = 0;
   std::vector<tensor_entry> entries_;
   std::vector<bound> bounds_;

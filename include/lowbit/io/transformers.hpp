@@ -173,17 +173,18 @@ inline status read_quantization_config(const std::string& path, bnb_quantization
 }
 
 /// Writes `path` atomically: the JSON object `base_text` (another config.json's text; "" for an
-/// empty object) with `quantization_config` set to `c` (replacing any), other keys kept in order.
+/// empty object) with `quantization_config` set to `c` (replacing any), every object's keys sorted
+/// and indented by 2, as transformers writes config.json (`json.dumps(indent=2, sort_keys=True)`).
+/// Linear in the text's size apart from sorting (a JSON object that kept the input's key order
+/// would look each key up among those before it: quadratic in the number of keys).
 inline status write_config(const std::string& path, const std::string& base_text, const bnb_quantization_config& c) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  nlohmann::json j = nlohmann::json::object();
   if (!base_text.empty()) {
-    nlohmann::json check;
-    LOWBIT_TRY(parse_json_text(base_text, path + " (base config)", check));
-    j = nlohmann::ordered_json::parse(base_text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return status::error(errc::invalid_argument, "%s: base config is not a JSON object", path.c_str());
+    LOWBIT_TRY(parse_json_text(base_text, path + " (base config)", j));
+    if (!j.is_object()) return status::error(errc::invalid_argument, "%s: base config is not a JSON object", path.c_str());
   }
   j["quantization_config"] = to_json(c);
-  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n");
+  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace io
