@@ -699,6 +699,24 @@ TEST(LowbitTool, OutputPathIsCheckedBeforeTheInput) {
   expect_only(d.path(), {"stdout", "stderr", "empty", "link", "dangling"});
 }
 
+// Issue 18 item 8, an empty mount point as OUT (the finished folder cannot be renamed onto it): the
+// tool runs in a private mount namespace where an empty tmpfs is mounted on OUT. Needs root (CI is).
+TEST(LowbitTool, OutputMountPointIsRefusedBeforeTheInput) {
+  if (::geteuid() != 0 || std::system("unshare --mount --propagation private true >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "needs root and unshare --mount to make a mount point";
+  scratch_dir d;
+  ::mkdir((d / "mnt").c_str(), 0755);
+  const std::string ns = "unshare --mount --propagation private sh -c 'mount -t tmpfs lowbit-test \"$1\" && shift && exec \"$@\"' sh '" +
+                         (d / "mnt") + "'";
+  for (const char* cmd : {"quantize ", "dequantize "}) {
+    const run_result r = run(d, std::string(cmd) + "'" + (d / "missing.safetensors") + "' '" + (d / "mnt") + "'", ns);
+    EXPECT_EQ(r.code, 3) << cmd << r.err;
+    EXPECT_NE(r.err.find((d / "mnt") + ": is a mount point"), std::string::npos) << r.err;
+  }
+  expect_only(d / "mnt", {});
+  expect_only(d.path(), {"stdout", "stderr", "mnt"});
+}
+
 // Issue 18 item 9: the output folder had mode 0700 (mkdtemp's); it honours the umask as mkdir does.
 TEST(LowbitTool, OutputFolderHonoursTheUmask) {
   scratch_dir d;
