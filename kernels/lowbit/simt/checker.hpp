@@ -65,7 +65,6 @@ LOWBIT_SIMT_UNCHECKED inline void check_launch_begin(exec& ex) {
   auto& d = dyn_shadow();
   d.assign(ex.dyn_bytes, shadow_cell{});
 }
-LOWBIT_SIMT_UNCHECKED inline void check_block_begin(exec&) {}
 
 /// "thread (x,y,z) of block (x,y,z)" of linear thread `t` in linear block `b` of the running launch.
 LOWBIT_SIMT_UNCHECKED inline void append_linear(std::string& m, const exec& ex, unsigned t, unsigned b) {
@@ -118,92 +117,20 @@ LOWBIT_SIMT_UNCHECKED inline void report_race(exec& ex, acc_kind k, std::size_t 
   report(ex);
 }
 
-/// Where a checked access lies.
-struct region {
-  enum kind_t : std::uint8_t { none, smem, dyn, device } kind = none;
-  shadow_cell* cells = nullptr;  // shadow of the first byte accessed
-  std::size_t off = 0;           // offset of the access in its memory
-  std::size_t size = 0;          // bytes of that memory (declared shared memory, allocation)
-  const void* base = nullptr;    // the device allocation
-};
-
-/// "byte 12 of a 400-byte device allocation at 0x...", for reports.
-LOWBIT_SIMT_UNCHECKED inline std::string describe(const region& r) {
-  char buf[192];
-  switch (r.kind) {
-    case region::smem:
-      std::snprintf(buf, sizeof buf, "byte %zu of the block's static shared memory (%zu bytes declared)", r.off, r.size);
-      break;
-    case region::dyn:
-      std::snprintf(buf, sizeof buf, "byte %zu of the block's dynamic shared memory (%zu bytes)", r.off, r.size);
-      break;
-    default:
-      std::snprintf(buf, sizeof buf, "byte %zu of a %zu-byte device allocation at %p", r.off, r.size, r.base);
-      break;
-  }
-  return buf;
-}
-
-/// The device allocation the last checked access found (valid while g_device_generation holds).
-struct lookup_cache {
-  std::uint64_t generation = ~0ull;
-  std::uintptr_t lo = 0, hi = 0;
-  std::size_t bytes = 0;
-  shadow_cell* shadow = nullptr;
-};
-inline lookup_cache g_lookup;
-
-/// Classifies [a, a + n): watched memory (kind != none), not watched, or an out-of-bounds access
-/// (reported; does not return).
-LOWBIT_SIMT_UNCHECKED inline region classify(exec& ex, std::uintptr_t a, std::size_t n, acc_kind k, const void* pc) {
-  region r;
-  const auto smem = reinterpret_cast<std::uintptr_t>(ex.smem);
-  const auto dyn = reinterpret_cast<std::uintptr_t>(ex.dyn);
-  if (a >= smem && a < smem + static_shared_limit) {
-    r.kind = region::smem;
-    r.off = a - smem;
-    r.size = ex.smem_used;
-    r.cells = smem_shadow().data() + r.off;
-  } else if (ex.dyn_bytes > 0 && a >= dyn && a < dyn + ex.dyn_bytes + 64) {
-    r.kind = region::dyn;
-    r.off = a - dyn;
-    r.size = ex.dyn_bytes;
-    r.cells = dyn_shadow().data() + (r.off < ex.dyn_bytes ? r.off : 0);
-  } else if (g_lookup.generation == g_device_generation && a >= g_lookup.lo && a < g_lookup.hi) {
-    r.kind = region::device;  // the allocation the previous access found
-    r.off = a - g_lookup.lo;
-    r.size = g_lookup.bytes;
-    r.base = reinterpret_cast<const void*>(g_lookup.lo);
-    r.cells = g_lookup.shadow + r.off;
-  } else {
-    auto& m = device_blocks();
-    if (m.empty() || a + device_redzone < m.begin()->first ||
-        a >= std::prev(m.end())->first + std::prev(m.end())->second.bytes + device_redzone)
-      return r;  // below or above every allocation and its redzones
-    auto it = m.upper_bound(a);
-    if (it != m.end() && a + device_redzone >= it->first) {  // in the redzone before an allocation
-      char buf[160];
-      std::snprintf(buf, sizeof buf, "%zu bytes before a %zu-byte device allocation at %p",
-                    static_cast<std::size_t>(it->first - a), it->second.bytes, static_cast<const void*>(it->second.ptr));
-      begin_report(ex, "out-of-bounds", k, n, buf, pc);
-      report(ex);
-    }
-    if (it == m.begin()) return r;
-    --it;
-    const std::uintptr_t lo = it->first;
-    if (a >= lo + it->second.bytes + device_redzone) return r;
-    r.kind = region::device;
-    r.off = a - lo;
-    r.size = it->second.bytes;
-    r.base = it->second.ptr;
-    r.cells = it->second.shadow.get() + (r.off < r.size ? r.off : 0);
-    g_lookup = {g_device_generation, lo, lo + it->second.bytes, it->second.bytes, it->second.shadow.get()};
-  }
-  if (r.off + n > r.size) {
+/// The shadow cells of [a, a + n) (kind none: memory no kernel shares), after reporting an access
+/// that leaves its memory as out-of-bounds (does not return then).
+LOWBIT_SIMT_UNCHECKED inline mem_region classify(exec& ex, std::uintptr_t a, std::size_t n, acc_kind k, const void* pc,
+                                                 shadow_cell*& cells) {
+  const mem_region r = locate(ex, a);
+  if (r.kind == mem_region::none) return r;
+  if (!r.holds(n)) {
     begin_report(ex, "out-of-bounds", k, n, describe(r), pc);
-    append(ex.msg, ": the access ends %zu bytes past the end", r.off + n - r.size);
+    if (!r.before) append(ex.msg, ": the access ends %zu bytes past the end", r.off + n - r.size);
     report(ex);
   }
+  cells = r.kind == mem_region::smem ? smem_shadow().data() + r.off
+          : r.kind == mem_region::dyn ? dyn_shadow().data() + r.off
+                                      : r.block->shadow.get() + r.off;
   return r;
 }
 
@@ -228,8 +155,9 @@ __attribute__((noinline)) LOWBIT_SIMT_UNCHECKED inline void check_access(const v
   const fiber& f = *g_cur;
   // the thread's own stack (locals, kernel parameters): private, not checked
   if (a >= reinterpret_cast<std::uintptr_t>(f.stack->lo()) && a < reinterpret_cast<std::uintptr_t>(f.stack->hi())) return;
-  const region r = classify(ex, a, n, k, pc);
-  if (r.kind == region::none) return;
+  shadow_cell* cells = nullptr;
+  const mem_region r = classify(ex, a, n, k, pc, cells);
+  if (r.kind == mem_region::none) return;
   access_rec cur;
   cur.pc = pc;
   cur.cta = ex.cta_serial;
@@ -239,10 +167,10 @@ __attribute__((noinline)) LOWBIT_SIMT_UNCHECKED inline void check_access(const v
   cur.wseq = static_cast<std::uint32_t>(ex.warp_syncs[f.linear / 32u].size());
   cur.thread = static_cast<std::uint16_t>(f.linear);
   cur.atomic = k == acc_kind::atomic;
-  const bool shared = r.kind != region::device;
+  const bool shared = r.kind != mem_region::device;
   const bool reads = k != acc_kind::write, writes = k != acc_kind::read;
   for (std::size_t i = 0; i < n; ++i) {
-    shadow_cell& c = r.cells[i];
+    shadow_cell& c = cells[i];
     if (reads) {
       const bool init = shared ? c.init == ex.cta_serial : c.init != 0;
       if (!init) {

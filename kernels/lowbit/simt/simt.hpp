@@ -372,6 +372,9 @@ struct exec {
 
 /// Bytes of static shared memory a block may declare (CUDA's limit for static allocations).
 inline constexpr std::size_t static_shared_limit = 48 * 1024;
+/// Bytes of redzone on either side of every device allocation (cudaMalloc aligns to 256 bytes),
+/// and after the launch's dynamic shared memory.
+inline constexpr std::size_t device_redzone = 256;
 
 inline exec* g_exec = nullptr;
 inline fiber* g_cur = nullptr;
@@ -383,9 +386,8 @@ inline thread_local bool t_checker_busy = false;
 inline std::uint32_t g_launch_serial = 0;
 inline std::uint64_t g_cta_serial = 0;
 
-// Checker entry points: defined in checker.hpp with LOWBIT_SIMT_RACECHECK, empty otherwise.
+// The checker's per-launch set-up: defined in checker.hpp with LOWBIT_SIMT_RACECHECK, empty otherwise.
 inline void check_launch_begin(exec& ex);
-inline void check_block_begin(exec& ex);
 
 /// Fiber stacks and states, reused across blocks and launches (guarded by launch_mutex()).
 struct pool {
@@ -454,10 +456,11 @@ inline std::string describe_code_address(const void* pc, bool function_only) {
     if (len <= 0) return fallback;
     file.assign(exe, static_cast<std::size_t>(len));
   }
-  std::snprintf(fallback, sizeof fallback, "+0x%llx", static_cast<unsigned long long>(addr));
-  const std::string where = file + fallback;
-  std::string cmd = "addr2line -C -f -i -e '" + file + "' " + fallback + " 2>/dev/null";
-  cmd.erase(cmd.find(" +0x") + 1, 1);  // addr2line takes the hex address without the '+'
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "0x%llx", static_cast<unsigned long long>(addr));
+  const std::string where = file + "+" + hex;
+  if (file.find('\'') != std::string::npos) return where;  // not quotable for the shell below
+  const std::string cmd = "addr2line -C -f -i -e '" + file + "' " + hex + " 2>/dev/null";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return where;
   std::vector<std::string> lines;
@@ -820,7 +823,6 @@ struct atomic_scope {
   constexpr atomic_scope(const void*, std::size_t, const void*) noexcept {}
 };
 inline void check_launch_begin(exec&) {}
-inline void check_block_begin(exec&) {}
 #  endif
 
 // ---- thread exit and the scheduler ------------------------------------------------------------
@@ -987,7 +989,6 @@ inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
   ex.cta_serial = ++g_cta_serial;
   ex.bar_epoch = 0;
   for (auto& w : ex.warp_syncs) w.clear();
-  check_block_begin(ex);
 
   auto step = [&](fiber& f) {
     if (f.st != fstate::runnable) return;
@@ -1084,7 +1085,7 @@ inline void run_grid(const launch_options& opt, dim3 grid, dim3 block, std::size
   struct dyn_buffer {
     unsigned char* ptr;
     ~dyn_buffer() { ::operator delete(ptr, std::align_val_t{16}); }
-  } dyn{static_cast<unsigned char*>(::operator new(smem, std::align_val_t{16}))};
+  } dyn{static_cast<unsigned char*>(::operator new(smem + device_redzone, std::align_val_t{16}))};
   ex.dyn = dyn.ptr;
   ex.dyn_bytes = smem;
   g_exec = &ex;
@@ -1188,9 +1189,6 @@ LOWBIT_SIMT_UNCHECKED inline void assume_block(unsigned threads, const char* fil
 
 // ---- "device" memory ----------------------------------------------------------------------------
 
-/// Bytes of redzone on either side of every device allocation (cudaMalloc aligns to 256 bytes).
-inline constexpr std::size_t device_redzone = 256;
-
 /// One memory access as the checker remembers it (pc null: none).
 struct access_rec {
   const void* pc = nullptr;   // the instruction (return address of the checker's hook)
@@ -1237,6 +1235,92 @@ inline void shadow_initialized(device_block& b, std::size_t off, std::size_t n) 
 inline void attach_shadow(device_block&) noexcept {}
 #  endif
 
+/// Where an address lies among the memory kernels share: the block's static or dynamic shared
+/// memory, a device allocation, or the 256-byte redzone before one (`before`: `off` bytes before
+/// it); `none` for everything else (a thread's stack, constants, host memory). Used by the vector
+/// access check below and by the checker; the last device allocation found is cached.
+struct mem_region {
+  enum kind_t : std::uint8_t { none, smem, dyn, device } kind = none;
+  std::size_t off = 0;   ///< offset of the address in that memory (or distance before it)
+  std::size_t size = 0;  ///< bytes of that memory (static shared memory: as declared so far)
+  bool before = false;   ///< in the redzone in front of a device allocation
+  device_block* block = nullptr;
+
+  /// Whether `n` bytes from the address stay inside the memory.
+  bool holds(std::size_t n) const noexcept { return !before && off + n <= size; }
+};
+
+LOWBIT_SIMT_UNCHECKED inline mem_region locate(const exec& ex, std::uintptr_t a) {
+  struct cache_t {
+    std::uint64_t generation = ~0ull;
+    std::uintptr_t lo = 0, hi = 0;  // the allocation and its trailing redzone
+    device_block* block = nullptr;
+  };
+  static cache_t cache;
+  mem_region r;
+  const auto smem = reinterpret_cast<std::uintptr_t>(ex.smem), dyn = reinterpret_cast<std::uintptr_t>(ex.dyn);
+  if (a >= smem && a < smem + static_shared_limit) {
+    r.kind = mem_region::smem;
+    r.off = a - smem;
+    r.size = ex.smem_used;
+    return r;
+  }
+  if (ex.dyn_bytes > 0 && a >= dyn && a < dyn + ex.dyn_bytes + device_redzone) {
+    r.kind = mem_region::dyn;
+    r.off = a - dyn;
+    r.size = ex.dyn_bytes;
+    return r;
+  }
+  if (!(cache.generation == g_device_generation && a >= cache.lo && a < cache.hi)) {
+    auto& m = device_blocks();
+    if (m.empty() || a + device_redzone < m.begin()->first ||
+        a >= std::prev(m.end())->first + std::prev(m.end())->second.bytes + device_redzone)
+      return r;  // below or above every allocation and its redzones
+    auto it = m.upper_bound(a);
+    if (it != m.end() && a + device_redzone >= it->first) {  // in the redzone before an allocation
+      r.kind = mem_region::device;
+      r.before = true;
+      r.off = it->first - a;
+      r.size = it->second.bytes;
+      r.block = &it->second;
+      return r;
+    }
+    if (it == m.begin()) return r;
+    --it;
+    if (a >= it->first + it->second.bytes + device_redzone) return r;
+    cache = {g_device_generation, it->first, it->first + it->second.bytes + device_redzone, &it->second};
+  }
+  r.kind = mem_region::device;
+  r.off = a - cache.lo;
+  r.size = cache.block->bytes;
+  r.block = cache.block;
+  return r;
+}
+
+/// "byte 12 of a 400-byte device allocation at 0x...", for reports.
+inline std::string describe(const mem_region& r) {
+  char buf[192];
+  switch (r.kind) {
+    case mem_region::smem:
+      std::snprintf(buf, sizeof buf, "byte %zu of the block's static shared memory (%zu bytes declared)", r.off, r.size);
+      break;
+    case mem_region::dyn:
+      std::snprintf(buf, sizeof buf, "byte %zu of the block's dynamic shared memory (%zu bytes)", r.off, r.size);
+      break;
+    case mem_region::device:
+      if (r.before)
+        std::snprintf(buf, sizeof buf, "%zu bytes before a %zu-byte device allocation at %p", r.off, r.size,
+                      static_cast<const void*>(r.block->ptr));
+      else
+        std::snprintf(buf, sizeof buf, "byte %zu of a %zu-byte device allocation at %p", r.off, r.size,
+                      static_cast<const void*>(r.block->ptr));
+      break;
+    default:
+      return "memory no kernel shares";
+  }
+  return buf;
+}
+
 /// The bounds and alignment check of the vector load/store helpers (lowbit::cuda::detail::
 /// load_vector / store_vector): `n` bytes at `p`, `n`-byte aligned, inside one device allocation
 /// or the block's shared memory when they point there. Runs in every build (with or without the
@@ -1244,47 +1328,22 @@ inline void attach_shadow(device_block&) noexcept {}
 LOWBIT_SIMT_UNCHECKED inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line) {
   exec& ex = *g_exec;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::string where;
   const char* problem = nullptr;
-  char where[160] = "";
   if ((a & (n - 1)) != 0) {
     problem = "misaligned";
-    std::snprintf(where, sizeof where, "%p (needs %zu-byte alignment)", p, n);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%p (needs %zu-byte alignment)", p, n);
+    where = buf;
   } else {
-    const auto smem = reinterpret_cast<std::uintptr_t>(ex.smem), dyn = reinterpret_cast<std::uintptr_t>(ex.dyn);
-    if (a >= smem && a < smem + static_shared_limit) {
-      if (a + n > smem + ex.smem_used) {
-        problem = "out-of-bounds";
-        std::snprintf(where, sizeof where, "byte %zu of the block's static shared memory (%zu bytes declared)",
-                      static_cast<std::size_t>(a - smem), ex.smem_used);
-      }
-    } else if (ex.dyn_bytes > 0 && a >= dyn && a < dyn + ex.dyn_bytes + device_redzone) {
-      if (a + n > dyn + ex.dyn_bytes) {
-        problem = "out-of-bounds";
-        std::snprintf(where, sizeof where, "byte %zu of the block's dynamic shared memory (%zu bytes)",
-                      static_cast<std::size_t>(a - dyn), ex.dyn_bytes);
-      }
-    } else {
-      auto& m = device_blocks();
-      auto it = m.upper_bound(a);
-      if (it != m.end() && a + n > it->first - device_redzone) {
-        problem = "out-of-bounds";
-        std::snprintf(where, sizeof where, "%zu bytes before a %zu-byte device allocation at %p",
-                      static_cast<std::size_t>(it->first - a), it->second.bytes, static_cast<const void*>(it->second.ptr));
-      } else if (it != m.begin()) {
-        --it;
-        const std::uintptr_t lo = it->first, hi = lo + it->second.bytes;
-        if (a < hi + device_redzone && a + n > hi) {
-          problem = "out-of-bounds";
-          std::snprintf(where, sizeof where, "byte %zu of a %zu-byte device allocation at %p (ends %zu bytes past its end)",
-                        static_cast<std::size_t>(a - lo), it->second.bytes, static_cast<const void*>(it->second.ptr),
-                        static_cast<std::size_t>(a + n - hi));
-        }
-      }
-    }
+    const mem_region r = locate(ex, a);
+    if (r.kind == mem_region::none || r.holds(n)) return;
+    problem = "out-of-bounds";
+    where = describe(r);
+    if (!r.before) where += ", past its end";
   }
-  if (problem == nullptr) return;
   ex.msg = "simt: ";
-  append(ex.msg, "%s: %zu-byte vector %s at %s by ", problem, n, write ? "store" : "load", where);
+  append(ex.msg, "%s: %zu-byte vector %s at %s by ", problem, n, write ? "store" : "load", where.c_str());
   append_thread(ex.msg, ex, *g_cur);
   append(ex.msg, " at %s:%d", file, line);
   fail(ex);
