@@ -88,7 +88,10 @@ namespace lowbit_simt_cublas {
 
 // ---- cublas_api.h: the shared types ----------------------------------------------------------
 
-typedef enum {
+// The enumerations have a fixed underlying type (int, the real ones' size): a caller may pass any
+// int (as C callers of the real library can), and the stand-in rejects what is not an enumerator,
+// where an unfixed enumeration would make such a value undefined behaviour in C++.
+typedef enum : int {
   CUBLAS_STATUS_SUCCESS = 0,
   CUBLAS_STATUS_NOT_INITIALIZED = 1,
   CUBLAS_STATUS_ALLOC_FAILED = 3,
@@ -101,7 +104,7 @@ typedef enum {
   CUBLAS_STATUS_LICENSE_ERROR = 16
 } cublasStatus_t;
 
-typedef enum {
+typedef enum : int {
   CUBLAS_OP_N = 0,
   CUBLAS_OP_T = 1,
   CUBLAS_OP_C = 2,
@@ -109,9 +112,9 @@ typedef enum {
   CUBLAS_OP_CONJG = 3
 } cublasOperation_t;
 
-typedef enum { CUBLAS_POINTER_MODE_HOST = 0, CUBLAS_POINTER_MODE_DEVICE = 1 } cublasPointerMode_t;
+typedef enum : int { CUBLAS_POINTER_MODE_HOST = 0, CUBLAS_POINTER_MODE_DEVICE = 1 } cublasPointerMode_t;
 
-typedef enum {
+typedef enum : int {
   CUBLAS_GEMM_DFALT = -1,
   CUBLAS_GEMM_DEFAULT = -1,
   CUBLAS_GEMM_ALGO0 = 0,
@@ -122,7 +125,7 @@ typedef enum {
   CUBLAS_GEMM_ALGO15_TENSOR_OP = 115,
 } cublasGemmAlgo_t;
 
-typedef enum {
+typedef enum : int {
   CUBLAS_COMPUTE_16F = 64,
   CUBLAS_COMPUTE_16F_PEDANTIC = 65,
   CUBLAS_COMPUTE_32F = 68,
@@ -163,17 +166,17 @@ typedef struct {
 } cublasLtMatmulPreferenceOpaque_t;
 typedef cublasLtMatmulPreferenceOpaque_t* cublasLtMatmulPreference_t;
 
-typedef enum {
+typedef enum : int {
   CUBLASLT_POINTER_MODE_HOST = CUBLAS_POINTER_MODE_HOST,
   CUBLASLT_POINTER_MODE_DEVICE = CUBLAS_POINTER_MODE_DEVICE,
 } cublasLtPointerMode_t;
 
-typedef enum { CUBLASLT_ORDER_COL = 0 } cublasLtOrder_t;
+typedef enum : int { CUBLASLT_ORDER_COL = 0 } cublasLtOrder_t;
 
-typedef enum { CUBLASLT_EPILOGUE_DEFAULT = 1 } cublasLtEpilogue_t;
+typedef enum : int { CUBLASLT_EPILOGUE_DEFAULT = 1 } cublasLtEpilogue_t;
 
 /// The matmul descriptor attributes the stand-in implements (the real enum has more).
-typedef enum {
+typedef enum : int {
   CUBLASLT_MATMUL_DESC_COMPUTE_TYPE = 0,
   CUBLASLT_MATMUL_DESC_SCALE_TYPE = 1,
   CUBLASLT_MATMUL_DESC_POINTER_MODE = 2,
@@ -184,7 +187,7 @@ typedef enum {
 } cublasLtMatmulDescAttributes_t;
 
 /// The preference attributes the stand-in implements (the real enum has more).
-typedef enum {
+typedef enum : int {
   CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1,
   CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES = 5,
   CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES = 6,
