@@ -15,6 +15,10 @@ from ggml-quants.c, built as lowbit_ggml_reference and called here through ctype
    (plus an F32 tensor and a Q4_K tensor lowbit does not decode); `gguf_loader dump` must list
    every key and tensor, and its dequantization of each handled tensor must equal ggml's
    dequantize_row_* bit for bit.
+3. With --tool and --sample: `lowbit convert SAMPLE OUT --to gguf-q4_0` on the shipped checkpoint;
+   gguf.GGUFReader reads OUT/model.gguf, every 2-D weight's bytes are ggml's quantization of the
+   sample's values and every 1-D tensor is F32, and the error report the tool prints (max and mean
+   |err|, SQNR per tensor) matches the same figures computed here from ggml's dequantization.
 Exit 0 pass, 1 fail, 77 skipped (numpy, the gguf package or the ggml library missing).
 """
 import argparse
@@ -187,10 +191,71 @@ def lowbit_reads(loader, lib, work, rng):
     check(not os.path.exists(os.path.join(out, "w.q4_K.f32")), "a Q4_K tensor was 'dequantized'")
 
 
+def read_safetensors(path):
+    import json
+    import struct
+    with open(path, "rb") as f:
+        b = f.read()
+    (n,) = struct.unpack("<Q", b[:8])
+    h = json.loads(b[8:8 + n])
+    out = {}
+    np_dtype = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+    for name, t in h.items():
+        if name == "__metadata__":
+            continue
+        s, e = t["data_offsets"]
+        a = np.frombuffer(b[8 + n + s:8 + n + e], dtype=np_dtype[t["dtype"]])
+        if t["dtype"] == "BF16":
+            a = (a.astype(np.uint32) << 16).view(np.float32)
+        out[name] = a.astype(np.float32).reshape(t["shape"])
+    return out
+
+
+def tool_converts(tool, sample, lib, work):
+    out = os.path.join(work, "converted")
+    p = subprocess.run([tool, "convert", "--quiet", sample, out, "--to", "gguf-q4_0"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert failed: {p.stderr.strip()}")
+    if p.returncode != 0:
+        return
+    src = read_safetensors(os.path.join(sample, "model.safetensors"))
+    r = gguf.GGUFReader(os.path.join(out, "model.gguf"))
+    reported = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 11 and f[1] == "q4_0":
+            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+    tensors = {t.name: t for t in r.tensors}
+    check(set(tensors) == set(src), f"tensors {sorted(tensors)} differ from the sample's {sorted(src)}")
+    for name, x in src.items():
+        t = tensors.get(name)
+        if t is None:
+            continue
+        check(list(t.shape) == list(reversed(x.shape)), f"{name}: shape {list(t.shape)} (ggml order) for {list(x.shape)}")
+        if x.ndim == 1:
+            check(t.tensor_type == gguf.GGMLQuantizationType.F32, f"{name}: 1-D tensor as {t.tensor_type.name}, expected F32")
+            check(np.array_equal(np.asarray(t.data).reshape(-1).view(np.uint32), x.reshape(-1).view(np.uint32)), f"{name}: F32 values differ")
+            continue
+        check(t.tensor_type == gguf.GGMLQuantizationType.Q4_0, f"{name}: {t.tensor_type.name}, expected Q4_0")
+        want = ggml_quantize(lib, "q4_0", x)
+        got = np.asarray(t.data).view(np.uint8).reshape(-1)
+        check(np.array_equal(got, want), f"{name}: bytes differ from ggml's quantize_row_q4_0_ref of the sample")
+        y = ggml_dequantize(lib, "q4_0", want, x.size).astype(np.float64)
+        e = x.reshape(-1).astype(np.float64) - y
+        maxe, meane = np.abs(e).max(), np.abs(e).mean()
+        sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+        rep = reported.get(name)
+        check(rep is not None, f"{name}: no error report line")
+        if rep is not None:
+            close = abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006
+            check(close, f"{name}: reported max|err| {rep[0]}, mean|err| {rep[1]}, SQNR {rep[2]}; numpy: {maxe:.4g}, {meane:.4g}, {sqnr:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loader", required=True)
     ap.add_argument("--ggml-lib")
+    ap.add_argument("--tool")
+    ap.add_argument("--sample")
     a = ap.parse_args()
     if not a.ggml_lib or not os.path.exists(a.ggml_lib):
         print("[  SKIPPED ] ggml's reference library was not built (its source is fetched by .ci/run); GGUF interop check not run")
@@ -200,6 +265,8 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         lowbit_writes(a.loader, lib, work, rng)
         lowbit_reads(a.loader, lib, work, rng)
+        if a.tool and a.sample:
+            tool_converts(a.tool, a.sample, lib, work)
     if FAILURES:
         print(f"{len(FAILURES)} failure(s); LOWBIT_TEST_SEED={SEED:#x}")
         return 1

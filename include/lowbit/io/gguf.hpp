@@ -208,6 +208,17 @@ inline void put_str(std::string& h, const std::string& s) {
 
 }  // namespace detail
 
+/// True if `path` is a regular file whose first four bytes are "GGUF" (without blocking on a FIFO).
+inline bool is_gguf_file(const std::string& path) noexcept {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return false;
+  struct stat st {};
+  char magic[4] = {};
+  const bool ok = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && ::read(fd, magic, 4) == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+  ::close(fd);
+  return ok;
+}
+
 /// A GGUF file, mapped read-only and validated (see the file comment).
 class gguf_file {
  public:
@@ -349,10 +360,17 @@ class gguf_file {
       }
       t.data = bytes + f.data_offset_ + t.offset;
     }
+    f.bytes_ = bytes;
+    f.size_ = size;
+    f.path_ = origin;
     out = std::move(f);
     return {};
   }
 
+  /// The file's bytes and size (the mapping, or the bytes given to parse), and its name.
+  const std::uint8_t* bytes() const noexcept { return bytes_; }
+  std::size_t file_size() const noexcept { return size_; }
+  const std::string& path() const noexcept { return path_; }
   std::uint32_t version() const noexcept { return version_; }
   std::uint32_t alignment() const noexcept { return alignment_; }
   /// Byte offset of the data section in the file.
@@ -382,6 +400,9 @@ class gguf_file {
 
  private:
   std::unique_ptr<detail::mapped_file> map_;
+  const std::uint8_t* bytes_ = nullptr;
+  std::size_t size_ = 0;
+  std::string path_;
   std::uint32_t version_ = 3;
   std::uint32_t alignment_ = default_alignment;
   std::uint64_t data_offset_ = 0;
