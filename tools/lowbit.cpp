@@ -1350,14 +1350,17 @@ int cmd_convert(int argc, char** argv) {
         lowbit::dtype dt{};
         io::to_dtype(loc.tensor->dtype, dt);
         const std::uint8_t* b = loc.file->data(*loc.tensor);
-        for (std::size_t k = 0; k < x.size(); ++k) {
-          if (dt == lowbit::dtype::f32) std::memcpy(&x[k], b + 4 * k, 4);
-          else {
-            std::uint16_t h;
-            std::memcpy(&h, b + 2 * k, 2);
-            x[k] = dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
+        lowbit::host::parallel_for(static_cast<std::int64_t>(x.size()), std::int64_t{1} << 16, 1, threads, [&](std::int64_t k0, std::int64_t k1) {
+          for (auto k = static_cast<std::size_t>(k0); k < static_cast<std::size_t>(k1); ++k) {
+            if (dt == lowbit::dtype::f32) {
+              std::memcpy(&x[k], b + 4 * k, 4);
+            } else {
+              std::uint16_t h;
+              std::memcpy(&h, b + 2 * k, 2);
+              x[k] = dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
+            }
           }
-        }
+        });
       }
       if (!r) return bar.finish(), fail(exit_input, r);
       const auto ty = static_cast<lowbit::ggml::type>(t.type);
