@@ -139,6 +139,17 @@ inline std::int32_t cvtt_i32(float x) noexcept {
 }
 // The same conversion narrowed to 8 bits, as a C cast of a float to int8_t/uint8_t compiles there.
 inline std::uint8_t cvtt_u8(float x) noexcept { return static_cast<std::uint8_t>(static_cast<std::uint32_t>(cvtt_i32(x)) & 0xFFu); }
+// cvtt_u8(roundf(x)): roundf (half away from zero) without a call into the C library. For
+// |x| < 2^31 the fraction x - trunc(x) is exact; larger values, infinities and NaN keep roundf's
+// non-integer-range result, which cvtt maps to INT32_MIN (low byte 0).
+inline std::uint8_t round_u8(float x) noexcept {
+  if (!(x > -2147483520.0f && x < 2147483520.0f)) return cvtt_u8(x);
+  std::int32_t i = static_cast<std::int32_t>(x);
+  const float frac = x - static_cast<float>(i);
+  if (frac >= 0.5f) ++i;
+  else if (frac <= -0.5f) --i;
+  return static_cast<std::uint8_t>(static_cast<std::uint32_t>(i) & 0xFFu);
+}
 
 // 2^(e-128): ggml_e8m0_to_fp32_half.
 inline float e8m0_half(std::uint8_t e) noexcept {
@@ -158,11 +169,14 @@ inline float load_f16(const std::uint8_t* p) noexcept {
 
 inline void quantize_q8_0(const float* x, std::uint8_t* b) noexcept {
   float amax = 0.0f;
-  for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
+  for (int j = 0; j < 32; ++j) {
+    const float a = std::fabs(x[j]);
+    amax = amax > a ? amax : a;  // ggml's MAX(amax, fabsf(v))
+  }
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   store_f16(b, d);
-  for (int j = 0; j < 32; ++j) b[2 + j] = cvtt_u8(std::round(x[j] * id));
+  for (int j = 0; j < 32; ++j) b[2 + j] = round_u8(x[j] * id);
 }
 inline void quantize_q4_0(const float* x, std::uint8_t* b) noexcept {
   float amax = 0.0f, max = 0.0f;
