@@ -45,8 +45,10 @@
 #include "config.hpp"
 #include "dtype.hpp"
 #include "host/parallel.hpp"
+#include "host/simd_avx512.hpp"
 #include "status.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -176,7 +178,7 @@ inline void quantize_q8_0(const float* x, std::uint8_t* b) noexcept {
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   store_f16(b, d);
-  for (int j = 0; j < 32; ++j) b[2 + j] = round_u8(x[j] * id);
+  for (int j = 0; j < 32; ++j) b[2 + j] = round_u8(lowbit::detail::opaque(x[j] * id));  // round_u8 subtracts from it
 }
 inline void quantize_q4_0(const float* x, std::uint8_t* b) noexcept {
   float amax = 0.0f, max = 0.0f;
@@ -237,6 +239,123 @@ inline void quantize_mxfp4(const float* x, std::uint8_t* b) noexcept {
   for (int j = 0; j < 16; ++j) b[1 + j] = static_cast<std::uint8_t>(mxfp4_best(x[j], d) | (mxfp4_best(x[j + 16], d) << 4));
 }
 
+#if LOWBIT_HAVE_AVX512_KERNELS
+LOWBIT_AVX512_WARNINGS_PUSH
+// AVX-512 versions of the four quantizers above: the same float32 operations, one instruction
+// each (separate vmulps/vaddps/vsubps, never an FMA: see avx512_rounded), the same truncating
+// conversion (vcvttps2dq gives INT32_MIN where cvttss2si does), so the same bytes. io_gguf_test
+// compares them with the scalar ones and with ggml's code, near-ties of every rounding included.
+// `v` unchanged, opaque to the optimizer: GCC contracts the generic vector operations behind
+// _mm512_mul_ps/_mm512_add_ps into an FMA (one rounding instead of two) when the target has FMA,
+// as it does a scalar a * b + c; a product that passes through here is rounded on its own.
+LOWBIT_AVX512 inline __m512 avx512_rounded(__m512 v) noexcept {
+  __asm__("" : "+v"(v));
+  return v;
+}
+LOWBIT_AVX512 inline void avx512_store_nibbles(__m512i lo, __m512i hi, std::uint8_t* out) noexcept {
+  // lo/hi: 16 int32 codes each, already in [0, 15]
+  const __m128i l = _mm512_cvtepi32_epi8(lo), h = _mm512_cvtepi32_epi8(hi);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm_or_si128(l, _mm_slli_epi16(h, 4)));
+}
+// min(15, (int8_t)cvtt(v)) as ggml's MIN(15, (int8_t)(...)), then the low 8 bits.
+LOWBIT_AVX512 inline __m512i avx512_nibble(__m512 v) noexcept {
+  const __m512i i = _mm512_cvttps_epi32(v);
+  const __m512i s8 = _mm512_srai_epi32(_mm512_slli_epi32(i, 24), 24);  // (int8_t) of the low byte
+  return _mm512_and_si512(_mm512_min_epi32(s8, _mm512_set1_epi32(15)), _mm512_set1_epi32(0xFF));
+}
+LOWBIT_AVX512 inline void avx512_quantize_q4_0(const float* x, std::uint8_t* b) noexcept {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const __m512 a0 = _mm512_abs_ps(x0), a1 = _mm512_abs_ps(x1);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+  const __m512 am = _mm512_set1_ps(amax);
+  const std::uint32_t hit = static_cast<std::uint32_t>(_mm512_cmpeq_ps_mask(a0, am)) | (static_cast<std::uint32_t>(_mm512_cmpeq_ps_mask(a1, am)) << 16);
+  const float max = amax > 0.0f ? x[__builtin_ctz(hit)] : 0.0f;  // the first element of largest magnitude
+  const float d = max / -8.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  store_f16(b, d);
+  const __m512 vid = _mm512_set1_ps(id), half = _mm512_set1_ps(8.5f);
+  avx512_store_nibbles(avx512_nibble(_mm512_add_ps(avx512_rounded(_mm512_mul_ps(x0, vid)), half)),
+                       avx512_nibble(_mm512_add_ps(avx512_rounded(_mm512_mul_ps(x1, vid)), half)), b + 2);
+}
+// The first of the 32 elements (x0: 0-15, x1: 16-31) equal to v, which one of them is.
+LOWBIT_AVX512 inline float avx512_first_equal(const float* x, __m512 x0, __m512 x1, float v) noexcept {
+  const __m512 vv = _mm512_set1_ps(v);
+  const std::uint32_t hit = static_cast<std::uint32_t>(_mm512_cmpeq_ps_mask(x0, vv)) | (static_cast<std::uint32_t>(_mm512_cmpeq_ps_mask(x1, vv)) << 16);
+  return x[__builtin_ctz(hit)];
+}
+LOWBIT_AVX512 inline void avx512_quantize_q4_1(const float* x, std::uint8_t* b) noexcept {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  // The scalar loop keeps the first element equal to the min (max): that decides the sign of a
+  // zero, which a vector reduction leaves to the order of its steps.
+  const float lo = avx512_first_equal(x, x0, x1, _mm512_reduce_min_ps(_mm512_min_ps(x0, x1)));
+  const float hi = avx512_first_equal(x, x0, x1, _mm512_reduce_max_ps(_mm512_max_ps(x0, x1)));
+  const float d = (hi - lo) / 15.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  store_f16(b, d);
+  store_f16(b + 2, lo);
+  const __m512 vid = _mm512_set1_ps(id), vlo = _mm512_set1_ps(lo), half = _mm512_set1_ps(0.5f);
+  avx512_store_nibbles(avx512_nibble(_mm512_add_ps(avx512_rounded(_mm512_mul_ps(_mm512_sub_ps(x0, vlo), vid)), half)),
+                       avx512_nibble(_mm512_add_ps(avx512_rounded(_mm512_mul_ps(_mm512_sub_ps(x1, vlo), vid)), half)), b + 4);
+}
+// round_u8 on 16 lanes: half away from zero where |v| < 2147483520, cvtt's INT32_MIN elsewhere.
+LOWBIT_AVX512 inline __m128i avx512_round_i8(__m512 v) noexcept {
+  const __m512i i = _mm512_cvttps_epi32(v);
+  const __m512 frac = _mm512_sub_ps(v, _mm512_cvtepi32_ps(i));
+  const __mmask16 in = _mm512_cmp_ps_mask(_mm512_abs_ps(v), _mm512_set1_ps(2147483520.0f), _CMP_LT_OQ);
+  const __mmask16 up = _mm512_mask_cmp_ps_mask(in, frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __mmask16 down = _mm512_mask_cmp_ps_mask(in, frac, _mm512_set1_ps(-0.5f), _CMP_LE_OQ);
+  __m512i r = _mm512_mask_add_epi32(i, up, i, _mm512_set1_epi32(1));
+  r = _mm512_mask_sub_epi32(r, down, r, _mm512_set1_epi32(1));
+  return _mm512_cvtepi32_epi8(r);  // the low byte of each
+}
+LOWBIT_AVX512 inline void avx512_quantize_q8_0(const float* x, std::uint8_t* b) noexcept {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  store_f16(b, d);
+  const __m512 vid = _mm512_set1_ps(id);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(b + 2), avx512_round_i8(avx512_rounded(_mm512_mul_ps(x0, vid))));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(b + 18), avx512_round_i8(avx512_rounded(_mm512_mul_ps(x1, vid))));
+}
+// True if x[0..n) holds no NaN or Inf (an exponent field of all ones).
+LOWBIT_AVX512 inline bool avx512_all_finite(const float* x, std::int64_t n) noexcept {
+  const __m512i e = _mm512_set1_epi32(0x7F800000);
+  __mmask16 bad = 0;
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16) bad |= _mm512_cmpeq_epi32_mask(_mm512_and_si512(_mm512_loadu_si512(x + i), e), e);
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    bad |= _mm512_mask_cmpeq_epi32_mask(m, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, x + i), e), e);
+  }
+  return bad == 0;
+}
+// MXFP4's nearest-code search on 16 lanes: the same |kv*d - x| in the same order, a code
+// replacing the best only when strictly nearer (so the lower code wins ties, as in mxfp4_best).
+LOWBIT_AVX512 inline __m128i avx512_mxfp4_codes(__m512 x, float d) noexcept {
+  __m512i best = _mm512_setzero_si512();
+  // kv * d is exact (a small integer times a power of two), so no contraction can change it.
+  __m512 best_err = _mm512_abs_ps(_mm512_sub_ps(_mm512_set1_ps(static_cast<float>(mxfp4_values[0]) * d), x));
+  for (int i = 1; i < 16; ++i) {
+    const __m512 err = _mm512_abs_ps(_mm512_sub_ps(_mm512_set1_ps(static_cast<float>(mxfp4_values[i]) * d), x));
+    const __mmask16 nearer = _mm512_cmp_ps_mask(err, best_err, _CMP_LT_OQ);
+    best = _mm512_mask_mov_epi32(best, nearer, _mm512_set1_epi32(i));
+    best_err = _mm512_mask_mov_ps(best_err, nearer, err);
+  }
+  return _mm512_cvtepi32_epi8(best);
+}
+LOWBIT_AVX512 inline void avx512_quantize_mxfp4(const float* x, std::uint8_t* b) noexcept {
+  const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  const std::uint8_t e = amax > 0.0f ? cvtt_u8(std::floor(std::log2(amax)) - 2.0f + 127.0f) : 0;
+  const float d = e8m0_half(e);
+  b[0] = e;
+  const __m128i lo = avx512_mxfp4_codes(x0, d), hi = avx512_mxfp4_codes(x1, d);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(b + 1), _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
+}
+LOWBIT_AVX512_WARNINGS_POP
+#endif
+
 inline void dequantize_block(type t, const std::uint8_t* b, float* y) noexcept {
   switch (t) {
     case type::q8_0: {
@@ -284,21 +403,54 @@ inline status check_count(type t, std::int64_t n, const char* what) {
 }  // namespace detail
 
 /// Quantizes `n` float32 values (a multiple of the type's block; rows of a tensor are simply
-/// consecutive) into `out` (row_bytes(t, n) bytes), on up to `threads` threads (0 = all).
+/// consecutive) into `out` (row_bytes(t, n) bytes), on up to `threads` threads (0 = all), with
+/// the AVX-512 kernels where the CPU has them and `simd` is true (the same bytes either way).
 /// Errors, with nothing written: a type not handled, n not a multiple of the block, null
 /// pointers, NaN/Inf in `x` for a block type (errc::non_finite, naming the first such index).
 /// F16/BF16 round to nearest even; a finite value past the type's range becomes Inf; a NaN stays a
 /// NaN with its sign (F16: sign | 0x7E00; BF16: the top 16 bits with the quiet bit set; ggml's rules).
-inline status quantize(type t, const float* x, std::int64_t n, void* out, int threads = 0) {
+inline status quantize(type t, const float* x, std::int64_t n, void* out, int threads = 0, bool simd = true) {
+  (void)simd;
   type_traits tr{};
   if (!traits_of(static_cast<std::uint32_t>(t), tr) || !tr.handled)
     return status::error(errc::unsupported, "ggml::quantize: ggml type %u (%s) is not handled", static_cast<unsigned>(t), type_name(static_cast<std::uint32_t>(t)));
   LOWBIT_TRY(detail::check_count(t, n, "ggml::quantize"));
   if (n > 0 && (x == nullptr || out == nullptr)) return status::error(errc::invalid_argument, "ggml::quantize: null %s", x == nullptr ? "x" : "out");
-  for (std::int64_t i = 0; tr.block > 1 && i < n; ++i)
-    if (!std::isfinite(x[i])) return status::error(errc::non_finite, "ggml::quantize: x[%lld] is %s; ggml's %s result for it is undefined", static_cast<long long>(i),
-                                                   std::isnan(x[i]) ? "NaN" : "Inf", tr.name);
+  if (tr.block > 1) {  // the first non-finite element, found on every thread
+    std::atomic<std::int64_t> first{n};
+    host::parallel_for(n, std::int64_t{1} << 16, 1, threads, [&](std::int64_t b, std::int64_t e) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+      if (simd && host::avx512::available() && detail::avx512_all_finite(x + b, e - b)) return;
+#endif
+      for (std::int64_t i = b; i < e; ++i)
+        if (!std::isfinite(x[i])) {
+          std::int64_t cur = first.load();
+          while (i < cur && !first.compare_exchange_weak(cur, i)) {
+          }
+          return;
+        }
+    });
+    const std::int64_t i = first.load();
+    if (i < n)
+      return status::error(errc::non_finite, "ggml::quantize: x[%lld] is %s; ggml's %s result for it is undefined", static_cast<long long>(i), std::isnan(x[i]) ? "NaN" : "Inf",
+                           tr.name);
+  }
   auto* o = static_cast<std::uint8_t*>(out);
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (simd && host::avx512::available() && tr.block > 1) {
+    host::parallel_for(n / tr.block, 4096, 1, threads, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) {
+        const float* xi = x + i * tr.block;
+        std::uint8_t* oi = o + i * tr.bytes;
+        if (t == type::q8_0) detail::avx512_quantize_q8_0(xi, oi);
+        else if (t == type::q4_0) detail::avx512_quantize_q4_0(xi, oi);
+        else if (t == type::q4_1) detail::avx512_quantize_q4_1(xi, oi);
+        else detail::avx512_quantize_mxfp4(xi, oi);
+      }
+    });
+    return {};
+  }
+#endif
   host::parallel_for(n / tr.block, 4096, 1, threads, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e; ++i) {
       const float* xi = x + i * tr.block;
