@@ -13,11 +13,12 @@
 ///   widened to float32 first (exactly), so there is one rounding.
 /// - Overflow (a magnitude that rounds above the largest finite value, and ±Inf), by
 ///   `convert_options::overflow`:
-///   - `overflow::special` (default; ml_dtypes' `astype` and torch's cast do not saturate either):
+///   - `overflow::special` (default; as ml_dtypes' `astype`, and torch 2.15's e5m2 cast):
 ///     e5m2 gives ±Inf (0x7C/0xFC); e4m3fn gives the NaN code with the input's sign (0x7F/0xFF,
 ///     as `__NV_NOSAT`); e8m0fnu gives its NaN 0xFF; e2m3fn, e3m2fn, e2m1fn and e3m0 have neither
 ///     Inf nor NaN and give ±max.
-///   - `overflow::saturate`: ±max finite for every format (`__NV_SATFINITE`).
+///   - `overflow::saturate`: ±max finite for every format (`__NV_SATFINITE`; torch 2.15's
+///     `to(torch.float8_e4m3fn)` saturates: this mode gives its bytes).
 /// - NaN input: the canonical NaN code (e4m3fn 0x7F, e5m2 0x7F, e8m0fnu 0xFF), or +max for the
 ///   formats without NaN (e2m3fn 0x1F, e3m2fn 0x1F, e2m1fn 0x7, e3m0 0x7), as NVIDIA's FP6/FP4
 ///   conversions do.

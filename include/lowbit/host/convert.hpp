@@ -83,7 +83,7 @@ decltype(auto) visit_minifloat(minifloat_type t, Fn&& fn) {
 /// Options of the plain conversions.
 struct convert_options {
   /// Overflow (a magnitude that rounds above the largest finite value, and ±Inf) when encoding:
-  /// codecs::overflow::special (the default, as ml_dtypes' `astype` and torch's cast) gives ±Inf
+  /// codecs::overflow::special (the default, as ml_dtypes' `astype`) gives ±Inf
   /// for e5m2, the NaN code for e4m3fn and e8m0fnu, and ±max for the formats with neither;
   /// codecs::overflow::saturate gives ±max finite (`__NV_SATFINITE`).
   codecs::overflow overflow = codecs::overflow::special;
