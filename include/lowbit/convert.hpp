@@ -49,6 +49,7 @@
 #include "config.hpp"
 #include "dtype.hpp"
 #include "host/convert.hpp"
+#include "memory.hpp"
 #include "quant/layout.hpp"
 #include "status.hpp"
 
@@ -72,8 +73,7 @@ inline status check_convert_args(const char* what, const void* in, std::int64_t 
   if (n == 0) return {};
   if (in == nullptr) return status::error(errc::invalid_argument, "%s: input array is null", what);
   if (out == nullptr) return status::error(errc::invalid_argument, "%s: output array is null", what);
-  const auto i0 = reinterpret_cast<std::uintptr_t>(in), o0 = reinterpret_cast<std::uintptr_t>(out);
-  if (i0 < o0 + static_cast<std::uintptr_t>(out_bytes) && o0 < i0 + static_cast<std::uintptr_t>(in_bytes))
+  if (ranges_overlap(in, in_bytes, out, out_bytes))
     return status::error(errc::invalid_argument, "%s: input and output arrays overlap", what);
   return {};
 }

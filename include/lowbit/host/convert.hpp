@@ -455,9 +455,10 @@ inline std::int64_t to_line(const void* p) noexcept {
 
 template <class C, codecs::overflow O, class T>
 void encode_chunk(const T* x, std::int64_t i0, std::int64_t i1, std::uint8_t* codes, isa path, bool stream) {
-  constexpr std::int64_t per_byte = C::bits == 4 ? 2 : 1;
   std::int64_t i = i0;
+#if LOWBIT_HAVE_AVX2_KERNELS
   if (path != isa::portable) {
+    constexpr std::int64_t per_byte = C::bits == 4 ? 2 : 1;
     // elements up to the first 64-byte boundary of the output go through the portable code, so
     // the vector lines are aligned (as non-temporal stores need)
     const std::int64_t head = std::min(i1 - i0, to_line(codes + i0 / per_byte) * per_byte);
@@ -474,7 +475,6 @@ void encode_chunk(const T* x, std::int64_t i0, std::int64_t i1, std::uint8_t* co
       i += lines * 64 * per_byte;
     }
 #endif
-#if LOWBIT_HAVE_AVX2_KERNELS
     const std::int64_t lines = (i1 - i) / (32 * per_byte);
     if (stream) {
       v256::encode_lines<C, O, true>(x + i, lines, codes + i / per_byte);
@@ -482,16 +482,19 @@ void encode_chunk(const T* x, std::int64_t i0, std::int64_t i1, std::uint8_t* co
       v256::encode_lines<C, O, false>(x + i, lines, codes + i / per_byte);
     }
     i += lines * 32 * per_byte;
-#endif
   }
+#else
+  (void)path, (void)stream;  // portable code only
+#endif
   encode_portable<C, O>(x, i, i1, codes);
 }
 
 template <class C, class T>
 void decode_chunk(const std::uint8_t* codes, std::int64_t i0, std::int64_t i1, T* out, isa path, bool stream) {
-  constexpr bool four = C::bits == 4;
   std::int64_t i = i0;
+#if LOWBIT_HAVE_AVX2_KERNELS
   if (path != isa::portable) {
+    constexpr bool four = C::bits == 4;
     const void* table = decode_table<C, T>::get().v;
     // align the output to 64 bytes when whole elements (an even number, for 4-bit codes) get it there
     const std::int64_t gap = to_line(out + i0);
@@ -513,7 +516,6 @@ void decode_chunk(const std::uint8_t* codes, std::int64_t i0, std::int64_t i1, T
       i += lines * per;
     }
 #endif
-#if LOWBIT_HAVE_AVX2_KERNELS
     constexpr std::int64_t per = 32 / static_cast<std::int64_t>(sizeof(T));
     const std::int64_t lines = (i1 - i) / per;
     if (stream) {
@@ -522,11 +524,11 @@ void decode_chunk(const std::uint8_t* codes, std::int64_t i0, std::int64_t i1, T
       v256::decode_lines<C, false>(codes + i / per_byte, lines, out + i, table);
     }
     i += lines * per;
-#endif
-#if LOWBIT_HAVE_AVX2_KERNELS
     if (stream) _mm_sfence();  // the streamed lines are visible before the call returns
-#endif
   }
+#else
+  (void)path, (void)stream;  // portable code only
+#endif
   decode_portable<C>(codes, i, i1, out);
 }
 

@@ -29,6 +29,7 @@
 #pragma once
 
 #include "../config.hpp"
+#include "../memory.hpp"
 #include "../status.hpp"
 
 #include <cstdint>
@@ -97,8 +98,7 @@ inline status check_scale_layout_args(const char* what, const void* src, std::in
   if (rows == 0 || cols == 0) return {};
   if (src == nullptr) return status::error(errc::invalid_argument, "%s: source scales are null", what);
   if (dst == nullptr) return status::error(errc::invalid_argument, "%s: destination scales are null", what);
-  const auto s = reinterpret_cast<std::uintptr_t>(src), d = reinterpret_cast<std::uintptr_t>(dst);
-  if (s < d + static_cast<std::uintptr_t>(dst_bytes) && d < s + static_cast<std::uintptr_t>(src_bytes))
+  if (ranges_overlap(src, src_bytes, dst, dst_bytes))
     return status::error(errc::invalid_argument, "%s: source and destination overlap", what);
   return {};
 }
