@@ -436,6 +436,33 @@ TEST(BlockScaledEngine, SpecialValuesAndZeroTiles) {
   EXPECT_EQ(q.global_scale(), 1.0f);
   EXPECT_EQ(q.scale_bytes()[0], 0x08u);
   EXPECT_EQ(q.codes()[0], 0u);
+  // nvfp4 tiny tensors: below 2688 * 2^-120 a zero tile's multiplier would overflow (0 * Inf);
+  // such a tensor is all zero tiles; just above, zero tiles still encode as +0
+  for (auto conv : {lowbit::quant::nvfp4_global::scale, lowbit::quant::nvfp4_global::inverse}) {
+    p.nvfp4 = conv;
+    const float edge = 2688.0f * std::ldexp(1.0f, -120);
+    for (float tiny : {std::nextafter(edge, 0.0f), edge, 1e-30f}) {
+      std::vector<float> w(32, 0.0f);
+      w[20] = tiny;
+      ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {1, 32}, p, q));
+      const bool zero = tiny < edge;
+      EXPECT_EQ(q.global_scale() == 1.0f, zero) << tiny;
+      for (int k = 0; k < 16; ++k) {
+        if (k != 10) {
+          EXPECT_EQ(q.codes()[k], 0u) << "tiny " << tiny << " byte " << k;
+        }
+      }
+      EXPECT_EQ(q.scale_bytes()[0], 0x08u);
+      std::vector<float> back(32);
+      ASSERT_TRUE(lowbit::dequantize(q, back.data(), lowbit::dtype::f32));
+      if (zero) {
+        EXPECT_EQ(back[20], 0.0f);
+      } else {
+        EXPECT_EQ(q.codes()[10], 0x07u) << "the amax element encodes as 6";
+        EXPECT_NEAR(back[20], tiny, tiny * 1e-6f) << "6 * b * t is the tile's amax to float32 rounding";
+      }
+    }
+  }
 }
 
 TEST(BlockScaledEngine, BadArgumentsAreNamed) {

@@ -189,20 +189,22 @@ enum class nvfp4_global : std::uint8_t {
 /// 448 * 6: the largest e4m3 scale times the largest e2m1 value.
 inline constexpr float nvfp4_range = 2688.0f;
 
-/// The stored per-tensor float32 of an NVFP4 tensor whose max |x| is `amax_tensor` (finite,
-/// >= 0). A tensor too small to scale (`t` = amax / 2688 below 2^-126, whose reciprocal the tile
-/// arithmetic needs) and an all-zero tensor store 1 and are encoded as zero tiles.
-LOWBIT_HD float nvfp4_global_value(float amax_tensor, nvfp4_global conv) noexcept {
-  if (conv == nvfp4_global::none) return 1.0f;
-  const float t = amax_tensor / nvfp4_range;
-  if (!(t >= 1.17549435e-38f)) return 1.0f;
-  return conv == nvfp4_global::scale ? t : nvfp4_range / amax_tensor;
+/// Smallest `t = amax_tensor / 2688` NVFP4 scales with: below it the multiplier of a zero tile,
+/// `f32(1 / t) / 2^-6` (or `g / 2^-6`), would overflow float32. 2^-120.
+inline constexpr float nvfp4_min_tensor_scale = 7.52316385e-37f;
+
+/// True if an NVFP4 tensor with max |x| `amax_tensor` (finite, >= 0) is too small to scale under
+/// `conv`: all zeros, or `t` below nvfp4_min_tensor_scale (amax below about 2.0e-33). It then
+/// stores 1 and every tile is a zero tile.
+LOWBIT_HD bool nvfp4_tensor_is_zero(float amax_tensor, nvfp4_global conv) noexcept {
+  return conv != nvfp4_global::none && !(amax_tensor / nvfp4_range >= nvfp4_min_tensor_scale);
 }
 
-/// True if the stored per-tensor float32 of an NVFP4 tensor with max |x| `amax_tensor` marks a
-/// tensor too small to scale (every tile a zero tile).
-LOWBIT_HD bool nvfp4_tensor_is_zero(float amax_tensor, nvfp4_global conv) noexcept {
-  return conv != nvfp4_global::none && !(amax_tensor / nvfp4_range >= 1.17549435e-38f);
+/// The stored per-tensor float32 of an NVFP4 tensor whose max |x| is `amax_tensor` (finite,
+/// >= 0): `t`, `g = 2688 / amax` or 1 (none, and tensors too small to scale).
+LOWBIT_HD float nvfp4_global_value(float amax_tensor, nvfp4_global conv) noexcept {
+  if (conv == nvfp4_global::none || nvfp4_tensor_is_zero(amax_tensor, conv)) return 1.0f;
+  return conv == nvfp4_global::scale ? amax_tensor / nvfp4_range : nvfp4_range / amax_tensor;
 }
 
 /// Encoding of one NVFP4 tile.
