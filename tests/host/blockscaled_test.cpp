@@ -492,3 +492,60 @@ TEST(BlockScaledEngine, BadArgumentsAreNamed) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// torchao's own reference code (tests/data/torchao_blockscaled, generate.py and the versions in
+// MANIFEST): codes, scales and the per-tensor float32 must be equal byte for byte.
+
+#ifdef LOWBIT_TORCHAO_BLOCKSCALED_DIR
+#  include <fstream>
+#  include <iterator>
+#  include <sstream>
+
+namespace {
+
+std::vector<std::uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<std::uint8_t>(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+TEST(BlockScaledTorchao, VectorsAreBitExact) {
+  const std::string dir = LOWBIT_TORCHAO_BLOCKSCALED_DIR;
+  std::ifstream manifest(dir + "/MANIFEST");
+  ASSERT_TRUE(manifest) << "missing " << dir << "/MANIFEST";
+  std::string line;
+  int cases = 0;
+  while (std::getline(manifest, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream in(line);
+    std::string name, fmt, rule, conv, input, codes_file, scales_file, global_hex;
+    std::int64_t rows = 0, cols = 0;
+    in >> name >> fmt >> rule >> conv >> rows >> cols >> input >> codes_file >> scales_file >> global_hex;
+    ASSERT_TRUE(in) << "bad MANIFEST line: " << line;
+    lowbit::scaled_params p;
+    bool found = false;
+    for (int i = 0; i < lowbit::scaled_format_count; ++i)
+      if (fmt == lowbit::info(static_cast<scaled_format>(i)).name) p.fmt = static_cast<scaled_format>(i), found = true;
+    ASSERT_TRUE(found) << fmt;
+    p.mx_rule = rule == "rceil" ? mx_scale_rule::rceil : rule == "ceil" ? mx_scale_rule::ceil : rule == "even" ? mx_scale_rule::even : mx_scale_rule::floor;
+    p.nvfp4 = conv == "scale" ? lowbit::quant::nvfp4_global::scale : lowbit::quant::nvfp4_global::none;
+    p.fp6 = lowbit::fp6_packing::unpacked;  // torchao keeps one FP6 code per byte
+    const std::vector<std::uint8_t> x = read_bytes(dir + "/" + input);
+    ASSERT_EQ(static_cast<std::int64_t>(x.size()), rows * cols * 4) << name;
+    lowbit::scaled_tensor q;
+    ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {rows, cols}, p, q)) << name;
+    const std::vector<std::uint8_t> codes = read_bytes(dir + "/" + codes_file), scales = read_bytes(dir + "/" + scales_file);
+    ASSERT_EQ(static_cast<std::int64_t>(codes.size()), q.code_bytes()) << name;
+    ASSERT_EQ(static_cast<std::int64_t>(scales.size()), q.grid().tiles()) << name;
+    for (std::size_t i = 0; i < codes.size(); ++i)
+      EXPECT_EQ(q.codes()[i], codes[i]) << name << " code byte " << i;
+    for (std::size_t i = 0; i < scales.size(); ++i)
+      EXPECT_EQ(q.scale_bytes()[i], scales[i]) << name << " scale " << i;
+    EXPECT_EQ(lowbit_test::hex(lowbit_test::bits_of(q.global_scale())), "0x" + global_hex) << name;
+    ++cases;
+  }
+  EXPECT_EQ(cases, 22);
+}
+
+}  // namespace
+#endif
