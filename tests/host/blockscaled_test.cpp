@@ -465,6 +465,35 @@ TEST(BlockScaledEngine, SpecialValuesAndZeroTiles) {
   }
 }
 
+TEST(BlockScaledEngine, NonFiniteInputGivesTheSameBytesOnEveryPath) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
+  std::vector<float> x = random_matrix(64 * 128, rng);
+  const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()};
+  for (int k = 0; k < 12; ++k) x[rng() % x.size()] = specials[k % 3];
+  for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+    for (auto conv : {lowbit::quant::nvfp4_global::scale, lowbit::quant::nvfp4_global::none}) {
+      lowbit::scaled_params p;
+      p.fmt = static_cast<scaled_format>(f);
+      p.nvfp4 = conv;
+      p.gran = p.fmt == scaled_format::fp8_e4m3_block ? lowbit::granularity::per_block(128) : lowbit::granularity::per_tile(0, 0);
+      p.options.allow_nonfinite = true;
+      lowbit::scaled_tensor a, b;
+      ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {64, 128}, p, a));
+      p.options.simd = false;
+      p.options.threads = 1;
+      ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {64, 128}, p, b));
+      const std::string what = lowbit::info(p.fmt).name;
+      ASSERT_EQ(std::memcmp(a.codes(), b.codes(), static_cast<std::size_t>(a.code_bytes())), 0) << what;
+      ASSERT_EQ(std::memcmp(a.scale_bytes(), b.scale_bytes(), static_cast<std::size_t>(a.grid().tiles() * lowbit::bytes_per_scale(p.fmt))), 0) << what;
+      if (p.fmt == scaled_format::nvfp4 && conv == lowbit::quant::nvfp4_global::scale) {
+        EXPECT_TRUE(std::isnan(a.global_scale()));
+      }
+    }
+  }
+}
+
 TEST(BlockScaledEngine, BadArgumentsAreNamed) {
   std::vector<float> x(64, 1.0f);
   lowbit::scaled_tensor q;

@@ -204,6 +204,24 @@ inline float tile_factor(const scaled_view& q, std::int64_t tile) {
   }
 }
 
+#if LOWBIT_HAVE_AVX2_KERNELS
+/// fp8_e4m3_block's element rule on a prefix of whole vectors: e4m3 codes of sat(x / s), one
+/// IEEE division per element (the AVX2 minifloat kernel of the blockwise engine does the cast).
+template <class T>
+LOWBIT_AVX2 std::int64_t encode_e4m3_divided(const T* x, std::int64_t n, float s, std::uint8_t* out) {
+  const __m256 d = _mm256_set1_ps(s);
+  const std::int64_t m = n & ~std::int64_t{7};
+  for (std::int64_t i = 0; i < m; i += 8)
+    avx2::detail::store_bytes8(out + i, avx2::detail::minifloat_codes<codecs::e4m3fn>(_mm256_div_ps(avx2::detail::load8(x + i), d)));
+  return m;
+}
+#else
+template <class T>
+std::int64_t encode_e4m3_divided(const T*, std::int64_t, float, std::uint8_t*) {
+  return 0;
+}
+#endif
+
 /// Writes the codes of elements [i0, i0 + n) (a tile's row segment; i0 and n multiples of the
 /// packing unit) from their values.
 template <scaled_format F, class T>
@@ -211,7 +229,9 @@ inline void encode_segment(const T* x, std::int64_t i0, std::int64_t n, const ti
   constexpr int bits = info(F).bits;
   std::uint8_t* out = q.codes;
   std::int64_t k = 0;
-  if constexpr (scaled_scheme<F>::kernel && F != scaled_format::fp8_e4m3_block) {
+  if constexpr (F == scaled_format::fp8_e4m3_block) {
+    if (simd && !t.zero && is_finite_bits(t.factor)) k = encode_e4m3_divided(x + i0, n, t.factor, out + i0);
+  } else if constexpr (scaled_scheme<F>::kernel) {
     if (simd && !t.zero && t.factor == t.factor) {
       quant::block_encoder e;
       e.inv = t.factor;
@@ -238,12 +258,22 @@ inline void encode_segment(const T* x, std::int64_t i0, std::int64_t n, const ti
 }
 
 /// max |x| over [p, p + n), NaN-propagating; first_bad receives the offset of the first
-/// non-finite element (or stays -1).
+/// non-finite element (or stays -1). The AVX2 statistics kernel takes the finite prefix of
+/// whole vectors (it reports a non-finite element by handling nothing).
 template <class T>
-inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad) {
+inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, bool simd) {
   float m = 0.0f;
   bool nan = false;
-  for (std::int64_t k = 0; k < n; ++k) {
+  std::int64_t k = 0;
+  if (simd) {
+    quant::block_stats st;
+    const std::int64_t done = avx2::block_stats(p, n, st);
+    if (done > 0) {
+      k = done;
+      m = st.absmax;
+    }
+  }
+  for (; k < n; ++k) {
     const T v = load(p + k);
     const float f = to_float(v);
     if (!is_finite_bits(v)) {
@@ -280,7 +310,7 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
     std::atomic<std::uint32_t> amax_bits{0};
     parallel_for(q.numel(), 65536, 64, opt.threads, [&](std::int64_t i0, std::int64_t i1) {
       std::int64_t bad = -1;
-      const float m = segment_amax(x + i0, i1 - i0, bad);
+      const float m = segment_amax(x + i0, i1 - i0, bad, simd);
       if (bad >= 0) lower_to(first_bad, i0 + bad);
       // non-negative floats (and the positive NaN) order like their bits
       std::uint32_t b = float_bits(m), cur = amax_bits.load(std::memory_order_relaxed);
@@ -314,7 +344,7 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
         float amax = 0.0f;
         for (std::int64_t r = r0; r < r0 + nr; ++r) {
           std::int64_t bad = -1;
-          const float m = segment_amax(x + r * q.cols + c0, nc, bad);
+          const float m = segment_amax(x + r * q.cols + c0, nc, bad, simd);
           if (bad >= 0) lower_to(first_bad, r * q.cols + c0 + bad);
           amax = (m != m || amax != amax) ? bits_float(0x7FC00000u) : (m > amax ? m : amax);
         }
