@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -444,6 +445,7 @@ TEST(BlockScaledEngine, SpecialValuesAndZeroTiles) {
     for (float tiny : {std::nextafter(edge, 0.0f), edge, 1e-30f}) {
       std::vector<float> w(32, 0.0f);
       w[20] = tiny;
+      if (tiny < edge) w[3] = -tiny / 1024;  // a negative element of a zero tensor still gets the code of +0
       ASSERT_TRUE(lowbit::quantize(w.data(), lowbit::dtype::f32, {1, 32}, p, q));
       const bool zero = tiny < edge;
       EXPECT_EQ(q.global_scale() == 1.0f, zero) << tiny;
@@ -489,6 +491,38 @@ TEST(BlockScaledEngine, NonFiniteInputGivesTheSameBytesOnEveryPath) {
       ASSERT_EQ(std::memcmp(a.scale_bytes(), b.scale_bytes(), static_cast<std::size_t>(a.grid().tiles() * lowbit::bytes_per_scale(p.fmt))), 0) << what;
       if (p.fmt == scaled_format::nvfp4 && conv == lowbit::quant::nvfp4_global::scale) {
         EXPECT_TRUE(std::isnan(a.global_scale()));
+      }
+    }
+  }
+}
+
+TEST(BlockScaledEngine, DequantizeIsTheSameOnEveryPathAndStoreMode) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
+  const std::int64_t rows = 130, cols = 320;
+  const std::vector<float> x = random_matrix(rows * cols, rng);
+  struct aligned_free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  const std::size_t bytes = static_cast<std::size_t>(rows * cols * 4 + 64) / 64 * 64;
+  std::unique_ptr<float, aligned_free> ref(static_cast<float*>(std::aligned_alloc(64, bytes))), got(static_cast<float*>(std::aligned_alloc(64, bytes)));
+  for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+    lowbit::scaled_params p;
+    p.fmt = static_cast<scaled_format>(f);
+    lowbit::scaled_tensor q;
+    ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {rows, cols}, p, q));
+    for (lowbit::dtype dt : {lowbit::dtype::f32, lowbit::dtype::bf16, lowbit::dtype::f16}) {
+      lowbit::host::options portable;
+      portable.simd = false;
+      portable.threads = 1;
+      ASSERT_TRUE(lowbit::dequantize(q, ref.get(), dt, portable));
+      const std::size_t n = static_cast<std::size_t>(rows * cols) * (dt == lowbit::dtype::f32 ? 4 : 2);
+      for (auto mode : {lowbit::host::store_mode::streaming, lowbit::host::store_mode::cached, lowbit::host::store_mode::automatic}) {
+        lowbit::host::options o;
+        o.stores = mode;
+        std::memset(got.get(), 0xA5, bytes);
+        ASSERT_TRUE(lowbit::dequantize(q, got.get(), dt, o));
+        EXPECT_EQ(std::memcmp(ref.get(), got.get(), n), 0) << lowbit::info(p.fmt).name << " dtype " << static_cast<int>(dt) << " mode " << static_cast<int>(mode);
       }
     }
   }

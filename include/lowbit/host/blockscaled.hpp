@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 LOWBIT_NAMESPACE_BEGIN
@@ -222,6 +223,63 @@ std::int64_t encode_e4m3_divided(const T*, std::int64_t, float, std::uint8_t*) {
 }
 #endif
 
+/// Formats whose 1 x 16 and 1 x 32 tiles quantize_row_tiles takes (sat(x * m) with a blockwise
+/// kernel codec; not fp8_e4m3_block, whose elements are divided).
+template <scaled_format F>
+constexpr bool fused_kernel() {
+  return scaled_scheme<F>::kernel && F != scaled_format::fp8_e4m3_block;
+}
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+/// Quantizes `ntiles` consecutive whole 1 x TC tiles of one row (TC = 16 or 32) starting at x:
+/// each tile's amax, scale and codes while its elements are in registers, the same arithmetic as
+/// encode_tile and encode_segment. Returns the tiles done: it stops before a tile holding a
+/// non-finite element or whose multiplier is not finite (NVFP4 with a NaN per-tensor scale),
+/// which the caller encodes with the general code.
+template <scaled_format F, int TC, class T>
+LOWBIT_AVX2 std::int64_t quantize_row_tiles(const T* x, std::int64_t ntiles, const scaled_view& q, bool tensor_zero, std::uint8_t* codes,
+                                            std::uint8_t* scales) {
+  using codec = typename scaled_scheme<F>::codec;
+  constexpr int V = TC / 8;
+  constexpr bool four = info(F).bits == 4;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  for (std::int64_t t = 0; t < ntiles; ++t) {
+    __m256 v[V];
+    __m256 a = _mm256_setzero_ps();
+    __m256i bad = _mm256_setzero_si256();
+    for (int k = 0; k < V; ++k) {
+      v[k] = avx2::detail::load8(x + t * TC + 8 * k);
+      bad = _mm256_or_si256(bad, avx2::detail::nonfinite_mask(v[k]));
+      a = _mm256_max_ps(_mm256_and_ps(v[k], abs_mask), a);
+    }
+    if (!_mm256_testz_si256(bad, bad)) return t;
+    const tile_encoding e = encode_tile<F>(avx2::detail::hmax(a), q, tensor_zero);
+    if (!is_finite_bits(e.factor)) return t;
+    scales[t] = e.scale_code;
+    if (e.zero) {  // every code +0 (not x * 0, which keeps the sign of negative elements)
+      std::memset(codes + (four ? t * TC / 2 : t * TC), 0, four ? TC / 2 : TC);
+      continue;
+    }
+    const __m256 f = _mm256_set1_ps(e.factor);
+    if constexpr (four) {
+      for (int k = 0; k < V; k += 2)
+        avx2::detail::store_nibbles16<codecs::nibble_order::low_first>(codes + t * TC / 2 + 4 * k,
+                                                                      avx2::detail::minifloat_codes<codec>(_mm256_mul_ps(v[k], f)),
+                                                                      avx2::detail::minifloat_codes<codec>(_mm256_mul_ps(v[k + 1], f)));
+    } else {
+      for (int k = 0; k < V; ++k)
+        avx2::detail::store_bytes8(codes + t * TC + 8 * k, avx2::detail::minifloat_codes<codec>(_mm256_mul_ps(v[k], f)));
+    }
+  }
+  return ntiles;
+}
+#else
+template <scaled_format F, int TC, class T>
+std::int64_t quantize_row_tiles(const T*, std::int64_t, const scaled_view&, bool, std::uint8_t*, std::uint8_t*) {
+  return 0;
+}
+#endif
+
 /// Writes the codes of elements [i0, i0 + n) (a tile's row segment; i0 and n multiples of the
 /// packing unit) from their values.
 template <scaled_format F, class T>
@@ -257,6 +315,32 @@ inline void encode_segment(const T* x, std::int64_t i0, std::int64_t n, const ti
   }
 }
 
+#if LOWBIT_HAVE_AVX2_KERNELS
+/// max |x| of the first floor(n / 8) * 8 elements into amax; returns how many it took, or -1 if
+/// one of them is not finite (amax is then unspecified).
+template <class T>
+LOWBIT_AVX2 std::int64_t finite_amax(const T* x, std::int64_t n, float& amax) {
+  const std::int64_t m = n & ~std::int64_t{7};
+  if (m == 0) return 0;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 a = _mm256_setzero_ps();
+  __m256i bad = _mm256_setzero_si256();
+  for (std::int64_t i = 0; i < m; i += 8) {
+    const __m256 v = avx2::detail::load8(x + i);
+    bad = _mm256_or_si256(bad, avx2::detail::nonfinite_mask(v));
+    a = _mm256_max_ps(_mm256_and_ps(v, abs_mask), a);
+  }
+  if (!_mm256_testz_si256(bad, bad)) return -1;
+  amax = avx2::detail::hmax(a);
+  return m;
+}
+#else
+template <class T>
+std::int64_t finite_amax(const T*, std::int64_t, float&) {
+  return 0;
+}
+#endif
+
 /// max |x| over [p, p + n), NaN-propagating; first_bad receives the offset of the first
 /// non-finite element (or stays -1). The AVX2 statistics kernel takes the finite prefix of
 /// whole vectors (it reports a non-finite element by handling nothing).
@@ -266,12 +350,8 @@ inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, b
   bool nan = false;
   std::int64_t k = 0;
   if (simd) {
-    quant::block_stats st;
-    const std::int64_t done = avx2::block_stats(p, n, st);
-    if (done > 0) {
-      k = done;
-      m = st.absmax;
-    }
+    const std::int64_t done = finite_amax(p, n, m);
+    if (done > 0) k = done;
   }
   for (; k < n; ++k) {
     const T v = load(p + k);
@@ -332,6 +412,7 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
   const std::int64_t tpt = tiles_per_task(g);
   const std::int64_t chunks = quant::block_count(g.grid_cols(), tpt);
   const std::int64_t tasks = g.grid_rows() * chunks;
+  const bool fused = simd && g.tile.rows == 1 && (g.tile.cols == 16 || g.tile.cols == 32);
   const std::int64_t elems_per_task = std::max<std::int64_t>(1, g.tile.rows * std::min(q.cols, tpt * g.tile.cols));
   parallel_for(tasks, std::max<std::int64_t>(1, 16384 / elems_per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t task = t0; task < t1; ++task) {
@@ -340,6 +421,18 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
       const std::int64_t tj1 = std::min(g.grid_cols(), tj0 + tpt);
       const std::int64_t r0 = ti * g.tile.rows, nr = g.tile_rows_at(ti);
       for (std::int64_t tj = tj0; tj < tj1; ++tj) {
+        if constexpr (fused_kernel<F>()) {
+          // whole 1 x 16 / 1 x 32 tiles of this row in registers (see quantize_row_tiles)
+          const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);
+          if (fused && tj < full) {
+            const std::int64_t i0 = r0 * q.cols + tj * g.tile.cols;
+            std::uint8_t* codes = info(F).bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
+            std::uint8_t* sc = static_cast<std::uint8_t*>(q.scales) + ti * g.grid_cols() + tj;
+            tj += g.tile.cols == 32 ? quantize_row_tiles<F, 32>(x + i0, full - tj, q, tensor_zero, codes, sc)
+                                    : quantize_row_tiles<F, 16>(x + i0, full - tj, q, tensor_zero, codes, sc);
+            if (tj >= tj1) break;  // else tile tj holds a non-finite element: the code below
+          }
+        }
         const std::int64_t c0 = tj * g.tile.cols, nc = g.tile_cols_at(tj);
         float amax = 0.0f;
         for (std::int64_t r = r0; r < r0 + nr; ++r) {
@@ -369,7 +462,7 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
 /// The decode table of a format's element codec (256 or 16 or 64 entries used).
 template <scaled_format F>
 struct element_table {
-  float v[256];
+  alignas(64) float v[256];
   element_table() {
     using codec = typename scaled_scheme<F>::codec;
     for (int i = 0; i < 256; ++i) v[i] = codec::decode(static_cast<std::uint8_t>(i & ((1 << codec::bits) - 1)));
@@ -386,13 +479,37 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
   const std::int64_t tpt = tiles_per_task(g);
   const std::int64_t chunks = quant::block_count(g.grid_cols(), tpt);
   const std::int64_t per_task = std::max<std::int64_t>(1, std::min(q.cols, tpt * g.tile.cols));
+  // runs of full tiles through the blockwise engine's run kernel (tiles of a multiple of 32
+  // columns: at most 128 a task), with non-temporal stores for large outputs as host::dequantize
+  const bool runs = simd && scaled_scheme<F>::kernel && g.tile.cols % 32 == 0;
+  const bool stream = opt.stores == store_mode::streaming ||
+                      (opt.stores == store_mode::automatic && q.numel() >= streaming_store_bytes / static_cast<std::int64_t>(sizeof(T)));
   parallel_for(q.rows * chunks, std::max<std::int64_t>(1, 16384 / per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
+    bool streamed = false;
     for (std::int64_t task = t0; task < t1; ++task) {
       const std::int64_t r = task / chunks;
       const std::int64_t tj0 = (task % chunks) * tpt;
       const std::int64_t tj1 = std::min(g.grid_cols(), tj0 + tpt);
       const std::int64_t srow = (r / g.tile.rows) * g.grid_cols();
-      for (std::int64_t tj = tj0; tj < tj1; ++tj) {
+      std::int64_t tj = tj0;
+      if constexpr (scaled_scheme<F>::kernel) {
+        const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);  // tiles tj0 .. full - 1 are whole
+        if (runs && full > tj0) {
+          float factors[128];
+          static constexpr int zero_points[128] = {};
+          for (std::int64_t j = tj0; j < full; ++j) factors[j - tj0] = tile_factor<F>(q, srow + j);
+          const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols;
+          const std::uint8_t* c = bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
+          if (stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0) {
+            avx2::decode_run<scaled_scheme<F>::kernel_format, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
+            streamed = true;
+          } else {
+            avx2::decode_run<scaled_scheme<F>::kernel_format, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
+          }
+          tj = full;
+        }
+      }
+      for (; tj < tj1; ++tj) {
         const std::int64_t c0 = tj * g.tile.cols, nc = g.tile_cols_at(tj);
         const std::int64_t i0 = r * q.cols + c0;
         const float f = tile_factor<F>(q, srow + tj);
@@ -414,6 +531,7 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
         }
       }
     }
+    if (streamed) avx2::store_fence();
   });
   return {};
 }

@@ -135,7 +135,8 @@ template <class Codec>
 LOWBIT_HD LOWBIT_BITCAST_CONSTEXPR std::uint8_t mx_scale_code(float amax, mx_scale_rule rule) noexcept {
   const std::uint32_t a = float_bits(amax) & 0x7FFFFFFFu;
   if (a >= 0x7F800000u) return 0xFF;  // NaN or Inf
-  const int emax = unbiased_exponent_field(float_bits(Codec::max()));
+  // exponent of the largest finite value (every element codec here has subnormals)
+  constexpr int emax = static_cast<int>(Codec::max_magnitude_code >> Codec::mantissa_bits) - Codec::bias;
   if (rule == mx_scale_rule::rceil) {
     const float d = amax * (1.0f / Codec::max());
     const std::uint32_t b = float_bits(d) & 0x7FFFFFFFu;
