@@ -32,6 +32,7 @@
 #include "engine.hpp"
 #include "parallel.hpp"
 #include "simd_avx2.hpp"
+#include "simd_avx512.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -482,6 +483,9 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
   // runs of full tiles through the blockwise engine's run kernel (tiles of a multiple of 32
   // columns: at most 128 a task), with non-temporal stores for large outputs as host::dequantize
   const bool runs = simd && scaled_scheme<F>::kernel && g.tile.cols % 32 == 0;
+  // the AVX-512 run kernels of the 8-bit codecs, as host::dequantize picks them
+  const bool wide = runs && opt.avx512 && avx512::available();
+  const bool wide_bf16 = wide && avx512::bf16_available();
   const bool stream = opt.stores == store_mode::streaming ||
                       (opt.stores == store_mode::automatic && q.numel() >= streaming_store_bytes / static_cast<std::int64_t>(sizeof(T)));
   parallel_for(q.rows * chunks, std::max<std::int64_t>(1, 16384 / per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
@@ -500,11 +504,28 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
           for (std::int64_t j = tj0; j < full; ++j) factors[j - tj0] = tile_factor<F>(q, srow + j);
           const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols;
           const std::uint8_t* c = bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
-          if (stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0) {
-            avx2::decode_run<scaled_scheme<F>::kernel_format, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
-            streamed = true;
-          } else {
-            avx2::decode_run<scaled_scheme<F>::kernel_format, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
+          const bool st = stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0;
+          streamed = streamed || st;
+          constexpr format K = scaled_scheme<F>::kernel_format;
+          if constexpr (avx512::detail::has_decode_kernel<K>()) {
+            if (wide) {
+              if constexpr (std::is_same<T, bf16>::value) {
+                if (wide_bf16) {
+                  st ? avx512::decode_run_bf16<K, true>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0)
+                     : avx512::decode_run_bf16<K, false>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0);
+                  tj = full;
+                }
+              }
+              if (tj != full) {
+                st ? avx512::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0)
+                   : avx512::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0);
+                tj = full;
+              }
+            }
+          }
+          if (tj != full) {
+            st ? avx2::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0)
+               : avx2::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
           }
           tj = full;
         }
