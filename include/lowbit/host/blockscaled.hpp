@@ -94,52 +94,31 @@ inline status validate(const scaled_view& q, const char* what) noexcept {
 
 namespace detail {
 
-/// The element codec of a block-scaled format, and the blockwise format whose AVX2 kernels
-/// compute `sat(x * m)` with it (or none).
+/// The element codec of a block-scaled format, and the blockwise format whose SIMD kernels
+/// compute `sat(x * m)` and `decode(q) * f` with it (`kernel`; fp8_e4m3_block uses them to
+/// dequantize only, its encode divides).
+template <class Codec, bool Kernel, format KernelFormat>
+struct scheme_of {
+  using codec = Codec;
+  static constexpr bool kernel = Kernel;
+  static constexpr format kernel_format = KernelFormat;
+};
 template <scaled_format F>
 struct scaled_scheme;
 template <>
-struct scaled_scheme<scaled_format::mxfp8_e4m3> {
-  using codec = codecs::e4m3fn;
-  static constexpr bool kernel = true;
-  static constexpr format kernel_format = format::e4m3fn;
-};
+struct scaled_scheme<scaled_format::mxfp8_e4m3> : scheme_of<codecs::e4m3fn, true, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp8_e5m2> {
-  using codec = codecs::e5m2;
-  static constexpr bool kernel = true;
-  static constexpr format kernel_format = format::e5m2;
-};
+struct scaled_scheme<scaled_format::mxfp8_e5m2> : scheme_of<codecs::e5m2, true, format::e5m2> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp6_e2m3> {
-  using codec = codecs::e2m3fn;
-  static constexpr bool kernel = false;
-  static constexpr format kernel_format = format::e4m3fn;
-};
+struct scaled_scheme<scaled_format::mxfp6_e2m3> : scheme_of<codecs::e2m3fn, false, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp6_e3m2> {
-  using codec = codecs::e3m2fn;
-  static constexpr bool kernel = false;
-  static constexpr format kernel_format = format::e4m3fn;
-};
+struct scaled_scheme<scaled_format::mxfp6_e3m2> : scheme_of<codecs::e3m2fn, false, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp4> {
-  using codec = codecs::e2m1fn;
-  static constexpr bool kernel = true;
-  static constexpr format kernel_format = format::e2m1fn;
-};
+struct scaled_scheme<scaled_format::mxfp4> : scheme_of<codecs::e2m1fn, true, format::e2m1fn> {};
 template <>
-struct scaled_scheme<scaled_format::nvfp4> {
-  using codec = codecs::e2m1fn;
-  static constexpr bool kernel = true;
-  static constexpr format kernel_format = format::e2m1fn;
-};
+struct scaled_scheme<scaled_format::nvfp4> : scheme_of<codecs::e2m1fn, true, format::e2m1fn> {};
 template <>
-struct scaled_scheme<scaled_format::fp8_e4m3_block> {
-  using codec = codecs::e4m3fn;
-  static constexpr bool kernel = true;  // dequantize only: its encode divides
-  static constexpr format kernel_format = format::e4m3fn;
-};
+struct scaled_scheme<scaled_format::fp8_e4m3_block> : scheme_of<codecs::e4m3fn, true, format::e4m3fn> {};
 
 /// Calls fn(std::integral_constant<scaled_format, F>{}) for the runtime `f`.
 template <class Fn>
