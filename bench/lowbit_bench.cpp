@@ -47,6 +47,7 @@
 
 #include "bench_rows.hpp"
 #include "f32_gemm.hpp"
+#include "formats_bench.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -58,6 +59,7 @@
 #endif
 
 #include <algorithm>
+#include <functional>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -518,6 +520,26 @@ void register_all(bool diagnostics) {
     register_quantize<lb::bf16>(f, "/per-tensor", all, kNumel);
     register_quantize<float>(f, "/per-row:28672", all, 28672);
   }
+  // the block-scaled formats' rows (formats_bench.cpp), timed and summarized like the rows above
+  static const lowbit_bench::hooks format_hooks{
+      [](const std::string& name, std::function<void(benchmark::State&)> row) {
+        g_registered.push_back(name);
+        configure(benchmark::RegisterBenchmark(name.c_str(), [row](benchmark::State& state) { row(state); }));
+      },
+      [](benchmark::State& state, std::int64_t bytes, const std::function<lb::status()>& body) {
+        const row_timer timer(0);
+        for (auto _ : state) {
+          const lb::status st = body();
+          if (!st) {
+            state.SkipWithError(st.message());
+            break;
+          }
+          benchmark::ClobberMemory();
+        }
+        timer.finish(state, bytes);
+      },
+      weight};
+  lowbit_bench::register_format_rows(format_hooks);
   register_matmul();
   if (!diagnostics) return;
   g_registered.push_back("diag/memcpy/threads:1");

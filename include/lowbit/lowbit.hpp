@@ -13,6 +13,8 @@
 #include "memory.hpp"
 #include "quant/blockwise.hpp"
 #include "quant/layout.hpp"
+#include "quant/blockscaled.hpp"
 #include "quant/scale_layout.hpp"
 #include "quant_tensor.hpp"
+#include "scaled_tensor.hpp"
 #include "status.hpp"

@@ -43,13 +43,19 @@ struct granularity {
     per_block,   ///< blocks of `block_size` consecutive elements (power of two 32..4096)
     per_row,     ///< one scale per row (vector-wise): the block is the last dimension
     per_tensor,  ///< one scale for the whole tensor
+    /// one scale per 2-D tile of `tile_rows` x `tile_cols` (quant/layout.hpp's tile_shape): the
+    /// block-scaled formats only (scaled_tensor.hpp); 0 x 0 there means the format's own tile
+    per_tile,
   };
   kind k = kind::per_block;
   std::int64_t block_size = 64;  ///< per_block only
+  std::int64_t tile_rows = 0;    ///< per_tile only
+  std::int64_t tile_cols = 0;    ///< per_tile only
 
   static constexpr granularity per_block(std::int64_t b) noexcept { return {kind::per_block, b}; }
   static constexpr granularity per_row() noexcept { return {kind::per_row, 0}; }
   static constexpr granularity per_tensor() noexcept { return {kind::per_tensor, 0}; }
+  static constexpr granularity per_tile(std::int64_t rows, std::int64_t cols) noexcept { return {kind::per_tile, 0, rows, cols}; }
 };
 
 /// What `quantize` produces.
@@ -299,6 +305,9 @@ inline status resolve_block_size(const granularity& gran, const std::vector<std:
     case granularity::kind::per_tensor:
       block = n > 0 ? n : 1;
       return {};
+    case granularity::kind::per_tile:
+      return status::error(errc::unsupported,
+                           "quantize: per-tile granularity is for the block-scaled formats (lowbit::scaled_params, scaled_tensor.hpp)");
   }
   return status::error(errc::invalid_argument, "quantize: unknown granularity kind %d", static_cast<int>(gran.k));
 }

@@ -53,6 +53,46 @@ struct quant_view {
   }
 };
 
+/// A 2-D tile of a matrix: `rows` x `cols` elements share one scale (block-scaled formats,
+/// quant/blockscaled.hpp). A tensor of any rank is viewed as a matrix: its last dimension is the
+/// columns, every other dimension is folded into the rows.
+///
+/// @par Layout rules (one place, host and device)
+/// - Tiles cover the matrix from (0, 0) in steps of `rows` x `cols`; a tile at the right or bottom
+///   edge may be partial and then covers only the elements that exist.
+/// - Scales are stored plain row-major over the tile grid: the scale of tile (ti, tj) is at
+///   `ti * grid_cols + tj`, grid_rows = ceil(matrix rows / tile rows), grid_cols likewise.
+///   A 1 x 32 tile is MX's "one scale per 32 elements of a row", a 128 x 128 tile DeepSeek's
+///   `weight_scale_inv[ceil(M/128), ceil(N/128)]`, a 1 x 128 tile its activation groups.
+/// - Codes are in the flattened row-major element order (format packing in blockscaled.hpp).
+struct tile_shape {
+  std::int64_t rows = 1;
+  std::int64_t cols = 32;
+};
+
+/// Tile grid of a `rows` x `cols` matrix cut into `tile` tiles (see tile_shape).
+struct tile_grid {
+  std::int64_t rows = 0;  ///< matrix rows
+  std::int64_t cols = 0;  ///< matrix columns
+  tile_shape tile{};
+
+  LOWBIT_HD constexpr std::int64_t grid_rows() const noexcept { return quant::block_count(rows, tile.rows); }
+  LOWBIT_HD constexpr std::int64_t grid_cols() const noexcept { return quant::block_count(cols, tile.cols); }
+  /// Number of scales (tiles).
+  LOWBIT_HD constexpr std::int64_t tiles() const noexcept { return grid_rows() * grid_cols(); }
+  /// Index of the scale of element (r, c).
+  LOWBIT_HD constexpr std::int64_t tile_of(std::int64_t r, std::int64_t c) const noexcept {
+    return (r / tile.rows) * grid_cols() + c / tile.cols;
+  }
+  /// First row / column of tile (ti, tj) and its extent (partial at the edges).
+  LOWBIT_HD constexpr std::int64_t tile_rows_at(std::int64_t ti) const noexcept {
+    return rows - ti * tile.rows < tile.rows ? rows - ti * tile.rows : tile.rows;
+  }
+  LOWBIT_HD constexpr std::int64_t tile_cols_at(std::int64_t tj) const noexcept {
+    return cols - tj * tile.cols < tile.cols ? cols - tj * tile.cols : tile.cols;
+  }
+};
+
 /// Bytes of packed codes for `n` elements of format `f`.
 LOWBIT_HD constexpr std::int64_t code_bytes(format f, std::int64_t n) noexcept {
   return info(f).bits == 4 ? (n + 1) / 2 : n;
