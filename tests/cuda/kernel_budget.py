@@ -105,6 +105,7 @@ class Cfg:
     def __init__(self, insns):
         self.insns = insns
         self.index = {ins.addr: k for k, ins in enumerate(insns)}
+        self._returns = {}
         leaders = {0}
         for k, ins in enumerate(insns):
             t = branch_target(ins)
@@ -142,9 +143,23 @@ class Cfg:
         s, e = self.blocks[n]
         return e - s
 
+    def is_call(self, ins):
+        """A call of a routine (division, remainder, ...): its target reaches a RET. A
+        CALL.REL.NOINC into the kernel's own body, which reaches only EXITs, is how ptxas leaves a
+        loop under divergence, not a call."""
+        if ins.base != "CALL":
+            return False
+        t = branch_target(ins)
+        if t is None or t not in self.index:
+            return True
+        n = self.block_of[self.index[t]]
+        if n not in self._returns:
+            self._returns[n] = any(self.insns[self.blocks[m][1] - 1].base == "RET" for m in self.reach(n, forward_only=False))
+        return self._returns[n]
+
     def calls(self, n):
         s, e = self.blocks[n]
-        return [self.insns[k] for k in range(s, e) if self.insns[k].base == "CALL"]
+        return [self.insns[k] for k in range(s, e) if self.is_call(self.insns[k])]
 
     def call_cost(self, ins):
         """Instructions on the longest forward path through a called routine (entry to RET)."""
@@ -204,28 +219,30 @@ def analyze(insns, basis, elem_bytes):
     for _, (kind, w) in widths:
         mem_summary[(kind, w)] = mem_summary.get((kind, w), 0) + 1
     anchors_all = [k for k, (kind, w) in widths if kind == basis]
-    r = {"static": len(insns), "mem": mem_summary, "calls_total": sum(1 for i in insns if i.base == "CALL")}
+    r = {"static": len(insns), "mem": mem_summary, "calls_total": sum(1 for i in insns if cfg.is_call(i))}
     if not anchors_all:
         r.update(kind="none", per_elem=None, calls=0, region=0, elems=0)
         return r
     wmax = max(mem_width(insns[k])[1] for k in anchors_all)
     anchors = [k for k in anchors_all if mem_width(insns[k])[1] == wmax]
     ablocks = sorted({cfg.block_of[k] for k in anchors})
-    # innermost loop holding an anchor
-    best = None
+    # the loop holding the most widest accesses (the unrolled main loop, not a remainder loop),
+    # innermost among equals
+    best, best_key = None, None
     for head, tail in cfg.loops():
         s, e = cfg.blocks[head][0], cfg.blocks[tail][1]
-        if any(s <= k < e for k in anchors):
-            if best is None or (e - s) < (best[1] - best[0]):
-                best = (s, e)
+        held = sum(1 for k in anchors if s <= k < e)
+        if held and (best_key is None or (held, -(e - s)) > best_key):
+            best, best_key = (s, e), (held, -(e - s))
     if best is not None:
         s, e = best
         body = range(s, e)
         count = sum(1 for k in body if insns[k].base not in ("NOP",))
-        count += sum(cfg.call_cost(insns[k]) for k in body if insns[k].base == "CALL")
+        count += sum(cfg.call_cost(insns[k]) for k in body if cfg.is_call(insns[k]))
         elems = sum(mem_width(insns[k])[1] for k in body if mem_width(insns[k]) and mem_width(insns[k])[0] == basis)
-        calls = [insns[k] for k in body if insns[k].base == "CALL"]
-        r.update(kind="loop", count=count, elems=elems / elem_bytes, calls=len(calls), region=e - s)
+        calls = [insns[k] for k in body if cfg.is_call(insns[k])]
+        r.update(kind="loop", count=count, elems=elems / elem_bytes, calls=len(calls), region=e - s,
+                 where="%04x-%04x" % (insns[s].addr, insns[e - 1].addr))
     else:
         # longest forward path entry -> every anchor block (address order) -> exit
         path_ok = True
@@ -295,7 +312,9 @@ def read_tables(path):
             sys.exit("FAIL: %s has no '%s' table" % (path, name))
         rows = []
         for line in m.group(1).strip().splitlines():
-            cells = [c.strip().strip("`") for c in line.strip().strip("|").split("|")]
+            # cells split on unescaped pipes; "\|" is a pipe inside a cell (markdown's escape)
+            cells = [c.strip().strip("`").replace("\\|", "|")
+                     for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
             if cells and not re.match(r"^-+$", cells[0].replace(":", "")):
                 rows.append(cells)
         return rows[0], rows[1:]
