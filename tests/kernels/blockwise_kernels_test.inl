@@ -264,6 +264,81 @@ TEST(KernelErrors, BadArguments) {
 }
 
 // The kernels index in 64 bits: thread indices past 2^31 are exact.
+namespace kt {
+
+/// The streaming dequantizer with at most `max_ctas` CTAs (so that every warp loops over several
+/// chunks) on the host engine's quantization of `n` elements in blocks of `bs` (a power of two),
+/// into 16-byte aligned Out: bit for bit the host engine's dequantization.
+template <class Out>
+void check_stream(format f, std::int64_t n, std::int64_t bs, bool nested, std::int64_t max_ctas) {
+  LOWBIT_SEED_TRACE();
+  SCOPED_TRACE(std::string(lowbit::info(f).name) + " out " + lowbit::dtype_name(lowbit::dtype_of<Out>::value) + " n " +
+               std::to_string(n) + " block " + std::to_string(bs) + (nested ? " nested" : "") + " ctas " +
+               std::to_string(max_ctas));
+  const std::vector<float> x = input<float>(n, bs, static_cast<std::uint64_t>(n * 5 + bs));
+  host_result hw = host_quantize(f, x, bs, nested);
+  lowbit::quant_view h;
+  h.fmt = f;
+  h.numel = n;
+  h.block_size = bs;
+  h.codes = hw.codes.data();
+  h.scales = nested ? nullptr : hw.scales.data();
+  h.zero_points = lowbit::info(f).zero_point ? hw.zero_points.data() : nullptr;
+  if (nested) {
+    h.nested_codes = hw.nested_codes.data();
+    h.nested_scales = hw.nested_scales.data();
+    h.nested_offset = hw.offset;
+  }
+  std::vector<Out> want(static_cast<std::size_t>(n));
+  ASSERT_TRUE(lowbit::host::dequantize(h, want.data(), lowbit::dtype_of<Out>::value).ok());
+
+  buffer<std::uint8_t> dcodes(hw.codes), dzp(hw.zero_points), dncodes(hw.nested_codes);
+  buffer<float> dscales(hw.scales), dnscales(hw.nested_scales);
+  lowbit::quant_view q = h;
+  q.codes = dcodes.get();
+  q.scales = nested ? nullptr : dscales.get();
+  q.zero_points = lowbit::info(f).zero_point ? dzp.get() : nullptr;
+  if (nested) {
+    q.nested_codes = dncodes.get();
+    q.nested_scales = dnscales.get();
+  }
+  buffer<Out> dout(static_cast<std::size_t>(n));
+  const lowbit::status s = lowbit::cuda::detail::dequantize_typed(q, dout.get(), nullptr, max_ctas);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const auto got = dout.download();
+  for (std::int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(std::memcmp(&got[static_cast<std::size_t>(i)], &want[static_cast<std::size_t>(i)], sizeof(Out)), 0)
+        << "dequantized element " << i;
+}
+
+}  // namespace kt
+
+class StreamingDequantize : public ::testing::TestWithParam<lowbit::format> {};
+
+// Several chunks per warp (1-2 CTAs), whole units after the last chunk, a partial last unit, blocks
+// of 8 (one unit of 16-bit output) to 4096, double quantization for the bitsandbytes formats.
+TEST_P(StreamingDequantize, GridStrideMatchesHostEngine) {
+  KT_REQUIRE_DEVICE();
+  const lowbit::format f = GetParam();
+  const std::int64_t big = kt::thorough_checker ? 2 * 256 * 4 * 8 + 8 * 37 + 5 : 6 * 256 * 4 * 8 + 8 * 37 + 5;
+  kt::for_each_order([&] {
+    for (std::int64_t bs : {std::int64_t{8}, std::int64_t{64}, std::int64_t{4096}}) {
+      kt::check_stream<lowbit::bf16>(f, big, bs, false, 1);
+      kt::check_stream<lowbit::f16>(f, big - 2, bs, false, 2);
+      kt::check_stream<float>(f, big + 3, bs, false, 1);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    kt::check_stream<lowbit::bf16>(f, 13, 8, false, 1);  // fewer elements than one chunk
+    if (lowbit::info(f).bnb) {
+      kt::check_stream<lowbit::bf16>(f, big, 64, true, 2);
+      kt::check_stream<float>(f, big + 1, 64, true, 1);
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, StreamingDequantize, ::testing::ValuesIn(kt::kFormats),
+                         [](const ::testing::TestParamInfo<lowbit::format>& p) { return std::string(lowbit::info(p.param).name); });
+
 TEST(KernelIndexMath, PastTwoToThe31) {
   using lowbit::cuda::detail::linear_index;
   EXPECT_EQ(linear_index(0x7FFFFFFFu, 256u, 255u), std::int64_t{0x7FFFFFFF} * 256 + 255);

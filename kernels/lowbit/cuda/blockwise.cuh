@@ -32,6 +32,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace cuda {
@@ -346,6 +347,167 @@ __global__ void dequantize_kernel(quant_view q, T* out) {
   }
 }
 
+/// Elements of one unit of the streaming dequantizer: the 16 output bytes a lane writes with one
+/// 128-bit store (4 float32 or 8 16-bit values).
+template <class T>
+inline constexpr int unit_elements = 16 / static_cast<int>(sizeof(T));
+/// Units a lane decodes per iteration of the streaming dequantizer (in flight at once).
+inline constexpr int stream_unroll = 4;
+/// CTAs of the streaming dequantizer at most: 148 SMs (B200) x 8 resident CTAs of 256 threads; each
+/// fills its decode tables once and then loops over the tensor.
+inline constexpr std::int64_t stream_max_ctas = 148 * 8;
+
+/// The code bytes of one unit: unit_elements<T> codes of `Bits` bits, loaded with one access.
+template <int Bytes>
+struct code_word;
+template <>
+struct code_word<2> {
+  using type = unsigned short;
+};
+template <>
+struct code_word<4> {
+  using type = unsigned;
+};
+template <>
+struct code_word<8> {
+  using type = uint2;
+};
+
+/// The 2 or 4 32-bit words of `v` (8 bytes of codes as two words).
+__device__ __forceinline__ unsigned code_bits(unsigned short v, int) { return v; }
+__device__ __forceinline__ unsigned code_bits(unsigned v, int) { return v; }
+__device__ __forceinline__ unsigned code_bits(uint2 v, int w) { return w == 0 ? v.x : v.y; }
+
+/// Two decoded values as the 32 bits of two T (T = f16 / bf16) or, for float, stored by the caller.
+template <class T>
+__device__ __forceinline__ unsigned pack2(float lo, float hi) {
+  if constexpr (std::is_same<T, bf16>::value) {
+    return pack_rn_bf16x2(hi, lo);
+  } else {
+    return pack_rn_f16x2(hi, lo);
+  }
+}
+
+/// Decode tables of the streaming dequantizer: for 4-bit formats the two values of every code
+/// byte (element 2j, element 2j + 1), for 8-bit formats the value of every code.
+template <format F>
+using stream_table_entry = std::conditional_t<info(F).bits == 4, float2, float>;
+
+/// The stored scale of block `b` (32-bit index: the launcher bounds the block count).
+__device__ __forceinline__ float stream_block_scale(const quant_view& q, unsigned b, const float* nested_table, float offset) {
+  return q.nested() ? quant::nested_scale(nested_table[q.nested_codes[b]], q.nested_scales[b / quant::nested_block_size], offset)
+                    : q.scales[b];
+}
+
+/// Decodes the E elements of one unit, of one block, from their code word into the 16 bytes at dst.
+template <format F, class T, class W>
+__device__ __forceinline__ void stream_unit(const W& word, float scale, int zp, const stream_table_entry<F>* table, uint4* dst) {
+  constexpr int E = unit_elements<T>;
+  float y[E];
+  if constexpr (info(F).bits == 4) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E / 2; ++j) {
+      const float2 pair = table[(code_bits(word, j / 4) >> (8 * (j % 4))) & 0xFFu];
+      y[2 * j] = quant::decode_element<F>(pair.x, scale, zp);
+      y[2 * j + 1] = quant::decode_element<F>(pair.y, scale, zp);
+    }
+  } else {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) y[j] = quant::decode_element<F>(table[(code_bits(word, j / 4) >> (8 * (j % 4))) & 0xFFu], scale, zp);
+  }
+  uint4 raw;
+  if constexpr (sizeof(T) == 4) {
+    raw = make_uint4(__float_as_uint(y[0]), __float_as_uint(y[1]), __float_as_uint(y[2]), __float_as_uint(y[3]));
+  } else {
+    raw = make_uint4(pack2<T>(y[0], y[1]), pack2<T>(y[2], y[3]), pack2<T>(y[4], y[5]), pack2<T>(y[6], y[7]));
+  }
+  store_vector(dst, raw);
+}
+
+/// Streaming dequantization of tensors whose output is 16-byte aligned, whose code bytes are
+/// aligned to a unit's code word and whose blocks are 2^block_shift >= E elements (every unit lies
+/// in one block, so it takes one scale). `units` = numel / E < 2^31. Each CTA fills its tables once;
+/// warp w then decodes, per iteration, units [c 32 U, c 32 U + 32 U) of chunks c = w, w + warps, ...,
+/// lane l unit c 32 U + 32 k + l for k < U: every warp-wide load and store covers contiguous bytes.
+/// The units after the last whole chunk go one per thread, the last numel % E elements to one thread.
+/// At least 6 resident CTAs per SM (75% occupancy on sm_80/90/100: at most 40 registers); sm_75
+/// holds 1024 threads per SM, so 4 CTAs are its whole capacity.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#  define LOWBIT_STREAM_MIN_CTAS_ 4
+#else
+#  define LOWBIT_STREAM_MIN_CTAS_ 6
+#endif
+template <format F, class T>
+__global__ void __launch_bounds__(threads_per_block, LOWBIT_STREAM_MIN_CTAS_) dequantize_stream_kernel(quant_view q, T* out, unsigned units, unsigned block_shift) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr bool four = info(F).bits == 4;
+  constexpr int E = unit_elements<T>;
+  constexpr int CB = E * info(F).bits / 8;
+  constexpr int U = stream_unroll;
+  using word_t = typename code_word<CB>::type;
+  LOWBIT_SHARED(stream_table_entry<F>[256], table);
+  LOWBIT_SHARED(float[256], nested_table);
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
+    if constexpr (four) {
+      const int k0 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 0);
+      const int k1 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 1);
+      table[c] = q.code_table ? make_float2(q.code_table[k0], q.code_table[k1])
+                              : make_float2(quant::decode_table<F>(static_cast<std::uint8_t>(k0)),
+                                            quant::decode_table<F>(static_cast<std::uint8_t>(k1)));
+    } else {
+      table[c] = q.code_table ? q.code_table[c] : quant::decode_table<F>(static_cast<std::uint8_t>(c));
+    }
+    if (q.nested())
+      nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+  }
+  __syncthreads();
+  const float offset = q.nested() ? (q.nested_offset_device ? *q.nested_offset_device : q.nested_offset) : 0.0f;
+  const unsigned unit_shift = block_shift - (E == 4 ? 2u : 3u);  // units per block = 2^unit_shift
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned thread = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x;
+  const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
+  const unsigned chunks = units / (32u * U);
+  const auto* words = reinterpret_cast<const word_t*>(q.codes);
+  auto* vout = reinterpret_cast<uint4*>(out);  // unit u: vout[u] (the element index u E may pass 2^32)
+  for (unsigned c = thread / 32u; c < chunks; c += threads / 32u) {
+    const unsigned u0 = c * (32u * U) + lane;
+    word_t w[U];
+    float scale[U];
+    int zp[U];
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) w[k] = load_vector<word_t>(words + u0 + 32u * k);
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) {
+      const unsigned b = (u0 + 32u * k) >> unit_shift;
+      scale[k] = stream_block_scale(q, b, nested_table, offset);
+      zp[k] = info(F).zero_point ? q.zero_points[b] : 0;
+    }
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) stream_unit<F, T>(w[k], scale[k], zp[k], table, vout + u0 + 32u * k);
+  }
+  for (unsigned u = chunks * (32u * U) + thread; u < units; u += threads) {
+    const unsigned b = u >> unit_shift;
+    stream_unit<F, T>(load_vector<word_t>(words + u), stream_block_scale(q, b, nested_table, offset),
+                      info(F).zero_point ? q.zero_points[b] : 0, table, vout + u);
+  }
+  // the last numel % E elements, element by element
+  if (thread == 0) {
+    for (std::int64_t e = static_cast<std::int64_t>(units) * E; e < q.numel; ++e) {
+      const unsigned b = static_cast<unsigned>(e >> block_shift);
+      const std::uint8_t byte = q.codes[four ? e / 2 : e];
+      float v;
+      if constexpr (four) {
+        const float2 pair = table[byte];
+        v = (e & 1) ? pair.y : pair.x;
+      } else {
+        v = table[byte];
+      }
+      out[e] = from_float<T>(quant::decode_element<F>(v, stream_block_scale(q, b, nested_table, offset),
+                                                      info(F).zero_point ? q.zero_points[b] : 0));
+    }
+  }
+}
+
 // ---- launcher helpers ------------------------------------------------------------------------
 
 inline status check_index_range(const quant_view& q, const char* what) {
@@ -416,11 +578,33 @@ status quantize_typed(const T* x, quant_view& q, const options& opt, void* works
   });
 }
 
+/// log2(v) if v is a power of two, else -1.
+constexpr int exact_log2(std::int64_t v) noexcept {
+  int k = 0;
+  while (k < 62 && (std::int64_t{1} << k) < v) ++k;
+  return (std::int64_t{1} << k) == v ? k : -1;
+}
+
+/// Dequantizes with dequantize_stream_kernel (at most `max_ctas` CTAs) where the layout allows it:
+/// 16-byte aligned output, code bytes aligned to a unit's code word, blocks of 2^k >= E elements,
+/// fewer than 2^31 units; otherwise with dequantize_kernel.
 template <class T>
-status dequantize_typed(const quant_view& q, T* out, cudaStream_t stream) {
+status dequantize_typed(const quant_view& q, T* out, cudaStream_t stream, std::int64_t max_ctas = stream_max_ctas) {
   const std::int64_t groups = (code_bytes(q.fmt, q.numel) + group_bytes - 1) / group_bytes;
   return visit_format(q.fmt, [&](auto f) {
     constexpr format F = decltype(f)::value;
+    constexpr int E = unit_elements<T>;
+    constexpr int CB = E * info(F).bits / 8;
+    const int shift = exact_log2(q.block_size);
+    const std::int64_t units = q.numel / E;
+    if (reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && reinterpret_cast<std::uintptr_t>(q.codes) % CB == 0 && shift >= (E == 4 ? 2 : 3) &&
+        units < (std::int64_t{1} << 31)) {
+      const std::int64_t per_cta = std::int64_t{threads_per_block} * stream_unroll;
+      std::int64_t ctas = (units + per_cta - 1) / per_cta;
+      ctas = ctas < 1 ? 1 : (ctas > max_ctas ? max_ctas : ctas);
+      return launch("dequantize", dequantize_stream_kernel<F, T>, ctas, threads_per_block, 0, stream, q, out,
+                    static_cast<unsigned>(units), static_cast<unsigned>(shift));
+    }
     return launch_items("dequantize", dequantize_kernel<F, T>, groups, stream, q, out);
   });
 }

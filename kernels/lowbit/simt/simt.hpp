@@ -1459,6 +1459,67 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t dynamic_sme
   launch_with(default_options(), kernel, grid, block, dynamic_smem_bytes, static_cast<A&&>(args)...);
 }
 
+/// The PTX instructions lowbit's kernels issue through inline assembly (kernels/lowbit/cuda/
+/// detail/arch.cuh), emulated from their definition in the PTX ISA (cvt: "Floating-point rounding
+/// .rn: mantissa LSB rounds to nearest even"; no .ftz, so subnormal inputs and results are kept;
+/// "cvt to .f16/.bf16 types: NaN input gives the canonical NaN", 0x7FFF for both types). Each is
+/// checked over every float32 input by tests/simt/ptx_exhaustive_test.cpp.
+namespace ptx {
+
+/// cvt.rn.bf16.f32: the upper 16 bits of `a`, rounded to nearest even on the 16 dropped bits
+/// (a carry out of the mantissa raises the exponent; out of the largest finite value, infinity).
+inline std::uint16_t cvt_rn_bf16_f32(float a) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &a, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0u) return 0x7FFFu;
+  std::uint32_t kept = u >> 16;
+  const std::uint32_t dropped = u & 0xFFFFu;
+  if (dropped > 0x8000u || (dropped == 0x8000u && (kept & 1u) != 0u)) ++kept;
+  return static_cast<std::uint16_t>(kept);
+}
+
+/// cvt.rn.f16.f32: `a` rounded to nearest even onto binary16 (normal, subnormal or zero), with
+/// overflow past the largest finite value (65504, halfway to 65536 and up) to infinity. Computed
+/// on the exact value in double: a float32 and every binary16 are exact in double, and so are the
+/// scaled candidates below.
+inline std::uint16_t cvt_rn_f16_f32(float a) noexcept {
+  std::uint32_t u;
+  std::memcpy(&u, &a, sizeof u);
+  const std::uint16_t sign = static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  if ((u & 0x7F800000u) == 0x7F800000u) return (u & 0x007FFFFFu) != 0u ? std::uint16_t{0x7FFFu} : static_cast<std::uint16_t>(sign | 0x7C00u);
+  const double m = std::fabs(static_cast<double>(a));
+  if (m >= 65520.0) return static_cast<std::uint16_t>(sign | 0x7C00u);
+  // the binade's spacing: 2^-24 below 2^-14 (subnormals), else 2^(e - 10)
+  int e = 0;
+  std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
+  const int q = e - 1 < -14 ? -24 : e - 1 - 10;
+  const double units = std::ldexp(m, -q);  // exact: m has 24 significant bits
+  double r = std::floor(units);
+  const double frac = units - r;
+  if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
+  // r * 2^q as binary16 bits: exponent field and mantissa from the rounded value
+  const double v = std::ldexp(r, q);
+  if (v == 0.0) return sign;
+  int ev = 0;
+  std::frexp(v, &ev);
+  if (ev - 1 < -14) return static_cast<std::uint16_t>(sign | static_cast<std::uint16_t>(std::ldexp(v, 24)));
+  const std::uint32_t field = static_cast<std::uint32_t>(ev - 1 + 15);
+  const std::uint32_t mant = static_cast<std::uint32_t>(std::ldexp(v, -(ev - 1) + 10)) - 1024u;
+  return static_cast<std::uint16_t>(sign | (field << 10) | mant);
+}
+
+/// cvt.rn.bf16x2.f32 d, a, b: d = {a in the upper half, b in the lower half}.
+inline std::uint32_t cvt_rn_bf16x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_bf16_f32(a)) << 16) | cvt_rn_bf16_f32(b);
+}
+
+/// cvt.rn.f16x2.f32 d, a, b: d = {a in the upper half, b in the lower half}.
+inline std::uint32_t cvt_rn_f16x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_f16_f32(a)) << 16) | cvt_rn_f16_f32(b);
+}
+
+}  // namespace ptx
+
 }  // namespace simt
 LOWBIT_NAMESPACE_END
 

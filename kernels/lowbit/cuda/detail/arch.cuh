@@ -7,6 +7,7 @@
 #pragma once
 
 #include <lowbit/config.hpp>
+#include <lowbit/dtype.hpp>
 
 #if defined(__CUDACC__)
 #  include <cuda_runtime.h>
@@ -73,6 +74,35 @@ __device__ __forceinline__ void store_vector(void* p, const V& v LOWBIT_CALLER_S
   simt::detail::check_vector(p, sizeof(V), true, file, line);
 #endif
   *static_cast<V*>(p) = v;
+}
+
+/// Two floats rounded to nearest even onto bfloat16, packed {hi in bits 31..16, lo in 15..0}; NaN
+/// gives 0x7FFF: the host engine's float_to_bf16_bits, bit for bit. One `cvt.rn.bf16x2.f32` from
+/// sm_80 on (the PTX ISA defines it so; the executor emulates it from that definition, checked over
+/// every float32 by kernels_ptx_exhaustive_test); before sm_80, the host engine's conversion.
+__device__ __forceinline__ unsigned pack_rn_bf16x2(float hi, float lo) {
+#if LOWBIT_SIMT
+  return simt::ptx::cvt_rn_bf16x2_f32(hi, lo);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned d;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+#else
+  return (static_cast<unsigned>(float_to_bf16_bits(hi)) << 16) | float_to_bf16_bits(lo);
+#endif
+}
+
+/// As pack_rn_bf16x2 for float16 (float_to_f16_bits): one `cvt.rn.f16x2.f32` from sm_80 on.
+__device__ __forceinline__ unsigned pack_rn_f16x2(float hi, float lo) {
+#if LOWBIT_SIMT
+  return simt::ptx::cvt_rn_f16x2_f32(hi, lo);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned d;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+#else
+  return (static_cast<unsigned>(float_to_f16_bits(hi)) << 16) | float_to_f16_bits(lo);
+#endif
 }
 
 /// Maximum of non-negative `v` over the CTA; valid in thread 0. `Threads` (a multiple of 32, at
