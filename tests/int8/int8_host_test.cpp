@@ -63,7 +63,9 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
   std::uniform_int_distribution<int> code(-128, 127);
   const std::int64_t shapes[][3] = {{1, 1, 1},   {1, 5, 3},     {1, 33, 67},  {2, 7, 4},     {3, 17, 15},
                                     {7, 31, 63}, {9, 32, 65},   {8, 64, 16},  {13, 40, 129}, {65, 257, 100},
-                                    {70, 300, 1031}, {1, 513, 2100}, {17, 45, 2049}};
+                                    {70, 300, 1031}, {1, 513, 2100}, {17, 45, 2049},
+                                    // VNNI in place: M = 16 (one task row), past the 96 x 64 task tile
+                                    {16, 70, 64},  {100, 133, 70}, {200, 37, 129}};
   for (const auto& s : shapes) {
     const std::int64_t M = s[0], N = s[1], K = s[2];
     std::vector<std::int8_t> A(static_cast<std::size_t>(M * K)), B(static_cast<std::size_t>(N * K));
@@ -71,6 +73,38 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
     for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
     expect_gemm(A, B, M, N, K);
   }
+}
+
+// Row strides above the row lengths, on every path: A and B are read in place (the VNNI path
+// packs neither), so only the first K bytes of each row may count, and C's padding stays untouched.
+TEST(Int8Gemm, StridedOperands) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5d1);
+  std::uniform_int_distribution<int> code(-128, 127);
+  const std::int64_t M = 19, N = 41, K = 150, lda = K + 13, ldb = K + 64, ldc = N + 3;
+  std::vector<std::int8_t> A(static_cast<std::size_t>(M * lda)), B(static_cast<std::size_t>(N * ldb));
+  for (auto& v : A) v = static_cast<std::int8_t>(code(rng));
+  for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
+  std::vector<std::int8_t> Ad(static_cast<std::size_t>(M * K)), Bd(static_cast<std::size_t>(N * K));
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
+  const auto ref = naive_gemm(Ad, Bd, M, N, K);
+  for (auto p : paths())
+    for (int threads : {1, 0}) {
+      std::vector<std::int32_t> C(static_cast<std::size_t>(M * ldc), 0x5a5a5a5a);
+      lowbit::host::int8_gemm_options o;
+      o.path = p;
+      o.threads = threads;
+      const auto s = lowbit::host::int8_gemm(A.data(), lda, B.data(), ldb, C.data(), ldc, M, N, K, o);
+      ASSERT_TRUE(s.ok()) << s.message();
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < ldc; ++n) {
+          const std::int32_t want = n < N ? ref[m * N + n] : 0x5a5a5a5a;
+          ASSERT_EQ(C[m * ldc + n], want) << lowbit::host::int8_path_name(p) << " threads=" << threads << " at [" << m << ", " << n << "]";
+        }
+    }
 }
 
 TEST(Int8Gemm, ExtremeValues) {
