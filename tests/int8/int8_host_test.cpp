@@ -20,7 +20,7 @@ using lowbit::host::int8_path;
 
 std::vector<int8_path> paths() {
   std::vector<int8_path> out;
-  for (auto p : {int8_path::portable, int8_path::avx2, int8_path::avx512_vnni})
+  for (auto p : {int8_path::portable, int8_path::avx2, int8_path::avx512_vnni, int8_path::amx})
     if (lowbit::host::int8_path_available(p)) out.push_back(p);
   return out;
 }
@@ -127,6 +127,13 @@ TEST(Int8Gemm, LargestInnerDimension) {
   std::vector<std::int8_t> A(static_cast<std::size_t>(K), -128), B(static_cast<std::size_t>(N * K), -128);
   for (std::int64_t k = 0; k < K; ++k) B[2 * K + k] = 127;
   expect_gemm(A, B, M, N, K);
+  {  // 32 rows of B: the AMX path's smallest block (N = 3 is below it), K with a partial last step
+    const std::int64_t n32 = 32;
+    std::vector<std::int8_t> B32(static_cast<std::size_t>(n32 * K), -128);
+    for (std::int64_t n = 1; n < n32; n += 2)
+      for (std::int64_t k = 0; k < K; ++k) B32[n * K + k] = 127;
+    expect_gemm(A, B32, M, n32, K);
+  }
   std::int32_t c = 0;
   const auto s = lowbit::host::int8_gemm(A.data(), K + 1, B.data(), K + 1, &c, 1, 1, 1, K + 1);
   EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
