@@ -512,6 +512,74 @@ TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   EXPECT_EQ(o0, o1);
 }
 
+// The whole call equals the definition evaluated here in scalar float32, bit for bit: codes and
+// stats from int8_vectorwise_quant, the int32 product summed here, step 5 as two rounded
+// multiplies and one fma, step 6 as rounded products added in column order, one rounding to the
+// dtype. Sizes put the outlier/epilogue pass's tails everywhere (M % 4, N past 256 and % 32), with
+// bias, on every path and thread count, in both modes.
+TYPED_TEST(Int8Matmul, BitsEqualTheScalarDefinition) {
+  LOWBIT_SEED_TRACE();
+  const dtype dt = lowbit::dtype_of<TypeParam>::value;
+  const std::int64_t M = 23, K = 203, N = 301;
+  auto p = make_problem<TypeParam>(M, K, N, 77, 0.1f);
+  for (std::int64_t m = 0; m < M; m += 3) p.x[m * K + 5] = 9.5f;
+  p.x[7 * K + 150] = -7.0f;
+  p.x[22 * K + 202] = 6.0f;
+  std::vector<TypeParam> x(p.x.size()), w(p.w.size()), b(p.bias.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
+  for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
+  lowbit::quant_tensor wq;
+  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
+  const auto* cb = reinterpret_cast<const std::int8_t*>(wq.codes());
+  const float* scb = wq.scales();
+  for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only}) {
+    const bool wo = mode == lowbit::int8::matmul_mode::weight_only;
+    const auto q = quant(p.x, M, K, wo ? 0.0f : 6.0f);
+    std::vector<bool> outcol(static_cast<std::size_t>(K), wo);
+    for (auto c : q.cols) outcol[c] = true;
+    if (!wo) {
+      ASSERT_EQ(q.cols.size(), 3u);
+    }
+    std::vector<std::uint16_t> want(static_cast<std::size_t>(M * N) * sizeof(TypeParam) / 2);
+    std::vector<TypeParam> yw(static_cast<std::size_t>(M * N));
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t n = 0; n < N; ++n) {
+        std::int64_t c = 0;
+        float o = 0.0f;
+        for (std::int64_t k = 0; k < K; ++k) {
+          if (outcol[k]) {
+            volatile float wd = (static_cast<float>(cb[n * K + k]) * scb[n]) * (1.0f / 127.0f);
+            wd = lowbit::to_float(narrow<TypeParam>(wd));
+            volatile float prod = lowbit::to_float(x[m * K + k]) * wd;
+            o = o + prod;
+          } else if (!wo) {
+            c += std::int64_t{q.codes[m * K + k]} * cb[n * K + k];
+          }
+        }
+        volatile float rc = static_cast<float>(static_cast<std::int32_t>(c)) * q.stats[m];
+        rc = rc * scb[n];
+        const float e = std::fma(static_cast<float>(rc), 1.0f / 16129.0f, lowbit::to_float(b[n]));
+        yw[m * N + n] = narrow<TypeParam>(e + o);
+      }
+    std::memcpy(want.data(), yw.data(), want.size() * 2);
+    for (auto path : paths())
+      for (int threads : {1, 0}) {
+        std::vector<TypeParam> y(static_cast<std::size_t>(M * N));
+        lowbit::int8_matmul_options o;
+        o.path = path;
+        o.mode = mode;
+        o.threads = threads;
+        ASSERT_TRUE(lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), y.data(), o).ok());
+        std::vector<std::uint16_t> bits(want.size());
+        std::memcpy(bits.data(), y.data(), bits.size() * 2);
+        for (std::size_t i = 0; i < bits.size(); ++i)
+          ASSERT_EQ(bits[i], want[i]) << lowbit::host::int8_path_name(path) << " threads=" << threads << (wo ? " weight_only" : " split")
+                                      << " at 16-bit word " << i;
+      }
+  }
+}
+
 TEST(Int8Matmul, WeightsAreBitsandbytesCBSCB) {
   // CB = rne(w * (127 / SCB)), SCB = row absmax, as int8_vectorwise_quant with threshold 0.
   const std::int64_t N = 5, K = 33;
