@@ -37,24 +37,35 @@ std::vector<std::int32_t> naive_gemm(const std::vector<std::int8_t>& A, const st
   return C;
 }
 
-void expect_gemm(const std::vector<std::int8_t>& A, const std::vector<std::int8_t>& B, std::int64_t M, std::int64_t N,
-                 std::int64_t K) {
-  const auto ref = naive_gemm(A, B, M, N, K);
+// C = A · Bᵀ with row strides lda, ldb, ldc equals `ref` (dense [M, N]) on every path and thread
+// count, and C's padding past N stays untouched.
+void expect_gemm_strided(const std::vector<std::int8_t>& A, std::int64_t lda, const std::vector<std::int8_t>& B,
+                         std::int64_t ldb, std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
+                         const std::vector<std::int32_t>& ref) {
+  constexpr std::int32_t fill = 0x5a5a5a5a;
   for (auto p : paths())
     for (int threads : {1, 0}) {
-      std::vector<std::int32_t> C(static_cast<std::size_t>(M * N), 0x5a5a5a5a);
+      std::vector<std::int32_t> C(static_cast<std::size_t>(M * ldc), fill);
       lowbit::host::int8_gemm_options o;
       o.path = p;
       o.threads = threads;
-      const auto s = lowbit::host::int8_gemm(A.data(), K, B.data(), K, C.data(), N, M, N, K, o);
+      const auto s = lowbit::host::int8_gemm(A.data(), lda, B.data(), ldb, C.data(), ldc, M, N, K, o);
       ASSERT_TRUE(s.ok()) << s.message();
       std::int64_t bad = 0;
-      for (std::size_t i = 0; i < C.size(); ++i)
-        if (C[i] != ref[i] && bad++ < 3)
-          ADD_FAILURE() << lowbit::host::int8_path_name(p) << " M=" << M << " N=" << N << " K=" << K << " at " << i
-                        << ": " << C[i] << " != " << ref[i];
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < ldc; ++n) {
+          const std::int32_t want = n < N ? ref[m * N + n] : fill;
+          if (C[m * ldc + n] != want && bad++ < 3)
+            ADD_FAILURE() << lowbit::host::int8_path_name(p) << " M=" << M << " N=" << N << " K=" << K << " at [" << m << ", "
+                          << n << "]: " << C[m * ldc + n] << " != " << want;
+        }
       EXPECT_EQ(bad, 0) << lowbit::host::int8_path_name(p) << " threads=" << threads;
     }
+}
+
+void expect_gemm(const std::vector<std::int8_t>& A, const std::vector<std::int8_t>& B, std::int64_t M, std::int64_t N,
+                 std::int64_t K) {
+  expect_gemm_strided(A, K, B, K, N, M, N, K, naive_gemm(A, B, M, N, K));
 }
 
 TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
@@ -75,8 +86,8 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
   }
 }
 
-// Row strides above the row lengths, on every path: A and B are read in place (the VNNI path
-// packs neither), so only the first K bytes of each row may count, and C's padding stays untouched.
+// Row strides above the row lengths, on every path: A and B are read in place (the VNNI and AMX
+// paths never copy B), so only the first K bytes of each row may count, and C's padding stays untouched.
 TEST(Int8Gemm, StridedOperands) {
   LOWBIT_SEED_TRACE();
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5d1);
@@ -90,21 +101,7 @@ TEST(Int8Gemm, StridedOperands) {
     for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
   for (std::int64_t n = 0; n < N; ++n)
     for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
-  const auto ref = naive_gemm(Ad, Bd, M, N, K);
-  for (auto p : paths())
-    for (int threads : {1, 0}) {
-      std::vector<std::int32_t> C(static_cast<std::size_t>(M * ldc), 0x5a5a5a5a);
-      lowbit::host::int8_gemm_options o;
-      o.path = p;
-      o.threads = threads;
-      const auto s = lowbit::host::int8_gemm(A.data(), lda, B.data(), ldb, C.data(), ldc, M, N, K, o);
-      ASSERT_TRUE(s.ok()) << s.message();
-      for (std::int64_t m = 0; m < M; ++m)
-        for (std::int64_t n = 0; n < ldc; ++n) {
-          const std::int32_t want = n < N ? ref[m * N + n] : 0x5a5a5a5a;
-          ASSERT_EQ(C[m * ldc + n], want) << lowbit::host::int8_path_name(p) << " threads=" << threads << " at [" << m << ", " << n << "]";
-        }
-    }
+  expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
 }
 
 TEST(Int8Gemm, ExtremeValues) {
@@ -310,6 +307,20 @@ problem make_problem(std::int64_t M, std::int64_t K, std::int64_t N, std::uint64
   return p;
 }
 
+// The problem's values in the test's dtype.
+template <class T>
+struct typed_problem {
+  std::vector<T> x, w, b;
+};
+template <class T>
+typed_problem<T> typed(const problem& p) {
+  typed_problem<T> t{std::vector<T>(p.x.size()), std::vector<T>(p.w.size()), std::vector<T>(p.bias.size())};
+  for (std::size_t i = 0; i < t.x.size(); ++i) t.x[i] = narrow<T>(p.x[i]);
+  for (std::size_t i = 0; i < t.w.size(); ++i) t.w[i] = narrow<T>(p.w[i]);
+  for (std::size_t i = 0; i < t.b.size(); ++i) t.b[i] = narrow<T>(p.bias[i]);
+  return t;
+}
+
 template <class T>
 struct run_result {
   std::vector<double> y, def, truth;
@@ -463,7 +474,7 @@ TYPED_TEST(Int8Matmul, LinearSplitMode) {
   }
 }
 
-// The AVX-512 quantization/epilogue kernels and the VNNI/AVX2 GEMMs give the portable code's bits
+// The AVX-512 quantization/epilogue kernels and the AMX/VNNI/AVX2 GEMMs give the portable code's bits
 // for every dtype, with outliers, bias, and sizes that leave SIMD tails.
 TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   LOWBIT_SEED_TRACE();
@@ -473,10 +484,8 @@ TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   for (std::int64_t m = 0; m < M; m += 5) p.x[m * K + 100] = 7.5f;
   p.x[3 * K + 290] = -6.0f;
   for (std::int64_t k = 0; k < K; ++k) p.x[11 * K + k] = 0.0f;  // a zero row
-  std::vector<TypeParam> x(p.x.size()), w(p.w.size()), b(p.bias.size());
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
+  const auto t = typed<TypeParam>(p);
+  const auto &x = t.x, &w = t.w, &b = t.b;
   // both modes; N = 83 and the first 7 weight rows leave outlier-panel tails past and below 16
   for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only})
     for (std::int64_t n_used : {N, std::int64_t{7}}) {
@@ -525,10 +534,8 @@ TYPED_TEST(Int8Matmul, BitsEqualTheScalarDefinition) {
   for (std::int64_t m = 0; m < M; m += 3) p.x[m * K + 5] = 9.5f;
   p.x[7 * K + 150] = -7.0f;
   p.x[22 * K + 202] = 6.0f;
-  std::vector<TypeParam> x(p.x.size()), w(p.w.size()), b(p.bias.size());
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
+  const auto t = typed<TypeParam>(p);
+  const auto &x = t.x, &w = t.w, &b = t.b;
   lowbit::quant_tensor wq;
   ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
   const auto* cb = reinterpret_cast<const std::int8_t*>(wq.codes());
