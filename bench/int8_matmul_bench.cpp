@@ -11,6 +11,7 @@
 /// - `openblas_f32`: OpenBLAS `cblas_sgemm` on the float32 X and W (the float32 baseline);
 /// - `onednn_s8s8s32`: oneDNN's int8 matmul on the same int8 codes as `int8_gemm`, its
 ///   primitive created and W reordered into its preferred layout once, outside the timed loop;
+/// - `--lowbit_matmul_threads=N` runs every row on N threads (oneDNN: set OMP_NUM_THREADS=N too);
 /// - with `--lowbit_diagnostics`, labelled extras: `lowbit_f32_extra` (lowbit's own blocked
 ///   float32 GEMM, bench/f32_gemm.hpp, which is not a baseline a user has) and
 ///   `int8_weight_only` (`int8_matmul` in weight_only mode).
@@ -49,6 +50,7 @@ namespace lb = ::lowbit;
 
 constexpr double kMatmulMinTime = 0.5;  // seconds per row
 constexpr double kBusyWaitPercent = 10.0;
+int g_threads = 0;  // set_matmul_threads
 
 struct shape {
   std::int64_t m, n, k;
@@ -164,8 +166,9 @@ void bm_int8(benchmark::State& state, shape s, lb::int8::matmul_mode mode) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
-  lb::int8_matmul_options o;  // threshold 6.0, every thread, fastest integer path
+  lb::int8_matmul_options o;  // threshold 6.0, fastest integer path
   o.mode = mode;
+  o.threads = g_threads;
   timed(state, s, [&] { return lb::int8_matmul(a.x.data(), lb::dtype::f32, s.m, s.k, w.wq, nullptr, y.data(), o).ok(); });
 }
 
@@ -174,14 +177,16 @@ void bm_int8_gemm(benchmark::State& state, shape s) {
   const activations& a = activations_of(s.m, s.k);
   std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
   const auto* cb = reinterpret_cast<const std::int8_t*>(w.wq.codes());
-  timed(state, s, [&] { return lb::host::int8_gemm(a.xq.data(), s.k, cb, s.k, c.data(), s.n, s.m, s.n, s.k).ok(); });
+  lb::host::int8_gemm_options o;
+  o.threads = g_threads;
+  timed(state, s, [&] { return lb::host::int8_gemm(a.xq.data(), s.k, cb, s.k, c.data(), s.n, s.m, s.n, s.k, o).ok(); });
 }
 
 void bm_lowbit_f32(benchmark::State& state, shape s) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
-  timed(state, s, [&] { return sgemm(a.x.data(), w.w.data(), y.data(), s.m, s.n, s.k, 0); });
+  timed(state, s, [&] { return sgemm(a.x.data(), w.w.data(), y.data(), s.m, s.n, s.k, g_threads); });
 }
 
 #if LOWBIT_BENCH_HAVE_OPENBLAS
@@ -190,7 +195,7 @@ void bm_openblas(benchmark::State& state, shape s) {
   const activations& a = activations_of(s.m, s.k);
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
   timed(state, s, [&] {
-    openblas_sgemm_nt(s.m, s.n, s.k, a.x.data(), w.w.data(), y.data(), lb::host::resolve_threads(0));
+    openblas_sgemm_nt(s.m, s.n, s.k, a.x.data(), w.w.data(), y.data(), lb::host::resolve_threads(g_threads));
     return true;
   });
 }
@@ -222,6 +227,8 @@ std::map<std::string, result>& results() {
 
 }  // namespace
 
+void set_matmul_threads(int threads) { g_threads = threads; }
+
 bool is_matmul_row(const std::string& name) { return name.rfind("matmul/", 0) == 0; }
 
 void register_int8_matmul_rows(std::vector<std::string>& registered, bool extras) {
@@ -252,7 +259,9 @@ void register_int8_matmul_rows(std::vector<std::string>& registered, bool extras
 }
 
 void record_matmul_run(const benchmark::BenchmarkReporter::Run& run) {
-  const double seconds = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit);
+  // one thread: the calling thread did all the work, and its CPU time is the least disturbed figure
+  const double t = lb::host::resolve_threads(g_threads) == 1 ? run.GetAdjustedCPUTime() : run.GetAdjustedRealTime();
+  const double seconds = t / benchmark::GetTimeUnitMultiplier(run.time_unit);
   const auto wait = run.counters.find("wait%");
   result& r = results()[run.run_name.function_name];
   if (r.seconds == 0.0 || seconds < r.seconds) {
@@ -263,11 +272,13 @@ void record_matmul_run(const benchmark::BenchmarkReporter::Run& run) {
 
 bool print_matmul_summary() {
   if (results().empty()) return true;
-  std::printf("\nmatmul summary: Y = X * W^T, MxNxK, %d threads, best run of each row, ms per call.\n"
+  std::printf("\nmatmul summary: Y = X * W^T, MxNxK, %d threads, best run of each row, ms per call (%s).\n"
               "int8 = lowbit::int8_matmul (f32 in/out, threshold 6.0, integer path %s); gemm = lowbit's int8 GEMM alone;\n"
               "openblas = OpenBLAS sgemm (f32); onednn = oneDNN s8s8s32 on the same codes (weights prepacked once).\n"
               "targets: openblas / int8 >= 3 at M <= 16 and >= 2 at M = 512; gemm / onednn <= 1.25 at every M.\n\n",
-              lb::host::resolve_threads(0), lb::host::int8_path_name(lb::host::resolve_int8_path(lb::host::int8_path::automatic)));
+              lb::host::resolve_threads(g_threads),
+              lb::host::resolve_threads(g_threads) == 1 ? "CPU time of the calling thread" : "wall time",
+              lb::host::int8_path_name(lb::host::resolve_int8_path(lb::host::int8_path::automatic)));
   std::printf("%-16s %9s %9s %9s %9s %9s %9s  %s\n", "MxNxK", "int8", "gemm", "openblas", "onednn", "blas/int8", "gemm/dnn", "");
   bool all_met = true, busy = false;
   for (const shape& s : shapes()) {

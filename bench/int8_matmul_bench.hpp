@@ -16,6 +16,12 @@ namespace lowbit_bench {
 /// oneDNN their rows are not registered and a line says so.
 void register_int8_matmul_rows(std::vector<std::string>& registered, bool extras);
 
+/// Threads of every matmul row (0, the default: every hardware thread): lowbit's calls and OpenBLAS
+/// take it; oneDNN takes OMP_NUM_THREADS from the environment (set it to the same). With 1, each
+/// call runs on the benchmark's own thread, and the summary lists that thread's CPU time per call,
+/// which another process competing for the cores disturbs far less than the wall time.
+void set_matmul_threads(int threads);
+
 /// True for a row registered by register_int8_matmul_rows.
 bool is_matmul_row(const std::string& name);
 

@@ -29,7 +29,8 @@
 /// timed loops; the tensors (>= 32 MiB each) are far larger than the last-level cache.
 ///
 /// The matmul rows (`matmul/...`: LLM.int8 against OpenBLAS and oneDNN in the same run) are
-/// bench/int8_matmul_bench.cpp's; their summary table follows the bandwidth table.
+/// bench/int8_matmul_bench.cpp's (`--lowbit_matmul_threads=N` sets their threads); their summary table
+/// follows the bandwidth table.
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
 
@@ -530,6 +531,8 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--lowbit_diagnostics") == 0) {
       diagnostics = true;
+    } else if (std::strncmp(argv[i], "--lowbit_matmul_threads=", 24) == 0) {
+      lowbit_bench::set_matmul_threads(std::atoi(argv[i] + 24));
     } else {
       argv[kept++] = argv[i];
     }
