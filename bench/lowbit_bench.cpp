@@ -12,7 +12,9 @@
 /// - `quantize/<fmt>/<dtype>/all-or-nothing`: the same through `host::quantize`, which promises
 ///   an untouched output on a non-finite input and pays for it by going through a scratch copy
 ///   of the outputs (no target; it shows what the promise costs);
-/// for nf4, e4m3fn and int8 (int8_absmax), block size 64, all hardware threads. Every row reports
+/// for nf4, e4m3fn and int8 (int8_absmax), block size 64, all hardware threads, plus
+/// `quantize/<fmt>/<dtype>/per-tensor` (one block of 64M elements) and `/per-row:28672` for e4m3fn
+/// and int8; `convert/...`: the plain conversions (convert_bench.cpp). Every row reports
 /// bytes_per_second = (bytes read + bytes written) / real time, counting each byte of the
 /// operands once (codes, float32 scales and the dense tensor); `%memcpy` is that bandwidth as a
 /// percentage of the memcpy row's. After the run a summary table repeats each row in GB/s
@@ -34,6 +36,7 @@
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
 
+#include "bench_rows.hpp"
 #include "int8_matmul_bench.hpp"
 
 #include <benchmark/benchmark.h>
@@ -69,6 +72,7 @@ constexpr std::int64_t kNumel = std::int64_t{1} << 26;  // 64M elements: 256 MiB
 constexpr std::int64_t kBlock = 64;
 constexpr double kMinTime = 1.0;  // seconds per row
 constexpr double kDequantizeTarget = 85.0, kQuantizeTarget = 60.0;
+constexpr double kConvertTarget = 85.0;  // plain conversions, both directions (issue 16)
 
 // ---- storage --------------------------------------------------------------------------------------
 
@@ -380,6 +384,7 @@ void register_quantize(lb::format f, const char* variant, lb::host::options opt,
 void register_all(bool diagnostics) {
   g_registered.push_back("memcpy");
   configure(benchmark::RegisterBenchmark("memcpy", BM_memcpy, 0));
+  lowbit_bench::register_convert_rows(diagnostics);
   const lb::host::options all{};  // every hardware thread, AVX2 when available
   for (const lb::format f : kFormats) {
     register_dequantize<lb::bf16>(f, "", all);
@@ -391,6 +396,13 @@ void register_all(bool diagnostics) {
     register_quantize<lb::bf16>(f, "", all);
   }
   for (const lb::format f : kFormats) register_quantize<float>(f, "/all-or-nothing", all, kBlock, true);
+  // one scale for the whole tensor, and per row of 28672 (a long row: past the one-pass
+  // quantizer's block limit, so both take the two-pass path over slices of the blocks)
+  for (const lb::format f : {lb::format::e4m3fn, lb::format::int8_absmax}) {
+    register_quantize<float>(f, "/per-tensor", all, kNumel);
+    register_quantize<lb::bf16>(f, "/per-tensor", all, kNumel);
+    register_quantize<float>(f, "/per-row:28672", all, 28672);
+  }
   lowbit_bench::register_int8_matmul_rows(g_registered, diagnostics);
   if (!diagnostics) return;
   g_registered.push_back("diag/memcpy/threads:1");
@@ -487,6 +499,7 @@ class summary_reporter : public benchmark::ConsoleReporter {
       double target = 0.0;
       if (!diag && name.rfind("dequantize/", 0) == 0) target = kDequantizeTarget;
       if (!diag && name.rfind("quantize/", 0) == 0) target = kQuantizeTarget;
+      if (!diag && name.rfind("convert/", 0) == 0) target = kConvertTarget;
       char pct[16] = "-", tgt[16] = "";
       const char* verdict = "";
       if (g_memcpy_bytes_per_second > 0.0) {
@@ -518,6 +531,27 @@ class summary_reporter : public benchmark::ConsoleReporter {
 };
 
 }  // namespace
+
+namespace lowbit_bench {
+
+void add_row(const std::string& name, std::function<void(benchmark::State&)> fn) {
+  g_registered.push_back(name);
+  configure(benchmark::RegisterBenchmark(name.c_str(), [fn](benchmark::State& state) { fn(state); }));
+}
+
+void time_row(benchmark::State& state, int threads, std::int64_t bytes, const std::function<bool()>& call) {
+  const row_timer timer(threads);
+  for (auto _ : state) {
+    if (!call()) {
+      state.SkipWithError("call failed");
+      break;
+    }
+    benchmark::ClobberMemory();
+  }
+  timer.finish(state, bytes);
+}
+
+}  // namespace lowbit_bench
 
 int main(int argc, char** argv) {
   bool diagnostics = false;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Times `lowbit quantize` on a synthetic float16 checkpoint of about 1 GB (16 weights [4096, 8192],
-# normal values) next to reading the same bytes (cat > /dev/null) and copying them (cp), each with
-# the file in the page cache, so that the three figures are comparable.
+# Times `lowbit quantize` and `lowbit convert --to gguf-q4_0` on a synthetic float16 checkpoint of
+# about 1 GB (16 weights [4096, 8192], normal values) next to reading the same bytes
+# (cat > /dev/null) and copying them (cp), each with the file in the page cache, so that the
+# figures are comparable.
 #
 #   bench/quantize_checkpoint.sh path/to/lowbit [WORKDIR]    (WORKDIR default: /tmp/lowbit_bench)
 #
@@ -86,9 +87,13 @@ read_t=$(best read cat "$in")
 cp_t=$(best cp cp "$in" "$work/copy.safetensors")
 q_t=$(best quantize "$tool" quantize --quiet "$in" "$work/out")
 qn_t=$(best quantize-no-report "$tool" quantize --quiet --no-report "$in" "$work/out")
+g_t=$(best convert-gguf-q4_0 "$tool" convert --quiet "$in" "$work/out" --to gguf-q4_0)
+gn_t=$(best convert-gguf-q4_0-no-report "$tool" convert --quiet --no-report "$in" "$work/out" --to gguf-q4_0)
 echo "input: $size bytes, $(nproc) threads, best of $runs runs (wall; user+sys CPU seconds after it)"
 row() { local r u s; read -r r u s <<< "$2"; printf "%-34s %6.2f s  %5s GB/s   cpu %5.2f s\n" "$1" "$r" "$(rate "$r")" "$(echo "$u + $s" | bc)"; }
 row "read (cat > /dev/null)" "$read_t"
 row "copy (cp)" "$cp_t"
 row "lowbit quantize (nf4+dq, report)" "$q_t"
 row "lowbit quantize --no-report" "$qn_t"
+row "lowbit convert --to gguf-q4_0" "$g_t"
+row "lowbit convert (gguf-q4_0) --no-report" "$gn_t"

@@ -6,7 +6,19 @@
 //                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
+//   lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32
+//                         [--threads N] [--quiet] [--no-report]
 //   lowbit --version | --help
+//
+// GGUF (docs/gguf.md): inspect and dequantize also take a GGUF file (recognized by its magic);
+// dequantize writes its tensors dense (block types as float32, shapes in PyTorch order, names
+// unchanged). convert writes OUT/model.gguf from a safetensors checkpoint (bitsandbytes weights
+// dequantized first) or a GGUF file: every float tensor of 2 or more dimensions whose rows are
+// whole blocks in the target type, 1-D tensors in F32, others in F16; integer tensors unchanged.
+// Names are kept (not mapped to llama.cpp's), with general.architecture from config.json's
+// model_type, or the input GGUF's metadata. One tensor is in memory at a time. It prints each
+// quantized tensor's stored bits per value, max and mean absolute error and SQNR against its
+// float32 input, computed in double.
 //
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
@@ -517,6 +529,7 @@ void usage(FILE* f) {
       "                              [--max-shard-size SIZE]\n"
       "       lowbit inspect FILE|FOLDER\n"
       "       lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]\n"
+      "       lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32 [--threads N] [--quiet] [--no-report]\n"
       "       lowbit --version | --help\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
@@ -927,8 +940,12 @@ lowbit::status member_layout(const io::checkpoint& c, const io::bnb_member& m, i
   return m.what == io::bnb_member::kind::bnb_4bit ? io::bnb_4bit_layout(c, m.name, l) : io::bnb_int8_layout(c, m.name, l, int8_dtype);
 }
 
+int inspect_gguf(const std::string& path);
+int dequantize_gguf(const conversion_args& args);
+
 int cmd_inspect(int argc, char** argv) {
   if (argc != 1) return usage(stderr), exit_usage;
+  if (io::is_gguf_file(argv[0])) return inspect_gguf(argv[0]);
   io::checkpoint c;
   if (auto s = io::checkpoint::open(argv[0], c); !s) return fail(exit_input, s);
   register_input(c);
@@ -973,6 +990,7 @@ struct dense_stage {
 int cmd_dequantize(int argc, char** argv) {
   conversion_args args;
   if (int r = parse_args(argc, argv, args, [](const std::string&, int&) { return 0; })) return r;
+  if (io::is_gguf_file(args.pos[0])) return dequantize_gguf(args);
   io::checkpoint in;
   std::string config_text;
   output_folder folder;
@@ -1064,6 +1082,324 @@ int cmd_dequantize(int argc, char** argv) {
   return exit_ok;
 }
 
+// ---- GGUF: inspect, dequantize and convert --------------------------------------------------------
+// A GGUF input is recognized by its magic, whatever its name. Tensor shapes are printed and
+// written in PyTorch order (GGUF stores them innermost first).
+
+void register_input(const io::gguf_file& g) {
+  g_mapped.assign(1, {g.bytes(), g.file_size(), g.path().c_str()});
+}
+
+std::string gguf_type_label(std::uint32_t t) { return lowbit::ggml::type_name(t); }
+
+int inspect_gguf(const std::string& path) {
+  io::gguf_file g;
+  if (auto s = io::gguf_file::open(path, g); !s) return fail(exit_input, s);
+  register_input(g);
+  report("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
+  std::uint64_t total = 0;
+  for (const auto& t : g.tensors()) {
+    total += t.nbytes;
+    report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", t.name.c_str(), ("gguf:" + gguf_type_label(t.type)).c_str(), shape_string(t.shape()).c_str(), t.nbytes,
+           bits_per_value(t.nbytes, t.numel()));
+  }
+  const io::gguf_value* arch = g.find("general.architecture");
+  report("GGUF v%u, alignment %u, %zu key-value pairs%s%s, %s of tensor data\n", g.version(), g.alignment(), g.metadata().size(),
+         arch != nullptr && arch->type == io::gguf_type::string && !arch->strings.empty() ? ", general.architecture " : "",
+         arch != nullptr && arch->type == io::gguf_type::string && !arch->strings.empty() ? arch->strings[0].c_str() : "", human_bytes(static_cast<double>(total)).c_str());
+  return exit_ok;
+}
+
+// The safetensors dtype a GGUF tensor is written as by dequantize: its own for the plain types,
+// float32 for the block types (ggml's dequantization gives float32); false for a type lowbit does
+// not decode.
+bool gguf_dense_dtype(std::uint32_t t, io::st_dtype& d) {
+  switch (t) {
+    case 0: d = io::st_dtype::F32; return true;
+    case 1: d = io::st_dtype::F16; return true;
+    case 30: d = io::st_dtype::BF16; return true;
+    case 24: d = io::st_dtype::I8; return true;
+    case 25: d = io::st_dtype::I16; return true;
+    case 26: d = io::st_dtype::I32; return true;
+    case 27: d = io::st_dtype::I64; return true;
+    case 28: d = io::st_dtype::F64; return true;
+    default: {
+      lowbit::ggml::type_traits tr{};
+      if (!lowbit::ggml::traits_of(t, tr) || !tr.handled) return false;
+      d = io::st_dtype::F32;
+      return true;
+    }
+  }
+}
+
+// dequantize of a GGUF file: OUT/model.safetensors (or shards) with every tensor dense, names
+// unchanged, one tensor in memory at a time.
+int dequantize_gguf(const conversion_args& args) {
+  output_folder folder;
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
+  io::gguf_file g;
+  if (auto s = io::gguf_file::open(args.pos[0], g); !s) return fail(exit_input, s);
+  register_input(g);
+  std::vector<std::vector<io::tensor_entry>> groups;
+  std::uint64_t total = 0;
+  for (const auto& t : g.tensors()) {
+    io::st_dtype d{};
+    if (!gguf_dense_dtype(t.type, d))
+      return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is ggml type %s, which lowbit does not decode (it decodes f32, f16, bf16, q8_0, q4_0, q4_1, mxfp4 and the integer types)",
+                                                    g.path().c_str(), t.name.c_str(), gguf_type_label(t.type).c_str()));
+    if (t.name.empty())
+      return fail(exit_input, lowbit::status::error(lowbit::errc::invalid_argument, "%s: has a tensor named \"\" (empty), which a safetensors file cannot be written with", g.path().c_str()));
+    groups.push_back({{t.name, d, t.shape()}});
+    total += groups.back()[0].nbytes();
+  }
+  model_writer mw;
+  mw.plan(folder, groups, args.max_shard_bytes);
+  progress bar(total, !args.quiet);
+  std::uint64_t done = 0;
+  int count = 0;
+  std::vector<float> buf;
+  for (std::size_t i = 0; i < g.tensors().size(); ++i) {
+    const io::gguf_tensor& t = g.tensors()[i];
+    io::safetensors_writer* w = nullptr;
+    std::size_t first = 0;
+    lowbit::status s = mw.at(i, w, first);
+    lowbit::ggml::type_traits tr{};
+    if (s && lowbit::ggml::traits_of(t.type, tr) && tr.block > 1) {
+      buf.resize(static_cast<std::size_t>(t.numel()));
+      if (auto d = io::gguf_file::dequantize(t, buf.data(), static_cast<int>(args.threads)); !d) return bar.finish(), fail(exit_input, d);
+      s = w->write(buf.data(), buf.size() * 4);
+      ++count;
+    } else if (s) {
+      s = w->write(t.data, static_cast<std::size_t>(t.nbytes));
+    }
+    if (!s) return bar.finish(), fail(exit_output, s);
+    done += groups[i][0].nbytes();
+    bar.update(done, "writing " + t.name);
+  }
+  bar.finish();
+  if (auto s = mw.finish(); !s) return fail(exit_output, s);
+  if (int r = commit_output(folder)) return r;
+  report("%d tensors dequantized; wrote %s\n", count, args.pos[1].c_str());
+  return exit_ok;
+}
+
+// One tensor of convert's input: its name, PyTorch shape, and how to get its values.
+struct convert_source {
+  std::string name;
+  std::vector<std::int64_t> shape;
+  bool floating = true;              // values go through float32; else bytes passed through
+  std::uint32_t raw_type = 0;        // ggml type of passed-through bytes
+  const std::uint8_t* raw = nullptr;
+  std::uint64_t raw_bytes = 0;
+};
+
+// The ggml type of integer/float64 tensors passed through unchanged.
+bool ggml_type_of_dense(io::st_dtype d, std::uint32_t& t) {
+  switch (d) {
+    case io::st_dtype::I8: t = 24; return true;
+    case io::st_dtype::I16: t = 25; return true;
+    case io::st_dtype::I32: t = 26; return true;
+    case io::st_dtype::I64: t = 27; return true;
+    case io::st_dtype::F64: t = 28; return true;
+    default: return false;
+  }
+}
+
+int cmd_convert(int argc, char** argv) {
+  conversion_args args;
+  std::string to;
+  bool with_report = true;
+  const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
+    if (a == "--to") {
+      if (i + 1 >= argc) return std::fprintf(stderr, "lowbit: --to needs a format\n"), -1;
+      to = argv[++i];
+      return 1;
+    }
+    if (a == "--no-report") return with_report = false, 1;
+    return 0;
+  });
+  if (parsed != exit_ok) return parsed;
+  static const std::pair<const char*, lowbit::ggml::type> targets[] = {
+      {"gguf-f32", lowbit::ggml::type::f32},   {"gguf-f16", lowbit::ggml::type::f16},   {"gguf-bf16", lowbit::ggml::type::bf16}, {"gguf-q8_0", lowbit::ggml::type::q8_0},
+      {"gguf-q4_0", lowbit::ggml::type::q4_0}, {"gguf-q4_1", lowbit::ggml::type::q4_1}, {"gguf-mxfp4", lowbit::ggml::type::mxfp4}};
+  const lowbit::ggml::type* target = nullptr;
+  for (const auto& t : targets)
+    if (to == t.first) target = &t.second;
+  if (target == nullptr)
+    return std::fprintf(stderr, "lowbit: --to must be one of gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4%s%s%s\n", to.empty() ? "" : " (not \"",
+                        to.c_str(), to.empty() ? "" : "\")"),
+           exit_usage;
+  if (args.max_shard_bytes != 0) return std::fprintf(stderr, "lowbit: --max-shard-size does not apply to a GGUF output (one file)\n"), exit_usage;
+  const lowbit::ggml::type_traits ttr = lowbit::ggml::traits(*target);
+
+  output_folder folder;
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
+  // The input: a GGUF file, or a safetensors checkpoint (bitsandbytes-quantized weights are
+  // dequantized, as `lowbit dequantize` would).
+  const bool from_gguf = io::is_gguf_file(args.pos[0]);
+  io::gguf_file g;
+  io::checkpoint in;
+  std::string config_text;
+  std::vector<io::bnb_member> members;
+  lowbit::dtype int8_dtype = lowbit::dtype::f32;
+  std::vector<convert_source> src;
+  if (from_gguf) {
+    if (auto s = io::gguf_file::open(args.pos[0], g); !s) return fail(exit_input, s);
+    register_input(g);
+    for (const auto& t : g.tensors()) {
+      convert_source c{t.name, t.shape()};
+      lowbit::ggml::type_traits tr{};
+      if (lowbit::ggml::traits_of(t.type, tr) && tr.handled) {
+        c.floating = true;
+      } else if (t.type >= 24 && t.type <= 28) {
+        c.floating = false, c.raw_type = t.type, c.raw = t.data, c.raw_bytes = t.nbytes;
+      } else {
+        return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is ggml type %s, which lowbit does not decode", g.path().c_str(),
+                                                      t.name.c_str(), gguf_type_label(t.type).c_str()));
+      }
+      src.push_back(c);
+    }
+  } else {
+    if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
+    register_input(in);
+    if (int r = read_base_config(in, config_text)) return r;
+    nlohmann::json config;
+    if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
+    int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
+    io::bnb_members(in, members);
+    for (const auto& m : members) {
+      convert_source c{m.name, {}};
+      if (m.what != io::bnb_member::kind::dense) {
+        io::bnb_layout l;
+        if (auto s = member_layout(in, m, l, int8_dtype); !s) return fail(exit_input, s);
+        c.shape = l.shape;
+      } else {
+        const io::tensor_info& t = *in.find(m.name).tensor;
+        c.shape = t.shape;
+        lowbit::dtype dt{};
+        if (!io::to_dtype(t.dtype, dt)) {
+          if (!ggml_type_of_dense(t.dtype, c.raw_type))
+            return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is %s, which GGUF has no type for", in.path().c_str(), m.name.c_str(),
+                                                          io::info(t.dtype).name));
+          c.floating = false, c.raw = in.find(m.name).file->data(t), c.raw_bytes = t.nbytes();
+        }
+      }
+      src.push_back(c);
+    }
+  }
+  // The plan: every tensor's GGUF type, fixed before any is converted. A float tensor of 2 or
+  // more dimensions whose rows are whole blocks gets the target type; 1-D tensors (biases, norms)
+  // F32, as llama.cpp's converter keeps them; others F16 when the target is a block type.
+  std::vector<io::gguf_tensor> tensors;
+  std::uint64_t total = 0;
+  for (const auto& c : src) {
+    if (c.shape.size() > 4)
+      return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "tensor \"%s\" has %zu dimensions; GGUF holds at most 4", c.name.c_str(), c.shape.size()));
+    io::gguf_tensor t;
+    t.name = c.name;
+    t.ne.assign(c.shape.rbegin(), c.shape.rend());
+    const std::int64_t inner = t.ne.empty() ? 1 : t.ne[0];
+    if (!c.floating) t.type = c.raw_type;
+    else if (c.shape.size() >= 2 && inner % ttr.block == 0) t.type = static_cast<std::uint32_t>(*target);
+    else if (c.shape.size() <= 1) t.type = 0;
+    else t.type = ttr.block > 1 ? 1u : static_cast<std::uint32_t>(*target);
+    tensors.push_back(t);
+  }
+  std::vector<io::gguf_kv> kv;
+  {
+    nlohmann::json config;
+    if (!config_text.empty() && io::parse_json_text(config_text, in.folder() + "/config.json", config) && config.is_object() && config.contains("model_type") &&
+        config["model_type"].is_string())
+      kv.push_back({"general.architecture", io::gguf_value::string(config["model_type"].get<std::string>())});
+  }
+  if (from_gguf)  // the input's metadata is kept (its alignment too)
+    for (const auto& e : g.metadata()) kv.push_back(e);
+  if (ttr.block > 1 && (!from_gguf || g.find("general.quantization_version") == nullptr))
+    kv.push_back({"general.quantization_version", io::gguf_value::scalar(io::gguf_type::u32, std::uint32_t{2})});
+  if (!from_gguf)
+    if (int r = write_config_json(folder, config_text, nullptr)) return r;
+  io::gguf_writer w;
+  if (auto s = w.open(folder.file("model.gguf"), kv, tensors); !s) return fail(s.code() == lowbit::errc::io ? exit_output : exit_input, s);
+  for (const auto& t : w.tensors()) total += t.nbytes;
+
+  progress bar(total, !args.quiet);
+  std::mutex print_mutex;
+  std::uint64_t done = 0;
+  int count = 0;
+  std::vector<float> x, y;
+  std::vector<std::uint8_t> q;
+  const int threads = static_cast<int>(args.threads);
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    const convert_source& c = src[i];
+    const io::gguf_tensor& t = w.tensors()[i];
+    lowbit::status s;
+    if (!c.floating) {
+      s = w.write(c.raw, static_cast<std::size_t>(c.raw_bytes));
+    } else {
+      // Its float32 values.
+      x.resize(static_cast<std::size_t>(t.numel()));
+      lowbit::status r;
+      if (from_gguf) {
+        r = io::gguf_file::dequantize(g.tensors()[i], x.data(), threads);
+      } else if (members[i].what != io::bnb_member::kind::dense) {
+        lowbit::quant_tensor qt;
+        r = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, c.name, qt) : io::load_bnb_int8(in, c.name, qt, int8_dtype);
+        if (r) r = lowbit::dequantize(qt, x.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true});
+      } else {
+        const auto loc = in.find(c.name);
+        lowbit::dtype dt{};
+        io::to_dtype(loc.tensor->dtype, dt);
+        const std::uint8_t* b = loc.file->data(*loc.tensor);
+        lowbit::host::parallel_for(static_cast<std::int64_t>(x.size()), std::int64_t{1} << 16, 1, threads, [&](std::int64_t k0, std::int64_t k1) {
+          for (auto k = static_cast<std::size_t>(k0); k < static_cast<std::size_t>(k1); ++k) {
+            if (dt == lowbit::dtype::f32) {
+              std::memcpy(&x[k], b + 4 * k, 4);
+            } else {
+              std::uint16_t h;
+              std::memcpy(&h, b + 2 * k, 2);
+              x[k] = dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
+            }
+          }
+        });
+      }
+      if (!r) return bar.finish(), fail(exit_input, r);
+      const auto ty = static_cast<lowbit::ggml::type>(t.type);
+      q.resize(static_cast<std::size_t>(t.nbytes));
+      if (auto e = lowbit::ggml::quantize(ty, x.data(), static_cast<std::int64_t>(x.size()), q.data(), threads); !e) {
+        bar.finish();
+        std::fprintf(stderr, "lowbit: tensor \"%s\": %s\n", c.name.c_str(), e.message());
+        return exit_quantize;
+      }
+      if (with_report && lowbit::ggml::traits(ty).block > 1) {
+        y.resize(x.size());
+        if (auto e = lowbit::ggml::dequantize(ty, q.data(), static_cast<std::int64_t>(y.size()), y.data(), threads); !e) return bar.finish(), fail(exit_quantize, e);
+        double se = 0, sx = 0, maxe = 0, sum = 0;
+        for (std::size_t k = 0; k < x.size(); ++k) {
+          const double d = static_cast<double>(x[k]) - static_cast<double>(y[k]);
+          se += d * d;
+          sx += static_cast<double>(x[k]) * static_cast<double>(x[k]);
+          sum += std::fabs(d);
+          maxe = std::max(maxe, std::fabs(d));
+        }
+        std::lock_guard<std::mutex> lock(print_mutex);
+        bar.finish();
+        report("%-52s %-10s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), lowbit::ggml::traits(ty).name, bits_per_value(t.nbytes, t.numel()), maxe,
+               x.empty() ? 0.0 : sum / static_cast<double>(x.size()), se > 0 ? 10.0 * std::log10(sx / se) : std::numeric_limits<double>::infinity());
+      }
+      s = w.write(q.data(), q.size());
+      if (lowbit::ggml::traits(ty).block > 1) ++count;
+    }
+    if (!s) return bar.finish(), fail(exit_output, s);
+    done += t.nbytes;
+    bar.update(done, "writing " + c.name);
+  }
+  bar.finish();
+  if (auto s = w.commit(); !s) return fail(exit_output, s);
+  if (int r = commit_output(folder)) return r;
+  report("%d of %zu tensors quantized to %s; wrote %s/model.gguf\n", count, src.size(), ttr.name, args.pos[1].c_str());
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1081,6 +1417,7 @@ int main(int argc, char** argv) {
   if (cmd == "quantize") return cmd_quantize(argc - 2, argv + 2);
   if (cmd == "inspect") return cmd_inspect(argc - 2, argv + 2);
   if (cmd == "dequantize") return cmd_dequantize(argc - 2, argv + 2);
+  if (cmd == "convert") return cmd_convert(argc - 2, argv + 2);
   if (cmd == "-h" || cmd == "--help" || cmd == "help") return usage(stdout), exit_ok;
   if (cmd == "--version") return std::printf("lowbit %s\n", LOWBIT_TOOL_VERSION), exit_ok;  // CMake's project version
   std::fprintf(stderr, "lowbit: unknown command \"%s\"\n", cmd.c_str());

@@ -6,5 +6,6 @@
 
 #include "io/bnb.hpp"
 #include "io/checkpoint.hpp"
+#include "io/gguf.hpp"
 #include "io/safetensors.hpp"
 #include "io/transformers.hpp"

@@ -5,6 +5,7 @@
 
 #include "config.hpp"
 #include "codecs.hpp"
+#include "convert.hpp"
 #include "dtype.hpp"
 #include "format.hpp"
 #include "host/engine.hpp"
@@ -12,5 +13,6 @@
 #include "memory.hpp"
 #include "quant/blockwise.hpp"
 #include "quant/layout.hpp"
+#include "quant/scale_layout.hpp"
 #include "quant_tensor.hpp"
 #include "status.hpp"

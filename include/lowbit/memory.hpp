@@ -194,4 +194,11 @@ class storage {
   allocator alloc_ = allocator::host();
 };
 
+/// True if the byte ranges [a, a + a_bytes) and [b, b + b_bytes) share a byte (for the argument
+/// checks of functions whose input and output must not overlap).
+inline bool ranges_overlap(const void* a, std::int64_t a_bytes, const void* b, std::int64_t b_bytes) noexcept {
+  const auto x = reinterpret_cast<std::uintptr_t>(a), y = reinterpret_cast<std::uintptr_t>(b);
+  return a_bytes > 0 && b_bytes > 0 && x < y + static_cast<std::uintptr_t>(b_bytes) && y < x + static_cast<std::uintptr_t>(a_bytes);
+}
+
 LOWBIT_NAMESPACE_END

@@ -190,6 +190,93 @@ TEST_P(EngineVsReference, LargeMultiThreaded) {
   check_against_reference<lowbit::bf16, lowbit::bf16>(GetParam(), (1 << 18) + 1, 4096);
 }
 
+// Per-tensor and long-row blocks (larger than host::detail::stats_slice) are quantized in slices
+// on every thread: the bytes must be the reference's at every thread count and on every path,
+// for a block cut into several slices plus a partial one, a whole tensor as one block, a 4-bit
+// odd block (pair by pair, not sliced) and int8 with bitsandbytes' reciprocal rule (two passes
+// at any block size).
+TEST_P(EngineVsReference, PerTensorAndLongRowsAtEveryThreadCount) {
+  const format f = GetParam();
+  constexpr std::int64_t slice = lowbit::host::detail::stats_slice;
+  struct shape {
+    std::int64_t n, bs;
+  };
+  const shape shapes[] = {{3 * slice + 777, 3 * slice + 777}, {5 * (2 * slice + 5) + 3, 2 * slice + 5}, {2 * slice + 1, slice + 1},
+                          {4 * slice, 4 * slice}};
+  for (const shape& sh : shapes) {
+    SCOPED_TRACE("n " + std::to_string(sh.n) + " block " + std::to_string(sh.bs));
+    std::vector<float> x = make_input<float>(sh.n, sh.bs, static_cast<std::uint64_t>(sh.n));
+    for (std::int64_t i = slice; i < slice + 1000 && i < sh.n; ++i) x[static_cast<std::size_t>(i)] = 0.0f;  // zeros inside a slice
+    const lowbit_test::reference_quantized ref = lowbit_test::ref_quantize(f, x.data(), sh.n, sh.bs);
+    for (const int threads : {1, 2, 3, 0}) {
+      for (int variant = 0; variant < 3; ++variant) {
+        lowbit::host::options opt;
+        opt.threads = threads;
+        opt.simd = variant != 1;
+        opt.avx512 = variant != 2;
+        engine_output e;
+        ASSERT_TRUE(run_quantize(f, x.data(), sh.n, sh.bs, false, opt, e).ok());
+        ASSERT_EQ(std::vector<std::uint8_t>(e.codes.begin(), e.codes.begin() + static_cast<std::ptrdiff_t>(ref.codes.size())), ref.codes)
+            << "codes differ, threads " << threads << " variant " << variant;
+        for (std::size_t b = 0; b < ref.scales.size(); ++b) {
+          ASSERT_EQ(lowbit_test::bits_of(e.scales[b]), lowbit_test::bits_of(ref.scales[b])) << "scale of block " << b;
+          if (lowbit::info(f).zero_point) {
+            ASSERT_EQ(e.zero_points[b], ref.zero_points[b]) << "zero point of block " << b;
+          }
+        }
+      }
+    }
+  }
+  // the reciprocal int8 rule: a per-tensor block equals the same rule's result at one thread
+  if (f == format::int8_absmax) {
+    const std::int64_t n = 3 * slice + 11;
+    const std::vector<float> x = make_input<float>(n, n, 99);
+    lowbit::host::options one;
+    one.threads = 1;
+    one.int8_inverse = lowbit::quant::int8_multiplier::reciprocal_times_127;
+    engine_output want;
+    ASSERT_TRUE(run_quantize(f, x.data(), n, n, false, one, want).ok());
+    for (const int threads : {2, 3, 0}) {
+      lowbit::host::options opt = one;
+      opt.threads = threads;
+      engine_output got;
+      ASSERT_TRUE(run_quantize(f, x.data(), n, n, false, opt, got).ok());
+      EXPECT_EQ(got.codes, want.codes) << "threads " << threads;
+      EXPECT_EQ(lowbit_test::bits_of(got.scales[0]), lowbit_test::bits_of(want.scales[0]));
+    }
+  }
+}
+
+// A per-tensor block with non-finite elements in several slices: the error names the first, at
+// every thread count; with allow_nonfinite the bytes equal one thread's.
+TEST(Errors, NonFiniteInSlicedBlocks) {
+  constexpr std::int64_t slice = lowbit::host::detail::stats_slice;
+  const std::int64_t n = 4 * slice + 3;
+  std::vector<float> x = make_input<float>(n, n, 7);
+  x[static_cast<std::size_t>(3 * slice + 5)] = INFINITY;
+  x[static_cast<std::size_t>(slice + 17)] = std::nanf("");
+  x[static_cast<std::size_t>(2 * slice)] = -INFINITY;
+  for (const format f : {format::e4m3fn, format::nf4, format::int8_absmax, format::uint8_zeropoint}) {
+    engine_output one_thread;
+    for (const int threads : {1, 2, 3, 0}) {
+      lowbit::host::options opt;
+      opt.threads = threads;
+      engine_output e;
+      const lowbit::status s = run_quantize(f, x.data(), n, n, false, opt, e);
+      EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+      EXPECT_NE(std::string(s.message()).find("element " + std::to_string(slice + 17) + " "), std::string::npos) << s.message();
+      opt.allow_nonfinite = true;
+      ASSERT_TRUE(run_quantize(f, x.data(), n, n, false, opt, e).ok());
+      if (threads == 1) {
+        one_thread = e;
+      } else {
+        EXPECT_EQ(e.codes, one_thread.codes) << lowbit::info(f).name << " threads " << threads;
+        EXPECT_EQ(lowbit_test::bits_of(e.scales[0]), lowbit_test::bits_of(one_thread.scales[0]));
+      }
+    }
+  }
+}
+
 // An output of at least streaming_store_bytes: store_mode::automatic takes the non-temporal
 // stores there (aligned output) and must give the reference's bits, with and without double
 // quantization (the latter against the cached stores, which the sweeps check against the

@@ -919,3 +919,124 @@ TEST(LowbitTool, InterruptedShardedRunLeavesNothing) {
   }
   expect_only(d.path(), {"in.safetensors", "stderr"});
 }
+
+// GGUF: convert the shipped checkpoint (and its NF4 quantization) to each ggml type, read the file
+// back with lowbit's reader, dequantize it, and the refusals.
+TEST(LowbitTool, ConvertsToGgufAndBack) {
+  scratch_dir d;
+  const std::string sample = LOWBIT_SAMPLE;
+  io::checkpoint in;
+  ASSERT_TRUE(io::checkpoint::open(sample, in).ok());
+  for (const char* to : {"q8_0", "q4_0", "q4_1", "mxfp4", "f16"}) {
+    SCOPED_TRACE(to);
+    const std::string out = d / (std::string("g_") + to);
+    const run_result r = run(d, "convert --quiet '" + sample + "' '" + out + "' --to gguf-" + to);
+    ASSERT_EQ(r.code, 0) << r.err;
+    expect_only(out, {"config.json", "model.gguf"});
+    io::gguf_file g;
+    ASSERT_TRUE(io::gguf_file::open(out + "/model.gguf", g).ok());
+    EXPECT_EQ(g.tensors().size(), in.names().size());
+    for (const auto& name : in.names()) {
+      const io::tensor_info& t = *in.find(name).tensor;
+      const io::gguf_tensor* gt = g.find_tensor(name);
+      ASSERT_NE(gt, nullptr) << name;
+      EXPECT_EQ(gt->shape(), t.shape) << name;
+      // 2-D weights get the target type (their rows are whole blocks); 1-D tensors stay F32.
+      const std::string want = t.shape.size() == 2 ? to : "f32";
+      EXPECT_EQ(lowbit::ggml::type_name(gt->type), want) << name;
+      // Its bytes are lowbit::ggml::quantize of the input's float32 values.
+      std::vector<float> x(static_cast<std::size_t>(t.numel()));
+      const std::uint8_t* b = in.find(name).file->data(t);
+      for (std::size_t k = 0; k < x.size(); ++k) {
+        if (t.dtype == io::st_dtype::F32) {
+          std::memcpy(&x[k], b + 4 * k, 4);
+        } else {
+          ASSERT_EQ(t.dtype, io::st_dtype::F16) << name;  // the sample's dtypes
+          std::uint16_t h;
+          std::memcpy(&h, b + 2 * k, 2);
+          x[k] = lowbit::f16_bits_to_float(h);
+        }
+      }
+      std::vector<std::uint8_t> q(lowbit::ggml::row_bytes(static_cast<lowbit::ggml::type>(gt->type), x.size()));
+      ASSERT_TRUE(lowbit::ggml::quantize(static_cast<lowbit::ggml::type>(gt->type), x.data(), static_cast<std::int64_t>(x.size()), q.data()).ok());
+      ASSERT_EQ(q.size(), gt->nbytes);
+      EXPECT_EQ(std::memcmp(q.data(), gt->data, q.size()), 0) << name;
+    }
+    ASSERT_NE(g.find("general.architecture"), nullptr);
+    EXPECT_EQ(g.find("general.architecture")->strings.at(0), "bert");
+    if (std::string(to) == "q4_0") {
+      EXPECT_NE(r.out.find("encoder.layer.0.attention.self.query.weight"), std::string::npos) << r.out;
+      EXPECT_NE(r.out.find("SQNR"), std::string::npos) << r.out;
+      const run_result insp = run(d, "inspect '" + out + "/model.gguf'");
+      EXPECT_EQ(insp.code, 0) << insp.err;
+      EXPECT_NE(insp.out.find("gguf:q4_0"), std::string::npos) << insp.out;
+      EXPECT_NE(insp.out.find("4.500"), std::string::npos) << insp.out;
+      // Back to safetensors: the block types as float32 (ggml's values), F32 unchanged.
+      const run_result deq = run(d, "dequantize --quiet '" + out + "/model.gguf' '" + (d / "dense") + "'");
+      ASSERT_EQ(deq.code, 0) << deq.err;
+      io::checkpoint back;
+      ASSERT_TRUE(io::checkpoint::open(d / "dense", back).ok());
+      for (const auto& name : in.names()) {
+        const io::tensor_info& t = *back.find(name).tensor;
+        EXPECT_EQ(t.dtype, io::st_dtype::F32);
+        EXPECT_EQ(t.shape, in.find(name).tensor->shape);
+        const io::gguf_tensor* gt = g.find_tensor(name);
+        std::vector<float> y(static_cast<std::size_t>(gt->numel()));
+        ASSERT_TRUE(io::gguf_file::dequantize(*gt, y.data()).ok());
+        EXPECT_EQ(std::memcmp(y.data(), back.find(name).file->data(t), y.size() * 4), 0) << name;
+      }
+    }
+  }
+  // From bitsandbytes NF4: the weights are dequantized first, then quantized.
+  ASSERT_EQ(run(d, "quantize --quiet --no-report '" + sample + "' '" + (d / "nf4") + "'").code, 0);
+  const run_result nf4 = run(d, "convert --quiet '" + (d / "nf4") + "' '" + (d / "from_nf4") + "' --to gguf-q8_0");
+  ASSERT_EQ(nf4.code, 0) << nf4.err;
+  io::gguf_file g;
+  ASSERT_TRUE(io::gguf_file::open(d / "from_nf4/model.gguf", g).ok());
+  EXPECT_EQ(lowbit::ggml::type_name(g.find_tensor("encoder.layer.0.output.dense.weight")->type), std::string("q8_0"));
+}
+
+TEST(LowbitTool, ConvertRefusals) {
+  scratch_dir d;
+  const std::string sample = LOWBIT_SAMPLE;
+  run_result r = run(d, "convert '" + sample + "' '" + (d / "o") + "' --to nf4");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("--to must be one of gguf-f32"), std::string::npos) << r.err;
+  r = run(d, "convert '" + sample + "' '" + (d / "o") + "'");
+  EXPECT_EQ(r.code, 1);
+  r = run(d, "convert '" + sample + "' '" + (d / "o") + "' --to gguf-q4_0 --max-shard-size 1MB");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("does not apply to a GGUF output"), std::string::npos) << r.err;
+  // OUT is checked before the input.
+  ::mkdir((d / "full").c_str(), 0755);
+  lowbit_test::write_bytes(d / "full/keep.txt", "x");
+  r = run(d, "convert '" + (d / "missing") + "' '" + (d / "full") + "' --to gguf-q4_0");
+  EXPECT_EQ(r.code, 3);
+  expect_only(d / "full", {"keep.txt"});
+  // A GGUF tensor of a type lowbit does not decode (Q4_K) is named, and nothing is written.
+  io::gguf_writer w;
+  std::vector<io::gguf_tensor> t(1);
+  t[0].name = "blk.0.ffn_down.weight";
+  t[0].ne = {256, 2};
+  t[0].type = 12;
+  ASSERT_TRUE(w.open(d / "k.gguf", {}, t).ok());
+  const std::string zeros(2 * 144, '\0');
+  ASSERT_TRUE(w.write(zeros.data(), zeros.size()).ok());
+  ASSERT_TRUE(w.commit().ok());
+  for (const char* cmd : {"dequantize", "convert"}) {
+    r = run(d, std::string(cmd) + " '" + (d / "k.gguf") + "' '" + (d / "o") + "'" + (std::string(cmd) == "convert" ? " --to gguf-q8_0" : ""));
+    EXPECT_EQ(r.code, 2) << cmd;
+    EXPECT_NE(r.err.find("\"blk.0.ffn_down.weight\" is ggml type q4_K"), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_FALSE(lowbit_test::exists(d / "o"));
+  }
+  r = run(d, "inspect '" + (d / "k.gguf") + "'");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("gguf:q4_K"), std::string::npos) << r.out;
+  // A damaged GGUF file: the reader's message, exit 2.
+  std::string bytes = lowbit_test::read_bytes(d / "k.gguf");
+  bytes.resize(bytes.size() - 40);
+  lowbit_test::write_bytes(d / "cut.gguf", bytes);
+  r = run(d, "inspect '" + (d / "cut.gguf") + "'");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("run past its end"), std::string::npos) << r.err;
+}

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writer, one
-// per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8),
+// Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writers, one
+// per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8;
+// GGUF files of every ggml type lowbit decodes),
 // each also with its header's padding cut to the next multiple of 8 (the writer pads the header
 // to a 4096-byte boundary, and mutations spent on spaces find little).
 #include <lowbit/io.hpp>
@@ -60,6 +61,38 @@ bool write_quantized(const std::string& path, lowbit::format fmt, bool dq, std::
   return wr.write(bias.data(), bias.size() * 2) && wr.commit();
 }
 
+// A GGUF file of every ggml type lowbit decodes (and a Q4_K tensor it only lists), with metadata
+// of scalar, string and array values and general.alignment.
+bool write_gguf(const std::string& path, std::uint32_t alignment) {
+  std::vector<io::gguf_kv> kv = {{"general.architecture", io::gguf_value::string("llama")},
+                                 {"general.alignment", io::gguf_value::scalar(io::gguf_type::u32, alignment)},
+                                 {"llama.block_count", io::gguf_value::scalar(io::gguf_type::u32, std::uint32_t{1})},
+                                 {"tokenizer.ggml.tokens", io::gguf_value::string_array({"<s>", "a"})}};
+  const std::uint32_t types[] = {0, 1, 30, 8, 2, 3, 39, 12};
+  std::vector<io::gguf_tensor> t;
+  std::vector<std::vector<std::uint8_t>> data;
+  std::vector<float> x(256 * 2);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 0.02f;
+  for (std::uint32_t ty : types) {
+    io::gguf_tensor e;
+    e.type = ty;
+    e.name = std::string("blk.0.") + lowbit::ggml::type_name(ty);
+    e.ne = {ty == 12 ? 256 : 64, 2};
+    t.push_back(e);
+    if (ty == 12) {
+      data.emplace_back(2 * 144, std::uint8_t{0x11});
+    } else {
+      data.emplace_back(lowbit::ggml::row_bytes(static_cast<lowbit::ggml::type>(ty), 128));
+      if (!lowbit::ggml::quantize(static_cast<lowbit::ggml::type>(ty), x.data(), 128, data.back().data(), 1)) return false;
+    }
+  }
+  io::gguf_writer w;
+  if (!w.open(path, kv, t)) return false;
+  for (const auto& d : data)
+    if (!w.write(d.data(), d.size())) return false;
+  return static_cast<bool>(w.commit());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,5 +107,6 @@ int main(int argc, char** argv) {
   ok = ok && write_quantized(dir + "/fp4.safetensors", lowbit::format::bnb_fp4, false, 3, 21);
   ok = ok && write_quantized(dir + "/int8.safetensors", lowbit::format::int8_absmax, false, 4, 8);
   for (const char* name : {"dense", "nf4_dq", "fp4", "int8"}) ok = ok && write_compact(dir, name);
+  ok = ok && write_gguf(dir + "/types.gguf", 32) && write_gguf(dir + "/aligned8.gguf", 8);
   return ok ? 0 : 1;
 }

@@ -1,18 +1,37 @@
 // SPDX-License-Identifier: Apache-2.0
-// libFuzzer target over lowbit::io's reader: any byte string is parsed as a safetensors file; a
-// file that validates has every tensor's bytes read, and every bitsandbytes weight in it loaded
-// (4-bit through its quant_state JSON, LLM.int8 through SCB) and dequantized. The reader must
-// answer every input with ok or an error status: never a crash, a sanitizer report or a leak.
+// libFuzzer target over lowbit::io's readers: a byte string starting with "GGUF" is parsed as a
+// GGUF file, whose every tensor of a type lowbit decodes is then dequantized; any other is parsed
+// as a safetensors file, which, if valid, has every tensor's bytes read and every bitsandbytes
+// weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB) and dequantized.
+// The readers must answer every input with ok or an error status: never a crash, a sanitizer
+// report or a leak.
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace io = lowbit::io;
 
+namespace {
+int fuzz_gguf(const std::uint8_t* data, std::size_t size) {
+  io::gguf_file g;
+  if (!io::gguf_file::parse(data, size, "fuzz.gguf", g)) return 0;
+  unsigned sum = 0;
+  for (const auto& t : g.tensors()) {
+    for (std::uint64_t i = 0; i < t.nbytes; ++i) sum += t.data[i];
+    if (t.numel() > (1 << 20)) continue;
+    std::vector<float> out(static_cast<std::size_t>(t.numel()));
+    (void)io::gguf_file::dequantize(t, out.data(), 1);
+  }
+  return static_cast<int>(sum & 0u);
+}
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size >= 4 && std::memcmp(data, "GGUF", 4) == 0) return fuzz_gguf(data, size);
   io::safetensors_file f;
   if (!io::safetensors_file::parse(data, size, "fuzz.safetensors", f)) return 0;
   unsigned sum = 0;

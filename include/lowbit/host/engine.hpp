@@ -122,6 +122,35 @@ struct stats_entry {
   bool has_nan = false;
 };
 
+/// Statistics of the elements [e0, e1) of one block into s; returns the first non-finite index or -1.
+template <class T>
+std::int64_t range_stats(const T* x, std::int64_t e0, std::int64_t e1, stats_entry& s, bool use_simd) {
+  std::int64_t first_bad = -1;
+  s = stats_entry{};
+  std::int64_t i = e0;
+  if (use_simd) {
+    const std::int64_t done = avx2::block_stats(x + e0, e1 - e0, s.st);
+    if (done < 0) {
+      // a non-finite element somewhere in the range: fall back to the scalar scan below
+      s = stats_entry{};
+    } else {
+      i = e0 + done;
+    }
+  }
+  for (; i < e1; ++i) {
+    const float v = to_float(load(x + i));
+    if (!is_finite_bits(load(x + i))) {
+      if (first_bad < 0) first_bad = i;
+      if (v != v) {
+        s.has_nan = true;
+        continue;
+      }
+    }
+    s.st.add(v);
+  }
+  return first_bad;
+}
+
 /// Statistics of blocks [b0, b1) into out[0 .. b1 - b0); returns the first non-finite index or -1.
 template <class T>
 std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int64_t b0, std::int64_t b1,
@@ -129,30 +158,8 @@ std::int64_t gather_stats(const T* x, std::int64_t n, std::int64_t bs, std::int6
   std::int64_t first_bad = -1;
   for (std::int64_t b = b0; b < b1; ++b) {
     const std::int64_t e0 = b * bs;
-    const std::int64_t e1 = e0 + bs < n ? e0 + bs : n;
-    stats_entry& s = out[b - b0];
-    s = stats_entry{};
-    std::int64_t i = e0;
-    if (use_simd) {
-      const std::int64_t done = avx2::block_stats(x + e0, e1 - e0, s.st);
-      if (done < 0) {
-        // a non-finite element somewhere in the block: fall back to the scalar scan below
-        s = stats_entry{};
-      } else {
-        i = e0 + done;
-      }
-    }
-    for (; i < e1; ++i) {
-      const float v = to_float(load(x + i));
-      if (!is_finite_bits(load(x + i))) {
-        if (first_bad < 0) first_bad = i;
-        if (v != v) {
-          s.has_nan = true;
-          continue;
-        }
-      }
-      s.st.add(v);
-    }
+    const std::int64_t fb = range_stats(x, e0, e0 + bs < n ? e0 + bs : n, out[b - b0], use_simd);
+    if (first_bad < 0) first_bad = fb;
   }
   return first_bad;
 }
@@ -188,6 +195,8 @@ inline constexpr std::int64_t fused_chunk_elements = std::int64_t{1} << 11;
 inline constexpr std::int64_t fused_chunk_blocks = 512;
 /// Largest block the fused quantizer takes (larger blocks read the input twice).
 inline constexpr std::int64_t fused_block_limit = std::int64_t{1} << 14;
+/// Elements per slice of the two-pass quantizer's larger blocks (see quantize_typed).
+inline constexpr std::int64_t stats_slice = std::int64_t{1} << 16;
 
 /// Blocks of one fused-quantizer chunk at block size bs.
 constexpr std::int64_t fused_chunk_blocks_for(std::int64_t bs) noexcept {
@@ -286,62 +295,96 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   const bool fused = !(F == format::int8_absmax && rule != quant::int8_multiplier::quotient) && !cpu4;
   if (fused && bs <= fused_block_limit && !(four && (bs & 1))) return quantize_fused<F>(x, q, opt, scales_out);
   const bool simd = opt.simd && avx2::available();
-  storage<stats_entry> stats;
-  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(nb), allocator::host(), "quantize: block statistics"));
-  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / bs);
+  // With an odd block size a 4-bit byte can hold elements of two blocks, so pass B's chunks then
+  // start at even blocks (an even element) and codes go pair by pair, as they do for
+  // bitsandbytes' CPU 4-bit rule (scale: the absmax itself, even of a zero block).
+  const bool pairwise = four && ((bs & 1) || cpu4);
+  // Blocks larger than stats_slice elements (per tensor, long rows) are cut into slices, so both
+  // passes use every thread even for a single block: the slices' statistics are merged per block
+  // (max and min, the same in any order), then every slice is encoded with its block's encoder.
+  // The bytes therefore depend neither on the slicing nor on the thread count.
+  const std::int64_t slice = (pairwise || bs <= stats_slice) ? bs : stats_slice;
+  const std::int64_t spb = (bs + slice - 1) / slice;  // slices per block
+  const std::int64_t ns = nb * spb;
+  storage<stats_entry> stats;  // per slice; after the merge, stats[b * spb] holds block b's
+  LOWBIT_TRY(stats.allocate(static_cast<std::size_t>(ns), allocator::host(), "quantize: block statistics"));
+  auto slice_range = [&](std::int64_t k, std::int64_t& e0, std::int64_t& e1) {
+    const std::int64_t b0 = k / spb * bs;
+    e0 = std::min(n, b0 + k % spb * slice);
+    e1 = std::min(std::min(n, b0 + bs), e0 + slice);
+  };
+  const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / slice);
 
   // Pass A: statistics and validation; nothing is written to the outputs yet.
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
-  parallel_for(nb, grain, 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
-    const std::int64_t fb = gather_stats(x, n, bs, b0, b1, stats.data() + b0, simd);
-    std::int64_t cur = first_bad.load();
-    while (fb >= 0 && fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
+  parallel_for(ns, grain, 1, opt.threads, [&](std::int64_t k0, std::int64_t k1) {
+    for (std::int64_t k = k0; k < k1; ++k) {
+      std::int64_t e0, e1;
+      slice_range(k, e0, e1);
+      const std::int64_t fb = range_stats(x, e0, e1, stats[static_cast<std::size_t>(k)], simd);
+      std::int64_t cur = first_bad.load();
+      while (fb >= 0 && fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
+      }
     }
   });
   if (!opt.allow_nonfinite && first_bad.load() != std::numeric_limits<std::int64_t>::max()) {
     const std::int64_t i = first_bad.load();
     return nonfinite_error(i, to_float(load(x + i)));
   }
+  for (std::int64_t b = 0; spb > 1 && b < nb; ++b) {
+    stats_entry& s = stats[static_cast<std::size_t>(b * spb)];
+    for (std::int64_t j = 1; j < spb; ++j) {
+      const stats_entry& o = stats[static_cast<std::size_t>(b * spb + j)];
+      s.st.merge(o.st);
+      s.has_nan = s.has_nan || o.has_nan;
+    }
+  }
 
-  // Pass B: scales and codes. With an odd block size a 4-bit byte can hold elements of two
-  // blocks, so chunks then start at even blocks (an even element) and codes go pair by pair, as
-  // they do for bitsandbytes' CPU 4-bit rule (scale: the absmax itself, even of a zero block).
-  const bool pairwise = four && ((bs & 1) || cpu4);
-  parallel_for(nb, grain, pairwise ? 2 : 1, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
+  // Pass B: scales and codes.
+  if (!pairwise) {
+    parallel_for(ns, grain, 1, opt.threads, [&](std::int64_t k0, std::int64_t k1) {
+      for (std::int64_t k = k0; k < k1; ++k) {
+        const std::int64_t b = k / spb;
+        const quant::block_encoder enc = quant::make_encoder<F>(stats[static_cast<std::size_t>(b * spb)].st, rule);
+        if (k % spb == 0) {
+          scales_out[b] = enc.scale;
+          if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
+        }
+        std::int64_t e0, e1;
+        slice_range(k, e0, e1);
+        encode_block<F>(x, e0, e1, enc, stats[static_cast<std::size_t>(k)].has_nan, q.codes, simd);
+      }
+    });
+    return {};
+  }
+  parallel_for(nb, grain, 2, opt.threads, [&](std::int64_t b0, std::int64_t b1) {
     for (std::int64_t b = b0; b < b1; ++b) {
       const quant::block_encoder enc = quant::make_encoder<F>(stats[b].st, rule);
       scales_out[b] = cpu4 ? stats[b].st.absmax : enc.scale;
-      if constexpr (info(F).zero_point) q.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
-      if (!pairwise) {
-        const std::int64_t e0 = b * bs;
-        encode_block<F>(x, e0, e0 + bs < n ? e0 + bs : n, enc, stats[b].has_nan, q.codes, simd);
-      }
     }
-    if (pairwise) {
-      constexpr auto order = info(F).order;
-      const std::int64_t e1 = b1 * bs < n ? b1 * bs : n;
-      std::int64_t cached = -1;
-      quant::block_encoder enc;
-      auto encode_at = [&](std::int64_t i) -> std::uint8_t {
-        if (i / bs != cached) {
-          cached = i / bs;
-          enc = quant::make_encoder<F>(stats[cached].st);
-        }
-        if constexpr (bnb4) {
-          if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(load(x + i)), stats[cached].st.absmax, (cached + 1) * bs > n));
-        }
-        return quant::encode_element<F>(to_float(load(x + i)), enc);
-      };
-      for (std::int64_t i = b0 * bs; i < e1; i += 2) {
-        const std::uint8_t c0 = encode_at(i);
-        // past the end of an odd-sized tensor: the code of 0.0 in the last element's block
-        std::uint8_t pad = quant::encode_element<F>(0.0f, enc);
-        if constexpr (bnb4) {
-          if (cpu4) pad = quant::bnb_cpu4_code<F>(0.0f);
-        }
-        const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : pad;
-        q.codes[i / 2] = codecs::pack_nibbles<order>(c0, c1);
+    constexpr auto order = info(F).order;
+    const std::int64_t e1 = b1 * bs < n ? b1 * bs : n;
+    std::int64_t cached = -1;
+    quant::block_encoder enc;
+    auto encode_at = [&](std::int64_t i) -> std::uint8_t {
+      if (i / bs != cached) {
+        cached = i / bs;
+        enc = quant::make_encoder<F>(stats[cached].st);
       }
+      if constexpr (bnb4) {
+        if (cpu4) return quant::bnb_cpu4_code<F>(quant::bnb_cpu4_scaled(to_float(load(x + i)), stats[cached].st.absmax, (cached + 1) * bs > n));
+      }
+      return quant::encode_element<F>(to_float(load(x + i)), enc);
+    };
+    for (std::int64_t i = b0 * bs; i < e1; i += 2) {
+      const std::uint8_t c0 = encode_at(i);
+      // past the end of an odd-sized tensor: the code of 0.0 in the last element's block
+      std::uint8_t pad = quant::encode_element<F>(0.0f, enc);
+      if constexpr (bnb4) {
+        if (cpu4) pad = quant::bnb_cpu4_code<F>(0.0f);
+      }
+      const std::uint8_t c1 = i + 1 < n ? encode_at(i + 1) : pad;
+      q.codes[i / 2] = codecs::pack_nibbles<order>(c0, c1);
     }
   });
   return {};
