@@ -30,24 +30,15 @@
 /// All data is allocated, filled (seeded, deterministic) and first-touched once, outside the
 /// timed loops; the tensors (>= 32 MiB each) are far larger than the last-level cache.
 ///
-/// Matmul rows, `C = X · Wᵀ` for X [M, K], W [N, K], named `matmul/<kind>/MxKxN` (same numbers
-/// for every kind, all hardware threads), timed per call and reported in GOP/s (2·M·N·K / time):
-/// - `matmul/f32`: float32 in, float32 out, lowbit's own blocked AVX-512/AVX2 FMA sgemm
-///   (bench/f32_gemm.hpp; B packed inside the call, as the int8 GEMM packs its B);
-/// - `matmul/int8`: the whole LLM.int8 call `lowbit::int8_matmul` from float32 X to float32 Y
-///   with threshold 6.0 (X quantized row-wise in the call, K/1024 planted outlier columns
-///   multiplied in float32, int32 GEMM, epilogue); the weights are quantized once, outside;
-/// - `matmul/s8s8s32`: the int32 GEMM alone (`host::int8_gemm`) on pre-quantized codes;
-/// - `matmul/int8_weight_only`: `lowbit::int8_matmul` in weight_only mode (X unquantized, every
-///   column through the float32 outlier kernel against the dequantized weights).
-/// The summary then lists int8 / f32 speedups per shape.
+/// The matmul rows (`matmul/...`: LLM.int8 against OpenBLAS and oneDNN in the same run) are
+/// bench/int8_matmul_bench.cpp's (`--lowbit_matmul_threads=N` sets their threads); their summary table
+/// follows the bandwidth table.
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
-#include <lowbit/int8/matmul.hpp>
 
 #include "bench_rows.hpp"
-#include "f32_gemm.hpp"
 #include "formats_bench.hpp"
+#include "int8_matmul_bench.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -392,112 +383,6 @@ void register_quantize(lb::format f, const char* variant, lb::host::options opt,
   configure(benchmark::RegisterBenchmark(name.c_str(), BM_quantize<T>, f, opt, block, checked));
 }
 
-// ---- matmul rows ----------------------------------------------------------------------------------
-
-struct matmul_shape {
-  std::int64_t m, k, n;
-};
-constexpr matmul_shape kMatmulShapes[] = {{1, 4096, 4096}, {64, 4096, 4096}, {512, 4096, 4096}, {333, 1000, 1003}};
-
-struct matmul_data {
-  array<float> x, w, y;
-  array<std::int8_t> xq;
-  array<std::int32_t> c;
-  lb::quant_tensor wq;
-};
-
-// X: roughly normal (std ~1) with outliers planted in K/1024 columns (value 8.0 in every 16th
-// row), as LLM activations have a few outlier feature dimensions; W: the weight() values.
-const matmul_data& matmul_inputs(const matmul_shape& s) {
-  static std::map<std::int64_t, matmul_data> cache;
-  const std::int64_t key = (s.m * 1000003 + s.k) * 1000003 + s.n;
-  auto it = cache.find(key);
-  if (it != cache.end()) return it->second;
-  matmul_data d;
-  d.x = allocate<float>(s.m * s.k);
-  d.w = allocate<float>(s.n * s.k);
-  d.y = allocate<float>(s.m * s.n);
-  d.xq = allocate<std::int8_t>(s.m * s.k);
-  d.c = allocate<std::int32_t>(s.m * s.n);
-  for (std::int64_t i = 0; i < s.m * s.k; ++i) {
-    const float v = weight(i + (std::int64_t{1} << 40)) * 50.0f;
-    d.x[i] = std::max(-5.5f, std::min(5.5f, v));
-    if (i % s.k % 1024 == 7 && (i / s.k) % 16 == 0) d.x[i] = 8.0f;
-  }
-  for (std::int64_t i = 0; i < s.n * s.k; ++i) d.w[i] = weight(i);
-  std::memset(d.y.get(), 0, static_cast<std::size_t>(s.m * s.n) * sizeof(float));
-  std::memset(d.c.get(), 0, static_cast<std::size_t>(s.m * s.n) * sizeof(std::int32_t));
-  std::vector<float> stats(static_cast<std::size_t>(s.m));
-  if (!lb::quantize_int8_weights(d.w.get(), lb::dtype::f32, s.n, s.k, d.wq) ||
-      !lb::int8_vectorwise_quant(d.x.get(), lb::dtype::f32, s.m, s.k, 0.0f, d.xq.get(), stats.data(), nullptr, nullptr)) {
-    std::fprintf(stderr, "lowbit_bench: matmul setup failed\n");
-    std::exit(1);
-  }
-  return cache.emplace(key, std::move(d)).first->second;
-}
-
-std::string matmul_name(const char* kind, const matmul_shape& s) {
-  return "matmul/" + std::string(kind) + "/" + std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n);
-}
-
-template <class Fn>
-void run_matmul_row(benchmark::State& state, const matmul_shape& s, Fn&& call) {
-  const auto wall0 = std::chrono::steady_clock::now();
-  const double cpu0 = process_cpu_seconds();
-  for (auto _ : state) {
-    if (!call()) {
-      state.SkipWithError("matmul call failed");
-      break;
-    }
-    benchmark::ClobberMemory();
-  }
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
-  const double cpu = process_cpu_seconds() - cpu0;
-  state.counters["OP/s"] = benchmark::Counter(2.0 * static_cast<double>(s.m * s.n * s.k) *
-                                                  static_cast<double>(state.iterations()),
-                                              benchmark::Counter::kIsRate);
-  if (wall > 0.0) state.counters["cpu%"] = 100.0 * cpu / (wall * lb::host::resolve_threads(0));
-}
-
-void BM_matmul_f32(benchmark::State& state, matmul_shape s) {
-  const matmul_data& d = matmul_inputs(s);
-  run_matmul_row(state, s, [&] { return lowbit_bench::sgemm(d.x.get(), d.w.get(), d.y.get(), s.m, s.n, s.k, 0); });
-}
-
-void BM_matmul_int8(benchmark::State& state, matmul_shape s) {
-  const matmul_data& d = matmul_inputs(s);
-  lb::int8_matmul_options o;  // threshold 6.0, all threads, fastest integer path
-  run_matmul_row(state, s, [&] { return lb::int8_matmul(d.x.get(), lb::dtype::f32, s.m, s.k, d.wq, nullptr, d.y.get(), o).ok(); });
-}
-
-void BM_matmul_s8s8s32(benchmark::State& state, matmul_shape s) {
-  const matmul_data& d = matmul_inputs(s);
-  const auto* cb = reinterpret_cast<const std::int8_t*>(d.wq.codes());
-  run_matmul_row(state, s, [&] { return lb::host::int8_gemm(d.xq.get(), s.k, cb, s.k, d.c.get(), s.n, s.m, s.n, s.k).ok(); });
-}
-
-void BM_matmul_int8_weight_only(benchmark::State& state, matmul_shape s) {
-  const matmul_data& d = matmul_inputs(s);
-  lb::int8_matmul_options o;
-  o.mode = lb::int8::matmul_mode::weight_only;
-  run_matmul_row(state, s, [&] { return lb::int8_matmul(d.x.get(), lb::dtype::f32, s.m, s.k, d.wq, nullptr, d.y.get(), o).ok(); });
-}
-
-void register_matmul() {
-  using row_fn = void (*)(benchmark::State&, matmul_shape);
-  const std::pair<const char*, row_fn> kinds[] = {{"f32", BM_matmul_f32},
-                                                  {"int8", BM_matmul_int8},
-                                                  {"s8s8s32", BM_matmul_s8s8s32},
-                                                  {"int8_weight_only", BM_matmul_int8_weight_only}};
-  for (const matmul_shape& s : kMatmulShapes) {
-    for (const auto& kind : kinds) {
-      const std::string name = matmul_name(kind.first, s);
-      g_registered.push_back(name);
-      configure(benchmark::RegisterBenchmark(name.c_str(), kind.second, s));
-    }
-  }
-}
-
 void register_all(bool diagnostics) {
   g_registered.push_back("memcpy");
   configure(benchmark::RegisterBenchmark("memcpy", BM_memcpy, 0));
@@ -540,7 +425,7 @@ void register_all(bool diagnostics) {
       },
       weight};
   lowbit_bench::register_format_rows(format_hooks);
-  register_matmul();
+  lowbit_bench::register_int8_matmul_rows(g_registered, diagnostics);
   if (!diagnostics) return;
   g_registered.push_back("diag/memcpy/threads:1");
   configure(benchmark::RegisterBenchmark("diag/memcpy/threads:1", BM_memcpy, 1));
@@ -588,14 +473,8 @@ class summary_reporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
-      if (r.run_name.function_name.rfind("matmul/", 0) == 0) {
-        const auto cpu = r.counters.find("cpu%");
-        const double seconds = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);
-        matmul_row& m = matmul_[r.run_name.function_name];
-        if (m.seconds == 0.0 || seconds < m.seconds) {
-          m.seconds = seconds;
-          m.cpu_percent = cpu == r.counters.end() ? 100.0 : cpu->second.value;
-        }
+      if (lowbit_bench::is_matmul_row(r.run_name.function_name)) {
+        lowbit_bench::record_matmul_run(r);
         continue;
       }
       const auto bps = r.counters.find("bytes_per_second");
@@ -618,39 +497,10 @@ class summary_reporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
   }
 
-  // The int8 vs float32 matmul table; returns false if an int8 row is not faster than its f32 row.
-  bool print_matmul_summary() const {
-    if (matmul_.empty()) return true;
-    bool all_faster = true;
-    std::printf("\nmatmul summary: C = X * W^T, %d threads; f32 = lowbit's blocked %s sgemm (bench/f32_gemm.hpp);\n"
-                "int8 = lowbit::int8_matmul, f32 in/out, threshold 6.0, integer path %s; best run of each row\n\n",
-                lb::host::resolve_threads(0), lowbit_bench::sgemm_isa(),
-                lb::host::int8_path_name(lb::host::resolve_int8_path(lb::host::int8_path::automatic)));
-    std::printf("%-18s %10s %10s %10s %9s %9s %6s  %s\n", "MxKxN", "f32 ms", "int8 ms", "s8s8 ms", "f32 GOP/s", "int8 GOP/s",
-                "x", "");
-    for (const matmul_shape& s : kMatmulShapes) {
-      const std::string shape = std::to_string(s.m) + "x" + std::to_string(s.k) + "x" + std::to_string(s.n);
-      auto get = [&](const char* kind) {
-        const auto it = matmul_.find(matmul_name(kind, s));
-        return it == matmul_.end() ? matmul_row{} : it->second;
-      };
-      const matmul_row f = get("f32"), i = get("int8"), g = get("s8s8s32");
-      if (f.seconds == 0.0 && i.seconds == 0.0 && g.seconds == 0.0) continue;
-      const double ops = 2.0 * static_cast<double>(s.m * s.n * s.k);
-      const double speedup = (f.seconds > 0.0 && i.seconds > 0.0) ? f.seconds / i.seconds : 0.0;
-      const char* verdict = speedup == 0.0 ? "" : (speedup > 1.0 ? "int8 faster" : "int8 NOT faster");
-      all_faster = all_faster && (speedup == 0.0 || speedup > 1.0);
-      std::printf("%-18s %10.3f %10.3f %10.3f %9.1f %9.1f %6.2f  %s%s\n", shape.c_str(), f.seconds * 1e3, i.seconds * 1e3,
-                  g.seconds * 1e3, f.seconds > 0 ? ops / f.seconds / 1e9 : 0.0, i.seconds > 0 ? ops / i.seconds / 1e9 : 0.0,
-                  speedup, verdict, (f.cpu_percent < 90.0 || i.cpu_percent < 90.0) ? " (cpu% < 90: machine busy)" : "");
-    }
-    return all_faster;
-  }
-
   // Prints the table; returns false if a target was missed.
   bool print_summary() const {
-    print_matmul_summary();
-    if (rows_.empty()) return true;
+    const bool matmul_met = lowbit_bench::print_matmul_summary();
+    if (rows_.empty()) return matmul_met;
     bool all_met = true, busy = false;
     std::printf("\nlowbit_bench summary: %" PRId64 " elements, block %" PRId64 ", %d threads, SIMD kernels: %s\n",
                 kNumel, kBlock, lb::host::resolve_threads(0),
@@ -690,7 +540,7 @@ class summary_reporter : public benchmark::ConsoleReporter {
     if (busy)
       std::printf("WARNING: a row's threads got < 90%% of their cores (cpu%%): another process was competing; "
                   "numbers are not reliable.\n");
-    return all_met;
+    return all_met && matmul_met;
   }
 
  private:
@@ -700,10 +550,6 @@ class summary_reporter : public benchmark::ConsoleReporter {
     int runs = 0;
   };
   std::map<std::string, row> rows_;
-  struct matmul_row {
-    double seconds = 0.0, cpu_percent = 0.0;  // best run
-  };
-  std::map<std::string, matmul_row> matmul_;
 };
 
 }  // namespace
@@ -741,6 +587,8 @@ int main(int argc, char** argv) {
     }
     if (std::strcmp(argv[i], "--lowbit_diagnostics") == 0) {
       diagnostics = true;
+    } else if (std::strncmp(argv[i], "--lowbit_matmul_threads=", 24) == 0) {
+      lowbit_bench::set_matmul_threads(std::atoi(argv[i] + 24));
     } else {
       argv[kept++] = argv[i];
     }

@@ -20,7 +20,7 @@ using lowbit::host::int8_path;
 
 std::vector<int8_path> paths() {
   std::vector<int8_path> out;
-  for (auto p : {int8_path::portable, int8_path::avx2, int8_path::avx512_vnni})
+  for (auto p : {int8_path::portable, int8_path::avx2, int8_path::avx512_vnni, int8_path::amx})
     if (lowbit::host::int8_path_available(p)) out.push_back(p);
   return out;
 }
@@ -37,24 +37,35 @@ std::vector<std::int32_t> naive_gemm(const std::vector<std::int8_t>& A, const st
   return C;
 }
 
-void expect_gemm(const std::vector<std::int8_t>& A, const std::vector<std::int8_t>& B, std::int64_t M, std::int64_t N,
-                 std::int64_t K) {
-  const auto ref = naive_gemm(A, B, M, N, K);
+// C = A · Bᵀ with row strides lda, ldb, ldc equals `ref` (dense [M, N]) on every path and thread
+// count, and C's padding past N stays untouched.
+void expect_gemm_strided(const std::vector<std::int8_t>& A, std::int64_t lda, const std::vector<std::int8_t>& B,
+                         std::int64_t ldb, std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
+                         const std::vector<std::int32_t>& ref) {
+  constexpr std::int32_t fill = 0x5a5a5a5a;
   for (auto p : paths())
     for (int threads : {1, 0}) {
-      std::vector<std::int32_t> C(static_cast<std::size_t>(M * N), 0x5a5a5a5a);
+      std::vector<std::int32_t> C(static_cast<std::size_t>(M * ldc), fill);
       lowbit::host::int8_gemm_options o;
       o.path = p;
       o.threads = threads;
-      const auto s = lowbit::host::int8_gemm(A.data(), K, B.data(), K, C.data(), N, M, N, K, o);
+      const auto s = lowbit::host::int8_gemm(A.data(), lda, B.data(), ldb, C.data(), ldc, M, N, K, o);
       ASSERT_TRUE(s.ok()) << s.message();
       std::int64_t bad = 0;
-      for (std::size_t i = 0; i < C.size(); ++i)
-        if (C[i] != ref[i] && bad++ < 3)
-          ADD_FAILURE() << lowbit::host::int8_path_name(p) << " M=" << M << " N=" << N << " K=" << K << " at " << i
-                        << ": " << C[i] << " != " << ref[i];
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < ldc; ++n) {
+          const std::int32_t want = n < N ? ref[m * N + n] : fill;
+          if (C[m * ldc + n] != want && bad++ < 3)
+            ADD_FAILURE() << lowbit::host::int8_path_name(p) << " M=" << M << " N=" << N << " K=" << K << " at [" << m << ", "
+                          << n << "]: " << C[m * ldc + n] << " != " << want;
+        }
       EXPECT_EQ(bad, 0) << lowbit::host::int8_path_name(p) << " threads=" << threads;
     }
+}
+
+void expect_gemm(const std::vector<std::int8_t>& A, const std::vector<std::int8_t>& B, std::int64_t M, std::int64_t N,
+                 std::int64_t K) {
+  expect_gemm_strided(A, K, B, K, N, M, N, K, naive_gemm(A, B, M, N, K));
 }
 
 TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
@@ -63,7 +74,9 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
   std::uniform_int_distribution<int> code(-128, 127);
   const std::int64_t shapes[][3] = {{1, 1, 1},   {1, 5, 3},     {1, 33, 67},  {2, 7, 4},     {3, 17, 15},
                                     {7, 31, 63}, {9, 32, 65},   {8, 64, 16},  {13, 40, 129}, {65, 257, 100},
-                                    {70, 300, 1031}, {1, 513, 2100}, {17, 45, 2049}};
+                                    {70, 300, 1031}, {1, 513, 2100}, {17, 45, 2049},
+                                    // VNNI in place: M = 16 (one task row), past the 96 x 64 task tile
+                                    {16, 70, 64},  {100, 133, 70}, {200, 37, 129}};
   for (const auto& s : shapes) {
     const std::int64_t M = s[0], N = s[1], K = s[2];
     std::vector<std::int8_t> A(static_cast<std::size_t>(M * K)), B(static_cast<std::size_t>(N * K));
@@ -71,6 +84,24 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
     for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
     expect_gemm(A, B, M, N, K);
   }
+}
+
+// Row strides above the row lengths, on every path: A and B are read in place (the VNNI and AMX
+// paths never copy B), so only the first K bytes of each row may count, and C's padding stays untouched.
+TEST(Int8Gemm, StridedOperands) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5d1);
+  std::uniform_int_distribution<int> code(-128, 127);
+  const std::int64_t M = 19, N = 41, K = 150, lda = K + 13, ldb = K + 64, ldc = N + 3;
+  std::vector<std::int8_t> A(static_cast<std::size_t>(M * lda)), B(static_cast<std::size_t>(N * ldb));
+  for (auto& v : A) v = static_cast<std::int8_t>(code(rng));
+  for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
+  std::vector<std::int8_t> Ad(static_cast<std::size_t>(M * K)), Bd(static_cast<std::size_t>(N * K));
+  for (std::int64_t m = 0; m < M; ++m)
+    for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
+  expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
 }
 
 TEST(Int8Gemm, ExtremeValues) {
@@ -93,6 +124,13 @@ TEST(Int8Gemm, LargestInnerDimension) {
   std::vector<std::int8_t> A(static_cast<std::size_t>(K), -128), B(static_cast<std::size_t>(N * K), -128);
   for (std::int64_t k = 0; k < K; ++k) B[2 * K + k] = 127;
   expect_gemm(A, B, M, N, K);
+  {  // 32 rows of B: the AMX path's smallest block (N = 3 is below it), K with a partial last step
+    const std::int64_t n32 = 32;
+    std::vector<std::int8_t> B32(static_cast<std::size_t>(n32 * K), -128);
+    for (std::int64_t n = 1; n < n32; n += 2)
+      for (std::int64_t k = 0; k < K; ++k) B32[n * K + k] = 127;
+    expect_gemm(A, B32, M, n32, K);
+  }
   std::int32_t c = 0;
   const auto s = lowbit::host::int8_gemm(A.data(), K + 1, B.data(), K + 1, &c, 1, 1, 1, K + 1);
   EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
@@ -269,6 +307,20 @@ problem make_problem(std::int64_t M, std::int64_t K, std::int64_t N, std::uint64
   return p;
 }
 
+// The problem's values in the test's dtype.
+template <class T>
+struct typed_problem {
+  std::vector<T> x, w, b;
+};
+template <class T>
+typed_problem<T> typed(const problem& p) {
+  typed_problem<T> t{std::vector<T>(p.x.size()), std::vector<T>(p.w.size()), std::vector<T>(p.bias.size())};
+  for (std::size_t i = 0; i < t.x.size(); ++i) t.x[i] = narrow<T>(p.x[i]);
+  for (std::size_t i = 0; i < t.w.size(); ++i) t.w[i] = narrow<T>(p.w[i]);
+  for (std::size_t i = 0; i < t.b.size(); ++i) t.b[i] = narrow<T>(p.bias[i]);
+  return t;
+}
+
 template <class T>
 struct run_result {
   std::vector<double> y, def, truth;
@@ -422,7 +474,7 @@ TYPED_TEST(Int8Matmul, LinearSplitMode) {
   }
 }
 
-// The AVX-512 quantization/epilogue kernels and the VNNI/AVX2 GEMMs give the portable code's bits
+// The AVX-512 quantization/epilogue kernels and the AMX/VNNI/AVX2 GEMMs give the portable code's bits
 // for every dtype, with outliers, bias, and sizes that leave SIMD tails.
 TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   LOWBIT_SEED_TRACE();
@@ -432,10 +484,8 @@ TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   for (std::int64_t m = 0; m < M; m += 5) p.x[m * K + 100] = 7.5f;
   p.x[3 * K + 290] = -6.0f;
   for (std::int64_t k = 0; k < K; ++k) p.x[11 * K + k] = 0.0f;  // a zero row
-  std::vector<TypeParam> x(p.x.size()), w(p.w.size()), b(p.bias.size());
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = narrow<TypeParam>(p.x[i]);
-  for (std::size_t i = 0; i < w.size(); ++i) w[i] = narrow<TypeParam>(p.w[i]);
-  for (std::size_t i = 0; i < b.size(); ++i) b[i] = narrow<TypeParam>(p.bias[i]);
+  const auto t = typed<TypeParam>(p);
+  const auto &x = t.x, &w = t.w, &b = t.b;
   // both modes; N = 83 and the first 7 weight rows leave outlier-panel tails past and below 16
   for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only})
     for (std::int64_t n_used : {N, std::int64_t{7}}) {
@@ -469,6 +519,72 @@ TYPED_TEST(Int8Matmul, EveryPathSameBits) {
   EXPECT_EQ(s0, s1);
   EXPECT_EQ(n0, 2);
   EXPECT_EQ(o0, o1);
+}
+
+// The whole call equals the definition evaluated here in scalar float32, bit for bit: codes and
+// stats from int8_vectorwise_quant, the int32 product summed here, step 5 as two rounded
+// multiplies and one fma, step 6 as rounded products added in column order, one rounding to the
+// dtype. Sizes put the outlier/epilogue pass's tails everywhere (M % 4, N past 256 and % 32), with
+// bias, on every path and thread count, in both modes.
+TYPED_TEST(Int8Matmul, BitsEqualTheScalarDefinition) {
+  LOWBIT_SEED_TRACE();
+  const dtype dt = lowbit::dtype_of<TypeParam>::value;
+  const std::int64_t M = 23, K = 203, N = 301;
+  auto p = make_problem<TypeParam>(M, K, N, 77, 0.1f);
+  for (std::int64_t m = 0; m < M; m += 3) p.x[m * K + 5] = 9.5f;
+  p.x[7 * K + 150] = -7.0f;
+  p.x[22 * K + 202] = 6.0f;
+  const auto t = typed<TypeParam>(p);
+  const auto &x = t.x, &w = t.w, &b = t.b;
+  lowbit::quant_tensor wq;
+  ASSERT_TRUE(lowbit::quantize_int8_weights(w.data(), dt, N, K, wq).ok());
+  const auto* cb = reinterpret_cast<const std::int8_t*>(wq.codes());
+  const float* scb = wq.scales();
+  for (auto mode : {lowbit::int8::matmul_mode::split, lowbit::int8::matmul_mode::weight_only}) {
+    const bool wo = mode == lowbit::int8::matmul_mode::weight_only;
+    const auto q = quant(p.x, M, K, wo ? 0.0f : 6.0f);
+    std::vector<bool> outcol(static_cast<std::size_t>(K), wo);
+    for (auto c : q.cols) outcol[c] = true;
+    if (!wo) {
+      ASSERT_EQ(q.cols.size(), 3u);
+    }
+    std::vector<std::uint16_t> want(static_cast<std::size_t>(M * N) * sizeof(TypeParam) / 2);
+    std::vector<TypeParam> yw(static_cast<std::size_t>(M * N));
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t n = 0; n < N; ++n) {
+        std::int64_t c = 0;
+        float o = 0.0f;
+        for (std::int64_t k = 0; k < K; ++k) {
+          if (outcol[k]) {
+            volatile float wd = (static_cast<float>(cb[n * K + k]) * scb[n]) * (1.0f / 127.0f);
+            wd = lowbit::to_float(narrow<TypeParam>(wd));
+            volatile float prod = lowbit::to_float(x[m * K + k]) * wd;
+            o = o + prod;
+          } else if (!wo) {
+            c += std::int64_t{q.codes[m * K + k]} * cb[n * K + k];
+          }
+        }
+        volatile float rc = static_cast<float>(static_cast<std::int32_t>(c)) * q.stats[m];
+        rc = rc * scb[n];
+        const float e = std::fma(static_cast<float>(rc), 1.0f / 16129.0f, lowbit::to_float(b[n]));
+        yw[m * N + n] = narrow<TypeParam>(e + o);
+      }
+    std::memcpy(want.data(), yw.data(), want.size() * 2);
+    for (auto path : paths())
+      for (int threads : {1, 0}) {
+        std::vector<TypeParam> y(static_cast<std::size_t>(M * N));
+        lowbit::int8_matmul_options o;
+        o.path = path;
+        o.mode = mode;
+        o.threads = threads;
+        ASSERT_TRUE(lowbit::int8_matmul(x.data(), dt, M, K, wq, b.data(), y.data(), o).ok());
+        std::vector<std::uint16_t> bits(want.size());
+        std::memcpy(bits.data(), y.data(), bits.size() * 2);
+        for (std::size_t i = 0; i < bits.size(); ++i)
+          ASSERT_EQ(bits[i], want[i]) << lowbit::host::int8_path_name(path) << " threads=" << threads << (wo ? " weight_only" : " split")
+                                      << " at 16-bit word " << i;
+      }
+  }
 }
 
 TEST(Int8Matmul, WeightsAreBitsandbytesCBSCB) {

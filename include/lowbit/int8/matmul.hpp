@@ -122,51 +122,65 @@ status vectorwise_quant_typed(const T* x, std::int64_t rows, std::int64_t cols, 
   return {};
 }
 
+/// `bias` [N] as float32 in `out` (nothing when bias is null); returns out's data or null.
+template <class T>
+status bias_as_float(const T* bias, std::int64_t N, storage<float>& out, const float** b) {
+  *b = nullptr;
+  if (!bias) return {};
+  LOWBIT_TRY(out.allocate(static_cast<std::size_t>(N), allocator::host(), "int8 epilogue: bias"));
+  for (std::int64_t n = 0; n < N; ++n) out[n] = to_float(bias[n]);
+  *b = out.data();
+  return {};
+}
+
+/// The epilogue of `len` (<= 256) outputs of one row: y[n] = to_T(epilogue(c[n], r, col[n], b[n]
+/// (0 if b is null), o[n] (none if o is null))), AVX-512 when `simd`, same bits either way.
+template <class T>
+void epilogue_span(const std::int32_t* c, float r, const float* col, const float* b, const float* o, std::int64_t len,
+                   bool simd, T* y) {
+  float tmp[256];
+  const std::int64_t done = simd ? host::int8_avx512::epilogue_row(c, r, col, b, o, len, tmp) : 0;
+  for (std::int64_t j = 0; j < done; ++j) y[j] = from_float<T>(tmp[j]);
+  for (std::int64_t n = done; n < len; ++n) {
+    const float bn = b ? b[n] : 0.0f;
+    y[n] = from_float<T>(o ? epilogue(c[n], r, col[n], bn, o[n]) : epilogue(c[n], r, col[n], bn));
+  }
+}
+
 template <class T>
 status epilogue_typed(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats, const float* col_stats,
                       const float* outlier, const T* bias, T* out, const host::options& opt) {
   const bool simd = opt.simd && host::int8_avx512::available();
   storage<float> bias_f;
-  if (bias) {
-    LOWBIT_TRY(bias_f.allocate(static_cast<std::size_t>(N), allocator::host(), "int8_epilogue: bias"));
-    for (std::int64_t n = 0; n < N; ++n) bias_f[n] = to_float(bias[n]);
-  }
-  const float* b = bias ? bias_f.data() : nullptr;
+  const float* b = nullptr;
+  LOWBIT_TRY(bias_as_float(bias, N, bias_f, &b));
   host::parallel_for(M, 4, 1, opt.threads, [&](std::int64_t m0, std::int64_t m1) {
-    float tmp[256];
-    for (std::int64_t m = m0; m < m1; ++m) {
-      const float r = row_stats[m];
-      const std::int32_t* c = C + m * N;
-      const float* o = outlier ? outlier + m * N : nullptr;
-      T* y = out + m * N;
-      for (std::int64_t n0 = 0; n0 < N; n0 += 256) {
-        const std::int64_t len = std::min<std::int64_t>(256, N - n0);
-        std::int64_t done = 0;
-        if (simd)
-          done = host::int8_avx512::epilogue_row(c + n0, r, col_stats + n0, b ? b + n0 : nullptr, o ? o + n0 : nullptr, len, tmp);
-        for (std::int64_t j = 0; j < done; ++j) y[n0 + j] = from_float<T>(tmp[j]);
-        for (std::int64_t n = n0 + done; n < n0 + len; ++n) {
-          const float bn = b ? b[n] : 0.0f;
-          const float v = o ? epilogue(c[n], r, col_stats[n], bn, o[n]) : epilogue(c[n], r, col_stats[n], bn);
-          y[n] = from_float<T>(v);
-        }
-      }
-    }
+    for (std::int64_t m = m0; m < m1; ++m)
+      for (std::int64_t n0 = 0; n0 < N; n0 += 256)
+        epilogue_span(C + m * N + n0, row_stats[m], col_stats + n0, b ? b + n0 : nullptr, outlier ? outlier + m * N + n0 : nullptr,
+                      std::min<std::int64_t>(256, N - n0), simd, out + m * N + n0);
   });
   return {};
 }
 
-/// Outlier sums O[m, n] = Σ_j x[m, c_j] · to_T(dequant_weight(CB[n, c_j], SCB[n])) over the columns
+/// The epilogue with the outlier sums, in one pass over Y (the sums never go to memory):
+/// y[m, n] = to_T(epilogue(C[m, n], row_stats[m], SCB[n], bias[n], O[m, n])) where
+/// O[m, n] = Σ_j x[m, c_j] · to_T(dequant_weight(CB[n, c_j], SCB[n])) over the columns
 /// c_j = cols[j] (every column 0..K-1 when `cols` is null, count = K), j increasing, each step
 /// outlier_step. The dequantized weights are laid out in panels of 32 columns ([count, 32] each,
-/// zero padded), so the sums run 4 rows x 32 columns at a time; every path gives the same bits.
+/// zero padded), so the sums run 4 rows x 32 columns at a time into a buffer on the stack, and
+/// the epilogue of those 4 x 32 outputs follows at once; every path gives the same bits.
 /// Scratch: 4 * (M + N rounded up to 32) * count bytes.
 template <class T>
-status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_t* cb, const float* scb, std::int64_t N,
-                    const std::int32_t* cols, std::int64_t count, float* out, int threads, bool simd) {
+status outlier_epilogue(const T* x, std::int64_t M, std::int64_t K, const std::int8_t* cb, const float* scb, std::int64_t N,
+                        const std::int32_t* cols, std::int64_t count, const std::int32_t* C, const float* row_stats,
+                        const T* bias, T* y, int threads, bool simd) {
   constexpr std::int64_t P = host::int8_avx512::outlier_panel_width;
+  constexpr std::int64_t R = 4, chunk = 8;  // rows per group, panels per task
   const std::int64_t panels = (N + P - 1) / P;
-  storage<float> xo, wp;
+  storage<float> xo, wp, bias_f;
+  const float* b = nullptr;
+  LOWBIT_TRY(bias_as_float(bias, N, bias_f, &b));
   LOWBIT_TRY(xo.allocate(static_cast<std::size_t>(M * count), allocator::host(), "int8_matmul: outlier activations"));
   LOWBIT_TRY(wp.allocate(static_cast<std::size_t>(panels * P * count), allocator::host(), "int8_matmul: outlier weights"));
   auto col = [&](std::int64_t j) { return cols ? static_cast<std::int64_t>(cols[j]) : j; };
@@ -183,29 +197,34 @@ status outlier_sums(const T* x, std::int64_t M, std::int64_t K, const std::int8_
       }
   });
   const bool vec = simd && host::int8_avx512::available();
-  host::parallel_for(panels, 1, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
-    for (std::int64_t p = p0; p < p1; ++p) {
-      const float* panel = wp.data() + p * P * count;
-      const std::int64_t n0 = p * P, width = std::min(P, N - n0);
-      for (std::int64_t m = 0; m < M; m += 4) {
-        const std::int64_t rows = std::min<std::int64_t>(4, M - m);
-        const float* xr = xo.data() + m * count;
-        float* o = out + m * N + n0;
+  const std::int64_t groups = (M + R - 1) / R, chunks = (panels + chunk - 1) / chunk;
+  // tasks in row-major order: consecutive tasks write consecutive parts of Y's rows
+  host::parallel_for(groups * chunks, 1, 1, threads, [&](std::int64_t t0, std::int64_t t1) {
+    float sums[R * P];
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t m = (t / chunks) * R, rows = std::min(R, M - m);
+      const float* xr = xo.data() + m * count;
+      for (std::int64_t p = (t % chunks) * chunk; p < std::min(panels, (t % chunks + 1) * chunk); ++p) {
+        const float* panel = wp.data() + p * P * count;
+        const std::int64_t n0 = p * P, width = std::min(P, N - n0);
         if (vec) {
           switch (rows) {
-            case 4: host::int8_avx512::outlier_panel<4>(xr, count, count, panel, o, N, width); break;
-            case 3: host::int8_avx512::outlier_panel<3>(xr, count, count, panel, o, N, width); break;
-            case 2: host::int8_avx512::outlier_panel<2>(xr, count, count, panel, o, N, width); break;
-            default: host::int8_avx512::outlier_panel<1>(xr, count, count, panel, o, N, width); break;
+            case 4: host::int8_avx512::outlier_panel<4>(xr, count, count, panel, sums, P, width); break;
+            case 3: host::int8_avx512::outlier_panel<3>(xr, count, count, panel, sums, P, width); break;
+            case 2: host::int8_avx512::outlier_panel<2>(xr, count, count, panel, sums, P, width); break;
+            default: host::int8_avx512::outlier_panel<1>(xr, count, count, panel, sums, P, width); break;
           }
-          continue;
+        } else {
+          for (std::int64_t r = 0; r < rows; ++r)
+            for (std::int64_t c = 0; c < width; ++c) {
+              float acc = 0.0f;
+              for (std::int64_t j = 0; j < count; ++j) acc = outlier_step(acc, xr[r * count + j], panel[j * P + c]);
+              sums[r * P + c] = acc;
+            }
         }
         for (std::int64_t r = 0; r < rows; ++r)
-          for (std::int64_t c = 0; c < width; ++c) {
-            float acc = 0.0f;
-            for (std::int64_t j = 0; j < count; ++j) acc = outlier_step(acc, xr[r * count + j], panel[j * P + c]);
-            o[r * N + c] = acc;
-          }
+          epilogue_span(C + (m + r) * N + n0, row_stats[m + r], scb + n0, b ? b + n0 : nullptr, sums + r * P, width, vec,
+                        y + (m + r) * N + n0);
       }
     }
   });
@@ -364,16 +383,13 @@ inline status int8_matmul(const void* x, dtype dt, std::int64_t M, std::int64_t 
     go.path = opt.path;
     LOWBIT_TRY(host::int8_gemm(codes.data(), K, cb, K, acc.data(), N, M, N, K, go));
   }
-  storage<float> outl;
-  if (count > 0) {
-    LOWBIT_TRY(outl.allocate(static_cast<std::size_t>(M * N), allocator::host(), "int8_matmul: outlier sums"));
-    LOWBIT_TRY(visit_dtype(dt, [&](auto tag) {
-      using T = decltype(tag);
-      return int8::detail::outlier_sums(static_cast<const T*>(x), M, K, cb, w.scales(), N, weight_only ? nullptr : cols.data(),
-                                        count, outl.data(), opt.threads, ho.simd);
-    }));
-  }
-  return int8_epilogue(acc.data(), M, N, row_stats.data(), w.scales(), count > 0 ? outl.data() : nullptr, bias, dt, y, ho);
+  if (count == 0) return int8_epilogue(acc.data(), M, N, row_stats.data(), w.scales(), nullptr, bias, dt, y, ho);
+  return visit_dtype(dt, [&](auto tag) {
+    using T = decltype(tag);
+    return int8::detail::outlier_epilogue(static_cast<const T*>(x), M, K, cb, w.scales(), N, weight_only ? nullptr : cols.data(),
+                                          count, acc.data(), row_stats.data(), static_cast<const T*>(bias), static_cast<T*>(y),
+                                          opt.threads, ho.simd);
+  });
 }
 
 LOWBIT_NAMESPACE_END

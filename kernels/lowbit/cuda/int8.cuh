@@ -15,6 +15,13 @@
 /// 4. `C = codes · CBᵀ` in int32: cuBLASLt (`CUBLAS_COMPUTE_32I`, int8 "TN", as bitsandbytes'
 ///    igemmlt) when a handle is given and it takes the shape, else `int8_gemm_fallback_kernel`
 ///    (exact int32, shared-memory tiles; any shape, e.g. K % 4 != 0).
+///    The weights go to cuBLASLt in the layout they are stored in: CB row-major [N, K] is, to
+///    cuBLASLt, a column-major (CUBLASLT_ORDER_COL, its default) K x N int8 matrix taken with
+///    CUBLAS_OP_T. Nothing is transformed, per call or at all: no cublasLtMatrixTransform into
+///    the tiled COL32 / COL4_4R2_8C / COL32_2R_4R4 orders (older bitsandbytes transformed the
+///    weights into them and the activations into COL32), so the weight layout is the one
+///    produced once by quantization. The launcher expects CB as stored, 16-byte aligned, with N
+///    and K multiples of 4; other shapes take the fallback kernel.
 /// 5. With outlier columns: the columns of X and the dequantized weight columns (rounded to X's
 ///    dtype) are gathered, then multiplied into float32 sums by cuBLAS (`cublasGemmEx`, 16-bit or
 ///    float32 inputs, float32 accumulation and output) when a handle is given, else by
