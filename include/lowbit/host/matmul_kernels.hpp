@@ -1,0 +1,311 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file matmul_kernels.hpp
+/// @brief The host kernels of the fused matmul (matmul/matmul.hpp), each with its ISA variants side
+///        by side: the lane dots (portable, AVX2, AVX-512, AVX512_BF16) and the AVX-512 decode of
+///        16 runs of codes into the lane layout.
+///
+/// @par Lane layout (one row of x or of W, K padded to a multiple of 1024)
+/// - compute f32: float `v[((j * 2 + g) * 32 + e) * 16 + t]` = element 32 r + e of run
+///   r = 32 j + 16 g + t (super-run j, group g, thread 16 g + t).
+/// - compute bf16: uint32 `v[((j * 2 + g) * 16 + p) * 16 + t]` = the bf16-mode operand bits
+///   (mm::bf16_operand_bits) of element 32 r + 2p in the low half and of 32 r + 2p + 1 in the high
+///   half: the operand pairs of vdpbf16ps.
+/// A dot of an x row with a W row in this layout walks each group's registers in order, so every
+/// lane performs thread t's chain of matmul/definition.hpp; the kernels differ only in how many
+/// lanes one instruction covers. The values are the same on every path (tests/host/matmul_test.cpp).
+#pragma once
+
+#include "../format.hpp"
+#include "../matmul/definition.hpp"
+#include "../quant/blockwise.hpp"
+#include "simd_avx2.hpp"
+#include "simd_avx512.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+namespace mmk {
+
+/// Floats (f32) or dwords (bf16) of one row in the lane layout.
+constexpr std::int64_t lane_row_size(std::int64_t K, matmul_compute c) noexcept {
+  return mm::super_runs(K) * (c == matmul_compute::f32 ? mm::super_elements : mm::super_elements / 2);
+}
+
+/// The portable lane dot: s[(a * NB + b) * 32 + thread] for x rows a < MB and W rows b < NB,
+/// J super-runs, f32 mode. The reference every SIMD variant equals.
+inline void dot_f32_portable(const float* const* x, int mb, const float* const* w, int nb, std::int64_t J, float* s) {
+  for (int a = 0; a < mb; ++a)
+    for (int b = 0; b < nb; ++b)
+      for (int g = 0; g < 2; ++g)
+        for (int t = 0; t < mm::group_lanes; ++t) {
+          float acc = 0.0f;
+          for (std::int64_t j = 0; j < J; ++j)
+            for (int e = 0; e < mm::run_elements; ++e) {
+              const std::int64_t o = ((j * 2 + g) * 32 + e) * 16 + t;
+              acc = std::fma(x[a][o], w[b][o], acc);
+            }
+          s[(a * nb + b) * 32 + g * 16 + t] = acc;
+        }
+}
+
+/// As dot_f32_portable in bf16 mode: each dword an operand pair, the odd element first.
+inline void dot_bf16_portable(const std::uint32_t* const* x, int mb, const std::uint32_t* const* w, int nb, std::int64_t J, float* s) {
+  for (int a = 0; a < mb; ++a)
+    for (int b = 0; b < nb; ++b)
+      for (int g = 0; g < 2; ++g)
+        for (int t = 0; t < mm::group_lanes; ++t) {
+          float acc = 0.0f;
+          for (std::int64_t j = 0; j < J; ++j)
+            for (int p = 0; p < mm::run_elements / 2; ++p) {
+              const std::int64_t o = ((j * 2 + g) * 16 + p) * 16 + t;
+              const std::uint32_t xv = x[a][o], wv = w[b][o];
+              acc = mm::fma_ftz(bits_float(xv & 0xFFFF0000u), bits_float(wv & 0xFFFF0000u), acc);
+              acc = mm::fma_ftz(bits_float(xv << 16), bits_float(wv << 16), acc);
+            }
+          s[(a * nb + b) * 32 + g * 16 + t] = acc;
+        }
+}
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+LOWBIT_AVX512_WARNINGS_PUSH
+
+#  define LOWBIT_AVX512_FMA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+
+/// dot_f32_portable for MB x rows and NB W rows, 16 lanes per instruction.
+template <int MB, int NB>
+LOWBIT_AVX512_FMA void dot_f32_avx512(const float* const* x, const float* const* w, std::int64_t J, float* s) {
+  for (int g = 0; g < 2; ++g) {
+    __m512 acc[MB][NB];
+    for (int a = 0; a < MB; ++a)
+      for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 32 * 16;
+      for (int e = 0; e < 32; ++e) {
+        __m512 wv[NB];
+        for (int b = 0; b < NB; ++b) wv[b] = _mm512_load_ps(w[b] + base + e * 16);
+        for (int a = 0; a < MB; ++a) {
+          const __m512 xv = _mm512_load_ps(x[a] + base + e * 16);
+          for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
+        }
+      }
+    }
+    for (int a = 0; a < MB; ++a)
+      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+  }
+}
+
+#  define LOWBIT_AVX512_BF16_DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,avx512bf16")))
+
+/// dot_bf16_portable with vdpbf16ps (AVX512_BF16): 32 products per instruction.
+template <int MB, int NB>
+LOWBIT_AVX512_BF16_DOT void dot_bf16_avx512(const std::uint32_t* const* x, const std::uint32_t* const* w, std::int64_t J, float* s) {
+  for (int g = 0; g < 2; ++g) {
+    __m512 acc[MB][NB];
+    for (int a = 0; a < MB; ++a)
+      for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 16 * 16;
+      for (int p = 0; p < 16; ++p) {
+        __m512bh wv[NB];
+        for (int b = 0; b < NB; ++b) wv[b] = (__m512bh)_mm512_load_si512(w[b] + base + p * 16);
+        for (int a = 0; a < MB; ++a) {
+          const __m512bh xv = (__m512bh)_mm512_load_si512(x[a] + base + p * 16);
+          for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], xv, wv[b]);
+        }
+      }
+    }
+    for (int a = 0; a < MB; ++a)
+      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+  }
+}
+
+namespace detail {
+
+// The 16 dwords number d of the 16 runs in `v` (4-bit: run t = dwords 4t..4t+3 of the 4
+// registers; 8-bit: run t = dwords 8t..8t+7 of the 8 registers), lane t.
+template <int Bits>
+LOWBIT_AVX512 inline __m512i run_dword(const __m512i* v, int d) {
+  constexpr int per_run = Bits == 4 ? 4 : 8;                   // dwords of one run
+  constexpr int runs_per_pair = 32 / per_run;                  // runs in two registers
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // dword (t % runs_per_pair) * per_run + d of the register pair (t / runs_per_pair)
+  const __m512i idx = _mm512_add_epi32(
+      _mm512_mullo_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(runs_per_pair - 1)), _mm512_set1_epi32(per_run)),
+      _mm512_set1_epi32(d));
+  __m512i r = _mm512_permutex2var_epi32(v[0], idx, v[1]);
+  for (int q = 1; q < 16 / runs_per_pair; ++q) {
+    const __mmask16 m = static_cast<__mmask16>(((1u << runs_per_pair) - 1u) << (q * runs_per_pair));
+    r = _mm512_mask_mov_epi32(r, m, _mm512_permutex2var_epi32(v[2 * q], idx, v[2 * q + 1]));
+  }
+  return r;
+}
+
+// e4m3fn / e5m2 codes (int32 lanes 0..255) to their float32 values, as quant::decode_table:
+// the magnitude bits moved into a float32 and scaled by 2^(127 - bias) (exact, subnormals too),
+// then NaN (e4m3fn 0x7F) or Inf/NaN (e5m2 exponent 31) patched, the sign or-ed in.
+template <format F>
+LOWBIT_AVX512 inline __m512 minifloat_values(__m512i c) {
+  using codec = typename quant::scheme<F>::codec;
+  constexpr int M = codec::mantissa_bits;
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7F));
+  __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M)),
+                           _mm512_castsi512_ps(_mm512_set1_epi32((127 + 127 - codec::bias) << 23)));
+  if constexpr (F == format::e4m3fn) {
+    v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+  } else {
+    const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(mag, _mm512_set1_epi32(0x7C)), _mm512_set1_epi32(0x7C));
+    const __m512i inf_nan = _mm512_or_si512(_mm512_set1_epi32(0x7F800000), _mm512_slli_epi32(_mm512_and_si512(mag, _mm512_set1_epi32(3)), 21));
+    v = _mm512_mask_mov_ps(v, special, _mm512_castsi512_ps(inf_nan));
+  }
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
+}
+
+}  // namespace detail
+
+/// Formats decode_group_avx512 decodes (the others go through the portable run decoder).
+template <format F>
+constexpr bool has_group_decoder() {
+  return F != format::bnb_dynamic8;
+}
+
+/// The float32 values w of 16 full runs whose codes start at `codes` (run t at codes + t * 16 for
+/// 4-bit, t * 32 for 8-bit formats; each run inside one block), run t with scale[t] and zero point
+/// zp[t], into out[e * 16 + t] (e = 0..31): quant::decode_element of each code, as dequantize.
+/// `table` holds the 16 values of a 4-bit format's codes (its own or a checkpoint's).
+template <format F>
+LOWBIT_AVX512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, float* out) {
+  constexpr bool four = info(F).bits == 4;
+  __m512i v[8];
+  for (int i = 0; i < (four ? 4 : 8); ++i) v[i] = _mm512_loadu_si512(codes + 64 * i);
+  const __m512 s = _mm512_loadu_ps(scale);
+  if constexpr (four) {
+    const __m512 tab = _mm512_loadu_ps(table);
+    constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
+    for (int d = 0; d < 4; ++d) {
+      const __m512i dw = detail::run_dword<4>(v, d);
+      for (int b = 0; b < 4; ++b) {
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b + 4), _mm512_set1_epi32(15));
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(15));
+        const int e = 8 * d + 2 * b;
+        _mm512_store_ps(out + e * 16, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s));
+        _mm512_store_ps(out + (e + 1) * 16, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s));
+      }
+    }
+  } else {
+    const __m512i z = _mm512_loadu_si512(zp);
+    for (int d = 0; d < 8; ++d) {
+      const __m512i dw = detail::run_dword<8>(v, d);
+      for (int b = 0; b < 4; ++b) {
+        __m512 val;
+        if constexpr (F == format::int8_absmax) {
+          const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * b), 24));
+          val = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
+        } else if constexpr (F == format::uint8_zeropoint) {
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
+          val = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s);
+        } else {
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
+          val = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
+        }
+        _mm512_store_ps(out + (4 * d + b) * 16, val);
+      }
+    }
+  }
+}
+
+/// The bf16 lane layout of 32 f32 lane vectors (in[e * 16 + t], e = 0..31): out[p * 16 + t] =
+/// operand bits of in[2p] | of in[2p + 1] << 16 (mm::bf16_operand_bits, 16 lanes at a time).
+namespace detail {
+// mm::bf16_operand_bits of 16 lanes, in the low half of each dword.
+LOWBIT_AVX512 inline __m512i bf16_operand_bits(__m512 f) {
+  const __m512i u = _mm512_castps_si512(f);
+  __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
+  const __mmask16 sub = _mm512_testn_epi32_mask(r, _mm512_set1_epi32(0x7F80));
+  return _mm512_mask_and_epi32(r, sub, r, _mm512_set1_epi32(0x8000));
+}
+}  // namespace detail
+
+LOWBIT_AVX512 inline void pack_bf16_avx512(const float* in, std::uint32_t* out) {
+  for (int p = 0; p < 16; ++p)
+    _mm512_store_si512(out + p * 16, _mm512_or_si512(detail::bf16_operand_bits(_mm512_load_ps(in + 2 * p * 16)),
+                                                     _mm512_slli_epi32(detail::bf16_operand_bits(_mm512_load_ps(in + (2 * p + 1) * 16)), 16)));
+}
+
+LOWBIT_AVX512_WARNINGS_POP
+#endif
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+
+#  define LOWBIT_AVX2_FMA_DOT __attribute__((target("avx2,fma,f16c")))
+
+/// dot_f32_portable, 8 lanes per instruction (two registers per 16-lane group).
+template <int MB>
+LOWBIT_AVX2_FMA_DOT void dot_f32_avx2(const float* const* x, const float* w, std::int64_t J, float* s) {
+  for (int g = 0; g < 2; ++g) {
+    __m256 acc[MB][2];
+    for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 32 * 16;
+      for (int e = 0; e < 32; ++e) {
+        const __m256 w0 = _mm256_load_ps(w + base + e * 16), w1 = _mm256_load_ps(w + base + e * 16 + 8);
+        for (int a = 0; a < MB; ++a) {
+          acc[a][0] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16), w0, acc[a][0]);
+          acc[a][1] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16 + 8), w1, acc[a][1]);
+        }
+      }
+    }
+    for (int a = 0; a < MB; ++a) {
+      _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
+      _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
+    }
+  }
+}
+
+namespace detail {
+// mm::fma_ftz on 8 lanes.
+LOWBIT_AVX2_FMA_DOT inline __m256 fma_ftz8(__m256 a, __m256 b, __m256 c) {
+  const __m256 r = _mm256_fmadd_ps(a, b, c);
+  const __m256 mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);
+  const __m256 tiny = _mm256_cmp_ps(mag, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(r, _mm256_and_ps(r, _mm256_set1_ps(-0.0f)), tiny);
+}
+}  // namespace detail
+
+/// dot_bf16_portable, 8 lanes per instruction, the flush of vdpbf16ps done by compare and blend.
+template <int MB>
+LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std::uint32_t* w, std::int64_t J, float* s) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int g = 0; g < 2; ++g) {
+    __m256 acc[MB][2];
+    for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 16 * 16;
+      for (int p = 0; p < 16; ++p)
+        for (int h = 0; h < 2; ++h) {
+          const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + base + p * 16 + 8 * h));
+          const __m256 w_odd = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
+          const __m256 w_even = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
+          for (int a = 0; a < MB; ++a) {
+            const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[a] + base + p * 16 + 8 * h));
+            acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_and_si256(xv, hi_mask)), w_odd, acc[a][h]);
+            acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_slli_epi32(xv, 16)), w_even, acc[a][h]);
+          }
+        }
+    }
+    for (int a = 0; a < MB; ++a) {
+      _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
+      _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
+    }
+  }
+}
+
+#endif
+
+}  // namespace mmk
+}  // namespace host
+LOWBIT_NAMESPACE_END
