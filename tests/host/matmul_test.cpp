@@ -100,10 +100,8 @@ float weight(const lowbit::quant_tensor& W, std::int64_t i) {
 }
 
 float ftz(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.0f, v) : v; }
-float bf16_op(float v) {
-  const float r = lowbit::bf16_bits_to_float(lowbit::float_to_bf16_bits(v));
-  return ftz(r);
-}
+// the bf16-mode operand: a float32 subnormal is zero first, then nearest even
+float bf16_op(float v) { return lowbit::bf16_bits_to_float(lowbit::float_to_bf16_bits(ftz(v))); }
 
 // The documented order, written out: 32 thread sums over runs r = 32 j + t, K padded to 1024.
 float model(const float* x, const float* w, std::int64_t K, matmul_compute c, const float* bias) {
@@ -250,10 +248,37 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
 TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
   // odd M, N, K; K not a multiple of the block; a panel regime (M > 16); a K with a fast path
   // (K and block multiples of 32) and a partial last super-run
-  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}};
+  // and the fused GEMV (M <= 4, K a multiple of 1024)
+  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}};
   std::uint64_t salt = 1;
   for (const weight_kind& wk : weight_kinds())
     for (const shape& sh : shapes) check_all(wk, sh, salt++);
+}
+
+// The AVX-512 operand conversion (vcvtne2ps2bf16 and a word permute) against mm::bf16_operand_bits:
+// every float32 around the subnormal/normal boundary, the NaN boundary, and a stride through the rest.
+TEST(Matmul, Bf16OperandConversionMatchesDefinition) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  std::vector<std::uint32_t> pats;
+  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
+  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
+  const std::size_t base = pats.size();
+  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
+  while (pats.size() % 32) pats.push_back(0);
+  std::vector<std::uint32_t> got(pats.size() / 2);
+  for (std::size_t i = 0; i < pats.size(); i += 32)
+    lowbit::host::mmk::detail::bf16_pairs(pats.data() + i, pats.data() + i + 16, got.data() + i / 2);
+  for (std::size_t i = 0; i < pats.size(); i += 32)
+    for (int t = 0; t < 16; ++t) {
+      const std::uint32_t e = pats[i + t], o = pats[i + 16 + t], w = got[i / 2 + t];
+      ASSERT_EQ(w & 0xFFFFu, lowbit::mm::bf16_operand_bits(lowbit_test::float_of(e))) << lowbit_test::hex(e);
+      ASSERT_EQ(w >> 16, lowbit::mm::bf16_operand_bits(lowbit_test::float_of(o))) << lowbit_test::hex(o);
+    }
+#else
+  GTEST_SKIP() << "built without the AVX-512 kernels";
+#endif
 }
 
 TEST(Matmul, SpecialValues) {

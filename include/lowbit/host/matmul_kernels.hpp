@@ -171,15 +171,77 @@ constexpr bool has_group_decoder() {
   return F != format::bnb_dynamic8;
 }
 
+// The decoder, its sinks and the fused row kernels are compiled for AVX-512 with FMA and
+// AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps appears only in the bf16 sink,
+// which runs only where bf16_available(). No decoder operation is an add, so nothing contracts.
+#  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
+
+namespace detail {
+// The operand pair dwords of vdpbf16ps: element 2p in the low half, 2p + 1 in the high half, each
+// mm::bf16_operand_bits by vcvtne2ps2bf16 (a float32 zero or subnormal gives a zero of its sign,
+// NaN a quiet NaN, the rest nearest even), the two halves interleaved by one word permute.
+LOWBIT_MM512 inline __m512i bf16_pair(__m512 even, __m512 odd) {
+  const __m512i halves = (__m512i)_mm512_cvtne2ps_pbh(odd, even);  // words 0..15: even, 16..31: odd
+  alignas(64) static constexpr std::uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_permutexvar_epi16(_mm512_load_si512(interleave), halves);
+}
+
+// bf16_pair of the float32 bit patterns even[0..16) and odd[0..16) into out[0..16) (tests).
+LOWBIT_MM512 inline void bf16_pairs(const std::uint32_t* even, const std::uint32_t* odd, std::uint32_t* out) {
+  _mm512_storeu_si512(out, bf16_pair(_mm512_castsi512_ps(_mm512_loadu_si512(even)), _mm512_castsi512_ps(_mm512_loadu_si512(odd))));
+}
+
+// Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16 runs.
+struct store_f32 {  // the f32 lane layout
+  float* out;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+    _mm512_store_ps(out + 2 * p * 16, even);
+    _mm512_store_ps(out + (2 * p + 1) * 16, odd);
+  }
+};
+struct store_bf16 {  // the bf16 lane layout
+  std::uint32_t* out;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
+};
+template <int MB>
+struct fma_f32 {  // thread chains of MB x rows, f32 mode
+  const float* const* x;
+  std::int64_t base;
+  __m512* acc;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+    for (int a = 0; a < MB; ++a) {
+      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
+      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
+    }
+  }
+};
+template <int MB>
+struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
+  const std::uint32_t* const* x;
+  std::int64_t base;
+  __m512* acc;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+    const __m512bh w = (__m512bh)bf16_pair(even, odd);
+    for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
+  }
+};
+}  // namespace detail
+
 /// The float32 values w of 16 full runs whose codes start at `codes` (run t at codes + t * 16 for
 /// 4-bit, t * 32 for 8-bit formats; each run inside one block), run t with scale[t] and zero point
-/// zp[t], into out[e * 16 + t] (e = 0..31): quant::decode_element of each code, as dequantize.
-/// `table` holds the 16 values of a 4-bit format's codes (its own or a checkpoint's).
-template <format F>
-LOWBIT_AVX512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, float* out) {
+/// zp[t]: quant::decode_element of each code, as dequantize. Hands the values of elements 2p and
+/// 2p + 1 of the 16 runs (lane t: run t) to sink(p, even, odd), p = 0..15 in order. `table` holds
+/// the 16 values of a 4-bit format's codes (its own or a checkpoint's).
+template <format F, class Sink>
+LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, const Sink& sink) {
   constexpr bool four = info(F).bits == 4;
   __m512i v[8];
-  for (int i = 0; i < (four ? 4 : 8); ++i) v[i] = _mm512_loadu_si512(codes + 64 * i);
+  for (int i = 0; i < (four ? 4 : 8); ++i) {
+    // the weight streams from memory once: its lines a few groups ahead
+    _mm_prefetch(reinterpret_cast<const char*>(codes) + 4096 + 64 * i, _MM_HINT_T0);
+    v[i] = _mm512_loadu_si512(codes + 64 * i);
+  }
   const __m512 s = _mm512_loadu_ps(scale);
   if constexpr (four) {
     const __m512 tab = _mm512_loadu_ps(table);
@@ -189,51 +251,58 @@ LOWBIT_AVX512 void decode_group_avx512(const std::uint8_t* codes, const float* s
       for (int b = 0; b < 4; ++b) {
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b + 4), _mm512_set1_epi32(15));
         const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(15));
-        const int e = 8 * d + 2 * b;
-        _mm512_store_ps(out + e * 16, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s));
-        _mm512_store_ps(out + (e + 1) * 16, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s));
+        sink(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s),
+             _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s));
       }
     }
   } else {
     const __m512i z = _mm512_loadu_si512(zp);
     for (int d = 0; d < 8; ++d) {
       const __m512i dw = detail::run_dword<8>(v, d);
+      __m512 val[4];
       for (int b = 0; b < 4; ++b) {
-        __m512 val;
         if constexpr (F == format::int8_absmax) {
           const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * b), 24));
-          val = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
+          val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
         } else if constexpr (F == format::uint8_zeropoint) {
           const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
-          val = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s);
+          val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s);
         } else {
           const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
-          val = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
+          val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
         }
-        _mm512_store_ps(out + (4 * d + b) * 16, val);
       }
+      sink(2 * d, val[0], val[1]);
+      sink(2 * d + 1, val[2], val[3]);
     }
   }
 }
 
-/// The bf16 lane layout of 32 f32 lane vectors (in[e * 16 + t], e = 0..31): out[p * 16 + t] =
-/// operand bits of in[2p] | of in[2p + 1] << 16 (mm::bf16_operand_bits, 16 lanes at a time).
-namespace detail {
-// mm::bf16_operand_bits of 16 lanes, in the low half of each dword.
-LOWBIT_AVX512 inline __m512i bf16_operand_bits(__m512 f) {
-  const __m512i u = _mm512_castps_si512(f);
-  __m512i r = _mm512_srli_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))), 16);
-  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
-  const __mmask16 sub = _mm512_testn_epi32_mask(r, _mm512_set1_epi32(0x7F80));
-  return _mm512_mask_and_epi32(r, sub, r, _mm512_set1_epi32(0x8000));
-}
-}  // namespace detail
-
-LOWBIT_AVX512 inline void pack_bf16_avx512(const float* in, std::uint32_t* out) {
-  for (int p = 0; p < 16; ++p)
-    _mm512_store_si512(out + p * 16, _mm512_or_si512(detail::bf16_operand_bits(_mm512_load_ps(in + 2 * p * 16)),
-                                                     _mm512_slli_epi32(detail::bf16_operand_bits(_mm512_load_ps(in + (2 * p + 1) * 16)), 16)));
+/// The GEMV regime without a lane buffer: the thread sums s[a * 32 + thread] of MB x lane rows
+/// with one W row whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
+/// decoding each group in registers straight into the chains. codes: the row's first code byte;
+/// scale/zp: per run of the row. The same operations as dot_f32_avx512 / dot_bf16_avx512 on the
+/// decoded row.
+template <format F, int MB, bool BF16>
+LOWBIT_MM512 void fused_row_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, const void* const* x,
+                                   std::int64_t J, float* s) {
+  constexpr std::int64_t run_bytes = info(F).bits == 4 ? 16 : 32;
+  __m512 acc[2][MB];  // both groups' chains at once: twice the independent FMAs in flight
+  for (int g = 0; g < 2; ++g)
+    for (int a = 0; a < MB; ++a) acc[g][a] = _mm512_setzero_ps();
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g) {
+      const std::int64_t r0 = 32 * j + 16 * g;
+      if constexpr (BF16) {
+        decode_group_avx512<F>(codes + r0 * run_bytes, scale + r0, zp + r0, table,
+                               detail::dp_bf16<MB>{reinterpret_cast<const std::uint32_t* const*>(x), (j * 2 + g) * 256, acc[g]});
+      } else {
+        decode_group_avx512<F>(codes + r0 * run_bytes, scale + r0, zp + r0, table,
+                               detail::fma_f32<MB>{reinterpret_cast<const float* const*>(x), (j * 2 + g) * 512, acc[g]});
+      }
+    }
+  for (int g = 0; g < 2; ++g)
+    for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + a * 32 + g * 16, acc[g][a]);
 }
 
 LOWBIT_AVX512_WARNINGS_POP

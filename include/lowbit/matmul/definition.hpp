@@ -9,8 +9,8 @@
 ///   index n·K + k; blocks may straddle rows): quant::decode_element of its code and block scale,
 ///   the nested scale rebuilt as quant::nested_scale.
 /// - compute f32: the operands are `x[m, k]` widened to float32 and `w[n, k]`.
-/// - compute bf16: each operand is rounded to bfloat16 (nearest even; NaN stays NaN), and a
-///   bfloat16 subnormal becomes a zero of its sign (bf16_operand). Each step is a float32 fused
+/// - compute bf16: each operand is rounded to bfloat16 (nearest even; NaN stays NaN), a float32
+///   zero or subnormal becoming a zero of its sign (bf16_operand; vcvtneps2bf16's rule). Each step is a float32 fused
 ///   multiply-add whose subnormal result becomes a zero of its sign (fma_ftz). This is exactly
 ///   what AVX512_BF16's `vdpbf16ps` computes (DAZ in, FTZ out, one rounding per product) and what
 ///   PTX `fma.rn.ftz.f32` computes on bfloat16 operands; products of two bfloat16 are exact.
@@ -61,11 +61,14 @@ LOWBIT_HD float flush_subnormal(float v) noexcept {
   return (u & 0x7F800000u) == 0 ? bits_float(u & 0x80000000u) : v;
 }
 
-/// The bfloat16 bits of a bf16-mode operand: nearest-even rounding (NaN 0x7FFF), then a
-/// subnormal bfloat16 becomes a zero of its sign.
+/// The bfloat16 bits of a bf16-mode operand, as AVX512_BF16's vcvtneps2bf16 converts: a float32
+/// zero or subnormal gives a zero of its sign, NaN a quiet NaN (its upper half, quiet bit set),
+/// anything else nearest even (a normal float32 never rounds to a bfloat16 subnormal).
 LOWBIT_HD LOWBIT_BITCAST_CONSTEXPR std::uint16_t bf16_operand_bits(float v) noexcept {
-  const std::uint16_t b = float_to_bf16_bits(v);
-  return (b & 0x7F80u) == 0 ? static_cast<std::uint16_t>(b & 0x8000u) : b;
+  const std::uint32_t u = float_bits(v);
+  if ((u & 0x7F800000u) == 0) return static_cast<std::uint16_t>((u >> 16) & 0x8000u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((u >> 16) | 0x0040u);
+  return static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
 /// The value of a bf16-mode operand as float32.

@@ -117,7 +117,7 @@ struct kernel_choice {
   }
 };
 
-/// The bf16 lane layout of 32 f32 lane vectors (host::mmk::pack_bf16_avx512's portable twin).
+/// The bf16 lane layout of 32 f32 lane vectors (host::mmk::detail::bf16_pair's portable twin).
 inline void pack_bf16(const float* in, std::uint32_t* out) {
   for (int p = 0; p < 16; ++p)
     for (int t = 0; t < 16; ++t)
@@ -127,7 +127,7 @@ inline void pack_bf16(const float* in, std::uint32_t* out) {
 /// One group (super-run j, group g) of a lane row from per-run values: run(t, v) fills v[0..32)
 /// for thread 16 g + t, or returns false for a run wholly past K (zeros).
 template <class RunFn>
-void fill_group(matmul_compute c, const kernel_choice& kc, RunFn&& run, float* tmp, void* dst) {
+void fill_group(matmul_compute c, RunFn&& run, float* tmp, void* dst) {
   alignas(64) float v[32];
   for (int t = 0; t < 16; ++t) {
     std::fill(v, v + 32, 0.0f);
@@ -136,23 +136,42 @@ void fill_group(matmul_compute c, const kernel_choice& kc, RunFn&& run, float* t
   }
   if (c == matmul_compute::f32) {
     std::memcpy(dst, tmp, 512 * sizeof(float));
-  } else if (kc.avx512) {
-    host::mmk::pack_bf16_avx512(tmp, static_cast<std::uint32_t*>(dst));
   } else {
     pack_bf16(tmp, static_cast<std::uint32_t*>(dst));
   }
 }
 
+/// The scales and zero points of `count` consecutive runs of W starting at element `start`, each
+/// inside one block (block size a multiple of 32, start a multiple of 32): one division, then
+/// steps of 32 elements.
+template <format F>
+void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp) {
+  const std::int64_t bs = dec.view().block_size;
+  std::int64_t b = start / bs, off = start - b * bs;
+  float s = dec.scale(b);
+  int z = dec.zero_point(b);
+  for (std::int64_t t = 0; t < count; ++t) {
+    if (off == bs) {
+      off = 0;
+      s = dec.scale(++b);
+      z = dec.zero_point(b);
+    }
+    sc[t] = s;
+    zp[t] = z;
+    off += 32;
+  }
+}
+
 /// Row x (K elements of type T) in the lane layout of mode c at out (lane_row_size(K, c) words).
 template <class T>
-void build_x_row(const T* x, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
+void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
   alignas(64) float tmp[512];
   const std::int64_t J = super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g) {
       const std::int64_t r0 = 32 * j + 16 * g;
-      fill_group(c, kc, [&](int t, float* v) {
+      fill_group(c, [&](int t, float* v) {
         const std::int64_t k0 = 32 * (r0 + t);
         for (std::int64_t k = k0; k < std::min(K, k0 + 32); ++k) v[k - k0] = to_float(host::detail::load(x + k));
       }, tmp, static_cast<std::uint32_t*>(out) + (j * 2 + g) * words);
@@ -179,17 +198,15 @@ void build_w_row(const run_decoder<F>& dec, std::int64_t n, std::int64_t K, matm
         if (fast && 32 * (r0 + 16) <= K) {
           alignas(64) float sc[16];
           alignas(64) int zp[16];
-          for (int t = 0; t < 16; ++t) {
-            const std::int64_t b = (row0 + 32 * (r0 + t)) / q.block_size;
-            sc[t] = dec.scale(b);
-            zp[t] = dec.zero_point(b);
-          }
+          run_scales(dec, row0 + 32 * r0, 16, sc, zp);
           const std::uint8_t* codes = q.codes + code_bytes(F, row0 + 32 * r0);
           if (c == matmul_compute::f32) {
-            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), reinterpret_cast<float*>(dst));
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{reinterpret_cast<float*>(dst)});
+          } else if (kc.avx512_bf16) {  // vcvtne2ps2bf16
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_bf16{dst});
           } else {
-            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), tmp);
-            host::mmk::pack_bf16_avx512(tmp, dst);
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{tmp});
+            pack_bf16(tmp, dst);
           }
           continue;
         }
@@ -197,7 +214,7 @@ void build_w_row(const run_decoder<F>& dec, std::int64_t n, std::int64_t K, matm
 #else
       (void)fast;
 #endif
-      fill_group(c, kc, [&](int t, float* v) {
+      fill_group(c, [&](int t, float* v) {
         const std::int64_t k0 = 32 * (r0 + t);
         if (k0 < K) dec.decode(row0 + k0, static_cast<int>(std::min<std::int64_t>(32, K - k0)), v);
       }, tmp, dst);
@@ -271,6 +288,58 @@ inline std::int64_t panel_rows(std::int64_t M, std::int64_t row_words) {
   return std::max<std::int64_t>(2, std::min<std::int64_t>(64, (std::int64_t{256} << 10) / 4 / row_words) & ~std::int64_t{1});
 }
 
+#if LOWBIT_HAVE_AVX512_KERNELS
+/// y = s_0 (+ bias) of the 32 thread sums s of output (m, n).
+template <class TY>
+void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* bias, TY* y) {
+  float v = reduce_threads(s);
+  if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n)));
+  host::detail::store(y + m * N + n, from_float<TY>(v));
+}
+
+template <format F, int MB, class TY>
+void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
+                     matmul_compute c, const TY* bias, TY* y, float* sc, int* zp) {
+  const std::int64_t R = K / run_elements, J = super_runs(K);
+  for (std::int64_t n = n0; n < n1; ++n) {
+    run_scales(dec, n * K, R, sc, zp);
+    alignas(64) float s[4 * 32];
+    const std::uint8_t* codes = dec.view().codes + code_bytes(F, n * K);
+    if (c == matmul_compute::f32) host::mmk::fused_row_avx512<F, MB, false>(codes, sc, zp, dec.table(), xs, J, s);
+    else host::mmk::fused_row_avx512<F, MB, true>(codes, sc, zp, dec.table(), xs, J, s);
+    for (int a = 0; a < MB; ++a) finish(s + a * 32, a, n, N, bias, y);
+  }
+}
+
+/// The fused GEMV (M <= 4, K a multiple of 1024, runs inside blocks, AVX-512): each W row decoded
+/// in registers straight into the thread chains; rows split over the threads.
+template <format F, class TY>
+status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
+                  const matmul_options& o, const kernel_choice&) {
+  const std::int64_t row_words = host::mmk::lane_row_size(K, o.compute), R = K / run_elements;
+  const void* xs[4];
+  for (std::int64_t a = 0; a < M; ++a) xs[a] = xl + a * row_words;
+  std::atomic<bool> no_memory{false};
+  host::parallel_for(N, 16, 1, o.threads, [&](std::int64_t n0, std::int64_t n1) {
+    storage<float>& buf = panel_scratch();  // the row's run scales and zero points
+    if (buf.size() < static_cast<std::size_t>(2 * R) && !buf.allocate(static_cast<std::size_t>(2 * R), allocator::host(), "matmul: run scales", false)) {
+      no_memory = true;
+      return;
+    }
+    float* sc = buf.data();
+    int* zp = reinterpret_cast<int*>(buf.data() + R);
+    switch (M) {
+      case 1: return gemv_fused_rows<F, 1>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      case 2: return gemv_fused_rows<F, 2>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      case 3: return gemv_fused_rows<F, 3>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+    }
+  });
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(8 * R));
+  return {};
+}
+#endif
+
 template <format F, class TX, class TY>
 status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const quant_view& W, const TY* bias, TY* y,
                     const matmul_options& o) {
@@ -287,9 +356,16 @@ status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K,
   storage<float> xl;  // x in the lane layout (float words in both modes)
   LOWBIT_TRY(xl.allocate(static_cast<std::size_t>(M * row_words), allocator::host(), "matmul: x in lane layout", false));
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
-    for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, kc, xl.data() + m * row_words);
+    for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, xl.data() + m * row_words);
   });
   const run_decoder<F> dec(W);
+#if LOWBIT_HAVE_AVX512_KERNELS
+  // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
+  if constexpr (host::mmk::has_group_decoder<F>()) {
+    if (kc.avx512 && M <= 4 && K % super_elements == 0 && W.block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
+      return gemv_fused<F>(dec, xl.data(), M, N, K, bias, y, o, kc);
+  }
+#endif
   const std::int64_t P = panel_rows(M, row_words);
   const std::int64_t panels = (N + P - 1) / P;
   std::atomic<bool> no_memory{false};
