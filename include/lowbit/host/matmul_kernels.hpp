@@ -24,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
@@ -174,6 +175,11 @@ constexpr bool has_group_decoder() {
 // The decoder, its sinks and the fused row kernels are compiled for AVX-512 with FMA and
 // AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps appears only in the bf16 sink,
 // which runs only where bf16_available(). No decoder operation is an add, so nothing contracts.
+#  if defined(__clang__)
+#    define LOWBIT_MM_UNROLL _Pragma("unroll")
+#  else
+#    define LOWBIT_MM_UNROLL _Pragma("GCC unroll 8")
+#  endif
 #  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
 namespace detail {
@@ -195,21 +201,21 @@ LOWBIT_MM512 inline void bf16_pairs(const std::uint32_t* even, const std::uint32
 // Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16 runs.
 struct store_f32 {  // the f32 lane layout
   float* out;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     _mm512_store_ps(out + 2 * p * 16, even);
     _mm512_store_ps(out + (2 * p + 1) * 16, odd);
   }
 };
 struct store_bf16 {  // the bf16 lane layout
   std::uint32_t* out;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
 };
 template <int MB>
 struct fma_f32 {  // thread chains of MB x rows, f32 mode
   const float* const* x;
   std::int64_t base;
-  __m512* acc;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+  __m512 acc[MB];
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     for (int a = 0; a < MB; ++a) {
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
@@ -220,8 +226,8 @@ template <int MB>
 struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
   const std::uint32_t* const* x;
   std::int64_t base;
-  __m512* acc;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) const {
+  __m512 acc[MB];
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     const __m512bh w = (__m512bh)bf16_pair(even, odd);
     for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
   }
@@ -234,7 +240,7 @@ struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
 /// 2p + 1 of the 16 runs (lane t: run t) to sink(p, even, odd), p = 0..15 in order. `table` holds
 /// the 16 values of a 4-bit format's codes (its own or a checkpoint's).
 template <format F, class Sink>
-LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, const Sink& sink) {
+LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, Sink&& sink) {
   constexpr bool four = info(F).bits == 4;
   __m512i v[8];
   for (int i = 0; i < (four ? 4 : 8); ++i) {
@@ -246,9 +252,9 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
   if constexpr (four) {
     const __m512 tab = _mm512_loadu_ps(table);
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
-    for (int d = 0; d < 4; ++d) {
+    LOWBIT_MM_UNROLL for (int d = 0; d < 4; ++d) {
       const __m512i dw = detail::run_dword<4>(v, d);
-      for (int b = 0; b < 4; ++b) {
+      LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b + 4), _mm512_set1_epi32(15));
         const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(15));
         sink(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s),
@@ -257,10 +263,10 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
     }
   } else {
     const __m512i z = _mm512_loadu_si512(zp);
-    for (int d = 0; d < 8; ++d) {
+    LOWBIT_MM_UNROLL for (int d = 0; d < 8; ++d) {
       const __m512i dw = detail::run_dword<8>(v, d);
       __m512 val[4];
-      for (int b = 0; b < 4; ++b) {
+      LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
         if constexpr (F == format::int8_absmax) {
           const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * b), 24));
           val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
@@ -278,31 +284,34 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
   }
 }
 
-/// The GEMV regime without a lane buffer: the thread sums s[a * 32 + thread] of MB x lane rows
-/// with one W row whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
-/// decoding each group in registers straight into the chains. codes: the row's first code byte;
-/// scale/zp: per run of the row. The same operations as dot_f32_avx512 / dot_bf16_avx512 on the
-/// decoded row.
-template <format F, int MB, bool BF16>
-LOWBIT_MM512 void fused_row_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, const void* const* x,
-                                   std::int64_t J, float* s) {
+/// The GEMV regime without a lane buffer: the thread sums s[(b * MB + a) * 32 + thread] of MB x
+/// lane rows with NB W rows (row b's codes at codes[b], its per-run scales and zero points at
+/// scale[b], zp[b]) whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
+/// each group decoded in registers straight into the chains; both groups of NB rows in flight.
+/// The same operations as dot_f32_avx512 / dot_bf16_avx512 on the decoded rows.
+template <format F, int MB, int NB, bool BF16>
+LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
+                                    const void* const* x, std::int64_t J, float* s) {
   constexpr std::int64_t run_bytes = info(F).bits == 4 ? 16 : 32;
-  __m512 acc[2][MB];  // both groups' chains at once: twice the independent FMAs in flight
-  for (int g = 0; g < 2; ++g)
-    for (int a = 0; a < MB; ++a) acc[g][a] = _mm512_setzero_ps();
-  for (std::int64_t j = 0; j < J; ++j)
+  using sink = std::conditional_t<BF16, detail::dp_bf16<MB>, detail::fma_f32<MB>>;
+  using xrow = std::conditional_t<BF16, const std::uint32_t* const*, const float* const*>;
+  constexpr std::int64_t group_words = BF16 ? 256 : 512;
+  sink k[NB][2];
+  for (int b = 0; b < NB; ++b)
     for (int g = 0; g < 2; ++g) {
-      const std::int64_t r0 = 32 * j + 16 * g;
-      if constexpr (BF16) {
-        decode_group_avx512<F>(codes + r0 * run_bytes, scale + r0, zp + r0, table,
-                               detail::dp_bf16<MB>{reinterpret_cast<const std::uint32_t* const*>(x), (j * 2 + g) * 256, acc[g]});
-      } else {
-        decode_group_avx512<F>(codes + r0 * run_bytes, scale + r0, zp + r0, table,
-                               detail::fma_f32<MB>{reinterpret_cast<const float* const*>(x), (j * 2 + g) * 512, acc[g]});
-      }
+      k[b][g].x = reinterpret_cast<xrow>(x);
+      for (int a = 0; a < MB; ++a) k[b][g].acc[a] = _mm512_setzero_ps();
     }
-  for (int g = 0; g < 2; ++g)
-    for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + a * 32 + g * 16, acc[g][a]);
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g)
+      for (int b = 0; b < NB; ++b) {
+        const std::int64_t r0 = 32 * j + 16 * g;
+        k[b][g].base = (j * 2 + g) * group_words;
+        decode_group_avx512<F>(codes[b] + r0 * run_bytes, scale[b] + r0, zp[b] + r0, table, k[b][g]);
+      }
+  for (int b = 0; b < NB; ++b)
+    for (int g = 0; g < 2; ++g)
+      for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + (b * MB + a) * 32 + g * 16, k[b][g].acc[a]);
 }
 
 LOWBIT_AVX512_WARNINGS_POP

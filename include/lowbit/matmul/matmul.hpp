@@ -301,13 +301,26 @@ template <format F, int MB, class TY>
 void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
                      matmul_compute c, const TY* bias, TY* y, float* sc, int* zp) {
   const std::int64_t R = K / run_elements, J = super_runs(K);
-  for (std::int64_t n = n0; n < n1; ++n) {
-    run_scales(dec, n * K, R, sc, zp);
-    alignas(64) float s[4 * 32];
-    const std::uint8_t* codes = dec.view().codes + code_bytes(F, n * K);
-    if (c == matmul_compute::f32) host::mmk::fused_row_avx512<F, MB, false>(codes, sc, zp, dec.table(), xs, J, s);
-    else host::mmk::fused_row_avx512<F, MB, true>(codes, sc, zp, dec.table(), xs, J, s);
-    for (int a = 0; a < MB; ++a) finish(s + a * 32, a, n, N, bias, y);
+  for (std::int64_t n = n0; n < n1; n += 2) {
+    const int nb = n + 1 < n1 ? 2 : 1;
+    const std::uint8_t* codes[2];
+    const float* scales[2] = {sc, sc + R};
+    const int* zps[2] = {zp, zp + R};
+    for (int b = 0; b < nb; ++b) {
+      run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R);
+      codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
+    }
+    alignas(64) float s[2 * 4 * 32];
+    const bool bf = c == matmul_compute::bf16;
+    if (nb == 2) {
+      if (bf) host::mmk::fused_rows_avx512<F, MB, 2, true>(codes, scales, zps, dec.table(), xs, J, s);
+      else host::mmk::fused_rows_avx512<F, MB, 2, false>(codes, scales, zps, dec.table(), xs, J, s);
+    } else {
+      if (bf) host::mmk::fused_rows_avx512<F, MB, 1, true>(codes, scales, zps, dec.table(), xs, J, s);
+      else host::mmk::fused_rows_avx512<F, MB, 1, false>(codes, scales, zps, dec.table(), xs, J, s);
+    }
+    for (int b = 0; b < nb; ++b)
+      for (int a = 0; a < MB; ++a) finish(s + (b * MB + a) * 32, a, n + b, N, bias, y);
   }
 }
 
@@ -320,14 +333,14 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
   const void* xs[4];
   for (std::int64_t a = 0; a < M; ++a) xs[a] = xl + a * row_words;
   std::atomic<bool> no_memory{false};
-  host::parallel_for(N, 16, 1, o.threads, [&](std::int64_t n0, std::int64_t n1) {
-    storage<float>& buf = panel_scratch();  // the row's run scales and zero points
-    if (buf.size() < static_cast<std::size_t>(2 * R) && !buf.allocate(static_cast<std::size_t>(2 * R), allocator::host(), "matmul: run scales", false)) {
+  host::parallel_for(N, 16, 2, o.threads, [&](std::int64_t n0, std::int64_t n1) {
+    storage<float>& buf = panel_scratch();  // the rows' run scales and zero points
+    if (buf.size() < static_cast<std::size_t>(4 * R) && !buf.allocate(static_cast<std::size_t>(4 * R), allocator::host(), "matmul: run scales", false)) {
       no_memory = true;
       return;
     }
-    float* sc = buf.data();
-    int* zp = reinterpret_cast<int*>(buf.data() + R);
+    float* sc = buf.data();  // two rows' worth of each
+    int* zp = reinterpret_cast<int*>(buf.data() + 2 * R);
     switch (M) {
       case 1: return gemv_fused_rows<F, 1>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
       case 2: return gemv_fused_rows<F, 2>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
@@ -335,7 +348,7 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
       default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
     }
   });
-  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(8 * R));
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(16 * R));
   return {};
 }
 #endif
