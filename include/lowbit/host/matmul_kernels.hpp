@@ -284,6 +284,16 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
   }
 }
 
+/// mm::reduce_threads of the 32 sums s[0 .. 32) in registers: the same additions (s_t + s_{t+h} for
+/// h = 16, 8, 4, 2, 1), five instructions instead of 31 scalar ones.
+LOWBIT_MM512 inline float reduce32_avx512(const float* s) {
+  const __m512 v = _mm512_add_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(s + 16));
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
 /// The GEMV regime without a lane buffer: the thread sums s[(b * MB + a) * 32 + thread] of MB x
 /// lane rows with NB W rows (row b's codes at codes[b], its per-run scales and zero points at
 /// scale[b], zp[b]) whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),

@@ -275,6 +275,15 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
   }
 }
 
+/// mm::reduce_threads of s[0 .. 32), in registers where AVX-512 is used (the same additions).
+inline float reduce(const kernel_choice& kc, float* s) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (kc.avx512) return host::mmk::reduce32_avx512(s);
+#endif
+  (void)kc;
+  return reduce_threads(s);
+}
+
 /// Per-thread lane buffers of matmul (W panels), kept between calls.
 inline storage<float>& panel_scratch() {
   thread_local storage<float> b;
@@ -282,17 +291,18 @@ inline storage<float>& panel_scratch() {
 }
 
 /// W rows per panel: decoded once, then multiplied by every row of x. Two rows (one pass over W)
-/// in the GEMV regime; for larger M a panel of about 256 KiB per thread, held in L2.
+/// in the GEMV regime; for larger M a panel of about 1 MiB per thread, held in L2, so that x
+/// (read once per panel) costs little next to the products.
 inline std::int64_t panel_rows(std::int64_t M, std::int64_t row_words) {
   if (M <= 16) return 2;
-  return std::max<std::int64_t>(2, std::min<std::int64_t>(64, (std::int64_t{256} << 10) / 4 / row_words) & ~std::int64_t{1});
+  return std::max<std::int64_t>(2, std::min<std::int64_t>(128, (std::int64_t{1} << 20) / 4 / row_words) & ~std::int64_t{1});
 }
 
 #if LOWBIT_HAVE_AVX512_KERNELS
 /// y = s_0 (+ bias) of the 32 thread sums s of output (m, n).
 template <class TY>
 void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* bias, TY* y) {
-  float v = reduce_threads(s);
+  float v = host::mmk::reduce32_avx512(s);
   if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n)));
   host::detail::store(y + m * N + n, from_float<TY>(v));
 }
@@ -404,7 +414,7 @@ status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K,
           dot(kc, c, xs, mb, ws, nb, J, s);
           for (int a = 0; a < mb; ++a)
             for (int b = 0; b < nb; ++b) {
-              float v = reduce_threads(s + (a * nb + b) * 32);
+              float v = reduce(kc, s + (a * nb + b) * 32);
               if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n + b)));
               host::detail::store(y + (m0 + a) * N + n + b, from_float<TY>(v));
             }
