@@ -26,6 +26,14 @@
 #include <limits>
 #include <type_traits>
 
+// Complete unrolling of the small constant loops over register arrays (accumulators, W rows),
+// without which GCC -O2 keeps those arrays in memory.
+#if defined(__clang__)
+#  define LOWBIT_MM_UNROLL _Pragma("unroll")
+#else
+#  define LOWBIT_MM_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
 namespace mmk {
@@ -80,21 +88,21 @@ template <int MB, int NB>
 LOWBIT_AVX512_FMA void dot_f32_avx512(const float* const* x, const float* const* w, std::int64_t J, float* s) {
   for (int g = 0; g < 2; ++g) {
     __m512 acc[MB][NB];
-    for (int a = 0; a < MB; ++a)
-      for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 32 * 16;
       for (int e = 0; e < 32; ++e) {
         __m512 wv[NB];
-        for (int b = 0; b < NB; ++b) wv[b] = _mm512_load_ps(w[b] + base + e * 16);
-        for (int a = 0; a < MB; ++a) {
+        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) wv[b] = _mm512_load_ps(w[b] + base + e * 16);
+        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
           const __m512 xv = _mm512_load_ps(x[a] + base + e * 16);
-          for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
+          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
         }
       }
     }
-    for (int a = 0; a < MB; ++a)
-      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
   }
 }
 
@@ -105,21 +113,21 @@ template <int MB, int NB>
 LOWBIT_AVX512_BF16_DOT void dot_bf16_avx512(const std::uint32_t* const* x, const std::uint32_t* const* w, std::int64_t J, float* s) {
   for (int g = 0; g < 2; ++g) {
     __m512 acc[MB][NB];
-    for (int a = 0; a < MB; ++a)
-      for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 16 * 16;
       for (int p = 0; p < 16; ++p) {
         __m512bh wv[NB];
-        for (int b = 0; b < NB; ++b) wv[b] = (__m512bh)_mm512_load_si512(w[b] + base + p * 16);
-        for (int a = 0; a < MB; ++a) {
+        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) wv[b] = (__m512bh)_mm512_load_si512(w[b] + base + p * 16);
+        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
           const __m512bh xv = (__m512bh)_mm512_load_si512(x[a] + base + p * 16);
-          for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], xv, wv[b]);
+          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], xv, wv[b]);
         }
       }
     }
-    for (int a = 0; a < MB; ++a)
-      for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
   }
 }
 
@@ -175,11 +183,6 @@ constexpr bool has_group_decoder() {
 // The decoder, its sinks and the fused row kernels are compiled for AVX-512 with FMA and
 // AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps appears only in the bf16 sink,
 // which runs only where bf16_available(). No decoder operation is an add, so nothing contracts.
-#  if defined(__clang__)
-#    define LOWBIT_MM_UNROLL _Pragma("unroll")
-#  else
-#    define LOWBIT_MM_UNROLL _Pragma("GCC unroll 8")
-#  endif
 #  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
 namespace detail {
@@ -216,7 +219,7 @@ struct fma_f32 {  // thread chains of MB x rows, f32 mode
   std::int64_t base;
   __m512 acc[MB];
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
-    for (int a = 0; a < MB; ++a) {
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
     }
@@ -229,7 +232,7 @@ struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
   __m512 acc[MB];
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     const __m512bh w = (__m512bh)bf16_pair(even, odd);
-    for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
   }
 };
 }  // namespace detail
@@ -307,21 +310,21 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
   using xrow = std::conditional_t<BF16, const std::uint32_t* const*, const float* const*>;
   constexpr std::int64_t group_words = BF16 ? 256 : 512;
   sink k[NB][2];
-  for (int b = 0; b < NB; ++b)
+  LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b)
     for (int g = 0; g < 2; ++g) {
       k[b][g].x = reinterpret_cast<xrow>(x);
-      for (int a = 0; a < MB; ++a) k[b][g].acc[a] = _mm512_setzero_ps();
+      LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) k[b][g].acc[a] = _mm512_setzero_ps();
     }
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g)
-      for (int b = 0; b < NB; ++b) {
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) {
         const std::int64_t r0 = 32 * j + 16 * g;
         k[b][g].base = (j * 2 + g) * group_words;
         decode_group_avx512<F>(codes[b] + r0 * run_bytes, scale[b] + r0, zp[b] + r0, table, k[b][g]);
       }
-  for (int b = 0; b < NB; ++b)
+  LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b)
     for (int g = 0; g < 2; ++g)
-      for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + (b * MB + a) * 32 + g * 16, k[b][g].acc[a]);
+      LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + (b * MB + a) * 32 + g * 16, k[b][g].acc[a]);
 }
 
 LOWBIT_AVX512_WARNINGS_POP
@@ -336,18 +339,18 @@ template <int MB>
 LOWBIT_AVX2_FMA_DOT void dot_f32_avx2(const float* const* x, const float* w, std::int64_t J, float* s) {
   for (int g = 0; g < 2; ++g) {
     __m256 acc[MB][2];
-    for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 32 * 16;
       for (int e = 0; e < 32; ++e) {
         const __m256 w0 = _mm256_load_ps(w + base + e * 16), w1 = _mm256_load_ps(w + base + e * 16 + 8);
-        for (int a = 0; a < MB; ++a) {
+        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
           acc[a][0] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16), w0, acc[a][0]);
           acc[a][1] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16 + 8), w1, acc[a][1]);
         }
       }
     }
-    for (int a = 0; a < MB; ++a) {
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
       _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
       _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
     }
@@ -370,22 +373,22 @@ LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std:
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (int g = 0; g < 2; ++g) {
     __m256 acc[MB][2];
-    for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 16 * 16;
       for (int p = 0; p < 16; ++p)
-        for (int h = 0; h < 2; ++h) {
+        LOWBIT_MM_UNROLL for (int h = 0; h < 2; ++h) {
           const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + base + p * 16 + 8 * h));
           const __m256 w_odd = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
           const __m256 w_even = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
-          for (int a = 0; a < MB; ++a) {
+          LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
             const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[a] + base + p * 16 + 8 * h));
             acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_and_si256(xv, hi_mask)), w_odd, acc[a][h]);
             acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_slli_epi32(xv, 16)), w_even, acc[a][h]);
           }
         }
     }
-    for (int a = 0; a < MB; ++a) {
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
       _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
       _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
     }

@@ -171,10 +171,25 @@ void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g) {
       const std::int64_t r0 = 32 * j + 16 * g;
+      auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
+      if (32 * (r0 + 16) <= K) {  // 16 full runs: transposed directly
+        const T* xs = x + 32 * r0;
+        if (c == matmul_compute::f32) {
+          float* o = reinterpret_cast<float*>(dst);
+          for (int t = 0; t < 16; ++t)
+            for (int e = 0; e < 32; ++e) o[e * 16 + t] = to_float(host::detail::load(xs + 32 * t + e));
+        } else {
+          for (int t = 0; t < 16; ++t)
+            for (int p = 0; p < 16; ++p)
+              dst[p * 16 + t] = bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p))) |
+                                static_cast<std::uint32_t>(bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p + 1)))) << 16;
+        }
+        continue;
+      }
       fill_group(c, [&](int t, float* v) {
         const std::int64_t k0 = 32 * (r0 + t);
         for (std::int64_t k = k0; k < std::min(K, k0 + 32); ++k) v[k - k0] = to_float(host::detail::load(x + k));
-      }, tmp, static_cast<std::uint32_t*>(out) + (j * 2 + g) * words);
+      }, tmp, dst);
   }
 }
 
