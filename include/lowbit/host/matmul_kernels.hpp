@@ -81,48 +81,32 @@ inline void dot_bf16_portable(const std::uint32_t* const* x, int mb, const std::
 #if LOWBIT_HAVE_AVX512_KERNELS
 LOWBIT_AVX512_WARNINGS_PUSH
 
-#  define LOWBIT_AVX512_FMA __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
+// The dot kernels, the decoder, its sinks and the fused row kernels are compiled for AVX-512 with
+// FMA and AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps and vcvtne2ps2bf16
+// appear only in the bf16 variants, which run only where bf16_available(). No decoder operation
+// is an add, so nothing contracts.
+#  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
-/// dot_f32_portable for MB x rows and NB W rows, 16 lanes per instruction.
-template <int MB, int NB>
-LOWBIT_AVX512_FMA void dot_f32_avx512(const float* const* x, const float* const* w, std::int64_t J, float* s) {
+/// dot_f32_portable (BF16 false: 32 FMAs of 16 lanes per group and super-run) or
+/// dot_bf16_portable (BF16 true: 16 vdpbf16ps of 16 operand pairs) for MB x rows and NB W rows.
+template <int MB, int NB, bool BF16>
+LOWBIT_MM512 void dot_avx512(const void* const* xv, const void* const* wv, std::int64_t J, float* s) {
+  constexpr int steps = BF16 ? 16 : 32;  // 16-lane registers per group and super-run
   for (int g = 0; g < 2; ++g) {
     __m512 acc[MB][NB];
     LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
       LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
-      const std::int64_t base = (j * 2 + g) * 32 * 16;
-      for (int e = 0; e < 32; ++e) {
-        __m512 wv[NB];
-        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) wv[b] = _mm512_load_ps(w[b] + base + e * 16);
+      const std::int64_t base = (j * 2 + g) * steps * 16;
+      for (int e = 0; e < steps; ++e) {
+        __m512 w[NB];
+        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) w[b] = _mm512_load_ps(static_cast<const float*>(wv[b]) + base + e * 16);
         LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
-          const __m512 xv = _mm512_load_ps(x[a] + base + e * 16);
-          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_fmadd_ps(xv, wv[b], acc[a][b]);
-        }
-      }
-    }
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
-      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
-  }
-}
-
-#  define LOWBIT_AVX512_BF16_DOT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,avx512bf16")))
-
-/// dot_bf16_portable with vdpbf16ps (AVX512_BF16): 32 products per instruction.
-template <int MB, int NB>
-LOWBIT_AVX512_BF16_DOT void dot_bf16_avx512(const std::uint32_t* const* x, const std::uint32_t* const* w, std::int64_t J, float* s) {
-  for (int g = 0; g < 2; ++g) {
-    __m512 acc[MB][NB];
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
-      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
-    for (std::int64_t j = 0; j < J; ++j) {
-      const std::int64_t base = (j * 2 + g) * 16 * 16;
-      for (int p = 0; p < 16; ++p) {
-        __m512bh wv[NB];
-        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) wv[b] = (__m512bh)_mm512_load_si512(w[b] + base + p * 16);
-        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
-          const __m512bh xv = (__m512bh)_mm512_load_si512(x[a] + base + p * 16);
-          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], xv, wv[b]);
+          const __m512 x = _mm512_load_ps(static_cast<const float*>(xv[a]) + base + e * 16);
+          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) {
+            if constexpr (BF16) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], (__m512bh)x, (__m512bh)w[b]);
+            else acc[a][b] = _mm512_fmadd_ps(x, w[b], acc[a][b]);
+          }
         }
       }
     }
@@ -179,11 +163,6 @@ template <format F>
 constexpr bool has_group_decoder() {
   return F != format::bnb_dynamic8;
 }
-
-// The decoder, its sinks and the fused row kernels are compiled for AVX-512 with FMA and
-// AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps appears only in the bf16 sink,
-// which runs only where bf16_available(). No decoder operation is an add, so nothing contracts.
-#  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
 namespace detail {
 // The operand pair dwords of vdpbf16ps: element 2p in the low half, 2p + 1 in the high half, each
@@ -301,7 +280,7 @@ LOWBIT_MM512 inline float reduce32_avx512(const float* s) {
 /// lane rows with NB W rows (row b's codes at codes[b], its per-run scales and zero points at
 /// scale[b], zp[b]) whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
 /// each group decoded in registers straight into the chains; both groups of NB rows in flight.
-/// The same operations as dot_f32_avx512 / dot_bf16_avx512 on the decoded rows.
+/// The same operations as dot_avx512 on the decoded rows.
 template <format F, int MB, int NB, bool BF16>
 LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
                                     const void* const* x, std::int64_t J, float* s) {

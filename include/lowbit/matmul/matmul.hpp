@@ -243,12 +243,8 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
 #if LOWBIT_HAVE_AVX512_KERNELS
   if (kc.avx512 && (f32 || kc.avx512_bf16)) {
     auto run = [&](auto MB, auto NB) {
-      if (f32) {
-        host::mmk::dot_f32_avx512<decltype(MB)::value, decltype(NB)::value>(reinterpret_cast<const float* const*>(x), reinterpret_cast<const float* const*>(w), J, s);
-      } else {
-        host::mmk::dot_bf16_avx512<decltype(MB)::value, decltype(NB)::value>(reinterpret_cast<const std::uint32_t* const*>(x),
-                                                                             reinterpret_cast<const std::uint32_t* const*>(w), J, s);
-      }
+      if (f32) host::mmk::dot_avx512<decltype(MB)::value, decltype(NB)::value, false>(x, w, J, s);
+      else host::mmk::dot_avx512<decltype(MB)::value, decltype(NB)::value, true>(x, w, J, s);
     };
     using one = std::integral_constant<int, 1>;
     using two = std::integral_constant<int, 2>;
