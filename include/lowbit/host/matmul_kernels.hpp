@@ -78,6 +78,13 @@ inline void dot_bf16_portable(const std::uint32_t* const* x, int mb, const std::
         }
 }
 
+/// Formats decode_group_avx512 decodes (the others go through the portable run decoder); none
+/// without the AVX-512 kernels.
+template <format F>
+constexpr bool has_group_decoder() {
+  return LOWBIT_HAVE_AVX512_KERNELS && F != format::bnb_dynamic8;
+}
+
 #if LOWBIT_HAVE_AVX512_KERNELS
 LOWBIT_AVX512_WARNINGS_PUSH
 
@@ -158,12 +165,6 @@ LOWBIT_AVX512 inline __m512 minifloat_values(__m512i c) {
 
 }  // namespace detail
 
-/// Formats decode_group_avx512 decodes (the others go through the portable run decoder).
-template <format F>
-constexpr bool has_group_decoder() {
-  return F != format::bnb_dynamic8;
-}
-
 namespace detail {
 // The operand pair dwords of vdpbf16ps: element 2p in the low half, 2p + 1 in the high half, each
 // mm::bf16_operand_bits by vcvtne2ps2bf16 (a float32 zero or subnormal gives a zero of its sign,
@@ -237,8 +238,8 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
     LOWBIT_MM_UNROLL for (int d = 0; d < 4; ++d) {
       const __m512i dw = detail::run_dword<4>(v, d);
       LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b + 4), _mm512_set1_epi32(15));
-        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(15));
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b + 4)), _mm512_set1_epi32(15));
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(15));
         sink(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s),
              _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s));
       }
@@ -250,13 +251,13 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
       __m512 val[4];
       LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
         if constexpr (F == format::int8_absmax) {
-          const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, 24 - 8 * b), 24));
+          const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, static_cast<unsigned>(24 - 8 * b)), 24));
           val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
         } else if constexpr (F == format::uint8_zeropoint) {
-          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
           val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s);
         } else {
-          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, 8 * b), _mm512_set1_epi32(0xFF));
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
           val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
         }
       }

@@ -279,6 +279,7 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
     return;
   }
 #endif
+  (void)kc;
   if (f32) {
     host::mmk::dot_f32_portable(reinterpret_cast<const float* const*>(x), mb, reinterpret_cast<const float* const*>(w), nb, J, s);
   } else {
