@@ -43,36 +43,28 @@ constexpr std::int64_t lane_row_size(std::int64_t K, matmul_compute c) noexcept 
   return mm::super_runs(K) * (c == matmul_compute::f32 ? mm::super_elements : mm::super_elements / 2);
 }
 
-/// The portable lane dot: s[(a * NB + b) * 32 + thread] for x rows a < MB and W rows b < NB,
-/// J super-runs, f32 mode. The reference every SIMD variant equals.
-inline void dot_f32_portable(const float* const* x, int mb, const float* const* w, int nb, std::int64_t J, float* s) {
+/// The portable lane dot: s[(a * nb + b) * 32 + thread] for x lane rows a < mb and W lane rows
+/// b < nb, J super-runs. f32 mode (BF16 false): 32 FMAs per lane, group and super-run; bf16 mode:
+/// 16 operand pairs, the odd element first, each step mm::fma_ftz. The reference every SIMD
+/// variant equals.
+template <bool BF16>
+void dot_portable(const void* const* x, int mb, const void* const* w, int nb, std::int64_t J, float* s) {
+  constexpr int steps = BF16 ? mm::run_elements / 2 : mm::run_elements;
   for (int a = 0; a < mb; ++a)
     for (int b = 0; b < nb; ++b)
       for (int g = 0; g < 2; ++g)
         for (int t = 0; t < mm::group_lanes; ++t) {
           float acc = 0.0f;
           for (std::int64_t j = 0; j < J; ++j)
-            for (int e = 0; e < mm::run_elements; ++e) {
-              const std::int64_t o = ((j * 2 + g) * 32 + e) * 16 + t;
-              acc = std::fma(x[a][o], w[b][o], acc);
-            }
-          s[(a * nb + b) * 32 + g * 16 + t] = acc;
-        }
-}
-
-/// As dot_f32_portable in bf16 mode: each dword an operand pair, the odd element first.
-inline void dot_bf16_portable(const std::uint32_t* const* x, int mb, const std::uint32_t* const* w, int nb, std::int64_t J, float* s) {
-  for (int a = 0; a < mb; ++a)
-    for (int b = 0; b < nb; ++b)
-      for (int g = 0; g < 2; ++g)
-        for (int t = 0; t < mm::group_lanes; ++t) {
-          float acc = 0.0f;
-          for (std::int64_t j = 0; j < J; ++j)
-            for (int p = 0; p < mm::run_elements / 2; ++p) {
-              const std::int64_t o = ((j * 2 + g) * 16 + p) * 16 + t;
-              const std::uint32_t xv = x[a][o], wv = w[b][o];
-              acc = mm::fma_ftz(bits_float(xv & 0xFFFF0000u), bits_float(wv & 0xFFFF0000u), acc);
-              acc = mm::fma_ftz(bits_float(xv << 16), bits_float(wv << 16), acc);
+            for (int e = 0; e < steps; ++e) {
+              const std::int64_t o = ((j * 2 + g) * steps + e) * 16 + t;
+              if constexpr (BF16) {
+                const std::uint32_t xv = static_cast<const std::uint32_t*>(x[a])[o], wv = static_cast<const std::uint32_t*>(w[b])[o];
+                acc = mm::fma_ftz(bits_float(xv & 0xFFFF0000u), bits_float(wv & 0xFFFF0000u), acc);
+                acc = mm::fma_ftz(bits_float(xv << 16), bits_float(wv << 16), acc);
+              } else {
+                acc = std::fma(static_cast<const float*>(x[a])[o], static_cast<const float*>(w[b])[o], acc);
+              }
             }
           s[(a * nb + b) * 32 + g * 16 + t] = acc;
         }
@@ -94,8 +86,8 @@ LOWBIT_AVX512_WARNINGS_PUSH
 // is an add, so nothing contracts.
 #  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
 
-/// dot_f32_portable (BF16 false: 32 FMAs of 16 lanes per group and super-run) or
-/// dot_bf16_portable (BF16 true: 16 vdpbf16ps of 16 operand pairs) for MB x rows and NB W rows.
+/// dot_portable<BF16> for MB x rows and NB W rows, 16 lanes per instruction (BF16 false: 32 FMAs
+/// per group and super-run; BF16 true: 16 vdpbf16ps of 16 operand pairs).
 template <int MB, int NB, bool BF16>
 LOWBIT_MM512 void dot_avx512(const void* const* xv, const void* const* wv, std::int64_t J, float* s) {
   constexpr int steps = BF16 ? 16 : 32;  // 16-lane registers per group and super-run
@@ -314,7 +306,7 @@ LOWBIT_AVX512_WARNINGS_POP
 
 #  define LOWBIT_AVX2_FMA_DOT __attribute__((target("avx2,fma,f16c")))
 
-/// dot_f32_portable, 8 lanes per instruction (two registers per 16-lane group).
+/// dot_portable<false>, 8 lanes per instruction (two registers per 16-lane group).
 template <int MB>
 LOWBIT_AVX2_FMA_DOT void dot_f32_avx2(const float* const* x, const float* w, std::int64_t J, float* s) {
   for (int g = 0; g < 2; ++g) {
@@ -347,7 +339,7 @@ LOWBIT_AVX2_FMA_DOT inline __m256 fma_ftz8(__m256 a, __m256 b, __m256 c) {
 }
 }  // namespace detail
 
-/// dot_bf16_portable, 8 lanes per instruction, the flush of vdpbf16ps done by compare and blend.
+/// dot_portable<true>, 8 lanes per instruction, the flush of vdpbf16ps done by compare and blend.
 template <int MB>
 LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std::uint32_t* w, std::int64_t J, float* s) {
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));

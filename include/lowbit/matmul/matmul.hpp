@@ -280,11 +280,8 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
   }
 #endif
   (void)kc;
-  if (f32) {
-    host::mmk::dot_f32_portable(reinterpret_cast<const float* const*>(x), mb, reinterpret_cast<const float* const*>(w), nb, J, s);
-  } else {
-    host::mmk::dot_bf16_portable(reinterpret_cast<const std::uint32_t* const*>(x), mb, reinterpret_cast<const std::uint32_t* const*>(w), nb, J, s);
-  }
+  if (f32) host::mmk::dot_portable<false>(x, mb, w, nb, J, s);
+  else host::mmk::dot_portable<true>(x, mb, w, nb, J, s);
 }
 
 /// mm::reduce_threads of s[0 .. 32), in registers where AVX-512 is used (the same additions).
