@@ -10,6 +10,7 @@
 #include "format.hpp"
 #include "host/engine.hpp"
 #include "int8/matmul.hpp"
+#include "matmul/matmul.hpp"
 #include "memory.hpp"
 #include "quant/blockwise.hpp"
 #include "quant/layout.hpp"

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file matmul_kernels.hpp
+/// @brief The host kernels of the fused matmul (matmul/matmul.hpp), each with its ISA variants side
+///        by side: the lane dots (portable, AVX2, AVX-512, AVX512_BF16) and the AVX-512 decode of
+///        16 runs of codes into the lane layout.
+///
+/// @par Lane layout (one row of x or of W, K padded to a multiple of 1024)
+/// - compute f32: float `v[((j * 2 + g) * 32 + e) * 16 + t]` = element 32 r + e of run
+///   r = 32 j + 16 g + t (super-run j, group g, thread 16 g + t).
+/// - compute bf16: uint32 `v[((j * 2 + g) * 16 + p) * 16 + t]` = the bf16-mode operand bits
+///   (mm::bf16_operand_bits) of element 32 r + 2p in the low half and of 32 r + 2p + 1 in the high
+///   half: the operand pairs of vdpbf16ps.
+/// A dot of an x row with a W row in this layout walks each group's registers in order, so every
+/// lane performs thread t's chain of matmul/definition.hpp; the kernels differ only in how many
+/// lanes one instruction covers. The values are the same on every path (tests/host/matmul_test.cpp).
+#pragma once
+
+#include "../format.hpp"
+#include "../matmul/definition.hpp"
+#include "../quant/blockwise.hpp"
+#include "simd_avx2.hpp"
+#include "simd_avx512.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+// Complete unrolling of the small constant loops over register arrays (accumulators, W rows),
+// without which GCC -O2 keeps those arrays in memory.
+#if defined(__clang__)
+#  define LOWBIT_MM_UNROLL _Pragma("unroll")
+#else
+#  define LOWBIT_MM_UNROLL _Pragma("GCC unroll 16")
+#endif
+
+LOWBIT_NAMESPACE_BEGIN
+namespace host {
+namespace mmk {
+
+/// Floats (f32) or dwords (bf16) of one row in the lane layout.
+constexpr std::int64_t lane_row_size(std::int64_t K, matmul_compute c) noexcept {
+  return mm::super_runs(K) * (c == matmul_compute::f32 ? mm::super_elements : mm::super_elements / 2);
+}
+
+/// The portable lane dot: s[(a * nb + b) * 32 + thread] for x lane rows a < mb and W lane rows
+/// b < nb, J super-runs. f32 mode (BF16 false): 32 FMAs per lane, group and super-run; bf16 mode:
+/// 16 operand pairs, the odd element first, each step mm::fma_ftz. The reference every SIMD
+/// variant equals.
+template <bool BF16>
+void dot_portable(const void* const* x, int mb, const void* const* w, int nb, std::int64_t J, float* s) {
+  constexpr int steps = BF16 ? mm::run_elements / 2 : mm::run_elements;
+  for (int a = 0; a < mb; ++a)
+    for (int b = 0; b < nb; ++b)
+      for (int g = 0; g < 2; ++g)
+        for (int t = 0; t < mm::group_lanes; ++t) {
+          float acc = 0.0f;
+          for (std::int64_t j = 0; j < J; ++j)
+            for (int e = 0; e < steps; ++e) {
+              const std::int64_t o = ((j * 2 + g) * steps + e) * 16 + t;
+              if constexpr (BF16) {
+                const std::uint32_t xv = static_cast<const std::uint32_t*>(x[a])[o], wv = static_cast<const std::uint32_t*>(w[b])[o];
+                acc = mm::fma_ftz(bits_float(xv & 0xFFFF0000u), bits_float(wv & 0xFFFF0000u), acc);
+                acc = mm::fma_ftz(bits_float(xv << 16), bits_float(wv << 16), acc);
+              } else {
+                acc = std::fma(static_cast<const float*>(x[a])[o], static_cast<const float*>(w[b])[o], acc);
+              }
+            }
+          s[(a * nb + b) * 32 + g * 16 + t] = acc;
+        }
+}
+
+/// Formats decode_group_avx512 decodes (the others go through the portable run decoder); none
+/// without the AVX-512 kernels.
+template <format F>
+constexpr bool has_group_decoder() {
+  return LOWBIT_HAVE_AVX512_KERNELS && F != format::bnb_dynamic8;
+}
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+LOWBIT_AVX512_WARNINGS_PUSH
+
+// The dot kernels, the decoder, its sinks and the fused row kernels are compiled for AVX-512 with
+// FMA and AVX512_BF16 so that the sinks inline into the decoder; vdpbf16ps and vcvtne2ps2bf16
+// appear only in the bf16 variants, which run only where bf16_available(). No decoder operation
+// is an add, so nothing contracts.
+#  define LOWBIT_MM512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c,avx512bf16")))
+
+/// dot_portable<BF16> for MB x rows and NB W rows, 16 lanes per instruction (BF16 false: 32 FMAs
+/// per group and super-run; BF16 true: 16 vdpbf16ps of 16 operand pairs).
+template <int MB, int NB, bool BF16>
+LOWBIT_MM512 void dot_avx512(const void* const* xv, const void* const* wv, std::int64_t J, float* s) {
+  constexpr int steps = BF16 ? 16 : 32;  // 16-lane registers per group and super-run
+  for (int g = 0; g < 2; ++g) {
+    __m512 acc[MB][NB];
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * steps * 16;
+      for (int e = 0; e < steps; ++e) {
+        __m512 w[NB];
+        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) w[b] = _mm512_load_ps(static_cast<const float*>(wv[b]) + base + e * 16);
+        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+          const __m512 x = _mm512_load_ps(static_cast<const float*>(xv[a]) + base + e * 16);
+          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) {
+            if constexpr (BF16) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], (__m512bh)x, (__m512bh)w[b]);
+            else acc[a][b] = _mm512_fmadd_ps(x, w[b], acc[a][b]);
+          }
+        }
+      }
+    }
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+  }
+}
+
+namespace detail {
+
+// The 16 dwords number d of the 16 runs in `v` (4-bit: run t = dwords 4t..4t+3 of the 4
+// registers; 8-bit: run t = dwords 8t..8t+7 of the 8 registers), lane t.
+template <int Bits>
+LOWBIT_AVX512 inline __m512i run_dword(const __m512i* v, int d) {
+  constexpr int per_run = Bits == 4 ? 4 : 8;                   // dwords of one run
+  constexpr int runs_per_pair = 32 / per_run;                  // runs in two registers
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  // dword (t % runs_per_pair) * per_run + d of the register pair (t / runs_per_pair)
+  const __m512i idx = _mm512_add_epi32(
+      _mm512_mullo_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(runs_per_pair - 1)), _mm512_set1_epi32(per_run)),
+      _mm512_set1_epi32(d));
+  __m512i r = _mm512_permutex2var_epi32(v[0], idx, v[1]);
+  for (int q = 1; q < 16 / runs_per_pair; ++q) {
+    const __mmask16 m = static_cast<__mmask16>(((1u << runs_per_pair) - 1u) << (q * runs_per_pair));
+    r = _mm512_mask_mov_epi32(r, m, _mm512_permutex2var_epi32(v[2 * q], idx, v[2 * q + 1]));
+  }
+  return r;
+}
+
+// e4m3fn / e5m2 codes (int32 lanes 0..255) to their float32 values, as quant::decode_table:
+// the magnitude bits moved into a float32 and scaled by 2^(127 - bias) (exact, subnormals too),
+// then NaN (e4m3fn 0x7F) or Inf/NaN (e5m2 exponent 31) patched, the sign or-ed in.
+template <format F>
+LOWBIT_AVX512 inline __m512 minifloat_values(__m512i c) {
+  using codec = typename quant::scheme<F>::codec;
+  constexpr int M = codec::mantissa_bits;
+  const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7F));
+  __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M)),
+                           _mm512_castsi512_ps(_mm512_set1_epi32((127 + 127 - codec::bias) << 23)));
+  if constexpr (F == format::e4m3fn) {
+    v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+  } else {
+    const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(mag, _mm512_set1_epi32(0x7C)), _mm512_set1_epi32(0x7C));
+    const __m512i inf_nan = _mm512_or_si512(_mm512_set1_epi32(0x7F800000), _mm512_slli_epi32(_mm512_and_si512(mag, _mm512_set1_epi32(3)), 21));
+    v = _mm512_mask_mov_ps(v, special, _mm512_castsi512_ps(inf_nan));
+  }
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
+}
+
+}  // namespace detail
+
+namespace detail {
+// The operand pair dwords of vdpbf16ps: element 2p in the low half, 2p + 1 in the high half, each
+// mm::bf16_operand_bits by vcvtne2ps2bf16 (a float32 zero or subnormal gives a zero of its sign,
+// NaN a quiet NaN, the rest nearest even), the two halves interleaved by one word permute.
+LOWBIT_MM512 inline __m512i bf16_pair(__m512 even, __m512 odd) {
+  const __m512i halves = (__m512i)_mm512_cvtne2ps_pbh(odd, even);  // words 0..15: even, 16..31: odd
+  alignas(64) static constexpr std::uint16_t interleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                             8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_permutexvar_epi16(_mm512_load_si512(interleave), halves);
+}
+
+// bf16_pair of the float32 bit patterns even[0..16) and odd[0..16) into out[0..16) (tests).
+LOWBIT_MM512 inline void bf16_pairs(const std::uint32_t* even, const std::uint32_t* odd, std::uint32_t* out) {
+  _mm512_storeu_si512(out, bf16_pair(_mm512_castsi512_ps(_mm512_loadu_si512(even)), _mm512_castsi512_ps(_mm512_loadu_si512(odd))));
+}
+
+// Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16 runs.
+struct store_f32 {  // the f32 lane layout
+  float* out;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
+    _mm512_store_ps(out + 2 * p * 16, even);
+    _mm512_store_ps(out + (2 * p + 1) * 16, odd);
+  }
+};
+struct store_bf16 {  // the bf16 lane layout
+  std::uint32_t* out;
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
+};
+template <int MB>
+struct fma_f32 {  // thread chains of MB x rows, f32 mode
+  const float* const* x;
+  std::int64_t base;
+  __m512 acc[MB];
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
+      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
+    }
+  }
+};
+template <int MB>
+struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
+  const std::uint32_t* const* x;
+  std::int64_t base;
+  __m512 acc[MB];
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
+    const __m512bh w = (__m512bh)bf16_pair(even, odd);
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
+  }
+};
+}  // namespace detail
+
+/// The float32 values w of 16 full runs whose codes start at `codes` (run t at codes + t * 16 for
+/// 4-bit, t * 32 for 8-bit formats; each run inside one block), run t with scale[t] and zero point
+/// zp[t]: quant::decode_element of each code, as dequantize. Hands the values of elements 2p and
+/// 2p + 1 of the 16 runs (lane t: run t) to sink(p, even, odd), p = 0..15 in order. `table` holds
+/// the 16 values of a 4-bit format's codes (its own or a checkpoint's).
+template <format F, class Sink>
+LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, Sink&& sink) {
+  constexpr bool four = info(F).bits == 4;
+  __m512i v[8];
+  for (int i = 0; i < (four ? 4 : 8); ++i) {
+    // the weight streams from memory once: its lines a few groups ahead
+    _mm_prefetch(reinterpret_cast<const char*>(codes) + 4096 + 64 * i, _MM_HINT_T0);
+    v[i] = _mm512_loadu_si512(codes + 64 * i);
+  }
+  const __m512 s = _mm512_loadu_ps(scale);
+  if constexpr (four) {
+    const __m512 tab = _mm512_loadu_ps(table);
+    constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
+    LOWBIT_MM_UNROLL for (int d = 0; d < 4; ++d) {
+      const __m512i dw = detail::run_dword<4>(v, d);
+      LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b + 4)), _mm512_set1_epi32(15));
+        const __m512i lo = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(15));
+        sink(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s),
+             _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s));
+      }
+    }
+  } else {
+    const __m512i z = _mm512_loadu_si512(zp);
+    LOWBIT_MM_UNROLL for (int d = 0; d < 8; ++d) {
+      const __m512i dw = detail::run_dword<8>(v, d);
+      __m512 val[4];
+      LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
+        if constexpr (F == format::int8_absmax) {
+          const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, static_cast<unsigned>(24 - 8 * b)), 24));
+          val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
+        } else if constexpr (F == format::uint8_zeropoint) {
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
+          val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s);
+        } else {
+          const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
+          val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
+        }
+      }
+      sink(2 * d, val[0], val[1]);
+      sink(2 * d + 1, val[2], val[3]);
+    }
+  }
+}
+
+/// mm::reduce_threads of the 32 sums s[0 .. 32) in registers: the same additions (s_t + s_{t+h} for
+/// h = 16, 8, 4, 2, 1), five instructions instead of 31 scalar ones.
+LOWBIT_MM512 inline float reduce32_avx512(const float* s) {
+  const __m512 v = _mm512_add_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(s + 16));
+  const __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  const __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+  return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
+}
+
+/// The GEMV regime without a lane buffer: the thread sums s[(b * MB + a) * 32 + thread] of MB x
+/// lane rows with NB W rows (row b's codes at codes[b], its per-run scales and zero points at
+/// scale[b], zp[b]) whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
+/// each group decoded in registers straight into the chains; both groups of NB rows in flight.
+/// The same operations as dot_avx512 on the decoded rows.
+template <format F, int MB, int NB, bool BF16>
+LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
+                                    const void* const* x, std::int64_t J, float* s) {
+  constexpr std::int64_t run_bytes = info(F).bits == 4 ? 16 : 32;
+  using sink = std::conditional_t<BF16, detail::dp_bf16<MB>, detail::fma_f32<MB>>;
+  using xrow = std::conditional_t<BF16, const std::uint32_t* const*, const float* const*>;
+  constexpr std::int64_t group_words = BF16 ? 256 : 512;
+  sink k[NB][2];
+  LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b)
+    for (int g = 0; g < 2; ++g) {
+      k[b][g].x = reinterpret_cast<xrow>(x);
+      LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) k[b][g].acc[a] = _mm512_setzero_ps();
+    }
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g)
+      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) {
+        const std::int64_t r0 = 32 * j + 16 * g;
+        k[b][g].base = (j * 2 + g) * group_words;
+        decode_group_avx512<F>(codes[b] + r0 * run_bytes, scale[b] + r0, zp[b] + r0, table, k[b][g]);
+      }
+  LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b)
+    for (int g = 0; g < 2; ++g)
+      LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + (b * MB + a) * 32 + g * 16, k[b][g].acc[a]);
+}
+
+LOWBIT_AVX512_WARNINGS_POP
+#endif
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+
+#  define LOWBIT_AVX2_FMA_DOT __attribute__((target("avx2,fma,f16c")))
+
+/// dot_portable<false>, 8 lanes per instruction (two registers per 16-lane group).
+template <int MB>
+LOWBIT_AVX2_FMA_DOT void dot_f32_avx2(const float* const* x, const float* w, std::int64_t J, float* s) {
+  for (int g = 0; g < 2; ++g) {
+    __m256 acc[MB][2];
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 32 * 16;
+      for (int e = 0; e < 32; ++e) {
+        const __m256 w0 = _mm256_load_ps(w + base + e * 16), w1 = _mm256_load_ps(w + base + e * 16 + 8);
+        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+          acc[a][0] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16), w0, acc[a][0]);
+          acc[a][1] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16 + 8), w1, acc[a][1]);
+        }
+      }
+    }
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+      _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
+      _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
+    }
+  }
+}
+
+namespace detail {
+// mm::fma_ftz on 8 lanes.
+LOWBIT_AVX2_FMA_DOT inline __m256 fma_ftz8(__m256 a, __m256 b, __m256 c) {
+  const __m256 r = _mm256_fmadd_ps(a, b, c);
+  const __m256 mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), r);
+  const __m256 tiny = _mm256_cmp_ps(mag, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+  return _mm256_blendv_ps(r, _mm256_and_ps(r, _mm256_set1_ps(-0.0f)), tiny);
+}
+}  // namespace detail
+
+/// dot_portable<true>, 8 lanes per instruction, the flush of vdpbf16ps done by compare and blend.
+template <int MB>
+LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std::uint32_t* w, std::int64_t J, float* s) {
+  const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int g = 0; g < 2; ++g) {
+    __m256 acc[MB][2];
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t base = (j * 2 + g) * 16 * 16;
+      for (int p = 0; p < 16; ++p)
+        LOWBIT_MM_UNROLL for (int h = 0; h < 2; ++h) {
+          const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + base + p * 16 + 8 * h));
+          const __m256 w_odd = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
+          const __m256 w_even = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
+          LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+            const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[a] + base + p * 16 + 8 * h));
+            acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_and_si256(xv, hi_mask)), w_odd, acc[a][h]);
+            acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_slli_epi32(xv, 16)), w_even, acc[a][h]);
+          }
+        }
+    }
+    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+      _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
+      _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
+    }
+  }
+}
+
+#endif
+
+}  // namespace mmk
+}  // namespace host
+LOWBIT_NAMESPACE_END

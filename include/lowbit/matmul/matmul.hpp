@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file matmul.hpp
+/// @brief The fused low-bit matmul on the host: `y[M, N] = x[M, K] · dequant(W[N, K])ᵀ (+ bias[N])`
+///        straight from a QuantTensor, the weight decoded in registers and cache-sized panels and
+///        never written out as a dense matrix.
+///
+/// The numerics (compute modes, the one summation order) are matmul/definition.hpp; docs/matmul.md
+/// explains them and how a new format plugs in.
+///
+/// @code
+///   // an engine's linear layer: W [out_features, in_features] in nf4 with double quantization
+///   lowbit::matmul_options o;
+///   o.compute = lowbit::matmul_compute::bf16;        // bitsandbytes' bnb_4bit_compute_dtype=bfloat16
+///   if (auto s = lowbit::matmul(x, lowbit::dtype::bf16, tokens, W, bias, y, lowbit::dtype::bf16, o); !s) fail(s);
+/// @endcode
+///
+/// @par Arguments and special values
+/// - W: a host quant_tensor of shape [N, K] (nn.Linear's [out_features, in_features]) in any format
+///   and block size; blocks may straddle rows (K need not be a multiple of the block size).
+/// - x: M rows of K elements, row-major, dtype f32, f16 or bf16; y: M rows of N elements, row-major,
+///   dtype f32, f16 or bf16; bias: N elements of y's dtype, or null. Any alignment.
+/// - M = 0, N = 0 write nothing; K = 0 gives y = bias (or +0).
+/// - NaN and Inf in x, in the bias or decoded from W (e4m3fn/e5m2 NaN/Inf codes, non-finite scales)
+///   propagate as in any float32 sum: a NaN result has an unspecified sign and payload (stored as
+///   0x7FFF in f16/bf16); no input is rejected for its values.
+/// - Zero blocks decode to +0 and contribute products of zero.
+/// - Overflow: a float32 sum past 3.4e38 becomes ±Inf; a finite float32 result outside f16's range
+///   becomes ±Inf when y is f16 (round to nearest even), as in dequantize.
+/// - Errors (nothing written): a device tensor (use lowbit::cuda::matmul), W not 2-D, M < 0, null
+///   x or y, a dtype or compute mode outside the enumerations, a W view that fails validation.
+#pragma once
+
+#include "../config.hpp"
+#include "../dtype.hpp"
+#include "../format.hpp"
+#include "../host/engine.hpp"
+#include "../host/matmul_kernels.hpp"
+#include "../host/parallel.hpp"
+#include "../memory.hpp"
+#include "../quant/blockwise.hpp"
+#include "../quant/layout.hpp"
+#include "../quant_tensor.hpp"
+#include "../status.hpp"
+#include "definition.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+LOWBIT_NAMESPACE_BEGIN
+
+/// Options of lowbit::matmul.
+struct matmul_options {
+  matmul_compute compute = matmul_compute::f32;  ///< see matmul/definition.hpp
+  int threads = 0;    ///< 0 = every hardware thread; the result does not depend on it
+  bool simd = true;   ///< use the SIMD kernels the CPU has (false: portable code only)
+  bool avx512 = true; ///< with simd: the AVX-512 kernels when the CPU has them (false: AVX2 only)
+};
+
+namespace mm {
+
+/// The piece a format provides: the float32 values `w` of a run of consecutive elements of W
+/// (flattened index), exactly the values dequantize writes as float32. Every format of the engine
+/// has it through quant::decode_element; a new format provides its own `decode` (and, for speed,
+/// a vector decode of 16 runs, host::mmk::decode_group_avx512) and the matmul needs nothing else.
+template <format F>
+class run_decoder {
+ public:
+  explicit run_decoder(const quant_view& q) : q_(q) {
+    for (int c = 0; c < 256; ++c) {
+      const int k = info(F).bits == 4 ? (c & 15) : c;
+      table_[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
+      nested_table_[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+    }
+  }
+  /// The float32 scale of block b (the nested one rebuilt as quant::nested_scale).
+  float scale(std::int64_t b) const {
+    if (!q_.nested()) return q_.scales[b];
+    const auto k = static_cast<std::uint64_t>(b);
+    return quant::nested_scale(nested_table_[q_.nested_codes[k]], q_.nested_scales[k / quant::nested_block_size], q_.nested_offset);
+  }
+  int zero_point(std::int64_t b) const { return info(F).zero_point ? q_.zero_points[b] : 0; }
+  /// w of elements [e, e + n) into out[0 .. n).
+  void decode(std::int64_t e, int n, float* out) const {
+    const std::int64_t bs = q_.block_size;
+    std::int64_t block = -1;
+    float s = 0.0f;
+    int zp = 0;
+    for (int i = 0; i < n; ++i) {
+      const std::int64_t k = e + i;
+      if (k / bs != block) {
+        block = k / bs;
+        s = scale(block);
+        zp = zero_point(block);
+      }
+      const std::uint8_t c = info(F).bits == 4 ? codecs::unpack_nibble<info(F).order>(q_.codes[k / 2], static_cast<int>(k & 1)) : q_.codes[k];
+      out[i] = quant::decode_element<F>(table_[c], s, zp);
+    }
+  }
+  const float* table() const { return table_; }
+  const quant_view& view() const { return q_; }
+
+ private:
+  const quant_view& q_;
+  alignas(64) float table_[256];
+  alignas(64) float nested_table_[256];
+};
+
+/// Which kernels a call uses (matmul_options and the CPU).
+struct kernel_choice {
+  bool avx2 = false, avx512 = false, avx512_bf16 = false;
+  explicit kernel_choice(const matmul_options& o) {
+    avx2 = o.simd && host::avx2::available();
+    avx512 = avx2 && o.avx512 && host::avx512::available();
+    avx512_bf16 = avx512 && host::avx512::bf16_available();
+  }
+};
+
+/// The bf16 lane layout of 32 f32 lane vectors (host::mmk::detail::bf16_pair's portable twin).
+inline void pack_bf16(const float* in, std::uint32_t* out) {
+  for (int p = 0; p < 16; ++p)
+    for (int t = 0; t < 16; ++t)
+      out[p * 16 + t] = bf16_operand_bits(in[2 * p * 16 + t]) | static_cast<std::uint32_t>(bf16_operand_bits(in[(2 * p + 1) * 16 + t])) << 16;
+}
+
+/// One group (super-run j, group g) of a lane row from per-run values: run(t, v) fills v[0..32)
+/// for thread 16 g + t, or returns false for a run wholly past K (zeros).
+template <class RunFn>
+void fill_group(matmul_compute c, RunFn&& run, float* tmp, void* dst) {
+  alignas(64) float v[32];
+  for (int t = 0; t < 16; ++t) {
+    std::fill(v, v + 32, 0.0f);
+    run(t, v);
+    for (int e = 0; e < 32; ++e) tmp[e * 16 + t] = v[e];
+  }
+  if (c == matmul_compute::f32) {
+    std::memcpy(dst, tmp, 512 * sizeof(float));
+  } else {
+    pack_bf16(tmp, static_cast<std::uint32_t*>(dst));
+  }
+}
+
+/// The scales and zero points of `count` consecutive runs of W starting at element `start`, each
+/// inside one block (block size a multiple of 32, start a multiple of 32): one division, then
+/// steps of 32 elements.
+template <format F>
+void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp) {
+  const std::int64_t bs = dec.view().block_size;
+  std::int64_t b = start / bs, off = start - b * bs;
+  float s = dec.scale(b);
+  int z = dec.zero_point(b);
+  for (std::int64_t t = 0; t < count; ++t) {
+    if (off == bs) {
+      off = 0;
+      s = dec.scale(++b);
+      z = dec.zero_point(b);
+    }
+    sc[t] = s;
+    zp[t] = z;
+    off += 32;
+  }
+}
+
+/// Row x (K elements of type T) in the lane layout of mode c at out (lane_row_size(K, c) words).
+template <class T>
+void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
+  alignas(64) float tmp[512];
+  const std::int64_t J = super_runs(K);
+  const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g) {
+      const std::int64_t r0 = 32 * j + 16 * g;
+      auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
+      if (32 * (r0 + 16) <= K) {  // 16 full runs: transposed directly
+        const T* xs = x + 32 * r0;
+        if (c == matmul_compute::f32) {
+          float* o = reinterpret_cast<float*>(dst);
+          for (int t = 0; t < 16; ++t)
+            for (int e = 0; e < 32; ++e) o[e * 16 + t] = to_float(host::detail::load(xs + 32 * t + e));
+        } else {
+          for (int t = 0; t < 16; ++t)
+            for (int p = 0; p < 16; ++p)
+              dst[p * 16 + t] = bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p))) |
+                                static_cast<std::uint32_t>(bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p + 1)))) << 16;
+        }
+        continue;
+      }
+      fill_group(c, [&](int t, float* v) {
+        const std::int64_t k0 = 32 * (r0 + t);
+        for (std::int64_t k = k0; k < std::min(K, k0 + 32); ++k) v[k - k0] = to_float(host::detail::load(x + k));
+      }, tmp, dst);
+  }
+}
+
+/// Row n of W in the lane layout of mode c at out: groups of 16 full runs through the AVX-512
+/// decoder when the format has one and each run lies in one block (K and the block size multiples
+/// of 32), the rest through run_decoder.
+template <format F>
+void build_w_row(const run_decoder<F>& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
+  alignas(64) float tmp[512];
+  const quant_view& q = dec.view();
+  const std::int64_t J = super_runs(K);
+  const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
+  const std::int64_t row0 = n * K;
+  const bool fast = kc.avx512 && host::mmk::has_group_decoder<F>() && K % 32 == 0 && q.block_size % 32 == 0;
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g) {
+      const std::int64_t r0 = 32 * j + 16 * g;
+      auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
+#if LOWBIT_HAVE_AVX512_KERNELS
+      if constexpr (host::mmk::has_group_decoder<F>()) {
+        if (fast && 32 * (r0 + 16) <= K) {
+          alignas(64) float sc[16];
+          alignas(64) int zp[16];
+          run_scales(dec, row0 + 32 * r0, 16, sc, zp);
+          const std::uint8_t* codes = q.codes + code_bytes(F, row0 + 32 * r0);
+          if (c == matmul_compute::f32) {
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{reinterpret_cast<float*>(dst)});
+          } else if (kc.avx512_bf16) {  // vcvtne2ps2bf16
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_bf16{dst});
+          } else {
+            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{tmp});
+            pack_bf16(tmp, dst);
+          }
+          continue;
+        }
+      }
+#else
+      (void)fast;
+#endif
+      fill_group(c, [&](int t, float* v) {
+        const std::int64_t k0 = 32 * (r0 + t);
+        if (k0 < K) dec.decode(row0 + k0, static_cast<int>(std::min<std::int64_t>(32, K - k0)), v);
+      }, tmp, dst);
+    }
+}
+
+/// The 32 thread sums s[(a * nb + b) * 32 + t] of x lane rows x[0 .. mb) with W lane rows w[0 .. nb)
+/// (mb <= 4, nb <= 2), on the fastest kernel kc allows.
+inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x, int mb, const void* const* w, int nb, std::int64_t J, float* s) {
+  const bool f32 = c == matmul_compute::f32;
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (kc.avx512 && (f32 || kc.avx512_bf16)) {
+    auto run = [&](auto MB, auto NB) {
+      if (f32) host::mmk::dot_avx512<decltype(MB)::value, decltype(NB)::value, false>(x, w, J, s);
+      else host::mmk::dot_avx512<decltype(MB)::value, decltype(NB)::value, true>(x, w, J, s);
+    };
+    using one = std::integral_constant<int, 1>;
+    using two = std::integral_constant<int, 2>;
+    switch (mb * 4 + nb) {
+      case 5: return run(one{}, one{});
+      case 6: return run(one{}, two{});
+      case 9: return run(two{}, one{});
+      case 10: return run(two{}, two{});
+      case 13: return run(std::integral_constant<int, 3>{}, one{});
+      case 14: return run(std::integral_constant<int, 3>{}, two{});
+      case 17: return run(std::integral_constant<int, 4>{}, one{});
+      default: return run(std::integral_constant<int, 4>{}, two{});
+    }
+  }
+#endif
+#if LOWBIT_HAVE_AVX2_KERNELS
+  if (kc.avx2) {
+    alignas(64) float part[4 * 32];
+    for (int b = 0; b < nb; ++b) {
+      switch (mb) {
+        case 1: f32 ? host::mmk::dot_f32_avx2<1>(reinterpret_cast<const float* const*>(x), static_cast<const float*>(w[b]), J, part)
+                    : host::mmk::dot_bf16_avx2<1>(reinterpret_cast<const std::uint32_t* const*>(x), static_cast<const std::uint32_t*>(w[b]), J, part); break;
+        case 2: f32 ? host::mmk::dot_f32_avx2<2>(reinterpret_cast<const float* const*>(x), static_cast<const float*>(w[b]), J, part)
+                    : host::mmk::dot_bf16_avx2<2>(reinterpret_cast<const std::uint32_t* const*>(x), static_cast<const std::uint32_t*>(w[b]), J, part); break;
+        case 3: f32 ? host::mmk::dot_f32_avx2<3>(reinterpret_cast<const float* const*>(x), static_cast<const float*>(w[b]), J, part)
+                    : host::mmk::dot_bf16_avx2<3>(reinterpret_cast<const std::uint32_t* const*>(x), static_cast<const std::uint32_t*>(w[b]), J, part); break;
+        default: f32 ? host::mmk::dot_f32_avx2<4>(reinterpret_cast<const float* const*>(x), static_cast<const float*>(w[b]), J, part)
+                     : host::mmk::dot_bf16_avx2<4>(reinterpret_cast<const std::uint32_t* const*>(x), static_cast<const std::uint32_t*>(w[b]), J, part); break;
+      }
+      for (int a = 0; a < mb; ++a) std::memcpy(s + (a * nb + b) * 32, part + a * 32, 32 * sizeof(float));
+    }
+    return;
+  }
+#endif
+  (void)kc;
+  if (f32) host::mmk::dot_portable<false>(x, mb, w, nb, J, s);
+  else host::mmk::dot_portable<true>(x, mb, w, nb, J, s);
+}
+
+/// mm::reduce_threads of s[0 .. 32), in registers where AVX-512 is used (the same additions).
+inline float reduce(const kernel_choice& kc, float* s) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (kc.avx512) return host::mmk::reduce32_avx512(s);
+#endif
+  (void)kc;
+  return reduce_threads(s);
+}
+
+/// Per-thread lane buffers of matmul (W panels), kept between calls.
+inline storage<float>& panel_scratch() {
+  thread_local storage<float> b;
+  return b;
+}
+
+/// W rows per panel: decoded once, then multiplied by every row of x. Two rows (one pass over W)
+/// in the GEMV regime; for larger M a panel of about 1 MiB per thread, held in L2, so that x
+/// (read once per panel) costs little next to the products.
+inline std::int64_t panel_rows(std::int64_t M, std::int64_t row_words) {
+  if (M <= 16) return 2;
+  return std::max<std::int64_t>(2, std::min<std::int64_t>(128, (std::int64_t{1} << 20) / 4 / row_words) & ~std::int64_t{1});
+}
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+/// y = s_0 (+ bias) of the 32 thread sums s of output (m, n).
+template <class TY>
+void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* bias, TY* y) {
+  float v = host::mmk::reduce32_avx512(s);
+  if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n)));
+  host::detail::store(y + m * N + n, from_float<TY>(v));
+}
+
+template <format F, int MB, class TY>
+void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
+                     matmul_compute c, const TY* bias, TY* y, float* sc, int* zp) {
+  const std::int64_t R = K / run_elements, J = super_runs(K);
+  for (std::int64_t n = n0; n < n1; n += 2) {
+    const int nb = n + 1 < n1 ? 2 : 1;
+    const std::uint8_t* codes[2];
+    const float* scales[2] = {sc, sc + R};
+    const int* zps[2] = {zp, zp + R};
+    for (int b = 0; b < nb; ++b) {
+      run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R);
+      codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
+    }
+    alignas(64) float s[2 * 4 * 32];
+    const bool bf = c == matmul_compute::bf16;
+    if (nb == 2) {
+      if (bf) host::mmk::fused_rows_avx512<F, MB, 2, true>(codes, scales, zps, dec.table(), xs, J, s);
+      else host::mmk::fused_rows_avx512<F, MB, 2, false>(codes, scales, zps, dec.table(), xs, J, s);
+    } else {
+      if (bf) host::mmk::fused_rows_avx512<F, MB, 1, true>(codes, scales, zps, dec.table(), xs, J, s);
+      else host::mmk::fused_rows_avx512<F, MB, 1, false>(codes, scales, zps, dec.table(), xs, J, s);
+    }
+    for (int b = 0; b < nb; ++b)
+      for (int a = 0; a < MB; ++a) finish(s + (b * MB + a) * 32, a, n + b, N, bias, y);
+  }
+}
+
+/// The fused GEMV (M <= 4, K a multiple of 1024, runs inside blocks, AVX-512): each W row decoded
+/// in registers straight into the thread chains; rows split over the threads.
+template <format F, class TY>
+status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
+                  const matmul_options& o, const kernel_choice&) {
+  const std::int64_t row_words = host::mmk::lane_row_size(K, o.compute), R = K / run_elements;
+  const void* xs[4];
+  for (std::int64_t a = 0; a < M; ++a) xs[a] = xl + a * row_words;
+  std::atomic<bool> no_memory{false};
+  host::parallel_for(N, 16, 2, o.threads, [&](std::int64_t n0, std::int64_t n1) {
+    storage<float>& buf = panel_scratch();  // the rows' run scales and zero points
+    if (buf.size() < static_cast<std::size_t>(4 * R) && !buf.allocate(static_cast<std::size_t>(4 * R), allocator::host(), "matmul: run scales", false)) {
+      no_memory = true;
+      return;
+    }
+    float* sc = buf.data();  // two rows' worth of each
+    int* zp = reinterpret_cast<int*>(buf.data() + 2 * R);
+    switch (M) {
+      case 1: return gemv_fused_rows<F, 1>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      case 2: return gemv_fused_rows<F, 2>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      case 3: return gemv_fused_rows<F, 3>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+    }
+  });
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(16 * R));
+  return {};
+}
+#endif
+
+template <format F, class TX, class TY>
+status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const quant_view& W, const TY* bias, TY* y,
+                    const matmul_options& o) {
+  if (K == 0) {  // every thread sum is +0
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t n = 0; n < N; ++n)
+        host::detail::store(y + m * N + n, from_float<TY>(bias ? lowbit::detail::add_rn(0.0f, to_float(host::detail::load(bias + n))) : 0.0f));
+    return {};
+  }
+  const kernel_choice kc(o);
+  const matmul_compute c = o.compute;
+  const std::int64_t J = super_runs(K);
+  const std::int64_t row_words = host::mmk::lane_row_size(K, c);
+  storage<float> xl;  // x in the lane layout (float words in both modes)
+  LOWBIT_TRY(xl.allocate(static_cast<std::size_t>(M * row_words), allocator::host(), "matmul: x in lane layout", false));
+  host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
+    for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, xl.data() + m * row_words);
+  });
+  const run_decoder<F> dec(W);
+#if LOWBIT_HAVE_AVX512_KERNELS
+  // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
+  if constexpr (host::mmk::has_group_decoder<F>()) {
+    if (kc.avx512 && M <= 4 && K % super_elements == 0 && W.block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
+      return gemv_fused<F>(dec, xl.data(), M, N, K, bias, y, o, kc);
+  }
+#endif
+  const std::int64_t P = panel_rows(M, row_words);
+  const std::int64_t panels = (N + P - 1) / P;
+  std::atomic<bool> no_memory{false};
+  host::parallel_for(panels, 1, 1, o.threads, [&](std::int64_t p0, std::int64_t p1) {
+    storage<float>& buf = panel_scratch();
+    if (buf.size() < static_cast<std::size_t>(P * row_words)) {
+      if (!buf.allocate(static_cast<std::size_t>(P * row_words), allocator::host(), "matmul: weight panel", false)) {
+        no_memory = true;
+        return;
+      }
+    }
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::int64_t n0 = p * P, n1 = std::min(N, n0 + P);
+      for (std::int64_t n = n0; n < n1; ++n) build_w_row<F>(dec, n, K, c, kc, buf.data() + (n - n0) * row_words);
+      for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
+        const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
+        const void* xs[4];
+        for (int a = 0; a < mb; ++a) xs[a] = xl.data() + (m0 + a) * row_words;
+        for (std::int64_t n = n0; n < n1; n += 2) {
+          const int nb = static_cast<int>(std::min<std::int64_t>(2, n1 - n));
+          const void* ws[2] = {buf.data() + (n - n0) * row_words, buf.data() + (n + nb - 1 - n0) * row_words};
+          alignas(64) float s[4 * 2 * 32];
+          dot(kc, c, xs, mb, ws, nb, J, s);
+          for (int a = 0; a < mb; ++a)
+            for (int b = 0; b < nb; ++b) {
+              float v = reduce(kc, s + (a * nb + b) * 32);
+              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n + b)));
+              host::detail::store(y + (m0 + a) * N + n + b, from_float<TY>(v));
+            }
+        }
+      }
+    }
+  });
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate a weight panel of %lld bytes", static_cast<long long>(P * row_words * 4));
+  return {};
+}
+
+}  // namespace mm
+
+namespace host {
+
+/// The fused matmul on host memory: `y[M, N] = x[M, K] · dequant(W)ᵀ (+ bias[N])` with W a view of
+/// N·K elements (row n = elements n·K .. n·K + K - 1). See lowbit::matmul for the semantics.
+inline status matmul(const void* x, dtype x_dtype, std::int64_t M, std::int64_t N, std::int64_t K, const quant_view& W, const void* bias,
+                     void* y, dtype y_dtype, const matmul_options& o = {}) {
+  const detail::ieee_mode ieee;  // the defined bits whatever the caller's MXCSR
+  LOWBIT_TRY(validate(W, "matmul"));
+  if (M < 0 || N < 0 || K < 0)
+    return status::error(errc::invalid_argument, "matmul: M, N, K are %lld, %lld, %lld; each must be >= 0", static_cast<long long>(M),
+                         static_cast<long long>(N), static_cast<long long>(K));
+  if (N != 0 && K > W.numel / N)
+    return status::error(errc::invalid_argument, "matmul: W holds %lld elements, fewer than N * K = %lld * %lld", static_cast<long long>(W.numel),
+                         static_cast<long long>(N), static_cast<long long>(K));
+  if (W.numel != N * K)
+    return status::error(errc::invalid_argument, "matmul: W holds %lld elements, not N * K = %lld * %lld", static_cast<long long>(W.numel),
+                         static_cast<long long>(N), static_cast<long long>(K));
+  if (!is_valid(x_dtype)) return status::error(errc::invalid_argument, "matmul: x_dtype %d is not a lowbit dtype", static_cast<int>(x_dtype));
+  if (!is_valid(y_dtype)) return status::error(errc::invalid_argument, "matmul: y_dtype %d is not a lowbit dtype", static_cast<int>(y_dtype));
+  if (o.compute != matmul_compute::f32 && o.compute != matmul_compute::bf16)
+    return status::error(errc::invalid_argument, "matmul: options.compute is %d, not a matmul_compute", static_cast<int>(o.compute));
+  if (M == 0 || N == 0) return {};
+  if (x == nullptr && K > 0) return status::error(errc::invalid_argument, "matmul: x is null");
+  if (y == nullptr) return status::error(errc::invalid_argument, "matmul: y is null");
+  return visit_format(W.fmt, [&](auto f) -> status {
+    constexpr format F = decltype(f)::value;
+    auto with_y = [&](auto* xs) -> status {
+      switch (y_dtype) {
+        case dtype::f32: return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const float*>(bias), static_cast<float*>(y), o);
+        case dtype::f16: return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const f16*>(bias), static_cast<f16*>(y), o);
+        case dtype::bf16: break;
+      }
+      return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const bf16*>(bias), static_cast<bf16*>(y), o);
+    };
+    switch (x_dtype) {
+      case dtype::f32: return with_y(static_cast<const float*>(x));
+      case dtype::f16: return with_y(static_cast<const f16*>(x));
+      case dtype::bf16: break;
+    }
+    return with_y(static_cast<const bf16*>(x));
+  });
+}
+
+}  // namespace host
+
+/// `y[M, N] = x[M, K] · dequant(W)ᵀ (+ bias[N])` for a host quant_tensor W of shape [N, K] (see the
+/// file comment for the arguments, matmul/definition.hpp for the numerics). x: M·K elements of
+/// x_dtype; bias: N elements of y_dtype or null; y: M·N elements of y_dtype.
+inline status matmul(const void* x, dtype x_dtype, std::int64_t M, const quant_tensor& W, const void* bias, void* y, dtype y_dtype,
+                     const matmul_options& o = {}) {
+  if (W.location() != memory_space::host)
+    return status::error(errc::invalid_argument, "matmul: the weight W lives in device memory; use lowbit::cuda::matmul, or copy it to the host");
+  if (W.shape().size() != 2)
+    return status::error(errc::invalid_argument, "matmul: the weight W must have shape [N, K] (2 dimensions), it has %zu", W.shape().size());
+  return host::matmul(x, x_dtype, M, W.shape()[0], W.shape()[1], W.view(), bias, y, y_dtype, o);
+}
+
+LOWBIT_NAMESPACE_END

@@ -1,0 +1,437 @@
+// SPDX-License-Identifier: Apache-2.0
+// The fused matmul y = x · dequant(W)ᵀ (+ bias) on the host (include/lowbit/matmul/matmul.hpp):
+// - every format (with and without double quantization), granularity, x dtype, y dtype and compute
+//   mode against a float64 reference built from the codec tables, within docs/matmul.md's bound;
+// - every host path (portable, AVX2, AVX-512) and thread count bit for bit equal to a scalar model
+//   of the documented summation order (written here from matmul/definition.hpp's text), at odd M, N,
+//   K, K not a multiple of the block size, with and without bias, GEMV and panel regimes;
+// - special values, argument errors;
+// - NativeLibrary: the NF4 GEMV against bitsandbytes' own CPU gemv_4bit ($LOWBIT_BNB_CPU_LIB;
+//   skipped, visibly, without it).
+#include "lowbit/matmul/matmul.hpp"
+#include "lowbit/quant_tensor.hpp"
+#include "../support/test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <dlfcn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using lowbit::dtype;
+using lowbit::format;
+using lowbit::matmul_compute;
+
+struct weight_kind {
+  format fmt;
+  lowbit::granularity gran;
+  bool dq;
+  const char* name;
+};
+
+std::vector<weight_kind> weight_kinds() {
+  using G = lowbit::granularity;
+  return {
+      {format::nf4, G::per_block(64), false, "nf4/64"},
+      {format::nf4, G::per_block(64), true, "nf4/64+dq"},
+      {format::nf4, G::per_block(32), true, "nf4/32+dq"},
+      {format::bnb_fp4, G::per_block(64), false, "bnb_fp4/64"},
+      {format::bnb_fp4, G::per_block(128), true, "bnb_fp4/128+dq"},
+      {format::int8_absmax, G::per_row(), false, "int8/row"},
+      {format::int8_absmax, G::per_block(64), false, "int8/64"},
+      {format::e4m3fn, G::per_block(32), false, "e4m3fn/32"},
+      {format::e4m3fn, G::per_row(), false, "e4m3fn/row"},
+      {format::e4m3fn, G::per_tensor(), false, "e4m3fn/tensor"},
+      {format::e5m2, G::per_block(64), false, "e5m2/64"},
+      {format::e5m2, G::per_row(), false, "e5m2/row"},
+      {format::e5m2, G::per_tensor(), false, "e5m2/tensor"},
+      {format::e2m1fn, G::per_block(32), false, "e2m1fn/32"},
+      {format::bnb_dynamic8, G::per_block(64), true, "bnb_dynamic8/64+dq"},
+      {format::uint8_zeropoint, G::per_block(64), false, "uint8_zeropoint/64"},
+  };
+}
+
+// ---- the independent reference: weights from the codec tables, the order from the definition ----
+
+float mul(float a, float b) { return lowbit::detail::opaque(a * b); }
+float add(float a, float b) { return lowbit::detail::opaque(a + b); }
+
+float table_value(format f, std::uint8_t c) {
+  namespace cd = lowbit::codecs;
+  switch (f) {
+    case format::nf4: return cd::nf4::decode(c);
+    case format::bnb_fp4: return cd::bnb_fp4::decode(c);
+    case format::bnb_dynamic8: return cd::bnb_dynamic8::decode(c);
+    case format::int8_absmax: return static_cast<float>(static_cast<std::int8_t>(c));
+    case format::uint8_zeropoint: return static_cast<float>(c);
+    case format::e4m3fn: return cd::e4m3fn::decode(c);
+    case format::e5m2: return cd::e5m2::decode(c);
+    case format::e2m1fn: return cd::e2m1fn::decode(c);
+  }
+  return 0.0f;
+}
+
+// element i of W as float32: the dequantized value (docs/formats.md's formulas)
+float weight(const lowbit::quant_tensor& W, std::int64_t i) {
+  const format f = W.fmt();
+  std::uint8_t c = W.codes()[lowbit::info(f).bits == 4 ? i / 2 : i];
+  if (lowbit::info(f).bits == 4) {
+    const bool high = (lowbit::info(f).order == lowbit::codecs::nibble_order::high_first) == (i % 2 == 0);
+    c = high ? c >> 4 : c & 15;
+  }
+  const std::int64_t b = i / W.block_size();
+  float s = 0.0f;
+  if (W.double_quantized()) {
+    s = add(mul(lowbit::codecs::bnb_dynamic8::decode(W.nested_codes()[b]), W.nested_scales()[b / 256]), W.nested_offset());
+  } else {
+    s = W.scales()[b];
+  }
+  const float t = table_value(f, c);
+  if (f == format::int8_absmax) return mul(mul(t, s), 1.0f / 127.0f);
+  if (f == format::uint8_zeropoint) return mul(t - static_cast<float>(W.zero_points()[b]), s);
+  return mul(t, s);
+}
+
+float ftz(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.0f, v) : v; }
+// the bf16-mode operand: a float32 subnormal is zero first, then nearest even
+float bf16_op(float v) { return lowbit::bf16_bits_to_float(lowbit::float_to_bf16_bits(ftz(v))); }
+
+// The documented order, written out: 32 thread sums over runs r = 32 j + t, K padded to 1024.
+float model(const float* x, const float* w, std::int64_t K, matmul_compute c, const float* bias) {
+  const std::int64_t J = (K + 1023) / 1024;
+  float s[32];
+  auto xv = [&](std::int64_t k) { return k < K ? x[k] : 0.0f; };
+  auto wv = [&](std::int64_t k) { return k < K ? w[k] : 0.0f; };
+  for (int t = 0; t < 32; ++t) {
+    float acc = 0.0f;
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::int64_t k0 = 32 * (32 * j + t);
+      if (c == matmul_compute::f32) {
+        for (int e = 0; e < 32; ++e) acc = std::fma(xv(k0 + e), wv(k0 + e), acc);
+      } else {
+        for (int p = 0; p < 16; ++p) {
+          acc = ftz(std::fma(bf16_op(xv(k0 + 2 * p + 1)), bf16_op(wv(k0 + 2 * p + 1)), acc));
+          acc = ftz(std::fma(bf16_op(xv(k0 + 2 * p)), bf16_op(wv(k0 + 2 * p)), acc));
+        }
+      }
+    }
+    s[t] = acc;
+  }
+  for (int h = 16; h >= 1; h /= 2)
+    for (int t = 0; t < h; ++t) s[t] = add(s[t], s[t + h]);
+  return bias ? add(s[0], *bias) : s[0];
+}
+
+// ---- dense buffers of any dtype ----
+
+struct dense {
+  dtype dt;
+  std::vector<std::uint8_t> bytes;
+  dense(dtype t, std::size_t n) : dt(t), bytes(n * static_cast<std::size_t>(lowbit::dtype_size(t))) {}
+  void set(std::size_t i, float v) {
+    if (dt == dtype::f32) std::memcpy(bytes.data() + 4 * i, &v, 4);
+    else {
+      const std::uint16_t h = dt == dtype::f16 ? lowbit::float_to_f16_bits(v) : lowbit::float_to_bf16_bits(v);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  float get(std::size_t i) const {
+    if (dt == dtype::f32) {
+      float v;
+      std::memcpy(&v, bytes.data() + 4 * i, 4);
+      return v;
+    }
+    std::uint16_t h;
+    std::memcpy(&h, bytes.data() + 2 * i, 2);
+    return dt == dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
+  }
+  std::size_t size() const { return bytes.size() / static_cast<std::size_t>(lowbit::dtype_size(dt)); }
+};
+
+std::string dname(dtype t) { return lowbit::dtype_name(t); }
+
+lowbit::quant_tensor make_weight(const weight_kind& wk, std::int64_t N, std::int64_t K, std::mt19937_64& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(N * K));
+  for (auto& v : w) v = nd(rng) / std::sqrt(static_cast<float>(K));
+  if (N * K > 40) std::fill(w.begin() + 3, w.begin() + 40, 0.0f);  // a zero block for the small block sizes
+  lowbit::quantize_params p;
+  p.fmt = wk.fmt;
+  p.gran = wk.gran;
+  p.double_quant = wk.dq;
+  lowbit::quant_tensor q;
+  const lowbit::status s = lowbit::quantize(w.data(), dtype::f32, {N, K}, p, q);
+  EXPECT_TRUE(s) << s.message();
+  return q;
+}
+
+struct path {
+  const char* name;
+  bool simd, avx512;
+  int threads;
+};
+const path kPaths[] = {{"portable/1", false, false, 1}, {"portable/3", false, false, 3}, {"avx2/1", true, false, 1},
+                       {"avx2/3", true, false, 3},     {"avx512/1", true, true, 1},     {"avx512/4", true, true, 4}};
+
+struct shape {
+  std::int64_t M, N, K;
+};
+
+// One (weight, shape): every x dtype, y dtype, compute mode, bias on/off, path.
+void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ salt);
+  const std::int64_t M = sh.M, N = sh.N, K = sh.K;
+  SCOPED_TRACE(std::string(wk.name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  const lowbit::quant_tensor W = make_weight(wk, N, K, rng);
+  std::vector<float> w(static_cast<std::size_t>(N * K));
+  for (std::int64_t i = 0; i < N * K; ++i) w[static_cast<std::size_t>(i)] = weight(W, i);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const dtype dts[] = {dtype::f32, dtype::f16, dtype::bf16};
+  int combo = 0;
+  for (dtype xt : dts)
+    for (dtype yt : dts)
+      for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+        const bool with_bias = (combo++ % 2) == 0;
+        SCOPED_TRACE("x " + dname(xt) + " y " + dname(yt) + (c == matmul_compute::f32 ? " compute f32" : " compute bf16") +
+                     (with_bias ? " bias" : ""));
+        dense x(xt, static_cast<std::size_t>(M * K)), bias(yt, static_cast<std::size_t>(N));
+        for (std::size_t i = 0; i < x.size(); ++i) x.set(i, nd(rng));
+        for (std::size_t i = 0; i < bias.size(); ++i) bias.set(i, nd(rng));
+        std::vector<float> xf(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) xf[i] = x.get(i);
+        // expected bytes from the model; bound against float64
+        dense expect(yt, static_cast<std::size_t>(M * N));
+        const std::int64_t J = (K + 1023) / 1024;
+        const double u = std::ldexp(1.0, -24), chain = static_cast<double>(32 * J + 6);
+        const double rel = c == matmul_compute::f32 ? chain * u * 1.01 : std::ldexp(1.0, -7) + std::ldexp(1.0, -16) + chain * u * 1.01;
+        const double out_u = yt == dtype::f32 ? 0.0 : (yt == dtype::f16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8));
+        for (std::int64_t m = 0; m < M; ++m)
+          for (std::int64_t n = 0; n < N; ++n) {
+            const float b = bias.get(static_cast<std::size_t>(n));
+            const float v = model(xf.data() + m * K, w.data() + n * K, K, c, with_bias ? &b : nullptr);
+            expect.set(static_cast<std::size_t>(m * N + n), v);
+            double ref = with_bias ? static_cast<double>(b) : 0.0, mag = with_bias ? std::fabs(static_cast<double>(b)) : 0.0;
+            for (std::int64_t k = 0; k < K; ++k) {
+              const double p = static_cast<double>(xf[static_cast<std::size_t>(m * K + k)]) * w[static_cast<std::size_t>(n * K + k)];
+              ref += p;
+              mag += std::fabs(p);
+            }
+            const double got = expect.get(static_cast<std::size_t>(m * N + n));
+            const double bound = rel * mag + out_u * (std::fabs(ref) + rel * mag) + 1e-30 * static_cast<double>(K + 1);
+            ASSERT_LE(std::fabs(got - ref), bound) << "m " << m << " n " << n << " ref " << ref << " got " << got;
+          }
+        for (const path& p : kPaths) {
+          SCOPED_TRACE(p.name);
+          lowbit::matmul_options o;
+          o.compute = c;
+          o.simd = p.simd;
+          o.avx512 = p.avx512;
+          o.threads = p.threads;
+          dense y(yt, static_cast<std::size_t>(M * N));
+          const lowbit::status s = lowbit::matmul(x.bytes.data(), xt, M, W, with_bias ? bias.bytes.data() : nullptr, y.bytes.data(), yt, o);
+          ASSERT_TRUE(s) << s.message();
+          for (std::size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i)))
+                << "element " << i << ": got " << y.get(i) << " expected " << expect.get(i);
+        }
+      }
+}
+
+TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
+  // odd M, N, K; K not a multiple of the block; a panel regime (M > 16); a K with a fast path
+  // (K and block multiples of 32) and a partial last super-run
+  // and the fused GEMV (M <= 4, K a multiple of 1024)
+  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}};
+  std::uint64_t salt = 1;
+  for (const weight_kind& wk : weight_kinds())
+    for (const shape& sh : shapes) check_all(wk, sh, salt++);
+}
+
+// The AVX-512 operand conversion (vcvtne2ps2bf16 and a word permute) against mm::bf16_operand_bits:
+// every float32 around the subnormal/normal boundary, the NaN boundary, and a stride through the rest.
+TEST(Matmul, Bf16OperandConversionMatchesDefinition) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  std::vector<std::uint32_t> pats;
+  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
+  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
+  const std::size_t base = pats.size();
+  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
+  while (pats.size() % 32) pats.push_back(0);
+  std::vector<std::uint32_t> got(pats.size() / 2);
+  for (std::size_t i = 0; i < pats.size(); i += 32)
+    lowbit::host::mmk::detail::bf16_pairs(pats.data() + i, pats.data() + i + 16, got.data() + i / 2);
+  for (std::size_t i = 0; i < pats.size(); i += 32)
+    for (int t = 0; t < 16; ++t) {
+      const std::uint32_t e = pats[i + t], o = pats[i + 16 + t], w = got[i / 2 + t];
+      ASSERT_EQ(w & 0xFFFFu, lowbit::mm::bf16_operand_bits(lowbit_test::float_of(e))) << lowbit_test::hex(e);
+      ASSERT_EQ(w >> 16, lowbit::mm::bf16_operand_bits(lowbit_test::float_of(o))) << lowbit_test::hex(o);
+    }
+#else
+  GTEST_SKIP() << "built without the AVX-512 kernels";
+#endif
+}
+
+TEST(Matmul, SpecialValues) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5eed);
+  const std::int64_t N = 4, K = 96;
+  const lowbit::quant_tensor W = make_weight(weight_kinds()[1], N, K, rng);
+  std::vector<float> x(2 * K, 0.5f);
+  x[5] = std::numeric_limits<float>::quiet_NaN();             // row 0: NaN
+  x[K + 7] = std::numeric_limits<float>::infinity();         // row 1: Inf times weights of both signs or zero
+  for (const path& p : kPaths) {
+    SCOPED_TRACE(p.name);
+    for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+      lowbit::matmul_options o;
+      o.compute = c;
+      o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+      std::vector<float> y(2 * N);
+      ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, y.data(), dtype::f32, o));
+      for (std::int64_t n = 0; n < N; ++n) {
+        EXPECT_TRUE(std::isnan(y[n])) << n;
+        const float w7 = weight(W, n * K + 7);
+        if (w7 != 0.0f) EXPECT_TRUE(std::isinf(y[N + n]) && (y[N + n] > 0) == (w7 > 0)) << n << " " << y[N + n];
+        else EXPECT_TRUE(std::isnan(y[N + n])) << n;  // Inf * 0
+      }
+    }
+  }
+  // K = 0: y = bias (or +0)
+  lowbit::quant_tensor E;
+  lowbit::quantize_params qp;
+  ASSERT_TRUE(lowbit::quantize(x.data(), dtype::f32, {3, 0}, qp, E));
+  const float bias[3] = {1.5f, -0.0f, 2.0f};
+  float y[6] = {9, 9, 9, 9, 9, 9};
+  ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, 2, E, bias, y, dtype::f32));
+  EXPECT_EQ(y[0], 1.5f);
+  EXPECT_EQ(lowbit_test::bits_of(y[1]), 0u);  // +0 + -0 = +0
+  EXPECT_EQ(y[5], 2.0f);
+  ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, 2, E, nullptr, y, dtype::f32));
+  EXPECT_EQ(lowbit_test::bits_of(y[2]), 0u);
+}
+
+TEST(Matmul, Errors) {
+  std::mt19937_64 rng(lowbit_test::test_seed());
+  const lowbit::quant_tensor W = make_weight(weight_kinds()[0], 4, 64, rng);
+  std::vector<float> x(64 * 2), y(8);
+  auto expect_error = [](const lowbit::status& s, const char* needle) {
+    ASSERT_FALSE(s);
+    EXPECT_NE(std::string(s.message()).find(needle), std::string::npos) << s.message();
+  };
+  expect_error(lowbit::matmul(x.data(), dtype::f32, -1, W, nullptr, y.data(), dtype::f32), "M, N, K");
+  expect_error(lowbit::matmul(nullptr, dtype::f32, 2, W, nullptr, y.data(), dtype::f32), "x is null");
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, nullptr, dtype::f32), "y is null");
+  expect_error(lowbit::matmul(x.data(), static_cast<dtype>(7), 2, W, nullptr, y.data(), dtype::f32), "x_dtype");
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, y.data(), static_cast<dtype>(9)), "y_dtype");
+  lowbit::matmul_options bad;
+  bad.compute = static_cast<matmul_compute>(5);
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, y.data(), dtype::f32, bad), "options.compute");
+  // a 3-D weight
+  lowbit::quant_tensor W3;
+  lowbit::quantize_params qp;
+  ASSERT_TRUE(lowbit::quantize(x.data(), dtype::f32, {2, 2, 32}, qp, W3));
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 1, W3, nullptr, y.data(), dtype::f32), "shape [N, K]");
+  // raw views: N * K must be the element count
+  expect_error(lowbit::host::matmul(x.data(), dtype::f32, 1, 4, 63, W.view(), nullptr, y.data(), dtype::f32), "N * K");
+  expect_error(lowbit::host::matmul(x.data(), dtype::f32, 1, 3, 64, W.view(), nullptr, y.data(), dtype::f32), "N * K");
+  // device weights (an allocator of the device space; its memory is never touched by matmul)
+  lowbit::allocator dev = lowbit::allocator::host();
+  dev.space = lowbit::memory_space::device;
+  dev.name = "test device";
+  lowbit::quant_tensor D;
+  ASSERT_TRUE(W.copy_to(dev, D));
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 1, D, nullptr, y.data(), dtype::f32), "device memory");
+  // a view that fails validation names its field
+  lowbit::quant_view v = W.view();
+  v.scales = nullptr;
+  expect_error(lowbit::host::matmul(x.data(), dtype::f32, 1, 4, 64, v, nullptr, y.data(), dtype::f32), "scales is null");
+}
+
+// ---- bitsandbytes' CPU gemv_4bit ----
+
+using gemv_fn = void (*)(std::int64_t, std::int64_t, std::int64_t, const std::uint16_t*, const std::uint8_t*, const std::uint16_t*,
+                         std::uint16_t*, std::int64_t, std::int64_t, std::int64_t);
+
+TEST(MatmulNativeLibrary, Nf4GemvAgainstBitsandbytesCpuGemv4bit) {
+  const char* lib_path = std::getenv("LOWBIT_BNB_CPU_LIB");
+  if (lib_path == nullptr || *lib_path == '\0')
+    GTEST_SKIP() << "LOWBIT_BNB_CPU_LIB is not set (.ci/run fetches bitsandbytes' libbitsandbytes_cpu.so and sets it)";
+  void* lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) GTEST_SKIP() << "cannot load " << lib_path << ": " << dlerror();
+  auto gemv = reinterpret_cast<gemv_fn>(dlsym(lib, "gemv_4bit_inference_cpu_nf4_bf16"));
+  auto has_bf16 = reinterpret_cast<bool (*)()>(dlsym(lib, "has_avx512bf16_cpu"));
+  if (gemv == nullptr || has_bf16 == nullptr || !has_bf16())
+    GTEST_SKIP() << "this libbitsandbytes_cpu.so or CPU has no AVX512-BF16 gemv_4bit_inference_cpu_nf4_bf16";
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0xb4b);
+  const std::int64_t N = 96, K = 512, bs = 64;
+  for (bool dq : {false, true}) {
+    SCOPED_TRACE(dq ? "double quantization" : "float32 absmax");
+    const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng);
+    // bitsandbytes' CPU layout (reference §6, _convert_weight_packed_for_cpu): codes [N/32, K/2, 32, 2]
+    // in rows of 64, byte j = code[32 + j] << 4 | code[j]; absmax [K/bs, N] in bfloat16
+    std::vector<std::uint8_t> packed(static_cast<std::size_t>(N * K / 2));
+    auto code = [&](std::int64_t n, std::int64_t k) {
+      const std::uint8_t b = W.codes()[(n * K + k) / 2];
+      return static_cast<std::uint8_t>((k % 2 == 0) ? b >> 4 : b & 15);
+    };
+    for (std::int64_t nb = 0; nb < N / 32; ++nb)
+      for (std::int64_t kk = 0; kk < K / 2; ++kk) {
+        std::uint8_t row[64];
+        for (int i = 0; i < 32; ++i)
+          for (int c2 = 0; c2 < 2; ++c2) row[2 * i + c2] = code(nb * 32 + i, 2 * kk + c2);
+        for (int j = 0; j < 32; ++j) packed[static_cast<std::size_t>((nb * (K / 2) + kk) * 32 + j)] = static_cast<std::uint8_t>(row[32 + j] << 4 | row[j]);
+      }
+    std::vector<std::uint16_t> absmax(static_cast<std::size_t>(N * K / bs));
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t kb = 0; kb < K / bs; ++kb) {
+        float sc;
+        if (W.double_quantized()) {
+          const std::int64_t b = (n * K) / bs + kb;
+          sc = add(mul(lowbit::codecs::bnb_dynamic8::decode(W.nested_codes()[b]), W.nested_scales()[b / 256]), W.nested_offset());
+        } else {
+          sc = W.scales()[(n * K) / bs + kb];
+        }
+        absmax[static_cast<std::size_t>(kb * N + n)] = lowbit::float_to_bf16_bits(sc);
+      }
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<std::uint16_t> x(static_cast<std::size_t>(K));
+    for (auto& v : x) v = lowbit::float_to_bf16_bits(nd(rng));
+    std::vector<std::uint16_t> theirs(static_cast<std::size_t>(N)), ours(static_cast<std::size_t>(N));
+    gemv(1, N, K, x.data(), packed.data(), absmax.data(), theirs.data(), bs, K, N);
+    lowbit::matmul_options o;
+    o.compute = matmul_compute::bf16;
+    ASSERT_TRUE(lowbit::matmul(x.data(), dtype::bf16, 1, W, nullptr, ours.data(), dtype::bf16, o));
+    // Tolerance: both compute the same exact sum up to bf16 operands (2^-8 relative each; bitsandbytes
+    // also rounds each absmax to bf16, 2^-9), float32 accumulation and a bf16 output (2^-8 of |y|):
+    // |ours - theirs| <= 2^-6 sum |x w| + 2^-7 |ref|.
+    double err_sum = 0.0, mag_sum = 0.0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      double ref = 0.0, mag = 0.0;
+      for (std::int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(lowbit::bf16_bits_to_float(x[static_cast<std::size_t>(k)])) * weight(W, n * K + k);
+        ref += p;
+        mag += std::fabs(p);
+      }
+      const double a = lowbit::bf16_bits_to_float(ours[static_cast<std::size_t>(n)]);
+      const double b = lowbit::bf16_bits_to_float(theirs[static_cast<std::size_t>(n)]);
+      EXPECT_LE(std::fabs(a - b), std::ldexp(mag, -6) + std::ldexp(std::fabs(ref), -7)) << "n " << n << " ours " << a << " bnb " << b << " ref " << ref;
+      err_sum += std::fabs(a - b);
+      mag_sum += std::fabs(ref);
+    }
+    EXPECT_LT(err_sum / mag_sum, 0.01) << "mean |ours - bnb| relative to mean |y|";
+  }
+  // no dlclose: the library's OpenMP threads outlive the call, and unloading their code under them
+  // crashes the process later
+}
+
+}  // namespace
