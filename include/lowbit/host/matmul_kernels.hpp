@@ -28,7 +28,11 @@
 
 // Complete unrolling of the small constant loops over register arrays (accumulators, W rows),
 // without which GCC -O2 keeps those arrays in memory.
-#if defined(__clang__)
+// In a CUDA translation unit nothing: nvcc's front end rejects "GCC unroll" and the host compiler
+// behind it rejects "unroll" (the host kernels of a .cu file only lose the hint).
+#if defined(__CUDACC__)
+#  define LOWBIT_MM_UNROLL
+#elif defined(__clang__)
 #  define LOWBIT_MM_UNROLL _Pragma("unroll")
 #else
 #  define LOWBIT_MM_UNROLL _Pragma("GCC unroll 16")
