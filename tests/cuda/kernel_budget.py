@@ -362,8 +362,17 @@ def main():
     gpus = [(r[gcol["GPU"]], float(r[gcol["HBM TB/s"]]) * 1e12,
              int(r[gcol["SMs"]]) * float(r[gcol["GHz"]]) * 1e9 * float(r[gcol["IPC per SM"]]) * 32) for r in grows]
 
-    sass = subprocess.run([args.cuobjdump, "-sass", args.cubin], capture_output=True, text=True, check=True).stdout
-    resu = subprocess.run([args.cuobjdump, "-res-usage", args.cubin], capture_output=True, text=True, check=True).stdout
+    # --cubin may be a cubin or an object with a fat binary of several architectures (the one
+    # cuda_kernel_resources builds): -arch keeps this architecture's code, and a file without it fails.
+    def dump(what):
+        p = subprocess.run([args.cuobjdump, what, "-arch", "sm_" + args.arch, args.cubin], capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit("FAIL: %s %s %s exited %d: %s" % (args.cuobjdump, what, args.cubin, p.returncode, p.stderr.strip()))
+        return p.stdout
+    sass, resu = dump("-sass"), dump("-res-usage")
+    archs = set(re.findall(r"code for sm_(\d+a?)", sass))
+    if archs != {args.arch}:
+        sys.exit("FAIL: %s holds SASS for %s, wanted exactly sm_%s" % (args.cubin, sorted(archs) or "no architecture", args.arch))
     funcs = parse_sass(sass)
     res = parse_resources(resu)
     dem = demangle(list(funcs))
