@@ -16,9 +16,11 @@
 // dequantized first) or a GGUF file: every float tensor of 2 or more dimensions whose rows are
 // whole blocks in the target type, 1-D tensors in F32, others in F16; integer tensors unchanged.
 // Names are kept (not mapped to llama.cpp's), with general.architecture from config.json's
-// model_type, or the input GGUF's metadata. One tensor is in memory at a time. It prints each
-// quantized tensor's stored bits per value, max and mean absolute error and SQNR against its
-// float32 input, computed in double.
+// model_type, or the input GGUF's metadata. One tensor is in memory at a time; a float16/
+// bfloat16/float32 tensor is widened, quantized and measured in chunks of 16384 elements, each on
+// one thread while it is in cache (the input is read once). It prints each quantized tensor's
+// stored bits per value, max and mean absolute error and SQNR against its float32 input, computed
+// in double per chunk and added in chunk order (independent of --threads).
 //
 // IN is a .safetensors file or a folder (model.safetensors, or shards listed in
 // model.safetensors.index.json). OUT is a new folder (or an existing empty one); it receives
@@ -96,6 +98,10 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LOWBIT_NO_SIMD)
+#  define LOWBIT_TOOL_F16C 1
+#  include <immintrin.h>
+#endif
 
 namespace {
 
@@ -1205,6 +1211,145 @@ bool ggml_type_of_dense(io::st_dtype d, std::uint32_t& t) {
   }
 }
 
+// out[j] = element k0 + j of a float32/float16/bfloat16 array, j < n, widened exactly
+// (lowbit::f16_bits_to_float's rules; F16C's vcvtph2ps gives the same bits, NaNs quieted alike).
+#if LOWBIT_TOOL_F16C
+__attribute__((target("avx,f16c"))) void widen_f16_f16c(const std::uint8_t* b, std::size_t k0, std::size_t n, float* out) {
+  b += 2 * k0;
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) _mm256_storeu_ps(out + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2 * j))));
+  for (; j < n; ++j) {
+    std::uint16_t h;
+    std::memcpy(&h, b + 2 * j, 2);
+    out[j] = lowbit::f16_bits_to_float(h);
+  }
+}
+#endif
+void widen_to_f32(const std::uint8_t* b, lowbit::dtype dt, std::size_t k0, std::size_t n, float* out) {
+  if (dt == lowbit::dtype::f32) {
+    std::memcpy(out, b + 4 * k0, 4 * n);
+  } else if (dt == lowbit::dtype::bf16) {
+    b += 2 * k0;
+    for (std::size_t j = 0; j < n; ++j) {  // a shift: the compiler vectorizes it
+      std::uint16_t h;
+      std::memcpy(&h, b + 2 * j, 2);
+      const std::uint32_t u = static_cast<std::uint32_t>(h) << 16;
+      std::memcpy(&out[j], &u, 4);
+    }
+  } else {
+#if LOWBIT_TOOL_F16C
+    static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    if (f16c) return widen_f16_f16c(b, k0, n, out);
+#endif
+    b += 2 * k0;
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint16_t h;
+      std::memcpy(&h, b + 2 * j, 2);
+      out[j] = lowbit::f16_bits_to_float(h);
+    }
+  }
+}
+
+// The error figures of a quantized GGUF tensor against its input.
+struct gguf_error {
+  double max_abs = 0, mean_abs = 0, sqnr_db = 0;
+};
+
+// Quantizes one tensor of n float values to GGUF type ty (a block type or F16/BF16/F32) into q,
+// in chunks of a fixed size, each on one thread from input to codes while it is in cache: the
+// values (`dense` widened from float16/bfloat16/float32 bytes, else read from `x`), the quantized
+// bytes and, with `err`, the chunk's dequantized values against its input. The chunks' sums are
+// added in chunk order, so the figures do not depend on the thread count; the bytes are ggml's
+// whatever the chunking (blocks are independent). NaN/Inf in a block type's input: the error
+// names the first such element of the tensor, as ggml::quantize's does, and q is partial (the
+// caller discards the output).
+lowbit::status quantize_gguf_tensor(lowbit::ggml::type ty, const std::uint8_t* dense, lowbit::dtype dense_dt, const float* x, std::int64_t n,
+                                    std::uint8_t* q, int threads, gguf_error* err) {
+  const lowbit::ggml::type_traits tr = lowbit::ggml::traits(ty);
+  constexpr std::int64_t chunk = std::int64_t{1} << 14;  // a multiple of every block size (32, 256)
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+  struct sums {
+    double se = 0, sx = 0, sabs = 0, maxe = 0;
+  };
+  std::vector<sums> part(err != nullptr ? static_cast<std::size_t>(chunks) : 0);
+  std::mutex error_mutex;
+  std::int64_t bad_index = -1;  // the first non-finite element found
+  lowbit::status other_error;
+  std::atomic<bool> failed{false};
+  lowbit::host::parallel_for(chunks, 1, 1, threads, [&](std::int64_t c0, std::int64_t c1) {
+    std::vector<float> xb(dense != nullptr ? static_cast<std::size_t>(chunk) : 0), yb(err != nullptr ? static_cast<std::size_t>(chunk) : 0);
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const std::int64_t k0 = c * chunk, m = std::min(chunk, n - k0);
+      const float* xc = x + k0;
+      if (dense != nullptr) {
+        widen_to_f32(dense, dense_dt, static_cast<std::size_t>(k0), static_cast<std::size_t>(m), xb.data());
+        xc = xb.data();
+      }
+      std::uint8_t* qc = q + static_cast<std::size_t>(k0 / tr.block) * static_cast<std::size_t>(tr.bytes);
+      if (auto e = lowbit::ggml::quantize(ty, xc, m, qc, 1); !e) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        failed = true;
+        if (e.code() == lowbit::errc::non_finite) {
+          std::int64_t j = 0;
+          while (j < m && std::isfinite(xc[j])) ++j;
+          if (bad_index < 0 || k0 + j < bad_index) bad_index = k0 + j;
+        } else if (other_error.ok()) {
+          other_error = e;
+        }
+        return;
+      }
+      if (err == nullptr) continue;
+      if (auto e = lowbit::ggml::dequantize(ty, qc, m, yb.data(), 1); !e) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        failed = true;
+        if (other_error.ok()) other_error = e;
+        return;
+      }
+      // 8 independent lanes (the compiler vectorizes them; one running sum could not be),
+      // folded in lane order: the figures are a function of the input alone.
+      constexpr int L = 8;
+      double se[L] = {}, sx[L] = {}, sabs[L] = {}, maxe[L] = {};
+      const float* yc = yb.data();
+      std::int64_t k = 0;
+      for (; k + L <= m; k += L)
+        for (int j = 0; j < L; ++j) {
+          const double xv = static_cast<double>(xc[k + j]), d = xv - static_cast<double>(yc[k + j]), a = std::fabs(d);
+          se[j] += d * d;
+          sx[j] += xv * xv;
+          sabs[j] += a;
+          maxe[j] = maxe[j] < a ? a : maxe[j];
+        }
+      for (int j = 0; k < m; ++k, ++j) {
+        const double xv = static_cast<double>(xc[k]), d = xv - static_cast<double>(yc[k]), a = std::fabs(d);
+        se[j] += d * d;
+        sx[j] += xv * xv;
+        sabs[j] += a;
+        maxe[j] = maxe[j] < a ? a : maxe[j];
+      }
+      sums& s = part[static_cast<std::size_t>(c)];
+      for (int j = 0; j < L; ++j) s.se += se[j], s.sx += sx[j], s.sabs += sabs[j], s.maxe = std::max(s.maxe, maxe[j]);
+    }
+  });
+  if (failed) {
+    if (bad_index >= 0) {
+      float v = 0;
+      if (dense != nullptr) widen_to_f32(dense, dense_dt, static_cast<std::size_t>(bad_index), 1, &v);
+      else v = x[bad_index];
+      return lowbit::status::error(lowbit::errc::non_finite, "ggml::quantize: x[%lld] is %s; ggml's %s result for it is undefined", static_cast<long long>(bad_index),
+                                   std::isnan(v) ? "NaN" : "Inf", tr.name);
+    }
+    return other_error;
+  }
+  if (err != nullptr) {
+    sums t;
+    for (const sums& s : part) t.se += s.se, t.sx += s.sx, t.sabs += s.sabs, t.maxe = std::max(t.maxe, s.maxe);
+    err->max_abs = t.maxe;
+    err->mean_abs = n == 0 ? 0.0 : t.sabs / static_cast<double>(n);
+    err->sqnr_db = t.se > 0 ? 10.0 * std::log10(t.sx / t.se) : std::numeric_limits<double>::infinity();
+  }
+  return {};
+}
+
 int cmd_convert(int argc, char** argv) {
   conversion_args args;
   std::string to;
@@ -1326,7 +1471,7 @@ int cmd_convert(int argc, char** argv) {
   std::mutex print_mutex;
   std::uint64_t done = 0;
   int count = 0;
-  std::vector<float> x, y;
+  std::vector<float> x;
   std::vector<std::uint8_t> q;
   const int threads = static_cast<int>(args.threads);
   for (std::size_t i = 0; i < src.size(); ++i) {
@@ -1336,55 +1481,40 @@ int cmd_convert(int argc, char** argv) {
     if (!c.floating) {
       s = w.write(c.raw, static_cast<std::size_t>(c.raw_bytes));
     } else {
-      // Its float32 values.
-      x.resize(static_cast<std::size_t>(t.numel()));
+      // Its values: float16/bfloat16/float32 bytes are widened chunk by chunk as they are
+      // quantized; other inputs are decoded to float32 first.
+      const std::uint8_t* dense = nullptr;
+      lowbit::dtype dense_dt = lowbit::dtype::f32;
+      const std::int64_t n = t.numel();
       lowbit::status r;
       if (from_gguf) {
+        x.resize(static_cast<std::size_t>(n));
         r = io::gguf_file::dequantize(g.tensors()[i], x.data(), threads);
       } else if (members[i].what != io::bnb_member::kind::dense) {
+        x.resize(static_cast<std::size_t>(n));
         lowbit::quant_tensor qt;
         r = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, c.name, qt) : io::load_bnb_int8(in, c.name, qt, int8_dtype);
         if (r) r = lowbit::dequantize(qt, x.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true});
       } else {
         const auto loc = in.find(c.name);
-        lowbit::dtype dt{};
-        io::to_dtype(loc.tensor->dtype, dt);
-        const std::uint8_t* b = loc.file->data(*loc.tensor);
-        lowbit::host::parallel_for(static_cast<std::int64_t>(x.size()), std::int64_t{1} << 16, 1, threads, [&](std::int64_t k0, std::int64_t k1) {
-          for (auto k = static_cast<std::size_t>(k0); k < static_cast<std::size_t>(k1); ++k) {
-            if (dt == lowbit::dtype::f32) {
-              std::memcpy(&x[k], b + 4 * k, 4);
-            } else {
-              std::uint16_t h;
-              std::memcpy(&h, b + 2 * k, 2);
-              x[k] = dt == lowbit::dtype::f16 ? lowbit::f16_bits_to_float(h) : lowbit::bf16_bits_to_float(h);
-            }
-          }
-        });
+        io::to_dtype(loc.tensor->dtype, dense_dt);
+        dense = loc.file->data(*loc.tensor);
       }
       if (!r) return bar.finish(), fail(exit_input, r);
       const auto ty = static_cast<lowbit::ggml::type>(t.type);
+      const bool measure = with_report && lowbit::ggml::traits(ty).block > 1;
       q.resize(static_cast<std::size_t>(t.nbytes));
-      if (auto e = lowbit::ggml::quantize(ty, x.data(), static_cast<std::int64_t>(x.size()), q.data(), threads); !e) {
+      gguf_error ge;
+      if (auto e = quantize_gguf_tensor(ty, dense, dense_dt, x.data(), n, q.data(), threads, measure ? &ge : nullptr); !e) {
         bar.finish();
         std::fprintf(stderr, "lowbit: tensor \"%s\": %s\n", c.name.c_str(), e.message());
         return exit_quantize;
       }
-      if (with_report && lowbit::ggml::traits(ty).block > 1) {
-        y.resize(x.size());
-        if (auto e = lowbit::ggml::dequantize(ty, q.data(), static_cast<std::int64_t>(y.size()), y.data(), threads); !e) return bar.finish(), fail(exit_quantize, e);
-        double se = 0, sx = 0, maxe = 0, sum = 0;
-        for (std::size_t k = 0; k < x.size(); ++k) {
-          const double d = static_cast<double>(x[k]) - static_cast<double>(y[k]);
-          se += d * d;
-          sx += static_cast<double>(x[k]) * static_cast<double>(x[k]);
-          sum += std::fabs(d);
-          maxe = std::max(maxe, std::fabs(d));
-        }
+      if (measure) {
         std::lock_guard<std::mutex> lock(print_mutex);
         bar.finish();
-        report("%-52s %-10s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), lowbit::ggml::traits(ty).name, bits_per_value(t.nbytes, t.numel()), maxe,
-               x.empty() ? 0.0 : sum / static_cast<double>(x.size()), se > 0 ? 10.0 * std::log10(sx / se) : std::numeric_limits<double>::infinity());
+        report("%-52s %-10s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), lowbit::ggml::traits(ty).name, bits_per_value(t.nbytes, t.numel()),
+               ge.max_abs, ge.mean_abs, ge.sqnr_db);
       }
       s = w.write(q.data(), q.size());
       if (lowbit::ggml::traits(ty).block > 1) ++count;

@@ -996,6 +996,25 @@ TEST(LowbitTool, ConvertsToGgufAndBack) {
   EXPECT_EQ(lowbit::ggml::type_name(g.find_tensor("encoder.layer.0.output.dense.weight")->type), std::string("q8_0"));
 }
 
+// convert's file and error report do not depend on --threads (the report's sums are taken per
+// chunk and added in chunk order).
+TEST(LowbitTool, ConvertDoesNotDependOnThreads) {
+  scratch_dir d;
+  write_f16_checkpoint(d / "w.safetensors", "layer.weight", 640, 1024);  // 40 chunks
+  std::string report[2], bytes[2];
+  int k = 0;
+  for (const char* threads : {"1", "2"}) {
+    const std::string out = d / (std::string("o") + threads);
+    const run_result r = run(d, "convert --quiet '" + (d / "w.safetensors") + "' '" + out + "' --to gguf-q4_1 --threads " + threads);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("SQNR"), std::string::npos) << r.out;
+    report[k] = r.out.substr(0, r.out.find("wrote"));
+    bytes[k++] = lowbit_test::read_bytes(out + "/model.gguf");
+  }
+  EXPECT_EQ(report[0], report[1]);
+  EXPECT_TRUE(bytes[0] == bytes[1]);
+}
+
 TEST(LowbitTool, ConvertRefusals) {
   scratch_dir d;
   const std::string sample = LOWBIT_SAMPLE;
@@ -1032,6 +1051,15 @@ TEST(LowbitTool, ConvertRefusals) {
   r = run(d, "inspect '" + (d / "k.gguf") + "'");
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("gguf:q4_K"), std::string::npos) << r.out;
+  // NaN in a block type's input: exit 4 naming the tensor and the element's index in it (chunk
+  // 4 of 8 of the tensor), and nothing is written.
+  write_f16_checkpoint(d / "nan.safetensors", "w.weight", 256, 512, std::nanf(""));
+  for (const char* threads : {"1", "2"}) {
+    r = run(d, "convert '" + (d / "nan.safetensors") + "' '" + (d / "o") + "' --to gguf-q4_0 --threads " + threads);
+    EXPECT_EQ(r.code, 4) << r.err;
+    EXPECT_NE(r.err.find("tensor \"w.weight\": ggml::quantize: x[65536] is NaN"), std::string::npos) << r.err;
+    EXPECT_FALSE(lowbit_test::exists(d / "o"));
+  }
   // A damaged GGUF file: the reader's message, exit 2.
   std::string bytes = lowbit_test::read_bytes(d / "k.gguf");
   bytes.resize(bytes.size() - 40);
