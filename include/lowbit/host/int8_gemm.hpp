@@ -611,7 +611,7 @@ inline status int8_gemm(const std::int8_t* A, std::int64_t lda, const std::int8_
   if (K > 0 && B == nullptr) return status::error(errc::invalid_argument, "int8_gemm: B is null");
   if (!int8_path_available(opt.path))
     return status::error(errc::unsupported, "int8_gemm: this CPU does not run the %s path", int8_path_name(opt.path));
-  const int8_path p = resolve_int8_path(opt.path);
+  [[maybe_unused]] const int8_path p = resolve_int8_path(opt.path);  // unused without SIMD: portable
   if (K == 0) {
     for (std::int64_t m = 0; m < M; ++m) std::memset(C + m * ldc, 0, sizeof(std::int32_t) * static_cast<std::size_t>(N));
     return {};
