@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file f32_gemm.hpp
 /// @brief The float32 comparison for the int8 matmul rows: `C = A · Bᵀ` (A [M, K], B [N, K]
-///        row-major), lowbit's own blocked sgemm. It uses the same tiling and thread pool as
-///        host/int8_gemm.hpp (B packed into panels, 64 x 256 tiles of C, K blocks) and the widest
-///        FMA the CPU has: AVX-512 (8 x 32 micro-kernel, 16 zmm accumulators) or AVX2 (6 x 16), so
-///        the comparison is ISA for ISA. No BLAS: the only one installed here is the reference
+///        row-major), lowbit's own blocked sgemm: B packed into panels per call, 64 x 256 tiles of
+///        C, K blocks, on lowbit's thread pool, and the widest FMA the CPU has: AVX-512 (8 x 32
+///        micro-kernel, 16 zmm accumulators) or AVX2 (6 x 16), so the comparison is ISA for ISA. No BLAS: the only one installed here is the reference
 ///        (netlib) BLAS, which would make the int8 rows look better than they are.
 #pragma once
 

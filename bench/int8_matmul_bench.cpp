@@ -12,6 +12,9 @@
 /// - `onednn_s8s8s32`: oneDNN's int8 matmul on the same int8 codes as `int8_gemm`, its
 ///   primitive created and W reordered into its preferred layout once, outside the timed loop;
 /// - `--lowbit_matmul_threads=N` runs every row on N threads (oneDNN: set OMP_NUM_THREADS=N too);
+/// - `--lowbit_int8_path=automatic|portable|avx2|avx512_vnni|amx` forces lowbit's integer kernel
+///   (`int8_gemm_options::path`, `int8_matmul_options::path`) in the `int8`, `int8_gemm` and
+///   `int8_weight_only` rows (default automatic); a path this CPU lacks fails its rows;
 /// - with `--lowbit_diagnostics`, labelled extras: `lowbit_f32_extra` (lowbit's own blocked
 ///   float32 GEMM, bench/f32_gemm.hpp, which is not a baseline a user has) and
 ///   `int8_weight_only` (`int8_matmul` in weight_only mode).
@@ -51,6 +54,7 @@ namespace lb = ::lowbit;
 constexpr double kMatmulMinTime = 0.5;  // seconds per row
 constexpr double kBusyWaitPercent = 10.0;
 int g_threads = 0;  // set_matmul_threads
+lb::host::int8_path g_path = lb::host::int8_path::automatic;  // set_int8_path
 
 struct shape {
   std::int64_t m, n, k;
@@ -169,6 +173,7 @@ void bm_int8(benchmark::State& state, shape s, lb::int8::matmul_mode mode) {
   lb::int8_matmul_options o;  // threshold 6.0, fastest integer path
   o.mode = mode;
   o.threads = g_threads;
+  o.path = g_path;
   timed(state, s, [&] { return lb::int8_matmul(a.x.data(), lb::dtype::f32, s.m, s.k, w.wq, nullptr, y.data(), o).ok(); });
 }
 
@@ -179,6 +184,7 @@ void bm_int8_gemm(benchmark::State& state, shape s) {
   const auto* cb = reinterpret_cast<const std::int8_t*>(w.wq.codes());
   lb::host::int8_gemm_options o;
   o.threads = g_threads;
+  o.path = g_path;
   timed(state, s, [&] { return lb::host::int8_gemm(a.xq.data(), s.k, cb, s.k, c.data(), s.n, s.m, s.n, s.k, o).ok(); });
 }
 
@@ -229,6 +235,16 @@ std::map<std::string, result>& results() {
 
 void set_matmul_threads(int threads) { g_threads = threads; }
 
+bool set_int8_path(const std::string& name) {
+  for (auto p : {lb::host::int8_path::automatic, lb::host::int8_path::portable, lb::host::int8_path::avx2,
+                 lb::host::int8_path::avx512_vnni, lb::host::int8_path::amx})
+    if (name == lb::host::int8_path_name(p)) {
+      g_path = p;
+      return true;
+    }
+  return false;
+}
+
 bool is_matmul_row(const std::string& name) { return name.rfind("matmul/", 0) == 0; }
 
 void register_int8_matmul_rows(std::vector<std::string>& registered, bool extras) {
@@ -278,7 +294,7 @@ bool print_matmul_summary() {
               "targets: openblas / int8 >= 3 at M <= 16 and >= 2 at M = 512; gemm / onednn <= 1.25 at every M.\n\n",
               lb::host::resolve_threads(g_threads),
               lb::host::resolve_threads(g_threads) == 1 ? "CPU time of the calling thread" : "wall time",
-              lb::host::int8_path_name(lb::host::resolve_int8_path(lb::host::int8_path::automatic)));
+              lb::host::int8_path_name(lb::host::resolve_int8_path(g_path)));
   std::printf("%-16s %9s %9s %9s %9s %9s %9s  %s\n", "MxNxK", "int8", "gemm", "openblas", "onednn", "blas/int8", "gemm/dnn", "");
   bool all_met = true, busy = false;
   for (const shape& s : shapes()) {

@@ -22,6 +22,11 @@ void register_int8_matmul_rows(std::vector<std::string>& registered, bool extras
 /// which another process competing for the cores disturbs far less than the wall time.
 void set_matmul_threads(int threads);
 
+/// The integer kernel of the `int8`, `int8_gemm` and `int8_weight_only` rows, by its
+/// host::int8_path_name ("automatic", the default, "portable", "avx2", "avx512_vnni", "amx");
+/// false for an unknown name.
+bool set_int8_path(const std::string& name);
+
 /// True for a row registered by register_int8_matmul_rows.
 bool is_matmul_row(const std::string& name);
 

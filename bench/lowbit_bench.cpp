@@ -31,7 +31,8 @@
 /// timed loops; the tensors (>= 32 MiB each) are far larger than the last-level cache.
 ///
 /// The matmul rows (`matmul/...`: LLM.int8 against OpenBLAS and oneDNN in the same run) are
-/// bench/int8_matmul_bench.cpp's (`--lowbit_matmul_threads=N` sets their threads); their summary table
+/// bench/int8_matmul_bench.cpp's (`--lowbit_matmul_threads=N` sets their threads,
+/// `--lowbit_int8_path=avx2` etc. forces lowbit's integer kernel in them); their summary table
 /// follows the bandwidth table.
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
@@ -589,6 +590,11 @@ int main(int argc, char** argv) {
       diagnostics = true;
     } else if (std::strncmp(argv[i], "--lowbit_matmul_threads=", 24) == 0) {
       lowbit_bench::set_matmul_threads(std::atoi(argv[i] + 24));
+    } else if (std::strncmp(argv[i], "--lowbit_int8_path=", 19) == 0) {
+      if (!lowbit_bench::set_int8_path(argv[i] + 19)) {
+        std::fprintf(stderr, "lowbit_bench: unknown --lowbit_int8_path=%s (automatic, portable, avx2, avx512_vnni, amx)\n", argv[i] + 19);
+        return 1;
+      }
     } else {
       argv[kept++] = argv[i];
     }

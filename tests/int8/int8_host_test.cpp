@@ -5,6 +5,7 @@
 // bitsandbytes' own test bounds, and the errors.
 #include <lowbit/int8/matmul.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <cstdint>
@@ -86,8 +87,8 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
   }
 }
 
-// Row strides above the row lengths, on every path: A and B are read in place (the VNNI and AMX
-// paths never copy B), so only the first K bytes of each row may count, and C's padding stays untouched.
+// Row strides above the row lengths, on every path: A and B are read in place (no path copies
+// B), so only the first K bytes of each row may count, and C's padding stays untouched.
 TEST(Int8Gemm, StridedOperands) {
   LOWBIT_SEED_TRACE();
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5d1);
@@ -102,6 +103,40 @@ TEST(Int8Gemm, StridedOperands) {
   for (std::int64_t n = 0; n < N; ++n)
     for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
   expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
+}
+
+// Every path (the AVX2 and portable ones included: their micro-tiles are 3 x 4 and 4 x 4 rows,
+// their k steps 16 and 64 bytes) over M, N, K around those sizes and the task tiles, each with
+// row strides above the row lengths (some odd) and A and B allocated to end exactly at the last
+// row's K-th byte, so a read past a row's end shows under AddressSanitizer.
+TEST(Int8Gemm, OddShapesStridedOnEveryPath) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x21b);
+  std::uniform_int_distribution<int> code(-128, 127), pad(0, 9);
+  const std::int64_t dims[] = {1, 3, 15, 16, 17, 63, 64, 65};
+  const std::int64_t ks[] = {1, 3, 15, 16, 17, 63, 64, 65, 1000};
+  std::vector<std::array<std::int64_t, 3>> shapes;
+  for (std::int64_t M : dims)
+    for (std::int64_t N : dims)
+      for (std::int64_t K : ks) shapes.push_back({M, N, K});
+  for (const auto& s : std::vector<std::array<std::int64_t, 3>>{{1000, 17, 65}, {3, 1000, 1000}, {1000, 65, 17}, {65, 1000, 1000}})
+    shapes.push_back(s);
+  for (const auto& s : shapes) {
+    const std::int64_t M = s[0], N = s[1], K = s[2];
+    const std::int64_t lda = K + pad(rng), ldb = K + pad(rng), ldc = N + pad(rng);
+    std::vector<std::int8_t> A(static_cast<std::size_t>((M - 1) * lda + K)), B(static_cast<std::size_t>((N - 1) * ldb + K));
+    for (auto& v : A) v = static_cast<std::int8_t>(code(rng));
+    for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
+    std::vector<std::int8_t> Ad(static_cast<std::size_t>(M * K)), Bd(static_cast<std::size_t>(N * K));
+    for (std::int64_t m = 0; m < M; ++m)
+      for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
+    SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) + " lda=" + std::to_string(lda) +
+                 " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
+    expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
+    if (HasFailure()) return;
+  }
 }
 
 TEST(Int8Gemm, ExtremeValues) {

@@ -3,7 +3,9 @@
 /// @brief The host engine's exact int8 x int8 -> int32 matrix product `C = A · Bᵀ` (A [M, K],
 ///        B [N, K], both row-major with K contiguous, as bitsandbytes' `int8_linear_matmul`).
 ///
-/// Four paths, chosen at run time, all exact and so bit-identical:
+/// Four paths, chosen at run time, all exact and so bit-identical. Every path reads B (the
+/// weights) in place, as stored (bitsandbytes' CB bytes): a weight matrix is never copied or
+/// repacked per call.
 /// - AMX (`tdpbssd`, signed x signed bytes into int32 tiles): B (the weights) is read in place as
 ///   the tiles' row operand, 16 rows of B x 64 bytes of k per tile load at row stride ldb, so a
 ///   weight matrix is never copied or repacked; A (the activations, the per-call operand) is laid
@@ -24,15 +26,17 @@
 ///   MR x 4 vectors of 16 int32 partial sums over the whole of K (64 bytes of k per step, a masked
 ///   load for the tail), reduced to 4 outputs per row at the end. For M <= `small_m` every task
 ///   holds all M rows, so each 4-row group of B is read from memory once and reused from L1 by
-///   every row of A (the GEMV case: B streams once); larger M is tiled `vnni_tile_m` x
-///   `vnni_tile_n` (a B tile resident in L2, an A micro-panel in L1).
+///   every row of A (the GEMV case: B streams once); larger M is tiled `task_tile_m` x
+///   `task_tile_n` (a B tile resident in L2, an A micro-panel in L1).
 ///   int32 arithmetic wraps, so the result is exact whenever the true result fits in int32.
-/// - AVX2 (`vpmaddwd`): codes widened to int16, pairs of products summed into int32.
-/// - portable C++.
-/// The AVX2 and portable paths pack B into panels of the micro-kernel's width and A into rows
-/// padded to the k-group on every call; their product is computed in tiles of `tile_m` x `tile_n`
-/// (A and B tiles resident in L2) and K blocks of `block_k` (a B panel block resident in L1),
-/// tiles spread over the thread pool.
+/// - AVX2 (`vpmaddwd`): reads A and B in place like the VNNI path, with the same task tiling
+///   (`for_each_micro_tile`). A micro-tile of 3 rows of A x 4 rows of B keeps 12 vectors of 8 int32
+///   partial sums over the whole of K: per 16 bytes of k, each row's bytes are sign-extended to
+///   int16 (`vpmovsxbw`) and multiplied pairwise into int32 (`vpmaddwd`; a sum of two int8 x int8
+///   products cannot overflow it); the last K % 16 bytes come from a zero-padded copy on the
+///   stack, so nothing past a row's K bytes is read.
+/// - portable C++: the same in-place structure, a micro-tile of 4 rows of A x 4 rows of B as int32
+///   dot products over blocks of 64 bytes of k (a loop GCC vectorizes), the K tail scalar.
 ///
 /// @par Semantics
 /// Every int8 value -128..127 is accepted. C is exact when |C| < 2^31, which always holds for
@@ -135,116 +139,184 @@ inline int8_path resolve_int8_path(int8_path p) noexcept {
 
 namespace int8_detail {
 
-inline constexpr std::int64_t tile_m = 64;    ///< rows of A per task
-inline constexpr std::int64_t tile_n = 256;   ///< rows of B (columns of C) per task
-inline constexpr std::int64_t block_k = 1024; ///< K per pass over a tile (multiple of 4)
-inline constexpr int max_mr = 6, max_nr = 16;
+// ---- task tiling, shared by the in-place paths (VNNI, AVX2, portable) --------------------------
 
-/// Micro-kernel geometry of the packed paths (AVX2, portable): MR rows of A x NR columns of C;
-/// k grouped by KG.
-struct geometry {
-  int mr, nr, kg;
-};
-constexpr geometry geometry_of(int8_path p) {
-  return p == int8_path::avx2 ? geometry{6, 16, 2} : geometry{4, 8, 1};
-}
+inline constexpr std::int64_t small_m = 16;      // M up to this: one task holds every row of A
+inline constexpr std::int64_t task_tile_m = 96;  // rows of A per task (a multiple of every path's MR)
+inline constexpr std::int64_t task_tile_n = 64;  // rows of B per task (a multiple of every path's NR)
 
-inline constexpr geometry avx2_geometry = geometry_of(int8_path::avx2);
-inline constexpr geometry portable_geometry = geometry_of(int8_path::portable);
-
-/// Packed operands of the AVX2 and portable paths: A rows padded to Kp (a multiple of kg); B in
-/// panels of nr columns, each panel Kp/kg groups of nr x kg elements (column-major within a group).
-struct packed {
-  std::int64_t kp = 0, panels = 0;
-  int elem = 1;  ///< bytes per packed element (2 for AVX2's int16)
-  storage<std::uint8_t> a, b;
-};
-
-template <class E>
-inline void pack_a_rows(const std::int8_t* A, std::int64_t lda, std::int64_t K, std::int64_t kp, std::int64_t r0,
-                        std::int64_t r1, E* out) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    E* o = out + r * kp;
-    const std::int8_t* a = A + r * lda;
-    if constexpr (sizeof(E) == 1) {
-      std::memcpy(o, a, static_cast<std::size_t>(K));
-    } else {
-      for (std::int64_t k = 0; k < K; ++k) o[k] = static_cast<E>(a[k]);
-    }
-    for (std::int64_t k = K; k < kp; ++k) o[k] = 0;  // B's padding is 0, so any value works
+/// Runtime row count -> the fixed-size kernel of that many rows of A (1..MR).
+template <int MR, class F>
+inline void dispatch_rows(int mr, F&& f) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return dispatch_rows<MR - 1>(mr, f);
   }
+  f(std::integral_constant<int, MR>{});
 }
 
-template <int NR, int KG, class E>
-inline void pack_b_panels(const std::int8_t* B, std::int64_t ldb, std::int64_t N, std::int64_t K, std::int64_t kp,
-                          std::int64_t p0, std::int64_t p1, E* out) {
-  const std::int64_t groups = kp / KG, full = K / KG;
-  constexpr std::int64_t stride = NR * KG;
-  for (std::int64_t p = p0; p < p1; ++p) {
-    E* o = out + p * kp * NR;
-    for (int j = 0; j < NR; ++j) {
-      const std::int64_t n = p * NR + j;
-      E* oj = o + j * KG;
-      if (n >= N) {
-        for (std::int64_t g = 0; g < groups; ++g)
-          for (int t = 0; t < KG; ++t) oj[g * stride + t] = E{0};
-        continue;
+/// Calls `tile(m, mr, n, nv)` for every micro-tile of C (rows of A [m, m + mr), mr <= MR; rows of
+/// B [n, n + nv), nv <= NR), spread over the thread pool in tasks of `task_tile_m` x `task_tile_n`.
+/// M <= small_m: a task holds every row of A and walks B's row groups in the outer loop, so each
+/// group of B is read from memory once and reused from L1 by every micro-panel of A (the GEMV
+/// case: B streams once). Larger M: an A micro-panel stays in L1 while the task's B tile streams
+/// from L2.
+template <int MR, int NR, class Tile>
+inline void for_each_micro_tile(std::int64_t M, std::int64_t N, int threads, Tile&& tile) {
+  static_assert(task_tile_m % MR == 0 && task_tile_n % NR == 0, "task tiles hold whole micro-tiles");
+  const std::int64_t tm = M <= small_m ? M : task_tile_m, tn = task_tile_n;
+  const std::int64_t mt = (M + tm - 1) / tm, nt = (N + tn - 1) / tn;
+  // Tasks in m-fastest order: consecutive tasks share B's rows.
+  parallel_for(mt * nt, 1, 1, threads, [&](std::int64_t t0, std::int64_t t1) {
+    for (std::int64_t t = t0; t < t1; ++t) {
+      const std::int64_t m0 = (t % mt) * tm, n0 = (t / mt) * tn;
+      const std::int64_t m1 = std::min(M, m0 + tm), n1 = std::min(N, n0 + tn);
+      auto one = [&](std::int64_t m, std::int64_t n) {
+        tile(m, static_cast<int>(std::min<std::int64_t>(MR, m1 - m)), n, static_cast<int>(std::min<std::int64_t>(NR, n1 - n)));
+      };
+      if (M <= small_m) {
+        for (std::int64_t n = n0; n < n1; n += NR)
+          for (std::int64_t m = m0; m < m1; m += MR) one(m, n);
+      } else {
+        for (std::int64_t m = m0; m < m1; m += MR)
+          for (std::int64_t n = n0; n < n1; n += NR) one(m, n);
       }
-      const std::int8_t* b = B + n * ldb;
-      for (std::int64_t g = 0; g < full; ++g)
-        for (int t = 0; t < KG; ++t) oj[g * stride + t] = static_cast<E>(b[g * KG + t]);
-      for (std::int64_t g = full; g < groups; ++g)
-        for (int t = 0; t < KG; ++t) {
-          const std::int64_t k = g * KG + t;
-          oj[g * stride + t] = k < K ? static_cast<E>(b[k]) : E{0};
-        }
     }
-  }
+  });
 }
 
-// ---- micro-kernels: tile[mr][nr] (+)= A rows [mr] x panel, over `groups` k-groups ------------
+// ---- portable C++, operands in place -----------------------------------------------------------
 
-inline void micro_portable(const std::int8_t* a, std::int64_t kp, const std::int8_t* b, std::int64_t groups, int mr,
-                           bool first, std::int32_t* tile) {
-  constexpr int nr = geometry_of(int8_path::portable).nr;
-  for (int i = 0; i < mr; ++i) {
-    std::int32_t acc[nr];
-    for (int j = 0; j < nr; ++j) acc[j] = first ? 0 : tile[i * max_nr + j];
-    const std::int8_t* ai = a + i * kp;
-    for (std::int64_t k = 0; k < groups; ++k) {
-      const std::int32_t av = ai[k];
-      for (int j = 0; j < nr; ++j) acc[j] += av * static_cast<std::int32_t>(b[k * nr + j]);
-    }
-    for (int j = 0; j < nr; ++j) tile[i * max_nr + j] = acc[j];
-  }
+inline constexpr int portable_mr = 4;               // rows of A per micro-tile
+inline constexpr int portable_nr = 4;               // rows of B per micro-tile
+inline constexpr std::int64_t portable_kc = 64;     // bytes of k per inner dot product
+
+/// Σ_t a[t] · b[t] over portable_kc bytes. The constant trip count lets GCC vectorize it at -O2
+/// (its "very cheap" cost model rejects loops that need a scalar remainder).
+inline std::int32_t dot_block(const std::int8_t* a, const std::int8_t* b) noexcept {
+  std::int32_t s = 0;
+  for (std::int64_t t = 0; t < portable_kc; ++t) s += static_cast<std::int32_t>(a[t]) * static_cast<std::int32_t>(b[t]);
+  return s;
+}
+
+/// `C[i, j] = Σ_k a_i[k] · B[j, k]` for the `mr` rows a_i = A + i * lda and the `nv` rows of B at
+/// `b` (stride ldb), over k < K, reading both in place. A partial sum never exceeds
+/// K · 2^14 < 2^31 (K <= int8::max_inner_dim), so no int32 addition overflows.
+inline void portable_tile(const std::int8_t* a, std::int64_t lda, const std::int8_t* b, std::int64_t ldb, int mr, int nv,
+                          std::int64_t K, std::int32_t* c, std::int64_t ldc) noexcept {
+  std::int32_t acc[portable_mr][portable_nr] = {};
+  std::int64_t k = 0;
+  // a K block of the micro-tile's 8 rows (512 bytes) stays in L1 across its 16 dot products
+  for (; k + portable_kc <= K; k += portable_kc)
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < nv; ++j) acc[i][j] += dot_block(a + i * lda + k, b + j * ldb + k);
+  for (; k < K; ++k)
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < nv; ++j) acc[i][j] += static_cast<std::int32_t>(a[i * lda + k]) * static_cast<std::int32_t>(b[j * ldb + k]);
+  for (int i = 0; i < mr; ++i)
+    for (int j = 0; j < nv; ++j) c[i * ldc + j] = acc[i][j];
+}
+
+/// The portable path (see the file comment); sizes already checked, K >= 1.
+inline void gemm_portable(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb, std::int32_t* C,
+                          std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K, int threads) {
+  for_each_micro_tile<portable_mr, portable_nr>(M, N, threads, [&](std::int64_t m, int mr, std::int64_t n, int nv) {
+    portable_tile(A + m * lda, lda, B + n * ldb, ldb, mr, nv, K, C + m * ldc + n, ldc);
+  });
 }
 
 #if LOWBIT_HAVE_INT8_SIMD
-template <int MR>
-LOWBIT_TARGET_AVX2_INT inline void micro_avx2_fixed(const std::int16_t* a, std::int64_t kp, const std::int16_t* b,
-                                                    std::int64_t groups, bool first, std::int32_t* tile) {
-  __m256i acc0[MR], acc1[MR];
-  for (int i = 0; i < MR; ++i) {
-    acc0[i] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + i * max_nr));
-    acc1[i] = first ? _mm256_setzero_si256() : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tile + i * max_nr + 8));
-  }
-  for (std::int64_t g = 0; g < groups; ++g) {
-    const __m256i b0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 32));
-    const __m256i b1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + g * 32 + 16));
-    for (int i = 0; i < MR; ++i) {
-      std::int32_t w;
-      std::memcpy(&w, a + i * kp + g * 2, 4);
-      const __m256i av = _mm256_set1_epi32(w);
-      acc0[i] = _mm256_add_epi32(acc0[i], _mm256_madd_epi16(av, b0));
-      acc1[i] = _mm256_add_epi32(acc1[i], _mm256_madd_epi16(av, b1));
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + i * max_nr), acc0[i]);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile + i * max_nr + 8), acc1[i]);
+// ---- AVX2, operands in place -------------------------------------------------------------------
+
+// Complete unrolling of the loops over the micro-tile's register arrays, without which GCC -O2
+// keeps the accumulators in memory (half the speed). Nothing in a CUDA translation unit: nvcc's
+// front end rejects "GCC unroll" and the host compiler behind it "unroll" (as matmul_kernels.hpp).
+#  if defined(__CUDACC__)
+#    define LOWBIT_INT8_UNROLL
+#  elif defined(__clang__)
+#    define LOWBIT_INT8_UNROLL _Pragma("unroll")
+#  else
+#    define LOWBIT_INT8_UNROLL _Pragma("GCC unroll 16")
+#  endif
+
+inline constexpr int avx2_mr = 3;  // rows of A per micro-tile
+inline constexpr int avx2_nr = 4;  // rows of B per micro-tile: 12 accumulators + 3 A + 1 B = 16 ymm
+
+/// The sums of 4 vectors of 8 int32 lanes, as 4 lanes {Σa, Σb, Σc, Σd} (wrapping adds).
+LOWBIT_TARGET_AVX2_INT inline __m128i reduce4_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+  // per 128-bit lane: {a0+a1+a2+a3, b.., c.., d..}; then the two lanes added
+  const __m256i s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+}
+
+/// acc[i][j] += the 8 int32 pair sums of a_i[k..k+16) · b_j[k..k+16), a_i = a + i * lda: 16 bytes
+/// of each row sign-extended to int16, `vpmaddwd` (an int16 x int16 product of two int8 values
+/// and the sum of two of them, at most 2^15, fit its int32 lanes exactly).
+template <int MR, int NR>
+LOWBIT_TARGET_AVX2_INT __attribute__((always_inline)) inline void avx2_step(__m256i (&acc)[MR][NR], const std::int8_t* a,
+                                                                            std::int64_t lda, const std::int8_t* const (&b)[NR],
+                                                                            std::int64_t k) {
+  __m256i av[MR];
+  LOWBIT_INT8_UNROLL
+  for (int i = 0; i < MR; ++i)
+    av[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i * lda + k)));
+  LOWBIT_INT8_UNROLL
+  for (int j = 0; j < NR; ++j) {
+    const __m256i bv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[j] + k)));
+    LOWBIT_INT8_UNROLL
+    for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(av[i], bv));
   }
 }
 
+/// `C[i, j] = Σ_k a_i[k] · B[j, k]` for MR rows a_i = A + i * lda and the `nv` (1..4) rows of B
+/// at `b` (stride ldb), over k < K, reading both in place: 16 bytes of k per step, the last
+/// K % 16 bytes from a zero-padded copy (nothing is read past a row's K bytes).
+template <int MR>
+LOWBIT_TARGET_AVX2_INT inline void avx2_tile(const std::int8_t* a, std::int64_t lda, const std::int8_t* b, std::int64_t ldb,
+                                             int nv, std::int64_t K, std::int32_t* c, std::int64_t ldc) {
+  constexpr int NR = avx2_nr;
+  const std::int8_t* bj[NR];
+  for (int j = 0; j < NR; ++j) bj[j] = b + (j < nv ? j : 0) * ldb;  // missing rows repeat row 0, never stored
+  __m256i acc[MR][NR];
+  LOWBIT_INT8_UNROLL
+  for (int i = 0; i < MR; ++i) {
+    LOWBIT_INT8_UNROLL
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
+  }
+  const std::int64_t full = K / 16 * 16;
+  for (std::int64_t k = 0; k < full; k += 16) avx2_step<MR, NR>(acc, a, lda, bj, k);
+  if (full < K) {
+    const std::size_t rest = static_cast<std::size_t>(K - full);
+    alignas(16) std::int8_t ta[MR][16] = {}, tb[NR][16] = {};
+    const std::int8_t* tbj[NR];
+    for (int i = 0; i < MR; ++i) std::memcpy(ta[i], a + i * lda + full, rest);
+    for (int j = 0; j < NR; ++j) {
+      std::memcpy(tb[j], bj[j] + full, rest);
+      tbj[j] = tb[j];
+    }
+    avx2_step<MR, NR>(acc, &ta[0][0], 16, tbj, 0);
+  }
+  LOWBIT_INT8_UNROLL
+  for (int i = 0; i < MR; ++i) {
+    const __m128i s = reduce4_avx2(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    if (nv == NR) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(c + i * ldc), s);
+    } else {
+      alignas(16) std::int32_t out[NR];
+      _mm_store_si128(reinterpret_cast<__m128i*>(out), s);
+      std::memcpy(c + i * ldc, out, sizeof(std::int32_t) * static_cast<std::size_t>(nv));
+    }
+  }
+}
+
+/// The AVX2 path (see the file comment); sizes already checked, K >= 1.
+inline void gemm_avx2(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb, std::int32_t* C,
+                      std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K, int threads) {
+  for_each_micro_tile<avx2_mr, avx2_nr>(M, N, threads, [&](std::int64_t m, int mr, std::int64_t n, int nv) {
+    dispatch_rows<avx2_mr>(mr, [&](auto R) {
+      avx2_tile<decltype(R)::value>(A + m * lda, lda, B + n * ldb, ldb, nv, K, C + m * ldc + n, ldc);
+    });
+  });
+}
 // ---- VNNI, operands in place (no packing) ------------------------------------------------------
 
 // GCC 12 reports -Wuninitialized inside its own AVX-512 reduction/extract intrinsics (as
@@ -258,9 +330,6 @@ LOWBIT_TARGET_AVX2_INT inline void micro_avx2_fixed(const std::int16_t* a, std::
 inline constexpr std::int64_t amx_min_m = 2;     // automatic: AMX from this M on, VNNI below
 inline constexpr int vnni_mr = 6;                // rows of A per micro-tile
 inline constexpr int vnni_nr = 4;                // rows of B per micro-tile
-inline constexpr std::int64_t small_m = 16;      // M up to this: one task holds every row of A
-inline constexpr std::int64_t vnni_tile_m = 96;  // rows of A per task (a multiple of vnni_mr)
-inline constexpr std::int64_t vnni_tile_n = 64;  // rows of B per task (a multiple of vnni_nr)
 
 /// The sums of 4 vectors of 16 int32 lanes, as 4 lanes {Σa, Σb, Σc, Σd} (wrapping adds).
 LOWBIT_TARGET_VNNI inline __m128i reduce4(__m512i a, __m512i b, __m512i c, __m512i d) {
@@ -328,86 +397,6 @@ LOWBIT_TARGET_VNNI inline void vnni_row_corrections(const std::int8_t* A, std::i
 #    pragma GCC diagnostic pop
 #  endif
 
-/// Runtime row count -> the fixed-size kernel (rows past the end of A read its zero padding).
-template <int MR, class F>
-inline void dispatch_rows(int mr, F&& f) {
-  if constexpr (MR > 1) {
-    if (mr < MR) return dispatch_rows<MR - 1>(mr, f);
-  }
-  f(std::integral_constant<int, MR>{});
-}
-#endif
-
-/// Packs A and B for path `p`.
-inline status pack(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb, std::int64_t M,
-                   std::int64_t N, std::int64_t K, int8_path p, int threads, packed& pk) {
-  const geometry g = geometry_of(p);
-  pk.kp = (K + g.kg - 1) / g.kg * g.kg;
-  if (pk.kp == 0) pk.kp = g.kg;
-  pk.panels = (N + g.nr - 1) / g.nr;
-  pk.elem = p == int8_path::avx2 ? 2 : 1;
-  // A is padded to a whole micro-tile of rows so the fixed-size kernels never read past it.
-  const std::int64_t mpad = (M + g.mr - 1) / g.mr * g.mr;
-  LOWBIT_TRY(pk.a.allocate(static_cast<std::size_t>(mpad * pk.kp * pk.elem), allocator::host(), "int8 gemm: packed A"));
-  LOWBIT_TRY(pk.b.allocate(static_cast<std::size_t>(pk.panels * g.nr * pk.kp * pk.elem), allocator::host(), "int8 gemm: packed B"));
-  parallel_for(M, 64, 1, threads, [&](std::int64_t r0, std::int64_t r1) {
-    if (pk.elem == 2)
-      pack_a_rows(A, lda, K, pk.kp, r0, r1, reinterpret_cast<std::int16_t*>(pk.a.data()));
-    else
-      pack_a_rows(A, lda, K, pk.kp, r0, r1, pk.a.data());
-  });
-  parallel_for(pk.panels, 4, 1, threads, [&](std::int64_t p0, std::int64_t p1) {
-    if (p == int8_path::avx2)
-      pack_b_panels<avx2_geometry.nr, avx2_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1, reinterpret_cast<std::int16_t*>(pk.b.data()));
-    else
-      pack_b_panels<portable_geometry.nr, portable_geometry.kg>(B, ldb, N, K, pk.kp, p0, p1,
-                                                                reinterpret_cast<std::int8_t*>(pk.b.data()));
-  });
-  return {};
-}
-
-/// One task: the C tile of rows [m0, m1) and columns [n0, n1).
-inline void run_tile(const packed& pk, int8_path p, std::int64_t m0, std::int64_t m1, std::int64_t n0, std::int64_t n1,
-                     std::int64_t N, std::int32_t* C, std::int64_t ldc) {
-  const geometry g = geometry_of(p);
-  alignas(64) std::int32_t tile[max_mr * max_nr];
-  // The whole tile's accumulators live in C between K blocks; a micro-tile is copied in and out.
-  for (std::int64_t k0 = 0; k0 < pk.kp; k0 += block_k) {
-    const std::int64_t kc = std::min(block_k, pk.kp - k0);
-    const std::int64_t groups = kc / g.kg;
-    const bool first = k0 == 0;
-    for (std::int64_t n = n0; n < n1; n += g.nr) {
-      const std::int64_t panel = n / g.nr;
-      const int nv = static_cast<int>(std::min<std::int64_t>(g.nr, n1 - n));
-      for (std::int64_t m = m0; m < m1; m += g.mr) {
-        const int mr = static_cast<int>(std::min<std::int64_t>(g.mr, m1 - m));
-        if (!first)
-          for (int i = 0; i < mr; ++i) std::memcpy(tile + i * max_nr, C + (m + i) * ldc + n, sizeof(std::int32_t) * static_cast<std::size_t>(nv));
-        const std::uint8_t* a = pk.a.data() + (m * pk.kp + k0) * pk.elem;
-        const std::uint8_t* b = pk.b.data() + (panel * pk.kp * g.nr + k0 * g.nr) * pk.elem;
-        switch (p) {
-#if LOWBIT_HAVE_INT8_SIMD
-          case int8_path::avx2:
-            dispatch_rows<6>(mr, [&](auto R) {
-              micro_avx2_fixed<decltype(R)::value>(reinterpret_cast<const std::int16_t*>(a), pk.kp,
-                                                   reinterpret_cast<const std::int16_t*>(b), groups, first, tile);
-            });
-            break;
-#endif
-          default:
-            micro_portable(reinterpret_cast<const std::int8_t*>(a), pk.kp, reinterpret_cast<const std::int8_t*>(b),
-                           groups, mr, first, tile);
-            break;
-        }
-        for (int i = 0; i < mr; ++i)
-          std::memcpy(C + (m + i) * ldc + n, tile + i * max_nr, sizeof(std::int32_t) * static_cast<std::size_t>(nv));
-      }
-    }
-  }
-  (void)N;
-}
-
-#if LOWBIT_HAVE_INT8_SIMD
 /// The VNNI path over operands in place (see the file comment); sizes already checked, K >= 1.
 inline status gemm_vnni_direct(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
                                std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
@@ -415,30 +404,10 @@ inline status gemm_vnni_direct(const std::int8_t* A, std::int64_t lda, const std
   storage<std::int32_t> corr;
   LOWBIT_TRY(corr.allocate(static_cast<std::size_t>(M), allocator::host(), "int8 gemm: row sums of A"));
   parallel_for(M, 64, 1, threads, [&](std::int64_t m0, std::int64_t m1) { vnni_row_corrections(A, lda, K, m0, m1, corr.data() + m0); });
-  // M <= small_m: one task row holds all of A, so every group of B is loaded from memory once.
-  const std::int64_t tm = M <= small_m ? M : vnni_tile_m, tn = vnni_tile_n;
-  const std::int64_t mt = (M + tm - 1) / tm, nt = (N + tn - 1) / tn;
-  // Tasks in m-fastest order: consecutive tasks share B's rows.
-  parallel_for(mt * nt, 1, 1, threads, [&](std::int64_t t0, std::int64_t t1) {
-    for (std::int64_t t = t0; t < t1; ++t) {
-      const std::int64_t m0 = (t % mt) * tm, n0 = (t / mt) * tn;
-      const std::int64_t m1 = std::min(M, m0 + tm), n1 = std::min(N, n0 + tn);
-      auto tile = [&](std::int64_t m, std::int64_t n) {
-        const int nv = static_cast<int>(std::min<std::int64_t>(vnni_nr, n1 - n));
-        dispatch_rows<vnni_mr>(static_cast<int>(std::min<std::int64_t>(vnni_mr, m1 - m)), [&](auto R) {
-          vnni_direct_tile<decltype(R)::value>(A + m * lda, lda, B + n * ldb, ldb, nv, K, corr.data() + m, C + m * ldc + n, ldc);
-        });
-      };
-      if (M <= small_m) {
-        // each group of B once from memory, then from L1 for every micro-panel of A
-        for (std::int64_t n = n0; n < n1; n += vnni_nr)
-          for (std::int64_t m = m0; m < m1; m += vnni_mr) tile(m, n);
-      } else {
-        // an A micro-panel stays in L1 while the task's B tile streams from L2
-        for (std::int64_t m = m0; m < m1; m += vnni_mr)
-          for (std::int64_t n = n0; n < n1; n += vnni_nr) tile(m, n);
-      }
-    }
+  for_each_micro_tile<vnni_mr, vnni_nr>(M, N, threads, [&](std::int64_t m, int mr, std::int64_t n, int nv) {
+    dispatch_rows<vnni_mr>(mr, [&](auto R) {
+      vnni_direct_tile<decltype(R)::value>(A + m * lda, lda, B + n * ldb, ldb, nv, K, corr.data() + m, C + m * ldc + n, ldc);
+    });
   });
   return {};
 }
@@ -660,7 +629,7 @@ inline status int8_gemm(const std::int8_t* A, std::int64_t lda, const std::int8_
   if (K > 0 && B == nullptr) return status::error(errc::invalid_argument, "int8_gemm: B is null");
   if (!int8_path_available(opt.path))
     return status::error(errc::unsupported, "int8_gemm: this CPU does not run the %s path", int8_path_name(opt.path));
-  const int8_path p = resolve_int8_path(opt.path);
+  [[maybe_unused]] const int8_path p = resolve_int8_path(opt.path);  // unused without SIMD: portable
   if (K == 0) {
     for (std::int64_t m = 0; m < M; ++m) std::memset(C + m * ldc, 0, sizeof(std::int32_t) * static_cast<std::size_t>(N));
     return {};
@@ -674,19 +643,13 @@ inline status int8_gemm(const std::int8_t* A, std::int64_t lda, const std::int8_
   if (p == int8_path::avx512_vnni || p == int8_path::amx)
     return int8_detail::gemm_vnni_direct(A, lda, B, ldb, C, ldc, M, N, K, opt.threads);
 #endif
-  int8_detail::packed pk;
-  LOWBIT_TRY(int8_detail::pack(A, lda, B, ldb, M, N, K, p, opt.threads, pk));
-  const std::int64_t gnr = int8_detail::geometry_of(p).nr;
-  const std::int64_t tn = std::max<std::int64_t>(gnr, int8_detail::tile_n / gnr * gnr);
-  const std::int64_t mt = (M + int8_detail::tile_m - 1) / int8_detail::tile_m, nt = (N + tn - 1) / tn;
-  // Tiles in m-fastest order: consecutive tasks share B's columns.
-  parallel_for(mt * nt, 1, 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
-    for (std::int64_t t = t0; t < t1; ++t) {
-      const std::int64_t mi = t % mt, ni = t / mt;
-      const std::int64_t m0 = mi * int8_detail::tile_m, n0 = ni * tn;
-      int8_detail::run_tile(pk, p, m0, std::min(M, m0 + int8_detail::tile_m), n0, std::min(N, n0 + tn), N, C, ldc);
-    }
-  });
+#if LOWBIT_HAVE_INT8_SIMD
+  if (p == int8_path::avx2) {
+    int8_detail::gemm_avx2(A, lda, B, ldb, C, ldc, M, N, K, opt.threads);
+    return {};
+  }
+#endif
+  int8_detail::gemm_portable(A, lda, B, ldb, C, ldc, M, N, K, opt.threads);
   return {};
 }
 
