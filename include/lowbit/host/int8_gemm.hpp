@@ -351,28 +351,37 @@ LOWBIT_TARGET_VNNI inline void vnni_direct_tile(const std::int8_t* a, std::int64
   const std::int8_t* bj[NR];
   for (int j = 0; j < NR; ++j) bj[j] = b + (j < nv ? j : 0) * ldb;  // missing rows repeat row 0, never stored
   __m512i acc[MR][NR];
+  LOWBIT_INT8_UNROLL
   for (int i = 0; i < MR; ++i)
+    LOWBIT_INT8_UNROLL
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   std::int64_t k = 0;
   for (; k + 64 <= K; k += 64) {
     __m512i bv[NR];
+    LOWBIT_INT8_UNROLL
     for (int j = 0; j < NR; ++j) bv[j] = _mm512_xor_si512(_mm512_loadu_si512(bj[j] + k), flip);
+    LOWBIT_INT8_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_loadu_si512(a + i * lda + k);
+      LOWBIT_INT8_UNROLL
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], bv[j], av);
     }
   }
   if (k < K) {  // tail: masked loads read nothing past the row; A's zeros cancel B's offset
     const __mmask64 m = static_cast<__mmask64>((std::uint64_t{1} << (K - k)) - 1u);
     __m512i bv[NR];
+    LOWBIT_INT8_UNROLL
     for (int j = 0; j < NR; ++j) bv[j] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, bj[j] + k), flip);
+    LOWBIT_INT8_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_maskz_loadu_epi8(m, a + i * lda + k);
+      LOWBIT_INT8_UNROLL
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], bv[j], av);
     }
   }
   const __mmask8 store = static_cast<__mmask8>((1u << nv) - 1u);
+  LOWBIT_INT8_UNROLL
   for (int i = 0; i < MR; ++i) {
     const __m128i s = _mm_sub_epi32(reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]), _mm_set1_epi32(corr[i]));
     _mm_mask_storeu_epi32(c + i * ldc, store, s);
