@@ -11,6 +11,8 @@
 /// - `openblas_f32`: OpenBLAS `cblas_sgemm` on the float32 X and W (the float32 baseline);
 /// - `onednn_s8s8s32`: oneDNN's int8 matmul on the same int8 codes as `int8_gemm`, its
 ///   primitive created and W reordered into its preferred layout once, outside the timed loop;
+/// - every row cycles through copies of its weight (int8 codes, float32, oneDNN's reordered
+///   layout) that together hold >= 256 MiB, 8x the L3, so W comes from memory on every call;
 /// - `--lowbit_matmul_threads=N` runs every row on N threads (oneDNN: set OMP_NUM_THREADS=N too);
 /// - `--lowbit_int8_path=automatic|portable|avx2|avx512_vnni|amx` forces lowbit's integer kernel
 ///   (`int8_gemm_options::path`, `int8_matmul_options::path`) in the `int8`, `int8_gemm` and
@@ -95,10 +97,17 @@ double runqueue_wait_seconds() {
 
 // ---- inputs -------------------------------------------------------------------------------------
 
-// W: normal, std 0.02, a few larger values; quantized once (CB/SCB). Shared by every M.
+// A row must read its weight from memory as an engine does, not from the 32 MiB L3 it would
+// otherwise keep it in between calls (a 4096x4096 int8 weight is 16 MiB): each row cycles
+// through copies of its weight operand that together hold at least 256 MiB (8x the L3).
+constexpr std::size_t kRotateBytes = std::size_t{256} << 20;
+std::size_t copies_for(std::size_t bytes) { return std::max<std::size_t>(1, (kRotateBytes + bytes - 1) / bytes); }
+
+// W: normal, std 0.02, a few larger values; quantized once (CB/SCB). Shared by every M: `wf`
+// holds the float32 copies (wf[0] the original), `wq` the quantized ones.
 struct weights {
-  std::vector<float> w;
-  lb::quant_tensor wq;
+  std::vector<std::vector<float>> wf;
+  std::vector<lb::quant_tensor> wq;
 };
 // X: normal (std 1) clipped to ±5.5, with 8.0 planted in every 16th row of K/1024 columns, as LLM
 // activations have a few outlier feature dimensions (threshold 6: K/1024 outlier columns).
@@ -114,13 +123,17 @@ const weights& weights_of(std::int64_t n, std::int64_t k) {
   slot = std::make_unique<weights>();
   std::mt19937_64 rng(0x1a8 + static_cast<std::uint64_t>(n * 31 + k));
   std::normal_distribution<float> normal(0.0f, 0.02f);
-  slot->w.resize(static_cast<std::size_t>(n * k));
-  for (float& v : slot->w) v = normal(rng);
-  for (std::size_t i = 0; i < slot->w.size(); i += 997) slot->w[i] *= 8.0f;
-  if (!lb::quantize_int8_weights(slot->w.data(), lb::dtype::f32, n, k, slot->wq)) {
-    std::fprintf(stderr, "lowbit_bench: weight quantization failed\n");
-    std::exit(1);
-  }
+  const auto count = static_cast<std::size_t>(n * k);
+  std::vector<float> w(count);
+  for (float& v : w) v = normal(rng);
+  for (std::size_t i = 0; i < w.size(); i += 997) w[i] *= 8.0f;
+  slot->wq.resize(copies_for(count));
+  for (auto& q : slot->wq)
+    if (!lb::quantize_int8_weights(w.data(), lb::dtype::f32, n, k, q)) {
+      std::fprintf(stderr, "lowbit_bench: weight quantization failed\n");
+      std::exit(1);
+    }
+  slot->wf.assign(copies_for(count * sizeof(float)), w);
   return *slot;
 }
 
@@ -174,25 +187,30 @@ void bm_int8(benchmark::State& state, shape s, lb::int8::matmul_mode mode) {
   o.mode = mode;
   o.threads = g_threads;
   o.path = g_path;
-  timed(state, s, [&] { return lb::int8_matmul(a.x.data(), lb::dtype::f32, s.m, s.k, w.wq, nullptr, y.data(), o).ok(); });
+  std::size_t i = 0;
+  timed(state, s, [&] { return lb::int8_matmul(a.x.data(), lb::dtype::f32, s.m, s.k, w.wq[i++ % w.wq.size()], nullptr, y.data(), o).ok(); });
 }
 
 void bm_int8_gemm(benchmark::State& state, shape s) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
-  const auto* cb = reinterpret_cast<const std::int8_t*>(w.wq.codes());
   lb::host::int8_gemm_options o;
   o.threads = g_threads;
   o.path = g_path;
-  timed(state, s, [&] { return lb::host::int8_gemm(a.xq.data(), s.k, cb, s.k, c.data(), s.n, s.m, s.n, s.k, o).ok(); });
+  std::size_t i = 0;
+  timed(state, s, [&] {
+    const auto* cb = reinterpret_cast<const std::int8_t*>(w.wq[i++ % w.wq.size()].codes());
+    return lb::host::int8_gemm(a.xq.data(), s.k, cb, s.k, c.data(), s.n, s.m, s.n, s.k, o).ok();
+  });
 }
 
 void bm_lowbit_f32(benchmark::State& state, shape s) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
-  timed(state, s, [&] { return sgemm(a.x.data(), w.w.data(), y.data(), s.m, s.n, s.k, g_threads); });
+  std::size_t i = 0;
+  timed(state, s, [&] { return sgemm(a.x.data(), w.wf[i++ % w.wf.size()].data(), y.data(), s.m, s.n, s.k, g_threads); });
 }
 
 #if LOWBIT_BENCH_HAVE_OPENBLAS
@@ -200,8 +218,9 @@ void bm_openblas(benchmark::State& state, shape s) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<float> y(static_cast<std::size_t>(s.m * s.n));
+  std::size_t i = 0;
   timed(state, s, [&] {
-    openblas_sgemm_nt(s.m, s.n, s.k, a.x.data(), w.w.data(), y.data(), lb::host::resolve_threads(g_threads));
+    openblas_sgemm_nt(s.m, s.n, s.k, a.x.data(), w.wf[i++ % w.wf.size()].data(), y.data(), lb::host::resolve_threads(g_threads));
     return true;
   });
 }
@@ -212,10 +231,14 @@ void bm_onednn(benchmark::State& state, shape s) {
   const weights& w = weights_of(s.n, s.k);
   const activations& a = activations_of(s.m, s.k);
   std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
-  onednn_int8_matmul mm(s.m, s.n, s.k, false, a.xq.data(), reinterpret_cast<const std::int8_t*>(w.wq.codes()), c.data());
-  state.SetLabel(mm.implementation());
+  // one primitive per weight copy, each holding W reordered into oneDNN's layout once
+  std::vector<std::unique_ptr<onednn_int8_matmul>> mm;
+  for (const auto& q : w.wq)
+    mm.push_back(std::make_unique<onednn_int8_matmul>(s.m, s.n, s.k, false, a.xq.data(), reinterpret_cast<const std::int8_t*>(q.codes()), c.data()));
+  state.SetLabel(mm[0]->implementation());
+  std::size_t i = 0;
   timed(state, s, [&] {
-    mm.run();
+    mm[i++ % mm.size()]->run();
     return true;
   });
 }
