@@ -98,7 +98,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(LOWBIT_NO_SIMD)
+#if LOWBIT_HAVE_AVX2_KERNELS && defined(__x86_64__)
 #  define LOWBIT_TOOL_F16C 1
 #  include <immintrin.h>
 #endif
@@ -1238,8 +1238,9 @@ void widen_to_f32(const std::uint8_t* b, lowbit::dtype dt, std::size_t k0, std::
     }
   } else {
 #if LOWBIT_TOOL_F16C
-    static const bool f16c = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-    if (f16c) return widen_f16_f16c(b, k0, n, out);
+    // the engine's AVX2 check includes F16C and the OS's YMM state (clang 14 does not know
+    // __builtin_cpu_supports("f16c"))
+    if (lowbit::host::avx2::available()) return widen_f16_f16c(b, k0, n, out);
 #endif
     b += 2 * k0;
     for (std::size_t j = 0; j < n; ++j) {
