@@ -87,6 +87,14 @@ TEST(Int8Gemm, RandomShapesExactOnEveryPath) {
   }
 }
 
+// The first K bytes of each of `rows` rows of stride `ld`, packed densely (the reference's input).
+std::vector<std::int8_t> dense_rows(const std::vector<std::int8_t>& src, std::int64_t rows, std::int64_t K, std::int64_t ld) {
+  std::vector<std::int8_t> out(static_cast<std::size_t>(rows * K));
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t k = 0; k < K; ++k) out[static_cast<std::size_t>(r * K + k)] = src[static_cast<std::size_t>(r * ld + k)];
+  return out;
+}
+
 // Row strides above the row lengths, on every path: A and B are read in place (no path copies
 // B), so only the first K bytes of each row may count, and C's padding stays untouched.
 TEST(Int8Gemm, StridedOperands) {
@@ -97,12 +105,7 @@ TEST(Int8Gemm, StridedOperands) {
   std::vector<std::int8_t> A(static_cast<std::size_t>(M * lda)), B(static_cast<std::size_t>(N * ldb));
   for (auto& v : A) v = static_cast<std::int8_t>(code(rng));
   for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
-  std::vector<std::int8_t> Ad(static_cast<std::size_t>(M * K)), Bd(static_cast<std::size_t>(N * K));
-  for (std::int64_t m = 0; m < M; ++m)
-    for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
-  for (std::int64_t n = 0; n < N; ++n)
-    for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
-  expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
+  expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(dense_rows(A, M, K, lda), dense_rows(B, N, K, ldb), M, N, K));
 }
 
 // Every path (the AVX2 and portable ones included: their micro-tiles are 3 x 4 and 4 x 4 rows,
@@ -127,14 +130,9 @@ TEST(Int8Gemm, OddShapesStridedOnEveryPath) {
     std::vector<std::int8_t> A(static_cast<std::size_t>((M - 1) * lda + K)), B(static_cast<std::size_t>((N - 1) * ldb + K));
     for (auto& v : A) v = static_cast<std::int8_t>(code(rng));
     for (auto& v : B) v = static_cast<std::int8_t>(code(rng));
-    std::vector<std::int8_t> Ad(static_cast<std::size_t>(M * K)), Bd(static_cast<std::size_t>(N * K));
-    for (std::int64_t m = 0; m < M; ++m)
-      for (std::int64_t k = 0; k < K; ++k) Ad[m * K + k] = A[m * lda + k];
-    for (std::int64_t n = 0; n < N; ++n)
-      for (std::int64_t k = 0; k < K; ++k) Bd[n * K + k] = B[n * ldb + k];
     SCOPED_TRACE("M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) + " lda=" + std::to_string(lda) +
                  " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc));
-    expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(Ad, Bd, M, N, K));
+    expect_gemm_strided(A, lda, B, ldb, ldc, M, N, K, naive_gemm(dense_rows(A, M, K, lda), dense_rows(B, N, K, ldb), M, N, K));
     if (HasFailure()) return;
   }
 }
