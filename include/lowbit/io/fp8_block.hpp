@@ -163,13 +163,16 @@ inline std::string shape_text(const std::vector<std::int64_t>& s) {
 }
 }  // namespace detail
 
-/// Reads weight `weight` (e.g. "model.layers.0.mlp.up_proj.weight") and its `weight_scale_inv`
-/// from `c` into `out` (fp8_e4m3_block, tile cfg.block_rows x cfg.block_cols), copying the bytes.
-/// Errors (naming file and tensor; `out` unchanged): a tensor missing, a wrong dtype, a weight
-/// that is not 2-D, a scale shape other than [ceil(N / bn), ceil(K / bk)], a non-finite scale or a
-/// NaN weight code (first index named) unless opt.allow_nonfinite.
-inline status load_fp8_block(const checkpoint& c, const std::string& weight, const fp8_block_config& cfg, scaled_tensor& out,
-                             const fp8_load_options& opt = {}) {
+/// Where a checked weight and its scales are, and the weight's shape.
+struct fp8_block_layout {
+  checkpoint::location weight, scale;
+  std::int64_t rows = 0, cols = 0;  ///< N, K
+  std::int64_t grid_rows = 0, grid_cols = 0;
+};
+
+/// Checks the headers of weight `weight` and its `weight_scale_inv` in `c` against `cfg` (no data
+/// read): errors as load_fp8_block's, apart from the value checks.
+inline status check_fp8_block_layout(const checkpoint& c, const std::string& weight, const fp8_block_config& cfg, fp8_block_layout& out) {
   const char* name = weight.c_str();
   if (cfg.block_rows < 1 || cfg.block_cols < 1)
     return status::error(errc::invalid_argument, "%s: weight_block_size [%lld, %lld] must be two integers >= 1", c.path().c_str(),
@@ -198,6 +201,26 @@ inline status load_fp8_block(const checkpoint& c, const std::string& weight, con
     return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" has shape %s; weight [%lld, %lld] in %lld x %lld blocks needs %s", sf,
                          sname.c_str(), detail::shape_text(sl.tensor->shape).c_str(), static_cast<long long>(n), static_cast<long long>(k),
                          static_cast<long long>(cfg.block_rows), static_cast<long long>(cfg.block_cols), detail::shape_text(want).c_str());
+  out = {wl, sl, n, k, want[0], want[1]};
+  return {};
+}
+
+/// Reads weight `weight` (e.g. "model.layers.0.mlp.up_proj.weight") and its `weight_scale_inv`
+/// from `c` into `out` (fp8_e4m3_block, tile cfg.block_rows x cfg.block_cols), copying the bytes.
+/// Errors (naming file and tensor; `out` unchanged): a tensor missing, a wrong dtype, a weight
+/// that is not 2-D, a scale shape other than [ceil(N / bn), ceil(K / bk)], a non-finite scale or a
+/// NaN weight code (first index named) unless opt.allow_nonfinite.
+inline status load_fp8_block(const checkpoint& c, const std::string& weight, const fp8_block_config& cfg, scaled_tensor& out,
+                             const fp8_load_options& opt = {}) {
+  fp8_block_layout l;
+  LOWBIT_TRY(check_fp8_block_layout(c, weight, cfg, l));
+  const char* name = weight.c_str();
+  const std::string sname = fp8_scale_name(weight);
+  const checkpoint::location wl = l.weight, sl = l.scale;
+  const char* wf = wl.file->path().c_str();
+  const char* sf = sl.file->path().c_str();
+  const std::int64_t n = l.rows, k = l.cols;
+  const std::vector<std::int64_t> want{l.grid_rows, l.grid_cols};
   scaled_params p;
   p.fmt = scaled_format::fp8_e4m3_block;
   p.gran = granularity::per_tile(cfg.block_rows, cfg.block_cols);
