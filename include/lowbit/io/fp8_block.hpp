@@ -19,8 +19,8 @@
 /// @par Reading
 /// `load_fp8_block` copies the bytes (the checkpoint may be closed afterwards) after checking:
 /// the weight exists, is F8_E4M3 and 2-D; `X.weight_scale_inv` exists, is F32 or BF16 and has
-/// exactly the grid's shape; every scale is finite and (unless `allow_nonfinite`) no weight byte
-/// is a NaN code. Errors name the file, the tensor and what is wrong (the first bad index for
+/// exactly the grid's shape; unless `allow_nonfinite`, every scale is finite and no weight byte
+/// is a NaN code. `check_fp8_block_layout` makes the header checks alone (no data read). Errors name the file, the tensor and what is wrong (the first bad index for
 /// values); `out` is unchanged on error.
 ///
 /// @par Writing
