@@ -61,7 +61,11 @@
 // tensors are in memory at a time. Both are linear in the number of tensors (hashed lookups).
 //
 // A config.json whose quantization_config names a method lowbit does not read (anything but
-// bitsandbytes, e.g. "fp8") is refused by every command with exit 2 (inspect lists the tensors first).
+// bitsandbytes, e.g. "gptq") is refused by every command with exit 2 (inspect lists the tensors
+// first). inspect and dequantize also read transformers' fine-grained FP8 weights (an F8_E4M3
+// "X" with "X_scale_inv", blocks from config.json's quant_method "fp8", else 128 x 128;
+// docs/fp8-block.md): dequantize writes them in config.json's torch_dtype, else bfloat16, and
+// quantize and convert refuse quant_method "fp8".
 // dequantize writes each 4-bit weight in the dtype its quant_state records, and LLM.int8 weights
 // (whose layout records none) in config.json's torch_dtype, or else in float32 (what
 // bitsandbytes' int8_vectorwise_dequant returns).
@@ -508,16 +512,53 @@ int commit_output(output_folder& folder) {
   return exit_ok;
 }
 
-// config.json beside the input (a folder's own, or the one next to a single file), or "".
-int read_base_config(const io::checkpoint& c, std::string& text) {
+// What a command that reads fine-grained FP8 weights (inspect, dequantize) learns from
+// config.json: its fp8 quantization_config, or the default 128 x 128 blocks without one.
+struct fp8_input {
+  bool configured = false;  // config.json says quant_method "fp8"
+  io::fp8_block_config cfg;
+};
+
+// config.json beside the input (a folder's own, or the one next to a single file), or "". With
+// `fp8`, a quantization_config of method "fp8" is read into it rather than refused.
+int read_base_config(const io::checkpoint& c, std::string& text, fp8_input* fp8 = nullptr) {
   const std::string p = c.folder() + "/config.json";
   text.clear();
   if (!io::path_exists(p)) return exit_ok;
   if (auto s = io::read_text_file(p, text); !s) return fail(exit_input, s);
   nlohmann::json j;
   if (auto s = io::parse_json_text(text, p, j); !s) return fail(exit_input, s);
+  if (fp8 != nullptr) {
+    std::string method;
+    if (auto s = io::quantization_method(j, p, method); !s) return fail(exit_input, s);
+    if (method == "fp8") {
+      if (auto s = io::from_json(j["quantization_config"], p, fp8->cfg); !s) return fail(exit_input, s);
+      fp8->configured = true;
+      return exit_ok;
+    }
+  }
   if (auto s = io::check_readable_quantization(j, p); !s) return fail(exit_input, s);
   return exit_ok;
+}
+
+// The fine-grained FP8 weights among `members` (F8_E4M3 "X" with a tensor "X_scale_inv"; when
+// config.json says quant_method "fp8", every F8_E4M3 tensor, so that one without its scales is an
+// error rather than copied through): marks them in `is_fp8` and drops their scale tensors from
+// `members` (they are part of the weight).
+void fp8_members(const io::checkpoint& c, const fp8_input& fp8, std::vector<io::bnb_member>& members, std::vector<char>& is_fp8) {
+  std::unordered_set<std::string> scales;
+  for (const auto& m : members)
+    if (m.what == io::bnb_member::kind::dense && io::is_fp8_block_weight(c, m.name)) scales.insert(io::fp8_scale_name(m.name));
+  std::vector<io::bnb_member> kept;
+  kept.reserve(members.size());
+  is_fp8.clear();
+  for (auto& m : members) {
+    if (m.what == io::bnb_member::kind::dense && scales.count(m.name) != 0) continue;
+    const bool f8 = fp8.configured ? c.find(m.name).tensor->dtype == io::st_dtype::F8_E4M3 : io::is_fp8_block_weight(c, m.name);
+    is_fp8.push_back(m.what == io::bnb_member::kind::dense && f8 ? 1 : 0);
+    kept.push_back(std::move(m));
+  }
+  members = std::move(kept);
 }
 
 bool parse_int(const char* s, long long lo, long long hi, long long& out) {
@@ -600,12 +641,13 @@ int parse_args(int argc, char** argv, conversion_args& args, Own own) {
   return exit_ok;
 }
 
-// Opens the temporary output folder for OUT, then IN (and its config.json).
-int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder) {
+// Opens the temporary output folder for OUT, then IN (and its config.json; `fp8` as for
+// read_base_config).
+int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder, fp8_input* fp8 = nullptr) {
   if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);  // OUT first: its problems before any work
   if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
   register_input(in);
-  if (int r = read_base_config(in, config_text)) return r;
+  if (int r = read_base_config(in, config_text, fp8)) return r;
   return exit_ok;
 }
 
@@ -956,13 +998,26 @@ int cmd_inspect(int argc, char** argv) {
   io::checkpoint c;
   if (auto s = io::checkpoint::open(argv[0], c); !s) return fail(exit_input, s);
   register_input(c);
+  std::string config_text;
+  fp8_input fp8;
+  const int config_status = read_base_config(c, config_text, &fp8);  // printed now, returned after the listing
   std::vector<io::bnb_member> members;
   io::bnb_members(c, members);
+  std::vector<char> is_fp8;
+  fp8_members(c, fp8, members, is_fp8);
   report("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
   std::uint64_t total = 0;
-  for (const auto& m : members) {
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const io::bnb_member& m = members[i];
     const io::tensor_info& t = *c.find(m.name).tensor;
-    if (m.what != io::bnb_member::kind::dense) {
+    if (is_fp8[i]) {
+      io::fp8_block_layout l;
+      if (auto s = io::check_fp8_block_layout(c, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
+      const std::uint64_t b = t.nbytes() + l.scale.tensor->nbytes();
+      total += b;
+      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", m.name.c_str(), "fp8_e4m3_block", shape_string(t.shape).c_str(), b,
+             bits_per_value(b, l.rows * l.cols));
+    } else if (m.what != io::bnb_member::kind::dense) {
       io::bnb_layout l;
       if (auto s = member_layout(c, m, l); !s) return fail(exit_input, s);
       std::uint64_t b = t.nbytes();  // every byte the file spends on the weight
@@ -978,8 +1033,7 @@ int cmd_inspect(int argc, char** argv) {
     }
   }
   report("%zu file(s), %s of tensor data\n", c.file_count(), human_bytes(static_cast<double>(total)).c_str());
-  std::string config_text;  // a quantization method lowbit does not read: listed above, then refused
-  return read_base_config(c, config_text);
+  return config_status;  // a quantization method lowbit does not read: listed above, then refused
 }
 
 // A tensor of dequantize's output on its way to the file: a dequantized weight's bytes, or none
@@ -1001,20 +1055,30 @@ int cmd_dequantize(int argc, char** argv) {
   io::checkpoint in;
   std::string config_text;
   output_folder folder;
-  if (int r = open_conversion(args, in, config_text, folder)) return r;
+  fp8_input fp8;
+  if (int r = open_conversion(args, in, config_text, folder, &fp8)) return r;
   // LLM.int8 weights record no dtype: the model's (config torch_dtype), else bitsandbytes' float32.
   nlohmann::json config;
   if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
   const lowbit::dtype int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
+  // Fine-grained FP8 weights record none either: torch_dtype, else bfloat16 (transformers'
+  // dequantized FP8 models and DeepSeek's fp8_cast_bf16.py).
+  const lowbit::dtype fp8_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
   std::vector<io::bnb_member> members;
   io::bnb_members(in, members);
+  std::vector<char> is_fp8;
+  fp8_members(in, fp8, members, is_fp8);
   std::vector<io::tensor_entry> entries;
   std::vector<io::bnb_layout> layouts(members.size());
   entries.reserve(members.size());
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const io::bnb_member& m = members[i];
-    if (m.what == io::bnb_member::kind::dense) {
+    if (is_fp8[i]) {
+      io::fp8_block_layout l;
+      if (auto s = io::check_fp8_block_layout(in, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
+      entries.push_back({m.name, io::to_st_dtype(fp8_dtype), {l.rows, l.cols}});
+    } else if (m.what == io::bnb_member::kind::dense) {
       const io::tensor_info& t = *in.find(m.name).tensor;
       entries.push_back({m.name, t.dtype, t.shape});
     } else {
@@ -1062,9 +1126,14 @@ int cmd_dequantize(int argc, char** argv) {
   for (std::size_t i = 0; i < members.size() && produced == exit_ok; ++i) {
     dense_stage st;
     st.member = i;
-    if (members[i].what != io::bnb_member::kind::dense) {
+    if (members[i].what != io::bnb_member::kind::dense || is_fp8[i]) {
       lowbit::quant_tensor q;
-      const lowbit::status s = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, members[i].name, q) : io::load_bnb_int8(in, members[i].name, q, int8_dtype);
+      lowbit::scaled_tensor sq;
+      io::fp8_load_options fo;
+      fo.source = fp8_dtype;
+      const lowbit::status s = is_fp8[i] ? io::load_fp8_block(in, members[i].name, fp8.cfg, sq, fo)
+                               : members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, members[i].name, q)
+                                                                                     : io::load_bnb_int8(in, members[i].name, q, int8_dtype);
       if (!s) {
         produced = fail(exit_input, s);
         break;
@@ -1076,7 +1145,8 @@ int cmd_dequantize(int argc, char** argv) {
                                                           members[i].name.c_str(), static_cast<unsigned long long>(entries[i].nbytes())));
         break;
       }
-      if (auto ds = lowbit::dequantize(q, st.bytes.get(), q.source_dtype(), lowbit::host::options{static_cast<int>(args.threads), false, true}); !ds) {
+      const lowbit::host::options dopt{static_cast<int>(args.threads), false, true};
+      if (auto ds = is_fp8[i] ? lowbit::dequantize(sq, st.bytes.get(), fp8_dtype, dopt) : lowbit::dequantize(q, st.bytes.get(), q.source_dtype(), dopt); !ds) {
         produced = fail(exit_input, ds);
         break;
       }

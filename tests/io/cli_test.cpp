@@ -415,18 +415,27 @@ TEST(LowbitTool, RefusesAQuantizationMethodItDoesNotRead) {
     ASSERT_TRUE(w.write(&scale, 4).ok());
     ASSERT_TRUE(w.commit().ok());
   }
+  // quantize (and convert) do not take fine-grained FP8 input: refused by name
   lowbit_test::write_bytes(d / "fp8/config.json", R"({"hidden_size": 128, "quantization_config": {"activation_scheme": "dynamic", "quant_method": "fp8", "weight_block_size": [128, 128]}})");
+  {
+    const run_result r = run(d, "quantize '" + (d / "fp8") + "' '" + (d / "out") + "'");
+    EXPECT_EQ(r.code, 2) << r.out << r.err;
+    EXPECT_NE(r.err.find("quant_method \"fp8\""), std::string::npos) << r.err;
+    EXPECT_FALSE(lowbit_test::exists(d / "out"));
+  }
+  // a method no command reads
+  lowbit_test::write_bytes(d / "fp8/config.json", R"({"hidden_size": 128, "quantization_config": {"bits": 4, "quant_method": "gptq"}})");
   for (const char* cmd : {"dequantize", "quantize"}) {
     const run_result r = run(d, std::string(cmd) + " '" + (d / "fp8") + "' '" + (d / "out") + "'");
     EXPECT_EQ(r.code, 2) << cmd << ": " << r.out << r.err;
-    EXPECT_NE(r.err.find("quant_method \"fp8\""), std::string::npos) << cmd << ": " << r.err;
+    EXPECT_NE(r.err.find("quant_method \"gptq\""), std::string::npos) << cmd << ": " << r.err;
     EXPECT_NE(r.err.find("config.json"), std::string::npos) << cmd << ": " << r.err;
     EXPECT_FALSE(lowbit_test::exists(d / "out")) << cmd;
   }
   const run_result i = run(d, "inspect '" + (d / "fp8") + "'");
   EXPECT_EQ(i.code, 2) << i.out << i.err;
-  EXPECT_NE(i.out.find("l.weight_scale_inv"), std::string::npos) << i.out;
-  EXPECT_NE(i.err.find("quant_method \"fp8\""), std::string::npos) << i.err;
+  EXPECT_NE(i.out.find("l.weight"), std::string::npos) << i.out;
+  EXPECT_NE(i.err.find("quant_method \"gptq\""), std::string::npos) << i.err;
   expect_only(d.path(), {"stdout", "stderr", "fp8"});
 
   // No quant_method and no load_in_* key: transformers refuses it too; an old bitsandbytes config
@@ -437,6 +446,106 @@ TEST(LowbitTool, RefusesAQuantizationMethodItDoesNotRead) {
   EXPECT_NE(none.err.find("no quant_method"), std::string::npos) << none.err;
   lowbit_test::write_bytes(d / "fp8/config.json", R"({"quantization_config": {"load_in_8bit": true}})");
   EXPECT_EQ(run(d, "inspect '" + (d / "fp8") + "'").code, 0);
+}
+
+// Issue 17: inspect and dequantize read transformers' fine-grained FP8 weights (docs/fp8-block.md):
+// F8_E4M3 codes times the tile's weight_scale_inv, partial edge tiles, F32 or BF16 scales, output
+// in config.json's torch_dtype (else bfloat16), the scales folded into their weight.
+namespace {
+
+void write_fp8_checkpoint(const std::string& folder, bool scale_ok = true, bool drop_scale = false) {
+  ::mkdir(folder.c_str(), 0755);
+  std::vector<io::tensor_entry> e = {{"a.weight", io::st_dtype::F8_E4M3, {130, 129}}};
+  if (!drop_scale) e.push_back({"a.weight_scale_inv", io::st_dtype::F32, scale_ok ? std::vector<std::int64_t>{2, 2} : std::vector<std::int64_t>{2, 1}});
+  e.push_back({"b.weight", io::st_dtype::F8_E4M3, {3, 5}});
+  e.push_back({"b.weight_scale_inv", io::st_dtype::BF16, {1, 1}});
+  e.push_back({"lm_head.weight", io::st_dtype::BF16, {2, 2}});
+  io::safetensors_writer w;
+  ASSERT_TRUE(w.open(folder + "/model.safetensors", e).ok());
+  const std::vector<std::uint8_t> a(130 * 129, 0x38);  // 1.0
+  ASSERT_TRUE(w.write(a.data(), a.size()).ok());
+  if (!drop_scale) {
+    const float sa[4] = {1.0f, 2.0f, 3.0f, 0.5f};
+    ASSERT_TRUE(w.write(sa, scale_ok ? 16 : 8).ok());
+  }
+  const std::vector<std::uint8_t> b(15, 0x40);  // 2.0
+  ASSERT_TRUE(w.write(b.data(), b.size()).ok());
+  const std::uint16_t sb = 0x4000;  // bf16 2.0
+  ASSERT_TRUE(w.write(&sb, 2).ok());
+  const std::uint16_t head[4] = {0x3F80, 0xBF80, 0x4040, 0x0000};
+  ASSERT_TRUE(w.write(head, 8).ok());
+  ASSERT_TRUE(w.commit().ok());
+}
+
+float value_at(const io::checkpoint::location& l, std::size_t i) {
+  if (l.tensor->dtype == io::st_dtype::F32) {
+    float f;
+    std::memcpy(&f, l.file->data(*l.tensor) + 4 * i, 4);
+    return f;
+  }
+  std::uint16_t h;
+  std::memcpy(&h, l.file->data(*l.tensor) + 2 * i, 2);
+  return lowbit::bf16_bits_to_float(h);
+}
+
+}  // namespace
+
+TEST(LowbitTool, DequantizesAndInspectsFineGrainedFp8) {
+  scratch_dir d;
+  const char* qc = R"("quantization_config": {"activation_scheme": "dynamic", "modules_to_not_convert": ["lm_head"], "quant_method": "fp8", "weight_block_size": [128, 128]})";
+  write_fp8_checkpoint(d / "in");
+  struct variant {
+    std::string config;  // "" for none
+    io::st_dtype dtype;
+  };
+  for (const variant& v : {variant{std::string(R"({"torch_dtype": "bfloat16", )") + qc + "}", io::st_dtype::BF16},
+                           variant{std::string(R"({"torch_dtype": "float32", )") + qc + "}", io::st_dtype::F32}, variant{"", io::st_dtype::BF16}}) {
+    SCOPED_TRACE(v.config);
+    if (!v.config.empty()) lowbit_test::write_bytes(d / "in/config.json", v.config);
+    else ::unlink((d / "in/config.json").c_str());
+    const std::string out = d / "out";
+    const run_result r = run(d, "dequantize --quiet '" + (d / "in") + "' '" + out + "'");
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    io::checkpoint b;
+    ASSERT_TRUE(io::checkpoint::open(out, b).ok());
+    EXPECT_EQ(b.names().size(), 3u);
+    EXPECT_EQ(b.find("a.weight_scale_inv").tensor, nullptr);
+    const auto a = b.find("a.weight"), w = b.find("b.weight"), h = b.find("lm_head.weight");
+    ASSERT_TRUE(a.tensor && w.tensor && h.tensor);
+    EXPECT_EQ(a.tensor->dtype, v.dtype);
+    EXPECT_EQ(a.tensor->shape, (std::vector<std::int64_t>{130, 129}));
+    EXPECT_EQ(h.tensor->dtype, io::st_dtype::BF16);  // dense: copied as it is
+    EXPECT_EQ(value_at(h, 1), -1.0f);
+    for (auto rc : std::vector<std::pair<int, int>>{{0, 0}, {127, 127}, {0, 128}, {127, 128}, {128, 0}, {129, 127}, {128, 128}, {129, 128}}) {
+      const float want = rc.first < 128 ? (rc.second < 128 ? 1.0f : 2.0f) : (rc.second < 128 ? 3.0f : 0.5f);
+      EXPECT_EQ(value_at(a, static_cast<std::size_t>(rc.first * 129 + rc.second)), want) << rc.first << "," << rc.second;
+    }
+    for (std::size_t i = 0; i < 15; ++i) EXPECT_EQ(value_at(w, i), 4.0f) << i;
+    const std::string cfg = lowbit_test::read_bytes(out + "/config.json");
+    EXPECT_EQ(cfg.find("quantization_config"), std::string::npos) << cfg;
+    ::system(("rm -rf '" + out + "'").c_str());
+  }
+  lowbit_test::write_bytes(d / "in/config.json", std::string("{") + qc + "}");
+  const run_result i = run(d, "inspect '" + (d / "in") + "'");
+  EXPECT_EQ(i.code, 0) << i.out << i.err;
+  EXPECT_NE(i.out.find("fp8_e4m3_block"), std::string::npos) << i.out;
+  EXPECT_EQ(i.out.find("a.weight_scale_inv"), std::string::npos) << i.out;
+  // 130 * 129 code bytes + 4 float32 scales over 130 * 129 values
+  EXPECT_NE(i.out.find(std::to_string(130 * 129 + 16)), std::string::npos) << i.out;
+
+  // a scale grid of the wrong shape, and an F8_E4M3 weight without its scales: exit 2, by name
+  for (const bool drop : {false, true}) {
+    scratch_dir e;
+    write_fp8_checkpoint(e / "in", false, drop);
+    lowbit_test::write_bytes(e / "in/config.json", std::string("{") + qc + "}");
+    for (const char* cmd : {"dequantize", "inspect"}) {
+      const run_result r = run(e, std::string(cmd) + " '" + (e / "in") + "'" + (std::string(cmd) == "inspect" ? "" : " '" + (e / "out") + "'"));
+      EXPECT_EQ(r.code, 2) << cmd << r.out << r.err;
+      EXPECT_NE(r.err.find("\"a.weight_scale_inv\""), std::string::npos) << cmd << r.err;
+      EXPECT_NE(r.err.find(drop ? "missing" : "needs [2, 2]"), std::string::npos) << cmd << r.err;
+      EXPECT_FALSE(lowbit_test::exists(e / "out"));
+    }
+  }
 }
 
 // Issue 18: `lowbit dequantize` of an LLM.int8 checkpoint wrote float16, where bitsandbytes'

@@ -142,7 +142,7 @@ int main(int argc, char** argv) {
   f = folder("dir_config_utf8");
   ok = write_file(f + "/model.safetensors", model) && write_file(f + "/config.json", "{\"a\": \"\xff\"}") && ok;
   f = folder("dir_config_quant_method");
-  ok = write_file(f + "/model.safetensors", model) && write_file(f + "/config.json", "{\"quantization_config\": {\"quant_method\": \"fp8\"}}") && ok;
+  ok = write_file(f + "/model.safetensors", model) && write_file(f + "/config.json", "{\"quantization_config\": {\"quant_method\": \"gptq\"}}") && ok;
   f = folder("dir_config_fifo");
   ok = write_file(f + "/model.safetensors", model) && ::mkfifo((f + "/config.json").c_str(), 0644) == 0 && ok;
   f = folder("dir_model_fifo");
