@@ -1,13 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // lowbit: quantize, inspect and dequantize safetensors checkpoints in bitsandbytes' layout.
 //
-//   lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]
+//   lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block] [--block-size N] [--double-quant|--no-double-quant]
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
 //                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
-//   lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32
-//                         [--threads N] [--quiet] [--no-report]
+//   lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32|
+//                              bnb-nf4|bnb-fp4|bnb-int8|fp8-block|safetensors-f32|safetensors-f16|safetensors-bf16
+//                         [--skip PATTERN]... [--threads N] [--quiet] [--no-report] [--max-shard-size SIZE]
 //   lowbit --version | --help
 //
 // GGUF (docs/gguf.md): inspect and dequantize also take a GGUF file (recognized by its magic);
@@ -60,12 +61,22 @@
 // the output is planned from the input's headers and quant_states, and at most two dequantized
 // tensors are in memory at a time. Both are linear in the number of tensors (hashed lookups).
 //
+// convert --to a safetensors layout (docs/convert-checkpoints.md) reads any input convert reads
+// (GGUF, dense, bitsandbytes, fine-grained FP8; quantized weights dequantized to float32 first)
+// and writes: with bnb-nf4/bnb-fp4 (block 64, double quantization) or bnb-int8, what `quantize
+// --format` writes; with fp8-block, transformers' fine-grained FP8 (128 x 128 tiles); the weights
+// quantized are those quantize picks (2-D float tensors named "*weight" containing no --skip
+// pattern; defaults "lm_head", "embed"), other float tensors stay in their dtype (a dequantized
+// one in the dtype `dequantize` would write it in), the rest is copied. safetensors-f32/f16/bf16
+// writes every float tensor in that dtype (rounded to nearest even from float32) and no
+// quantization_config. A writer thread writes tensor i while tensor i + 1 is converted, and its
+// report has the GGUF path's figures. `quantize --format fp8-block` is this path.
 // A config.json whose quantization_config names a method lowbit does not read (anything but
 // bitsandbytes, e.g. "gptq") is refused by every command with exit 2 (inspect lists the tensors
 // first). inspect and dequantize also read transformers' fine-grained FP8 weights (an F8_E4M3
 // "X" with "X_scale_inv", blocks from config.json's quant_method "fp8", else 128 x 128;
-// docs/fp8-block.md): dequantize writes them in config.json's torch_dtype, else bfloat16, and
-// quantize and convert refuse quant_method "fp8".
+// docs/fp8-block.md): dequantize writes them in config.json's torch_dtype, else bfloat16; convert
+// reads them; quantize (to the bitsandbytes formats) refuses quant_method "fp8".
 // dequantize writes each 4-bit weight in the dtype its quant_state records, and LLM.int8 weights
 // (whose layout records none) in config.json's torch_dtype, or else in float32 (what
 // bitsandbytes' int8_vectorwise_dequant returns).
@@ -572,12 +583,14 @@ bool parse_int(const char* s, long long lo, long long hi, long long& out) {
 
 void usage(FILE* f) {
   std::fputs(
-      "usage: lowbit quantize IN OUT [--format nf4|fp4|int8] [--block-size N] [--double-quant|--no-double-quant]\n"
+      "usage: lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block] [--block-size N] [--double-quant|--no-double-quant]\n"
       "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
       "                              [--max-shard-size SIZE]\n"
       "       lowbit inspect FILE|FOLDER\n"
       "       lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]\n"
-      "       lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32 [--threads N] [--quiet] [--no-report]\n"
+      "       lowbit convert IN OUT --to FORMAT [--skip PATTERN]... [--threads N] [--quiet] [--no-report] [--max-shard-size SIZE]\n"
+      "              FORMAT: gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32|bnb-nf4|bnb-fp4|bnb-int8|fp8-block|\n"
+      "                      safetensors-f32|safetensors-f16|safetensors-bf16\n"
       "       lowbit --version | --help\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
@@ -833,11 +846,18 @@ int write_stages(handoff<stage>& slot, model_writer& mw, const std::vector<plann
   return exit_ok;
 }
 
+// The formats of `quantize --format` that are safetensors layouts of other owners than
+// bitsandbytes, written through convert's path (convert_safetensors).
+const char* const layout_formats = "fp8-block";
+bool is_layout_format(const std::string& f) { return f == "fp8-block"; }
+int quantize_to_layout(const conversion_args& args, const std::string& fmt, const std::vector<std::string>& skip, bool with_report);
+
 int cmd_quantize(int argc, char** argv) {
   conversion_args args;
   std::string fmt = "nf4", compute = "bfloat16";
   long long block = 64;
   bool dq = true, with_report = true;
+  const char* bnb_only = nullptr;  // an option of the bitsandbytes formats only, if given
   std::vector<std::string> skip = {"lm_head", "embed"};
   const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
     auto value = [&](const char* what) -> const char* {
@@ -851,13 +871,16 @@ int cmd_quantize(int argc, char** argv) {
       const char* v = value("--format");
       if (!v) return -1;
       fmt = v;
-      if (fmt != "nf4" && fmt != "fp4" && fmt != "int8") return std::fprintf(stderr, "lowbit: --format must be nf4, fp4 or int8, not \"%s\"\n", v), -1;
+      if (fmt != "nf4" && fmt != "fp4" && fmt != "int8" && !is_layout_format(fmt))
+        return std::fprintf(stderr, "lowbit: --format must be nf4, fp4, int8 or %s, not \"%s\"\n", layout_formats, v), -1;
     } else if (a == "--block-size") {
       const char* v = value("--block-size");
       if (!v || !parse_int(v, 32, 4096, block) || (block & (block - 1)) != 0)
         return std::fprintf(stderr, "lowbit: --block-size must be a power of two in [32, 4096]\n"), -1;
+      bnb_only = "--block-size";
     } else if (a == "--double-quant" || a == "--no-double-quant") {
       dq = a == "--double-quant";
+      bnb_only = argv[i];
     } else if (a == "--skip") {
       const char* v = value("--skip");
       if (!v || !*v) return std::fprintf(stderr, "lowbit: --skip needs a non-empty pattern\n"), -1;
@@ -869,6 +892,7 @@ int cmd_quantize(int argc, char** argv) {
       else if (c == "f16" || c == "float16") compute = "float16";
       else if (c == "f32" || c == "float32") compute = "float32";
       else return std::fprintf(stderr, "lowbit: --compute-dtype must be bf16, f16 or f32\n"), -1;
+      bnb_only = "--compute-dtype";
     } else if (a == "--no-report") {
       with_report = false;
     } else {
@@ -877,6 +901,10 @@ int cmd_quantize(int argc, char** argv) {
     return 1;
   });
   if (parsed != exit_ok) return parsed;
+  if (is_layout_format(fmt)) {
+    if (bnb_only != nullptr) return std::fprintf(stderr, "lowbit: %s applies to --format nf4, fp4 and int8 only, not %s\n", bnb_only, fmt.c_str()), exit_usage;
+    return quantize_to_layout(args, fmt, skip, with_report);
+  }
   const long long threads = args.threads;
   const bool quiet = args.quiet;
   const std::vector<std::string>& pos = args.pos;
@@ -1265,9 +1293,14 @@ struct convert_source {
   std::string name;
   std::vector<std::int64_t> shape;
   bool floating = true;              // values go through float32; else bytes passed through
-  std::uint32_t raw_type = 0;        // ggml type of passed-through bytes
+  std::uint32_t raw_type = 0;        // ggml type of passed-through bytes (GGUF output)
+  io::st_dtype raw_st = io::st_dtype::U8;  // their safetensors dtype (safetensors output)
   const std::uint8_t* raw = nullptr;
   std::uint64_t raw_bytes = 0;
+  // Floating tensors: the safetensors dtype a safetensors output keeps the tensor in when it does
+  // not quantize it (its own for dense tensors; what `lowbit dequantize` writes for quantized
+  // ones: the quant_state's dtype, config.json's torch_dtype, or float32 for GGUF block types).
+  io::st_dtype keep = io::st_dtype::F32;
 };
 
 // The ggml type of integer/float64 tensors passed through unchanged.
@@ -1322,10 +1355,58 @@ void widen_to_f32(const std::uint8_t* b, lowbit::dtype dt, std::size_t k0, std::
   }
 }
 
-// The error figures of a quantized GGUF tensor against its input.
-struct gguf_error {
+// The error figures of a quantized tensor against its input.
+struct error_figures {
   double max_abs = 0, mean_abs = 0, sqnr_db = 0;
 };
+
+// Sums of one chunk of a tensor's error: float32 sums in 16 independent lanes over spans of 2048
+// elements (the compiler vectorizes the lanes; one running sum could not be), then double across
+// spans and lanes, in a fixed order: the figures are a function of the input alone
+// (host::measure_error's scheme, within 1e-5 of the exact sums).
+struct error_sums {
+  double se = 0, sx = 0, sabs = 0, maxe = 0;
+  // Adds x[0, m) (the input) against y[0, m) (its dequantization).
+  void add(const float* xc, const float* yc, std::int64_t m) {
+    constexpr int L = 16;
+    constexpr std::int64_t span = 2048;
+    for (std::int64_t p0 = 0; p0 < m; p0 += span) {
+      const std::int64_t p1 = std::min(m, p0 + span);
+      float fe[L] = {}, fx[L] = {}, fabs_[L] = {}, fmax[L] = {};
+      std::int64_t k = p0;
+      for (; k + L <= p1; k += L)
+        for (int j = 0; j < L; ++j) {
+          const float xv = xc[k + j], d = xv - yc[k + j], ad = std::fabs(d);
+          fe[j] += d * d;
+          fx[j] += xv * xv;
+          fabs_[j] += ad;
+          fmax[j] = fmax[j] < ad ? ad : fmax[j];
+        }
+      for (int j = 0; k < p1; ++k, ++j) {
+        const float xv = xc[k], d = xv - yc[k], ad = std::fabs(d);
+        fe[j] += d * d;
+        fx[j] += xv * xv;
+        fabs_[j] += ad;
+        fmax[j] = fmax[j] < ad ? ad : fmax[j];
+      }
+      for (int j = 0; j < L; ++j) se += fe[j], sx += fx[j], sabs += fabs_[j], maxe = std::max(maxe, static_cast<double>(fmax[j]));
+    }
+  }
+  // The figures of a tensor of n elements from its chunks' sums, added in chunk order.
+  static error_figures total(const std::vector<error_sums>& part, std::int64_t n) {
+    error_sums t;
+    for (const error_sums& s : part) t.se += s.se, t.sx += s.sx, t.sabs += s.sabs, t.maxe = std::max(t.maxe, s.maxe);
+    error_figures e;
+    e.max_abs = t.maxe;
+    e.mean_abs = n == 0 ? 0.0 : t.sabs / static_cast<double>(n);
+    e.sqnr_db = t.se > 0 ? 10.0 * std::log10(t.sx / t.se) : std::numeric_limits<double>::infinity();
+    return e;
+  }
+};
+
+// Chunk size of the error figures (and of the GGUF quantizer): a multiple of every ggml block
+// size (32, 256).
+constexpr std::int64_t error_chunk = std::int64_t{1} << 14;
 
 // Quantizes one tensor of n float values to GGUF type ty (a block type or F16/BF16/F32) into q,
 // in chunks of a fixed size, each on one thread from input to codes while it is in cache: the
@@ -1336,14 +1417,11 @@ struct gguf_error {
 // names the first such element of the tensor, as ggml::quantize's does, and q is partial (the
 // caller discards the output).
 lowbit::status quantize_gguf_tensor(lowbit::ggml::type ty, const std::uint8_t* dense, lowbit::dtype dense_dt, const float* x, std::int64_t n,
-                                    std::uint8_t* q, int threads, gguf_error* err) {
+                                    std::uint8_t* q, int threads, error_figures* err) {
   const lowbit::ggml::type_traits tr = lowbit::ggml::traits(ty);
-  constexpr std::int64_t chunk = std::int64_t{1} << 14;  // a multiple of every block size (32, 256)
+  constexpr std::int64_t chunk = error_chunk;
   const std::int64_t chunks = (n + chunk - 1) / chunk;
-  struct sums {
-    double se = 0, sx = 0, sabs = 0, maxe = 0;
-  };
-  std::vector<sums> part(err != nullptr ? static_cast<std::size_t>(chunks) : 0);
+  std::vector<error_sums> part(err != nullptr ? static_cast<std::size_t>(chunks) : 0);
   std::mutex error_mutex;
   std::int64_t bad_index = -1;  // the first non-finite element found
   lowbit::status other_error;
@@ -1377,35 +1455,7 @@ lowbit::status quantize_gguf_tensor(lowbit::ggml::type ty, const std::uint8_t* d
         if (other_error.ok()) other_error = e;
         return;
       }
-      // float32 sums in 16 independent lanes over spans of 2048 elements (the compiler
-      // vectorizes the lanes; one running sum could not be), then double across spans and lanes,
-      // in a fixed order: the figures are a function of the input alone (host::measure_error's
-      // scheme, within 1e-5 of the exact sums).
-      constexpr int L = 16;
-      constexpr std::int64_t span = 2048;
-      const float* yc = yb.data();
-      sums& s = part[static_cast<std::size_t>(c)];
-      for (std::int64_t p0 = 0; p0 < m; p0 += span) {
-        const std::int64_t p1 = std::min(m, p0 + span);
-        float se[L] = {}, sx[L] = {}, sabs[L] = {}, maxe[L] = {};
-        std::int64_t k = p0;
-        for (; k + L <= p1; k += L)
-          for (int j = 0; j < L; ++j) {
-            const float xv = xc[k + j], d = xv - yc[k + j], ad = std::fabs(d);
-            se[j] += d * d;
-            sx[j] += xv * xv;
-            sabs[j] += ad;
-            maxe[j] = maxe[j] < ad ? ad : maxe[j];
-          }
-        for (int j = 0; k < p1; ++k, ++j) {
-          const float xv = xc[k], d = xv - yc[k], ad = std::fabs(d);
-          se[j] += d * d;
-          sx[j] += xv * xv;
-          sabs[j] += ad;
-          maxe[j] = maxe[j] < ad ? ad : maxe[j];
-        }
-        for (int j = 0; j < L; ++j) s.se += se[j], s.sx += sx[j], s.sabs += sabs[j], s.maxe = std::max(s.maxe, static_cast<double>(maxe[j]));
-      }
+      part[static_cast<std::size_t>(c)].add(xc, yb.data(), m);
     }
   });
   if (failed) {
@@ -1418,98 +1468,463 @@ lowbit::status quantize_gguf_tensor(lowbit::ggml::type ty, const std::uint8_t* d
     }
     return other_error;
   }
-  if (err != nullptr) {
-    sums t;
-    for (const sums& s : part) t.se += s.se, t.sx += s.sx, t.sabs += s.sabs, t.maxe = std::max(t.maxe, s.maxe);
-    err->max_abs = t.maxe;
-    err->mean_abs = n == 0 ? 0.0 : t.sabs / static_cast<double>(n);
-    err->sqnr_db = t.se > 0 ? 10.0 * std::log10(t.sx / t.se) : std::numeric_limits<double>::infinity();
-  }
+  if (err != nullptr) *err = error_sums::total(part, n);
   return {};
 }
 
-int cmd_convert(int argc, char** argv) {
-  conversion_args args;
-  std::string to;
-  bool with_report = true;
-  const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
-    if (a == "--to") {
-      if (i + 1 >= argc) return std::fprintf(stderr, "lowbit: --to needs a format\n"), -1;
-      to = argv[++i];
-      return 1;
-    }
-    if (a == "--no-report") return with_report = false, 1;
-    return 0;
-  });
-  if (parsed != exit_ok) return parsed;
-  static const std::pair<const char*, lowbit::ggml::type> targets[] = {
-      {"gguf-f32", lowbit::ggml::type::f32},   {"gguf-f16", lowbit::ggml::type::f16},   {"gguf-bf16", lowbit::ggml::type::bf16}, {"gguf-q8_0", lowbit::ggml::type::q8_0},
-      {"gguf-q4_0", lowbit::ggml::type::q4_0}, {"gguf-q4_1", lowbit::ggml::type::q4_1}, {"gguf-mxfp4", lowbit::ggml::type::mxfp4}};
-  const lowbit::ggml::type* target = nullptr;
-  for (const auto& t : targets)
-    if (to == t.first) target = &t.second;
-  if (target == nullptr)
-    return std::fprintf(stderr, "lowbit: --to must be one of gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4%s%s%s\n", to.empty() ? "" : " (not \"",
-                        to.c_str(), to.empty() ? "" : "\")"),
-           exit_usage;
-  if (args.max_shard_bytes != 0) return std::fprintf(stderr, "lowbit: --max-shard-size does not apply to a GGUF output (one file)\n"), exit_usage;
-  const lowbit::ggml::type_traits ttr = lowbit::ggml::traits(*target);
-
-  output_folder folder;
-  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
-  // The input: a GGUF file, or a safetensors checkpoint (bitsandbytes-quantized weights are
-  // dequantized, as `lowbit dequantize` would).
-  const bool from_gguf = io::is_gguf_file(args.pos[0]);
+// convert's input, any layout lowbit reads: a GGUF file, or a safetensors checkpoint with dense
+// tensors, bitsandbytes weights and transformers' fine-grained FP8 weights (quantized weights are
+// dequantized, as `lowbit dequantize` would).
+struct convert_input {
+  bool from_gguf = false;
   io::gguf_file g;
   io::checkpoint in;
   std::string config_text;
   std::vector<io::bnb_member> members;
-  lowbit::dtype int8_dtype = lowbit::dtype::f32;
+  std::vector<char> is_fp8;
+  fp8_input fp8;
+  lowbit::dtype int8_dtype = lowbit::dtype::f32, fp8_dtype = lowbit::dtype::bf16;
   std::vector<convert_source> src;
-  if (from_gguf) {
-    if (auto s = io::gguf_file::open(args.pos[0], g); !s) return fail(exit_input, s);
-    register_input(g);
-    for (const auto& t : g.tensors()) {
-      convert_source c{t.name, t.shape()};
-      lowbit::ggml::type_traits tr{};
-      if (lowbit::ggml::traits_of(t.type, tr) && tr.handled) {
-        c.floating = true;
-      } else if (t.type >= 24 && t.type <= 28) {
-        c.floating = false, c.raw_type = t.type, c.raw = t.data, c.raw_bytes = t.nbytes;
-      } else {
-        return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is ggml type %s, which lowbit does not decode", g.path().c_str(),
-                                                      t.name.c_str(), gguf_type_label(t.type).c_str()));
+
+  // Opens `path` and lists its tensors (headers only). `gguf_out`: the output is GGUF, so tensors
+  // without a float type must have a ggml type. Returns an exit code, the error printed.
+  int open(const std::string& path, bool gguf_out) {
+    from_gguf = io::is_gguf_file(path);
+    if (from_gguf) {
+      if (auto s = io::gguf_file::open(path, g); !s) return fail(exit_input, s);
+      register_input(g);
+      for (const auto& t : g.tensors()) {
+        convert_source c{t.name, t.shape()};
+        lowbit::ggml::type_traits tr{};
+        io::st_dtype d{};
+        if (lowbit::ggml::traits_of(t.type, tr) && tr.handled) {
+          c.floating = true;
+          c.keep = gguf_dense_dtype(t.type, d) ? d : io::st_dtype::F32;
+        } else if (t.type >= 24 && t.type <= 28 && gguf_dense_dtype(t.type, d)) {
+          c.floating = false, c.raw_type = t.type, c.raw_st = d, c.raw = t.data, c.raw_bytes = t.nbytes;
+        } else {
+          return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is ggml type %s, which lowbit does not decode", g.path().c_str(),
+                                                        t.name.c_str(), gguf_type_label(t.type).c_str()));
+        }
+        src.push_back(c);
       }
-      src.push_back(c);
+      return exit_ok;
     }
-  } else {
-    if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
+    if (auto s = io::checkpoint::open(path, in); !s) return fail(exit_input, s);
     register_input(in);
-    if (int r = read_base_config(in, config_text)) return r;
+    if (int r = read_base_config(in, config_text, &fp8)) return r;
     nlohmann::json config;
     if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
     int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
+    fp8_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
     io::bnb_members(in, members);
-    for (const auto& m : members) {
+    fp8_members(in, fp8, members, is_fp8);
+    for (std::size_t i = 0; i < members.size(); ++i) {
+      const io::bnb_member& m = members[i];
       convert_source c{m.name, {}};
-      if (m.what != io::bnb_member::kind::dense) {
+      if (is_fp8[i]) {
+        io::fp8_block_layout l;
+        if (auto s = io::check_fp8_block_layout(in, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
+        c.shape = {l.rows, l.cols};
+        c.keep = io::to_st_dtype(fp8_dtype);
+      } else if (m.what != io::bnb_member::kind::dense) {
         io::bnb_layout l;
         if (auto s = member_layout(in, m, l, int8_dtype); !s) return fail(exit_input, s);
         c.shape = l.shape;
+        c.keep = io::to_st_dtype(l.source);
       } else {
         const io::tensor_info& t = *in.find(m.name).tensor;
         c.shape = t.shape;
         lowbit::dtype dt{};
-        if (!io::to_dtype(t.dtype, dt)) {
-          if (!ggml_type_of_dense(t.dtype, c.raw_type))
+        if (io::to_dtype(t.dtype, dt)) {
+          c.keep = t.dtype;
+        } else {
+          if (gguf_out && !ggml_type_of_dense(t.dtype, c.raw_type))
             return fail(exit_input, lowbit::status::error(lowbit::errc::unsupported, "%s: tensor \"%s\" is %s, which GGUF has no type for", in.path().c_str(), m.name.c_str(),
                                                           io::info(t.dtype).name));
-          c.floating = false, c.raw = in.find(m.name).file->data(t), c.raw_bytes = t.nbytes();
+          c.floating = false, c.raw_st = t.dtype, c.raw = in.find(m.name).file->data(t), c.raw_bytes = t.nbytes();
         }
       }
       src.push_back(c);
     }
+    return exit_ok;
   }
+
+  // The values of floating tensor i: float16/bfloat16/float32 bytes in the input mapping
+  // (`dense`, of dtype `dense_dt`), or else decoded into `x` as float32 (`dense` null).
+  lowbit::status values(std::size_t i, int threads, std::vector<float>& x, const std::uint8_t*& dense, lowbit::dtype& dense_dt) {
+    dense = nullptr;
+    const std::int64_t n = numel(src[i].shape);
+    if (from_gguf) {
+      lowbit::ggml::type_traits tr{};
+      const io::gguf_tensor& t = g.tensors()[i];
+      if (lowbit::ggml::traits_of(t.type, tr) && tr.block == 1 && (t.type == 0 || t.type == 1 || t.type == 30)) {
+        dense = t.data;
+        dense_dt = t.type == 0 ? lowbit::dtype::f32 : t.type == 1 ? lowbit::dtype::f16 : lowbit::dtype::bf16;
+        return {};
+      }
+      x.resize(static_cast<std::size_t>(n));
+      return io::gguf_file::dequantize(t, x.data(), threads);
+    }
+    const io::bnb_member& m = members[i];
+    if (m.what == io::bnb_member::kind::dense && !is_fp8[i]) {
+      const auto loc = in.find(m.name);
+      io::to_dtype(loc.tensor->dtype, dense_dt);
+      dense = loc.file->data(*loc.tensor);
+      return {};
+    }
+    x.resize(static_cast<std::size_t>(n));
+    const lowbit::host::options opt{threads, false, true};
+    if (is_fp8[i]) {
+      lowbit::scaled_tensor sq;
+      io::fp8_load_options fo;
+      fo.source = fp8_dtype;
+      LOWBIT_TRY(io::load_fp8_block(in, m.name, fp8.cfg, sq, fo));
+      return lowbit::dequantize(sq, x.data(), lowbit::dtype::f32, opt);
+    }
+    lowbit::quant_tensor qt;
+    LOWBIT_TRY(m.what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, m.name, qt) : io::load_bnb_int8(in, m.name, qt, int8_dtype));
+    return lowbit::dequantize(qt, x.data(), lowbit::dtype::f32, opt);
+  }
+
+  static std::int64_t numel(const std::vector<std::int64_t>& shape) {
+    std::int64_t n = 1;
+    for (auto d : shape) n *= d;
+    return n;
+  }
+};
+
+// ---- convert to a safetensors layout --------------------------------------------------------------
+// A quantized weight of a safetensors output, ready to be written: its tensors (real shapes,
+// each at most the planned one) and how to write their bytes and dequantize it.
+struct encoded_weight {
+  virtual ~encoded_weight() = default;
+  std::vector<io::tensor_entry> entries;
+  virtual lowbit::status write(io::safetensors_writer& w) const = 0;
+  virtual lowbit::status dequantize(float* y, int threads) const = 0;
+};
+
+// A safetensors layout convert writes a checkpoint's weights in.
+struct st_layout {
+  virtual ~st_layout() = default;
+  virtual const char* label() const = 0;  // the format column of the report
+  // Writes OUT/config.json: IN's config with this layout's quantization_config; `skip`: the
+  // patterns of the weights left unquantized.
+  virtual int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const = 0;
+  // The entries of weight `name` (shape `shape`, quantized from dtype `dt`) at their largest.
+  virtual lowbit::status plan(const std::string& name, const std::vector<std::int64_t>& shape, lowbit::dtype dt, std::vector<io::tensor_entry>& out) const = 0;
+  // Quantizes the weight (`data` of dtype `dt`, row-major `shape`).
+  virtual lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
+                                std::unique_ptr<encoded_weight>& out) const = 0;
+};
+
+// bitsandbytes' layout (nf4 / fp4 with block 64 and double quantization, or LLM.int8), as
+// `lowbit quantize` writes it.
+struct bnb_st_layout final : st_layout {
+  lowbit::format fmt;
+  explicit bnb_st_layout(lowbit::format f) : fmt(f) {}
+  const char* label() const override { return fmt == lowbit::format::nf4 ? "nf4+dq" : fmt == lowbit::format::bnb_fp4 ? "fp4+dq" : "int8"; }
+  lowbit::quantize_params params(int threads) const {
+    lowbit::quantize_params p;
+    p.fmt = fmt;
+    p.gran = fmt == lowbit::format::int8_absmax ? lowbit::granularity::per_row() : lowbit::granularity::per_block(64);
+    p.double_quant = fmt != lowbit::format::int8_absmax;
+    p.options.threads = threads;
+    return p;
+  }
+  int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const override {
+    io::bnb_quantization_config qc;
+    qc.load_in_4bit = fmt != lowbit::format::int8_absmax;
+    qc.load_in_8bit = !qc.load_in_4bit;
+    qc.bnb_4bit_quant_type = fmt == lowbit::format::bnb_fp4 ? "fp4" : "nf4";
+    qc.bnb_4bit_use_double_quant = qc.load_in_4bit;
+    qc.has_skip_modules = true;
+    qc.llm_int8_skip_modules = skip;
+    return write_config_json(folder, config_text, &qc);
+  }
+  lowbit::status plan(const std::string& name, const std::vector<std::int64_t>& shape, lowbit::dtype dt, std::vector<io::tensor_entry>& out) const override {
+    const lowbit::quantize_params p = params(1);
+    io::bnb_layout l;
+    l.fmt = fmt;
+    l.source = fmt == lowbit::format::int8_absmax ? lowbit::dtype::f16 : dt;
+    l.shape = shape;
+    l.double_quant = p.double_quant;
+    LOWBIT_TRY(lowbit::resolve_block_size(p.gran, shape, l.block_size));
+    return io::bnb_entries_largest(name, l, out);
+  }
+  struct weight final : encoded_weight {
+    lowbit::quant_tensor q;
+    lowbit::status write(io::safetensors_writer& w) const override { return io::write_bnb(w, q); }
+    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
+  };
+  lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
+                        std::unique_ptr<encoded_weight>& out) const override {
+    auto e = std::make_unique<weight>();
+    std::vector<lowbit::f16> half;
+    if (fmt == lowbit::format::int8_absmax && dt != lowbit::dtype::f16) {  // bitsandbytes quantizes float16 weights
+      half.resize(static_cast<std::size_t>(convert_input::numel(shape)));
+      std::vector<float> row(4096);
+      for (std::size_t k0 = 0; k0 < half.size(); k0 += row.size()) {
+        const std::size_t m = std::min(row.size(), half.size() - k0);
+        widen_to_f32(static_cast<const std::uint8_t*>(data), dt, k0, m, row.data());
+        for (std::size_t j = 0; j < m; ++j) half[k0 + j] = lowbit::from_float<lowbit::f16>(row[j]);
+      }
+      data = half.data();
+      dt = lowbit::dtype::f16;
+    }
+    LOWBIT_TRY(lowbit::quantize(data, dt, shape, params(threads), e->q));
+    LOWBIT_TRY(io::bnb_entries(name, e->q, e->entries));
+    out = std::move(e);
+    return {};
+  }
+};
+
+// transformers' fine-grained FP8 (quant_method "fp8", 128 x 128 tiles; docs/fp8-block.md).
+struct fp8_block_st_layout final : st_layout {
+  io::fp8_block_config cfg;
+  const char* label() const override { return "fp8_e4m3_block"; }
+  int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const override {
+    io::fp8_block_config c = cfg;
+    c.modules_to_not_convert = skip;
+    c.has_modules_to_not_convert = true;
+    if (auto s = io::write_fp8_block_config(folder.file("config.json"), config_text, c); !s) return fail(exit_output, s);
+    return exit_ok;
+  }
+  lowbit::status plan(const std::string& name, const std::vector<std::int64_t>& shape, lowbit::dtype, std::vector<io::tensor_entry>& out) const override {
+    out.push_back({name, io::st_dtype::F8_E4M3, shape});
+    out.push_back({io::fp8_scale_name(name), io::st_dtype::F32, {(shape[0] + cfg.block_rows - 1) / cfg.block_rows, (shape[1] + cfg.block_cols - 1) / cfg.block_cols}});
+    return {};
+  }
+  struct weight final : encoded_weight {
+    lowbit::scaled_tensor q;
+    lowbit::status write(io::safetensors_writer& w) const override { return io::write_fp8_block(w, q); }
+    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
+  };
+  lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
+                        std::unique_ptr<encoded_weight>& out) const override {
+    auto e = std::make_unique<weight>();
+    LOWBIT_TRY(io::quantize_fp8_block(data, dt, shape, cfg, e->q, lowbit::host::options{threads, false, true}));
+    LOWBIT_TRY(io::fp8_block_entries(name, e->q, e->entries));
+    out = std::move(e);
+    return {};
+  }
+};
+
+// A tensor of a safetensors output on its way to the file: a quantized weight, converted dense
+// bytes, or nothing (bytes passed through from the input mapping).
+struct st_stage {
+  std::size_t tensor = 0;
+  std::shared_ptr<const encoded_weight> q;
+  std::unique_ptr<std::uint8_t[]> bytes;
+};
+
+// What convert does with each input tensor for a safetensors output.
+struct st_planned {
+  enum class action { quantize, cast, pass } what = action::pass;
+  io::st_dtype dtype = io::st_dtype::F32;  // cast: the output dtype
+  std::vector<io::tensor_entry> entries;
+};
+
+// out = the float32 values x[0, n) rounded to `d` (F32, F16 or BF16: round to nearest even).
+void narrow_from_f32(const float* x, std::int64_t n, io::st_dtype d, std::uint8_t* out) {
+  if (d == io::st_dtype::F32) return std::memcpy(out, x, static_cast<std::size_t>(n) * 4), void();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint16_t h = d == io::st_dtype::F16 ? lowbit::float_to_f16_bits(x[i]) : lowbit::float_to_bf16_bits(x[i]);
+    std::memcpy(out + 2 * i, &h, 2);
+  }
+}
+
+// The error figures of a dequantized tensor y against its input (dense bytes or x), with the
+// GGUF path's chunks and sums (error_sums): independent of `threads`.
+error_figures measure_tensor(const std::uint8_t* dense, lowbit::dtype dense_dt, const float* x, const float* y, std::int64_t n, int threads) {
+  const std::int64_t chunks = (n + error_chunk - 1) / error_chunk;
+  std::vector<error_sums> part(static_cast<std::size_t>(chunks));
+  lowbit::host::parallel_for(chunks, 1, 1, threads, [&](std::int64_t c0, std::int64_t c1) {
+    std::vector<float> xb(dense != nullptr ? static_cast<std::size_t>(error_chunk) : 0);
+    for (std::int64_t c = c0; c < c1; ++c) {
+      const std::int64_t k0 = c * error_chunk, m = std::min(error_chunk, n - k0);
+      const float* xc = x + k0;
+      if (dense != nullptr) widen_to_f32(dense, dense_dt, static_cast<std::size_t>(k0), static_cast<std::size_t>(m), xb.data()), xc = xb.data();
+      part[static_cast<std::size_t>(c)].add(xc, y + k0, m);
+    }
+  });
+  return error_sums::total(part, n);
+}
+
+// convert to a safetensors output: weights (2-D float tensors whose name ends in "weight" and
+// contains no skip pattern) in `layout`, or, with `layout` null, every float tensor cast to
+// `cast_to`; other float tensors in their `keep` dtype; other tensors passed through.
+int convert_safetensors(const conversion_args& args, convert_input& ci, output_folder& folder, const st_layout* layout, io::st_dtype cast_to,
+                        const std::vector<std::string>& skip, bool with_report) {
+  const int threads = static_cast<int>(args.threads);
+  std::vector<st_planned> plan(ci.src.size());
+  std::vector<io::tensor_entry> entries;
+  std::vector<std::vector<io::tensor_entry>> groups;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < ci.src.size(); ++i) {
+    const convert_source& c = ci.src[i];
+    st_planned& t = plan[i];
+    bool quantize = layout != nullptr && c.floating && c.shape.size() == 2 && ends_with(c.name, "weight");
+    for (const auto& pat : skip) quantize = quantize && c.name.find(pat) == std::string::npos;
+    if (quantize) {
+      t.what = st_planned::action::quantize;
+      lowbit::dtype dt = lowbit::dtype::f32;
+      io::to_dtype(c.keep, dt);
+      if (auto s = layout->plan(c.name, c.shape, dt, t.entries); !s) return fail(exit_quantize, s);
+    } else if (c.floating) {
+      t.what = st_planned::action::cast;
+      t.dtype = layout == nullptr ? cast_to : c.keep;
+      t.entries.push_back({c.name, t.dtype, c.shape});
+    } else {
+      t.entries.push_back({c.name, c.raw_st, c.shape});
+    }
+    for (const auto& e : t.entries) total += e.nbytes();
+    entries.insert(entries.end(), t.entries.begin(), t.entries.end());
+    groups.push_back(t.entries);
+  }
+  if (int r = check_output_names(ci.in, entries)) return r;
+  if (ci.from_gguf) {
+    nlohmann::json j = nlohmann::json::object();
+    const io::gguf_value* arch = ci.g.find("general.architecture");
+    if (arch != nullptr && arch->type == io::gguf_type::string && !arch->strings.empty()) j["model_type"] = arch->strings[0];
+    ci.config_text = j.dump();
+  }
+  if (layout != nullptr) {
+    if (int r = layout->write_config(folder, ci.config_text, skip)) return r;
+  } else if (int r = write_config_json(folder, ci.config_text, nullptr)) {
+    return r;
+  }
+  model_writer mw;
+  mw.plan(folder, groups, args.max_shard_bytes);
+
+  std::mutex print_mutex;
+  progress bar(total, !args.quiet);
+  handoff<st_stage> slot;
+  int consumed = exit_ok;
+  std::thread writer([&] {
+    std::uint64_t done = 0;
+    while (st_stage* st = slot.take()) {
+      const st_planned& t = plan[st->tensor];
+      io::safetensors_writer* w = nullptr;
+      std::size_t first = 0;
+      lowbit::status s = mw.at(st->tensor, w, first);
+      if (s && st->q) {
+        for (std::size_t k = 0; s && k < st->q->entries.size(); ++k) s = w->reshape(first + k, st->q->entries[k].shape);
+        if (s) s = st->q->write(*w);
+      } else if (s && st->bytes) {
+        s = w->write(st->bytes.get(), static_cast<std::size_t>(t.entries[0].nbytes()));
+      } else if (s) {
+        const convert_source& c = ci.src[st->tensor];
+        const io::tensor_info* ti = c.raw == nullptr && !ci.from_gguf ? ci.in.find(c.name).tensor : nullptr;
+        s = c.raw != nullptr ? w->write(c.raw, static_cast<std::size_t>(c.raw_bytes))
+            : ti != nullptr  ? w->write(ci.in.find(c.name).file->data(*ti), static_cast<std::size_t>(ti->nbytes()))
+                             : w->write(ci.g.tensors()[st->tensor].data, static_cast<std::size_t>(ci.g.tensors()[st->tensor].nbytes));
+      }
+      if (!s) {
+        slot.stop();
+        std::lock_guard<std::mutex> lock(print_mutex);
+        bar.finish();
+        consumed = fail(exit_output, s);
+        return;
+      }
+      for (const auto& e : t.entries) done += e.nbytes();
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.update(done, "writing " + ci.src[st->tensor].name);
+      slot.done();
+    }
+  });
+  int produced = exit_ok, count = 0;
+  std::vector<float> x, y;
+  for (std::size_t i = 0; i < ci.src.size() && produced == exit_ok; ++i) {
+    const convert_source& c = ci.src[i];
+    const st_planned& t = plan[i];
+    st_stage st;
+    st.tensor = i;
+    const std::uint8_t* dense = nullptr;
+    lowbit::dtype dense_dt = lowbit::dtype::f32;
+    if (t.what != st_planned::action::pass) {
+      if (auto s = ci.values(i, threads, x, dense, dense_dt); !s) {
+        produced = fail(exit_input, s);
+        break;
+      }
+    }
+    const std::int64_t n = convert_input::numel(c.shape);
+    std::shared_ptr<const encoded_weight> q;
+    if (t.what == st_planned::action::quantize) {
+      std::unique_ptr<encoded_weight> e;
+      if (auto s = layout->encode(c.name, c.shape, dense != nullptr ? static_cast<const void*>(dense) : x.data(), dense != nullptr ? dense_dt : lowbit::dtype::f32,
+                                  threads, e); !s) {
+        std::lock_guard<std::mutex> lock(print_mutex);
+        bar.finish();
+        std::fprintf(stderr, "lowbit: tensor \"%s\": %s\n", c.name.c_str(), s.message());
+        produced = exit_quantize;
+        break;
+      }
+      bool same = e->entries.size() == t.entries.size();
+      for (std::size_t k = 0; same && k < e->entries.size(); ++k) same = e->entries[k].name == t.entries[k].name && e->entries[k].dtype == t.entries[k].dtype;
+      if (!same) {
+        produced = fail(exit_quantize, lowbit::status::error(lowbit::errc::invalid_argument, "internal error: tensor \"%s\": quantized into other tensors than planned", c.name.c_str()));
+        break;
+      }
+      st.q = q = std::move(e);
+      ++count;
+    } else if (t.what == st_planned::action::cast && !(dense != nullptr && io::to_st_dtype(dense_dt) == t.dtype)) {
+      const std::uint64_t nb = t.entries[0].nbytes();
+      st.bytes.reset(new (std::nothrow) std::uint8_t[static_cast<std::size_t>(nb) + 1]);
+      if (!st.bytes) {
+        produced = fail(exit_input, lowbit::status::error(lowbit::errc::out_of_memory, "tensor \"%s\": cannot allocate %llu bytes", c.name.c_str(), static_cast<unsigned long long>(nb)));
+        break;
+      }
+      if (dense != nullptr) {  // float16 <-> bfloat16 / float32 through float32, in rows of 4096
+        std::vector<float> row(4096);
+        for (std::int64_t k0 = 0; k0 < n; k0 += 4096) {
+          const std::int64_t m = std::min<std::int64_t>(4096, n - k0);
+          widen_to_f32(dense, dense_dt, static_cast<std::size_t>(k0), static_cast<std::size_t>(m), row.data());
+          narrow_from_f32(row.data(), m, t.dtype, st.bytes.get() + k0 * io::info(t.dtype).size);
+        }
+      } else {
+        narrow_from_f32(x.data(), n, t.dtype, st.bytes.get());
+      }
+    }
+    // (dense bytes already in the output dtype are written from the input mapping)
+    if (!slot.put(std::move(st))) break;  // the writer failed (its message is printed)
+    if (q) {
+      std::uint64_t stored = 0;
+      for (const auto& e : q->entries) stored += e.nbytes();
+      error_figures ef;
+      if (with_report) {
+        y.resize(static_cast<std::size_t>(n));
+        if (auto s = q->dequantize(y.data(), threads); !s) {
+          produced = fail(exit_quantize, s);
+          break;
+        }
+        ef = measure_tensor(dense, dense_dt, x.data(), y.data(), n, threads);
+      }
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.finish();
+      if (with_report)
+        report("%-52s %-14s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), layout->label(), bits_per_value(stored, n), ef.max_abs,
+               ef.mean_abs, ef.sqnr_db);
+      else report("%-52s %-14s %8.3f bits\n", c.name.c_str(), layout->label(), bits_per_value(stored, n));
+    }
+  }
+  if (int r = finish_conversion(slot, writer, bar, produced, consumed, mw, folder)) return r;
+  if (layout != nullptr) report("%d of %zu tensors quantized to %s; wrote %s\n", count, ci.src.size(), layout->label(), args.pos[1].c_str());
+  else report("%zu tensors written as %s; wrote %s\n", ci.src.size(), io::info(cast_to).name, args.pos[1].c_str());
+  return exit_ok;
+}
+
+// A quantized GGUF tensor on its way to the file (no bytes: passed through from the input).
+struct gguf_stage {
+  std::size_t tensor = 0;
+  std::vector<std::uint8_t> bytes;
+};
+
+// convert to GGUF: OUT/model.gguf (docs/gguf.md). A writer thread writes tensor i while this
+// thread quantizes tensor i + 1.
+int convert_gguf(const conversion_args& args, convert_input& ci, output_folder& folder, lowbit::ggml::type target, bool with_report) {
+  const lowbit::ggml::type_traits ttr = lowbit::ggml::traits(target);
+  const std::vector<convert_source>& src = ci.src;
   // The plan: every tensor's GGUF type, fixed before any is converted. A float tensor of 2 or
   // more dimensions whose rows are whole blocks gets the target type; 1-D tensors (biases, norms)
   // F32, as llama.cpp's converter keeps them; others F16 when the target is a block type.
@@ -1523,89 +1938,171 @@ int cmd_convert(int argc, char** argv) {
     t.ne.assign(c.shape.rbegin(), c.shape.rend());
     const std::int64_t inner = t.ne.empty() ? 1 : t.ne[0];
     if (!c.floating) t.type = c.raw_type;
-    else if (c.shape.size() >= 2 && inner % ttr.block == 0) t.type = static_cast<std::uint32_t>(*target);
+    else if (c.shape.size() >= 2 && inner % ttr.block == 0) t.type = static_cast<std::uint32_t>(target);
     else if (c.shape.size() <= 1) t.type = 0;
-    else t.type = ttr.block > 1 ? 1u : static_cast<std::uint32_t>(*target);
+    else t.type = ttr.block > 1 ? 1u : static_cast<std::uint32_t>(target);
     tensors.push_back(t);
   }
   std::vector<io::gguf_kv> kv;
   {
     nlohmann::json config;
-    if (!config_text.empty() && io::parse_json_text(config_text, in.folder() + "/config.json", config) && config.is_object() && config.contains("model_type") &&
+    if (!ci.config_text.empty() && io::parse_json_text(ci.config_text, ci.in.folder() + "/config.json", config) && config.is_object() && config.contains("model_type") &&
         config["model_type"].is_string())
       kv.push_back({"general.architecture", io::gguf_value::string(config["model_type"].get<std::string>())});
   }
-  if (from_gguf)  // the input's metadata is kept (its alignment too)
-    for (const auto& e : g.metadata()) kv.push_back(e);
-  if (ttr.block > 1 && (!from_gguf || g.find("general.quantization_version") == nullptr))
+  if (ci.from_gguf)  // the input's metadata is kept (its alignment too)
+    for (const auto& e : ci.g.metadata()) kv.push_back(e);
+  if (ttr.block > 1 && (!ci.from_gguf || ci.g.find("general.quantization_version") == nullptr))
     kv.push_back({"general.quantization_version", io::gguf_value::scalar(io::gguf_type::u32, std::uint32_t{2})});
-  if (!from_gguf)
-    if (int r = write_config_json(folder, config_text, nullptr)) return r;
+  if (!ci.from_gguf)
+    if (int r = write_config_json(folder, ci.config_text, nullptr)) return r;
   io::gguf_writer w;
   if (auto s = w.open(folder.file("model.gguf"), kv, tensors); !s) return fail(s.code() == lowbit::errc::io ? exit_output : exit_input, s);
   for (const auto& t : w.tensors()) total += t.nbytes;
 
-  progress bar(total, !args.quiet);
   std::mutex print_mutex;
-  std::uint64_t done = 0;
-  int count = 0;
+  progress bar(total, !args.quiet);
+  handoff<gguf_stage> slot;
+  int consumed = exit_ok;
+  std::thread writer([&] {
+    std::uint64_t done = 0;
+    while (gguf_stage* st = slot.take()) {
+      const convert_source& c = src[st->tensor];
+      const lowbit::status s = c.floating ? w.write(st->bytes.data(), st->bytes.size()) : w.write(c.raw, static_cast<std::size_t>(c.raw_bytes));
+      if (!s) {
+        slot.stop();
+        std::lock_guard<std::mutex> lock(print_mutex);
+        bar.finish();
+        consumed = fail(exit_output, s);
+        return;
+      }
+      done += w.tensors()[st->tensor].nbytes;
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.update(done, "writing " + c.name);
+      slot.done();
+    }
+  });
+  int count = 0, produced = exit_ok;
   std::vector<float> x;
-  std::vector<std::uint8_t> q;
   const int threads = static_cast<int>(args.threads);
-  for (std::size_t i = 0; i < src.size(); ++i) {
+  for (std::size_t i = 0; i < src.size() && produced == exit_ok; ++i) {
     const convert_source& c = src[i];
     const io::gguf_tensor& t = w.tensors()[i];
-    lowbit::status s;
-    if (!c.floating) {
-      s = w.write(c.raw, static_cast<std::size_t>(c.raw_bytes));
-    } else {
+    gguf_stage st;
+    st.tensor = i;
+    const auto ty = static_cast<lowbit::ggml::type>(t.type);
+    const bool measure = with_report && c.floating && lowbit::ggml::traits(ty).block > 1;
+    error_figures ge;
+    if (c.floating) {
       // Its values: float16/bfloat16/float32 bytes are widened chunk by chunk as they are
       // quantized; other inputs are decoded to float32 first.
       const std::uint8_t* dense = nullptr;
       lowbit::dtype dense_dt = lowbit::dtype::f32;
-      const std::int64_t n = t.numel();
-      lowbit::status r;
-      if (from_gguf) {
-        x.resize(static_cast<std::size_t>(n));
-        r = io::gguf_file::dequantize(g.tensors()[i], x.data(), threads);
-      } else if (members[i].what != io::bnb_member::kind::dense) {
-        x.resize(static_cast<std::size_t>(n));
-        lowbit::quant_tensor qt;
-        r = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, c.name, qt) : io::load_bnb_int8(in, c.name, qt, int8_dtype);
-        if (r) r = lowbit::dequantize(qt, x.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true});
-      } else {
-        const auto loc = in.find(c.name);
-        io::to_dtype(loc.tensor->dtype, dense_dt);
-        dense = loc.file->data(*loc.tensor);
+      if (auto r = ci.values(i, threads, x, dense, dense_dt); !r) {
+        produced = fail(exit_input, r);
+        break;
       }
-      if (!r) return bar.finish(), fail(exit_input, r);
-      const auto ty = static_cast<lowbit::ggml::type>(t.type);
-      const bool measure = with_report && lowbit::ggml::traits(ty).block > 1;
-      q.resize(static_cast<std::size_t>(t.nbytes));
-      gguf_error ge;
-      if (auto e = quantize_gguf_tensor(ty, dense, dense_dt, x.data(), n, q.data(), threads, measure ? &ge : nullptr); !e) {
-        bar.finish();
-        std::fprintf(stderr, "lowbit: tensor \"%s\": %s\n", c.name.c_str(), e.message());
-        return exit_quantize;
-      }
-      if (measure) {
+      st.bytes.resize(static_cast<std::size_t>(t.nbytes));
+      if (auto e = quantize_gguf_tensor(ty, dense, dense_dt, x.data(), t.numel(), st.bytes.data(), threads, measure ? &ge : nullptr); !e) {
         std::lock_guard<std::mutex> lock(print_mutex);
         bar.finish();
-        report("%-52s %-10s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), lowbit::ggml::traits(ty).name, bits_per_value(t.nbytes, t.numel()),
-               ge.max_abs, ge.mean_abs, ge.sqnr_db);
+        std::fprintf(stderr, "lowbit: tensor \"%s\": %s\n", c.name.c_str(), e.message());
+        produced = exit_quantize;
+        break;
       }
-      s = w.write(q.data(), q.size());
       if (lowbit::ggml::traits(ty).block > 1) ++count;
     }
-    if (!s) return bar.finish(), fail(exit_output, s);
-    done += t.nbytes;
-    bar.update(done, "writing " + c.name);
+    if (!slot.put(std::move(st))) break;  // the writer failed (its message is printed)
+    if (measure) {
+      std::lock_guard<std::mutex> lock(print_mutex);
+      bar.finish();
+      report("%-52s %-10s %8.3f bits  max|err| %.3e  mean|err| %.3e  SQNR %6.2f dB\n", c.name.c_str(), lowbit::ggml::traits(ty).name, bits_per_value(t.nbytes, t.numel()),
+             ge.max_abs, ge.mean_abs, ge.sqnr_db);
+    }
   }
+  slot.close();
+  writer.join();
   bar.finish();
+  if (produced != exit_ok) return produced;
+  if (consumed != exit_ok) return consumed;
   if (auto s = w.commit(); !s) return fail(exit_output, s);
   if (int r = commit_output(folder)) return r;
   report("%d of %zu tensors quantized to %s; wrote %s/model.gguf\n", count, src.size(), ttr.name, args.pos[1].c_str());
   return exit_ok;
+}
+
+// The formats `convert --to` takes, for the usage message and errors.
+const char* const convert_targets =
+    "gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4, bnb-nf4, bnb-fp4, bnb-int8, fp8-block, safetensors-f32, safetensors-f16, "
+    "safetensors-bf16";
+
+// The safetensors layout of `to` (null: not one; `cast` then says whether `to` is a plain
+// safetensors-<dtype>, in `cast_to`).
+std::unique_ptr<st_layout> st_layout_of(const std::string& to, bool& cast, io::st_dtype& cast_to) {
+  cast = true;
+  if (to == "safetensors-f32") return cast_to = io::st_dtype::F32, nullptr;
+  if (to == "safetensors-f16") return cast_to = io::st_dtype::F16, nullptr;
+  if (to == "safetensors-bf16") return cast_to = io::st_dtype::BF16, nullptr;
+  cast = false;
+  if (to == "bnb-nf4") return std::make_unique<bnb_st_layout>(lowbit::format::nf4);
+  if (to == "bnb-fp4") return std::make_unique<bnb_st_layout>(lowbit::format::bnb_fp4);
+  if (to == "bnb-int8") return std::make_unique<bnb_st_layout>(lowbit::format::int8_absmax);
+  if (to == "fp8-block") return std::make_unique<fp8_block_st_layout>();
+  return nullptr;
+}
+
+int cmd_convert(int argc, char** argv) {
+  conversion_args args;
+  std::string to;
+  bool with_report = true, skip_given = false;
+  std::vector<std::string> skip = {"lm_head", "embed"};
+  const int parsed = parse_args(argc, argv, args, [&](const std::string& a, int& i) -> int {
+    if (a == "--to") {
+      if (i + 1 >= argc) return std::fprintf(stderr, "lowbit: --to needs a format\n"), -1;
+      to = argv[++i];
+      return 1;
+    }
+    if (a == "--skip") {
+      if (i + 1 >= argc || !*argv[i + 1]) return std::fprintf(stderr, "lowbit: --skip needs a non-empty pattern\n"), -1;
+      skip.push_back(argv[++i]);
+      return skip_given = true, 1;
+    }
+    if (a == "--no-report") return with_report = false, 1;
+    return 0;
+  });
+  if (parsed != exit_ok) return parsed;
+  static const std::pair<const char*, lowbit::ggml::type> gguf_targets[] = {
+      {"gguf-f32", lowbit::ggml::type::f32},   {"gguf-f16", lowbit::ggml::type::f16},   {"gguf-bf16", lowbit::ggml::type::bf16}, {"gguf-q8_0", lowbit::ggml::type::q8_0},
+      {"gguf-q4_0", lowbit::ggml::type::q4_0}, {"gguf-q4_1", lowbit::ggml::type::q4_1}, {"gguf-mxfp4", lowbit::ggml::type::mxfp4}};
+  const lowbit::ggml::type* target = nullptr;
+  for (const auto& t : gguf_targets)
+    if (to == t.first) target = &t.second;
+  bool cast = false;
+  io::st_dtype cast_to = io::st_dtype::F32;
+  const std::unique_ptr<st_layout> layout = target == nullptr ? st_layout_of(to, cast, cast_to) : nullptr;
+  if (target == nullptr && layout == nullptr && !cast)
+    return std::fprintf(stderr, "lowbit: --to must be one of %s%s%s%s\n", convert_targets, to.empty() ? "" : " (not \"", to.c_str(), to.empty() ? "" : "\")"), exit_usage;
+  if (target != nullptr && args.max_shard_bytes != 0) return std::fprintf(stderr, "lowbit: --max-shard-size does not apply to a GGUF output (one file)\n"), exit_usage;
+  if (layout == nullptr && skip_given) return std::fprintf(stderr, "lowbit: --skip applies to the quantized safetensors layouts only (--to %s)\n", to.c_str()), exit_usage;
+
+  output_folder folder;
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);  // OUT first: its problems before any work
+  convert_input ci;
+  if (int r = ci.open(args.pos[0], target != nullptr)) return r;
+  if (target != nullptr) return convert_gguf(args, ci, folder, *target, with_report);
+  return convert_safetensors(args, ci, folder, layout.get(), cast_to, skip, with_report);
+}
+
+// quantize --format of a layout: convert's safetensors path from a dense (or any readable) input.
+int quantize_to_layout(const conversion_args& args, const std::string& fmt, const std::vector<std::string>& skip, bool with_report) {
+  bool cast = false;
+  io::st_dtype cast_to{};
+  const std::unique_ptr<st_layout> layout = st_layout_of(fmt, cast, cast_to);
+  output_folder folder;
+  if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);
+  convert_input ci;
+  if (int r = ci.open(args.pos[0], false)) return r;
+  return convert_safetensors(args, ci, folder, layout.get(), cast_to, skip, with_report);
 }
 
 }  // namespace

@@ -1105,6 +1105,81 @@ TEST(LowbitTool, ConvertsToGgufAndBack) {
   EXPECT_EQ(lowbit::ggml::type_name(g.find_tensor("encoder.layer.0.output.dense.weight")->type), std::string("q8_0"));
 }
 
+// convert to the safetensors layouts: bitsandbytes' weights equal what `quantize` writes from the
+// same input (two paths of the tool, one engine); fine-grained FP8 equals io::quantize_fp8_block of
+// the input (its independent numpy check is io_fp8_block_interop_test); chains through GGUF and
+// FP8 end where `dequantize` of the last step says; --max-shard-size shards; refusals.
+TEST(LowbitTool, ConvertsBetweenSafetensorsLayouts) {
+  scratch_dir d;
+  const std::string sample = LOWBIT_SAMPLE;
+  io::checkpoint in;
+  ASSERT_TRUE(io::checkpoint::open(sample, in).ok());
+  const std::string w = "encoder.layer.0.output.dense.weight";  // F16 [384, 1536] in the sample
+  for (const char* f : {"nf4", "fp4", "int8"}) {
+    SCOPED_TRACE(f);
+    ASSERT_EQ(run(d, "convert --quiet '" + sample + "' '" + (d / "c_") + f + "' --to bnb-" + f).code, 0);
+    ASSERT_EQ(run(d, "quantize --quiet --no-report '" + sample + "' '" + (d / "q_") + f + "' --format " + f).code, 0);
+    io::checkpoint a, b;
+    ASSERT_TRUE(io::checkpoint::open(d / "c_" + f, a).ok());
+    ASSERT_TRUE(io::checkpoint::open(d / "q_" + f, b).ok());
+    ASSERT_EQ(a.names(), b.names());
+    for (const auto& n : a.names()) {
+      const io::tensor_info& ta = *a.find(n).tensor;
+      const io::tensor_info& tb = *b.find(n).tensor;
+      ASSERT_EQ(ta.shape, tb.shape) << n;
+      EXPECT_EQ(std::memcmp(a.find(n).file->data(ta), b.find(n).file->data(tb), static_cast<std::size_t>(ta.nbytes())), 0) << n;
+    }
+    const std::string cfg = lowbit_test::read_bytes(d / "c_" + f + "/config.json");
+    EXPECT_NE(cfg.find(std::string("\"load_in_") + (std::string(f) == "int8" ? "8bit" : "4bit") + "\": true"), std::string::npos) << cfg;
+  }
+  // fine-grained FP8, sharded at 1 MB (the sample holds 3.4 MB)
+  const run_result r = run(d, "convert --quiet '" + sample + "' '" + (d / "fp8") + "' --to fp8-block --max-shard-size 1MB");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(w), std::string::npos) << r.out;
+  io::checkpoint f8;
+  ASSERT_TRUE(io::checkpoint::open(d / "fp8", f8).ok());
+  EXPECT_GT(f8.file_count(), 1u);
+  io::fp8_block_config cfg;
+  ASSERT_TRUE(io::read_fp8_block_config(d / "fp8/config.json", cfg).ok());
+  EXPECT_EQ(cfg.block_rows, 128);
+  EXPECT_EQ(cfg.modules_to_not_convert, (std::vector<std::string>{"lm_head", "embed"}));
+  lowbit::scaled_tensor got, want;
+  ASSERT_TRUE(io::load_fp8_block(f8, w, cfg, got).ok());
+  const io::tensor_info& t = *in.find(w).tensor;
+  ASSERT_TRUE(io::quantize_fp8_block(in.find(w).file->data(t), lowbit::dtype::f16, t.shape, cfg, want).ok());
+  EXPECT_EQ(std::memcmp(got.codes(), want.codes(), static_cast<std::size_t>(want.code_bytes())), 0);
+  EXPECT_EQ(std::memcmp(got.scale_bytes(), want.scale_bytes(), static_cast<std::size_t>(want.grid().tiles() * 4)), 0);
+  EXPECT_EQ(f8.find("encoder.layer.0.output.dense.bias").tensor->dtype, io::st_dtype::F16);  // kept as it was
+  // FP8 -> GGUF q8_0 -> bfloat16 safetensors: each step's values are the previous step's decoded.
+  ASSERT_EQ(run(d, "convert --quiet '" + (d / "fp8") + "' '" + (d / "g") + "' --to gguf-q8_0").code, 0);
+  ASSERT_EQ(run(d, "convert --quiet '" + (d / "g/model.gguf") + "' '" + (d / "bf") + "' --to safetensors-bf16").code, 0);
+  std::vector<float> y(static_cast<std::size_t>(t.numel())), y8(y.size());
+  ASSERT_TRUE(lowbit::dequantize(want, y.data(), lowbit::dtype::f32).ok());
+  std::vector<std::uint8_t> q8(lowbit::ggml::row_bytes(lowbit::ggml::type::q8_0, y.size()));
+  ASSERT_TRUE(lowbit::ggml::quantize(lowbit::ggml::type::q8_0, y.data(), static_cast<std::int64_t>(y.size()), q8.data()).ok());
+  ASSERT_TRUE(lowbit::ggml::dequantize(lowbit::ggml::type::q8_0, q8.data(), static_cast<std::int64_t>(y.size()), y8.data()).ok());
+  io::checkpoint bf;
+  ASSERT_TRUE(io::checkpoint::open(d / "bf", bf).ok());
+  const io::tensor_info& tb = *bf.find(w).tensor;
+  ASSERT_EQ(tb.dtype, io::st_dtype::BF16);
+  const std::uint8_t* bb = bf.find(w).file->data(tb);
+  for (std::size_t k = 0; k < y8.size(); ++k) {
+    std::uint16_t h;
+    std::memcpy(&h, bb + 2 * k, 2);
+    ASSERT_EQ(h, lowbit::float_to_bf16_bits(y8[k])) << "element " << k;
+  }
+  const std::string bcfg = lowbit_test::read_bytes(d / "bf/config.json");
+  EXPECT_EQ(bcfg.find("quantization_config"), std::string::npos) << bcfg;
+  // refusals: nothing written
+  run_result e = run(d, "convert '" + sample + "' '" + (d / "x") + "' --to gguf-q4_0 --skip mlp");
+  EXPECT_EQ(e.code, 1);
+  EXPECT_NE(e.err.find("--skip applies to the quantized safetensors layouts only"), std::string::npos) << e.err;
+  e = run(d, "convert '" + sample + "' '" + (d / "x") + "' --to fp8-blocks");
+  EXPECT_EQ(e.code, 1);
+  EXPECT_NE(e.err.find("(not \"fp8-blocks\")"), std::string::npos) << e.err;
+  EXPECT_FALSE(lowbit_test::exists(d / "x"));
+}
+
 // convert's file and error report do not depend on --threads (the report's sums are taken per
 // chunk and added in chunk order).
 TEST(LowbitTool, ConvertDoesNotDependOnThreads) {

@@ -12,7 +12,7 @@ and FP8Linear, DeepSeek-V3 inference/kernel.py weight_dequant / act_quant, the O
     quantize (DeepSeek-V3's rule): s = f32(amax(tile) / 448), code = RNE-saturating e4m3(f32(x / s));
     a tile with s == 0 stores 0 and codes +0 (lowbit's documented choice).
 
-    fp8_block_interop.py --loader LOADER
+    fp8_block_interop.py --loader LOADER [--tool LOWBIT]
 
 1. Writes DIR/py (model.safetensors + config.json): fine-grained FP8 weights with random codes
    (no NaN code) and random scales, with partial edge tiles, F32 and BF16 scales, block size of the
@@ -23,6 +23,10 @@ and FP8Linear, DeepSeek-V3 inference/kernel.py weight_dequant / act_quant, the O
 3. Checks: lowbit's dequantization equals this file's bit for bit; DIR/lowbit has exactly the
    layout (names, dtypes, shapes, config.json keys) and codes and scales equal to this file's own
    quantization bit for bit, and its dequantization is within half an e4m3 step of the input.
+4. With --tool: `lowbit convert DIR/src.safetensors --to fp8-block` writes this file's codes and
+   scales and prints error figures equal to this file's (max/mean |err| within 1e-3 relative,
+   SQNR within 0.006 dB); `lowbit convert DIR/py --to safetensors-f32` writes this file's
+   dequantization bit for bit, with no quantization_config.
 Exit 0 pass, 1 fail, 77 skipped (numpy missing). LOWBIT_TEST_SEED sets the seed (printed on failure).
 """
 import argparse
@@ -161,6 +165,7 @@ def self_check(rng):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loader", required=True)
+    ap.add_argument("--tool", help="the lowbit tool: also check `lowbit convert` to and from this layout")
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
     self_check(rng)
@@ -254,7 +259,45 @@ def main():
             step = sfull * 2.0 ** -3 * np.maximum(np.abs(y) / np.where(sfull == 0, 1, sfull), 2.0 ** -6)
             err = np.abs(y.astype(np.float64) - x.astype(np.float64))
             check(bool(np.all(err <= step * 0.5 * (1 + 2.0 ** -16))), f"{name}: dequantization further than half a step from the input")
+        if args.tool:
+            tool_converts(args.tool, d, src, expected, qbn, qbk)
     return report()
+
+
+def tool_converts(tool, d, src, expected, qbn, qbk):
+    """`lowbit convert` into this layout (bytes and printed error figures against this file's
+    quantization) and out of it (`--to safetensors-f32` equals this file's dequantization)."""
+    out = os.path.join(d, "tool_fp8")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "src.safetensors"), out, "--to", "fp8-block"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert --to fp8-block failed: {p.stderr.strip()}")
+    if p.returncode == 0:
+        got = read_st(os.path.join(out, "model.safetensors"))
+        reported = {}
+        for line in p.stdout.splitlines():
+            f = line.split()
+            if len(f) >= 11 and f[1] == "fp8_e4m3_block":
+                reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+        for name, x in src.items():
+            codes, scales = quant(x, qbn, qbk)
+            w, s = got.get(name), got.get(name + "_scale_inv")
+            check(w is not None and s is not None and np.array_equal(arr(w), codes) and arr(s).tobytes() == scales.tobytes(),
+                  f"convert --to fp8-block: {name}: codes or scales differ from this file's quantization")
+            e = x.astype(np.float64) - dequant(codes, scales, qbn, qbk).astype(np.float64)
+            maxe, meane = np.abs(e).max(), np.abs(e).mean()
+            sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+            rep = reported.get(name)
+            check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
+                  f"convert --to fp8-block: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
+    back = os.path.join(d, "tool_f32")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "py"), back, "--to", "safetensors-f32"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert --to safetensors-f32 failed: {p.stderr.strip()}")
+    if p.returncode == 0:
+        got = read_st(os.path.join(back, "model.safetensors"))
+        for name, want in expected.items():
+            g = got.get(name)
+            check(g is not None and g[0] == "F32" and arr(g).tobytes() == want.tobytes(), f"convert --to safetensors-f32: {name} differs from this file's dequantization")
+        with open(os.path.join(back, "config.json")) as f:
+            check("quantization_config" not in json.load(f), "convert --to safetensors-f32 keeps a quantization_config")
 
 
 def report():
