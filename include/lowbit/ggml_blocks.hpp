@@ -353,6 +353,39 @@ LOWBIT_AVX512 inline void avx512_quantize_mxfp4(const float* x, std::uint8_t* b)
   const __m128i lo = avx512_mxfp4_codes(x0, d), hi = avx512_mxfp4_codes(x1, d);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(b + 1), _mm_or_si128(lo, _mm_slli_epi16(hi, 4)));
 }
+// AVX-512 versions of dequantize_block: the same float32 operations (an int or table value
+// converted exactly, one product, for q4_1 one sum: no FMA), so the same bits; compared with the
+// scalar ones over random block bytes (NaN/Inf/subnormal scales included) in io_gguf_test.
+LOWBIT_AVX512 inline void avx512_dequantize_block(type t, const std::uint8_t* b, float* y) noexcept {
+  if (t == type::q8_0) {
+    const __m512 d = _mm512_set1_ps(load_f16(b));
+    const __m512i q0 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2)));
+    const __m512i q1 = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 18)));
+    _mm512_storeu_ps(y, _mm512_mul_ps(_mm512_cvtepi32_ps(q0), d));
+    _mm512_storeu_ps(y + 16, _mm512_mul_ps(_mm512_cvtepi32_ps(q1), d));
+    return;
+  }
+  const int off = t == type::q4_1 ? 4 : t == type::q4_0 ? 2 : 1;
+  const __m512i q = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + off)));
+  const __m512i lo = _mm512_and_si512(q, _mm512_set1_epi32(15)), hi = _mm512_srli_epi32(q, 4);
+  __m512 v0, v1, d;
+  if (t == type::mxfp4) {
+    alignas(64) static constexpr float table[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const __m512 tv = _mm512_load_ps(table);
+    v0 = _mm512_permutexvar_ps(lo, tv), v1 = _mm512_permutexvar_ps(hi, tv), d = _mm512_set1_ps(e8m0_half(b[0]));
+  } else if (t == type::q4_0) {
+    const __m512i eight = _mm512_set1_epi32(8);
+    v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, eight)), v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, eight)), d = _mm512_set1_ps(load_f16(b));
+  } else {  // q4_1: opaque(q * d) + m, as the scalar code
+    v0 = _mm512_cvtepi32_ps(lo), v1 = _mm512_cvtepi32_ps(hi), d = _mm512_set1_ps(load_f16(b));
+    const __m512 m = _mm512_set1_ps(load_f16(b + 2));
+    _mm512_storeu_ps(y, _mm512_add_ps(avx512_rounded(_mm512_mul_ps(v0, d)), m));
+    _mm512_storeu_ps(y + 16, _mm512_add_ps(avx512_rounded(_mm512_mul_ps(v1, d)), m));
+    return;
+  }
+  _mm512_storeu_ps(y, _mm512_mul_ps(v0, d));
+  _mm512_storeu_ps(y + 16, _mm512_mul_ps(v1, d));
+}
 LOWBIT_AVX512_WARNINGS_POP
 #endif
 
@@ -476,15 +509,25 @@ inline status quantize(type t, const float* x, std::int64_t n, void* out, int th
 }
 
 /// Dequantizes `n` elements of type `t` at `in` (row_bytes(t, n) bytes) into float32 `y`, on up
-/// to `threads` threads. Any bytes are accepted (see the file comment). Errors: a type not
+/// to `threads` threads, with the AVX-512 kernels where the CPU has them and `simd` is true (the
+/// same bits either way). Any bytes are accepted (see the file comment). Errors: a type not
 /// handled, n not a multiple of the block, null pointers.
-inline status dequantize(type t, const void* in, std::int64_t n, float* y, int threads = 0) {
+inline status dequantize(type t, const void* in, std::int64_t n, float* y, int threads = 0, bool simd = true) {
+  (void)simd;
   type_traits tr{};
   if (!traits_of(static_cast<std::uint32_t>(t), tr) || !tr.handled)
     return status::error(errc::unsupported, "ggml::dequantize: ggml type %u (%s) is not handled", static_cast<unsigned>(t), type_name(static_cast<std::uint32_t>(t)));
   LOWBIT_TRY(detail::check_count(t, n, "ggml::dequantize"));
   if (n > 0 && (in == nullptr || y == nullptr)) return status::error(errc::invalid_argument, "ggml::dequantize: null %s", in == nullptr ? "in" : "y");
   const auto* p = static_cast<const std::uint8_t*>(in);
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (simd && host::avx512::available() && tr.block > 1) {
+    host::parallel_for(n / tr.block, 4096, 1, threads, [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t i = b; i < e; ++i) detail::avx512_dequantize_block(t, p + i * tr.bytes, y + i * tr.block);
+    });
+    return {};
+  }
+#endif
   host::parallel_for(n / tr.block, 4096, 1, threads, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e; ++i) {
       const std::uint8_t* pi = p + i * tr.bytes;

@@ -279,6 +279,49 @@ TEST(GgmlBlocks, SimdPathIsTheScalarPath) {
   }
 }
 
+// The AVX-512 dequantizers give the scalar code's bits for any block bytes: random codes with
+// scales of every kind (normal, subnormal, zero, Inf, NaN; e8m0 0x00, 0xFE, 0xFF).
+TEST(GgmlBlocks, SimdDequantizeIsTheScalarDequantize) {
+  if (!lb::host::avx512::available()) GTEST_SKIP() << "this CPU has no AVX-512: only the scalar path runs";
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0xdeb10c);
+  for (gg::type t : kBlockTypes) {
+    SCOPED_TRACE(gg::traits(t).name);
+    const std::size_t blocks = 4096 + 37, bytes = static_cast<std::size_t>(gg::traits(t).bytes);
+    std::vector<std::uint8_t> q(blocks * bytes);
+    for (auto& c : q) c = static_cast<std::uint8_t>(rng());
+    static const std::uint16_t halves[] = {0x0000, 0x8000, 0x0001, 0x03FF, 0x3C00, 0x7BFF, 0x7C00, 0xFC00, 0x7E00, 0x7C01};
+    static const std::uint8_t e8m0[] = {0x00, 0x01, 0x7F, 0xFE, 0xFF};
+    for (std::size_t b = 0; b < blocks; ++b) {
+      if (b % 3 != 0) continue;  // a third of the blocks get special scales
+      if (t == gg::type::mxfp4) {
+        q[b * bytes] = e8m0[b / 3 % 5];
+      } else {
+        const std::uint16_t h = halves[b / 3 % 10];
+        q[b * bytes] = static_cast<std::uint8_t>(h), q[b * bytes + 1] = static_cast<std::uint8_t>(h >> 8);
+        if (t == gg::type::q4_1) q[b * bytes + 2] = static_cast<std::uint8_t>(halves[b / 7 % 10]), q[b * bytes + 3] = static_cast<std::uint8_t>(halves[b / 7 % 10] >> 8);
+      }
+    }
+    const std::int64_t n = static_cast<std::int64_t>(blocks) * gg::traits(t).block;
+    std::vector<float> fast(static_cast<std::size_t>(n)), slow(fast.size());
+    ASSERT_TRUE(gg::dequantize(t, q.data(), n, fast.data(), 2, true));
+    ASSERT_TRUE(gg::dequantize(t, q.data(), n, slow.data(), 1, false));
+    for (std::size_t i = 0; i < fast.size(); ++i) {
+      std::uint32_t a, b;
+      std::memcpy(&a, &fast[i], 4), std::memcpy(&b, &slow[i], 4);
+      // q4_1 adds m to q * d: when both are NaN, IEEE 754 leaves open which payload the sum
+      // carries and compilers order the scalar operands as they like; any NaN is then right.
+      const std::uint8_t* blk = q.data() + i / 32 * bytes;
+      const std::size_t j = i % 32;
+      const int code = j < 16 ? blk[4 + j] & 15 : blk[4 + j - 16] >> 4;
+      const float product = static_cast<float>(code) * lb::f16_bits_to_float(static_cast<std::uint16_t>(blk[0] | blk[1] << 8));
+      const bool two_nans = t == gg::type::q4_1 && std::isnan(product) && std::isnan(lb::f16_bits_to_float(static_cast<std::uint16_t>(blk[2] | blk[3] << 8)));
+      if (two_nans) ASSERT_TRUE(std::isnan(fast[i]) && std::isnan(slow[i])) << "element " << i;
+      else ASSERT_EQ(a, b) << "element " << i;
+    }
+  }
+}
+
 TEST(GgmlBlocks, ErrorsNameTheProblem) {
   std::vector<float> x(64, 1.0f);
   std::vector<std::uint8_t> out(64 * 4, 0xAB);
