@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writers, one
 // per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8;
+// transformers' fine-grained FP8;
 // GGUF files of every ggml type lowbit decodes),
 // each also with its header's padding cut to the next multiple of 8 (the writer pads the header
 // to a 4096-byte boundary, and mutations spent on spaces find little).
@@ -61,6 +62,23 @@ bool write_quantized(const std::string& path, lowbit::format fmt, bool dq, std::
   return wr.write(bias.data(), bias.size() * 2) && wr.commit();
 }
 
+// transformers' fine-grained FP8: a [5, 130] weight with partial 128 x 128 tiles (grid [1, 2]) and
+// its weight_scale_inv, and a bias.
+bool write_fp8_block(const std::string& path) {
+  std::vector<float> w(5 * 130);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.41f * static_cast<float>(i)) * 0.5f;
+  io::fp8_block_config cfg;
+  lowbit::scaled_tensor q;
+  if (!io::quantize_fp8_block(w.data(), lowbit::dtype::f32, {5, 130}, cfg, q)) return false;
+  std::vector<io::tensor_entry> e;
+  if (!io::fp8_block_entries("l.weight", q, e)) return false;
+  e.push_back({"l.bias", io::st_dtype::BF16, {5}});
+  io::safetensors_writer wr;
+  if (!wr.open(path, e, {{"format", "pt"}}) || !io::write_fp8_block(wr, q)) return false;
+  const std::vector<std::uint16_t> bias(5, 0x3F80);
+  return wr.write(bias.data(), bias.size() * 2) && wr.commit();
+}
+
 // A GGUF file of every ggml type lowbit decodes (and a Q4_K tensor it only lists), with metadata
 // of scalar, string and array values and general.alignment.
 bool write_gguf(const std::string& path, std::uint32_t alignment) {
@@ -106,7 +124,8 @@ int main(int argc, char** argv) {
   ok = ok && write_quantized(dir + "/nf4_dq.safetensors", lowbit::format::nf4, true, 8, 40);
   ok = ok && write_quantized(dir + "/fp4.safetensors", lowbit::format::bnb_fp4, false, 3, 21);
   ok = ok && write_quantized(dir + "/int8.safetensors", lowbit::format::int8_absmax, false, 4, 8);
-  for (const char* name : {"dense", "nf4_dq", "fp4", "int8"}) ok = ok && write_compact(dir, name);
+  ok = ok && write_fp8_block(dir + "/fp8_block.safetensors");
+  for (const char* name : {"dense", "nf4_dq", "fp4", "int8", "fp8_block"}) ok = ok && write_compact(dir, name);
   ok = ok && write_gguf(dir + "/types.gguf", 32) && write_gguf(dir + "/aligned8.gguf", 8);
   return ok ? 0 : 1;
 }

@@ -2,7 +2,8 @@
 // libFuzzer target over lowbit::io's readers: a byte string starting with "GGUF" is parsed as a
 // GGUF file, whose every tensor of a type lowbit decodes is then dequantized; any other is parsed
 // as a safetensors file, which, if valid, has every tensor's bytes read and every bitsandbytes
-// weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB) and dequantized.
+// weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB) and every
+// fine-grained FP8 weight (with 128 x 128 and 3 x 3 tiles), and dequantized.
 // The readers must answer every input with ok or an error status: never a crash, a sanitizer
 // report or a leak.
 #include <lowbit/io.hpp>
@@ -42,6 +43,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     lowbit::quant_tensor q;
     lowbit::status s;
     const auto* t = c.find(name).tensor;
+    if (io::is_fp8_block_weight(c, name)) {  // transformers' fine-grained FP8, two tile shapes
+      for (const std::int64_t b : {128, 3}) {
+        io::fp8_block_config cfg;
+        cfg.block_rows = cfg.block_cols = b;
+        io::fp8_block_layout l;
+        lowbit::scaled_tensor st;
+        if (!io::check_fp8_block_layout(c, name, cfg, l) || !io::load_fp8_block(c, name, cfg, st) || l.rows * l.cols > (1 << 20)) continue;
+        std::vector<float> out(static_cast<std::size_t>(l.rows * l.cols));
+        (void)lowbit::dequantize(st, out.data(), lowbit::dtype::f32, lowbit::host::options{1, false, true});
+        std::vector<io::tensor_entry> e;
+        (void)io::fp8_block_entries(name, st, e);
+      }
+      continue;
+    }
     if (io::has_bnb_quant_state(c, name)) s = io::load_bnb_4bit(c, name, q);
     else if (t->dtype == io::st_dtype::I8) s = io::load_bnb_int8(c, name, q);
     else continue;

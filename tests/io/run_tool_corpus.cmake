@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Runs the sanitizer build of the lowbit tool over a corpus of valid and malformed inputs: the
 # reader fuzzer's seeds (SEED_WRITER) plus their malformed variants and broken folders
-# (MALFORMED_WRITER). For every input, `inspect`, `quantize` and `dequantize` must end with a
+# (MALFORMED_WRITER). For every input, `inspect`, `quantize`, `dequantize` and `convert` (to GGUF
+# q4_0 and to fine-grained FP8, the two output paths) must end with a
 # documented exit code (0, 2, 3 or 4) within TIMEOUT seconds, print no sanitizer report, and
 # leave neither OUT nor a temporary folder behind when they fail.
 # Usage: cmake -DTOOL=<exe> -DSEED_WRITER=<exe> -DMALFORMED_WRITER=<exe> -DWORK=<dir> [-DTIMEOUT=<s>] -P run_tool_corpus.cmake
@@ -22,10 +23,14 @@ set(_failures "")
 set(_runs 0)
 set(_out "${WORK}/out")
 foreach(_in IN LISTS _inputs)
-  foreach(_cmd inspect quantize dequantize)
+  foreach(_cmd inspect quantize dequantize convert-gguf convert-fp8)
     file(REMOVE_RECURSE "${_out}")
     if(_cmd STREQUAL "inspect")
       set(_args inspect "${_in}")
+    elseif(_cmd STREQUAL "convert-gguf")
+      set(_args convert --quiet "${_in}" "${_out}" --to gguf-q4_0)
+    elseif(_cmd STREQUAL "convert-fp8")
+      set(_args convert --quiet "${_in}" "${_out}" --to fp8-block)
     else()
       set(_args ${_cmd} --quiet "${_in}" "${_out}")
     endif()
