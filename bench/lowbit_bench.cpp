@@ -36,6 +36,7 @@
 /// follows the bandwidth table.
 #include <lowbit/host/engine.hpp>
 #include <lowbit/host/parallel.hpp>
+#include <lowbit/quant_tensor.hpp>
 
 #include "bench_rows.hpp"
 #include "formats_bench.hpp"
@@ -366,6 +367,54 @@ void BM_quantize(benchmark::State& state, lb::format f, lb::host::options opt, s
   timer.finish(state, quantized_bytes(f, block) + kNumel * static_cast<std::int64_t>(sizeof(T)));
 }
 
+// quantize into a new QuantTensor (lowbit::quantize allocates it from allocator::host(), which
+// offers 2 MiB pages for large tensors) and dequantize into a new buffer, from that allocator
+// (`huge`) or from operator new (4 KiB pages): each iteration's first touch pays its page faults.
+template <class T>
+void BM_quantize_new(benchmark::State& state, lb::format f, std::int64_t block) {
+  const data_set& d = data();
+  const void* x = std::is_same<T, float>::value ? static_cast<const void*>(d.x_f32.get()) : static_cast<const void*>(d.x_bf16.get());
+  lb::quantize_params p;
+  p.fmt = f;
+  p.gran = lb::granularity::per_block(block);
+  const row_timer timer(0);
+  for (auto _ : state) {
+    lb::quant_tensor q;
+    const lb::status st = lb::quantize(x, dtype_of<T>(), {kNumel}, p, q);
+    if (!st) {
+      state.SkipWithError(st.message());
+      break;
+    }
+    benchmark::DoNotOptimize(q.codes());
+  }
+  timer.finish(state, quantized_bytes(f, block) + kNumel * static_cast<std::int64_t>(sizeof(T)));
+}
+
+template <class T>
+void BM_dequantize_new(benchmark::State& state, lb::format f, std::int64_t block, bool huge) {
+  const data_set& d = data();
+  const lb::quant_view q = d.of(f).view(block);
+  const lb::allocator a = lb::allocator::host();
+  const std::size_t bytes = static_cast<std::size_t>(kNumel) * sizeof(T);
+  const row_timer timer(0);
+  for (auto _ : state) {
+    void* out = huge ? a.allocate(bytes, a.context) : static_cast<void*>(new (std::nothrow) T[static_cast<std::size_t>(kNumel)]);
+    if (out == nullptr) {
+      state.SkipWithError("out of memory");
+      break;
+    }
+    const lb::status st = lb::host::dequantize(q, out, dtype_of<T>(), {});
+    benchmark::ClobberMemory();
+    if (huge) a.deallocate(out, bytes, a.context);
+    else delete[] static_cast<T*>(out);
+    if (!st) {
+      state.SkipWithError(st.message());
+      break;
+    }
+  }
+  timer.finish(state, quantized_bytes(f, block) + kNumel * static_cast<std::int64_t>(sizeof(T)));
+}
+
 void configure(benchmark::internal::Benchmark* b) {
   b->UseRealTime()->MinTime(kMinTime)->Unit(benchmark::kMillisecond);
 }
@@ -398,6 +447,13 @@ void register_all(bool diagnostics) {
     register_quantize<float>(f, "", all);
     register_quantize<lb::bf16>(f, "", all);
   }
+  // fresh allocations (issue 15): quantize into a new QuantTensor, dequantize into new memory
+  for (const char* name : {"quantize_new/nf4/f32", "quantize_new/nf4/bf16", "dequantize_new/nf4/bf16/huge_pages", "dequantize_new/nf4/bf16/operator_new"})
+    g_registered.push_back(name);
+  configure(benchmark::RegisterBenchmark("quantize_new/nf4/f32", BM_quantize_new<float>, lb::format::nf4, kBlock));
+  configure(benchmark::RegisterBenchmark("quantize_new/nf4/bf16", BM_quantize_new<lb::bf16>, lb::format::nf4, kBlock));
+  configure(benchmark::RegisterBenchmark("dequantize_new/nf4/bf16/huge_pages", BM_dequantize_new<lb::bf16>, lb::format::nf4, kBlock, true));
+  configure(benchmark::RegisterBenchmark("dequantize_new/nf4/bf16/operator_new", BM_dequantize_new<lb::bf16>, lb::format::nf4, kBlock, false));
   for (const lb::format f : kFormats) register_quantize<float>(f, "/all-or-nothing", all, kBlock, true);
   // one scale for the whole tensor, and per row of 28672 (a long row: past the one-pass
   // quantizer's block limit, so both take the two-pass path over slices of the blocks)

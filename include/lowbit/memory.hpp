@@ -29,6 +29,10 @@
 #include <cstring>
 #include <type_traits>
 
+#if defined(__linux__)
+#  include <sys/mman.h>
+#endif
+
 LOWBIT_NAMESPACE_BEGIN
 
 /// Where storage lives.
@@ -60,11 +64,27 @@ struct allocator {
   /// True if every function is set.
   bool complete() const noexcept { return allocate && deallocate && zero && copy; }
 
-  /// The default: 64-byte aligned memory from the C++ heap.
+  /// Allocations of at least this many bytes are 2 MiB aligned and offered transparent huge
+  /// pages (see host()).
+  static constexpr std::size_t huge_page_threshold = std::size_t{4} << 20;
+
+  /// The default: memory from the C heap, 256-byte aligned. An allocation of at least
+  /// `huge_page_threshold` bytes is 2 MiB aligned and, on Linux, marked MADV_HUGEPAGE: where the
+  /// kernel offers transparent huge pages (`/sys/kernel/mm/transparent_hugepage/enabled` set to
+  /// `always` or `madvise`), its first touch then faults in 2 MiB pages instead of 4 KiB ones
+  /// (512 times fewer page faults; a fresh 256 MiB tensor took 65536 of them). Elsewhere, or when
+  /// the kernel refuses, it is ordinary memory. The memory is not zeroed here (`zero` does that).
   static allocator host() noexcept {
     allocator a;
     a.allocate = [](std::size_t bytes, void*) -> void* {
-      return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+      constexpr std::size_t huge = std::size_t{2} << 20;
+      void* p = nullptr;
+      if (bytes < huge_page_threshold) return posix_memalign(&p, 256, bytes) == 0 ? p : nullptr;
+      if (posix_memalign(&p, huge, bytes) != 0) return nullptr;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+      (void)madvise(p, (bytes + 4095) / 4096 * 4096, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
+#endif
+      return p;
     };
     a.deallocate = [](void* p, std::size_t, void*) { std::free(p); };
     a.zero = [](void* p, std::size_t bytes, void*) -> status {

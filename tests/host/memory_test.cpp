@@ -6,7 +6,12 @@
 #include <lowbit/lowbit.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -186,4 +191,50 @@ TEST(Memory, FailedCopyLeavesTheDestinationUnchanged) {
     EXPECT_EQ(d.shape(), std::vector<std::int64_t>{4096});
     EXPECT_EQ(l.live, 0) << "a failed copy leaked device memory";
   }
+}
+
+// allocator::host(): the contract's 256-byte alignment for small blocks; large ones 2 MiB aligned
+// and, on Linux with transparent huge pages in `always` or `madvise` mode, in a mapping the kernel
+// marks THPeligible (read back from /proc/self/smaps, the kernel's own account).
+TEST(HostAllocator, LargeBlocksAreOfferedHugePages) {
+  const lowbit::allocator a = lowbit::allocator::host();
+  for (std::size_t bytes : {std::size_t{1}, std::size_t{1000}, lowbit::allocator::huge_page_threshold - 1}) {
+    void* p = a.allocate(bytes, a.context);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 256, 0u) << bytes;
+    a.deallocate(p, bytes, a.context);
+  }
+  const std::size_t bytes = (std::size_t{8} << 20) + 12345;
+  auto* p = static_cast<unsigned char*>(a.allocate(bytes, a.context));
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % (std::size_t{2} << 20), 0u);
+  std::memset(p, 1, bytes);  // first touch
+#if defined(__linux__)
+  std::ifstream mode("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string m((std::istreambuf_iterator<char>(mode)), std::istreambuf_iterator<char>());
+  if (m.find("[always]") == std::string::npos && m.find("[madvise]") == std::string::npos) {
+    a.deallocate(p, bytes, a.context);
+    GTEST_SKIP() << "transparent huge pages are off here (" << m << "): nothing to check";
+  }
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in = false, eligible = false, found = false;
+  long long huge_kb = -1;
+  const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  while (std::getline(smaps, line)) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      in = addr >= lo && addr < hi;
+      found = found || in;
+    } else if (in && line.rfind("THPeligible:", 0) == 0) {
+      eligible = line.find('1') != std::string::npos;
+    } else if (in && line.rfind("AnonHugePages:", 0) == 0) {
+      huge_kb = std::atoll(line.c_str() + 14);
+    }
+  }
+  ASSERT_TRUE(found) << "no mapping of /proc/self/smaps holds the allocation";
+  EXPECT_TRUE(eligible) << "the allocation's mapping is not THPeligible";
+  std::printf("8 MiB allocation: AnonHugePages %lld kB in its mapping\n", huge_kb);
+#endif
+  a.deallocate(p, bytes, a.context);
 }
