@@ -19,6 +19,12 @@ from ggml-quants.c, built as lowbit_ggml_reference and called here through ctype
    gguf.GGUFReader reads OUT/model.gguf, every 2-D weight's bytes are ggml's quantization of the
    sample's values and every 1-D tensor is F32, and the error report the tool prints (max and mean
    |err|, SQNR per tensor) matches the same figures computed here from ggml's dequantization.
+4. With --tool and --sample, a chain bitsandbytes NF4 -> GGUF Q4_0 -> dense: `lowbit quantize`
+   (NF4, double quantization), `lowbit convert --to gguf-q4_0`, `lowbit convert --to
+   safetensors-f32`. Here the NF4 weights are decoded from the file's own tensors by bitsandbytes'
+   documented formula (codes through quant_map, absmax through nested_quant_map, nested_absmax and
+   the quant_state's nested_offset, float32 products); the GGUF bytes must be ggml's Q4_0 of those
+   values, the printed figures their error, and the dense output ggml's dequantization, bit for bit.
 Exit 0 pass, 1 fail, 77 skipped (numpy, the gguf package or the ggml library missing).
 """
 import argparse
@@ -250,6 +256,69 @@ def tool_converts(tool, sample, lib, work):
             check(close, f"{name}: reported max|err| {rep[0]}, mean|err| {rep[1]}, SQNR {rep[2]}; numpy: {maxe:.4g}, {meane:.4g}, {sqnr:.3f}")
 
 
+def read_st_raw(path):
+    """{name: (dtype, shape, bytes)}"""
+    import json
+    import struct
+    with open(path, "rb") as f:
+        b = f.read()
+    (n,) = struct.unpack("<Q", b[:8])
+    h = json.loads(b[8:8 + n])
+    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
+
+
+def nf4_values(t, w):
+    """bitsandbytes 4-bit weight `w` of raw tensors `t`, decoded with the tables the file carries:
+    element 2j in the high nibble; absmax[i] = f32(f32(nested_quant_map[c] * nested_absmax[i // 256])
+    + nested_offset); x = f32(quant_map[q] * absmax[i // blocksize])."""
+    import json
+    qs = json.loads([v for k, v in t.items() if k.startswith(w + ".quant_state.")][0][2].decode())
+    n = int(np.prod(qs["shape"]))
+    codes = np.frombuffer(t[w][2], np.uint8)
+    q = np.empty(2 * codes.size, np.uint8)
+    q[0::2], q[1::2] = codes >> 4, codes & 15
+    f32 = lambda name: np.frombuffer(t[name][2], "<f4")
+    c2 = np.frombuffer(t[w + ".absmax"][2], np.uint8).astype(np.int64)
+    absmax = (f32(w + ".nested_quant_map")[c2] * f32(w + ".nested_absmax")[np.arange(c2.size) // qs["nested_blocksize"]]).astype(np.float32)
+    absmax = (absmax + np.float32(qs["nested_offset"])).astype(np.float32)
+    return (f32(w + ".quant_map")[q[:n]] * absmax[np.arange(n) // qs["blocksize"]]).astype(np.float32).reshape(qs["shape"])
+
+
+def tool_chains(tool, sample, lib, work):
+    nf4, g, dense = (os.path.join(work, k) for k in ("chain_nf4", "chain_gguf", "chain_dense"))
+    for cmd in (["quantize", "--quiet", "--no-report", sample, nf4], ["convert", "--quiet", nf4, g, "--to", "gguf-q4_0"],
+                ["convert", "--quiet", os.path.join(g, "model.gguf"), dense, "--to", "safetensors-f32"]):
+        p = subprocess.run([tool] + cmd, capture_output=True, text=True)
+        check(p.returncode == 0, f"lowbit {' '.join(cmd[:1] + cmd[-2:])} failed: {p.stderr.strip()}")
+        if p.returncode != 0:
+            return
+        if cmd[0] == "convert" and cmd[-1] == "gguf-q4_0":
+            printed = p.stdout
+    reported = {}
+    for line in printed.splitlines():
+        f = line.split()
+        if len(f) >= 11 and f[1] == "q4_0":
+            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+    t = read_st_raw(os.path.join(nf4, "model.safetensors"))
+    r = {x.name: x for x in gguf.GGUFReader(os.path.join(g, "model.gguf")).tensors}
+    back = read_safetensors(os.path.join(dense, "model.safetensors"))
+    weights = [k for k in t if any(c.startswith(k + ".quant_state.") for c in t)]
+    check(len(weights) == 6, f"chain: {len(weights)} NF4 weights in the sample's quantization, expected 6")
+    for w in weights:
+        x = nf4_values(t, w)
+        want = ggml_quantize(lib, "q4_0", x)
+        check(w in r and np.array_equal(np.asarray(r[w].data).view(np.uint8).reshape(-1), want), f"chain: {w}: GGUF bytes are not ggml's Q4_0 of the NF4 values")
+        y = ggml_dequantize(lib, "q4_0", want, x.size)
+        check(w in back and back[w].reshape(-1).view(np.uint32).tobytes() == y.astype(np.float32).view(np.uint32).tobytes(),
+              f"chain: {w}: the dense output is not ggml's dequantization of the Q4_0 bytes")
+        e = x.reshape(-1).astype(np.float64) - y.astype(np.float64)
+        maxe, meane = np.abs(e).max(), np.abs(e).mean()
+        sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+        rep = reported.get(w)
+        check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
+              f"chain: {w}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loader", required=True)
@@ -267,6 +336,7 @@ def main():
         lowbit_reads(a.loader, lib, work, rng)
         if a.tool and a.sample:
             tool_converts(a.tool, a.sample, lib, work)
+            tool_chains(a.tool, a.sample, lib, work)
     if FAILURES:
         print(f"{len(FAILURES)} failure(s); LOWBIT_TEST_SEED={SEED:#x}")
         return 1
