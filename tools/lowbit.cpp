@@ -1033,7 +1033,7 @@ int cmd_inspect(int argc, char** argv) {
   io::bnb_members(c, members);
   std::vector<char> is_fp8;
   fp8_members(c, fp8, members, is_fp8);
-  report("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
+  report("%-52s %-14s %-18s %12s %8s  %s\n", "tensor", "format", "shape", "bytes", "bits", "scales");
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const io::bnb_member& m = members[i];
@@ -1043,8 +1043,9 @@ int cmd_inspect(int argc, char** argv) {
       if (auto s = io::check_fp8_block_layout(c, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
       const std::uint64_t b = t.nbytes() + l.scale.tensor->nbytes();
       total += b;
-      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", m.name.c_str(), "fp8_e4m3_block", shape_string(t.shape).c_str(), b,
-             bits_per_value(b, l.rows * l.cols));
+      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f  %lldx%lld %s scale_inv\n", m.name.c_str(), "fp8_e4m3_block", shape_string(t.shape).c_str(), b,
+             bits_per_value(b, l.rows * l.cols), static_cast<long long>(fp8.cfg.block_rows), static_cast<long long>(fp8.cfg.block_cols),
+             l.scale.tensor->dtype == io::st_dtype::F32 ? "f32" : "bf16");
     } else if (m.what != io::bnb_member::kind::dense) {
       io::bnb_layout l;
       if (auto s = member_layout(c, m, l); !s) return fail(exit_input, s);
@@ -1053,10 +1054,14 @@ int cmd_inspect(int argc, char** argv) {
       total += b;
       std::string f = lowbit::info(l.fmt).name;
       if (l.double_quant) f += "+dq";
-      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", m.name.c_str(), f.c_str(), shape_string(l.shape).c_str(), b, bits_per_value(b, l.numel()));
+      const std::string scales = l.fmt == lowbit::format::int8_absmax ? "per row f32 (SCB)"
+                                 : l.double_quant ? "1x" + std::to_string(l.block_size) + " u8, per 256 f32 + offset"
+                                                  : "1x" + std::to_string(l.block_size) + " f32";
+      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f  %s\n", m.name.c_str(), f.c_str(), shape_string(l.shape).c_str(), b, bits_per_value(b, l.numel()),
+             scales.c_str());
     } else {
       total += t.nbytes();
-      report("%-52s %-14s %-18s %12" PRIu64 " %8d\n", m.name.c_str(), io::info(t.dtype).name, shape_string(t.shape).c_str(), t.nbytes(),
+      report("%-52s %-14s %-18s %12" PRIu64 " %8d  -\n", m.name.c_str(), io::info(t.dtype).name, shape_string(t.shape).c_str(), t.nbytes(),
              io::info(t.dtype).size * 8);
     }
   }
@@ -1201,12 +1206,15 @@ int inspect_gguf(const std::string& path) {
   io::gguf_file g;
   if (auto s = io::gguf_file::open(path, g); !s) return fail(exit_input, s);
   register_input(g);
-  report("%-52s %-14s %-18s %12s %8s\n", "tensor", "format", "shape", "bytes", "bits");
+  report("%-52s %-14s %-18s %12s %8s  %s\n", "tensor", "format", "shape", "bytes", "bits", "scales");
   std::uint64_t total = 0;
   for (const auto& t : g.tensors()) {
     total += t.nbytes;
-    report("%-52s %-14s %-18s %12" PRIu64 " %8.3f\n", t.name.c_str(), ("gguf:" + gguf_type_label(t.type)).c_str(), shape_string(t.shape()).c_str(), t.nbytes,
-           bits_per_value(t.nbytes, t.numel()));
+    const char* scales = t.type == 2 || t.type == 8 ? "1x32 f16 (in the block)" : t.type == 3 ? "1x32 f16 + f16 min (in the block)"
+                         : t.type == 39                ? "1x32 e8m0 (in the block)"
+                                                       : "-";
+    report("%-52s %-14s %-18s %12" PRIu64 " %8.3f  %s\n", t.name.c_str(), ("gguf:" + gguf_type_label(t.type)).c_str(), shape_string(t.shape()).c_str(), t.nbytes,
+           bits_per_value(t.nbytes, t.numel()), scales);
   }
   const io::gguf_value* arch = g.find("general.architecture");
   report("GGUF v%u, alignment %u, %zu key-value pairs%s%s, %s of tensor data\n", g.version(), g.alignment(), g.metadata().size(),
