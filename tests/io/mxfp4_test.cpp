@@ -524,3 +524,29 @@ TEST(Mxfp4, WriterRefusesWhatTheLayoutCannotHold) {
   ASSERT_TRUE(io::quantize_mxfp4(y.data(), lowbit::dtype::f32, {1, 32}, q).ok());
   EXPECT_EQ(q.scale_bytes()[0], 128);
 }
+
+// The default rule is triton's ROUND_UP: the same scale code as rceil for every amax whose
+// f32(amax / 6) is a normal float, checked here over every mantissa at the exponents where the
+// rounding of amax / 6 and amax * f32(1 / 6) could part (the whole float32 range was checked once
+// while writing docs/mxfp4-gptoss.md); below 2^-126 the two differ as documented.
+TEST(Mxfp4, RoundUpRuleEqualsRceil) {
+  using codec = lowbit::codecs::e2m1fn;
+  for (std::uint32_t field : {3u, 4u, 5u, 60u, 126u, 127u, 128u, 129u, 200u, 252u, 253u, 254u}) {
+    std::uint32_t differ = 0, first = 0;
+    for (std::uint32_t m = 0; m < (1u << 23); ++m) {
+      const std::uint32_t bits = field << 23 | m;
+      float amax;
+      std::memcpy(&amax, &bits, 4);
+      if (!(amax / 6.0f >= std::ldexp(1.0f, -126))) continue;
+      if (lowbit::quant::mx_scale_code<codec>(amax, lowbit::quant::mx_scale_rule::rceil) != round_up_scale(amax) && differ++ == 0) first = bits;
+    }
+    EXPECT_EQ(differ, 0u) << "exponent field " << field << ", first amax bits " << lowbit_test::hex(first);
+  }
+  // below: amax = 6 * 2^-128, d = 2^-128 (subnormal): triton rounds up to 2^-126 (code 1), rceil
+  // to 2^-127 (code 0); a zero block is code 0 in both
+  const float tiny = 6.0f * std::ldexp(1.0f, -128);
+  EXPECT_EQ(round_up_scale(tiny), 1);
+  EXPECT_EQ((lowbit::quant::mx_scale_code<codec>(tiny, lowbit::quant::mx_scale_rule::rceil)), 0);
+  EXPECT_EQ(round_up_scale(0.0f), 0);
+  EXPECT_EQ((lowbit::quant::mx_scale_code<codec>(0.0f, lowbit::quant::mx_scale_rule::rceil)), 0);
+}
