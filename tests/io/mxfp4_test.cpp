@@ -265,6 +265,8 @@ std::vector<bad_case> bad_cases() {
       {"scales one per byte", {good_b, s("U8", {2, 1, 1, 16})}, "need scales [2, 1, 1]", "x.e.gate_up_proj_scales"},
       {"scales flattened", {good_b, s("U8", {2, 1})}, "need scales [2, 1, 1]", "x.e.gate_up_proj_scales"},
       {"scales transposed", {b("U8", {2, 3, 1, 16}), s("U8", {2, 1, 3})}, "need scales [2, 3, 1]", "x.e.gate_up_proj_scales"},
+      {"empty, with 2^60 groups", {raw_tensor{"x.e.gate_up_proj_blocks", "U8", {0, 1, std::int64_t{1} << 60, 16}, ""},
+                                   raw_tensor{"x.e.gate_up_proj_scales", "U8", {0, 1, std::int64_t{1} << 60}, ""}}, "more than the 2^58", "x.e.gate_up_proj_blocks"},
       {"NaN scale", {good_b, raw_tensor{"x.e.gate_up_proj_scales", "U8", {2, 1, 1}, u8_bytes({127, 255})}}, "scale [1, 0, 0] is 0xFF", "x.e.gate_up_proj_scales"},
   };
 }

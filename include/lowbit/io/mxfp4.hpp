@@ -174,7 +174,7 @@ struct mxfp4_layout {
 /// Checks the headers of weight `base`'s blocks and scales in `c` (no data read): both exist and
 /// are U8; blocks are `[E, rows, G, 16]` or `[rows, G, 16]`; scales are exactly blocks' shape
 /// without its last dimension (so E, rows and G match); the dense shape (K = 32 G) equals
-/// `opt.expect_shape` if given. Errors name the file, the tensor and the mismatch.
+/// `opt.expect_shape` if given; K is at most 2^58. Errors name the file, the tensor and the mismatch.
 inline status check_mxfp4_layout(const checkpoint& c, const std::string& base, mxfp4_layout& out, const mxfp4_load_options& opt = {}) {
   const std::string bname = mxfp4_blocks_name(base, opt.naming), sname = mxfp4_scales_name(base, opt.naming);
   const auto bl = c.find(bname);
@@ -198,8 +198,13 @@ inline status check_mxfp4_layout(const checkpoint& c, const std::string& base, m
   if (sl.tensor->shape != want)
     return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" has shape %s; blocks %s need scales %s (one per 32 elements)", sf, sname.c_str(),
                          detail::mx_shape_text(sl.tensor->shape).c_str(), detail::mx_shape_text(bs).c_str(), detail::mx_shape_text(want).c_str());
+  // With a zero dimension the file holds no bytes whatever G is (the reader allows dimensions up
+  // to 2^62): bound K = 32 G by the engine's 2^58 elements before multiplying.
+  if (want.back() > (std::int64_t{1} << 53))
+    return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" has shape %s; %lld groups of 32 is more than the 2^58 elements a row may have", bf,
+                         bname.c_str(), detail::mx_shape_text(bs).c_str(), static_cast<long long>(want.back()));
   std::vector<std::int64_t> shape(want);
-  shape.back() = want.back() * 32;  // G <= file size / 16: no overflow
+  shape.back() = want.back() * 32;
   if (!opt.expect_shape.empty() && opt.expect_shape != shape)
     return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" holds a weight of shape %s; expected %s", bf, bname.c_str(),
                          detail::mx_shape_text(shape).c_str(), detail::mx_shape_text(opt.expect_shape).c_str());
