@@ -30,9 +30,10 @@
 /// - Zero blocks: any code times any scale; +0 and -0 codes decode to ±0.
 /// - Partial blocks: impossible in this layout (K = 32 * groups); the writer refuses a K that is
 ///   not a multiple of 32 (pad the weight first).
-/// - Overflow: dequantizing to float32 gives ±Inf where `code * 2^(s - 127)` exceeds FLT_MAX
-///   (s = 254 with |code| >= 2), to bf16 also where it exceeds bf16's range; gpt-oss's own
-///   dequantizers overflow the same way. Quantizing never produces such a block from finite input.
+/// - Overflow: dequantizing gives ±Inf where `FP4[code] * 2^(s - 127)` exceeds FLT_MAX (s = 254
+///   with |FP4[code]| >= 2), in float32 and bf16 alike (every other product is exact in both);
+///   f16 overflows from 2^16 and rounds below 2^-14. gpt-oss's own dequantizers overflow the same
+///   way. Quantizing never produces such a block from finite input.
 /// - NaN/Inf input to the writer: an error unless `engine.allow_nonfinite` (then the block's scale
 ///   is 0xFF, which the reader refuses by default).
 /// Errors name the file, the tensor and what is wrong; outputs are unchanged on error.
@@ -263,8 +264,9 @@ inline status load_mxfp4(const checkpoint& c, const std::string& base, scaled_te
 /// the file's orientation `[E, rows, K]` (transformers' dense `gate_up_proj` / `down_proj`
 /// parameters are this transposed to `[E, K, rows]`), `shape` the shape. `dt` is f32, bf16 or
 /// f16; each element is `FP4[code] * 2^(s - 127)` rounded once to `dt` (exact in f32 and bf16
-/// unless it overflows: ±Inf; f16 also rounds or flushes small values). NaN scales: as
-/// load_mxfp4 (then NaN). Errors: load_mxfp4's and dequantize's; outputs unchanged on error.
+/// unless it overflows: ±Inf; f16 overflows sooner and rounds small values). Zero blocks give ±0.
+/// NaN scales: as load_mxfp4 (then NaN). Errors: load_mxfp4's and dequantize's; outputs
+/// unchanged on error.
 inline status dequantize_mxfp4(const checkpoint& c, const std::string& base, dtype dt, std::vector<std::uint8_t>& out, std::vector<std::int64_t>& shape,
                                const mxfp4_load_options& opt = {}) {
   if (dt != dtype::f32 && dt != dtype::bf16 && dt != dtype::f16)
