@@ -42,7 +42,7 @@ void fuzz_mxfp4(const io::checkpoint& c, const std::string& name) {
     io::mxfp4_layout l;
     if (!io::check_mxfp4_layout(c, base, l, opt)) continue;
     lowbit::scaled_tensor q;
-    (void)io::load_mxfp4(c, base, q);  // refuses NaN scales
+    (void)io::load_mxfp4(c, base, q, opt);  // refuses NaN scales
     opt.allow_nan_scale = true;
     if (!io::load_mxfp4(c, base, q, opt) || q.numel() > (1 << 20)) continue;
     std::vector<float> out(static_cast<std::size_t>(q.numel()));
