@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writers, one
 // per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8;
-// transformers' fine-grained FP8;
+// transformers' fine-grained FP8; gpt-oss MXFP4 expert and 2-D pairs in both namings;
 // GGUF files of every ggml type lowbit decodes),
 // each also with its header's padding cut to the next multiple of 8 (the writer pads the header
 // to a 4096-byte boundary, and mutations spent on spaces find little).
@@ -79,6 +79,24 @@ bool write_fp8_block(const std::string& path) {
   return wr.write(bias.data(), bias.size() * 2) && wr.commit();
 }
 
+// gpt-oss MXFP4: an expert pair [2, 2, 64] (`_blocks` / `_scales`) with its bias, and a 2-D pair
+// [3, 32] named as openai's original checkpoint names it (`.blocks` / `.scales`).
+bool write_mxfp4(const std::string& path) {
+  std::vector<float> w(2 * 2 * 64);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = std::sin(0.37f * static_cast<float>(i)) * 0.02f;
+  lowbit::scaled_tensor experts, flat;
+  if (!io::quantize_mxfp4(w.data(), lowbit::dtype::f32, {2, 2, 64}, experts)) return false;
+  if (!io::quantize_mxfp4(w.data(), lowbit::dtype::f32, {3, 32}, flat)) return false;
+  std::vector<io::tensor_entry> e;
+  if (!io::mxfp4_entries("model.layers.0.mlp.experts.down_proj", experts, e)) return false;
+  e.push_back({"model.layers.0.mlp.experts.down_proj_bias", io::st_dtype::F32, {2, 2}});
+  if (!io::mxfp4_entries("block.0.mlp.mlp2_weight", flat, e, io::mxfp4_naming::openai)) return false;
+  io::safetensors_writer wr;
+  if (!wr.open(path, e, {{"format", "pt"}})) return false;
+  const float bias[4] = {0.5f, -0.5f, 0.0f, 1.0f};
+  return io::write_mxfp4(wr, experts) && wr.write(bias, sizeof bias) && io::write_mxfp4(wr, flat) && wr.commit();
+}
+
 // A GGUF file of every ggml type lowbit decodes (and a Q4_K tensor it only lists), with metadata
 // of scalar, string and array values and general.alignment.
 bool write_gguf(const std::string& path, std::uint32_t alignment) {
@@ -125,7 +143,8 @@ int main(int argc, char** argv) {
   ok = ok && write_quantized(dir + "/fp4.safetensors", lowbit::format::bnb_fp4, false, 3, 21);
   ok = ok && write_quantized(dir + "/int8.safetensors", lowbit::format::int8_absmax, false, 4, 8);
   ok = ok && write_fp8_block(dir + "/fp8_block.safetensors");
-  for (const char* name : {"dense", "nf4_dq", "fp4", "int8", "fp8_block"}) ok = ok && write_compact(dir, name);
+  ok = ok && write_mxfp4(dir + "/mxfp4.safetensors");
+  for (const char* name : {"dense", "nf4_dq", "fp4", "int8", "fp8_block", "mxfp4"}) ok = ok && write_compact(dir, name);
   ok = ok && write_gguf(dir + "/types.gguf", 32) && write_gguf(dir + "/aligned8.gguf", 8);
   return ok ? 0 : 1;
 }

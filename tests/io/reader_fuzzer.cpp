@@ -2,8 +2,11 @@
 // libFuzzer target over lowbit::io's readers: a byte string starting with "GGUF" is parsed as a
 // GGUF file, whose every tensor of a type lowbit decodes is then dequantized; any other is parsed
 // as a safetensors file, which, if valid, has every tensor's bytes read and every bitsandbytes
-// weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB) and every
-// fine-grained FP8 weight (with 128 x 128 and 3 x 3 tiles), and dequantized.
+// weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB), every
+// fine-grained FP8 weight (with 128 x 128 and 3 x 3 tiles), and dequantized, and every gpt-oss
+// MXFP4 pair (`X_blocks` / `X_scales`, or openai's `X.blocks` / `X.scales`) checked, loaded (NaN
+// scales accepted, so that the bytes get decoded), dequantized, split into experts and written
+// back into entries.
 // The readers must answer every input with ok or an error status: never a crash, a sanitizer
 // report or a leak.
 #include <lowbit/io.hpp>
@@ -12,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 namespace io = lowbit::io;
@@ -29,6 +33,29 @@ int fuzz_gguf(const std::uint8_t* data, std::size_t size) {
   }
   return static_cast<int>(sum & 0u);
 }
+// Every MXFP4 pair of `c` whose blocks tensor is `name` (either naming).
+void fuzz_mxfp4(const io::checkpoint& c, const std::string& name) {
+  for (const auto naming : {io::mxfp4_naming::transformers, io::mxfp4_naming::openai}) {
+    std::string base;
+    if (!io::mxfp4_base_of(name, base, naming) || !io::is_mxfp4_pair(c, base, naming)) continue;
+    io::mxfp4_load_options opt;
+    opt.naming = naming;
+    io::mxfp4_layout l;
+    if (!io::check_mxfp4_layout(c, base, l, opt)) continue;
+    lowbit::scaled_tensor q;
+    (void)io::load_mxfp4(c, base, q, opt);  // refuses NaN scales
+    opt.allow_nan_scale = true;
+    if (!io::load_mxfp4(c, base, q, opt) || q.numel() > (1 << 20)) continue;
+    std::vector<float> out(static_cast<std::size_t>(q.numel()));
+    (void)lowbit::dequantize(q, out.data(), lowbit::dtype::f32, lowbit::host::options{1, false, true});
+    if (q.shape().size() == 3 && q.shape()[0] > 0) {
+      lowbit::scaled_tensor one;
+      (void)io::mxfp4_expert(q, q.shape()[0] - 1, one);
+    }
+    std::vector<io::tensor_entry> e;
+    (void)io::mxfp4_entries(base, q, e, naming);
+  }
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -40,6 +67,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     for (std::uint64_t i = 0; i < t.nbytes(); ++i) sum += f.data(t)[i];
   const io::checkpoint c = io::checkpoint::adopt(std::move(f), "fuzz.safetensors");
   for (const auto& name : c.names()) {
+    fuzz_mxfp4(c, name);
     lowbit::quant_tensor q;
     lowbit::status s;
     const auto* t = c.find(name).tensor;
