@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // lowbit: quantize, inspect and dequantize safetensors checkpoints in bitsandbytes' layout.
 //
-//   lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block] [--block-size N] [--double-quant|--no-double-quant]
+//   lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block|mxfp4] [--block-size N] [--double-quant|--no-double-quant]
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
 //                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
 //   lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32|
-//                              bnb-nf4|bnb-fp4|bnb-int8|fp8-block|safetensors-f32|safetensors-f16|safetensors-bf16
+//                              bnb-nf4|bnb-fp4|bnb-int8|fp8-block|mxfp4|safetensors-f32|safetensors-f16|safetensors-bf16
 //                         [--skip PATTERN]... [--threads N] [--quiet] [--no-report] [--max-shard-size SIZE]
 //   lowbit --version | --help
 //
@@ -62,15 +62,17 @@
 // tensors are in memory at a time. Both are linear in the number of tensors (hashed lookups).
 //
 // convert --to a safetensors layout (docs/convert-checkpoints.md) reads any input convert reads
-// (GGUF, dense, bitsandbytes, fine-grained FP8; quantized weights dequantized to float32 first)
-// and writes: with bnb-nf4/bnb-fp4 (block 64, double quantization) or bnb-int8, what `quantize
-// --format` writes; with fp8-block, transformers' fine-grained FP8 (128 x 128 tiles); the weights
-// quantized are those quantize picks (2-D float tensors named "*weight" containing no --skip
-// pattern; defaults "lm_head", "embed"), other float tensors stay in their dtype (a dequantized
+// (GGUF, dense, bitsandbytes, fine-grained FP8, gpt-oss MXFP4; quantized weights dequantized to
+// float32 first) and writes: with bnb-nf4/bnb-fp4 (block 64, double quantization) or bnb-int8,
+// what `quantize --format` writes; with fp8-block, transformers' fine-grained FP8 (128 x 128
+// tiles); the weights quantized are those quantize picks (2-D float tensors named "*weight"
+// containing no --skip pattern; defaults "lm_head", "embed"); with mxfp4, gpt-oss's layout, which
+// quantizes the 3-D expert stacks only (dense as transformers' parameters [E, K, rows], stored as
+// X_blocks / X_scales of [E, rows, K], docs/mxfp4-gptoss.md); other float tensors stay in their dtype (a dequantized
 // one in the dtype `dequantize` would write it in), the rest is copied. safetensors-f32/f16/bf16
 // writes every float tensor in that dtype (rounded to nearest even from float32) and no
 // quantization_config. A writer thread writes tensor i while tensor i + 1 is converted, and its
-// report has the GGUF path's figures. `quantize --format fp8-block` is this path.
+// report has the GGUF path's figures. `quantize --format fp8-block` and `--format mxfp4` are this path.
 // A config.json whose quantization_config names a method lowbit does not read (anything but
 // bitsandbytes, e.g. "gptq") is refused by every command with exit 2 (inspect lists the tensors
 // first). inspect and dequantize also read transformers' fine-grained FP8 weights (an F8_E4M3
@@ -523,28 +525,35 @@ int commit_output(output_folder& folder) {
   return exit_ok;
 }
 
-// What a command that reads fine-grained FP8 weights (inspect, dequantize) learns from
-// config.json: its fp8 quantization_config, or the default 128 x 128 blocks without one.
-struct fp8_input {
-  bool configured = false;  // config.json says quant_method "fp8"
-  io::fp8_block_config cfg;
+// What a command that reads the non-bitsandbytes layouts (fine-grained FP8, gpt-oss MXFP4) learns
+// from config.json: their quantization_config, or the defaults (128 x 128 FP8 blocks) without one.
+struct layout_input {
+  bool fp8_configured = false;  // config.json says quant_method "fp8"
+  io::fp8_block_config fp8;
+  bool mx_configured = false;  // config.json says quant_method "mxfp4"
+  io::mxfp4_config mx;
 };
 
 // config.json beside the input (a folder's own, or the one next to a single file), or "". With
-// `fp8`, a quantization_config of method "fp8" is read into it rather than refused.
-int read_base_config(const io::checkpoint& c, std::string& text, fp8_input* fp8 = nullptr) {
+// `li`, a quantization_config of method "fp8" or "mxfp4" is read into it rather than refused.
+int read_base_config(const io::checkpoint& c, std::string& text, layout_input* li = nullptr) {
   const std::string p = c.folder() + "/config.json";
   text.clear();
   if (!io::path_exists(p)) return exit_ok;
   if (auto s = io::read_text_file(p, text); !s) return fail(exit_input, s);
   nlohmann::json j;
   if (auto s = io::parse_json_text(text, p, j); !s) return fail(exit_input, s);
-  if (fp8 != nullptr) {
+  if (li != nullptr) {
     std::string method;
     if (auto s = io::quantization_method(j, p, method); !s) return fail(exit_input, s);
     if (method == "fp8") {
-      if (auto s = io::from_json(j["quantization_config"], p, fp8->cfg); !s) return fail(exit_input, s);
-      fp8->configured = true;
+      if (auto s = io::from_json(j["quantization_config"], p, li->fp8); !s) return fail(exit_input, s);
+      li->fp8_configured = true;
+      return exit_ok;
+    }
+    if (method == "mxfp4") {
+      if (auto s = io::from_json(j["quantization_config"], p, li->mx); !s) return fail(exit_input, s);
+      li->mx_configured = true;
       return exit_ok;
     }
   }
@@ -552,24 +561,125 @@ int read_base_config(const io::checkpoint& c, std::string& text, fp8_input* fp8 
   return exit_ok;
 }
 
-// The fine-grained FP8 weights among `members` (F8_E4M3 "X" with a tensor "X_scale_inv"; when
-// config.json says quant_method "fp8", every F8_E4M3 tensor, so that one without its scales is an
-// error rather than copied through): marks them in `is_fp8` and drops their scale tensors from
-// `members` (they are part of the weight).
-void fp8_members(const io::checkpoint& c, const fp8_input& fp8, std::vector<io::bnb_member>& members, std::vector<char>& is_fp8) {
-  std::unordered_set<std::string> scales;
-  for (const auto& m : members)
-    if (m.what == io::bnb_member::kind::dense && io::is_fp8_block_weight(c, m.name)) scales.insert(io::fp8_scale_name(m.name));
+// What a member of a checkpoint is, beyond bitsandbytes' kinds.
+enum class ext_kind : char {
+  none,          // a dense tensor or a bitsandbytes weight (io::bnb_member says which)
+  fp8,           // transformers' fine-grained FP8: "X" with "X_scale_inv"
+  mxfp4,         // gpt-oss MXFP4 as transformers names it: "X_blocks" + "X_scales", listed as "X"
+  mxfp4_openai,  // openai's original checkpoint: "X.blocks" + "X.scales", listed as "X"
+};
+
+// Sorts the non-bitsandbytes weights out of `members` (io::bnb_members' list): fine-grained FP8
+// weights (F8_E4M3 "X" with "X_scale_inv"; when config.json says quant_method "fp8", every F8_E4M3
+// tensor, so that one without its scales is an error rather than copied through) and MXFP4 pairs
+// (U8 "X_blocks" with "X_scales", or "X.blocks" with "X.scales"; with quant_method "mxfp4" every U8
+// "X_blocks", for the same reason), listed once under the weight's name "X". Their companion
+// tensors leave the list. `kind[i]` says what member i is.
+void layout_members(const io::checkpoint& c, const layout_input& li, std::vector<io::bnb_member>& members, std::vector<ext_kind>& kind) {
+  std::unordered_set<std::string> companions;
+  std::unordered_map<std::string, std::pair<std::string, ext_kind>> mx;  // blocks tensor -> (weight, kind)
+  for (const auto& m : members) {
+    if (m.what != io::bnb_member::kind::dense) continue;
+    if (io::is_fp8_block_weight(c, m.name)) companions.insert(io::fp8_scale_name(m.name));
+    for (const io::mxfp4_naming n : {io::mxfp4_naming::transformers, io::mxfp4_naming::openai}) {
+      std::string base;
+      const bool configured = li.mx_configured && n == io::mxfp4_naming::transformers && c.find(m.name).tensor->dtype == io::st_dtype::U8;
+      if (io::mxfp4_base_of(m.name, base, n) && (configured || io::is_mxfp4_pair(c, base, n))) {
+        mx.emplace(m.name, std::make_pair(base, n == io::mxfp4_naming::openai ? ext_kind::mxfp4_openai : ext_kind::mxfp4));
+        if (io::is_mxfp4_pair(c, base, n)) companions.insert(io::mxfp4_scales_name(base, n));
+        break;
+      }
+    }
+  }
   std::vector<io::bnb_member> kept;
   kept.reserve(members.size());
-  is_fp8.clear();
+  kind.clear();
   for (auto& m : members) {
-    if (m.what == io::bnb_member::kind::dense && scales.count(m.name) != 0) continue;
-    const bool f8 = fp8.configured ? c.find(m.name).tensor->dtype == io::st_dtype::F8_E4M3 : io::is_fp8_block_weight(c, m.name);
-    is_fp8.push_back(m.what == io::bnb_member::kind::dense && f8 ? 1 : 0);
+    if (m.what == io::bnb_member::kind::dense && companions.count(m.name) != 0) continue;
+    ext_kind k = ext_kind::none;
+    if (m.what == io::bnb_member::kind::dense) {
+      const auto it = mx.find(m.name);
+      if (it != mx.end()) {
+        m.name = it->second.first;
+        k = it->second.second;
+      } else if (li.fp8_configured ? c.find(m.name).tensor->dtype == io::st_dtype::F8_E4M3 : io::is_fp8_block_weight(c, m.name)) {
+        k = ext_kind::fp8;
+      }
+    }
+    kind.push_back(k);
     kept.push_back(std::move(m));
   }
   members = std::move(kept);
+}
+
+// The header facts of weight `name` of kind `k` (not none), no data read: the dense shape the tool
+// gives it (gpt-oss experts [E, rows, K] as transformers' parameters [E, K, rows], i.e. the last
+// two dimensions swapped, for the transformers naming; the file's orientation otherwise), the
+// bytes the file spends on it, its format and scale layout for inspect.
+struct ext_facts {
+  std::vector<std::int64_t> shape;
+  std::uint64_t stored = 0;
+  std::string format, scales;
+  bool transposed = false;
+};
+lowbit::status ext_weight_facts(const io::checkpoint& c, const layout_input& li, const std::string& name, ext_kind k, ext_facts& f) {
+  if (k == ext_kind::fp8) {
+    io::fp8_block_layout l;
+    LOWBIT_TRY(io::check_fp8_block_layout(c, name, li.fp8, l));
+    f.shape = {l.rows, l.cols};
+    f.stored = l.weight.tensor->nbytes() + l.scale.tensor->nbytes();
+    f.format = "fp8_e4m3_block";
+    f.scales = std::to_string(li.fp8.block_rows) + "x" + std::to_string(li.fp8.block_cols) + (l.scale.tensor->dtype == io::st_dtype::F32 ? " f32" : " bf16") + " scale_inv";
+    return {};
+  }
+  io::mxfp4_load_options o;
+  o.naming = k == ext_kind::mxfp4_openai ? io::mxfp4_naming::openai : io::mxfp4_naming::transformers;
+  io::mxfp4_layout l;
+  LOWBIT_TRY(io::check_mxfp4_layout(c, name, l, o));
+  f.shape = l.shape;
+  f.transposed = k == ext_kind::mxfp4 && l.shape.size() == 3;
+  if (f.transposed) std::swap(f.shape[1], f.shape[2]);
+  f.stored = l.blocks.tensor->nbytes() + l.scales.tensor->nbytes();
+  f.format = "mxfp4";
+  f.scales = f.transposed ? "1x32 e8m0 (along dim 1)" : "1x32 e8m0";
+  return {};
+}
+
+// out[e][j][i] = in[e][i][j] for e < E, i < R, j < C, elements of `size` bytes (32 x 32 tiles).
+void transpose_last2(const std::uint8_t* in, std::int64_t E, std::int64_t R, std::int64_t C, std::size_t size, std::uint8_t* out) {
+  constexpr std::int64_t t = 32;
+  for (std::int64_t e = 0; e < E; ++e) {
+    const std::uint8_t* a = in + static_cast<std::size_t>(e * R * C) * size;
+    std::uint8_t* b = out + static_cast<std::size_t>(e * R * C) * size;
+    for (std::int64_t i0 = 0; i0 < R; i0 += t)
+      for (std::int64_t j0 = 0; j0 < C; j0 += t)
+        for (std::int64_t i = i0; i < std::min(R, i0 + t); ++i)
+          for (std::int64_t j = j0; j < std::min(C, j0 + t); ++j)
+            std::memcpy(b + static_cast<std::size_t>(j * R + i) * size, a + static_cast<std::size_t>(i * C + j) * size, size);
+  }
+}
+
+// The dense values of weight `name` of kind `k` in dtype `dt` (f32, bf16 or f16), in the shape
+// ext_weight_facts gives, into `out` (numel * size bytes).
+lowbit::status ext_weight_values(const io::checkpoint& c, const layout_input& li, const std::string& name, ext_kind k, lowbit::dtype dt, std::uint8_t* out, int threads) {
+  const lowbit::host::options opt{threads, false, true};
+  if (k == ext_kind::fp8) {
+    lowbit::scaled_tensor sq;
+    io::fp8_load_options fo;
+    fo.source = dt;
+    LOWBIT_TRY(io::load_fp8_block(c, name, li.fp8, sq, fo));
+    return lowbit::dequantize(sq, out, dt, opt);
+  }
+  io::mxfp4_load_options o;
+  o.naming = k == ext_kind::mxfp4_openai ? io::mxfp4_naming::openai : io::mxfp4_naming::transformers;
+  o.source = dt;
+  lowbit::scaled_tensor q;
+  LOWBIT_TRY(io::load_mxfp4(c, name, q, o));
+  if (!(k == ext_kind::mxfp4 && q.shape().size() == 3)) return lowbit::dequantize(q, out, dt, opt);
+  std::vector<std::uint8_t> file_order(static_cast<std::size_t>(q.numel()) * static_cast<std::size_t>(lowbit::dtype_size(dt)));
+  LOWBIT_TRY(lowbit::dequantize(q, file_order.data(), dt, opt));
+  transpose_last2(file_order.data(), q.shape()[0], q.shape()[1], q.shape()[2], static_cast<std::size_t>(lowbit::dtype_size(dt)), out);
+  return {};
 }
 
 bool parse_int(const char* s, long long lo, long long hi, long long& out) {
@@ -656,11 +766,11 @@ int parse_args(int argc, char** argv, conversion_args& args, Own own) {
 
 // Opens the temporary output folder for OUT, then IN (and its config.json; `fp8` as for
 // read_base_config).
-int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder, fp8_input* fp8 = nullptr) {
+int open_conversion(const conversion_args& args, io::checkpoint& in, std::string& config_text, output_folder& folder, layout_input* li = nullptr) {
   if (auto s = folder.open(args.pos[1]); !s) return fail(exit_output, s);  // OUT first: its problems before any work
   if (auto s = io::checkpoint::open(args.pos[0], in); !s) return fail(exit_input, s);
   register_input(in);
-  if (int r = read_base_config(in, config_text, fp8)) return r;
+  if (int r = read_base_config(in, config_text, li)) return r;
   return exit_ok;
 }
 
@@ -848,8 +958,8 @@ int write_stages(handoff<stage>& slot, model_writer& mw, const std::vector<plann
 
 // The formats of `quantize --format` that are safetensors layouts of other owners than
 // bitsandbytes, written through convert's path (convert_safetensors).
-const char* const layout_formats = "fp8-block";
-bool is_layout_format(const std::string& f) { return f == "fp8-block"; }
+const char* const layout_formats = "fp8-block, mxfp4";
+bool is_layout_format(const std::string& f) { return f == "fp8-block" || f == "mxfp4"; }
 int quantize_to_layout(const conversion_args& args, const std::string& fmt, const std::vector<std::string>& skip, bool with_report);
 
 int cmd_quantize(int argc, char** argv) {
@@ -872,7 +982,7 @@ int cmd_quantize(int argc, char** argv) {
       if (!v) return -1;
       fmt = v;
       if (fmt != "nf4" && fmt != "fp4" && fmt != "int8" && !is_layout_format(fmt))
-        return std::fprintf(stderr, "lowbit: --format must be nf4, fp4, int8 or %s, not \"%s\"\n", layout_formats, v), -1;
+        return std::fprintf(stderr, "lowbit: --format must be one of nf4, fp4, int8, %s; not \"%s\"\n", layout_formats, v), -1;
     } else if (a == "--block-size") {
       const char* v = value("--block-size");
       if (!v || !parse_int(v, 32, 4096, block) || (block & (block - 1)) != 0)
@@ -1027,26 +1137,28 @@ int cmd_inspect(int argc, char** argv) {
   if (auto s = io::checkpoint::open(argv[0], c); !s) return fail(exit_input, s);
   register_input(c);
   std::string config_text;
-  fp8_input fp8;
-  const int config_status = read_base_config(c, config_text, &fp8);  // printed now, returned after the listing
+  layout_input li;
+  const int config_status = read_base_config(c, config_text, &li);  // printed now, returned after the listing
   std::vector<io::bnb_member> members;
   io::bnb_members(c, members);
-  std::vector<char> is_fp8;
-  fp8_members(c, fp8, members, is_fp8);
+  std::vector<ext_kind> kind;
+  layout_members(c, li, members, kind);
   report("%-52s %-14s %-18s %12s %8s  %s\n", "tensor", "format", "shape", "bytes", "bits", "scales");
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const io::bnb_member& m = members[i];
+    if (kind[i] != ext_kind::none) {
+      ext_facts f;
+      if (auto s = ext_weight_facts(c, li, m.name, kind[i], f); !s) return fail(exit_input, s);
+      total += f.stored;
+      std::int64_t n = 1;
+      for (auto d : f.shape) n *= d;
+      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f  %s\n", m.name.c_str(), f.format.c_str(), shape_string(f.shape).c_str(), f.stored, bits_per_value(f.stored, n),
+             f.scales.c_str());
+      continue;
+    }
     const io::tensor_info& t = *c.find(m.name).tensor;
-    if (is_fp8[i]) {
-      io::fp8_block_layout l;
-      if (auto s = io::check_fp8_block_layout(c, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
-      const std::uint64_t b = t.nbytes() + l.scale.tensor->nbytes();
-      total += b;
-      report("%-52s %-14s %-18s %12" PRIu64 " %8.3f  %lldx%lld %s scale_inv\n", m.name.c_str(), "fp8_e4m3_block", shape_string(t.shape).c_str(), b,
-             bits_per_value(b, l.rows * l.cols), static_cast<long long>(fp8.cfg.block_rows), static_cast<long long>(fp8.cfg.block_cols),
-             l.scale.tensor->dtype == io::st_dtype::F32 ? "f32" : "bf16");
-    } else if (m.what != io::bnb_member::kind::dense) {
+    if (m.what != io::bnb_member::kind::dense) {
       io::bnb_layout l;
       if (auto s = member_layout(c, m, l); !s) return fail(exit_input, s);
       std::uint64_t b = t.nbytes();  // every byte the file spends on the weight
@@ -1088,29 +1200,29 @@ int cmd_dequantize(int argc, char** argv) {
   io::checkpoint in;
   std::string config_text;
   output_folder folder;
-  fp8_input fp8;
-  if (int r = open_conversion(args, in, config_text, folder, &fp8)) return r;
+  layout_input li;
+  if (int r = open_conversion(args, in, config_text, folder, &li)) return r;
   // LLM.int8 weights record no dtype: the model's (config torch_dtype), else bitsandbytes' float32.
   nlohmann::json config;
   if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
   const lowbit::dtype int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
-  // Fine-grained FP8 weights record none either: torch_dtype, else bfloat16 (transformers'
-  // dequantized FP8 models and DeepSeek's fp8_cast_bf16.py).
-  const lowbit::dtype fp8_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
+  // Fine-grained FP8 and MXFP4 weights record none either: torch_dtype, else bfloat16
+  // (transformers' dequantized FP8 and gpt-oss models, DeepSeek's fp8_cast_bf16.py).
+  const lowbit::dtype ext_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
   std::vector<io::bnb_member> members;
   io::bnb_members(in, members);
-  std::vector<char> is_fp8;
-  fp8_members(in, fp8, members, is_fp8);
+  std::vector<ext_kind> kind;
+  layout_members(in, li, members, kind);
   std::vector<io::tensor_entry> entries;
   std::vector<io::bnb_layout> layouts(members.size());
   entries.reserve(members.size());
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < members.size(); ++i) {
     const io::bnb_member& m = members[i];
-    if (is_fp8[i]) {
-      io::fp8_block_layout l;
-      if (auto s = io::check_fp8_block_layout(in, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
-      entries.push_back({m.name, io::to_st_dtype(fp8_dtype), {l.rows, l.cols}});
+    if (kind[i] != ext_kind::none) {
+      ext_facts f;
+      if (auto s = ext_weight_facts(in, li, m.name, kind[i], f); !s) return fail(exit_input, s);
+      entries.push_back({m.name, io::to_st_dtype(ext_dtype), f.shape});
     } else if (m.what == io::bnb_member::kind::dense) {
       const io::tensor_info& t = *in.find(m.name).tensor;
       entries.push_back({m.name, t.dtype, t.shape});
@@ -1159,18 +1271,7 @@ int cmd_dequantize(int argc, char** argv) {
   for (std::size_t i = 0; i < members.size() && produced == exit_ok; ++i) {
     dense_stage st;
     st.member = i;
-    if (members[i].what != io::bnb_member::kind::dense || is_fp8[i]) {
-      lowbit::quant_tensor q;
-      lowbit::scaled_tensor sq;
-      io::fp8_load_options fo;
-      fo.source = fp8_dtype;
-      const lowbit::status s = is_fp8[i] ? io::load_fp8_block(in, members[i].name, fp8.cfg, sq, fo)
-                               : members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, members[i].name, q)
-                                                                                     : io::load_bnb_int8(in, members[i].name, q, int8_dtype);
-      if (!s) {
-        produced = fail(exit_input, s);
-        break;
-      }
+    if (members[i].what != io::bnb_member::kind::dense || kind[i] != ext_kind::none) {
       st.dequantized = true;
       st.bytes.reset(new (std::nothrow) std::uint8_t[static_cast<std::size_t>(entries[i].nbytes()) + 1]);
       if (!st.bytes) {
@@ -1179,8 +1280,16 @@ int cmd_dequantize(int argc, char** argv) {
         break;
       }
       const lowbit::host::options dopt{static_cast<int>(args.threads), false, true};
-      if (auto ds = is_fp8[i] ? lowbit::dequantize(sq, st.bytes.get(), fp8_dtype, dopt) : lowbit::dequantize(q, st.bytes.get(), q.source_dtype(), dopt); !ds) {
-        produced = fail(exit_input, ds);
+      lowbit::status s;
+      if (kind[i] != ext_kind::none) {
+        s = ext_weight_values(in, li, members[i].name, kind[i], ext_dtype, st.bytes.get(), static_cast<int>(args.threads));
+      } else {
+        lowbit::quant_tensor q;
+        s = members[i].what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, members[i].name, q) : io::load_bnb_int8(in, members[i].name, q, int8_dtype);
+        if (s) s = lowbit::dequantize(q, st.bytes.get(), q.source_dtype(), dopt);
+      }
+      if (!s) {
+        produced = fail(exit_input, s);
         break;
       }
       ++count;
@@ -1489,9 +1598,9 @@ struct convert_input {
   io::checkpoint in;
   std::string config_text;
   std::vector<io::bnb_member> members;
-  std::vector<char> is_fp8;
-  fp8_input fp8;
-  lowbit::dtype int8_dtype = lowbit::dtype::f32, fp8_dtype = lowbit::dtype::bf16;
+  std::vector<ext_kind> kind;
+  layout_input li;
+  lowbit::dtype int8_dtype = lowbit::dtype::f32, ext_dtype = lowbit::dtype::bf16;
   std::vector<convert_source> src;
 
   // Opens `path` and lists its tensors (headers only). `gguf_out`: the output is GGUF, so tensors
@@ -1520,21 +1629,21 @@ struct convert_input {
     }
     if (auto s = io::checkpoint::open(path, in); !s) return fail(exit_input, s);
     register_input(in);
-    if (int r = read_base_config(in, config_text, &fp8)) return r;
+    if (int r = read_base_config(in, config_text, &li)) return r;
     nlohmann::json config;
     if (!config_text.empty() && !io::parse_json_text(config_text, in.folder() + "/config.json", config)) config = nullptr;
     int8_dtype = io::recorded_dtype(config, lowbit::dtype::f32);
-    fp8_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
+    ext_dtype = io::recorded_dtype(config, lowbit::dtype::bf16);
     io::bnb_members(in, members);
-    fp8_members(in, fp8, members, is_fp8);
+    layout_members(in, li, members, kind);
     for (std::size_t i = 0; i < members.size(); ++i) {
       const io::bnb_member& m = members[i];
       convert_source c{m.name, {}};
-      if (is_fp8[i]) {
-        io::fp8_block_layout l;
-        if (auto s = io::check_fp8_block_layout(in, m.name, fp8.cfg, l); !s) return fail(exit_input, s);
-        c.shape = {l.rows, l.cols};
-        c.keep = io::to_st_dtype(fp8_dtype);
+      if (kind[i] != ext_kind::none) {
+        ext_facts f;
+        if (auto s = ext_weight_facts(in, li, m.name, kind[i], f); !s) return fail(exit_input, s);
+        c.shape = f.shape;
+        c.keep = io::to_st_dtype(ext_dtype);
       } else if (m.what != io::bnb_member::kind::dense) {
         io::bnb_layout l;
         if (auto s = member_layout(in, m, l, int8_dtype); !s) return fail(exit_input, s);
@@ -1575,7 +1684,7 @@ struct convert_input {
       return io::gguf_file::dequantize(t, x.data(), threads);
     }
     const io::bnb_member& m = members[i];
-    if (m.what == io::bnb_member::kind::dense && !is_fp8[i]) {
+    if (m.what == io::bnb_member::kind::dense && kind[i] == ext_kind::none) {
       const auto loc = in.find(m.name);
       io::to_dtype(loc.tensor->dtype, dense_dt);
       dense = loc.file->data(*loc.tensor);
@@ -1583,13 +1692,7 @@ struct convert_input {
     }
     x.resize(static_cast<std::size_t>(n));
     const lowbit::host::options opt{threads, false, true};
-    if (is_fp8[i]) {
-      lowbit::scaled_tensor sq;
-      io::fp8_load_options fo;
-      fo.source = fp8_dtype;
-      LOWBIT_TRY(io::load_fp8_block(in, m.name, fp8.cfg, sq, fo));
-      return lowbit::dequantize(sq, x.data(), lowbit::dtype::f32, opt);
-    }
+    if (kind[i] != ext_kind::none) return ext_weight_values(in, li, m.name, kind[i], lowbit::dtype::f32, reinterpret_cast<std::uint8_t*>(x.data()), threads);
     lowbit::quant_tensor qt;
     LOWBIT_TRY(m.what == io::bnb_member::kind::bnb_4bit ? io::load_bnb_4bit(in, m.name, qt) : io::load_bnb_int8(in, m.name, qt, int8_dtype));
     return lowbit::dequantize(qt, x.data(), lowbit::dtype::f32, opt);
@@ -1621,6 +1724,9 @@ struct st_layout {
   virtual int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const = 0;
   // The entries of weight `name` (shape `shape`, quantized from dtype `dt`) at their largest.
   virtual lowbit::status plan(const std::string& name, const std::vector<std::int64_t>& shape, lowbit::dtype dt, std::vector<io::tensor_entry>& out) const = 0;
+  // True if the float tensor `name` of `shape` is one this layout quantizes (before the skip
+  // patterns): 2-D weights, as quantize and transformers' quantizers pick them.
+  virtual bool takes(const std::string& name, const std::vector<std::int64_t>& shape) const { return shape.size() == 2 && ends_with(name, "weight"); }
   // Quantizes the weight (`data` of dtype `dt`, row-major `shape`).
   virtual lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
                                 std::unique_ptr<encoded_weight>& out) const = 0;
@@ -1718,6 +1824,50 @@ struct fp8_block_st_layout final : st_layout {
   }
 };
 
+// gpt-oss MXFP4 (transformers' quant_method "mxfp4"; docs/mxfp4-gptoss.md): the 3-D expert stacks,
+// dense as transformers' parameters [E, K, rows], stored as X_blocks / X_scales of [E, rows, K]
+// (blocks of 32 along K, the rceil scale rule of gpt-oss's own quantizer). gpt-oss quantizes
+// nothing else; 2-D weights stay dense.
+struct mxfp4_st_layout final : st_layout {
+  const char* label() const override { return "mxfp4"; }
+  bool takes(const std::string&, const std::vector<std::int64_t>& shape) const override { return shape.size() == 3 && shape[1] > 0 && shape[1] % 32 == 0; }
+  int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const override {
+    io::mxfp4_config c;
+    c.modules_to_not_convert = skip;
+    c.has_modules_to_not_convert = true;
+    if (auto s = io::write_mxfp4_config(folder.file("config.json"), config_text, c); !s) return fail(exit_output, s);
+    return exit_ok;
+  }
+  lowbit::status plan(const std::string& name, const std::vector<std::int64_t>& shape, lowbit::dtype, std::vector<io::tensor_entry>& out) const override {
+    out.push_back({io::mxfp4_blocks_name(name), io::st_dtype::U8, {shape[0], shape[2], shape[1] / 32, 16}});
+    out.push_back({io::mxfp4_scales_name(name), io::st_dtype::U8, {shape[0], shape[2], shape[1] / 32}});
+    return {};
+  }
+  struct weight final : encoded_weight {
+    lowbit::scaled_tensor q;  // [E, rows, K]
+    lowbit::status write(io::safetensors_writer& w) const override { return io::write_mxfp4(w, q); }
+    lowbit::status dequantize(float* y, int threads) const override {
+      std::vector<float> f(static_cast<std::size_t>(q.numel()));
+      LOWBIT_TRY(lowbit::dequantize(q, f.data(), lowbit::dtype::f32, lowbit::host::options{threads, false, true}));
+      transpose_last2(reinterpret_cast<const std::uint8_t*>(f.data()), q.shape()[0], q.shape()[1], q.shape()[2], 4, reinterpret_cast<std::uint8_t*>(y));
+      return {};
+    }
+  };
+  lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
+                        std::unique_ptr<encoded_weight>& out) const override {
+    const std::size_t size = static_cast<std::size_t>(lowbit::dtype_size(dt));
+    std::vector<std::uint8_t> rows_major(static_cast<std::size_t>(convert_input::numel(shape)) * size);
+    transpose_last2(static_cast<const std::uint8_t*>(data), shape[0], shape[1], shape[2], size, rows_major.data());
+    auto e = std::make_unique<weight>();
+    io::mxfp4_quantize_options o;
+    o.engine = lowbit::host::options{threads, false, true};
+    LOWBIT_TRY(io::quantize_mxfp4(rows_major.data(), dt, {shape[0], shape[2], shape[1]}, e->q, o));
+    LOWBIT_TRY(io::mxfp4_entries(name, e->q, e->entries));
+    out = std::move(e);
+    return {};
+  }
+};
+
 // A tensor of a safetensors output on its way to the file: a quantized weight, converted dense
 // bytes, or nothing (bytes passed through from the input mapping).
 struct st_stage {
@@ -1772,7 +1922,7 @@ int convert_safetensors(const conversion_args& args, convert_input& ci, output_f
   for (std::size_t i = 0; i < ci.src.size(); ++i) {
     const convert_source& c = ci.src[i];
     st_planned& t = plan[i];
-    bool quantize = layout != nullptr && c.floating && c.shape.size() == 2 && ends_with(c.name, "weight");
+    bool quantize = layout != nullptr && c.floating && layout->takes(c.name, c.shape);
     for (const auto& pat : skip) quantize = quantize && c.name.find(pat) == std::string::npos;
     if (quantize) {
       t.what = st_planned::action::quantize;
@@ -2041,8 +2191,8 @@ int convert_gguf(const conversion_args& args, convert_input& ci, output_folder& 
 
 // The formats `convert --to` takes, for the usage message and errors.
 const char* const convert_targets =
-    "gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4, bnb-nf4, bnb-fp4, bnb-int8, fp8-block, safetensors-f32, safetensors-f16, "
-    "safetensors-bf16";
+    "gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4, bnb-nf4, bnb-fp4, bnb-int8, fp8-block, mxfp4, safetensors-f32, "
+    "safetensors-f16, safetensors-bf16";
 
 // The safetensors layout of `to` (null: not one; `cast` then says whether `to` is a plain
 // safetensors-<dtype>, in `cast_to`).
@@ -2056,6 +2206,7 @@ std::unique_ptr<st_layout> st_layout_of(const std::string& to, bool& cast, io::s
   if (to == "bnb-fp4") return std::make_unique<bnb_st_layout>(lowbit::format::bnb_fp4);
   if (to == "bnb-int8") return std::make_unique<bnb_st_layout>(lowbit::format::int8_absmax);
   if (to == "fp8-block") return std::make_unique<fp8_block_st_layout>();
+  if (to == "mxfp4") return std::make_unique<mxfp4_st_layout>();
   return nullptr;
 }
 

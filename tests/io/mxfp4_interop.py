@@ -15,7 +15,7 @@ gpt_oss/torch/weights.py, triton_kernels' downcast_to_mxfp, the OCP MX v1.0 spec
     d = f32(amax / 6), s = d's exponent field rounded up (bits + 0x7FFFFF, mantissa dropped),
     code = e2m1 round-to-nearest-even of x * 2^(127 - s), saturated to +-6, sign kept.
 
-    mxfp4_interop.py --loader LOADER
+    mxfp4_interop.py --loader LOADER [--tool LOWBIT]
 
 1. Writes DIR/py, a sharded checkpoint folder (two shards + model.safetensors.index.json, as
    gpt-oss ships): expert pairs [E, rows, K / 32, 16] with random codes and scales (0, 254 and
@@ -26,6 +26,13 @@ gpt_oss/torch/weights.py, triton_kernels' downcast_to_mxfp, the OCP MX v1.0 spec
    pair it writes back is the bytes this file wrote; DIR/lowbit has exactly the layout (names,
    dtypes, shapes, config.json) and blocks and scales equal to this file's own quantization bit for
    bit, the dense tensor copied unchanged.
+4. With --tool, the command-line tool in both directions, with transformers' orientation of the
+   dense expert parameters ([E, K, rows]: the stored [E, rows, K] with the last two dimensions
+   swapped, as transformers' convert_moe_packed_tensors returns them): `lowbit convert DIR/py
+   --to safetensors-f32` writes every transformers-named expert pair as this file's dequantization
+   swapped (openai's 2-D naming unswapped) and no quantization_config; `lowbit convert` of a dense
+   checkpoint `--to mxfp4` writes blocks and scales equal to this file's quantization of the
+   swapped experts, leaves the 2-D weight dense, and prints error figures equal to this file's.
 Exit 0 pass, 1 fail, 77 skipped (numpy missing). LOWBIT_TEST_SEED sets the seed (printed on failure).
 """
 import argparse
@@ -163,6 +170,7 @@ def self_check():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loader", required=True)
+    ap.add_argument("--tool")
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
     self_check()
@@ -301,7 +309,67 @@ def main():
             step = np.ldexp(np.float32(1.0), np.repeat(ls.astype(np.int32) - 127, 32, axis=-1)).astype(np.float64)
             err = np.abs(y.astype(np.float64) - x.astype(np.float64))
             check(bool(np.all(err <= step * 1.0)), f"{name}: dequantization further than half the coarsest e2m1 step from the input")
+        if args.tool:
+            tool_converts(args.tool, d, pairs, expected, rng)
     return report()
+
+
+def tool_converts(tool, d, pairs, expected, rng):
+    dense = os.path.join(d, "tool_dense")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "py"), dense, "--to", "safetensors-f32"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert --to safetensors-f32 failed: {p.stderr.strip()}")
+    if p.returncode == 0:
+        got = {}
+        for fn in os.listdir(dense):
+            if fn.endswith(".safetensors"):
+                got.update(read_st(os.path.join(dense, fn)))
+        for base, shape in pairs.items():
+            want = expected[base].swapaxes(1, 2) if len(shape) == 3 else expected[base]
+            g = got.get(base)
+            check(g is not None and g[0] == "F32" and g[1] == list(want.shape) and g[2] == np.ascontiguousarray(want).astype("<f4").tobytes(),
+                  f"convert --to safetensors-f32: {base}: not this file's dequantization in transformers' orientation")
+        with open(os.path.join(dense, "config.json")) as f:
+            check("quantization_config" not in json.load(f), "convert --to safetensors-f32 keeps a quantization_config")
+    # a dense gpt-oss-like checkpoint, experts as transformers' parameters [E, K, rows]
+    E, H, I = 3, 64, 32
+    src = {"model.layers.0.mlp.experts.gate_up_proj": (rng.standard_normal((E, H, 2 * I)) * 0.02).astype(np.float32),
+           "model.layers.0.mlp.experts.down_proj": (rng.standard_normal((E, I, H)) * 0.02).astype(np.float32)}
+    src["model.layers.0.mlp.experts.down_proj"][0, 0, 0] = 0.9  # an outlier
+    q_proj = rng.standard_normal((H, H)).astype(np.float32)
+    os.mkdir(os.path.join(d, "gptoss_dense"))
+    tensors = [(n, "BF16", list(x.shape), f32_to_bf16(x).astype("<u2").tobytes()) for n, x in src.items()]
+    tensors.append(("model.layers.0.self_attn.q_proj.weight", "F32", [H, H], q_proj.astype("<f4").tobytes()))
+    write_st(os.path.join(d, "gptoss_dense", "model.safetensors"), tensors)
+    with open(os.path.join(d, "gptoss_dense", "config.json"), "w") as f:
+        json.dump({"model_type": "gpt_oss"}, f)
+    out = os.path.join(d, "tool_mxfp4")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "gptoss_dense"), out, "--to", "mxfp4"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert --to mxfp4 failed: {p.stderr.strip()}")
+    if p.returncode != 0:
+        return
+    got = read_st(os.path.join(out, "model.safetensors"))
+    reported = {}
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 11 and f[1] == "mxfp4":
+            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+    check(set(got) == {"model.layers.0.self_attn.q_proj.weight"} | {n + sfx for n in src for sfx in ("_blocks", "_scales")}, f"convert --to mxfp4 tensors {sorted(got)}")
+    check(got.get("model.layers.0.self_attn.q_proj.weight", (None, None, b""))[2] == q_proj.astype("<f4").tobytes(), "convert --to mxfp4: a 2-D weight is not kept dense")
+    with open(os.path.join(out, "config.json")) as f:
+        qc = json.load(f).get("quantization_config")
+    check(qc == {"modules_to_not_convert": ["lm_head", "embed"], "quant_method": "mxfp4"}, f"convert --to mxfp4: quantization_config {qc}")
+    for name, x in src.items():
+        xs = np.ascontiguousarray(bf16_to_f32(f32_to_bf16(x)).swapaxes(1, 2))  # the stored orientation [E, rows, K]
+        blocks, scales = quant(xs)
+        b, sc = got.get(name + "_blocks"), got.get(name + "_scales")
+        check(b is not None and sc is not None and np.array_equal(arr(b), blocks) and np.array_equal(arr(sc), scales),
+              f"convert --to mxfp4: {name}: blocks or scales differ from this file's quantization")
+        e = xs.astype(np.float64) - dequant(blocks, scales).astype(np.float64)
+        maxe, meane = np.abs(e).max(), np.abs(e).mean()
+        sqnr = 10 * np.log10((xs.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+        rep = reported.get(name)
+        check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
+              f"convert --to mxfp4: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
 
 
 def report():
