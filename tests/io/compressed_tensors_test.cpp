@@ -1,0 +1,676 @@
+// SPDX-License-Identifier: Apache-2.0
+// compressed-tensors checkpoints (io/compressed_tensors.hpp): the quantization_config model and
+// its validation, which config group applies to a module, and the float-quantized (FP8) and
+// nvfp4-pack-quantized weights: hand-built files (bytes the writer did not make) decode to
+// hand-worked values; every malformed file is an error naming the tensor with the output left
+// alone; quantize -> write -> load keeps every byte.
+#include <lowbit/io.hpp>
+#include <lowbit/lowbit.hpp>
+
+#include "io_test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace io = lowbit::io;
+using lowbit_test::scratch_dir;
+
+namespace {
+
+struct raw_tensor {
+  std::string name, dtype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+// A safetensors file built by hand from `ts` (in order).
+std::string build(const std::vector<raw_tensor>& ts) {
+  std::string h = "{", data;
+  for (const auto& t : ts) {
+    std::string shape;
+    for (auto d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
+    if (h.size() > 1) h += ",";
+    h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
+         std::to_string(data.size() + t.bytes.size()) + "]}";
+    data += t.bytes;
+  }
+  return lowbit_test::raw_safetensors(h + "}", data);
+}
+
+std::string f32_bytes(const std::vector<float>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+std::string u8_bytes(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
+std::string u16_bytes(const std::vector<std::uint16_t>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 2); }
+
+lowbit::status open_bytes(const std::string& file, io::checkpoint& c) {
+  io::safetensors_file f;
+  LOWBIT_TRY(io::safetensors_file::parse(reinterpret_cast<const std::uint8_t*>(file.data()), file.size(), "hand.safetensors", f));
+  c = io::checkpoint::adopt(std::move(f), "hand.safetensors");
+  return {};
+}
+
+std::vector<float> dequant(const lowbit::scaled_tensor& q) {
+  std::vector<float> out(static_cast<std::size_t>(q.numel()));
+  EXPECT_TRUE(lowbit::dequantize(q, out.data(), lowbit::dtype::f32).ok());
+  return out;
+}
+
+io::ct_quant_args fp8_args(const char* strategy, std::int64_t group = 0, std::int64_t br = 0, std::int64_t bc = 0) {
+  io::ct_quant_args a;
+  a.type = "float";
+  a.num_bits = 8;
+  a.strategy = strategy;
+  a.group_size = group;
+  a.block_rows = br;
+  a.block_cols = bc;
+  return a;
+}
+
+io::ct_quant_args nvfp4_args() {
+  io::ct_quant_args a;
+  a.type = "float";
+  a.num_bits = 4;
+  a.strategy = "tensor_group";
+  a.group_size = 16;
+  a.dynamic = "false";
+  return a;
+}
+
+// A quantization_config as llm-compressor writes it for FP8_DYNAMIC (per-channel weights;
+// compressed-tensors 0.12 writes the group's "format": null).
+const char* fp8_dynamic_config = R"({
+  "config_groups": {"group_0": {
+    "input_activations": {"actorder": null, "block_structure": null, "dynamic": true, "group_size": null, "num_bits": 8,
+                          "observer": null, "observer_kwargs": {}, "strategy": "token", "symmetric": true, "type": "float"},
+    "format": null, "output_activations": null, "targets": ["Linear"],
+    "weights": {"actorder": null, "block_structure": null, "dynamic": false, "group_size": null, "num_bits": 8,
+                "observer": "minmax", "observer_kwargs": {}, "strategy": "channel", "symmetric": true, "type": "float"}}},
+  "format": "float-quantized", "global_compression_ratio": 1.24, "ignore": ["lm_head"], "kv_cache_scheme": null,
+  "quant_method": "compressed-tensors", "quantization_status": "compressed",
+  "sparsity_config": {}, "version": "0.9.1"})";
+
+// The sentinel a loader must leave alone on error.
+lowbit::scaled_tensor sentinel() {
+  lowbit::scaled_params p;
+  p.fmt = lowbit::scaled_format::mxfp4;
+  lowbit::scaled_tensor t;
+  EXPECT_TRUE(lowbit::scaled_tensor::allocate({1, 32}, lowbit::dtype::f32, p, t).ok());
+  return t;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// The config
+// ---------------------------------------------------------------------------------------------
+
+TEST(CompressedTensorsConfig, ReadsLlmCompressorFp8Dynamic) {
+  io::ct_config c;
+  const auto s = io::from_json(nlohmann::json::parse(fp8_dynamic_config), "config.json", c);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.format, "float-quantized");
+  EXPECT_EQ(c.quantization_status, "compressed");
+  EXPECT_EQ(c.ignore, (std::vector<std::string>{"lm_head"}));
+  ASSERT_EQ(c.config_groups.size(), 1u);
+  const auto& g = c.config_groups[0];
+  EXPECT_EQ(g.first, "group_0");
+  EXPECT_EQ(g.second.targets, (std::vector<std::string>{"Linear"}));
+  ASSERT_TRUE(g.second.has_weights);
+  EXPECT_EQ(g.second.weights.type, "float");
+  EXPECT_EQ(g.second.weights.num_bits, 8);
+  EXPECT_EQ(g.second.weights.strategy, "channel");
+  EXPECT_EQ(g.second.weights.dynamic, "false");
+  EXPECT_EQ(g.second.weights.observer, "minmax");
+  ASSERT_TRUE(g.second.has_input_activations);
+  EXPECT_EQ(g.second.input_activations.strategy, "token");
+  EXPECT_EQ(g.second.input_activations.dynamic, "true");
+  EXPECT_FALSE(g.second.has_output_activations);
+  EXPECT_FALSE(c.has_kv_cache_scheme);
+  EXPECT_EQ(c.extra["version"], "0.9.1");
+  EXPECT_EQ(c.extra["global_compression_ratio"], 1.24);
+}
+
+TEST(CompressedTensorsConfig, RoundTripsThroughJsonAndFile) {
+  io::ct_config c;
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(fp8_dynamic_config), "config.json", c).ok());
+  const nlohmann::ordered_json j = io::to_json(c);
+  EXPECT_EQ(j["quant_method"], "compressed-tensors");
+  EXPECT_EQ(j["config_groups"]["group_0"]["weights"]["strategy"], "channel");
+  EXPECT_EQ(j["config_groups"]["group_0"]["weights"]["group_size"], nullptr);
+  EXPECT_EQ(j["config_groups"]["group_0"]["weights"]["dynamic"], false);
+  EXPECT_EQ(j["config_groups"]["group_0"]["input_activations"]["dynamic"], true);
+  EXPECT_EQ(j["config_groups"]["group_0"]["output_activations"], nullptr);
+  EXPECT_EQ(j["kv_cache_scheme"], nullptr);
+  EXPECT_EQ(j["version"], "0.9.1");
+  // The semantics survive: the original and the written object parse to the same JSON.
+  EXPECT_EQ(nlohmann::json::parse(j.dump()), nlohmann::json::parse(fp8_dynamic_config));
+
+  scratch_dir d;
+  ASSERT_FALSE(d.path().empty());
+  ASSERT_TRUE(io::write_ct_config(d / "config.json", R"({"model_type": "llama", "quantization_config": {"quant_method": "fp8"}})", c).ok());
+  io::ct_config back;
+  const auto s = io::read_ct_config(d / "config.json", back);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(io::to_json(back).dump(), j.dump());
+  EXPECT_NE(lowbit_test::read_bytes(d / "config.json").find("\"model_type\": \"llama\""), std::string::npos);
+}
+
+TEST(CompressedTensorsConfig, InfersStrategyAsCompressedTensorsDoes) {
+  io::ct_quant_args a;
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"num_bits": 4, "group_size": 128})"), "w", a).ok());
+  EXPECT_EQ(a.strategy, "group");
+  EXPECT_EQ(a.type, "int");
+  EXPECT_TRUE(a.symmetric);
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"group_size": -1})"), "w", a).ok());
+  EXPECT_EQ(a.strategy, "channel");
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({})"), "w", a).ok());
+  EXPECT_EQ(a.strategy, "tensor");
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"type": "FLOAT", "strategy": "BLOCK", "block_structure": "128x64"})"), "w", a).ok());
+  EXPECT_EQ(a.type, "float");
+  EXPECT_EQ(a.strategy, "block");
+  EXPECT_EQ(a.block_rows, 128);
+  EXPECT_EQ(a.block_cols, 64);
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"strategy": "tensor_group", "group_size": 16, "dynamic": "local", "scale_dtype": "x"})"), "w", a).ok());
+  EXPECT_EQ(a.dynamic, "local");
+  EXPECT_EQ(a.extra["scale_dtype"], "x");  // an unknown key is kept
+  EXPECT_EQ(io::to_json(a)["scale_dtype"], "x");
+}
+
+TEST(CompressedTensorsConfig, MalformedIsAnErrorNamingTheKey) {
+  const std::vector<std::pair<const char*, const char*>> cases{
+      {R"({"num_bits": 0})", "num_bits"},
+      {R"({"num_bits": "8"})", "num_bits"},
+      {R"({"type": "complex"})", "type"},
+      {R"({"symmetric": 1})", "symmetric"},
+      {R"({"strategy": "row"})", "strategy"},
+      {R"({"group_size": 0})", "group_size"},
+      {R"({"group_size": -2})", "group_size"},
+      {R"({"strategy": "group"})", "group_size"},
+      {R"({"strategy": "channel", "group_size": 128})", "group_size"},
+      {R"({"strategy": "block"})", "block_structure"},
+      {R"({"block_structure": [128, 128]})", "block_structure"},
+      {R"({"strategy": "block", "block_structure": [128]})", "block_structure"},
+      {R"({"strategy": "block", "block_structure": [0, 128]})", "block_structure"},
+      {R"({"strategy": "block", "block_structure": "axb"})", "block_structure"},
+      {R"({"dynamic": "yes"})", "dynamic"},
+      {R"({"dynamic": "local"})", "local"},
+      {R"({"actorder": "group"})", "actorder"},
+      {R"({"actorder": "sideways", "group_size": 128})", "actorder"},
+      {R"({"observer": 3})", "observer"},
+      {R"({"observer_kwargs": []})", "observer_kwargs"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.first);
+    io::ct_quant_args a;
+    a.num_bits = 3;
+    const auto s = io::from_json(nlohmann::json::parse(c.first), "cfg: weights", a);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(c.second), std::string::npos) << s.message();
+    EXPECT_NE(std::string(s.message()).find("cfg: weights"), std::string::npos) << s.message();
+    EXPECT_EQ(a.num_bits, 3);  // unchanged
+  }
+  const std::vector<std::pair<const char*, const char*>> configs{
+      {R"([])", "not an object"},
+      {R"({"config_groups": {}})", "quant_method"},
+      {R"({"quant_method": "fp8", "config_groups": {}})", "quant_method"},
+      {R"({"quant_method": "compressed-tensors"})", "config_groups"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": []})", "config_groups"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": ["Linear"]}})", "preset"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": 5}})", "config_groups.g"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": null}}})", "targets"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": [1]}}})", "targets"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "wieghts": {}}}})", "wieghts"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": -1}}}})", "config_groups.g.weights"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"targets": ["Linear"], "format": 3}}})", "format"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}, "format": null})", "format"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}, "quantization_status": "done"})", "quantization_status"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}, "ignore": "lm_head"})", "ignore"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}, "ignore": [null]})", "ignore"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}, "kv_cache_scheme": {"type": "x"}})", "kv_cache_scheme"},
+  };
+  for (const auto& c : configs) {
+    SCOPED_TRACE(c.first);
+    io::ct_config cfg;
+    cfg.format = "sentinel";
+    const auto s = io::from_json(nlohmann::json::parse(c.first), "cfg.json", cfg);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(c.second), std::string::npos) << s.message();
+    EXPECT_EQ(cfg.format, "sentinel");
+  }
+}
+
+TEST(CompressedTensorsConfig, GroupOfModule) {
+  io::ct_config c;
+  const char* text = R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+    "ignore": ["lm_head", "re:.*mlp.gate$"],
+    "config_groups": {
+      "g0": {"targets": ["Linear"]},
+      "g1": {"targets": ["re:.*mlp\\..*_proj"]},
+      "g2": {"targets": ["model.layers.0.self_attn.q_proj"]},
+      "g3": {"targets": ["re:model.layers.1.self_attn"]}}})";
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(text), "cfg", c).ok());
+  const std::vector<std::pair<const char*, const char*>> want{
+      {"lm_head", ""},                                   // ignored by name
+      {"model.layers.3.mlp.gate", ""},                   // ignored by regex
+      {"model.layers.0.self_attn.q_proj", "g2"},         // exact name beats the rest
+      {"model.layers.3.mlp.up_proj", "g1"},              // regex beats Linear
+      {"model.layers.1.self_attn.k_proj", "g3"},         // re.match: a prefix match suffices
+      {"model.layers.2.self_attn.k_proj", "g0"},         // only Linear
+      {"xmodel.layers.1.self_attn.k_proj", "g0"},        // re.match is anchored at the start
+  };
+  for (const auto& w : want) {
+    std::string g = "sentinel";
+    const auto s = io::ct_group_of(c, w.first, g);
+    ASSERT_TRUE(s.ok()) << s.message();
+    EXPECT_EQ(g, w.second) << w.first;
+  }
+  // A target listed by two groups belongs to the last; no match at all gives "".
+  io::ct_config d;
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"quant_method": "compressed-tensors",
+    "config_groups": {"a": {"targets": ["m.x"]}, "b": {"targets": ["m.x"]}}})"), "cfg", d).ok());
+  std::string g;
+  ASSERT_TRUE(io::ct_group_of(d, "m.x", g).ok());
+  EXPECT_EQ(g, "b");
+  ASSERT_TRUE(io::ct_group_of(d, "m.y", g).ok());
+  EXPECT_EQ(g, "");
+}
+
+TEST(CompressedTensorsConfig, UndecidableTargetsAreUnsupported) {
+  for (const char* t : {"Embedding", "Qwen3MoeSparseMoeBlock", "re:(?P<x>a)", "re:(?<=a)b", "re:[unclosed"}) {
+    SCOPED_TRACE(t);
+    io::ct_config c;
+    c.config_groups.push_back({"g", io::ct_scheme{}});
+    c.config_groups[0].second.targets = {t};
+    std::string g = "sentinel";
+    auto s = io::ct_group_of(c, "model.layers.0.mlp.up_proj", g);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.code(), lowbit::errc::unsupported);
+    EXPECT_NE(std::string(s.message()).find(t), std::string::npos) << s.message();
+    EXPECT_EQ(g, "sentinel");
+    // the same in ignore
+    io::ct_config i;
+    i.ignore = {t};
+    s = io::ct_group_of(i, "model.layers.0.mlp.up_proj", g);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(g, "sentinel");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float-quantized (FP8)
+// ---------------------------------------------------------------------------------------------
+
+// e4m3fn codes by hand: 0x38 = 2^(7-7) = 1, 0x40 = 2, 0x48 = 4, 0xB8 = -1, 0xC0 = -2, 0x3C = 1.5,
+// 0x7E = 2^8 * 1.75 = 448, 0x01 = 2^-9, 0x00 = 0, 0x80 = -0.
+TEST(CompressedTensorsFp8, HandWorkedPerChannelWithBf16Scales) {
+  // [2, 3]; scale [2, 1] BF16 0.5 (0x3F00) and 2 (0x4000).
+  const std::string file = build({{"m.weight", "F8_E4M3", {2, 3}, u8_bytes({0x38, 0x40, 0xB8, 0x3C, 0x00, 0x7E})},
+                                  {"m.weight_scale", "BF16", {2, 1}, u16_bytes({0x3F00, 0x4000})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  const auto s = io::load_ct_fp8(c, "m", fp8_args("channel"), q);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(q.tile().rows, 1);
+  EXPECT_EQ(q.tile().cols, 3);
+  const std::vector<float> want{0.5f, 1.0f, -0.5f, 3.0f, 0.0f, 896.0f};
+  EXPECT_EQ(dequant(q), want);
+}
+
+TEST(CompressedTensorsFp8, HandWorkedPerTensorScalarAndOneElementScale) {
+  for (const std::vector<std::int64_t>& sshape : {std::vector<std::int64_t>{}, std::vector<std::int64_t>{1}}) {
+    const std::string file = build({{"m.weight", "F8_E4M3", {2, 2}, u8_bytes({0x40, 0xC0, 0x01, 0x80})}, {"m.weight_scale", "F32", sshape, f32_bytes({0.25f})}});
+    io::checkpoint c;
+    ASSERT_TRUE(open_bytes(file, c).ok());
+    lowbit::scaled_tensor q;
+    const auto s = io::load_ct_fp8(c, "m", fp8_args("tensor"), q);
+    ASSERT_TRUE(s.ok()) << s.message();
+    const auto got = dequant(q);
+    EXPECT_EQ(got, (std::vector<float>{0.5f, -0.5f, std::ldexp(1.0f, -11), 0.0f}));
+    EXPECT_TRUE(std::signbit(got[3]));
+  }
+}
+
+TEST(CompressedTensorsFp8, HandWorkedBlocksWithPartialEdgesAndF16Scales) {
+  // [3, 3] in 2 x 2 blocks: scale [2, 2] F16 0.5 (0x3800), 2 (0x4000), 4 (0x4400), 0.25 (0x3400).
+  const std::string file = build({{"m.weight", "F8_E4M3", {3, 3}, u8_bytes({0x38, 0x40, 0xB8, 0x01, 0x7E, 0x00, 0x80, 0x3C, 0x40})},
+                                  {"m.weight_scale", "F16", {2, 2}, u16_bytes({0x3800, 0x4000, 0x4400, 0x3400})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  const auto s = io::load_ct_fp8(c, "m", fp8_args("block", 0, 2, 2), q);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const std::vector<float> want{0.5f, 1.0f, -2.0f, std::ldexp(1.0f, -10), 224.0f, 0.0f, -0.0f, 6.0f, 0.5f};
+  EXPECT_EQ(dequant(q), want);
+}
+
+TEST(CompressedTensorsFp8, HandWorkedGroups) {
+  // [1, 4] in groups of 2: scale [1, 2] F32 2 and 0.125.
+  const std::string file = build({{"m.weight", "F8_E4M3", {1, 4}, u8_bytes({0x38, 0x38, 0x40, 0x48})}, {"m.weight_scale", "F32", {1, 2}, f32_bytes({2.0f, 0.125f})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  ASSERT_TRUE(io::load_ct_fp8(c, "m", fp8_args("group", 2), q).ok());
+  EXPECT_EQ(dequant(q), (std::vector<float>{2.0f, 2.0f, 0.25f, 0.5f}));
+}
+
+TEST(CompressedTensorsFp8, ZeroZeroPointIsAccepted) {
+  const std::string file = build({{"m.weight", "F8_E4M3", {1, 2}, u8_bytes({0x38, 0x40})},
+                                  {"m.weight_scale", "F32", {1, 1}, f32_bytes({3.0f})},
+                                  {"m.weight_zero_point", "F8_E4M3", {1, 1}, u8_bytes({0x00})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  ASSERT_TRUE(io::load_ct_fp8(c, "m", fp8_args("channel"), q).ok());
+  EXPECT_EQ(dequant(q), (std::vector<float>{3.0f, 6.0f}));
+}
+
+TEST(CompressedTensorsFp8, MalformedIsAnErrorWithOutUnchanged) {
+  const std::string w = u8_bytes({0x38, 0x40, 0xB8, 0x3C});
+  const std::string s2 = f32_bytes({1.0f, 2.0f});
+  struct bad {
+    const char* what;
+    std::vector<raw_tensor> ts;
+    io::ct_quant_args args;
+    const char* needle;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<bad> cases{
+      {"no weight", {{"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("channel"), "\"m.weight\" (of weight \"m.weight\") is missing"},
+      {"no scale", {{"m.weight", "F8_E4M3", {2, 2}, w}}, fp8_args("channel"), "\"m.weight_scale\" (of weight \"m.weight\") is missing"},
+      {"weight dtype", {{"m.weight", "U8", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("channel"), "has dtype U8"},
+      {"weight 1-D", {{"m.weight", "F8_E4M3", {4}, w}, {"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("channel"), "has shape [4]"},
+      {"weight empty", {{"m.weight", "F8_E4M3", {0, 2}, ""}, {"m.weight_scale", "F32", {0, 1}, ""}}, fp8_args("channel"), "has shape [0, 2]"},
+      {"scale dtype", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "I32", {2, 1}, s2}}, fp8_args("channel"), "has dtype I32"},
+      {"channel shape", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {1, 2}, s2}}, fp8_args("channel"), "needs [2, 1]"},
+      {"tensor shape", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2}, s2}}, fp8_args("tensor"), "needs [1]"},
+      {"group shape", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("group", 1), "needs [2, 2]"},
+      {"block shape", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("block", 0, 2, 1), "has shape [2, 1]"},
+      {"NaN scale", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1.0f, nan})}}, fp8_args("channel"), "scale 1 is NaN"},
+      {"Inf scale", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({inf, 1.0f})}}, fp8_args("channel"), "scale 0 is infinite"},
+      {"NaN code", {{"m.weight", "F8_E4M3", {2, 2}, u8_bytes({0x38, 0x40, 0xFF, 0x3C})}, {"m.weight_scale", "F32", {2, 1}, s2}}, fp8_args("channel"),
+       "element [1, 0] is the NaN code 0xFF"},
+      {"zero point", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}, {"m.weight_zero_point", "I8", {2, 1}, u8_bytes({0, 1})}},
+       fp8_args("channel"), "nonzero zero point"},
+      {"zero point count", {{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}, {"m.weight_zero_point", "I8", {1}, u8_bytes({0})}},
+       fp8_args("channel"), "has 1 elements"},
+  };
+  for (const auto& b : cases) {
+    SCOPED_TRACE(b.what);
+    const std::string file = build(b.ts);
+    io::checkpoint c;
+    ASSERT_TRUE(open_bytes(file, c).ok());
+    lowbit::scaled_tensor q = sentinel();
+    const auto s = io::load_ct_fp8(c, "m", b.args, q);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(b.needle), std::string::npos) << s.message();
+    EXPECT_NE(std::string(s.message()).find("hand.safetensors"), std::string::npos) << s.message();
+    EXPECT_EQ(q.fmt(), lowbit::scaled_format::mxfp4);
+    EXPECT_EQ(q.shape(), (std::vector<std::int64_t>{1, 32}));
+  }
+  // Args that are not float-quantized FP8.
+  io::ct_quant_args a = fp8_args("channel");
+  a.type = "int";
+  const std::string file = build({{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, s2}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q = sentinel();
+  EXPECT_EQ(io::load_ct_fp8(c, "m", a, q).code(), lowbit::errc::unsupported);
+  a = fp8_args("token");
+  EXPECT_EQ(io::load_ct_fp8(c, "m", a, q).code(), lowbit::errc::unsupported);
+  EXPECT_EQ(q.fmt(), lowbit::scaled_format::mxfp4);
+  // allow_nonfinite lets NaN through, decoded by IEEE arithmetic.
+  const std::string nf = build({{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1.0f, nan})}});
+  io::checkpoint cn;
+  ASSERT_TRUE(open_bytes(nf, cn).ok());
+  io::ct_load_options o;
+  o.allow_nonfinite = true;
+  ASSERT_TRUE(io::load_ct_fp8(cn, "m", fp8_args("channel"), q, o).ok());
+  const auto got = dequant(q);
+  EXPECT_EQ(got[0], 1.0f);
+  EXPECT_TRUE(std::isnan(got[2]));
+}
+
+TEST(CompressedTensorsFp8, QuantizeWriteLoadKeepsEveryByte) {
+  const unsigned seed = 20261203u;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  const std::int64_t n = 37, k = 70;
+  std::vector<float> w(static_cast<std::size_t>(n * k));
+  for (auto& x : w) x = nd(rng);
+  for (std::int64_t k2 = 0; k2 < k; ++k2) w[static_cast<std::size_t>(5 * k + k2)] = 0.0f;  // a zero row
+  const std::vector<io::ct_quant_args> all{fp8_args("tensor"), fp8_args("channel"), fp8_args("group", 32), fp8_args("block", 0, 16, 32)};
+  for (const auto& a : all) {
+    SCOPED_TRACE(a.strategy);
+    io::ct_encoded e;
+    const auto s = io::ct_encode_weight("model.layers.0.mlp.up_proj", w.data(), {n, k}, a, "float-quantized", e);
+    ASSERT_TRUE(s.ok()) << s.message();
+    ASSERT_EQ(e.entries.size(), 2u);
+    EXPECT_EQ(e.entries[0].name, "model.layers.0.mlp.up_proj.weight");
+    EXPECT_EQ(e.entries[0].dtype, io::st_dtype::F8_E4M3);
+    EXPECT_EQ(e.entries[1].name, "model.layers.0.mlp.up_proj.weight_scale");
+    EXPECT_EQ(e.entries[1].dtype, io::st_dtype::F32);
+    const std::vector<std::int64_t> sshape = a.strategy == "tensor"    ? std::vector<std::int64_t>{1}
+                                             : a.strategy == "channel" ? std::vector<std::int64_t>{n, 1}
+                                             : a.strategy == "group"   ? std::vector<std::int64_t>{n, 3}
+                                                                       : std::vector<std::int64_t>{3, 3};
+    EXPECT_EQ(e.entries[1].shape, sshape);
+    // compressed-tensors' scale, by hand: amax / 448 of the first scale's tile.
+    float amax = 0.0f;
+    const std::int64_t tr = a.strategy == "tensor" ? n : a.strategy == "block" ? 16 : 1;
+    const std::int64_t tc = a.strategy == "group" ? 32 : a.strategy == "block" ? 32 : k;
+    for (std::int64_t r = 0; r < tr; ++r)
+      for (std::int64_t cc = 0; cc < tc; ++cc) amax = std::max(amax, std::fabs(w[static_cast<std::size_t>(r * k + cc)]));
+    float s0;
+    std::memcpy(&s0, e.data[1].data(), 4);
+    EXPECT_EQ(s0, amax / 448.0f);
+
+    scratch_dir d;
+    ASSERT_FALSE(d.path().empty());
+    io::safetensors_writer wr;
+    ASSERT_TRUE(wr.open(d / "model.safetensors", e.entries).ok());
+    ASSERT_TRUE(io::write_ct_encoded(wr, e).ok());
+    ASSERT_TRUE(wr.commit().ok());
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(d / "model.safetensors", c).ok());
+    lowbit::scaled_tensor q;
+    const auto ls = io::load_ct_fp8(c, "model.layers.0.mlp.up_proj", a, q);
+    ASSERT_TRUE(ls.ok()) << ls.message();
+    ASSERT_EQ(q.code_bytes(), static_cast<std::int64_t>(e.data[0].size()));
+    EXPECT_EQ(std::memcmp(q.codes(), e.data[0].data(), e.data[0].size()), 0);
+    EXPECT_EQ(std::memcmp(q.scale_bytes(), e.data[1].data(), e.data[1].size()), 0);
+
+    // By module name through the config, as the tool asks.
+    io::ct_config cfg;
+    cfg.format = "float-quantized";
+    cfg.ignore = {"lm_head"};
+    cfg.config_groups.push_back({"group_0", io::ct_scheme{}});
+    cfg.config_groups[0].second.targets = {"Linear"};
+    cfg.config_groups[0].second.has_weights = true;
+    cfg.config_groups[0].second.weights = a;
+    std::vector<float> values;
+    std::vector<std::int64_t> shape;
+    const auto ds = io::dequantize_ct_weight(c, cfg, "model.layers.0.mlp.up_proj", values, shape);
+    ASSERT_TRUE(ds.ok()) << ds.message();
+    EXPECT_EQ(shape, (std::vector<std::int64_t>{n, k}));
+    EXPECT_EQ(values, dequant(q));
+    for (std::size_t i = 0; i < w.size(); ++i) ASSERT_NEAR(values[i], w[i], std::fabs(w[i]) / 8 + 1e-3f) << i;
+    EXPECT_EQ(io::dequantize_ct_weight(c, cfg, "lm_head", values, shape).code(), lowbit::errc::invalid_argument);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nvfp4-pack-quantized
+// ---------------------------------------------------------------------------------------------
+
+// e2m1 codes by hand: magnitude index 0..7 = 0, 0.5, 1, 1.5, 2, 3, 4, 6; bit 3 the sign. Byte
+// 0x21: element 2j = code 1 (0.5) in the low nibble, element 2j+1 = code 2 (1). e4m3 0x38 = 1,
+// 0x40 = 2; global 4: factors 1 / 4 and 2 / 4.
+TEST(CompressedTensorsNvfp4, HandWorkedBytes) {
+  std::vector<std::uint8_t> packed(16, 0x00);
+  packed[0] = 0x21;  // 0.5, 1
+  packed[1] = 0x7F;  // -6, 6
+  packed[8] = 0x9A;  // -1, -0.5
+  const std::string file = build({{"m.weight_packed", "U8", {1, 16}, u8_bytes(packed)},
+                                  {"m.weight_scale", "F8_E4M3", {1, 2}, u8_bytes({0x38, 0x40})},
+                                  {"m.weight_global_scale", "F32", {1}, f32_bytes({4.0f})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  const auto s = io::load_ct_nvfp4(c, "m", nvfp4_args(), q);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(q.shape(), (std::vector<std::int64_t>{1, 32}));
+  EXPECT_EQ(q.global_scale(), 4.0f);
+  std::vector<float> want(32, 0.0f);
+  want[0] = 0.125f;
+  want[1] = 0.25f;
+  want[2] = -1.5f;
+  want[3] = 1.5f;
+  want[16] = -0.5f;
+  want[17] = -0.25f;
+  EXPECT_EQ(dequant(q), want);
+  // The copy: codes and scales are the file's bytes.
+  EXPECT_EQ(std::memcmp(q.codes(), packed.data(), 16), 0);
+  EXPECT_EQ(q.scale_bytes()[0], 0x38);
+  EXPECT_EQ(q.scale_bytes()[1], 0x40);
+}
+
+TEST(CompressedTensorsNvfp4, PartialLastGroup) {
+  // K = 24: scale [1, 2]; the second group holds 8 elements. Every code 2 (1.0): 0x22.
+  const std::string file = build({{"m.weight_packed", "U8", {1, 12}, u8_bytes(std::vector<std::uint8_t>(12, 0x22))},
+                                  {"m.weight_scale", "F8_E4M3", {1, 2}, u8_bytes({0x38, 0x48})},
+                                  {"m.weight_global_scale", "F32", {}, f32_bytes({2.0f})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q;
+  ASSERT_TRUE(io::load_ct_nvfp4(c, "m", nvfp4_args(), q).ok());
+  const auto got = dequant(q);
+  ASSERT_EQ(got.size(), 24u);
+  for (std::size_t i = 0; i < 24; ++i) EXPECT_EQ(got[i], i < 16 ? 0.5f : 2.0f) << i;
+}
+
+TEST(CompressedTensorsNvfp4, MalformedIsAnErrorWithOutUnchanged) {
+  const std::string p = u8_bytes(std::vector<std::uint8_t>(16, 0x22));
+  const std::string sc = u8_bytes({0x38, 0x40});
+  const std::string g = f32_bytes({4.0f});
+  struct bad {
+    const char* what;
+    std::vector<raw_tensor> ts;
+    const char* needle;
+  };
+  const std::vector<bad> cases{
+      {"no packed", {{"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, g}}, "\"m.weight_packed\""},
+      {"no scale", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_global_scale", "F32", {1}, g}}, "\"m.weight_scale\""},
+      {"no global", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}}, "\"m.weight_global_scale\""},
+      {"packed dtype", {{"m.weight_packed", "I8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, g}}, "has dtype I8"},
+      {"packed 1-D", {{"m.weight_packed", "U8", {16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, g}}, "has shape [16]"},
+      {"scale dtype", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "U8", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, g}}, "has dtype U8"},
+      {"scale shape", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {2, 1}, sc}, {"m.weight_global_scale", "F32", {1}, g}}, "needs [1, 2]"},
+      {"global dtype", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "BF16", {2}, u16_bytes({1, 2})}},
+       "has dtype BF16"},
+      {"global shape", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {2}, f32_bytes({1, 2})}},
+       "needs [1]"},
+      {"global zero", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, f32_bytes({0.0f})}},
+       "finite and > 0"},
+      {"global inf",
+       {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc},
+        {"m.weight_global_scale", "F32", {1}, f32_bytes({std::numeric_limits<float>::infinity()})}},
+       "finite and > 0"},
+      {"NaN scale", {{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, u8_bytes({0x38, 0xFF})}, {"m.weight_global_scale", "F32", {1}, g}},
+       "scale [0, 1] is the NaN code 0xFF"},
+  };
+  for (const auto& b : cases) {
+    SCOPED_TRACE(b.what);
+    const std::string file = build(b.ts);
+    io::checkpoint c;
+    ASSERT_TRUE(open_bytes(file, c).ok());
+    lowbit::scaled_tensor q = sentinel();
+    const auto s = io::load_ct_nvfp4(c, "m", nvfp4_args(), q);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(b.needle), std::string::npos) << s.message();
+    EXPECT_EQ(q.fmt(), lowbit::scaled_format::mxfp4);
+  }
+  io::ct_quant_args a = nvfp4_args();
+  a.group_size = 32;
+  const std::string file = build({{"m.weight_packed", "U8", {1, 16}, p}, {"m.weight_scale", "F8_E4M3", {1, 2}, sc}, {"m.weight_global_scale", "F32", {1}, g}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  lowbit::scaled_tensor q = sentinel();
+  EXPECT_EQ(io::load_ct_nvfp4(c, "m", a, q).code(), lowbit::errc::unsupported);
+  EXPECT_EQ(q.fmt(), lowbit::scaled_format::mxfp4);
+}
+
+TEST(CompressedTensorsNvfp4, QuantizeWriteLoadKeepsEveryByte) {
+  const unsigned seed = 17u;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  const std::int64_t n = 9, k = 48;
+  std::vector<float> w(static_cast<std::size_t>(n * k));
+  for (auto& x : w) x = nd(rng);
+  io::ct_encoded e;
+  const auto s = io::ct_encode_weight("l", w.data(), {n, k}, nvfp4_args(), "nvfp4-pack-quantized", e);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_EQ(e.entries.size(), 3u);
+  EXPECT_EQ(e.entries[0].name, "l.weight_packed");
+  EXPECT_EQ(e.entries[0].shape, (std::vector<std::int64_t>{n, k / 2}));
+  EXPECT_EQ(e.entries[1].name, "l.weight_scale");
+  EXPECT_EQ(e.entries[1].dtype, io::st_dtype::F8_E4M3);
+  EXPECT_EQ(e.entries[1].shape, (std::vector<std::int64_t>{n, 3}));
+  EXPECT_EQ(e.entries[2].name, "l.weight_global_scale");
+  EXPECT_EQ(e.entries[2].shape, (std::vector<std::int64_t>{1}));
+  // compressed-tensors' global scale, by hand: 448 * 6 / amax.
+  float amax = 0.0f;
+  for (float x : w) amax = std::max(amax, std::fabs(x));
+  float g;
+  std::memcpy(&g, e.data[2].data(), 4);
+  EXPECT_EQ(g, 2688.0f / amax);
+
+  scratch_dir d;
+  ASSERT_FALSE(d.path().empty());
+  io::safetensors_writer wr;
+  ASSERT_TRUE(wr.open(d / "model.safetensors", e.entries).ok());
+  ASSERT_TRUE(io::write_ct_encoded(wr, e).ok());
+  ASSERT_TRUE(wr.commit().ok());
+  io::checkpoint c;
+  ASSERT_TRUE(io::checkpoint::open(d / "model.safetensors", c).ok());
+  io::ct_config cfg;
+  cfg.format = "float-quantized";  // the group's own format wins (mixed-precision)
+  cfg.config_groups.push_back({"g", io::ct_scheme{}});
+  cfg.config_groups[0].second.targets = {"re:l$"};
+  cfg.config_groups[0].second.has_weights = true;
+  cfg.config_groups[0].second.weights = nvfp4_args();
+  cfg.config_groups[0].second.format = "nvfp4-pack-quantized";
+  lowbit::scaled_tensor q;
+  const auto ls = io::load_ct_weight(c, cfg, "l", q);
+  ASSERT_TRUE(ls.ok()) << ls.message();
+  EXPECT_EQ(std::memcmp(q.codes(), e.data[0].data(), e.data[0].size()), 0);
+  EXPECT_EQ(std::memcmp(q.scale_bytes(), e.data[1].data(), e.data[1].size()), 0);
+  EXPECT_EQ(q.global_scale(), g);
+  std::vector<float> values;
+  std::vector<std::int64_t> shape;
+  ASSERT_TRUE(io::dequantize_ct_weight(c, cfg, "l", values, shape).ok());
+  // Each value is e2m1(q) * f32(b / g), worked here from the bytes.
+  static const float e2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t col = 0; col < k; ++col) {
+      const std::size_t i = static_cast<std::size_t>(r * k + col);
+      const std::uint8_t byte = e.data[0][i / 2];
+      const std::uint8_t code = (col % 2 == 0) ? (byte & 0xF) : (byte >> 4);
+      const float b = lowbit::codecs::e4m3fn::decode(e.data[1][static_cast<std::size_t>(r * 3 + col / 16)]);
+      const float v = (code & 8 ? -1.0f : 1.0f) * e2m1[code & 7] * (b / g);
+      ASSERT_EQ(values[i], v) << r << ", " << col;
+    }
+  // Odd K and the wrong format are errors.
+  io::ct_encoded e2;
+  EXPECT_FALSE(io::ct_encode_weight("l", w.data(), {n * k}, nvfp4_args(), "nvfp4-pack-quantized", e2).ok());
+  EXPECT_FALSE(io::ct_encode_weight("l", w.data(), {1, 3}, nvfp4_args(), "nvfp4-pack-quantized", e2).ok());
+  EXPECT_EQ(io::ct_encode_weight("l", w.data(), {n, k}, nvfp4_args(), "pack-quantized", e2).code(), lowbit::errc::unsupported);
+  EXPECT_TRUE(e2.entries.empty());
+}
