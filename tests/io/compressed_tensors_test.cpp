@@ -674,3 +674,250 @@ TEST(CompressedTensorsNvfp4, QuantizeWriteLoadKeepsEveryByte) {
   EXPECT_EQ(io::ct_encode_weight("l", w.data(), {n, k}, nvfp4_args(), "pack-quantized", e2).code(), lowbit::errc::unsupported);
   EXPECT_TRUE(e2.entries.empty());
 }
+
+// ---------------------------------------------------------------------------------------------
+// pack-quantized
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+io::ct_quant_args int_args(int bits, const char* strategy, std::int64_t group = 0, bool symmetric = true) {
+  io::ct_quant_args a;
+  a.num_bits = bits;
+  a.strategy = strategy;
+  a.group_size = group;
+  a.symmetric = symmetric;
+  return a;
+}
+
+std::string i64_bytes(const std::vector<std::int64_t>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 8); }
+std::string i32_bytes(const std::vector<std::uint32_t>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+
+// int4 [2, 10] in groups of 8 (the second group partial), by hand. Row 0 codes -8 -7 -1 0 1 7 3 -2 |
+// 5 -4 are stored as q + 8 = 0 1 7 8 9 15 11 6 | 13 4, eight nibbles a word from the low end:
+// 0x6BF98710, then 0x0000004D (padding nibbles 0). Row 1 is all code 0 (nibble 8): 0x88888888,
+// 0x00000088. Scales BF16: row 0 0.5 (0x3F00) and 2 (0x4000); row 1 1 (0x3F80) and 0.25 (0x3E80).
+std::vector<raw_tensor> int4_file(bool with_zero_points) {
+  std::vector<raw_tensor> ts{{"m.weight_packed", "I32", {2, 2}, i32_bytes({0x6BF98710u, 0x0000004Du, 0x88888888u, 0x00000088u})},
+                             {"m.weight_scale", "BF16", {2, 2}, u16_bytes({0x3F00, 0x4000, 0x3F80, 0x3E80})},
+                             {"m.weight_shape", "I64", {2}, i64_bytes({2, 10})}};
+  // Zero points [2 rows, 2 groups] = (1, -2), (3, 0), packed along dim 0 (rows n = 0, 1 in the
+  // low nibbles of one word per group): group 0 = 9 | 11 << 4 = 0xB9, group 1 = 6 | 8 << 4 = 0x86.
+  if (with_zero_points) ts.push_back({"m.weight_zero_point", "I32", {1, 2}, i32_bytes({0xB9u, 0x86u})});
+  return ts;
+}
+
+}  // namespace
+
+TEST(CompressedTensorsPacked, HandWorkedInt4GroupsSymmetric) {
+  const std::string file = build(int4_file(false));
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  io::ct_int_weight w;
+  const auto s = io::load_ct_packed(c, "m", int_args(4, "group", 8), w);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(w.rows, 2);
+  EXPECT_EQ(w.cols, 10);
+  EXPECT_EQ(w.scale_dtype, io::st_dtype::BF16);
+  EXPECT_EQ(w.codes, (std::vector<std::int8_t>{-8, -7, -1, 0, 1, 7, 3, -2, 5, -4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));
+  std::vector<float> v;
+  ASSERT_TRUE(io::dequantize(w, v).ok());
+  const std::vector<float> want{-4, -3.5f, -0.5f, 0, 0.5f, 3.5f, 1.5f, -1, 10, -8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  EXPECT_EQ(v, want);
+}
+
+TEST(CompressedTensorsPacked, HandWorkedInt4GroupsAsymmetric) {
+  const std::string file = build(int4_file(true));
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  io::ct_int_weight w;
+  const auto s = io::load_ct_packed(c, "m", int_args(4, "group", 8, false), w);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(w.zero_points, (std::vector<std::int8_t>{1, -2, 3, 0}));
+  std::vector<float> v;
+  ASSERT_TRUE(io::dequantize(w, v).ok());
+  // (q - z) * s
+  const std::vector<float> want{-4.5f, -4, -1, -0.5f, 0, 3, 1, -1.5f, 14, -4, -3, -3, -3, -3, -3, -3, -3, -3, 0, 0};
+  EXPECT_EQ(v, want);
+}
+
+TEST(CompressedTensorsPacked, HandWorkedInt8Channel) {
+  // Codes -128 127 0 -1 5 stored as q + 128 = 0 255 128 127 133, four bytes a word from the low
+  // end: 0x7F80FF00, 0x00000085. weight_shape as I32 (compression_param_info's dtype).
+  const std::string file = build({{"m.weight_packed", "I32", {1, 2}, i32_bytes({0x7F80FF00u, 0x00000085u})},
+                                  {"m.weight_scale", "F32", {1, 1}, f32_bytes({0.5f})},
+                                  {"m.weight_shape", "I32", {2}, i32_bytes({1, 5})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  io::ct_int_weight w;
+  const auto s = io::load_ct_packed(c, "m", int_args(8, "channel"), w);
+  ASSERT_TRUE(s.ok()) << s.message();
+  std::vector<float> v;
+  ASSERT_TRUE(io::dequantize(w, v).ok());
+  EXPECT_EQ(v, (std::vector<float>{-64, 63.5f, 0, -0.5f, 2.5f}));
+}
+
+TEST(CompressedTensorsPacked, QuantizeRuleWorkedByHand) {
+  // Symmetric int4, one group of 4: lo = -1.5, hi = 0.75, s = 1.5 / 7.5 = 0.2f; x / s = 3.75,
+  // -7.5, 1.5, 0 in float32, rounded half to even: 4, -8, 2, 0.
+  const std::vector<float> x{0.75f, -1.5f, 0.3f, 0.0f};
+  io::ct_int_weight w;
+  ASSERT_TRUE(io::quantize_ct_int(x.data(), {1, 4}, int_args(4, "group", 4), io::st_dtype::F32, w).ok());
+  EXPECT_EQ(w.scales, (std::vector<float>{1.5f / 7.5f}));
+  EXPECT_EQ(w.codes, (std::vector<std::int8_t>{4, -8, 2, 0}));
+  EXPECT_TRUE(w.zero_points.empty());
+  // Asymmetric: lo = -0.5, hi = 2, s = 2.5 / 15, z = round(-8 + 0.5 / s) = -5; q = round(x / s +
+  // z) = 1, -8, round(-3.5) = -4, 7.
+  const std::vector<float> y{1.0f, -0.5f, 0.25f, 2.0f};
+  ASSERT_TRUE(io::quantize_ct_int(y.data(), {1, 4}, int_args(4, "group", 4, false), io::st_dtype::F32, w).ok());
+  EXPECT_EQ(w.scales, (std::vector<float>{2.5f / 15.0f}));
+  EXPECT_EQ(w.zero_points, (std::vector<std::int8_t>{-5}));
+  EXPECT_EQ(w.codes, (std::vector<std::int8_t>{1, -8, -4, 7}));
+  // A zero group gets float32 eps; BF16 scales are rounded before the codes: 0.2 -> 0x3E4D.
+  const std::vector<float> z{0, 0, 0, 0, 0.75f, -1.5f, 0.3f, 0};
+  ASSERT_TRUE(io::quantize_ct_int(z.data(), {2, 4}, int_args(4, "channel"), io::st_dtype::BF16, w).ok());
+  EXPECT_EQ(w.scales[0], std::ldexp(1.0f, -23));
+  EXPECT_EQ(w.scales[1], lowbit::bf16_bits_to_float(0x3E4D));
+  EXPECT_EQ(w.codes, (std::vector<std::int8_t>{0, 0, 0, 0, 4, -7, 1, 0}));  // 3.746, -7.493, 1.499
+  // Non-finite input is an error naming the element; out unchanged.
+  const std::vector<float> bad{0, std::numeric_limits<float>::quiet_NaN()};
+  EXPECT_EQ(io::quantize_ct_int(bad.data(), {1, 2}, int_args(4, "channel"), io::st_dtype::F32, w).code(), lowbit::errc::non_finite);
+  EXPECT_EQ(w.codes.size(), 8u);
+}
+
+TEST(CompressedTensorsPacked, QuantizeWriteLoadKeepsEveryValue) {
+  const unsigned seed = 4242u;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.01f, 0.05f);
+  const std::int64_t n = 11, k = 70;
+  std::vector<float> x(static_cast<std::size_t>(n * k));
+  for (auto& v : x) v = nd(rng);
+  struct variant {
+    io::ct_quant_args a;
+    io::st_dtype sd;
+  };
+  const std::vector<variant> all{{int_args(4, "group", 32), io::st_dtype::BF16}, {int_args(4, "group", 32, false), io::st_dtype::F16},
+                                 {int_args(8, "channel"), io::st_dtype::F32},    {int_args(8, "channel", 0, false), io::st_dtype::BF16},
+                                 {int_args(4, "tensor", 0, false), io::st_dtype::F32}, {int_args(3, "group", 16), io::st_dtype::F32}};
+  for (const auto& vt : all) {
+    SCOPED_TRACE(std::to_string(vt.a.num_bits) + " bits " + vt.a.strategy + (vt.a.symmetric ? " sym" : " asym"));
+    io::ct_int_weight w;
+    ASSERT_TRUE(io::quantize_ct_int(x.data(), {n, k}, vt.a, vt.sd, w).ok());
+    io::ct_encoded e;
+    const auto es = io::ct_encode_weight("l", x.data(), {n, k}, vt.a, "pack-quantized", e, {}, vt.sd);
+    ASSERT_TRUE(es.ok()) << es.message();
+    const int pf = 32 / vt.a.num_bits;
+    EXPECT_EQ(e.entries[0].name, "l.weight_packed");
+    EXPECT_EQ(e.entries[0].shape, (std::vector<std::int64_t>{n, (k + pf - 1) / pf}));
+    EXPECT_EQ(e.entries[1].name, "l.weight_scale");
+    EXPECT_EQ(e.entries[1].dtype, vt.sd);
+    EXPECT_EQ(e.entries.back().name, "l.weight_shape");
+    EXPECT_EQ(e.entries.size(), vt.a.symmetric ? 3u : 4u);
+    scratch_dir d;
+    ASSERT_FALSE(d.path().empty());
+    io::safetensors_writer wr;
+    ASSERT_TRUE(wr.open(d / "model.safetensors", e.entries).ok());
+    ASSERT_TRUE(io::write_ct_encoded(wr, e).ok());
+    ASSERT_TRUE(wr.commit().ok());
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(d / "model.safetensors", c).ok());
+    io::ct_int_weight back;
+    const auto ls = io::load_ct_packed(c, "l", vt.a, back);
+    ASSERT_TRUE(ls.ok()) << ls.message();
+    EXPECT_EQ(back.codes, w.codes);
+    EXPECT_EQ(back.scales, w.scales);
+    EXPECT_EQ(back.zero_points, w.zero_points);
+    io::ct_config cfg;
+    cfg.format = "pack-quantized";
+    cfg.config_groups.push_back({"g", io::ct_scheme{}});
+    cfg.config_groups[0].second.targets = {"Linear"};
+    cfg.config_groups[0].second.has_weights = true;
+    cfg.config_groups[0].second.weights = vt.a;
+    std::vector<float> values, want;
+    std::vector<std::int64_t> shape;
+    ASSERT_TRUE(io::dequantize_ct_weight(c, cfg, "l", values, shape).ok());
+    ASSERT_TRUE(io::dequantize(w, want).ok());
+    EXPECT_EQ(values, want);
+    // Each value is within half a step (plus the clamped tail) of the input.
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const std::int64_t r = static_cast<std::int64_t>(i) / k, col = static_cast<std::int64_t>(i) % k;
+      const std::size_t si = static_cast<std::size_t>((vt.a.strategy == "tensor" ? 0 : r * w.groups()) + (w.groups() == 1 ? 0 : col / w.group_cols));
+      ASSERT_LE(std::fabs(values[i] - x[i]), w.scales[si] * 1.01f) << i;
+    }
+  }
+}
+
+TEST(CompressedTensorsPacked, MalformedIsAnErrorWithOutUnchanged) {
+  struct bad {
+    const char* what;
+    std::vector<raw_tensor> ts;
+    io::ct_quant_args args;
+    const char* needle;
+  };
+  auto with = [](std::vector<raw_tensor> ts, const raw_tensor& r) {
+    for (auto& t : ts)
+      if (t.name == r.name) {
+        t = r;
+        return ts;
+      }
+    ts.push_back(r);
+    return ts;
+  };
+  auto without = [](std::vector<raw_tensor> ts, const std::string& name) {
+    std::vector<raw_tensor> r;
+    for (auto& t : ts)
+      if (t.name != name) r.push_back(t);
+    return r;
+  };
+  const auto good = int4_file(false);
+  const auto g8 = int_args(4, "group", 8);
+  const std::vector<bad> cases{
+      {"no shape", without(good, "m.weight_shape"), g8, "\"m.weight_shape\" (of weight \"m.weight_packed\") is missing"},
+      {"no packed", without(good, "m.weight_packed"), g8, "\"m.weight_packed\" (of weight \"m.weight_packed\") is missing"},
+      {"no scale", without(good, "m.weight_scale"), g8, "\"m.weight_scale\""},
+      {"shape dtype", with(good, {"m.weight_shape", "F32", {2}, f32_bytes({2, 10})}), g8, "has dtype F32"},
+      {"shape count", with(good, {"m.weight_shape", "I64", {3}, i64_bytes({2, 10, 1})}), g8, "has shape [3]"},
+      {"shape zero", with(good, {"m.weight_shape", "I64", {2}, i64_bytes({0, 10})}), g8, "dimension 0 is 0"},
+      {"shape huge", with(good, {"m.weight_shape", "I64", {2}, i64_bytes({2, std::int64_t{1} << 62})}), g8, "dimension 1 is"},
+      {"packed dtype", with(good, {"m.weight_packed", "U32", {2, 2}, i32_bytes({0, 0, 0, 0})}), g8, "has dtype U32"},
+      {"packed width", with(good, {"m.weight_packed", "I32", {2, 1}, i32_bytes({0, 0})}), g8, "needs [2, 2]"},
+      {"scale shape", with(good, {"m.weight_scale", "BF16", {2, 1}, u16_bytes({0, 0})}), g8, "needs [2, 2]"},
+      {"scale dtype", with(good, {"m.weight_scale", "I8", {2, 2}, u8_bytes({0, 0, 0, 0})}), g8, "has dtype I8"},
+      {"NaN scale", with(good, {"m.weight_scale", "BF16", {2, 2}, u16_bytes({0x3F00, 0x7FC0, 0x3F80, 0x3E80})}), g8, "scale 1 is NaN"},
+      {"g_idx", with(good, {"m.weight_g_idx", "I32", {10}, i32_bytes({0, 0, 0, 0, 0, 0, 0, 0, 1, 1})}), g8, "activation-order"},
+      {"symmetric with zp", int4_file(true), g8, "a symmetric weight has no zero point"},
+      {"asym no zp", good, int_args(4, "group", 8, false), "weight_zero_point\" (asymmetric"},
+      {"zp shape", with(good, {"m.weight_zero_point", "I32", {2, 2}, i32_bytes({0, 0, 0, 0})}), int_args(4, "group", 8, false), "needs [1, 2]"},
+      {"zp dtype", with(good, {"m.weight_zero_point", "I8", {1, 2}, u8_bytes({0, 0})}), int_args(4, "group", 8, false), "has dtype I8"},
+      {"tensor zp range",
+       {{"m.weight_packed", "I32", {2, 2}, i32_bytes({0, 0, 0, 0})}, {"m.weight_scale", "F32", {1}, f32_bytes({1})}, {"m.weight_shape", "I64", {2}, i64_bytes({2, 10})},
+        {"m.weight_zero_point", "I8", {1}, u8_bytes({9})}},
+       int_args(4, "tensor", 0, false), "outside the 4-bit range"},
+  };
+  for (const auto& b : cases) {
+    SCOPED_TRACE(b.what);
+    const std::string file = build(b.ts);
+    io::checkpoint c;
+    ASSERT_TRUE(open_bytes(file, c).ok());
+    io::ct_int_weight w;
+    w.rows = 77;
+    const auto s = io::load_ct_packed(c, "m", b.args, w);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(b.needle), std::string::npos) << s.message();
+    EXPECT_NE(std::string(s.message()).find("hand.safetensors"), std::string::npos) << s.message();
+    EXPECT_EQ(w.rows, 77);
+  }
+  // Args lowbit does not read as pack-quantized.
+  const std::string file = build(good);
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  io::ct_int_weight w;
+  for (auto a : {int_args(16, "group", 8), int_args(4, "block", 0), int_args(4, "token", 0)}) {
+    if (a.strategy == "block") a.block_rows = a.block_cols = 8;
+    EXPECT_EQ(io::load_ct_packed(c, "m", a, w).code(), lowbit::errc::unsupported) << a.strategy;
+  }
+  io::ct_quant_args f = int_args(4, "group", 8);
+  f.type = "float";
+  EXPECT_EQ(io::load_ct_packed(c, "m", f, w).code(), lowbit::errc::unsupported);
+}

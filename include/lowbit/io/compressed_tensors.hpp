@@ -3,8 +3,10 @@
 /// @brief compressed-tensors (llm-compressor, vLLM) checkpoints: the `quantization_config`
 ///        (`quant_method: "compressed-tensors"`), which config group applies to a module, and the
 ///        weights of the `float-quantized` (FP8 E4M3) and `nvfp4-pack-quantized` layouts, read
-///        into a `scaled_tensor` and written from one. docs/compressed-tensors.md has the sources
-///        (compressed-tensors 0.12.2-23-g52792be0), the tables and what is not supported.
+///        into a `scaled_tensor` and written from one, and of `pack-quantized` (int1..int8, with
+///        zero points when asymmetric), read into a `ct_int_weight`. docs/compressed-tensors.md
+///        has the sources (compressed-tensors 0.12.2-23-g52792be0), the tables and what is not
+///        supported.
 ///
 /// @par float-quantized (weights `type: "float"`, `num_bits: 8`, symmetric)
 /// | tensor | dtype | shape |
@@ -24,6 +26,16 @@
 ///
 /// `w[n, k] = e2m1(q) * f32(e4m3(scale) / global_scale)`: byte for byte lowbit's nvfp4 with
 /// nvfp4_global::inverse and a 1 x 16 tile, so reading is a copy.
+///
+/// @par pack-quantized (weights `type: "int"`, `num_bits` 1..8, tensor / channel / group)
+/// | tensor | dtype | shape |
+/// |---|---|---|
+/// | `X.weight_packed` | I32: `32 / b` codes a word, code i in bits [i b, (i + 1) b), stored `q + 2^(b-1)` | `[N, ceil(K / (32 / b))]` |
+/// | `X.weight_scale` | F32, BF16 or F16 | `[1]`, `[N, 1]` or `[N, ceil(K / g)]` |
+/// | `X.weight_zero_point` (asymmetric) | I32 packed the same way along dim 0 (I8 `[1]` per tensor) | `[ceil(N / (32 / b)), groups]` |
+/// | `X.weight_shape` | I64 (I32 accepted) | `[2]` = N, K |
+///
+/// `w[n, k] = (q - z) * s`.
 ///
 /// @par Special values, on reading
 /// A weight with a zero dimension is an error. Partial last groups / blocks (K or N not a multiple
@@ -767,34 +779,391 @@ inline status write_ct_nvfp4(safetensors_writer& w, const scaled_tensor& q) {
   return w.write(&g, 4);
 }
 
+/// A weight ready to be written: its entries and the bytes of each, in order.
+struct ct_encoded {
+  std::vector<tensor_entry> entries;
+  std::vector<std::vector<std::uint8_t>> data;  ///< data[i] holds entries[i].nbytes() bytes
+};
+
+// ---------------------------------------------------------------------------------------------
+// pack-quantized: signed integer codes of 1..8 bits packed into int32 words, a scale per
+// tensor / channel / group, and (asymmetric) packed zero points. lowbit's engine has no
+// integer-with-zero-point format, so these read into ct_int_weight.
+// ---------------------------------------------------------------------------------------------
+
+/// An integer weight of the pack-quantized layout, unpacked: `w[n, k] = (q[n, k] - z[n, j]) *
+/// s[n, j]` with `j = k / group_cols` (one scale per tensor: row 0, and every row uses it).
+struct ct_int_weight {
+  std::int64_t rows = 0, cols = 0;   ///< N, K
+  int num_bits = 4;
+  std::string strategy = "group";    ///< tensor, channel or group
+  std::int64_t group_cols = 0;       ///< columns a scale covers: K (tensor, channel) or group_size
+  std::vector<std::int8_t> codes;    ///< row-major [N, K], each in [-2^(b-1), 2^(b-1) - 1]
+  std::vector<float> scales;         ///< row-major [scale_rows, groups]: [1, 1], [N, 1] or [N, ceil(K / g)]
+  std::vector<std::int8_t> zero_points;  ///< same count as scales; empty = symmetric (all 0)
+  st_dtype scale_dtype = st_dtype::BF16;  ///< what the file holds / what the writer stores
+  std::int64_t scale_rows() const noexcept { return strategy == "tensor" ? 1 : rows; }
+  std::int64_t groups() const noexcept { return strategy == "tensor" || strategy == "channel" ? 1 : (cols + group_cols - 1) / group_cols; }
+};
+
+/// Checks `a` describes a pack-quantized weight lowbit reads: type int, 1..8 bits, strategy
+/// tensor, channel or group, not dynamic.
+inline status check_ct_int_args(const ct_quant_args& a, const std::string& where) {
+  if (a.type != "int" || a.num_bits < 1 || a.num_bits > 8 || a.dynamic != "false")
+    return status::error(errc::unsupported, "%s: weights are %s%d%s; pack-quantized weights are static int with 1 to 8 bits", where.c_str(), a.type.c_str(),
+                         a.num_bits, a.dynamic != "false" ? " dynamic" : "");
+  if (a.strategy != "tensor" && a.strategy != "channel" && a.strategy != "group")
+    return status::error(errc::unsupported, "%s: weight strategy %s; lowbit reads integer weights per tensor, channel or group", where.c_str(), a.strategy.c_str());
+  return {};
+}
+
+namespace detail {
+/// Signed codes from compressed-tensors' pack_to_int32: `32 / bits` codes a little-endian word,
+/// code i of a word in bits [i * bits, (i + 1) * bits), stored as `q + 2^(bits - 1)`.
+inline std::int8_t ct_unpack(const std::uint8_t* words, std::int64_t word, int index, int bits) {
+  const std::uint8_t* p = words + 4 * word;
+  const std::uint32_t v = static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8 | static_cast<std::uint32_t>(p[2]) << 16 |
+                          static_cast<std::uint32_t>(p[3]) << 24;
+  const std::uint32_t u = (v >> (index * bits)) & ((1u << bits) - 1u);
+  return static_cast<std::int8_t>(static_cast<int>(u) - (1 << (bits - 1)));
+}
+inline void ct_pack(std::uint8_t* words, std::int64_t word, int index, int bits, int q) {
+  const std::uint32_t u = static_cast<std::uint32_t>(q + (1 << (bits - 1))) << (index * bits);
+  std::uint8_t* p = words + 4 * word;
+  for (int b = 0; b < 4; ++b) p[b] = static_cast<std::uint8_t>(p[b] | static_cast<std::uint8_t>(u >> (8 * b)));
+}
+/// torch.round: to nearest, ties to even (independent of the floating-point environment).
+inline double round_half_even(double x) {
+  double r = std::floor(x + 0.5);
+  if (r - x == 0.5 && std::fmod(r, 2.0) != 0.0) r -= 1.0;
+  return r;
+}
+}  // namespace detail
+
+/// Checks the headers of module `module`'s pack-quantized weight against `a` (no data read):
+/// `weight_shape` I64 / I32 [2]; `weight_packed` I32 [N, ceil(K / (32 / b))]; `weight_scale`
+/// F32 / BF16 / F16 of [1] (or []), [N, 1] or [N, ceil(K / g)]; for asymmetric channel / group
+/// weights `weight_zero_point` I32 [ceil(N / (32 / b)), groups] (packed along dim 0), for
+/// asymmetric tensor weights I8 [1]; no `weight_g_idx` (activation-order permutations are not
+/// supported). Reads the two weight_shape values (N, K >= 1). Errors name file and tensor.
+inline status check_ct_packed_layout(const checkpoint& c, const std::string& module, const ct_quant_args& a, ct_layout& out) {
+  const std::string weight = module + ".weight_packed";
+  LOWBIT_TRY(check_ct_int_args(a, c.path() + ": weight \"" + weight + "\""));
+  ct_layout l;
+  checkpoint::location shp;
+  LOWBIT_TRY(detail::ct_need(c, module + ".weight_shape", weight, shp));
+  LOWBIT_TRY(detail::ct_dtype_in(shp, {st_dtype::I64, st_dtype::I32}, "weight_shape"));
+  LOWBIT_TRY(detail::ct_shape_is(shp, {2}, "weight_shape"));
+  std::int64_t nk[2];
+  for (int i = 0; i < 2; ++i) {
+    const std::uint8_t* p = shp.file->data(*shp.tensor) + (shp.tensor->dtype == st_dtype::I64 ? 8 : 4) * i;
+    if (shp.tensor->dtype == st_dtype::I64) std::memcpy(&nk[i], p, 8);
+    else {
+      std::int32_t v;
+      std::memcpy(&v, p, 4);
+      nk[i] = v;
+    }
+    if (nk[i] < 1 || nk[i] > (std::int64_t{1} << 40))
+      return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": dimension %d is %lld, not in [1, 2^40]", shp.file->path().c_str(), shp.tensor->name.c_str(), i,
+                           static_cast<long long>(nk[i]));
+  }
+  l.rows = nk[0];
+  l.cols = nk[1];
+  const std::int64_t pf = 32 / a.num_bits;
+  LOWBIT_TRY(detail::ct_need(c, weight, weight, l.weight));
+  LOWBIT_TRY(detail::ct_dtype_in(l.weight, {st_dtype::I32}, "a pack-quantized weight_packed"));
+  LOWBIT_TRY(detail::ct_shape_is(l.weight, {l.rows, (l.cols + pf - 1) / pf}, "weight_shape's [N, K] packed 32 / num_bits a word"));
+  LOWBIT_TRY(detail::ct_tile_of(a, l.rows, l.cols, weight, l.tile));
+  LOWBIT_TRY(detail::ct_need(c, module + ".weight_scale", weight, l.scale));
+  LOWBIT_TRY(detail::ct_dtype_in(l.scale, {st_dtype::F32, st_dtype::BF16, st_dtype::F16}, "weight_scale"));
+  const std::int64_t groups = a.strategy == "group" ? (l.cols + a.group_size - 1) / a.group_size : 1;
+  if (a.strategy == "tensor") {
+    if (!l.scale.tensor->shape.empty()) LOWBIT_TRY(detail::ct_shape_is(l.scale, {1}, "a per-tensor weight_scale"));
+  } else {
+    LOWBIT_TRY(detail::ct_shape_is(l.scale, {l.rows, groups}, a.strategy == "channel" ? "a per-channel weight_scale" : "a per-group weight_scale"));
+  }
+  if (const auto g = c.find(module + ".weight_g_idx"); g.tensor != nullptr)
+    return status::error(errc::unsupported, "%s: tensor \"%.100s\": activation-order group indices are not supported", g.file->path().c_str(), g.tensor->name.c_str());
+  l.zero_point = c.find(module + ".weight_zero_point");
+  if (!a.symmetric) {
+    if (l.zero_point.tensor == nullptr)
+      return status::error(errc::invalid_argument, "%s: tensor \"%.100s.weight_zero_point\" (asymmetric weight \"%.100s\") is missing", c.path().c_str(), module.c_str(),
+                           weight.c_str());
+    if (a.strategy == "tensor") {
+      LOWBIT_TRY(detail::ct_dtype_in(l.zero_point, {st_dtype::I8}, "a per-tensor weight_zero_point"));
+      if (!l.zero_point.tensor->shape.empty()) LOWBIT_TRY(detail::ct_shape_is(l.zero_point, {1}, "a per-tensor weight_zero_point"));
+    } else {
+      LOWBIT_TRY(detail::ct_dtype_in(l.zero_point, {st_dtype::I32}, "a packed weight_zero_point"));
+      LOWBIT_TRY(detail::ct_shape_is(l.zero_point, {(l.rows + pf - 1) / pf, groups}, "a weight_zero_point packed along dim 0"));
+    }
+  } else if (l.zero_point.tensor != nullptr) {
+    return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": a symmetric weight has no zero point", l.zero_point.file->path().c_str(),
+                         l.zero_point.tensor->name.c_str());
+  }
+  out = l;
+  return {};
+}
+
+/// Reads module `module`'s pack-quantized weight into `out`, unpacked (codes and zero points
+/// signed, scales widened to float32 exactly). Errors (naming file and tensor; `out` unchanged):
+/// what check_ct_packed_layout rejects, a zero point outside [-2^(b-1), 2^(b-1) - 1] (I8 per
+/// tensor), and unless opt.allow_nonfinite a non-finite scale (first index named). Padding bits
+/// past K (and past N for zero points) are ignored. A zero scale decodes its group to zeros.
+inline status load_ct_packed(const checkpoint& c, const std::string& module, const ct_quant_args& a, ct_int_weight& out, const ct_load_options& opt = {}) {
+  ct_layout l;
+  LOWBIT_TRY(check_ct_packed_layout(c, module, a, l));
+  ct_int_weight w;
+  w.rows = l.rows;
+  w.cols = l.cols;
+  w.num_bits = a.num_bits;
+  w.strategy = a.strategy;
+  w.group_cols = a.strategy == "group" ? a.group_size : l.cols;
+  w.scale_dtype = l.scale.tensor->dtype;
+  const int pf = 32 / a.num_bits;
+  const std::int64_t words = l.weight.tensor->shape[1];
+  const std::uint8_t* pw = l.weight.file->data(*l.weight.tensor);
+  w.codes.resize(static_cast<std::size_t>(w.rows * w.cols));
+  for (std::int64_t n = 0; n < w.rows; ++n)
+    for (std::int64_t k = 0; k < w.cols; ++k)
+      w.codes[static_cast<std::size_t>(n * w.cols + k)] = detail::ct_unpack(pw, n * words + k / pf, static_cast<int>(k % pf), a.num_bits);
+  const std::int64_t ns = w.scale_rows() * w.groups();
+  w.scales.resize(static_cast<std::size_t>(ns));
+  for (std::int64_t i = 0; i < ns; ++i) w.scales[static_cast<std::size_t>(i)] = detail::ct_float_at(l.scale, i);
+  if (!a.symmetric) {
+    w.zero_points.resize(static_cast<std::size_t>(ns));
+    const std::uint8_t* pz = l.zero_point.file->data(*l.zero_point.tensor);
+    if (a.strategy == "tensor") {
+      w.zero_points[0] = static_cast<std::int8_t>(pz[0]);
+      const int lim = 1 << (a.num_bits - 1);
+      if (w.zero_points[0] < -lim || w.zero_points[0] >= lim)
+        return status::error(errc::invalid_argument, "%s: tensor \"%.100s\" is %d, outside the %d-bit range", l.zero_point.file->path().c_str(),
+                             l.zero_point.tensor->name.c_str(), w.zero_points[0], a.num_bits);
+    } else {
+      const std::int64_t g = w.groups();
+      for (std::int64_t n = 0; n < w.rows; ++n)
+        for (std::int64_t j = 0; j < g; ++j)
+          w.zero_points[static_cast<std::size_t>(n * g + j)] = detail::ct_unpack(pz, (n / pf) * g + j, static_cast<int>(n % pf), a.num_bits);
+    }
+  }
+  if (!opt.allow_nonfinite)
+    for (std::int64_t i = 0; i < ns; ++i)
+      if (!std::isfinite(w.scales[static_cast<std::size_t>(i)]))
+        return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": scale %lld is %s; scales must be finite", l.scale.file->path().c_str(),
+                             l.scale.tensor->name.c_str(), static_cast<long long>(i), std::isnan(w.scales[static_cast<std::size_t>(i)]) ? "NaN" : "infinite");
+  out = std::move(w);
+  return {};
+}
+
+/// `w` as float32, row-major [N, K]: `f32(q - z) * s` (exact before the one rounding of the
+/// product; compressed-tensors computes in the scale's dtype, i.e. rounds that product to BF16
+/// / F16 when the scales are). Non-finite scales give IEEE results. Error: `w`'s sizes disagree.
+inline status dequantize(const ct_int_weight& w, std::vector<float>& out) {
+  if (w.rows < 1 || w.cols < 1 || w.group_cols < 1 || w.codes.size() != static_cast<std::size_t>(w.rows * w.cols) ||
+      w.scales.size() != static_cast<std::size_t>(w.scale_rows() * w.groups()) || (!w.zero_points.empty() && w.zero_points.size() != w.scales.size()))
+    return status::error(errc::invalid_argument, "ct_int_weight: %lld x %lld with %zu codes, %zu scales, %zu zero points do not agree", static_cast<long long>(w.rows),
+                         static_cast<long long>(w.cols), w.codes.size(), w.scales.size(), w.zero_points.size());
+  std::vector<float> v(w.codes.size());
+  const std::int64_t g = w.groups();
+  for (std::int64_t n = 0; n < w.rows; ++n)
+    for (std::int64_t k = 0; k < w.cols; ++k) {
+      const std::size_t si = static_cast<std::size_t>((w.strategy == "tensor" ? 0 : n * g) + (g == 1 ? 0 : k / w.group_cols));
+      const int z = w.zero_points.empty() ? 0 : w.zero_points[si];
+      v[static_cast<std::size_t>(n * w.cols + k)] = static_cast<float>(w.codes[static_cast<std::size_t>(n * w.cols + k)] - z) * w.scales[si];
+    }
+  out = std::move(v);
+  return {};
+}
+
+/// compressed-tensors' integer quantization (calculate_qparams + _quantize with a min-max
+/// observer) of the float32 row-major [N, K] `data` under `a`, in float32 with the scales rounded
+/// to `scale_dtype` (F32, BF16 or F16) before the codes are computed (so the stored scale is the
+/// one that dequantizes them). Per group of `a`'s strategy, `lo = min(min x, 0)`, `hi = max(max
+/// x, 0)`, `qmin = -2^(b-1)`, `qmax = 2^(b-1) - 1`:
+/// - symmetric: `s = max(-lo, hi) / ((2^b - 1) / 2)` (amax / 7.5 for 4 bits), `z = 0`;
+/// - asymmetric: `s = (hi - lo) / (2^b - 1)`, `z = round(clamp(qmin - lo / s, qmin, qmax))`;
+/// then `s = max(s, 2^-23)` (a zero group gets 2^-23, float32 eps; for asymmetric weights the
+/// clamp comes before z, as in compressed-tensors) and `q = round(clamp(x / s + z, qmin, qmax))`,
+/// round = half to even (torch.round). compressed-tensors computes these in the model's dtype
+/// (usually BF16), so a BF16 model may differ from this float32 arithmetic at rounding ties. A
+/// partial last group (K not a multiple of group_size; compressed-tensors refuses it) uses its
+/// own columns. Errors: not 2-D or a zero dimension, `a` not an int weight of a supported
+/// strategy, a scale dtype other than the three, non-finite input (errc::non_finite, first
+/// index named), a scale that overflows F16. `out` unchanged on error.
+inline status quantize_ct_int(const float* data, const std::vector<std::int64_t>& shape, const ct_quant_args& a, st_dtype scale_dtype, ct_int_weight& out) {
+  if (shape.size() != 2 || shape[0] < 1 || shape[1] < 1)
+    return status::error(errc::invalid_argument, "quantize_ct_int: shape %s is not 2-D [N, K] with N, K >= 1", detail::shape_text(shape).c_str());
+  LOWBIT_TRY(check_ct_int_args(a, "quantize_ct_int"));
+  if (scale_dtype != st_dtype::F32 && scale_dtype != st_dtype::BF16 && scale_dtype != st_dtype::F16)
+    return status::error(errc::invalid_argument, "quantize_ct_int: scale dtype %s is not F32, BF16 or F16", info(scale_dtype).name);
+  ct_int_weight w;
+  w.rows = shape[0];
+  w.cols = shape[1];
+  w.num_bits = a.num_bits;
+  w.strategy = a.strategy;
+  w.group_cols = a.strategy == "group" ? a.group_size : w.cols;
+  w.scale_dtype = scale_dtype;
+  for (std::int64_t i = 0; i < w.rows * w.cols; ++i)
+    if (!std::isfinite(data[i]))
+      return status::error(errc::non_finite, "quantize_ct_int: element [%lld, %lld] is not finite", static_cast<long long>(i / w.cols), static_cast<long long>(i % w.cols));
+  const std::int64_t g = w.groups(), sr = w.scale_rows();
+  const float qmin = -static_cast<float>(1 << (a.num_bits - 1)), qmax = static_cast<float>((1 << (a.num_bits - 1)) - 1);
+  const float range = static_cast<float>((1 << a.num_bits) - 1);
+  w.scales.resize(static_cast<std::size_t>(sr * g));
+  if (!a.symmetric) w.zero_points.resize(w.scales.size());
+  w.codes.resize(static_cast<std::size_t>(w.rows * w.cols));
+  const auto to_dtype = [&](float s) {
+    if (scale_dtype == st_dtype::BF16) return bf16_bits_to_float(float_to_bf16_bits(s));
+    if (scale_dtype == st_dtype::F16) return f16_bits_to_float(float_to_f16_bits(s));
+    return s;
+  };
+  for (std::int64_t r = 0; r < sr; ++r)
+    for (std::int64_t j = 0; j < g; ++j) {
+      const std::int64_t r0 = a.strategy == "tensor" ? 0 : r, r1 = a.strategy == "tensor" ? w.rows : r + 1;
+      const std::int64_t c0 = j * w.group_cols, c1 = std::min(w.cols, c0 + w.group_cols);
+      float lo = 0.0f, hi = 0.0f;
+      for (std::int64_t n = r0; n < r1; ++n)
+        for (std::int64_t k = c0; k < c1; ++k) {
+          lo = std::min(lo, data[n * w.cols + k]);
+          hi = std::max(hi, data[n * w.cols + k]);
+        }
+      float s = a.symmetric ? std::max(-lo, hi) / (range / 2.0f) : (hi - lo) / range;
+      s = std::max(s, 1.1920929e-07f);
+      s = to_dtype(s);
+      if (!std::isfinite(s)) return status::error(errc::invalid_argument, "quantize_ct_int: scale %lld overflows %s", static_cast<long long>(r * g + j), info(scale_dtype).name);
+      float z = 0.0f;
+      if (!a.symmetric) {
+        z = qmin - lo / s;
+        z = static_cast<float>(detail::round_half_even(std::min(std::max(z, qmin), qmax)));
+        w.zero_points[static_cast<std::size_t>(r * g + j)] = static_cast<std::int8_t>(z);
+      }
+      w.scales[static_cast<std::size_t>(r * g + j)] = s;
+      for (std::int64_t n = r0; n < r1; ++n)
+        for (std::int64_t k = c0; k < c1; ++k) {
+          float v = data[n * w.cols + k] / s + z;
+          v = std::min(std::max(v, qmin), qmax);
+          w.codes[static_cast<std::size_t>(n * w.cols + k)] = static_cast<std::int8_t>(detail::round_half_even(v));
+        }
+    }
+  out = std::move(w);
+  return {};
+}
+
+/// Appends module `module`'s pack-quantized entries and bytes to `out`: `weight_packed` I32 [N,
+/// ceil(K / (32 / b))], `weight_scale` (w.scale_dtype) [1] / [N, 1] / [N, groups], for
+/// asymmetric weights `weight_zero_point` (I32 packed along dim 0, or I8 [1] per tensor), and
+/// `weight_shape` I64 [2] (the order compressed-tensors' compressor produces them in). Errors:
+/// `w`'s sizes disagree, a code or zero point outside the b-bit range, a scale dtype other than
+/// F32 / BF16 / F16 (scales that the dtype cannot hold exactly are rounded to it).
+inline status ct_packed_entries(const std::string& module, const ct_int_weight& w, ct_encoded& out) {
+  std::vector<float> probe;
+  LOWBIT_TRY(dequantize(w, probe));  // checks the sizes
+  if (w.num_bits < 1 || w.num_bits > 8 || (w.scale_dtype != st_dtype::F32 && w.scale_dtype != st_dtype::BF16 && w.scale_dtype != st_dtype::F16))
+    return status::error(errc::invalid_argument, "module \"%.100s\": %d bits with %s scales is not a pack-quantized weight", module.c_str(), w.num_bits,
+                         info(w.scale_dtype).name);
+  const int lim = 1 << (w.num_bits - 1);
+  for (std::size_t i = 0; i < w.codes.size(); ++i)
+    if (w.codes[i] < -lim || w.codes[i] >= lim)
+      return status::error(errc::invalid_argument, "module \"%.100s\": code %zu is %d, outside the %d-bit range", module.c_str(), i, w.codes[i], w.num_bits);
+  for (std::size_t i = 0; i < w.zero_points.size(); ++i)
+    if (w.zero_points[i] < -lim || w.zero_points[i] >= lim)
+      return status::error(errc::invalid_argument, "module \"%.100s\": zero point %zu is %d, outside the %d-bit range", module.c_str(), i, w.zero_points[i], w.num_bits);
+  const int pf = 32 / w.num_bits;
+  const std::int64_t words = (w.cols + pf - 1) / pf, g = w.groups();
+  ct_encoded e;
+  e.entries.push_back({module + ".weight_packed", st_dtype::I32, {w.rows, words}});
+  std::vector<std::uint8_t> packed(static_cast<std::size_t>(w.rows * words * 4), 0);
+  for (std::int64_t n = 0; n < w.rows; ++n)
+    for (std::int64_t k = 0; k < w.cols; ++k) detail::ct_pack(packed.data(), n * words + k / pf, static_cast<int>(k % pf), w.num_bits, w.codes[static_cast<std::size_t>(n * w.cols + k)]);
+  e.data.push_back(std::move(packed));
+  e.entries.push_back({module + ".weight_scale", w.scale_dtype, w.strategy == "tensor" ? std::vector<std::int64_t>{1} : std::vector<std::int64_t>{w.rows, g}});
+  std::vector<std::uint8_t> sb(static_cast<std::size_t>(info(w.scale_dtype).size) * w.scales.size());
+  for (std::size_t i = 0; i < w.scales.size(); ++i) {
+    if (w.scale_dtype == st_dtype::F32) {
+      std::memcpy(&sb[4 * i], &w.scales[i], 4);
+    } else {
+      const std::uint16_t h = w.scale_dtype == st_dtype::BF16 ? float_to_bf16_bits(w.scales[i]) : float_to_f16_bits(w.scales[i]);
+      sb[2 * i] = static_cast<std::uint8_t>(h);
+      sb[2 * i + 1] = static_cast<std::uint8_t>(h >> 8);
+    }
+  }
+  e.data.push_back(std::move(sb));
+  if (!w.zero_points.empty()) {
+    if (w.strategy == "tensor") {
+      e.entries.push_back({module + ".weight_zero_point", st_dtype::I8, {1}});
+      e.data.push_back({static_cast<std::uint8_t>(w.zero_points[0])});
+    } else {
+      const std::int64_t zr = (w.rows + pf - 1) / pf;
+      e.entries.push_back({module + ".weight_zero_point", st_dtype::I32, {zr, g}});
+      std::vector<std::uint8_t> zb(static_cast<std::size_t>(zr * g * 4), 0);
+      for (std::int64_t n = 0; n < w.rows; ++n)
+        for (std::int64_t j = 0; j < g; ++j) detail::ct_pack(zb.data(), (n / pf) * g + j, static_cast<int>(n % pf), w.num_bits, w.zero_points[static_cast<std::size_t>(n * g + j)]);
+      e.data.push_back(std::move(zb));
+    }
+  }
+  e.entries.push_back({module + ".weight_shape", st_dtype::I64, {2}});
+  std::vector<std::uint8_t> shp(16);
+  std::memcpy(&shp[0], &w.rows, 8);
+  std::memcpy(&shp[8], &w.cols, 8);
+  e.data.push_back(std::move(shp));
+  for (std::size_t i = 0; i < e.entries.size(); ++i) {
+    out.entries.push_back(std::move(e.entries[i]));
+    out.data.push_back(std::move(e.data[i]));
+  }
+  return {};
+}
+
 // ---------------------------------------------------------------------------------------------
 // By module name: what the tool's inspect / dequantize / convert use.
 // ---------------------------------------------------------------------------------------------
 
-/// Reads module `module`'s weight into `out` in lowbit's representation, after deciding its group
-/// (ct_group_of) and layout (the group's format, else the config's: float-quantized or
-/// nvfp4-pack-quantized). Errors: the module is ignored or in no group, the group has no
-/// weights, a format lowbit does not read, and what the layout's loader rejects.
-inline status load_ct_weight(const checkpoint& c, const ct_config& cfg, const std::string& module, scaled_tensor& out, const ct_load_options& opt = {}) {
+namespace detail {
+/// The scheme of module `module` and its storage format; errors if it is ignored, in no group or
+/// quantizes no weights.
+inline status ct_module_scheme(const checkpoint& c, const ct_config& cfg, const std::string& module, const ct_scheme*& s, std::string& format) {
   std::string group;
   LOWBIT_TRY(ct_group_of(cfg, module, group));
-  const ct_scheme* s = group.empty() ? nullptr : ct_find_scheme(cfg, group);
+  s = group.empty() ? nullptr : ct_find_scheme(cfg, group);
   if (s == nullptr) return status::error(errc::invalid_argument, "%s: module \"%.100s\" is ignored or in no config group", c.path().c_str(), module.c_str());
-  if (!s->has_weights) return status::error(errc::invalid_argument, "%s: config group %.60s of module \"%.100s\" quantizes no weights", c.path().c_str(), group.c_str(), module.c_str());
-  const std::string& f = ct_group_format(cfg, *s);
+  if (!s->has_weights)
+    return status::error(errc::invalid_argument, "%s: config group %.60s of module \"%.100s\" quantizes no weights", c.path().c_str(), group.c_str(), module.c_str());
+  format = ct_group_format(cfg, *s);
+  return {};
+}
+}  // namespace detail
+
+/// Reads module `module`'s weight into `out` in lowbit's representation, after deciding its group
+/// (ct_group_of) and layout (the group's format, else the config's): float-quantized (also
+/// naive-quantized, its alias for FP8 weights) or nvfp4-pack-quantized. Errors: the module is
+/// ignored or in no group, the group has no weights, pack-quantized (no scaled_tensor holds it:
+/// use load_ct_packed), another format, and what the layout's loader rejects.
+inline status load_ct_weight(const checkpoint& c, const ct_config& cfg, const std::string& module, scaled_tensor& out, const ct_load_options& opt = {}) {
+  const ct_scheme* s = nullptr;
+  std::string f;
+  LOWBIT_TRY(detail::ct_module_scheme(c, cfg, module, s, f));
   if (f == "float-quantized" || f == "naive-quantized") return load_ct_fp8(c, module, s->weights, out, opt);
   if (f == "nvfp4-pack-quantized") return load_ct_nvfp4(c, module, s->weights, out, opt);
-  return status::error(errc::unsupported, "%s: module \"%.100s\": format \"%.60s\" is not one lowbit reads (float-quantized, nvfp4-pack-quantized)", c.path().c_str(),
-                       module.c_str(), f.c_str());
+  return status::error(errc::unsupported, "%s: module \"%.100s\": format \"%.60s\" has no scaled_tensor form (float-quantized and nvfp4-pack-quantized do; pack-quantized reads with load_ct_packed)",
+                       c.path().c_str(), module.c_str(), f.c_str());
 }
 
-/// Module `module`'s weight as float32, row-major [N, K], into `values` (and `shape`): the
-/// loader's values dequantized by the engine, `f32(q) * s` (FP8; BF16 / F16 scales widened
-/// exactly, so each value is the exact product, which compressed-tensors then rounds to the scale
-/// dtype) or `e2m1(q) * f32(b / g)` (NVFP4, the same float32 arithmetic as compressed-tensors).
-/// Errors as load_ct_weight; `values` and `shape` unchanged on error.
+/// Module `module`'s weight as float32, row-major [N, K], into `values` (and `shape`), for the
+/// formats float-quantized, nvfp4-pack-quantized and pack-quantized: `f32(q) * s` (FP8; BF16 /
+/// F16 scales widened exactly, so each value is the exact product, which compressed-tensors then
+/// rounds to the scale dtype), `e2m1(q) * f32(b / g)` (NVFP4, the same float32 arithmetic as
+/// compressed-tensors), `f32(q - z) * s` (integers). Errors as load_ct_weight / load_ct_packed;
+/// `values` and `shape` unchanged on error.
 inline status dequantize_ct_weight(const checkpoint& c, const ct_config& cfg, const std::string& module, std::vector<float>& values,
                                    std::vector<std::int64_t>& shape, const ct_load_options& opt = {}) {
+  const ct_scheme* s = nullptr;
+  std::string f;
+  LOWBIT_TRY(detail::ct_module_scheme(c, cfg, module, s, f));
+  if (f == "pack-quantized") {
+    ct_int_weight w;
+    LOWBIT_TRY(load_ct_packed(c, module, s->weights, w, opt));
+    LOWBIT_TRY(dequantize(w, values));
+    shape = {w.rows, w.cols};
+    return {};
+  }
   scaled_tensor q;
   LOWBIT_TRY(load_ct_weight(c, cfg, module, q, opt));
   std::vector<float> v(static_cast<std::size_t>(q.numel()));
@@ -804,18 +1173,14 @@ inline status dequantize_ct_weight(const checkpoint& c, const ct_config& cfg, co
   return {};
 }
 
-/// A weight ready to be written: its entries and the bytes of each, in order.
-struct ct_encoded {
-  std::vector<tensor_entry> entries;
-  std::vector<std::vector<std::uint8_t>> data;  ///< data[i] holds entries[i].nbytes() bytes
-};
-
 /// Quantizes the float32 row-major [N, K] `values` of module `module` under `args` into the
-/// entries of `format` (float-quantized: quantize_ct_fp8; nvfp4-pack-quantized:
-/// quantize_ct_nvfp4), appended to `out`. Errors: another format, what the quantizer rejects
-/// (non-finite input unless opt.allow_nonfinite). `out` unchanged on error.
+/// entries of `format`, appended to `out`: float-quantized (quantize_ct_fp8, F32 scales),
+/// nvfp4-pack-quantized (quantize_ct_nvfp4) or pack-quantized (quantize_ct_int with scales of
+/// `int_scale_dtype`, BF16 by default as llm-compressor stores them for a BF16 model). Errors:
+/// another format, what the quantizer rejects (non-finite input unless opt.allow_nonfinite; the
+/// integer quantizer always rejects it). `out` unchanged on error.
 inline status ct_encode_weight(const std::string& module, const float* values, const std::vector<std::int64_t>& shape, const ct_quant_args& args,
-                               const std::string& format, ct_encoded& out, const host::options& opt = {}) {
+                               const std::string& format, ct_encoded& out, const host::options& opt = {}, st_dtype int_scale_dtype = st_dtype::BF16) {
   scaled_tensor q;
   std::vector<tensor_entry> e;
   std::vector<std::vector<std::uint8_t>> d;
@@ -835,9 +1200,16 @@ inline status ct_encode_weight(const std::string& module, const float* values, c
     d.push_back(bytes(q.codes(), q.code_bytes()));
     d.push_back(bytes(q.scale_bytes(), q.grid().tiles()));
     d.push_back(bytes(&g, 4));
+  } else if (format == "pack-quantized") {
+    ct_int_weight w;
+    LOWBIT_TRY(quantize_ct_int(values, shape, args, int_scale_dtype, w));
+    ct_encoded p;
+    LOWBIT_TRY(ct_packed_entries(module, w, p));
+    e = std::move(p.entries);
+    d = std::move(p.data);
   } else {
-    return status::error(errc::unsupported, "module \"%.100s\": format \"%.60s\" is not one lowbit writes (float-quantized, nvfp4-pack-quantized)", module.c_str(),
-                         format.c_str());
+    return status::error(errc::unsupported, "module \"%.100s\": format \"%.60s\" is not one lowbit writes (float-quantized, nvfp4-pack-quantized, pack-quantized)",
+                         module.c_str(), format.c_str());
   }
   for (std::size_t i = 0; i < e.size(); ++i) {
     out.entries.push_back(std::move(e[i]));
