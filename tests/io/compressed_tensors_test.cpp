@@ -423,6 +423,11 @@ TEST(CompressedTensorsFp8, MalformedIsAnErrorWithOutUnchanged) {
   EXPECT_EQ(io::load_ct_fp8(c, "m", a, q).code(), lowbit::errc::unsupported);
   a = fp8_args("token");
   EXPECT_EQ(io::load_ct_fp8(c, "m", a, q).code(), lowbit::errc::unsupported);
+  // Args built by hand (not through from_json) with an empty group or block: an error, no division.
+  EXPECT_EQ(io::load_ct_fp8(c, "m", fp8_args("group", 0), q).code(), lowbit::errc::invalid_argument);
+  EXPECT_EQ(io::load_ct_fp8(c, "m", fp8_args("block", 0, 0, 2), q).code(), lowbit::errc::invalid_argument);
+  std::vector<float> x(4, 1.0f);
+  EXPECT_EQ(io::quantize_ct_fp8(x.data(), lowbit::dtype::f32, {2, 2}, fp8_args("group", 0), q).code(), lowbit::errc::invalid_argument);
   EXPECT_EQ(q.fmt(), lowbit::scaled_format::mxfp4);
   // allow_nonfinite lets NaN through, decoded by IEEE arithmetic.
   const std::string nf = build({{"m.weight", "F8_E4M3", {2, 2}, w}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1.0f, nan})}});
@@ -917,6 +922,9 @@ TEST(CompressedTensorsPacked, MalformedIsAnErrorWithOutUnchanged) {
     if (a.strategy == "block") a.block_rows = a.block_cols = 8;
     EXPECT_EQ(io::load_ct_packed(c, "m", a, w).code(), lowbit::errc::unsupported) << a.strategy;
   }
+  EXPECT_EQ(io::load_ct_packed(c, "m", int_args(4, "group", 0), w).code(), lowbit::errc::invalid_argument);
+  std::vector<float> x(4, 1.0f);
+  EXPECT_EQ(io::quantize_ct_int(x.data(), {2, 2}, int_args(4, "group", 0), io::st_dtype::F32, w).code(), lowbit::errc::invalid_argument);
   io::ct_quant_args f = int_args(4, "group", 8);
   f.type = "float";
   EXPECT_EQ(io::load_ct_packed(c, "m", f, w).code(), lowbit::errc::unsupported);

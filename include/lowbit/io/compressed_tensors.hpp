@@ -470,6 +470,10 @@ struct ct_layout {
 namespace detail {
 
 inline status ct_tile_of(const ct_quant_args& a, std::int64_t n, std::int64_t k, const std::string& where, tile_shape& t) {
+  if (((a.strategy == "group" || a.strategy == "tensor_group") && (a.group_size < 1 || a.group_size > (std::int64_t{1} << 40))) ||
+      (a.strategy == "block" && (a.block_rows < 1 || a.block_cols < 1 || a.block_rows > (std::int64_t{1} << 31) || a.block_cols > (std::int64_t{1} << 31))))
+    return status::error(errc::invalid_argument, "%s: strategy %s with group_size %lld, block_structure [%lld, %lld]: the group / block must be >= 1", where.c_str(),
+                         a.strategy.c_str(), static_cast<long long>(a.group_size), static_cast<long long>(a.block_rows), static_cast<long long>(a.block_cols));
   if (a.strategy == "tensor") t = {n, k};
   else if (a.strategy == "channel") t = {1, k};
   else if (a.strategy == "group" || a.strategy == "tensor_group") t = {1, a.group_size};
@@ -814,6 +818,8 @@ inline status check_ct_int_args(const ct_quant_args& a, const std::string& where
                          a.num_bits, a.dynamic != "false" ? " dynamic" : "");
   if (a.strategy != "tensor" && a.strategy != "channel" && a.strategy != "group")
     return status::error(errc::unsupported, "%s: weight strategy %s; lowbit reads integer weights per tensor, channel or group", where.c_str(), a.strategy.c_str());
+  if (a.strategy == "group" && (a.group_size < 1 || a.group_size > (std::int64_t{1} << 40)))
+    return status::error(errc::invalid_argument, "%s: group_size %lld must be >= 1", where.c_str(), static_cast<long long>(a.group_size));
   return {};
 }
 
