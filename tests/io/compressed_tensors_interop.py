@@ -12,13 +12,15 @@ _quantize / _dequantize, the OCP FP8 E4M3 and FP4 E2M1 encodings):
     pack-quantized        X.weight_packed I32 [N, ceil(K / (32/b))] holding q + 2^(b-1), code i of a word in
                           bits [i*b, (i+1)*b); X.weight_scale; X.weight_zero_point (asymmetric: I32 packed
                           along dim 0, or I8 [1] per tensor); X.weight_shape I64 [2];  w = f32(q - z) * s
+    int-quantized         X.weight I8 [N, K] (the codes), X.weight_scale, X.weight_zero_point I8 (scale's shape)
 
     compressed_tensors_interop.py --loader LOADER
 
 1. Writes DIR/py (model.safetensors + config.json, format mixed-precision): FP8 weights per channel
    (BF16 scales), per block (F32, partial blocks) and per tensor (F16); an NVFP4 weight; an int4
    asymmetric group weight (partial group, packed zero points) and an int8 symmetric channel weight
-   (I32 weight_shape); an ignored dense lm_head. Plus DIR/src.safetensors + DIR/src_config.json.
+   (I32 weight_shape); an int8 asymmetric channel weight stored unpacked (int-quantized); an
+   ignored dense lm_head. Plus DIR/src.safetensors + DIR/src_config.json.
 2. Runs LOADER DIR (tests/io/compressed_tensors_loader.cpp): lowbit dequantizes DIR/py by module
    name into DIR/py_lowbit.safetensors and quantizes DIR/src.safetensors into the folder DIR/lowbit.
 3. Checks: lowbit's float32 values equal this file's bit for bit; DIR/lowbit has exactly the tensors
@@ -315,6 +317,16 @@ def main():
                     (m + ".weight_shape", "I32", [2], np.array([n, k], "<i4").tobytes())]
         expected[m + ".weight"] = (q.astype(F32) * s).astype(F32)
 
+        # int8 asymmetric per channel, unpacked (int-quantized): I8 codes, BF16 scales, I8 zero points
+        n, k = 6, 11
+        q = rng.integers(-128, 128, size=(n, k))
+        z = rng.integers(-128, 128, size=(n, 1))
+        s = bf16_value(bf16_round(rng.uniform(0.001, 0.1, size=(n, 1)).astype(F32)))
+        m = "model.layers.1.mlp.up_proj"
+        tensors += [(m + ".weight", "I8", [n, k], q.astype("i1").tobytes()), (m + ".weight_scale", "BF16", [n, 1], scale_bytes(s, "BF16")),
+                    (m + ".weight_zero_point", "I8", [n, 1], z.astype("i1").tobytes())]
+        expected[m + ".weight"] = ((q - z).astype(F32) * s).astype(F32)
+
         tensors.append(("lm_head.weight", "BF16", [4, 4], np.zeros(16, "<u2").tobytes()))
         write_st(os.path.join(d, "py", "model.safetensors"), tensors)
         py_config = {"torch_dtype": "bfloat16", "quantization_config": {
@@ -326,6 +338,7 @@ def main():
                 "fp8_block": {"targets": ["re:.*k_proj$"], "weights": args_json(8, "float", "block", block=[16, 32]), "format": "float-quantized"},
                 "fp8_tensor": {"targets": ["model.layers.0.self_attn.v_proj"], "weights": args_json(8, "float", "tensor"), "format": "float-quantized"},
                 "nvfp4": {"targets": ["re:.*gate_proj"], "weights": args_json(4, "float", "tensor_group", group=16), "format": "nvfp4-pack-quantized"},
+                "w8a8": {"targets": ["model.layers.1.mlp.up_proj"], "weights": args_json(8, "int", "channel", symmetric=False), "format": "int-quantized"},
                 "w4a16": {"targets": ["re:.*up_proj"], "weights": args_json(4, "int", "group", group=32, symmetric=False), "format": "pack-quantized"},
                 "w8a16": {"targets": ["Linear"], "weights": args_json(8, "int", "channel"), "format": "pack-quantized"}}}}
         with open(os.path.join(d, "py", "config.json"), "w") as f:
@@ -333,7 +346,7 @@ def main():
 
         # what lowbit quantizes
         src = {}
-        for name, (n, k) in [("m.fp8c", (30, 50)), ("m.fp8b", (37, 70)), ("m.nv", (9, 48)), ("m.w4a", (20, 70)), ("m.w8s", (11, 40)), ("m.w4t", (6, 16))]:
+        for name, (n, k) in [("m.fp8c", (30, 50)), ("m.fp8b", (37, 70)), ("m.nv", (9, 48)), ("m.w4a", (20, 70)), ("m.w8s", (11, 40)), ("m.w4t", (6, 16)), ("m.i8", (5, 24))]:
             x = (rng.standard_normal((n, k)) * 0.02 + 0.003).astype(F32)
             x[0, 0] = 0.5  # an outlier
             x[1, :] = 0  # a zero row: zero tiles / groups
@@ -346,6 +359,7 @@ def main():
             "d": {"targets": ["m.w4a"], "weights": args_json(4, "int", "group", group=32, symmetric=False), "format": "pack-quantized"},
             "e": {"targets": ["m.w8s"], "weights": args_json(8, "int", "channel"), "format": "pack-quantized"},
             "f": {"targets": ["m.w4t"], "weights": args_json(4, "int", "tensor", symmetric=False), "format": "pack-quantized"},
+            "g": {"targets": ["m.i8"], "weights": args_json(8, "int", "group", group=8), "format": "int-quantized"},
         }
         src_qc = {"quant_method": "compressed-tensors", "format": "mixed-precision", "quantization_status": "compressed",
                   "ignore": ["lm_head"], "config_groups": src_groups}
@@ -413,6 +427,10 @@ def main():
                 else:
                     names[nm + ".weight_zero_point"] = ("I32", [-(-n // (32 // bits)), z.shape[1]], pack_int32(z.T, bits).T.astype("<i4").tobytes())
             names[nm + ".weight_shape"] = ("I64", [2], np.array([n, k], "<i8").tobytes())
+        x = src["m.i8"]
+        q, s, z = int_quant(x, 8, "group", 8, True, "BF16")
+        names["m.i8.weight"] = ("I8", list(x.shape), q.astype("i1").tobytes())
+        names["m.i8.weight_scale"] = ("BF16", list(s.shape), scale_bytes(s, "BF16"))
         check(set(out) == set(names), f"lowbit tensors {sorted(out)} want {sorted(names)}")
         for name, (dt, shape, raw) in names.items():
             if name not in out:

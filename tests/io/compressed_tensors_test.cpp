@@ -929,3 +929,111 @@ TEST(CompressedTensorsPacked, MalformedIsAnErrorWithOutUnchanged) {
   f.type = "float";
   EXPECT_EQ(io::load_ct_packed(c, "m", f, w).code(), lowbit::errc::unsupported);
 }
+
+// ---------------------------------------------------------------------------------------------
+// int-quantized
+// ---------------------------------------------------------------------------------------------
+
+TEST(CompressedTensorsIntQuantized, HandWorkedInt8ChannelSymmetricAndGroupAsymmetric) {
+  // I8 codes as they are: -128 127 0 | -1 5 3; scales [2, 1] F32 0.5 and 0.25.
+  const std::vector<std::uint8_t> codes{0x80, 0x7F, 0x00, 0xFF, 0x05, 0x03};
+  std::string file = build({{"m.weight", "I8", {2, 3}, u8_bytes(codes)}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({0.5f, 0.25f})}});
+  io::checkpoint c;
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  io::ct_int_weight w;
+  auto s = io::load_ct_int_quantized(c, "m", int_args(8, "channel"), w);
+  ASSERT_TRUE(s.ok()) << s.message();
+  std::vector<float> v;
+  ASSERT_TRUE(io::dequantize(w, v).ok());
+  EXPECT_EQ(v, (std::vector<float>{-64, 63.5f, 0, -0.25f, 1.25f, 0.75f}));
+  // Asymmetric groups of 2 over K = 3 (the second partial): scale [2, 2] BF16 1 (0x3F80), 2
+  // (0x4000), 0.5 (0x3F00), 4 (0x4080); zero points I8 [2, 2] = 1, -1, 0, 2.
+  file = build({{"m.weight", "I8", {2, 3}, u8_bytes(codes)},
+                {"m.weight_scale", "BF16", {2, 2}, u16_bytes({0x3F80, 0x4000, 0x3F00, 0x4080})},
+                {"m.weight_zero_point", "I8", {2, 2}, u8_bytes({0x01, 0xFF, 0x00, 0x02})}});
+  ASSERT_TRUE(open_bytes(file, c).ok());
+  s = io::load_ct_int_quantized(c, "m", int_args(8, "group", 2, false), w);
+  ASSERT_TRUE(s.ok()) << s.message();
+  ASSERT_TRUE(io::dequantize(w, v).ok());
+  // row 0: (-128 - 1) * 1, (127 - 1) * 1, (0 + 1) * 2; row 1: (-1 - 0) * 0.5, (5 - 0) * 0.5, (3 - 2) * 4
+  EXPECT_EQ(v, (std::vector<float>{-129, 126, 2, -0.5f, 2.5f, 4}));
+}
+
+TEST(CompressedTensorsIntQuantized, MalformedIsAnErrorWithOutUnchanged) {
+  const std::string w8 = u8_bytes({0x01, 0x02, 0x03, 0x04});
+  struct bad {
+    const char* what;
+    std::vector<raw_tensor> ts;
+    io::ct_quant_args args;
+    const char* needle;
+  };
+  const std::vector<bad> cases{
+      {"weight dtype", {{"m.weight", "U8", {2, 2}, w8}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, 1})}}, int_args(8, "channel"), "has dtype U8"},
+      {"scale shape", {{"m.weight", "I8", {2, 2}, w8}, {"m.weight_scale", "F32", {1, 2}, f32_bytes({1, 1})}}, int_args(8, "channel"), "needs [2, 1]"},
+      {"int4 range", {{"m.weight", "I8", {2, 2}, u8_bytes({1, 2, 8, 0})}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, 1})}}, int_args(4, "channel"),
+       "element [1, 0] is 8, outside the 4-bit range"},
+      {"zp missing", {{"m.weight", "I8", {2, 2}, w8}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, 1})}}, int_args(8, "channel", 0, false), "is missing"},
+      {"zp shape", {{"m.weight", "I8", {2, 2}, w8}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, 1})}, {"m.weight_zero_point", "I8", {2}, u8_bytes({0, 0})}},
+       int_args(8, "channel", 0, false), "needs [2, 1]"},
+      {"zp on symmetric", {{"m.weight", "I8", {2, 2}, w8}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, 1})}, {"m.weight_zero_point", "I8", {2, 1}, u8_bytes({0, 0})}},
+       int_args(8, "channel"), "no zero point"},
+      {"Inf scale", {{"m.weight", "I8", {2, 2}, w8}, {"m.weight_scale", "F32", {2, 1}, f32_bytes({1, std::numeric_limits<float>::infinity()})}}, int_args(8, "channel"),
+       "scale 1 is infinite"},
+  };
+  for (const auto& b : cases) {
+    SCOPED_TRACE(b.what);
+    const std::string file = build(b.ts);
+    io::checkpoint c;
+    ASSERT_TRUE(open_bytes(file, c).ok());
+    io::ct_int_weight w;
+    w.rows = 77;
+    const auto s = io::load_ct_int_quantized(c, "m", b.args, w);
+    ASSERT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(b.needle), std::string::npos) << s.message();
+    EXPECT_EQ(w.rows, 77);
+  }
+}
+
+TEST(CompressedTensorsIntQuantized, QuantizeWriteLoadKeepsEveryValue) {
+  const unsigned seed = 808u;
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.05f);
+  const std::int64_t n = 7, k = 40;
+  std::vector<float> x(static_cast<std::size_t>(n * k));
+  for (auto& v : x) v = nd(rng);
+  for (const auto& a : {int_args(8, "channel"), int_args(8, "group", 16, false), int_args(8, "tensor", 0, false)}) {
+    SCOPED_TRACE(a.strategy);
+    io::ct_encoded e;
+    ASSERT_TRUE(io::ct_encode_weight("l", x.data(), {n, k}, a, "int-quantized", e, {}, io::st_dtype::F32).ok());
+    EXPECT_EQ(e.entries[0].name, "l.weight");
+    EXPECT_EQ(e.entries[0].dtype, io::st_dtype::I8);
+    EXPECT_EQ(e.entries.size(), a.symmetric ? 2u : 3u);
+    scratch_dir d;
+    ASSERT_FALSE(d.path().empty());
+    io::safetensors_writer wr;
+    ASSERT_TRUE(wr.open(d / "model.safetensors", e.entries).ok());
+    ASSERT_TRUE(io::write_ct_encoded(wr, e).ok());
+    ASSERT_TRUE(wr.commit().ok());
+    io::checkpoint c;
+    ASSERT_TRUE(io::checkpoint::open(d / "model.safetensors", c).ok());
+    io::ct_int_weight want, back;
+    ASSERT_TRUE(io::quantize_ct_int(x.data(), {n, k}, a, io::st_dtype::F32, want).ok());
+    const auto ls = io::load_ct_int_quantized(c, "l", a, back);
+    ASSERT_TRUE(ls.ok()) << ls.message();
+    EXPECT_EQ(back.codes, want.codes);
+    EXPECT_EQ(back.scales, want.scales);
+    EXPECT_EQ(back.zero_points, want.zero_points);
+    io::ct_config cfg;
+    cfg.format = "int-quantized";
+    cfg.config_groups.push_back({"g", io::ct_scheme{}});
+    cfg.config_groups[0].second.targets = {"Linear"};
+    cfg.config_groups[0].second.has_weights = true;
+    cfg.config_groups[0].second.weights = a;
+    std::vector<float> values, ref;
+    std::vector<std::int64_t> shape;
+    ASSERT_TRUE(io::dequantize_ct_weight(c, cfg, "l", values, shape).ok());
+    ASSERT_TRUE(io::dequantize(want, ref).ok());
+    EXPECT_EQ(values, ref);
+  }
+}

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writers, one
 // per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8;
-// compressed-tensors FP8 per channel and per block, NVFP4, packed int4 with zero points and int8,
-// with their quantization_config in the metadata; GGUF files of every ggml type lowbit decodes),
+// compressed-tensors FP8 per channel and per block, NVFP4, packed int4 with zero points, packed
+// int8 and unpacked int8 with zero points, with their quantization_config in the metadata; GGUF
+// files of every ggml type lowbit decodes),
 // each also with its header's padding cut to the next multiple of 8 (the writer pads the header
 // to a 4096-byte boundary, and mutations spent on spaces find little).
 #include <lowbit/io.hpp>
@@ -71,13 +72,14 @@ bool write_compressed_tensors(const std::string& path) {
       "b": {"targets": ["m.fp8b"], "format": "float-quantized", "weights": {"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [2, 4]}},
       "c": {"targets": ["m.nv"], "format": "nvfp4-pack-quantized", "weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16}},
       "d": {"targets": ["m.w4"], "format": "pack-quantized", "weights": {"num_bits": 4, "strategy": "group", "group_size": 8, "symmetric": false}},
-      "e": {"targets": ["Linear"], "format": "pack-quantized", "weights": {"num_bits": 8, "strategy": "channel"}}}})";
+      "e": {"targets": ["Linear"], "format": "pack-quantized", "weights": {"num_bits": 8, "strategy": "channel"}},
+      "f": {"targets": ["m.i8"], "format": "int-quantized", "weights": {"num_bits": 8, "strategy": "channel", "symmetric": false}}}})";
   io::ct_config cfg;
   if (!io::from_json(nlohmann::json::parse(config), "seed", cfg)) return false;
   std::vector<float> x(5 * 32);
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 0.02f;
   io::ct_encoded e;
-  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8"}) {
+  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8", "m.i8"}) {
     std::string group;
     if (!io::ct_group_of(cfg, m, group) || io::ct_find_scheme(cfg, group) == nullptr) return false;
     const io::ct_scheme& s = *io::ct_find_scheme(cfg, group);
@@ -90,7 +92,7 @@ bool write_compressed_tensors(const std::string& path) {
   // the seed must reach the loaders: every module reads back
   io::checkpoint c;
   if (!io::checkpoint::open(path, c)) return false;
-  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8"}) {
+  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8", "m.i8"}) {
     std::vector<float> v;
     std::vector<std::int64_t> shape;
     if (!io::dequantize_ct_weight(c, cfg, m, v, shape)) return false;

@@ -4,8 +4,9 @@
 // as a safetensors file, which, if valid, has every tensor's bytes read and every bitsandbytes
 // weight in it loaded (4-bit through its quant_state JSON, LLM.int8 through SCB) and dequantized,
 // and every module X with an X.weight_scale loaded as each compressed-tensors layout (FP8 per
-// tensor / channel / group / block, NVFP4, packed int4 / int8) and dequantized; a metadata entry
-// "quantization_config" is read as a compressed-tensors config and asked for every module's group.
+// tensor / channel / group / block, NVFP4, packed int4 / int8, unpacked int8 / int4) and
+// dequantized; a metadata entry "quantization_config" is read as a compressed-tensors config and
+// asked for every module's group.
 // The readers must answer every input with ok or an error status: never a crash, a sanitizer
 // report or a leak.
 #include <lowbit/io.hpp>
@@ -91,6 +92,19 @@ void fuzz_compressed_tensors(const io::checkpoint& c, const std::map<std::string
         (void)io::dequantize(w, out);
         io::ct_encoded e;
         (void)io::ct_packed_entries(module, w, e);
+      }
+      for (int variant = 0; variant < 3; ++variant) {
+        io::ct_quant_args a;
+        a.num_bits = variant == 2 ? 4 : 8;
+        a.strategy = variant == 2 ? "group" : "channel";
+        a.group_size = variant == 2 ? 4 : 0;
+        a.symmetric = variant != 1;
+        io::ct_int_weight w;
+        if (!io::load_ct_int_quantized(c, module, a, w, opt) || w.rows * w.cols > (1 << 20)) continue;
+        std::vector<float> out;
+        (void)io::dequantize(w, out);
+        io::ct_encoded e;
+        (void)io::ct_int_quantized_entries(module, w, e);
       }
     }
   }

@@ -4,7 +4,8 @@
 ///        (`quant_method: "compressed-tensors"`), which config group applies to a module, and the
 ///        weights of the `float-quantized` (FP8 E4M3) and `nvfp4-pack-quantized` layouts, read
 ///        into a `scaled_tensor` and written from one, and of `pack-quantized` (int1..int8, with
-///        zero points when asymmetric), read into a `ct_int_weight`. docs/compressed-tensors.md
+///        zero points when asymmetric) and `int-quantized` (int8 codes as I8), read into a
+///        `ct_int_weight`. docs/compressed-tensors.md
 ///        has the sources (compressed-tensors 0.12.2-23-g52792be0), the tables and what is not
 ///        supported.
 ///
@@ -35,7 +36,8 @@
 /// | `X.weight_zero_point` (asymmetric) | I32 packed the same way along dim 0 (I8 `[1]` per tensor) | `[ceil(N / (32 / b)), groups]` |
 /// | `X.weight_shape` | I64 (I32 accepted) | `[2]` = N, K |
 ///
-/// `w[n, k] = (q - z) * s`.
+/// `w[n, k] = (q - z) * s`. int-quantized stores the same codes unpacked: `X.weight` I8 [N, K],
+/// `X.weight_scale` as above, `X.weight_zero_point` (asymmetric) I8 of the scale's shape.
 ///
 /// @par Special values, on reading
 /// A weight with a zero dimension is an error. Partial last groups / blocks (K or N not a multiple
@@ -960,6 +962,72 @@ inline status load_ct_packed(const checkpoint& c, const std::string& module, con
   return {};
 }
 
+/// Reads module `module`'s int-quantized weight (compressed-tensors' naive integer layout, W8A8
+/// INT8 checkpoints) into `out`: `module.weight` I8 [N, K] holding the signed codes as they are,
+/// `module.weight_scale` F32 / BF16 / F16 of [1] (or []), [N, 1] or [N, ceil(K / g)], and for
+/// asymmetric weights `module.weight_zero_point` I8 of the scale's shape (not packed); no
+/// `weight_g_idx`. Errors (naming file and tensor; `out` unchanged): a tensor missing, a wrong
+/// dtype or shape, a weight with a zero dimension, a code or zero point outside the b-bit range
+/// (compressed-tensors clamps to it), a zero point on a symmetric weight, and unless
+/// opt.allow_nonfinite a non-finite scale. `dequantize` gives `f32(q - z) * s`.
+inline status load_ct_int_quantized(const checkpoint& c, const std::string& module, const ct_quant_args& a, ct_int_weight& out, const ct_load_options& opt = {}) {
+  const std::string weight = module + ".weight";
+  LOWBIT_TRY(check_ct_int_args(a, c.path() + ": weight \"" + weight + "\""));
+  checkpoint::location wl, sl;
+  LOWBIT_TRY(detail::ct_need(c, weight, weight, wl));
+  LOWBIT_TRY(detail::ct_dtype_in(wl, {st_dtype::I8}, "an int-quantized weight"));
+  LOWBIT_TRY(detail::ct_check_weight_2d(wl, "an int-quantized weight"));
+  ct_int_weight w;
+  w.rows = wl.tensor->shape[0];
+  w.cols = wl.tensor->shape[1];
+  w.num_bits = a.num_bits;
+  w.strategy = a.strategy;
+  w.group_cols = a.strategy == "group" ? a.group_size : w.cols;
+  const std::int64_t g = w.groups();
+  LOWBIT_TRY(detail::ct_need(c, module + ".weight_scale", weight, sl));
+  LOWBIT_TRY(detail::ct_dtype_in(sl, {st_dtype::F32, st_dtype::BF16, st_dtype::F16}, "weight_scale"));
+  const std::vector<std::int64_t> sshape = a.strategy == "tensor" ? std::vector<std::int64_t>{1} : std::vector<std::int64_t>{w.rows, g};
+  if (!(a.strategy == "tensor" && sl.tensor->shape.empty())) LOWBIT_TRY(detail::ct_shape_is(sl, sshape, "this strategy's weight_scale"));
+  w.scale_dtype = sl.tensor->dtype;
+  if (const auto gi = c.find(module + ".weight_g_idx"); gi.tensor != nullptr)
+    return status::error(errc::unsupported, "%s: tensor \"%.100s\": activation-order group indices are not supported", gi.file->path().c_str(), gi.tensor->name.c_str());
+  const auto zl = c.find(module + ".weight_zero_point");
+  if (a.symmetric && zl.tensor != nullptr)
+    return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": a symmetric weight has no zero point", zl.file->path().c_str(), zl.tensor->name.c_str());
+  if (!a.symmetric) {
+    if (zl.tensor == nullptr)
+      return status::error(errc::invalid_argument, "%s: tensor \"%.100s.weight_zero_point\" (asymmetric weight \"%.100s\") is missing", c.path().c_str(), module.c_str(),
+                           weight.c_str());
+    LOWBIT_TRY(detail::ct_dtype_in(zl, {st_dtype::I8}, "an int-quantized weight_zero_point"));
+    if (!(a.strategy == "tensor" && zl.tensor->shape.empty())) LOWBIT_TRY(detail::ct_shape_is(zl, sshape, "this strategy's weight_zero_point"));
+  }
+  const int lim = 1 << (a.num_bits - 1);
+  const auto* q = reinterpret_cast<const std::int8_t*>(wl.file->data(*wl.tensor));
+  w.codes.assign(q, q + w.rows * w.cols);
+  for (std::int64_t i = 0; i < w.rows * w.cols; ++i)
+    if (q[i] < -lim || q[i] >= lim)
+      return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": element [%lld, %lld] is %d, outside the %d-bit range", wl.file->path().c_str(),
+                           wl.tensor->name.c_str(), static_cast<long long>(i / w.cols), static_cast<long long>(i % w.cols), q[i], a.num_bits);
+  const std::int64_t ns = (a.strategy == "tensor" ? 1 : w.rows) * g;
+  w.scales.resize(static_cast<std::size_t>(ns));
+  for (std::int64_t i = 0; i < ns; ++i) w.scales[static_cast<std::size_t>(i)] = detail::ct_float_at(sl, i);
+  if (!a.symmetric) {
+    const auto* z = reinterpret_cast<const std::int8_t*>(zl.file->data(*zl.tensor));
+    w.zero_points.assign(z, z + ns);
+    for (std::int64_t i = 0; i < ns; ++i)
+      if (z[i] < -lim || z[i] >= lim)
+        return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": zero point %lld is %d, outside the %d-bit range", zl.file->path().c_str(),
+                             zl.tensor->name.c_str(), static_cast<long long>(i), z[i], a.num_bits);
+  }
+  if (!opt.allow_nonfinite)
+    for (std::int64_t i = 0; i < ns; ++i)
+      if (!std::isfinite(w.scales[static_cast<std::size_t>(i)]))
+        return status::error(errc::invalid_argument, "%s: tensor \"%.100s\": scale %lld is %s; scales must be finite", sl.file->path().c_str(), sl.tensor->name.c_str(),
+                             static_cast<long long>(i), std::isnan(w.scales[static_cast<std::size_t>(i)]) ? "NaN" : "infinite");
+  out = std::move(w);
+  return {};
+}
+
 /// `w` as float32, row-major [N, K]: `f32(q - z) * s` (exact before the one rounding of the
 /// product; compressed-tensors computes in the scale's dtype, i.e. rounds that product to BF16
 /// / F16 when the scales are). Non-finite scales give IEEE results. Error: `w`'s sizes disagree.
@@ -1118,6 +1186,28 @@ inline status ct_packed_entries(const std::string& module, const ct_int_weight& 
   return {};
 }
 
+/// Appends module `module`'s int-quantized entries and bytes to `out`: `weight` I8 [N, K] (the
+/// codes), `weight_scale` (w.scale_dtype) [1] / [N, 1] / [N, groups] and, for asymmetric weights,
+/// `weight_zero_point` I8 of the scale's shape. Errors as ct_packed_entries.
+inline status ct_int_quantized_entries(const std::string& module, const ct_int_weight& w, ct_encoded& out) {
+  ct_encoded p;
+  LOWBIT_TRY(ct_packed_entries(module, w, p));  // validates w, and makes the scale bytes
+  ct_encoded e;
+  e.entries.push_back({module + ".weight", st_dtype::I8, {w.rows, w.cols}});
+  e.data.emplace_back(reinterpret_cast<const std::uint8_t*>(w.codes.data()), reinterpret_cast<const std::uint8_t*>(w.codes.data()) + w.codes.size());
+  e.entries.push_back(p.entries[1]);
+  e.data.push_back(std::move(p.data[1]));
+  if (!w.zero_points.empty()) {
+    e.entries.push_back({module + ".weight_zero_point", st_dtype::I8, p.entries[1].shape});
+    e.data.emplace_back(reinterpret_cast<const std::uint8_t*>(w.zero_points.data()), reinterpret_cast<const std::uint8_t*>(w.zero_points.data()) + w.zero_points.size());
+  }
+  for (std::size_t i = 0; i < e.entries.size(); ++i) {
+    out.entries.push_back(std::move(e.entries[i]));
+    out.data.push_back(std::move(e.data[i]));
+  }
+  return {};
+}
+
 // ---------------------------------------------------------------------------------------------
 // By module name: what the tool's inspect / dequantize / convert use.
 // ---------------------------------------------------------------------------------------------
@@ -1153,19 +1243,21 @@ inline status load_ct_weight(const checkpoint& c, const ct_config& cfg, const st
 }
 
 /// Module `module`'s weight as float32, row-major [N, K], into `values` (and `shape`), for the
-/// formats float-quantized, nvfp4-pack-quantized and pack-quantized: `f32(q) * s` (FP8; BF16 /
+/// formats float-quantized, nvfp4-pack-quantized, pack-quantized and int-quantized (and
+/// naive-quantized with FP8 or integer weights): `f32(q) * s` (FP8; BF16 /
 /// F16 scales widened exactly, so each value is the exact product, which compressed-tensors then
 /// rounds to the scale dtype), `e2m1(q) * f32(b / g)` (NVFP4, the same float32 arithmetic as
-/// compressed-tensors), `f32(q - z) * s` (integers). Errors as load_ct_weight / load_ct_packed;
-/// `values` and `shape` unchanged on error.
+/// compressed-tensors), `f32(q - z) * s` (integers). Errors as load_ct_weight, load_ct_packed or
+/// load_ct_int_quantized; `values` and `shape` unchanged on error.
 inline status dequantize_ct_weight(const checkpoint& c, const ct_config& cfg, const std::string& module, std::vector<float>& values,
                                    std::vector<std::int64_t>& shape, const ct_load_options& opt = {}) {
   const ct_scheme* s = nullptr;
   std::string f;
   LOWBIT_TRY(detail::ct_module_scheme(c, cfg, module, s, f));
-  if (f == "pack-quantized") {
+  if (f == "pack-quantized" || f == "int-quantized" || (f == "naive-quantized" && s->weights.type == "int")) {
     ct_int_weight w;
-    LOWBIT_TRY(load_ct_packed(c, module, s->weights, w, opt));
+    if (f == "pack-quantized") LOWBIT_TRY(load_ct_packed(c, module, s->weights, w, opt));
+    else LOWBIT_TRY(load_ct_int_quantized(c, module, s->weights, w, opt));
     LOWBIT_TRY(dequantize(w, values));
     shape = {w.rows, w.cols};
     return {};
@@ -1181,8 +1273,9 @@ inline status dequantize_ct_weight(const checkpoint& c, const ct_config& cfg, co
 
 /// Quantizes the float32 row-major [N, K] `values` of module `module` under `args` into the
 /// entries of `format`, appended to `out`: float-quantized (quantize_ct_fp8, F32 scales),
-/// nvfp4-pack-quantized (quantize_ct_nvfp4) or pack-quantized (quantize_ct_int with scales of
-/// `int_scale_dtype`, BF16 by default as llm-compressor stores them for a BF16 model). Errors:
+/// nvfp4-pack-quantized (quantize_ct_nvfp4), pack-quantized or int-quantized (quantize_ct_int
+/// with scales of `int_scale_dtype`, BF16 by default as llm-compressor stores them for a BF16
+/// model). Errors:
 /// another format, what the quantizer rejects (non-finite input unless opt.allow_nonfinite; the
 /// integer quantizer always rejects it). `out` unchanged on error.
 inline status ct_encode_weight(const std::string& module, const float* values, const std::vector<std::int64_t>& shape, const ct_quant_args& args,
@@ -1206,15 +1299,16 @@ inline status ct_encode_weight(const std::string& module, const float* values, c
     d.push_back(bytes(q.codes(), q.code_bytes()));
     d.push_back(bytes(q.scale_bytes(), q.grid().tiles()));
     d.push_back(bytes(&g, 4));
-  } else if (format == "pack-quantized") {
+  } else if (format == "pack-quantized" || format == "int-quantized") {
     ct_int_weight w;
     LOWBIT_TRY(quantize_ct_int(values, shape, args, int_scale_dtype, w));
     ct_encoded p;
-    LOWBIT_TRY(ct_packed_entries(module, w, p));
+    if (format == "pack-quantized") LOWBIT_TRY(ct_packed_entries(module, w, p));
+    else LOWBIT_TRY(ct_int_quantized_entries(module, w, p));
     e = std::move(p.entries);
     d = std::move(p.data);
   } else {
-    return status::error(errc::unsupported, "module \"%.100s\": format \"%.60s\" is not one lowbit writes (float-quantized, nvfp4-pack-quantized, pack-quantized)",
+    return status::error(errc::unsupported, "module \"%.100s\": format \"%.60s\" is not one lowbit writes (float-quantized, nvfp4-pack-quantized, pack-quantized, int-quantized)",
                          module.c_str(), format.c_str());
   }
   for (std::size_t i = 0; i < e.size(); ++i) {
