@@ -190,6 +190,7 @@ TEST(CompressedTensorsConfig, MalformedIsAnErrorNamingTheKey) {
       {R"({"strategy": "row"})", "strategy"},
       {R"({"group_size": 0})", "group_size"},
       {R"({"group_size": -2})", "group_size"},
+      {R"({"group_size": 18446744073709551615})", "group_size"},
       {R"({"strategy": "group"})", "group_size"},
       {R"({"strategy": "channel", "group_size": 128})", "group_size"},
       {R"({"strategy": "block"})", "block_structure"},
@@ -199,6 +200,8 @@ TEST(CompressedTensorsConfig, MalformedIsAnErrorNamingTheKey) {
       {R"({"strategy": "block", "block_structure": "axb"})", "block_structure"},
       {R"({"dynamic": "yes"})", "dynamic"},
       {R"({"dynamic": "local"})", "local"},
+      {R"({"strategy": "token"})", "dynamic"},
+      {R"({"strategy": "channel", "dynamic": true})", "dynamic"},
       {R"({"actorder": "group"})", "actorder"},
       {R"({"actorder": "sideways", "group_size": 128})", "actorder"},
       {R"({"observer": 3})", "observer"},
@@ -269,14 +272,21 @@ TEST(CompressedTensorsConfig, GroupOfModule) {
     ASSERT_TRUE(s.ok()) << s.message();
     EXPECT_EQ(g, w.second) << w.first;
   }
-  // A target listed by two groups belongs to the last; no match at all gives "".
+  // A target listed by two groups is refused (the file order that decides it is not kept); no
+  // match at all gives "".
   io::ct_config d;
   ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"quant_method": "compressed-tensors",
     "config_groups": {"a": {"targets": ["m.x"]}, "b": {"targets": ["m.x"]}}})"), "cfg", d).ok());
-  std::string g;
-  ASSERT_TRUE(io::ct_group_of(d, "m.x", g).ok());
-  EXPECT_EQ(g, "b");
-  ASSERT_TRUE(io::ct_group_of(d, "m.y", g).ok());
+  std::string g = "sentinel";
+  const auto s = io::ct_group_of(d, "m.x", g);
+  EXPECT_EQ(s.code(), lowbit::errc::unsupported);
+  EXPECT_NE(std::string(s.message()).find("listed by config groups a and b"), std::string::npos) << s.message();
+  EXPECT_EQ(g, "sentinel");
+  ASSERT_TRUE(io::ct_group_of(c, "model.layers.9.unknown", g).ok());
+  EXPECT_EQ(g, "g0");  // Linear
+  io::ct_config e;
+  ASSERT_TRUE(io::from_json(nlohmann::json::parse(R"({"quant_method": "compressed-tensors", "config_groups": {"a": {"targets": ["m.x"]}}})"), "cfg", e).ok());
+  ASSERT_TRUE(io::ct_group_of(e, "m.y", g).ok());
   EXPECT_EQ(g, "");
 }
 

@@ -5,9 +5,8 @@
 ///        weights of the `float-quantized` (FP8 E4M3) and `nvfp4-pack-quantized` layouts, read
 ///        into a `scaled_tensor` and written from one, and of `pack-quantized` (int1..int8, with
 ///        zero points when asymmetric) and `int-quantized` (int8 codes as I8), read into a
-///        `ct_int_weight`. docs/compressed-tensors.md
-///        has the sources (compressed-tensors 0.12.2-23-g52792be0), the tables and what is not
-///        supported.
+///        `ct_int_weight`. docs/compressed-tensors.md has the sources (compressed-tensors
+///        0.12.2-23-g52792be0), the tables and what is not supported.
 ///
 /// @par float-quantized (weights `type: "float"`, `num_bits: 8`, symmetric)
 /// | tensor | dtype | shape |
@@ -94,7 +93,9 @@ struct ct_scheme {
 
 /// The `quantization_config` of a compressed-tensors checkpoint.
 struct ct_config {
-  std::vector<std::pair<std::string, ct_scheme>> config_groups;  ///< in file order
+  /// The groups, sorted by name (nlohmann::json keeps object keys sorted; compressed-tensors
+  /// keeps the file's order, which matters only for a target listed by two groups: see ct_group_of).
+  std::vector<std::pair<std::string, ct_scheme>> config_groups;
   std::string format = "fakequant";          ///< e.g. float-quantized, nvfp4-pack-quantized
   std::string quantization_status = "compressed";
   std::vector<std::string> ignore;
@@ -105,7 +106,11 @@ struct ct_config {
 
 namespace detail {
 
-inline nlohmann::ordered_json to_ordered(const nlohmann::json& j) { return nlohmann::ordered_json::parse(j.dump()); }
+/// `j` as an ordered_json (keys in j's order: sorted, as nlohmann::json keeps them). Invalid UTF-8
+/// in a string (only possible for JSON built in code; parsed text is checked) becomes U+FFFD.
+inline nlohmann::ordered_json to_ordered(const nlohmann::json& j) {
+  return nlohmann::ordered_json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
 
 inline std::string lower(std::string s) {
   for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
@@ -113,7 +118,8 @@ inline std::string lower(std::string s) {
 }
 
 inline status ct_int(const nlohmann::json& v, const std::string& where, const char* key, std::int64_t lo, std::int64_t hi, std::int64_t& out) {
-  if (!v.is_number_integer() || v.get<std::int64_t>() < lo || v.get<std::int64_t>() > hi)
+  if (!v.is_number_integer() || (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(hi)) || v.get<std::int64_t>() < lo ||
+      v.get<std::int64_t>() > hi)
     return status::error(errc::invalid_argument, "%s: %s is %.40s, not an integer in [%lld, %lld]", where.c_str(), key, json_brief(v).c_str(),
                          static_cast<long long>(lo), static_cast<long long>(hi));
   out = v.get<std::int64_t>();
@@ -138,8 +144,9 @@ inline status ct_strings(const nlohmann::json& v, const std::string& where, cons
 /// type int / float, strategy one of the seven (inferred from group_size when absent: none ->
 /// tensor, > 0 -> group, -1 -> channel), group / tensor_group need group_size > 0 and no other
 /// strategy takes one > 0, block needs block_structure ([r, c] or "rxc", both >= 1) and only block
-/// takes it, dynamic false / true / "local" (local only with tensor_group), actorder only with
-/// group. Errors name the key; `out` is unchanged on error.
+/// takes it, dynamic false / true / "local" (local only with tensor_group; true only with token,
+/// tensor, tensor_group or group; token only with true), actorder only with group. Errors name
+/// the key; `out` is unchanged on error.
 inline status from_json(const nlohmann::json& j, const std::string& where, ct_quant_args& out) {
   const char* w = where.c_str();
   if (!j.is_object()) return status::error(errc::invalid_argument, "%s: is %.40s, not an object", w, detail::json_brief(j).c_str());
@@ -148,7 +155,6 @@ inline status from_json(const nlohmann::json& j, const std::string& where, ct_qu
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string& k = it.key();
     const nlohmann::json& v = it.value();
-    const std::string kw = where + "." + k;
     if (k == "num_bits") {
       std::int64_t b = 0;
       LOWBIT_TRY(detail::ct_int(v, where, "num_bits", 1, 64, b));
@@ -227,6 +233,9 @@ inline status from_json(const nlohmann::json& j, const std::string& where, ct_qu
   if ((a.strategy == "block") != (a.block_rows > 0))
     return status::error(errc::invalid_argument, "%s: %s", w, a.strategy == "block" ? "strategy block needs block_structure" : "block_structure needs strategy block");
   if (a.dynamic == "local" && a.strategy != "tensor_group") return status::error(errc::invalid_argument, "%s: dynamic \"local\" needs strategy tensor_group", w);
+  if (a.strategy == "token" && a.dynamic == "false") return status::error(errc::invalid_argument, "%s: strategy token needs dynamic true", w);
+  if (a.dynamic == "true" && a.strategy != "token" && a.strategy != "tensor" && a.strategy != "tensor_group" && a.strategy != "group")
+    return status::error(errc::invalid_argument, "%s: dynamic true needs strategy token, tensor, tensor_group or group, not %s", w, a.strategy.c_str());
   if (!a.actorder.is_null() && !(a.actorder.is_boolean() && !a.actorder.get<bool>()) && a.strategy != "group")
     return status::error(errc::invalid_argument, "%s: actorder needs strategy group", w);
   out = std::move(a);
@@ -409,8 +418,9 @@ inline status ct_match(const std::string& name, const std::string& target, int& 
 /// The config group that applies to module `module` (e.g. "model.layers.0.mlp.up_proj"), as
 /// compressed-tensors' apply_quantization_config decides it: "" (and true) if a target in
 /// `ignore` matches the module, or no group's target does; else the group of the most specific
-/// matching target (exact name, then "re:" regexes in sorted order, then "Linear"; a target
-/// listed by several groups belongs to the last). Matching: "re:P" matches if P (ECMAScript)
+/// matching target (exact name, then "re:" regexes in sorted order, then "Linear"). A target
+/// listed by two groups is an errc::unsupported error (compressed-tensors gives it to the later
+/// group in the file, and the parsed config does not keep the file's order). Matching: "re:P" matches if P (ECMAScript)
 /// matches at the start of the name (Python re.match); "Linear" matches every module asked about
 /// (lowbit asks only for modules whose weight is stored in a quantized layout, i.e. linear
 /// layers); another target is an exact module name, unless it looks like a class name
@@ -425,9 +435,14 @@ inline status ct_group_of(const ct_config& c, const std::string& module, std::st
       return {};
     }
   }
-  std::map<std::string, std::size_t> owner;  // target -> group index, the last group wins
+  std::map<std::string, std::size_t> owner;  // target -> group index
   for (std::size_t g = 0; g < c.config_groups.size(); ++g)
-    for (const auto& t : c.config_groups[g].second.targets) owner[t] = g;
+    for (const auto& t : c.config_groups[g].second.targets) {
+      const auto ins = owner.emplace(t, g);
+      if (!ins.second && ins.first->second != g)
+        return status::error(errc::unsupported, "target \"%.100s\" is listed by config groups %.60s and %.60s; compressed-tensors gives it to the later one in the file, an order lowbit does not keep",
+                             t.c_str(), c.config_groups[ins.first->second].first.c_str(), c.config_groups[g].first.c_str());
+    }
   std::vector<std::string> order;  // non-regex first, then regex, each sorted (python's key)
   for (const auto& kv : owner) order.push_back(kv.first);
   std::stable_sort(order.begin(), order.end(), [](const std::string& a, const std::string& b) {
