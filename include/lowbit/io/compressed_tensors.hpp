@@ -420,12 +420,13 @@ inline status ct_match(const std::string& name, const std::string& target, int& 
 /// `ignore` matches the module, or no group's target does; else the group of the most specific
 /// matching target (exact name, then "re:" regexes in sorted order, then "Linear"). A target
 /// listed by two groups is an errc::unsupported error (compressed-tensors gives it to the later
-/// group in the file, and the parsed config does not keep the file's order). Matching: "re:P" matches if P (ECMAScript)
-/// matches at the start of the name (Python re.match); "Linear" matches every module asked about
-/// (lowbit asks only for modules whose weight is stored in a quantized layout, i.e. linear
-/// layers); another target is an exact module name, unless it looks like a class name
-/// (identifier starting upper-case), which lowbit cannot decide from a checkpoint: that, and a
-/// regex std::regex cannot compile, is an errc::unsupported error when it is consulted.
+/// group in the file, and the parsed config does not keep the file's order). Matching: "re:P"
+/// matches if P (ECMAScript) matches at the start of the name (Python re.match); "Linear"
+/// matches every module asked about (lowbit asks only for modules whose weight is stored in a
+/// quantized layout, i.e. linear layers); another target is an exact module name, unless it looks
+/// like a class name (identifier starting upper-case), which lowbit cannot decide from a
+/// checkpoint: that, and a regex std::regex cannot compile, is an errc::unsupported error when it
+/// is consulted. `out` is unchanged on error.
 inline status ct_group_of(const ct_config& c, const std::string& module, std::string& out) {
   for (const auto& t : c.ignore) {
     int m = 0;
