@@ -813,8 +813,9 @@ struct ct_encoded {
 // integer-with-zero-point format, so these read into ct_int_weight.
 // ---------------------------------------------------------------------------------------------
 
-/// An integer weight of the pack-quantized layout, unpacked: `w[n, k] = (q[n, k] - z[n, j]) *
-/// s[n, j]` with `j = k / group_cols` (one scale per tensor: row 0, and every row uses it).
+/// An integer weight of the pack-quantized or int-quantized layout, unpacked: `w[n, k] = (q[n, k]
+/// - z[n, j]) * s[n, j]` with `j = k / group_cols` (one scale per tensor: row 0, and every row
+/// uses it).
 struct ct_int_weight {
   std::int64_t rows = 0, cols = 0;   ///< N, K
   int num_bits = 4;
