@@ -2,7 +2,9 @@
 // Writes the reader fuzzer's seed corpus into DIR: small valid files made by lowbit's writers, one
 // per layout (dense tensors of several dtypes with metadata; NF4 + double quant; FP4; LLM.int8;
 // transformers' fine-grained FP8; gpt-oss MXFP4 expert and 2-D pairs in both namings;
-// GGUF files of every ggml type lowbit decodes),
+// compressed-tensors FP8 per channel and per block, NVFP4, packed int4 with zero points, packed
+// int8 and unpacked int8 with zero points, with their quantization_config in the metadata; GGUF
+// files of every ggml type lowbit decodes),
 // each also with its header's padding cut to the next multiple of 8 (the writer pads the header
 // to a 4096-byte boundary, and mutations spent on spaces find little).
 #include <lowbit/io.hpp>
@@ -97,6 +99,43 @@ bool write_mxfp4(const std::string& path) {
   return io::write_mxfp4(wr, experts) && wr.write(bias, sizeof bias) && io::write_mxfp4(wr, flat) && wr.commit();
 }
 
+// A compressed-tensors checkpoint (format mixed-precision, config in the metadata entry
+// "quantization_config", as the reader fuzzer looks for it) with one small weight per layout.
+bool write_compressed_tensors(const std::string& path) {
+  const char* config = R"({"quant_method": "compressed-tensors", "format": "mixed-precision", "ignore": ["lm_head"],
+    "config_groups": {
+      "a": {"targets": ["re:.*fp8c$"], "format": "float-quantized", "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}},
+      "b": {"targets": ["m.fp8b"], "format": "float-quantized", "weights": {"num_bits": 8, "type": "float", "strategy": "block", "block_structure": [2, 4]}},
+      "c": {"targets": ["m.nv"], "format": "nvfp4-pack-quantized", "weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group", "group_size": 16}},
+      "d": {"targets": ["m.w4"], "format": "pack-quantized", "weights": {"num_bits": 4, "strategy": "group", "group_size": 8, "symmetric": false}},
+      "e": {"targets": ["Linear"], "format": "pack-quantized", "weights": {"num_bits": 8, "strategy": "channel"}},
+      "f": {"targets": ["m.i8"], "format": "int-quantized", "weights": {"num_bits": 8, "strategy": "channel", "symmetric": false}}}})";
+  io::ct_config cfg;
+  if (!io::from_json(nlohmann::json::parse(config), "seed", cfg)) return false;
+  std::vector<float> x(5 * 32);
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * static_cast<float>(i)) * 0.02f;
+  io::ct_encoded e;
+  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8", "m.i8"}) {
+    std::string group;
+    if (!io::ct_group_of(cfg, m, group) || io::ct_find_scheme(cfg, group) == nullptr) return false;
+    const io::ct_scheme& s = *io::ct_find_scheme(cfg, group);
+    const std::vector<std::int64_t> shape = std::string(m) == "m.nv" ? std::vector<std::int64_t>{5, 32} : std::vector<std::int64_t>{5, 13};
+    if (!io::ct_encode_weight(m, x.data(), shape, s.weights, io::ct_group_format(cfg, s), e)) return false;
+  }
+  io::safetensors_writer wr;
+  if (!wr.open(path, e.entries, {{"format", "pt"}, {"quantization_config", io::to_json(cfg).dump()}})) return false;
+  if (!io::write_ct_encoded(wr, e) || !wr.commit()) return false;
+  // the seed must reach the loaders: every module reads back
+  io::checkpoint c;
+  if (!io::checkpoint::open(path, c)) return false;
+  for (const char* m : {"m.fp8c", "m.fp8b", "m.nv", "m.w4", "m.w8", "m.i8"}) {
+    std::vector<float> v;
+    std::vector<std::int64_t> shape;
+    if (!io::dequantize_ct_weight(c, cfg, m, v, shape)) return false;
+  }
+  return true;
+}
+
 // A GGUF file of every ggml type lowbit decodes (and a Q4_K tensor it only lists), with metadata
 // of scalar, string and array values and general.alignment.
 bool write_gguf(const std::string& path, std::uint32_t alignment) {
@@ -144,7 +183,8 @@ int main(int argc, char** argv) {
   ok = ok && write_quantized(dir + "/int8.safetensors", lowbit::format::int8_absmax, false, 4, 8);
   ok = ok && write_fp8_block(dir + "/fp8_block.safetensors");
   ok = ok && write_mxfp4(dir + "/mxfp4.safetensors");
-  for (const char* name : {"dense", "nf4_dq", "fp4", "int8", "fp8_block", "mxfp4"}) ok = ok && write_compact(dir, name);
+  ok = ok && write_compressed_tensors(dir + "/compressed_tensors.safetensors");
+  for (const char* name : {"dense", "nf4_dq", "fp4", "int8", "fp8_block", "mxfp4", "compressed_tensors"}) ok = ok && write_compact(dir, name);
   ok = ok && write_gguf(dir + "/types.gguf", 32) && write_gguf(dir + "/aligned8.gguf", 8);
   return ok ? 0 : 1;
 }

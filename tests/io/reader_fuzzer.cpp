@@ -6,7 +6,11 @@
 // fine-grained FP8 weight (with 128 x 128 and 3 x 3 tiles), and dequantized, and every gpt-oss
 // MXFP4 pair (`X_blocks` / `X_scales`, or openai's `X.blocks` / `X.scales`) checked, loaded (NaN
 // scales accepted, so that the bytes get decoded), dequantized, split into experts and written
-// back into entries.
+// back into entries,
+// and every module X with an X.weight_scale loaded as each compressed-tensors layout (FP8 per
+// tensor / channel / group / block, NVFP4, packed int4 / int8, unpacked int8 / int4) and
+// dequantized; a metadata entry "quantization_config" is read as a compressed-tensors config and
+// asked for every module's group.
 // The readers must answer every input with ok or an error status: never a crash, a sanitizer
 // report or a leak.
 #include <lowbit/io.hpp>
@@ -15,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,6 +61,82 @@ void fuzz_mxfp4(const io::checkpoint& c, const std::string& name) {
     (void)io::mxfp4_entries(base, q, e, naming);
   }
 }
+
+void fuzz_compressed_tensors(const io::checkpoint& c, const std::map<std::string, std::string>& metadata) {
+  io::ct_config cfg;
+  bool have_cfg = false;
+  if (const auto m = metadata.find("quantization_config"); m != metadata.end()) {
+    nlohmann::json j;
+    if (io::parse_json_text(m->second, "fuzz metadata", j)) have_cfg = static_cast<bool>(io::from_json(j, "fuzz metadata", cfg));
+  }
+  const std::string suffix = ".weight_scale";
+  for (const auto& name : c.names()) {
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string module = name.substr(0, name.size() - suffix.size());
+    if (have_cfg) {
+      std::string group;
+      (void)io::ct_group_of(cfg, module, group);
+      std::vector<float> v;
+      std::vector<std::int64_t> shape;
+      (void)io::dequantize_ct_weight(c, cfg, module, v, shape);
+    }
+    io::ct_quant_args f8;
+    f8.type = "float";
+    std::vector<io::ct_quant_args> fp8(4, f8);
+    fp8[0].strategy = "tensor";
+    fp8[1].strategy = "channel";
+    fp8[2].strategy = "group";
+    fp8[2].group_size = 16;
+    fp8[3].strategy = "block";
+    fp8[3].block_rows = 2;
+    fp8[3].block_cols = 4;
+    io::ct_load_options opt;
+    for (int nonfinite = 0; nonfinite < 2; ++nonfinite) {
+      opt.allow_nonfinite = nonfinite == 1;
+      for (const auto& a : fp8) {
+        lowbit::scaled_tensor q;
+        if (!io::load_ct_fp8(c, module, a, q, opt) || q.numel() > (1 << 20)) continue;
+        std::vector<float> out(static_cast<std::size_t>(q.numel()));
+        (void)lowbit::dequantize(q, out.data(), lowbit::dtype::f32, lowbit::host::options{1, false, true});
+      }
+      io::ct_quant_args nv = f8;
+      nv.num_bits = 4;
+      nv.strategy = "tensor_group";
+      nv.group_size = 16;
+      lowbit::scaled_tensor q;
+      if (io::load_ct_nvfp4(c, module, nv, q, opt) && q.numel() <= (1 << 20)) {
+        std::vector<float> out(static_cast<std::size_t>(q.numel()));
+        (void)lowbit::dequantize(q, out.data(), lowbit::dtype::f32, lowbit::host::options{1, false, true});
+      }
+      for (int variant = 0; variant < 4; ++variant) {
+        io::ct_quant_args a;
+        a.num_bits = variant < 2 ? 4 : 8;
+        a.strategy = variant < 2 ? "group" : variant == 2 ? "channel" : "tensor";
+        a.group_size = variant < 2 ? 8 : 0;
+        a.symmetric = variant % 2 == 0;
+        io::ct_int_weight w;
+        if (!io::load_ct_packed(c, module, a, w, opt) || w.rows * w.cols > (1 << 20)) continue;
+        std::vector<float> out;
+        (void)io::dequantize(w, out);
+        io::ct_encoded e;
+        (void)io::ct_packed_entries(module, w, e);
+      }
+      for (int variant = 0; variant < 3; ++variant) {
+        io::ct_quant_args a;
+        a.num_bits = variant == 2 ? 4 : 8;
+        a.strategy = variant == 2 ? "group" : "channel";
+        a.group_size = variant == 2 ? 4 : 0;
+        a.symmetric = variant != 1;
+        io::ct_int_weight w;
+        if (!io::load_ct_int_quantized(c, module, a, w, opt) || w.rows * w.cols > (1 << 20)) continue;
+        std::vector<float> out;
+        (void)io::dequantize(w, out);
+        io::ct_encoded e;
+        (void)io::ct_int_quantized_entries(module, w, e);
+      }
+    }
+  }
+}
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -65,7 +146,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   unsigned sum = 0;
   for (const auto& t : f.tensors())
     for (std::uint64_t i = 0; i < t.nbytes(); ++i) sum += f.data(t)[i];
+  const std::map<std::string, std::string> metadata = f.metadata();
   const io::checkpoint c = io::checkpoint::adopt(std::move(f), "fuzz.safetensors");
+  fuzz_compressed_tensors(c, metadata);
   for (const auto& name : c.names()) {
     fuzz_mxfp4(c, name);
     lowbit::quant_tensor q;
