@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // lowbit: quantize, inspect and dequantize safetensors checkpoints in bitsandbytes' layout.
 //
-//   lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block|mxfp4] [--block-size N] [--double-quant|--no-double-quant]
+//   lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block|mxfp4|ct-fp8|ct-nvfp4|ct-int4|ct-int8] [--block-size N]
+//                          [--double-quant|--no-double-quant]
 //                          [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]
 //                          [--max-shard-size SIZE]
 //   lowbit inspect FILE|FOLDER
 //   lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]
 //   lowbit convert IN OUT --to gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32|
-//                              bnb-nf4|bnb-fp4|bnb-int8|fp8-block|mxfp4|safetensors-f32|safetensors-f16|safetensors-bf16
+//                              bnb-nf4|bnb-fp4|bnb-int8|fp8-block|mxfp4|ct-fp8|ct-nvfp4|ct-int4|ct-int8|
+//                              safetensors-f32|safetensors-f16|safetensors-bf16
 //                         [--skip PATTERN]... [--threads N] [--quiet] [--no-report] [--max-shard-size SIZE]
 //   lowbit --version | --help
 //
@@ -68,11 +70,15 @@
 // tiles); the weights quantized are those quantize picks (2-D float tensors named "*weight"
 // containing no --skip pattern; defaults "lm_head", "embed"); with mxfp4, gpt-oss's layout, which
 // quantizes the 3-D expert stacks only (dense as transformers' parameters [E, K, rows], stored as
-// X_blocks / X_scales of [E, rows, K], docs/mxfp4-gptoss.md); other float tensors stay in their dtype (a dequantized
+// X_blocks / X_scales of [E, rows, K], docs/mxfp4-gptoss.md); with ct-fp8 (FP8 per output
+// channel), ct-nvfp4, ct-int4 (groups of 128) or ct-int8 (per channel), compressed-tensors'
+// layouts (docs/compressed-tensors.md: one config group targeting "Linear", the skip patterns as
+// "re:.*PATTERN" ignore entries; a weight without whole groups stays dense, as compressed-tensors'
+// quantizer refuses it); other float tensors stay in their dtype (a dequantized
 // one in the dtype `dequantize` would write it in), the rest is copied. safetensors-f32/f16/bf16
 // writes every float tensor in that dtype (rounded to nearest even from float32) and no
 // quantization_config. A writer thread writes tensor i while tensor i + 1 is converted, and its
-// report has the GGUF path's figures. `quantize --format fp8-block` and `--format mxfp4` are this path.
+// report has the GGUF path's figures. `quantize --format` of these layouts is this path.
 // A config.json whose quantization_config names a method lowbit does not read (anything but
 // bitsandbytes, e.g. "gptq") is refused by every command with exit 2 (inspect lists the tensors
 // first). inspect and dequantize also read transformers' fine-grained FP8 weights (an F8_E4M3
@@ -532,6 +538,8 @@ struct layout_input {
   io::fp8_block_config fp8;
   bool mx_configured = false;  // config.json says quant_method "mxfp4"
   io::mxfp4_config mx;
+  bool ct_configured = false;  // config.json says quant_method "compressed-tensors"
+  io::ct_config ct;
 };
 
 // config.json beside the input (a folder's own, or the one next to a single file), or "". With
@@ -556,6 +564,11 @@ int read_base_config(const io::checkpoint& c, std::string& text, layout_input* l
       li->mx_configured = true;
       return exit_ok;
     }
+    if (method == "compressed-tensors") {
+      if (auto s = io::from_json(j["quantization_config"], p, li->ct); !s) return fail(exit_input, s);
+      li->ct_configured = true;
+      return exit_ok;
+    }
   }
   if (auto s = io::check_readable_quantization(j, p); !s) return fail(exit_input, s);
   return exit_ok;
@@ -567,7 +580,13 @@ enum class ext_kind : char {
   fp8,           // transformers' fine-grained FP8: "X" with "X_scale_inv"
   mxfp4,         // gpt-oss MXFP4 as transformers names it: "X_blocks" + "X_scales", listed as "X"
   mxfp4_openai,  // openai's original checkpoint: "X.blocks" + "X.scales", listed as "X"
+  ct,            // compressed-tensors: module X's "X.weight_scale" and the rest, listed as "X.weight"
 };
+
+// The tensors of a compressed-tensors module X besides X.weight itself: its weight's (every
+// layout's) and its activations' quantization parameters.
+const char* const ct_companions[] = {".weight_packed", ".weight_scale", ".weight_global_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx",
+                                     ".input_scale", ".input_global_scale", ".input_zero_point"};
 
 // Sorts the non-bitsandbytes weights out of `members` (io::bnb_members' list): fine-grained FP8
 // weights (F8_E4M3 "X" with "X_scale_inv"; when config.json says quant_method "fp8", every F8_E4M3
@@ -591,10 +610,34 @@ void layout_members(const io::checkpoint& c, const layout_input& li, std::vector
       }
     }
   }
+  // compressed-tensors (quant_method "compressed-tensors"): every module X with an X.weight_scale,
+  // listed once as "X.weight" where its first tensor is
+  std::unordered_map<std::string, std::string> ct_weight;  // a tensor of a module -> "X.weight"
+  if (li.ct_configured) {
+    const std::string scale = ".weight_scale";
+    for (const auto& m : members)
+      if (m.what == io::bnb_member::kind::dense && ends_with(m.name, scale.c_str())) {
+        const std::string x = m.name.substr(0, m.name.size() - scale.size());
+        ct_weight.emplace(x + ".weight", x + ".weight");
+        for (const char* sfx : ct_companions) ct_weight.emplace(x + sfx, x + ".weight");
+      }
+  }
+  std::unordered_set<std::string> ct_listed;
   std::vector<io::bnb_member> kept;
   kept.reserve(members.size());
   kind.clear();
   for (auto& m : members) {
+    if (m.what == io::bnb_member::kind::dense && !ct_weight.empty()) {
+      const auto it = ct_weight.find(m.name);
+      if (it != ct_weight.end()) {
+        if (!ct_listed.insert(it->second).second) continue;  // the module is listed already
+        m.name = it->second;
+        m.companions.clear();
+        kind.push_back(ext_kind::ct);
+        kept.push_back(std::move(m));
+        continue;
+      }
+    }
     if (m.what == io::bnb_member::kind::dense && companions.count(m.name) != 0) continue;
     ext_kind k = ext_kind::none;
     if (m.what == io::bnb_member::kind::dense) {
@@ -622,7 +665,52 @@ struct ext_facts {
   std::string format, scales;
   bool transposed = false;
 };
+// The bytes of module `x`'s weight tensors in `c` (X.weight and X.weight_*).
+std::uint64_t ct_stored(const io::checkpoint& c, const std::string& x) {
+  std::uint64_t b = 0;
+  for (const std::string sfx : {".weight", ".weight_packed", ".weight_scale", ".weight_global_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx"})
+    if (const io::tensor_info* t = c.find(x + sfx).tensor) b += t->nbytes();
+  return b;
+}
+
 lowbit::status ext_weight_facts(const io::checkpoint& c, const layout_input& li, const std::string& name, ext_kind k, ext_facts& f) {
+  if (k == ext_kind::ct) {
+    const std::string x = name.substr(0, name.size() - 7);  // "X.weight" -> "X"
+    const io::ct_scheme* sch = nullptr;
+    std::string format;
+    LOWBIT_TRY(io::detail::ct_module_scheme(c, li.ct, x, sch, format));
+    const io::ct_quant_args& a = sch->weights;
+    io::ct_layout l;
+    if (format == "float-quantized" || (format == "naive-quantized" && a.type == "float")) {
+      LOWBIT_TRY(io::check_ct_fp8_layout(c, x, a, l));
+      f.format = "ct:fp8";
+    } else if (format == "nvfp4-pack-quantized") {
+      LOWBIT_TRY(io::check_ct_nvfp4_layout(c, x, a, l));
+      f.format = "ct:nvfp4";
+    } else if (format == "pack-quantized") {
+      LOWBIT_TRY(io::check_ct_packed_layout(c, x, a, l));
+      f.format = "ct:int" + std::to_string(a.num_bits);
+    } else if (format == "int-quantized" || format == "naive-quantized") {
+      const io::tensor_info* w = c.find(x + ".weight").tensor;
+      if (w == nullptr || w->shape.size() != 2)
+        return lowbit::status::error(lowbit::errc::invalid_argument, "%s: module \"%.100s\": no 2-D %s.weight for its %s layout", c.path().c_str(), x.c_str(), x.c_str(), format.c_str());
+      l.rows = w->shape[0], l.cols = w->shape[1];
+      f.format = "ct:int" + std::to_string(a.num_bits);
+    } else {
+      return lowbit::status::error(lowbit::errc::unsupported, "%s: module \"%.100s\": compressed-tensors format \"%.60s\" is not one lowbit reads", c.path().c_str(), x.c_str(), format.c_str());
+    }
+    f.shape = {l.rows, l.cols};
+    f.stored = ct_stored(c, x);
+    const io::tensor_info* sc = c.find(x + ".weight_scale").tensor;
+    const std::string sdt = sc != nullptr ? lowbit::io::info(sc->dtype).name : "?";
+    if (format == "nvfp4-pack-quantized") f.scales = "1x16 F8_E4M3 + F32 global";
+    else if (a.strategy == "tensor") f.scales = "per tensor " + sdt;
+    else if (a.strategy == "channel") f.scales = "per row " + sdt;
+    else if (a.strategy == "group") f.scales = "1x" + std::to_string(a.group_size) + " " + sdt;
+    else f.scales = std::to_string(a.block_rows) + "x" + std::to_string(a.block_cols) + " " + sdt;
+    if (c.find(x + ".weight_zero_point").tensor != nullptr) f.scales += " + zero points";
+    return {};
+  }
   if (k == ext_kind::fp8) {
     io::fp8_block_layout l;
     LOWBIT_TRY(io::check_fp8_block_layout(c, name, li.fp8, l));
@@ -661,8 +749,19 @@ void transpose_last2(const std::uint8_t* in, std::int64_t E, std::int64_t R, std
 
 // The dense values of weight `name` of kind `k` in dtype `dt` (f32, bf16 or f16), in the shape
 // ext_weight_facts gives, into `out` (numel * size bytes).
+void narrow_from_f32(const float* x, std::int64_t n, io::st_dtype d, std::uint8_t* out);
+
 lowbit::status ext_weight_values(const io::checkpoint& c, const layout_input& li, const std::string& name, ext_kind k, lowbit::dtype dt, std::uint8_t* out, int threads) {
   const lowbit::host::options opt{threads, false, true};
+  if (k == ext_kind::ct) {  // float32 values (compressed-tensors' own products), rounded once to dt
+    std::vector<float> v;
+    std::vector<std::int64_t> shape;
+    io::ct_load_options o;
+    o.source = dt;
+    LOWBIT_TRY(io::dequantize_ct_weight(c, li.ct, name.substr(0, name.size() - 7), v, shape, o));
+    narrow_from_f32(v.data(), static_cast<std::int64_t>(v.size()), io::to_st_dtype(dt), out);
+    return {};
+  }
   if (k == ext_kind::fp8) {
     lowbit::scaled_tensor sq;
     io::fp8_load_options fo;
@@ -693,14 +792,15 @@ bool parse_int(const char* s, long long lo, long long hi, long long& out) {
 
 void usage(FILE* f) {
   std::fputs(
-      "usage: lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block] [--block-size N] [--double-quant|--no-double-quant]\n"
+      "usage: lowbit quantize IN OUT [--format nf4|fp4|int8|fp8-block|mxfp4|ct-fp8|ct-nvfp4|ct-int4|ct-int8] [--block-size N]\n"
+      "                              [--double-quant|--no-double-quant]\n"
       "                              [--skip PATTERN]... [--compute-dtype bf16|f16|f32] [--threads N] [--quiet] [--no-report]\n"
       "                              [--max-shard-size SIZE]\n"
       "       lowbit inspect FILE|FOLDER\n"
       "       lowbit dequantize IN OUT [--threads N] [--quiet] [--max-shard-size SIZE]\n"
       "       lowbit convert IN OUT --to FORMAT [--skip PATTERN]... [--threads N] [--quiet] [--no-report] [--max-shard-size SIZE]\n"
       "              FORMAT: gguf-q8_0|gguf-q4_0|gguf-q4_1|gguf-mxfp4|gguf-f16|gguf-bf16|gguf-f32|bnb-nf4|bnb-fp4|bnb-int8|fp8-block|\n"
-      "                      safetensors-f32|safetensors-f16|safetensors-bf16\n"
+      "                      mxfp4|ct-fp8|ct-nvfp4|ct-int4|ct-int8|safetensors-f32|safetensors-f16|safetensors-bf16\n"
       "       lowbit --version | --help\n"
       "exit codes: 0 ok, 1 usage, 2 bad input, 3 cannot write output, 4 cannot quantize, 130 interrupted\n",
       f);
@@ -958,8 +1058,10 @@ int write_stages(handoff<stage>& slot, model_writer& mw, const std::vector<plann
 
 // The formats of `quantize --format` that are safetensors layouts of other owners than
 // bitsandbytes, written through convert's path (convert_safetensors).
-const char* const layout_formats = "fp8-block, mxfp4";
-bool is_layout_format(const std::string& f) { return f == "fp8-block" || f == "mxfp4"; }
+const char* const layout_formats = "fp8-block, mxfp4, ct-fp8, ct-nvfp4, ct-int4, ct-int8";
+bool is_layout_format(const std::string& f) {
+  return f == "fp8-block" || f == "mxfp4" || f == "ct-fp8" || f == "ct-nvfp4" || f == "ct-int4" || f == "ct-int8";
+}
 int quantize_to_layout(const conversion_args& args, const std::string& fmt, const std::vector<std::string>& skip, bool with_report);
 
 int cmd_quantize(int argc, char** argv) {
@@ -1868,6 +1970,106 @@ struct mxfp4_st_layout final : st_layout {
   }
 };
 
+// compressed-tensors (llm-compressor; docs/compressed-tensors.md): one config group "group_0"
+// targeting "Linear" with these weight arguments in `format`; the skip patterns become `ignore`
+// regexes ("re:.*PATTERN", a substring as re.match reads it).
+struct ct_st_layout final : st_layout {
+  std::string format, name;
+  io::ct_quant_args args;
+  ct_st_layout(std::string f, std::string label, io::ct_quant_args a) : format(std::move(f)), name(std::move(label)), args(std::move(a)) {}
+  const char* label() const override { return name.c_str(); }
+  bool takes(const std::string& n, const std::vector<std::int64_t>& shape) const override {
+    // whole groups only: compressed-tensors' own quantizer refuses a partial one (so do its loaders)
+    const std::int64_t g = format == "nvfp4-pack-quantized" ? 16 : args.strategy == "group" ? args.group_size : 1;
+    return shape.size() == 2 && ends_with(n, ".weight") && shape[1] % g == 0;
+  }
+  int write_config(output_folder& folder, const std::string& config_text, const std::vector<std::string>& skip) const override {
+    io::ct_config c;
+    c.format = format;
+    io::ct_scheme sch;
+    sch.targets = {"Linear"};
+    sch.has_weights = true;
+    sch.weights = args;
+    c.config_groups.push_back({"group_0", sch});
+    for (const auto& pat : skip) {
+      std::string re = "re:.*";
+      for (char ch : pat) {
+        if (std::strchr("\\^$.|?*+()[]{}", ch) != nullptr) re += '\\';
+        re += ch;
+      }
+      c.ignore.push_back(re);
+    }
+    if (auto s = io::write_ct_config(folder.file("config.json"), config_text, c); !s) return fail(exit_output, s);
+    return exit_ok;
+  }
+  lowbit::status plan(const std::string& n, const std::vector<std::int64_t>& shape, lowbit::dtype, std::vector<io::tensor_entry>& out) const override {
+    const std::string x = n.substr(0, n.size() - 7);  // "X.weight" -> "X"
+    const std::int64_t N = shape[0], K = shape[1];
+    if (format == "float-quantized") {
+      out.push_back({n, io::st_dtype::F8_E4M3, shape});
+      out.push_back({x + ".weight_scale", io::st_dtype::F32, {N, 1}});
+    } else if (format == "nvfp4-pack-quantized") {
+      out.push_back({x + ".weight_packed", io::st_dtype::U8, {N, K / 2}});
+      out.push_back({x + ".weight_scale", io::st_dtype::F8_E4M3, {N, K / 16}});
+      out.push_back({x + ".weight_global_scale", io::st_dtype::F32, {1}});
+    } else {
+      const int pf = 32 / args.num_bits;
+      out.push_back({x + ".weight_packed", io::st_dtype::I32, {N, (K + pf - 1) / pf}});
+      out.push_back({x + ".weight_scale", io::st_dtype::BF16, {N, args.strategy == "group" ? (K + args.group_size - 1) / args.group_size : 1}});
+      out.push_back({x + ".weight_shape", io::st_dtype::I64, {2}});
+    }
+    return {};
+  }
+  struct scaled_weight final : encoded_weight {
+    lowbit::scaled_tensor q;
+    bool nvfp4 = false;
+    lowbit::status write(io::safetensors_writer& w) const override { return nvfp4 ? io::write_ct_nvfp4(w, q) : io::write_ct_fp8(w, q); }
+    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
+  };
+  struct int_weight final : encoded_weight {
+    io::ct_int_weight w;
+    io::ct_encoded e;
+    lowbit::status write(io::safetensors_writer& wr) const override { return io::write_ct_encoded(wr, e); }
+    lowbit::status dequantize(float* y, int) const override {
+      std::vector<float> v;
+      LOWBIT_TRY(io::dequantize(w, v));
+      std::memcpy(y, v.data(), v.size() * 4);
+      return {};
+    }
+  };
+  lowbit::status encode(const std::string& n, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
+                        std::unique_ptr<encoded_weight>& out) const override {
+    const std::string x = n.substr(0, n.size() - 7);
+    const lowbit::host::options opt{threads, false, true};
+    if (format != "pack-quantized") {
+      auto e = std::make_unique<scaled_weight>();
+      e->nvfp4 = format == "nvfp4-pack-quantized";
+      if (e->nvfp4) {
+        LOWBIT_TRY(io::quantize_ct_nvfp4(data, dt, shape, args, e->q, opt));
+        LOWBIT_TRY(io::ct_nvfp4_entries(x, e->q, e->entries));
+      } else {
+        LOWBIT_TRY(io::quantize_ct_fp8(data, dt, shape, args, e->q, opt));
+        LOWBIT_TRY(io::ct_fp8_entries(x, e->q, args, e->entries));
+      }
+      out = std::move(e);
+      return {};
+    }
+    std::vector<float> f;
+    const float* v = static_cast<const float*>(data);
+    if (dt != lowbit::dtype::f32) {  // compressed-tensors' integer rule runs on float32 values
+      f.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+      widen_to_f32(static_cast<const std::uint8_t*>(data), dt, 0, f.size(), f.data());
+      v = f.data();
+    }
+    auto e = std::make_unique<int_weight>();
+    LOWBIT_TRY(io::quantize_ct_int(v, shape, args, io::st_dtype::BF16, e->w));
+    LOWBIT_TRY(io::ct_packed_entries(x, e->w, e->e));
+    e->entries = e->e.entries;
+    out = std::move(e);
+    return {};
+  }
+};
+
 // A tensor of a safetensors output on its way to the file: a quantized weight, converted dense
 // bytes, or nothing (bytes passed through from the input mapping).
 struct st_stage {
@@ -2191,8 +2393,8 @@ int convert_gguf(const conversion_args& args, convert_input& ci, output_folder& 
 
 // The formats `convert --to` takes, for the usage message and errors.
 const char* const convert_targets =
-    "gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4, bnb-nf4, bnb-fp4, bnb-int8, fp8-block, mxfp4, safetensors-f32, "
-    "safetensors-f16, safetensors-bf16";
+    "gguf-f32, gguf-f16, gguf-bf16, gguf-q8_0, gguf-q4_0, gguf-q4_1, gguf-mxfp4, bnb-nf4, bnb-fp4, bnb-int8, fp8-block, mxfp4, ct-fp8, "
+    "ct-nvfp4, ct-int4, ct-int8, safetensors-f32, safetensors-f16, safetensors-bf16";
 
 // The safetensors layout of `to` (null: not one; `cast` then says whether `to` is a plain
 // safetensors-<dtype>, in `cast_to`).
@@ -2207,6 +2409,24 @@ std::unique_ptr<st_layout> st_layout_of(const std::string& to, bool& cast, io::s
   if (to == "bnb-int8") return std::make_unique<bnb_st_layout>(lowbit::format::int8_absmax);
   if (to == "fp8-block") return std::make_unique<fp8_block_st_layout>();
   if (to == "mxfp4") return std::make_unique<mxfp4_st_layout>();
+  io::ct_quant_args a;
+  a.symmetric = true;
+  if (to == "ct-fp8") {  // FP8 E4M3 per output channel (llm-compressor's FP8 / FP8_DYNAMIC weights)
+    a.num_bits = 8, a.type = "float", a.strategy = "channel";
+    return std::make_unique<ct_st_layout>("float-quantized", "ct:fp8", a);
+  }
+  if (to == "ct-nvfp4") {  // NVFP4 (llm-compressor's NVFP4A16 weights)
+    a.num_bits = 4, a.type = "float", a.strategy = "tensor_group", a.group_size = 16;
+    return std::make_unique<ct_st_layout>("nvfp4-pack-quantized", "ct:nvfp4", a);
+  }
+  if (to == "ct-int4") {  // W4A16: int4, groups of 128, symmetric
+    a.num_bits = 4, a.type = "int", a.strategy = "group", a.group_size = 128;
+    return std::make_unique<ct_st_layout>("pack-quantized", "ct:int4", a);
+  }
+  if (to == "ct-int8") {  // W8A16: int8 per output channel, symmetric
+    a.num_bits = 8, a.type = "int", a.strategy = "channel";
+    return std::make_unique<ct_st_layout>("pack-quantized", "ct:int8", a);
+  }
   return nullptr;
 }
 

@@ -14,7 +14,7 @@ _quantize / _dequantize, the OCP FP8 E4M3 and FP4 E2M1 encodings):
                           along dim 0, or I8 [1] per tensor); X.weight_shape I64 [2];  w = f32(q - z) * s
     int-quantized         X.weight I8 [N, K] (the codes), X.weight_scale, X.weight_zero_point I8 (scale's shape)
 
-    compressed_tensors_interop.py --loader LOADER
+    compressed_tensors_interop.py --loader LOADER [--tool LOWBIT]
 
 1. Writes DIR/py (model.safetensors + config.json, format mixed-precision): FP8 weights per channel
    (BF16 scales), per block (F32, partial blocks) and per tensor (F16); an NVFP4 weight; an int4
@@ -26,6 +26,12 @@ _quantize / _dequantize, the OCP FP8 E4M3 and FP4 E2M1 encodings):
 3. Checks: lowbit's float32 values equal this file's bit for bit; DIR/lowbit has exactly the tensors
    (names, dtypes, shapes), config keys, and bytes of this file's own quantization: FP8 and NVFP4 by
    lowbit's documented rules, integers by compressed-tensors' calculate_qparams rule in float32.
+4. With --tool: `lowbit convert DIR/py --to safetensors-f32` writes every quantized module's
+   weight as this file's float32 values, and drops the quantization parameters and the config;
+   `lowbit convert` of a dense checkpoint `--to ct-fp8 / ct-nvfp4 / ct-int4 / ct-int8` writes the
+   bytes of this file's quantization (FP8 per channel, NVFP4, int4 groups of 128 and int8 per
+   channel, symmetric, BF16 integer scales), keeps a weight without whole groups dense, writes the
+   config, and prints error figures equal to this file's.
 Exit 0 pass, 1 fail, 77 skipped (numpy missing). LOWBIT_TEST_SEED sets the seed (printed on failure).
 """
 import argparse
@@ -254,6 +260,7 @@ def args_json(num_bits, typ, strategy, group=None, block=None, symmetric=True):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--loader", required=True)
+    ap.add_argument("--tool")
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
     self_check()
@@ -440,7 +447,82 @@ def main():
                 a, b = np.frombuffer(out[name][2], np.uint8), np.frombuffer(raw, np.uint8)
                 first = np.argwhere(a != b)[:1].tolist() if a.shape == b.shape else "size"
                 check(False, f"{name}: bytes differ from this file's quantization (first byte {first})")
+        if args.tool:
+            tool_converts(args.tool, d, expected, rng)
     return report()
+
+
+def tool_converts(tool, d, expected, rng):
+    dense = os.path.join(d, "tool_dense")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "py"), dense, "--to", "safetensors-f32"], capture_output=True, text=True)
+    check(p.returncode == 0, f"lowbit convert --to safetensors-f32 failed: {p.stderr.strip()}")
+    if p.returncode == 0:
+        got = read_st(os.path.join(dense, "model.safetensors"))
+        for name, want in expected.items():
+            g = got.get(name)
+            check(g is not None and g[0] == "F32" and g[2] == want.astype("<f4").tobytes(), f"convert --to safetensors-f32: {name} is not this file's dequantization")
+        left = [n for n in got if any(n.endswith(sfx) for sfx in ("_scale", "_packed", "_zero_point", "_shape", "_global_scale"))]
+        check(not left, f"convert --to safetensors-f32 kept quantization parameters {left}")
+        with open(os.path.join(dense, "config.json")) as f:
+            check("quantization_config" not in json.load(f), "convert --to safetensors-f32 keeps a quantization_config")
+    a = (rng.standard_normal((6, 256)) * 0.02).astype(F32)
+    a[0, 3] = 0.4  # an outlier
+    b = (rng.standard_normal((5, 48)) * 0.02).astype(F32)
+    write_st(os.path.join(d, "tool_src.safetensors"), [("t.a.weight", "F32", [6, 256], a.tobytes()), ("t.b.weight", "F32", [5, 48], b.tobytes()),
+                                                       ("t.norm.weight", "F32", [3], np.ones(3, "<f4").tobytes())])
+    for target in ("ct-fp8", "ct-nvfp4", "ct-int4", "ct-int8"):
+        out = os.path.join(d, "tool_" + target)
+        p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "tool_src.safetensors"), out, "--to", target], capture_output=True, text=True)
+        check(p.returncode == 0, f"lowbit convert --to {target} failed: {p.stderr.strip()}")
+        if p.returncode != 0:
+            continue
+        got = read_st(os.path.join(out, "model.safetensors"))
+        with open(os.path.join(out, "config.json")) as f:
+            qc = json.load(f).get("quantization_config", {})
+        reported = {}
+        for line in p.stdout.splitlines():
+            f = line.split()
+            if len(f) >= 11 and f[1].startswith("ct:"):
+                reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+        want, deq = {}, {}
+        for name, x in (("t.a", a), ("t.b", b)):
+            n, k = x.shape
+            if target == "ct-fp8":
+                c_, s_ = fp8_quant(x, 1, k)
+                want[name + ".weight"] = ("F8_E4M3", [n, k], c_.tobytes())
+                want[name + ".weight_scale"] = ("F32", [n, 1], s_.astype("<f4").tobytes())
+                deq[name] = (E4M3[c_] * s_).astype(F32)
+            elif target == "ct-nvfp4":
+                p_, b_, g_ = nvfp4_quant(x)
+                want[name + ".weight_packed"] = ("U8", list(p_.shape), p_.tobytes())
+                want[name + ".weight_scale"] = ("F8_E4M3", list(b_.shape), b_.tobytes())
+                want[name + ".weight_global_scale"] = ("F32", [1], np.array([g_], "<f4").tobytes())
+                codes = np.stack([p_ & 15, p_ >> 4], axis=-1).reshape(n, k)
+                fac = (E4M3[b_] / g_).astype(F32)
+                deq[name] = (E2M1[codes] * np.repeat(fac, 16, 1)).astype(F32)
+            else:
+                bits, strat, grp = (4, "group", 128) if target == "ct-int4" else (8, "channel", None)
+                if strat == "group" and k % grp != 0:
+                    want[name + ".weight"] = ("F32", [n, k], x.tobytes())  # no whole groups: kept dense
+                    continue
+                q, s_, _ = int_quant(x, bits, strat, grp, True, "BF16")
+                want[name + ".weight_packed"] = ("I32", [n, -(-k // (32 // bits))], pack_int32(q, bits).astype("<i4").tobytes())
+                want[name + ".weight_scale"] = ("BF16", list(s_.shape), scale_bytes(s_, "BF16"))
+                want[name + ".weight_shape"] = ("I64", [2], np.array([n, k], "<i8").tobytes())
+                deq[name] = (q.astype(F32) * np.repeat(s_, k // s_.shape[1], 1)).astype(F32)
+        want["t.norm.weight"] = ("F32", [3], np.ones(3, "<f4").tobytes())
+        check(set(got) == set(want), f"convert --to {target}: tensors {sorted(got)}, want {sorted(want)}")
+        for name, w in want.items():
+            check(name in got and tuple(got[name]) == w, f"convert --to {target}: {name} differs from this file's quantization")
+        check(qc.get("quant_method") == "compressed-tensors" and qc.get("ignore") == ["re:.*lm_head", "re:.*embed"], f"convert --to {target}: config {qc}")
+        for name, y in deq.items():
+            x = a if name == "t.a" else b
+            e = x.astype(np.float64) - y.astype(np.float64)
+            maxe, meane = np.abs(e).max(), np.abs(e).mean()
+            sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+            rep = reported.get(name + ".weight")
+            check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
+                  f"convert --to {target}: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
 
 
 def report():
