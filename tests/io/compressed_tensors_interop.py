@@ -31,7 +31,10 @@ _quantize / _dequantize, the OCP FP8 E4M3 and FP4 E2M1 encodings):
    `lowbit convert` of a dense checkpoint `--to ct-fp8 / ct-nvfp4 / ct-int4 / ct-int8` writes the
    bytes of this file's quantization (FP8 per channel, NVFP4, int4 groups of 128 and int8 per
    channel, symmetric, BF16 integer scales), keeps a weight without whole groups dense, writes the
-   config, and prints error figures equal to this file's.
+   config, and prints error figures equal to this file's. And the chain transformers' fine-grained
+   FP8 -> compressed-tensors NVFP4: a 128 x 128-tile FP8 checkpoint written here, `lowbit convert
+   --to ct-nvfp4`: the bytes are this file's NVFP4 of this file's FP8 dequantization, and the
+   printed figures that conversion's error.
 Exit 0 pass, 1 fail, 77 skipped (numpy missing). LOWBIT_TEST_SEED sets the seed (printed on failure).
 """
 import argparse
@@ -449,7 +452,43 @@ def main():
                 check(False, f"{name}: bytes differ from this file's quantization (first byte {first})")
         if args.tool:
             tool_converts(args.tool, d, expected, rng)
+            tool_chain_fp8_to_nvfp4(args.tool, d, rng)
     return report()
+
+
+def tool_chain_fp8_to_nvfp4(tool, d, rng):
+    n, k = 130, 96  # partial 128 x 128 tiles
+    x = (rng.standard_normal((n, k)) * 0.05).astype(F32)
+    codes, scales = fp8_quant(x, 128, 128)
+    os.mkdir(os.path.join(d, "fp8_src"))
+    write_st(os.path.join(d, "fp8_src", "model.safetensors"), [("l.weight", "F8_E4M3", [n, k], codes.tobytes()),
+                                                               ("l.weight_scale_inv", "F32", list(scales.shape), scales.astype("<f4").tobytes())])
+    with open(os.path.join(d, "fp8_src", "config.json"), "w") as f:
+        json.dump({"quantization_config": {"quant_method": "fp8", "activation_scheme": "dynamic", "weight_block_size": [128, 128]}}, f)
+    out = os.path.join(d, "fp8_to_nvfp4")
+    p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "fp8_src"), out, "--to", "ct-nvfp4"], capture_output=True, text=True)
+    check(p.returncode == 0, f"chain fp8-block -> ct-nvfp4 failed: {p.stderr.strip()}")
+    if p.returncode != 0:
+        return
+    full = np.repeat(np.repeat(scales, 128, 0), 128, 1)[:n, :k]
+    y8 = (E4M3[codes] * full).astype(F32)  # the FP8 checkpoint's values
+    p_, b_, g_ = nvfp4_quant(y8)
+    got = read_st(os.path.join(out, "model.safetensors"))
+    check(got.get("l.weight_packed", (0, 0, b""))[2] == p_.tobytes() and got.get("l.weight_scale", (0, 0, b""))[2] == b_.tobytes()
+          and got.get("l.weight_global_scale", (0, 0, b""))[2] == np.array([g_], "<f4").tobytes(),
+          "chain fp8-block -> ct-nvfp4: bytes differ from this file's NVFP4 of the FP8 values")
+    c4 = np.stack([p_ & 15, p_ >> 4], axis=-1).reshape(n, k)
+    y4 = (E2M1[c4] * np.repeat((E4M3[b_] / g_).astype(F32), 16, 1)).astype(F32)
+    e = y8.astype(np.float64) - y4.astype(np.float64)
+    maxe, meane = np.abs(e).max(), np.abs(e).mean()
+    sqnr = 10 * np.log10((y8.astype(np.float64) ** 2).sum() / (e ** 2).sum())
+    rep = None
+    for line in p.stdout.splitlines():
+        f = line.split()
+        if len(f) >= 11 and f[0] == "l.weight":
+            rep = (float(f[5]), float(f[7]), float(f[9]))
+    check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
+          f"chain fp8-block -> ct-nvfp4: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
 
 
 def tool_converts(tool, d, expected, rng):
