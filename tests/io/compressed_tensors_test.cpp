@@ -357,6 +357,21 @@ TEST(CompressedTensorsFp8, HandWorkedBlocksWithPartialEdgesAndF16Scales) {
   ASSERT_TRUE(s.ok()) << s.message();
   const std::vector<float> want{0.5f, 1.0f, -2.0f, std::ldexp(1.0f, -10), 224.0f, 0.0f, -0.0f, 6.0f, 0.5f};
   EXPECT_EQ(dequant(q), want);
+  // F16 scales have no float32 bytes to point at: the view refuses, naming why
+  lowbit::host::scaled_view v;
+  const auto vs = io::view_ct_weight(c, "m", fp8_args("block", 0, 2, 2), v);
+  EXPECT_EQ(vs.code(), lowbit::errc::unsupported);
+  EXPECT_NE(std::string(vs.message()).find("F16 weight_scale cannot be viewed"), std::string::npos) << vs.message();
+  // with F32 scales it points into the mapping and decodes to the same values
+  const std::string f32file = build({{"m.weight", "F8_E4M3", {3, 3}, u8_bytes({0x38, 0x40, 0xB8, 0x01, 0x7E, 0x00, 0x80, 0x3C, 0x40})},
+                                     {"m.weight_scale", "F32", {2, 2}, f32_bytes({0.5f, 2.0f, 4.0f, 0.25f})}});
+  io::checkpoint c32;
+  ASSERT_TRUE(open_bytes(f32file, c32).ok());
+  ASSERT_TRUE(io::view_ct_weight(c32, "m", fp8_args("block", 0, 2, 2), v).ok());
+  EXPECT_EQ(v.codes, c32.find("m.weight").file->data(*c32.find("m.weight").tensor));
+  std::vector<float> viewed(9);
+  ASSERT_TRUE(lowbit::host::dequantize_scaled(v, viewed.data(), lowbit::dtype::f32).ok());
+  EXPECT_EQ(viewed, want);
 }
 
 TEST(CompressedTensorsFp8, HandWorkedGroups) {
@@ -554,6 +569,15 @@ TEST(CompressedTensorsNvfp4, HandWorkedBytes) {
   EXPECT_EQ(std::memcmp(q.codes(), packed.data(), 16), 0);
   EXPECT_EQ(q.scale_bytes()[0], 0x38);
   EXPECT_EQ(q.scale_bytes()[1], 0x40);
+  // The zero-copy view: pointers into the mapping, the global scale copied, the same values.
+  lowbit::host::scaled_view v;
+  ASSERT_TRUE(io::view_ct_weight(c, "m", nvfp4_args(), v).ok());
+  EXPECT_EQ(v.codes, c.find("m.weight_packed").file->data(*c.find("m.weight_packed").tensor));
+  EXPECT_EQ(v.scales, static_cast<const void*>(c.find("m.weight_scale").file->data(*c.find("m.weight_scale").tensor)));
+  EXPECT_EQ(v.global_scale, 4.0f);
+  std::vector<float> viewed(32);
+  ASSERT_TRUE(lowbit::host::dequantize_scaled(v, viewed.data(), lowbit::dtype::f32).ok());
+  EXPECT_EQ(viewed, want);
 }
 
 TEST(CompressedTensorsNvfp4, PartialLastGroup) {

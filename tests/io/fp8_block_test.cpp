@@ -121,6 +121,22 @@ TEST(Fp8Block, DefaultBlocksPartialEdgesAndBf16Scales) {
     EXPECT_EQ(at(129, 127), 3.0f);
     EXPECT_EQ(at(128, 128), 0.5f);
     EXPECT_EQ(at(129, 128), 0.5f);
+    // the zero-copy view: F32 scales point into the mapping and decode to the same values;
+    // BF16 scales have no float32 bytes to point at
+    lowbit::host::scaled_view v;
+    const auto vs = io::view_fp8_block(c, "a.weight", io::fp8_block_config{}, v);
+    if (std::string(dt) == "BF16") {
+      EXPECT_EQ(vs.code(), lowbit::errc::unsupported);
+      EXPECT_NE(std::string(vs.message()).find("BF16 scales cannot be viewed"), std::string::npos) << vs.message();
+      continue;
+    }
+    ASSERT_TRUE(vs.ok()) << vs.message();
+    const auto loc = c.find("a.weight");
+    EXPECT_EQ(v.codes, loc.file->data(*loc.tensor));
+    EXPECT_EQ(v.scales, static_cast<const void*>(c.find("a.weight_scale_inv").file->data(*c.find("a.weight_scale_inv").tensor)));
+    std::vector<float> viewed(got.size());
+    ASSERT_TRUE(lowbit::host::dequantize_scaled(v, viewed.data(), lowbit::dtype::f32).ok());
+    EXPECT_EQ(std::memcmp(viewed.data(), got.data(), got.size() * 4), 0);
   }
 }
 

@@ -150,6 +150,16 @@ TEST(Mxfp4, ExpertDimension) {
         const float want = std::ldexp(fp4[code], static_cast<int>(e - r + g));
         ASSERT_EQ(got[static_cast<std::size_t>((e * R + r) * K + k)], want) << e << "," << r << "," << k;
       }
+  // the zero-copy view: pointers into the mapping, the same values
+  lowbit::host::scaled_view v;
+  ASSERT_TRUE(io::view_mxfp4(c, base, v).ok());
+  EXPECT_EQ(v.rows, E * R);
+  EXPECT_EQ(v.cols, K);
+  EXPECT_EQ(v.codes, c.find(base + "_blocks").file->data(*c.find(base + "_blocks").tensor));
+  EXPECT_EQ(v.scales, static_cast<const void*>(c.find(base + "_scales").file->data(*c.find(base + "_scales").tensor)));
+  std::vector<float> viewed(got.size());
+  ASSERT_TRUE(lowbit::host::dequantize_scaled(v, viewed.data(), lowbit::dtype::f32).ok());
+  EXPECT_EQ(std::memcmp(viewed.data(), got.data(), got.size() * 4), 0);
   // dequantize_mxfp4: the same values, f32 and bf16 (exact: at most 2 significant bits)
   std::vector<std::uint8_t> dense;
   std::vector<std::int64_t> shape;

@@ -757,6 +757,38 @@ inline status load_ct_nvfp4(const checkpoint& c, const std::string& module, cons
   return {};
 }
 
+/// A zero-copy view of module `module`'s weight in `c`'s mapping, for the layouts whose bytes are
+/// usable as they are: nvfp4-pack-quantized (codes and e4m3 scales pointed at, the global scale
+/// copied into the view) and float-quantized with F32 scales (fp8_e4m3_block with the strategy's
+/// tile). Valid while `c` is open; for reading only (the mapping is read-only). The header checks
+/// of check_ct_nvfp4_layout / check_ct_fp8_layout apply; the values are not scanned (NaN codes and
+/// scales decode to NaN by IEEE arithmetic; the load_ct_* functions check them). Errors: those
+/// checks; BF16 / F16 FP8 scales and a weight_zero_point (errc::unsupported: load_ct_fp8 widens
+/// and checks them); `a` of another layout. `out` unchanged on error.
+inline status view_ct_weight(const checkpoint& c, const std::string& module, const ct_quant_args& a, host::scaled_view& out) {
+  ct_layout l;
+  host::scaled_view v;
+  if (a.type == "float" && a.num_bits == 4) {
+    LOWBIT_TRY(check_ct_nvfp4_layout(c, module, a, l));
+    v.fmt = scaled_format::nvfp4;
+    v.nvfp4 = quant::nvfp4_global::inverse;
+    v.global_scale = detail::ct_float_at(l.global_scale, 0);
+  } else {
+    LOWBIT_TRY(check_ct_fp8_layout(c, module, a, l));
+    if (l.scale.tensor->dtype != st_dtype::F32 || l.zero_point.tensor != nullptr)
+      return status::error(errc::unsupported, "%s: module \"%.100s\": %s weight_scale%s cannot be viewed as it is; load_ct_fp8 reads it", c.path().c_str(),
+                           module.c_str(), info(l.scale.tensor->dtype).name, l.zero_point.tensor != nullptr ? " with a weight_zero_point" : "");
+    v.fmt = scaled_format::fp8_e4m3_block;
+  }
+  v.rows = l.rows;
+  v.cols = l.cols;
+  v.tile = l.tile;
+  v.codes = const_cast<std::uint8_t*>(l.weight.file->data(*l.weight.tensor));
+  v.scales = const_cast<std::uint8_t*>(l.scale.file->data(*l.scale.tensor));
+  out = v;
+  return {};
+}
+
 /// The engine's NVFP4 quantization (nvfp4_global::inverse, tile 1 x 16) of the row-major [N, K]
 /// tensor `data`: `g = 2688 / amax_tensor` (1 for an all-zero tensor), tile scale
 /// `b = e4m3(clamp(f32(amax / 6) * g, 2^-6, 448))`, codes `sat(x * f32(g / b))` in e2m1 (RNE).

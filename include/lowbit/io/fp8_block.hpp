@@ -253,6 +253,30 @@ inline status load_fp8_block(const checkpoint& c, const std::string& weight, con
   return {};
 }
 
+/// A zero-copy view of weight `weight` and its F32 `weight_scale_inv` in `c`'s mapping (tile
+/// cfg.block_rows x cfg.block_cols), valid while `c` is open; for reading only (the mapping is
+/// read-only: host::dequantize_scaled and other readers, never a quantize into it). The header
+/// checks of check_fp8_block_layout apply; the values are not scanned (a NaN code or scale
+/// decodes to NaN by IEEE arithmetic; load_fp8_block checks them). Errors: those checks, and BF16
+/// scales (errc::unsupported: they have no float32 bytes to point at; load_fp8_block widens
+/// them). `out` unchanged on error.
+inline status view_fp8_block(const checkpoint& c, const std::string& weight, const fp8_block_config& cfg, host::scaled_view& out) {
+  fp8_block_layout l;
+  LOWBIT_TRY(check_fp8_block_layout(c, weight, cfg, l));
+  if (l.scale.tensor->dtype != st_dtype::F32)
+    return status::error(errc::unsupported, "%s: tensor \"%.100s\": %s scales cannot be viewed as float32; load_fp8_block widens them", l.scale.file->path().c_str(),
+                         fp8_scale_name(weight).c_str(), info(l.scale.tensor->dtype).name);
+  host::scaled_view v;
+  v.fmt = scaled_format::fp8_e4m3_block;
+  v.rows = l.rows;
+  v.cols = l.cols;
+  v.tile = {cfg.block_rows, cfg.block_cols};
+  v.codes = const_cast<std::uint8_t*>(l.weight.file->data(*l.weight.tensor));
+  v.scales = const_cast<std::uint8_t*>(l.scale.file->data(*l.scale.tensor));
+  out = v;
+  return {};
+}
+
 /// The engine's fp8_e4m3_block quantization of the 2-D row-major `shape` [N, K] tensor `data`
 /// (dtype `dt`) with `cfg`'s block size. Errors: not 2-D, a bad block size, what quantize rejects
 /// (non-finite input unless opt.allow_nonfinite). `out` unchanged on error.

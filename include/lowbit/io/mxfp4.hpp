@@ -280,6 +280,28 @@ inline status dequantize_mxfp4(const checkpoint& c, const std::string& base, dty
   return {};
 }
 
+/// A zero-copy view of weight `base`'s blocks and scales in `c`'s mapping: mxfp4, tile 1 x 32,
+/// E * rows matrix rows of K (the file's orientation), the rule `rule` recorded (it does not
+/// change decoding). Valid while `c` is open; for reading only (the mapping is read-only). The
+/// header checks of check_mxfp4_layout apply; the scales are not scanned (a 0xFF scale decodes to
+/// NaN; load_mxfp4 refuses it by default). `out` unchanged on error.
+inline status view_mxfp4(const checkpoint& c, const std::string& base, host::scaled_view& out, const mxfp4_load_options& opt = {},
+                         quant::mx_scale_rule rule = quant::mx_scale_rule::rceil) {
+  mxfp4_layout l;
+  LOWBIT_TRY(check_mxfp4_layout(c, base, l, opt));
+  host::scaled_view v;
+  v.fmt = scaled_format::mxfp4;
+  v.cols = l.shape.back();
+  v.rows = 1;
+  for (std::size_t i = 0; i + 1 < l.shape.size(); ++i) v.rows *= l.shape[i];
+  v.tile = {1, 32};
+  v.mx_rule = rule;
+  v.codes = const_cast<std::uint8_t*>(l.blocks.file->data(*l.blocks.tensor));
+  v.scales = const_cast<std::uint8_t*>(l.scales.file->data(*l.scales.tensor));
+  out = v;
+  return {};
+}
+
 /// Copies expert `e` of the 3-D mxfp4 tensor `q` (`[E, rows, K]`, tile 1 x 32) into `out` as a
 /// 2-D `[rows, K]` tensor (same codes and scales). Errors: `q` not such a tensor, `e` outside
 /// [0, E). `out` unchanged on error.
