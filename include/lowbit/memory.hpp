@@ -73,20 +73,37 @@ struct allocator {
   /// kernel offers transparent huge pages (`/sys/kernel/mm/transparent_hugepage/enabled` set to
   /// `always` or `madvise`), its first touch then faults in 2 MiB pages instead of 4 KiB ones
   /// (512 times fewer page faults; a fresh 256 MiB tensor took 65536 of them). Elsewhere, or when
-  /// the kernel refuses, it is ordinary memory. The memory is not zeroed here (`zero` does that).
+  /// the kernel refuses, it is ordinary memory. Such a block is `malloc(bytes + 2 MiB)` aligned
+  /// by hand (the pointer malloc gave is kept just below the aligned one), not posix_memalign: a
+  /// freed block then has exactly the size the next tensor of the same shape asks for, so a heap
+  /// that keeps freed memory (glibc with M_MMAP_MAX 0, as the lowbit tool sets it) reuses it
+  /// without faulting in new pages, where posix_memalign's alignment slack made every other
+  /// request miss. The memory is not zeroed here (`zero` does that).
   static allocator host() noexcept {
     allocator a;
     a.allocate = [](std::size_t bytes, void*) -> void* {
       constexpr std::size_t huge = std::size_t{2} << 20;
-      void* p = nullptr;
-      if (bytes < huge_page_threshold) return posix_memalign(&p, 256, bytes) == 0 ? p : nullptr;
-      if (posix_memalign(&p, huge, bytes) != 0) return nullptr;
+      if (bytes < huge_page_threshold) {
+        void* p = nullptr;
+        return posix_memalign(&p, 256, bytes) == 0 ? p : nullptr;
+      }
+      if (bytes > static_cast<std::size_t>(-1) - huge) return nullptr;
+      void* raw = std::malloc(bytes + huge);
+      if (raw == nullptr) return nullptr;
+      const std::uintptr_t at = (reinterpret_cast<std::uintptr_t>(raw) + sizeof(void*) + huge - 1) & ~static_cast<std::uintptr_t>(huge - 1);
+      void* p = reinterpret_cast<void*>(at);
+      std::memcpy(static_cast<unsigned char*>(p) - sizeof(void*), &raw, sizeof(void*));
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-      (void)madvise(p, (bytes + 4095) / 4096 * 4096, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
+      (void)madvise(p, bytes / 4096 * 4096, MADV_HUGEPAGE);  // advice only: a refusal changes nothing
 #endif
       return p;
     };
-    a.deallocate = [](void* p, std::size_t, void*) { std::free(p); };
+    a.deallocate = [](void* p, std::size_t bytes, void*) {
+      if (p == nullptr || bytes < huge_page_threshold) return std::free(p);
+      void* raw = nullptr;
+      std::memcpy(&raw, static_cast<unsigned char*>(p) - sizeof(void*), sizeof(void*));
+      std::free(raw);
+    };
     a.zero = [](void* p, std::size_t bytes, void*) -> status {
       std::memset(p, 0, bytes);
       return {};
