@@ -222,7 +222,7 @@ __global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda
 /// row_cols columns t, t + 256, t + 512, t + 768 of its tile (so a warp's accesses to a row are
 /// contiguous), and everything that depends only on the column (gather sources, column scales,
 /// bias) is loaded once into registers before the loop over rows. Column indices are 32-bit (the
-/// launchers bound the width by check_row_width); one 64-bit multiply per row.
+/// launchers bound the width by check_row_width); per row, one 64-bit pointer step per array.
 inline constexpr int row_cols = 4;
 /// Keeps nvcc from unrolling the loop over rows (its body is already row_cols elements wide).
 #if defined(__CUDACC__)
