@@ -331,7 +331,8 @@ def elem_size(dem, which):
     """Element bytes of the template type T in the demangled name, or of codes."""
     if which.startswith("code"):
         return float(which.split(":")[1]) if ":" in which else 1.0
-    m = re.search(r"<(?:\(lowbit::v0_1::format\)\d+, )?(lowbit::v0_1::bf16|lowbit::v0_1::f16|float)>", dem)
+    # T is the first template argument, after a format, before bool flags (int8_epilogue_kernel<T, true>)
+    m = re.search(r"<(?:\(lowbit::v0_1::format\)\d+, )?(lowbit::v0_1::bf16|lowbit::v0_1::f16|float)(?:, (?:true|false))*>", dem)
     if not m:
         return 4.0
     return {"float": 4.0, "lowbit::v0_1::f16": 2.0, "lowbit::v0_1::bf16": 2.0}[m.group(1)]

@@ -179,6 +179,10 @@ TEST(Int8Kernels, EpilogueMatchesHost) {
         check_epilogue<float>(7, 45, o, b);
         check_epilogue<lowbit::f16>(3, 33, o, b);
         check_epilogue<lowbit::bf16>(2, 70, o, b);
+        // several column tiles (1024 columns) of a row with a partial last one; more rows than
+        // the grid has rows of CTAs (1024 with one tile), so that CTAs loop over rows
+        check_epilogue<float>(2, 2 * 1024 + 77, o, b);
+        check_epilogue<lowbit::bf16>(1030, 3, o, b);
       }
   });
 }
@@ -231,6 +235,11 @@ TEST(Int8Kernels, MatmulKernelPathMatchesHostBitForBit) {
     check_matmul<float>(5, 37, 19, 6.0f, lowbit::int8::matmul_mode::weight_only);
     check_matmul<lowbit::f16>(6, 40, 35, 6.0f, lowbit::int8::matmul_mode::weight_only);
     check_matmul<lowbit::bf16>(4, 30, 17, 0.0f, lowbit::int8::matmul_mode::weight_only);
+    // the gathers over more than one column tile (K = 1100 columns), and with CTAs that loop over
+    // rows: M = 1030 rows of X, N = 1030 rows of weights (and epilogue columns over two tiles)
+    check_matmul<lowbit::bf16>(2, 1100, 3, 0.0f, lowbit::int8::matmul_mode::weight_only);
+    check_matmul<lowbit::f16>(1030, 6, 3, 0.0f, lowbit::int8::matmul_mode::weight_only);
+    check_matmul<float>(2, 5, 1030, 0.0f, lowbit::int8::matmul_mode::weight_only);
   });
 }
 

@@ -216,24 +216,104 @@ __global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda
   if (m0 + tm < M && n0 + tn < N) C[(m0 + tm) * ldc + n0 + tn] = acc;
 }
 
+/// Row-major [rows, width] elementwise kernels (gathers, epilogue) without a division per element:
+/// the grid is `tiles` column tiles of row_tile columns times `grid_rows` rows of CTAs; CTA b takes
+/// tile b % tiles of rows b / tiles, b / tiles + grid_rows, ... Thread t of the CTA owns the
+/// row_cols columns t, t + 256, t + 512, t + 768 of its tile (so a warp's accesses to a row are
+/// contiguous), and everything that depends only on the column (gather sources, column scales,
+/// bias) is loaded once into registers before the loop over rows. Column indices are 32-bit (the
+/// launchers bound the width by check_row_width); per row, one 64-bit pointer step per array.
+inline constexpr int row_cols = 4;
+/// Keeps nvcc from unrolling the loop over rows (its body is already row_cols elements wide).
+#if defined(__CUDACC__)
+#  define LOWBIT_INT8_ROW_LOOP _Pragma("unroll 1")
+#else
+#  define LOWBIT_INT8_ROW_LOOP
+#endif
+inline constexpr unsigned row_tile = row_cols * threads_per_block;
+/// CTAs a row kernel launches at most (with enough rows): about one wave of 8 CTAs on 132 SMs, so
+/// that each CTA reuses its column registers over several rows.
+inline constexpr std::int64_t row_kernel_ctas = 1024;
+
+/// This CTA's first row, its thread's first column and the end of its tile.
+struct row_span {
+  std::int64_t row;
+  unsigned begin, end;
+};
+
+__device__ __forceinline__ row_span cta_row_span(std::int64_t width) {
+  const unsigned w = static_cast<unsigned>(width);
+  const unsigned tiles = (w + row_tile - 1u) / row_tile;
+  const unsigned t = blockIdx.x % tiles;
+  const unsigned end = w - t * row_tile < row_tile ? w : t * row_tile + row_tile;
+  return {static_cast<std::int64_t>(blockIdx.x / tiles), t * row_tile + threadIdx.x, end};
+}
+
+/// CTAs and rows of CTAs for a [rows, width] row kernel (width < 2^31 - row_tile, checked by
+/// check_row_width): about row_kernel_ctas CTAs, at least one per column tile; CTAs loop over rows.
+struct row_grid {
+  std::int64_t ctas, grid_rows;
+};
+inline row_grid plan_rows(std::int64_t rows, std::int64_t width) {
+  const std::int64_t tiles = (width + row_tile - 1) / row_tile;
+  std::int64_t grid_rows = row_kernel_ctas / tiles;
+  grid_rows = grid_rows < 1 ? 1 : (grid_rows > rows ? rows : grid_rows);
+  return {tiles * grid_rows, grid_rows};
+}
+
+inline status check_row_width(const char* what, const char* name, std::int64_t width) {
+  if (width > (std::int64_t{1} << 31) - static_cast<std::int64_t>(row_tile))
+    return status::error(errc::invalid_argument, "%s: %s=%lld exceeds the int8 kernels' column range (2^31 - %u)", what,
+                         name, static_cast<long long>(width), row_tile);
+  return {};
+}
+
 /// Step 5a: xo[m, j] = x[m, cols[j]] (X's dtype); a null `cols` is every column (count = K).
 template <class T>
 __global__ void int8_gather_columns_kernel(const T* x, std::int64_t M, std::int64_t K, const std::int32_t* cols,
-                                           std::int64_t count, T* xo) {
-  const std::int64_t i = global_thread();
-  if (i >= M * count) return;
-  const std::int64_t j = i % count;
-  xo[i] = x[(i / count) * K + (cols != nullptr ? cols[j] : j)];
+                                           std::int64_t count, std::int64_t grid_rows, T* xo) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  const row_span s = cta_row_span(count);
+  unsigned src[row_cols];
+  LOWBIT_UNROLL
+  for (int c = 0; c < row_cols; ++c) {
+    const unsigned j = s.begin + c * threads_per_block;
+    src[c] = j < s.end && cols != nullptr ? static_cast<unsigned>(cols[j]) : j;
+  }
+  const T* xr = x + s.row * K;
+  T* out = xo + s.row * count + s.begin;
+  LOWBIT_INT8_ROW_LOOP
+  for (std::int64_t m = s.row; m < M; m += grid_rows, xr += grid_rows * K, out += grid_rows * count) {
+    LOWBIT_UNROLL
+    for (int c = 0; c < row_cols; ++c) {
+      if (s.begin + c * threads_per_block < s.end) out[c * threads_per_block] = xr[src[c]];
+    }
+  }
 }
 
 /// Step 5b: wo[n, j] = to_T(dequant_weight(CB[n, cols[j]], SCB[n])); a null `cols` is every column.
 template <class T>
 __global__ void int8_gather_weights_kernel(const std::int8_t* cb, const float* scb, std::int64_t N, std::int64_t K,
-                                           const std::int32_t* cols, std::int64_t count, T* wo) {
-  const std::int64_t i = global_thread();
-  if (i >= N * count) return;
-  const std::int64_t n = i / count, j = i % count;
-  wo[i] = from_float<T>(int8::dequant_weight(cb[n * K + (cols != nullptr ? cols[j] : j)], scb[n]));
+                                           const std::int32_t* cols, std::int64_t count, std::int64_t grid_rows, T* wo) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  const row_span s = cta_row_span(count);
+  unsigned src[row_cols];
+  LOWBIT_UNROLL
+  for (int c = 0; c < row_cols; ++c) {
+    const unsigned j = s.begin + c * threads_per_block;
+    src[c] = j < s.end && cols != nullptr ? static_cast<unsigned>(cols[j]) : j;
+  }
+  const std::int8_t* cr = cb + s.row * K;
+  T* out = wo + s.row * count + s.begin;
+  LOWBIT_INT8_ROW_LOOP
+  for (std::int64_t n = s.row; n < N; n += grid_rows, cr += grid_rows * K, out += grid_rows * count) {
+    const float scale = scb[n];
+    LOWBIT_UNROLL
+    for (int c = 0; c < row_cols; ++c) {
+      if (s.begin + c * threads_per_block < s.end)
+        out[c * threads_per_block] = detail::round_to<T>(int8::dequant_weight(cr[src[c]], scale));
+    }
+  }
 }
 
 /// Step 5 fallback: out[m, n] = Σ_j xo[m, j] · wo[n, j] in float32, j increasing (the host's order).
@@ -248,17 +328,45 @@ __global__ void int8_outlier_sums_kernel(const T* xo, const T* wo, std::int64_t 
   out[i] = acc;
 }
 
-/// Step 6: out[m, n] = to_T(epilogue(C, row_stats[m], col_stats[n], bias[n], outlier[m, n])).
-template <class T>
+/// Step 6: out[m, n] = to_T(epilogue(C, row_stats[m], col_stats[n], bias[n], outlier[m, n])); rows
+/// and columns as the gathers (cta_row_span), col_stats and bias in registers. `Outlier`: whether
+/// `outlier` is given (a template argument, so that the loop over rows has no branch on it).
+template <class T, bool Outlier>
 __global__ void int8_epilogue_kernel(const std::int32_t* C, std::int64_t M, std::int64_t N, const float* row_stats,
-                                     const float* col_stats, const float* outlier, const T* bias, T* out) {
-  const std::int64_t i = global_thread();
-  if (i >= M * N) return;
-  const std::int64_t m = i / N, n = i % N;
-  const float b = bias != nullptr ? to_float(bias[n]) : 0.0f;
-  const float y = outlier != nullptr ? int8::epilogue(C[i], row_stats[m], col_stats[n], b, outlier[i])
-                                     : int8::epilogue(C[i], row_stats[m], col_stats[n], b);
-  out[i] = from_float<T>(y);
+                                     const float* col_stats, const float* outlier, const T* bias, std::int64_t grid_rows,
+                                     T* out) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  const row_span s = cta_row_span(N);
+  float col[row_cols], b[row_cols];
+  LOWBIT_UNROLL
+  for (int c = 0; c < row_cols; ++c) {
+    const unsigned n = s.begin + c * threads_per_block;
+    col[c] = n < s.end ? col_stats[n] : 0.0f;
+    b[c] = n < s.end && bias != nullptr ? to_float(bias[n]) : 0.0f;
+  }
+  const std::int64_t step = grid_rows * N;
+  const std::int64_t first = s.row * N + s.begin;
+  const std::int32_t* cr = C + first;
+  const float* orow = Outlier ? outlier + first : nullptr;
+  T* yr = out + first;
+  LOWBIT_INT8_ROW_LOOP
+  for (std::int64_t m = s.row; m < M; m += grid_rows, cr += step, yr += step) {
+    const float rs = row_stats[m];
+    LOWBIT_UNROLL
+    for (int c = 0; c < row_cols; ++c) {
+      if (s.begin + c * threads_per_block < s.end) {
+        const int o = c * threads_per_block;
+        float y;
+        if constexpr (Outlier) {
+          y = int8::epilogue(cr[o], rs, col[c], b[c], orow[o]);
+        } else {
+          y = int8::epilogue(cr[o], rs, col[c], b[c]);
+        }
+        yr[o] = detail::round_to<T>(y);
+      }
+    }
+    if constexpr (Outlier) orow += step;
+  }
 }
 
 using int8::detail::check_dims;
@@ -385,10 +493,17 @@ inline status int8_epilogue(const std::int32_t* C, std::int64_t M, std::int64_t 
   LOWBIT_TRY(detail::check_not_null(row_stats, what, "row_stats"));
   LOWBIT_TRY(detail::check_not_null(col_stats, what, "col_stats"));
   LOWBIT_TRY(detail::check_not_null(out, what, "out"));
+  LOWBIT_TRY(int8_detail::check_row_width(what, "N", N));
+  const int8_detail::row_grid g = int8_detail::plan_rows(M, N);
   return visit_dtype(dt, [&](auto tag) {
     using T = decltype(tag);
-    return detail::launch_items("int8 epilogue", int8_detail::int8_epilogue_kernel<T>, M * N, stream, C, M, N, row_stats,
-                                col_stats, outlier, static_cast<const T*>(bias), static_cast<T*>(out));
+    return outlier != nullptr
+               ? detail::launch("int8 epilogue", int8_detail::int8_epilogue_kernel<T, true>, g.ctas, detail::threads_per_block,
+                                0, stream, C, M, N, row_stats, col_stats, outlier, static_cast<const T*>(bias), g.grid_rows,
+                                static_cast<T*>(out))
+               : detail::launch("int8 epilogue", int8_detail::int8_epilogue_kernel<T, false>, g.ctas,
+                                detail::threads_per_block, 0, stream, C, M, N, row_stats, col_stats, outlier,
+                                static_cast<const T*>(bias), g.grid_rows, static_cast<T*>(out));
   });
 }
 
@@ -582,6 +697,8 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
     return status::error(errc::invalid_argument, "%s: K mismatch: x has K=%lld columns, w is [%lld, %lld]", what,
                          static_cast<long long>(K), static_cast<long long>(w.n), static_cast<long long>(w.k));
   LOWBIT_TRY(int8_detail::check_dims(what, "M", M, "N", w.n));
+  LOWBIT_TRY(int8_detail::check_row_width(what, "K", K));
+  LOWBIT_TRY(int8_detail::check_row_width(what, "N", w.n));
   LOWBIT_TRY(detail::check_not_null(w.cb, what, "w.cb"));
   LOWBIT_TRY(detail::check_not_null(w.scb, what, "w.scb"));
   LOWBIT_TRY(detail::check_not_null(y, what, "y"));
@@ -616,10 +733,13 @@ inline status int8_matmul(const int8_handles& h, const void* x, dtype dt, std::i
       using T = decltype(tag);
       T* xo = reinterpret_cast<T*>(ws + p.xo);
       T* wo = reinterpret_cast<T*>(ws + p.wo);
-      LOWBIT_TRY(detail::launch_items("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>, M * count,
-                                      stream, static_cast<const T*>(x), M, K, gather_cols, count, xo));
-      LOWBIT_TRY(detail::launch_items("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>, N * count,
-                                      stream, w.cb, w.scb, N, K, gather_cols, count, wo));
+      const int8_detail::row_grid gx = int8_detail::plan_rows(M, count), gw = int8_detail::plan_rows(N, count);
+      LOWBIT_TRY(detail::launch("int8 matmul (outlier columns)", int8_detail::int8_gather_columns_kernel<T>, gx.ctas,
+                                detail::threads_per_block, 0, stream, static_cast<const T*>(x), M, K, gather_cols, count,
+                                gx.grid_rows, xo));
+      LOWBIT_TRY(detail::launch("int8 matmul (outlier weights)", int8_detail::int8_gather_weights_kernel<T>, gw.ctas,
+                                detail::threads_per_block, 0, stream, w.cb, w.scb, N, K, gather_cols, count, gw.grid_rows,
+                                wo));
       if (h.blas) {
         LOWBIT_TRY(int8_detail::from_cublas(cublasSetStream(h.blas, stream), what));
         return int8_outlier_gemm_cublas(h.blas, xo, wo, dt, M, N, count, outl);

@@ -20,6 +20,7 @@
 #include "../../simt/simt.hpp"
 
 #include <cstdint>
+#include <type_traits>
 
 /// The kernel was written for blocks of `threads` x 1 x 1 threads: a launch with any other block
 /// shape stops with an error (`__trap()` on a GPU; a lowbit::simt::error naming both shapes under
@@ -103,6 +104,19 @@ __device__ __forceinline__ unsigned pack_rn_f16x2(float hi, float lo) {
 #else
   return (static_cast<unsigned>(float_to_f16_bits(hi)) << 16) | float_to_f16_bits(lo);
 #endif
+}
+
+/// `x` rounded to element type T as the host engine's from_float<T> does, with the hardware
+/// conversion (the lower half of pack_rn_bf16x2 / pack_rn_f16x2) for the 16-bit types.
+template <class T>
+__device__ __forceinline__ T round_to(float x) {
+  if constexpr (sizeof(T) == 4) {
+    return x;
+  } else if constexpr (std::is_same<T, bf16>::value) {
+    return bf16{static_cast<std::uint16_t>(pack_rn_bf16x2(0.0f, x) & 0xFFFFu)};
+  } else {
+    return f16{static_cast<std::uint16_t>(pack_rn_f16x2(0.0f, x) & 0xFFFFu)};
+  }
 }
 
 /// Maximum of non-negative `v` over the CTA; valid in thread 0. `Threads` (a multiple of 32, at
