@@ -35,50 +35,9 @@ except ImportError:
     print("[  SKIPPED ] numpy is not installed; bitsandbytes interop check not run")
     sys.exit(77)
 
+from interop_common import arr, check, finish, read_st, write_st  # noqa: E402
+
 SEED = int(os.environ.get("LOWBIT_TEST_SEED", "0x10b17"), 0)
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
-
-# ---- safetensors, written from the format description -------------------------------------------
-NP = {"F32": "<f4", "F16": "<f2", "BF16": "<u2", "U8": "u1", "I8": "i1", "I64": "<i8"}
-
-
-def write_st(path, tensors):
-    """tensors: list of (name, dtype string, shape, bytes)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header).encode()
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_st(path):
-    """{name: (dtype, shape, bytes)}"""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, t = e["data_offsets"]
-        out[name] = (e["dtype"], list(e["shape"]), data[8 + n + b : 8 + n + t])
-    return out
-
-
-def arr(entry):
-    dt, shape, raw = entry
-    return np.frombuffer(raw, dtype=NP[dt]).reshape(shape)
 
 
 # ---- reference tables and formulas -------------------------------------------------------------
@@ -398,11 +357,7 @@ def main():
             check_outputs(d, original)
         if "--tool" in opts:
             check_tool(opts["--tool"], opts["--sample"], d)
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed; LOWBIT_TEST_SEED={SEED:#x}")
-        return 1
-    print("bitsandbytes interop: all checks passed")
-    return 0
+    return finish("bitsandbytes interop", SEED)
 
 
 if __name__ == "__main__":

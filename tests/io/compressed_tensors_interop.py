@@ -51,52 +51,10 @@ except ImportError:
     print("[  SKIPPED ] numpy is not installed; compressed-tensors interop check not run")
     sys.exit(77)
 
+from interop_common import arr, check, check_figures, finish, printed_figures, read_st, write_st  # noqa: E402
+
 SEED = int(os.environ.get("LOWBIT_TEST_SEED", "0xc7c7"), 0)
-FAILURES = []
 F32 = np.float32
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
-
-# ---- safetensors, from the format description ---------------------------------------------------
-def write_st(path, tensors):
-    """tensors: list of (name, dtype string, shape, bytes)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_st(path):
-    """{name: (dtype, shape, bytes)}"""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, t = e["data_offsets"]
-        out[name] = (e["dtype"], list(e["shape"]), data[8 + n + b : 8 + n + t])
-    return out
-
-
-NP = {"F32": "<f4", "BF16": "<u2", "F16": "<f2", "F8_E4M3": "u1", "U8": "u1", "I8": "i1", "I32": "<i4", "I64": "<i8"}
-
-
-def arr(entry):
-    dt, shape, raw = entry
-    return np.frombuffer(raw, dtype=NP[dt]).reshape(shape)
 
 
 def bits_equal(a, b):
@@ -382,7 +340,7 @@ def main():
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")
         if r.returncode != 0:
-            return report()
+            return finish("compressed_tensors_interop", SEED)
 
         # 3a. lowbit's dequantization of our file
         got = read_st(os.path.join(d, "py_lowbit.safetensors"))
@@ -453,7 +411,7 @@ def main():
         if args.tool:
             tool_converts(args.tool, d, expected, rng)
             tool_chain_fp8_to_nvfp4(args.tool, d, rng)
-    return report()
+    return finish("compressed_tensors_interop", SEED)
 
 
 def tool_chain_fp8_to_nvfp4(tool, d, rng):
@@ -479,16 +437,7 @@ def tool_chain_fp8_to_nvfp4(tool, d, rng):
           "chain fp8-block -> ct-nvfp4: bytes differ from this file's NVFP4 of the FP8 values")
     c4 = np.stack([p_ & 15, p_ >> 4], axis=-1).reshape(n, k)
     y4 = (E2M1[c4] * np.repeat((E4M3[b_] / g_).astype(F32), 16, 1)).astype(F32)
-    e = y8.astype(np.float64) - y4.astype(np.float64)
-    maxe, meane = np.abs(e).max(), np.abs(e).mean()
-    sqnr = 10 * np.log10((y8.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-    rep = None
-    for line in p.stdout.splitlines():
-        f = line.split()
-        if len(f) >= 11 and f[0] == "l.weight":
-            rep = (float(f[5]), float(f[7]), float(f[9]))
-    check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
-          f"chain fp8-block -> ct-nvfp4: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
+    check_figures(printed_figures(p.stdout).get("l.weight"), y8, y4, "chain fp8-block -> ct-nvfp4")
 
 
 def tool_converts(tool, d, expected, rng):
@@ -518,11 +467,7 @@ def tool_converts(tool, d, expected, rng):
         got = read_st(os.path.join(out, "model.safetensors"))
         with open(os.path.join(out, "config.json")) as f:
             qc = json.load(f).get("quantization_config", {})
-        reported = {}
-        for line in p.stdout.splitlines():
-            f = line.split()
-            if len(f) >= 11 and f[1].startswith("ct:"):
-                reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+        reported = printed_figures(p.stdout)
         want, deq = {}, {}
         for name, x in (("t.a", a), ("t.b", b)):
             n, k = x.shape
@@ -555,21 +500,7 @@ def tool_converts(tool, d, expected, rng):
             check(name in got and tuple(got[name]) == w, f"convert --to {target}: {name} differs from this file's quantization")
         check(qc.get("quant_method") == "compressed-tensors" and qc.get("ignore") == ["re:.*lm_head", "re:.*embed"], f"convert --to {target}: config {qc}")
         for name, y in deq.items():
-            x = a if name == "t.a" else b
-            e = x.astype(np.float64) - y.astype(np.float64)
-            maxe, meane = np.abs(e).max(), np.abs(e).mean()
-            sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-            rep = reported.get(name + ".weight")
-            check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
-                  f"convert --to {target}: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
-
-
-def report():
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed; LOWBIT_TEST_SEED={SEED:#x}")
-        return 1
-    print("compressed_tensors_interop: all checks passed")
-    return 0
+            check_figures(reported.get(name + ".weight"), a if name == "t.a" else b, y, f"convert --to {target}: {name}")
 
 
 if __name__ == "__main__":

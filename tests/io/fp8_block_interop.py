@@ -43,51 +43,9 @@ except ImportError:
     print("[  SKIPPED ] numpy is not installed; fine-grained FP8 interop check not run")
     sys.exit(77)
 
+from interop_common import arr, check, check_figures, finish, printed_figures, read_st, write_st  # noqa: E402
+
 SEED = int(os.environ.get("LOWBIT_TEST_SEED", "0xf8b10c"), 0)
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
-
-# ---- safetensors, from the format description ---------------------------------------------------
-def write_st(path, tensors):
-    """tensors: list of (name, dtype string, shape, bytes)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_st(path):
-    """{name: (dtype, shape, bytes)}"""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, t = e["data_offsets"]
-        out[name] = (e["dtype"], list(e["shape"]), data[8 + n + b : 8 + n + t])
-    return out
-
-
-NP = {"F32": "<f4", "BF16": "<u2", "F8_E4M3": "u1"}
-
-
-def arr(entry):
-    dt, shape, raw = entry
-    return np.frombuffer(raw, dtype=NP[dt]).reshape(shape)
 
 
 # ---- e4m3fn (OCP FP8 E4M3: bias 7, no infinities, S.1111.111 is NaN) -----------------------------
@@ -215,7 +173,7 @@ def main():
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")
         if r.returncode != 0:
-            return report()
+            return finish("fp8_block_interop", SEED)
 
         # 3a. lowbit's dequantization of our file
         got = read_st(os.path.join(d, "py_lowbit.safetensors"))
@@ -261,7 +219,7 @@ def main():
             check(bool(np.all(err <= step * 0.5 * (1 + 2.0 ** -16))), f"{name}: dequantization further than half a step from the input")
         if args.tool:
             tool_converts(args.tool, d, src, expected, qbn, qbk)
-    return report()
+    return finish("fp8_block_interop", SEED)
 
 
 def tool_converts(tool, d, src, expected, qbn, qbk):
@@ -272,22 +230,13 @@ def tool_converts(tool, d, src, expected, qbn, qbk):
     check(p.returncode == 0, f"lowbit convert --to fp8-block failed: {p.stderr.strip()}")
     if p.returncode == 0:
         got = read_st(os.path.join(out, "model.safetensors"))
-        reported = {}
-        for line in p.stdout.splitlines():
-            f = line.split()
-            if len(f) >= 11 and f[1] == "fp8_e4m3_block":
-                reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+        reported = printed_figures(p.stdout, "fp8_e4m3_block")
         for name, x in src.items():
             codes, scales = quant(x, qbn, qbk)
             w, s = got.get(name), got.get(name + "_scale_inv")
             check(w is not None and s is not None and np.array_equal(arr(w), codes) and arr(s).tobytes() == scales.tobytes(),
                   f"convert --to fp8-block: {name}: codes or scales differ from this file's quantization")
-            e = x.astype(np.float64) - dequant(codes, scales, qbn, qbk).astype(np.float64)
-            maxe, meane = np.abs(e).max(), np.abs(e).mean()
-            sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-            rep = reported.get(name)
-            check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
-                  f"convert --to fp8-block: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
+            check_figures(reported.get(name), x, dequant(codes, scales, qbn, qbk), f"convert --to fp8-block: {name}")
     back = os.path.join(d, "tool_f32")
     p = subprocess.run([tool, "convert", "--quiet", os.path.join(d, "py"), back, "--to", "safetensors-f32"], capture_output=True, text=True)
     check(p.returncode == 0, f"lowbit convert --to safetensors-f32 failed: {p.stderr.strip()}")
@@ -298,14 +247,6 @@ def tool_converts(tool, d, src, expected, qbn, qbk):
             check(g is not None and g[0] == "F32" and arr(g).tobytes() == want.tobytes(), f"convert --to safetensors-f32: {name} differs from this file's dequantization")
         with open(os.path.join(back, "config.json")) as f:
             check("quantization_config" not in json.load(f), "convert --to safetensors-f32 keeps a quantization_config")
-
-
-def report():
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed; LOWBIT_TEST_SEED={SEED:#x}")
-        return 1
-    print("fp8_block_interop: all checks passed")
-    return 0
 
 
 if __name__ == "__main__":

@@ -41,15 +41,10 @@ except ImportError as e:
     print(f"[  SKIPPED ] {e.name} is not installed; GGUF interop check not run (.ci/run installs numpy and gguf)")
     sys.exit(77)
 
+from interop_common import FAILURES, check, check_figures, printed_figures, read_st  # noqa: E402
+
 SEED = int(os.environ.get("LOWBIT_TEST_SEED", "0x10b17"), 0)
-FAILURES = []
 BLOCK_TYPES = {"q8_0": (8, 34), "q4_0": (2, 18), "q4_1": (3, 20), "mxfp4": (39, 17)}
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def ggml_quantize(lib, name, x):
@@ -225,11 +220,7 @@ def tool_converts(tool, sample, lib, work):
         return
     src = read_safetensors(os.path.join(sample, "model.safetensors"))
     r = gguf.GGUFReader(os.path.join(out, "model.gguf"))
-    reported = {}
-    for line in p.stdout.splitlines():
-        f = line.split()
-        if len(f) >= 11 and f[1] == "q4_0":
-            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+    reported = printed_figures(p.stdout, "q4_0")
     tensors = {t.name: t for t in r.tensors}
     check(set(tensors) == set(src), f"tensors {sorted(tensors)} differ from the sample's {sorted(src)}")
     for name, x in src.items():
@@ -245,26 +236,7 @@ def tool_converts(tool, sample, lib, work):
         want = ggml_quantize(lib, "q4_0", x)
         got = np.asarray(t.data).view(np.uint8).reshape(-1)
         check(np.array_equal(got, want), f"{name}: bytes differ from ggml's quantize_row_q4_0_ref of the sample")
-        y = ggml_dequantize(lib, "q4_0", want, x.size).astype(np.float64)
-        e = x.reshape(-1).astype(np.float64) - y
-        maxe, meane = np.abs(e).max(), np.abs(e).mean()
-        sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-        rep = reported.get(name)
-        check(rep is not None, f"{name}: no error report line")
-        if rep is not None:
-            close = abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006
-            check(close, f"{name}: reported max|err| {rep[0]}, mean|err| {rep[1]}, SQNR {rep[2]}; numpy: {maxe:.4g}, {meane:.4g}, {sqnr:.3f}")
-
-
-def read_st_raw(path):
-    """{name: (dtype, shape, bytes)}"""
-    import json
-    import struct
-    with open(path, "rb") as f:
-        b = f.read()
-    (n,) = struct.unpack("<Q", b[:8])
-    h = json.loads(b[8:8 + n])
-    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items() if k != "__metadata__"}
+        check_figures(reported.get(name), x, ggml_dequantize(lib, "q4_0", want, x.size), name)
 
 
 def nf4_values(t, w):
@@ -294,12 +266,8 @@ def tool_chains(tool, sample, lib, work):
             return
         if cmd[0] == "convert" and cmd[-1] == "gguf-q4_0":
             printed = p.stdout
-    reported = {}
-    for line in printed.splitlines():
-        f = line.split()
-        if len(f) >= 11 and f[1] == "q4_0":
-            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
-    t = read_st_raw(os.path.join(nf4, "model.safetensors"))
+    reported = printed_figures(printed, "q4_0")
+    t = read_st(os.path.join(nf4, "model.safetensors"))
     r = {x.name: x for x in gguf.GGUFReader(os.path.join(g, "model.gguf")).tensors}
     back = read_safetensors(os.path.join(dense, "model.safetensors"))
     weights = [k for k in t if any(c.startswith(k + ".quant_state.") for c in t)]
@@ -311,12 +279,7 @@ def tool_chains(tool, sample, lib, work):
         y = ggml_dequantize(lib, "q4_0", want, x.size)
         check(w in back and back[w].reshape(-1).view(np.uint32).tobytes() == y.astype(np.float32).view(np.uint32).tobytes(),
               f"chain: {w}: the dense output is not ggml's dequantization of the Q4_0 bytes")
-        e = x.reshape(-1).astype(np.float64) - y.astype(np.float64)
-        maxe, meane = np.abs(e).max(), np.abs(e).mean()
-        sqnr = 10 * np.log10((x.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-        rep = reported.get(w)
-        check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
-              f"chain: {w}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
+        check_figures(reported.get(w), x, y, f"chain: {w}")
 
 
 def main():

@@ -49,51 +49,9 @@ except ImportError:
     print("[  SKIPPED ] numpy is not installed; gpt-oss MXFP4 interop check not run")
     sys.exit(77)
 
+from interop_common import arr, check, check_figures, finish, printed_figures, read_st, write_st  # noqa: E402
+
 SEED = int(os.environ.get("LOWBIT_TEST_SEED", "0x3f4b10c"), 0)
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
-
-
-# ---- safetensors, from the format description ---------------------------------------------------
-def write_st(path, tensors):
-    """tensors: list of (name, dtype string, shape, bytes)."""
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, dt, shape, raw in tensors:
-        header[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_st(path):
-    """{name: (dtype, shape, bytes)}"""
-    with open(path, "rb") as f:
-        data = f.read()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, t = e["data_offsets"]
-        out[name] = (e["dtype"], list(e["shape"]), data[8 + n + b : 8 + n + t])
-    return out
-
-
-NP = {"F32": "<f4", "BF16": "<u2", "U8": "u1"}
-
-
-def arr(entry):
-    dt, shape, raw = entry
-    return np.frombuffer(raw, dtype=NP[dt]).reshape(shape)
 
 
 # ---- MXFP4 ----------------------------------------------------------------------------------------
@@ -247,7 +205,7 @@ def main():
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")
         if r.returncode != 0:
-            return report()
+            return finish("mxfp4_interop", SEED)
 
         # 3a. lowbit's reading of our checkpoint
         got = read_st(os.path.join(d, "py_lowbit.safetensors"))
@@ -311,7 +269,7 @@ def main():
             check(bool(np.all(err <= step * 1.0)), f"{name}: dequantization further than half the coarsest e2m1 step from the input")
         if args.tool:
             tool_converts(args.tool, d, pairs, expected, rng)
-    return report()
+    return finish("mxfp4_interop", SEED)
 
 
 def tool_converts(tool, d, pairs, expected, rng):
@@ -348,11 +306,7 @@ def tool_converts(tool, d, pairs, expected, rng):
     if p.returncode != 0:
         return
     got = read_st(os.path.join(out, "model.safetensors"))
-    reported = {}
-    for line in p.stdout.splitlines():
-        f = line.split()
-        if len(f) >= 11 and f[1] == "mxfp4":
-            reported[f[0]] = (float(f[5]), float(f[7]), float(f[9]))
+    reported = printed_figures(p.stdout, "mxfp4")
     check(set(got) == {"model.layers.0.self_attn.q_proj.weight"} | {n + sfx for n in src for sfx in ("_blocks", "_scales")}, f"convert --to mxfp4 tensors {sorted(got)}")
     check(got.get("model.layers.0.self_attn.q_proj.weight", (None, None, b""))[2] == q_proj.astype("<f4").tobytes(), "convert --to mxfp4: a 2-D weight is not kept dense")
     with open(os.path.join(out, "config.json")) as f:
@@ -364,20 +318,7 @@ def tool_converts(tool, d, pairs, expected, rng):
         b, sc = got.get(name + "_blocks"), got.get(name + "_scales")
         check(b is not None and sc is not None and np.array_equal(arr(b), blocks) and np.array_equal(arr(sc), scales),
               f"convert --to mxfp4: {name}: blocks or scales differ from this file's quantization")
-        e = xs.astype(np.float64) - dequant(blocks, scales).astype(np.float64)
-        maxe, meane = np.abs(e).max(), np.abs(e).mean()
-        sqnr = 10 * np.log10((xs.astype(np.float64) ** 2).sum() / (e ** 2).sum())
-        rep = reported.get(name)
-        check(rep is not None and abs(rep[0] - maxe) <= 1e-3 * maxe and abs(rep[1] - meane) <= 1e-3 * meane and abs(rep[2] - sqnr) <= 0.006,
-              f"convert --to mxfp4: {name}: reported {rep}; numpy max|err| {maxe:.4g}, mean|err| {meane:.4g}, SQNR {sqnr:.3f}")
-
-
-def report():
-    if FAILURES:
-        print(f"{len(FAILURES)} check(s) failed; LOWBIT_TEST_SEED={SEED:#x}")
-        return 1
-    print("mxfp4_interop: all checks passed")
-    return 0
+        check_figures(reported.get(name), xs, dequant(blocks, scales), f"convert --to mxfp4: {name}")
 
 
 if __name__ == "__main__":
