@@ -20,10 +20,15 @@
 # - `lowbit quantize --no-report` 0.25-0.40 s (cpu 0.38-0.49 s), unchanged;
 # - writing an output-sized file (dd bs=4M count=70 oflag=direct, 0.29 GB; the nf4+dq output is
 #   0.28 GB): 0.17-0.24 s (1.2-1.7 GB/s), 0.22-0.31 s with conv=fsync.
-# - `lowbit convert --to gguf-q4_0` (fused chunks, fc9d9c8+; load 1.1-1.2, cp 0.61 s in the same
-#   run): --no-report 0.65 s (cpu 0.76 s), with the report 1.27-1.57 s (cpu 1.7-2.1 s): its
-#   writes are not yet overlapped with the next tensor's quantization, as quantize's are. Before
-#   the fusion (aaaa7b5): 2.87 s and 6.86 s.
+# - `lowbit convert --to gguf-q4_0`, writes overlapped with the next tensor's quantization and
+#   ggml blocks dequantized with AVX-512 for the report (session 27; load average 1.6-2.3, a
+#   compile on the other core at times; 3 rounds of cp, convert, convert --no-report): cp
+#   0.33-0.51 s, convert with its report 0.45-0.47 s (cpu 0.75-0.78 s), --no-report 0.39 s
+#   (cpu 0.58-0.63 s). Before (fc9d9c8, cp 0.61 s): 1.27-1.57 s and 0.65 s; before the chunk
+#   fusion (aaaa7b5): 6.86 s and 2.87 s. The other targets of convert are CPU-bound here with
+#   their reports (same rounds, 1 GB f16 in, cp 0.33-0.36 s): bnb-nf4 1.13-1.16 s (cpu 1.2 s),
+#   fp8-block 1.41-1.51 s (cpu 1.5 s), ct-nvfp4 2.09-2.13 s (cpu 2.1 s); maximum RSS 1.1-1.26 GB,
+#   of which 1 GB is the input's mapping (file pages, one tensor's worth touched at a time).
 # Earlier sessions (--no-report / report): 0.31-0.37 s / 0.47-0.58 s (bba998a), 1.14 s / 2.30 s
 # before the pipelining.
 # Where the time goes:

@@ -7,7 +7,7 @@
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
-#include "io_test_util.hpp"
+#include "hand_safetensors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,46 +19,16 @@
 #include <vector>
 
 namespace io = lowbit::io;
+using lowbit_test::build;
+using lowbit_test::dequant;
+using lowbit_test::f32_bytes;
+using lowbit_test::open_bytes;
+using lowbit_test::raw_tensor;
 using lowbit_test::scratch_dir;
+using lowbit_test::u16_bytes;
+using lowbit_test::u8_bytes;
 
 namespace {
-
-struct raw_tensor {
-  std::string name, dtype;
-  std::vector<std::int64_t> shape;
-  std::string bytes;
-};
-
-// A safetensors file built by hand from `ts` (in order).
-std::string build(const std::vector<raw_tensor>& ts) {
-  std::string h = "{", data;
-  for (const auto& t : ts) {
-    std::string shape;
-    for (auto d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    if (h.size() > 1) h += ",";
-    h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
-         std::to_string(data.size() + t.bytes.size()) + "]}";
-    data += t.bytes;
-  }
-  return lowbit_test::raw_safetensors(h + "}", data);
-}
-
-std::string f32_bytes(const std::vector<float>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
-std::string u8_bytes(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
-std::string u16_bytes(const std::vector<std::uint16_t>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 2); }
-
-lowbit::status open_bytes(const std::string& file, io::checkpoint& c) {
-  io::safetensors_file f;
-  LOWBIT_TRY(io::safetensors_file::parse(reinterpret_cast<const std::uint8_t*>(file.data()), file.size(), "hand.safetensors", f));
-  c = io::checkpoint::adopt(std::move(f), "hand.safetensors");
-  return {};
-}
-
-std::vector<float> dequant(const lowbit::scaled_tensor& q) {
-  std::vector<float> out(static_cast<std::size_t>(q.numel()));
-  EXPECT_TRUE(lowbit::dequantize(q, out.data(), lowbit::dtype::f32).ok());
-  return out;
-}
 
 io::ct_quant_args fp8_args(const char* strategy, std::int64_t group = 0, std::int64_t br = 0, std::int64_t bc = 0) {
   io::ct_quant_args a;

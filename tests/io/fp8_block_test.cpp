@@ -6,7 +6,7 @@
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
-#include "io_test_util.hpp"
+#include "hand_safetensors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -18,47 +18,16 @@
 #include <vector>
 
 namespace io = lowbit::io;
+using lowbit_test::build;
+using lowbit_test::dequant;
+using lowbit_test::f32_bytes;
+using lowbit_test::open_bytes;
+using lowbit_test::raw_tensor;
 using lowbit_test::scratch_dir;
+using lowbit_test::u16_bytes;
+using lowbit_test::u8_bytes;
 
 namespace {
-
-struct raw_tensor {
-  std::string name, dtype;
-  std::vector<std::int64_t> shape;
-  std::string bytes;
-};
-
-// A safetensors file built by hand from `ts` (in order).
-std::string build(const std::vector<raw_tensor>& ts) {
-  std::string h = "{", data;
-  for (const auto& t : ts) {
-    std::string shape;
-    for (auto d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    if (h.size() > 1) h += ",";
-    h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
-         std::to_string(data.size() + t.bytes.size()) + "]}";
-    data += t.bytes;
-  }
-  return lowbit_test::raw_safetensors(h + "}", data);
-}
-
-std::string f32_bytes(const std::vector<float>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
-std::string u8_bytes(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
-std::string bf16_bytes(const std::vector<std::uint16_t>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 2); }
-
-// Opens the bytes `file` (kept alive by the caller) as a checkpoint.
-lowbit::status open_bytes(const std::string& file, io::checkpoint& c) {
-  io::safetensors_file f;
-  LOWBIT_TRY(io::safetensors_file::parse(reinterpret_cast<const std::uint8_t*>(file.data()), file.size(), "hand.safetensors", f));
-  c = io::checkpoint::adopt(std::move(f), "hand.safetensors");
-  return {};
-}
-
-std::vector<float> dequant(const lowbit::scaled_tensor& q) {
-  std::vector<float> out(static_cast<std::size_t>(q.numel()));
-  EXPECT_TRUE(lowbit::dequantize(q, out.data(), lowbit::dtype::f32).ok());
-  return out;
-}
 
 io::fp8_block_config block(std::int64_t r, std::int64_t c) {
   io::fp8_block_config cfg;
@@ -102,7 +71,7 @@ TEST(Fp8Block, DefaultBlocksPartialEdgesAndBf16Scales) {
   const std::vector<std::uint8_t> codes(static_cast<std::size_t>(n * k), 0x38);
   for (const char* dt : {"F32", "BF16"}) {
     SCOPED_TRACE(dt);
-    const std::string sb = std::string(dt) == "F32" ? f32_bytes({1.0f, 2.0f, 3.0f, 0.5f}) : bf16_bytes({0x3F80, 0x4000, 0x4040, 0x3F00});
+    const std::string sb = std::string(dt) == "F32" ? f32_bytes({1.0f, 2.0f, 3.0f, 0.5f}) : u16_bytes({0x3F80, 0x4000, 0x4040, 0x3F00});
     const std::string file = build({{"a.weight", "F8_E4M3", {n, k}, u8_bytes(codes)}, {"a.weight_scale_inv", dt, {2, 2}, sb}});
     io::checkpoint c;
     ASSERT_TRUE(open_bytes(file, c).ok());
@@ -178,7 +147,7 @@ std::vector<bad_case> bad_cases() {
       {"weight BF16", {w("BF16", {2, 3}, codes + codes), sc("F32", {1, 2}, f32_bytes({1, 1}))}, "BF16", "m.weight"},
       {"weight 3-D", {w("F8_E4M3", {1, 2, 3}, codes), sc("F32", {1, 2}, f32_bytes({1, 1}))}, "2-D", "m.weight"},
       {"scale missing", {w("F8_E4M3", {2, 3}, codes)}, "missing", "m.weight_scale_inv"},
-      {"scale F16", {w("F8_E4M3", {2, 3}, codes), sc("F16", {1, 2}, bf16_bytes({0x3C00, 0x3C00}))}, "F16", "m.weight_scale_inv"},
+      {"scale F16", {w("F8_E4M3", {2, 3}, codes), sc("F16", {1, 2}, u16_bytes({0x3C00, 0x3C00}))}, "F16", "m.weight_scale_inv"},
       {"scale U8", {w("F8_E4M3", {2, 3}, codes), sc("U8", {1, 2}, u8_bytes({1, 1}))}, "U8", "m.weight_scale_inv"},
       {"scale too few columns", {w("F8_E4M3", {2, 3}, codes), sc("F32", {1, 1}, f32_bytes({1}))}, "[1, 2]", "m.weight_scale_inv"},
       {"scale too many rows", {w("F8_E4M3", {2, 3}, codes), sc("F32", {2, 2}, f32_bytes({1, 1, 1, 1}))}, "[1, 2]", "m.weight_scale_inv"},
@@ -187,7 +156,7 @@ std::vector<bad_case> bad_cases() {
       {"scale 3-D", {w("F8_E4M3", {2, 3}, codes), sc("F32", {1, 2, 1}, f32_bytes({1, 1}))}, "[1, 2]", "m.weight_scale_inv"},
       {"scale NaN", {w("F8_E4M3", {2, 3}, codes), sc("F32", {1, 2}, f32_bytes({1, nan}))}, "[0, 1] is NaN", "m.weight_scale_inv"},
       {"scale Inf", {w("F8_E4M3", {2, 3}, codes), sc("F32", {1, 2}, f32_bytes({-inf, 1}))}, "[0, 0] is infinite", "m.weight_scale_inv"},
-      {"scale BF16 NaN", {w("F8_E4M3", {2, 3}, codes), sc("BF16", {1, 2}, bf16_bytes({0x3F80, 0x7FC0}))}, "[0, 1] is NaN", "m.weight_scale_inv"},
+      {"scale BF16 NaN", {w("F8_E4M3", {2, 3}, codes), sc("BF16", {1, 2}, u16_bytes({0x3F80, 0x7FC0}))}, "[0, 1] is NaN", "m.weight_scale_inv"},
       {"weight NaN code", {w("F8_E4M3", {2, 3}, nan_code), sc("F32", {1, 2}, f32_bytes({1, 1}))}, "[1, 2] is the NaN code 0xFF", "m.weight"},
   };
 }

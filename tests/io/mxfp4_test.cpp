@@ -7,7 +7,7 @@
 #include <lowbit/io.hpp>
 #include <lowbit/lowbit.hpp>
 
-#include "io_test_util.hpp"
+#include "hand_safetensors.hpp"
 
 #include <gtest/gtest.h>
 
@@ -19,44 +19,16 @@
 #include <vector>
 
 namespace io = lowbit::io;
+using lowbit_test::build;
+using lowbit_test::dequant;
+using lowbit_test::f32_bytes;
+using lowbit_test::open_bytes;
+using lowbit_test::raw_tensor;
 using lowbit_test::scratch_dir;
+using lowbit_test::u16_bytes;
+using lowbit_test::u8_bytes;
 
 namespace {
-
-struct raw_tensor {
-  std::string name, dtype;
-  std::vector<std::int64_t> shape;
-  std::string bytes;
-};
-
-// A safetensors file built by hand from `ts` (in order).
-std::string build(const std::vector<raw_tensor>& ts) {
-  std::string h = "{", data;
-  for (const auto& t : ts) {
-    std::string shape;
-    for (auto d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    if (h.size() > 1) h += ",";
-    h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" + shape + "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
-         std::to_string(data.size() + t.bytes.size()) + "]}";
-    data += t.bytes;
-  }
-  return lowbit_test::raw_safetensors(h + "}", data);
-}
-
-std::string u8_bytes(const std::vector<std::uint8_t>& v) { return std::string(v.begin(), v.end()); }
-
-lowbit::status open_bytes(const std::string& file, io::checkpoint& c) {
-  io::safetensors_file f;
-  LOWBIT_TRY(io::safetensors_file::parse(reinterpret_cast<const std::uint8_t*>(file.data()), file.size(), "hand.safetensors", f));
-  c = io::checkpoint::adopt(std::move(f), "hand.safetensors");
-  return {};
-}
-
-std::vector<float> dequant(const lowbit::scaled_tensor& q) {
-  std::vector<float> out(static_cast<std::size_t>(q.numel()));
-  EXPECT_TRUE(lowbit::dequantize(q, out.data(), lowbit::dtype::f32).ok());
-  return out;
-}
 
 // The e2m1 table, written out from the OCP MX spec (and gpt-oss's FP4_VALUES).
 const float fp4[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};

@@ -116,24 +116,15 @@ inline status from_json(const nlohmann::json& j, const std::string& where, fp8_b
 /// Reads `path` (a config.json) and its fp8 `quantization_config`. Errors: unreadable file,
 /// invalid UTF-8 or JSON, no quantization_config, or what from_json rejects.
 inline status read_fp8_block_config(const std::string& path, fp8_block_config& out) {
-  std::string text;
-  LOWBIT_TRY(read_text_file(path, text));
-  nlohmann::json j;
-  LOWBIT_TRY(parse_json_text(text, path, j));
-  if (!j.is_object() || !j.contains("quantization_config")) return status::error(errc::invalid_argument, "%s: no quantization_config", path.c_str());
-  return from_json(j["quantization_config"], path, out);
+  nlohmann::json q;
+  LOWBIT_TRY(detail::read_config_quantization(path, q));
+  return from_json(q, path, out);
 }
 
 /// Writes `path` atomically: the JSON object `base_text` ("" for an empty object) with
 /// `quantization_config` set to `c`, keys sorted, indented by 2 (as write_config does).
 inline status write_fp8_block_config(const std::string& path, const std::string& base_text, const fp8_block_config& c) {
-  nlohmann::json j = nlohmann::json::object();
-  if (!base_text.empty()) {
-    LOWBIT_TRY(parse_json_text(base_text, path + " (base config)", j));
-    if (!j.is_object()) return status::error(errc::invalid_argument, "%s: base config is not a JSON object", path.c_str());
-  }
-  j["quantization_config"] = to_json(c);
-  return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return detail::write_config_with(path, base_text, to_json(c));
 }
 
 /// The scale tensor's name of weight `weight`: `weight + "_scale_inv"`.

@@ -161,30 +161,47 @@ inline dtype recorded_dtype(const nlohmann::json& config, dtype fallback) noexce
   return fallback;
 }
 
-/// Reads `path` (a config.json) and its `quantization_config`. Errors: unreadable file, invalid
-/// UTF-8 or JSON, no quantization_config, or what from_json rejects.
-inline status read_quantization_config(const std::string& path, bnb_quantization_config& out) {
+namespace detail {
+/// The `quantization_config` of config.json `path` into `out`. Errors: unreadable file, invalid
+/// UTF-8 or JSON, not an object, no quantization_config.
+inline status read_config_quantization(const std::string& path, nlohmann::json& out) {
   std::string text;
   LOWBIT_TRY(read_text_file(path, text));
   nlohmann::json j;
   LOWBIT_TRY(parse_json_text(text, path, j));
   if (!j.is_object() || !j.contains("quantization_config")) return status::error(errc::invalid_argument, "%s: no quantization_config", path.c_str());
-  return from_json(j["quantization_config"], path, out);
+  out = std::move(j["quantization_config"]);
+  return {};
 }
 
 /// Writes `path` atomically: the JSON object `base_text` (another config.json's text; "" for an
-/// empty object) with `quantization_config` set to `c` (replacing any), every object's keys sorted
-/// and indented by 2, as transformers writes config.json (`json.dumps(indent=2, sort_keys=True)`).
-/// Linear in the text's size apart from sorting (a JSON object that kept the input's key order
-/// would look each key up among those before it: quadratic in the number of keys).
-inline status write_config(const std::string& path, const std::string& base_text, const bnb_quantization_config& c) {
+/// empty object) with `quantization_config` set to `qc` (replacing any), every object's keys
+/// sorted and indented by 2, as transformers writes config.json (`json.dumps(indent=2,
+/// sort_keys=True)`). Linear in the text's size apart from sorting (a JSON object that kept the
+/// input's key order would look each key up among those before it: quadratic in the number of keys).
+inline status write_config_with(const std::string& path, const std::string& base_text, const nlohmann::json& qc) {
   nlohmann::json j = nlohmann::json::object();
   if (!base_text.empty()) {
     LOWBIT_TRY(parse_json_text(base_text, path + " (base config)", j));
     if (!j.is_object()) return status::error(errc::invalid_argument, "%s: base config is not a JSON object", path.c_str());
   }
-  j["quantization_config"] = to_json(c);
+  j["quantization_config"] = qc;
   return write_file_atomic(path, j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+}  // namespace detail
+
+/// Reads `path` (a config.json) and its `quantization_config`. Errors: unreadable file, invalid
+/// UTF-8 or JSON, no quantization_config, or what from_json rejects.
+inline status read_quantization_config(const std::string& path, bnb_quantization_config& out) {
+  nlohmann::json q;
+  LOWBIT_TRY(detail::read_config_quantization(path, q));
+  return from_json(q, path, out);
+}
+
+/// Writes `path` atomically: `base_text` with `quantization_config` set to `c`
+/// (detail::write_config_with: keys sorted, indented by 2, as transformers writes config.json).
+inline status write_config(const std::string& path, const std::string& base_text, const bnb_quantization_config& c) {
+  return detail::write_config_with(path, base_text, to_json(c));
 }
 
 }  // namespace io
