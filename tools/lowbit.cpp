@@ -1817,6 +1817,14 @@ struct encoded_weight {
   virtual lowbit::status dequantize(float* y, int threads) const = 0;
 };
 
+// A quantized weight held as lowbit's quant_tensor or scaled_tensor `Q`, written by `Write`.
+template <class Q, lowbit::status (*Write)(io::safetensors_writer&, const Q&)>
+struct held_weight final : encoded_weight {
+  Q q;
+  lowbit::status write(io::safetensors_writer& w) const override { return Write(w, q); }
+  lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
+};
+
 // A safetensors layout convert writes a checkpoint's weights in.
 struct st_layout {
   virtual ~st_layout() = default;
@@ -1868,11 +1876,7 @@ struct bnb_st_layout final : st_layout {
     LOWBIT_TRY(lowbit::resolve_block_size(p.gran, shape, l.block_size));
     return io::bnb_entries_largest(name, l, out);
   }
-  struct weight final : encoded_weight {
-    lowbit::quant_tensor q;
-    lowbit::status write(io::safetensors_writer& w) const override { return io::write_bnb(w, q); }
-    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
-  };
+  using weight = held_weight<lowbit::quant_tensor, io::write_bnb>;
   lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
                         std::unique_ptr<encoded_weight>& out) const override {
     auto e = std::make_unique<weight>();
@@ -1911,11 +1915,7 @@ struct fp8_block_st_layout final : st_layout {
     out.push_back({io::fp8_scale_name(name), io::st_dtype::F32, {(shape[0] + cfg.block_rows - 1) / cfg.block_rows, (shape[1] + cfg.block_cols - 1) / cfg.block_cols}});
     return {};
   }
-  struct weight final : encoded_weight {
-    lowbit::scaled_tensor q;
-    lowbit::status write(io::safetensors_writer& w) const override { return io::write_fp8_block(w, q); }
-    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
-  };
+  using weight = held_weight<lowbit::scaled_tensor, io::write_fp8_block>;
   lowbit::status encode(const std::string& name, const std::vector<std::int64_t>& shape, const void* data, lowbit::dtype dt, int threads,
                         std::unique_ptr<encoded_weight>& out) const override {
     auto e = std::make_unique<weight>();
@@ -2020,12 +2020,6 @@ struct ct_st_layout final : st_layout {
     }
     return {};
   }
-  struct scaled_weight final : encoded_weight {
-    lowbit::scaled_tensor q;
-    bool nvfp4 = false;
-    lowbit::status write(io::safetensors_writer& w) const override { return nvfp4 ? io::write_ct_nvfp4(w, q) : io::write_ct_fp8(w, q); }
-    lowbit::status dequantize(float* y, int threads) const override { return lowbit::dequantize(q, y, lowbit::dtype::f32, lowbit::host::options{threads, false, true}); }
-  };
   struct int_weight final : encoded_weight {
     io::ct_int_weight w;
     io::ct_encoded e;
@@ -2041,16 +2035,17 @@ struct ct_st_layout final : st_layout {
                         std::unique_ptr<encoded_weight>& out) const override {
     const std::string x = n.substr(0, n.size() - 7);
     const lowbit::host::options opt{threads, false, true};
-    if (format != "pack-quantized") {
-      auto e = std::make_unique<scaled_weight>();
-      e->nvfp4 = format == "nvfp4-pack-quantized";
-      if (e->nvfp4) {
-        LOWBIT_TRY(io::quantize_ct_nvfp4(data, dt, shape, args, e->q, opt));
-        LOWBIT_TRY(io::ct_nvfp4_entries(x, e->q, e->entries));
-      } else {
-        LOWBIT_TRY(io::quantize_ct_fp8(data, dt, shape, args, e->q, opt));
-        LOWBIT_TRY(io::ct_fp8_entries(x, e->q, args, e->entries));
-      }
+    if (format == "nvfp4-pack-quantized") {
+      auto e = std::make_unique<held_weight<lowbit::scaled_tensor, io::write_ct_nvfp4>>();
+      LOWBIT_TRY(io::quantize_ct_nvfp4(data, dt, shape, args, e->q, opt));
+      LOWBIT_TRY(io::ct_nvfp4_entries(x, e->q, e->entries));
+      out = std::move(e);
+      return {};
+    }
+    if (format == "float-quantized") {
+      auto e = std::make_unique<held_weight<lowbit::scaled_tensor, io::write_ct_fp8>>();
+      LOWBIT_TRY(io::quantize_ct_fp8(data, dt, shape, args, e->q, opt));
+      LOWBIT_TRY(io::ct_fp8_entries(x, e->q, args, e->entries));
       out = std::move(e);
       return {};
     }
