@@ -500,6 +500,51 @@ TEST(Errors, AllowNonFinite) {
   }
 }
 
+// An Inf without a NaN in its block (allow_nonfinite): the block's inv is 0, so the Inf's x * inv is
+// NaN and takes the codec's NaN result on every path. The SIMD encoders once took the sign of x86's
+// default NaN instead (int8_absmax 127, e4m3fn -448, e2m1fn -6).
+TEST(Errors, AllowNonFiniteInfBlocksEncodeAsNaNOnEveryPath) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed());
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (dtype dt : {dtype::f32, dtype::bf16}) {
+    std::vector<float> xf(4096);
+    for (float& v : xf) v = normal(rng);
+    xf[200] = INFINITY;
+    xf[1000] = -INFINITY;
+    xf[1001] = INFINITY;
+    std::vector<lowbit::bf16> xb(xf.size());
+    for (std::size_t i = 0; i < xf.size(); ++i) xb[i] = lowbit::from_float<lowbit::bf16>(xf[i]);
+    for (format f : {format::nf4, format::bnb_fp4, format::bnb_dynamic8, format::int8_absmax, format::uint8_zeropoint,
+                     format::e4m3fn, format::e5m2, format::e2m1fn}) {
+      SCOPED_TRACE(std::string(lowbit::info(f).name) + " " + lowbit::dtype_name(dt));
+      std::vector<std::vector<std::uint8_t>> codes;
+      for (int path = 0; path < 3; ++path) {
+        lowbit::host::options opt;
+        opt.allow_nonfinite = true;
+        opt.simd = path > 0;
+        opt.avx512 = path > 1;
+        engine_output e;
+        ASSERT_TRUE((dt == dtype::f32 ? run_quantize(f, xf.data(), 4096, 64, false, opt, e)
+                                      : run_quantize(f, xb.data(), 4096, 64, false, opt, e)).ok());
+        codes.push_back(e.codes);
+      }
+      EXPECT_EQ(codes[1], codes[0]) << "AVX2 path";
+      EXPECT_EQ(codes[2], codes[0]) << "AVX-512 path";
+      // the portable path against engine.hpp's definition: the Inf elements get the code of NaN
+      // (uint8_zeropoint: its zero point, 0 here as lo is finite and inv 0)
+      const int want = f == format::e4m3fn || f == format::e5m2 ? 0x7F : (f == format::e2m1fn ? 7 : 0);
+      for (std::size_t i : {std::size_t{200}, std::size_t{1000}, std::size_t{1001}}) {
+        const std::uint8_t c = lowbit::info(f).bits == 4 ? ((i & 1) == (lowbit::info(f).order == lowbit::codecs::nibble_order::high_first ? 0u : 1u)
+                                                               ? codes[0][i / 2] >> 4
+                                                               : codes[0][i / 2] & 15)
+                                                         : codes[0][i];
+        EXPECT_EQ(c, want) << "element " << i;
+      }
+    }
+  }
+}
+
 TEST(Errors, BadArguments) {
   std::vector<float> x(100, 1.0f);
   std::vector<std::uint8_t> codes(100), zps(4);

@@ -116,7 +116,9 @@ LOWBIT_HD bool is_finite_bits(T v) noexcept {
   }
 }
 
-/// Per-block statistics plus whether the block holds a NaN.
+/// Per-block statistics plus whether the block holds a NaN or an Inf (allow_nonfinite only). Either
+/// makes some `x * inv` NaN (an Inf block's inv is 0, and Inf * 0 is NaN), which the SIMD encoders
+/// do not give the codec's NaN result, so such blocks are encoded by the portable code.
 struct stats_entry {
   quant::block_stats st;
   bool has_nan = false;
@@ -141,10 +143,8 @@ std::int64_t range_stats(const T* x, std::int64_t e0, std::int64_t e1, stats_ent
     const float v = to_float(load(x + i));
     if (!is_finite_bits(load(x + i))) {
       if (first_bad < 0) first_bad = i;
-      if (v != v) {
-        s.has_nan = true;
-        continue;
-      }
+      s.has_nan = true;
+      if (v != v) continue;
     }
     s.st.add(v);
   }
