@@ -298,6 +298,57 @@ TEST(CheckerMutations, LostAtomicUpdateAcrossBlocks) {
       [&] { EXPECT_EQ(result.get()[0], want); });
 }
 
+// ---- 6b. the "last block" pattern: blocks publish through __threadfence() and an atomic -------
+
+/// Bug 0: correct (the CUDA samples' threadFenceReduction); 1: no fence between the partial sums'
+/// stores and the counter (nothing releases them); 2: the last block reads the partial sums
+/// without a fence after its atomic (nothing acquires them).
+template <int Bug>
+__global__ void last_block_sum_kernel(const int* x, int* partial, unsigned* count, int* result) {
+  LOWBIT_SHARED(int, sum);
+  LOWBIT_SHARED(bool, last);
+  if (threadIdx.x == 0) sum = 0;
+  __syncthreads();
+  atomicAdd(&sum, x[blockIdx.x * blockDim.x + threadIdx.x]);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    partial[blockIdx.x] = sum;  // BUG:release-write
+    if (Bug != 1) __threadfence();
+    last = atomicAdd(count, 1u) == gridDim.x - 1;
+    if (last && Bug != 2) __threadfence();
+  }
+  __syncthreads();
+  if (last && threadIdx.x == 0) {
+    int total = 0;
+    for (unsigned b = 0; b < gridDim.x; ++b) total += partial[b];  // BUG:acquire-read
+    *result = total;
+  }
+}
+
+TEST(CheckerRules, LastBlockPatternNeedsAFenceOnEitherSide) {
+  std::vector<int> xh(6 * 32);
+  for (std::size_t i = 0; i < xh.size(); ++i) xh[i] = static_cast<int>(i % 7) - 3;
+  int want = 0;
+  for (int v : xh) want += v;
+  dev<int> x(xh), partial(std::vector<int>(6)), result(std::vector<int>(1));
+  dev<unsigned> count(std::vector<unsigned>(1));
+  auto run = [&](auto kernel, const launch_options& o) {
+    count.p[0] = 0;
+    lowbit::simt::launch_with(o, kernel, dim3(6), dim3(32), 0, x.p, partial.p, count.p, result.p);
+  };
+  for (int bug : {1, 2}) {
+    SCOPED_TRACE(bug == 1 ? "no release fence" : "no acquire fence");
+    expect_caught(
+        "race", {site("BUG:release-write"), site("BUG:acquire-read"), "no __threadfence() + atomic release and acquire"},
+        [&](const launch_options& o) {
+          if (bug == 1) run(last_block_sum_kernel<1>, o);
+          else run(last_block_sum_kernel<2>, o);
+        },
+        [&](const launch_options& o) { run(last_block_sum_kernel<0>, o); },
+        [&] { EXPECT_EQ(result.get()[0], want); });
+  }
+}
+
 // ---- 7. a one-element over-read (a dropped tail check) -----------------------------------------
 
 template <bool Bug>

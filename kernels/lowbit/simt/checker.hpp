@@ -22,8 +22,14 @@
 ///   of the lanes in `mask`. Warp shuffles and votes do not order memory (CUDA Programming Guide:
 ///   "These intrinsics do not imply a memory barrier"). Blocks of one launch are never ordered with
 ///   each other (their order and concurrency on a GPU are undefined), so any conflicting non-atomic
-///   pair between two blocks is reported, whatever order the executor ran them in; launches are
-///   ordered (one stream). Memory fences are not modelled (no lowbit kernel synchronizes blocks).
+///   pair between two blocks is reported, whatever order the executor ran them in, unless the
+///   blocks synchronized the way the CUDA memory model allows (the "last block" pattern of the
+///   CUDA samples' threadFenceReduction): the first access's block released it, a thread of it
+///   executing `__threadfence()` after the access (the accessing thread, or any thread of the
+///   block after a `__syncthreads()` that follows the access) and then an atomic on some location;
+///   and the second access's thread acquired it, an atomic on that location after the release
+///   (atomic read-modify-writes form one release sequence), then `__threadfence()`, then the
+///   access. Launches are ordered (one stream).
 /// - `uninitialized shared memory read`: a byte of shared memory no thread of this block wrote.
 /// - `uninitialized device memory read`: a byte of a device allocation that neither the host
 ///   (copies, memsets: simt::device_written) nor any kernel wrote.
@@ -60,6 +66,9 @@ inline std::vector<shadow_cell>& dyn_shadow() {
 }
 
 LOWBIT_SIMT_UNCHECKED inline void check_launch_begin(exec& ex) {
+  ex.releases.clear();
+  ex.acquires.clear();
+  ex.last_fence.clear();
   auto& s = smem_shadow();
   if (s.size() < static_shared_limit) s.resize(static_shared_limit);
   auto& d = dyn_shadow();
@@ -89,12 +98,53 @@ LOWBIT_SIMT_UNCHECKED inline void begin_report(exec& ex, const char* what, acc_k
   ex.msg += " at {@1}";
 }
 
+/// The key of a thread's fence and atomic records: its block's serial number and its index.
+LOWBIT_SIMT_UNCHECKED inline std::uint64_t sync_key(std::uint64_t cta, unsigned thread) noexcept { return cta << 16 | thread; }
+
+/// Whether access `a` of another block is ordered before `cur` by a release of a's block and an
+/// acquire of cur's thread on one location (see the file comment).
+LOWBIT_SIMT_UNCHECKED inline bool synchronized(const exec& ex, const access_rec& a, const access_rec& cur) {
+  const auto rel = ex.releases.find(a.cta);
+  const auto acq = ex.acquires.find(sync_key(cur.cta, cur.thread));
+  if (rel == ex.releases.end() || acq == ex.acquires.end()) return false;
+  for (const exec::release_rec& r : rel->second) {
+    if (r.fence_time <= a.time || (r.thread != a.thread && r.fence_bar <= a.bar)) continue;
+    for (const exec::acquire_rec& q : acq->second)
+      if (q.loc == r.loc && q.atomic_time > r.atomic_time && q.fence_time != 0 && q.fence_time < cur.time) return true;
+  }
+  return false;
+}
+
+/// A `__threadfence()` by kernel code: completes the thread's pending acquires.
+LOWBIT_SIMT_UNCHECKED inline void on_fence() {
+  if (!t_in_fiber || g_exec == nullptr) return;
+  exec& ex = *g_exec;
+  const std::uint64_t key = sync_key(ex.cta_serial, g_cur->linear);
+  const std::uint64_t now = ++ex.clock;
+  ex.last_fence[key] = {now, ex.bar_epoch};
+  const auto acq = ex.acquires.find(key);
+  if (acq != ex.acquires.end())
+    for (exec::acquire_rec& q : acq->second)
+      if (q.fence_time == 0) q.fence_time = now;
+}
+
+/// An atomic by kernel code at `loc`: a release if the thread has fenced, and a pending acquire.
+LOWBIT_SIMT_UNCHECKED inline void on_atomic(const void* loc) {
+  exec& ex = *g_exec;
+  const std::uint64_t key = sync_key(ex.cta_serial, g_cur->linear);
+  const std::uint64_t now = ++ex.clock;
+  const auto f = ex.last_fence.find(key);
+  if (f != ex.last_fence.end())
+    ex.releases[ex.cta_serial].push_back({f->second.first, now, loc, f->second.second, static_cast<std::uint16_t>(g_cur->linear)});
+  ex.acquires[key].push_back({now, 0, loc});
+}
+
 /// Whether access `a` (already recorded) and the running thread's access `cur` may conflict
 /// (`shared`: the memory is the block's own, so other blocks' accesses were to other memory).
 LOWBIT_SIMT_UNCHECKED inline bool unordered(const exec& ex, const access_rec& a, const access_rec& cur, bool shared) {
   if (a.pc == nullptr || a.launch != cur.launch) return false;  // none, or an earlier launch (stream order)
   if (a.atomic && cur.atomic) return false;
-  if (a.cta != cur.cta) return !shared;  // blocks of one launch are not ordered
+  if (a.cta != cur.cta) return !shared && !synchronized(ex, a, cur);  // blocks are not ordered but by fence + atomic
   if (a.thread == cur.thread || a.bar != cur.bar) return false;  // program order, or a __syncthreads between
   if (a.thread / 32u == cur.thread / 32u) {
     const unsigned both = (1u << (a.thread % 32u)) | (1u << (cur.thread % 32u));
@@ -102,7 +152,7 @@ LOWBIT_SIMT_UNCHECKED inline bool unordered(const exec& ex, const access_rec& a,
     for (std::size_t k = a.wseq; k < syncs.size(); ++k)
       if ((syncs[k] & both) == both) return false;  // a __syncwarp both lanes took part in
   }
-  return true;
+  return shared || !synchronized(ex, a, cur);  // in device memory, fence + atomic order threads too
 }
 
 LOWBIT_SIMT_UNCHECKED inline void report_race(exec& ex, acc_kind k, std::size_t n, const std::string& where,
@@ -112,7 +162,7 @@ LOWBIT_SIMT_UNCHECKED inline void report_race(exec& ex, acc_kind k, std::size_t 
   append(ex.msg, " conflicts with a %s by ", acc_name(prev_kind));
   append_linear(ex.msg, ex, prev.thread, prev.block);
   ex.msg += " at {@2}";
-  ex.msg += prev.cta != ex.cta_serial ? " (blocks of one launch are not ordered)"
+  ex.msg += prev.cta != ex.cta_serial ? " (blocks of one launch are not ordered, and no __threadfence() + atomic release and acquire orders them)"
                                       : " (no __syncthreads() or __syncwarp() orders them)";
   report(ex);
 }
@@ -167,6 +217,7 @@ __attribute__((noinline)) LOWBIT_SIMT_UNCHECKED inline void check_access(const v
   cur.wseq = static_cast<std::uint32_t>(ex.warp_syncs[f.linear / 32u].size());
   cur.thread = static_cast<std::uint16_t>(f.linear);
   cur.atomic = k == acc_kind::atomic;
+  cur.time = ++ex.clock;
   const bool shared = r.kind != mem_region::device;
   const bool reads = k != acc_kind::write, writes = k != acc_kind::read;
   for (std::size_t i = 0; i < n; ++i) {
@@ -207,6 +258,7 @@ LOWBIT_SIMT_UNCHECKED inline void on_access(const void* p, std::size_t n, acc_ki
 struct atomic_scope {
   LOWBIT_SIMT_UNCHECKED atomic_scope(const void* p, std::size_t n, const void* pc) {
     on_access(p, n, acc_kind::atomic, true, pc);
+    if (t_in_fiber && g_exec != nullptr) on_atomic(p);
   }
 };
 

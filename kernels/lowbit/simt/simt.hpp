@@ -112,6 +112,7 @@ LOWBIT_NAMESPACE_END
 #  include <vector>
 
 #  include <map>
+#  include <unordered_map>
 
 #  include <dlfcn.h>
 #  include <link.h>
@@ -368,6 +369,21 @@ struct exec {
   std::uint32_t bar_epoch = 0;       // block barriers the running block has completed
   std::vector<std::vector<unsigned>> warp_syncs;  // per warp: masks of its completed __syncwarp
   std::vector<const void*> report_pcs;            // code addresses a report names ("{@k}")
+  // fence + atomic synchronization between blocks of one launch (the checker's, checker.hpp)
+  struct release_rec {
+    std::uint64_t fence_time, atomic_time;  // a __threadfence, then an atomic on `loc`
+    const void* loc;
+    std::uint32_t fence_bar;  // the block's barriers completed at the fence
+    std::uint16_t thread;
+  };
+  struct acquire_rec {
+    std::uint64_t atomic_time, fence_time;  // an atomic on `loc`, then (fence_time != 0) a __threadfence
+    const void* loc;
+  };
+  std::uint64_t clock = 0;                                                  // advances at every checked event
+  std::unordered_map<std::uint64_t, std::vector<release_rec>> releases;    // by block serial
+  std::unordered_map<std::uint64_t, std::vector<acquire_rec>> acquires;    // by sync_key(block, thread)
+  std::unordered_map<std::uint64_t, std::pair<std::uint64_t, std::uint32_t>> last_fence;  // same key: time, barriers
 };
 
 /// Bytes of static shared memory a block may declare (CUDA's limit for static allocations).
@@ -1199,6 +1215,7 @@ struct access_rec {
   std::uint32_t wseq = 0;     // __syncwarp operations the thread's warp had completed
   std::uint16_t thread = 0;   // linear thread index in the block
   std::uint8_t atomic = 0;    // 1: an atomic read-modify-write
+  std::uint64_t time = 0;     // the checker's clock at the access (exec::clock)
 };
 /// The checker's state of one byte: the last write, the last two reads by different threads, and
 /// whether the byte holds a written value (device memory: 1 once written by the host or a kernel;
@@ -1592,9 +1609,14 @@ LOWBIT_NAMESPACE_END
 
 // ---- device functions (global namespace, as in CUDA) -------------------------------------------
 
+#  if LOWBIT_SIMT_CHECKER
+inline void __threadfence() noexcept { ::lowbit::simt::detail::on_fence(); }
+inline void __threadfence_system() noexcept { ::lowbit::simt::detail::on_fence(); }
+#  else
 inline void __threadfence() noexcept {}
-inline void __threadfence_block() noexcept {}
 inline void __threadfence_system() noexcept {}
+#  endif
+inline void __threadfence_block() noexcept {}
 
 template <class T>
 inline T __ldg(const T* p) noexcept {
