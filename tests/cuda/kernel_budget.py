@@ -225,6 +225,7 @@ def analyze(insns, basis, elem_bytes):
         return r
     wmax = max(mem_width(insns[k])[1] for k in anchors_all)
     anchors = [k for k in anchors_all if mem_width(insns[k])[1] == wmax]
+    anchor_set = set(anchors)
     ablocks = sorted({cfg.block_of[k] for k in anchors})
     # the loop holding the most widest accesses (the unrolled main loop, not a remainder loop),
     # innermost among equals
@@ -239,7 +240,9 @@ def analyze(insns, basis, elem_bytes):
         body = range(s, e)
         count = sum(1 for k in body if insns[k].base not in ("NOP",))
         count += sum(cfg.call_cost(insns[k]) for k in body if cfg.is_call(insns[k]))
-        elems = sum(mem_width(insns[k])[1] for k in body if mem_width(insns[k]) and mem_width(insns[k])[0] == basis)
+        # elements from the widest accesses only: the loop may also load scales, offsets or (a
+        # nested routine) other arrays, which are not the kernel's elements
+        elems = sum(wmax for k in body if k in anchor_set)
         calls = [insns[k] for k in body if cfg.is_call(insns[k])]
         r.update(kind="loop", count=count, elems=elems / elem_bytes, calls=len(calls), region=e - s,
                  where="%04x-%04x" % (insns[s].addr, insns[e - 1].addr))
