@@ -139,16 +139,23 @@ enum class int8_multiplier : unsigned char {
   reciprocal_times_127,
 };
 
+/// The division of make_encoder: IEEE `a / b`. An engine may pass another routine that gives the
+/// same bits for the operands make_encoder divides (a >= 0, b > 0, either possibly +Inf, never
+/// both; a kernel's call-free division, for example).
+struct ieee_div {
+  LOWBIT_HD float operator()(float a, float b) const noexcept { return a / b; }
+};
+
 /// Turns block statistics into the block's stored scale and encoding multiplier. `rule` chooses
-/// int8_absmax's multiplier (ignored by the other formats).
-template <format F>
-LOWBIT_HD block_encoder make_encoder(const block_stats& st, int8_multiplier rule = int8_multiplier::quotient) noexcept {
+/// int8_absmax's multiplier (ignored by the other formats); `div` divides (see ieee_div).
+template <format F, class Div = ieee_div>
+LOWBIT_HD block_encoder make_encoder(const block_stats& st, int8_multiplier rule = int8_multiplier::quotient, Div div = {}) noexcept {
   block_encoder e;
   if constexpr (F == format::uint8_zeropoint) {
     const float range = st.hi - st.lo;
     if (!(range > 0.0f)) return e;
-    e.scale = range / 255.0f;
-    e.inv = 1.0f / e.scale;
+    e.scale = div(range, 255.0f);
+    e.inv = div(1.0f, e.scale);
     if (!(e.inv <= 3.40282347e38f)) return block_encoder{};
     e.zero = false;
     const float z = codecs::detail::clamp_or(lowbit::detail::mul_rn(-st.lo, e.inv), 0.0f, 255.0f, 0.0f);
@@ -157,9 +164,9 @@ LOWBIT_HD block_encoder make_encoder(const block_stats& st, int8_multiplier rule
   } else {
     if (!(st.absmax > 0.0f)) return e;
     const encoder_constants c = encoder_constants_of<F>();
-    e.scale = c.scale_divisor == 1.0f ? st.absmax : st.absmax / c.scale_divisor;
-    e.inv = F == format::int8_absmax && rule == int8_multiplier::reciprocal_times_127 ? lowbit::detail::mul_rn(c.code_max, 1.0f / st.absmax)
-                                                                                      : c.code_max / st.absmax;
+    e.scale = c.scale_divisor == 1.0f ? st.absmax : div(st.absmax, c.scale_divisor);
+    e.inv = F == format::int8_absmax && rule == int8_multiplier::reciprocal_times_127 ? lowbit::detail::mul_rn(c.code_max, div(1.0f, st.absmax))
+                                                                                      : div(c.code_max, st.absmax);
     if (!(e.inv <= 3.40282347e38f)) return block_encoder{};
     e.zero = false;
     return e;
@@ -226,6 +233,7 @@ inline constexpr std::int64_t offset_chunk = 1024;
 /// order, in double.
 LOWBIT_HD double offset_partial(const float* chunk, std::int64_t count) noexcept {
   double s = 0.0;
+  LOWBIT_UNROLL_8
   for (std::int64_t b = 0; b < count; ++b) s += chunk[b];
   return s;
 }
@@ -234,6 +242,7 @@ LOWBIT_HD double offset_partial(const float* chunk, std::int64_t count) noexcept
 /// sum in chunk order, divided by the block count, rounded to float32.
 LOWBIT_HD float offset_from_partials(const double* partials, std::int64_t nchunks, std::int64_t nblocks) noexcept {
   double s = 0.0;
+  LOWBIT_UNROLL_8
   for (std::int64_t c = 0; c < nchunks; ++c) s += partials[c];
   return static_cast<float>(s / static_cast<double>(nblocks));
 }

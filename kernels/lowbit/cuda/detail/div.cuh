@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file div.cuh
+/// @brief IEEE float32 division, round to nearest even, for the positive operands of the block
+///        encoders, inline and without a call. nvcc's `/` inlines a fast path and calls an
+///        out-of-line routine when an operand's exponent is extreme; in a streaming kernel that call
+///        sits in the steady-state loop (and the budget check costs it). This one gives the same
+///        bits for every positive operand pair with straight-line code.
+#pragma once
+
+#include "arch.cuh"
+
+LOWBIT_NAMESPACE_BEGIN
+namespace cuda {
+namespace detail {
+
+/// m in [1, 2) and e with x = m * 2^e, for finite x > 0 (subnormals included).
+__device__ __forceinline__ float split_exponent(float x, int& e) {
+  unsigned b = __float_as_uint(x);
+  int bias = 127;
+  if (b < 0x00800000u) {  // subnormal: scale by 2^32 first (exact)
+    b = __float_as_uint(x * 4294967296.0f);
+    bias += 32;
+  }
+  e = static_cast<int>(b >> 23) - bias;
+  return __uint_as_float((b & 0x007FFFFFu) | 0x3F800000u);
+}
+
+/// 1 / m rounded to nearest for m in [1, 2): a linear start (relative error <= 1/17), three Newton
+/// steps and a remainder correction, correct for every m but the largest (kernels_div_exhaustive_
+/// test checks all 2^23): for m = 2 - 2^-23 the correction lands on the tie 0.5 + 2^-25 from 0.5,
+/// while 1 / m lies just above it, so that one m is answered directly.
+__device__ __forceinline__ float reciprocal_1_2(float m) {
+  float r = __fmaf_rn(m, -8.0f / 17.0f, 24.0f / 17.0f);
+  LOWBIT_UNROLL
+  for (int i = 0; i < 3; ++i) r = __fmaf_rn(r, __fmaf_rn(-m, r, 1.0f), r);
+  r = __fmaf_rn(r, __fmaf_rn(-m, r, 1.0f), r);
+  return __float_as_uint(m) == 0x3FFFFFFFu ? __uint_as_float(0x3F000001u) : r;
+}
+
+/// a / b, IEEE round to nearest even, for a >= 0 and b >= 0 (+Inf allowed for either; not both
+/// 0 or both Inf; no NaN): what `a / b` gives, including subnormal results (rounded once from the exact quotient)
+/// and overflow to +Inf.
+__device__ __forceinline__ float div_rn_positive(float a, float b) {
+  const unsigned inf = 0x7F800000u;
+  if (__float_as_uint(a) == 0u || __float_as_uint(b) == inf) return 0.0f;
+  if (__float_as_uint(a) == inf || __float_as_uint(b) == 0u) return __uint_as_float(inf);
+  int ea, eb;
+  const float ma = split_exponent(a, ea), mb = split_exponent(b, eb);
+  // the quotient of the mantissas, rounded to nearest (Markstein: r = RN(1/mb), then one remainder
+  // step from q = RN(ma r)), in (0.5, 2)
+  const float r = reciprocal_1_2(mb);
+  float q = ma * r;
+  q = __fmaf_rn(__fmaf_rn(-mb, q, ma), r, q);
+  const float rest = __fmaf_rn(-mb, q, ma);  // exact: the sign says where ma / mb lies from q
+  const unsigned qb = __float_as_uint(q);
+  const int e = static_cast<int>(qb >> 23) - 127 + ea - eb;  // a / b = 1.f * 2^e (before rounding)
+  if (e > 127) return __uint_as_float(inf);
+  if (e >= -126) return __uint_as_float(qb + static_cast<unsigned>((ea - eb) * (1 << 23)));
+  // subnormal: round the 24-bit significand to 2^-149 units once, ties by the exact remainder
+  const int shift = -126 - e;
+  if (shift > 24) return 0.0f;
+  const unsigned sig = (qb & 0x007FFFFFu) | 0x00800000u;
+  const unsigned kept = sig >> shift, dropped = sig & ((1u << shift) - 1u), half = 1u << (shift - 1);
+  const bool up = dropped > half || (dropped == half && (rest > 0.0f || (rest == 0.0f && (kept & 1u))));
+  return __uint_as_float(kept + (up ? 1u : 0u));
+}
+
+/// quant::make_encoder's division in kernels: div_rn_positive on a GPU and under the executor (so
+/// the SIMT tests run it), IEEE `/` in nvcc's host pass.
+struct call_free_div {
+  LOWBIT_HD float operator()(float a, float b) const noexcept {
+#if defined(__CUDA_ARCH__) || LOWBIT_SIMT
+    return div_rn_positive(a, b);
+#else
+    return a / b;
+#endif
+  }
+};
+
+}  // namespace detail
+}  // namespace cuda
+LOWBIT_NAMESPACE_END
