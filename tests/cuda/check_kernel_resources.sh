@@ -23,7 +23,8 @@ echo "resource check: $kernels kernel compilations over architectures [$archs]: 
 [ "$bad" -eq 0 ] || { echo "FAIL: register spills"; exit 1; }
 [ "$frames" -eq 0 ] || { echo "FAIL: local memory (stack frame) in a kernel"; exit 1; }
 
-# 128-bit global loads in every elementwise kernel (stats, encode, dequantize), in the PTX.
+# 128-bit global loads in every elementwise kernel that reads its input (stats, encode, the general
+# dequantize, the one-pass quantizer and its finiteness scan), in the PTX.
 "$nvcc" -std=c++17 -O3 -I"$src/include" -I"$src/kernels" -arch=sm_80 -ptx "$tu" -o "$work/kernels.ptx"
 awk '
   /^\.visible \.entry|^\.entry|^\.weak \.entry/ { name = $NF; sub(/\(.*/, "", name); entry = name; entries[entry] = 0; next }
@@ -31,7 +32,7 @@ awk '
   END {
     fail = 0; n = 0
     for (e in entries) {
-      if (e ~ /stats_kernel|encode_kernel|dequantize_kernel/) {
+      if (e ~ /stats_kernel|encode_kernel|dequantize_kernel|[0-9]quantize_stream_kernel|finite_scan_kernel/) {
         n++
         if (entries[e] == 0) { print "FAIL: no 128-bit global load in " e; fail = 1 }
       }

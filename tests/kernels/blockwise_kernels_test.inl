@@ -46,7 +46,7 @@ struct host_result {
 };
 
 template <class T>
-host_result host_quantize(format f, const std::vector<T>& x, std::int64_t bs, bool nested) {
+host_result host_quantize(format f, const std::vector<T>& x, std::int64_t bs, bool nested, bool allow_nonfinite = false) {
   const std::int64_t n = static_cast<std::int64_t>(x.size()), nb = lowbit::quant::block_count(n, bs);
   host_result r;
   r.codes.resize(static_cast<std::size_t>(lowbit::code_bytes(f, n)));
@@ -65,7 +65,9 @@ host_result host_quantize(format f, const std::vector<T>& x, std::int64_t bs, bo
     q.nested_codes = r.nested_codes.data();
     q.nested_scales = r.nested_scales.data();
   }
-  const lowbit::status s = lowbit::host::quantize(x.data(), lowbit::dtype_of<T>::value, q);
+  lowbit::host::options opt;
+  opt.allow_nonfinite = allow_nonfinite;
+  const lowbit::status s = lowbit::host::quantize(x.data(), lowbit::dtype_of<T>::value, q, opt);
   EXPECT_TRUE(s.ok()) << s.message();
   r.offset = q.nested_offset;
   return r;
@@ -311,7 +313,157 @@ void check_stream(format f, std::int64_t n, std::int64_t bs, bool nested, std::i
         << "dequantized element " << i;
 }
 
+/// How check_quant_stream feeds the one-pass quantizer.
+enum class stream_input {
+  finite,         ///< default options
+  allow,          ///< NaN and +-Inf in the input, options::allow_nonfinite: the host's bytes, status ok
+  discard_error,  ///< NaN/Inf in two CTA chunks, untouched_on_error = false: the first index reported
+};
+
+/// The one-pass quantizer (detail::quantize_typed with at most `max_ctas` CTAs, so CTAs loop over
+/// several chunks) against the host engine on `n` elements of T in blocks of `bs`.
+template <class T>
+void check_quant_stream(format f, std::int64_t n, std::int64_t bs, bool nested, std::int64_t max_ctas, stream_input mode) {
+  LOWBIT_SEED_TRACE();
+  SCOPED_TRACE(std::string(lowbit::info(f).name) + " in " + lowbit::dtype_name(lowbit::dtype_of<T>::value) + " n " +
+               std::to_string(n) + " block " + std::to_string(bs) + (nested ? " nested" : "") + " ctas " +
+               std::to_string(max_ctas) + " mode " + std::to_string(static_cast<int>(mode)));
+  std::vector<T> x = input<T>(n, bs, static_cast<std::uint64_t>(n * 3 + bs));
+  const std::int64_t bad0 = n - 3, bad1 = n > 9000 ? 4100 + 7 : n / 2;  // bad1 < bad0, other chunk
+  if (mode != stream_input::finite) {
+    x[static_cast<std::size_t>(bad0)] = lowbit::from_float<T>(-INFINITY);
+    x[static_cast<std::size_t>(bad1)] = lowbit::from_float<T>(std::nanf(""));
+    if (n > 300) x[200] = lowbit::from_float<T>(INFINITY);
+  }
+  const std::int64_t nb = lowbit::quant::block_count(n, bs);
+  buffer<T> dx(x);
+  buffer<std::uint8_t> dcodes(static_cast<std::size_t>(lowbit::code_bytes(f, n))), dzp(static_cast<std::size_t>(nb)),
+      dncodes(static_cast<std::size_t>(nb));
+  buffer<float> dscales(static_cast<std::size_t>(nb)), dnscales(static_cast<std::size_t>(lowbit::quant::block_count(nb, 256))), doffset(1);
+  lowbit::quant_view q;
+  q.fmt = f;
+  q.numel = n;
+  q.block_size = bs;
+  q.codes = dcodes.get();
+  q.scales = nested ? nullptr : dscales.get();
+  q.zero_points = lowbit::info(f).zero_point ? dzp.get() : nullptr;
+  if (nested) {
+    q.nested_codes = dncodes.get();
+    q.nested_scales = dnscales.get();
+    q.nested_offset_device = doffset.get();
+  }
+  ASSERT_TRUE(lowbit::cuda::detail::can_stream_quantize(dx.get(), q)) << "not the one-pass path";
+  buffer<unsigned char> ws(lowbit::cuda::quantize_workspace_size(q));
+  lowbit::cuda::options opt;
+  opt.allow_nonfinite = mode == stream_input::allow;
+  opt.untouched_on_error = mode != stream_input::discard_error;
+  lowbit::status s = lowbit::cuda::detail::quantize_typed(dx.get(), q, opt, ws.get(), nullptr, max_ctas);
+  ASSERT_TRUE(s.ok()) << s.message();
+  s = lowbit::cuda::input_status(ws.get());
+  if (mode == stream_input::discard_error) {
+    EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+    const std::int64_t first = n > 300 ? 200 : bad1;
+    EXPECT_NE(std::string(s.message()).find("element " + std::to_string(first) + " "), std::string::npos) << s.message();
+    return;
+  }
+  ASSERT_TRUE(s.ok()) << s.message();
+  const host_result want = host_quantize(f, x, bs, nested, mode == stream_input::allow);
+  const auto codes = dcodes.download();
+  for (std::size_t i = 0; i < want.codes.size(); ++i) ASSERT_EQ(codes[i], want.codes[i]) << "code byte " << i;
+  if (nested) {
+    const auto nc = dncodes.download();
+    const auto ns = dnscales.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(nc[b], want.nested_codes[b]) << "nested code " << b;
+    for (std::size_t j = 0; j < want.nested_scales.size(); ++j)
+      ASSERT_EQ(lowbit_test::bits_of(ns[j]), lowbit_test::bits_of(want.nested_scales[j])) << "nested scale " << j;
+    ASSERT_EQ(lowbit_test::bits_of(doffset.download()[0]), lowbit_test::bits_of(want.offset)) << "nested offset";
+  } else {
+    const auto sc = dscales.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(lowbit_test::bits_of(sc[b]), lowbit_test::bits_of(want.scales[b])) << "scale " << b;
+  }
+  if (lowbit::info(f).zero_point) {
+    const auto zp = dzp.download();
+    for (std::int64_t b = 0; b < nb; ++b) ASSERT_EQ(zp[b], want.zero_points[b]) << "zero point " << b;
+  }
+}
+
 }  // namespace kt
+
+class StreamingQuantize : public ::testing::TestWithParam<lowbit::format> {};
+
+// CTAs looping over several 4096-element chunks, then the partial chunk; blocks from 16 elements
+// (4 float32 or 2 16-bit units) through a warp's 512 elements (shuffles only) to a CTA's 4096
+// (across warps); double quantization with more than one offset chunk completed in the main loop
+// and in the tail; non-finite input in each mode.
+TEST_P(StreamingQuantize, OnePassMatchesHostEngine) {
+  KT_REQUIRE_DEVICE();
+  const lowbit::format f = GetParam();
+  const std::int64_t big = kt::thorough_checker ? 3 * 4096 + 4 * 37 + 5 : 7 * 4096 + 4 * 37 + 5;
+  kt::for_each_order([&] {
+    for (std::int64_t bs : {std::int64_t{16}, std::int64_t{64}, std::int64_t{512}, std::int64_t{1024}, std::int64_t{4096}}) {
+      kt::check_quant_stream<float>(f, big, bs, false, 2, kt::stream_input::finite);
+      kt::check_quant_stream<lowbit::bf16>(f, big - 1, bs, false, 3, kt::stream_input::finite);
+      kt::check_quant_stream<lowbit::f16>(f, big + 2, bs, false, 1, kt::stream_input::finite);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    kt::check_quant_stream<float>(f, 4 * 4096, 16, false, 2, kt::stream_input::finite);  // no tail
+    kt::check_quant_stream<float>(f, 37, 16, false, 2, kt::stream_input::finite);        // tail only
+    kt::check_quant_stream<lowbit::bf16>(f, 4 * 4096 + 9, 32, false, 3, kt::stream_input::finite);
+    kt::check_quant_stream<float>(f, big, 64, false, 2, kt::stream_input::allow);
+    kt::check_quant_stream<lowbit::bf16>(f, big, 2048, false, 2, kt::stream_input::allow);
+    kt::check_quant_stream<float>(f, big, 64, false, 2, kt::stream_input::discard_error);
+    kt::check_quant_stream<lowbit::bf16>(f, 250, 32, false, 1, kt::stream_input::discard_error);
+    if (lowbit::info(f).bnb) {
+      // 1024-block offset chunks: two complete in the main loop (blocks of 32 and 64), the last in the tail
+      kt::check_quant_stream<float>(f, kt::thorough_checker ? 32 * 2100 + 3 : 64 * 2100 + 3, kt::thorough_checker ? 32 : 64, true, 3,
+                                    kt::stream_input::finite);
+      kt::check_quant_stream<lowbit::bf16>(f, big, 1024, true, 2, kt::stream_input::finite);
+      kt::check_quant_stream<lowbit::f16>(f, 5000, 16, true, 2, kt::stream_input::allow);
+    }
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, StreamingQuantize, ::testing::ValuesIn(kt::kFormats),
+                         [](const ::testing::TestParamInfo<lowbit::format>& p) { return std::string(lowbit::info(p.param).name); });
+
+// The cell table is built by device code; under the executor it runs on the host directly.
+#if !defined(__CUDACC__)
+namespace kt {
+
+/// Every cell of the one-pass quantizer's codebook table against the codec, at both ends of the
+/// cell and at its threshold +-1 ulp, over x in [-2, 1.98] (nf4) and |x| in [0, 1.98] (bnb_fp4).
+template <format F>
+void check_codebook_cells() {
+  using codec = typename lowbit::quant::scheme<F>::codec;
+  std::vector<lowbit::cuda::detail::codebook_cell> got(static_cast<std::size_t>(lowbit::cuda::detail::codebook_cells));
+  for (int n = 0; n < lowbit::cuda::detail::codebook_cells; ++n) got[static_cast<std::size_t>(n)] = lowbit::cuda::detail::make_codebook_cell<F>(n);
+  std::vector<float> probes;
+  for (float x = -2.0f; x < 1.984f; x = std::nextafter(x, 2.0f) + 1.0f / 4096.0f) probes.push_back(x);
+  for (int i = 0; i < (F == format::nf4 ? 15 : 7); ++i) {
+    const float t = codec::threshold(i);
+    for (float v : {t, std::nextafter(t, -3.0f), std::nextafter(t, 3.0f), -t, std::nextafter(-t, -3.0f), std::nextafter(-t, 3.0f)}) probes.push_back(v);
+  }
+  for (int m = 1; m < 128; ++m) {
+    for (int d = -1; d <= 1; ++d) {  // around the boundary of cells m - 1 and m, and its rounding slack
+      const float b = (8.0f * static_cast<float>(m) - 512.5f + 0.5f * static_cast<float>(d)) / 256.0f;
+      for (float v : {b, std::nextafter(b, -3.0f), std::nextafter(b, 3.0f)}) probes.push_back(v);
+    }
+  }
+  for (float v : {0.0f, -0.0f, 1e-45f, -1e-45f, 1.0f, -1.0f, 1.0000001f, -1.0000001f, std::nanf(""), -std::nanf("")}) probes.push_back(v);
+  for (float v : probes) {
+    if (F == format::bnb_fp4 && !(std::fabs(v) < 1.984f) && v == v) continue;
+    ASSERT_EQ(lowbit::cuda::detail::codebook_encode<F>(v, got.data()), static_cast<unsigned>(codec::encode(v))) << "x = " << v;
+  }
+}
+
+}  // namespace kt
+
+TEST(StreamingQuantizeCells, EveryCellMatchesTheCodec) {
+  kt::check_codebook_cells<lowbit::format::nf4>();
+  kt::check_codebook_cells<lowbit::format::bnb_fp4>();
+}
+#endif
+
 
 class StreamingDequantize : public ::testing::TestWithParam<lowbit::format> {};
 

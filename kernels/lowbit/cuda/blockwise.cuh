@@ -4,16 +4,30 @@
 ///        with double quantization. They evaluate the per-block formulas of
 ///        lowbit/quant/blockwise.hpp, shared with the host engine, and equal it bit for bit.
 ///
-/// @par Pipeline (quantize)
-/// 1. `stats_kernel`: per block max |x|, max x, max -x (CTA per block chunk, atomics across
-///    chunks), and the first non-finite index.
-/// 2. `finalize_kernel`: per block, the stored scale / zero point and the encoding multiplier.
-/// 3. `encode_kernel`: each thread encodes 16 (8-bit) or 32 (4-bit) consecutive elements into 16
-///    bytes of codes, reading its input with 128-bit loads where the address allows.
-/// With double quantization, the float32 absmax values then go through the same three kernels as
-/// bnb_dynamic8 in blocks of 256, after `offset_kernel` has formed their mean.
-/// If the input holds NaN or Inf and `options::allow_nonfinite` is false, kernels 2 and 3 write
-/// nothing; `input_status` reports the first bad index afterwards.
+/// @par Quantize: one pass (the common layouts)
+/// When the input is 16-byte aligned and blocks are 2^k elements, from one 16-byte unit (4 float32
+/// or 8 16-bit elements) to 4096 (can_stream_quantize), `quantize_stream_kernel` reads each
+/// element once: per CTA iteration a 4096-element chunk, each block's statistics reduced in
+/// registers (warp shuffles; blocks above 512 elements also across warps), its encoder formed, its
+/// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode). With
+/// double quantization the same kernel writes the float32 absmax values to the workspace and
+/// forms the nested offset as blocks complete (offset_chunk_done), and a second launch of it
+/// quantizes absmax - offset in blocks of 256. Before it, when nothing may be written on
+/// non-finite input (options::untouched_on_error, the default), `finite_scan_kernel` reads the
+/// input once to find a NaN/Inf; the quantizer then writes nothing if it found one. So: a memset
+/// of the workspace header and at most three kernels, none single-threaded.
+///
+/// @par Quantize: the general layouts
+/// Any other block size or alignment takes three kernels: `stats_kernel` (per block max |x|, max
+/// x, max -x; CTA per block chunk, atomics across chunks; the first non-finite index),
+/// `finalize_kernel` (per block scale, zero point, encoder) and `encode_kernel` (16 or 32
+/// consecutive elements per thread). With double quantization the absmax values then go through
+/// the same three kernels as bnb_dynamic8 in blocks of 256, after `offset_kernel` has formed their
+/// mean.
+///
+/// Either way, if the input holds NaN or Inf and `options::allow_nonfinite` is false, nothing is
+/// written (unless options::untouched_on_error is false) and `input_status` reports the first bad
+/// index afterwards.
 ///
 /// @par Launchers
 /// Take device pointers and a stream; validate their arguments and return lowbit::status;
@@ -28,6 +42,7 @@
 #include <lowbit/status.hpp>
 
 #include "detail/arch.cuh"
+#include "detail/div.cuh"
 #include "detail/launch.cuh"
 
 #include <cstddef>
@@ -40,6 +55,12 @@ namespace cuda {
 /// Options of the CUDA quantizer.
 struct options {
   bool allow_nonfinite = false;  ///< as host::options::allow_nonfinite
+  /// With allow_nonfinite false: keep the promise that nothing is written when the input holds a
+  /// NaN or Inf (default). The one-pass quantizer then scans the input for them first, one more
+  /// read of it; false skips the scan for callers that discard every output when input_status
+  /// reports non-finite input (cuda::quantize into a new quant_tensor does), so the input is read
+  /// once. input_status reports the first non-finite index either way.
+  bool untouched_on_error = true;
 };
 
 namespace detail {
@@ -48,8 +69,14 @@ namespace detail {
 inline constexpr std::int64_t stats_chunk = 8192;
 /// Bytes of codes one thread of encode_kernel / dequantize_kernel handles.
 inline constexpr int group_bytes = 16;
-/// "no non-finite element seen"
+/// "no non-finite element seen" (int8.cuh's first-bad index). The blockwise quantizers keep the
+/// complement, ~index with 0 = none (atomicMax), so one memset of zeros prepares the workspace.
 inline constexpr unsigned long long no_bad_index = ~0ull;
+
+/// Records element i as non-finite in a blockwise flag (the largest complement is the first index).
+__device__ __forceinline__ void record_nonfinite(unsigned long long* flag, std::int64_t i) {
+  atomicMax(flag, ~static_cast<unsigned long long>(i));
+}
 
 /// Per-block encoder as stored in the workspace.
 struct packed_encoder {
@@ -97,6 +124,11 @@ __device__ __forceinline__ void load16(const T* p, float* v) {
   const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
   if constexpr (sizeof(T) == 4) {
     for (int k = 0; k < 4; ++k) v[k] = __uint_as_float(w[k]);
+  } else if constexpr (std::is_same<T, f16>::value) {
+    for (int k = 0; k < 4; ++k) {
+      v[2 * k] = f16_bits_to_float(static_cast<std::uint16_t>(w[k] & 0xFFFFu));
+      v[2 * k + 1] = f16_bits_to_float(static_cast<std::uint16_t>(w[k] >> 16));
+    }
   } else {
     for (int k = 0; k < 4; ++k) {
       v[2 * k] = to_float(T{static_cast<std::uint16_t>(w[k] & 0xFFFFu)});
@@ -141,7 +173,7 @@ __device__ __forceinline__ bool is_aligned16(const void* p) {
 /// stats holds, per block, the float32 bits of max |x|, max(x, 0) and max(-x, 0); NaN is skipped.
 template <class T>
 __global__ void stats_kernel(const T* x, std::int64_t n, std::int64_t bs, std::int64_t chunks, unsigned* stats,
-                             unsigned long long* first_bad) {
+                             unsigned long long* first_bad, bool record) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   using reduce = block_max<threads_per_block>;
   LOWBIT_SHARED(typename reduce::temp_storage, tmp);
@@ -174,7 +206,7 @@ __global__ void stats_kernel(const T* x, std::int64_t n, std::int64_t bs, std::i
     for (int k = 0; k < per16; ++k) add(v[k], i + k);
   }
   for (std::int64_t i = body + threadIdx.x; i < e1; i += blockDim.x) add(load_float(x + i), i);
-  if (bad != no_bad_index) atomicMin(first_bad, bad);
+  if (record && bad != no_bad_index) record_nonfinite(first_bad, static_cast<std::int64_t>(bad));
   amax = reduce::reduce(tmp, amax);
   __syncthreads();
   hi = reduce::reduce(tmp, hi);
@@ -193,13 +225,13 @@ __global__ void finalize_kernel(const unsigned* stats, std::int64_t nblocks, con
                                 bool allow_nonfinite, float* scales, std::uint8_t* zero_points, packed_encoder* enc) {
   const std::int64_t b = global_thread();
   if (b >= nblocks) return;
-  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  if (!allow_nonfinite && *first_bad != 0ull) return;
   quant::block_stats st;
   st.absmax = __uint_as_float(stats[3 * b]);
   st.hi = __uint_as_float(stats[3 * b + 1]);
   const unsigned neg = stats[3 * b + 2];
   st.lo = neg == 0u ? 0.0f : -__uint_as_float(neg);
-  const quant::block_encoder e = quant::make_encoder<F>(st);
+  const quant::block_encoder e = quant::make_encoder<F>(st, quant::int8_multiplier::quotient, call_free_div{});
   scales[b] = e.scale;
   if constexpr (info(F).zero_point) zero_points[b] = static_cast<std::uint8_t>(e.zero_point);
   enc[b] = packed_encoder{e.inv, e.zero_point, e.zero ? 1 : 0, 0};
@@ -213,7 +245,7 @@ __global__ void encode_kernel(const T* x, std::int64_t n, std::int64_t bs, const
   constexpr bool four = info(F).bits == 4;
   constexpr int G = four ? 2 * group_bytes : group_bytes;
   constexpr int per16 = 16 / static_cast<int>(sizeof(T));
-  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  if (!allow_nonfinite && *first_bad != 0ull) return;
   const std::int64_t g = global_thread();
   const std::int64_t e0 = g * G;
   if (e0 >= n) return;
@@ -278,7 +310,7 @@ __global__ void offset_partials_kernel(const float* absmax, std::int64_t nblocks
 __global__ void offset_kernel(const double* partials, std::int64_t nchunks, std::int64_t nblocks,
                               const unsigned long long* first_bad, bool allow_nonfinite, float* offset_out) {
   if (global_thread() != 0) return;
-  if (!allow_nonfinite && *first_bad != no_bad_index) return;
+  if (!allow_nonfinite && *first_bad != 0ull) return;
   *offset_out = quant::offset_from_partials(partials, nchunks, nblocks);
 }
 
@@ -508,6 +540,412 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_STREAM_MIN_CTAS_) de
   }
 }
 
+// ---- one-pass quantizer ------------------------------------------------------------------------
+
+/// Units (16 input bytes: 4 float32 or 8 16-bit elements) a lane of the one-pass quantizer holds
+/// per iteration: 4 float32 or 2 16-bit units, 16 floats either way, so a warp's chunk is 32 x that
+/// = 512 elements and a CTA's 4096 elements for every dtype.
+template <class T>
+inline constexpr int quant_unroll = sizeof(T) == 4 ? 4 : 2;
+/// Elements of one CTA iteration of the one-pass quantizer (= the largest block it takes).
+inline constexpr int quant_chunk_elements = 4096;
+/// Largest block the one-pass quantizer reduces within a warp (no shared memory, no barrier).
+inline constexpr int quant_warp_elements = 512;
+
+/// One cell of the one-pass quantizer's 4-bit codebook encoder (codebook_encode): the code of
+/// every x in the cell is `below` if x <= threshold and `above` if x > threshold.
+struct codebook_cell {
+  float threshold;  ///< the one decision threshold inside the cell, or +Inf
+  unsigned codes;   ///< below | above << 8
+};
+/// Cells of codebook_encode: 128 cells of width 1/32 over x in [-2, 2).
+inline constexpr int codebook_cells = 128;
+
+/// Cell `m` of format F (nf4: x = x̂; bnb_fp4: x = |x̂|, the magnitude): the x with
+/// rn(256 x + 512) in [8 m, 8 m + 7], i.e. x in [(8 m - 512.5) / 256, (8 m - 504.5) / 256]. The
+/// decision thresholds are at least 0.08 apart, more than a cell's width (1/32 + 1/256), so a cell
+/// holds at most one (StreamingQuantizeCells checks every cell against the codec).
+template <format F>
+__device__ __forceinline__ codebook_cell make_codebook_cell(int m) {
+  using codec = typename quant::scheme<F>::codec;
+  constexpr int count = F == format::nf4 ? 15 : 7;
+  const float lo = (8.0f * static_cast<float>(m) - 512.5f) / 256.0f, hi = (8.0f * static_cast<float>(m) - 504.5f) / 256.0f;
+  int below = 0;
+  float t = __int_as_float(0x7F800000);
+  for (int i = 0; i < count; ++i) {
+    const float ti = codec::threshold(i);
+    if (ti < lo) ++below;
+    else if (ti <= hi) t = ti;
+  }
+  if constexpr (F == format::nf4) {
+    return codebook_cell{t, static_cast<unsigned>(below) | static_cast<unsigned>(below + 1) << 8};
+  } else {
+    const unsigned lo_code = LOWBIT_TABLE(codecs::detail::bnb_fp4_rank_to_code)[below];
+    const unsigned hi_code = LOWBIT_TABLE(codecs::detail::bnb_fp4_rank_to_code)[below < count ? below + 1 : below];
+    return codebook_cell{t, lo_code | hi_code << 8};
+  }
+}
+
+/// The cell of x in [-2, 2): byte offset (bits of rn(256 x + 512 + 1.5 * 2^23)) & 0x3F8 of the
+/// 8-byte cells, one FFMA and one LOP3 (the sum's low 10 bits are rn(256 x + 512)).
+__device__ __forceinline__ const codebook_cell& cell_of(float x, const codebook_cell* cells) {
+  constexpr float magic = 12582912.0f + 512.0f;
+  return *reinterpret_cast<const codebook_cell*>(reinterpret_cast<const unsigned char*>(cells) +
+                                                 (__float_as_uint(__fmaf_rn(x, 256.0f, magic)) & 0x3F8u));
+}
+
+/// The codec's code of xhat (= f32(x * inv)) for nf4 and bnb_fp4, from the cell table: bit for bit
+/// codec::encode(xhat) for every xhat in [-2, 1.98] and NaN (which covers every value the quantizer
+/// forms: |x| <= absmax, so |xhat| <= 1 + 2^-22), in about 8 instructions instead of a 4-level search.
+template <format F>
+__device__ __forceinline__ unsigned codebook_encode(float xhat, const codebook_cell* cells) {
+  if constexpr (F == format::nf4) {
+    const float x = fmaxf(xhat, -2.0f);  // NaN -> -2 (code 0, as the codec's comparisons give)
+    const codebook_cell c = cell_of(x, cells);
+    return x > c.threshold ? c.codes >> 8 : c.codes & 0xFFu;
+  } else {
+    const float a = fmaxf(fabsf(xhat), 0.0f);  // NaN -> 0 (rank 0, sign 0: code 0)
+    const codebook_cell c = cell_of(a, cells);
+    return (a > c.threshold ? c.codes >> 8 : c.codes & 0xFFu) | (xhat < 0.0f ? 8u : 0u);
+  }
+}
+
+/// Formats whose one-pass encoder uses codebook cells.
+template <format F>
+inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4;
+
+/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4).
+template <format F>
+__device__ __forceinline__ unsigned stream_encode(float v, const quant::block_encoder& e, const codebook_cell* cells) {
+  if constexpr (uses_cells<F>) {
+    return e.zero ? quant::scheme<F>::zero_code : codebook_encode<F>(lowbit::detail::mul_rn(v, e.inv), cells);
+  } else {
+    return quant::encode_element<F>(v, e);
+  }
+}
+
+/// Arguments of the one-pass quantizer.
+struct quant_stream_args {
+  std::uint8_t* codes = nullptr;
+  float* scales = nullptr;               ///< per block: the stored scale, or absmax before double quantization
+  std::uint8_t* zero_points = nullptr;   ///< uint8_zeropoint
+  unsigned long long* flag = nullptr;    ///< ~(first non-finite index); 0 = none
+  bool gated = false;                    ///< the finiteness scan ran: write nothing if it found one
+  bool record = false;                   ///< record non-finite elements in `flag` (no scan ran)
+  std::int64_t numel = 0;
+  unsigned blocks = 0;
+  unsigned block_shift = 0;              ///< block size 2^block_shift
+  // double quantization of the outer tensor (Nested): offset partial sums as blocks complete
+  unsigned* chunk_counts = nullptr;      ///< per offset chunk, blocks whose absmax is written
+  unsigned* chunks_done = nullptr;       ///< offset chunks whose partial sum is written
+  double* partials = nullptr;            ///< per offset chunk, quant::offset_partial
+  float* offset = nullptr;               ///< quant::offset_from_partials, by the last chunk's finisher
+  const float* subtract = nullptr;       ///< Sub: every input element is x - *subtract
+};
+
+/// `count` more blocks of offset chunk `oc` have their absmax written (and fenced) by the calling
+/// thread's CTA or warp; the thread that completes the chunk forms its partial sum, and the one that
+/// completes the last chunk the offset. Every sum reads in the fixed order of quant::offset_partial.
+__device__ __forceinline__ void offset_chunk_done(const quant_stream_args& a, unsigned oc, unsigned count) {
+  const unsigned nchunks = (a.blocks + static_cast<unsigned>(quant::offset_chunk) - 1) / static_cast<unsigned>(quant::offset_chunk);
+  const unsigned first = oc * static_cast<unsigned>(quant::offset_chunk);
+  const unsigned total = a.blocks - first < quant::offset_chunk ? a.blocks - first : static_cast<unsigned>(quant::offset_chunk);
+  __threadfence();
+  if (atomicAdd(a.chunk_counts + oc, count) + count != total) return;
+  __threadfence();
+  a.partials[oc] = quant::offset_partial(a.scales + first, total);
+  __threadfence();
+  if (atomicAdd(a.chunks_done, 1u) + 1u != nchunks) return;
+  __threadfence();
+  *a.offset = quant::offset_from_partials(a.partials, nchunks, a.blocks);
+}
+
+/// Records the first non-finite element of a lane's K units of E elements (unit u0 + 32 k), read
+/// again from memory one at a time: the rare path of a lane that saw one, kept small (a rolled loop)
+/// because the steady-state loop that holds it is costed instruction by instruction.
+template <int K, int E, class T>
+__device__ __forceinline__ void record_first_nonfinite(unsigned long long* flag, const T* x, unsigned u0) {
+#if defined(__CUDACC__)
+#  pragma unroll 1
+#endif
+  for (int i = 0; i < K * E; ++i) {
+    const std::int64_t e = static_cast<std::int64_t>(u0 + 32u * static_cast<unsigned>(i / E)) * E + i % E;
+    if ((__float_as_uint(to_float(x[e])) & 0x7F800000u) == 0x7F800000u) {
+      record_nonfinite(flag, e);
+      return;
+    }
+  }
+}
+
+/// quant::block_stats::add / merge as the one-pass quantizer needs them: formats without a zero
+/// point read only absmax, kept as fmaxf(absmax, |x|) (one FMNMX; fmaxf skips NaN and |x| is never
+/// -0, so the value is block_stats::add's); uint8_zeropoint keeps all three.
+template <format F>
+__device__ __forceinline__ void stats_add(quant::block_stats& s, float x) {
+  if constexpr (info(F).zero_point) {
+    s.add(x);
+  } else {
+    s.absmax = fmaxf(s.absmax, fabsf(x));
+  }
+}
+template <format F>
+__device__ __forceinline__ void stats_merge(quant::block_stats& s, const quant::block_stats& o) {
+  if constexpr (info(F).zero_point) {
+    s.merge(o);
+  } else {
+    s.absmax = fmaxf(s.absmax, o.absmax);
+  }
+}
+
+/// Statistics of one block merged from another lane's (only what make_encoder<F> reads).
+template <format F>
+__device__ __forceinline__ void shfl_merge(quant::block_stats& s, unsigned mask) {
+  quant::block_stats o;
+  o.absmax = __shfl_xor_sync(0xFFFFFFFFu, s.absmax, mask);
+  if constexpr (info(F).zero_point) {
+    o.lo = __shfl_xor_sync(0xFFFFFFFFu, s.lo, mask);
+    o.hi = __shfl_xor_sync(0xFFFFFFFFu, s.hi, mask);
+  }
+  stats_merge<F>(s, o);
+}
+
+/// The blocks of the tensor's last, partial CTA chunk: one warp per block, scalar loads; any block
+/// size up to quant_chunk_elements, a partial last block, an odd element count.
+template <format F, class T, bool Nested, bool Sub>
+__device__ void quantize_tail(const T* x, const quant_stream_args& a, unsigned first_block, const codebook_cell* cells) {
+  constexpr bool four = info(F).bits == 4;
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned warps = gridDim.x * static_cast<unsigned>(threads_per_block / 32);
+  const float sub = Sub ? *a.subtract : 0.0f;
+  for (unsigned b = first_block + blockIdx.x * static_cast<unsigned>(threads_per_block / 32) + (threadIdx.x >> 5); b < a.blocks; b += warps) {
+    const std::int64_t e0 = static_cast<std::int64_t>(b) << a.block_shift;
+    const std::int64_t e1 = e0 + (std::int64_t{1} << a.block_shift) < a.numel ? e0 + (std::int64_t{1} << a.block_shift) : a.numel;
+    quant::block_stats st;
+    for (std::int64_t e = e0 + lane; e < e1; e += 32) {
+      float v = to_float(x[e]);
+      if (Sub) v = v - sub;
+      if (a.record && !((__float_as_uint(v) & 0x7F800000u) != 0x7F800000u)) record_nonfinite(a.flag, e);
+      stats_add<F>(st, v);
+    }
+    for (unsigned m = 16; m > 0; m >>= 1) shfl_merge<F>(st, m);
+    const quant::block_encoder enc = quant::make_encoder<F>(st, quant::int8_multiplier::quotient, call_free_div{});
+    if (lane == 0) {
+      a.scales[b] = enc.scale;
+      if constexpr (info(F).zero_point) a.zero_points[b] = static_cast<std::uint8_t>(enc.zero_point);
+    }
+    if constexpr (Nested) {
+      __syncwarp();
+      if (lane == 0) offset_chunk_done(a, b / static_cast<unsigned>(quant::offset_chunk), 1u);
+    }
+    if constexpr (four) {
+      const std::int64_t pairs = (e1 - e0 + 1) / 2;
+      for (std::int64_t p = lane; p < pairs; p += 32) {
+        const std::int64_t e = e0 + 2 * p;
+        float v0 = to_float(x[e]);
+        float v1 = e + 1 < e1 ? to_float(x[e + 1]) : 0.0f;
+        if (Sub) v0 = v0 - sub;
+        if (Sub && e + 1 < e1) v1 = v1 - sub;
+        a.codes[e / 2] = codecs::pack_nibbles<info(F).order>(static_cast<std::uint8_t>(stream_encode<F>(v0, enc, cells)),
+                                                             static_cast<std::uint8_t>(stream_encode<F>(v1, enc, cells)));
+      }
+    } else {
+      for (std::int64_t e = e0 + lane; e < e1; e += 32) {
+        float v = to_float(x[e]);
+        if (Sub) v = v - sub;
+        a.codes[e] = static_cast<std::uint8_t>(stream_encode<F>(v, enc, cells));
+      }
+    }
+  }
+}
+
+/// One-pass blockwise quantization of 16-byte aligned input in blocks of 2^block_shift elements,
+/// 16 <= block <= quant_chunk_elements (Wide: block > quant_warp_elements). Per CTA
+/// iteration a chunk of 4096 elements: warp w takes its 512 (lane l: units 32 k + l of the warp's,
+/// so every warp-wide load covers 512 contiguous bytes), gathers each block's statistics in
+/// registers (shuffles within the warp; Wide blocks also across warps through shared memory),
+/// forms the block's encoder, stores the scale (the block's first lane) and the codes (one word per
+/// unit, contiguous across the warp). The chunk after the last whole one goes to quantize_tail.
+/// Nested: absmax values for double quantization, with their offset sums (offset_chunk_done). Sub:
+/// the nested pass, whose input is absmax - offset.
+/// At least 6 resident CTAs per SM (75% occupancy on sm_80/90/100: at most 40 registers), 5 for
+/// the double-quantization variant, whose offset sums after the loop need 48 registers to run
+/// without spills; sm_75 holds 1024 threads per SM, so 4 CTAs are its whole capacity.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#  define LOWBIT_QUANT_MIN_CTAS_(nested) 4
+#else
+#  define LOWBIT_QUANT_MIN_CTAS_(nested) ((nested) ? 5 : 6)
+#endif
+template <format F, class T, bool Wide, bool Nested, bool Sub>
+__global__ void __launch_bounds__(threads_per_block, LOWBIT_QUANT_MIN_CTAS_(Nested)) quantize_stream_kernel(const T* x, quant_stream_args a) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr bool four = info(F).bits == 4;
+  constexpr int E = unit_elements<T>;
+  constexpr int R = quant_unroll<T>;
+  constexpr int CB = E * info(F).bits / 8;
+  constexpr int log2E = E == 4 ? 2 : 3;
+  using word_t = typename code_word<CB>::type;
+  LOWBIT_SHARED(codebook_cell[codebook_cells], cells);
+  LOWBIT_SHARED(quant::block_stats[threads_per_block / 32], part);
+  if (a.gated && *a.flag != 0ull) return;  // the scan found a non-finite element: write nothing
+  if constexpr (uses_cells<F>) {
+    if (threadIdx.x < codebook_cells) cells[threadIdx.x] = make_codebook_cell<F>(static_cast<int>(threadIdx.x));
+    __syncthreads();
+  }
+  const float sub = Sub ? *a.subtract : 0.0f;
+  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+  const unsigned unit_shift = a.block_shift - log2E;  // units per block: 2^unit_shift
+  const unsigned block_units = 1u << unit_shift;
+  const unsigned chunks = static_cast<unsigned>(a.numel / quant_chunk_elements);
+  const auto* vin = reinterpret_cast<const uint4*>(x);
+  auto* words = reinterpret_cast<word_t*>(a.codes);
+  for (unsigned c = blockIdx.x; c < chunks; c += gridDim.x) {
+    // unit index of this lane's k-th unit: u0 + 32 k
+    const unsigned u0 = c * static_cast<unsigned>(quant_chunk_elements / E) + warp * (32u * R) + lane;
+    float v[R][E];
+    LOWBIT_UNROLL
+    for (int k = 0; k < R; ++k) load16(reinterpret_cast<const T*>(vin + u0 + 32u * k), v[k]);
+    float bad = 0.0f;
+    quant::block_stats st[R];
+    LOWBIT_UNROLL
+    for (int k = 0; k < R; ++k) {
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) {
+        if (Sub) v[k][j] = v[k][j] - sub;
+        if (!Sub) bad = __fmaf_rn(v[k][j], 0.0f, bad);  // NaN once any element is NaN or Inf
+        stats_add<F>(st[k], v[k][j]);
+      }
+    }
+    if (!Sub && a.record && bad != 0.0f) record_first_nonfinite<R, E>(a.flag, x, u0);  // rare
+    // a block's units: 2^unit_shift consecutive lanes of one k (up to 32), then consecutive k
+    LOWBIT_UNROLL
+    for (unsigned m = 1; m < 32; m <<= 1) {
+      if (Wide || m < block_units) {
+        LOWBIT_UNROLL
+        for (int k = 0; k < R; ++k) shfl_merge<F>(st[k], m);
+      }
+    }
+    LOWBIT_UNROLL
+    for (int span = 2; span <= R; span *= 2) {
+      if (Wide || block_units >= 32u * static_cast<unsigned>(span)) {
+        LOWBIT_UNROLL
+        for (int k = 0; k < R; k += span) {
+          stats_merge<F>(st[k], st[k + span / 2]);
+          LOWBIT_UNROLL
+          for (int j = 1; j < span; ++j) st[k + j] = st[k];
+        }
+      }
+    }
+    if constexpr (Wide) {
+      // blocks of 2^unit_shift > 32 R units: 2^unit_shift / (32 R) consecutive warps
+      const unsigned group = block_units / (32u * R);
+      if (lane == 0) part[warp] = st[0];
+      __syncthreads();
+      quant::block_stats s = part[warp & ~(group - 1u)];
+      for (unsigned w = 1; w < group; ++w) stats_merge<F>(s, part[(warp & ~(group - 1u)) + w]);
+      LOWBIT_UNROLL
+      for (int k = 0; k < R; ++k) st[k] = s;
+      __syncthreads();  // part is rewritten next iteration
+    }
+    // Every aligned group of R lanes lies in one block for each k (blocks hold >= R units), so
+    // lane l forms only the encoder of its unit k = l mod R, stores that block's scale if lane
+    // l - k holds the block's first unit, and the group's lanes exchange the R encoders by
+    // shuffles: one division sequence per lane instead of R.
+    const unsigned mine = lane & static_cast<unsigned>(R - 1);
+    quant::block_stats own = st[0];
+    LOWBIT_UNROLL
+    for (int k = 1; k < R; ++k) own = mine == static_cast<unsigned>(k) ? st[k] : own;
+    const quant::block_encoder made = quant::make_encoder<F>(own, quant::int8_multiplier::quotient, call_free_div{});
+    if (((u0 + 32u * mine - mine) & (block_units - 1u)) == 0u) {
+      const unsigned b = (u0 + 32u * mine) >> unit_shift;
+      a.scales[b] = made.scale;
+      if constexpr (info(F).zero_point) a.zero_points[b] = static_cast<std::uint8_t>(made.zero_point);
+    }
+    const float tagged = made.zero ? -0.0f : made.inv;  // inv >= +0; -0 marks a zero block
+    LOWBIT_UNROLL
+    for (int k = 0; k < R; ++k) {
+      const unsigned src = (lane & ~static_cast<unsigned>(R - 1)) | static_cast<unsigned>(k);
+      const float inv = __shfl_sync(0xFFFFFFFFu, tagged, static_cast<int>(src));
+      quant::block_encoder enc;
+      enc.inv = inv;
+      enc.zero = __float_as_uint(inv) == 0x80000000u;
+      if constexpr (info(F).zero_point) enc.zero_point = __shfl_sync(0xFFFFFFFFu, made.zero_point, static_cast<int>(src));
+      const unsigned u = u0 + 32u * k;
+      // a zero block's word is its zero code repeated: one branch per unit, none per element
+      constexpr unsigned zero_byte = four ? quant::scheme<F>::zero_code * 0x11u : quant::scheme<F>::zero_code;
+      unsigned w[CB / 4 > 0 ? CB / 4 : 1];
+      LOWBIT_UNROLL
+      for (int i = 0; i < (CB / 4 > 0 ? CB / 4 : 1); ++i) w[i] = zero_byte * 0x01010101u;
+      if (!enc.zero) {
+        LOWBIT_UNROLL
+        for (int i = 0; i < (CB / 4 > 0 ? CB / 4 : 1); ++i) w[i] = 0u;
+        LOWBIT_UNROLL
+        for (int j = 0; j < E; ++j) {
+          const unsigned q = stream_encode<F>(v[k][j], enc, cells);
+          if constexpr (four) {
+            const int nib = info(F).order == codecs::nibble_order::high_first ? (j ^ 1) : j;
+            w[nib / 8] |= q << (4 * (nib % 8));
+          } else {
+            w[j / 4] |= q << (8 * (j % 4));
+          }
+        }
+      }
+      word_t out;
+      if constexpr (CB == 2) {
+        out = static_cast<unsigned short>(w[0]);
+      } else if constexpr (CB == 4) {
+        out = w[0];
+      } else {
+        out = make_uint2(w[0], w[1]);
+      }
+      store_vector(words + u, out);
+    }
+  }
+  if constexpr (Nested) {
+    // this CTA's absmax values count toward their offset chunks once its loop is done (not per
+    // iteration: the rare partial-sum code then stays out of the steady state)
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      const unsigned per_chunk = static_cast<unsigned>(quant_chunk_elements) >> a.block_shift;
+      for (unsigned c = blockIdx.x; c < chunks; c += gridDim.x)
+        offset_chunk_done(a, c * per_chunk / static_cast<unsigned>(quant::offset_chunk), per_chunk);
+    }
+  }
+  // the last, partial chunk: whole blocks and the partial last block, one warp per block
+  quantize_tail<F, T, Nested, Sub>(x, a, static_cast<unsigned>((static_cast<std::int64_t>(chunks) * quant_chunk_elements) >> a.block_shift), cells);
+}
+
+/// The finiteness scan before a one-pass quantization that must write nothing on non-finite input:
+/// the first non-finite index goes to `flag` (as ~index, atomicMax). 16-byte aligned input.
+template <class T>
+__global__ void __launch_bounds__(threads_per_block) finite_scan_kernel(const T* x, std::int64_t numel, unsigned long long* flag) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr int E = unit_elements<T>;
+  constexpr int U = stream_unroll;
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned thread = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x;
+  const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
+  const unsigned units = static_cast<unsigned>(numel / E);
+  const unsigned chunks = units / (32u * U);
+  const auto* vin = reinterpret_cast<const uint4*>(x);
+  for (unsigned c = thread / 32u; c < chunks; c += threads / 32u) {
+    const unsigned u0 = c * (32u * U) + lane;
+    float v[U][E];
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) load16(reinterpret_cast<const T*>(vin + u0 + 32u * k), v[k]);
+    float bad = 0.0f;
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k)
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) bad = __fmaf_rn(v[k][j], 0.0f, bad);
+    if (bad != 0.0f) record_first_nonfinite<U, E>(flag, x, u0);  // rare
+  }
+  for (std::int64_t e = static_cast<std::int64_t>(chunks) * (32 * U * E) + thread; e < numel; e += threads) {
+    const float v = to_float(x[e]);
+    if (!((__float_as_uint(v) & 0x7F800000u) != 0x7F800000u)) record_nonfinite(flag, e);
+  }
+}
+
 // ---- launcher helpers ------------------------------------------------------------------------
 
 inline status check_index_range(const quant_view& q, const char* what) {
@@ -532,9 +970,9 @@ status quantize_pass(const T* x, const quant_view& q, float* scales, unsigned ch
   auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
   auto* enc = reinterpret_cast<packed_encoder*>(ws + p.encoders);
   LOWBIT_TRY(memset_async(stats, 0, static_cast<std::size_t>(12 * nb), stream));
-  LOWBIT_TRY(memset_async(flag, 0xFF, 8, stream));
+  LOWBIT_TRY(memset_async(flag, 0, 8, stream));
   LOWBIT_TRY(launch("quantize (block statistics)", stats_kernel<T>, nb * chunks, threads_per_block, 0, stream, x,
-                    q.numel, q.block_size, chunks, stats, flag));
+                    q.numel, q.block_size, chunks, stats, flag, !allow_nonfinite));
   // the outer input's flag gates every pass (the nested pass reads finite values by construction)
   const unsigned long long* g = gate ? gate : flag;
   LOWBIT_TRY(launch_items("quantize (block scales)", finalize_kernel<F>, nb, stream, stats, nb, g, allow_nonfinite, scales,
@@ -544,12 +982,123 @@ status quantize_pass(const T* x, const quant_view& q, float* scales, unsigned ch
                       allow_nonfinite, q.codes);
 }
 
+/// log2(v) if v is a power of two, else -1.
+constexpr int exact_log2(std::int64_t v) noexcept {
+  int k = 0;
+  while (k < 62 && (std::int64_t{1} << k) < v) ++k;
+  return (std::int64_t{1} << k) == v ? k : -1;
+}
+
+/// Byte offsets of the one-pass quantizer's workspace (inside quantize_workspace_size): the flag,
+/// the finished-chunk count and the per-offset-chunk block counts (zeroed by one memset), then the
+/// offset partial sums, the offset and the absmax values of double quantization.
+struct stream_plan {
+  std::size_t flag = 0, chunks_done = 8, counts = 16, partials = 0, offset = 0, absmax = 0, total = 0, zeroed = 8;
+};
+
+inline stream_plan plan_stream(std::int64_t numel, std::int64_t block_size, bool nested) {
+  stream_plan p;
+  if (!nested) {
+    p.total = 16;
+    return p;
+  }
+  const auto nb = static_cast<std::size_t>(quant::block_count(numel, block_size));
+  const auto nchunks = static_cast<std::size_t>(quant::block_count(static_cast<std::int64_t>(nb), quant::offset_chunk));
+  p.zeroed = p.counts + 4 * nchunks;
+  p.partials = align16(p.zeroed);
+  p.offset = p.partials + 8 * nchunks;
+  p.absmax = align16(p.offset + 4);
+  p.total = align16(p.absmax + 4 * nb);
+  return p;
+}
+
+/// The one-pass quantizer takes `q` when the input is 16-byte aligned, blocks are 2^k elements
+/// with 16 <= 2^k <= quant_chunk_elements (at least quant_unroll<T> units, see the encoder
+/// exchange in quantize_stream_kernel), the code bytes (and the nested codes) are
+/// aligned to a unit's code word and the unit count fits 31 bits.
 template <class T>
-status quantize_typed(const T* x, quant_view& q, const options& opt, void* workspace, cudaStream_t stream) {
+bool can_stream_quantize(const T* x, const quant_view& q) {
+  constexpr int E = unit_elements<T>;
+  const int shift = exact_log2(q.block_size);
+  const std::int64_t code_word_bytes = E * info(q.fmt).bits / 8;
+  return reinterpret_cast<std::uintptr_t>(x) % 16 == 0 && shift >= 4 && q.block_size <= quant_chunk_elements &&
+         reinterpret_cast<std::uintptr_t>(q.codes) % static_cast<std::uintptr_t>(code_word_bytes) == 0 &&
+         (!q.nested() || reinterpret_cast<std::uintptr_t>(q.nested_codes) % 4 == 0) && q.numel / E < (std::int64_t{1} << 31);
+}
+
+/// One-pass quantization (can_stream_quantize): a memset of the workspace header, the finiteness
+/// scan when nothing may be written on non-finite input, quantize_stream_kernel, and with double
+/// quantization its nested pass: at most three kernels, none of them single-threaded.
+template <format F, class T>
+status quantize_stream(const T* x, quant_view& q, const options& opt, unsigned char* ws, cudaStream_t stream,
+                       std::int64_t max_ctas) {
+  constexpr bool nested_ok = info(F).bnb;
+  const bool nested = q.nested();
+  const stream_plan p = plan_stream(q.numel, q.block_size, nested);
+  const std::int64_t chunks = q.numel / quant_chunk_elements;
+  const std::int64_t ctas = chunks < 1 ? 1 : (chunks > max_ctas ? max_ctas : chunks);
+  auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
+  const bool scan = !opt.allow_nonfinite && opt.untouched_on_error;
+  LOWBIT_TRY(memset_async(ws, 0, p.zeroed, stream));
+  if (scan) {
+    const std::int64_t units = q.numel / unit_elements<T>;
+    const std::int64_t per_cta = std::int64_t{threads_per_block} * stream_unroll;
+    std::int64_t sctas = (units + per_cta - 1) / per_cta;
+    sctas = sctas < 1 ? 1 : (sctas > max_ctas ? max_ctas : sctas);
+    LOWBIT_TRY(launch("quantize (finiteness scan)", finite_scan_kernel<T>, sctas, threads_per_block, 0, stream, x, q.numel, flag));
+  }
+  quant_stream_args a;
+  a.codes = q.codes;
+  a.zero_points = q.zero_points;
+  a.flag = flag;
+  a.gated = scan;
+  a.record = !opt.allow_nonfinite && !scan;
+  a.numel = q.numel;
+  a.blocks = static_cast<unsigned>(q.blocks());
+  a.block_shift = static_cast<unsigned>(exact_log2(q.block_size));
+  const bool wide = q.block_size > quant_warp_elements;
+  if (!nested) {
+    a.scales = q.scales;
+    return wide ? launch("quantize", quantize_stream_kernel<F, T, true, false, false>, ctas, threads_per_block, 0, stream, x, a)
+                : launch("quantize", quantize_stream_kernel<F, T, false, false, false>, ctas, threads_per_block, 0, stream, x, a);
+  }
+  if constexpr (!nested_ok) {
+    return status::error(errc::unsupported, "quantize: double quantization needs a bitsandbytes format");
+  } else {
+    auto* absmax = reinterpret_cast<float*>(ws + p.absmax);
+    float* offset = q.nested_offset_device ? q.nested_offset_device : reinterpret_cast<float*>(ws + p.offset);
+    a.scales = absmax;
+    a.chunk_counts = reinterpret_cast<unsigned*>(ws + p.counts);
+    a.chunks_done = reinterpret_cast<unsigned*>(ws + p.chunks_done);
+    a.partials = reinterpret_cast<double*>(ws + p.partials);
+    a.offset = offset;
+    LOWBIT_TRY(wide ? launch("quantize", quantize_stream_kernel<F, T, true, true, false>, ctas, threads_per_block, 0, stream, x, a)
+                    : launch("quantize", quantize_stream_kernel<F, T, false, true, false>, ctas, threads_per_block, 0, stream, x, a));
+    // the nested pass: absmax - offset in blocks of 256, bnb_dynamic8 (finite by construction)
+    quant_stream_args n;
+    n.codes = q.nested_codes;
+    n.scales = q.nested_scales;
+    n.flag = flag;
+    n.gated = scan;
+    n.numel = q.blocks();
+    n.blocks = static_cast<unsigned>(q.nested_blocks());
+    n.block_shift = static_cast<unsigned>(exact_log2(quant::nested_block_size));
+    n.subtract = offset;
+    const std::int64_t nchunks = n.numel / quant_chunk_elements;
+    const std::int64_t nctas = nchunks < 1 ? 1 : (nchunks > max_ctas ? max_ctas : nchunks);
+    return launch("quantize (nested scales)", quantize_stream_kernel<format::bnb_dynamic8, float, false, false, true>, nctas,
+                  threads_per_block, 0, stream, static_cast<const float*>(absmax), n);
+  }
+}
+
+template <class T>
+status quantize_typed(const T* x, quant_view& q, const options& opt, void* workspace, cudaStream_t stream,
+                      std::int64_t max_ctas = stream_max_ctas) {
   const workspace_plan p = plan_workspace(q.numel, q.block_size, q.nested());
   auto* ws = static_cast<unsigned char*>(workspace);
   return visit_format(q.fmt, [&](auto f) -> status {
     constexpr format F = decltype(f)::value;
+    if (can_stream_quantize(x, q)) return quantize_stream<F>(x, q, opt, ws, stream, max_ctas);
     if (!q.nested()) return quantize_pass<F>(x, q, q.scales, ws, p, nullptr, opt.allow_nonfinite, stream);
     if constexpr (!info(F).bnb) {
       return status::error(errc::unsupported, "quantize: double quantization needs a bitsandbytes format");
@@ -576,13 +1125,6 @@ status quantize_typed(const T* x, quant_view& q, const options& opt, void* works
                                                  np, opt.allow_nonfinite ? nullptr : flag, true, stream);
     }
   });
-}
-
-/// log2(v) if v is a power of two, else -1.
-constexpr int exact_log2(std::int64_t v) noexcept {
-  int k = 0;
-  while (k < 62 && (std::int64_t{1} << k) < v) ++k;
-  return (std::int64_t{1} << k) == v ? k : -1;
 }
 
 /// Dequantizes with dequantize_stream_kernel (at most `max_ctas` CTAs) where the layout allows it:
@@ -623,7 +1165,10 @@ inline status validate_device_view(const quant_view& q, const char* what) {
 
 /// Bytes of device workspace `quantize` needs for `q` (16-byte aligned).
 inline std::size_t quantize_workspace_size(const quant_view& q) noexcept {
-  return detail::plan_workspace(q.numel, q.block_size < 1 ? 1 : q.block_size, q.nested()).total;
+  const std::int64_t bs = q.block_size < 1 ? 1 : q.block_size;
+  const std::size_t general = detail::plan_workspace(q.numel, bs, q.nested()).total;
+  const std::size_t stream = detail::plan_stream(q.numel, bs, q.nested()).total;
+  return general > stream ? general : stream;
 }
 
 /// Quantizes `q.numel` elements of device array `x` (dtype `xt`) into the device storage of `q`,
@@ -651,9 +1196,10 @@ inline status quantize(const void* x, dtype xt, quant_view& q, void* workspace, 
 /// the first bad index; the outputs were then left untouched) or ok.
 inline status input_status(const void* workspace, cudaStream_t stream = nullptr) {
   LOWBIT_TRY(detail::check_not_null(workspace, "cuda::input_status", "workspace"));
-  unsigned long long bad = 0;
-  LOWBIT_TRY(detail::copy_to_host(&bad, workspace, sizeof bad, stream));
-  if (bad == detail::no_bad_index) return {};
+  unsigned long long flag = 0;
+  LOWBIT_TRY(detail::copy_to_host(&flag, workspace, sizeof flag, stream));
+  if (flag == 0) return {};
+  const unsigned long long bad = ~flag;
   return status::error(errc::non_finite, "cuda::quantize: input element %llu is not finite; nothing was written", bad);
 }
 

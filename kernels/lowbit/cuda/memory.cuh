@@ -156,6 +156,7 @@ inline status quantize(const void* x, dtype xt, const std::vector<std::int64_t>&
   LOWBIT_TRY(ws.allocate(quantize_workspace_size(v), alloc, "cuda::quantize workspace"));
   options opt;
   opt.allow_nonfinite = p.options.allow_nonfinite;
+  opt.untouched_on_error = false;  // t is dropped on error: one read of the input, no finiteness scan
   LOWBIT_TRY(quantize(x, xt, v, ws.data(), ws.size(), stream, opt));
   LOWBIT_TRY(input_status(ws.data(), stream));
   if (t.double_quantized()) {

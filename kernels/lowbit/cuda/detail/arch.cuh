@@ -106,6 +106,19 @@ __device__ __forceinline__ unsigned pack_rn_f16x2(float hi, float lo) {
 #endif
 }
 
+/// The float32 value of float16 bits `b` (exact, as to_float(f16)): one `cvt.f32.f16` on a GPU
+/// instead of the portable bit manipulation. Only the payload of a NaN can differ (the hardware
+/// returns the canonical NaN); every lowbit codec gives a NaN the same code whatever its payload.
+__device__ __forceinline__ float f16_bits_to_float(std::uint16_t b) {
+#if LOWBIT_SIMT || !defined(__CUDA_ARCH__)
+  return to_float(f16{b});
+#else
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(b));
+  return f;
+#endif
+}
+
 /// `x` rounded to element type T as the host engine's from_float<T> does, with the hardware
 /// conversion (the lower half of pack_rn_bf16x2 / pack_rn_f16x2) for the 16-bit types.
 template <class T>
