@@ -454,8 +454,17 @@ inline constexpr int gemm_tile = 64;      ///< fallback GEMM: 64 x 64 outputs pe
 inline constexpr unsigned gemm_tile_k = 64;    ///< K bytes per shared-memory step
 inline constexpr unsigned gemm_row_words = 17; ///< 32-bit words per shared row: 16 of data, 1 of padding
 
+/// CTAs per SM the fallback GEMM is compiled for: 40 registers, 75% occupancy where an SM holds 64
+/// warps (sm_75/80/90/100); 48 registers, 83% where it holds 48 (sm_86/87/89/120), within which
+/// the byte-copy variant does not spill.
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || __CUDA_ARCH__ >= 1200)
+#  define LOWBIT_INT8_GEMM_CTAS 5
+#else
+#  define LOWBIT_INT8_GEMM_CTAS 6
+#endif
+
 template <bool Vec>
-__global__ void __launch_bounds__(threads_per_block, 6) int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
+__global__ void __launch_bounds__(threads_per_block, LOWBIT_INT8_GEMM_CTAS) int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
                                           std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N,
                                           std::int64_t K, std::int64_t tiles_n) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
