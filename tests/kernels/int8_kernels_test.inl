@@ -11,8 +11,10 @@
 #include <cstdint>
 #include <limits>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace kt8 {
@@ -33,13 +35,25 @@ std::vector<T> activations(std::int64_t rows, std::int64_t cols, std::uint64_t s
   return x;
 }
 
+/// `spread`: outliers (|x| of 6 to 12, both signs) also in about 1 of 64 random columns of every
+/// row, so that they fall in the vector body, head and tail of rows at every alignment, and in the
+/// same vectors as ordinary elements.
 template <class T>
-void check_quant(std::int64_t rows, std::int64_t cols, float threshold, int shift) {
+void check_quant(std::int64_t rows, std::int64_t cols, float threshold, int shift, bool spread = false) {
   LOWBIT_SEED_TRACE();
   SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(rows) + "x" +
-               std::to_string(cols) + " threshold " + std::to_string(threshold) + " shift " + std::to_string(shift));
+               std::to_string(cols) + " threshold " + std::to_string(threshold) + " shift " + std::to_string(shift) +
+               (spread ? " spread" : ""));
   const dtype dt = lowbit::dtype_of<T>::value;
-  const auto x = activations<T>(rows, cols, static_cast<std::uint64_t>(rows * 131 + cols));
+  auto x = activations<T>(rows, cols, static_cast<std::uint64_t>(rows * 131 + cols));
+  if (spread) {
+    std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(rows * 7 + cols));
+    std::uniform_int_distribution<std::int64_t> col(0, cols - 1);
+    std::uniform_real_distribution<float> mag(6.0f, 12.0f);
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t j = 0; j < cols / 64 + 1; ++j)
+        x[static_cast<std::size_t>(r * cols + col(rng))] = lowbit::from_float<T>((j % 2 ? -1.0f : 1.0f) * mag(rng));
+  }
   const std::size_t n = x.size();
   std::vector<std::int8_t> want_codes(n);
   std::vector<float> want_stats(static_cast<std::size_t>(rows));
@@ -86,6 +100,74 @@ TEST(Int8Kernels, QuantizeMatchesHost) {
   });
 }
 
+// The row kernels' paths: 128-bit codes (x and codes 16-byte aligned, cols % 16 == 0) or scalar;
+// rows whose start is aligned or not (odd widths: a different head in every row of
+// int8_row_absmax_kernel); more than one column tile of int8_row_codes_kernel (4096 columns),
+// partial last tiles and threads; CTAs that loop over rows (more than 1024 rows).
+TEST(Int8Kernels, QuantizeRowKernelPaths) {
+  kt::for_each_order([] {
+    for (float t : {0.0f, 6.0f}) {
+      check_quant<float>(3, 4096 + 48, t, 0, true);        // 128-bit, two tiles
+      check_quant<float>(2, 4096 + 21, t, 0, true);        // scalar, odd width, two tiles
+      check_quant<lowbit::bf16>(2, 4096 + 16, t, 1, true);  // scalar (misaligned), two tiles
+      check_quant<lowbit::bf16>(4, 96, t, 0, true);         // 128-bit
+      check_quant<lowbit::f16>(5, 37, t, 0, true);          // every row starts at another alignment
+      check_quant<lowbit::f16>(3, 8208, t, 0, true);        // 128-bit, three tiles, a partial one
+      check_quant<lowbit::bf16>(2, 4096, t, 0, true);       // exactly one tile (one whole chunk of the column list)
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+    check_quant<lowbit::f16>(1100, 16, 6.0f, 0, true);   // 128-bit, CTAs loop over rows
+    check_quant<float>(1030, 9, 6.0f, 1, true);          // scalar, CTAs loop over rows
+    check_quant<lowbit::bf16>(1050, 3, 6.0f, 0, true);   // scalar, fewer columns than a vector
+  });
+}
+
+/// Non-finite elements at the given [row, col] (Inf, NaN, -Inf in turn): the first in row-major
+/// order is reported and nothing is written, with outliers in the same rows and vectors.
+template <class T>
+void check_nonfinite(std::int64_t rows, std::int64_t cols, int shift,
+                     std::initializer_list<std::pair<std::int64_t, std::int64_t>> bad) {
+  SCOPED_TRACE(std::string(lowbit::dtype_name(lowbit::dtype_of<T>::value)) + " " + std::to_string(rows) + "x" +
+               std::to_string(cols) + " shift " + std::to_string(shift));
+  const dtype dt = lowbit::dtype_of<T>::value;
+  std::vector<T> x(static_cast<std::size_t>(rows * cols + shift), lowbit::from_float<T>(0.5f));
+  const float special[3] = {std::numeric_limits<float>::infinity(), std::nanf(""), -std::numeric_limits<float>::infinity()};
+  std::int64_t first = rows * cols;
+  int i = 0;
+  for (const auto& rc : bad) {
+    const std::int64_t at = rc.first * cols + rc.second;
+    x[static_cast<std::size_t>(at + shift)] = lowbit::from_float<T>(special[i++ % 3]);
+    if (rc.second + 1 < cols) x[static_cast<std::size_t>(at + 1 + shift)] = lowbit::from_float<T>(-8.0f);  // an outlier
+    first = at < first ? at : first;
+  }
+  kt::buffer<T> dx(x);
+  kt::buffer<std::int8_t> dcodes(x.size());
+  kt::buffer<float> dstats(static_cast<std::size_t>(rows));
+  kt::buffer<std::int32_t> dcols(static_cast<std::size_t>(cols));
+  const std::size_t wsb = lowbit::cuda::int8_quant_workspace_size(rows, cols);
+  kt::buffer<unsigned char> ws(wsb);
+  ASSERT_TRUE(lowbit::cuda::int8_vectorwise_quant(dx.get() + shift, dt, rows, cols, 6.0f, dcodes.get() + shift,
+                                                  dstats.get(), dcols.get(), ws.get(), wsb)
+                  .ok());
+  const auto s = lowbit::cuda::int8_quant_status(ws.get(), cols, nullptr);
+  EXPECT_EQ(s.code(), lowbit::errc::non_finite);
+  const std::string where = "x[" + std::to_string(first / cols) + ", " + std::to_string(first % cols) + "]";
+  EXPECT_NE(std::string(s.message()).find(where), std::string::npos) << s.message() << " (want " << where << ")";
+  for (auto c : dcodes.download()) ASSERT_EQ(c, 0);
+  for (auto v : dstats.download()) ASSERT_EQ(v, 0.0f);
+}
+
+TEST(Int8Kernels, QuantizeFindsTheFirstNonFiniteOnEveryPath) {
+  kt::for_each_order([] {
+    // in a 128-bit vector (two in one, the later one first in its row), the head, the tail
+    check_nonfinite<float>(3, 64, 0, {{2, 9}, {1, 33}, {1, 30}});
+    check_nonfinite<float>(3, 37, 1, {{2, 0}, {1, 36}, {2, 5}});
+    check_nonfinite<lowbit::bf16>(2, 64, 0, {{1, 63}, {1, 8}, {1, 9}});
+    check_nonfinite<lowbit::f16>(4, 37, 0, {{3, 1}, {3, 36}, {2, 20}, {2, 17}});
+    check_nonfinite<lowbit::f16>(2, 5000, 0, {{1, 4999}, {1, 4500}});
+  });
+}
+
 TEST(Int8Kernels, QuantizeRejectsNonFiniteAndWritesNothing) {
   kt::for_each_order([] {
     std::vector<float> x(4 * 20, 0.5f);
@@ -113,21 +195,26 @@ TEST(Int8Kernels, QuantizeRejectsNonFiniteAndWritesNothing) {
   });
 }
 
-void check_gemm(std::int64_t M, std::int64_t N, std::int64_t K, int extreme) {
-  SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " extreme " + std::to_string(extreme));
+/// C = A Bᵀ on the fallback kernel against host::int8_gemm. `pad`: row strides lda = K + pad,
+/// ldb = K + 2 pad, ldc = N + pad; `offset`: A and B start `offset` bytes into their buffers (with
+/// pad 0 and offset 0 and K % 16 == 0 the kernel takes its 128-bit path).
+void check_gemm(std::int64_t M, std::int64_t N, std::int64_t K, int extreme, std::int64_t pad = 0, int offset = 0) {
+  SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + " extreme " +
+               std::to_string(extreme) + " pad " + std::to_string(pad) + " offset " + std::to_string(offset));
   std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(M * 7 + N * 13 + K));
   std::uniform_int_distribution<int> code(-128, 127);
-  std::vector<std::int8_t> A(static_cast<std::size_t>(M * K)), B(static_cast<std::size_t>(N * K));
+  const std::int64_t lda = K + pad, ldb = K + 2 * pad, ldc = N + pad;
+  std::vector<std::int8_t> A(static_cast<std::size_t>(M * lda + offset)), B(static_cast<std::size_t>(N * ldb + offset));
   for (auto& v : A) v = static_cast<std::int8_t>(extreme ? (extreme < 0 ? -128 : 127) : code(rng));
   for (auto& v : B) v = static_cast<std::int8_t>(extreme ? -127 : code(rng));
-  std::vector<std::int32_t> want(static_cast<std::size_t>(M * N));
-  ASSERT_TRUE(lowbit::host::int8_gemm(A.data(), K, B.data(), K, want.data(), N, M, N, K).ok());
+  std::vector<std::int32_t> want(static_cast<std::size_t>(M * ldc), 7);
+  kt::buffer<std::int32_t> dc(want);  // the padding's 7s must stay
+  ASSERT_TRUE(lowbit::host::int8_gemm(A.data() + offset, lda, B.data() + offset, ldb, want.data(), ldc, M, N, K).ok());
   kt::buffer<std::int8_t> da(A), db(B);
-  kt::buffer<std::int32_t> dc(want.size());
-  const auto s = lowbit::cuda::int8_gemm_fallback(da.get(), K, db.get(), K, dc.get(), N, M, N, K);
+  const auto s = lowbit::cuda::int8_gemm_fallback(da.get() + offset, lda, db.get() + offset, ldb, dc.get(), ldc, M, N, K);
   ASSERT_TRUE(s.ok()) << s.message();
   const auto got = dc.download();
-  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "C element " << i;
+  for (std::size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], want[i]) << "C element " << i;  // padding kept
 }
 
 TEST(Int8Kernels, FallbackGemmIsExact) {
@@ -138,7 +225,29 @@ TEST(Int8Kernels, FallbackGemmIsExact) {
     check_gemm(16, 16, 32, 0);
     check_gemm(3, 20, 97, -1);  // -128 x -127
     check_gemm(5, 7, 129, 1);   // 127 x -127
+    // the 128-bit path (aligned, K % 16 == 0): tiles of 64 crossed in M and N, K over several
+    // steps of 64 with a partial last one; and the same shapes on the byte path
+    check_gemm(70, 130, 160, 0);
+    check_gemm(65, 64, 80, 1);
+    check_gemm(70, 130, 160, 0, 3, 0);  // strides not multiples of 16
+    check_gemm(66, 67, 144, 0, 0, 5);   // A and B not 16-byte aligned
+    check_gemm(64, 65, 64, -1, 16, 0);  // padded strides, still 16-byte rows: 128-bit path
   });
+}
+
+TEST(Int8Kernels, FallbackGemmErrorsNameTheArgument) {
+  kt::buffer<std::int8_t> a(64), b(64);
+  kt::buffer<std::int32_t> c(64);
+  auto msg = [](const lowbit::status& s) { return std::string(s.message()); };
+  auto s = lowbit::cuda::int8_gemm_fallback(a.get(), 3, b.get(), 4, c.get(), 4, 2, 2, 4);
+  EXPECT_EQ(s.code(), lowbit::errc::invalid_argument);
+  EXPECT_NE(msg(s).find("lda=3"), std::string::npos) << msg(s);
+  s = lowbit::cuda::int8_gemm_fallback(a.get(), 4, b.get(), 2, c.get(), 4, 2, 2, 4);
+  EXPECT_NE(msg(s).find("ldb=2"), std::string::npos) << msg(s);
+  s = lowbit::cuda::int8_gemm_fallback(a.get(), 4, b.get(), 4, c.get(), 1, 2, 2, 4);
+  EXPECT_NE(msg(s).find("ldc=1"), std::string::npos) << msg(s);
+  s = lowbit::cuda::int8_gemm_fallback(a.get(), 4, nullptr, 4, c.get(), 4, 2, 2, 4);
+  EXPECT_NE(msg(s).find("B"), std::string::npos) << msg(s);
 }
 
 template <class T>

@@ -80,6 +80,54 @@ struct aligned_buffer {
 
 std::string why() { return std::string("stand-in: ") + lowbit::simt::cublas_last_error(); }
 
+// The kernels' float16 conversions (device code, run here on the CPU as the executor runs it) equal
+// the host engine's on all 65536 inputs (finite_f16_to_float on the finite ones).
+TEST(Int8KernelHelpers, F16ConversionsAreTheHostsOnEveryInput) {
+  namespace d = lowbit::cuda::int8_detail;
+  for (unsigned h = 0; h < 65536u; ++h) {
+    const float want = lowbit::f16_bits_to_float(static_cast<std::uint16_t>(h));
+    ASSERT_EQ(lowbit_test::bits_of(d::f16_to_float(h)), lowbit_test::bits_of(want)) << std::hex << h;
+    if ((h & 0x7C00u) != 0x7C00u) {
+      ASSERT_EQ(lowbit_test::bits_of(d::finite_f16_to_float(h)), lowbit_test::bits_of(want)) << std::hex << h;
+    }
+  }
+}
+
+// outlier_bits<T>(threshold): for every finite value of the 16-bit types, |v|'s bits at or above it
+// is exactly int8::is_outlier; for float32 around the threshold and at the ends.
+template <class T>
+void check_outlier_bits(float threshold) {
+  namespace d = lowbit::cuda::int8_detail;
+  const unsigned from = d::outlier_bits<T>(threshold);
+  ASSERT_LE(from, d::nonfinite_bits<T>);
+  if constexpr (sizeof(T) == 2) {
+    for (unsigned h = 0; h < 65536u; ++h) {
+      const unsigned a = h & 0x7FFFu;
+      if (a >= d::nonfinite_bits<T>) continue;
+      const float v = lowbit::to_float(T{static_cast<std::uint16_t>(h)});
+      ASSERT_EQ(a >= from, lowbit::int8::is_outlier(v, threshold)) << std::hex << h << " threshold " << threshold;
+    }
+  } else {
+    const unsigned t = lowbit_test::bits_of(threshold) & 0x7FFFFFFFu;
+    for (unsigned base : {0u, 1u, t, 0x7F7FFFFFu})
+      for (unsigned a = base > 64 ? base - 64 : 0; a < base + 64 && a < 0x7F800000u; ++a)
+        for (unsigned sign : {0u, 0x80000000u}) {
+          float v;
+          const unsigned bits = a | sign;
+          std::memcpy(&v, &bits, 4);
+          ASSERT_EQ(a >= from, lowbit::int8::is_outlier(v, threshold)) << std::hex << bits << " threshold " << threshold;
+        }
+  }
+}
+
+TEST(Int8KernelHelpers, OutlierBitsAreIsOutlier) {
+  for (float t : {0.0f, 6.0f, 1e-40f, 1e-7f, 0.1f, 65504.0f, 65505.0f, 70000.0f, 3.0e38f, 3.4028235e38f}) {
+    check_outlier_bits<lowbit::f16>(t);
+    check_outlier_bits<lowbit::bf16>(t);
+    check_outlier_bits<float>(t);
+  }
+}
+
 // D = alpha op(A) op(B) + beta C in wrapping int32 against a plain int64 triple loop, with leading
 // dimensions above the rows (a sub-matrix), C and D distinct, alpha and beta not 1/0, both algorithms.
 TEST(CublasStandIn, LtMatmulComputesTheDocumentedProduct) {

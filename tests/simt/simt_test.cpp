@@ -678,4 +678,46 @@ TEST(SimtIntrinsics, BitAndConversionFunctions) {
   EXPECT_EQ(__ldg(&x), 3.0f);
 }
 
+/// __dp4a (PTX dp4a.s32.s32 / dp4a.u32.u32: c plus the four byte products, sign- or zero-extended,
+/// modulo 2^32) against a 64-bit reference: every pair of byte values in every lane (the other
+/// lanes and c random), 2^20 random words, and the extremes and wrap-around by hand.
+TEST(SimtIntrinsics, Dp4aIsThePtxDefinition) {
+  auto ref_s = [](std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+    long long d = static_cast<std::int32_t>(c);
+    for (int i = 0; i < 4; ++i)
+      d += static_cast<long long>(static_cast<std::int8_t>(a >> (8 * i))) * static_cast<std::int8_t>(b >> (8 * i));
+    return static_cast<std::uint32_t>(static_cast<unsigned long long>(d));
+  };
+  auto ref_u = [](std::uint32_t a, std::uint32_t b, std::uint32_t c) {
+    unsigned long long d = c;
+    for (int i = 0; i < 4; ++i) d += static_cast<unsigned long long>((a >> (8 * i)) & 0xFFu) * ((b >> (8 * i)) & 0xFFu);
+    return static_cast<std::uint32_t>(d);
+  };
+  std::uint64_t state = 0x9E3779B97F4A7C15ull;
+  auto next = [&state] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<std::uint32_t>(state >> 32);
+  };
+  for (int lane = 0; lane < 4; ++lane)
+    for (std::uint32_t x = 0; x < 256; ++x)
+      for (std::uint32_t y = 0; y < 256; ++y) {
+        const std::uint32_t keep = ~(0xFFu << (8 * lane));
+        const std::uint32_t a = (next() & keep) | (x << (8 * lane)), b = (next() & keep) | (y << (8 * lane)), c = next();
+        ASSERT_EQ(static_cast<std::uint32_t>(__dp4a(static_cast<int>(a), static_cast<int>(b), static_cast<int>(c))),
+                  ref_s(a, b, c)) << std::hex << a << " " << b << " " << c;
+        ASSERT_EQ(__dp4a(a, b, c), ref_u(a, b, c)) << std::hex << a << " " << b << " " << c;
+      }
+  for (int k = 0; k < (1 << 20); ++k) {
+    const std::uint32_t a = next(), b = next(), c = next();
+    ASSERT_EQ(static_cast<std::uint32_t>(__dp4a(static_cast<int>(a), static_cast<int>(b), static_cast<int>(c))),
+              ref_s(a, b, c));
+    ASSERT_EQ(__dp4a(a, b, c), ref_u(a, b, c));
+  }
+  const int m128 = static_cast<int>(0x80808080u), p127 = 0x7F7F7F7F, m127 = static_cast<int>(0x81818181u);
+  EXPECT_EQ(__dp4a(m128, m128, 0), 65536);
+  EXPECT_EQ(__dp4a(p127, m127, 0), -64516);
+  EXPECT_EQ(__dp4a(m128, m128, 0x7FFFFFFF), static_cast<int>(0x8000FFFFu));  // wraps modulo 2^32
+  EXPECT_EQ(__dp4a(0xFFFFFFFFu, 0xFFFFFFFFu, 0u), 4u * 255u * 255u);
+}
+
 }  // namespace

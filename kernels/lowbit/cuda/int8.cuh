@@ -7,14 +7,14 @@
 ///        (codes, row statistics, outlier columns, int32 products, epilogue outputs).
 ///
 /// @par Pipeline (`int8_matmul`)
-/// 1. `int8_row_absmax_kernel` (one CTA per row): max |x| over the row's non-outliers, outlier
-///    columns flagged, first non-finite index.
+/// 1. `int8_row_absmax_kernel` (one CTA per row, 128-bit loads): max |x| over the row's
+///    non-outliers and from it the row's encoding, outlier columns flagged, first non-finite index.
 /// 2. `int8_outlier_list_kernel` (one CTA): the flagged columns as a sorted list and its length.
-/// 3. `int8_row_codes_kernel`: codes (0 in outlier columns) and row statistics, 16 elements per
-///    thread with 128-bit loads and stores where aligned.
+/// 3. `int8_row_codes_kernel` (a row kernel, 16 columns per thread): codes (0 in outlier columns)
+///    and row statistics, with 128-bit loads and stores when x, codes and the width allow.
 /// 4. `C = codes · CBᵀ` in int32: cuBLASLt (`CUBLAS_COMPUTE_32I`, int8 "TN", as bitsandbytes'
 ///    igemmlt) when a handle is given and it takes the shape, else `int8_gemm_fallback_kernel`
-///    (exact int32, shared-memory tiles; any shape, e.g. K % 4 != 0).
+///    (exact int32, 64 x 64 shared-memory tiles, dp4a; any shape, e.g. K % 4 != 0).
 ///    The weights go to cuBLASLt in the layout they are stored in: CB row-major [N, K] is, to
 ///    cuBLASLt, a column-major (CUBLASLT_ORDER_COL, its default) K x N int8 matrix taken with
 ///    CUBLAS_OP_T. Nothing is transformed, per call or at all: no cublasLtMatrixTransform into
@@ -69,151 +69,472 @@ namespace int8_detail {
 using detail::global_thread;
 using detail::threads_per_block;
 
-inline constexpr int gemm_tile = 16;   ///< fallback GEMM: 16 x 16 outputs per CTA
-inline constexpr int gemm_tile_k = 32;  ///< K per shared-memory step
+/// Keeps nvcc from unrolling a row kernel's loop over rows (its body is already several elements wide).
+#if defined(__CUDACC__)
+#  define LOWBIT_INT8_ROW_LOOP _Pragma("unroll 1")
+#else
+#  define LOWBIT_INT8_ROW_LOOP
+#endif
+
 
 template <class T>
 __device__ __forceinline__ bool finite(float v) {
   return (__float_as_uint(v) & 0x7F800000u) != 0x7F800000u;
 }
 
-/// Step 1 (CTA r = row r): row_absmax[r] = max |x| over non-outliers; outlier columns get flag 1.
+/// What int8_row_absmax_kernel leaves per row for int8_row_codes_kernel: the row's statistic and
+/// its encoding multiplier (int8::row_encoder: inv = 127 / absmax, 0 for a zero row), so that the
+/// codes kernel divides nothing. One 64-bit load per row.
+struct alignas(8) row_encoding {
+  float scale, inv;
+};
+
+/// |v|'s bits for an element of type T given its raw bits (float32: 31 bits, 16-bit types: 15).
 template <class T>
-__global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, float threshold, float* row_absmax,
+inline constexpr unsigned abs_mask = sizeof(T) == 4 ? 0x7FFFFFFFu : 0x7FFFu;
+/// The smallest |v| bits of a non-finite T (infinity): at or above it, an element is Inf or NaN.
+template <class T>
+inline constexpr unsigned nonfinite_bits = sizeof(T) == 4 ? 0x7F800000u : (std::is_same<T, bf16>::value ? 0x7F80u : 0x7C00u);
+
+/// float16 bits -> float32, exactly lowbit::f16_bits_to_float (kernels_int8_simt_test compares all
+/// 65536 inputs) without its loop over subnormals: the 15 magnitude bits moved to float32's
+/// exponent and mantissa fields are the value times 2^-112 (a subnormal half becomes a subnormal
+/// float), and one exact multiplication by 2^112 rescales it; Inf and NaN (NaN quieted, payload
+/// kept) as the host does.
+__device__ __forceinline__ float f16_to_float(unsigned h) {
+  const unsigned a = (h & 0x7FFFu) << 13;
+  unsigned r = __float_as_uint(__fmul_rn(__uint_as_float(a), 0x1p112f));
+  if (a >= (0x7C00u << 13)) r = a | 0x7F800000u | ((a & 0x7FE000u) != 0u ? 0x400000u : 0u);
+  return __uint_as_float(r | ((h & 0x8000u) << 16));
+}
+
+/// f16_to_float for the bits of a finite half (no Inf or NaN): its sign and magnitude moved into
+/// place (one shift and one logic operation) and the multiplication by 2^112, which keeps the sign.
+__device__ __forceinline__ float finite_f16_to_float(unsigned h) {
+  return __fmul_rn(__uint_as_float(((h & 0x8000u) << 16) | ((h & 0x7FFFu) << 13)), 0x1p112f);
+}
+
+/// to_float(v), with f16_to_float for float16.
+template <class T>
+__device__ __forceinline__ float value_of(T v) {
+  if constexpr (std::is_same<T, f16>::value) {
+    return f16_to_float(v.bits);
+  } else {
+    return to_float(v);
+  }
+}
+
+/// value_of(v) for a finite v (finite_f16_to_float for float16).
+template <class T>
+__device__ __forceinline__ float finite_value_of(T v) {
+  if constexpr (std::is_same<T, f16>::value) {
+    return finite_f16_to_float(v.bits);
+  } else {
+    return to_float(v);
+  }
+}
+
+/// float32 value of the |v| bits `a` of a finite T (a < nonfinite_bits<T>): exact.
+template <class T>
+__device__ __forceinline__ float abs_bits_to_float(unsigned a) {
+  if constexpr (sizeof(T) == 4) {
+    return __uint_as_float(a);
+  } else {
+    return value_of(T{static_cast<std::uint16_t>(a)});
+  }
+}
+
+/// The |v| bits from which a finite element of type T is an outlier for `threshold`
+/// (int8::is_outlier: threshold > 0 and |v| >= threshold): the smallest finite a with
+/// to_float(a) >= threshold, else nonfinite_bits<T> (no finite outlier, e.g. threshold 0). For
+/// finite elements of one sign |v| is monotone in its bits, so `a >= outlier_bits` is is_outlier.
+template <class T>
+inline unsigned outlier_bits(float threshold) {
+  constexpr unsigned nf = nonfinite_bits<T>;
+  if (!(threshold > 0.0f)) return nf;
+  unsigned lo = 0, hi = nf;  // the answer lies in [lo, hi]
+  while (lo < hi) {
+    const unsigned mid = lo + (hi - lo) / 2;
+    float v;
+    if constexpr (sizeof(T) == 4) {
+      v = bits_float(mid);
+    } else {
+      v = to_float(T{static_cast<std::uint16_t>(mid)});
+    }
+    if (v >= threshold) {
+      hi = mid;
+    } else {
+      lo = mid + 1;
+    }
+  }
+  return lo;
+}
+
+/// Step 1 (CTA r = row r): the row's encoding from max |x| over its finite non-outlier elements;
+/// outlier columns get flag 1; the first non-finite element's flat index goes to first_bad. The
+/// row is read in 16-byte vectors from its first 16-byte boundary (a scalar head before it and a
+/// scalar tail after the last whole vector), so any row alignment takes the vector loop. All of it
+/// on |v|'s bits (unsigned compares; a finite element's |v| is monotone in them): the vector loop
+/// takes the maximum of a vector's bits, and only a vector holding an outlier or a non-finite
+/// element (its maximum at or above `outlier_from`, see outlier_bits) is looked at element by
+/// element. Column indices are 32-bit (cols < 2^31, checked by the launcher).
+template <class T>
+__global__ void int8_row_absmax_kernel(const T* x, std::int64_t cols, unsigned outlier_from, row_encoding* enc,
                                        unsigned* col_flags, unsigned long long* first_bad) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   using reduce = detail::block_max<threads_per_block>;
   LOWBIT_SHARED(typename reduce::temp_storage, tmp);
-  const std::int64_t r = blockIdx.x;
-  const T* xr = x + r * cols;
-  float am = 0.0f;
-  unsigned long long bad = detail::no_bad_index;
-  for (std::int64_t k = threadIdx.x; k < cols; k += blockDim.x) {
-    const float v = detail::load_float(xr + k);
-    if (!finite<T>(v)) {
-      const auto i = static_cast<unsigned long long>(r * cols + k);
-      bad = i < bad ? i : bad;
-      continue;
-    }
-    if (int8::is_outlier(v, threshold)) {
-      // atomic: the CTAs of other rows may flag the same column at the same time
-      atomicOr(col_flags + k, 1u);
-      continue;
-    }
-    const float a = v < 0.0f ? -v : v;
-    am = a > am ? a : am;
+  constexpr unsigned per16 = 16 / sizeof(T);
+  constexpr unsigned nf = nonfinite_bits<T>;
+  const unsigned n = static_cast<unsigned>(cols);
+  const T* xr = x + static_cast<std::int64_t>(blockIdx.x) * cols;
+  unsigned am = 0;          // max |v| bits over the finite non-outliers
+  unsigned bad_from = ~0u;  // the first non-finite element is at or after this column
+  // one element, without a branch: its bits count towards am unless it is an outlier or not
+  // finite; an outlier column is flagged (atomic: the CTAs of other rows may flag it too)
+  auto one = [&](unsigned a, unsigned k) {
+    am = a < outlier_from && a > am ? a : am;
+    if (a - outlier_from < nf - outlier_from) atomicOr(col_flags + k, 1u);
+  };
+  const unsigned mis = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(xr) & 15u) / sizeof(T);
+  unsigned head = mis == 0 ? 0u : per16 - mis;  // elements before the row's first 16-byte boundary
+  head = head < n ? head : n;
+  const unsigned body_end = head + (n - head) / per16 * per16;
+  for (unsigned k = threadIdx.x; k < head; k += threads_per_block) {
+    const unsigned a = detail::raw_bits(xr[k]) & abs_mask<T>;
+    one(a, k);
+    if (a >= nf) bad_from = k < bad_from ? k : bad_from;
   }
-  if (bad != detail::no_bad_index) atomicMin(first_bad, bad);
-  am = reduce::reduce(tmp, am);
-  if (threadIdx.x == 0) row_absmax[r] = am;
+  unsigned am_hi = 0, am_lo = 0;  // 16-bit types: maxima of the upper and lower halves' bits
+  const unsigned kof = (0x8000u - outlier_from) * 0x10001u, knf = (0x8000u - nf) * 0x10001u;
+  for (unsigned k = head + threadIdx.x * per16; k < body_end; k += threads_per_block * per16) {
+    const uint4 raw = detail::load_vector<uint4>(xr + k);
+    const unsigned w[4] = {raw.x, raw.y, raw.z, raw.w};
+    if constexpr (sizeof(T) == 4) {
+      unsigned a[4];
+      LOWBIT_UNROLL
+      for (int j = 0; j < 4; ++j) a[j] = w[j] & 0x7FFFFFFFu;
+      unsigned m = a[0];
+      LOWBIT_UNROLL
+      for (int i = 1; i < 4; ++i) m = a[i] > m ? a[i] : m;
+      if (m < outlier_from) {
+        am = m > am ? m : am;
+      } else {
+        // a vector with an outlier or a non-finite element: the maximum over the others, a mask
+        // of the outliers, flagged one by one
+        unsigned outl = 0;
+        LOWBIT_UNROLL
+        for (unsigned i = 0; i < 4; ++i) {
+          am = a[i] < outlier_from && a[i] > am ? a[i] : am;
+          outl |= a[i] - outlier_from < nf - outlier_from ? 1u << i : 0u;
+        }
+        while (outl != 0u) {
+          atomicOr(col_flags + k + static_cast<unsigned>(__ffs(static_cast<int>(outl)) - 1), 1u);
+          outl &= outl - 1u;
+        }
+        if (m >= nf) bad_from = k < bad_from ? k : bad_from;  // the exact column is found below
+      }
+    } else {
+      // two elements per word, compared as packed halves: a half h (|v|'s 15 bits) plus
+      // 0x8000 - c has bit 15 set iff h >= c, with no carry into the other half
+      unsigned outw[4], any_out = 0, any_bad = 0;
+      LOWBIT_UNROLL
+      for (int j = 0; j < 4; ++j) {
+        const unsigned aw = w[j] & 0x7FFF7FFFu;
+        const unsigned ge = (aw + kof) & 0x80008000u;           // halves at or above outlier_from
+        const unsigned gnf = (aw + knf) & 0x80008000u;          // halves not finite
+        const unsigned below = aw & ~(ge | (ge - (ge >> 15)));  // the others, and 0
+        am_hi = (below & 0xFFFF0000u) > am_hi ? below & 0xFFFF0000u : am_hi;
+        am_lo = (below & 0xFFFFu) > am_lo ? below & 0xFFFFu : am_lo;
+        outw[j] = ge & ~gnf;
+        any_out |= outw[j];
+        any_bad |= gnf;
+      }
+      if (any_bad != 0u) bad_from = k < bad_from ? k : bad_from;  // the exact column is found below
+      if (any_out != 0u) {
+        // bit 15 of outw[j] is element 2 j, bit 31 element 2 j + 1: mask bits 2 j and 16 + 2 j
+        unsigned outl = (outw[0] >> 15) | (outw[1] >> 13) | (outw[2] >> 11) | (outw[3] >> 9);
+        while (outl != 0u) {
+          const unsigned bit = static_cast<unsigned>(__ffs(static_cast<int>(outl)) - 1);
+          atomicOr(col_flags + k + (bit & 15u) + (bit >> 4), 1u);
+          outl &= outl - 1u;
+        }
+      }
+    }
+  }
+  am_hi >>= 16;
+  am = am_hi > am ? am_hi : am;
+  am = am_lo > am ? am_lo : am;
+  for (unsigned k = body_end + threadIdx.x; k < n; k += threads_per_block) {
+    const unsigned a = detail::raw_bits(xr[k]) & abs_mask<T>;
+    one(a, k);
+    if (a >= nf) bad_from = k < bad_from ? k : bad_from;
+  }
+  if (bad_from != ~0u) {  // the first non-finite element of this thread, at or after bad_from
+    unsigned k = bad_from;
+    while ((detail::raw_bits(xr[k]) & abs_mask<T>) < nf) ++k;
+    atomicMin(first_bad, static_cast<unsigned long long>(blockIdx.x) * static_cast<unsigned long long>(n) + k);
+  }
+  const float amax = reduce::reduce(tmp, abs_bits_to_float<T>(am));
+  if (threadIdx.x == 0) {
+    const quant::block_encoder e = int8::row_encoder(amax);
+    enc[blockIdx.x] = row_encoding{e.scale, e.inv};
+  }
 }
 
-/// Step 2 (one CTA): the flagged columns in increasing order and their number.
+/// Step 2 (one CTA): the flagged columns in increasing order and their number. Chunks of
+/// list_chunk = 4096 columns: thread t reads the flags of columns [16 t, 16 t + 16) of the chunk
+/// (four 128-bit loads; the last, partial chunk with scalar loads) into a 16-bit mask (a flag is
+/// 0 or 1: int8_row_absmax_kernel only ORs in 1), a warp-inclusive scan of the masks' popcounts and
+/// one barrier give each thread the position of its first outlier, and it writes its outliers'
+/// columns there. The warps' totals are double-buffered in shared memory, so that one barrier per
+/// chunk suffices. `col_flags` is 16-byte aligned (the quantization workspace's).
+inline constexpr unsigned list_cols = 16;
+inline constexpr unsigned list_chunk = list_cols * threads_per_block;
+
 __global__ void int8_outlier_list_kernel(const unsigned* col_flags, std::int64_t cols, std::int32_t* outlier_cols,
                                          int* count) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
-  constexpr int warps = threads_per_block / 32;
-  LOWBIT_SHARED(int[warps], warp_counts);
-  LOWBIT_SHARED(int, base);
-  const int tid = static_cast<int>(threadIdx.x), lane = tid & 31, warp = tid >> 5;
-  if (tid == 0) base = 0;
-  __syncthreads();
-  for (std::int64_t c0 = 0; c0 < cols; c0 += threads_per_block) {
-    const std::int64_t k = c0 + tid;
-    const bool flag = k < cols && col_flags[k] != 0u;
-    const unsigned ballot = __ballot_sync(0xFFFFFFFFu, flag);
-    if (lane == 0) warp_counts[warp] = __popc(ballot);
+  constexpr unsigned warps = threads_per_block / 32;
+  LOWBIT_SHARED(unsigned[2][warps], warp_counts);
+  const unsigned tid = threadIdx.x, lane = tid & 31u, warp = tid >> 5;
+  const unsigned n = static_cast<unsigned>(cols);
+  unsigned base = 0;  // outliers in the chunks before this one (the same in every thread)
+  unsigned buf = 0;
+  auto list = [&](unsigned c0, unsigned mask) {
+    const unsigned cnt = static_cast<unsigned>(__popc(mask));
+    unsigned incl = cnt;
+    LOWBIT_UNROLL
+    for (unsigned d = 1; d < 32u; d *= 2u) {
+      const unsigned y = __shfl_up_sync(0xFFFFFFFFu, incl, d);
+      incl += lane >= d ? y : 0u;
+    }
+    if (lane == 31u) warp_counts[buf][warp] = incl;
     __syncthreads();
-    int off = base;
-    for (int w = 0; w < warp; ++w) off += warp_counts[w];
-    if (flag) outlier_cols[off + __popc(ballot & ((1u << lane) - 1u))] = static_cast<std::int32_t>(k);
-    __syncthreads();
-    if (tid == 0)
-      for (int w = 0; w < warps; ++w) base += warp_counts[w];
-    __syncthreads();
+    unsigned before = base, total = 0;
+    LOWBIT_UNROLL
+    for (unsigned w = 0; w < warps; ++w) {
+      const unsigned v = warp_counts[buf][w];
+      before += w < warp ? v : 0u;
+      total += v;
+    }
+    unsigned at = before + incl - cnt;
+    while (mask != 0u) {
+      outlier_cols[at++] = static_cast<std::int32_t>(c0 + static_cast<unsigned>(__ffs(static_cast<int>(mask)) - 1));
+      mask &= mask - 1u;
+    }
+    base += total;
+    buf ^= 1u;
+  };
+  unsigned c = 0;
+  for (; c + list_chunk <= n; c += list_chunk) {
+    const unsigned c0 = c + tid * list_cols;
+    unsigned mask = 0;
+    LOWBIT_UNROLL
+    for (unsigned q = 0; q < list_cols / 4u; ++q) {
+      const uint4 f = detail::load_vector<uint4>(col_flags + c0 + 4u * q);
+      mask |= (f.x | f.y << 1 | f.z << 2 | f.w << 3) << (4u * q);
+    }
+    list(c0, mask);
   }
-  if (tid == 0) *count = base;
+  if (c < n) {  // the last, partial chunk
+    const unsigned c0 = c + tid * list_cols;
+    unsigned mask = 0;
+    LOWBIT_UNROLL
+    for (unsigned i = 0; i < list_cols; ++i) {
+      if (c0 + i < n) mask |= col_flags[c0 + i] << i;
+    }
+    list(c0, mask);
+  }
+  if (tid == 0) *count = static_cast<int>(base);
 }
 
-/// Step 3: thread g encodes elements [16 g, 16 g + 16) of the flattened [rows, cols] input; the
-/// thread holding a row's column 0 writes its statistic. Nothing is written after a non-finite input.
-template <class T>
-__global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_t cols, const float* row_absmax,
+/// Step 3: codes and row statistics, a row kernel (see the gathers below for the grid): thread t
+/// of a CTA owns the code_cols = 16 consecutive columns [16 t, 16 t + 16) of its column tile of
+/// 4096 and keeps, once, a byte mask of those that are not outlier columns; CTAs loop over rows.
+/// Per row: the row's encoding (one 64-bit load, no division: int8_row_absmax_kernel computed it),
+/// 16 elements encoded (encode_finite), masked and stored; the thread owning column 0 writes the
+/// statistic. `Vec` (the launcher's choice: x and codes 16-byte aligned, cols a multiple of 16, so
+/// that every row of every thread is): 128-bit loads and one 128-bit store per row; otherwise
+/// scalar loads and byte stores. Nothing is written after a non-finite input, so every element
+/// converted here is finite (finite_value_of).
+inline constexpr unsigned code_cols = 16;
+
+/// int8::encode(x, enc) for a finite x, with enc.inv = inv (0 for a zero row): a product of finite
+/// values is never NaN, so codecs::int8_absmax::encode's NaN case drops out; the clamp to ±127 and
+/// one round-to-nearest-even conversion (`cvt.rni.s32.f32`) in place of the host's two magic-number
+/// additions, which round every |y| <= 127 the same way.
+__device__ __forceinline__ int encode_finite(float x, float inv) {
+  return __float2int_rn(fminf(fmaxf(__fmul_rn(x, inv), -127.0f), 127.0f));
+}
+inline constexpr unsigned code_tile = code_cols * threads_per_block;
+
+template <class T, bool Vec>
+__global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_t cols, const row_encoding* enc,
                                       const unsigned* col_flags, const unsigned long long* first_bad,
-                                      std::int8_t* codes, float* row_stats) {
-  constexpr int G = detail::group_bytes;
-  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+                                      std::int64_t grid_rows, std::int8_t* codes, float* row_stats) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr unsigned per16 = 16 / sizeof(T);
   if (*first_bad != detail::no_bad_index) return;
-  const std::int64_t n = rows * cols;
-  const std::int64_t e0 = global_thread() * G;
-  if (e0 >= n) return;
-  const int count = n - e0 < G ? static_cast<int>(n - e0) : G;
-  float v[G];
-  if (count == G && detail::is_aligned16(x + e0)) {
-    LOWBIT_UNROLL
-    for (int k = 0; k < G; k += per16) detail::load16(x + e0 + k, v + k);
-  } else {
-    LOWBIT_UNROLL
-    for (int k = 0; k < G; ++k) v[k] = k < count ? detail::load_float(x + e0 + k) : 0.0f;
-  }
-  std::int64_t r = e0 / cols;
-  std::int64_t next = (r + 1) * cols;
-  quant::block_encoder enc = int8::row_encoder(row_absmax[r]);
-  std::int8_t q[G];
+  const unsigned w = static_cast<unsigned>(cols);
+  const unsigned tiles = (w + code_tile - 1u) / code_tile;
+  const unsigned c0 = blockIdx.x % tiles * code_tile + threadIdx.x * code_cols;
+  if (c0 >= w) return;
+  const unsigned count = w - c0 < code_cols ? w - c0 : code_cols;
+  unsigned keep[4];  // byte k of keep[k / 4]: 0xFF, or 0 for an outlier column
   LOWBIT_UNROLL
-  for (int k = 0; k < G; ++k) {
-    q[k] = 0;
-    if (k < count) {
-      const std::int64_t i = e0 + k;
-      if (i >= next) {
-        r = i / cols;
-        next = (r + 1) * cols;
-        enc = int8::row_encoder(row_absmax[r]);
+  for (int j = 0; j < 4; ++j) {
+    keep[j] = 0xFFFFFFFFu;
+    if (col_flags != nullptr) {
+      LOWBIT_UNROLL
+      for (int b = 0; b < 4; ++b) {
+        const unsigned k = 4u * j + b;
+        if (k < count && col_flags[c0 + k] != 0u) keep[j] &= ~(0xFFu << (8 * b));
       }
-      const std::int64_t col = i - r * cols;
-      if (col == 0) row_stats[r] = enc.scale;
-      q[k] = (col_flags != nullptr && col_flags[col] != 0u) ? std::int8_t{0} : int8::encode(v[k], enc);
     }
   }
-  std::int8_t* dst = codes + e0;
-  if (count == G && detail::is_aligned16(dst)) {
-    uint4 raw;
-    std::memcpy(&raw, q, 16);
-    detail::store_vector(dst, raw);
-  } else {
-    LOWBIT_UNROLL
-    for (int k = 0; k < G; ++k) {
-      if (k < count) dst[k] = q[k];
+  std::int64_t m = blockIdx.x / tiles;
+  const std::int64_t step = grid_rows * cols;
+  const T* xr = x + m * cols + c0;
+  std::int8_t* cr = codes + m * cols + c0;
+  LOWBIT_INT8_ROW_LOOP
+  for (; m < rows; m += grid_rows, xr += step, cr += step) {
+    const row_encoding e = enc[m];
+    float v[code_cols];
+    if constexpr (Vec) {
+      LOWBIT_UNROLL
+      for (unsigned k = 0; k < code_cols; k += per16) {
+        const uint4 raw = detail::load_vector<uint4>(xr + k);
+        const unsigned wd[4] = {raw.x, raw.y, raw.z, raw.w};
+        LOWBIT_UNROLL
+        for (int j = 0; j < 4; ++j) {
+          if constexpr (sizeof(T) == 4) {
+            v[k + j] = __uint_as_float(wd[j]);
+          } else {
+            v[k + 2 * j] = finite_value_of(T{static_cast<std::uint16_t>(wd[j] & 0xFFFFu)});
+            v[k + 2 * j + 1] = finite_value_of(T{static_cast<std::uint16_t>(wd[j] >> 16)});
+          }
+        }
+      }
+    } else {
+      LOWBIT_UNROLL
+      for (unsigned k = 0; k < code_cols; ++k) v[k] = k < count ? finite_value_of(xr[k]) : 0.0f;
     }
+    unsigned q[4];
+    LOWBIT_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      unsigned word = 0;
+      LOWBIT_UNROLL
+      for (int b = 0; b < 4; ++b)
+        word |= (static_cast<unsigned>(encode_finite(v[4 * j + b], e.inv)) & 0xFFu) << (8 * b);
+      q[j] = word & keep[j];
+    }
+    if constexpr (Vec) {
+      detail::store_vector(cr, uint4{q[0], q[1], q[2], q[3]});
+    } else {
+      LOWBIT_UNROLL
+      for (unsigned k = 0; k < code_cols; ++k) {
+        if (k < count) cr[k] = static_cast<std::int8_t>(q[k / 4] >> (8 * (k % 4)));
+      }
+    }
+    if (c0 == 0) row_stats[m] = e.scale;
   }
 }
 
-/// Step 4 fallback: C[m, n] = Σ_k A[m, k] B[n, k] exactly in int32; CTA t computes the 16 x 16 tile
-/// (t / tiles_n, t % tiles_n), thread (tid / 16, tid % 16) one element.
-__global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
+/// Step 4 fallback: C[m, n] = Σ_k A[m, k] B[n, k] exactly in int32 (the sum of at most
+/// max_inner_dim products of int8 values cannot overflow; integer sums do not depend on order).
+/// CTA t computes the gemm_tile x gemm_tile tile (t / tiles_n, t % tiles_n) of C; thread
+/// (ty, tx) = (tid / 16, tid % 16) its 4 x 4 outputs (ty + 16 i, tx + 16 j), in registers. Per step
+/// of gemm_tile_k = 64 along K, each thread copies 16 bytes of A's tile rows and 16 of B's into
+/// shared memory (zeros past M, N or K), then, per 4 bytes of K, reads one 32-bit word of each of
+/// its 4 rows of A and 4 rows of B and issues 16 `dp4a` (4 int8 products and an int32 add each).
+/// `Vec` (the launcher's choice: A and B 16-byte aligned, lda, ldb and K multiples of 16): each
+/// copy is one 128-bit load; otherwise 16 byte loads. Indices along K are 32-bit (K < 2^17).
+inline constexpr int gemm_tile = 64;      ///< fallback GEMM: 64 x 64 outputs per CTA
+inline constexpr unsigned gemm_tile_k = 64;    ///< K bytes per shared-memory step
+inline constexpr unsigned gemm_row_words = 17; ///< 32-bit words per shared row: 16 of data, 1 of padding
+
+/// CTAs per SM the fallback GEMM is compiled for: 40 registers, 75% occupancy where an SM holds 64
+/// warps (sm_75/80/90/100); 48 registers, 83% where it holds 48 (sm_86/87/89/120), within which
+/// the byte-copy variant does not spill.
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || __CUDA_ARCH__ >= 1200)
+#  define LOWBIT_INT8_GEMM_CTAS 5
+#else
+#  define LOWBIT_INT8_GEMM_CTAS 6
+#endif
+
+template <bool Vec>
+__global__ void __launch_bounds__(threads_per_block, LOWBIT_INT8_GEMM_CTAS) int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
                                           std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N,
                                           std::int64_t K, std::int64_t tiles_n) {
-  LOWBIT_ASSUME_BLOCK(gemm_tile * gemm_tile);
-  LOWBIT_SHARED(std::int8_t[gemm_tile][gemm_tile_k + 4], as);
-  LOWBIT_SHARED(std::int8_t[gemm_tile][gemm_tile_k + 4], bs);
-  const int tid = static_cast<int>(threadIdx.x);
-  const int tm = tid / gemm_tile, tn = tid % gemm_tile;
-  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.x) / tiles_n * gemm_tile;
-  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x) % tiles_n * gemm_tile;
-  std::int32_t acc = 0;
-  for (std::int64_t k0 = 0; k0 < K; k0 += gemm_tile_k) {
-    for (int e = tid; e < gemm_tile * gemm_tile_k; e += threads_per_block) {
-      const int rr = e / gemm_tile_k, cc = e % gemm_tile_k;
-      const std::int64_t k = k0 + cc;
-      as[rr][cc] = (m0 + rr < M && k < K) ? A[(m0 + rr) * lda + k] : std::int8_t{0};
-      bs[rr][cc] = (n0 + rr < N && k < K) ? B[(n0 + rr) * ldb + k] : std::int8_t{0};
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  LOWBIT_SHARED(unsigned[gemm_tile * gemm_row_words], as);
+  LOWBIT_SHARED(unsigned[gemm_tile * gemm_row_words], bs);
+  const unsigned tid = threadIdx.x, tx = tid % 16u, ty = tid / 16u;
+  const unsigned tn = static_cast<unsigned>(tiles_n);
+  const std::int64_t m0 = static_cast<std::int64_t>(blockIdx.x / tn) * gemm_tile;
+  const std::int64_t n0 = static_cast<std::int64_t>(blockIdx.x % tn) * gemm_tile;
+  const unsigned k_len = static_cast<unsigned>(K);
+  // the copy: row lr of both tiles, bytes [lc, lc + 16) of the step
+  const unsigned lr = tid / 4u, lc = tid % 4u * 16u;
+  const bool a_row = m0 + lr < M, b_row = n0 + lr < N;
+  const std::int8_t* ar = A + (a_row ? (m0 + lr) * lda : 0) + lc;
+  const std::int8_t* br = B + (b_row ? (n0 + lr) * ldb : 0) + lc;
+  unsigned* const a_dst = as + lr * gemm_row_words + lc / 4u;
+  unsigned* const b_dst = bs + lr * gemm_row_words + lc / 4u;
+  std::int32_t acc[4][4];
+  LOWBIT_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0;
+  }
+  for (unsigned k0 = 0; k0 < k_len; k0 += gemm_tile_k) {
+    if constexpr (Vec) {
+      const bool in_k = k0 + lc < k_len;  // K % 16 == 0: all 16 bytes, or none
+      uint4 va{0u, 0u, 0u, 0u}, vb{0u, 0u, 0u, 0u};
+      if (a_row && in_k) va = detail::load_vector<uint4>(ar + k0);
+      if (b_row && in_k) vb = detail::load_vector<uint4>(br + k0);
+      a_dst[0] = va.x, a_dst[1] = va.y, a_dst[2] = va.z, a_dst[3] = va.w;
+      b_dst[0] = vb.x, b_dst[1] = vb.y, b_dst[2] = vb.z, b_dst[3] = vb.w;
+    } else {
+      auto* a8 = reinterpret_cast<std::int8_t*>(a_dst);
+      auto* b8 = reinterpret_cast<std::int8_t*>(b_dst);
+      LOWBIT_UNROLL
+      for (unsigned b = 0; b < 16u; ++b) {
+        const bool in_k = k0 + lc + b < k_len;
+        a8[b] = a_row && in_k ? ar[k0 + b] : std::int8_t{0};
+        b8[b] = b_row && in_k ? br[k0 + b] : std::int8_t{0};
+      }
     }
     __syncthreads();
+    // per 4 bytes of K: one word of each of the thread's 4 rows of A and of B, 16 dp4a (32-bit
+    // fragments keep the kernel within 40 registers; see docs/cuda-kernel-budgets.md)
     LOWBIT_UNROLL
-    for (int kk = 0; kk < gemm_tile_k; ++kk) acc += static_cast<std::int32_t>(as[tm][kk]) * static_cast<std::int32_t>(bs[tn][kk]);
+    for (unsigned kw = 0; kw < gemm_tile_k / 4; ++kw) {
+      int a[4], b[4];
+      LOWBIT_UNROLL
+      for (unsigned i = 0; i < 4; ++i) {
+        a[i] = static_cast<int>(as[(ty + 16u * i) * gemm_row_words + kw]);
+        b[i] = static_cast<int>(bs[(tx + 16u * i) * gemm_row_words + kw]);
+      }
+      LOWBIT_UNROLL
+      for (int i = 0; i < 4; ++i) {
+        LOWBIT_UNROLL
+        for (int j = 0; j < 4; ++j) acc[i][j] = __dp4a(a[i], b[j], acc[i][j]);
+      }
+    }
     __syncthreads();
   }
-  if (m0 + tm < M && n0 + tn < N) C[(m0 + tm) * ldc + n0 + tn] = acc;
+  LOWBIT_UNROLL
+  for (int i = 0; i < 4; ++i) {
+    const std::int64_t m = m0 + ty + 16 * i;
+    if (m >= M) break;
+    std::int32_t* cr = C + m * ldc + n0 + tx;
+    LOWBIT_UNROLL
+    for (int j = 0; j < 4; ++j) {
+      if (n0 + tx + 16 * j < N) cr[16 * j] = acc[i][j];
+    }
+  }
 }
 
 /// Row-major [rows, width] elementwise kernels (gathers, epilogue) without a division per element:
@@ -224,12 +545,6 @@ __global__ void int8_gemm_fallback_kernel(const std::int8_t* A, std::int64_t lda
 /// bias) is loaded once into registers before the loop over rows. Column indices are 32-bit (the
 /// launchers bound the width by check_row_width); per row, one 64-bit pointer step per array.
 inline constexpr int row_cols = 4;
-/// Keeps nvcc from unrolling the loop over rows (its body is already row_cols elements wide).
-#if defined(__CUDACC__)
-#  define LOWBIT_INT8_ROW_LOOP _Pragma("unroll 1")
-#else
-#  define LOWBIT_INT8_ROW_LOOP
-#endif
 inline constexpr unsigned row_tile = row_cols * threads_per_block;
 /// CTAs a row kernel launches at most (with enough rows): about one wave of 8 CTAs on 132 SMs, so
 /// that each CTA reuses its column registers over several rows.
@@ -324,7 +639,7 @@ __global__ void int8_outlier_sums_kernel(const T* xo, const T* wo, std::int64_t 
   if (i >= M * N) return;
   const std::int64_t m = i / N, n = i % N;
   float acc = 0.0f;
-  for (std::int64_t j = 0; j < count; ++j) acc = int8::outlier_step(acc, to_float(xo[m * count + j]), to_float(wo[n * count + j]));
+  for (std::int64_t j = 0; j < count; ++j) acc = int8::outlier_step(acc, value_of(xo[m * count + j]), value_of(wo[n * count + j]));
   out[i] = acc;
 }
 
@@ -372,13 +687,14 @@ __global__ void int8_epilogue_kernel(const std::int32_t* C, std::int64_t M, std:
 using int8::detail::check_dims;
 using int8::detail::check_threshold;
 
-/// Byte offsets of the quantization workspace: first_bad (8), count (4), row absmax, column flags.
+/// Byte offsets of the quantization workspace: first_bad (8), count (4), the rows' encodings
+/// (row_encoding, 8 bytes per row), column flags.
 struct quant_plan {
-  std::size_t bad = 0, count = 8, absmax = 16, flags = 0, total = 0;
+  std::size_t bad = 0, count = 8, enc = 16, flags = 0, total = 0;
 };
 inline quant_plan plan_quant(std::int64_t rows, std::int64_t cols) {
   quant_plan p;
-  p.flags = detail::align16(p.absmax + 4 * static_cast<std::size_t>(rows));
+  p.flags = detail::align16(p.enc + sizeof(row_encoding) * static_cast<std::size_t>(rows));
   p.total = detail::align16(p.flags + 4 * static_cast<std::size_t>(cols));
   return p;
 }
@@ -389,21 +705,27 @@ status quant_typed(const T* x, std::int64_t rows, std::int64_t cols, float thres
   const quant_plan p = plan_quant(rows, cols);
   auto* bad = reinterpret_cast<unsigned long long*>(ws + p.bad);
   auto* count = reinterpret_cast<int*>(ws + p.count);
-  auto* absmax = reinterpret_cast<float*>(ws + p.absmax);
+  auto* enc = reinterpret_cast<row_encoding*>(ws + p.enc);
   auto* flags = reinterpret_cast<unsigned*>(ws + p.flags);
   const bool split = threshold > 0.0f;
   LOWBIT_TRY(detail::memset_async(bad, 0xFF, 8, stream));
   LOWBIT_TRY(detail::memset_async(count, 0, 4, stream));
   LOWBIT_TRY(detail::memset_async(flags, 0, 4 * static_cast<std::size_t>(cols), stream));
   LOWBIT_TRY(detail::launch("int8 quantize (row statistics)", int8_row_absmax_kernel<T>, rows, threads_per_block, 0, stream,
-                            x, cols, threshold, absmax, flags, bad));
+                            x, cols, outlier_bits<T>(threshold), enc, flags, bad));
   if (split)
     LOWBIT_TRY(detail::launch("int8 quantize (outlier columns)", int8_outlier_list_kernel, 1, threads_per_block, 0, stream,
                               static_cast<const unsigned*>(flags), cols, outlier_cols, count));
-  return detail::launch_items("int8 quantize (codes)", int8_row_codes_kernel<T>, (rows * cols + 15) / 16, stream, x, rows,
-                              cols, static_cast<const float*>(absmax),
-                              static_cast<const unsigned*>(split ? flags : nullptr),
-                              static_cast<const unsigned long long*>(bad), codes, row_stats);
+  // the codes kernel's grid: column tiles of code_tile columns times rows of CTAs (as plan_rows)
+  const std::int64_t tiles = (cols + code_tile - 1) / code_tile;
+  std::int64_t grid_rows = row_kernel_ctas / tiles;
+  grid_rows = grid_rows < 1 ? 1 : (grid_rows > rows ? rows : grid_rows);
+  auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
+  const bool vec = aligned16(x) && aligned16(codes) && cols % code_cols == 0;
+  auto codes_kernel = vec ? int8_row_codes_kernel<T, true> : int8_row_codes_kernel<T, false>;
+  return detail::launch("int8 quantize (codes)", codes_kernel, tiles * grid_rows, threads_per_block, 0, stream, x, rows, cols,
+                        static_cast<const row_encoding*>(enc), static_cast<const unsigned*>(split ? flags : nullptr),
+                        static_cast<const unsigned long long*>(bad), grid_rows, codes, row_stats);
 }
 
 }  // namespace int8_detail
@@ -460,7 +782,11 @@ inline status int8_quant_status(const void* workspace, std::int64_t cols, std::i
 }
 
 /// `C = A · Bᵀ` exactly in int32 with the fallback kernel (any shape): A [M, K] (row stride lda),
-/// B [N, K] (ldb), C [M, N] (ldc); device pointers. Errors as host::int8_gemm.
+/// B [N, K] (ldb), C [M, N] (ldc); device pointers, A and B of any alignment, C 4-byte aligned;
+/// only C's [M, N] elements are written. With A and B 16-byte aligned and lda, ldb and K multiples
+/// of 16 the kernel copies its tiles with 128-bit loads, otherwise byte by byte. Errors as
+/// host::int8_gemm (each naming the argument), and errc::invalid_argument when M x N needs more
+/// than 2^31 - 1 tiles of 64 x 64.
 inline status int8_gemm_fallback(const std::int8_t* A, std::int64_t lda, const std::int8_t* B, std::int64_t ldb,
                                  std::int32_t* C, std::int64_t ldc, std::int64_t M, std::int64_t N, std::int64_t K,
                                  cudaStream_t stream = nullptr) {
@@ -469,15 +795,29 @@ inline status int8_gemm_fallback(const std::int8_t* A, std::int64_t lda, const s
   if (K < 1 || K > int8::max_inner_dim)
     return status::error(errc::invalid_argument, "%s: K=%lld must be in [1, %lld] (int32 accumulation)", what,
                          static_cast<long long>(K), static_cast<long long>(int8::max_inner_dim));
-  if (lda < K || ldb < K || ldc < N) return status::error(errc::invalid_argument, "%s: strides below the row lengths", what);
+  if (lda < K)
+    return status::error(errc::invalid_argument, "%s: lda=%lld is below K=%lld", what, static_cast<long long>(lda),
+                         static_cast<long long>(K));
+  if (ldb < K)
+    return status::error(errc::invalid_argument, "%s: ldb=%lld is below K=%lld", what, static_cast<long long>(ldb),
+                         static_cast<long long>(K));
+  if (ldc < N)
+    return status::error(errc::invalid_argument, "%s: ldc=%lld is below N=%lld", what, static_cast<long long>(ldc),
+                         static_cast<long long>(N));
   LOWBIT_TRY(detail::check_not_null(A, what, "A"));
   LOWBIT_TRY(detail::check_not_null(B, what, "B"));
   LOWBIT_TRY(detail::check_not_null(C, what, "C"));
   LOWBIT_TRY(detail::check_aligned(C, 4, what, "C"));
   const std::int64_t tiles_n = (N + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
   const std::int64_t tiles_m = (M + int8_detail::gemm_tile - 1) / int8_detail::gemm_tile;
-  return detail::launch("int8 gemm (fallback kernel)", int8_detail::int8_gemm_fallback_kernel, tiles_m * tiles_n,
-                        detail::threads_per_block, 0, stream, A, lda, B, ldb, C, ldc, M, N, K, tiles_n);
+  if (tiles_m * tiles_n > 0x7FFFFFFF)
+    return status::error(errc::invalid_argument, "%s: M=%lld x N=%lld needs more than 2^31 - 1 tiles of %d x %d", what,
+                         static_cast<long long>(M), static_cast<long long>(N), int8_detail::gemm_tile, int8_detail::gemm_tile);
+  auto aligned16 = [](const void* p) { return (reinterpret_cast<std::uintptr_t>(p) & 15u) == 0; };
+  const bool vec = aligned16(A) && aligned16(B) && lda % 16 == 0 && ldb % 16 == 0 && K % 16 == 0;
+  return detail::launch("int8 gemm (fallback kernel)",
+                        vec ? int8_detail::int8_gemm_fallback_kernel<true> : int8_detail::int8_gemm_fallback_kernel<false>,
+                        tiles_m * tiles_n, detail::threads_per_block, 0, stream, A, lda, B, ldb, C, ldc, M, N, K, tiles_n);
 }
 
 /// The LLM.int8 epilogue on the device, exactly as lowbit::int8_epilogue: out [M, N] (dtype dt) from

@@ -1645,6 +1645,23 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) noexcept {
 inline unsigned __umulhi(unsigned a, unsigned b) noexcept {
   return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32);
 }
+/// dp4a.s32.s32 d, a, b, c (PTX ISA, "Integer Arithmetic Instructions: dp4a"): d = c + the sum over
+/// the four byte lanes i of sext(a.byte_i) * sext(b.byte_i), in 32-bit arithmetic modulo 2^32.
+inline int __dp4a(int a, int b, int c) noexcept {
+  std::uint32_t d = static_cast<std::uint32_t>(c);
+  for (int i = 0; i < 4; ++i) {
+    const int x = static_cast<std::int8_t>(static_cast<std::uint32_t>(a) >> (8 * i) & 0xFFu);
+    const int y = static_cast<std::int8_t>(static_cast<std::uint32_t>(b) >> (8 * i) & 0xFFu);
+    d += static_cast<std::uint32_t>(x * y);
+  }
+  return static_cast<int>(d);
+}
+/// dp4a.u32.u32 d, a, b, c: as the signed form with zero-extended bytes.
+inline unsigned __dp4a(unsigned a, unsigned b, unsigned c) noexcept {
+  std::uint32_t d = c;
+  for (int i = 0; i < 4; ++i) d += ((a >> (8 * i)) & 0xFFu) * ((b >> (8 * i)) & 0xFFu);
+  return d;
+}
 
 namespace lowbit_simt_detail {
 template <class To, class From>
