@@ -225,7 +225,6 @@ def analyze(insns, basis, elem_bytes):
         return r
     wmax = max(mem_width(insns[k])[1] for k in anchors_all)
     anchors = [k for k in anchors_all if mem_width(insns[k])[1] == wmax]
-    anchor_set = set(anchors)
     ablocks = sorted({cfg.block_of[k] for k in anchors})
     # the loop holding the most widest accesses (the unrolled main loop, not a remainder loop),
     # innermost among equals
@@ -240,9 +239,15 @@ def analyze(insns, basis, elem_bytes):
         body = range(s, e)
         count = sum(1 for k in body if insns[k].base not in ("NOP",))
         count += sum(cfg.call_cost(insns[k]) for k in body if cfg.is_call(insns[k]))
-        # elements from the widest accesses only: the loop may also load scales, offsets or (a
-        # nested routine) other arrays, which are not the kernel's elements
-        elems = sum(wmax for k in body if k in anchor_set)
+        # elements from the loop's own accesses: an inner loop (a rarely taken sequential sum, a
+        # rescan for the first non-finite element) reads other arrays, or its elements again
+        inner = set()
+        for h2, t2 in cfg.loops():
+            s2, e2 = cfg.blocks[h2][0], cfg.blocks[t2][1]
+            if s <= s2 and e2 <= e and (s2, e2) != (s, e):
+                inner.update(range(s2, e2))
+        elems = sum(mem_width(insns[k])[1] for k in body
+                    if k not in inner and mem_width(insns[k]) and mem_width(insns[k])[0] == basis)
         calls = [insns[k] for k in body if cfg.is_call(insns[k])]
         r.update(kind="loop", count=count, elems=elems / elem_bytes, calls=len(calls), region=e - s,
                  where="%04x-%04x" % (insns[s].addr, insns[e - 1].addr))
