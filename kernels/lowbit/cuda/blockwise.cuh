@@ -126,8 +126,8 @@ __device__ __forceinline__ void load16(const T* p, float* v) {
     for (int k = 0; k < 4; ++k) v[k] = __uint_as_float(w[k]);
   } else if constexpr (std::is_same<T, f16>::value) {
     for (int k = 0; k < 4; ++k) {
-      v[2 * k] = f16_bits_to_float(static_cast<std::uint16_t>(w[k] & 0xFFFFu));
-      v[2 * k + 1] = f16_bits_to_float(static_cast<std::uint16_t>(w[k] >> 16));
+      v[2 * k] = half_bits_to_float(static_cast<std::uint16_t>(w[k] & 0xFFFFu));
+      v[2 * k + 1] = half_bits_to_float(static_cast<std::uint16_t>(w[k] >> 16));
     }
   } else {
     for (int k = 0; k < 4; ++k) {

@@ -96,39 +96,11 @@ inline constexpr unsigned abs_mask = sizeof(T) == 4 ? 0x7FFFFFFFu : 0x7FFFu;
 template <class T>
 inline constexpr unsigned nonfinite_bits = sizeof(T) == 4 ? 0x7F800000u : (std::is_same<T, bf16>::value ? 0x7F80u : 0x7C00u);
 
-/// float16 bits -> float32, exactly lowbit::f16_bits_to_float (kernels_int8_simt_test compares all
-/// 65536 inputs) without its loop over subnormals: the 15 magnitude bits moved to float32's
-/// exponent and mantissa fields are the value times 2^-112 (a subnormal half becomes a subnormal
-/// float), and one exact multiplication by 2^112 rescales it; Inf and NaN (NaN quieted, payload
-/// kept) as the host does.
-__device__ __forceinline__ float f16_to_float(unsigned h) {
-  const unsigned a = (h & 0x7FFFu) << 13;
-  unsigned r = __float_as_uint(__fmul_rn(__uint_as_float(a), 0x1p112f));
-  if (a >= (0x7C00u << 13)) r = a | 0x7F800000u | ((a & 0x7FE000u) != 0u ? 0x400000u : 0u);
-  return __uint_as_float(r | ((h & 0x8000u) << 16));
-}
-
-/// f16_to_float for the bits of a finite half (no Inf or NaN): its sign and magnitude moved into
-/// place (one shift and one logic operation) and the multiplication by 2^112, which keeps the sign.
-__device__ __forceinline__ float finite_f16_to_float(unsigned h) {
-  return __fmul_rn(__uint_as_float(((h & 0x8000u) << 16) | ((h & 0x7FFFu) << 13)), 0x1p112f);
-}
-
-/// to_float(v), with f16_to_float for float16.
+/// to_float(v), with one cvt.f32.f16 for float16 (half_bits_to_float).
 template <class T>
 __device__ __forceinline__ float value_of(T v) {
   if constexpr (std::is_same<T, f16>::value) {
-    return f16_to_float(v.bits);
-  } else {
-    return to_float(v);
-  }
-}
-
-/// value_of(v) for a finite v (finite_f16_to_float for float16).
-template <class T>
-__device__ __forceinline__ float finite_value_of(T v) {
-  if constexpr (std::is_same<T, f16>::value) {
-    return finite_f16_to_float(v.bits);
+    return cuda::detail::half_bits_to_float(v.bits);
   } else {
     return to_float(v);
   }
@@ -357,7 +329,7 @@ __global__ void int8_outlier_list_kernel(const unsigned* col_flags, std::int64_t
 /// statistic. `Vec` (the launcher's choice: x and codes 16-byte aligned, cols a multiple of 16, so
 /// that every row of every thread is): 128-bit loads and one 128-bit store per row; otherwise
 /// scalar loads and byte stores. Nothing is written after a non-finite input, so every element
-/// converted here is finite (finite_value_of).
+/// converted here is finite.
 inline constexpr unsigned code_cols = 16;
 
 /// int8::encode(x, enc) for a finite x, with enc.inv = inv (0 for a zero row): a product of finite
@@ -411,14 +383,14 @@ __global__ void int8_row_codes_kernel(const T* x, std::int64_t rows, std::int64_
           if constexpr (sizeof(T) == 4) {
             v[k + j] = __uint_as_float(wd[j]);
           } else {
-            v[k + 2 * j] = finite_value_of(T{static_cast<std::uint16_t>(wd[j] & 0xFFFFu)});
-            v[k + 2 * j + 1] = finite_value_of(T{static_cast<std::uint16_t>(wd[j] >> 16)});
+            v[k + 2 * j] = value_of(T{static_cast<std::uint16_t>(wd[j] & 0xFFFFu)});
+            v[k + 2 * j + 1] = value_of(T{static_cast<std::uint16_t>(wd[j] >> 16)});
           }
         }
       }
     } else {
       LOWBIT_UNROLL
-      for (unsigned k = 0; k < code_cols; ++k) v[k] = k < count ? finite_value_of(xr[k]) : 0.0f;
+      for (unsigned k = 0; k < code_cols; ++k) v[k] = k < count ? value_of(xr[k]) : 0.0f;
     }
     unsigned q[4];
     LOWBIT_UNROLL

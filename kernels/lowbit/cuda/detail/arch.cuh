@@ -106,10 +106,12 @@ __device__ __forceinline__ unsigned pack_rn_f16x2(float hi, float lo) {
 #endif
 }
 
-/// The float32 value of float16 bits `b` (exact, as to_float(f16)): one `cvt.f32.f16` on a GPU
-/// instead of the portable bit manipulation. Only the payload of a NaN can differ (the hardware
-/// returns the canonical NaN); every lowbit codec gives a NaN the same code whatever its payload.
-__device__ __forceinline__ float f16_bits_to_float(std::uint16_t b) {
+/// The float32 value of float16 bits `b`, as lowbit::f16_bits_to_float gives it: one
+/// `cvt.f32.f16` on a GPU instead of the portable bit manipulation (the PTX ISA defines the
+/// conversion to a wider type as exact); the executor runs the host conversion. Only the payload
+/// of a NaN can differ (the hardware returns the canonical NaN): no kernel's result depends on it
+/// (every codec gives a NaN one code whatever its payload; the int8 kernels stop at non-finite input).
+__device__ __forceinline__ float half_bits_to_float(std::uint16_t b) {
 #if LOWBIT_SIMT || !defined(__CUDA_ARCH__)
   return to_float(f16{b});
 #else
