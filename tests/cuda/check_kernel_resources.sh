@@ -20,6 +20,11 @@ frames=$(grep -E "bytes stack frame" "$work/ptxas.log" | grep -vc "^ *0 bytes st
 kernels=$(grep -c "Compiling entry function" "$work/ptxas.log" || true)
 echo "resource check: $kernels kernel compilations over architectures [$archs]: $bad with spills, $frames with a stack frame"
 [ "$kernels" -gt 0 ] || { echo "FAIL: no kernel was compiled"; exit 1; }
+# a ptxas warning (a launch bound out of an architecture's range, ...) is an error where the
+# CUDA targets build with -Werror=all-warnings
+if grep -q "ptxas warning\|ptxas error" "$work/ptxas.log"; then
+  grep "ptxas warning\|ptxas error" "$work/ptxas.log"; echo "FAIL: ptxas warnings"; exit 1
+fi
 [ "$bad" -eq 0 ] || { echo "FAIL: register spills"; exit 1; }
 [ "$frames" -eq 0 ] || { echo "FAIL: local memory (stack frame) in a kernel"; exit 1; }
 

@@ -427,9 +427,13 @@ inline constexpr unsigned gemm_tile_k = 64;    ///< K bytes per shared-memory st
 inline constexpr unsigned gemm_row_words = 17; ///< 32-bit words per shared row: 16 of data, 1 of padding
 
 /// CTAs per SM the fallback GEMM is compiled for: 40 registers, 75% occupancy where an SM holds 64
-/// warps (sm_75/80/90/100); 48 registers, 83% where it holds 48 (sm_86/87/89/120), within which
-/// the byte-copy variant does not spill.
-#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || __CUDA_ARCH__ >= 1200)
+/// warps (sm_80/90/100); 48 registers, 83% where it holds 48 (sm_86/87/89/120), within which
+/// the byte-copy variant does not spill; sm_75 holds 32 warps (a count above 4 is out of range,
+/// which ptxas reports and -Werror=all-warnings makes an error), and at 4 CTAs (64 registers) the
+/// byte-copy variant spills, so 3 (85 registers, 75%).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#  define LOWBIT_INT8_GEMM_CTAS 3
+#elif defined(__CUDA_ARCH__) && (__CUDA_ARCH__ == 860 || __CUDA_ARCH__ == 870 || __CUDA_ARCH__ == 890 || __CUDA_ARCH__ >= 1200)
 #  define LOWBIT_INT8_GEMM_CTAS 5
 #else
 #  define LOWBIT_INT8_GEMM_CTAS 6
