@@ -73,6 +73,9 @@ inline constexpr int group_bytes = 16;
 /// complement, ~index with 0 = none (atomicMax), so one memset of zeros prepares the workspace.
 inline constexpr unsigned long long no_bad_index = ~0ull;
 
+/// Whether v is NaN or +-Inf (exponent all ones).
+__device__ __forceinline__ bool nonfinite(float v) { return (__float_as_uint(v) & 0x7F800000u) == 0x7F800000u; }
+
 /// Records element i as non-finite in a blockwise flag (the largest complement is the first index).
 __device__ __forceinline__ void record_nonfinite(unsigned long long* flag, std::int64_t i) {
   atomicMax(flag, ~static_cast<unsigned long long>(i));
@@ -670,7 +673,7 @@ __device__ __forceinline__ void record_first_nonfinite(unsigned long long* flag,
 #endif
   for (int i = 0; i < K * E; ++i) {
     const std::int64_t e = static_cast<std::int64_t>(u0 + 32u * static_cast<unsigned>(i / E)) * E + i % E;
-    if ((__float_as_uint(to_float(x[e])) & 0x7F800000u) == 0x7F800000u) {
+    if (nonfinite(to_float(x[e]))) {
       record_nonfinite(flag, e);
       return;
     }
@@ -724,7 +727,7 @@ __device__ void quantize_tail(const T* x, const quant_stream_args& a, unsigned f
     for (std::int64_t e = e0 + lane; e < e1; e += 32) {
       float v = to_float(x[e]);
       if (Sub) v = v - sub;
-      if (a.record && !((__float_as_uint(v) & 0x7F800000u) != 0x7F800000u)) record_nonfinite(a.flag, e);
+      if (a.record && nonfinite(v)) record_nonfinite(a.flag, e);
       stats_add<F>(st, v);
     }
     for (unsigned m = 16; m > 0; m >>= 1) shfl_merge<F>(st, m);
@@ -942,7 +945,7 @@ __global__ void __launch_bounds__(threads_per_block) finite_scan_kernel(const T*
   }
   for (std::int64_t e = static_cast<std::int64_t>(chunks) * (32 * U * E) + thread; e < numel; e += threads) {
     const float v = to_float(x[e]);
-    if (!((__float_as_uint(v) & 0x7F800000u) != 0x7F800000u)) record_nonfinite(flag, e);
+    if (nonfinite(v)) record_nonfinite(flag, e);
   }
 }
 
