@@ -18,7 +18,7 @@
 ///   bfloat16 as mm::bf16_operand) to the workspace, M·K floats. With float32 x, compute f32 and a
 ///   16-byte aligned x it is skipped and the kernel reads x itself.
 /// - `matmul_kernel<F, BF16, MB>`: one warp per 2 rows of W, lane t owning runs 32 j + t of both
-///   rows (the definition's thread t), MB rows of x at a time (MB = 1 for M = 1, else 16; more rows
+///   rows (the definition's thread t), MB rows of x at a time (MB = 1 for M = 1, else 8; more rows
 ///   of x repeat the pass over the warp's W rows). Per run and row: one 128-bit load of 4-bit codes
 ///   (two of 8-bit codes), one block scale (the nested one rebuilt in the kernel), the values from
 ///   a shared decode table, and the run's 32 fused multiply-adds in the definition's order per row
