@@ -255,6 +255,84 @@ TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
     for (const shape& sh : shapes) check_all(wk, sh, salt++);
 }
 
+// Block-scaled weights (MX, NVFP4, fp8_e4m3_block; issue 16's formats) through the same matmul:
+// w = what dequantize_scaled writes as float32, the order the model's, on every path. Tiles of 1 x
+// 32, 1 x 16 and 16 x 16, 128 x 128 with partial edge tiles, K not a multiple of 32.
+TEST(Matmul, BlockScaledWeightsFollowTheModel) {
+  LOWBIT_SEED_TRACE();
+  using lowbit::scaled_format;
+  struct kind {
+    scaled_format fmt;
+    lowbit::granularity gran;
+    const char* name;
+  };
+  const kind kinds[] = {{scaled_format::mxfp4, lowbit::granularity::per_tile(0, 0), "mxfp4"},
+                        {scaled_format::mxfp8_e4m3, lowbit::granularity::per_tile(0, 0), "mxfp8_e4m3"},
+                        {scaled_format::mxfp8_e5m2, lowbit::granularity::per_tile(0, 0), "mxfp8_e5m2"},
+                        {scaled_format::mxfp6_e2m3, lowbit::granularity::per_tile(0, 0), "mxfp6_e2m3"},
+                        {scaled_format::mxfp6_e3m2, lowbit::granularity::per_tile(0, 0), "mxfp6_e3m2"},
+                        {scaled_format::nvfp4, lowbit::granularity::per_tile(0, 0), "nvfp4 1x16"},
+                        {scaled_format::nvfp4, lowbit::granularity::per_tile(16, 16), "nvfp4 16x16"},
+                        {scaled_format::fp8_e4m3_block, lowbit::granularity::per_tile(128, 128), "fp8_e4m3_block 128x128"}};
+  const shape shapes[] = {{1, 5, 96}, {3, 19, 1100}, {17, 3, 256}, {2, 130, 2080}};
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5CA1EDu);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (const kind& kd : kinds)
+    for (const shape& sh : shapes) {
+      const std::int64_t M = sh.M, N = sh.N, K = sh.K;
+      SCOPED_TRACE(std::string(kd.name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+      std::vector<float> wsrc(static_cast<std::size_t>(N * K));
+      for (auto& v : wsrc) v = nd(rng);
+      lowbit::scaled_params p;
+      p.fmt = kd.fmt;
+      p.gran = kd.gran;
+      lowbit::scaled_tensor W;
+      lowbit::status s = lowbit::quantize(wsrc.data(), dtype::f32, {N, K}, p, W);
+      ASSERT_TRUE(s) << s.message();
+      std::vector<float> w(static_cast<std::size_t>(N * K));
+      ASSERT_TRUE(lowbit::dequantize(W, w.data(), dtype::f32));
+      for (dtype xt : {dtype::f32, dtype::bf16})
+        for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+          const dtype yt = xt;
+          SCOPED_TRACE("x/y " + dname(xt) + (c == matmul_compute::f32 ? " compute f32" : " compute bf16"));
+          dense x(xt, static_cast<std::size_t>(M * K)), bias(yt, static_cast<std::size_t>(N));
+          for (std::size_t i = 0; i < x.size(); ++i) x.set(i, nd(rng));
+          for (std::size_t i = 0; i < bias.size(); ++i) bias.set(i, nd(rng));
+          std::vector<float> xf(x.size());
+          for (std::size_t i = 0; i < x.size(); ++i) xf[i] = x.get(i);
+          dense expect(yt, static_cast<std::size_t>(M * N));
+          for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t n = 0; n < N; ++n) {
+              const float b = bias.get(static_cast<std::size_t>(n));
+              expect.set(static_cast<std::size_t>(m * N + n), model(xf.data() + m * K, w.data() + n * K, K, c, &b));
+            }
+          for (const path& pa : kPaths) {
+            SCOPED_TRACE(pa.name);
+            lowbit::matmul_options o;
+            o.compute = c;
+            o.simd = pa.simd;
+            o.avx512 = pa.avx512;
+            o.threads = pa.threads;
+            dense y(yt, static_cast<std::size_t>(M * N));
+            s = lowbit::matmul(x.bytes.data(), xt, M, W, bias.bytes.data(), y.bytes.data(), yt, o);
+            ASSERT_TRUE(s) << s.message();
+            for (std::size_t i = 0; i < y.size(); ++i)
+              ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i)))
+                  << "element " << i << ": got " << y.get(i) << " expected " << expect.get(i);
+          }
+        }
+    }
+  // shape mismatches are refused by name
+  lowbit::scaled_params p;
+  p.fmt = scaled_format::mxfp4;
+  std::vector<float> wsrc(4 * 64, 0.5f), x(64), y(4);
+  lowbit::scaled_tensor W;
+  ASSERT_TRUE(lowbit::quantize(wsrc.data(), dtype::f32, {4, 64}, p, W));
+  const lowbit::status s = lowbit::host::matmul(x.data(), dtype::f32, 1, 4, 32, W.view(), nullptr, y.data(), dtype::f32);
+  ASSERT_FALSE(s);
+  EXPECT_NE(std::string(s.message()).find("not N x K"), std::string::npos) << s.message();
+}
+
 // The AVX-512 operand conversion (vcvtne2ps2bf16 and a word permute) against mm::bf16_operand_bits:
 // every float32 around the subnormal/normal boundary, the NaN boundary, and a stride through the rest.
 TEST(Matmul, Bf16OperandConversionMatchesDefinition) {

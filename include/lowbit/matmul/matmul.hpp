@@ -33,6 +33,7 @@
 #include "../config.hpp"
 #include "../dtype.hpp"
 #include "../format.hpp"
+#include "../host/blockscaled.hpp"
 #include "../host/engine.hpp"
 #include "../host/matmul_kernels.hpp"
 #include "../host/parallel.hpp"
@@ -40,6 +41,7 @@
 #include "../quant/blockwise.hpp"
 #include "../quant/layout.hpp"
 #include "../quant_tensor.hpp"
+#include "../scaled_tensor.hpp"
 #include "../status.hpp"
 #include "definition.hpp"
 
@@ -67,6 +69,8 @@ namespace mm {
 template <format F>
 class run_decoder {
  public:
+  static constexpr bool blockwise = true;  ///< a lowbit::format (the AVX-512 group decoders apply)
+  static constexpr format fmt = F;
   explicit run_decoder(const quant_view& q) : q_(q) {
     for (int c = 0; c < 256; ++c) {
       const int k = info(F).bits == 4 ? (c & 15) : c;
@@ -106,6 +110,57 @@ class run_decoder {
   alignas(64) float table_[256];
   alignas(64) float nested_table_[256];
 };
+
+/// The run decoder of a block-scaled format (MX, NVFP4, fp8_e4m3_block; host/blockscaled.hpp):
+/// `w` = f32(decode(code) · the tile's factor), exactly what dequantize_scaled writes as float32.
+/// A run never crosses a row of W (the matmul decodes runs of one row), so the row and the tile
+/// are found once per run and followed along it.
+template <scaled_format SF>
+class scaled_run_decoder {
+ public:
+  static constexpr bool blockwise = false;
+  explicit scaled_run_decoder(const host::scaled_view& q) : q_(q), g_(q.grid()) {}
+  void decode(std::int64_t e, int n, float* out) const {
+    if (n <= 0) return;
+    const std::int64_t r = e / q_.cols, k0 = e - r * q_.cols;
+    const std::int64_t srow = (r / g_.tile.rows) * g_.grid_cols();
+    std::int64_t tj = k0 / g_.tile.cols, end = (tj + 1) * g_.tile.cols;
+    float f = host::detail::tile_factor<SF>(q_, srow + tj);
+    for (int i = 0; i < n; ++i) {
+      const std::int64_t k = k0 + i, idx = e + i;
+      if (k == end) {
+        ++tj;
+        end += g_.tile.cols;
+        f = host::detail::tile_factor<SF>(q_, srow + tj);
+      }
+      std::uint8_t c;
+      if constexpr (info(SF).bits == 8) {
+        c = q_.codes[idx];
+      } else if constexpr (info(SF).bits == 4) {
+        c = codecs::unpack_nibble<codecs::nibble_order::low_first>(q_.codes[idx / 2], static_cast<int>(idx & 1));
+      } else {
+        c = q_.fp6 == fp6_packing::unpacked ? static_cast<std::uint8_t>(q_.codes[idx] & 0x3F) : codecs::unpack_fp6(q_.codes + idx / 4 * 3, static_cast<int>(idx & 3));
+      }
+      out[i] = lowbit::detail::mul_rn(table_.v[c], f);
+    }
+  }
+
+ private:
+  const host::scaled_view& q_;
+  tile_grid g_;
+  host::detail::element_table<SF> table_;
+};
+
+/// Whether decoder Dec is a blockwise format's with an AVX-512 group decoder
+/// (host::mmk::decode_group_avx512).
+template <class Dec>
+constexpr bool has_group_decoder() {
+  if constexpr (Dec::blockwise) {
+    return host::mmk::has_group_decoder<Dec::fmt>();
+  } else {
+    return false;
+  }
+}
 
 /// Which kernels a call uses (matmul_options and the CPU).
 struct kernel_choice {
@@ -196,20 +251,22 @@ void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
 /// Row n of W in the lane layout of mode c at out: groups of 16 full runs through the AVX-512
 /// decoder when the format has one and each run lies in one block (K and the block size multiples
 /// of 32), the rest through run_decoder.
-template <format F>
-void build_w_row(const run_decoder<F>& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
+template <class Dec>
+void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
   alignas(64) float tmp[512];
-  const quant_view& q = dec.view();
   const std::int64_t J = super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
   const std::int64_t row0 = n * K;
-  const bool fast = kc.avx512 && host::mmk::has_group_decoder<F>() && K % 32 == 0 && q.block_size % 32 == 0;
+  bool fast = false;
+  if constexpr (has_group_decoder<Dec>()) fast = kc.avx512 && K % 32 == 0 && dec.view().block_size % 32 == 0;
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g) {
       const std::int64_t r0 = 32 * j + 16 * g;
       auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
 #if LOWBIT_HAVE_AVX512_KERNELS
-      if constexpr (host::mmk::has_group_decoder<F>()) {
+      if constexpr (has_group_decoder<Dec>()) {
+        constexpr format F = Dec::fmt;
+        const quant_view& q = dec.view();
         if (fast && 32 * (r0 + 16) <= K) {
           alignas(64) float sc[16];
           alignas(64) int zp[16];
@@ -372,9 +429,10 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
 }
 #endif
 
-template <format F, class TX, class TY>
-status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const quant_view& W, const TY* bias, TY* y,
-                    const matmul_options& o) {
+/// The matmul with W's runs from decoder `dec` (run_decoder or scaled_run_decoder).
+template <class Dec, class TX, class TY>
+status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
+                   const matmul_options& o) {
   if (K == 0) {  // every thread sum is +0
     for (std::int64_t m = 0; m < M; ++m)
       for (std::int64_t n = 0; n < N; ++n)
@@ -390,12 +448,11 @@ status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K,
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, xl.data() + m * row_words);
   });
-  const run_decoder<F> dec(W);
 #if LOWBIT_HAVE_AVX512_KERNELS
   // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
-  if constexpr (host::mmk::has_group_decoder<F>()) {
-    if (kc.avx512 && M <= 4 && K % super_elements == 0 && W.block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
-      return gemv_fused<F>(dec, xl.data(), M, N, K, bias, y, o, kc);
+  if constexpr (has_group_decoder<Dec>()) {
+    if (kc.avx512 && M <= 4 && K % super_elements == 0 && dec.view().block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
+      return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc);
   }
 #endif
   const std::int64_t P = panel_rows(M, row_words);
@@ -411,7 +468,7 @@ status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K,
     }
     for (std::int64_t p = p0; p < p1; ++p) {
       const std::int64_t n0 = p * P, n1 = std::min(N, n0 + P);
-      for (std::int64_t n = n0; n < n1; ++n) build_w_row<F>(dec, n, K, c, kc, buf.data() + (n - n0) * row_words);
+      for (std::int64_t n = n0; n < n1; ++n) build_w_row(dec, n, K, c, kc, buf.data() + (n - n0) * row_words);
       for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
         const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
         const void* xs[4];
@@ -435,6 +492,47 @@ status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K,
   return {};
 }
 
+
+template <format F, class TX, class TY>
+status matmul_typed(const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const quant_view& W, const TY* bias, TY* y,
+                    const matmul_options& o) {
+  const run_decoder<F> dec(W);
+  return matmul_with(dec, x, M, N, K, bias, y, o);
+}
+
+/// The checks of x, y, the dtypes and the options every host entry point makes after its weight's;
+/// `empty` when M or N is 0 (nothing to write).
+inline status check_args(const void* x, dtype x_dtype, std::int64_t M, std::int64_t N, std::int64_t K, const void* y, dtype y_dtype,
+                         const matmul_options& o, bool& empty) {
+  if (!is_valid(x_dtype)) return status::error(errc::invalid_argument, "matmul: x_dtype %d is not a lowbit dtype", static_cast<int>(x_dtype));
+  if (!is_valid(y_dtype)) return status::error(errc::invalid_argument, "matmul: y_dtype %d is not a lowbit dtype", static_cast<int>(y_dtype));
+  if (o.compute != matmul_compute::f32 && o.compute != matmul_compute::bf16)
+    return status::error(errc::invalid_argument, "matmul: options.compute is %d, not a matmul_compute", static_cast<int>(o.compute));
+  empty = M == 0 || N == 0;
+  if (empty) return {};
+  if (x == nullptr && K > 0) return status::error(errc::invalid_argument, "matmul: x is null");
+  if (y == nullptr) return status::error(errc::invalid_argument, "matmul: y is null");
+  return {};
+}
+
+/// y for every (x dtype, y dtype) pair: fn(x typed, bias typed, y typed).
+template <class Fn>
+status with_matmul_dtypes(const void* x, dtype x_dtype, const void* bias, void* y, dtype y_dtype, Fn&& fn) {
+  auto with_y = [&](auto* xs) -> status {
+    switch (y_dtype) {
+      case dtype::f32: return fn(xs, static_cast<const float*>(bias), static_cast<float*>(y));
+      case dtype::f16: return fn(xs, static_cast<const f16*>(bias), static_cast<f16*>(y));
+      case dtype::bf16: break;
+    }
+    return fn(xs, static_cast<const bf16*>(bias), static_cast<bf16*>(y));
+  };
+  switch (x_dtype) {
+    case dtype::f32: return with_y(static_cast<const float*>(x));
+    case dtype::f16: return with_y(static_cast<const f16*>(x));
+    case dtype::bf16: break;
+  }
+  return with_y(static_cast<const bf16*>(x));
+}
 }  // namespace mm
 
 namespace host {
@@ -448,35 +546,39 @@ inline status matmul(const void* x, dtype x_dtype, std::int64_t M, std::int64_t 
   if (M < 0 || N < 0 || K < 0)
     return status::error(errc::invalid_argument, "matmul: M, N, K are %lld, %lld, %lld; each must be >= 0", static_cast<long long>(M),
                          static_cast<long long>(N), static_cast<long long>(K));
-  if (N != 0 && K > W.numel / N)
-    return status::error(errc::invalid_argument, "matmul: W holds %lld elements, fewer than N * K = %lld * %lld", static_cast<long long>(W.numel),
-                         static_cast<long long>(N), static_cast<long long>(K));
-  if (W.numel != N * K)
+  if ((N != 0 && K > W.numel / N) || W.numel != N * K)
     return status::error(errc::invalid_argument, "matmul: W holds %lld elements, not N * K = %lld * %lld", static_cast<long long>(W.numel),
                          static_cast<long long>(N), static_cast<long long>(K));
-  if (!is_valid(x_dtype)) return status::error(errc::invalid_argument, "matmul: x_dtype %d is not a lowbit dtype", static_cast<int>(x_dtype));
-  if (!is_valid(y_dtype)) return status::error(errc::invalid_argument, "matmul: y_dtype %d is not a lowbit dtype", static_cast<int>(y_dtype));
-  if (o.compute != matmul_compute::f32 && o.compute != matmul_compute::bf16)
-    return status::error(errc::invalid_argument, "matmul: options.compute is %d, not a matmul_compute", static_cast<int>(o.compute));
-  if (M == 0 || N == 0) return {};
-  if (x == nullptr && K > 0) return status::error(errc::invalid_argument, "matmul: x is null");
-  if (y == nullptr) return status::error(errc::invalid_argument, "matmul: y is null");
+  bool empty = false;
+  LOWBIT_TRY(mm::check_args(x, x_dtype, M, N, K, y, y_dtype, o, empty));
+  if (empty) return {};
   return visit_format(W.fmt, [&](auto f) -> status {
     constexpr format F = decltype(f)::value;
-    auto with_y = [&](auto* xs) -> status {
-      switch (y_dtype) {
-        case dtype::f32: return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const float*>(bias), static_cast<float*>(y), o);
-        case dtype::f16: return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const f16*>(bias), static_cast<f16*>(y), o);
-        case dtype::bf16: break;
-      }
-      return mm::matmul_typed<F>(xs, M, N, K, W, static_cast<const bf16*>(bias), static_cast<bf16*>(y), o);
-    };
-    switch (x_dtype) {
-      case dtype::f32: return with_y(static_cast<const float*>(x));
-      case dtype::f16: return with_y(static_cast<const f16*>(x));
-      case dtype::bf16: break;
-    }
-    return with_y(static_cast<const bf16*>(x));
+    return mm::with_matmul_dtypes(x, x_dtype, bias, y, y_dtype,
+                                  [&](auto* xs, auto* bs, auto* ys) { return mm::matmul_typed<F>(xs, M, N, K, W, bs, ys, o); });
+  });
+}
+
+/// The fused matmul with a block-scaled weight (MX, NVFP4, fp8_e4m3_block; host/blockscaled.hpp):
+/// W a view of N rows of K columns (W.rows == N, W.cols == K), w[n, k] the float32 value
+/// dequantize_scaled writes; otherwise as the quant_view overload (numerics: matmul/definition.hpp).
+inline status matmul(const void* x, dtype x_dtype, std::int64_t M, std::int64_t N, std::int64_t K, const scaled_view& W, const void* bias,
+                     void* y, dtype y_dtype, const matmul_options& o = {}) {
+  const detail::ieee_mode ieee;
+  LOWBIT_TRY(validate(W, "matmul"));
+  if (M < 0 || N < 0 || K < 0)
+    return status::error(errc::invalid_argument, "matmul: M, N, K are %lld, %lld, %lld; each must be >= 0", static_cast<long long>(M),
+                         static_cast<long long>(N), static_cast<long long>(K));
+  if (W.rows != N || W.cols != K)
+    return status::error(errc::invalid_argument, "matmul: W is %lld x %lld, not N x K = %lld x %lld", static_cast<long long>(W.rows),
+                         static_cast<long long>(W.cols), static_cast<long long>(N), static_cast<long long>(K));
+  bool empty = false;
+  LOWBIT_TRY(mm::check_args(x, x_dtype, M, N, K, y, y_dtype, o, empty));
+  if (empty) return {};
+  return detail::visit_scaled(W.fmt, [&](auto f) -> status {
+    const mm::scaled_run_decoder<decltype(f)::value> dec(W);
+    return mm::with_matmul_dtypes(x, x_dtype, bias, y, y_dtype,
+                                  [&](auto* xs, auto* bs, auto* ys) { return mm::matmul_with(dec, xs, M, N, K, bs, ys, o); });
   });
 }
 
@@ -489,6 +591,15 @@ inline status matmul(const void* x, dtype x_dtype, std::int64_t M, const quant_t
                      const matmul_options& o = {}) {
   if (W.location() != memory_space::host)
     return status::error(errc::invalid_argument, "matmul: the weight W lives in device memory; use lowbit::cuda::matmul, or copy it to the host");
+  if (W.shape().size() != 2)
+    return status::error(errc::invalid_argument, "matmul: the weight W must have shape [N, K] (2 dimensions), it has %zu", W.shape().size());
+  return host::matmul(x, x_dtype, M, W.shape()[0], W.shape()[1], W.view(), bias, y, y_dtype, o);
+}
+
+/// `y[M, N] = x[M, K] · dequant(W)ᵀ (+ bias[N])` for a block-scaled weight W of shape [N, K] (MX,
+/// NVFP4, fp8_e4m3_block with 1-D or 2-D tiles): the same numerics and order as for a quant_tensor.
+inline status matmul(const void* x, dtype x_dtype, std::int64_t M, const scaled_tensor& W, const void* bias, void* y, dtype y_dtype,
+                     const matmul_options& o = {}) {
   if (W.shape().size() != 2)
     return status::error(errc::invalid_argument, "matmul: the weight W must have shape [N, K] (2 dimensions), it has %zu", W.shape().size());
   return host::matmul(x, x_dtype, M, W.shape()[0], W.shape()[1], W.view(), bias, y, y_dtype, o);
