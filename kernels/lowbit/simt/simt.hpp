@@ -1479,8 +1479,9 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t dynamic_sme
 /// The PTX instructions lowbit's kernels issue through inline assembly (kernels/lowbit/cuda/
 /// detail/arch.cuh), emulated from their definition in the PTX ISA (cvt: "Floating-point rounding
 /// .rn: mantissa LSB rounds to nearest even"; no .ftz, so subnormal inputs and results are kept;
-/// "cvt to .f16/.bf16 types: NaN input gives the canonical NaN", 0x7FFF for both types). Each is
-/// checked over every float32 input by tests/simt/ptx_exhaustive_test.cpp.
+/// "cvt to .f16/.bf16 types: NaN input gives the canonical NaN", 0x7FFF for both types; .satfinite
+/// for the 8-bit floats, see cvt_rn_satfinite_f8_f32). Each is checked over every float32 input by
+/// tests/kernels/ptx_exhaustive_test.cpp.
 namespace ptx {
 
 /// cvt.rn.bf16.f32: the upper 16 bits of `a`, rounded to nearest even on the 16 dropped bits
@@ -1533,6 +1534,60 @@ inline std::uint32_t cvt_rn_bf16x2_f32(float a, float b) noexcept {
 /// cvt.rn.f16x2.f32 d, a, b: d = {a in the upper half, b in the lower half}.
 inline std::uint32_t cvt_rn_f16x2_f32(float a, float b) noexcept {
   return (static_cast<std::uint32_t>(cvt_rn_f16_f32(a)) << 16) | cvt_rn_f16_f32(b);
+}
+
+/// One operand of cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32: an 8-bit float with `ExpBits` exponent
+/// bits of bias `Bias` and `ManBits` mantissa bits, whose largest finite magnitude MAX_NORM is the
+/// code `MaxCode` (e4m3: 0x7E = 448, its 0x7F being NaN; e5m2: 0x7B = 57344, 0x7C being Inf). The
+/// PTX ISA: ".rn: mantissa LSB rounds to nearest even"; ".satfinite: if the input value is NaN,
+/// then the result is NaN in the specified destination format. If the absolute value of input
+/// (ignoring sign) is greater than MAX_NORM of the specified destination format, then the result
+/// is sign-preserved MAX_NORM" (so +-Inf gives +-MAX_NORM); no .ftz, so float32 subnormal inputs
+/// are kept (every one of them rounds to a zero of its sign). The NaN is the format's canonical
+/// 0x7F (sign clear, every magnitude bit set), whatever the input NaN's sign and payload. A value
+/// that rounds to zero keeps its sign (-0 and tiny negatives give 0x80). Computed on the exact
+/// value in double, as cvt_rn_f16_f32.
+template <int ExpBits, int ManBits, int Bias, unsigned MaxCode>
+inline std::uint8_t cvt_rn_satfinite_f8_f32(float a) noexcept {
+  static_assert(1 + ExpBits + ManBits == 8, "an 8-bit float");
+  std::uint32_t u;
+  std::memcpy(&u, &a, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0u) return 0x7Fu;
+  const std::uint8_t sign = static_cast<std::uint8_t>((u >> 24) & 0x80u);
+  // MAX_NORM = 1.mantissa(MaxCode) * 2^(field(MaxCode) - Bias)
+  const int max_field = static_cast<int>(MaxCode >> ManBits);
+  const double max_norm = std::ldexp(static_cast<double>((1u << ManBits) | (MaxCode & ((1u << ManBits) - 1u))), max_field - Bias - ManBits);
+  const double m = std::fabs(static_cast<double>(a));
+  if (m > max_norm) return static_cast<std::uint8_t>(sign | MaxCode);
+  const int emin = 1 - Bias;  // exponent of the smallest normal; below it the quantum stays 2^(emin - ManBits)
+  int e = 0;
+  std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
+  const int q = (e - 1 < emin ? emin : e - 1) - ManBits;
+  const double units = std::ldexp(m, -q);  // exact: m has 24 significant bits
+  double r = std::floor(units);
+  const double frac = units - r;
+  if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
+  // r * 2^q <= MAX_NORM (a representable value bounds every m below it): its bits
+  const double v = std::ldexp(r, q);
+  if (v == 0.0) return sign;
+  int ev = 0;
+  std::frexp(v, &ev);
+  if (ev - 1 < emin) return static_cast<std::uint8_t>(sign | static_cast<std::uint32_t>(std::ldexp(v, ManBits - emin)));  // subnormal
+  const std::uint32_t field = static_cast<std::uint32_t>(ev - 1 + Bias);
+  const std::uint32_t mant = static_cast<std::uint32_t>(std::ldexp(v, ManBits - (ev - 1))) - (1u << ManBits);
+  return static_cast<std::uint8_t>(sign | (field << ManBits) | mant);
+}
+
+/// cvt.rn.satfinite.e4m3x2.f32 d, a, b: d (.b16) = {a in bits 15..8, b in bits 7..0}; OCP E4M3
+/// (bias 7, MAX_NORM 448 = 0x7E, NaN 0x7F, no Inf).
+inline std::uint32_t cvt_rn_satfinite_e4m3x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_satfinite_f8_f32<4, 3, 7, 0x7Eu>(a)) << 8) | cvt_rn_satfinite_f8_f32<4, 3, 7, 0x7Eu>(b);
+}
+
+/// cvt.rn.satfinite.e5m2x2.f32 d, a, b: as cvt_rn_satfinite_e4m3x2_f32 for OCP E5M2 (bias 15,
+/// MAX_NORM 57344 = 0x7B; satfinite never gives its Inf 0x7C).
+inline std::uint32_t cvt_rn_satfinite_e5m2x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(a)) << 8) | cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(b);
 }
 
 }  // namespace ptx
