@@ -9,7 +9,8 @@
 /// or 8 16-bit elements) to 4096 (can_stream_quantize), `quantize_stream_kernel` reads each
 /// element once: per CTA iteration a 4096-element chunk, each block's statistics reduced in
 /// registers (warp shuffles; blocks above 512 elements also across warps), its encoder formed, its
-/// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode). With
+/// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode),
+/// e4m3fn/e5m2 two elements per `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt). With
 /// double quantization the same kernel writes the float32 absmax values to the workspace and
 /// forms the nested offset as blocks complete (offset_chunk_done), and a second launch of it
 /// quantizes absmax - offset in blocks of 256. Before it, when nothing may be written on
@@ -617,11 +618,33 @@ __device__ __forceinline__ unsigned codebook_encode(float xhat, const codebook_c
 template <format F>
 inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4;
 
-/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4).
+/// Formats whose one-pass encoder rounds x̂ = f32(x * inv) with the 8-bit float conversion of
+/// pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 (one instruction per two elements from
+/// sm_89 on). It gives the codec's encode<nearest_even, saturate> for every x̂ the quantizer forms:
+/// every non-NaN float32 is covered (|x̂| <= max (1 + 2^-22) saturates alike, subnormal x̂ of a block
+/// with a huge absmax round to a zero of their sign alike), and the NaN x̂ of allow_nonfinite input
+/// (a NaN element, or an Inf one times inv = max / Inf = 0) is the canonical NaN on the GPU, 0x7F.
+template <format F>
+inline constexpr bool uses_f8_cvt = F == format::e4m3fn || F == format::e5m2;
+
+/// The codes of x̂ `hi` and `lo` of format F (uses_f8_cvt), packed {hi in bits 15..8, lo in 7..0}.
+template <format F>
+__device__ __forceinline__ unsigned f8x2_encode(float hi, float lo) {
+  if constexpr (F == format::e4m3fn) {
+    return pack_rn_satfinite_e4m3x2(hi, lo);
+  } else {
+    return pack_rn_satfinite_e5m2x2(hi, lo);
+  }
+}
+
+/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4,
+/// the 8-bit float conversion for e4m3fn/e5m2).
 template <format F>
 __device__ __forceinline__ unsigned stream_encode(float v, const quant::block_encoder& e, const codebook_cell* cells) {
   if constexpr (uses_cells<F>) {
     return e.zero ? quant::scheme<F>::zero_code : codebook_encode<F>(lowbit::detail::mul_rn(v, e.inv), cells);
+  } else if constexpr (uses_f8_cvt<F>) {
+    return e.zero ? quant::scheme<F>::zero_code : f8x2_encode<F>(0.0f, lowbit::detail::mul_rn(v, e.inv)) & 0xFFu;
   } else {
     return quant::encode_element<F>(v, e);
   }
@@ -881,14 +904,21 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_QUANT_MIN_CTAS_(Nest
       if (!enc.zero) {
         LOWBIT_UNROLL
         for (int i = 0; i < (CB / 4 > 0 ? CB / 4 : 1); ++i) w[i] = 0u;
-        LOWBIT_UNROLL
-        for (int j = 0; j < E; ++j) {
-          const unsigned q = stream_encode<F>(v[k][j], enc, cells);
-          if constexpr (four) {
-            const int nib = info(F).order == codecs::nibble_order::high_first ? (j ^ 1) : j;
-            w[nib / 8] |= q << (4 * (nib % 8));
-          } else {
-            w[j / 4] |= q << (8 * (j % 4));
+        if constexpr (uses_f8_cvt<F>) {
+          // two elements per conversion: element j in byte j % 4 of word j / 4
+          LOWBIT_UNROLL
+          for (int j = 0; j < E; j += 2)
+            w[j / 4] |= f8x2_encode<F>(lowbit::detail::mul_rn(v[k][j + 1], enc.inv), lowbit::detail::mul_rn(v[k][j], enc.inv)) << (8 * (j % 4));
+        } else {
+          LOWBIT_UNROLL
+          for (int j = 0; j < E; ++j) {
+            const unsigned q = stream_encode<F>(v[k][j], enc, cells);
+            if constexpr (four) {
+              const int nib = info(F).order == codecs::nibble_order::high_first ? (j ^ 1) : j;
+              w[nib / 8] |= q << (4 * (nib % 8));
+            } else {
+              w[j / 4] |= q << (8 * (j % 4));
+            }
           }
         }
       }
