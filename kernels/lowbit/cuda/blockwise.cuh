@@ -619,13 +619,14 @@ template <format F>
 inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4;
 
 /// Formats whose one-pass encoder rounds x̂ = f32(x * inv) with the 8-bit float conversion of
-/// pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 (one instruction per two elements from
-/// sm_89 on). It gives the codec's encode<nearest_even, saturate> for every x̂ the quantizer forms:
+/// pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 where it is one instruction per two
+/// elements (sm_89 on, and the executor, which emulates it); before sm_89 the kernel keeps the
+/// codec (quant::encode_element), as the general path does. The conversion gives the codec's encode<nearest_even, saturate> for every x̂ the quantizer forms:
 /// every non-NaN float32 is covered (|x̂| <= max (1 + 2^-22) saturates alike, subnormal x̂ of a block
 /// with a huge absmax round to a zero of their sign alike), and the NaN x̂ of allow_nonfinite input
 /// (a NaN element, or an Inf one times inv = max / Inf = 0) is the canonical NaN on the GPU, 0x7F.
 template <format F>
-inline constexpr bool uses_f8_cvt = F == format::e4m3fn || F == format::e5m2;
+inline constexpr bool uses_f8_cvt = (F == format::e4m3fn || F == format::e5m2) && LOWBIT_HW_CVT_FP8;
 
 /// The codes of x̂ `hi` and `lo` of format F (uses_f8_cvt), packed {hi in bits 15..8, lo in 7..0}.
 template <format F>
