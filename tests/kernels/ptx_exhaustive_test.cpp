@@ -35,9 +35,9 @@ struct counts {
 };
 
 // One pass over every float32: `emu`, NVIDIA's `nv` and the host engine's `host` conversion; a NaN
-// input must give `nan_code` (in every byte of `nan_mask`).
+// input must give `nan_code`.
 template <class Emu, class Nv, class Host>
-counts sweep(Emu emu, Nv nv, Host host, unsigned nan_code = 0x7FFFu, unsigned nan_mask = 0xFFFFu) {
+counts sweep(Emu emu, Nv nv, Host host, unsigned nan_code = 0x7FFFu) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::vector<counts> part(threads);
   std::vector<std::thread> pool;
@@ -50,7 +50,7 @@ counts sweep(Emu emu, Nv nv, Host host, unsigned nan_code = 0x7FFFu, unsigned na
         const unsigned e = emu(x);
         if (e != nv(x) && c.vs_nvidia++ == 0) c.first_nvidia = static_cast<std::uint32_t>(i);
         if (e != host(x) && c.vs_host++ == 0) c.first_host = static_cast<std::uint32_t>(i);
-        if (x != x && (e & nan_mask) != nan_code) ++c.nan_not_canonical;
+        if (x != x && e != nan_code) ++c.nan_not_canonical;
       }
     });
   }
@@ -97,26 +97,35 @@ TEST(PtxEmulation, X2FormsPackTheFirstOperandHigh) {
   EXPECT_EQ(lowbit::simt::ptx::cvt_rn_f16x2_f32(1.0f, -2.0f), 0x3C00C000u);
   EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32(1.0f, -2.0f), 0x38C0u);
   EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32(1.0f, -2.0f), 0x3CC0u);
+  // the upper half is the same conversion: a few values of every kind against NVIDIA's x2
+  const float probes[] = {0.0f, -0.0f, 1e-45f, -3e-39f, 0x1p-10f, 0x3p-10f, 0x1p-17f, 0x1.ep-7f, 1.0625f, -1.375f,
+                          447.0f, 464.0f, -57344.0f, 61440.0f, 1e30f, -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()};
+  for (float hi : probes) {
+    for (float lo : probes) {
+      EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32(hi, lo), __nv_cvt_float2_to_fp8x2(float2{lo, hi}, __NV_SATFINITE, __NV_E4M3))
+          << hi << ", " << lo;
+      EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32(hi, lo), __nv_cvt_float2_to_fp8x2(float2{lo, hi}, __NV_SATFINITE, __NV_E5M2))
+          << hi << ", " << lo;
+    }
+  }
 }
 
-// cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32 d, a, b over every float32 in both halves at once: input i
-// goes to a and its negation (bit pattern i ^ 0x80000000, also every float32 over the sweep) to b.
-// Oracles: __nv_cvt_float2_to_fp8x2(float2{b, a}, __NV_SATFINITE, ...) (NVIDIA's x2 puts .y in the
-// upper byte; on sm_89+ it is this very instruction), and the codec pair the one-pass quantizer
-// replaces with it (kernels/lowbit/cuda/blockwise.cuh, uses_f8_cvt): codec::encode<nearest_even,
-// saturate>, over every float32 including the NaNs, so over every x̂ the quantizer can form.
+// cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32 d, a, b with every float32 as b and a = 0 (both halves
+// are the one conversion cvt_rn_satfinite_f8_f32; X2FormsPackTheFirstOperandHigh and the edge
+// cases check the upper one). Oracles: __nv_cvt_float2_to_fp8x2(float2{b, a}, __NV_SATFINITE, ...)
+// (NVIDIA's x2 puts .y in the upper byte; on sm_89+ it is this very instruction), and the codec
+// the one-pass quantizer replaces with it (kernels/lowbit/cuda/blockwise.cuh, uses_f8_cvt):
+// codec::encode<nearest_even, saturate>, over every float32 including the NaNs, so over every x̂
+// the quantizer can form.
 template <class Codec, class Emu>
 counts sweep_f8(Emu emu, __nv_fp8_interpretation_t kind) {
   using lowbit::codecs::overflow;
   using lowbit::codecs::rounding;
-  return sweep(
-      [&](float x) -> unsigned { return emu(x, -x); },
-      [&](float x) -> unsigned { return __nv_cvt_float2_to_fp8x2(float2{-x, x}, __NV_SATFINITE, kind); },
-      [](float x) -> unsigned {
-        return static_cast<unsigned>(Codec::template encode<rounding::nearest_even, overflow::saturate>(x)) << 8 |
-               Codec::template encode<rounding::nearest_even, overflow::saturate>(-x);
-      },
-      0x7F7Fu, 0xFFFFu);
+  return sweep([&](float x) -> unsigned { return emu(0.0f, x); },
+               [&](float x) -> unsigned { return __nv_cvt_float2_to_fp8x2(float2{x, 0.0f}, __NV_SATFINITE, kind); },
+               [](float x) -> unsigned { return Codec::template encode<rounding::nearest_even, overflow::saturate>(x); },
+               0x7Fu);
 }
 
 TEST(PtxEmulation, CvtRnSatfiniteE4m3x2F32EveryFloat) {

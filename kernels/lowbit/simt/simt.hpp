@@ -1543,10 +1543,12 @@ inline std::uint32_t cvt_rn_f16x2_f32(float a, float b) noexcept {
 /// then the result is NaN in the specified destination format. If the absolute value of input
 /// (ignoring sign) is greater than MAX_NORM of the specified destination format, then the result
 /// is sign-preserved MAX_NORM" (so +-Inf gives +-MAX_NORM); no .ftz, so float32 subnormal inputs
-/// are kept (every one of them rounds to a zero of its sign). The NaN is the format's canonical
-/// 0x7F (sign clear, every magnitude bit set), whatever the input NaN's sign and payload. A value
-/// that rounds to zero keeps its sign (-0 and tiny negatives give 0x80). Computed on the exact
-/// value in double, as cvt_rn_f16_f32.
+/// are kept (every one of them is below half the smallest subnormal of either format and rounds
+/// to a zero of its sign). The NaN is the format's canonical 0x7F (sign clear, every magnitude bit
+/// set), whatever the input NaN's sign and payload. A value that rounds to zero keeps its sign (-0
+/// and tiny negatives give 0x80). The rounding is done on the exact value in double: |a| in
+/// [2^e, 2^(e+1)) is a whole number of quanta 2^q, q = max(e, emin) - ManBits (emin = 1 - Bias,
+/// the smallest normal exponent; below it the subnormals keep its quantum), plus a fraction.
 template <int ExpBits, int ManBits, int Bias, unsigned MaxCode>
 inline std::uint8_t cvt_rn_satfinite_f8_f32(float a) noexcept {
   static_assert(1 + ExpBits + ManBits == 8, "an 8-bit float");
@@ -1554,28 +1556,28 @@ inline std::uint8_t cvt_rn_satfinite_f8_f32(float a) noexcept {
   std::memcpy(&u, &a, sizeof u);
   if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0u) return 0x7Fu;
   const std::uint8_t sign = static_cast<std::uint8_t>((u >> 24) & 0x80u);
+  const auto pow2 = [](int k) {  // 2^k as a double, |k| < 1000
+    const std::uint64_t b = static_cast<std::uint64_t>(1023 + k) << 52;
+    double d;
+    std::memcpy(&d, &b, sizeof d);
+    return d;
+  };
   // MAX_NORM = 1.mantissa(MaxCode) * 2^(field(MaxCode) - Bias)
-  const int max_field = static_cast<int>(MaxCode >> ManBits);
-  const double max_norm = std::ldexp(static_cast<double>((1u << ManBits) | (MaxCode & ((1u << ManBits) - 1u))), max_field - Bias - ManBits);
+  const double max_norm = static_cast<double>((1u << ManBits) | (MaxCode & ((1u << ManBits) - 1u))) *
+                          pow2(static_cast<int>(MaxCode >> ManBits) - Bias - ManBits);
   const double m = std::fabs(static_cast<double>(a));
   if (m > max_norm) return static_cast<std::uint8_t>(sign | MaxCode);
-  const int emin = 1 - Bias;  // exponent of the smallest normal; below it the quantum stays 2^(emin - ManBits)
-  int e = 0;
-  std::frexp(m, &e);  // m = f * 2^e, f in [0.5, 1)
-  const int q = (e - 1 < emin ? emin : e - 1) - ManBits;
-  const double units = std::ldexp(m, -q);  // exact: m has 24 significant bits
-  double r = std::floor(units);
-  const double frac = units - r;
-  if (frac > 0.5 || (frac == 0.5 && std::fmod(r, 2.0) != 0.0)) r += 1.0;
-  // r * 2^q <= MAX_NORM (a representable value bounds every m below it): its bits
-  const double v = std::ldexp(r, q);
-  if (v == 0.0) return sign;
-  int ev = 0;
-  std::frexp(v, &ev);
-  if (ev - 1 < emin) return static_cast<std::uint8_t>(sign | static_cast<std::uint32_t>(std::ldexp(v, ManBits - emin)));  // subnormal
-  const std::uint32_t field = static_cast<std::uint32_t>(ev - 1 + Bias);
-  const std::uint32_t mant = static_cast<std::uint32_t>(std::ldexp(v, ManBits - (ev - 1))) - (1u << ManBits);
-  return static_cast<std::uint8_t>(sign | (field << ManBits) | mant);
+  const int field = static_cast<int>((u >> 23) & 0xFFu);
+  if (field == 0) return sign;  // +-0 and float32 subnormals (< 2^-126)
+  const int emin = 1 - Bias;
+  const int e = field - 127 < emin ? emin : field - 127;
+  const double units = m * pow2(ManBits - e);  // exact: m has 24 significant bits; < 2^(ManBits + 1)
+  const auto whole = static_cast<std::uint32_t>(units);
+  const double frac = units - static_cast<double>(whole);
+  const std::uint32_t r = whole + ((frac > 0.5 || (frac == 0.5 && (whole & 1u) != 0u)) ? 1u : 0u);
+  // r * 2^(e - ManBits): exponent field e + Bias (1 for the subnormal quantum, r < 2^ManBits then
+  // giving field 0), mantissa r - 2^ManBits; a carry (r = 2^(ManBits + 1)) moves to the next field
+  return static_cast<std::uint8_t>(sign | ((static_cast<std::uint32_t>(e + Bias) << ManBits) + r - (1u << ManBits)));
 }
 
 /// cvt.rn.satfinite.e4m3x2.f32 d, a, b: d (.b16) = {a in bits 15..8, b in bits 7..0}; OCP E4M3
