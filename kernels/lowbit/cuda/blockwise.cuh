@@ -10,7 +10,8 @@
 /// element once: per CTA iteration a 4096-element chunk, each block's statistics reduced in
 /// registers (warp shuffles; blocks above 512 elements also across warps), its encoder formed, its
 /// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode),
-/// e4m3fn/e5m2 two elements per `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt). With
+/// bnb_dynamic8 through 2944 logarithmic cells (dyn8_encode), e4m3fn/e5m2 two elements per
+/// `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt). With
 /// double quantization the same kernel writes the float32 absmax values to the workspace and
 /// forms the nested offset as blocks complete (offset_chunk_done), and a second launch of it
 /// quantizes absmax - offset in blocks of 256. Before it, when nothing may be written on
@@ -614,9 +615,87 @@ __device__ __forceinline__ unsigned codebook_encode(float xhat, const codebook_c
   }
 }
 
-/// Formats whose one-pass encoder uses codebook cells.
+/// bnb_dynamic8's cells (dyn8_encode): 64 per binade of |x| (the exponent and the top 6 mantissa
+/// bits of x, |x| clamped to [2^-22, 2)), 23 binades for each sign, the negative ones after the
+/// positive ones. Its 255 decision thresholds are dense near 1 (about 0.014 apart) and sparse
+/// near 0 (the smallest, +-2.75e-7, lies in the binade of 2^-22), so that each cell holds at most one
+/// (StreamingQuantizeCells checks every cell against the codec).
+inline constexpr unsigned dyn8_cells_per_sign = 23u * 64u;
+inline constexpr int dyn8_cells = 2 * static_cast<int>(dyn8_cells_per_sign);
+/// |bits of x| >> 17 at x = 2^-22: the first cell's key.
+inline constexpr unsigned dyn8_first_key = (127u - 22u) << 6;
+
+/// The cell of x for dyn8_encode (see dyn8_cells_per_sign): SHF, LOP3 and two IMNMX for the key,
+/// one more for the sign.
+__device__ __forceinline__ unsigned dyn8_cell_of(float x) {
+  const unsigned u = __float_as_uint(x);
+  unsigned key = (u & 0x7FFFFFFFu) >> 17;
+  key = key > dyn8_first_key ? key : dyn8_first_key;
+  key = key < dyn8_first_key + dyn8_cells_per_sign - 1u ? key : dyn8_first_key + dyn8_cells_per_sign - 1u;
+  return key - dyn8_first_key + ((u >> 31) != 0u ? dyn8_cells_per_sign : 0u);
+}
+
+/// bnb_dynamic8's decision threshold k (0 <= k < 255) between codes k and k + 1: the codec's search
+/// (codecs::detail::bnb_dynamic8_search) ends at an even pivot next to x, compares x with the
+/// float32 midpoint of the two values and sends a tie to that even code. So x gets code k + 1 iff
+/// x > mid for even k, x >= mid for odd k: the threshold is then the float just below mid (mid is
+/// never 0).
+__device__ __forceinline__ float dyn8_threshold(int k) {
+  using codec = codecs::bnb_dynamic8;
+  const float mid = lowbit::detail::mul_rn(
+      lowbit::detail::add_rn(codec::decode(static_cast<std::uint8_t>(k)), codec::decode(static_cast<std::uint8_t>(k + 1))), 0.5f);
+  const unsigned b = __float_as_uint(mid);
+  return (k & 1) == 0 ? mid : __uint_as_float(mid < 0.0f ? b + 1u : b - 1u);
+}
+
+/// Cell m of dyn8_encode from the 255 ascending thresholds: `below` = the code of the cell's
+/// smallest x (the number of thresholds under it, by binary search), and the cell's threshold if
+/// the next one lies below its largest x.
+__device__ __forceinline__ codebook_cell make_dyn8_cell(int m, const float* thresholds) {
+  const bool neg = m >= static_cast<int>(dyn8_cells_per_sign);
+  const unsigned j = static_cast<unsigned>(m) - (neg ? dyn8_cells_per_sign : 0u);
+  // magnitudes of the cell: from (first + j) << 17 (0 for the first cell, which takes everything
+  // below) to the float before (first + j + 1) << 17 (+Inf for the last, which takes everything above)
+  const float lo = j == 0u ? 0.0f : __uint_as_float((dyn8_first_key + j) << 17);
+  const float hi = j == dyn8_cells_per_sign - 1u ? __uint_as_float(0x7F800000u) : __uint_as_float(((dyn8_first_key + j + 1u) << 17) - 1u);
+  const float a = neg ? -hi : lo, b = neg ? -lo : hi;  // the cell's smallest and largest x
+  int below = 0;
+  for (int step = 128; step > 0; step >>= 1) {
+    if (below + step <= 255 && a > thresholds[below + step - 1]) below += step;
+  }
+  if (below < 255 && thresholds[below] < b) {
+    return codebook_cell{thresholds[below], static_cast<unsigned>(below) | static_cast<unsigned>(below + 1) << 8};
+  }
+  return codebook_cell{__uint_as_float(0x7F800000u), static_cast<unsigned>(below) * 0x101u};
+}
+
+/// codecs::bnb_dynamic8::encode(xhat) bit for bit for every float32 xhat but a signaling NaN (quiet
+/// NaNs included; no product x * inv is a signaling NaN), from the cell table: FMNMX, the cell (5),
+/// LDS.64, FSETP, SEL instead of an 8-level search.
+__device__ __forceinline__ unsigned dyn8_encode(float xhat, const codebook_cell* cells) {
+  const float x = fmaxf(xhat, -2.0f);  // NaN -> -2 (code 0, as the codec's comparisons give)
+  const codebook_cell c = cells[dyn8_cell_of(x)];
+  return x > c.threshold ? c.codes >> 8 : c.codes & 0xFFu;
+}
+
+/// Formats whose one-pass encoder uses codebook cells (codebook_encode, dyn8_encode), and how many.
 template <format F>
-inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4;
+inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4 || F == format::bnb_dynamic8;
+template <format F>
+inline constexpr int cell_count = F == format::bnb_dynamic8 ? dyn8_cells : uses_cells<F> ? codebook_cells : 1;
+
+/// Fills the CTA's cell table of format F (every thread calls it; it ends with a barrier).
+template <format F>
+__device__ __forceinline__ void fill_cells(codebook_cell* cells, float* thresholds) {
+  if constexpr (F == format::bnb_dynamic8) {
+    if (threadIdx.x < 255u) thresholds[threadIdx.x] = dyn8_threshold(static_cast<int>(threadIdx.x));
+    __syncthreads();
+    for (int m = static_cast<int>(threadIdx.x); m < dyn8_cells; m += threads_per_block) cells[m] = make_dyn8_cell(m, thresholds);
+  } else {
+    if (threadIdx.x < static_cast<unsigned>(codebook_cells)) cells[threadIdx.x] = make_codebook_cell<F>(static_cast<int>(threadIdx.x));
+  }
+  __syncthreads();
+}
 
 /// Formats whose one-pass encoder rounds x̂ = f32(x * inv) with the 8-bit float conversion of
 /// pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 where it is one instruction per two
@@ -642,7 +721,9 @@ __device__ __forceinline__ unsigned f8x2_encode(float hi, float lo) {
 /// the 8-bit float conversion for e4m3fn/e5m2).
 template <format F>
 __device__ __forceinline__ unsigned stream_encode(float v, const quant::block_encoder& e, const codebook_cell* cells) {
-  if constexpr (uses_cells<F>) {
+  if constexpr (F == format::bnb_dynamic8) {
+    return e.zero ? quant::scheme<F>::zero_code : dyn8_encode(lowbit::detail::mul_rn(v, e.inv), cells);
+  } else if constexpr (uses_cells<F>) {
     return e.zero ? quant::scheme<F>::zero_code : codebook_encode<F>(lowbit::detail::mul_rn(v, e.inv), cells);
   } else if constexpr (uses_f8_cvt<F>) {
     return e.zero ? quant::scheme<F>::zero_code : f8x2_encode<F>(0.0f, lowbit::detail::mul_rn(v, e.inv)) & 0xFFu;
@@ -811,13 +892,11 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_QUANT_MIN_CTAS_(Nest
   constexpr int CB = E * info(F).bits / 8;
   constexpr int log2E = E == 4 ? 2 : 3;
   using word_t = typename code_word<CB>::type;
-  LOWBIT_SHARED(codebook_cell[codebook_cells], cells);
+  LOWBIT_SHARED(codebook_cell[cell_count<F>], cells);
+  LOWBIT_SHARED(float[F == format::bnb_dynamic8 ? 255 : 1], thresholds);
   LOWBIT_SHARED(quant::block_stats[threads_per_block / 32], part);
   if (a.gated && *a.flag != 0ull) return;  // the scan found a non-finite element: write nothing
-  if constexpr (uses_cells<F>) {
-    if (threadIdx.x < codebook_cells) cells[threadIdx.x] = make_codebook_cell<F>(static_cast<int>(threadIdx.x));
-    __syncthreads();
-  }
+  if constexpr (uses_cells<F>) fill_cells<F>(cells, thresholds);
   const float sub = Sub ? *a.subtract : 0.0f;
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
   const unsigned unit_shift = a.block_shift - log2E;  // units per block: 2^unit_shift
