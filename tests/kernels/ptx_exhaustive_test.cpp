@@ -6,10 +6,14 @@
 // __nv_cvt_float2_to_fp8x2 with __NV_SATFINITE), and lowbit's own conversions whose bits the
 // kernels must reproduce (the host engine's lowbit::from_float; the one-pass quantizer's
 // codecs::e4m3fn / e5m2 encode<nearest_even, saturate>). NaN inputs give the canonical NaN: 0x7FFF
-// for cvt to .bf16 and .f16, 0x7F for the 8-bit floats. CTest label: exhaustive.
+// for cvt to .bf16 and .f16, 0x7F for the 8-bit floats. Also the one-pass quantizer's e2m1fn
+// encoder (bit manipulation standing in for a conversion lowbit's targets lack) against NVIDIA's
+// __nv_cvt_float_to_fp4 and the codec. CTest label: exhaustive.
+#include <cuda_fp4.h>
 #include <cuda_fp8.h>
 
 #include <lowbit/codecs/minifloat.hpp>
+#include <lowbit/cuda/blockwise.cuh>
 #include <lowbit/cuda/detail/arch.cuh>
 #include <lowbit/dtype.hpp>
 
@@ -136,6 +140,20 @@ TEST(PtxEmulation, CvtRnSatfiniteE4m3x2F32EveryFloat) {
 TEST(PtxEmulation, CvtRnSatfiniteE5m2x2F32EveryFloat) {
   expect_clean(sweep_f8<lowbit::codecs::e5m2>(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32, __NV_E5M2),
                "cvt.rn.satfinite.e5m2x2.f32", "0x7F");
+}
+
+// The one-pass quantizer's e2m1fn encoder over every float32: NVIDIA's round-to-nearest E2M1
+// conversion (saturating; NaN -> 0x7, E2M1 has no NaN) and the codec the kernel replaces.
+TEST(QuantizerEncoders, E2m1EveryFloat) {
+  using lowbit::codecs::overflow;
+  using lowbit::codecs::rounding;
+  expect_clean(sweep([](float x) -> unsigned { return lowbit::cuda::detail::e2m1_encode(x); },
+                     [](float x) -> unsigned { return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundNearest); },
+                     [](float x) -> unsigned {
+                       return lowbit::codecs::e2m1fn::encode<rounding::nearest_even, overflow::saturate>(x);
+                     },
+                     0x7u),
+               "e2m1_encode", "0x7");
 }
 
 // The ISA's edge cases spelled out: satfinite (Inf and values past MAX_NORM give +-MAX_NORM, never

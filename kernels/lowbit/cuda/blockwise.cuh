@@ -11,7 +11,7 @@
 /// registers (warp shuffles; blocks above 512 elements also across warps), its encoder formed, its
 /// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode),
 /// bnb_dynamic8 through 2944 logarithmic cells (dyn8_encode), e4m3fn/e5m2 two elements per
-/// `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt). With
+/// `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt), e2m1fn by bit manipulation (e2m1_encode). With
 /// double quantization the same kernel writes the float32 absmax values to the workspace and
 /// forms the nested offset as blocks complete (offset_chunk_done), and a second launch of it
 /// quantizes absmax - offset in blocks of 256. Before it, when nothing may be written on
@@ -717,8 +717,28 @@ __device__ __forceinline__ unsigned f8x2_encode(float hi, float lo) {
   }
 }
 
-/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4,
-/// the 8-bit float conversion for e4m3fn/e5m2).
+/// e2m1fn's code of x̂: codecs::e2m1fn::encode<nearest_even, saturate> bit for bit for every
+/// float32 (kernels_ptx_exhaustive_test checks all 2^32, with NVIDIA's __nv_cvt_float_to_fp4), in
+/// about 14 integer and float instructions instead of the codec's normalization and rounding
+/// (no conversion instruction exists on lowbit's targets: cvt.rn.satfinite.e2m1x2.f32 is for
+/// arch-specific sm_100a/sm_120a-style targets only). The grid {0, 0.5, 1, 1.5, 2, 3, 4, 6} has
+/// the quantum 0.5 below 1, so |x̂| < 1 rounds as rn(2 |x̂|) (one FFMA with 1.5 * 2^23 adds it to
+/// an integer's bits: codes 0, 1, 2); from 1 on it is one mantissa bit, so the float's bits are
+/// rounded to nearest even at bit 22 and the exponent and that bit are the code (1.0 -> 0x3F8 >> 1
+/// = 0xFE -> 2), clamped to 7 (6.0: saturation, +-Inf and NaN, which the codec also gives 7).
+/// The sign is the input's but for a NaN (the codec's NaN code 7 has none): -0 and negatives that
+/// round to 0 give 8.
+__device__ __forceinline__ unsigned e2m1_encode(float xhat) {
+  const unsigned u = __float_as_uint(xhat);
+  const unsigned a = u & 0x7FFFFFFFu;
+  const unsigned small = __float_as_uint(__fmaf_rn(__uint_as_float(a), 2.0f, 12582912.0f)) & 3u;
+  unsigned big = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 0xFCu;
+  big = big < 7u ? big : 7u;
+  return (a < 0x3F800000u ? small : big) | ((u >> 31) != 0u && a <= 0x7F800000u ? 8u : 0u);
+}
+
+/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4
+/// and bnb_dynamic8, the 8-bit float conversion for e4m3fn/e5m2, e2m1_encode for e2m1fn).
 template <format F>
 __device__ __forceinline__ unsigned stream_encode(float v, const quant::block_encoder& e, const codebook_cell* cells) {
   if constexpr (F == format::bnb_dynamic8) {
@@ -727,6 +747,8 @@ __device__ __forceinline__ unsigned stream_encode(float v, const quant::block_en
     return e.zero ? quant::scheme<F>::zero_code : codebook_encode<F>(lowbit::detail::mul_rn(v, e.inv), cells);
   } else if constexpr (uses_f8_cvt<F>) {
     return e.zero ? quant::scheme<F>::zero_code : f8x2_encode<F>(0.0f, lowbit::detail::mul_rn(v, e.inv)) & 0xFFu;
+  } else if constexpr (F == format::e2m1fn) {
+    return e.zero ? quant::scheme<F>::zero_code : e2m1_encode(lowbit::detail::mul_rn(v, e.inv));
   } else {
     return quant::encode_element<F>(v, e);
   }
