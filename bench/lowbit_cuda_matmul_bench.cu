@@ -12,6 +12,13 @@
 ///   threshold 6.0, K/1024 planted outlier columns (includes its one stream synchronization);
 /// - `cuda/matmul/int8_kernels/MxKxN`: the same with null handles (lowbit's fallback kernels only);
 /// - `cuda/int8_quant/MxK`: int8_vectorwise_quant alone (bytes = input + codes + row stats).
+///
+/// The fused low-bit matmul (kernels/lowbit/cuda/matmul.cuh), `y = x · dequant(W)ᵀ` with x and y in
+/// bfloat16, rows `cuda/fused/<weight>/<compute>/MxNxK` for M in {1, 4, 16, 64, 512} and N x K in
+/// {4096 x 4096, 14336 x 4096}: bytes/s of the weight's bytes (codes, scales, nested scales), `%peak`
+/// of the device's HBM bandwidth (memory clock x bus width), and `x_cublas_bf16` the speed-up
+/// over cublasGemmEx on the dense bfloat16 weight of the same shape, timed in the same row,
+/// interleaved call by call.
 #include <lowbit/cuda.cuh>
 
 #include <benchmark/benchmark.h>
@@ -159,6 +166,107 @@ void BM_cuda(benchmark::State& state, shape s, kind k) {
   });
 }
 
+// ---- the fused low-bit matmul ----------------------------------------------------------------
+
+struct fused_weight {
+  const char* name;
+  lb::format fmt;
+  lb::granularity gran;
+  bool dq;
+};
+const fused_weight kFused[] = {{"nf4+dq", lb::format::nf4, lb::granularity::per_block(64), true},
+                               {"e4m3fn_row", lb::format::e4m3fn, lb::granularity::per_row(), false},
+                               {"int8_row", lb::format::int8_absmax, lb::granularity::per_row(), false}};
+
+double hbm_bytes_per_second() {
+  int dev = 0, clock_khz = 0, bus_bits = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, dev) != cudaSuccess)
+    return 0.0;
+  return 2.0 * clock_khz * 1e3 * bus_bits / 8.0;
+}
+
+void BM_fused(benchmark::State& state, fused_weight fw, lb::matmul_compute c, std::int64_t m, std::int64_t n, std::int64_t k) {
+  if (!lb::cuda::device_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  std::vector<float> hw(static_cast<std::size_t>(n * k));
+  std::uint64_t z = 0xF05ED;
+  for (auto& v : hw) {
+    z = z * 6364136223846793005ull + 1442695040888963407ull;
+    v = 0.05f * (static_cast<float>(z >> 40) / static_cast<float>(1 << 24) - 0.5f);
+  }
+  lb::quantize_params p;
+  p.fmt = fw.fmt;
+  p.gran = fw.gran;
+  p.double_quant = fw.dq;
+  lb::quant_tensor hq, dq;
+  if (!lb::quantize(hw.data(), lb::dtype::f32, {n, k}, p, hq) || !lb::cuda::to_device(hq, dq)) {
+    state.SkipWithError("setup failed (quantize or copy)");
+    return;
+  }
+  std::vector<lb::bf16> hb(hw.size());
+  for (std::size_t i = 0; i < hw.size(); ++i) hb[i] = lb::from_float<lb::bf16>(hw[i]);
+  std::vector<lb::bf16> hx(static_cast<std::size_t>(m * k), lb::from_float<lb::bf16>(0.5f));
+  lb::bf16 *x = nullptr, *y = nullptr, *wd = nullptr;
+  void* ws = nullptr;
+  lb::matmul_options o;
+  o.compute = c;
+  const std::size_t ws_bytes = lb::cuda::matmul_workspace_size(lb::dtype::bf16, m, k, o);
+  cublasHandle_t blas = nullptr;
+  const bool ok = cudaMalloc(&x, hx.size() * 2) == cudaSuccess && cudaMalloc(&y, static_cast<std::size_t>(m * n) * 2) == cudaSuccess &&
+                  cudaMalloc(&wd, hb.size() * 2) == cudaSuccess && cudaMalloc(&ws, ws_bytes) == cudaSuccess &&
+                  cudaMemcpy(x, hx.data(), hx.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess &&
+                  cudaMemcpy(wd, hb.data(), hb.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess && cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS;
+  const lb::quant_view v = dq.view();
+  std::size_t bytes = static_cast<std::size_t>(lb::code_bytes(v.fmt, v.numel)) + static_cast<std::size_t>(v.blocks()) * (v.nested() ? 1 : 4);
+  if (v.nested()) bytes += static_cast<std::size_t>((v.blocks() + 255) / 256) * 4;
+  cudaEvent_t a, b;
+  double fused_s = 0.0, blas_s = 0.0;
+  if (ok && cudaEventCreate(&a) == cudaSuccess && cudaEventCreate(&b) == cudaSuccess) {
+    const float alpha = 1.0f, beta = 0.0f;
+    auto fused = [&] { return lb::cuda::matmul(x, lb::dtype::bf16, m, n, k, v, nullptr, y, lb::dtype::bf16, o, ws, ws_bytes).ok(); };
+    auto dense = [&] {
+      return cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &alpha, wd, CUDA_R_16BF,
+                          static_cast<int>(k), x, CUDA_R_16BF, static_cast<int>(k), &beta, y, CUDA_R_16BF, static_cast<int>(n),
+                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) == CUBLAS_STATUS_SUCCESS;
+    };
+    auto time_one = [&](auto&& call, double& total) {
+      cudaEventRecord(a);
+      const bool r = call();
+      cudaEventRecord(b);
+      cudaEventSynchronize(b);
+      float ms = 0.0f;
+      cudaEventElapsedTime(&ms, a, b);
+      total += ms * 1e-3;
+      return r;
+    };
+    if (!fused() || !dense()) state.SkipWithError("call failed");
+    for (auto _ : state) {
+      double t = 0.0;
+      if (!time_one(fused, t) || !time_one(dense, blas_s)) {
+        state.SkipWithError("call failed");
+        break;
+      }
+      fused_s += t;
+      state.SetIterationTime(t);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    state.SetBytesProcessed(static_cast<std::int64_t>(bytes) * state.iterations());
+    const double peak = hbm_bytes_per_second();
+    if (fused_s > 0 && peak > 0)
+      state.counters["%peak"] = 100.0 * static_cast<double>(bytes) * static_cast<double>(state.iterations()) / fused_s / peak;
+    if (fused_s > 0) state.counters["x_cublas_bf16"] = blas_s / fused_s;
+  } else {
+    state.SkipWithError("setup failed (allocation, copy or handle creation)");
+  }
+  if (blas) cublasDestroy(blas);
+  for (void* q : {static_cast<void*>(x), static_cast<void*>(y), static_cast<void*>(wd), ws})
+    if (q) cudaFree(q);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -175,6 +283,14 @@ int main(int argc, char** argv) {
     const std::string q = "cuda/int8_quant/" + std::to_string(s.m) + "x" + std::to_string(s.k);
     benchmark::RegisterBenchmark(q.c_str(), BM_cuda, s, kind::quant)->UseManualTime()->Unit(benchmark::kMicrosecond);
   }
+  for (const fused_weight& fw : kFused)
+    for (lb::matmul_compute c : {lb::matmul_compute::f32, lb::matmul_compute::bf16})
+      for (std::int64_t m : {1, 4, 16, 64, 512})
+        for (std::int64_t n : {4096, 14336}) {
+          const std::string name = std::string("cuda/fused/") + fw.name + (c == lb::matmul_compute::f32 ? "/f32/" : "/bf16/") +
+                                   std::to_string(m) + "x" + std::to_string(n) + "x4096";
+          benchmark::RegisterBenchmark(name.c_str(), BM_fused, fw, c, m, n, std::int64_t{4096})->UseManualTime()->Unit(benchmark::kMicrosecond);
+        }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -10,3 +10,4 @@
 #include "cuda/memory.cuh"
 #include "cuda/device.cuh"
 #include "cuda/int8.cuh"
+#include "cuda/matmul.cuh"

@@ -8,6 +8,9 @@ them with the budget table of docs/cuda-kernel-budgets.md (the one place where b
 roofline that derives them live).
 
 Steady state:
+- a row whose elements are "trip N": the innermost loop holding widest global loads; N elements per
+  trip, a fact of the kernel's source the row states (the fused matmul's loop loads x as wide as W's
+  codes, so the bytes it loads do not count W's elements).
 - a kernel whose widest global store (or, for kernels defined by their input, widest global load)
   sits in a loop: the innermost such loop. Instructions per iteration = every instruction of the
   loop body (an upper bound: a predicated or skipped instruction still counts); elements per
@@ -216,8 +219,9 @@ class Cfg:
 # ---- per-kernel analysis ---------------------------------------------------------------------
 
 
-def analyze(insns, basis, elem_bytes):
-    """basis 'st' or 'ld': elements counted from the bytes stored or loaded."""
+def analyze(insns, basis, elem_bytes, innermost=False):
+    """basis 'st' or 'ld': elements counted from the bytes stored or loaded. innermost: the
+    steady state is the innermost loop holding widest accesses (a row's stated trip)."""
     cfg = Cfg(insns)
     widths = [(k, mem_width(ins)) for k, ins in enumerate(insns) if mem_width(ins)]
     mem_summary = {}
@@ -237,7 +241,10 @@ def analyze(insns, basis, elem_bytes):
     for head, tail in cfg.loops():
         s, e = cfg.blocks[head][0], cfg.blocks[tail][1]
         held = sum(1 for k in anchors if s <= k < e)
-        if held and (best_key is None or (held, -(e - s)) > best_key):
+        if held and innermost:
+            if best_key is None or (e - s) < -best_key[1]:
+                best, best_key = (s, e), (held, -(e - s))
+        elif held and (best_key is None or (held, -(e - s)) > best_key):
             best, best_key = (s, e), (held, -(e - s))
     if best is not None:
         s, e = best
@@ -420,8 +427,19 @@ def main():
             continue
         basis = match[col["elements"]]
         kind, _, which = basis.partition(" ")
-        esize = elem_size(d, which or "T")
-        r = analyze(funcs[name], "st" if kind == "out" else "ld", esize)
+        if kind == "trip":
+            # elements per trip of the steady-state loop, stated by the row (the loop loads other
+            # operands as wide as its elements' codes, so bytes cannot count them)
+            esize = 1.0
+            r = analyze(funcs[name], "ld", esize, innermost=True)
+            if r["kind"] == "loop":
+                r["elems"] = float(which)
+                r["per_elem"] = r["count"] / r["elems"]
+            else:
+                r.update(kind="none", per_elem=None)
+        else:
+            esize = elem_size(d, which or "T")
+            r = analyze(funcs[name], "st" if kind == "out" else "ld", esize)
         regs, smem = res.get(name, (0, 0))
         occ = occupancy(args.arch, regs, smem)
         ceiling = float(match[col["instr/elem ceiling"]])

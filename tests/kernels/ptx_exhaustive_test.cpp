@@ -16,9 +16,11 @@
 #include <lowbit/cuda/blockwise.cuh>
 #include <lowbit/cuda/detail/arch.cuh>
 #include <lowbit/dtype.hpp>
+#include <lowbit/matmul/definition.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -188,6 +190,34 @@ TEST(PtxEmulation, CvtRnSatfiniteF8EdgeCases) {
   EXPECT_EQ(e5(0x3p-17f), 0x02u);
   EXPECT_EQ(e5(1.125f), 0x3Cu);           // tie between 1 and 1.25: 1
   EXPECT_EQ(e5(1.375f), 0x3Eu);           // tie between 1.25 and 1.5: 1.5
+}
+
+// The fused matmul's bf16-mode operand on the device (pack_operand_bf16x2: mul.rn.ftz by 1, then
+// cvt.rn.bf16x2) over every float32: the host definition's mm::bf16_operand_bits (a NaN's payload
+// is unspecified: any NaN maps to 0x7FFF here) and NVIDIA's conversion of the flushed value.
+TEST(PtxEmulation, MatmulBf16OperandEveryFloat) {
+  const auto flushed = [](float x) { return (lowbit::float_bits(x) & 0x7F800000u) == 0 ? lowbit::bits_float(lowbit::float_bits(x) & 0x80000000u) : x; };
+  expect_clean(sweep([](float x) -> unsigned { return lowbit::cuda::detail::pack_operand_bf16x2(0.0f, x) & 0xFFFFu; },
+                     [&](float x) -> unsigned { return nv_nan_canonical(x, __bfloat16_as_ushort(__float2bfloat16_rn(flushed(x)))); },
+                     [](float x) -> unsigned { return x != x ? 0x7FFFu : lowbit::mm::bf16_operand_bits(x); }),
+               "mul.rn.ftz.f32 + cvt.rn.bf16x2.f32");
+  EXPECT_EQ(lowbit::cuda::detail::pack_operand_bf16x2(1.0f, -2.0f), 0x3F80C000u);  // the first operand high
+}
+
+// fma.rn.ftz.f32 and mul.rn.ftz.f32 as the PTX ISA defines them: one rounding, subnormal inputs and
+// results flushed to zeros of their sign, NaN canonical.
+TEST(PtxEmulation, FmaAndMulFtz) {
+  using lowbit::simt::ptx::fma_rn_ftz_f32;
+  using lowbit::simt::ptx::mul_rn_ftz_f32;
+  const float sub = lowbit::bits_float(0x00400000u), nsub = lowbit::bits_float(0x80400000u);
+  EXPECT_EQ(lowbit::float_bits(fma_rn_ftz_f32(sub, 1.0f, 0.0f)), 0u);               // subnormal input
+  EXPECT_EQ(lowbit::float_bits(fma_rn_ftz_f32(1.0f, 1.0f, nsub)), 0x3F800000u);     // subnormal addend
+  EXPECT_EQ(lowbit::float_bits(fma_rn_ftz_f32(0x1p-70f, -0x1p-70f, 0.0f)), 0x80000000u);  // subnormal result
+  EXPECT_EQ(lowbit::float_bits(fma_rn_ftz_f32(0x1p-63f, 0x1p-63f, 0.0f)), 0x00800000u);   // smallest normal kept
+  EXPECT_EQ(fma_rn_ftz_f32(1.0f + 0x1p-23f, 1.0f + 0x1p-23f, -1.0f), std::fma(1.0f + 0x1p-23f, 1.0f + 0x1p-23f, -1.0f));  // fused
+  EXPECT_EQ(lowbit::float_bits(fma_rn_ftz_f32(std::numeric_limits<float>::infinity(), 0.0f, 1.0f)), 0x7FFFFFFFu);
+  EXPECT_EQ(lowbit::float_bits(mul_rn_ftz_f32(nsub, 1.0f)), 0x80000000u);
+  EXPECT_EQ(lowbit::float_bits(mul_rn_ftz_f32(-3.0f, 1.0f)), lowbit::float_bits(-3.0f));
 }
 
 }  // namespace

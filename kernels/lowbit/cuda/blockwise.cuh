@@ -430,6 +430,27 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 template <format F>
 using stream_table_entry = std::conditional_t<info(F).bits == 4, float2, float>;
 
+/// Fills the decode tables of a CTA (every thread of the CTA calls it; a barrier must follow):
+/// `table` with the values of every code byte (4-bit formats: element 2j and 2j + 1, in the
+/// format's nibble order) from the view's code_table or the built-in one, and `nested_table`, when
+/// the view is double-quantized, with the nested codes' values.
+template <format F>
+__device__ __forceinline__ void fill_stream_tables(const quant_view& q, stream_table_entry<F>* table, float* nested_table) {
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += static_cast<int>(blockDim.x)) {
+    if constexpr (info(F).bits == 4) {
+      const int k0 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 0);
+      const int k1 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 1);
+      table[c] = q.code_table ? make_float2(q.code_table[k0], q.code_table[k1])
+                              : make_float2(quant::decode_table<F>(static_cast<std::uint8_t>(k0)),
+                                            quant::decode_table<F>(static_cast<std::uint8_t>(k1)));
+    } else {
+      table[c] = q.code_table ? q.code_table[c] : quant::decode_table<F>(static_cast<std::uint8_t>(c));
+    }
+    if (q.nested())
+      nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
+  }
+}
+
 /// The stored scale of block `b` (32-bit index: the launcher bounds the block count).
 __device__ __forceinline__ float stream_block_scale(const quant_view& q, unsigned b, const float* nested_table, float offset) {
   return q.nested() ? quant::nested_scale(nested_table[q.nested_codes[b]], q.nested_scales[b / quant::nested_block_size], offset)
@@ -484,19 +505,7 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_STREAM_MIN_CTAS_) de
   using word_t = typename code_word<CB>::type;
   LOWBIT_SHARED(stream_table_entry<F>[256], table);
   LOWBIT_SHARED(float[256], nested_table);
-  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
-    if constexpr (four) {
-      const int k0 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 0);
-      const int k1 = codecs::unpack_nibble<info(F).order>(static_cast<std::uint8_t>(c), 1);
-      table[c] = q.code_table ? make_float2(q.code_table[k0], q.code_table[k1])
-                              : make_float2(quant::decode_table<F>(static_cast<std::uint8_t>(k0)),
-                                            quant::decode_table<F>(static_cast<std::uint8_t>(k1)));
-    } else {
-      table[c] = q.code_table ? q.code_table[c] : quant::decode_table<F>(static_cast<std::uint8_t>(c));
-    }
-    if (q.nested())
-      nested_table[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
-  }
+  fill_stream_tables<F>(q, table, nested_table);
   __syncthreads();
   const float offset = q.nested() ? (q.nested_offset_device ? *q.nested_offset_device : q.nested_offset) : 0.0f;
   const unsigned unit_shift = block_shift - (E == 4 ? 2u : 3u);  // units per block = 2^unit_shift

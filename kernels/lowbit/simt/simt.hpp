@@ -1592,6 +1592,29 @@ inline std::uint32_t cvt_rn_satfinite_e5m2x2_f32(float a, float b) noexcept {
   return (static_cast<std::uint32_t>(cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(a)) << 8) | cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(b);
 }
 
+/// fma.rn.ftz.f32 d, a, b, c: "subnormal inputs and results are flushed to sign-preserving zero";
+/// d = a * b + c computed exactly and rounded once to nearest even (std::fma), its subnormal result
+/// flushed; a NaN result is the canonical NaN 0x7FFFFFFF.
+inline float fma_rn_ftz_f32(float a, float b, float c) noexcept {
+  const auto flush = [](float v) {
+    std::uint32_t u;
+    std::memcpy(&u, &v, sizeof u);
+    if ((u & 0x7F800000u) == 0u) u &= 0x80000000u;
+    std::memcpy(&v, &u, sizeof u);
+    return v;
+  };
+  float d = flush(std::fma(flush(a), flush(b), flush(c)));
+  if (d != d) {
+    const std::uint32_t nan = 0x7FFFFFFFu;
+    std::memcpy(&d, &nan, sizeof d);
+  }
+  return d;
+}
+
+/// mul.rn.ftz.f32 d, a, b: a * b rounded to nearest even, subnormal inputs and result flushed to
+/// zeros of their sign; a NaN result is the canonical NaN 0x7FFFFFFF.
+inline float mul_rn_ftz_f32(float a, float b) noexcept { return fma_rn_ftz_f32(a, b, -0.0f); }
+
 }  // namespace ptx
 
 }  // namespace simt

@@ -9,6 +9,7 @@
 #include <lowbit/codecs/minifloat.hpp>
 #include <lowbit/config.hpp>
 #include <lowbit/dtype.hpp>
+#include <lowbit/matmul/definition.hpp>
 
 #if defined(__CUDACC__)
 #  include <cuda_runtime.h>
@@ -20,6 +21,7 @@
 // LOWBIT_SHARED / LOWBIT_DYNAMIC_SHARED under nvcc; the whole executor otherwise
 #include "../../simt/simt.hpp"
 
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
@@ -168,6 +170,52 @@ __device__ __forceinline__ float half_bits_to_float(std::uint16_t b) {
   float f;
   asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(b));
   return f;
+#endif
+}
+
+/// fma(a, b, c) rounded once to nearest even: FFMA (`__fmaf_rn`, never split or contracted
+/// differently), std::fma under the executor.
+__device__ __forceinline__ float fma_rn(float a, float b, float c) {
+#if LOWBIT_SIMT || !defined(__CUDA_ARCH__)
+  return std::fma(a, b, c);
+#else
+  return __fmaf_rn(a, b, c);
+#endif
+}
+
+/// `fma.rn.ftz.f32`: fma(a, b, c) rounded once to nearest even, subnormal inputs and result flushed
+/// to zeros of their sign (the executor emulates the PTX ISA's definition, simt::ptx). For
+/// non-subnormal inputs it equals mm::fma_ftz of the host engine, but for the payload of a NaN.
+__device__ __forceinline__ float fma_rn_ftz(float a, float b, float c) {
+#if LOWBIT_SIMT
+  return simt::ptx::fma_rn_ftz_f32(a, b, c);
+#elif defined(__CUDA_ARCH__)
+  float d;
+  asm("fma.rn.ftz.f32 %0, %1, %2, %3;" : "=f"(d) : "f"(a), "f"(b), "f"(c));
+  return d;
+#else
+  return std::fma(a, b, c);  // nvcc's host pass: compiled, never run (kernels run on the device)
+#endif
+}
+
+/// Two float32 values as bf16-mode operands of the fused matmul, packed as bfloat16 bits {hi in
+/// bits 31..16, lo in 15..0}: mm::bf16_operand_bits of each (a zero or subnormal gives a zero of
+/// its sign, others nearest even) but for the payload of a NaN. From sm_80 on: `mul.rn.ftz.f32` by
+/// 1 (flushes a subnormal, keeps every other value) then one `cvt.rn.bf16x2.f32`; the executor
+/// emulates both from the PTX ISA, and kernels_ptx_exhaustive_test checks the pair over every
+/// float32 against mm::bf16_operand_bits and NVIDIA's host conversion.
+__device__ __forceinline__ unsigned pack_operand_bf16x2(float hi, float lo) {
+#if LOWBIT_SIMT
+  return simt::ptx::cvt_rn_bf16x2_f32(simt::ptx::mul_rn_ftz_f32(hi, 1.0f), simt::ptx::mul_rn_ftz_f32(lo, 1.0f));
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  float h, l;
+  asm("mul.rn.ftz.f32 %0, %1, 0f3F800000;" : "=f"(h) : "f"(hi));
+  asm("mul.rn.ftz.f32 %0, %1, 0f3F800000;" : "=f"(l) : "f"(lo));
+  unsigned d;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(h), "f"(l));
+  return d;
+#else
+  return (static_cast<unsigned>(mm::bf16_operand_bits(hi)) << 16) | mm::bf16_operand_bits(lo);
 #endif
 }
 
