@@ -21,6 +21,11 @@ Steady state:
   path from the entry through the last such access to an exit.
 A CALL in the steady-state region fails the check (division and other slow-path routines).
 
+A row of the budget table applies to the architectures its optional `arch` column names: `all`, or
+comma-separated terms `N`, `>=N` or `<N` (sm_N), any of which may match. A kernel whose code
+differs by architecture (a hardware conversion from sm_89 on) has one row per code path; the first
+row whose arch and kernel regex both match is the kernel's budget.
+
 usage: kernel_budget.py --cuobjdump PATH --cubin FILE --arch 90 --budgets docs/cuda-kernel-budgets.md
 """
 import argparse
@@ -337,6 +342,22 @@ def read_tables(path):
     return table("budgets"), table("gpus"), text
 
 
+def arch_applies(spec, arch):
+    """Whether a budget row's `arch` cell (see the module comment) names sm_`arch`."""
+    spec = spec.strip()
+    if spec in ("", "all"):
+        return True
+    n = int(re.match(r"\d+", arch).group(0))
+    for term in spec.replace(" ", "").split(","):
+        m = re.fullmatch(r"(>=|<)?(\d+)", term)
+        if not m:
+            sys.exit("FAIL: budget table: arch cell %r: want 'all' or terms N, >=N, <N" % spec)
+        op, v = m.group(1), int(m.group(2))
+        if (op == ">=" and n >= v) or (op == "<" and n < v) or (op is None and n == v):
+            return True
+    return False
+
+
 def demangle(names):
     out = subprocess.run(["c++filt"], input="\n".join(names), capture_output=True, text=True).stdout.splitlines()
     return dict(zip(names, out)) if len(out) == len(names) else {n: n for n in names}
@@ -374,7 +395,8 @@ def main():
     (bhead, brows), (ghead, grows), _ = read_tables(args.budgets)
     col = {h: k for k, h in enumerate(bhead)}
     gcol = {h: k for k, h in enumerate(ghead)}
-    budgets = [(re.compile(r[col["kernel"]]), r) for r in brows]
+    budgets = [(re.compile(r[col["kernel"]]), r) for r in brows
+               if "arch" not in col or arch_applies(r[col["arch"]], args.arch)]
     gpus = [(r[gcol["GPU"]], float(r[gcol["HBM TB/s"]]) * 1e12,
              int(r[gcol["SMs"]]) * float(r[gcol["GHz"]]) * 1e9 * float(r[gcol["IPC per SM"]]) * 32) for r in grows]
 

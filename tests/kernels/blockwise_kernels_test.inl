@@ -7,8 +7,10 @@
 // `kt::for_each_order(fn)` (runs fn once per schedule to cover) and `KT_REQUIRE_DEVICE()` (skips
 // the test when it needs a GPU and there is none), and includes gtest.
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -456,11 +458,56 @@ void check_codebook_cells() {
   }
 }
 
+/// Every cell of bnb_dynamic8's table (dyn8_encode) against the codec: both ends of every cell,
+/// every threshold and its neighbours (a cell holding two thresholds fails at its upper end), the
+/// signed zeros, subnormals, NaN of either sign, +-Inf and values past +-1, and a seeded sample.
+inline void check_dyn8_cells() {
+  namespace d = lowbit::cuda::detail;
+  using codec = lowbit::codecs::bnb_dynamic8;
+  std::vector<float> thresholds(255);
+  for (int k = 0; k < 255; ++k) thresholds[static_cast<std::size_t>(k)] = d::dyn8_threshold(k);
+  std::vector<d::codebook_cell> cells(static_cast<std::size_t>(d::dyn8_cells));
+  for (int m = 0; m < d::dyn8_cells; ++m) cells[static_cast<std::size_t>(m)] = d::make_dyn8_cell(m, thresholds.data());
+  std::vector<float> probes;
+  for (unsigned j = 0; j <= d::dyn8_cells_per_sign; ++j) {
+    const float edge = lowbit_test::float_of((d::dyn8_first_key + j) << 17);
+    for (float v : {edge, std::nextafter(edge, 0.0f), std::nextafter(edge, 4.0f)}) {
+      probes.push_back(v);
+      probes.push_back(-v);
+    }
+  }
+  for (float t : thresholds) {
+    for (float v : {t, std::nextafter(t, -4.0f), std::nextafter(t, 4.0f)}) probes.push_back(v);
+  }
+  for (int c = 0; c < 256; ++c) {
+    const float v = codec::decode(static_cast<std::uint8_t>(c));
+    for (float w : {v, std::nextafter(v, -4.0f), std::nextafter(v, 4.0f)}) probes.push_back(w);
+  }
+  for (float v : {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, -1e-38f, 2.4e-7f, -2.4e-7f, 1.0f, -1.0f, 1.0000001f, -1.0000001f, 1.98f,
+                  -1.98f, 2.0f, -2.0f, 3.0f, -3.0f, 1e30f, -1e30f, std::numeric_limits<float>::infinity(),
+                  -std::numeric_limits<float>::infinity(), std::nanf(""), -std::nanf("")}) {
+    probes.push_back(v);
+  }
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
+  std::uniform_int_distribution<std::uint32_t> any;
+  for (int i = 0; i < 200000; ++i) {
+    // mostly |v| below 4; NaNs quiet, as every product x * inv is (fmaxf of a signaling NaN is
+    // NaN on the host, the other operand on a GPU)
+    const std::uint32_t u = any(rng);
+    const float v = lowbit_test::float_of((u & 0x7F800000u) == 0x7F800000u ? u | 0x00400000u : u);
+    probes.push_back(std::fabs(v) < 4.0f || v != v ? v : v * 1e-38f);
+  }
+  for (float v : probes) {
+    ASSERT_EQ(d::dyn8_encode(v, cells.data()), static_cast<unsigned>(codec::encode(v))) << "x = " << v << " (" << lowbit_test::hex(lowbit_test::bits_of(v)) << ")";
+  }
+}
+
 }  // namespace kt
 
 TEST(StreamingQuantizeCells, EveryCellMatchesTheCodec) {
   kt::check_codebook_cells<lowbit::format::nf4>();
   kt::check_codebook_cells<lowbit::format::bnb_fp4>();
+  kt::check_dyn8_cells();
 }
 #endif
 

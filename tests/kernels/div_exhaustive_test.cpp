@@ -63,6 +63,19 @@ TEST(CallFreeDivision, ReciprocalOfEveryMantissa) {
   EXPECT_EQ(bad, 0u) << "first m = " << hex(first);
 }
 
+// The minifloat scale's division by the format's largest value: every positive float32 (subnormals,
+// +Inf and 0 included), for each of the three constants.
+TEST(CallFreeDivision, ByConstantEveryFloat) {
+  for (float c : {448.0f, 57344.0f, 6.0f}) {
+    std::uint32_t first = 0;
+    const std::uint64_t bad = sweep(0u, 0x7F800001u, [c](std::uint32_t b) {
+      const float x = from_bits(b);
+      return to_bits(lowbit::cuda::detail::div_rn_by_constant(x, c)) == to_bits(x / c);
+    }, first);
+    EXPECT_EQ(bad, 0u) << "x / " << c << ", first x = " << hex(first);
+  }
+}
+
 // The constants the encoders divide: code_max / absmax, absmax / scale_divisor, range / 255, 1 / s.
 const float kConstants[] = {1.0f, 6.0f, 127.0f, 255.0f, 448.0f, 57344.0f};
 

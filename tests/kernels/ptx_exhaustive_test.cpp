@@ -2,9 +2,18 @@
 // The SIMT executor's emulation of the PTX conversions lowbit's kernels issue by inline assembly
 // (kernels/lowbit/simt/simt.hpp, namespace simt::ptx; used through kernels/lowbit/cuda/detail/
 // arch.cuh), over every one of the 2^32 float32 inputs, against two oracles: NVIDIA's host-side
-// conversions in cuda_bf16.h / cuda_fp16.h (__float2bfloat16_rn, __float2half_rn), and the host
-// engine's conversions (lowbit::from_float), whose bits the kernels must reproduce. NaN inputs give
-// the canonical NaN 0x7FFF, as the PTX ISA defines for cvt to .bf16 and .f16. CTest label: exhaustive.
+// conversions in cuda_bf16.h / cuda_fp16.h / cuda_fp8.h (__float2bfloat16_rn, __float2half_rn,
+// __nv_cvt_float2_to_fp8x2 with __NV_SATFINITE), and lowbit's own conversions whose bits the
+// kernels must reproduce (the host engine's lowbit::from_float; the one-pass quantizer's
+// codecs::e4m3fn / e5m2 encode<nearest_even, saturate>). NaN inputs give the canonical NaN: 0x7FFF
+// for cvt to .bf16 and .f16, 0x7F for the 8-bit floats. Also the one-pass quantizer's e2m1fn
+// encoder (bit manipulation standing in for a conversion lowbit's targets lack) against NVIDIA's
+// __nv_cvt_float_to_fp4 and the codec. CTest label: exhaustive.
+#include <cuda_fp4.h>
+#include <cuda_fp8.h>
+
+#include <lowbit/codecs/minifloat.hpp>
+#include <lowbit/cuda/blockwise.cuh>
 #include <lowbit/cuda/detail/arch.cuh>
 #include <lowbit/dtype.hpp>
 #include <lowbit/matmul/definition.hpp>
@@ -31,9 +40,10 @@ struct counts {
   std::uint32_t first_nvidia = 0, first_host = 0;
 };
 
-// One pass over every float32: `emu`, NVIDIA's `nv` and the host engine's `host` conversion.
+// One pass over every float32: `emu`, NVIDIA's `nv` and the host engine's `host` conversion; a NaN
+// input must give `nan_code`.
 template <class Emu, class Nv, class Host>
-counts sweep(Emu emu, Nv nv, Host host) {
+counts sweep(Emu emu, Nv nv, Host host, unsigned nan_code = 0x7FFFu) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
   std::vector<counts> part(threads);
   std::vector<std::thread> pool;
@@ -46,7 +56,7 @@ counts sweep(Emu emu, Nv nv, Host host) {
         const unsigned e = emu(x);
         if (e != nv(x) && c.vs_nvidia++ == 0) c.first_nvidia = static_cast<std::uint32_t>(i);
         if (e != host(x) && c.vs_host++ == 0) c.first_host = static_cast<std::uint32_t>(i);
-        if (x != x && e != 0x7FFFu) ++c.nan_not_canonical;
+        if (x != x && e != nan_code) ++c.nan_not_canonical;
       }
     });
   }
@@ -62,12 +72,12 @@ counts sweep(Emu emu, Nv nv, Host host) {
   return all;
 }
 
-void expect_clean(const counts& c, const char* what) {
+void expect_clean(const counts& c, const char* what, const char* nan = "0x7FFF") {
   EXPECT_EQ(c.vs_nvidia, 0u) << what << " differs from NVIDIA's host conversion on " << c.vs_nvidia
                              << " inputs, first " << hex(c.first_nvidia);
   EXPECT_EQ(c.vs_host, 0u) << what << " differs from the host engine on " << c.vs_host << " inputs, first "
                            << hex(c.first_host);
-  EXPECT_EQ(c.nan_not_canonical, 0u) << what << ": NaN inputs not mapped to the canonical NaN 0x7FFF";
+  EXPECT_EQ(c.nan_not_canonical, 0u) << what << ": NaN inputs not mapped to the canonical NaN " << nan;
 }
 
 // NVIDIA's host conversion returns a NaN of its own choosing; the ISA fixes 0x7FFF on the device.
@@ -91,6 +101,95 @@ TEST(PtxEmulation, CvtRnF16F32EveryFloat) {
 TEST(PtxEmulation, X2FormsPackTheFirstOperandHigh) {
   EXPECT_EQ(lowbit::simt::ptx::cvt_rn_bf16x2_f32(1.0f, -2.0f), 0x3F80C000u);
   EXPECT_EQ(lowbit::simt::ptx::cvt_rn_f16x2_f32(1.0f, -2.0f), 0x3C00C000u);
+  EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32(1.0f, -2.0f), 0x38C0u);
+  EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32(1.0f, -2.0f), 0x3CC0u);
+  // the upper half is the same conversion: a few values of every kind against NVIDIA's x2
+  const float probes[] = {0.0f, -0.0f, 1e-45f, -3e-39f, 0x1p-10f, 0x3p-10f, 0x1p-17f, 0x1.ep-7f, 1.0625f, -1.375f,
+                          447.0f, 464.0f, -57344.0f, 61440.0f, 1e30f, -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN()};
+  for (float hi : probes) {
+    for (float lo : probes) {
+      EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32(hi, lo), __nv_cvt_float2_to_fp8x2(float2{lo, hi}, __NV_SATFINITE, __NV_E4M3))
+          << hi << ", " << lo;
+      EXPECT_EQ(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32(hi, lo), __nv_cvt_float2_to_fp8x2(float2{lo, hi}, __NV_SATFINITE, __NV_E5M2))
+          << hi << ", " << lo;
+    }
+  }
+}
+
+// cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32 d, a, b with every float32 as b and a = 0 (both halves
+// are the one conversion cvt_rn_satfinite_f8_f32; X2FormsPackTheFirstOperandHigh and the edge
+// cases check the upper one). Oracles: __nv_cvt_float2_to_fp8x2(float2{b, a}, __NV_SATFINITE, ...)
+// (NVIDIA's x2 puts .y in the upper byte; on sm_89+ it is this very instruction), and the codec
+// the one-pass quantizer replaces with it (kernels/lowbit/cuda/blockwise.cuh, uses_f8_cvt):
+// codec::encode<nearest_even, saturate>, over every float32 including the NaNs, so over every x̂
+// the quantizer can form.
+template <class Codec, class Emu>
+counts sweep_f8(Emu emu, __nv_fp8_interpretation_t kind) {
+  using lowbit::codecs::overflow;
+  using lowbit::codecs::rounding;
+  return sweep([&](float x) -> unsigned { return emu(0.0f, x); },
+               [&](float x) -> unsigned { return __nv_cvt_float2_to_fp8x2(float2{x, 0.0f}, __NV_SATFINITE, kind); },
+               [](float x) -> unsigned { return Codec::template encode<rounding::nearest_even, overflow::saturate>(x); },
+               0x7Fu);
+}
+
+TEST(PtxEmulation, CvtRnSatfiniteE4m3x2F32EveryFloat) {
+  expect_clean(sweep_f8<lowbit::codecs::e4m3fn>(lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32, __NV_E4M3),
+               "cvt.rn.satfinite.e4m3x2.f32", "0x7F");
+}
+
+TEST(PtxEmulation, CvtRnSatfiniteE5m2x2F32EveryFloat) {
+  expect_clean(sweep_f8<lowbit::codecs::e5m2>(lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32, __NV_E5M2),
+               "cvt.rn.satfinite.e5m2x2.f32", "0x7F");
+}
+
+// The one-pass quantizer's e2m1fn encoder over every float32: NVIDIA's round-to-nearest E2M1
+// conversion (saturating; NaN -> 0x7, E2M1 has no NaN) and the codec the kernel replaces.
+TEST(QuantizerEncoders, E2m1EveryFloat) {
+  using lowbit::codecs::overflow;
+  using lowbit::codecs::rounding;
+  expect_clean(sweep([](float x) -> unsigned { return lowbit::cuda::detail::e2m1_encode(x); },
+                     [](float x) -> unsigned { return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundNearest); },
+                     [](float x) -> unsigned {
+                       return lowbit::codecs::e2m1fn::encode<rounding::nearest_even, overflow::saturate>(x);
+                     },
+                     0x7u),
+               "e2m1_encode", "0x7");
+}
+
+// The ISA's edge cases spelled out: satfinite (Inf and values past MAX_NORM give +-MAX_NORM, never
+// e5m2's Inf), ties to even at the top and in the subnormals, signed zeros, NaN of either sign.
+TEST(PtxEmulation, CvtRnSatfiniteF8EdgeCases) {
+  const auto e4 = [](float x) { return lowbit::simt::ptx::cvt_rn_satfinite_e4m3x2_f32(0.0f, x); };
+  const auto e5 = [](float x) { return lowbit::simt::ptx::cvt_rn_satfinite_e5m2x2_f32(0.0f, x); };
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(e4(448.0f), 0x7Eu);
+  EXPECT_EQ(e4(464.0f), 0x7Eu);  // halfway to the absent 480: still MAX_NORM
+  EXPECT_EQ(e4(1e30f), 0x7Eu);
+  EXPECT_EQ(e4(inf), 0x7Eu);
+  EXPECT_EQ(e4(-inf), 0xFEu);
+  EXPECT_EQ(e4(nan), 0x7Fu);
+  EXPECT_EQ(e4(-nan), 0x7Fu);
+  EXPECT_EQ(e4(-0.0f), 0x80u);
+  EXPECT_EQ(e4(0x1p-10f), 0x00u);         // half the smallest subnormal: tie to even 0
+  EXPECT_EQ(e4(-0x1p-10f), 0x80u);
+  EXPECT_EQ(e4(0x3p-10f), 0x02u);         // 1.5 subnormal quanta: tie to even 2
+  EXPECT_EQ(e4(1e-45f), 0x00u);           // a float32 subnormal
+  EXPECT_EQ(e4(-1e-45f), 0x80u);
+  EXPECT_EQ(e4(1.0625f), 0x38u);          // tie between 1 and 1.125: 1
+  EXPECT_EQ(e4(0x1.ep-7f), 0x08u);        // 0.9375 * 2^-6 rounds up into the first normal binade
+  EXPECT_EQ(e5(57344.0f), 0x7Bu);
+  EXPECT_EQ(e5(61440.0f), 0x7Bu);         // halfway to Inf: MAX_NORM, not Inf
+  EXPECT_EQ(e5(inf), 0x7Bu);
+  EXPECT_EQ(e5(-inf), 0xFBu);
+  EXPECT_EQ(e5(nan), 0x7Fu);
+  EXPECT_EQ(e5(-nan), 0x7Fu);
+  EXPECT_EQ(e5(-0.0f), 0x80u);
+  EXPECT_EQ(e5(0x1p-17f), 0x00u);         // half the smallest subnormal 2^-16
+  EXPECT_EQ(e5(0x3p-17f), 0x02u);
+  EXPECT_EQ(e5(1.125f), 0x3Cu);           // tie between 1 and 1.25: 1
+  EXPECT_EQ(e5(1.375f), 0x3Eu);           // tie between 1.25 and 1.5: 1.5
 }
 
 // The fused matmul's bf16-mode operand on the device (pack_operand_bf16x2: mul.rn.ftz by 1, then

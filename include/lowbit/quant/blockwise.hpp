@@ -141,9 +141,11 @@ enum class int8_multiplier : unsigned char {
 
 /// The division of make_encoder: IEEE `a / b`. An engine may pass another routine that gives the
 /// same bits for the operands make_encoder divides (a >= 0, b > 0, either possibly +Inf, never
-/// both; a kernel's call-free division, for example).
+/// both; a kernel's call-free division, for example); `by_constant(a, c)` divides the minifloat
+/// scale by the format's constant largest value c (448, 57344, 6), which a routine may exploit.
 struct ieee_div {
   LOWBIT_HD float operator()(float a, float b) const noexcept { return a / b; }
+  LOWBIT_HD float by_constant(float a, float c) const noexcept { return a / c; }
 };
 
 /// Turns block statistics into the block's stored scale and encoding multiplier. `rule` chooses
@@ -164,7 +166,7 @@ LOWBIT_HD block_encoder make_encoder(const block_stats& st, int8_multiplier rule
   } else {
     if (!(st.absmax > 0.0f)) return e;
     const encoder_constants c = encoder_constants_of<F>();
-    e.scale = c.scale_divisor == 1.0f ? st.absmax : div(st.absmax, c.scale_divisor);
+    e.scale = c.scale_divisor == 1.0f ? st.absmax : div.by_constant(st.absmax, c.scale_divisor);
     e.inv = F == format::int8_absmax && rule == int8_multiplier::reciprocal_times_127 ? lowbit::detail::mul_rn(c.code_max, div(1.0f, st.absmax))
                                                                                       : div(c.code_max, st.absmax);
     if (!(e.inv <= 3.40282347e38f)) return block_encoder{};

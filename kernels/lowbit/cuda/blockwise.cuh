@@ -9,7 +9,9 @@
 /// or 8 16-bit elements) to 4096 (can_stream_quantize), `quantize_stream_kernel` reads each
 /// element once: per CTA iteration a 4096-element chunk, each block's statistics reduced in
 /// registers (warp shuffles; blocks above 512 elements also across warps), its encoder formed, its
-/// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode). With
+/// scale and codes stored. nf4/bnb_fp4 encode through a 128-cell table (codebook_encode),
+/// bnb_dynamic8 through 2944 logarithmic cells (dyn8_encode), e4m3fn/e5m2 two elements per
+/// `cvt.rn.satfinite` from sm_89 on (uses_f8_cvt), e2m1fn by bit manipulation (e2m1_encode). With
 /// double quantization the same kernel writes the float32 absmax values to the workspace and
 /// forms the nested offset as blocks complete (offset_chunk_done), and a second launch of it
 /// quantizes absmax - offset in blocks of 256. Before it, when nothing may be written on
@@ -622,15 +624,140 @@ __device__ __forceinline__ unsigned codebook_encode(float xhat, const codebook_c
   }
 }
 
-/// Formats whose one-pass encoder uses codebook cells.
-template <format F>
-inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4;
+/// bnb_dynamic8's cells (dyn8_encode): 64 per binade of |x| (the exponent and the top 6 mantissa
+/// bits of x, |x| clamped to [2^-22, 2)), 23 binades for each sign, the negative ones after the
+/// positive ones. Its 255 decision thresholds are dense near 1 (about 0.014 apart) and sparse
+/// near 0 (the smallest, +-2.75e-7, lies in the binade of 2^-22), so that each cell holds at most one
+/// (StreamingQuantizeCells checks every cell against the codec).
+inline constexpr unsigned dyn8_cells_per_sign = 23u * 64u;
+inline constexpr int dyn8_cells = 2 * static_cast<int>(dyn8_cells_per_sign);
+/// |bits of x| >> 17 at x = 2^-22: the first cell's key.
+inline constexpr unsigned dyn8_first_key = (127u - 22u) << 6;
 
-/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4).
+/// The cell of x for dyn8_encode (see dyn8_cells_per_sign): SHF, LOP3 and two IMNMX for the key,
+/// one more for the sign.
+__device__ __forceinline__ unsigned dyn8_cell_of(float x) {
+  const unsigned u = __float_as_uint(x);
+  unsigned key = (u & 0x7FFFFFFFu) >> 17;
+  key = key > dyn8_first_key ? key : dyn8_first_key;
+  key = key < dyn8_first_key + dyn8_cells_per_sign - 1u ? key : dyn8_first_key + dyn8_cells_per_sign - 1u;
+  return key - dyn8_first_key + ((u >> 31) != 0u ? dyn8_cells_per_sign : 0u);
+}
+
+/// bnb_dynamic8's decision threshold k (0 <= k < 255) between codes k and k + 1: the codec's search
+/// (codecs::detail::bnb_dynamic8_search) ends at an even pivot next to x, compares x with the
+/// float32 midpoint of the two values and sends a tie to that even code. So x gets code k + 1 iff
+/// x > mid for even k, x >= mid for odd k: the threshold is then the float just below mid (mid is
+/// never 0).
+__device__ __forceinline__ float dyn8_threshold(int k) {
+  using codec = codecs::bnb_dynamic8;
+  const float mid = lowbit::detail::mul_rn(
+      lowbit::detail::add_rn(codec::decode(static_cast<std::uint8_t>(k)), codec::decode(static_cast<std::uint8_t>(k + 1))), 0.5f);
+  const unsigned b = __float_as_uint(mid);
+  return (k & 1) == 0 ? mid : __uint_as_float(mid < 0.0f ? b + 1u : b - 1u);
+}
+
+/// Cell m of dyn8_encode from the 255 ascending thresholds: `below` = the code of the cell's
+/// smallest x (the number of thresholds under it, by binary search), and the cell's threshold if
+/// the next one lies below its largest x.
+__device__ __forceinline__ codebook_cell make_dyn8_cell(int m, const float* thresholds) {
+  const bool neg = m >= static_cast<int>(dyn8_cells_per_sign);
+  const unsigned j = static_cast<unsigned>(m) - (neg ? dyn8_cells_per_sign : 0u);
+  // magnitudes of the cell: from (first + j) << 17 (0 for the first cell, which takes everything
+  // below) to the float before (first + j + 1) << 17 (+Inf for the last, which takes everything above)
+  const float lo = j == 0u ? 0.0f : __uint_as_float((dyn8_first_key + j) << 17);
+  const float hi = j == dyn8_cells_per_sign - 1u ? __uint_as_float(0x7F800000u) : __uint_as_float(((dyn8_first_key + j + 1u) << 17) - 1u);
+  const float a = neg ? -hi : lo, b = neg ? -lo : hi;  // the cell's smallest and largest x
+  int below = 0;
+  for (int step = 128; step > 0; step >>= 1) {
+    if (below + step <= 255 && a > thresholds[below + step - 1]) below += step;
+  }
+  if (below < 255 && thresholds[below] < b) {
+    return codebook_cell{thresholds[below], static_cast<unsigned>(below) | static_cast<unsigned>(below + 1) << 8};
+  }
+  return codebook_cell{__uint_as_float(0x7F800000u), static_cast<unsigned>(below) * 0x101u};
+}
+
+/// codecs::bnb_dynamic8::encode(xhat) bit for bit for every float32 xhat but a signaling NaN (quiet
+/// NaNs included; no product x * inv is a signaling NaN), from the cell table: FMNMX, the cell (5),
+/// LDS.64, FSETP, SEL instead of an 8-level search.
+__device__ __forceinline__ unsigned dyn8_encode(float xhat, const codebook_cell* cells) {
+  const float x = fmaxf(xhat, -2.0f);  // NaN -> -2 (code 0, as the codec's comparisons give)
+  const codebook_cell c = cells[dyn8_cell_of(x)];
+  return x > c.threshold ? c.codes >> 8 : c.codes & 0xFFu;
+}
+
+/// Formats whose one-pass encoder uses codebook cells (codebook_encode, dyn8_encode), and how many.
+template <format F>
+inline constexpr bool uses_cells = F == format::nf4 || F == format::bnb_fp4 || F == format::bnb_dynamic8;
+template <format F>
+inline constexpr int cell_count = F == format::bnb_dynamic8 ? dyn8_cells : uses_cells<F> ? codebook_cells : 1;
+
+/// Fills the CTA's cell table of format F (every thread calls it; it ends with a barrier).
+template <format F>
+__device__ __forceinline__ void fill_cells(codebook_cell* cells, float* thresholds) {
+  if constexpr (F == format::bnb_dynamic8) {
+    if (threadIdx.x < 255u) thresholds[threadIdx.x] = dyn8_threshold(static_cast<int>(threadIdx.x));
+    __syncthreads();
+    for (int m = static_cast<int>(threadIdx.x); m < dyn8_cells; m += threads_per_block) cells[m] = make_dyn8_cell(m, thresholds);
+  } else {
+    if (threadIdx.x < static_cast<unsigned>(codebook_cells)) cells[threadIdx.x] = make_codebook_cell<F>(static_cast<int>(threadIdx.x));
+  }
+  __syncthreads();
+}
+
+/// Formats whose one-pass encoder rounds x̂ = f32(x * inv) with the 8-bit float conversion of
+/// pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 where it is one instruction per two
+/// elements (sm_89 on, and the executor, which emulates it); before sm_89 the kernel keeps the
+/// codec (quant::encode_element), as the general path does. The conversion gives the codec's encode<nearest_even, saturate> for every x̂ the quantizer forms:
+/// every non-NaN float32 is covered (|x̂| <= max (1 + 2^-22) saturates alike, subnormal x̂ of a block
+/// with a huge absmax round to a zero of their sign alike), and the NaN x̂ of allow_nonfinite input
+/// (a NaN element, or an Inf one times inv = max / Inf = 0) is the canonical NaN on the GPU, 0x7F.
+template <format F>
+inline constexpr bool uses_f8_cvt = (F == format::e4m3fn || F == format::e5m2) && LOWBIT_HW_CVT_FP8;
+
+/// The codes of x̂ `hi` and `lo` of format F (uses_f8_cvt), packed {hi in bits 15..8, lo in 7..0}.
+template <format F>
+__device__ __forceinline__ unsigned f8x2_encode(float hi, float lo) {
+  if constexpr (F == format::e4m3fn) {
+    return pack_rn_satfinite_e4m3x2(hi, lo);
+  } else {
+    return pack_rn_satfinite_e5m2x2(hi, lo);
+  }
+}
+
+/// e2m1fn's code of x̂: codecs::e2m1fn::encode<nearest_even, saturate> bit for bit for every
+/// float32 (kernels_ptx_exhaustive_test checks all 2^32, with NVIDIA's __nv_cvt_float_to_fp4), in
+/// about 14 integer and float instructions instead of the codec's normalization and rounding
+/// (no conversion instruction exists on lowbit's targets: cvt.rn.satfinite.e2m1x2.f32 is for
+/// arch-specific sm_100a/sm_120a-style targets only). The grid {0, 0.5, 1, 1.5, 2, 3, 4, 6} has
+/// the quantum 0.5 below 1, so |x̂| < 1 rounds as rn(2 |x̂|) (one FFMA with 1.5 * 2^23 adds it to
+/// an integer's bits: codes 0, 1, 2); from 1 on it is one mantissa bit, so the float's bits are
+/// rounded to nearest even at bit 22 and the exponent and that bit are the code (1.0 -> 0x3F8 >> 1
+/// = 0xFE -> 2), clamped to 7 (6.0: saturation, +-Inf and NaN, which the codec also gives 7).
+/// The sign is the input's but for a NaN (the codec's NaN code 7 has none): -0 and negatives that
+/// round to 0 give 8.
+__device__ __forceinline__ unsigned e2m1_encode(float xhat) {
+  const unsigned u = __float_as_uint(xhat);
+  const unsigned a = u & 0x7FFFFFFFu;
+  const unsigned small = __float_as_uint(__fmaf_rn(__uint_as_float(a), 2.0f, 12582912.0f)) & 3u;
+  unsigned big = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 0xFCu;
+  big = big < 7u ? big : 7u;
+  return (a < 0x3F800000u ? small : big) | ((u >> 31) != 0u && a <= 0x7F800000u ? 8u : 0u);
+}
+
+/// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4
+/// and bnb_dynamic8, the 8-bit float conversion for e4m3fn/e5m2, e2m1_encode for e2m1fn).
 template <format F>
 __device__ __forceinline__ unsigned stream_encode(float v, const quant::block_encoder& e, const codebook_cell* cells) {
-  if constexpr (uses_cells<F>) {
+  if constexpr (F == format::bnb_dynamic8) {
+    return e.zero ? quant::scheme<F>::zero_code : dyn8_encode(lowbit::detail::mul_rn(v, e.inv), cells);
+  } else if constexpr (uses_cells<F>) {
     return e.zero ? quant::scheme<F>::zero_code : codebook_encode<F>(lowbit::detail::mul_rn(v, e.inv), cells);
+  } else if constexpr (uses_f8_cvt<F>) {
+    return e.zero ? quant::scheme<F>::zero_code : f8x2_encode<F>(0.0f, lowbit::detail::mul_rn(v, e.inv)) & 0xFFu;
+  } else if constexpr (F == format::e2m1fn) {
+    return e.zero ? quant::scheme<F>::zero_code : e2m1_encode(lowbit::detail::mul_rn(v, e.inv));
   } else {
     return quant::encode_element<F>(v, e);
   }
@@ -796,13 +923,11 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_QUANT_MIN_CTAS_(Nest
   constexpr int CB = E * info(F).bits / 8;
   constexpr int log2E = E == 4 ? 2 : 3;
   using word_t = typename code_word<CB>::type;
-  LOWBIT_SHARED(codebook_cell[codebook_cells], cells);
+  LOWBIT_SHARED(codebook_cell[cell_count<F>], cells);
+  LOWBIT_SHARED(float[F == format::bnb_dynamic8 ? 255 : 1], thresholds);
   LOWBIT_SHARED(quant::block_stats[threads_per_block / 32], part);
   if (a.gated && *a.flag != 0ull) return;  // the scan found a non-finite element: write nothing
-  if constexpr (uses_cells<F>) {
-    if (threadIdx.x < codebook_cells) cells[threadIdx.x] = make_codebook_cell<F>(static_cast<int>(threadIdx.x));
-    __syncthreads();
-  }
+  if constexpr (uses_cells<F>) fill_cells<F>(cells, thresholds);
   const float sub = Sub ? *a.subtract : 0.0f;
   const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
   const unsigned unit_shift = a.block_shift - log2E;  // units per block: 2^unit_shift
@@ -890,14 +1015,21 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_QUANT_MIN_CTAS_(Nest
       if (!enc.zero) {
         LOWBIT_UNROLL
         for (int i = 0; i < (CB / 4 > 0 ? CB / 4 : 1); ++i) w[i] = 0u;
-        LOWBIT_UNROLL
-        for (int j = 0; j < E; ++j) {
-          const unsigned q = stream_encode<F>(v[k][j], enc, cells);
-          if constexpr (four) {
-            const int nib = info(F).order == codecs::nibble_order::high_first ? (j ^ 1) : j;
-            w[nib / 8] |= q << (4 * (nib % 8));
-          } else {
-            w[j / 4] |= q << (8 * (j % 4));
+        if constexpr (uses_f8_cvt<F>) {
+          // two elements per conversion: element j in byte j % 4 of word j / 4
+          LOWBIT_UNROLL
+          for (int j = 0; j < E; j += 2)
+            w[j / 4] |= f8x2_encode<F>(lowbit::detail::mul_rn(v[k][j + 1], enc.inv), lowbit::detail::mul_rn(v[k][j], enc.inv)) << (8 * (j % 4));
+        } else {
+          LOWBIT_UNROLL
+          for (int j = 0; j < E; ++j) {
+            const unsigned q = stream_encode<F>(v[k][j], enc, cells);
+            if constexpr (four) {
+              const int nib = info(F).order == codecs::nibble_order::high_first ? (j ^ 1) : j;
+              w[nib / 8] |= q << (4 * (nib % 8));
+            } else {
+              w[j / 4] |= q << (8 * (j % 4));
+            }
           }
         }
       }

@@ -1479,8 +1479,9 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, std::size_t dynamic_sme
 /// The PTX instructions lowbit's kernels issue through inline assembly (kernels/lowbit/cuda/
 /// detail/arch.cuh), emulated from their definition in the PTX ISA (cvt: "Floating-point rounding
 /// .rn: mantissa LSB rounds to nearest even"; no .ftz, so subnormal inputs and results are kept;
-/// "cvt to .f16/.bf16 types: NaN input gives the canonical NaN", 0x7FFF for both types). Each is
-/// checked over every float32 input by tests/simt/ptx_exhaustive_test.cpp.
+/// "cvt to .f16/.bf16 types: NaN input gives the canonical NaN", 0x7FFF for both types; .satfinite
+/// for the 8-bit floats, see cvt_rn_satfinite_f8_f32). Each is checked over every float32 input by
+/// tests/kernels/ptx_exhaustive_test.cpp.
 namespace ptx {
 
 /// cvt.rn.bf16.f32: the upper 16 bits of `a`, rounded to nearest even on the 16 dropped bits
@@ -1533,6 +1534,62 @@ inline std::uint32_t cvt_rn_bf16x2_f32(float a, float b) noexcept {
 /// cvt.rn.f16x2.f32 d, a, b: d = {a in the upper half, b in the lower half}.
 inline std::uint32_t cvt_rn_f16x2_f32(float a, float b) noexcept {
   return (static_cast<std::uint32_t>(cvt_rn_f16_f32(a)) << 16) | cvt_rn_f16_f32(b);
+}
+
+/// One operand of cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32: an 8-bit float with `ExpBits` exponent
+/// bits of bias `Bias` and `ManBits` mantissa bits, whose largest finite magnitude MAX_NORM is the
+/// code `MaxCode` (e4m3: 0x7E = 448, its 0x7F being NaN; e5m2: 0x7B = 57344, 0x7C being Inf). The
+/// PTX ISA: ".rn: mantissa LSB rounds to nearest even"; ".satfinite: if the input value is NaN,
+/// then the result is NaN in the specified destination format. If the absolute value of input
+/// (ignoring sign) is greater than MAX_NORM of the specified destination format, then the result
+/// is sign-preserved MAX_NORM" (so +-Inf gives +-MAX_NORM); no .ftz, so float32 subnormal inputs
+/// are kept (every one of them is below half the smallest subnormal of either format and rounds
+/// to a zero of its sign). The NaN is the format's canonical 0x7F (sign clear, every magnitude bit
+/// set), whatever the input NaN's sign and payload. A value that rounds to zero keeps its sign (-0
+/// and tiny negatives give 0x80). The rounding is done on the exact value in double: |a| in
+/// [2^e, 2^(e+1)) is a whole number of quanta 2^q, q = max(e, emin) - ManBits (emin = 1 - Bias,
+/// the smallest normal exponent; below it the subnormals keep its quantum), plus a fraction.
+template <int ExpBits, int ManBits, int Bias, unsigned MaxCode>
+inline std::uint8_t cvt_rn_satfinite_f8_f32(float a) noexcept {
+  static_assert(1 + ExpBits + ManBits == 8, "an 8-bit float");
+  std::uint32_t u;
+  std::memcpy(&u, &a, sizeof u);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0u) return 0x7Fu;
+  const std::uint8_t sign = static_cast<std::uint8_t>((u >> 24) & 0x80u);
+  const auto pow2 = [](int k) {  // 2^k as a double, |k| < 1000
+    const std::uint64_t b = static_cast<std::uint64_t>(1023 + k) << 52;
+    double d;
+    std::memcpy(&d, &b, sizeof d);
+    return d;
+  };
+  // MAX_NORM = 1.mantissa(MaxCode) * 2^(field(MaxCode) - Bias)
+  const double max_norm = static_cast<double>((1u << ManBits) | (MaxCode & ((1u << ManBits) - 1u))) *
+                          pow2(static_cast<int>(MaxCode >> ManBits) - Bias - ManBits);
+  const double m = std::fabs(static_cast<double>(a));
+  if (m > max_norm) return static_cast<std::uint8_t>(sign | MaxCode);
+  const int field = static_cast<int>((u >> 23) & 0xFFu);
+  if (field == 0) return sign;  // +-0 and float32 subnormals (< 2^-126)
+  const int emin = 1 - Bias;
+  const int e = field - 127 < emin ? emin : field - 127;
+  const double units = m * pow2(ManBits - e);  // exact: m has 24 significant bits; < 2^(ManBits + 1)
+  const auto whole = static_cast<std::uint32_t>(units);
+  const double frac = units - static_cast<double>(whole);
+  const std::uint32_t r = whole + ((frac > 0.5 || (frac == 0.5 && (whole & 1u) != 0u)) ? 1u : 0u);
+  // r * 2^(e - ManBits): exponent field e + Bias (1 for the subnormal quantum, r < 2^ManBits then
+  // giving field 0), mantissa r - 2^ManBits; a carry (r = 2^(ManBits + 1)) moves to the next field
+  return static_cast<std::uint8_t>(sign | ((static_cast<std::uint32_t>(e + Bias) << ManBits) + r - (1u << ManBits)));
+}
+
+/// cvt.rn.satfinite.e4m3x2.f32 d, a, b: d (.b16) = {a in bits 15..8, b in bits 7..0}; OCP E4M3
+/// (bias 7, MAX_NORM 448 = 0x7E, NaN 0x7F, no Inf).
+inline std::uint32_t cvt_rn_satfinite_e4m3x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_satfinite_f8_f32<4, 3, 7, 0x7Eu>(a)) << 8) | cvt_rn_satfinite_f8_f32<4, 3, 7, 0x7Eu>(b);
+}
+
+/// cvt.rn.satfinite.e5m2x2.f32 d, a, b: as cvt_rn_satfinite_e4m3x2_f32 for OCP E5M2 (bias 15,
+/// MAX_NORM 57344 = 0x7B; satfinite never gives its Inf 0x7C).
+inline std::uint32_t cvt_rn_satfinite_e5m2x2_f32(float a, float b) noexcept {
+  return (static_cast<std::uint32_t>(cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(a)) << 8) | cvt_rn_satfinite_f8_f32<5, 2, 15, 0x7Bu>(b);
 }
 
 /// fma.rn.ftz.f32 d, a, b, c: "subnormal inputs and results are flushed to sign-preserving zero";

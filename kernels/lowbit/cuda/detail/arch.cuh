@@ -6,6 +6,7 @@
 ///        Kernels use only what this layer provides; nothing device-only appears inline in them.
 #pragma once
 
+#include <lowbit/codecs/minifloat.hpp>
 #include <lowbit/config.hpp>
 #include <lowbit/dtype.hpp>
 #include <lowbit/matmul/definition.hpp>
@@ -105,6 +106,55 @@ __device__ __forceinline__ unsigned pack_rn_f16x2(float hi, float lo) {
   return d;
 #else
   return (static_cast<unsigned>(float_to_f16_bits(hi)) << 16) | float_to_f16_bits(lo);
+#endif
+}
+
+/// 1 where pack_rn_satfinite_e4m3x2 / pack_rn_satfinite_e5m2x2 are one hardware conversion: from
+/// sm_89 on (`cvt.rn.satfinite.e4m3x2.f32` needs sm_89 and PTX ISA 7.8), and under the executor,
+/// which emulates that instruction from the PTX ISA, so the SIMT tests prove the sm_89+ path.
+#if LOWBIT_SIMT || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890)
+#  define LOWBIT_HW_CVT_FP8 1
+#else
+#  define LOWBIT_HW_CVT_FP8 0
+#endif
+
+/// Two floats rounded to nearest even onto OCP E4M3 (e4m3fn), saturated to +-448, packed {hi in
+/// bits 15..8, lo in 7..0}: for every non-NaN float32, codecs::e4m3fn::encode<nearest_even,
+/// saturate> bit for bit (-0 and negative values that round to zero give 0x80, +-Inf +-448); a NaN
+/// gives 0x7F, the codec's NaN code (see the note below). One `cvt.rn.satfinite.e4m3x2.f32`
+/// (`F2FP.SATFINITE.E4M3.F32.PACK_AB`) from sm_89 on, emulated by the executor from the PTX ISA's
+/// definition (simt::ptx::cvt_rn_satfinite_e4m3x2_f32, checked over every float32 against NVIDIA's
+/// __nv_cvt_float2_to_fp8x2 and the codec by kernels_ptx_exhaustive_test); before sm_89 the codec.
+/// NaN: the ISA promises "NaN in the destination format". The codec's NaN code 0x7F is what NVIDIA's
+/// host conversion (its model of the instruction) gives for every NaN, and a NaN a kernel forms by
+/// arithmetic (FMUL of a NaN or of Inf by 0) is the canonical 0x7FFFFFFF, sign clear, on the GPU.
+__device__ __forceinline__ unsigned pack_rn_satfinite_e4m3x2(float hi, float lo) {
+#if LOWBIT_SIMT
+  return simt::ptx::cvt_rn_satfinite_e4m3x2_f32(hi, lo);
+#elif LOWBIT_HW_CVT_FP8
+  unsigned short d;
+  asm("cvt.rn.satfinite.e4m3x2.f32 %0, %1, %2;" : "=h"(d) : "f"(hi), "f"(lo));
+  return d;
+#else
+  using c = codecs::e4m3fn;
+  return static_cast<unsigned>(c::encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(hi)) << 8 |
+         c::encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(lo);
+#endif
+}
+
+/// As pack_rn_satfinite_e4m3x2 for OCP E5M2 (saturated to +-57344: never its Inf; NaN 0x7F):
+/// codecs::e5m2::encode<nearest_even, saturate>. One `cvt.rn.satfinite.e5m2x2.f32` from sm_89 on.
+__device__ __forceinline__ unsigned pack_rn_satfinite_e5m2x2(float hi, float lo) {
+#if LOWBIT_SIMT
+  return simt::ptx::cvt_rn_satfinite_e5m2x2_f32(hi, lo);
+#elif LOWBIT_HW_CVT_FP8
+  unsigned short d;
+  asm("cvt.rn.satfinite.e5m2x2.f32 %0, %1, %2;" : "=h"(d) : "f"(hi), "f"(lo));
+  return d;
+#else
+  using c = codecs::e5m2;
+  return static_cast<unsigned>(c::encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(hi)) << 8 |
+         c::encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(lo);
 #endif
 }
 

@@ -65,14 +65,38 @@ __device__ __forceinline__ float div_rn_positive(float a, float b) {
   return __uint_as_float(kept + (up ? 1u : 0u));
 }
 
+/// a / c rounded to nearest, for a >= 0 (+Inf allowed) and the minifloat scale divisors c = 448,
+/// 57344 and 6 (7 * 2^6, 7 * 2^13, 3 * 2): f32(f64(a) * f64(1 / c)), three instructions
+/// (`F2F.F64.F32`, `DMUL` by a constant, `F2F.F32.F64`) instead of a division. Why it is exact:
+/// f64(1 / c) errs by less than 2^-53 relative, so a * f64(1 / c) lies within a / c * 2^-53 of
+/// a / c. If a / c is a double (every float32 midpoint, normal or subnormal, is), that is less
+/// than half its ulp and the product rounds to a / c itself: the float32 rounding is then a / c's
+/// own, ties to even included (a = 7 * 2^-144 gives the tie 2^-150 for c = 448). Otherwise a / c
+/// is no float32 midpoint M * 2^e (M odd, M < 2^25) and lies at least about 2^-28 (relative)
+/// from every one (|a - c M 2^e| is at least the smaller of the two numbers' bit weights, with
+/// c M < 7 * 2^25 and a < 2^24 in those units), far more than the double's 2^-52, so it rounds to
+/// the same float32 as a / c, subnormal results included. kernels_div_exhaustive_test checks every
+/// positive float32 a for each c.
+LOWBIT_HD float div_rn_by_constant(float a, float c) {
+  return static_cast<float>(static_cast<double>(a) * (1.0 / static_cast<double>(c)));
+}
+
 /// quant::make_encoder's division in kernels: div_rn_positive on a GPU and under the executor (so
-/// the SIMT tests run it), IEEE `/` in nvcc's host pass.
+/// the SIMT tests run it), IEEE `/` in nvcc's host pass; the scale's division by the minifloat's
+/// constant (by_constant) is div_rn_by_constant.
 struct call_free_div {
   LOWBIT_HD float operator()(float a, float b) const noexcept {
 #if defined(__CUDA_ARCH__) || LOWBIT_SIMT
     return div_rn_positive(a, b);
 #else
     return a / b;
+#endif
+  }
+  LOWBIT_HD float by_constant(float a, float c) const noexcept {
+#if defined(__CUDA_ARCH__) || LOWBIT_SIMT
+    return div_rn_by_constant(a, c);
+#else
+    return a / c;
 #endif
   }
 };
