@@ -250,7 +250,7 @@ void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
 
 /// Row n of W in the lane layout of mode c at out: groups of 16 full runs through the AVX-512
 /// decoder when the format has one and each run lies in one block (K and the block size multiples
-/// of 32), the rest through run_decoder.
+/// of 32), the rest through the decoder's `decode` (run_decoder, scaled_run_decoder).
 template <class Dec>
 void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
   alignas(64) float tmp[512];
