@@ -528,6 +528,67 @@ TEST(BlockScaledEngine, DequantizeIsTheSameOnEveryPathAndStoreMode) {
   }
 }
 
+// The swizzled scale layout (scaled_view::layout): quantize gives the codes of the row-major
+// layout and its scales put through quant::swizzle_scales (tested against cuBLAS's layout in
+// host_scale_layout_test), padding 0; dequantize and the matmul read it back to the same values.
+TEST(BlockScaledEngine, SwizzledScaleLayoutIsTheRowMajorScalesSwizzled) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()) ^ 0x5A5Au);
+  struct sw_case {
+    scaled_format fmt;
+    std::int64_t rows, cols, tc;
+  };
+  const sw_case cases[] = {{scaled_format::mxfp4, 130, 320, 32}, {scaled_format::nvfp4, 3, 48, 16}, {scaled_format::mxfp8_e4m3, 129, 96, 32},
+                           {scaled_format::mxfp6_e3m2, 5, 200, 32}, {scaled_format::mxfp8_e5m2, 1, 4096 + 64, 32}};
+  for (const sw_case& c : cases) {
+    const std::vector<float> x = random_matrix(c.rows * c.cols, rng);
+    for (bool simd : {true, false}) {
+      lowbit::host::options opt;
+      opt.simd = simd;
+      const std::string what = std::string(lowbit::info(c.fmt).name) + " " + std::to_string(c.rows) + "x" + std::to_string(c.cols) + (simd ? " simd" : " scalar");
+      lowbit::scaled_view v;
+      v.fmt = c.fmt;
+      v.rows = c.rows;
+      v.cols = c.cols;
+      v.tile = {1, c.tc};
+      v.mx_rule = mx_scale_rule::rceil;
+      const std::int64_t gc = lowbit::quant::scale_columns(c.cols, c.tc);
+      std::vector<std::uint8_t> codes_a(static_cast<std::size_t>(lowbit::scaled_code_bytes(c.fmt, c.rows * c.cols)));
+      std::vector<std::uint8_t> codes_b(codes_a.size()), plain(static_cast<std::size_t>(c.rows * gc));
+      std::vector<std::uint8_t> swz(static_cast<std::size_t>(lowbit::quant::swizzled_scale_bytes(c.rows, gc)), 0xEE);
+      v.codes = codes_a.data();
+      v.scales = plain.data();
+      ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data(), lowbit::dtype::f32, v, opt)) << what;
+      lowbit::scaled_view w = v;
+      w.layout = lowbit::scale_layout::swizzled;
+      w.codes = codes_b.data();
+      w.scales = swz.data();
+      EXPECT_EQ(w.scale_count(), static_cast<std::int64_t>(swz.size()));
+      ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data(), lowbit::dtype::f32, w, opt)) << what;
+      EXPECT_EQ(codes_a, codes_b) << what;
+      EXPECT_EQ(lowbit_test::bits_of(v.global_scale), lowbit_test::bits_of(w.global_scale)) << what;
+      std::vector<std::uint8_t> want(swz.size(), 0xCC);
+      ASSERT_TRUE(lowbit::quant::swizzle_scales(plain.data(), c.rows, gc, want.data()));
+      ASSERT_EQ(swz, want) << what;
+      std::vector<float> da(static_cast<std::size_t>(c.rows * c.cols)), db(da.size());
+      ASSERT_TRUE(lowbit::host::dequantize_scaled(v, da.data(), lowbit::dtype::f32, opt)) << what;
+      ASSERT_TRUE(lowbit::host::dequantize_scaled(w, db.data(), lowbit::dtype::f32, opt)) << what;
+      EXPECT_EQ(std::memcmp(da.data(), db.data(), da.size() * 4), 0) << what;
+    }
+  }
+  // only one-byte scales of one-row tiles have the layout
+  lowbit::scaled_view bad;
+  bad.fmt = scaled_format::fp8_e4m3_block;
+  bad.tile = {128, 128};
+  bad.layout = lowbit::scale_layout::swizzled;
+  const lowbit::status s = lowbit::validate_layout(bad, "quantize");
+  ASSERT_FALSE(s);
+  EXPECT_NE(std::string(s.message()).find("swizzled"), std::string::npos) << s.message();
+  bad.fmt = scaled_format::nvfp4;
+  bad.tile = {16, 16};
+  EXPECT_FALSE(lowbit::validate_layout(bad, "quantize"));
+}
+
 TEST(BlockScaledEngine, BadArgumentsAreNamed) {
   std::vector<float> x(64, 1.0f);
   lowbit::scaled_tensor q;

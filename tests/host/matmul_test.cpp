@@ -320,6 +320,22 @@ TEST(Matmul, BlockScaledWeightsFollowTheModel) {
               ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i)))
                   << "element " << i << ": got " << y.get(i) << " expected " << expect.get(i);
           }
+          // the same weight with its scales in the swizzled 128x4 layout (1-row tiles of byte scales)
+          if (lowbit::bytes_per_scale(kd.fmt) == 1 && W.grid().tile.rows == 1) {
+            lowbit::scaled_view v = W.view();
+            const std::int64_t gc = W.grid().grid_cols();
+            std::vector<std::uint8_t> swz(static_cast<std::size_t>(lowbit::quant::swizzled_scale_bytes(N, gc)));
+            ASSERT_TRUE(lowbit::quant::swizzle_scales(W.scale_bytes(), N, gc, swz.data()));
+            v.layout = lowbit::scale_layout::swizzled;
+            v.scales = swz.data();
+            lowbit::matmul_options o;
+            o.compute = c;
+            dense y(yt, static_cast<std::size_t>(M * N));
+            s = lowbit::host::matmul(x.bytes.data(), xt, M, N, K, v, bias.bytes.data(), y.bytes.data(), yt, o);
+            ASSERT_TRUE(s) << s.message();
+            for (std::size_t i = 0; i < y.size(); ++i)
+              ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i))) << "swizzled scales, element " << i;
+          }
         }
     }
   // shape mismatches are refused by name

@@ -143,6 +143,21 @@ TEST(ScaleLayout, RoundTripsPaddingAndStrides) {
   }
 }
 
+// swizzled_scale_position inverts swizzled_scale_offset over every byte of the padded layout
+// (the CUDA quantizer finds the padding it zeroes with it).
+TEST(ScaleLayout, PositionInvertsOffset) {
+  for (std::int64_t rows : {1, 127, 128, 129, 300}) {
+    for (std::int64_t cols : {1, 3, 4, 5, 9}) {
+      for (std::int64_t o = 0; o < q::swizzled_scale_bytes(rows, cols); ++o) {
+        std::int64_t r = -1, c = -1;
+        q::swizzled_scale_position(o, cols, r, c);
+        ASSERT_TRUE(r >= 0 && r < q::swizzled_rows(rows) && c >= 0 && c < q::swizzled_cols(cols)) << rows << "x" << cols << " byte " << o;
+        ASSERT_EQ(q::swizzled_scale_offset(r, c, cols), o) << rows << "x" << cols << " byte " << o << " -> (" << r << ", " << c << ")";
+      }
+    }
+  }
+}
+
 TEST(ScaleLayout, BadArgumentsAreNamed) {
   std::vector<std::uint8_t> a(64, 1), s(512, 9);
   auto msg = [](const lowbit::status& st) { return std::string(st.ok() ? "ok" : st.message()); };

@@ -43,146 +43,58 @@
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
 
-/// Non-owning description of one block-scaled matrix's storage.
-struct scaled_view {
-  scaled_format fmt = scaled_format::mxfp8_e4m3;
-  std::int64_t rows = 0;  ///< matrix rows (leading dimensions folded in)
-  std::int64_t cols = 0;  ///< last dimension
-  tile_shape tile{1, 32};
-  quant::mx_scale_rule mx_rule = quant::mx_scale_rule::floor;  ///< MX formats
-  quant::nvfp4_global nvfp4 = quant::nvfp4_global::scale;      ///< nvfp4
-  fp6_packing fp6 = fp6_packing::packed;                       ///< MXFP6 formats
-  std::uint8_t* codes = nullptr;  ///< scaled_code_bytes(fmt, rows * cols, fp6)
-  void* scales = nullptr;         ///< tile_grid::tiles() scales: uint8 e8m0/e4m3 codes or float32
-  float global_scale = 1.0f;      ///< nvfp4: the stored per-tensor float32 (written by quantize)
-
-  LOWBIT_HD constexpr std::int64_t numel() const noexcept { return rows * cols; }
-  LOWBIT_HD constexpr tile_grid grid() const noexcept { return {rows, cols, tile}; }
-};
-
-/// Checks the format, shape, tile and conventions of `q` (not its pointers); messages name the
-/// offending field and start with `what`.
-inline status validate_layout(const scaled_view& q, const char* what) noexcept {
-  if (!is_valid(q.fmt)) return status::error(errc::invalid_argument, "%s: scaled format %d is not a lowbit format", what, static_cast<int>(q.fmt));
-  if (q.rows < 0 || q.cols < 0)
-    return status::error(errc::invalid_argument, "%s: rows %lld and cols %lld must be >= 0", what, static_cast<long long>(q.rows), static_cast<long long>(q.cols));
-  if (q.cols > 0 && q.rows > std::numeric_limits<std::int64_t>::max() / 8 / q.cols)
-    return status::error(errc::invalid_argument, "%s: rows * cols overflows", what);
-  if (q.tile.rows < 1 || q.tile.cols < 1)
-    return status::error(errc::invalid_argument, "%s: tile is %lld x %lld, both must be >= 1", what, static_cast<long long>(q.tile.rows),
-                         static_cast<long long>(q.tile.cols));
-  const int bits = info(q.fmt).bits;
-  const std::int64_t unit = bits == 4 ? 2 : (bits == 6 && q.fp6 == fp6_packing::packed ? 4 : 1);
-  if (unit > 1 && (q.cols % unit != 0 || q.tile.cols % unit != 0))
-    return status::error(errc::invalid_argument, "%s: %s packs %lld codes per byte group, so cols (%lld) and the tile's columns (%lld) must be multiples of %lld",
-                         what, info(q.fmt).name, static_cast<long long>(unit), static_cast<long long>(q.cols), static_cast<long long>(q.tile.cols),
-                         static_cast<long long>(unit));
-  if (static_cast<unsigned>(q.mx_rule) > 3u) return status::error(errc::invalid_argument, "%s: mx_rule %d is not a rule", what, static_cast<int>(q.mx_rule));
-  if (static_cast<unsigned>(q.nvfp4) > 2u) return status::error(errc::invalid_argument, "%s: nvfp4 convention %d is not one", what, static_cast<int>(q.nvfp4));
-  if (static_cast<unsigned>(q.fp6) > 1u) return status::error(errc::invalid_argument, "%s: fp6 packing %d is not one", what, static_cast<int>(q.fp6));
-  return {};
-}
-
-/// Checks `q` (validate_layout, and the pointers a non-empty tensor needs).
-inline status validate(const scaled_view& q, const char* what) noexcept {
-  LOWBIT_TRY(validate_layout(q, what));
-  if (q.numel() == 0) return {};
-  if (q.codes == nullptr) return status::error(errc::invalid_argument, "%s: codes is null", what);
-  if (q.scales == nullptr) return status::error(errc::invalid_argument, "%s: scales is null", what);
-  return {};
-}
+/// The view the host and CUDA engines share (quant/layout.hpp).
+using lowbit::scaled_view;
+using lowbit::validate;
+using lowbit::validate_layout;
 
 namespace detail {
 
-/// The element codec of a block-scaled format, and the blockwise format whose SIMD kernels
-/// compute `sat(x * m)` and `decode(q) * f` with it (`kernel`; fp8_e4m3_block uses them to
-/// dequantize only, its encode divides).
-template <class Codec, bool Kernel, format KernelFormat>
+/// The element codec of a block-scaled format (quant::scaled_codec), and the blockwise format
+/// whose SIMD kernels compute `sat(x * m)` and `decode(q) * f` with it (`kernel`; fp8_e4m3_block
+/// uses them to dequantize only, its encode divides).
+template <bool Kernel, format KernelFormat>
 struct scheme_of {
-  using codec = Codec;
   static constexpr bool kernel = Kernel;
   static constexpr format kernel_format = KernelFormat;
 };
 template <scaled_format F>
 struct scaled_scheme;
 template <>
-struct scaled_scheme<scaled_format::mxfp8_e4m3> : scheme_of<codecs::e4m3fn, true, format::e4m3fn> {};
+struct scaled_scheme<scaled_format::mxfp8_e4m3> : scheme_of<true, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp8_e5m2> : scheme_of<codecs::e5m2, true, format::e5m2> {};
+struct scaled_scheme<scaled_format::mxfp8_e5m2> : scheme_of<true, format::e5m2> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp6_e2m3> : scheme_of<codecs::e2m3fn, false, format::e4m3fn> {};
+struct scaled_scheme<scaled_format::mxfp6_e2m3> : scheme_of<false, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp6_e3m2> : scheme_of<codecs::e3m2fn, false, format::e4m3fn> {};
+struct scaled_scheme<scaled_format::mxfp6_e3m2> : scheme_of<false, format::e4m3fn> {};
 template <>
-struct scaled_scheme<scaled_format::mxfp4> : scheme_of<codecs::e2m1fn, true, format::e2m1fn> {};
+struct scaled_scheme<scaled_format::mxfp4> : scheme_of<true, format::e2m1fn> {};
 template <>
-struct scaled_scheme<scaled_format::nvfp4> : scheme_of<codecs::e2m1fn, true, format::e2m1fn> {};
+struct scaled_scheme<scaled_format::nvfp4> : scheme_of<true, format::e2m1fn> {};
 template <>
-struct scaled_scheme<scaled_format::fp8_e4m3_block> : scheme_of<codecs::e4m3fn, true, format::e4m3fn> {};
+struct scaled_scheme<scaled_format::fp8_e4m3_block> : scheme_of<true, format::e4m3fn> {};
 
-/// Calls fn(std::integral_constant<scaled_format, F>{}) for the runtime `f`.
-template <class Fn>
-decltype(auto) visit_scaled(scaled_format f, Fn&& fn) {
-  switch (f) {
-    case scaled_format::mxfp8_e4m3: return fn(std::integral_constant<scaled_format, scaled_format::mxfp8_e4m3>{});
-    case scaled_format::mxfp8_e5m2: return fn(std::integral_constant<scaled_format, scaled_format::mxfp8_e5m2>{});
-    case scaled_format::mxfp6_e2m3: return fn(std::integral_constant<scaled_format, scaled_format::mxfp6_e2m3>{});
-    case scaled_format::mxfp6_e3m2: return fn(std::integral_constant<scaled_format, scaled_format::mxfp6_e3m2>{});
-    case scaled_format::mxfp4: return fn(std::integral_constant<scaled_format, scaled_format::mxfp4>{});
-    case scaled_format::nvfp4: return fn(std::integral_constant<scaled_format, scaled_format::nvfp4>{});
-    case scaled_format::fp8_e4m3_block: break;
-  }
-  return fn(std::integral_constant<scaled_format, scaled_format::fp8_e4m3_block>{});
-}
+using quant::visit_scaled;
 
-/// How one tile's elements are encoded, and what is stored for it.
-struct tile_encoding {
-  float factor = 0.0f;  ///< multiplier (or divisor for fp8_e4m3_block)
-  bool zero = false;    ///< every element gets the code of +0
-  std::uint8_t scale_code = 0;
-  float scale_f32 = 0.0f;
-};
+using quant::tile_encoding;
 
-/// The encoding of a tile with max |x| `amax` (NaN if it holds a NaN).
+/// The encoding of a tile with max |x| `amax` (NaN if it holds a NaN): quant::encode_tile.
 template <scaled_format F>
 inline tile_encoding encode_tile(float amax, const scaled_view& q, bool tensor_zero) {
-  using codec = typename scaled_scheme<F>::codec;
-  tile_encoding t;
-  if constexpr (F == scaled_format::fp8_e4m3_block) {
-    t.scale_f32 = quant::fp8_block_scale(amax);
-    t.factor = t.scale_f32;
-    t.zero = t.scale_f32 == 0.0f;
-  } else if constexpr (F == scaled_format::nvfp4) {
-    const quant::nvfp4_tile n = quant::nvfp4_tile_encoder(tensor_zero ? 0.0f : amax, q.global_scale, q.nvfp4);
-    t.scale_code = n.scale;
-    t.factor = n.multiplier;
-    t.zero = tensor_zero;
-  } else {
-    t.scale_code = quant::mx_scale_code<codec>(amax, q.mx_rule);
-    t.factor = quant::mx_multiplier(t.scale_code);
-  }
-  return t;
+  return quant::encode_tile<F>(amax, q.mx_rule, q.global_scale, q.nvfp4, tensor_zero);
 }
 
-/// The code of one element.
+/// The code of one element: quant::encode_scaled_element.
 template <scaled_format F>
 inline std::uint8_t encode_element(float x, const tile_encoding& t) {
-  using codec = typename scaled_scheme<F>::codec;
-  if (t.zero) return 0;
-  const float v = F == scaled_format::fp8_e4m3_block ? x / t.factor : x * t.factor;
-  return codec::template encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(v);
+  return quant::encode_scaled_element<F>(x, t);
 }
 
-/// The float32 a tile's codes are multiplied by on dequantization.
+/// The float32 the codes of tile (ti, tj) are multiplied by on dequantization.
 template <scaled_format F>
-inline float tile_factor(const scaled_view& q, std::int64_t tile) {
-  if constexpr (F == scaled_format::fp8_e4m3_block) {
-    return static_cast<const float*>(q.scales)[tile];
-  } else if constexpr (F == scaled_format::nvfp4) {
-    return quant::nvfp4_tile_factor(static_cast<const std::uint8_t*>(q.scales)[tile], q.global_scale, q.nvfp4);
-  } else {
-    return quant::mx_scale_value(static_cast<const std::uint8_t*>(q.scales)[tile]);
-  }
+inline float tile_factor(const scaled_view& q, std::int64_t ti, std::int64_t tj) {
+  return quant::scaled_tile_factor<F>(q.scales, q.scale_index(ti, tj), q.global_scale, q.nvfp4);
 }
 
 #if LOWBIT_HAVE_AVX2_KERNELS
@@ -219,7 +131,7 @@ constexpr bool fused_kernel() {
 template <scaled_format F, int TC, class T>
 LOWBIT_AVX2 std::int64_t quantize_row_tiles(const T* x, std::int64_t ntiles, const scaled_view& q, bool tensor_zero, std::uint8_t* codes,
                                             std::uint8_t* scales) {
-  using codec = typename scaled_scheme<F>::codec;
+  using codec = quant::scaled_codec<F>;
   constexpr int V = TC / 8;
   constexpr bool four = info(F).bits == 4;
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
@@ -382,17 +294,16 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
       return nonfinite_error(i, to_float(load(x + i)));
     }
     const float amax = bits_float(amax_bits.load());
-    if (amax != amax || amax == bits_float(0x7F800000u)) {
-      q.global_scale = q.nvfp4 == quant::nvfp4_global::none ? 1.0f : bits_float(0x7FC00000u);
-    } else {
-      q.global_scale = quant::nvfp4_global_value(amax, q.nvfp4);
-      tensor_zero = quant::nvfp4_tensor_is_zero(amax, q.nvfp4);
-    }
+    q.global_scale = quant::nvfp4_stored_global(amax, q.nvfp4);
+    tensor_zero = quant::nvfp4_tensor_zero(amax, q.nvfp4);
   }
+  // the swizzled layout's padding slots hold 0 (quant/scale_layout.hpp); tiles fill the rest
+  if (q.layout == scale_layout::swizzled) std::memset(q.scales, 0, static_cast<std::size_t>(q.scale_count()));
   const std::int64_t tpt = tiles_per_task(g);
   const std::int64_t chunks = quant::block_count(g.grid_cols(), tpt);
   const std::int64_t tasks = g.grid_rows() * chunks;
-  const bool fused = simd && g.tile.rows == 1 && (g.tile.cols == 16 || g.tile.cols == 32);
+  // (the fused kernel stores a run of tiles' scales consecutively: the row-major layout)
+  const bool fused = simd && g.tile.rows == 1 && (g.tile.cols == 16 || g.tile.cols == 32) && q.layout == scale_layout::row_major;
   const std::int64_t elems_per_task = std::max<std::int64_t>(1, g.tile.rows * std::min(q.cols, tpt * g.tile.cols));
   parallel_for(tasks, std::max<std::int64_t>(1, 16384 / elems_per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t task = t0; task < t1; ++task) {
@@ -422,7 +333,7 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
           amax = (m != m || amax != amax) ? bits_float(0x7FC00000u) : (m > amax ? m : amax);
         }
         const tile_encoding e = encode_tile<F>(amax, q, tensor_zero);
-        const std::int64_t s = ti * g.grid_cols() + tj;
+        const std::int64_t s = q.scale_index(ti, tj);
         if constexpr (F == scaled_format::fp8_e4m3_block) {
           static_cast<float*>(q.scales)[s] = e.scale_f32;
         } else {
@@ -444,7 +355,7 @@ template <scaled_format F>
 struct element_table {
   alignas(64) float v[256];
   element_table() {
-    using codec = typename scaled_scheme<F>::codec;
+    using codec = quant::scaled_codec<F>;
     for (int i = 0; i < 256; ++i) v[i] = codec::decode(static_cast<std::uint8_t>(i & ((1 << codec::bits) - 1)));
   }
 };
@@ -473,14 +384,14 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
       const std::int64_t r = task / chunks;
       const std::int64_t tj0 = (task % chunks) * tpt;
       const std::int64_t tj1 = std::min(g.grid_cols(), tj0 + tpt);
-      const std::int64_t srow = (r / g.tile.rows) * g.grid_cols();
+      const std::int64_t ti = r / g.tile.rows;
       std::int64_t tj = tj0;
       if constexpr (scaled_scheme<F>::kernel) {
         const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);  // tiles tj0 .. full - 1 are whole
         if (runs && full > tj0) {
           float factors[128];
           static constexpr int zero_points[128] = {};
-          for (std::int64_t j = tj0; j < full; ++j) factors[j - tj0] = tile_factor<F>(q, srow + j);
+          for (std::int64_t j = tj0; j < full; ++j) factors[j - tj0] = tile_factor<F>(q, ti, j);
           const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols;
           const std::uint8_t* c = bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
           const bool st = stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0;
@@ -512,7 +423,7 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
       for (; tj < tj1; ++tj) {
         const std::int64_t c0 = tj * g.tile.cols, nc = g.tile_cols_at(tj);
         const std::int64_t i0 = r * q.cols + c0;
-        const float f = tile_factor<F>(q, srow + tj);
+        const float f = tile_factor<F>(q, ti, tj);
         std::int64_t k = 0;
         if constexpr (scaled_scheme<F>::kernel) {
           if (simd) k = avx2::decode_block<scaled_scheme<F>::kernel_format>(bits == 4 ? q.codes + i0 / 2 : q.codes + i0, nc, table.v, f, 0, out + i0);

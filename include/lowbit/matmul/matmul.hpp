@@ -123,15 +123,15 @@ class scaled_run_decoder {
   void decode(std::int64_t e, int n, float* out) const {
     if (n <= 0) return;
     const std::int64_t r = e / q_.cols, k0 = e - r * q_.cols;
-    const std::int64_t srow = (r / g_.tile.rows) * g_.grid_cols();
+    const std::int64_t ti = r / g_.tile.rows;
     std::int64_t tj = k0 / g_.tile.cols, end = (tj + 1) * g_.tile.cols;
-    float f = host::detail::tile_factor<SF>(q_, srow + tj);
+    float f = host::detail::tile_factor<SF>(q_, ti, tj);
     for (int i = 0; i < n; ++i) {
       const std::int64_t k = k0 + i, idx = e + i;
       if (k == end) {
         ++tj;
         end += g_.tile.cols;
-        f = host::detail::tile_factor<SF>(q_, srow + tj);
+        f = host::detail::tile_factor<SF>(q_, ti, tj);
       }
       std::uint8_t c;
       if constexpr (info(SF).bits == 8) {

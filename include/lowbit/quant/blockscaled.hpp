@@ -29,6 +29,7 @@
 #include "../config.hpp"
 
 #include <cstdint>
+#include <type_traits>
 
 LOWBIT_NAMESPACE_BEGIN
 
@@ -248,6 +249,116 @@ LOWBIT_HD float nvfp4_tile_factor(std::uint8_t scale, float global, nvfp4_global
 /// zero there). NaN and Inf follow IEEE: a NaN amax stores NaN; an Inf amax stores Inf, the
 /// finite elements encode as ±0 and the infinite ones as NaN.
 LOWBIT_HD float fp8_block_scale(float amax) noexcept { return amax / 448.0f; }
+
+/// The stored per-tensor float32 of an NVFP4 tensor whose max |x| is `amax_tensor` (>= 0, NaN
+/// if the tensor holds one): nvfp4_global_value for finite amax; for NaN or Inf, NaN (1 under
+/// `none`), so that every tile decodes to NaN.
+LOWBIT_HD float nvfp4_stored_global(float amax_tensor, nvfp4_global conv) noexcept {
+  if (!(amax_tensor < bits_float(0x7F800000u))) return conv == nvfp4_global::none ? 1.0f : bits_float(0x7FC00000u);
+  return nvfp4_global_value(amax_tensor, conv);
+}
+
+/// Whether every tile of an NVFP4 tensor with max |x| `amax_tensor` is a zero tile
+/// (nvfp4_tensor_is_zero for finite amax; never for NaN or Inf).
+LOWBIT_HD bool nvfp4_tensor_zero(float amax_tensor, nvfp4_global conv) noexcept {
+  return amax_tensor < bits_float(0x7F800000u) && nvfp4_tensor_is_zero(amax_tensor, conv);
+}
+
+/// The element codec of a block-scaled format.
+template <scaled_format F>
+struct scaled_codec_of {
+  using type = codecs::e4m3fn;  // mxfp8_e4m3, fp8_e4m3_block
+};
+template <>
+struct scaled_codec_of<scaled_format::mxfp8_e5m2> {
+  using type = codecs::e5m2;
+};
+template <>
+struct scaled_codec_of<scaled_format::mxfp6_e2m3> {
+  using type = codecs::e2m3fn;
+};
+template <>
+struct scaled_codec_of<scaled_format::mxfp6_e3m2> {
+  using type = codecs::e3m2fn;
+};
+template <>
+struct scaled_codec_of<scaled_format::mxfp4> {
+  using type = codecs::e2m1fn;
+};
+template <>
+struct scaled_codec_of<scaled_format::nvfp4> {
+  using type = codecs::e2m1fn;
+};
+template <scaled_format F>
+using scaled_codec = typename scaled_codec_of<F>::type;
+
+/// How one tile's elements are encoded, and what is stored for it.
+struct tile_encoding {
+  float factor = 0.0f;  ///< multiplier (divisor for fp8_e4m3_block)
+  bool zero = false;    ///< every element gets the code of +0
+  std::uint8_t scale_code = 0;  ///< e8m0 / e4m3 formats
+  float scale_f32 = 0.0f;       ///< fp8_e4m3_block
+};
+
+/// The encoding of a tile of format F with max |x| `amax` (NaN if it holds a NaN): `rule` for
+/// MX, the stored per-tensor float32 `global` and its convention for nvfp4 (`tensor_zero`: the
+/// whole tensor is a zero tensor, nvfp4_tensor_zero). Every engine encodes tiles with this.
+template <scaled_format F>
+LOWBIT_HD tile_encoding encode_tile(float amax, mx_scale_rule rule, float global, nvfp4_global conv, bool tensor_zero) noexcept {
+  tile_encoding t;
+  if constexpr (F == scaled_format::fp8_e4m3_block) {
+    t.scale_f32 = fp8_block_scale(amax);
+    t.factor = t.scale_f32;
+    t.zero = t.scale_f32 == 0.0f;
+  } else if constexpr (F == scaled_format::nvfp4) {
+    const nvfp4_tile n = nvfp4_tile_encoder(tensor_zero ? 0.0f : amax, global, conv);
+    t.scale_code = n.scale;
+    t.factor = n.multiplier;
+    t.zero = tensor_zero;
+  } else {
+    t.scale_code = mx_scale_code<scaled_codec<F>>(amax, rule);
+    t.factor = mx_multiplier(t.scale_code);
+  }
+  return t;
+}
+
+/// The code of one element of a tile encoded as `t`: +0 in a zero tile, else
+/// `sat(x * factor)` (`sat(x / factor)` for fp8_e4m3_block), round to nearest even.
+template <scaled_format F>
+LOWBIT_HD std::uint8_t encode_scaled_element(float x, const tile_encoding& t) noexcept {
+  if (t.zero) return 0;
+  const float v = F == scaled_format::fp8_e4m3_block ? x / t.factor : x * t.factor;
+  return scaled_codec<F>::template encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(v);
+}
+
+/// The float32 the codes of a tile are multiplied by on dequantization, from its scale at index
+/// `s` of `scales` (bytes, or float32 for fp8_e4m3_block) and, for nvfp4, the per-tensor float32.
+template <scaled_format F>
+LOWBIT_HD float scaled_tile_factor(const void* scales, std::int64_t s, float global, nvfp4_global conv) noexcept {
+  if constexpr (F == scaled_format::fp8_e4m3_block) {
+    return static_cast<const float*>(scales)[s];
+  } else if constexpr (F == scaled_format::nvfp4) {
+    return nvfp4_tile_factor(static_cast<const std::uint8_t*>(scales)[s], global, conv);
+  } else {
+    return mx_scale_value(static_cast<const std::uint8_t*>(scales)[s]);
+  }
+}
+
+/// Calls fn(std::integral_constant<scaled_format, F>{}) for the runtime `f` (host code; an
+/// invalid `f` takes fp8_e4m3_block: validate first).
+template <class Fn>
+decltype(auto) visit_scaled(scaled_format f, Fn&& fn) {
+  switch (f) {
+    case scaled_format::mxfp8_e4m3: return fn(std::integral_constant<scaled_format, scaled_format::mxfp8_e4m3>{});
+    case scaled_format::mxfp8_e5m2: return fn(std::integral_constant<scaled_format, scaled_format::mxfp8_e5m2>{});
+    case scaled_format::mxfp6_e2m3: return fn(std::integral_constant<scaled_format, scaled_format::mxfp6_e2m3>{});
+    case scaled_format::mxfp6_e3m2: return fn(std::integral_constant<scaled_format, scaled_format::mxfp6_e3m2>{});
+    case scaled_format::mxfp4: return fn(std::integral_constant<scaled_format, scaled_format::mxfp4>{});
+    case scaled_format::nvfp4: return fn(std::integral_constant<scaled_format, scaled_format::nvfp4>{});
+    case scaled_format::fp8_e4m3_block: break;
+  }
+  return fn(std::integral_constant<scaled_format, scaled_format::fp8_e4m3_block>{});
+}
 
 }  // namespace quant
 

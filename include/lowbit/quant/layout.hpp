@@ -19,9 +19,12 @@
 #include "../dtype.hpp"
 #include "../format.hpp"
 #include "../status.hpp"
+#include "blockscaled.hpp"
 #include "blockwise.hpp"
+#include "scale_layout.hpp"
 
 #include <cstdint>
+#include <limits>
 
 LOWBIT_NAMESPACE_BEGIN
 
@@ -92,6 +95,87 @@ struct tile_grid {
     return cols - tj * tile.cols < tile.cols ? cols - tj * tile.cols : tile.cols;
   }
 };
+
+/// How the tile scales of a block-scaled matrix are laid out.
+enum class scale_layout : std::uint8_t {
+  /// Row-major over the tile grid: the scale of tile (ti, tj) is at `ti * grid_cols + tj`.
+  row_major,
+  /// The 128x4 tiled layout cuBLASLt and CUTLASS's block-scaled GEMMs read (quant/scale_layout.hpp):
+  /// the scale of tile (ti, tj) is at `swizzled_scale_offset(ti, tj, grid_cols)`, the scale array
+  /// holds `swizzled_scale_bytes(grid_rows, grid_cols)` bytes, and quantize writes 0 into the
+  /// padding. Defined for one-byte scales (MX, NVFP4) over 1-row tiles (1 x 32, 1 x 16), where a
+  /// scale row is a matrix row, as those GEMMs consume them.
+  swizzled,
+};
+
+/// Non-owning description of one block-scaled matrix's storage (quant/blockscaled.hpp), read and
+/// written by the host engine (host/blockscaled.hpp) and the CUDA one (cuda/blockscaled.cuh).
+/// Trivially copyable, so it can be passed to kernels by value.
+struct scaled_view {
+  scaled_format fmt = scaled_format::mxfp8_e4m3;
+  std::int64_t rows = 0;  ///< matrix rows (leading dimensions folded in)
+  std::int64_t cols = 0;  ///< last dimension
+  tile_shape tile{1, 32};
+  quant::mx_scale_rule mx_rule = quant::mx_scale_rule::floor;  ///< MX formats
+  quant::nvfp4_global nvfp4 = quant::nvfp4_global::scale;      ///< nvfp4
+  fp6_packing fp6 = fp6_packing::packed;                       ///< MXFP6 formats
+  scale_layout layout = scale_layout::row_major;               ///< where each tile's scale is
+  std::uint8_t* codes = nullptr;  ///< scaled_code_bytes(fmt, rows * cols, fp6)
+  void* scales = nullptr;         ///< scale_count() scales: uint8 e8m0/e4m3 codes or float32
+  float global_scale = 1.0f;      ///< nvfp4: the stored per-tensor float32 (written by quantize)
+  /// nvfp4, CUDA engine only: the device address where cuda::quantize_scaled writes the per-tensor
+  /// float32 and from which cuda::dequantize_scaled reads it (replacing `global_scale` there).
+  /// The host engine ignores it.
+  float* global_scale_device = nullptr;
+
+  LOWBIT_HD constexpr std::int64_t numel() const noexcept { return rows * cols; }
+  LOWBIT_HD constexpr tile_grid grid() const noexcept { return {rows, cols, tile}; }
+  /// Number of scale slots the `scales` array holds (the padded count when swizzled).
+  LOWBIT_HD constexpr std::int64_t scale_count() const noexcept {
+    return layout == scale_layout::swizzled ? quant::swizzled_scale_bytes(grid().grid_rows(), grid().grid_cols()) : grid().tiles();
+  }
+  /// Index into `scales` of the scale of tile (ti, tj).
+  LOWBIT_HD constexpr std::int64_t scale_index(std::int64_t ti, std::int64_t tj) const noexcept {
+    return layout == scale_layout::swizzled ? quant::swizzled_scale_offset(ti, tj, grid().grid_cols()) : ti * grid().grid_cols() + tj;
+  }
+};
+
+/// Checks the format, shape, tile, conventions and scale layout of `q` (not its pointers);
+/// messages name the offending field and start with `what`.
+inline status validate_layout(const scaled_view& q, const char* what) noexcept {
+  if (!is_valid(q.fmt)) return status::error(errc::invalid_argument, "%s: scaled format %d is not a lowbit format", what, static_cast<int>(q.fmt));
+  if (q.rows < 0 || q.cols < 0)
+    return status::error(errc::invalid_argument, "%s: rows %lld and cols %lld must be >= 0", what, static_cast<long long>(q.rows), static_cast<long long>(q.cols));
+  if (q.cols > 0 && q.rows > std::numeric_limits<std::int64_t>::max() / 8 / q.cols)
+    return status::error(errc::invalid_argument, "%s: rows * cols overflows", what);
+  if (q.tile.rows < 1 || q.tile.cols < 1)
+    return status::error(errc::invalid_argument, "%s: tile is %lld x %lld, both must be >= 1", what, static_cast<long long>(q.tile.rows),
+                         static_cast<long long>(q.tile.cols));
+  const int bits = info(q.fmt).bits;
+  const std::int64_t unit = bits == 4 ? 2 : (bits == 6 && q.fp6 == fp6_packing::packed ? 4 : 1);
+  if (unit > 1 && (q.cols % unit != 0 || q.tile.cols % unit != 0))
+    return status::error(errc::invalid_argument, "%s: %s packs %lld codes per byte group, so cols (%lld) and the tile's columns (%lld) must be multiples of %lld",
+                         what, info(q.fmt).name, static_cast<long long>(unit), static_cast<long long>(q.cols), static_cast<long long>(q.tile.cols),
+                         static_cast<long long>(unit));
+  if (static_cast<unsigned>(q.mx_rule) > 3u) return status::error(errc::invalid_argument, "%s: mx_rule %d is not a rule", what, static_cast<int>(q.mx_rule));
+  if (static_cast<unsigned>(q.nvfp4) > 2u) return status::error(errc::invalid_argument, "%s: nvfp4 convention %d is not one", what, static_cast<int>(q.nvfp4));
+  if (static_cast<unsigned>(q.fp6) > 1u) return status::error(errc::invalid_argument, "%s: fp6 packing %d is not one", what, static_cast<int>(q.fp6));
+  if (static_cast<unsigned>(q.layout) > 1u) return status::error(errc::invalid_argument, "%s: scale layout %d is not one", what, static_cast<int>(q.layout));
+  if (q.layout == scale_layout::swizzled && (bytes_per_scale(q.fmt) != 1 || q.tile.rows != 1))
+    return status::error(errc::unsupported, "%s: the swizzled scale layout holds one-byte scales of 1-row tiles; %s with %lld x %lld tiles has %s",
+                         what, info(q.fmt).name, static_cast<long long>(q.tile.rows), static_cast<long long>(q.tile.cols),
+                         bytes_per_scale(q.fmt) != 1 ? "float32 scales" : "tiles of several rows");
+  return {};
+}
+
+/// Checks `q` (validate_layout, and the pointers a non-empty tensor needs).
+inline status validate(const scaled_view& q, const char* what) noexcept {
+  LOWBIT_TRY(validate_layout(q, what));
+  if (q.numel() == 0) return {};
+  if (q.codes == nullptr) return status::error(errc::invalid_argument, "%s: codes is null", what);
+  if (q.scales == nullptr) return status::error(errc::invalid_argument, "%s: scales is null", what);
+  return {};
+}
 
 /// Bytes of packed codes for `n` elements of format `f`.
 LOWBIT_HD constexpr std::int64_t code_bytes(format f, std::int64_t n) noexcept {

@@ -66,6 +66,16 @@ LOWBIT_HD constexpr std::int64_t swizzled_scale_offset(std::int64_t r, std::int6
   return tile * scale_tile_bytes + (r % 32) * 16 + (r % scale_tile_rows) / 32 * 4 + c % scale_tile_cols;
 }
 
+/// The inverse of swizzled_scale_offset: the (padded) row and column of the scale at byte `o`
+/// (< swizzled_scale_bytes(rows, cols)) of the swizzled layout of a matrix with `cols` scale
+/// columns. Position (r, c) is padding when r >= rows or c >= cols.
+LOWBIT_HD constexpr void swizzled_scale_position(std::int64_t o, std::int64_t cols, std::int64_t& r, std::int64_t& c) noexcept {
+  const std::int64_t tiles_per_row = swizzled_cols(cols) / scale_tile_cols;
+  const std::int64_t tile = o / scale_tile_bytes, w = o % scale_tile_bytes;
+  r = (tile / tiles_per_row) * scale_tile_rows + (w % 16) / 4 * 32 + w / 16;
+  c = (tile % tiles_per_row) * scale_tile_cols + w % 4;
+}
+
 /// Row-major `src` (rows x cols, row stride `ld` >= cols) into the swizzled layout `dst`
 /// (swizzled_scale_bytes(rows, cols) bytes), `pad` in the padding. No argument checks.
 LOWBIT_HD void swizzle_scales_unchecked(const std::uint8_t* src, std::int64_t rows, std::int64_t cols, std::int64_t ld,
