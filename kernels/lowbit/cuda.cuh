@@ -7,6 +7,7 @@
 #include <lowbit/lowbit.hpp>
 
 #include "cuda/blockwise.cuh"
+#include "cuda/blockscaled.cuh"
 #include "cuda/memory.cuh"
 #include "cuda/device.cuh"
 #include "cuda/int8.cuh"

@@ -33,3 +33,16 @@ lowbit::status lowbit_instantiate_matmul(const void* x, const lowbit::quant_view
     }
   return {};
 }
+
+// The block-scaled formats: the tile statistics kernel for every dtype, the encode and dequantize
+// kernels for every format x dtype.
+lowbit::status lowbit_instantiate_blockscaled(const void* x, void* out, lowbit::scaled_view& q, void* ws, std::size_t bytes) {
+  for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+    q.fmt = static_cast<lowbit::scaled_format>(f);
+    for (lowbit::dtype t : {lowbit::dtype::f32, lowbit::dtype::f16, lowbit::dtype::bf16}) {
+      LOWBIT_TRY(lowbit::cuda::quantize_scaled(x, t, q, ws, bytes));
+      LOWBIT_TRY(lowbit::cuda::dequantize_scaled(q, out, t));
+    }
+  }
+  return {};
+}

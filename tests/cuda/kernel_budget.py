@@ -368,18 +368,20 @@ def elem_size(dem, which):
     if which.startswith("code"):
         return float(which.split(":")[1]) if ":" in which else 1.0
     # T is the first template argument, after a format, before bool flags (int8_epilogue_kernel<T, true>)
-    m = re.search(r"<(?:\(lowbit::v0_1::format\)\d+, )?(lowbit::v0_1::bf16|lowbit::v0_1::f16|float)(?:, (?:true|false))*>", dem)
+    m = re.search(r"<(?:\(lowbit::v0_1::(?:scaled_)?format\)\d+, )?(lowbit::v0_1::bf16|lowbit::v0_1::f16|float)(?:, (?:true|false))*>", dem)
     if not m:
         return 4.0
     return {"float": 4.0, "lowbit::v0_1::f16": 2.0, "lowbit::v0_1::bf16": 2.0}[m.group(1)]
 
 
 FORMATS = ["nf4", "bnb_fp4", "bnb_dynamic8", "int8_absmax", "uint8_zeropoint", "e4m3fn", "e5m2", "e2m1fn"]
+SCALED_FORMATS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp4", "nvfp4", "fp8_e4m3_block"]
 
 
 def short(dem):
     s = re.sub(r"lowbit::v0_1::(cuda::)?(detail::|int8_detail::)?", "", dem)
     s = re.sub(r"\(format\)(\d+)", lambda m: FORMATS[int(m.group(1))] if int(m.group(1)) < len(FORMATS) else m.group(0), s)
+    s = re.sub(r"\(scaled_format\)(\d+)", lambda m: SCALED_FORMATS[int(m.group(1))] if int(m.group(1)) < len(SCALED_FORMATS) else m.group(0), s)
     return re.sub(r"\(.*$", "", s)
 
 

@@ -1,0 +1,577 @@
+// SPDX-License-Identifier: Apache-2.0
+/// @file blockscaled.cuh
+/// @brief CUDA kernels and launchers of the block-scaled formats of current hardware (MXFP8,
+///        MXFP6, MXFP4, NVFP4, FP8 with float32 tile scales): quantize and dequantize a row-major
+///        matrix into / from a `scaled_view` on the device, with the row-major or the swizzled
+///        128x4 scale layout. They evaluate the per-tile formulas of lowbit/quant/blockscaled.hpp
+///        (encode_tile, encode_scaled_element, scaled_tile_factor), shared with the host engine
+///        (host/blockscaled.hpp), and equal it bit for bit.
+///
+/// @par Quantize (cuda::quantize_scaled)
+/// Two kernels, each reading the input once (MX row tiles, below, replace the first with the
+/// blockwise quantizer's `finite_scan_kernel`, and skip it under allow_nonfinite):
+/// - `scaled_tile_amax_kernel`: a warp per tile (grid-stride over tiles), lanes stride the tile's
+///   rows; the tile's max |x| (NaN-propagating: a NaN amax is stored as the quiet NaN 0x7FC00000,
+///   as the host forms it), the first non-finite index (atomicMax on its complement, blockwise.cuh's
+///   flag), and for nvfp4 the tensor's max |x| (atomicMax on the bits: non-negative floats and the
+///   positive NaN order like their bits).
+/// - `scaled_tile_quantize_kernel`: unless the input held a NaN/Inf and `allow_nonfinite` is false
+///   (then it writes nothing at all), forms each tile's encoding from its amax (and for nvfp4 the
+///   per-tensor float32, which CTA 0 also stores at `global_scale_device`) and stores its scale and
+///   codes. MX and NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, with 16-byte aligned input
+///   (row_tiles), take a grid-stride loop of a tile per thread: 128-bit loads of the whole tile,
+///   its amax (MX) from those registers, its encoding formed once, the codes by the hardware FP8 conversion (sm_89 on) or the
+///   bit-level e2m1 encoder of the blockwise quantizer, one word store per 16 input bytes
+///   (quantize_row_tiles). Other layouts: a warp per tile, lane 0
+///   stores the scale and the lanes encode whole packing units (1 code, a byte of two FP4 codes, or
+///   3 bytes of four packed FP6 codes) along each row. With the swizzled layout it also stores 0
+///   into the layout's padding slots (quant/scale_layout.hpp).
+/// Semantics are the host engine's: partial tiles at the right and bottom edges, zero tiles, NaN and
+/// Inf with allow_nonfinite (MX: scale 0xFF; nvfp4: the per-tensor float32 NaN; fp8_e4m3_block:
+/// IEEE arithmetic on the float32 scale). `cuda::scaled_input_status` reports non-finite input.
+///
+/// @par Dequantize (cuda::dequantize_scaled)
+/// `scaled_dequantize_kernel`: thread g decodes the elements whose codes are the g-th group of
+/// code bytes (16 bytes: 16 8-bit codes, 32 FP4 codes or 16 unpacked FP6 codes; 12 bytes of packed
+/// FP6: 16 codes), with one 128-bit load when the group is whole and aligned, follows the row and
+/// the tile along the group (a division only where a tile or row starts), and stores
+/// `f32(decode(code) * factor)` rounded to the output dtype, with 128-bit stores when aligned.
+///
+/// @par Launchers
+/// Take device pointers and a stream; validate their arguments and return lowbit::status; allocate
+/// nothing (quantize takes a workspace of `quantize_scaled_workspace_size` bytes, 16-byte aligned).
+/// Launches are asynchronous; errors of the launch itself are returned.
+#pragma once
+
+#include <lowbit/dtype.hpp>
+#include <lowbit/quant/blockscaled.hpp>
+#include <lowbit/quant/layout.hpp>
+#include <lowbit/quant/scale_layout.hpp>
+#include <lowbit/status.hpp>
+
+#include "blockwise.cuh"
+#include "detail/arch.cuh"
+#include "detail/launch.cuh"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+LOWBIT_NAMESPACE_BEGIN
+namespace cuda {
+namespace detail {
+
+/// Byte offsets of the quantize workspace: the non-finite flag (blockwise.cuh's: ~index,
+/// atomicMax, 0 = none), the tensor's max |x| bits (nvfp4), then one float32 amax per tile.
+struct scaled_plan {
+  std::size_t flag = 0, tensor_amax = 8, amax = 16, total = 16;
+};
+
+inline scaled_plan plan_scaled(const scaled_view& q) {
+  scaled_plan p;
+  const std::int64_t tiles = q.rows > 0 && q.cols > 0 && q.tile.rows > 0 && q.tile.cols > 0 ? q.grid().tiles() : 0;
+  p.total = align16(p.amax + 4 * static_cast<std::size_t>(tiles));
+  return p;
+}
+
+/// Elements per packing unit of F: the codes that share bytes (FP4 pairs, packed FP6 quads).
+template <scaled_format F>
+__device__ __forceinline__ int packing_unit(fp6_packing p) {
+  return info(F).bits == 4 ? 2 : (info(F).bits == 6 && p == fp6_packing::packed ? 4 : 1);
+}
+
+/// The tile's max |x| bits of one warp (lanes stride the tile), reduced across the warp.
+/// NaN-propagating; a NaN amax comes back as the quiet NaN 0x7FC00000.
+template <class T>
+__device__ __forceinline__ unsigned tile_amax_bits(const T* x, const scaled_view& q, std::int64_t r0, std::int64_t nr, std::int64_t c0,
+                                                   std::int64_t nc, unsigned lane, std::int64_t& first_bad) {
+  unsigned m = 0;
+  for (std::int64_t r = r0; r < r0 + nr; ++r) {
+    const T* row = x + r * q.cols + c0;
+    for (std::int64_t c = lane; c < nc; c += 32) {
+      const unsigned a = __float_as_uint(load_float(row + c)) & 0x7FFFFFFFu;
+      if (a >= 0x7F800000u && first_bad < 0) first_bad = r * q.cols + c0 + c;
+      m = a > m ? a : m;
+    }
+  }
+  LOWBIT_UNROLL
+  for (int d = 16; d >= 1; d /= 2) {
+    const unsigned o = __shfl_xor_sync(0xFFFFFFFFu, m, d);
+    m = o > m ? o : m;
+  }
+  return m > 0x7F800000u ? 0x7FC00000u : m;
+}
+
+/// Kernel 1 of quantize_scaled: per tile max |x| into `amax`, the first non-finite index into
+/// `flag` (when `record`), the tensor's max |x| bits into `tensor_amax` (nvfp4: `tensor`).
+template <class T>
+__global__ void __launch_bounds__(threads_per_block) scaled_tile_amax_kernel(const T* x, scaled_view q, float* amax, unsigned* tensor_amax,
+                                                                              unsigned long long* flag, bool record, bool tensor) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  const tile_grid g = q.grid();
+  const unsigned lane = threadIdx.x & 31u;
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (threads_per_block / 32);
+  std::int64_t first_bad = -1;
+  unsigned tmax = 0;
+  for (std::int64_t t = global_thread() / 32; t < g.tiles(); t += warps) {
+    const std::int64_t ti = t / g.grid_cols(), tj = t - ti * g.grid_cols();
+    const unsigned m = tile_amax_bits(x, q, ti * g.tile.rows, g.tile_rows_at(ti), tj * g.tile.cols, g.tile_cols_at(tj), lane, first_bad);
+    if (lane == 0) amax[t] = __uint_as_float(m);
+    tmax = m > tmax ? m : tmax;
+  }
+  if (record && first_bad >= 0) record_nonfinite(flag, first_bad);
+  if (tensor && lane == 0 && tmax != 0) atomicMax(tensor_amax, tmax);
+}
+
+/// Code of x̂ = x * factor of an MX / NVFP4 element codec: the hardware satfinite conversion for
+/// e4m3/e5m2 where the blockwise quantizer uses it (uses_f8_cvt), e2m1_encode for e2m1, the codec
+/// otherwise: codecs' encode<nearest_even, saturate> bit for bit (kernels_ptx_exhaustive_test).
+template <scaled_format F>
+__device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
+  using codec = quant::scaled_codec<F>;
+  if constexpr (std::is_same<codec, codecs::e4m3fn>::value && uses_f8_cvt<format::e4m3fn>) {
+    return f8x2_encode<format::e4m3fn>(0.0f, xhat) & 0xFFu;
+  } else if constexpr (std::is_same<codec, codecs::e5m2>::value && uses_f8_cvt<format::e5m2>) {
+    return f8x2_encode<format::e5m2>(0.0f, xhat) & 0xFFu;
+  } else if constexpr (std::is_same<codec, codecs::e2m1fn>::value) {
+    return e2m1_encode(xhat);
+  } else {
+    return codec::template encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(xhat);
+  }
+}
+
+/// Whether scaled_tile_quantize_kernel may take its row-tile loop (quantize_row_tiles): MX or
+/// NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, 16-byte aligned input, code words aligned to
+/// their stores, 32-bit index arithmetic.
+template <class T>
+inline bool row_tiles(const scaled_view& q, const T* x) {
+  constexpr int E = unit_elements<T>;
+  const int bits = info(q.fmt).bits;
+  const bool packed6 = bits == 6 && q.fp6 == fp6_packing::packed;
+  const std::int64_t word = packed6 ? 1 : E * (bits == 6 ? 8 : bits) / 8;
+  return q.fmt != scaled_format::fp8_e4m3_block && q.tile.rows == 1 && (q.tile.cols == 16 || q.tile.cols == 32) &&
+         q.cols % q.tile.cols == 0 && q.numel() < (std::int64_t{1} << 32) && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<std::uintptr_t>(q.codes) % static_cast<std::uintptr_t>(word) == 0;
+}
+
+/// One tile of the row-tile loop: U 16-byte units of input (E = 4 float32 or 8 16-bit elements
+/// each), all loaded first, the tile's encoding formed once from its amax `a` (negative: from the
+/// loaded values), its scale stored, and
+/// the E codes of each unit stored as one word (8-bit, FP4, unpacked FP6) or as 3-byte groups
+/// (packed FP6).
+template <scaled_format F, class T, int U>
+__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned gc, float a, float global,
+                                                  bool tensor_zero) {
+  constexpr int E = unit_elements<T>;
+  constexpr int bits = info(F).bits;
+  const unsigned e0 = t * static_cast<unsigned>(U * E);
+  float v[U][E];
+  LOWBIT_UNROLL
+  for (int k = 0; k < U; ++k) load16(x + e0 + static_cast<unsigned>(k * E), v[k]);
+  if (a < 0.0f) {
+    // the tile's max |x| from its registers (MX: no statistics pass), NaN-propagating as
+    // tile_amax_bits: a NaN amax is the quiet NaN 0x7FC00000
+    unsigned m = 0;
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k)
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) {
+        const unsigned b = __float_as_uint(v[k][j]) & 0x7FFFFFFFu;
+        m = b > m ? b : m;
+      }
+    a = __uint_as_float(m > 0x7F800000u ? 0x7FC00000u : m);
+  }
+  const quant::tile_encoding enc = quant::encode_tile<F>(a, q.mx_rule, global, q.nvfp4, tensor_zero);
+  static_cast<std::uint8_t*>(q.scales)[q.layout == scale_layout::swizzled ? q.scale_index(t / gc, t % gc) : t] = enc.scale_code;
+  LOWBIT_UNROLL
+  for (int k = 0; k < U; ++k) {
+    const unsigned u0 = e0 + static_cast<unsigned>(k * E);
+    unsigned c[E];
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) c[j] = enc.zero ? 0u : fast_scaled_encode<F>(lowbit::detail::mul_rn(v[k][j], enc.factor));
+    if constexpr (bits == 4) {
+      unsigned w = 0;
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) w |= c[j] << (4 * j);
+      if constexpr (E == 4) {
+        store_vector(q.codes + u0 / 2, static_cast<unsigned short>(w));
+      } else {
+        store_vector(q.codes + u0 / 2, w);
+      }
+    } else if (bits == 6 && q.fp6 == fp6_packing::packed) {
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; j += 4)
+        codecs::pack_fp6x4(static_cast<std::uint8_t>(c[j]), static_cast<std::uint8_t>(c[j + 1]), static_cast<std::uint8_t>(c[j + 2]),
+                           static_cast<std::uint8_t>(c[j + 3]), q.codes + (u0 + static_cast<unsigned>(j)) / 4 * 3);
+    } else {
+      unsigned w[2] = {0u, 0u};
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) w[j / 4] |= c[j] << (8 * (j % 4));
+      if constexpr (E == 4) {
+        store_vector(q.codes + u0, w[0]);
+      } else {
+        uint2 p;
+        p.x = w[0];
+        p.y = w[1];
+        store_vector(q.codes + u0, p);
+      }
+    }
+  }
+}
+
+/// The row-tile loop of scaled_tile_quantize_kernel (row_tiles): a thread per tile, grid-stride.
+/// 1-row tiles that divide the rows are numbered in element order, so tile t holds elements
+/// [t * tile_cols, (t + 1) * tile_cols). A tile is 2, 4 or 8 units of 16 bytes (U: 2 or 4 for
+/// 16-bit input, 4 or 8 for float32).
+template <scaled_format F, class T>
+__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const float* amax, float global, bool tensor_zero) {
+  constexpr int E = unit_elements<T>;
+  const auto tc = static_cast<unsigned>(q.tile.cols);
+  const auto gc = static_cast<unsigned>(q.cols) / tc;
+  const auto tiles = static_cast<unsigned>(q.numel() / q.tile.cols);
+  const bool wide = tc / E == (sizeof(T) == 4 ? 8u : 4u);
+  const unsigned stride = gridDim.x * static_cast<unsigned>(threads_per_block);
+  for (unsigned t = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; t < tiles; t += stride) {
+    // nvfp4 reads the amax its statistics pass formed (that pass also forms the tensor's); MX
+    // tiles take theirs from the loaded values
+    const float a = F == scaled_format::nvfp4 ? amax[t] : -1.0f;
+    if (wide) {
+      quantize_row_tile<F, T, sizeof(T) == 4 ? 8 : 4>(x, q, t, gc, a, global, tensor_zero);
+    } else {
+      quantize_row_tile<F, T, sizeof(T) == 4 ? 4 : 2>(x, q, t, gc, a, global, tensor_zero);
+    }
+  }
+}
+
+/// Kernel 2 of quantize_scaled: scales and codes of every tile (see the file comment). `gate`:
+/// write nothing if the flag records a non-finite element.
+template <scaled_format F, class T>
+__global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel(const T* x, scaled_view q, const float* amax,
+                                                                               const unsigned* tensor_amax, const unsigned long long* flag,
+                                                                               bool gate, bool fast) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  if (gate) {
+    // the 64-bit flag read as two words: the kernel's widest loads stay those of its input
+    const auto* w = reinterpret_cast<const unsigned*>(flag);
+    if ((w[0] | w[1]) != 0u) return;
+  }
+  const tile_grid g = q.grid();
+  const unsigned lane = threadIdx.x & 31u;
+  const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (threads_per_block / 32);
+  float global = q.global_scale;
+  bool tensor_zero = false;
+  if constexpr (F == scaled_format::nvfp4) {
+    const float ta = __uint_as_float(*tensor_amax);
+    global = quant::nvfp4_stored_global(ta, q.nvfp4);
+    tensor_zero = quant::nvfp4_tensor_zero(ta, q.nvfp4);
+    if (global_thread() == 0 && q.global_scale_device != nullptr) *q.global_scale_device = global;
+  }
+  if (q.layout == scale_layout::swizzled) {
+    // padding slots of the 128x4 layout hold 0
+    auto* sc = static_cast<std::uint8_t*>(q.scales);
+    const std::int64_t threads = static_cast<std::int64_t>(gridDim.x) * threads_per_block;
+    for (std::int64_t o = global_thread(); o < q.scale_count(); o += threads) {
+      std::int64_t r = 0, c = 0;
+      quant::swizzled_scale_position(o, g.grid_cols(), r, c);
+      if (r >= g.grid_rows() || c >= g.grid_cols()) sc[o] = 0;
+    }
+  }
+  if constexpr (F != scaled_format::fp8_e4m3_block) {
+    if (fast) {
+      quantize_row_tiles<F>(x, q, amax, global, tensor_zero);
+      return;
+    }
+  }
+  const int unit = packing_unit<F>(q.fp6);
+  for (std::int64_t t = global_thread() / 32; t < g.tiles(); t += warps) {
+    const std::int64_t ti = t / g.grid_cols(), tj = t - ti * g.grid_cols();
+    const quant::tile_encoding e = quant::encode_tile<F>(amax[t], q.mx_rule, global, q.nvfp4, tensor_zero);
+    if (lane == 0) {
+      if constexpr (F == scaled_format::fp8_e4m3_block) {
+        static_cast<float*>(q.scales)[q.scale_index(ti, tj)] = e.scale_f32;
+      } else {
+        static_cast<std::uint8_t*>(q.scales)[q.scale_index(ti, tj)] = e.scale_code;
+      }
+    }
+    const std::int64_t r0 = ti * g.tile.rows, nr = g.tile_rows_at(ti), c0 = tj * g.tile.cols, nc = g.tile_cols_at(tj);
+    for (std::int64_t r = r0; r < r0 + nr; ++r) {
+      const std::int64_t i0 = r * q.cols + c0;
+      for (std::int64_t c = static_cast<std::int64_t>(lane) * unit; c < nc; c += 32 * unit) {
+        const std::int64_t i = i0 + c;
+        if constexpr (info(F).bits == 4) {
+          const std::uint8_t lo = quant::encode_scaled_element<F>(load_float(x + i), e);
+          const std::uint8_t hi = quant::encode_scaled_element<F>(load_float(x + i + 1), e);
+          q.codes[i / 2] = codecs::pack_nibbles<codecs::nibble_order::low_first>(lo, hi);
+        } else if constexpr (info(F).bits == 6) {
+          if (unit == 4) {
+            codecs::pack_fp6x4(quant::encode_scaled_element<F>(load_float(x + i), e), quant::encode_scaled_element<F>(load_float(x + i + 1), e),
+                               quant::encode_scaled_element<F>(load_float(x + i + 2), e), quant::encode_scaled_element<F>(load_float(x + i + 3), e),
+                               q.codes + i / 4 * 3);
+          } else {
+            q.codes[i] = quant::encode_scaled_element<F>(load_float(x + i), e);
+          }
+        } else {
+          q.codes[i] = quant::encode_scaled_element<F>(load_float(x + i), e);
+        }
+      }
+    }
+  }
+}
+
+/// Elements one thread of scaled_dequantize_kernel decodes: 16 bytes of codes (12 of packed FP6).
+template <scaled_format F>
+inline constexpr int scaled_group = info(F).bits == 4 ? 32 : 16;
+
+/// The code of element k of a group whose code bytes are `b`.
+template <scaled_format F>
+__device__ __forceinline__ std::uint8_t group_code(const std::uint8_t* b, int k, bool packed6) {
+  if constexpr (info(F).bits == 4) {
+    return codecs::unpack_nibble<codecs::nibble_order::low_first>(b[k / 2], k & 1);
+  } else if constexpr (info(F).bits == 6) {
+    return packed6 ? codecs::unpack_fp6(b + k / 4 * 3, k & 3) : static_cast<std::uint8_t>(b[k] & 0x3Fu);
+  } else {
+    return b[k];
+  }
+}
+
+/// Whether scaled_dequantize_kernel may take its uniform loop for `q` and `out`: groups of G
+/// elements never cross a row (cols a multiple of G) and each 16 of them lie in one tile (tile
+/// columns a multiple of 16: NVFP4's 1 x 16 tiles give a 32-code FP4 group two), the element count
+/// fits 32-bit index arithmetic, the output is 16-byte aligned and the code groups aligned to
+/// their loads (16 bytes, or 4 for the 12-byte groups of packed FP6).
+template <scaled_format F>
+inline bool uniform_groups(const scaled_view& q, const void* out) {
+  constexpr int G = scaled_group<F>;
+  const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
+  return q.cols % G == 0 && q.tile.cols % 16 == 0 && q.numel() < (std::int64_t{1} << 32) && q.tile.rows < (std::int64_t{1} << 32) &&
+         reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && reinterpret_cast<std::uintptr_t>(q.codes) % (packed6 ? 4 : 16) == 0;
+}
+
+/// Dequantization (see the file comment). `uniform` (uniform_groups): a grid-stride loop over
+/// groups of G elements in one row: one factor per 16 elements, a 128-bit load of the codes
+/// (three 32-bit loads for packed FP6), decode through a shared table, 128-bit stores. Otherwise
+/// thread g decodes elements [G g, G g + G) following rows and tiles element by element, with
+/// scalar loads and stores.
+template <scaled_format F, class T>
+__global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(scaled_view q, T* out, bool uniform) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr int G = scaled_group<F>;
+  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  using codec = quant::scaled_codec<F>;
+  LOWBIT_SHARED(float[256], table);
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block)
+    table[c] = codec::decode(static_cast<std::uint8_t>(c & ((1 << codec::bits) - 1)));
+  __syncthreads();
+  const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
+  const float global = q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
+  const std::int64_t n = q.numel();
+  if (uniform) {
+    const auto cols = static_cast<unsigned>(q.cols), tc = static_cast<unsigned>(q.tile.cols), tr = static_cast<unsigned>(q.tile.rows);
+    const auto groups = static_cast<unsigned>(n / G);
+    const unsigned stride = gridDim.x * static_cast<unsigned>(threads_per_block);
+    for (unsigned u = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; u < groups; u += stride) {
+      const unsigned e0 = u * static_cast<unsigned>(G);
+      const unsigned r = e0 / cols, c = e0 - r * cols;
+      float f[G / 16];
+      LOWBIT_UNROLL
+      for (int h = 0; h < G / 16; ++h) f[h] = quant::scaled_tile_factor<F>(q.scales, q.scale_index(r / tr, (c + 16u * h) / tc), global, q.nvfp4);
+      unsigned w[4];
+      if (packed6) {
+        const auto* src = reinterpret_cast<const unsigned*>(q.codes + static_cast<std::size_t>(u) * 12u);
+        LOWBIT_UNROLL
+        for (int j = 0; j < 3; ++j) w[j] = load_vector<unsigned>(src + j);
+        w[3] = 0;
+      } else {
+        const uint4 raw = load_vector<uint4>(q.codes + static_cast<std::size_t>(u) * 16u);
+        w[0] = raw.x;
+        w[1] = raw.y;
+        w[2] = raw.z;
+        w[3] = raw.w;
+      }
+      // 16 bytes of output per store: 4 floats, or 8 16-bit values packed in pairs by one
+      // cvt.rn.{bf16,f16}x2 (pack2, the host's rounding bit for bit)
+      unsigned o[G * sizeof(T) / 4];
+      LOWBIT_UNROLL
+      for (int k = 0; k < G; ++k) {
+        unsigned code;
+        if constexpr (info(F).bits == 4) {
+          code = (w[k / 8] >> (4 * (k % 8))) & 0xFu;
+        } else if constexpr (info(F).bits == 6) {
+          // packed: the 96 bits hold codes 0..15 at 6 k; unpacked: byte k, bits 5..0 (both
+          // extractions index w with constants once unrolled: no local memory)
+          const int b6 = 6 * k;
+          const unsigned p6 = (w[b6 / 32] >> (b6 % 32)) | (b6 % 32 > 26 ? w[b6 / 32 + 1] << (32 - b6 % 32) : 0u);
+          code = (packed6 ? p6 : w[k / 4] >> (8 * (k % 4))) & 0x3Fu;
+        } else {
+          code = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
+        }
+        const float v = table[code] * f[k / 16];
+        if constexpr (sizeof(T) == 4) {
+          o[k] = __float_as_uint(v);
+        } else if (k % 2 == 1) {
+          o[k / 2] = pack2<T>(__uint_as_float(o[k / 2]), v);
+        } else {
+          o[k / 2] = __float_as_uint(v);  // the low half's value until its pair is packed
+        }
+      }
+      T* dst = out + e0;
+      LOWBIT_UNROLL
+      for (int k = 0; k < G; k += per16) {
+        constexpr int W = 4 / static_cast<int>(sizeof(T));  // output elements per word
+        uint4 v;
+        v.x = o[k / W];
+        v.y = o[k / W + 1];
+        v.z = o[k / W + 2];
+        v.w = o[k / W + 3];
+        store_vector(dst + k, v);
+      }
+    }
+    return;
+  }
+  const std::int64_t g = global_thread();
+  const std::int64_t e0 = g * G;
+  if (e0 >= n) return;
+  const int count = n - e0 < G ? static_cast<int>(n - e0) : G;
+  const int group_bytes = info(F).bits == 4 ? 16 : (packed6 ? 12 : 16);
+  const std::uint8_t* src = q.codes + g * group_bytes;  // each code's bytes read where it is decoded
+  const tile_grid tg = q.grid();
+  std::int64_t r = e0 / q.cols, c = e0 - r * q.cols, end = 0;
+  float f = 0.0f;
+#if defined(__CUDACC__)
+#  pragma unroll 1
+#endif
+  for (int k = 0; k < count; ++k) {
+    if (c == q.cols) {
+      ++r;
+      c = 0;
+    }
+    if (k == 0 || c == end || c == 0) {
+      const std::int64_t tj = c / tg.tile.cols;
+      end = (tj + 1) * tg.tile.cols;
+      f = quant::scaled_tile_factor<F>(q.scales, q.scale_index(r / tg.tile.rows, tj), global, q.nvfp4);
+    }
+    out[e0 + k] = from_float<T>(table[group_code<F>(src, k, packed6)] * f);
+    ++c;
+  }
+}
+
+/// Checks a device scaled_view: validate, scale alignment, and the kernels' index range.
+inline status validate_device_scaled(const scaled_view& q, const char* what) {
+  LOWBIT_TRY(validate(q, what));
+  LOWBIT_TRY(check_aligned(q.scales, static_cast<std::size_t>(bytes_per_scale(q.fmt)), what, "scales"));
+  LOWBIT_TRY(check_aligned(q.global_scale_device, 4, what, "global_scale_device"));
+  const std::int64_t groups = quant::block_count(q.numel(), 16);
+  if (ctas_for(groups) > 0x7FFFFFFF || q.numel() > (std::int64_t{1} << 50))
+    return status::error(errc::invalid_argument, "%s: %lld x %lld elements exceed the kernels' index range", what,
+                         static_cast<long long>(q.rows), static_cast<long long>(q.cols));
+  return {};
+}
+
+/// CTAs of the tile kernels: a warp per tile, at most stream_max_ctas CTAs (grid-stride).
+inline std::int64_t tile_ctas(const scaled_view& q) {
+  const std::int64_t ctas = quant::block_count(q.grid().tiles(), threads_per_block / 32);
+  return ctas < 1 ? 1 : (ctas > stream_max_ctas ? stream_max_ctas : ctas);
+}
+
+}  // namespace detail
+
+/// Bytes of device workspace `quantize_scaled` needs for `q` (16-byte aligned).
+inline std::size_t quantize_scaled_workspace_size(const scaled_view& q) noexcept { return detail::plan_scaled(q).total; }
+
+/// Quantizes the row-major `q.rows` x `q.cols` device matrix `x` (dtype `xt`) into the device
+/// storage of `q` (its codes and scales, in `q.layout`), asynchronously on `stream`, exactly as
+/// host::quantize_scaled_into does. nvfp4 stores its per-tensor float32 at `q.global_scale_device`
+/// (required for nvfp4; `q.global_scale` is not read). `workspace` (device memory,
+/// `quantize_scaled_workspace_size(q)` bytes, 16-byte aligned) is scratch and afterwards holds the
+/// input status read by `scaled_input_status`: if the input holds NaN or Inf and
+/// `opt.allow_nonfinite` is false, nothing at all is written (the tile statistics pass reads the
+/// whole input before anything is stored, so `opt.untouched_on_error` has nothing to save here).
+inline status quantize_scaled(const void* x, dtype xt, const scaled_view& q, void* workspace, std::size_t workspace_bytes,
+                              cudaStream_t stream = nullptr, const options& opt = {}) {
+  constexpr const char* what = "cuda::quantize_scaled";
+  LOWBIT_TRY(detail::validate_device_scaled(q, what));
+  LOWBIT_TRY(detail::check_dtype(xt, what, "input dtype"));
+  LOWBIT_TRY(detail::check_workspace(workspace, workspace_bytes, quantize_scaled_workspace_size(q), what));
+  if (q.numel() == 0) return detail::memset_async(workspace, 0, 8, stream);
+  LOWBIT_TRY(detail::check_not_null(x, what, "input x"));
+  LOWBIT_TRY(detail::check_aligned(x, static_cast<std::size_t>(dtype_size(xt)), what, "x"));
+  if (q.fmt == scaled_format::nvfp4) LOWBIT_TRY(detail::check_not_null(q.global_scale_device, what, "global_scale_device (nvfp4)"));
+  const detail::scaled_plan p = detail::plan_scaled(q);
+  auto* ws = static_cast<unsigned char*>(workspace);
+  auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
+  auto* tensor_amax = reinterpret_cast<unsigned*>(ws + p.tensor_amax);
+  auto* amax = reinterpret_cast<float*>(ws + p.amax);
+  LOWBIT_TRY(detail::memset_async(ws, 0, p.amax, stream));
+  const std::int64_t ctas = detail::tile_ctas(q);
+  return visit_dtype(xt, [&](auto tag) -> status {
+    using T = decltype(tag);
+    const T* in = static_cast<const T*>(x);
+    const bool fast = detail::row_tiles(q, in);
+    if (fast && q.fmt != scaled_format::nvfp4) {
+      // MX row tiles form their amax in registers: only the finiteness scan runs first, and only
+      // when nothing may be written on non-finite input
+      if (!opt.allow_nonfinite) {
+        const std::int64_t per_cta = std::int64_t{detail::threads_per_block} * detail::stream_unroll * detail::unit_elements<T>;
+        std::int64_t sctas = (q.numel() + per_cta - 1) / per_cta;
+        sctas = sctas < 1 ? 1 : (sctas > detail::stream_max_ctas ? detail::stream_max_ctas : sctas);
+        LOWBIT_TRY(detail::launch("quantize_scaled (finiteness scan)", detail::finite_scan_kernel<T>, sctas, detail::threads_per_block, 0, stream, in,
+                                  q.numel(), flag));
+      }
+    } else {
+      LOWBIT_TRY(detail::launch("quantize_scaled (tile statistics)", detail::scaled_tile_amax_kernel<T>, ctas, detail::threads_per_block, 0, stream, in,
+                                q, amax, tensor_amax, flag, !opt.allow_nonfinite, q.fmt == scaled_format::nvfp4));
+    }
+    std::int64_t qctas = ctas;
+    if (fast) {
+      qctas = detail::ctas_for(q.numel() / q.tile.cols);
+      qctas = qctas < 1 ? 1 : (qctas > detail::stream_max_ctas ? detail::stream_max_ctas : qctas);
+    }
+    return quant::visit_scaled(q.fmt, [&](auto f) {
+      return detail::launch("quantize_scaled", detail::scaled_tile_quantize_kernel<decltype(f)::value, T>, qctas, detail::threads_per_block, 0, stream,
+                            in, q, static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),
+                            static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite, fast);
+    });
+  });
+}
+
+/// After `quantize_scaled` on `stream`: waits for it and reports non-finite input (errc::non_finite
+/// with the first bad row-major index; nothing was written) or ok (with `allow_nonfinite` the
+/// status is always ok).
+inline status scaled_input_status(const void* workspace, cudaStream_t stream = nullptr) {
+  LOWBIT_TRY(detail::check_not_null(workspace, "cuda::scaled_input_status", "workspace"));
+  unsigned long long flag = 0;
+  LOWBIT_TRY(detail::copy_to_host(&flag, workspace, sizeof flag, stream));
+  if (flag == 0) return {};
+  return status::error(errc::non_finite, "cuda::quantize_scaled: input element %llu is not finite; nothing was written", ~flag);
+}
+
+/// Dequantizes `q` (device storage) into `q.rows * q.cols` row-major elements of dtype `ot` at
+/// device address `out`, asynchronously on `stream`, exactly as host::dequantize_scaled does
+/// (`to_dtype_RNE(f32(decode(code) * factor))`; NaN codes and NaN scales give NaN). nvfp4 reads its
+/// per-tensor float32 from `q.global_scale_device` when set, else `q.global_scale`.
+inline status dequantize_scaled(const scaled_view& q, void* out, dtype ot, cudaStream_t stream = nullptr) {
+  constexpr const char* what = "cuda::dequantize_scaled";
+  LOWBIT_TRY(detail::validate_device_scaled(q, what));
+  LOWBIT_TRY(detail::check_dtype(ot, what, "output dtype"));
+  if (q.numel() == 0) return {};
+  LOWBIT_TRY(detail::check_not_null(out, what, "output"));
+  LOWBIT_TRY(detail::check_aligned(out, static_cast<std::size_t>(dtype_size(ot)), what, "out"));
+  return visit_dtype(ot, [&](auto tag) {
+    using T = decltype(tag);
+    return quant::visit_scaled(q.fmt, [&](auto f) {
+      constexpr scaled_format F = decltype(f)::value;
+      const std::int64_t groups = quant::block_count(q.numel(), detail::scaled_group<F>);
+      if (detail::uniform_groups<F>(q, out)) {
+        std::int64_t ctas = detail::ctas_for(groups);
+        ctas = ctas < 1 ? 1 : (ctas > detail::stream_max_ctas ? detail::stream_max_ctas : ctas);
+        return detail::launch("dequantize_scaled", detail::scaled_dequantize_kernel<F, T>, ctas, detail::threads_per_block, 0, stream, q,
+                              static_cast<T*>(out), true);
+      }
+      return detail::launch_items("dequantize_scaled", detail::scaled_dequantize_kernel<F, T>, groups, stream, q, static_cast<T*>(out), false);
+    });
+  });
+}
+
+}  // namespace cuda
+LOWBIT_NAMESPACE_END
