@@ -360,11 +360,25 @@ __global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(sc
   constexpr int per16 = 16 / static_cast<int>(sizeof(T));
   using codec = quant::scaled_codec<F>;
   LOWBIT_SHARED(float[256], table);
-  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block)
+  // nvfp4: the factor of every e4m3 tile scale code (nvfp4_tile_factor with this tensor's float32),
+  // so a tile's factor is one shared load instead of a software e4m3 decode and a multiply or
+  // division
+  LOWBIT_SHARED(float[F == scaled_format::nvfp4 ? 256 : 1], factors);
+  const float global = q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
     table[c] = codec::decode(static_cast<std::uint8_t>(c & ((1 << codec::bits) - 1)));
+    if constexpr (F == scaled_format::nvfp4) factors[c] = quant::nvfp4_tile_factor(static_cast<std::uint8_t>(c), global, q.nvfp4);
+  }
   __syncthreads();
   const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
-  const float global = q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
+  // the factor of the tile whose scale is at index s
+  const auto factor_at = [&](std::int64_t s) {
+    if constexpr (F == scaled_format::nvfp4) {
+      return factors[static_cast<const std::uint8_t*>(q.scales)[s]];
+    } else {
+      return quant::scaled_tile_factor<F>(q.scales, s, global, q.nvfp4);
+    }
+  };
   const std::int64_t n = q.numel();
   if (uniform) {
     const auto cols = static_cast<unsigned>(q.cols), tc = static_cast<unsigned>(q.tile.cols), tr = static_cast<unsigned>(q.tile.rows);
@@ -375,7 +389,7 @@ __global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(sc
       const unsigned r = e0 / cols, c = e0 - r * cols;
       float f[G / 16];
       LOWBIT_UNROLL
-      for (int h = 0; h < G / 16; ++h) f[h] = quant::scaled_tile_factor<F>(q.scales, q.scale_index(r / tr, (c + 16u * h) / tc), global, q.nvfp4);
+      for (int h = 0; h < G / 16; ++h) f[h] = factor_at(q.scale_index(r / tr, (c + 16u * h) / tc));
       unsigned w[4];
       if (packed6) {
         const auto* src = reinterpret_cast<const unsigned*>(q.codes + static_cast<std::size_t>(u) * 12u);
@@ -449,7 +463,7 @@ __global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(sc
     if (k == 0 || c == end || c == 0) {
       const std::int64_t tj = c / tg.tile.cols;
       end = (tj + 1) * tg.tile.cols;
-      f = quant::scaled_tile_factor<F>(q.scales, q.scale_index(r / tg.tile.rows, tj), global, q.nvfp4);
+      f = factor_at(q.scale_index(r / tg.tile.rows, tj));
     }
     out[e0 + k] = from_float<T>(table[group_code<F>(src, k, packed6)] * f);
     ++c;
