@@ -19,23 +19,26 @@
 ///   (then it writes nothing at all), forms each tile's encoding from its amax (and for nvfp4 the
 ///   per-tensor float32, which CTA 0 also stores at `global_scale_device`) and stores its scale and
 ///   codes. MX and NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, with 16-byte aligned input
-///   (row_tiles), take a grid-stride loop of a tile per thread: 128-bit loads of the whole tile,
-///   its amax (MX) from those registers, its encoding formed once, the codes by the hardware FP8 conversion (sm_89 on) or the
-///   bit-level e2m1 encoder of the blockwise quantizer, one word store per 16 input bytes
-///   (quantize_row_tiles). Other layouts: a warp per tile, lane 0
-///   stores the scale and the lanes encode whole packing units (1 code, a byte of two FP4 codes, or
-///   3 bytes of four packed FP6 codes) along each row. With the swizzled layout it also stores 0
+///   (row_tiles), take a grid-stride loop of a tile per thread (quantize_row_tiles): 128-bit loads
+///   of the whole tile, its amax (MX) from those registers, its encoding formed once, the codes by
+///   the hardware FP8 conversion (sm_89 on) or the bit-level e2m1 encoder of the blockwise
+///   quantizer, one word store per 16 input bytes. Other layouts: a warp per tile, lane 0 stores
+///   the scale and the lanes encode whole packing units (1 code, a byte of two FP4 codes, or 3
+///   bytes of four packed FP6 codes) along each row. With the swizzled layout it also stores 0
 ///   into the layout's padding slots (quant/scale_layout.hpp).
 /// Semantics are the host engine's: partial tiles at the right and bottom edges, zero tiles, NaN and
 /// Inf with allow_nonfinite (MX: scale 0xFF; nvfp4: the per-tensor float32 NaN; fp8_e4m3_block:
 /// IEEE arithmetic on the float32 scale). `cuda::scaled_input_status` reports non-finite input.
 ///
 /// @par Dequantize (cuda::dequantize_scaled)
-/// `scaled_dequantize_kernel`: thread g decodes the elements whose codes are the g-th group of
-/// code bytes (16 bytes: 16 8-bit codes, 32 FP4 codes or 16 unpacked FP6 codes; 12 bytes of packed
-/// FP6: 16 codes), with one 128-bit load when the group is whole and aligned, follows the row and
-/// the tile along the group (a division only where a tile or row starts), and stores
-/// `f32(decode(code) * factor)` rounded to the output dtype, with 128-bit stores when aligned.
+/// `scaled_dequantize_kernel`. Layouts whose groups of G elements (16, or 32 for FP4) stay in one
+/// row and each 16 in one tile, with aligned codes and output (uniform_groups), take a grid-stride
+/// loop: one 128-bit load of a group's codes (three 32-bit loads for the 12 bytes of packed FP6),
+/// a factor per 16 elements (NVFP4 from a shared table of its 256 scale codes' factors), decode
+/// through a shared table, `cvt.rn.{bf16,f16}x2` packing for 16-bit outputs, 128-bit stores. Any
+/// other layout: thread g decodes elements [G g, G g + G), following rows and tiles element by
+/// element with scalar loads and stores. Either way each element is
+/// `f32(decode(code) * factor)` rounded to the output dtype.
 ///
 /// @par Launchers
 /// Take device pointers and a stream; validate their arguments and return lowbit::status; allocate
