@@ -430,15 +430,7 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
         }
         for (; k < nc; ++k) {
           const std::int64_t i = i0 + k;
-          std::uint8_t c;
-          if constexpr (bits == 8) {
-            c = q.codes[i];
-          } else if constexpr (bits == 4) {
-            c = codecs::unpack_nibble<codecs::nibble_order::low_first>(q.codes[i / 2], static_cast<int>(i & 1));
-          } else {
-            c = q.fp6 == fp6_packing::unpacked ? static_cast<std::uint8_t>(q.codes[i] & 0x3F) : codecs::unpack_fp6(q.codes + i / 4 * 3, static_cast<int>(i & 3));
-          }
-          store(out + i, from_float<T>(table.v[c] * f));
+          store(out + i, from_float<T>(table.v[quant::scaled_code<F>(q.codes, i, q.fp6)] * f));
         }
       }
     }

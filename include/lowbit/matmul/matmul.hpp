@@ -133,15 +133,7 @@ class scaled_run_decoder {
         end += g_.tile.cols;
         f = host::detail::tile_factor<SF>(q_, ti, tj);
       }
-      std::uint8_t c;
-      if constexpr (info(SF).bits == 8) {
-        c = q_.codes[idx];
-      } else if constexpr (info(SF).bits == 4) {
-        c = codecs::unpack_nibble<codecs::nibble_order::low_first>(q_.codes[idx / 2], static_cast<int>(idx & 1));
-      } else {
-        c = q_.fp6 == fp6_packing::unpacked ? static_cast<std::uint8_t>(q_.codes[idx] & 0x3F) : codecs::unpack_fp6(q_.codes + idx / 4 * 3, static_cast<int>(idx & 3));
-      }
-      out[i] = lowbit::detail::mul_rn(table_.v[c], f);
+      out[i] = lowbit::detail::mul_rn(table_.v[quant::scaled_code<SF>(q_.codes, idx, q_.fp6)], f);
     }
   }
 

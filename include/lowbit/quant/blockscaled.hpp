@@ -344,6 +344,11 @@ LOWBIT_HD float scaled_tile_factor(const void* scales, std::int64_t s, float glo
   }
 }
 
+/// Elements per packing unit of `f`: the codes that share bytes (FP4 pairs, packed FP6 quads).
+LOWBIT_HD constexpr int packing_unit(scaled_format f, fp6_packing p) noexcept {
+  return info(f).bits == 4 ? 2 : (info(f).bits == 6 && p == fp6_packing::packed ? 4 : 1);
+}
+
 /// Calls fn(std::integral_constant<scaled_format, F>{}) for the runtime `f` (host code; an
 /// invalid `f` takes fp8_e4m3_block: validate first).
 template <class Fn>
@@ -377,6 +382,27 @@ LOWBIT_HD constexpr std::uint8_t unpack_fp6(const std::uint8_t* group, int k) no
   const std::uint32_t w = group[0] | static_cast<std::uint32_t>(group[1]) << 8 | static_cast<std::uint32_t>(group[2]) << 16;
   return static_cast<std::uint8_t>((w >> (6 * k)) & 0x3Fu);
 }
+
+}  // namespace codecs
+
+namespace quant {
+
+/// The code of element `i` of a block-scaled format F's code array (8-bit: byte i; 4-bit: low
+/// nibble first; FP6 by `p`). Every engine reads codes with this.
+template <scaled_format F>
+LOWBIT_HD constexpr std::uint8_t scaled_code(const std::uint8_t* codes, std::int64_t i, fp6_packing p) noexcept {
+  if constexpr (info(F).bits == 8) {
+    return codes[i];
+  } else if constexpr (info(F).bits == 4) {
+    return codecs::unpack_nibble<codecs::nibble_order::low_first>(codes[i / 2], static_cast<int>(i & 1));
+  } else {
+    return p == fp6_packing::unpacked ? static_cast<std::uint8_t>(codes[i] & 0x3Fu) : codecs::unpack_fp6(codes + i / 4 * 3, static_cast<int>(i & 3));
+  }
+}
+
+}  // namespace quant
+
+namespace codecs {
 
 }  // namespace codecs
 

@@ -151,8 +151,7 @@ inline status validate_layout(const scaled_view& q, const char* what) noexcept {
   if (q.tile.rows < 1 || q.tile.cols < 1)
     return status::error(errc::invalid_argument, "%s: tile is %lld x %lld, both must be >= 1", what, static_cast<long long>(q.tile.rows),
                          static_cast<long long>(q.tile.cols));
-  const int bits = info(q.fmt).bits;
-  const std::int64_t unit = bits == 4 ? 2 : (bits == 6 && q.fp6 == fp6_packing::packed ? 4 : 1);
+  const std::int64_t unit = quant::packing_unit(q.fmt, q.fp6);
   if (unit > 1 && (q.cols % unit != 0 || q.tile.cols % unit != 0))
     return status::error(errc::invalid_argument, "%s: %s packs %lld codes per byte group, so cols (%lld) and the tile's columns (%lld) must be multiples of %lld",
                          what, info(q.fmt).name, static_cast<long long>(unit), static_cast<long long>(q.cols), static_cast<long long>(q.tile.cols),

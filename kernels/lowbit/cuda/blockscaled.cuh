@@ -78,12 +78,6 @@ inline scaled_plan plan_scaled(const scaled_view& q) {
   return p;
 }
 
-/// Elements per packing unit of F: the codes that share bytes (FP4 pairs, packed FP6 quads).
-template <scaled_format F>
-__device__ __forceinline__ int packing_unit(fp6_packing p) {
-  return info(F).bits == 4 ? 2 : (info(F).bits == 6 && p == fp6_packing::packed ? 4 : 1);
-}
-
 /// The tile's max |x| bits of one warp (lanes stride the tile), reduced across the warp.
 /// NaN-propagating; a NaN amax comes back as the quiet NaN 0x7FC00000.
 template <class T>
@@ -286,7 +280,7 @@ __global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel
       return;
     }
   }
-  const int unit = packing_unit<F>(q.fp6);
+  const int unit = quant::packing_unit(F, q.fp6);
   for (std::int64_t t = global_thread() / 32; t < g.tiles(); t += warps) {
     const std::int64_t ti = t / g.grid_cols(), tj = t - ti * g.grid_cols();
     const quant::tile_encoding e = quant::encode_tile<F>(amax[t], q.mx_rule, global, q.nvfp4, tensor_zero);
