@@ -21,15 +21,22 @@ lowbit::status lowbit_instantiate_int8(const lowbit::cuda::int8_handles& h, cons
   return {};
 }
 
-// The fused matmul: the operand kernel for every x dtype, matmul_kernel for every format, both
-// compute modes, the GEMV (M = 1) and the batched kernel (M = 16).
-lowbit::status lowbit_instantiate_matmul(const void* x, const lowbit::quant_view& w, void* y, void* ws, std::size_t bytes) {
+// The fused matmul: the operand kernel for every x dtype, matmul_kernel for every format and
+// matmul_scaled_kernel for every block-scaled format, both compute modes, the GEMV (M = 1) and the
+// batched kernel (M = 8).
+lowbit::status lowbit_instantiate_matmul(const void* x, const lowbit::quant_view& w, lowbit::scaled_view& sw, void* y, void* ws,
+                                         std::size_t bytes) {
   for (lowbit::dtype t : {lowbit::dtype::f32, lowbit::dtype::f16, lowbit::dtype::bf16})
     for (lowbit::matmul_compute c : {lowbit::matmul_compute::f32, lowbit::matmul_compute::bf16}) {
       lowbit::matmul_options o;
       o.compute = c;
-      LOWBIT_TRY(lowbit::cuda::matmul(x, t, 1, w.numel / 4096, 4096, w, nullptr, y, t, o, ws, bytes));
-      LOWBIT_TRY(lowbit::cuda::matmul(x, t, 8, w.numel / 4096, 4096, w, nullptr, y, t, o, ws, bytes));
+      for (std::int64_t M : {1, 8}) {
+        LOWBIT_TRY(lowbit::cuda::matmul(x, t, M, w.numel / 4096, 4096, w, nullptr, y, t, o, ws, bytes));
+        for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+          sw.fmt = static_cast<lowbit::scaled_format>(f);
+          LOWBIT_TRY(lowbit::cuda::matmul(x, t, M, sw.rows, sw.cols, sw, nullptr, y, t, o, ws, bytes));
+        }
+      }
     }
   return {};
 }

@@ -69,6 +69,30 @@ inline std::vector<std::uint8_t> mm_values(dtype t, std::int64_t n, std::uint64_
   return b;
 }
 
+/// Device y `got` equals host y `want` byte for byte (NaN results: both NaN, any sign and payload).
+inline void mm_expect_same(const std::vector<std::uint8_t>& got, const std::vector<std::uint8_t>& want, dtype yt, std::int64_t N) {
+  const int es = lowbit::dtype_size(yt);
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); i += static_cast<std::size_t>(es)) {
+    if (std::memcmp(&got[i], &want[i], static_cast<std::size_t>(es)) == 0) continue;
+    const auto as_float = [&](const std::uint8_t* p) {
+      switch (yt) {
+        case dtype::f32: { float f; std::memcpy(&f, p, 4); return f; }
+        case dtype::f16: { lowbit::f16 h; std::memcpy(&h, p, 2); return lowbit::to_float(h); }
+        case dtype::bf16: break;
+      }
+      lowbit::bf16 h;
+      std::memcpy(&h, p, 2);
+      return lowbit::to_float(h);
+    };
+    const float g = as_float(&got[i]), w = as_float(&want[i]);
+    ASSERT_TRUE(std::isnan(g) && std::isnan(w)) << "y element " << i / static_cast<std::size_t>(es) << " (m "
+                                                 << i / static_cast<std::size_t>(es) / static_cast<std::size_t>(N) << ", n "
+                                                 << i / static_cast<std::size_t>(es) % static_cast<std::size_t>(N) << "): device " << g
+                                                 << ", host " << w;
+  }
+}
+
 /// y from cuda::matmul (W on the device) equals y from lowbit::matmul (W on the host), byte for byte.
 /// `x_shift` elements of offset defeat x's 16-byte alignment.
 inline void mm_check(const mm_weight& wk, std::int64_t M, std::int64_t N, std::int64_t K, dtype xt, dtype yt, matmul_compute c,
@@ -97,27 +121,7 @@ inline void mm_check(const mm_weight& wk, std::int64_t M, std::int64_t N, std::i
   for_each_order([&] {
     s = lowbit::cuda::matmul(dx.get() + xs, xt, M, Wd, bias ? dbias.get() : nullptr, dy.get(), yt, o);
     ASSERT_TRUE(s) << s.message();
-    const std::vector<std::uint8_t> got = dy.download();
-    const int es = lowbit::dtype_size(yt);
-    for (std::size_t i = 0; i < want.size(); i += static_cast<std::size_t>(es)) {
-      if (std::memcmp(&got[i], &want[i], static_cast<std::size_t>(es)) == 0) continue;
-      // a NaN's sign and payload are unspecified: both must be NaN
-      const auto as_float = [&](const std::uint8_t* p) {
-        switch (yt) {
-          case dtype::f32: { float f; std::memcpy(&f, p, 4); return f; }
-          case dtype::f16: { lowbit::f16 h; std::memcpy(&h, p, 2); return lowbit::to_float(h); }
-          case dtype::bf16: break;
-        }
-        lowbit::bf16 h;
-        std::memcpy(&h, p, 2);
-        return lowbit::to_float(h);
-      };
-      const float g = as_float(&got[i]), w = as_float(&want[i]);
-      ASSERT_TRUE(std::isnan(g) && std::isnan(w)) << "y element " << i / static_cast<std::size_t>(es) << " (m "
-                                                   << i / static_cast<std::size_t>(es) / static_cast<std::size_t>(N) << ", n "
-                                                   << i / static_cast<std::size_t>(es) % static_cast<std::size_t>(N) << "): device " << g
-                                                   << ", host " << w;
-    }
+    mm_expect_same(dy.download(), want, yt, N);
   });
 }
 
@@ -200,6 +204,149 @@ TEST(CudaMatmul, EmptyShapes) {
     mm_check(wk, 2, 3, 0, dtype::f32, dtype::bf16, c, true);
     mm_check(wk, 0, 3, 64, dtype::f32, dtype::f32, c, true);
   }
+}
+
+/// A block-scaled weight kind: format, tile, scale layout, FP6 packing.
+struct mm_scaled_weight {
+  lowbit::scaled_format fmt;
+  std::int64_t tr, tc;
+  lowbit::scale_layout layout = lowbit::scale_layout::row_major;
+  lowbit::fp6_packing fp6 = lowbit::fp6_packing::packed;
+};
+
+/// cuda::matmul with a block-scaled device weight equals host::matmul with the same bytes on the
+/// host, byte for byte. W: N x K normal values with a spread of exponents and a zero tile, quantized
+/// by the host engine (with `nan_in_w`, a NaN in W under allow_nonfinite: a NaN scale or code).
+/// nvfp4's per-tensor float32 is given to the device only through global_scale_device.
+inline void mm_scaled_check(const mm_scaled_weight& wk, std::int64_t M, std::int64_t N, std::int64_t K, dtype xt, dtype yt, matmul_compute c,
+                            bool bias, int x_shift = 0, bool nan_in_w = false) {
+  LOWBIT_SEED_TRACE();
+  SCOPED_TRACE(std::string(lowbit::info(wk.fmt).name) + " tile " + std::to_string(wk.tr) + "x" + std::to_string(wk.tc) +
+               (wk.layout == lowbit::scale_layout::swizzled ? " swizzled" : "") + (wk.fp6 == lowbit::fp6_packing::unpacked ? " fp6-unpacked" : "") +
+               " M " + std::to_string(M) + " N " + std::to_string(N) + " K " + std::to_string(K) + " x " + lowbit::dtype_name(xt) + " y " +
+               lowbit::dtype_name(yt) + (c == matmul_compute::bf16 ? " bf16" : " f32") + (bias ? " bias" : "") + " x_shift " +
+               std::to_string(x_shift) + (nan_in_w ? " NaN in W" : ""));
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ static_cast<std::uint64_t>(N * 7919 + K));
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> w(static_cast<std::size_t>(N * K));
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = i < 40 ? 0.0f : std::ldexp(nd(rng), rng() % 8 == 0 ? static_cast<int>(rng() % 24) - 12 : 0);
+  if (nan_in_w) w[w.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  lowbit::scaled_view hv;
+  hv.fmt = wk.fmt;
+  hv.rows = N;
+  hv.cols = K;
+  hv.tile = {wk.tr, wk.tc};
+  hv.layout = wk.layout;
+  hv.fp6 = wk.fp6;
+  std::vector<std::uint8_t> hcodes(static_cast<std::size_t>(lowbit::scaled_code_bytes(wk.fmt, N * K, wk.fp6)));
+  std::vector<std::uint8_t> hscales(static_cast<std::size_t>(hv.scale_count() * lowbit::bytes_per_scale(wk.fmt)));
+  hv.codes = hcodes.data();
+  hv.scales = hscales.data();
+  lowbit::host::options ho;
+  ho.allow_nonfinite = nan_in_w;
+  lowbit::status s = lowbit::host::quantize_scaled_into(w.data(), dtype::f32, hv, ho);
+  ASSERT_TRUE(s) << s.message();
+
+  const std::vector<std::uint8_t> x = mm_values(xt, M * K, static_cast<std::uint64_t>(M * 7 + K));
+  const std::vector<std::uint8_t> bv = mm_values(yt, N, 99);
+  lowbit::matmul_options o;
+  o.compute = c;
+  std::vector<std::uint8_t> want(static_cast<std::size_t>(M * N * lowbit::dtype_size(yt)));
+  s = lowbit::host::matmul(x.data(), xt, M, N, K, hv, bias ? bv.data() : nullptr, want.data(), yt, o);
+  ASSERT_TRUE(s) << s.message();
+
+  buffer<std::uint8_t> dcodes(hcodes), dscales(hscales);
+  buffer<float> dglobal(std::vector<float>{hv.global_scale});
+  lowbit::scaled_view dv = hv;
+  dv.codes = dcodes.get();
+  dv.scales = dscales.get();
+  if (wk.fmt == lowbit::scaled_format::nvfp4) {
+    dv.global_scale_device = dglobal.get();
+    dv.global_scale = 12345.0f;  // must not be read
+  }
+  const std::size_t xs = static_cast<std::size_t>(x_shift * lowbit::dtype_size(xt));
+  std::vector<std::uint8_t> xpad(x.size() + xs);
+  std::copy(x.begin(), x.end(), xpad.begin() + static_cast<std::ptrdiff_t>(xs));
+  buffer<std::uint8_t> dx(xpad), dbias(bv), dy(want.size());
+  const std::size_t wsb = lowbit::cuda::matmul_workspace_size(xt, M, K, o, dx.get() + xs);
+  buffer<unsigned char> ws(wsb > 0 ? wsb : 1);
+  for_each_order([&] {
+    s = lowbit::cuda::matmul(dx.get() + xs, xt, M, N, K, dv, bias ? dbias.get() : nullptr, dy.get(), yt, o, ws.get(), wsb);
+    ASSERT_TRUE(s) << s.message();
+    mm_expect_same(dy.download(), want, yt, N);
+  });
+}
+
+// Every block-scaled format with its own tiles (MX 1x32, NVFP4 1x16, FP8 128x128), both modes, the
+// GEMV and the batched kernel: FP4/FP8 on the vector path, FP6 element by element.
+TEST(CudaMatmul, BlockScaledEveryFormatBothModesMatchesHost) {
+  KT_REQUIRE_DEVICE();
+  using F = lowbit::scaled_format;
+  const std::int64_t K = mm_checker ? 256 : 544;
+  for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+    const auto fmt = static_cast<F>(f);
+    const mm_scaled_weight wk{fmt, fmt == F::fp8_e4m3_block ? 128 : 1, fmt == F::fp8_e4m3_block ? 128 : (fmt == F::nvfp4 ? 16 : 32)};
+    for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+      mm_scaled_check(wk, 1, 5, K, dtype::bf16, dtype::f32, c, true);
+      mm_scaled_check(wk, 3, 3, K, dtype::f32, dtype::bf16, c, false);
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+  }
+}
+
+// Layouts: swizzled scales (MX, NVFP4; more than 4 scale columns), NVFP4 16x16 tiles, unpacked FP6,
+// partial tiles and K not a multiple of 32 (element path), tiles ending inside a run (NVFP4 with K
+// not a multiple of 32, 24- and 8-column tiles), FP8 1x128 groups, misaligned x, 17 rows
+// of x (two passes), a NaN in W (a NaN scale or code: NaN rows of y), every dtype pair once.
+TEST(CudaMatmul, BlockScaledLayouts) {
+  KT_REQUIRE_DEVICE();
+  using F = lowbit::scaled_format;
+  const auto swz = lowbit::scale_layout::swizzled;
+  for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+    mm_scaled_check({F::mxfp4, 1, 32, swz}, 2, 5, 320, dtype::f32, dtype::f32, c, true);
+    mm_scaled_check({F::nvfp4, 1, 16, swz}, 1, 3, 192, dtype::f16, dtype::f16, c, true);
+    mm_scaled_check({F::mxfp8_e5m2, 1, 32, swz}, 1, 3, 100, dtype::bf16, dtype::bf16, c, false);
+    mm_scaled_check({F::nvfp4, 16, 16}, 2, 19, 96, dtype::f32, dtype::bf16, c, true);
+    mm_scaled_check({F::mxfp6_e2m3, 1, 32, lowbit::scale_layout::row_major, lowbit::fp6_packing::unpacked}, 1, 3, 96, dtype::f32, dtype::f32, c, true);
+    mm_scaled_check({F::mxfp6_e3m2, 1, 32, swz}, 2, 3, 68, dtype::f16, dtype::f32, c, true);
+    mm_scaled_check({F::fp8_e4m3_block, 1, 128}, 2, 3, 200, dtype::bf16, dtype::f32, c, true);
+    mm_scaled_check({F::nvfp4, 1, 16}, 2, 3, 80, dtype::f32, dtype::f32, c, true);
+    mm_scaled_check({F::mxfp8_e4m3, 2, 24}, 1, 5, 96, dtype::f32, dtype::f32, c, true);
+    mm_scaled_check({F::mxfp4, 2, 8}, 2, 3, 64, dtype::f32, dtype::f32, c, true);
+    mm_scaled_check({F::fp8_e4m3_block, 128, 128}, 1, 130, 160, dtype::f32, dtype::f32, c, false, 1);
+    mm_scaled_check({F::mxfp8_e4m3, 1, 32}, 17, 3, mm_checker ? 64 : 128, dtype::bf16, dtype::f32, c, true);
+    mm_scaled_check({F::mxfp4, 1, 32}, 2, 3, 96, dtype::f32, dtype::f32, c, true, 0, true);
+    mm_scaled_check({F::fp8_e4m3_block, 128, 128}, 1, 3, 64, dtype::f32, dtype::f32, c, true, 0, true);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST(CudaMatmul, BlockScaledBadArgumentsAreRefused) {
+  buffer<float> x(2 * 64), y(8);
+  buffer<std::uint8_t> codes(4 * 64), scales(8);
+  lowbit::scaled_view v;
+  v.fmt = lowbit::scaled_format::mxfp8_e4m3;
+  v.rows = 4;
+  v.cols = 64;
+  v.tile = {1, 32};
+  v.codes = codes.get();
+  v.scales = scales.get();
+  const auto expect = [&](const lowbit::status& s, const char* needle) {
+    ASSERT_FALSE(s) << "expected an error naming " << needle;
+    EXPECT_NE(std::string(s.message()).find(needle), std::string::npos) << s.message();
+  };
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, 4, 32, v, nullptr, y.get(), dtype::f32, {}, nullptr, 0), "not N x K");
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, -4, 64, v, nullptr, y.get(), dtype::f32, {}, nullptr, 0), "must be >= 0");
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, 4, 64, v, nullptr, nullptr, dtype::f32, {}, nullptr, 0), "y is null");
+  buffer<unsigned char> ws(16);
+  expect(lowbit::cuda::matmul(x.get(), dtype::bf16, 2, 4, 64, v, nullptr, y.get(), dtype::f32, {}, ws.get(), 16), "workspace");
+  lowbit::scaled_view bad = v;
+  bad.tile = {0, 32};
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, 4, 64, bad, nullptr, y.get(), dtype::f32, {}, nullptr, 0), "tile");
+  bad = v;
+  bad.scales = nullptr;
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, 4, 64, bad, nullptr, y.get(), dtype::f32, {}, nullptr, 0), "scales");
+  for (float f : y.download()) ASSERT_EQ(f, 0.0f);
 }
 
 TEST(CudaMatmul, BadArgumentsAreRefusedAndNothingIsWritten) {

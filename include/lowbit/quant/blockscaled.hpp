@@ -402,8 +402,4 @@ LOWBIT_HD constexpr std::uint8_t scaled_code(const std::uint8_t* codes, std::int
 
 }  // namespace quant
 
-namespace codecs {
-
-}  // namespace codecs
-
 LOWBIT_NAMESPACE_END
