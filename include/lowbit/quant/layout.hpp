@@ -134,9 +134,17 @@ struct scaled_view {
   LOWBIT_HD constexpr std::int64_t scale_count() const noexcept {
     return layout == scale_layout::swizzled ? quant::swizzled_scale_bytes(grid().grid_rows(), grid().grid_cols()) : grid().tiles();
   }
+  /// Index into `scales` of the scale of tile (ti, 0): the first of tile row ti.
+  LOWBIT_HD constexpr std::int64_t scale_row_base(std::int64_t ti) const noexcept {
+    return layout == scale_layout::swizzled ? quant::swizzled_row_offset(ti, grid().grid_cols()) : ti * grid().grid_cols();
+  }
+  /// Index of the scale of tile (ti, tj) from that of (ti, 0), the same for every tile row.
+  LOWBIT_HD constexpr std::int64_t scale_column_offset(std::int64_t tj) const noexcept {
+    return layout == scale_layout::swizzled ? quant::swizzled_column_offset(tj) : tj;
+  }
   /// Index into `scales` of the scale of tile (ti, tj).
   LOWBIT_HD constexpr std::int64_t scale_index(std::int64_t ti, std::int64_t tj) const noexcept {
-    return layout == scale_layout::swizzled ? quant::swizzled_scale_offset(ti, tj, grid().grid_cols()) : ti * grid().grid_cols() + tj;
+    return scale_row_base(ti) + scale_column_offset(tj);
   }
 };
 

@@ -60,10 +60,17 @@ LOWBIT_HD constexpr std::int64_t swizzled_scale_bytes(std::int64_t rows, std::in
   return swizzled_rows(rows) * swizzled_cols(cols);
 }
 
+/// Byte offset of scale (r, 0) in the swizzled layout of a matrix with `cols` scale columns.
+LOWBIT_HD constexpr std::int64_t swizzled_row_offset(std::int64_t r, std::int64_t cols) noexcept {
+  return (r / scale_tile_rows) * (swizzled_cols(cols) / scale_tile_cols) * scale_tile_bytes + (r % 32) * 16 + (r % scale_tile_rows) / 32 * 4;
+}
+/// Byte offset of scale (r, c) from scale (r, 0) in the swizzled layout (the same for every row).
+LOWBIT_HD constexpr std::int64_t swizzled_column_offset(std::int64_t c) noexcept {
+  return c / scale_tile_cols * scale_tile_bytes + c % scale_tile_cols;
+}
 /// Byte offset of scale (r, c) in the swizzled layout of a matrix with `cols` scale columns.
 LOWBIT_HD constexpr std::int64_t swizzled_scale_offset(std::int64_t r, std::int64_t c, std::int64_t cols) noexcept {
-  const std::int64_t tile = (r / scale_tile_rows) * (swizzled_cols(cols) / scale_tile_cols) + c / scale_tile_cols;
-  return tile * scale_tile_bytes + (r % 32) * 16 + (r % scale_tile_rows) / 32 * 4 + c % scale_tile_cols;
+  return swizzled_row_offset(r, cols) + swizzled_column_offset(c);
 }
 
 /// The inverse of swizzled_scale_offset: the (padded) row and column of the scale at byte `o`

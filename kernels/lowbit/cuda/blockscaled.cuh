@@ -316,6 +316,27 @@ __global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel
   }
 }
 
+/// nvfp4's per-tensor float32 on the device: `*q.global_scale_device` when set, else
+/// `q.global_scale`.
+__device__ __forceinline__ float scaled_global(const scaled_view& q) {
+  return q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
+}
+
+/// Fills (the calling CTA, before a barrier) the shared decode tables of format F: `values[c]`,
+/// the value of code c (bits above the code width ignored), and, when `factors` is not null (one-
+/// byte scales only), `factors[s]`, the factor of scale code s: nvfp4_tile_factor with
+/// scaled_global(q), or the e8m0 value (mx_scale_value).
+template <scaled_format F>
+__device__ __forceinline__ void fill_scaled_tables(const scaled_view& q, float* values, float* factors) {
+  using codec = quant::scaled_codec<F>;
+  const float global = F == scaled_format::nvfp4 && factors != nullptr ? scaled_global(q) : 0.0f;
+  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
+    const auto code = static_cast<std::uint8_t>(c);
+    values[c] = codec::decode(static_cast<std::uint8_t>(c & ((1 << codec::bits) - 1)));
+    if (factors != nullptr) factors[c] = F == scaled_format::nvfp4 ? quant::nvfp4_tile_factor(code, global, q.nvfp4) : quant::mx_scale_value(code);
+  }
+}
+
 /// Elements one thread of scaled_dequantize_kernel decodes: 16 bytes of codes (12 of packed FP6).
 template <scaled_format F>
 inline constexpr int scaled_group = info(F).bits == 4 ? 32 : 16;
@@ -355,17 +376,13 @@ __global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(sc
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   constexpr int G = scaled_group<F>;
   constexpr int per16 = 16 / static_cast<int>(sizeof(T));
-  using codec = quant::scaled_codec<F>;
   LOWBIT_SHARED(float[256], table);
   // nvfp4: the factor of every e4m3 tile scale code (nvfp4_tile_factor with this tensor's float32),
   // so a tile's factor is one shared load instead of a software e4m3 decode and a multiply or
   // division
   LOWBIT_SHARED(float[F == scaled_format::nvfp4 ? 256 : 1], factors);
-  const float global = q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
-  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
-    table[c] = codec::decode(static_cast<std::uint8_t>(c & ((1 << codec::bits) - 1)));
-    if constexpr (F == scaled_format::nvfp4) factors[c] = quant::nvfp4_tile_factor(static_cast<std::uint8_t>(c), global, q.nvfp4);
-  }
+  const float global = scaled_global(q);
+  fill_scaled_tables<F>(q, table, F == scaled_format::nvfp4 ? factors : nullptr);
   __syncthreads();
   const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
   // the factor of the tile whose scale is at index s

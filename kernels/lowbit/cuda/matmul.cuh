@@ -438,16 +438,10 @@ __global__ void __launch_bounds__(threads_per_block,
   LOWBIT_SHARED(float2[bits == 4 ? 256 : 1], pairs);  // FP4: the values of a code byte's two codes, low nibble first
   LOWBIT_SHARED(float[SF == scaled_format::fp8_e4m3_block ? 1 : 256], factors);
   const scaled_view& q = a.q;
-  const float global = q.global_scale_device != nullptr ? *q.global_scale_device : q.global_scale;
-  for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) {
-    const auto code = static_cast<std::uint8_t>(c);
-    table[c] = codec::decode(static_cast<std::uint8_t>(c & ((1 << codec::bits) - 1)));
-    if constexpr (bits == 4) pairs[c] = make_float2(codec::decode(static_cast<std::uint8_t>(c & 15)), codec::decode(static_cast<std::uint8_t>(c >> 4)));
-    if constexpr (SF == scaled_format::nvfp4) {
-      factors[c] = quant::nvfp4_tile_factor(code, global, q.nvfp4);
-    } else if constexpr (SF != scaled_format::fp8_e4m3_block) {
-      factors[c] = quant::mx_scale_value(code);
-    }
+  fill_scaled_tables<SF>(q, table, SF == scaled_format::fp8_e4m3_block ? nullptr : factors);
+  if constexpr (bits == 4) {
+    for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block)
+      pairs[c] = make_float2(codec::decode(static_cast<std::uint8_t>(c & 15)), codec::decode(static_cast<std::uint8_t>(c >> 4)));
   }
   __syncthreads();
   const int lane = static_cast<int>(threadIdx.x & 31u);
@@ -456,9 +450,7 @@ __global__ void __launch_bounds__(threads_per_block,
   const int rows = n0 + 1 < a.N ? 2 : 1;
   const std::int64_t K = a.K, tr = q.tile.rows, tc = q.tile.cols;
   const std::int64_t row[2] = {n0, rows == 2 ? n0 + 1 : n0};  // a lone last row is computed twice, stored once
-  const bool swizzled = q.layout == scale_layout::swizzled;
   const bool packed6 = bits == 6 && q.fp6 == fp6_packing::packed;
-  const std::int64_t grid_cols = q.grid().grid_cols();
   for (std::int64_t m0 = 0; m0 < a.M; m0 += MB) {
     const int mc = a.M - m0 < MB ? static_cast<int>(a.M - m0) : MB;
     const float* x0 = a.x + m0 * K;
@@ -466,14 +458,13 @@ __global__ void __launch_bounds__(threads_per_block,
     LOWBIT_UNROLL
     for (int m = 0; m < MB; ++m) acc[m][0] = acc[m][1] = 0.0f;
     if (a.vector) {
-      // per row: its codes and the index of its first scale; tile column j of the row is scale
-      // base + j (row-major) or base + 512 (j / 4) + j % 4 (swizzled: quant/scale_layout.hpp)
+      // per row: its codes and the index of its first scale (scaled_view::scale_row_base)
       const std::uint8_t* crow[2];
       std::int64_t base[2];
       LOWBIT_UNROLL
       for (int b = 0; b < 2; ++b) {
         crow[b] = q.codes + (packed6 ? row[b] * K / 4 * 3 : row[b] * K * (bits == 4 ? 4 : 8) / 8);
-        base[b] = q.scale_index(row[b] / tr, 0);
+        base[b] = q.scale_row_base(row[b] / tr);
       }
       const unsigned runs = static_cast<unsigned>(K / mm::run_elements);
       for (unsigned r = static_cast<unsigned>(lane); r < runs; r += 32u) {
@@ -490,7 +481,7 @@ __global__ void __launch_bounds__(threads_per_block,
           LOWBIT_UNROLL
           for (int h = 0; h < 2; ++h) {
             const unsigned tj = (mm::run_elements * r + 16u * h) >> a.tile_shift;
-            f[b][h] = mm_tile_factor<SF>(q, base[b] + (swizzled ? std::int64_t{tj >> 2} * 512 + (tj & 3u) : tj), factors);
+            f[b][h] = mm_tile_factor<SF>(q, base[b] + q.scale_column_offset(tj), factors);
           }
         }
         const float* xr = x0 + mm::run_elements * r;
@@ -527,9 +518,9 @@ __global__ void __launch_bounds__(threads_per_block,
         const int len = K - k0 < mm::run_elements ? static_cast<int>(K - k0) : mm::run_elements;
         LOWBIT_UNROLL
         for (int b = 0; b < 2; ++b) {
-          const std::int64_t g0 = row[b] * K + k0, ti = row[b] / tr;
+          const std::int64_t g0 = row[b] * K + k0, sbase = q.scale_row_base(row[b] / tr);
           std::int64_t tj = k0 / tc, end = (tj + 1) * tc;
-          float f = mm_tile_factor<SF>(q, q.scale_index(ti, tj), factors);
+          float f = mm_tile_factor<SF>(q, sbase + q.scale_column_offset(tj), factors);
 #if defined(__CUDA_ARCH__)
 #  pragma unroll 1
 #endif
@@ -541,7 +532,7 @@ __global__ void __launch_bounds__(threads_per_block,
                 if (k0 + e + h == end) {
                   ++tj;
                   end += tc;
-                  f = mm_tile_factor<SF>(q, swizzled ? quant::swizzled_scale_offset(ti, tj, grid_cols) : ti * grid_cols + tj, factors);
+                  f = mm_tile_factor<SF>(q, sbase + q.scale_column_offset(tj), factors);
                 }
                 w[h] = mm_operand<BF16>(lowbit::detail::mul_rn(table[quant::scaled_code<SF>(q.codes, g0 + e + h, q.fp6)], f));
               }
