@@ -351,6 +351,7 @@ TEST(BlockScaledEngine, EveryFormatTileAndPathMatchesTheScalarDefinitions) {
       {scaled_format::mxfp4, 2, 70, 1, 32},          {scaled_format::nvfp4, 5, 48, 1, 16},
       {scaled_format::nvfp4, 33, 40, 16, 16},        {scaled_format::fp8_e4m3_block, 200, 300, 128, 128},
       {scaled_format::fp8_e4m3_block, 3, 300, 1, 128}, {scaled_format::mxfp8_e4m3, 1, 4096 + 64, 1, 32},
+      {scaled_format::nvfp4, 24, 256 + 16, 1, 16},  // runs of 16 tiles and a partial one, 408 tiles
   };
   for (const engine_case& c : cases) {
     const std::vector<float> x = random_matrix(c.rows * c.cols, rng);
@@ -371,6 +372,10 @@ TEST(BlockScaledEngine, EveryFormatTileAndPathMatchesTheScalarDefinitions) {
         std::vector<lowbit::bf16> xb(x.size());
         for (std::size_t i = 0; i < x.size(); ++i) xb[i] = lowbit::from_float<lowbit::bf16>(x[i]);
         check_engine(c, xb, lowbit::dtype::bf16, mx_scale_rule::rceil, lowbit::quant::nvfp4_global::scale, opt);
+        // and float16 (values past its range saturate to Inf: clamped first)
+        std::vector<lowbit::f16> xh(x.size());
+        for (std::size_t i = 0; i < x.size(); ++i) xh[i] = lowbit::from_float<lowbit::f16>(std::max(-60000.0f, std::min(60000.0f, x[i])));
+        check_engine(c, xh, lowbit::dtype::f16, mx_scale_rule::floor, lowbit::quant::nvfp4_global::inverse, opt);
       }
     }
   }
@@ -496,33 +501,48 @@ TEST(BlockScaledEngine, NonFiniteInputGivesTheSameBytesOnEveryPath) {
   }
 }
 
+// Every dequantize path against the portable loop: the run kernels, the per-scale-code byte
+// tables of 4-bit codes into 16-bit outputs (from 64K elements), and the streamed output at a
+// 64-byte-aligned address and at one that is not (decoded through an aligned buffer, then copied
+// out with non-temporal stores), for every format and output dtype.
 TEST(BlockScaledEngine, DequantizeIsTheSameOnEveryPathAndStoreMode) {
   LOWBIT_SEED_TRACE();
   std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
-  const std::int64_t rows = 130, cols = 320;
-  const std::vector<float> x = random_matrix(rows * cols, rng);
   struct aligned_free {
     void operator()(void* p) const { std::free(p); }
   };
-  const std::size_t bytes = static_cast<std::size_t>(rows * cols * 4 + 64) / 64 * 64;
-  std::unique_ptr<float, aligned_free> ref(static_cast<float*>(std::aligned_alloc(64, bytes))), got(static_cast<float*>(std::aligned_alloc(64, bytes)));
-  for (int f = 0; f < lowbit::scaled_format_count; ++f) {
-    lowbit::scaled_params p;
-    p.fmt = static_cast<scaled_format>(f);
-    lowbit::scaled_tensor q;
-    ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {rows, cols}, p, q));
-    for (lowbit::dtype dt : {lowbit::dtype::f32, lowbit::dtype::bf16, lowbit::dtype::f16}) {
-      lowbit::host::options portable;
-      portable.simd = false;
-      portable.threads = 1;
-      ASSERT_TRUE(lowbit::dequantize(q, ref.get(), dt, portable));
-      const std::size_t n = static_cast<std::size_t>(rows * cols) * (dt == lowbit::dtype::f32 ? 4 : 2);
-      for (auto mode : {lowbit::host::store_mode::streaming, lowbit::host::store_mode::cached, lowbit::host::store_mode::automatic}) {
-        lowbit::host::options o;
-        o.stores = mode;
-        std::memset(got.get(), 0xA5, bytes);
-        ASSERT_TRUE(lowbit::dequantize(q, got.get(), dt, o));
-        EXPECT_EQ(std::memcmp(ref.get(), got.get(), n), 0) << lowbit::info(p.fmt).name << " dtype " << static_cast<int>(dt) << " mode " << static_cast<int>(mode);
+  for (const std::int64_t rows : {130, 260}) {
+    const std::int64_t cols = 320;
+    const std::vector<float> x = random_matrix(rows * cols, rng);
+    const std::size_t bytes = static_cast<std::size_t>(rows * cols * 4 + 128) / 64 * 64;
+    std::unique_ptr<unsigned char, aligned_free> ref(static_cast<unsigned char*>(std::aligned_alloc(64, bytes))),
+        got(static_cast<unsigned char*>(std::aligned_alloc(64, bytes)));
+    for (int f = 0; f < lowbit::scaled_format_count; ++f) {
+      lowbit::scaled_params p;
+      p.fmt = static_cast<scaled_format>(f);
+      lowbit::scaled_tensor q;
+      ASSERT_TRUE(lowbit::quantize(x.data(), lowbit::dtype::f32, {rows, cols}, p, q));
+      for (lowbit::dtype dt : {lowbit::dtype::f32, lowbit::dtype::bf16, lowbit::dtype::f16}) {
+        lowbit::host::options portable;
+        portable.simd = false;
+        portable.threads = 1;
+        ASSERT_TRUE(lowbit::dequantize(q, ref.get(), dt, portable));
+        const std::size_t n = static_cast<std::size_t>(rows * cols) * (dt == lowbit::dtype::f32 ? 4 : 2);
+        for (const std::size_t offset : {std::size_t{0}, std::size_t{4}, std::size_t{34}}) {  // bytes past a 64-byte boundary
+          for (auto mode : {lowbit::host::store_mode::streaming, lowbit::host::store_mode::cached, lowbit::host::store_mode::automatic}) {
+            lowbit::host::options o;
+            o.stores = mode;
+            std::memset(got.get(), 0xA5, bytes);
+            ASSERT_TRUE(lowbit::dequantize(q, got.get() + offset, dt, o));
+            const std::string what = std::string(lowbit::info(p.fmt).name) + " " + std::to_string(rows) + "x" + std::to_string(cols) + " dtype " +
+                                     std::to_string(static_cast<int>(dt)) + " mode " + std::to_string(static_cast<int>(mode)) + " offset " +
+                                     std::to_string(offset);
+            EXPECT_EQ(std::memcmp(ref.get(), got.get() + offset, n), 0) << what;
+            // nothing written outside the output
+            for (std::size_t i = 0; i < offset; ++i) ASSERT_EQ(got.get()[i], 0xA5) << what << " byte " << i << " before the output";
+            for (std::size_t i = offset + n; i < bytes; ++i) ASSERT_EQ(got.get()[i], 0xA5) << what << " byte " << i - offset - n << " past the output";
+          }
+        }
       }
     }
   }

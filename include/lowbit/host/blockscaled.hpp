@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
@@ -91,11 +92,48 @@ inline std::uint8_t encode_element(float x, const tile_encoding& t) {
   return quant::encode_scaled_element<F>(x, t);
 }
 
-/// The float32 the codes of tile (ti, tj) are multiplied by on dequantization.
+/// The floats the codes of each tile are multiplied by on dequantization
+/// (quant::scaled_tile_factor), read row by row: the one-byte scale codes through a table of
+/// their 256 factors made once, fp8_e4m3_block's float32 scales as stored.
 template <scaled_format F>
-inline float tile_factor(const scaled_view& q, std::int64_t ti, std::int64_t tj) {
-  return quant::scaled_tile_factor<F>(q.scales, q.scale_index(ti, tj), q.global_scale, q.nvfp4);
-}
+class tile_factors {
+ public:
+  explicit tile_factors(const scaled_view& q) : q_(q), grid_cols_(q.grid().grid_cols()) {
+    if constexpr (F != scaled_format::fp8_e4m3_block) {
+      for (int c = 0; c < 256; ++c) {
+        const auto code = static_cast<std::uint8_t>(c);
+        table_[c] = quant::scaled_tile_factor<F>(&code, 0, q.global_scale, q.nvfp4);
+      }
+    }
+  }
+  /// The factors of tiles (ti, tj0 .. tj1 - 1) into f[0 .. tj1 - tj0).
+  void row(std::int64_t ti, std::int64_t tj0, std::int64_t tj1, float* f) const {
+    each(ti, tj0, tj1, [&](std::int64_t j, std::int64_t s) { f[j] = at(s); });
+  }
+  /// fn(j, s) for tiles (ti, tj0 + j), j < tj1 - tj0, s the index of the tile's scale.
+  template <class Fn>
+  void each(std::int64_t ti, std::int64_t tj0, std::int64_t tj1, Fn&& fn) const {
+    const std::int64_t base = q_.layout == scale_layout::swizzled ? quant::swizzled_row_offset(ti, grid_cols_) : ti * grid_cols_;
+    for (std::int64_t tj = tj0; tj < tj1; ++tj) fn(tj - tj0, base + q_.scale_column_offset(tj));
+  }
+  /// The factor of every tile whose one-byte scale code is c (not fp8_e4m3_block).
+  float of_code(std::uint8_t c) const { return table_[c]; }
+  /// The factor of tile (ti, tj).
+  float operator()(std::int64_t ti, std::int64_t tj) const {
+    float f;
+    row(ti, tj, tj + 1, &f);
+    return f;
+  }
+
+ private:
+  float at(std::int64_t s) const {
+    if constexpr (F == scaled_format::fp8_e4m3_block) return static_cast<const float*>(q_.scales)[s];
+    else return table_[static_cast<const std::uint8_t*>(q_.scales)[s]];
+  }
+  const scaled_view& q_;
+  std::int64_t grid_cols_;
+  float table_[F == scaled_format::fp8_e4m3_block ? 1 : 256];
+};
 
 #if LOWBIT_HAVE_AVX2_KERNELS
 /// fp8_e4m3_block's element rule on a prefix of whole vectors: e4m3 codes of sat(x / s), one
@@ -169,6 +207,77 @@ LOWBIT_AVX2 std::int64_t quantize_row_tiles(const T* x, std::int64_t ntiles, con
 template <scaled_format F, int TC, class T>
 std::int64_t quantize_row_tiles(const T*, std::int64_t, const scaled_view&, bool, std::uint8_t*, std::uint8_t*) {
   return 0;
+}
+#endif
+
+#if LOWBIT_HAVE_AVX512_KERNELS
+// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the `__Y = __Y`
+// placeholder of their unmasked forms) once they are inlined here; the warnings are false,
+// silenced for these two kernels only (as host/int8_gemm.hpp does).
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wuninitialized"
+#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#  endif
+/// quant::nvfp4_tile_encoder of 16 tiles with finite max |x| amax[0 .. 16), the same operations in the same
+/// order: the e4m3 scale codes into sc, the multipliers into m (NaN where the scale is).
+LOWBIT_AVX512 inline void nvfp4_tiles16(const float* amax, float global, quant::nvfp4_global conv, std::uint8_t* sc, float* m) {
+  const __m512 block = _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(6.0f));
+  const __m512 g = _mm512_set1_ps(global);
+  const __m512 v = conv == quant::nvfp4_global::scale ? _mm512_div_ps(block, g) : conv == quant::nvfp4_global::inverse ? _mm512_mul_ps(block, g) : block;
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  // the clamp to [2^-6, 448] on the bit patterns as int32, which order as the floats do where
+  // one of the two is non-negative (NaN lanes are replaced below)
+  const __m512 c = _mm512_castsi512_ps(_mm512_min_epi32(_mm512_max_epi32(_mm512_castps_si512(v), _mm512_set1_epi32(0x3C800000)), _mm512_set1_epi32(0x43E00000)));
+  // c is a normal e4m3 magnitude or rounds to one: the code, and its value placed in a float32
+  const __m512i code = avx512::detail::minifloat_codes<codecs::e4m3fn>(c);
+  const __m512 b = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(code, 20), _mm512_set1_epi32((127 - 7) << 23)));
+  const __m512 mult = conv == quant::nvfp4_global::scale     ? _mm512_div_ps(_mm512_set1_ps(1.0f / global), b)
+                      : conv == quant::nvfp4_global::inverse ? _mm512_div_ps(g, b)
+                                                      : _mm512_div_ps(_mm512_set1_ps(1.0f), b);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(sc), _mm512_cvtepi32_epi8(_mm512_mask_blend_epi32(nan, code, _mm512_set1_epi32(0x7F))));
+  _mm512_storeu_ps(m, _mm512_mask_blend_ps(nan, mult, _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000))));
+}
+
+/// quantize_row_tiles with the AVX-512 run kernels of the blockwise engine, for up to 256 tiles of
+/// tc = 16 or 32 columns: every tile's amax (avx512::absmax_run), then its scale and multiplier
+/// (encode_tile, one scalar call a tile), then the codes (avx512::encode_run: sat(x * m), a zero
+/// tile +0). Returns the tiles done: -1 if one of them holds a non-finite element (the caller
+/// takes quantize_row_tiles, which finds it), else all of them or those before the first whose
+/// multiplier is not finite (NVFP4 with a NaN per-tensor scale), which the caller encodes with
+/// the general code.
+template <scaled_format F, class T>
+LOWBIT_AVX512 std::int64_t wide_row_tiles(const T* x, std::int64_t ntiles, std::int64_t tc, const scaled_view& q, bool tensor_zero,
+                                          std::uint8_t* codes, std::uint8_t* scales) {
+  alignas(64) float amax[256], inv[256];
+  alignas(64) std::uint8_t sc[256];
+  const std::int64_t n = std::min<std::int64_t>(ntiles, 256);
+  if (!avx512::absmax_run(x, n, tc, amax)) return -1;
+  std::fill(amax + n, amax + (n + 15) / 16 * 16, 0.0f);  // nvfp4_tiles16's lanes past the run
+  std::int64_t k = 0;
+  if constexpr (F == scaled_format::nvfp4) {
+    if (!tensor_zero) {  // nvfp4_tile_encoder 16 tiles at a time
+      for (std::int64_t j = 0; j < n; j += 16) nvfp4_tiles16(amax + j, q.global_scale, q.nvfp4, sc + j, inv + j);
+      for (; k < n && is_finite_bits(inv[k]) && inv[k] > 0.0f; ++k) scales[k] = sc[k];
+    }
+  }
+  for (; k < n; ++k) {
+    const tile_encoding e = encode_tile<F>(amax[k], q, tensor_zero);
+    if (!is_finite_bits(e.factor) || !(e.zero || e.factor > 0.0f)) break;
+    scales[k] = e.scale_code;
+    inv[k] = e.zero ? 0.0f : e.factor;  // encode_run: a multiplier of 0 is a zero tile
+  }
+  // the run after this one (the next task's, most often) is prefetched while this one encodes
+  avx512::encode_run<scaled_scheme<F>::kernel_format>(x, k, tc, inv, codes, n * tc);
+  return k;
+}
+#  if defined(__GNUC__) && !defined(__clang__)
+#    pragma GCC diagnostic pop
+#  endif
+#else
+template <scaled_format F, class T>
+std::int64_t wide_row_tiles(const T*, std::int64_t, std::int64_t, const scaled_view&, bool, std::uint8_t*, std::uint8_t*) {
+  return -1;
 }
 #endif
 
@@ -304,6 +413,8 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
   const std::int64_t tasks = g.grid_rows() * chunks;
   // (the fused kernel stores a run of tiles' scales consecutively: the row-major layout)
   const bool fused = simd && g.tile.rows == 1 && (g.tile.cols == 16 || g.tile.cols == 32) && q.layout == scale_layout::row_major;
+  // ... and with AVX-512, through the blockwise engine's run kernels (wide_row_tiles)
+  const bool wide = fused && opt.avx512 && avx512::available();
   const std::int64_t elems_per_task = std::max<std::int64_t>(1, g.tile.rows * std::min(q.cols, tpt * g.tile.cols));
   parallel_for(tasks, std::max<std::int64_t>(1, 16384 / elems_per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t task = t0; task < t1; ++task) {
@@ -319,8 +430,10 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
             const std::int64_t i0 = r0 * q.cols + tj * g.tile.cols;
             std::uint8_t* codes = info(F).bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
             std::uint8_t* sc = static_cast<std::uint8_t*>(q.scales) + ti * g.grid_cols() + tj;
-            tj += g.tile.cols == 32 ? quantize_row_tiles<F, 32>(x + i0, full - tj, q, tensor_zero, codes, sc)
-                                    : quantize_row_tiles<F, 16>(x + i0, full - tj, q, tensor_zero, codes, sc);
+            const std::int64_t done = wide ? wide_row_tiles<F>(x + i0, full - tj, g.tile.cols, q, tensor_zero, codes, sc) : -1;
+            if (done >= 0) tj += done;
+            else tj += g.tile.cols == 32 ? quantize_row_tiles<F, 32>(x + i0, full - tj, q, tensor_zero, codes, sc)
+                                         : quantize_row_tiles<F, 16>(x + i0, full - tj, q, tensor_zero, codes, sc);
             if (tj >= tj1) break;  // else tile tj holds a non-finite element: the code below
           }
         }
@@ -360,26 +473,57 @@ struct element_table {
   }
 };
 
+/// For a 4-bit format and 16-bit output T: the byte planes of the 16 outputs of each of the 256
+/// scale codes, from_float<T>(f32(decode(k) * factor)) (what the element loop stores), the low
+/// bytes at p[c][0 .. 16) and the high bytes at p[c][16 .. 32): avx2::decode_run_planes' tables.
+struct nibble_planes {
+  alignas(32) std::uint8_t p[256][32];
+  template <scaled_format F, class T>
+  void fill(const tile_factors<F>& factors, const float* values) {
+    for (int c = 0; c < 256; ++c) {
+      const float f = factors.of_code(static_cast<std::uint8_t>(c));
+      for (int k = 0; k < 16; ++k) {
+        const std::uint16_t b = from_float<T>(values[k] * f).bits;
+        p[c][k] = static_cast<std::uint8_t>(b & 0xFF);
+        p[c][16 + k] = static_cast<std::uint8_t>(b >> 8);
+      }
+    }
+  }
+};
+
 template <scaled_format F, class T>
 status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt) {
   const tile_grid g = q.grid();
   const bool simd = opt.simd && avx2::available();
   static const element_table<F> table;
   constexpr int bits = info(F).bits;
+  const tile_factors<F> factor_of(q);
   // one task = one row's run of tiles_per_task tiles
   const std::int64_t tpt = tiles_per_task(g);
   const std::int64_t chunks = quant::block_count(g.grid_cols(), tpt);
   const std::int64_t per_task = std::max<std::int64_t>(1, std::min(q.cols, tpt * g.tile.cols));
   // runs of full tiles through the blockwise engine's run kernel (tiles of a multiple of 32
-  // columns: at most 128 a task), with non-temporal stores for large outputs as host::dequantize
-  const bool runs = simd && scaled_scheme<F>::kernel && g.tile.cols % 32 == 0;
+  // columns, or of 16 for the 4-bit formats: at most 256 a task), with non-temporal stores for
+  // large outputs as host::dequantize
+  const bool runs = simd && scaled_scheme<F>::kernel && g.tile.cols % (bits == 4 ? 16 : 32) == 0;
   // the AVX-512 run kernels of the 8-bit codecs, as host::dequantize picks them
   const bool wide = runs && opt.avx512 && avx512::available();
   const bool wide_bf16 = wide && avx512::bf16_available();
   const bool stream = opt.stores == store_mode::streaming ||
                       (opt.stores == store_mode::automatic && q.numel() >= streaming_store_bytes / static_cast<std::int64_t>(sizeof(T)));
+  // 4-bit codes into 16-bit outputs: the runs look each tile's byte tables up by its scale code
+  // (made once a call: worth it from 64K elements on)
+  constexpr bool planar = bits == 4 && sizeof(T) == 2 && F != scaled_format::fp8_e4m3_block;
+  std::unique_ptr<nibble_planes> planes;
+  if constexpr (planar) {
+    if (runs && q.numel() >= (std::int64_t{1} << 16)) {
+      planes = std::make_unique<nibble_planes>();
+      planes->fill<F, T>(factor_of, table.v);
+    }
+  }
   parallel_for(q.rows * chunks, std::max<std::int64_t>(1, 16384 / per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     bool streamed = false;
+    alignas(64) T buf[bounce_elements];
     for (std::int64_t task = t0; task < t1; ++task) {
       const std::int64_t r = task / chunks;
       const std::int64_t tj0 = (task % chunks) * tpt;
@@ -389,41 +533,59 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
       if constexpr (scaled_scheme<F>::kernel) {
         const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);  // tiles tj0 .. full - 1 are whole
         if (runs && full > tj0) {
-          float factors[128];
-          static constexpr int zero_points[128] = {};
-          for (std::int64_t j = tj0; j < full; ++j) factors[j - tj0] = tile_factor<F>(q, ti, j);
-          const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols;
+          float factors[256];
+          static constexpr int zero_points[256] = {};
+          const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols, n = (full - tj0) * g.tile.cols;
           const std::uint8_t* c = bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
-          const bool st = stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0;
-          streamed = streamed || st;
+          // a streamed run at a misaligned output (a std::vector's, say) is decoded into an
+          // L1-resident buffer and copied out with non-temporal stores (n <= bounce_elements)
+          const bool aligned = reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0;
+          const bool bounce = stream && !aligned && n <= bounce_elements;
+          const bool st = stream && aligned;
+          streamed = streamed || st || bounce;
+          T* o = bounce ? buf : out + i0;
+          if (bounce) avx2::stream_copy_prepare(out + i0, static_cast<std::size_t>(n) * sizeof(T));
           constexpr format K = scaled_scheme<F>::kernel_format;
+          bool done = false;
+          if constexpr (planar) {
+            if (planes) {
+              const std::uint8_t* pl[256];
+              const auto* sc = static_cast<const std::uint8_t*>(q.scales);
+              factor_of.each(ti, tj0, full, [&](std::int64_t j, std::int64_t si) { pl[j] = planes->p[sc[si]]; });
+              st ? avx2::decode_run_planes<info(K).order, T, true>(c, full - tj0, g.tile.cols, pl, o)
+                 : avx2::decode_run_planes<info(K).order, T, false>(c, full - tj0, g.tile.cols, pl, o);
+              done = true;
+            }
+          }
+          if (!done) factor_of.row(ti, tj0, full, factors);
           if constexpr (avx512::detail::has_decode_kernel<K>()) {
             if (wide) {
               if constexpr (std::is_same<T, bf16>::value) {
                 if (wide_bf16) {
-                  st ? avx512::decode_run_bf16<K, true>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0)
-                     : avx512::decode_run_bf16<K, false>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0);
-                  tj = full;
+                  st ? avx512::decode_run_bf16<K, true>(c, full - tj0, g.tile.cols, factors, zero_points, o)
+                     : avx512::decode_run_bf16<K, false>(c, full - tj0, g.tile.cols, factors, zero_points, o);
+                  done = true;
                 }
               }
-              if (tj != full) {
-                st ? avx512::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0)
-                   : avx512::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, out + i0);
-                tj = full;
+              if (!done) {
+                st ? avx512::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, o)
+                   : avx512::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, o);
+                done = true;
               }
             }
           }
-          if (tj != full) {
-            st ? avx2::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0)
-               : avx2::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, out + i0);
+          if (!done) {
+            st ? avx2::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, o)
+               : avx2::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, o);
           }
+          if (bounce) avx2::stream_copy(out + i0, buf, static_cast<std::size_t>(n) * sizeof(T));
           tj = full;
         }
       }
       for (; tj < tj1; ++tj) {
         const std::int64_t c0 = tj * g.tile.cols, nc = g.tile_cols_at(tj);
         const std::int64_t i0 = r * q.cols + c0;
-        const float f = tile_factor<F>(q, ti, tj);
+        const float f = factor_of(ti, tj);
         std::int64_t k = 0;
         if constexpr (scaled_scheme<F>::kernel) {
           if (simd) k = avx2::decode_block<scaled_scheme<F>::kernel_format>(bits == 4 ? q.codes + i0 / 2 : q.codes + i0, nc, table.v, f, 0, out + i0);

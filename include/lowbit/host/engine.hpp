@@ -59,15 +59,20 @@ enum class store_mode : unsigned char {
   /// ordinary stores: the output stays in the caches for whatever reads it next, but each line is
   /// read from memory before it is overwritten (about twice the write traffic of a large output)
   cached,
-  /// non-temporal stores for every run of full blocks whose output starts 64-byte aligned (the
-  /// rest, e.g. partial blocks or a misaligned output, uses ordinary stores); the output is
-  /// complete and visible when dequantize returns
+  /// non-temporal stores for every run of full blocks (an output that does not start 64-byte
+  /// aligned is decoded bounce_elements at a time into an aligned buffer and copied out; partial
+  /// blocks, and blocks of more than bounce_elements at such an output, use ordinary stores); the
+  /// output is complete and visible when dequantize returns
   streaming,
 };
 
 /// Output size from which store_mode::automatic streams: well past a core's L2 and the typical
 /// per-core share of a last-level cache, so the output would not have stayed cached anyway.
 inline constexpr std::int64_t streaming_store_bytes = std::int64_t{16} << 20;
+
+/// Elements a streamed decode that does not start 64-byte aligned decodes at a time into an
+/// aligned buffer before copying them out with non-temporal stores (16 KiB of float32: in L1).
+inline constexpr std::int64_t bounce_elements = 4096;
 
 /// Options of the host engine.
 struct options {
@@ -514,6 +519,18 @@ class range_decoder {
           // runs after the first start a multiple of 64 bytes further on (bs % 32 == 0)
           if (stream_ && reinterpret_cast<std::uintptr_t>(o) % 64 == 0) {
             run<true>(b, m, scale, zp, o);
+            streamed = true;
+          } else if (stream_ && bs <= bounce_elements) {
+            // a misaligned output (a std::vector's, say) is streamed too: whole blocks decoded
+            // into an L1-resident buffer, then copied out with non-temporal stores
+            alignas(64) T buf[bounce_elements];
+            const std::int64_t per = bounce_elements / bs;
+            for (std::int64_t j = 0; j < m; j += per) {
+              const std::int64_t k = std::min(per, m - j);
+              avx2::stream_copy_prepare(o + j * bs, static_cast<std::size_t>(k * bs) * sizeof(T));
+              run<false>(b + j, k, scale + j, zp + j, buf);
+              avx2::stream_copy(o + j * bs, buf, static_cast<std::size_t>(k * bs) * sizeof(T));
+            }
             streamed = true;
           } else {
             run<false>(b, m, scale, zp, o);

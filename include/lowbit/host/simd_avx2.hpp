@@ -16,6 +16,7 @@
 #include "../format.hpp"
 #include "../quant/blockwise.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -503,10 +504,38 @@ LOWBIT_AVX2 inline __m256 values8(const std::uint8_t* p, const float* table) {
   }
 }
 
+// One block of bs (a multiple of 16) 4-bit codes at c into 16-bit outputs at o, through byte
+// tables: the low bytes of the block's 16 possible outputs in each 128-bit lane of lo, their
+// high bytes in hi (byte_tables). Stream: o 32-byte aligned.
+template <bool HighFirst, bool Stream, class T>
+LOWBIT_AVX2 inline void nibble_block16(const std::uint8_t* c, std::int64_t bs, __m256i lo, __m256i hi, T* o) {
+  std::int64_t i = 0;
+  for (; i + 32 <= bs; i += 32) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i / 2));
+    const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+    const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+    const __m128i a = HighFirst ? _mm_unpacklo_epi8(hi4, lo4) : _mm_unpacklo_epi8(lo4, hi4);
+    const __m128i z = HighFirst ? _mm_unpackhi_epi8(hi4, lo4) : _mm_unpackhi_epi8(lo4, hi4);
+    const __m256i idx = _mm256_set_m128i(z, a);  // elements 0..15 | 16..31
+    const __m256i l = _mm256_shuffle_epi8(lo, idx), h = _mm256_shuffle_epi8(hi, idx);
+    const __m256i p0 = _mm256_unpacklo_epi8(l, h), p1 = _mm256_unpackhi_epi8(l, h);
+    put32<Stream>(o + i, _mm256_permute2x128_si256(p0, p1, 0x20));
+    put32<Stream>(o + i + 16, _mm256_permute2x128_si256(p0, p1, 0x31));
+  }
+  if (i < bs) {  // a 16-element block, or the last 16 of one
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c + i / 2));
+    const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
+    const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
+    const __m128i idx = HighFirst ? _mm_unpacklo_epi8(hi4, lo4) : _mm_unpacklo_epi8(lo4, hi4);
+    const __m128i l = _mm_shuffle_epi8(_mm256_castsi256_si128(lo), idx), h = _mm_shuffle_epi8(_mm256_castsi256_si128(hi), idx);
+    put32<Stream>(o + i, _mm256_set_m128i(_mm_unpackhi_epi8(l, h), _mm_unpacklo_epi8(l, h)));
+  }
+}
+
 }  // namespace detail
 
-/// Decodes `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32; the first
-/// element even) whose codes start at `codes`, with block b's scale `scales[b]` and zero point
+/// Decodes `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32, or of 16 for
+/// 4-bit formats; the first element even) whose codes start at `codes`, with block b's scale `scales[b]` and zero point
 /// `zps[b]`, into `out`: exactly decode_element of quant/blockwise.hpp, then from_float<T>.
 /// 4-bit formats: each block's 16 possible outputs are computed once (a per-block table), and
 /// elements are looked up with byte shuffles.
@@ -540,18 +569,7 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
       } else {
         __m256i tlo, thi;
         detail::byte_tables<T>(v_lo, v_hi, tlo, thi);
-        for (std::int64_t i = 0; i < bs; i += 32) {
-          const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i / 2));
-          const __m128i hi4 = _mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(0x0F));
-          const __m128i lo4 = _mm_and_si128(bytes, _mm_set1_epi8(0x0F));
-          const __m128i a = high_first ? _mm_unpacklo_epi8(hi4, lo4) : _mm_unpacklo_epi8(lo4, hi4);
-          const __m128i z = high_first ? _mm_unpackhi_epi8(hi4, lo4) : _mm_unpackhi_epi8(lo4, hi4);
-          const __m256i idx = _mm256_set_m128i(z, a);  // elements 0..15 | 16..31
-          const __m256i l = _mm256_shuffle_epi8(tlo, idx), h = _mm256_shuffle_epi8(thi, idx);
-          const __m256i p0 = _mm256_unpacklo_epi8(l, h), p1 = _mm256_unpackhi_epi8(l, h);
-          detail::put32<Stream>(o + i, _mm256_permute2x128_si256(p0, p1, 0x20));
-          detail::put32<Stream>(o + i + 16, _mm256_permute2x128_si256(p0, p1, 0x31));
-        }
+        detail::nibble_block16<high_first, Stream>(c, bs, tlo, thi, o);
       }
     }
   } else {
@@ -567,9 +585,50 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
   }
 }
 
+/// decode_run of a 4-bit format (nibble order `Order`) into 16-bit T with the blocks' byte
+/// tables given: block b's 16 possible outputs have their low bytes at planes[b][0 .. 16) and
+/// their high bytes at planes[b][16 .. 32) (a table the caller builds once per scale, as the
+/// block-scaled formats do for their 256 scale codes). bs a multiple of 16; Stream as there.
+template <codecs::nibble_order Order, class T, bool Stream = false>
+LOWBIT_AVX2 void decode_run_planes(const std::uint8_t* codes, std::int64_t nblocks, std::int64_t bs, const std::uint8_t* const* planes,
+                                   T* out) {
+  static_assert(sizeof(T) == 2, "decode_run_planes: 16-bit outputs");
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes[b]));
+    detail::nibble_block16<Order == codecs::nibble_order::high_first, Stream>(codes + b * (bs / 2), bs, _mm256_permute2x128_si256(t, t, 0x00),
+                                                                              _mm256_permute2x128_si256(t, t, 0x11), out + b * bs);
+  }
+}
+
 /// Orders the non-temporal stores of decode_run<..., true> before every later store, so that
 /// the output is complete when the caller hands it on.
 LOWBIT_AVX2 inline void store_fence() { _mm_sfence(); }
+
+/// Copies `n` bytes from `src` to `dst` (any alignments, not overlapping) with non-temporal
+/// stores for every whole 64-byte line of `dst` and ordinary stores for the partial lines at the
+/// ends (so that no line is written both ways): how a decoder streams output that does not start
+/// 64-byte aligned, from an L1-resident buffer it decoded into (store_fence() before the output
+/// is handed on, as for decode_run<..., true>).
+LOWBIT_AVX2 inline void stream_copy(void* dst, const void* src, std::size_t n) {
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  const std::size_t head = std::min<std::size_t>(n, (64 - reinterpret_cast<std::uintptr_t>(d) % 64) % 64);
+  std::memcpy(d, s, head);
+  std::size_t i = head;
+  for (; i + 64 <= n; i += 64) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32)));
+  }
+  std::memcpy(d + i, s + i, n - i);
+}
+
+/// Asks for the partial last line of stream_copy(dst, ..., n)'s destination in the cache with
+/// write intent, so that its ordinary stores find it there: called before decoding into the
+/// buffer, it hides the line's read from memory behind the decode.
+inline void stream_copy_prepare(void* dst, std::size_t n) {
+  const auto end = reinterpret_cast<std::uintptr_t>(dst) + n;
+  if (n > 0 && end % 64 != 0) __builtin_prefetch(reinterpret_cast<const void*>(end - 1), 1, 3);
+}
 
 /// Error sums of `measure_error` (engine.hpp) over the first floor(n/16)*16 elements: x the
 /// source, y its dequantization; element i goes to lane i % 16 of acc, in float32: acc[0] max
@@ -625,6 +684,10 @@ std::int64_t decode_block(const std::uint8_t*, std::int64_t, const float*, float
 template <format F, class T, bool Stream = false>
 void decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, const int*, const float*, T*) {}
 inline void store_fence() {}
+inline void stream_copy(void* dst, const void* src, std::size_t n) { std::memcpy(dst, src, n); }
+inline void stream_copy_prepare(void*, std::size_t) {}
+template <codecs::nibble_order Order, class T, bool Stream = false>
+void decode_run_planes(const std::uint8_t*, std::int64_t, std::int64_t, const std::uint8_t* const*, T*) {}
 template <class T>
 bool stats_run(const T*, std::int64_t, std::int64_t, quant::block_stats*) { return false; }
 template <format F, class T>

@@ -453,7 +453,7 @@ LOWBIT_AVX512_BF16 inline void store32_native(bf16* p, __m512 a, __m512 b, bool 
 
 }  // namespace detail
 
-/// Max |x| of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 32) into
+/// Max |x| of `nblocks` consecutive full blocks of `bs` elements (bs a multiple of 16) into
 /// absmax[0 .. nblocks). Returns false if any element is NaN or Inf (absmax is then unspecified
 /// and the caller rescans with the portable code).
 template <class T>
@@ -467,7 +467,10 @@ LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs,
     for (std::int64_t b = 0; b < nblocks; ++b) {
       const T* p = x + b * bs;
       __m512i amax = _mm512_setzero_si512();
-      for (std::int64_t i = 0; i < bs; i += 32) amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_loadu_si512(p + i), abs_mask));
+      std::int64_t i = 0;
+      for (; i + 32 <= bs; i += 32) amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_loadu_si512(p + i), abs_mask));
+      if (i < bs)  // a block of 16 (NVFP4's tiles), or its last 16
+        amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i))), abs_mask));
       all = _mm512_max_epu16(all, amax);
       const __m256i m = _mm256_max_epu16(_mm512_castsi512_si256(amax), _mm512_extracti64x4_epi64(amax, 1));
       const __m128i h = _mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
@@ -483,11 +486,13 @@ LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       const T* p = x + b * bs;
       // max of |x| as integers: the order of non-negative floats, with NaN/Inf above every finite
       __m512i amax = _mm512_setzero_si512();
-      for (std::int64_t i = 0; i < bs; i += 32) {
+      std::int64_t i = 0;
+      for (; i + 32 <= bs; i += 32) {
         const __m512 v0 = detail::load16(p + i), v1 = detail::load16(p + i + 16);
         amax = _mm512_max_epu32(amax, _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), abs_mask),
                                                        _mm512_and_si512(_mm512_castps_si512(v1), abs_mask)));
       }
+      if (i < bs) amax = _mm512_max_epu32(amax, _mm512_and_si512(_mm512_castps_si512(detail::load16(p + i)), abs_mask));
       all = _mm512_max_epu32(all, amax);
       // finite non-negative floats order as their bit patterns, so a float max of them is exact
       absmax[b] = avx2::detail::hmax(_mm256_castsi256_ps(detail::fold_max_epu32(amax)));
@@ -517,7 +522,7 @@ LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale,
   }
 }
 
-/// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 32, the first element even)
+/// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 16, the first element even)
 /// with block b's multiplier inv[b] (as scales_run gives it); a block with inv 0 is a zero block
 /// and gets the format's zero code. `prefetch_ahead` as avx2::encode_run's.
 template <format F, class T>
@@ -545,7 +550,8 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
     const bool rescale = k != 1.0f && !(mk < std::numeric_limits<float>::infinity());
     if (rescale) mk = inv[b];
     const __m512 m = _mm512_set1_ps(mk);
-    for (std::int64_t i = 0; i < bs; i += 32) {
+    std::int64_t i = 0;
+    for (; i + 32 <= bs; i += 32) {
       if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 32 * sizeof(T));
       __m512 v0 = _mm512_mul_ps(detail::load16(p + i), m), v1 = _mm512_mul_ps(detail::load16(p + i + 16), m);
       if (rescale) {
@@ -559,6 +565,20 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       } else {
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(c0));
         _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i + 16), _mm512_cvtepi32_epi8(c1));
+      }
+    }
+    if (i < bs) {  // a block of 16 (NVFP4's tiles), or its last 16
+      if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 16 * sizeof(T));
+      __m512 v = _mm512_mul_ps(detail::load16(p + i), m);
+      if (rescale) v = _mm512_mul_ps(v, _mm512_set1_ps(k));
+      const __m128i c = _mm512_cvtepi32_epi8(detail::codes16<F>(v, th));  // one code a byte
+      if constexpr (four) {
+        const __m128i even = _mm_and_si128(c, _mm_set1_epi16(0x00FF)), odd = _mm_srli_epi16(c, 8);
+        const __m128i pairs = info(F).order == codecs::nibble_order::high_first ? _mm_or_si128(_mm_slli_epi16(even, 4), odd)
+                                                                                : _mm_or_si128(even, _mm_slli_epi16(odd, 4));
+        _mm_storel_epi64(reinterpret_cast<__m128i*>(o + i / 2), _mm_packus_epi16(pairs, pairs));
+      } else {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), c);
       }
     }
   }

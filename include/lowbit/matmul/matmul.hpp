@@ -119,19 +119,19 @@ template <scaled_format SF>
 class scaled_run_decoder {
  public:
   static constexpr bool blockwise = false;
-  explicit scaled_run_decoder(const host::scaled_view& q) : q_(q), g_(q.grid()) {}
+  explicit scaled_run_decoder(const host::scaled_view& q) : q_(q), g_(q.grid()), factor_of_(q) {}
   void decode(std::int64_t e, int n, float* out) const {
     if (n <= 0) return;
     const std::int64_t r = e / q_.cols, k0 = e - r * q_.cols;
     const std::int64_t ti = r / g_.tile.rows;
     std::int64_t tj = k0 / g_.tile.cols, end = (tj + 1) * g_.tile.cols;
-    float f = host::detail::tile_factor<SF>(q_, ti, tj);
+    float f = factor_of_(ti, tj);
     for (int i = 0; i < n; ++i) {
       const std::int64_t k = k0 + i, idx = e + i;
       if (k == end) {
         ++tj;
         end += g_.tile.cols;
-        f = host::detail::tile_factor<SF>(q_, ti, tj);
+        f = factor_of_(ti, tj);
       }
       out[i] = lowbit::detail::mul_rn(table_.v[quant::scaled_code<SF>(q_.codes, idx, q_.fp6)], f);
     }
@@ -140,6 +140,7 @@ class scaled_run_decoder {
  private:
   const host::scaled_view& q_;
   tile_grid g_;
+  host::detail::tile_factors<SF> factor_of_;
   host::detail::element_table<SF> table_;
 };
 
