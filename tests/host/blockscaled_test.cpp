@@ -548,6 +548,50 @@ TEST(BlockScaledEngine, DequantizeIsTheSameOnEveryPathAndStoreMode) {
   }
 }
 
+// MXFP6, packed and one code a byte: the AVX-512 encoder and decoders (and from 1M elements
+// the decoders' tables of 16-bit outputs) against the portable loop, bytes and values.
+TEST(BlockScaledEngine, Fp6PathsMatchThePortableLoop) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()) ^ 0x6666u);
+  for (const std::int64_t rows : {7, 3300}) {
+    const std::int64_t cols = 320;
+    const std::vector<float> x = random_matrix(rows * cols, rng);
+    std::vector<lowbit::bf16> xb(x.size());
+    for (std::size_t i = 0; i < x.size(); ++i) xb[i] = lowbit::from_float<lowbit::bf16>(x[i]);
+    for (scaled_format f : {scaled_format::mxfp6_e2m3, scaled_format::mxfp6_e3m2}) {
+      for (lowbit::fp6_packing packing : {lowbit::fp6_packing::packed, lowbit::fp6_packing::unpacked}) {
+        for (lowbit::dtype in : {lowbit::dtype::f32, lowbit::dtype::bf16}) {
+          const void* src = in == lowbit::dtype::f32 ? static_cast<const void*>(x.data()) : static_cast<const void*>(xb.data());
+          const std::string what = std::string(lowbit::info(f).name) + (packing == lowbit::fp6_packing::packed ? " packed " : " unpacked ") +
+                                   std::to_string(rows) + "x" + std::to_string(cols) + " input " + lowbit::dtype_name(in);
+          lowbit::scaled_params p;
+          p.fmt = f;
+          p.fp6 = packing;
+          lowbit::scaled_tensor fast, slow;
+          ASSERT_TRUE(lowbit::quantize(src, in, {rows, cols}, p, fast)) << what;
+          p.options.simd = false;
+          ASSERT_TRUE(lowbit::quantize(src, in, {rows, cols}, p, slow)) << what;
+          ASSERT_EQ(std::memcmp(fast.codes(), slow.codes(), static_cast<std::size_t>(fast.code_bytes())), 0) << what << ": codes";
+          ASSERT_EQ(std::memcmp(fast.scale_bytes(), slow.scale_bytes(), static_cast<std::size_t>(fast.grid().tiles())), 0) << what << ": scales";
+          for (lowbit::dtype out : {lowbit::dtype::f32, lowbit::dtype::bf16, lowbit::dtype::f16}) {
+            const std::size_t bytes = x.size() * static_cast<std::size_t>(lowbit::dtype_size(out));
+            std::vector<unsigned char> a(bytes + 4), b(bytes);
+            lowbit::host::options portable;
+            portable.simd = false;
+            ASSERT_TRUE(lowbit::dequantize(fast, b.data(), out, portable)) << what;
+            for (const std::size_t offset : {std::size_t{0}, std::size_t{2}}) {
+              lowbit::host::options o;
+              o.stores = lowbit::host::store_mode::streaming;
+              ASSERT_TRUE(lowbit::dequantize(fast, a.data() + offset, out, o)) << what;
+              EXPECT_EQ(std::memcmp(a.data() + offset, b.data(), bytes), 0) << what << " into " << lowbit::dtype_name(out) << " at offset " << offset;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // The swizzled scale layout (scaled_view::layout): quantize gives the codes of the row-major
 // layout and its scales put through quant::swizzle_scales (tested against cuBLAS's layout in
 // host_scale_layout_test), padding 0; dequantize and the matmul read it back to the same values.

@@ -239,6 +239,44 @@ LOWBIT_AVX512 inline void nvfp4_tiles16(const float* amax, float global, quant::
   _mm512_storeu_ps(m, _mm512_mask_blend_ps(nan, mult, _mm512_castsi512_ps(_mm512_set1_epi32(0x7FC00000))));
 }
 
+/// fp8_e4m3_block: the tiles (ti, tj0 .. tj0 + n - 1), whole and of a multiple of 16 columns,
+/// rows r0 .. r0 + nr - 1, row by row (contiguous reads): every tile's amax
+/// (avx512::absmax_run on each row's segment), its scale (encode_tile, stored), then each row's
+/// codes sat(x / s), one IEEE division an element, +0 in a zero tile. The task's tiles are sized
+/// so that the second read finds them in L2 (tiles_per_task). Returns false, having written
+/// nothing, if an element is not finite (the caller's general code finds it).
+template <class T>
+LOWBIT_AVX512 bool block_tiles_encode(const T* x, const scaled_view& q, std::int64_t r0, std::int64_t nr, std::int64_t ti, std::int64_t tj0,
+                                      std::int64_t n) {
+  const std::int64_t tc = q.tile.cols, c0 = tj0 * tc;
+  alignas(64) float amax[256], row[256], s[256];
+  std::fill(amax, amax + n, 0.0f);
+  for (std::int64_t r = r0; r < r0 + nr; ++r) {
+    if (!avx512::absmax_run(x + r * q.cols + c0, n, tc, row)) return false;
+    for (std::int64_t j = 0; j < n; ++j) amax[j] = row[j] > amax[j] ? row[j] : amax[j];
+  }
+  for (std::int64_t j = 0; j < n; ++j) {
+    const tile_encoding e = encode_tile<scaled_format::fp8_e4m3_block>(amax[j], q, false);
+    static_cast<float*>(q.scales)[q.scale_index(ti, tj0 + j)] = e.scale_f32;
+    s[j] = e.zero ? 0.0f : e.factor;
+  }
+  const avx512::detail::thresholds th = avx512::detail::make_thresholds<format::e4m3fn>();
+  for (std::int64_t r = r0; r < r0 + nr; ++r) {
+    for (std::int64_t j = 0; j < n; ++j) {
+      const T* p = x + r * q.cols + c0 + j * tc;
+      std::uint8_t* o = q.codes + r * q.cols + c0 + j * tc;
+      if (s[j] == 0.0f) {
+        std::memset(o, 0, static_cast<std::size_t>(tc));
+        continue;
+      }
+      const __m512 d = _mm512_set1_ps(s[j]);
+      for (std::int64_t i = 0; i < tc; i += 16)
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), _mm512_cvtepi32_epi8(avx512::detail::codes16<format::e4m3fn>(_mm512_div_ps(avx512::detail::load16(p + i), d), th)));
+    }
+  }
+  return true;
+}
+
 /// quantize_row_tiles with the AVX-512 run kernels of the blockwise engine, for up to 256 tiles of
 /// tc = 16 or 32 columns: every tile's amax (avx512::absmax_run), then its scale and multiplier
 /// (encode_tile, one scalar call a tile), then the codes (avx512::encode_run: sat(x * m), a zero
@@ -271,10 +309,131 @@ LOWBIT_AVX512 std::int64_t wide_row_tiles(const T* x, std::int64_t ntiles, std::
   avx512::encode_run<scaled_scheme<F>::kernel_format>(x, k, tc, inv, codes, n * tc);
   return k;
 }
+/// The 16 six-bit codes (one a byte) of 12 bytes packed as codecs::pack_fp6x4 packs them: those
+/// at p, or with `Tail` those ending at p + 12, read as the last 12 of the 16 bytes from p - 4 (so
+/// that no byte past the run is read).
+template <bool Tail>
+LOWBIT_AVX512 inline __m128i fp6_unpack16(const std::uint8_t* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(Tail ? p - 4 : p));
+  const __m128i w = Tail ? _mm_shuffle_epi8(b, _mm_setr_epi8(4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1))
+                         : _mm_shuffle_epi8(b, _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1));
+  // each dword: the 24 bits c0 | c1 << 6 | c2 << 12 | c3 << 18, spread to one code a byte
+  return _mm_or_si128(_mm_or_si128(_mm_and_si128(w, _mm_set1_epi32(0x3F)), _mm_and_si128(_mm_slli_epi32(w, 2), _mm_set1_epi32(0x3F00))),
+                      _mm_or_si128(_mm_and_si128(_mm_slli_epi32(w, 4), _mm_set1_epi32(0x3F0000)),
+                                   _mm_and_si128(_mm_slli_epi32(w, 6), _mm_set1_epi32(0x3F000000))));
+}
+
+/// fp6_unpack16's inverse: 16 codes (one a byte, below 64) as 12 packed bytes, in the low 12
+/// bytes of the result (the rest 0).
+LOWBIT_AVX512 inline __m128i fp6_pack16(__m128i u) {
+  const __m128i w = _mm_or_si128(_mm_or_si128(_mm_and_si128(u, _mm_set1_epi32(0x3F)), _mm_and_si128(_mm_srli_epi32(u, 2), _mm_set1_epi32(0xFC0))),
+                                 _mm_or_si128(_mm_and_si128(_mm_srli_epi32(u, 4), _mm_set1_epi32(0x3F000)),
+                                              _mm_and_si128(_mm_srli_epi32(u, 6), _mm_set1_epi32(0xFC0000))));
+  return _mm_shuffle_epi8(w, _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1));
+}
+
+/// MXFP6: quantize_row_tiles for up to 256 whole 1 x 32 tiles (row-major scales): every tile's
+/// amax (avx512::absmax_run), its scale and multiplier (encode_tile), then the codes sat(x * m)
+/// 16 at a time (the minifloat rounding of every SIMD encoder), packed or one a byte as q.fp6
+/// says. Returns the tiles done, or -1 if one holds a non-finite element (the caller's general
+/// code finds it).
+template <scaled_format F, class T>
+LOWBIT_AVX512 std::int64_t fp6_row_tiles(const T* x, std::int64_t ntiles, const scaled_view& q, std::uint8_t* codes, std::uint8_t* scales) {
+  using codec = quant::scaled_codec<F>;
+  alignas(64) float amax[256];
+  const std::int64_t n = std::min<std::int64_t>(ntiles, 256);
+  if (!avx512::absmax_run(x, n, 32, amax)) return -1;
+  const bool packed = q.fp6 == fp6_packing::packed;
+  const std::uintptr_t ahead = static_cast<std::uintptr_t>(n) * 32 * sizeof(T);  // the next run
+  std::int64_t k = 0;
+  for (; k < n; ++k) {
+    const tile_encoding e = encode_tile<F>(amax[k], q, false);
+    if (!is_finite_bits(e.factor) || !(e.factor > 0.0f)) break;
+    scales[k] = e.scale_code;
+    const T* p = x + k * 32;
+    avx2::detail::prefetch_ahead(p, ahead, 32 * sizeof(T));
+    const __m512 m = _mm512_set1_ps(e.factor);
+    const __m128i c0 = _mm512_cvtepi32_epi8(avx512::detail::minifloat_codes<codec>(_mm512_mul_ps(avx512::detail::load16(p), m)));
+    const __m128i c1 = _mm512_cvtepi32_epi8(avx512::detail::minifloat_codes<codec>(_mm512_mul_ps(avx512::detail::load16(p + 16), m)));
+    if (packed) {
+      std::uint8_t* o = codes + k * 24;
+      const __m128i a = fp6_pack16(c0), b = fp6_pack16(c1);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm_or_si128(a, _mm_slli_si128(b, 12)));
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(o + 16), _mm_srli_si128(b, 4));
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k * 32), c0);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(codes + k * 32 + 16), c1);
+    }
+  }
+  return k;
+}
+
+/// MXFP6 dequantization of `ntiles` whole tiles of `tc` columns (a multiple of 32) of one row:
+/// element = T(f32(value * factors[tile])), value looked up in the 64 entries of `values` (two
+/// two-register permutes), as the element loop computes it. `codes`: the run's first code
+/// (packed: its 3-byte group). Stream: out 64-byte aligned, non-temporal stores.
+template <class T, bool Stream>
+LOWBIT_AVX512 void fp6_decode_run(const std::uint8_t* codes, std::int64_t ntiles, std::int64_t tc, const float* factors, bool packed,
+                                  const float* values, T* out) {
+  const __m512 v0 = _mm512_loadu_ps(values), v1 = _mm512_loadu_ps(values + 16);
+  const __m512 v2 = _mm512_loadu_ps(values + 32), v3 = _mm512_loadu_ps(values + 48);
+  for (std::int64_t b = 0; b < ntiles; ++b) {
+    const __m512 f = _mm512_set1_ps(factors[b]);
+    for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
+      __m128i c[2];
+      if (packed) {
+        c[0] = fp6_unpack16<false>(codes + i / 4 * 3);
+        c[1] = fp6_unpack16<true>(codes + i / 4 * 3 + 12);
+      } else {
+        c[0] = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i)), _mm_set1_epi8(0x3F));
+        c[1] = _mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i + 16)), _mm_set1_epi8(0x3F));
+      }
+      __m512 y[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m512i idx = _mm512_cvtepu8_epi32(c[h]);
+        const __m512 lo = _mm512_permutex2var_ps(v0, idx, v1), hi = _mm512_permutex2var_ps(v2, idx, v3);
+        y[h] = _mm512_mul_ps(_mm512_mask_blend_ps(_mm512_test_epi32_mask(idx, _mm512_set1_epi32(32)), lo, hi), f);
+      }
+      avx512::detail::store32<Stream>(out + i, y[0], y[1]);
+    }
+  }
+}
+/// fp6_decode_run into 16-bit T from tables of the outputs: tile b's 64 possible outputs (the
+/// bits of T(f32(value(code) * factor))) at rows[b][0 .. 64), looked up 32 at a time (vpermt2w).
+template <class T, bool Stream>
+LOWBIT_AVX512 void fp6_decode_run16(const std::uint8_t* codes, std::int64_t ntiles, std::int64_t tc, const std::uint16_t* const* rows,
+                                    bool packed, T* out) {
+  for (std::int64_t b = 0; b < ntiles; ++b) {
+    const __m512i t0 = _mm512_loadu_si512(rows[b]), t1 = _mm512_loadu_si512(rows[b] + 32);
+    for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
+      __m256i c;
+      if (packed) {
+        c = _mm256_set_m128i(fp6_unpack16<true>(codes + i / 4 * 3 + 12), fp6_unpack16<false>(codes + i / 4 * 3));
+      } else {
+        c = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i)), _mm256_set1_epi8(0x3F));
+      }
+      const __m512i w = _mm512_permutex2var_epi16(t0, _mm512_cvtepu8_epi16(c), t1);
+      if constexpr (Stream) _mm512_stream_si512(reinterpret_cast<__m512i*>(out + i), w);
+      else _mm512_storeu_si512(out + i, w);
+    }
+  }
+}
 #  if defined(__GNUC__) && !defined(__clang__)
 #    pragma GCC diagnostic pop
 #  endif
 #else
+template <scaled_format F, class T>
+std::int64_t fp6_row_tiles(const T*, std::int64_t, const scaled_view&, std::uint8_t*, std::uint8_t*) {
+  return -1;
+}
+template <class T, bool Stream>
+void fp6_decode_run(const std::uint8_t*, std::int64_t, std::int64_t, const float*, bool, const float*, T*) {}
+template <class T, bool Stream>
+void fp6_decode_run16(const std::uint8_t*, std::int64_t, std::int64_t, const std::uint16_t* const*, bool, T*) {}
+template <class T>
+bool block_tiles_encode(const T*, const scaled_view&, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t) {
+  return false;
+}
 template <scaled_format F, class T>
 std::int64_t wide_row_tiles(const T*, std::int64_t, std::int64_t, const scaled_view&, bool, std::uint8_t*, std::uint8_t*) {
   return -1;
@@ -377,8 +536,14 @@ inline void lower_to(std::atomic<std::int64_t>& slot, std::int64_t v) {
   }
 }
 
-/// Tiles along a row one task takes (about 4096 columns).
-inline std::int64_t tiles_per_task(const tile_grid& g) { return std::max<std::int64_t>(1, 4096 / g.tile.cols); }
+/// Tiles along a row one task takes: about 4096 columns, and for 2-D tiles about 128K elements
+/// (128 x 128 tiles: 8, 512 KiB of float32, which a quantizer reads a second time from L2); at
+/// most 256.
+inline std::int64_t tiles_per_task(const tile_grid& g) {
+  std::int64_t per = std::min<std::int64_t>(256, 4096 / g.tile.cols);
+  if (g.tile.rows > 1) per = std::min(per, 131072 / g.tile.cols / g.tile.rows);
+  return std::max<std::int64_t>(1, per);
+}
 
 template <scaled_format F, class T>
 status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
@@ -415,6 +580,8 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
   const bool fused = simd && g.tile.rows == 1 && (g.tile.cols == 16 || g.tile.cols == 32) && q.layout == scale_layout::row_major;
   // ... and with AVX-512, through the blockwise engine's run kernels (wide_row_tiles)
   const bool wide = fused && opt.avx512 && avx512::available();
+  // fp8_e4m3_block tiles of a multiple of 16 columns (1 x 128 groups, 128 x 128 tiles)
+  const bool wide_blocks = simd && opt.avx512 && avx512::available() && g.tile.cols % 16 == 0;
   const std::int64_t elems_per_task = std::max<std::int64_t>(1, g.tile.rows * std::min(q.cols, tpt * g.tile.cols));
   parallel_for(tasks, std::max<std::int64_t>(1, 16384 / elems_per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     for (std::int64_t task = t0; task < t1; ++task) {
@@ -422,7 +589,26 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
       const std::int64_t tj0 = (task % chunks) * tpt;
       const std::int64_t tj1 = std::min(g.grid_cols(), tj0 + tpt);
       const std::int64_t r0 = ti * g.tile.rows, nr = g.tile_rows_at(ti);
-      for (std::int64_t tj = tj0; tj < tj1; ++tj) {
+      std::int64_t tj_first = tj0;
+      if constexpr (F == scaled_format::fp8_e4m3_block) {
+        // the task's whole tiles row by row with the AVX-512 kernels (block_tiles_encode)
+        const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);
+        if (wide_blocks && full > tj0 && block_tiles_encode(x, q, r0, nr, ti, tj0, full - tj0)) tj_first = full;
+      }
+      for (std::int64_t tj = tj_first; tj < tj1; ++tj) {
+        if constexpr (info(F).bits == 6) {
+          // whole 1 x 32 tiles of this row with the AVX-512 kernels (fp6_row_tiles)
+          const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);
+          if (wide && g.tile.cols == 32 && tj < full) {
+            const std::int64_t i0 = r0 * q.cols + tj * 32;
+            std::uint8_t* codes = q.fp6 == fp6_packing::packed ? q.codes + i0 / 4 * 3 : q.codes + i0;
+            const std::int64_t done = fp6_row_tiles<F>(x + i0, full - tj, q, codes, static_cast<std::uint8_t*>(q.scales) + ti * g.grid_cols() + tj);
+            if (done > 0) {
+              tj += done;
+              if (tj >= tj1) break;  // else tile tj: the code below
+            }
+          }
+        }
         if constexpr (fused_kernel<F>()) {
           // whole 1 x 16 / 1 x 32 tiles of this row in registers (see quantize_row_tiles)
           const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);
@@ -491,6 +677,19 @@ struct nibble_planes {
   }
 };
 
+/// For MXFP6 and 16-bit output T: the 64 outputs of each of the 256 scale codes,
+/// from_float<T>(f32(decode(k) * factor)) as 16-bit patterns: fp6_decode_run16's tables.
+struct fp6_planes {
+  alignas(64) std::uint16_t w[256][64];
+  template <scaled_format F, class T>
+  void fill(const tile_factors<F>& factors, const float* values) {
+    for (int c = 0; c < 256; ++c) {
+      const float f = factors.of_code(static_cast<std::uint8_t>(c));
+      for (int k = 0; k < 64; ++k) w[c][k] = from_float<T>(values[k] * f).bits;
+    }
+  }
+};
+
 template <scaled_format F, class T>
 status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt) {
   const tile_grid g = q.grid();
@@ -505,7 +704,9 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
   // runs of full tiles through the blockwise engine's run kernel (tiles of a multiple of 32
   // columns, or of 16 for the 4-bit formats: at most 256 a task), with non-temporal stores for
   // large outputs as host::dequantize
-  const bool runs = simd && scaled_scheme<F>::kernel && g.tile.cols % (bits == 4 ? 16 : 32) == 0;
+  // (MXFP6: tiles of a multiple of 32 columns with AVX-512, fp6_decode_run)
+  const bool runs = simd && (scaled_scheme<F>::kernel ? g.tile.cols % (bits == 4 ? 16 : 32) == 0
+                                                      : bits == 6 && g.tile.cols % 32 == 0 && opt.avx512 && avx512::available());
   // the AVX-512 run kernels of the 8-bit codecs, as host::dequantize picks them
   const bool wide = runs && opt.avx512 && avx512::available();
   const bool wide_bf16 = wide && avx512::bf16_available();
@@ -521,6 +722,15 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
       planes->fill<F, T>(factor_of, table.v);
     }
   }
+  // MXFP6 into 16-bit outputs: the same by tables of 64 outputs (16K conversions: from 1M elements)
+  constexpr bool planar6 = bits == 6 && sizeof(T) == 2;
+  std::unique_ptr<fp6_planes> planes6;
+  if constexpr (planar6) {
+    if (runs && q.numel() >= (std::int64_t{1} << 20)) {
+      planes6 = std::make_unique<fp6_planes>();
+      planes6->fill<F, T>(factor_of, table.v);
+    }
+  }
   parallel_for(q.rows * chunks, std::max<std::int64_t>(1, 16384 / per_task), 1, opt.threads, [&](std::int64_t t0, std::int64_t t1) {
     bool streamed = false;
     alignas(64) T buf[bounce_elements];
@@ -530,55 +740,73 @@ status dequantize_scaled_typed(const scaled_view& q, T* out, const options& opt)
       const std::int64_t tj1 = std::min(g.grid_cols(), tj0 + tpt);
       const std::int64_t ti = r / g.tile.rows;
       std::int64_t tj = tj0;
-      if constexpr (scaled_scheme<F>::kernel) {
+      if constexpr (scaled_scheme<F>::kernel || bits == 6) {
         const std::int64_t full = std::min(tj1, q.cols / g.tile.cols);  // tiles tj0 .. full - 1 are whole
         if (runs && full > tj0) {
+          const std::int64_t nt = full - tj0, tc = g.tile.cols;
+          const std::int64_t i0 = r * q.cols + tj0 * tc;
+          constexpr format K = scaled_scheme<F>::kernel_format;
+          // the tiles' factors, or with byte tables (planar) their tables
           float factors[256];
           static constexpr int zero_points[256] = {};
-          const std::int64_t i0 = r * q.cols + tj0 * g.tile.cols, n = (full - tj0) * g.tile.cols;
-          const std::uint8_t* c = bits == 4 ? q.codes + i0 / 2 : q.codes + i0;
-          // a streamed run at a misaligned output (a std::vector's, say) is decoded into an
-          // L1-resident buffer and copied out with non-temporal stores (n <= bounce_elements)
-          const bool aligned = reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0;
-          const bool bounce = stream && !aligned && n <= bounce_elements;
-          const bool st = stream && aligned;
-          streamed = streamed || st || bounce;
-          T* o = bounce ? buf : out + i0;
-          if (bounce) avx2::stream_copy_prepare(out + i0, static_cast<std::size_t>(n) * sizeof(T));
-          constexpr format K = scaled_scheme<F>::kernel_format;
-          bool done = false;
-          if constexpr (planar) {
-            if (planes) {
-              const std::uint8_t* pl[256];
-              const auto* sc = static_cast<const std::uint8_t*>(q.scales);
-              factor_of.each(ti, tj0, full, [&](std::int64_t j, std::int64_t si) { pl[j] = planes->p[sc[si]]; });
-              st ? avx2::decode_run_planes<info(K).order, T, true>(c, full - tj0, g.tile.cols, pl, o)
-                 : avx2::decode_run_planes<info(K).order, T, false>(c, full - tj0, g.tile.cols, pl, o);
-              done = true;
-            }
+          const std::uint8_t* pl[256];
+          const std::uint16_t* pl6[256];
+          const bool by_planes = (planar && planes) || (planar6 && planes6);
+          if (by_planes) {
+            const auto* sc = static_cast<const std::uint8_t*>(q.scales);
+            if constexpr (planar6) factor_of.each(ti, tj0, full, [&](std::int64_t j, std::int64_t si) { pl6[j] = planes6->w[sc[si]]; });
+            else factor_of.each(ti, tj0, full, [&](std::int64_t j, std::int64_t si) { pl[j] = planes->p[sc[si]]; });
+          } else {
+            factor_of.row(ti, tj0, full, factors);
           }
-          if (!done) factor_of.row(ti, tj0, full, factors);
-          if constexpr (avx512::detail::has_decode_kernel<K>()) {
-            if (wide) {
-              if constexpr (std::is_same<T, bf16>::value) {
-                if (wide_bf16) {
-                  st ? avx512::decode_run_bf16<K, true>(c, full - tj0, g.tile.cols, factors, zero_points, o)
-                     : avx512::decode_run_bf16<K, false>(c, full - tj0, g.tile.cols, factors, zero_points, o);
-                  done = true;
+          // tiles j .. j + m - 1 of the run into o (Stream: o 64-byte aligned)
+          auto decode = [&](std::int64_t j, std::int64_t m, T* o, auto stream_tag) {
+            constexpr bool S = decltype(stream_tag)::value;
+            const std::int64_t e = i0 + j * tc;  // the first element
+            if constexpr (bits == 6) {
+              const bool packed = q.fp6 == fp6_packing::packed;
+              const std::uint8_t* c = packed ? q.codes + e / 4 * 3 : q.codes + e;
+              if constexpr (planar6) {
+                if (by_planes) return fp6_decode_run16<T, S>(c, m, tc, pl6 + j, packed, o);
+              }
+              fp6_decode_run<T, S>(c, m, tc, factors + j, packed, table.v, o);
+            } else {
+              const std::uint8_t* c = bits == 4 ? q.codes + e / 2 : q.codes + e;
+              if constexpr (planar) {
+                if (by_planes) return avx2::decode_run_planes<info(K).order, T, S>(c, m, tc, pl + j, o);
+              }
+              if constexpr (avx512::detail::has_decode_kernel<K>()) {
+                if (wide) {
+                  if constexpr (std::is_same<T, bf16>::value) {
+                    if (wide_bf16) return avx512::decode_run_bf16<K, S>(c, m, tc, factors + j, zero_points, o);
+                  }
+                  return avx512::decode_run<K, T, S>(c, m, tc, factors + j, zero_points, o);
                 }
               }
-              if (!done) {
-                st ? avx512::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, o)
-                   : avx512::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, o);
-                done = true;
-              }
+              avx2::decode_run<K, T, S>(c, m, tc, factors + j, zero_points, table.v, o);
             }
+          };
+          using streaming = std::true_type;
+          using cached = std::false_type;
+          if (stream && reinterpret_cast<std::uintptr_t>(out + i0) % 64 == 0) {
+            decode(0, nt, out + i0, streaming{});
+            streamed = true;
+          } else if (stream && tc <= bounce_elements) {
+            // a misaligned output (a std::vector's, say) is streamed too: a few tiles at a time
+            // decoded into an L1-resident buffer, then copied out with non-temporal stores (small
+            // pieces, so that the copy's stores drain while the next piece decodes)
+            const std::int64_t per = std::max<std::int64_t>(1, bounce_elements / tc);
+            for (std::int64_t j = 0; j < nt; j += per) {
+              const std::int64_t m = std::min(per, nt - j);
+              const std::size_t bytes = static_cast<std::size_t>(m * tc) * sizeof(T);
+              avx2::stream_copy_prepare(out + i0 + j * tc, bytes);
+              decode(j, m, buf, cached{});
+              avx2::stream_copy(out + i0 + j * tc, buf, bytes);
+            }
+            streamed = true;
+          } else {
+            decode(0, nt, out + i0, cached{});
           }
-          if (!done) {
-            st ? avx2::decode_run<K, T, true>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, o)
-               : avx2::decode_run<K, T, false>(c, full - tj0, g.tile.cols, factors, zero_points, table.v, o);
-          }
-          if (bounce) avx2::stream_copy(out + i0, buf, static_cast<std::size_t>(n) * sizeof(T));
           tj = full;
         }
       }

@@ -419,19 +419,38 @@ LOWBIT_AVX512 inline void store16(float* p, __m512 v) {
   if constexpr (Stream) _mm512_stream_ps(p, v);
   else _mm512_storeu_ps(p, v);
 }
-template <bool Stream = false>
-LOWBIT_AVX512 inline void store16(bf16* p, __m512 v) {
+// The 16-bit patterns store16 writes for 16 float32 values.
+LOWBIT_AVX512 inline __m256i bits16(const bf16*, __m512 v) {
   const __m512i u = _mm512_castps_si512(v);
   const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
   __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7FFF)), lsb), 16);
   r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FFF));
-  avx2::detail::put32<Stream>(p, _mm512_cvtepi32_epi16(r));
+  return _mm512_cvtepi32_epi16(r);
+}
+LOWBIT_AVX512 inline __m256i bits16(const f16*, __m512 v) {
+  const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256i nan = _mm256_movm_epi16(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
+  return _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan);
+}
+template <bool Stream = false>
+LOWBIT_AVX512 inline void store16(bf16* p, __m512 v) {
+  avx2::detail::put32<Stream>(p, bits16(p, v));
 }
 template <bool Stream = false>
 LOWBIT_AVX512 inline void store16(f16* p, __m512 v) {
-  const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256i nan = _mm256_movm_epi16(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q));
-  avx2::detail::put32<Stream>(p, _mm256_blendv_epi8(h, _mm256_set1_epi16(0x7FFF), nan));
+  avx2::detail::put32<Stream>(p, bits16(p, v));
+}
+// Elements 0..15 (a) and 16..31 (b) as store16 writes them, 16-bit outputs in one 64-byte store.
+template <bool Stream = false>
+LOWBIT_AVX512 inline void store32(float* p, __m512 a, __m512 b) {
+  store16<Stream>(p, a);
+  store16<Stream>(p + 16, b);
+}
+template <bool Stream = false, class T>
+LOWBIT_AVX512 inline void store32(T* p, __m512 a, __m512 b) {
+  const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(bits16(p, a)), bits16(p, b), 1);
+  if constexpr (Stream) _mm512_stream_si512(reinterpret_cast<__m512i*>(p), w);
+  else _mm512_storeu_si512(p, w);
 }
 
 // Elements 0..15 (a) and 16..31 (b) as bfloat16, the bits two store16 calls write. vcvtne2ps2bf16
