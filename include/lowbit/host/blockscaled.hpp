@@ -505,11 +505,16 @@ std::int64_t finite_amax(const T*, std::int64_t, float&) {
 /// non-finite element (or stays -1). The AVX2 statistics kernel takes the finite prefix of
 /// whole vectors (it reports a non-finite element by handling nothing).
 template <class T>
-inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, bool simd) {
+inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, bool simd, bool wide = false) {
   float m = 0.0f;
   bool nan = false;
   std::int64_t k = 0;
-  if (simd) {
+  if (wide && n >= 32) {  // whole 32-element pieces with AVX-512, the rest below
+    const std::int64_t whole = n & ~std::int64_t{31};
+    if (avx512::absmax_run(p, 1, whole, &m)) k = whole;
+    else m = 0.0f;
+  }
+  if (simd && k == 0) {
     const std::int64_t done = finite_amax(p, n, m);
     if (done > 0) k = done;
   }
@@ -554,9 +559,10 @@ status quantize_scaled_typed(const T* x, scaled_view& q, const options& opt) {
   if constexpr (F == scaled_format::nvfp4) {
     // the tensor's amax first (NaN-propagating), in parallel over rows
     std::atomic<std::uint32_t> amax_bits{0};
+    const bool wide_amax = simd && opt.avx512 && avx512::available();
     parallel_for(q.numel(), 65536, 64, opt.threads, [&](std::int64_t i0, std::int64_t i1) {
       std::int64_t bad = -1;
-      const float m = segment_amax(x + i0, i1 - i0, bad, simd);
+      const float m = segment_amax(x + i0, i1 - i0, bad, simd, wide_amax);
       if (bad >= 0) lower_to(first_bad, i0 + bad);
       // non-negative floats (and the positive NaN) order like their bits
       std::uint32_t b = float_bits(m), cur = amax_bits.load(std::memory_order_relaxed);
