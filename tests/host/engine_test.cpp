@@ -190,7 +190,7 @@ TEST_P(EngineVsReference, LargeMultiThreaded) {
   check_against_reference<lowbit::bf16, lowbit::bf16>(GetParam(), (1 << 18) + 1, 4096);
 }
 
-// Per-tensor and long-row blocks (larger than host::detail::stats_slice) are quantized in slices
+// Per-tensor and long-row blocks (larger than host::detail::fused_block_limit) are quantized in slices
 // on every thread: the bytes must be the reference's at every thread count and on every path,
 // for a block cut into several slices plus a partial one, a whole tensor as one block, a 4-bit
 // odd block (pair by pair, not sliced) and int8 with bitsandbytes' reciprocal rule (two passes
@@ -201,8 +201,10 @@ TEST_P(EngineVsReference, PerTensorAndLongRowsAtEveryThreadCount) {
   struct shape {
     std::int64_t n, bs;
   };
+  // (and rows up to host::detail::fused_block_limit, which take the one-pass path with one block
+  // a chunk: a multiple of 32 for its run kernels, and an odd length)
   const shape shapes[] = {{3 * slice + 777, 3 * slice + 777}, {5 * (2 * slice + 5) + 3, 2 * slice + 5}, {2 * slice + 1, slice + 1},
-                          {4 * slice, 4 * slice}};
+                          {4 * slice, 4 * slice}, {3 * (slice / 2 + 64) + 40, slice / 2 + 64}, {2 * 20001 + 3, 20001}};
   for (const shape& sh : shapes) {
     SCOPED_TRACE("n " + std::to_string(sh.n) + " block " + std::to_string(sh.bs));
     std::vector<float> x = make_input<float>(sh.n, sh.bs, static_cast<std::uint64_t>(sh.n));

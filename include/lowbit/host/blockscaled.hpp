@@ -213,14 +213,15 @@ std::int64_t quantize_row_tiles(const T*, std::int64_t, const scaled_view&, bool
 #if LOWBIT_HAVE_AVX512_KERNELS
 // GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the `__Y = __Y`
 // placeholder of their unmasked forms) once they are inlined here; the warnings are false,
-// silenced for these two kernels only (as host/int8_gemm.hpp does).
+// silenced for this section's kernels only (as host/int8_gemm.hpp does).
 #  if defined(__GNUC__) && !defined(__clang__)
 #    pragma GCC diagnostic push
 #    pragma GCC diagnostic ignored "-Wuninitialized"
 #    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #  endif
-/// quant::nvfp4_tile_encoder of 16 tiles with finite max |x| amax[0 .. 16), the same operations in the same
-/// order: the e4m3 scale codes into sc, the multipliers into m (NaN where the scale is).
+/// quant::nvfp4_tile_encoder of 16 tiles with finite max |x| amax[0 .. 16), the same operations
+/// in the same order: the e4m3 scale codes into sc, the multipliers into m (NaN where the scale
+/// is).
 LOWBIT_AVX512 inline void nvfp4_tiles16(const float* amax, float global, quant::nvfp4_global conv, std::uint8_t* sc, float* m) {
   const __m512 block = _mm512_div_ps(_mm512_loadu_ps(amax), _mm512_set1_ps(6.0f));
   const __m512 g = _mm512_set1_ps(global);
@@ -252,7 +253,8 @@ LOWBIT_AVX512 bool block_tiles_encode(const T* x, const scaled_view& q, std::int
   alignas(64) float amax[256], row[256], s[256];
   std::fill(amax, amax + n, 0.0f);
   for (std::int64_t r = r0; r < r0 + nr; ++r) {
-    if (!avx512::absmax_run(x + r * q.cols + c0, n, tc, row)) return false;
+    // (the next row's segment prefetched while this one is read)
+    if (!avx512::absmax_run(x + r * q.cols + c0, n, tc, row, q.cols)) return false;
     for (std::int64_t j = 0; j < n; ++j) amax[j] = row[j] > amax[j] ? row[j] : amax[j];
   }
   for (std::int64_t j = 0; j < n; ++j) {
@@ -309,6 +311,7 @@ LOWBIT_AVX512 std::int64_t wide_row_tiles(const T* x, std::int64_t ntiles, std::
   avx512::encode_run<scaled_scheme<F>::kernel_format>(x, k, tc, inv, codes, n * tc);
   return k;
 }
+
 /// The 16 six-bit codes (one a byte) of 12 bytes packed as codecs::pack_fp6x4 packs them: those
 /// at p, or with `Tail` those ending at p + 12, read as the last 12 of the 16 bytes from p - 4 (so
 /// that no byte past the run is read).
@@ -398,6 +401,7 @@ LOWBIT_AVX512 void fp6_decode_run(const std::uint8_t* codes, std::int64_t ntiles
     }
   }
 }
+
 /// fp6_decode_run into 16-bit T from tables of the outputs: tile b's 64 possible outputs (the
 /// bits of T(f32(value(code) * factor))) at rows[b][0 .. 64), looked up 32 at a time (vpermt2w).
 template <class T, bool Stream>
@@ -511,7 +515,7 @@ inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, b
   std::int64_t k = 0;
   if (wide && n >= 32) {  // whole 32-element pieces with AVX-512, the rest below
     const std::int64_t whole = n & ~std::int64_t{31};
-    if (avx512::absmax_run(p, 1, whole, &m)) k = whole;
+    if (avx512::absmax_run(p, 1, whole, &m, 2048)) k = whole;
     else m = 0.0f;
   }
   if (simd && k == 0) {

@@ -201,7 +201,7 @@ void encode_block(const T* x, std::int64_t e0, std::int64_t e1, const quant::blo
 inline constexpr std::int64_t fused_chunk_elements = std::int64_t{1} << 11;
 inline constexpr std::int64_t fused_chunk_blocks = 512;
 /// Largest block the fused quantizer takes (larger blocks read the input twice).
-inline constexpr std::int64_t fused_block_limit = std::int64_t{1} << 14;
+inline constexpr std::int64_t fused_block_limit = std::int64_t{1} << 16;
 /// Elements per slice of the two-pass quantizer's larger blocks (see quantize_typed).
 inline constexpr std::int64_t stats_slice = std::int64_t{1} << 16;
 
@@ -322,12 +322,30 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
   };
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 15) / slice);
 
+  // With AVX-512, formats whose encoder needs only max |x| (no zero point) take each slice's
+  // whole 32-element pieces through the run kernels: absmax_run (prefetching) in pass A,
+  // encode_run in pass B; the rest, and slices with a non-finite element, as below.
+  const bool wide = simd && !info(F).zero_point && opt.avx512 && avx512::available();
+
   // Pass A: statistics and validation; nothing is written to the outputs yet.
   std::atomic<std::int64_t> first_bad{std::numeric_limits<std::int64_t>::max()};
   parallel_for(ns, grain, 1, opt.threads, [&](std::int64_t k0, std::int64_t k1) {
     for (std::int64_t k = k0; k < k1; ++k) {
       std::int64_t e0, e1;
       slice_range(k, e0, e1);
+      const std::int64_t whole = (e1 - e0) & ~std::int64_t{31};
+      if constexpr (!info(F).zero_point) {
+        stats_entry& st = stats[static_cast<std::size_t>(k)];
+        st = stats_entry{};
+        if (wide && whole > 0 && avx512::absmax_run(x + e0, 1, whole, &st.st.absmax, 1024)) {
+          stats_entry tail;
+          if (range_stats(x, e0 + whole, e1, tail, simd) < 0) {  // (lo and hi are not used: no zero point)
+            st.st.absmax = std::max(st.st.absmax, tail.st.absmax);
+            st.has_nan = false;
+            continue;
+          }
+        }
+      }
       const std::int64_t fb = range_stats(x, e0, e1, stats[static_cast<std::size_t>(k)], simd);
       std::int64_t cur = first_bad.load();
       while (fb >= 0 && fb < cur && !first_bad.compare_exchange_weak(cur, fb)) {
@@ -359,6 +377,14 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
         }
         std::int64_t e0, e1;
         slice_range(k, e0, e1);
+        if constexpr (!info(F).zero_point && avx2::detail::has_encode_kernel<F>()) {
+          const std::int64_t whole = (e1 - e0) & ~std::int64_t{31};
+          if (wide && whole > 0 && !stats[static_cast<std::size_t>(k)].has_nan && !(four && (e0 & 1))) {
+            const float inv = enc.zero ? 0.0f : enc.inv;  // encode_run: 0 is a zero block
+            avx512::encode_run<F>(x + e0, 1, whole, &inv, four ? q.codes + e0 / 2 : q.codes + e0, 1024);
+            e0 += whole;
+          }
+        }
         encode_block<F>(x, e0, e1, enc, stats[static_cast<std::size_t>(k)].has_nan, q.codes, simd);
       }
     });

@@ -54,6 +54,11 @@ inline bool available() noexcept {
 namespace detail {
 
 // 8 consecutive elements widened to float32.
+/// Bytes ahead of a long sequential read that its loop prefetches: on this project's Xeon (a VM)
+/// the hardware prefetchers leave such a read waiting on memory (a bfloat16 -> e4m3fn
+/// conversion: 25 ms for 64M elements without, 8.4 ms with 1-4 KiB).
+inline constexpr int read_ahead = 2048;
+
 LOWBIT_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 LOWBIT_AVX2 inline __m256 load8(const f16* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -287,6 +292,8 @@ LOWBIT_AVX2 std::int64_t block_stats(const T* x, std::int64_t n, quant::block_st
   __m256i bad = _mm256_setzero_si256();
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (std::int64_t i = 0; i < m; i += 8) {
+    // long blocks (per tensor, per row) stream from memory: read ahead (see read_ahead)
+    _mm_prefetch(reinterpret_cast<const char*>(x + i) + detail::read_ahead, _MM_HINT_T0);
     const __m256 v = detail::load8(x + i);
     bad = _mm256_or_si256(bad, detail::nonfinite_mask(v));
     amax = _mm256_max_ps(_mm256_and_ps(v, abs_mask), amax);
@@ -321,6 +328,7 @@ LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::b
     const __m256 inv = _mm256_set1_ps(e.inv);
     const std::int64_t m = n & ~std::int64_t{15};
     for (std::int64_t i = 0; i < m; i += 16) {
+      _mm_prefetch(reinterpret_cast<const char*>(x + i) + detail::read_ahead, _MM_HINT_T0);
       const __m256i c0 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i), inv), thr);
       const __m256i c1 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i + 8), inv), thr);
       if constexpr (info(F).bits == 4) {

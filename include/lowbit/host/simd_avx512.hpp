@@ -476,7 +476,9 @@ LOWBIT_AVX512_BF16 inline void store32_native(bf16* p, __m512 a, __m512 b, bool 
 /// absmax[0 .. nblocks). Returns false if any element is NaN or Inf (absmax is then unspecified
 /// and the caller rescans with the portable code).
 template <class T>
-LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs, float* absmax) {
+LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs, float* absmax, std::int64_t prefetch_ahead = 0) {
+  // with prefetch_ahead > 0, the input that many elements past each 64 bytes read is prefetched
+  const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
   if constexpr (sizeof(T) == 2) {
     // the same max on the 16-bit patterns themselves, 32 lanes per instruction, no widening:
     // |x| patterns order as the magnitudes do, with NaN and Inf above every finite value
@@ -487,7 +489,10 @@ LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       const T* p = x + b * bs;
       __m512i amax = _mm512_setzero_si512();
       std::int64_t i = 0;
-      for (; i + 32 <= bs; i += 32) amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_loadu_si512(p + i), abs_mask));
+      for (; i + 32 <= bs; i += 32) {
+        if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 64);
+        amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_loadu_si512(p + i), abs_mask));
+      }
       if (i < bs)  // a block of 16 (NVFP4's tiles), or its last 16
         amax = _mm512_max_epu16(amax, _mm512_and_si512(_mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i))), abs_mask));
       all = _mm512_max_epu16(all, amax);
@@ -507,6 +512,7 @@ LOWBIT_AVX512 bool absmax_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       __m512i amax = _mm512_setzero_si512();
       std::int64_t i = 0;
       for (; i + 32 <= bs; i += 32) {
+        if (ahead) avx2::detail::prefetch_ahead(p + i, ahead, 128);
         const __m512 v0 = detail::load16(p + i), v1 = detail::load16(p + i + 16);
         amax = _mm512_max_epu32(amax, _mm512_max_epu32(_mm512_and_si512(_mm512_castps_si512(v0), abs_mask),
                                                        _mm512_and_si512(_mm512_castps_si512(v1), abs_mask)));
@@ -829,7 +835,7 @@ LOWBIT_AVX512_WARNINGS_POP
 
 inline bool available() noexcept { return false; }
 template <class T>
-bool absmax_run(const T*, std::int64_t, std::int64_t, float*) { return false; }
+bool absmax_run(const T*, std::int64_t, std::int64_t, float*, std::int64_t = 0) { return false; }
 template <format F>
 void scales_run(const float*, std::int64_t, float*, float*) {}
 template <format F, class T>
