@@ -211,14 +211,8 @@ std::int64_t quantize_row_tiles(const T*, std::int64_t, const scaled_view&, bool
 #endif
 
 #if LOWBIT_HAVE_AVX512_KERNELS
-// GCC 12 reports -Wmaybe-uninitialized inside its own AVX-512 intrinsics (the `__Y = __Y`
-// placeholder of their unmasked forms) once they are inlined here; the warnings are false,
-// silenced for this section's kernels only (as host/int8_gemm.hpp does).
-#  if defined(__GNUC__) && !defined(__clang__)
-#    pragma GCC diagnostic push
-#    pragma GCC diagnostic ignored "-Wuninitialized"
-#    pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#  endif
+LOWBIT_AVX512_WARNINGS_PUSH  // (simd_avx512.hpp: GCC 12's false -Wuninitialized in its intrinsics)
+
 /// quant::nvfp4_tile_encoder of 16 tiles with finite max |x| amax[0 .. 16), the same operations
 /// in the same order: the e4m3 scale codes into sc, the multipliers into m (NaN where the scale
 /// is).
@@ -422,9 +416,7 @@ LOWBIT_AVX512 void fp6_decode_run16(const std::uint8_t* codes, std::int64_t ntil
     }
   }
 }
-#  if defined(__GNUC__) && !defined(__clang__)
-#    pragma GCC diagnostic pop
-#  endif
+LOWBIT_AVX512_WARNINGS_POP
 #else
 template <scaled_format F, class T>
 std::int64_t fp6_row_tiles(const T*, std::int64_t, const scaled_view&, std::uint8_t*, std::uint8_t*) {
