@@ -661,34 +661,38 @@ struct element_table {
   }
 };
 
+/// fn(c, k, b) for every scale code c < 256 and element code k < K, b the 16-bit pattern
+/// from_float<T>(f32(values[k] * factor of c)) (what the element loop stores): the entries of
+/// the decoders' output tables below.
+template <class T, int K, scaled_format F, class Fn>
+void each_output(const tile_factors<F>& factors, const float* values, Fn&& fn) {
+  for (int c = 0; c < 256; ++c) {
+    const float f = factors.of_code(static_cast<std::uint8_t>(c));
+    for (int k = 0; k < K; ++k) fn(c, k, from_float<T>(values[k] * f).bits);
+  }
+}
+
 /// For a 4-bit format and 16-bit output T: the byte planes of the 16 outputs of each of the 256
-/// scale codes, from_float<T>(f32(decode(k) * factor)) (what the element loop stores), the low
-/// bytes at p[c][0 .. 16) and the high bytes at p[c][16 .. 32): avx2::decode_run_planes' tables.
+/// scale codes (each_output), the low bytes at p[c][0 .. 16) and the high bytes at
+/// p[c][16 .. 32): avx2::decode_run_planes' tables.
 struct nibble_planes {
   alignas(32) std::uint8_t p[256][32];
   template <scaled_format F, class T>
   void fill(const tile_factors<F>& factors, const float* values) {
-    for (int c = 0; c < 256; ++c) {
-      const float f = factors.of_code(static_cast<std::uint8_t>(c));
-      for (int k = 0; k < 16; ++k) {
-        const std::uint16_t b = from_float<T>(values[k] * f).bits;
-        p[c][k] = static_cast<std::uint8_t>(b & 0xFF);
-        p[c][16 + k] = static_cast<std::uint8_t>(b >> 8);
-      }
-    }
+    each_output<T, 16>(factors, values, [&](int c, int k, std::uint16_t b) {
+      p[c][k] = static_cast<std::uint8_t>(b & 0xFF);
+      p[c][16 + k] = static_cast<std::uint8_t>(b >> 8);
+    });
   }
 };
 
-/// For MXFP6 and 16-bit output T: the 64 outputs of each of the 256 scale codes,
-/// from_float<T>(f32(decode(k) * factor)) as 16-bit patterns: fp6_decode_run16's tables.
+/// For MXFP6 and 16-bit output T: the 64 outputs of each of the 256 scale codes (each_output):
+/// fp6_decode_run16's tables.
 struct fp6_planes {
   alignas(64) std::uint16_t w[256][64];
   template <scaled_format F, class T>
   void fill(const tile_factors<F>& factors, const float* values) {
-    for (int c = 0; c < 256; ++c) {
-      const float f = factors.of_code(static_cast<std::uint8_t>(c));
-      for (int k = 0; k < 64; ++k) w[c][k] = from_float<T>(values[k] * f).bits;
-    }
+    each_output<T, 64>(factors, values, [&](int c, int k, std::uint16_t b) { w[c][k] = b; });
   }
 };
 
