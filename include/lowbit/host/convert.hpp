@@ -347,26 +347,26 @@ LOWBIT_AVX512 void encode_lines(const T* x, std::int64_t lines, std::uint8_t* co
       }
       store_line<Stream>(codes + l * 64, v);
     }
-    return;
-  }
-  for (std::int64_t l = 0; l < lines; ++l) {
-    avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), prefetch_distance, 64 * (C::bits == 4 ? 2 : 1) * sizeof(T));
-    __m128i q[4];
-    if constexpr (C::bits == 4) {
-      const T* p = x + l * 128;
-      for (int k = 0; k < 4; ++k) {
-        q[k] = _mm_unpacklo_epi64(pack_pairs(encode16<C, O>(load16(p + 32 * k))),
-                                  pack_pairs(encode16<C, O>(load16(p + 32 * k + 16))));
+  } else {
+    for (std::int64_t l = 0; l < lines; ++l) {
+      avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), prefetch_distance, 64 * (C::bits == 4 ? 2 : 1) * sizeof(T));
+      __m128i q[4];
+      if constexpr (C::bits == 4) {
+        const T* p = x + l * 128;
+        for (int k = 0; k < 4; ++k) {
+          q[k] = _mm_unpacklo_epi64(pack_pairs(encode16<C, O>(load16(p + 32 * k))),
+                                    pack_pairs(encode16<C, O>(load16(p + 32 * k + 16))));
+        }
+      } else {
+        const T* p = x + l * 64;
+        for (int k = 0; k < 4; ++k) q[k] = _mm512_cvtepi32_epi8(encode16<C, O>(load16(p + 16 * k)));
       }
-    } else {
-      const T* p = x + l * 64;
-      for (int k = 0; k < 4; ++k) q[k] = _mm512_cvtepi32_epi8(encode16<C, O>(load16(p + 16 * k)));
+      __m512i v = _mm512_castsi128_si512(q[0]);
+      v = _mm512_inserti32x4(v, q[1], 1);
+      v = _mm512_inserti32x4(v, q[2], 2);
+      v = _mm512_inserti32x4(v, q[3], 3);
+      store_line<Stream>(codes + l * 64, v);
     }
-    __m512i v = _mm512_castsi128_si512(q[0]);
-    v = _mm512_inserti32x4(v, q[1], 1);
-    v = _mm512_inserti32x4(v, q[2], 2);
-    v = _mm512_inserti32x4(v, q[3], 3);
-    store_line<Stream>(codes + l * 64, v);
   }
 }
 
