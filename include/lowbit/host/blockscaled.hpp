@@ -507,7 +507,7 @@ inline float segment_amax(const T* p, std::int64_t n, std::int64_t& first_bad, b
   std::int64_t k = 0;
   if (wide && n >= 32) {  // whole 32-element pieces with AVX-512, the rest below
     const std::int64_t whole = n & ~std::int64_t{31};
-    if (avx512::absmax_run(p, 1, whole, &m, 2048)) k = whole;
+    if (avx512::absmax_run(p, 1, whole, &m, avx2::stream_ahead / sizeof(T))) k = whole;
     else m = 0.0f;
   }
   if (simd && k == 0) {

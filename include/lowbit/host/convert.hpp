@@ -99,11 +99,6 @@ struct convert_options {
 namespace host {
 namespace convert_detail {
 
-/// Bytes past the current input line the vector kernels prefetch. This project's Xeon (a VM)
-/// leaves a sequential read waiting on memory without it: bfloat16 -> e4m3fn took 25 ms for 64M
-/// elements without, 8.4 ms with; 1-4 KiB ahead all did as well, 512 bytes less so.
-inline constexpr std::uintptr_t prefetch_distance = 4096;
-
 /// Constants of the vector encoder of codec C (see the file comment).
 template <class C, codecs::overflow O>
 struct enc {
@@ -331,7 +326,7 @@ template <class C, codecs::overflow O, bool Stream, class T>
 LOWBIT_AVX512 void encode_lines(const T* x, std::int64_t lines, std::uint8_t* codes) {
   if constexpr (sizeof(T) == 2 && C::has_subnormals) {  // 16-bit sources in 16-bit lanes (encode32)
     for (std::int64_t l = 0; l < lines; ++l) {
-      avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), prefetch_distance, (C::bits == 4 ? 256 : 128));
+      avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), avx2::stream_ahead, (C::bits == 4 ? 256 : 128));
       __m512i v;
       if constexpr (C::bits == 4) {  // 128 elements: 4 x 32 codes, pairs packed into 4 x 16 bytes
         __m128i q[4];
@@ -349,7 +344,7 @@ LOWBIT_AVX512 void encode_lines(const T* x, std::int64_t lines, std::uint8_t* co
     }
   } else {
     for (std::int64_t l = 0; l < lines; ++l) {
-      avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), prefetch_distance, 64 * (C::bits == 4 ? 2 : 1) * sizeof(T));
+      avx2::detail::prefetch_ahead(x + l * 64 * (C::bits == 4 ? 2 : 1), avx2::stream_ahead, 64 * (C::bits == 4 ? 2 : 1) * sizeof(T));
       __m128i q[4];
       if constexpr (C::bits == 4) {
         const T* p = x + l * 128;
@@ -386,7 +381,7 @@ LOWBIT_AVX512 void decode_lines(const std::uint8_t* codes, std::int64_t lines, T
   }
   constexpr std::int64_t code_bytes = C::bits == 4 ? per / 2 : per;  // read per line
   for (std::int64_t l = 0; l < lines; ++l) {
-    avx2::detail::prefetch_ahead(codes + l * code_bytes, prefetch_distance, code_bytes);
+    avx2::detail::prefetch_ahead(codes + l * code_bytes, avx2::stream_ahead, code_bytes);
     __m512i v;
     if constexpr (C::bits == 4 && sizeof(T) == 4) {  // 8 bytes -> 8 pairs of float32
       const __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + l * 8)));
@@ -477,7 +472,7 @@ LOWBIT_AVX2 inline void store_line(void* p, __m256i v) {
 template <class C, codecs::overflow O, bool Stream, class T>
 LOWBIT_AVX2 void encode_lines(const T* x, std::int64_t lines, std::uint8_t* codes) {
   for (std::int64_t l = 0; l < lines; ++l) {
-    avx2::detail::prefetch_ahead(x + l * 32 * (C::bits == 4 ? 2 : 1), prefetch_distance, 32 * (C::bits == 4 ? 2 : 1) * sizeof(T));
+    avx2::detail::prefetch_ahead(x + l * 32 * (C::bits == 4 ? 2 : 1), avx2::stream_ahead, 32 * (C::bits == 4 ? 2 : 1) * sizeof(T));
     __m128i lo, hi;
     if constexpr (C::bits == 4) {
       const T* p = x + l * 64;
@@ -504,7 +499,7 @@ LOWBIT_AVX2 void decode_lines(const std::uint8_t* codes, std::int64_t lines, T* 
   const auto* t64 = static_cast<const long long*>(table);
   constexpr std::int64_t code_bytes = C::bits == 4 ? per / 2 : per;  // read per line
   for (std::int64_t l = 0; l < lines; ++l) {
-    avx2::detail::prefetch_ahead(codes + l * code_bytes, prefetch_distance, code_bytes);
+    avx2::detail::prefetch_ahead(codes + l * code_bytes, avx2::stream_ahead, code_bytes);
     __m256i v;
     if constexpr (C::bits == 4 && sizeof(T) == 4) {  // 4 bytes -> 4 pairs of float32
       std::int32_t four;

@@ -337,7 +337,7 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
       if constexpr (!info(F).zero_point) {
         stats_entry& st = stats[static_cast<std::size_t>(k)];
         st = stats_entry{};
-        if (wide && whole > 0 && avx512::absmax_run(x + e0, 1, whole, &st.st.absmax, 1024)) {
+        if (wide && whole > 0 && avx512::absmax_run(x + e0, 1, whole, &st.st.absmax, avx2::stream_ahead / sizeof(T))) {
           stats_entry tail;
           if (range_stats(x, e0 + whole, e1, tail, simd) < 0) {  // (lo and hi are not used: no zero point)
             st.st.absmax = std::max(st.st.absmax, tail.st.absmax);
@@ -381,7 +381,7 @@ status quantize_typed(const T* x, const quant_view& q, const options& opt, float
           const std::int64_t whole = (e1 - e0) & ~std::int64_t{31};
           if (wide && whole > 0 && !stats[static_cast<std::size_t>(k)].has_nan && !(four && (e0 & 1))) {
             const float inv = enc.zero ? 0.0f : enc.inv;  // encode_run: 0 is a zero block
-            avx512::encode_run<F>(x + e0, 1, whole, &inv, four ? q.codes + e0 / 2 : q.codes + e0, 1024);
+            avx512::encode_run<F>(x + e0, 1, whole, &inv, four ? q.codes + e0 / 2 : q.codes + e0, avx2::stream_ahead / sizeof(T));
             e0 += whole;
           }
         }

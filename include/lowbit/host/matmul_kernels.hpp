@@ -222,11 +222,15 @@ template <format F, class Sink>
 LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, Sink&& sink) {
   constexpr bool four = info(F).bits == 4;
   __m512i v[8];
-  for (int i = 0; i < (four ? 4 : 8); ++i) {
-    // the weight streams from memory once: its lines a few groups ahead
-    _mm_prefetch(reinterpret_cast<const char*>(codes) + 4096 + 64 * i, _MM_HINT_T0);
-    v[i] = _mm512_loadu_si512(codes + 64 * i);
+  // the weight streams from memory once: its lines a few groups ahead. Into L2 for 4-bit codes,
+  // L1 for 8-bit ones: measured on the 14336 x 4096 GEMV, L2 took nf4 from 3.4 to 3.1 ms and
+  // int8 from 4.1-4.3 to 4.4-4.7 ms
+  if constexpr (four) {
+    avx2::detail::prefetch_ahead(codes, avx2::stream_ahead, 4 * 64);
+  } else {
+    avx2::detail::prefetch_ahead<_MM_HINT_T0>(codes, avx2::stream_ahead, 8 * 64);
   }
+  for (int i = 0; i < (four ? 4 : 8); ++i) v[i] = _mm512_loadu_si512(codes + 64 * i);
   const __m512 s = _mm512_loadu_ps(scale);
   if constexpr (four) {
     const __m512 tab = _mm512_loadu_ps(table);

@@ -37,6 +37,14 @@ LOWBIT_NAMESPACE_BEGIN
 namespace host {
 namespace avx2 {
 
+/// Bytes ahead of a long sequential read that its loop prefetches (detail::prefetch_ahead), the
+/// one distance of every streaming kernel (kernels that take an element count pass
+/// stream_ahead / sizeof(T)). On this project's Xeon (a VM) the hardware prefetchers leave such
+/// a read waiting on memory: a bfloat16 -> e4m3fn conversion took 25 ms for 64M elements
+/// without, 8.4 ms with. For float32 -> e2m1fn, 2-16 KiB ahead did equally well (14.8-15.4 ms),
+/// 1 KiB less so (16.4-18.7 ms).
+inline constexpr std::uintptr_t stream_ahead = 4096;
+
 #if LOWBIT_HAVE_AVX2_KERNELS
 
 /// True if this CPU runs the AVX2 kernels.
@@ -53,12 +61,21 @@ inline bool available() noexcept {
 
 namespace detail {
 
-// 8 consecutive elements widened to float32.
-/// Bytes ahead of a long sequential read that its loop prefetches: on this project's Xeon (a VM)
-/// the hardware prefetchers leave such a read waiting on memory (a bfloat16 -> e4m3fn
-/// conversion: 25 ms for 64M elements without, 8.4 ms with 1-4 KiB).
-inline constexpr int read_ahead = 2048;
+/// Prefetches the `bytes` bytes `ahead` bytes past `at`, one line per 64 bytes, by default into
+/// L2 (_MM_HINT_T1). Prefetches never fault, so the address may lie past the end of the input.
+/// L2 rather than L1: float32 -> e2m1fn / e4m3fn conversions of 64M elements took 15.0-15.3 ms
+/// with T1 or T2 against 17.0-17.4 ms with T0 (and 22-24 ms with NTA), 4 KiB ahead.
+template <decltype(_MM_HINT_T1) Hint = _MM_HINT_T1>
+inline void prefetch_ahead(const void* at, std::uintptr_t ahead, std::size_t bytes) noexcept {
+  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(at) + ahead;
+  std::size_t k = 0;
+  do {
+    _mm_prefetch(reinterpret_cast<const char*>(a + k), Hint);
+    k += 64;
+  } while (k < bytes);
+}
 
+// 8 consecutive elements widened to float32.
 LOWBIT_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 LOWBIT_AVX2 inline __m256 load8(const f16* p) {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -292,8 +309,8 @@ LOWBIT_AVX2 std::int64_t block_stats(const T* x, std::int64_t n, quant::block_st
   __m256i bad = _mm256_setzero_si256();
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   for (std::int64_t i = 0; i < m; i += 8) {
-    // long blocks (per tensor, per row) stream from memory: read ahead (see read_ahead)
-    _mm_prefetch(reinterpret_cast<const char*>(x + i) + detail::read_ahead, _MM_HINT_T0);
+    // long blocks (per tensor, per row) stream from memory: read ahead (see stream_ahead)
+    detail::prefetch_ahead(x + i, stream_ahead, 1);
     const __m256 v = detail::load8(x + i);
     bad = _mm256_or_si256(bad, detail::nonfinite_mask(v));
     amax = _mm256_max_ps(_mm256_and_ps(v, abs_mask), amax);
@@ -328,7 +345,7 @@ LOWBIT_AVX2 std::int64_t encode_block(const T* x, std::int64_t n, const quant::b
     const __m256 inv = _mm256_set1_ps(e.inv);
     const std::int64_t m = n & ~std::int64_t{15};
     for (std::int64_t i = 0; i < m; i += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(x + i) + detail::read_ahead, _MM_HINT_T0);
+      detail::prefetch_ahead(x + i, stream_ahead, 1);
       const __m256i c0 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i), inv), thr);
       const __m256i c1 = detail::codes8<F>(_mm256_mul_ps(detail::load8(x + i + 8), inv), thr);
       if constexpr (info(F).bits == 4) {
@@ -402,15 +419,6 @@ LOWBIT_AVX2 bool stats_run(const T* x, std::int64_t nblocks, std::int64_t bs, qu
   const __m256i bad = _mm256_cmpgt_epi32(all, _mm256_set1_epi32(0x7F7FFFFF));
   return _mm256_testz_si256(bad, bad) != 0;
 }
-
-namespace detail {
-/// Prefetches the `bytes` bytes `ahead` bytes past `at` into L1. Prefetches never fault, so the
-/// address may lie past the end of the input.
-inline void prefetch_ahead(const void* at, std::uintptr_t ahead, std::size_t bytes) noexcept {
-  const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(at) + ahead;
-  for (std::size_t k = 0; k < bytes; k += 64) _mm_prefetch(reinterpret_cast<const char*>(a + k), _MM_HINT_T0);
-}
-}  // namespace detail
 
 /// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 16, the first element even)
 /// with block b's encoder enc[b]; zero blocks get the format's zero code. With `prefetch_ahead`
