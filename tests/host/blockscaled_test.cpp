@@ -381,6 +381,79 @@ TEST(BlockScaledEngine, EveryFormatTileAndPathMatchesTheScalarDefinitions) {
   }
 }
 
+// The AVX-512 128 x 128 quantizer multiplies by f32(1 / s) and divides only vectors where a lane
+// is near an e4m3 rounding boundary (host/blockscaled.hpp, e4m3_divided16). Here every element
+// is near one: x = f32(b * s) and the 8 float32 on either side, b every midpoint between two
+// adjacent positive e4m3 values (subnormal ones included) and 2^-6, both signs, for scales s
+// that are not powers of two, near float32's smallest normal (where 1 / s is near overflow) and
+// subnormal (divided throughout); then the boundary values f32(b * s) alone, exact quotients,
+// which the multiply misses and the corrected lanes must restore; and everything as bfloat16
+// (whose tiles are divided). The codes must be those of f32(x / s) (check_engine).
+TEST(BlockScaledEngine, FP8BlockMultiplyAgreesWithDivisionNearEveryBoundary) {
+  std::vector<double> bounds = {std::ldexp(1.0, -6)};
+  for (unsigned c = 0; c + 1 <= 0x7Eu; ++c)
+    bounds.push_back((spec::decode(spec::kE4m3fn, c).value + spec::decode(spec::kE4m3fn, c + 1).value) / 2.0);
+  std::vector<float> amaxes = {582.4f, 313.6f, 3.3e-3f, 1.0e30f, 7.1e-36f, 448.0f * f32_from_bits(0x00ABCDEFu)};
+  // scales of 10 significant bits, so that f32(b * s) = b * s: x / s is exactly the boundary b,
+  // and of those the two whose f32(1 / s) is furthest from 1 / s (x * f32(1 / s) most often
+  // rounds off the boundary, which the corrected lanes must undo)
+  std::vector<std::pair<double, float>> far;
+  for (int k = 513; k < 1024; k += 2) {
+    const float sc = std::ldexp(static_cast<float>(k), -10);
+    far.push_back({std::fabs(static_cast<double>(sc) * static_cast<double>(1.0f / sc) - 1.0), 448.0f * sc});
+  }
+  std::sort(far.begin(), far.end());
+  amaxes.push_back(far[far.size() - 1].second);
+  amaxes.push_back(far[far.size() - 2].second);
+  for (const float amax : amaxes) {
+    const float s = amax / 448.0f;
+    std::vector<float> x;
+    for (const double b : bounds) {
+      const std::uint32_t mid = lowbit_test::bits_of(static_cast<float>(b * static_cast<double>(s)));
+      for (int k = -8; k <= 8; ++k) {
+        const float v = f32_from_bits(mid + static_cast<std::uint32_t>(k));
+        if (v > 0.0f && v < amax) {
+          x.push_back(v);
+          x.push_back(-v);
+        }
+      }
+    }
+    // and the values f32(b * s) alone, so that whole vectors hold exact quotients
+    for (const double b : bounds) {
+      const float v = static_cast<float>(b * static_cast<double>(s));
+      if (v > 0.0f && v < amax) {
+        x.push_back(v);
+        x.push_back(-v);
+      }
+    }
+    ASSERT_GT(x.size(), 3000u) << "amax " << amax;
+    // rows of 128: the tile's amax first, then 127 of the values (zeros fill the last row)
+    const std::int64_t rows = (static_cast<std::int64_t>(x.size()) + 126) / 127;
+    std::vector<float> m(static_cast<std::size_t>(rows * 128), 0.0f);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      m[static_cast<std::size_t>(r * 128)] = amax;
+      for (std::int64_t k = 0; k < 127 && r * 127 + k < static_cast<std::int64_t>(x.size()); ++k)
+        m[static_cast<std::size_t>(r * 128 + 1 + k)] = x[static_cast<std::size_t>(r * 127 + k)];
+    }
+    for (bool simd : {true, false}) {
+      lowbit::host::options opt;
+      opt.threads = 1;
+      opt.simd = simd;
+      SCOPED_TRACE(std::string("amax ") + std::to_string(amax) + (simd ? " simd" : " scalar"));
+      check_engine({scaled_format::fp8_e4m3_block, rows, 128, 1, 128}, m, lowbit::dtype::f32, mx_scale_rule::floor,
+                   lowbit::quant::nvfp4_global::scale, opt);
+      // one 128 x 128 tile per 128 rows: the same elements, the amax of row 0 covering them
+      check_engine({scaled_format::fp8_e4m3_block, rows, 128, 128, 128}, m, lowbit::dtype::f32, mx_scale_rule::floor,
+                   lowbit::quant::nvfp4_global::scale, opt);
+      // as bfloat16
+      std::vector<lowbit::bf16> mb(m.size());
+      for (std::size_t i = 0; i < m.size(); ++i) mb[i] = lowbit::from_float<lowbit::bf16>(m[i]);
+      check_engine({scaled_format::fp8_e4m3_block, rows, 128, 1, 128}, mb, lowbit::dtype::bf16, mx_scale_rule::floor,
+                   lowbit::quant::nvfp4_global::scale, opt);
+    }
+  }
+}
+
 TEST(BlockScaledEngine, Fp6PackingBitOrder) {
   // codes c0..c3 = 1, 2, 3, 4 (values 0.125 .. 0.5 in e2m3, with a scale of 1 fixed by 4.0)
   std::vector<float> x(32, 0.0f);
