@@ -443,6 +443,7 @@ LOWBIT_AVX512 void fp6_decode_run(const std::uint8_t* codes, std::int64_t ntiles
   for (std::int64_t b = 0; b < ntiles; ++b) {
     const __m512 f = _mm512_set1_ps(factors[b]);
     for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
+      avx2::detail::prefetch_ahead(packed ? codes + i / 4 * 3 : codes + i, avx2::stream_ahead, 1);  // the codes stream from memory
       __m128i c[2];
       if (packed) {
         c[0] = fp6_unpack16<false>(codes + i / 4 * 3);
@@ -470,6 +471,7 @@ LOWBIT_AVX512 void fp6_decode_run16(const std::uint8_t* codes, std::int64_t ntil
   for (std::int64_t b = 0; b < ntiles; ++b) {
     const __m512i t0 = _mm512_loadu_si512(rows[b]), t1 = _mm512_loadu_si512(rows[b] + 32);
     for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
+      avx2::detail::prefetch_ahead(packed ? codes + i / 4 * 3 : codes + i, avx2::stream_ahead, 1);  // the codes stream from memory
       __m256i c;
       if (packed) {
         c = _mm256_set_m128i(fp6_unpack16<true>(codes + i / 4 * 3 + 12), fp6_unpack16<false>(codes + i / 4 * 3));

@@ -610,6 +610,7 @@ LOWBIT_AVX2 void decode_run_planes(const std::uint8_t* codes, std::int64_t nbloc
                                    T* out) {
   static_assert(sizeof(T) == 2, "decode_run_planes: 16-bit outputs");
   for (std::int64_t b = 0; b < nblocks; ++b) {
+    detail::prefetch_ahead(codes + b * (bs / 2), stream_ahead, static_cast<std::size_t>(bs / 2));  // the codes stream from memory
     const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes[b]));
     detail::nibble_block16<Order == codecs::nibble_order::high_first, Stream>(codes + b * (bs / 2), bs, _mm256_permute2x128_si256(t, t, 0x00),
                                                                               _mm256_permute2x128_si256(t, t, 0x11), out + b * bs);
