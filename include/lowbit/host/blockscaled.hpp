@@ -303,7 +303,7 @@ LOWBIT_AVX512 bool block_tiles_encode(const T* x, const scaled_view& q, std::int
     // 1 / s for the multiply of e4m3_divided16, or 0 (divide every element) where s is
     // subnormal, and for 16-bit inputs: measured on 8192 x 8192 bfloat16, the multiply made the
     // row slower (45-46% of memcpy against 53% dividing), float32 faster (60-64% against 56-58%)
-    rcp[j] = sizeof(T) == 4 && s[j] >= 1.17549435e-38f && 1.0f / s[j] < bits_float(0x7F800000u) ? 1.0f / s[j] : 0.0f;
+    rcp[j] = sizeof(T) == 4 && s[j] >= std::numeric_limits<float>::min() && 1.0f / s[j] < bits_float(0x7F800000u) ? 1.0f / s[j] : 0.0f;
   }
   const avx512::detail::thresholds th = avx512::detail::make_thresholds<format::e4m3fn>();
   // the next task's row r - r0 is prefetched a slice per tile, spread over this row's work
@@ -443,7 +443,7 @@ LOWBIT_AVX512 void fp6_decode_run(const std::uint8_t* codes, std::int64_t ntiles
   for (std::int64_t b = 0; b < ntiles; ++b) {
     const __m512 f = _mm512_set1_ps(factors[b]);
     for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
-      avx2::detail::prefetch_ahead(packed ? codes + i / 4 * 3 : codes + i, avx2::stream_ahead, 1);  // the codes stream from memory
+      avx2::detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(packed ? i / 4 * 3 : i), packed ? 24 : 32);
       __m128i c[2];
       if (packed) {
         c[0] = fp6_unpack16<false>(codes + i / 4 * 3);
@@ -471,7 +471,7 @@ LOWBIT_AVX512 void fp6_decode_run16(const std::uint8_t* codes, std::int64_t ntil
   for (std::int64_t b = 0; b < ntiles; ++b) {
     const __m512i t0 = _mm512_loadu_si512(rows[b]), t1 = _mm512_loadu_si512(rows[b] + 32);
     for (std::int64_t i = b * tc; i < (b + 1) * tc; i += 32) {
-      avx2::detail::prefetch_ahead(packed ? codes + i / 4 * 3 : codes + i, avx2::stream_ahead, 1);  // the codes stream from memory
+      avx2::detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(packed ? i / 4 * 3 : i), packed ? 24 : 32);
       __m256i c;
       if (packed) {
         c = _mm256_set_m128i(fp6_unpack16<true>(codes + i / 4 * 3 + 12), fp6_unpack16<false>(codes + i / 4 * 3));

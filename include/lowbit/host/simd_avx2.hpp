@@ -75,6 +75,14 @@ inline void prefetch_ahead(const void* at, std::uintptr_t ahead, std::size_t byt
   } while (k < bytes);
 }
 
+/// For a loop that reads a stream at base + offset in steps of `step` <= 64 bytes (codes that a
+/// decoder reads from memory): prefetch_ahead one line, stream_ahead ahead, on the step that
+/// starts each 64 bytes of the stream. One prefetch per 8- or 16-byte block had cost more than
+/// it saved (nvfp4 -> bf16 fell from about 105% of memcpy to 96%).
+inline void prefetch_stream_step(const void* base, std::uintptr_t offset, std::uintptr_t step) noexcept {
+  if ((offset & 63) < step) prefetch_ahead(static_cast<const char*>(base) + offset, stream_ahead, 1);
+}
+
 // 8 consecutive elements widened to float32.
 LOWBIT_AVX2 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 LOWBIT_AVX2 inline __m256 load8(const f16* p) {
@@ -568,8 +576,7 @@ LOWBIT_AVX2 void decode_run(const std::uint8_t* codes, std::int64_t nblocks, std
       const __m256 s = _mm256_set1_ps(scales[b]);
       const __m256 v_lo = detail::finish<F>(lut_lo, s, s), v_hi = detail::finish<F>(lut_hi, s, s);
       const std::uint8_t* c = codes + b * (bs / 2);
-      // the codes stream from memory: a prefetch per 64 bytes of them
-      if (((b * (bs / 2)) & 63) < bs / 2) detail::prefetch_ahead(c, stream_ahead, static_cast<std::size_t>(bs / 2));
+      detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(b * (bs / 2)), static_cast<std::uintptr_t>(bs / 2));
       T* o = out + b * bs;
       if constexpr (sizeof(T) == 4) {
         for (std::int64_t i = 0; i < bs; i += 16) {
@@ -612,8 +619,7 @@ LOWBIT_AVX2 void decode_run_planes(const std::uint8_t* codes, std::int64_t nbloc
                                    T* out) {
   static_assert(sizeof(T) == 2, "decode_run_planes: 16-bit outputs");
   for (std::int64_t b = 0; b < nblocks; ++b) {
-    // the codes stream from memory: a prefetch per 64 bytes of them (blocks are 8 or 16 bytes)
-    if (((b * (bs / 2)) & 63) < bs / 2) detail::prefetch_ahead(codes + b * (bs / 2), stream_ahead, static_cast<std::size_t>(bs / 2));
+    detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(b * (bs / 2)), static_cast<std::uintptr_t>(bs / 2));
     const __m256i t = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(planes[b]));
     detail::nibble_block16<Order == codecs::nibble_order::high_first, Stream>(codes + b * (bs / 2), bs, _mm256_permute2x128_si256(t, t, 0x00),
                                                                               _mm256_permute2x128_si256(t, t, 0x11), out + b * bs);

@@ -636,7 +636,7 @@ LOWBIT_AVX512 inline bool decode_range(const std::uint8_t* codes, std::int64_t e
     const std::int64_t end = std::min(e1, (b + 1) * bs);
     const __m512 s = _mm512_set1_ps(scales[b]), z = _mm512_set1_ps(static_cast<float>(zps[b]));
     for (; e < end; e += 32) {
-      avx2::detail::prefetch_ahead(codes + e, avx2::stream_ahead, 1);  // the codes stream from memory
+      avx2::detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(e), 32);
       if constexpr (keys) smallest = _mm256_min_epu8(smallest, special_keys<F>(codes + e));
       __m512 lo, hi;
       values32<F, Exact>(codes + e, t, lo, hi);
@@ -661,7 +661,7 @@ LOWBIT_AVX512_BF16 inline bool decode_range_bf16(const std::uint8_t* codes, std:
     const __m512 s = _mm512_set1_ps(scales[b]), z = _mm512_set1_ps(static_cast<float>(zps[b]));
     const bool check = Exact || !scale_safe(scales[b]);
     for (; e < end; e += 32) {
-      avx2::detail::prefetch_ahead(codes + e, avx2::stream_ahead, 1);  // the codes stream from memory
+      avx2::detail::prefetch_stream_step(codes, static_cast<std::uintptr_t>(e), 32);
       if constexpr (keys) smallest = _mm256_min_epu8(smallest, special_keys<F>(codes + e));
       __m512 lo, hi;
       values32<F, Exact>(codes + e, t, lo, hi);
