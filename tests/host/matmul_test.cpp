@@ -349,6 +349,55 @@ TEST(Matmul, BlockScaledWeightsFollowTheModel) {
   EXPECT_NE(std::string(s.message()).find("not N x K"), std::string::npos) << s.message();
 }
 
+// The block scale of block b as docs/formats.md defines it (the nested one: two roundings).
+float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
+  if (!W.double_quantized()) return W.scales()[b];
+  return add(mul(lowbit::codecs::bnb_dynamic8::decode(W.nested_codes()[b]), W.nested_scales()[b / 256]), W.nested_offset());
+}
+
+// The GEMV's vector run scales (host::mmk::run_scales_avx512) against the definition: every run of
+// windows that start anywhere (inside a block, on either side of a 256-block group boundary of the
+// nested scales) and end anywhere, for 1, 2, 4 and 64 runs per block, plain and double-quantized.
+TEST(Matmul, VectorRunScalesEqualTheDefinition) {
+#if LOWBIT_HAVE_AVX512_KERNELS
+  if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5CA1E5u);
+  const std::int64_t N = 40, K = 4096;  // 5120 runs: 5120 blocks of 32, 20 groups of 256
+  for (std::int64_t bs : {32, 64, 128, 2048})
+    for (bool dq : {false, true}) {
+      SCOPED_TRACE("block " + std::to_string(bs) + (dq ? " double-quantized" : " float32 absmax"));
+      const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng);
+      const lowbit::quant_view v = W.view();
+      lowbit::mm::run_decoder<format::nf4> dec(v);
+      int shift = 0;
+      while ((std::int64_t{32} << shift) < bs) ++shift;
+      const std::int64_t runs = N * K / 32;
+      std::vector<std::pair<std::int64_t, std::int64_t>> windows;  // (first run, count)
+      for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{1}, (std::int64_t{256} << shift) - 3, (std::int64_t{512} << shift) - 7, runs - 17})
+        for (std::int64_t count : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{40}})
+          if (r0 < runs) windows.emplace_back(r0, std::min(count, runs - r0));
+      std::uniform_int_distribution<std::int64_t> first(0, runs - 1);
+      for (int i = 0; i < 200; ++i) {
+        const std::int64_t r0 = first(rng);
+        windows.emplace_back(r0, std::uniform_int_distribution<std::int64_t>(1, std::min<std::int64_t>(100, runs - r0))(rng));
+      }
+      std::vector<float> out(101);
+      for (const auto& w : windows) {
+        std::fill(out.begin(), out.end(), -1.0f);
+        lowbit::host::mmk::run_scales_avx512(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales,
+                                             v.nested_offset, out.data());
+        for (std::int64_t t = 0; t < w.second; ++t)
+          ASSERT_EQ(lowbit_test::bits_of(out[static_cast<std::size_t>(t)]), lowbit_test::bits_of(block_scale(W, (w.first + t) >> shift)))
+              << "run " << w.first + t << " of window (" << w.first << ", " << w.second << ")";
+        ASSERT_EQ(out[static_cast<std::size_t>(w.second)], -1.0f) << "wrote past the window (" << w.first << ", " << w.second << ")";
+      }
+    }
+#else
+  GTEST_SKIP() << "built without the AVX-512 kernels";
+#endif
+}
+
 // The AVX-512 operand conversion (vcvtne2ps2bf16 and a word permute) against mm::bf16_operand_bits:
 // every float32 around the subnormal/normal boundary, the NaN boundary, and a stride through the rest.
 TEST(Matmul, Bf16OperandConversionMatchesDefinition) {

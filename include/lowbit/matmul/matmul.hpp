@@ -103,6 +103,8 @@ class run_decoder {
     }
   }
   const float* table() const { return table_; }
+  /// The 256 values of the nested codes (the checkpoint's or bnb_dynamic8's).
+  const float* nested_table() const { return nested_table_; }
   const quant_view& view() const { return q_; }
 
  private:
@@ -370,13 +372,26 @@ template <format F, int MB, class TY>
 void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
                      matmul_compute c, const TY* bias, TY* y, float* sc, int* zp) {
   const std::int64_t R = K / run_elements, J = super_runs(K);
+  // the run scales in vectors where blocks are 2^shift runs and no zero points exist, else -1
+  const std::int64_t rpb = dec.view().block_size / run_elements;
+  int shift = -1;
+  if (!info(F).zero_point && dec.view().block_size % run_elements == 0 && (rpb & (rpb - 1)) == 0) {
+    shift = 0;
+    while ((std::int64_t{1} << shift) < rpb) ++shift;
+  }
   for (std::int64_t n = n0; n < n1; n += 2) {
     const int nb = n + 1 < n1 ? 2 : 1;
     const std::uint8_t* codes[2];
     const float* scales[2] = {sc, sc + R};
     const int* zps[2] = {zp, zp + R};
     for (int b = 0; b < nb; ++b) {
-      run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R);
+      if (shift >= 0) {
+        const quant_view& q = dec.view();
+        host::mmk::run_scales_avx512((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
+                                     sc + b * R);
+      } else {
+        run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R);
+      }
       codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
     }
     alignas(64) float s[2 * 4 * 32];
