@@ -267,10 +267,30 @@ LOWBIT_AVX512 inline __m512 e4m3_divided16(__m512 v, __m512 d, __m512 m, bool ex
   return _mm512_div_ps(v, d);
 }
 
-/// The e4m3 codes (one a byte) of the 16 values at p divided by d (e4m3_divided16).
-template <class T>
+/// The e4m3 codes (one a byte) of the 16 values at p divided by d: e4m3_divided16, or with Divide
+/// a plain division (m == 0, where e4m3_divided16 would compute and test its product for nothing).
+template <bool Divide, class T>
 LOWBIT_AVX512 inline __m128i e4m3_codes16(const T* p, __m512 d, __m512 m, bool exact_ok, const avx512::detail::thresholds& th) {
-  return _mm512_cvtepi32_epi8(avx512::detail::codes16<format::e4m3fn>(e4m3_divided16(avx512::detail::load16(p), d, m, exact_ok), th));
+  const __m512 v = avx512::detail::load16(p);
+  return _mm512_cvtepi32_epi8(avx512::detail::codes16<format::e4m3fn>(Divide ? _mm512_div_ps(v, d) : e4m3_divided16(v, d, m, exact_ok), th));
+}
+
+/// The e4m3 codes of one row segment of a tile, tc elements at p into o (e4m3_codes16); whole
+/// 64-byte lines of codes streamed where `stream` and o is aligned.
+template <bool Divide, class T>
+LOWBIT_AVX512 void e4m3_tile_row(const T* p, std::uint8_t* o, std::int64_t tc, bool stream, __m512 d, __m512 m, bool exact_ok,
+                                 const avx512::detail::thresholds& th) {
+  std::int64_t i = 0;
+  if (stream && (reinterpret_cast<std::uintptr_t>(o) & 63) == 0) {
+    for (; i + 64 <= tc; i += 64) {
+      __m512i v = _mm512_castsi128_si512(e4m3_codes16<Divide>(p + i, d, m, exact_ok, th));
+      v = _mm512_inserti32x4(v, e4m3_codes16<Divide>(p + i + 16, d, m, exact_ok, th), 1);
+      v = _mm512_inserti32x4(v, e4m3_codes16<Divide>(p + i + 32, d, m, exact_ok, th), 2);
+      v = _mm512_inserti32x4(v, e4m3_codes16<Divide>(p + i + 48, d, m, exact_ok, th), 3);
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(o + i), v);
+    }
+  }
+  for (; i < tc; i += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), e4m3_codes16<Divide>(p + i, d, m, exact_ok, th));
 }
 
 /// fp8_e4m3_block: the tiles (ti, tj0 .. tj0 + n - 1), whole and of a multiple of 16 columns,
@@ -322,17 +342,8 @@ LOWBIT_AVX512 bool block_tiles_encode(const T* x, const scaled_view& q, std::int
       }
       const __m512 d = _mm512_set1_ps(s[j]), m = _mm512_set1_ps(rcp[j]);
       const bool exact_ok = s[j] >= 8.07793567e-28f;  // 2^-90
-      std::int64_t i = 0;
-      if (stream && (reinterpret_cast<std::uintptr_t>(o) & 63) == 0) {
-        for (; i + 64 <= tc; i += 64) {
-          __m512i v = _mm512_castsi128_si512(e4m3_codes16(p + i, d, m, exact_ok, th));
-          v = _mm512_inserti32x4(v, e4m3_codes16(p + i + 16, d, m, exact_ok, th), 1);
-          v = _mm512_inserti32x4(v, e4m3_codes16(p + i + 32, d, m, exact_ok, th), 2);
-          v = _mm512_inserti32x4(v, e4m3_codes16(p + i + 48, d, m, exact_ok, th), 3);
-          _mm512_stream_si512(reinterpret_cast<__m512i*>(o + i), v);
-        }
-      }
-      for (; i < tc; i += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + i), e4m3_codes16(p + i, d, m, exact_ok, th));
+      if (rcp[j] == 0.0f) e4m3_tile_row<true>(p, o, tc, stream, d, m, exact_ok, th);
+      else e4m3_tile_row<false>(p, o, tc, stream, d, m, exact_ok, th);
     }
   }
   if (stream) _mm_sfence();
