@@ -349,11 +349,13 @@ TEST(Matmul, BlockScaledWeightsFollowTheModel) {
   EXPECT_NE(std::string(s.message()).find("not N x K"), std::string::npos) << s.message();
 }
 
+#if LOWBIT_HAVE_AVX512_KERNELS
 // The block scale of block b as docs/formats.md defines it (the nested one: two roundings).
 float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
   if (!W.double_quantized()) return W.scales()[b];
   return add(mul(lowbit::codecs::bnb_dynamic8::decode(W.nested_codes()[b]), W.nested_scales()[b / 256]), W.nested_offset());
 }
+#endif
 
 // The GEMV's vector run scales (host::mmk::run_scales_avx512) against the definition: every run of
 // windows that start anywhere (inside a block, on either side of a 256-block group boundary of the

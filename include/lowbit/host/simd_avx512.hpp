@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if LOWBIT_HAVE_AVX2_KERNELS
 #  define LOWBIT_HAVE_AVX512_KERNELS 1
@@ -574,6 +575,23 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
         continue;
       }
       const __m512 m = _mm512_set1_ps(inv[b]);
+      if constexpr (std::is_same_v<T, bf16>) {
+        // bfloat16: one load of the 32 values, split into the even and odd elements (each dword
+        // holds a pair), whose codes then pair up lane by lane: no widening of two halves, and
+        // one narrowing of the packed pairs
+        const __m512i w = _mm512_loadu_si512(p);
+        const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+        const __m512i ce = detail::codes16<F>(_mm512_mul_ps(even, m), th), co = detail::codes16<F>(_mm512_mul_ps(odd, m), th);
+        if constexpr (four) {
+          const __m512i pair = info(F).order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi32(ce, 4), co)
+                                                                                : _mm512_or_si512(ce, _mm512_slli_epi32(co, 4));
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm512_cvtepi32_epi8(pair));
+        } else {
+          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(_mm512_or_si512(_mm512_and_si512(ce, _mm512_set1_epi32(0xFF)), _mm512_slli_epi32(co, 8))));
+        }
+        continue;
+      }
       const __m512i c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p), m), th);
       const __m512i c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + 16), m), th);
       if constexpr (four) {
