@@ -42,6 +42,18 @@
 #  define LOWBIT_UNROLL
 #endif
 
+/// Asks the host compiler to unroll the next loop completely (up to 16 trips): the small constant
+/// loops over SIMD register arrays (accumulators, rows, blocks of a transposed reduction), which
+/// GCC -O2 otherwise keeps in memory. Nothing in a CUDA translation unit: nvcc's front end rejects
+/// "GCC unroll" and the host compiler behind it "unroll" (those host kernels only lose the hint).
+#if defined(__CUDACC__)
+#  define LOWBIT_HOST_UNROLL
+#elif defined(__clang__)
+#  define LOWBIT_HOST_UNROLL _Pragma("unroll")
+#else
+#  define LOWBIT_HOST_UNROLL _Pragma("GCC unroll 16")
+#endif
+
 /// Asks nvcc to unroll the next loop 8 times, no more: enough loads in flight for a sequential
 /// sum, without the whole unrolled body landing in (and being costed with) a kernel's main loop.
 /// Device pass only: it also marks host-and-device functions, which nvcc's host pass hands to the

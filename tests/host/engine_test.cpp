@@ -397,20 +397,22 @@ TEST(DoubleQuant, MatchesDefinition) {
 // non-finite pattern: Inf, -Inf, the smallest and largest NaN of either sign.
 template <class T>
 void check_nonfinite(std::initializer_list<T> bad_values) {
+  // blocks of 16 and 32 also take the 16-blocks-at-a-time statistics (element 300: in such a group)
   for (format f : {format::nf4, format::e4m3fn, format::int8_absmax, format::uint8_zeropoint})
-  for (std::int64_t first : {777, 990})
+  for (std::int64_t bs : {64, 32, 16})
+  for (std::int64_t first : {300, 777, 990})
   for (T bad : bad_values) {
     SCOPED_TRACE(std::string(lowbit::info(f).name) + " " + lowbit::dtype_name(lowbit::dtype_of<T>::value) + " pattern " +
-                 lowbit_test::hex(raw(bad)) + " at element " + std::to_string(first));
+                 lowbit_test::hex(raw(bad)) + " at element " + std::to_string(first) + ", blocks of " + std::to_string(bs));
     std::vector<T> x(1000, lowbit::from_float<T>(0.5f));
     x[static_cast<std::size_t>(first)] = bad;
     x[995] = bad;
-    std::vector<std::uint8_t> codes(1000, 0xAB), zps(16, 0xAB);
-    std::vector<float> scales(16, 12.5f);
+    std::vector<std::uint8_t> codes(1000, 0xAB), zps(64, 0xAB);
+    std::vector<float> scales(64, 12.5f);
     lowbit::quant_view q;
     q.fmt = f;
     q.numel = 1000;
-    q.block_size = 64;
+    q.block_size = bs;
     q.codes = codes.data();
     q.scales = scales.data();
     q.zero_points = zps.data();

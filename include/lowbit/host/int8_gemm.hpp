@@ -227,16 +227,8 @@ inline void gemm_portable(const std::int8_t* A, std::int64_t lda, const std::int
 #if LOWBIT_HAVE_INT8_SIMD
 // ---- AVX2, operands in place -------------------------------------------------------------------
 
-// Complete unrolling of the loops over the micro-tile's register arrays, without which GCC -O2
-// keeps the accumulators in memory (half the speed). Nothing in a CUDA translation unit: nvcc's
-// front end rejects "GCC unroll" and the host compiler behind it "unroll" (as matmul_kernels.hpp).
-#  if defined(__CUDACC__)
-#    define LOWBIT_INT8_UNROLL
-#  elif defined(__clang__)
-#    define LOWBIT_INT8_UNROLL _Pragma("unroll")
-#  else
-#    define LOWBIT_INT8_UNROLL _Pragma("GCC unroll 16")
-#  endif
+// (LOWBIT_HOST_UNROLL on the loops over the micro-tile's register arrays: without it GCC -O2 kept
+// the accumulators in memory, at half the speed.)
 
 inline constexpr int avx2_mr = 3;  // rows of A per micro-tile
 inline constexpr int avx2_nr = 4;  // rows of B per micro-tile: 12 accumulators + 3 A + 1 B = 16 ymm
@@ -256,13 +248,13 @@ LOWBIT_TARGET_AVX2_INT __attribute__((always_inline)) inline void avx2_step(__m2
                                                                             std::int64_t lda, const std::int8_t* const (&b)[NR],
                                                                             std::int64_t k) {
   __m256i av[MR];
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int i = 0; i < MR; ++i)
     av[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i * lda + k)));
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int j = 0; j < NR; ++j) {
     const __m256i bv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[j] + k)));
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int i = 0; i < MR; ++i) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(av[i], bv));
   }
 }
@@ -277,9 +269,9 @@ LOWBIT_TARGET_AVX2_INT inline void avx2_tile(const std::int8_t* a, std::int64_t 
   const std::int8_t* bj[NR];
   for (int j = 0; j < NR; ++j) bj[j] = b + (j < nv ? j : 0) * ldb;  // missing rows repeat row 0, never stored
   __m256i acc[MR][NR];
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int i = 0; i < MR; ++i) {
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
   }
   const std::int64_t full = K / 16 * 16;
@@ -295,7 +287,7 @@ LOWBIT_TARGET_AVX2_INT inline void avx2_tile(const std::int8_t* a, std::int64_t 
     }
     avx2_step<MR, NR>(acc, &ta[0][0], 16, tbj, 0);
   }
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int i = 0; i < MR; ++i) {
     const __m128i s = reduce4_avx2(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
     if (nv == NR) {
@@ -351,37 +343,37 @@ LOWBIT_TARGET_VNNI inline void vnni_direct_tile(const std::int8_t* a, std::int64
   const std::int8_t* bj[NR];
   for (int j = 0; j < NR; ++j) bj[j] = b + (j < nv ? j : 0) * ldb;  // missing rows repeat row 0, never stored
   __m512i acc[MR][NR];
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int i = 0; i < MR; ++i)
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_si512();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   std::int64_t k = 0;
   for (; k + 64 <= K; k += 64) {
     __m512i bv[NR];
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int j = 0; j < NR; ++j) bv[j] = _mm512_xor_si512(_mm512_loadu_si512(bj[j] + k), flip);
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_loadu_si512(a + i * lda + k);
-      LOWBIT_INT8_UNROLL
+      LOWBIT_HOST_UNROLL
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], bv[j], av);
     }
   }
   if (k < K) {  // tail: masked loads read nothing past the row; A's zeros cancel B's offset
     const __mmask64 m = static_cast<__mmask64>((std::uint64_t{1} << (K - k)) - 1u);
     __m512i bv[NR];
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int j = 0; j < NR; ++j) bv[j] = _mm512_xor_si512(_mm512_maskz_loadu_epi8(m, bj[j] + k), flip);
-    LOWBIT_INT8_UNROLL
+    LOWBIT_HOST_UNROLL
     for (int i = 0; i < MR; ++i) {
       const __m512i av = _mm512_maskz_loadu_epi8(m, a + i * lda + k);
-      LOWBIT_INT8_UNROLL
+      LOWBIT_HOST_UNROLL
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], bv[j], av);
     }
   }
   const __mmask8 store = static_cast<__mmask8>((1u << nv) - 1u);
-  LOWBIT_INT8_UNROLL
+  LOWBIT_HOST_UNROLL
   for (int i = 0; i < MR; ++i) {
     const __m128i s = _mm_sub_epi32(reduce4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]), _mm_set1_epi32(corr[i]));
     _mm_mask_storeu_epi32(c + i * ldc, store, s);

@@ -26,17 +26,6 @@
 #include <limits>
 #include <type_traits>
 
-// Complete unrolling of the small constant loops over register arrays (accumulators, W rows),
-// without which GCC -O2 keeps those arrays in memory.
-// In a CUDA translation unit nothing: nvcc's front end rejects "GCC unroll" and the host compiler
-// behind it rejects "unroll" (the host kernels of a .cu file only lose the hint).
-#if defined(__CUDACC__)
-#  define LOWBIT_MM_UNROLL
-#elif defined(__clang__)
-#  define LOWBIT_MM_UNROLL _Pragma("unroll")
-#else
-#  define LOWBIT_MM_UNROLL _Pragma("GCC unroll 16")
-#endif
 
 LOWBIT_NAMESPACE_BEGIN
 namespace host {
@@ -97,24 +86,24 @@ LOWBIT_MM512 void dot_avx512(const void* const* xv, const void* const* wv, std::
   constexpr int steps = BF16 ? 16 : 32;  // 16-lane registers per group and super-run
   for (int g = 0; g < 2; ++g) {
     __m512 acc[MB][NB];
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
-      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_HOST_UNROLL for (int b = 0; b < NB; ++b) acc[a][b] = _mm512_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * steps * 16;
       for (int e = 0; e < steps; ++e) {
         __m512 w[NB];
-        LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) w[b] = _mm512_load_ps(static_cast<const float*>(wv[b]) + base + e * 16);
-        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+        LOWBIT_HOST_UNROLL for (int b = 0; b < NB; ++b) w[b] = _mm512_load_ps(static_cast<const float*>(wv[b]) + base + e * 16);
+        LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
           const __m512 x = _mm512_load_ps(static_cast<const float*>(xv[a]) + base + e * 16);
-          LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) {
+          LOWBIT_HOST_UNROLL for (int b = 0; b < NB; ++b) {
             if constexpr (BF16) acc[a][b] = _mm512_dpbf16_ps(acc[a][b], (__m512bh)x, (__m512bh)w[b]);
             else acc[a][b] = _mm512_fmadd_ps(x, w[b], acc[a][b]);
           }
         }
       }
     }
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a)
-      LOWBIT_MM_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
+      LOWBIT_HOST_UNROLL for (int b = 0; b < NB; ++b) _mm512_storeu_ps(s + (a * NB + b) * 32 + g * 16, acc[a][b]);
   }
 }
 
@@ -195,7 +184,7 @@ struct fma_f32 {  // thread chains of MB x rows, f32 mode
   std::int64_t base;
   __m512 acc[MB];
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
       acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
     }
@@ -208,7 +197,7 @@ struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
   __m512 acc[MB];
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     const __m512bh w = (__m512bh)bf16_pair(even, odd);
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
   }
 };
 }  // namespace detail
@@ -228,7 +217,7 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
   constexpr bool four = info(F).bits == 4;
   Sink k[NG];
   __m512 s[NG];
-  LOWBIT_MM_UNROLL for (int i = 0; i < NG; ++i) {
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
     k[i] = sinks[i];
     s[i] = _mm512_loadu_ps(scale[i]);
     // the weight streams from memory once: its lines a few groups ahead. Into L2 for 4-bit codes,
@@ -244,14 +233,14 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
     const __m512 tab = _mm512_loadu_ps(table);
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
     __m512i dw[NG][4];  // dword d of the 16 runs, lane t
-    LOWBIT_MM_UNROLL for (int i = 0; i < NG; ++i) {
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
       __m512i v[4];
-      LOWBIT_MM_UNROLL for (int q = 0; q < 4; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
-      LOWBIT_MM_UNROLL for (int d = 0; d < 4; ++d) dw[i][d] = detail::run_dword<4>(v, d);
+      LOWBIT_HOST_UNROLL for (int q = 0; q < 4; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
+      LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d) dw[i][d] = detail::run_dword<4>(v, d);
     }
-    LOWBIT_MM_UNROLL for (int d = 0; d < 4; ++d)
-      LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b)
-        LOWBIT_MM_UNROLL for (int i = 0; i < NG; ++i) {
+    LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d)
+      LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b)
+        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
           // vpermps reads only the low 4 bits of each index: a shift alone selects the nibble
           const __m512i hi = _mm512_srli_epi32(dw[i][d], static_cast<unsigned>(8 * b + 4));
           const __m512i lo = b == 0 ? dw[i][d] : _mm512_srli_epi32(dw[i][d], static_cast<unsigned>(8 * b));
@@ -261,13 +250,13 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
   } else {
     // one group after the other: eight registers of codes per group leave no room to interleave
     // them, and an 8-bit value costs more decode than an FMA's latency
-    LOWBIT_MM_UNROLL for (int i = 0; i < NG; ++i) {
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
       __m512i v[8];
-      LOWBIT_MM_UNROLL for (int q = 0; q < 8; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
-      LOWBIT_MM_UNROLL for (int d = 0; d < 8; ++d) {
+      LOWBIT_HOST_UNROLL for (int q = 0; q < 8; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
+      LOWBIT_HOST_UNROLL for (int d = 0; d < 8; ++d) {
         const __m512i dw = detail::run_dword<8>(v, d);
         __m512 val[4];
-        LOWBIT_MM_UNROLL for (int b = 0; b < 4; ++b) {
+        LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
           if constexpr (F == format::int8_absmax) {
             const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, static_cast<unsigned>(24 - 8 * b)), 24));
             val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s[i]), _mm512_set1_ps(quant::int8_dequant_factor));
@@ -284,7 +273,7 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
       }
     }
   }
-  LOWBIT_MM_UNROLL for (int i = 0; i < NG; ++i) sinks[i] = k[i];
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) sinks[i] = k[i];
 }
 
 /// decode_groups_avx512 of one group into `sink`.
@@ -349,15 +338,15 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
   using xrow = std::conditional_t<BF16, const std::uint32_t* const*, const float* const*>;
   constexpr std::int64_t group_words = BF16 ? 256 : 512;
   sink k[NB * 2];  // k[2 b + g]: W row b, group g
-  LOWBIT_MM_UNROLL for (int i = 0; i < NB * 2; ++i) {
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NB * 2; ++i) {
     k[i].x = reinterpret_cast<xrow>(x);
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) k[i].acc[a] = _mm512_setzero_ps();
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) k[i].acc[a] = _mm512_setzero_ps();
   }
   for (std::int64_t j = 0; j < J; ++j) {
     const std::uint8_t* c[NB * 2];
     const float* sc[NB * 2];
     const int* z[NB * 2];
-    LOWBIT_MM_UNROLL for (int i = 0; i < NB * 2; ++i) {
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NB * 2; ++i) {
       const std::int64_t r0 = 32 * j + 16 * (i % 2);
       c[i] = codes[i / 2] + r0 * run_bytes;
       sc[i] = scale[i / 2] + r0;
@@ -366,8 +355,8 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
     }
     decode_groups_avx512<F, NB * 2>(c, sc, z, table, k);
   }
-  LOWBIT_MM_UNROLL for (int i = 0; i < NB * 2; ++i)
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + ((i / 2) * MB + a) * 32 + (i % 2) * 16, k[i].acc[a]);
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NB * 2; ++i)
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + ((i / 2) * MB + a) * 32 + (i % 2) * 16, k[i].acc[a]);
 }
 
 LOWBIT_AVX512_WARNINGS_POP
@@ -382,18 +371,18 @@ template <int MB>
 LOWBIT_AVX2_FMA_DOT void dot_f32_avx2(const float* const* x, const float* w, std::int64_t J, float* s) {
   for (int g = 0; g < 2; ++g) {
     __m256 acc[MB][2];
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 32 * 16;
       for (int e = 0; e < 32; ++e) {
         const __m256 w0 = _mm256_load_ps(w + base + e * 16), w1 = _mm256_load_ps(w + base + e * 16 + 8);
-        LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+        LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
           acc[a][0] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16), w0, acc[a][0]);
           acc[a][1] = _mm256_fmadd_ps(_mm256_load_ps(x[a] + base + e * 16 + 8), w1, acc[a][1]);
         }
       }
     }
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
       _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
       _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
     }
@@ -416,22 +405,22 @@ LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std:
   const __m256i hi_mask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (int g = 0; g < 2; ++g) {
     __m256 acc[MB][2];
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
     for (std::int64_t j = 0; j < J; ++j) {
       const std::int64_t base = (j * 2 + g) * 16 * 16;
       for (int p = 0; p < 16; ++p)
-        LOWBIT_MM_UNROLL for (int h = 0; h < 2; ++h) {
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
           const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + base + p * 16 + 8 * h));
           const __m256 w_odd = _mm256_castsi256_ps(_mm256_and_si256(wv, hi_mask));
           const __m256 w_even = _mm256_castsi256_ps(_mm256_slli_epi32(wv, 16));
-          LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+          LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
             const __m256i xv = _mm256_load_si256(reinterpret_cast<const __m256i*>(x[a] + base + p * 16 + 8 * h));
             acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_and_si256(xv, hi_mask)), w_odd, acc[a][h]);
             acc[a][h] = detail::fma_ftz8(_mm256_castsi256_ps(_mm256_slli_epi32(xv, 16)), w_even, acc[a][h]);
           }
         }
     }
-    LOWBIT_MM_UNROLL for (int a = 0; a < MB; ++a) {
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
       _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
       _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
     }
