@@ -639,12 +639,13 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
   constexpr bool four = info(F).bits == 4;
   const detail::thresholds th = detail::make_thresholds<F>();
   constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+  constexpr std::uint8_t zero_byte = four ? static_cast<std::uint8_t>(z << 4 | z) : z;  // a zero block's bytes
   constexpr float k = detail::encode_prescale<F>();
   if (bs == 32 && k == 1.0f) {
     // blocks of one step (MX): one loop over all of them, so that the constants of codes16 and
     // the nibble packing stay in registers (in the general loop below GCC rebuilt them, a dozen
     // broadcasts, for every block: a third of the instructions of a 32-element block)
-    const __m128i zz = _mm_set1_epi8(static_cast<char>(four ? (z << 4 | z) : z));
+    const __m128i zz = _mm_set1_epi8(static_cast<char>(zero_byte));
     for (std::int64_t b = 0; b < nblocks; ++b) {
       const T* p = x + b * 32;
       std::uint8_t* o = four ? out + b * 16 : out + b * 32;
@@ -684,7 +685,7 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
     return;
   }
   if (bs == 16 && k == 1.0f) {  // blocks of 16 (NVFP4), one loop for the same reason
-    const __m128i zz = _mm_set1_epi8(static_cast<char>(four ? (z << 4 | z) : z));
+    const __m128i zz = _mm_set1_epi8(static_cast<char>(zero_byte));
     for (std::int64_t b = 0; b < nblocks; ++b) {
       const T* p = x + b * 16;
       std::uint8_t* o = four ? out + b * 8 : out + b * 16;
@@ -714,10 +715,10 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       // the zero codes stored inline: a call to memset here made GCC rebuild the loop's
       // constants (a dozen broadcasts) for every block, zero or not
       const std::int64_t nbytes = four ? bs / 2 : bs;
-      const __m128i zz = _mm_set1_epi8(static_cast<char>(four ? (z << 4 | z) : z));
-      std::int64_t k = 0;
-      for (; k + 16 <= nbytes; k += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + k), zz);
-      for (; k < nbytes; ++k) o[k] = static_cast<std::uint8_t>(four ? (z << 4 | z) : z);
+      const __m128i zz = _mm_set1_epi8(static_cast<char>(zero_byte));
+      std::int64_t j = 0;
+      for (; j + 16 <= nbytes; j += 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + j), zz);
+      for (; j < nbytes; ++j) o[j] = zero_byte;
       if (ahead) avx2::detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
       continue;
     }
