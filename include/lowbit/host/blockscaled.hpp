@@ -430,14 +430,13 @@ LOWBIT_AVX512 std::int64_t fp6_row_tiles(const T* x, std::int64_t ntiles, const 
     const __m512 m = _mm512_set1_ps(e.factor);
     if constexpr (std::is_same_v<T, bf16>) {
       if (packed) {
-        // bfloat16: the even and odd elements of one load (as avx512::encode_run), their codes
+        // bfloat16: the even and odd elements of one load (load_bf16_halves), their codes
         // joined in the 32-bit lanes before any narrowing: lane i holds codes 2i, 2i + 1 as 12
         // bits, qword j codes 4j .. 4j + 3 as the 24 bits of pack_fp6x4, and one narrowing and
         // one byte shuffle leave the 24 bytes of the tile
-        const __m512i w = _mm512_loadu_si512(p);
-        const __m512i ce = avx512::detail::minifloat_codes<codec>(_mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), m));
-        const __m512i co = avx512::detail::minifloat_codes<codec>(
-            _mm512_mul_ps(_mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)))), m));
+        const avx512::detail::bf16_halves h = avx512::detail::load_bf16_halves(p);
+        const __m512i ce = avx512::detail::minifloat_codes<codec>(_mm512_mul_ps(h.even, m));
+        const __m512i co = avx512::detail::minifloat_codes<codec>(_mm512_mul_ps(h.odd, m));
         const __m512i pair = _mm512_or_si512(ce, _mm512_slli_epi32(co, 6));  // codes < 64
         const __m256i quad = _mm512_cvtepi64_epi32(_mm512_or_si512(pair, _mm512_srli_epi64(pair, 20)));
         const __m256i bytes = _mm256_shuffle_epi8(quad, _mm256_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1, 0, 1, 2, 4, 5,

@@ -248,9 +248,10 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
                _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s[i]));
         }
   } else {
-    // one group after the other: eight registers of codes per group leave no room to interleave
-    // them, and an 8-bit value costs more decode than an FMA's latency
+    // one group after the other: interleaving the 8-bit groups as the 4-bit ones measured no
+    // faster on the 14336 x 4096 GEMV
     LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
+      const __m512i z = F == format::uint8_zeropoint ? _mm512_loadu_si512(zp[i]) : _mm512_setzero_si512();
       __m512i v[8];
       LOWBIT_HOST_UNROLL for (int q = 0; q < 8; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
       LOWBIT_HOST_UNROLL for (int d = 0; d < 8; ++d) {
@@ -262,7 +263,7 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
             val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s[i]), _mm512_set1_ps(quant::int8_dequant_factor));
           } else if constexpr (F == format::uint8_zeropoint) {
             const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
-            val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_loadu_si512(zp[i]))), s[i]);
+            val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s[i]);
           } else {
             const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
             val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s[i]);

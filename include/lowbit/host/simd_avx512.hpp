@@ -89,6 +89,17 @@ LOWBIT_AVX512 inline __m512 load16(const bf16* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
 
+// 32 consecutive bfloat16 values in one load, split into the float32 values of the even elements
+// 0, 2, .., 30 and of the odd ones 1, 3, .., 31 (each dword holds a pair): a shift and a mask
+// instead of two widening loads, and codes of the two halves that pair up lane by lane.
+struct bf16_halves {
+  __m512 even, odd;
+};
+LOWBIT_AVX512 inline bf16_halves load_bf16_halves(const bf16* p) {
+  const __m512i w = _mm512_loadu_si512(p);
+  return {_mm512_castsi512_ps(_mm512_slli_epi32(w, 16)), _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))))};
+}
+
 // Saturating round-to-nearest-even float32 -> minifloat code for finite lanes, as
 // avx2::detail::minifloat_codes.
 template <class Minifloat>
@@ -657,13 +668,10 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
       }
       const __m512 m = _mm512_set1_ps(inv[b]);
       if constexpr (std::is_same_v<T, bf16>) {
-        // bfloat16: one load of the 32 values, split into the even and odd elements (each dword
-        // holds a pair), whose codes then pair up lane by lane: no widening of two halves, and
+        // bfloat16: the even and odd elements of one load, whose codes pair up lane by lane:
         // one narrowing of the packed pairs
-        const __m512i w = _mm512_loadu_si512(p);
-        const __m512 even = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-        const __m512 odd = _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
-        const __m512i ce = detail::codes16<F>(_mm512_mul_ps(even, m), th), co = detail::codes16<F>(_mm512_mul_ps(odd, m), th);
+        const detail::bf16_halves h = detail::load_bf16_halves(p);
+        const __m512i ce = detail::codes16<F>(_mm512_mul_ps(h.even, m), th), co = detail::codes16<F>(_mm512_mul_ps(h.odd, m), th);
         if constexpr (four) {
           const __m512i pair = info(F).order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi32(ce, 4), co)
                                                                                 : _mm512_or_si512(ce, _mm512_slli_epi32(co, 4));
