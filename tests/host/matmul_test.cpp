@@ -248,8 +248,9 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
 TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
   // odd M, N, K; K not a multiple of the block; a panel regime (M > 16); a K with a fast path
   // (K and block multiples of 32) and a partial last super-run
-  // and the fused GEMV (M <= 4, K a multiple of 1024)
-  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}};
+  // and the fused GEMV (M <= 4, K a multiple of 1024); the outer-product form (AVX-512, M >= 32
+  // in mode f32, >= 64 in bf16) over two x-row super-blocks, a full and a partial W panel
+  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {64, 67, 1056}};
   std::uint64_t salt = 1;
   for (const weight_kind& wk : weight_kinds())
     for (const shape& sh : shapes) check_all(wk, sh, salt++);
@@ -274,7 +275,7 @@ TEST(Matmul, BlockScaledWeightsFollowTheModel) {
                         {scaled_format::nvfp4, lowbit::granularity::per_tile(0, 0), "nvfp4 1x16"},
                         {scaled_format::nvfp4, lowbit::granularity::per_tile(16, 16), "nvfp4 16x16"},
                         {scaled_format::fp8_e4m3_block, lowbit::granularity::per_tile(128, 128), "fp8_e4m3_block 128x128"}};
-  const shape shapes[] = {{1, 5, 96}, {3, 19, 1100}, {17, 3, 256}, {2, 130, 2080}};
+  const shape shapes[] = {{1, 5, 96}, {3, 19, 1100}, {17, 3, 256}, {2, 130, 2080}, {64, 70, 160}};
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5CA1EDu);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (const kind& kd : kinds)

@@ -360,6 +360,97 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
     LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) _mm512_storeu_ps(s + ((i / 2) * MB + a) * 32 + (i % 2) * 16, k[i].acc[a]);
 }
 
+/// @par The outer-product form (larger M)
+/// The lane dots above read an x vector and a W vector per instruction, too many bytes per product
+/// once M grows. The same thread chains can be run the other way round: for one thread T, the
+/// chain of output (m, n) is x[m]'s and W[n]'s words (T, 0), (T, 1), .., (T, L - 1) in order, so a
+/// register of 16 outputs n (one column block of W, its words of step (T, c) side by side) is
+/// FMA-ed with x[m]'s word (T, c) broadcast. Each lane performs exactly the chain of dot_portable
+/// (same operands, same order, from +0); the 32 chains of an output are then added in the tree of
+/// mm::reduce_threads. The operands are in chain-major order: word (T, c) of a row at T * L + c,
+/// L = lane_row_size / 32 (mode f32: c = 32 j + e; bf16: c = 16 j + p, one operand pair), and a
+/// W panel of 16 V rows holds word (T, c) of its row v at (T * L + c) * 16 V + v.
+
+namespace detail {
+// 16 x 16 floats transposed in registers: r[i][k] becomes r[k][i] (64 shuffles).
+LOWBIT_MM512 inline void transpose16(__m512 (&r)[16]) {
+  __m512 t[16];
+  LOWBIT_HOST_UNROLL for (int i = 0; i < 8; ++i) {  // per 128-bit lane: pairs of rows interleaved
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  __m512 u[16];  // u[4 q + i], 128-bit lane k: column 4 k + i of rows 4 q .. 4 q + 3
+  LOWBIT_HOST_UNROLL for (int q = 0; q < 4; ++q) {
+    const __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+    const __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+    u[4 * q + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+  }
+  LOWBIT_HOST_UNROLL for (int i = 0; i < 4; ++i) {  // lane k of u[i], u[4 + i], u[8 + i], u[12 + i]
+    const __m512 v0 = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88), v1 = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xDD);
+    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88), w1 = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xDD);
+    r[i] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    r[4 + i] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[8 + i] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
+    r[12 + i] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
+  }
+}
+}  // namespace detail
+
+/// 16 W lane rows (rows[0 .. 16), lane_row_size(K, c) words each, J super-runs; steps = 32 words
+/// per group in mode f32, 16 in bf16) into columns col .. col + 15 of a chain-major panel of
+/// `width` columns (the layout above), by 16 x 16 transposes.
+LOWBIT_MM512 inline void panel_columns16(const float* const* rows, std::int64_t J, int steps, float* panel, int width, int col) {
+  const std::int64_t L = J * steps;
+  for (std::int64_t j = 0; j < J; ++j)
+    for (int g = 0; g < 2; ++g)
+      for (int e = 0; e < steps; ++e) {
+        const std::int64_t o = ((j * 2 + g) * steps + e) * 16, c = j * steps + e;
+        __m512 r[16];
+        LOWBIT_HOST_UNROLL for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(rows[i] + o);
+        detail::transpose16(r);
+        LOWBIT_HOST_UNROLL for (int t = 0; t < 16; ++t) _mm512_store_ps(panel + ((16 * g + t) * L + c) * width + col, r[t]);
+      }
+}
+
+/// Chain i (thread T = the 5-bit reversal of i) of MR x rows (chain-major, x[a] at word 0 of the
+/// row) with a panel of 16 V W columns (`panel`, chain-major), then its place in the reduction
+/// tree: the chains are run in the order i = 0 .. 31, so that chain i meets its partners of
+/// mm::reduce_threads on a stack of five levels (stack: 5 x MR x V registers); after i = 31 the
+/// 16 V sums of each x row are at out[a * 16 V ..]. The stack additions are those of the tree
+/// (float addition commutes), so every output is bit for bit mm::reduce_threads of its chains.
+template <int MR, int V, bool BF16>
+LOWBIT_MM512 void chain_outer_avx512(int i, const void* const* x, const float* panel, std::int64_t L, float* stack, float* out) {
+  const int T = ((i & 1) << 4) | ((i & 2) << 2) | (i & 4) | ((i & 8) >> 2) | ((i & 16) >> 4);
+  const float* w = panel + T * L * 16 * V;
+  const std::uint32_t* xr[MR];
+  LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a) xr[a] = static_cast<const std::uint32_t*>(x[a]) + T * L;
+  __m512 acc[MR][V];
+  LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a)
+    LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) acc[a][v] = _mm512_setzero_ps();
+  for (std::int64_t c = 0; c < L; ++c) {
+    __m512 wv[V];
+    LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(w + c * 16 * V + 16 * v);
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a) {
+      const __m512i xb = _mm512_set1_epi32(static_cast<int>(xr[a][c]));
+      LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) {
+        if constexpr (BF16) acc[a][v] = _mm512_dpbf16_ps(acc[a][v], (__m512bh)xb, (__m512bh)wv[v]);
+        else acc[a][v] = _mm512_fmadd_ps(_mm512_castsi512_ps(xb), wv[v], acc[a][v]);
+      }
+    }
+  }
+  int level = 0;
+  for (; level < 5 && ((i >> level) & 1) != 0; ++level)
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a)
+      LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v)
+        acc[a][v] = _mm512_add_ps(_mm512_load_ps(stack + ((level * MR + a) * V + v) * 16), acc[a][v]);
+  float* dst = level == 5 ? out : stack + level * MR * V * 16;
+  LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a)
+    LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) _mm512_store_ps(dst + (a * V + v) * 16, acc[a][v]);
+}
+
 LOWBIT_AVX512_WARNINGS_POP
 #endif
 

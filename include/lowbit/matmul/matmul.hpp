@@ -435,6 +435,110 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
   if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(16 * R));
   return {};
 }
+
+/// The outer-product GEMM (host::mmk::chain_outer_avx512): x rows in blocks of outer_rows, W in
+/// panels of outer_cols columns, outer_blocks x-row blocks sharing each panel chain while it is in
+/// L1. Below outer_min_rows (per mode) the lane dots were measured faster: 1 x 14336 x 4096 nf4
+/// with double quantization, 2 threads, lane dots -> outer form in ms: f32 M = 16 16.2 -> 18.1,
+/// M = 32 32.6 -> 28.1, M = 128 118 -> 75; bf16 M = 32 24.7 -> 24.9, M = 64 46.2 -> 43.9,
+/// M = 128 90 -> 84 (vdpbf16ps issues at about 0.7 the rate of vfmadd231ps on this host).
+constexpr int outer_rows = 6, outer_v = 4, outer_cols = 16 * outer_v, outer_blocks = 8;
+constexpr std::int64_t outer_min_rows(matmul_compute c) { return c == matmul_compute::f32 ? 32 : 64; }
+
+/// chain_outer_avx512 for mr (1 .. outer_rows) x rows.
+inline void outer_chain(int mr, bool bf, int i, const void* const* x, const float* panel, std::int64_t L, float* stack, float* out) {
+  auto run = [&](auto MR) {
+    if (bf) host::mmk::chain_outer_avx512<decltype(MR)::value, outer_v, true>(i, x, panel, L, stack, out);
+    else host::mmk::chain_outer_avx512<decltype(MR)::value, outer_v, false>(i, x, panel, L, stack, out);
+  };
+  switch (mr) {
+    case 1: return run(std::integral_constant<int, 1>{});
+    case 2: return run(std::integral_constant<int, 2>{});
+    case 3: return run(std::integral_constant<int, 3>{});
+    case 4: return run(std::integral_constant<int, 4>{});
+    case 5: return run(std::integral_constant<int, 5>{});
+    default: return run(std::integral_constant<int, outer_rows>{});
+  }
+}
+
+/// The matmul in the outer-product form (AVX-512, and AVX512_BF16 in mode bf16; M >=
+/// outer_min_rows(mode)): x rows (lane layout xl) moved once to chain-major order; per panel, W rows
+/// decoded to lane rows (build_w_row, as the lane-dot path) and transposed into the panel; then
+/// the 32 chains of every x block. The same chains and tree as the lane dots: the same bits.
+template <class Dec, class TY>
+status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
+                  const matmul_options& o, const kernel_choice& kc) {
+  const matmul_compute c = o.compute;
+  const std::int64_t row_words = host::mmk::lane_row_size(K, c), J = super_runs(K);
+  const int steps = c == matmul_compute::f32 ? run_elements : run_elements / 2;
+  const std::int64_t L = J * steps;
+  storage<float> xc;  // x in chain-major order
+  LOWBIT_TRY(xc.allocate(static_cast<std::size_t>(M * row_words), allocator::host(), "matmul: x in chain-major order", false));
+  host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
+    for (std::int64_t m = m0; m < m1; ++m) {
+      const float* src = xl + m * row_words;
+      float* dst = xc.data() + m * row_words;
+      for (std::int64_t j = 0; j < J; ++j)
+        for (int g = 0; g < 2; ++g)
+          for (int e = 0; e < steps; ++e)
+            for (int t = 0; t < 16; ++t) dst[(16 * g + t) * L + j * steps + e] = src[((j * 2 + g) * steps + e) * 16 + t];
+    }
+  });
+  constexpr std::int64_t stack_words = 5 * outer_rows * outer_cols, out_words = outer_rows * outer_cols;
+  const std::int64_t need = (outer_cols + 16) * row_words + outer_blocks * (stack_words + out_words);
+  const std::int64_t panels = (N + outer_cols - 1) / outer_cols;
+  const bool bf = c == matmul_compute::bf16;
+  std::atomic<bool> no_memory{false};
+  host::parallel_for(panels, 1, 1, o.threads, [&](std::int64_t p0, std::int64_t p1) {
+    storage<float>& buf = panel_scratch();
+    if (buf.size() < static_cast<std::size_t>(need) && !buf.allocate(static_cast<std::size_t>(need), allocator::host(), "matmul: weight panel", false)) {
+      no_memory = true;
+      return;
+    }
+    float* panel = buf.data();
+    float* lanes = panel + outer_cols * row_words;  // 16 W rows in the lane layout
+    float* stack = lanes + 16 * row_words;
+    float* out = stack + outer_blocks * stack_words;
+    for (std::int64_t p = p0; p < p1; ++p) {
+      const std::int64_t n0 = p * outer_cols;
+      const int cols = static_cast<int>(std::min<std::int64_t>(outer_cols, N - n0));
+      for (int q = 0; q < outer_v; ++q) {
+        const float* rows[16];
+        for (int r = 0; r < 16; ++r) {
+          const std::int64_t n = n0 + 16 * q + r;
+          float* dst = lanes + r * row_words;
+          if (n < N) build_w_row(dec, n, K, c, kc, dst);
+          else std::fill(dst, dst + row_words, 0.0f);  // a column past N: zeros, never stored
+          rows[r] = dst;
+        }
+        host::mmk::panel_columns16(rows, J, steps, panel, outer_cols, 16 * q);
+      }
+      for (std::int64_t s0 = 0; s0 < M; s0 += outer_rows * outer_blocks) {
+        const int blocks = static_cast<int>(std::min<std::int64_t>(outer_blocks, (M - s0 + outer_rows - 1) / outer_rows));
+        for (int i = 0; i < 32; ++i)
+          for (int k = 0; k < blocks; ++k) {
+            const std::int64_t m0 = s0 + k * outer_rows;
+            const int mr = static_cast<int>(std::min<std::int64_t>(outer_rows, M - m0));
+            const void* xs[outer_rows];
+            for (int a = 0; a < mr; ++a) xs[a] = xc.data() + (m0 + a) * row_words;
+            outer_chain(mr, bf, i, xs, panel, L, stack + k * stack_words, out + k * out_words);
+          }
+        for (int k = 0; k < blocks; ++k) {
+          const std::int64_t m0 = s0 + k * outer_rows;
+          const int mr = static_cast<int>(std::min<std::int64_t>(outer_rows, M - m0));
+          for (int a = 0; a < mr; ++a)
+            for (int col = 0; col < cols; ++col) {
+              float v = out[k * out_words + a * outer_cols + col];
+              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n0 + col)));
+              host::detail::store(y + (m0 + a) * N + n0 + col, from_float<TY>(v));
+            }
+        }
+      }
+    }
+  });
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate a weight panel of %lld bytes", static_cast<long long>(need * 4));
+  return {};
+}
 #endif
 
 /// The matmul with W's runs from decoder `dec` (run_decoder or scaled_run_decoder).
@@ -462,6 +566,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
     if (kc.avx512 && M <= 4 && K % super_elements == 0 && dec.view().block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
       return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc);
   }
+  if (kc.avx512 && M >= outer_min_rows(c) && (c == matmul_compute::f32 || kc.avx512_bf16)) return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc);
 #endif
   const std::int64_t P = panel_rows(M, row_words);
   const std::int64_t panels = (N + P - 1) / P;
