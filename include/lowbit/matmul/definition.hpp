@@ -11,9 +11,15 @@
 /// - compute f32: the operands are `x[m, k]` widened to float32 and `w[n, k]`.
 /// - compute bf16: each operand is rounded to bfloat16 (nearest even; NaN stays NaN), a float32
 ///   zero or subnormal becoming a zero of its sign (bf16_operand; vcvtneps2bf16's rule). Each step is a float32 fused
-///   multiply-add whose subnormal result becomes a zero of its sign (fma_ftz). This is exactly
-///   what AVX512_BF16's `vdpbf16ps` computes (DAZ in, FTZ out, one rounding per product) and what
-///   PTX `fma.rn.ftz.f32` computes on bfloat16 operands; products of two bfloat16 are exact.
+///   multiply-add whose subnormal result becomes a zero of its sign (fma_ftz), what PTX
+///   `fma.rn.ftz.f32` computes on bfloat16 operands; products of two bfloat16 are exact.
+///   AVX512_BF16's `vdpbf16ps` (DAZ in, FTZ out, one rounding per product) computes the same
+///   while no partial sum falls below 2^-126 in magnitude; below it, measured on this project's
+///   Xeon, it flushes to +0 rather than a zero of the sum's sign, and it also flushes a sum whose
+///   exact value is below 2^-126 but rounds to 2^-126 (e.g. 2^-126 - (1 + 2^-7) 2^-151). The
+///   host's AVX-512 bf16 kernels use it, so such sums (operands near 2^-63 and below) can differ
+///   from this definition in the last bits there; the guard that routes them to the exact path is
+///   open work (issue 15).
 ///
 /// @par Summation order (both modes; the CUDA warp of 32 threads with 128-bit loads of 32 4-bit codes)
 /// - K is cut into runs of 32 consecutive elements, run r = [32 r, 32 r + 32). K is padded with
