@@ -465,6 +465,86 @@ TEST(Matmul, SpecialValues) {
   EXPECT_EQ(lowbit_test::bits_of(y[2]), 0u);
 }
 
+// bf16 mode with sums near float32's smallest normal: partial sums that round to a subnormal
+// must become a zero of their sign, one that rounds to 2^-126 must stay (fma_ftz), on every path
+// and in every kernel regime (the fused GEMV, the lane dots, the outer-product form). AVX512_BF16's
+// vdpbf16ps flushes to +0, and also flushes a sum whose exact value is below 2^-126 but rounds to
+// it: such inputs must not reach it.
+TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x71e5u);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const shape shapes[] = {{1, 9, 2048}, {3, 5, 1024}, {7, 6, 1056}, {64, 66, 1024}};
+  for (const weight_kind& wk : {weight_kinds()[0], weight_kinds()[1]})
+    for (const shape& sh : shapes) {
+      const std::int64_t M = sh.M, N = sh.N, K = sh.K;
+      SCOPED_TRACE(std::string(wk.name) + " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+      const lowbit::quant_tensor W = make_weight(wk, N, K, rng);
+      std::vector<float> w(static_cast<std::size_t>(N * K));
+      for (std::int64_t i = 0; i < N * K; ++i) w[static_cast<std::size_t>(i)] = weight(W, i);
+      // products of a few 2^-126: the chains cross the subnormal range again and again
+      std::vector<float> x(static_cast<std::size_t>(M * K));
+      for (float& v : x) v = std::ldexp(nd(rng), -124);
+      std::vector<float> expect(static_cast<std::size_t>(M * N));
+      std::int64_t tiny = 0;
+      for (std::int64_t m = 0; m < M; ++m)
+        for (std::int64_t n = 0; n < N; ++n) {
+          const float v = model(x.data() + m * K, w.data() + n * K, K, matmul_compute::bf16, nullptr);
+          expect[static_cast<std::size_t>(m * N + n)] = v;
+          tiny += std::fabs(v) < 1e-36f;
+        }
+      EXPECT_GT(tiny, 0) << "the inputs no longer reach the subnormal range";
+      for (const path& p : kPaths) {
+        SCOPED_TRACE(p.name);
+        lowbit::matmul_options o;
+        o.compute = matmul_compute::bf16;
+        o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+        std::vector<float> y(static_cast<std::size_t>(M * N));
+        ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
+        for (std::size_t i = 0; i < y.size(); ++i)
+          ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect[i])) << "element " << i << ": got " << y[i] << " expected " << expect[i];
+      }
+    }
+  // The edge itself: run 0 of every row holds the pair (x1 w1 = 2^-126, then x0 w0 = -(1 + 2^-7)
+  // 2^-151), whose exact sum lies below 2^-126 but rounds to it, so the chain keeps 2^-126; the
+  // rest of the row is zero. An e4m3fn weight with power-of-two scales gives w exactly. Without
+// the guard, vdpbf16ps gives +0 here.
+  for (const std::int64_t M : {1, 7, 64}) {
+    const std::int64_t N = 3, K = 1024;
+    SCOPED_TRACE("edge M=" + std::to_string(M));
+    lowbit::quantize_params qp;
+    qp.fmt = format::e4m3fn;
+    qp.gran = lowbit::granularity::per_block(32);
+    const std::vector<float> ones(static_cast<std::size_t>(N * K), 1.0f);
+    lowbit::quant_tensor W;
+    ASSERT_TRUE(lowbit::quantize(ones.data(), dtype::f32, {N, K}, qp, W));
+    std::fill(W.codes(), W.codes() + N * K, std::uint8_t{0});
+    std::fill(W.scales(), W.scales() + N * K / 32, std::ldexp(1.0f, -70));
+    for (std::int64_t n = 0; n < N; ++n) {
+      W.codes()[n * K] = 0x08;      // 2^-6: w0 = 2^-76
+      W.codes()[n * K + 1] = 0x70;  // 2^7: w1 = 2^-63
+    }
+    std::vector<float> x(static_cast<std::size_t>(M * K), 0.0f);
+    for (std::int64_t m = 0; m < M; ++m) {
+      x[static_cast<std::size_t>(m * K)] = -std::ldexp(1.0f + 1.0f / 128, -75);
+      x[static_cast<std::size_t>(m * K + 1)] = std::ldexp(1.0f, -63);
+    }
+    ASSERT_EQ(weight(W, 0), std::ldexp(1.0f, -76));
+    ASSERT_EQ(weight(W, 1), std::ldexp(1.0f, -63));
+    const float expect = model(x.data(), std::vector<float>{weight(W, 0), weight(W, 1)}.data(), 2, matmul_compute::bf16, nullptr);
+    ASSERT_EQ(expect, std::numeric_limits<float>::min());
+    for (const path& p : kPaths) {
+      SCOPED_TRACE(p.name);
+      lowbit::matmul_options o;
+      o.compute = matmul_compute::bf16;
+      o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+      std::vector<float> y(static_cast<std::size_t>(M * N));
+      ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
+      for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect)) << "element " << i << ": got " << y[i];
+    }
+  }
+}
+
 TEST(Matmul, Errors) {
   std::mt19937_64 rng(lowbit_test::test_seed());
   const lowbit::quant_tensor W = make_weight(weight_kinds()[0], 4, 64, rng);

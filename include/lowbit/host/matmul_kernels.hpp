@@ -316,6 +316,17 @@ LOWBIT_MM512 inline void run_scales_avx512(std::int64_t r0, std::int64_t count, 
   }
 }
 
+/// The smallest nonzero |v[i]|, i < n (+Inf when there is none; NaN lanes are skipped).
+LOWBIT_MM512 inline float min_nonzero_abs_avx512(const float* v, std::int64_t n) {
+  __m512 low = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 in = static_cast<__mmask16>(n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1u);
+    const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(in, v + i));
+    low = _mm512_mask_min_ps(low, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), low, a);
+  }
+  return _mm512_reduce_min_ps(low);
+}
+
 /// mm::reduce_threads of the 32 sums s[0 .. 32) in registers: the same additions (s_t + s_{t+h} for
 /// h = 16, 8, 4, 2, 1), five instructions instead of 31 scalar ones.
 LOWBIT_MM512 inline float reduce32_avx512(const float* s) {

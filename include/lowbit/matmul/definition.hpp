@@ -17,9 +17,8 @@
 ///   while no partial sum falls below 2^-126 in magnitude; below it, measured on this project's
 ///   Xeon, it flushes to +0 rather than a zero of the sum's sign, and it also flushes a sum whose
 ///   exact value is below 2^-126 but rounds to 2^-126 (e.g. 2^-126 - (1 + 2^-7) 2^-151). The
-///   host's AVX-512 bf16 kernels use it, so such sums (operands near 2^-63 and below) can differ
-///   from this definition in the last bits there; the guard that routes them to the exact path is
-///   open work (issue 15).
+///   host's AVX-512 kernels use it only where operand exponents rule such sums out, and the
+///   exact FMA-and-flush code elsewhere (matmul.hpp, bf16_exact_exponents).
 ///
 /// @par Summation order (both modes; the CUDA warp of 32 threads with 128-bit loads of 32 4-bit codes)
 /// - K is cut into runs of 32 consecutive elements, run r = [32 r, 32 r + 32). K is padded with

@@ -77,6 +77,10 @@ class run_decoder {
       table_[c] = q.code_table ? q.code_table[k] : quant::decode_table<F>(static_cast<std::uint8_t>(k));
       nested_table_[c] = q.nested_code_table ? q.nested_code_table[c] : codecs::bnb_dynamic8::decode(static_cast<std::uint8_t>(c));
     }
+    for (int c = 0; c < (info(F).bits == 4 ? 16 : 256); ++c) {
+      const float v = std::fabs(quant::decode_element<F>(table_[c], 1.0f, 0));
+      if (v > 0.0f && v < unit_) unit_ = v;
+    }
   }
   /// The float32 scale of block b (the nested one rebuilt as quant::nested_scale).
   float scale(std::int64_t b) const {
@@ -103,6 +107,10 @@ class run_decoder {
     }
   }
   const float* table() const { return table_; }
+  /// The smallest nonzero |w| per unit scale: min |quant::decode_element(code, 1, 0)| over the
+  /// codes (+Inf when every code decodes to zero); every nonzero w of a block with scale s is at
+  /// least about unit · |s| (the bf16 flush guard, bf16_exact_exponents).
+  float smallest_unit() const { return unit_; }
   /// The 256 values of the nested codes (the checkpoint's or bnb_dynamic8's).
   const float* nested_table() const { return nested_table_; }
   const quant_view& view() const { return q_; }
@@ -111,6 +119,7 @@ class run_decoder {
   const quant_view& q_;
   alignas(64) float table_[256];
   alignas(64) float nested_table_[256];
+  float unit_ = std::numeric_limits<float>::infinity();
 };
 
 /// The run decoder of a block-scaled format (MX, NVFP4, fp8_e4m3_block; host/blockscaled.hpp):
@@ -167,6 +176,41 @@ struct kernel_choice {
   }
 };
 
+/// @par vdpbf16ps and the bf16 flush
+/// AVX512_BF16's vdpbf16ps flushes a tiny result to +0 (fma_ftz keeps the sign) and also flushes
+/// a sum whose exact value is below 2^-126 but rounds to 2^-126 (fma_ftz keeps 2^-126). Both need
+/// a partial sum below 2^-126 in magnitude. Products of bf16 operands with biased exponents ex and
+/// ew are multiples of 2^(ex + ew - 268), and so is every partial sum of them; when the smallest
+/// nonzero operands of a dot have ex + ew >= bf16_exact_exponents, every nonzero partial sum is at
+/// least 2^-126 and vdpbf16ps computes exactly fma_ftz. Otherwise the dot takes a path with FMAs
+/// and an explicit flush (AVX2 or portable). Real activations and weights are far above the bound.
+inline constexpr int bf16_exact_exponents = 142;
+
+/// The smallest biased exponent of a nonzero bf16 operand among both halves of words[0 .. n) (255
+/// when all are zero; bf16 operands are never subnormal).
+inline int bf16_min_exponent(const std::uint32_t* words, std::int64_t n) {
+  unsigned low = 255;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const unsigned a = (words[i] >> 7) & 0xFFu, b = (words[i] >> 23) & 0xFFu;
+    low = std::min(low, std::min(a == 0 ? 255u : a, b == 0 ? 255u : b));
+  }
+  return static_cast<int>(low);
+}
+
+/// A lower bound of the biased bf16 exponent of a nonzero w = f32(value · s) rounded to bf16, for
+/// |value| >= unit and |s| >= smin (one less than the product's, for the two roundings; 255 when
+/// unit · smin is +Inf, i.e. every w is zero).
+inline int scale_exponent(float unit, float smin) {
+  const float low = unit * smin;
+  return low == std::numeric_limits<float>::infinity() ? 255 : static_cast<int>((float_bits(low) >> 23) & 0xFFu) - 1;
+}
+
+/// A kernel choice without vdpbf16ps (the lane dots then take AVX2 or portable code, the same bits).
+inline kernel_choice without_vdpbf16ps(kernel_choice kc) {
+  kc.avx512 = kc.avx512_bf16 = false;
+  return kc;
+}
+
 /// The bf16 lane layout of 32 f32 lane vectors (host::mmk::detail::bf16_pair's portable twin).
 inline void pack_bf16(const float* in, std::uint32_t* out) {
   for (int p = 0; p < 16; ++p)
@@ -193,23 +237,26 @@ void fill_group(matmul_compute c, RunFn&& run, float* tmp, void* dst) {
 
 /// The scales and zero points of `count` consecutive runs of W starting at element `start`, each
 /// inside one block (block size a multiple of 32, start a multiple of 32): one division, then
-/// steps of 32 elements.
+/// steps of 32 elements. With smin, lowers *smin to the smallest nonzero |scale| of those blocks.
 template <format F>
-void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp) {
+inline void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp, float* smin = nullptr) {
   const std::int64_t bs = dec.view().block_size;
   std::int64_t b = start / bs, off = start - b * bs;
   float s = dec.scale(b);
   int z = dec.zero_point(b);
+  float low = std::fabs(s) > 0.0f ? std::fabs(s) : std::numeric_limits<float>::infinity();
   for (std::int64_t t = 0; t < count; ++t) {
     if (off == bs) {
       off = 0;
       s = dec.scale(++b);
       z = dec.zero_point(b);
+      if (std::fabs(s) > 0.0f) low = std::min(low, std::fabs(s));
     }
     sc[t] = s;
     zp[t] = z;
     off += 32;
   }
+  if (smin) *smin = std::min(*smin, low);
 }
 
 /// Row x (K elements of type T) in the lane layout of mode c at out (lane_row_size(K, c) words).
@@ -245,10 +292,13 @@ void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
 
 /// Row n of W in the lane layout of mode c at out: groups of 16 full runs through the AVX-512
 /// decoder when the format has one and each run lies in one block (K and the block size multiples
-/// of 32), the rest through the decoder's `decode` (run_decoder, scaled_run_decoder).
+/// of 32), the rest through the decoder's `decode` (run_decoder, scaled_run_decoder). With
+/// w_exponent (mode bf16), lowers *w_exponent to a lower bound of the row's smallest nonzero
+/// operand exponent (from the run scales, or from the words the slow groups wrote).
 template <class Dec>
-void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out) {
+void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out, int* w_exponent = nullptr) {
   alignas(64) float tmp[512];
+  float smin = std::numeric_limits<float>::infinity();  // of the fast groups' run scales
   const std::int64_t J = super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
   const std::int64_t row0 = n * K;
@@ -265,7 +315,7 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
         if (fast && 32 * (r0 + 16) <= K) {
           alignas(64) float sc[16];
           alignas(64) int zp[16];
-          run_scales(dec, row0 + 32 * r0, 16, sc, zp);
+          run_scales(dec, row0 + 32 * r0, 16, sc, zp, w_exponent ? &smin : nullptr);
           const std::uint8_t* codes = q.codes + code_bytes(F, row0 + 32 * r0);
           if (c == matmul_compute::f32) {
             host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{reinterpret_cast<float*>(dst)});
@@ -285,7 +335,11 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
         const std::int64_t k0 = 32 * (r0 + t);
         if (k0 < K) dec.decode(row0 + k0, static_cast<int>(std::min<std::int64_t>(32, K - k0)), v);
       }, tmp, dst);
+      if (w_exponent) *w_exponent = std::min(*w_exponent, bf16_min_exponent(dst, words));
     }
+  if constexpr (has_group_decoder<Dec>()) {
+    if (w_exponent) *w_exponent = std::min(*w_exponent, scale_exponent(dec.smallest_unit(), smin));
+  }
 }
 
 /// The 32 thread sums s[(a * nb + b) * 32 + t] of x lane rows x[0 .. mb) with W lane rows w[0 .. nb)
@@ -368,9 +422,14 @@ void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* 
   host::detail::store(y + m * N + n, from_float<TY>(v));
 }
 
+/// Rows n0 .. n1 of the fused GEMV for MB x rows. bf16 mode: x_exponent is the smallest
+/// bf16_min_exponent of the x rows; a row pair whose smallest possible nonzero w (smallest_unit
+/// times its smallest nonzero run scale) could bring a sum into the flush range of vdpbf16ps is
+/// decoded to a lane row (lane, lane_row_size words) and taken by the portable lane dot.
 template <format F, int MB, class TY>
 void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
-                     matmul_compute c, const TY* bias, TY* y, float* sc, int* zp) {
+                     matmul_compute c, const kernel_choice& kc, int x_exponent, const TY* bias, TY* y, float* sc, int* zp,
+                     float* lane) {
   const std::int64_t R = K / run_elements, J = super_runs(K);
   // the run scales in vectors where blocks are 2^shift runs and no zero points exist, else -1
   const std::int64_t rpb = dec.view().block_size / run_elements;
@@ -396,6 +455,17 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
     }
     alignas(64) float s[2 * 4 * 32];
     const bool bf = c == matmul_compute::bf16;
+    if (bf) {
+      if (x_exponent + scale_exponent(dec.smallest_unit(), host::mmk::min_nonzero_abs_avx512(sc, nb * R)) < bf16_exact_exponents) {
+        for (int b = 0; b < nb; ++b) {
+          build_w_row(dec, n + b, K, c, kc, lane);
+          const void* w1 = lane;
+          host::mmk::dot_portable<true>(xs, MB, &w1, 1, J, s);
+          for (int a = 0; a < MB; ++a) finish(s + a * 32, a, n + b, N, bias, y);
+        }
+        continue;
+      }
+    }
     if (nb == 2) {
       if (bf) host::mmk::fused_rows_avx512<F, MB, 2, true>(codes, scales, zps, dec.table(), xs, J, s);
       else host::mmk::fused_rows_avx512<F, MB, 2, false>(codes, scales, zps, dec.table(), xs, J, s);
@@ -412,27 +482,29 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
 /// in registers straight into the thread chains; rows split over the threads.
 template <format F, class TY>
 status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
-                  const matmul_options& o, const kernel_choice&) {
+                  const matmul_options& o, const kernel_choice& kc, int x_exponent) {
   const std::int64_t row_words = host::mmk::lane_row_size(K, o.compute), R = K / run_elements;
   const void* xs[4];
   for (std::int64_t a = 0; a < M; ++a) xs[a] = xl + a * row_words;
+  const std::int64_t need = 4 * R + row_words;
   std::atomic<bool> no_memory{false};
   host::parallel_for(N, 16, 2, o.threads, [&](std::int64_t n0, std::int64_t n1) {
-    storage<float>& buf = panel_scratch();  // the rows' run scales and zero points
-    if (buf.size() < static_cast<std::size_t>(4 * R) && !buf.allocate(static_cast<std::size_t>(4 * R), allocator::host(), "matmul: run scales", false)) {
+    storage<float>& buf = panel_scratch();  // the rows' run scales and zero points, a lane row
+    if (buf.size() < static_cast<std::size_t>(need) && !buf.allocate(static_cast<std::size_t>(need), allocator::host(), "matmul: run scales", false)) {
       no_memory = true;
       return;
     }
     float* sc = buf.data();  // two rows' worth of each
     int* zp = reinterpret_cast<int*>(buf.data() + 2 * R);
+    float* lane = buf.data() + 4 * R;
     switch (M) {
-      case 1: return gemv_fused_rows<F, 1>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
-      case 2: return gemv_fused_rows<F, 2>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
-      case 3: return gemv_fused_rows<F, 3>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
-      default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, bias, y, sc, zp);
+      case 1: return gemv_fused_rows<F, 1>(dec, xs, n0, n1, N, K, o.compute, kc, x_exponent, bias, y, sc, zp, lane);
+      case 2: return gemv_fused_rows<F, 2>(dec, xs, n0, n1, N, K, o.compute, kc, x_exponent, bias, y, sc, zp, lane);
+      case 3: return gemv_fused_rows<F, 3>(dec, xs, n0, n1, N, K, o.compute, kc, x_exponent, bias, y, sc, zp, lane);
+      default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, kc, x_exponent, bias, y, sc, zp, lane);
     }
   });
-  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(16 * R));
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(need * 4));
   return {};
 }
 
@@ -467,7 +539,7 @@ inline void outer_chain(int mr, bool bf, int i, const void* const* x, const floa
 /// the 32 chains of every x block. The same chains and tree as the lane dots: the same bits.
 template <class Dec, class TY>
 status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
-                  const matmul_options& o, const kernel_choice& kc) {
+                  const matmul_options& o, const kernel_choice& kc, int x_exponent) {
   const matmul_compute c = o.compute;
   const std::int64_t row_words = host::mmk::lane_row_size(K, c), J = super_runs(K);
   const int steps = c == matmul_compute::f32 ? run_elements : run_elements / 2;
@@ -502,16 +574,38 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
     for (std::int64_t p = p0; p < p1; ++p) {
       const std::int64_t n0 = p * outer_cols;
       const int cols = static_cast<int>(std::min<std::int64_t>(outer_cols, N - n0));
+      int w_exponent = 255;
       for (int q = 0; q < outer_v; ++q) {
         const float* rows[16];
         for (int r = 0; r < 16; ++r) {
           const std::int64_t n = n0 + 16 * q + r;
           float* dst = lanes + r * row_words;
-          if (n < N) build_w_row(dec, n, K, c, kc, dst);
+          if (n < N) build_w_row(dec, n, K, c, kc, dst, bf ? &w_exponent : nullptr);
           else std::fill(dst, dst + row_words, 0.0f);  // a column past N: zeros, never stored
           rows[r] = dst;
         }
         host::mmk::panel_columns16(rows, J, steps, panel, outer_cols, 16 * q);
+      }
+      if (bf && x_exponent + w_exponent < bf16_exact_exponents) {
+        // vdpbf16ps could flush differently (see bf16_exact_exponents): the lane dots without it
+        const kernel_choice exact = without_vdpbf16ps(kc);
+        for (int col = 0; col < cols; ++col) {
+          build_w_row(dec, n0 + col, K, c, kc, lanes);
+          const void* w1 = lanes;
+          for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
+            const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
+            const void* xs[4];
+            for (int a = 0; a < mb; ++a) xs[a] = xl + (m0 + a) * row_words;
+            alignas(64) float sums[4 * 32];
+            dot(exact, c, xs, mb, &w1, 1, J, sums);
+            for (int a = 0; a < mb; ++a) {
+              float v = reduce(exact, sums + a * 32);
+              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n0 + col)));
+              host::detail::store(y + (m0 + a) * N + n0 + col, from_float<TY>(v));
+            }
+          }
+        }
+        continue;
       }
       for (std::int64_t s0 = 0; s0 < M; s0 += outer_rows * outer_blocks) {
         const int blocks = static_cast<int>(std::min<std::int64_t>(outer_blocks, (M - s0 + outer_rows - 1) / outer_rows));
@@ -560,13 +654,20 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, xl.data() + m * row_words);
   });
+  // bf16 mode on vdpbf16ps: the smallest operand exponent of all x rows (the flush guard above)
+  const bool guard = c == matmul_compute::bf16 && kc.avx512_bf16;
+  int x_exponent = 255;
+  if (guard)
+    for (std::int64_t m = 0; m < M; ++m)
+      x_exponent = std::min(x_exponent, bf16_min_exponent(reinterpret_cast<const std::uint32_t*>(xl.data() + m * row_words), row_words));
 #if LOWBIT_HAVE_AVX512_KERNELS
   // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
   if constexpr (has_group_decoder<Dec>()) {
     if (kc.avx512 && M <= 4 && K % super_elements == 0 && dec.view().block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
-      return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc);
+      return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
   }
-  if (kc.avx512 && M >= outer_min_rows(c) && (c == matmul_compute::f32 || kc.avx512_bf16)) return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc);
+  if (kc.avx512 && M >= outer_min_rows(c) && (c == matmul_compute::f32 || kc.avx512_bf16))
+    return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
 #endif
   const std::int64_t P = panel_rows(M, row_words);
   const std::int64_t panels = (N + P - 1) / P;
@@ -581,7 +682,11 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
     }
     for (std::int64_t p = p0; p < p1; ++p) {
       const std::int64_t n0 = p * P, n1 = std::min(N, n0 + P);
-      for (std::int64_t n = n0; n < n1; ++n) build_w_row(dec, n, K, c, kc, buf.data() + (n - n0) * row_words);
+      int w_exponent = 255;
+      for (std::int64_t n = n0; n < n1; ++n) {
+        build_w_row(dec, n, K, c, kc, buf.data() + (n - n0) * row_words, guard ? &w_exponent : nullptr);
+      }
+      const kernel_choice kp = guard && x_exponent + w_exponent < bf16_exact_exponents ? without_vdpbf16ps(kc) : kc;
       for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
         const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
         const void* xs[4];
@@ -590,7 +695,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
           const int nb = static_cast<int>(std::min<std::int64_t>(2, n1 - n));
           const void* ws[2] = {buf.data() + (n - n0) * row_words, buf.data() + (n + nb - 1 - n0) * row_words};
           alignas(64) float s[4 * 2 * 32];
-          dot(kc, c, xs, mb, ws, nb, J, s);
+          dot(kp, c, xs, mb, ws, nb, J, s);
           for (int a = 0; a < mb; ++a)
             for (int b = 0; b < nb; ++b) {
               float v = reduce(kc, s + (a * nb + b) * 32);
