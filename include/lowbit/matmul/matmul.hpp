@@ -514,7 +514,7 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
 /// with double quantization, 2 threads, lane dots -> outer form in ms: f32 M = 16 16.2 -> 18.1,
 /// M = 32 32.6 -> 28.1, M = 128 118 -> 75; bf16 M = 32 24.7 -> 24.9, M = 64 46.2 -> 43.9,
 /// M = 128 90 -> 84 (vdpbf16ps issues at about 0.7 the rate of vfmadd231ps on this host).
-constexpr int outer_rows = 6, outer_v = 4, outer_cols = 16 * outer_v, outer_blocks = 8;
+constexpr int outer_rows = 6, outer_v = 4, outer_cols = 16 * outer_v, outer_blocks = 2;
 constexpr std::int64_t outer_min_rows(matmul_compute c) { return c == matmul_compute::f32 ? 32 : 64; }
 
 /// chain_outer_avx512 for mr (1 .. outer_rows) x rows.
