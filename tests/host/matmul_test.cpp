@@ -474,6 +474,19 @@ TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
   LOWBIT_SEED_TRACE();
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x71e5u);
   std::normal_distribution<float> nd(0.0f, 1.0f);
+  // every path in bf16 mode against expect(i), bit for bit
+  auto every_path = [](const lowbit::quant_tensor& W, const std::vector<float>& x, std::int64_t M, std::int64_t N, auto&& expect) {
+    for (const path& p : kPaths) {
+      SCOPED_TRACE(p.name);
+      lowbit::matmul_options o;
+      o.compute = matmul_compute::bf16;
+      o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+      std::vector<float> y(static_cast<std::size_t>(M * N));
+      ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
+      for (std::size_t i = 0; i < y.size(); ++i)
+        ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect(i))) << "element " << i << ": got " << y[i] << " expected " << expect(i);
+    }
+  };
   const shape shapes[] = {{1, 9, 2048}, {3, 5, 1024}, {7, 6, 1056}, {64, 66, 1024}};
   for (const weight_kind& wk : {weight_kinds()[0], weight_kinds()[1]})
     for (const shape& sh : shapes) {
@@ -494,21 +507,12 @@ TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
           tiny += std::fabs(v) < 1e-36f;
         }
       EXPECT_GT(tiny, 0) << "the inputs no longer reach the subnormal range";
-      for (const path& p : kPaths) {
-        SCOPED_TRACE(p.name);
-        lowbit::matmul_options o;
-        o.compute = matmul_compute::bf16;
-        o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
-        std::vector<float> y(static_cast<std::size_t>(M * N));
-        ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
-        for (std::size_t i = 0; i < y.size(); ++i)
-          ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect[i])) << "element " << i << ": got " << y[i] << " expected " << expect[i];
-      }
+      every_path(W, x, M, N, [&](std::size_t i) { return expect[i]; });
     }
   // The edge itself: run 0 of every row holds the pair (x1 w1 = 2^-126, then x0 w0 = -(1 + 2^-7)
   // 2^-151), whose exact sum lies below 2^-126 but rounds to it, so the chain keeps 2^-126; the
   // rest of the row is zero. An e4m3fn weight with power-of-two scales gives w exactly. Without
-// the guard, vdpbf16ps gives +0 here.
+  // the guard, vdpbf16ps gives +0 here.
   for (const std::int64_t M : {1, 7, 64}) {
     const std::int64_t N = 3, K = 1024;
     SCOPED_TRACE("edge M=" + std::to_string(M));
@@ -533,15 +537,7 @@ TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
     ASSERT_EQ(weight(W, 1), std::ldexp(1.0f, -63));
     const float expect = model(x.data(), std::vector<float>{weight(W, 0), weight(W, 1)}.data(), 2, matmul_compute::bf16, nullptr);
     ASSERT_EQ(expect, std::numeric_limits<float>::min());
-    for (const path& p : kPaths) {
-      SCOPED_TRACE(p.name);
-      lowbit::matmul_options o;
-      o.compute = matmul_compute::bf16;
-      o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
-      std::vector<float> y(static_cast<std::size_t>(M * N));
-      ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
-      for (std::size_t i = 0; i < y.size(); ++i) ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect)) << "element " << i << ": got " << y[i];
-    }
+    every_path(W, x, M, N, [&](std::size_t) { return expect; });
   }
 }
 
