@@ -390,6 +390,13 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
   else host::mmk::dot_portable<true>(x, mb, w, nb, J, s);
 }
 
+/// y[m, n] = v + bias[n] (one float32 add; v alone without a bias), rounded to y's dtype.
+template <class TY>
+void store_output(float v, std::int64_t m, std::int64_t n, std::int64_t N, const TY* bias, TY* y) {
+  if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n)));
+  host::detail::store(y + m * N + n, from_float<TY>(v));
+}
+
 /// mm::reduce_threads of s[0 .. 32), in registers where AVX-512 is used (the same additions).
 inline float reduce(const kernel_choice& kc, float* s) {
 #if LOWBIT_HAVE_AVX512_KERNELS
@@ -417,9 +424,7 @@ inline std::int64_t panel_rows(std::int64_t M, std::int64_t row_words) {
 /// y = s_0 (+ bias) of the 32 thread sums s of output (m, n).
 template <class TY>
 void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* bias, TY* y) {
-  float v = host::mmk::reduce32_avx512(s);
-  if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n)));
-  host::detail::store(y + m * N + n, from_float<TY>(v));
+  store_output(host::mmk::reduce32_avx512(s), m, n, N, bias, y);
 }
 
 /// Rows n0 .. n1 of the fused GEMV for MB x rows. bf16 mode: x_exponent is the smallest
@@ -598,11 +603,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
             for (int a = 0; a < mb; ++a) xs[a] = xl + (m0 + a) * row_words;
             alignas(64) float sums[4 * 32];
             dot(exact, c, xs, mb, &w1, 1, J, sums);
-            for (int a = 0; a < mb; ++a) {
-              float v = reduce(exact, sums + a * 32);
-              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n0 + col)));
-              host::detail::store(y + (m0 + a) * N + n0 + col, from_float<TY>(v));
-            }
+            for (int a = 0; a < mb; ++a) store_output(reduce(exact, sums + a * 32), m0 + a, n0 + col, N, bias, y);
           }
         }
         continue;
@@ -621,11 +622,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
           const std::int64_t m0 = s0 + k * outer_rows;
           const int mr = static_cast<int>(std::min<std::int64_t>(outer_rows, M - m0));
           for (int a = 0; a < mr; ++a)
-            for (int col = 0; col < cols; ++col) {
-              float v = out[k * out_words + a * outer_cols + col];
-              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n0 + col)));
-              host::detail::store(y + (m0 + a) * N + n0 + col, from_float<TY>(v));
-            }
+            for (int col = 0; col < cols; ++col) store_output(out[k * out_words + a * outer_cols + col], m0 + a, n0 + col, N, bias, y);
         }
       }
     }
@@ -642,7 +639,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   if (K == 0) {  // every thread sum is +0
     for (std::int64_t m = 0; m < M; ++m)
       for (std::int64_t n = 0; n < N; ++n)
-        host::detail::store(y + m * N + n, from_float<TY>(bias ? lowbit::detail::add_rn(0.0f, to_float(host::detail::load(bias + n))) : 0.0f));
+        store_output(0.0f, m, n, N, bias, y);
     return {};
   }
   const kernel_choice kc(o);
@@ -697,11 +694,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
           alignas(64) float s[4 * 2 * 32];
           dot(kp, c, xs, mb, ws, nb, J, s);
           for (int a = 0; a < mb; ++a)
-            for (int b = 0; b < nb; ++b) {
-              float v = reduce(kc, s + (a * nb + b) * 32);
-              if (bias) v = lowbit::detail::add_rn(v, to_float(host::detail::load(bias + n + b)));
-              host::detail::store(y + (m0 + a) * N + n + b, from_float<TY>(v));
-            }
+            for (int b = 0; b < nb; ++b) store_output(reduce(kp, s + (a * nb + b) * 32), m0 + a, n + b, N, bias, y);
         }
       }
     }
