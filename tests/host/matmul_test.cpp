@@ -157,11 +157,14 @@ struct dense {
 
 std::string dname(dtype t) { return lowbit::dtype_name(t); }
 
-lowbit::quant_tensor make_weight(const weight_kind& wk, std::int64_t N, std::int64_t K, std::mt19937_64& rng) {
+// With zeros > 0, elements [zeros, 2 zeros) are zero too: whole zero blocks of every size up to zeros
+// that divides it.
+lowbit::quant_tensor make_weight(const weight_kind& wk, std::int64_t N, std::int64_t K, std::mt19937_64& rng, std::int64_t zeros = 0) {
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> w(static_cast<std::size_t>(N * K));
   for (auto& v : w) v = nd(rng) / std::sqrt(static_cast<float>(K));
   if (N * K > 40) std::fill(w.begin() + 3, w.begin() + 40, 0.0f);  // a zero block for the small block sizes
+  if (zeros > 0 && 2 * zeros <= N * K) std::fill(w.begin() + zeros, w.begin() + 2 * zeros, 0.0f);
   lowbit::quantize_params p;
   p.fmt = wk.fmt;
   p.gran = wk.gran;
@@ -360,7 +363,8 @@ float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
 
 // The GEMV's vector run scales (host::mmk::run_scales_avx512) against the definition: every run of
 // windows that start anywhere (inside a block, on either side of a 256-block group boundary of the
-// nested scales) and end anywhere, for 1, 2, 4 and 64 runs per block, plain and double-quantized.
+// nested scales) and end anywhere, for 1, 2, 4 and 64 runs per block, plain and double-quantized,
+// and the smallest nonzero |scale| it reports.
 TEST(Matmul, VectorRunScalesEqualTheDefinition) {
 #if LOWBIT_HAVE_AVX512_KERNELS
   if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
@@ -370,14 +374,15 @@ TEST(Matmul, VectorRunScalesEqualTheDefinition) {
   for (std::int64_t bs : {32, 64, 128, 2048})
     for (bool dq : {false, true}) {
       SCOPED_TRACE("block " + std::to_string(bs) + (dq ? " double-quantized" : " float32 absmax"));
-      const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng);
+      const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng, 2048);
       const lowbit::quant_view v = W.view();
       lowbit::mm::run_decoder<format::nf4> dec(v);
       int shift = 0;
       while ((std::int64_t{32} << shift) < bs) ++shift;
       const std::int64_t runs = N * K / 32;
       std::vector<std::pair<std::int64_t, std::int64_t>> windows;  // (first run, count)
-      for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{1}, (std::int64_t{256} << shift) - 3, (std::int64_t{512} << shift) - 7, runs - 17})
+      for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{1}, std::int64_t{64}, (std::int64_t{256} << shift) - 3, (std::int64_t{512} << shift) - 7,
+                              runs - 17})
         for (std::int64_t count : {std::int64_t{1}, std::int64_t{5}, std::int64_t{16}, std::int64_t{17}, std::int64_t{40}})
           if (r0 < runs) windows.emplace_back(r0, std::min(count, runs - r0));
       std::uniform_int_distribution<std::int64_t> first(0, runs - 1);
@@ -388,11 +393,17 @@ TEST(Matmul, VectorRunScalesEqualTheDefinition) {
       std::vector<float> out(101);
       for (const auto& w : windows) {
         std::fill(out.begin(), out.end(), -1.0f);
+        float smin = 1e30f;  // lowered to the smallest nonzero |scale| of the window's blocks
         lowbit::host::mmk::run_scales_avx512(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales,
-                                             v.nested_offset, out.data());
-        for (std::int64_t t = 0; t < w.second; ++t)
-          ASSERT_EQ(lowbit_test::bits_of(out[static_cast<std::size_t>(t)]), lowbit_test::bits_of(block_scale(W, (w.first + t) >> shift)))
+                                             v.nested_offset, out.data(), &smin);
+        float want = 1e30f;
+        for (std::int64_t t = 0; t < w.second; ++t) {
+          const float bsc = block_scale(W, (w.first + t) >> shift);
+          ASSERT_EQ(lowbit_test::bits_of(out[static_cast<std::size_t>(t)]), lowbit_test::bits_of(bsc))
               << "run " << w.first + t << " of window (" << w.first << ", " << w.second << ")";
+          if (std::fabs(bsc) > 0.0f) want = std::min(want, std::fabs(bsc));
+        }
+        ASSERT_EQ(lowbit_test::bits_of(smin), lowbit_test::bits_of(want)) << "smallest scale of window (" << w.first << ", " << w.second << ")";
         ASSERT_EQ(out[static_cast<std::size_t>(w.second)], -1.0f) << "wrote past the window (" << w.first << ", " << w.second << ")";
       }
     }
@@ -598,7 +609,7 @@ TEST(MatmulNativeLibrary, Nf4GemvAgainstBitsandbytesCpuGemv4bit) {
   const std::int64_t N = 96, K = 512, bs = 64;
   for (bool dq : {false, true}) {
     SCOPED_TRACE(dq ? "double quantization" : "float32 absmax");
-    const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng);
+    const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng, 2048);
     // bitsandbytes' CPU layout (reference §6, _convert_weight_packed_for_cpu): codes [N/32, K/2, 32, 2]
     // in rows of 64, byte j = code[32 + j] << 4 | code[j]; absmax [K/bs, N] in bfloat16
     std::vector<std::uint8_t> packed(static_cast<std::size_t>(N * K / 2));

@@ -166,8 +166,13 @@ LOWBIT_MM512 inline void bf16_pairs(const std::uint32_t* even, const std::uint32
   _mm512_storeu_si512(out, bf16_pair(_mm512_castsi512_ps(_mm512_loadu_si512(even)), _mm512_castsi512_ps(_mm512_loadu_si512(odd))));
 }
 
-// Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16 runs.
+// Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16
+// runs. A sink with `pairs` true (the bf16 ones) takes them from the 4-bit decoder already in
+// operand-pair order, `pair(p, lo, hi)`: lane 2u of lo holds element 2p of run u and lane 2u + 1
+// element 2p + 1 (runs 0..7), hi the same for runs 8..15, so vcvtne2ps2bf16 alone makes the pairs
+// (no word permute: about one uop in ten of the bf16 GEMV). The 8-bit decoder calls operator().
 struct store_f32 {  // the f32 lane layout
+  static constexpr bool pairs = false;
   float* out;
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
     _mm512_store_ps(out + 2 * p * 16, even);
@@ -175,11 +180,14 @@ struct store_f32 {  // the f32 lane layout
   }
 };
 struct store_bf16 {  // the bf16 lane layout
+  static constexpr bool pairs = true;
   std::uint32_t* out;
   LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
+  LOWBIT_MM512 void pair(int p, __m512 lo, __m512 hi) { _mm512_store_si512(out + p * 16, (__m512i)_mm512_cvtne2ps_pbh(hi, lo)); }
 };
 template <int MB>
 struct fma_f32 {  // thread chains of MB x rows, f32 mode
+  static constexpr bool pairs = false;
   const float* const* x;
   std::int64_t base;
   __m512 acc[MB];
@@ -192,11 +200,13 @@ struct fma_f32 {  // thread chains of MB x rows, f32 mode
 };
 template <int MB>
 struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
+  static constexpr bool pairs = true;
   const std::uint32_t* const* x;
   std::int64_t base;
   __m512 acc[MB];
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
-    const __m512bh w = (__m512bh)bf16_pair(even, odd);
+  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { dot(p, (__m512bh)bf16_pair(even, odd)); }
+  LOWBIT_MM512 void pair(int p, __m512 lo, __m512 hi) { dot(p, _mm512_cvtne2ps_pbh(hi, lo)); }
+  LOWBIT_MM512 void dot(int p, __m512bh w) {
     LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
   }
 };
@@ -206,7 +216,8 @@ struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
 /// at codes[i] + t * 16 for 4-bit, t * 32 for 8-bit formats; each run inside one block), run t
 /// with scale[i][t] and zero point zp[i][t]: quant::decode_element of each code, as dequantize.
 /// Hands the values of elements 2p and 2p + 1 of group i's 16 runs (lane t: run t) to
-/// sinks[i](p, even, odd), p = 0..15 in order for each group, the NG groups interleaved: their
+/// sinks[i](p, even, odd) (4-bit codes into a sink with `pairs`: sinks[i].pair(p, lo, hi), the
+/// same values in operand-pair order), p = 0..15 in order for each group, the NG groups interleaved: their
 /// sinks are independent chains, so one's FMA latency hides behind the others' (one group at a
 /// time left a 32-FMA chain per call that out-of-order execution could not overlap). `table`
 /// holds the 16 values of a 4-bit format's codes (its own or a checkpoint's). The sinks are copied
@@ -229,7 +240,38 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
       avx2::detail::prefetch_ahead<_MM_HINT_T0>(codes[i], avx2::stream_ahead, 8 * 64);
     }
   }
-  if constexpr (four) {
+  if constexpr (four && Sink::pairs) {
+    // lane 2u + h of lo: run u's dword d (runs 0..7 are dwords 0..31 of v[0], v[1], 4 per run),
+    // shifted to element 2p + h's nibble; hi the same for runs 8..15 in v[2], v[3]
+    const __m512 tab = _mm512_loadu_ps(table);
+    constexpr unsigned first = info(F).order == codecs::nibble_order::high_first ? 4u : 0u;  // element 2p's shift
+    const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512i pick = _mm512_slli_epi32(half, 2);
+    const __m512i nib = _mm512_setr_epi32(first, 4 - first, first, 4 - first, first, 4 - first, first, 4 - first, first, 4 - first, first,
+                                          4 - first, first, 4 - first, first, 4 - first);
+    __m512 sp[NG][2];
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
+      sp[i][0] = _mm512_permutexvar_ps(half, s[i]);
+      sp[i][1] = _mm512_permutexvar_ps(_mm512_add_epi32(half, _mm512_set1_epi32(8)), s[i]);
+    }
+    LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d) {
+      // the codes are read again for each d (from L1): 8 NG registers of dwords for all four
+      // would not fit beside the scales and the sinks
+      const __m512i idx = _mm512_add_epi32(pick, _mm512_set1_epi32(d));
+      __m512i dw[NG][2];
+      LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i)
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h)
+          dw[i][h] = _mm512_permutex2var_epi32(_mm512_loadu_si512(codes[i] + 128 * h), idx, _mm512_loadu_si512(codes[i] + 128 * h + 64));
+      LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
+        const __m512i sh = _mm512_add_epi32(nib, _mm512_set1_epi32(8 * b));
+        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
+          // vpermps reads only the low 4 bits of each index: a shift alone selects the nibble
+          k[i].pair(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(dw[i][0], sh), tab), sp[i][0]),
+                    _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(dw[i][1], sh), tab), sp[i][1]));
+        }
+      }
+    }
+  } else if constexpr (four) {
     const __m512 tab = _mm512_loadu_ps(table);
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
     __m512i dw[NG][4];  // dword d of the 16 runs, lane t
@@ -287,18 +329,24 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
 /// (run r in block r >> shift), into out[0 .. count): mm::run_decoder::scale of each run's block,
 /// the same bits. Plain: scales[b]. Double-quantized (nested_codes not null): the two roundings of
 /// quant::nested_scale, f32(f32(nested_table[nested_codes[b]] * nested_scales[b / 256]) + offset),
-/// the product kept apart from the sum. Reads no block past the last run's. The scalar loop this
-/// replaces cost the nf4 GEMV about a quarter of its time (one block lookup per run, 14% of the
-/// samples of the 1 x 14336 x 4096 row against 46% for the decode and FMAs).
+/// the product kept apart from the sum. The block scales are made 16 blocks at a time and spread
+/// over the runs of those blocks; reads no block past the last run's. With smin, lowers *smin to
+/// the smallest nonzero |scale| of those blocks (NaN skipped). The scalar loop this replaces cost
+/// the nf4 GEMV about a quarter of its time (one block lookup per run, 14% of the samples of the
+/// 1 x 14336 x 4096 row against 46% for the decode and FMAs); one vector of scales per 16 runs
+/// rather than per 16 blocks still cost it 12% (perf, 64 KiB blocks of 2 runs).
 LOWBIT_MM512 inline void run_scales_avx512(std::int64_t r0, std::int64_t count, int shift, const float* scales, const std::uint8_t* nested_codes,
-                                           const float* nested_table, const float* nested_scales, float offset, float* out) {
+                                           const float* nested_table, const float* nested_scales, float offset, float* out,
+                                           float* smin = nullptr) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const std::int64_t within = (std::int64_t{1} << shift) - 1;
-  for (std::int64_t t = 0; t < count; t += 16) {
-    const int n = static_cast<int>(std::min<std::int64_t>(16, count - t));
+  const std::int64_t span = std::int64_t{16} << std::min(shift, 40);  // runs of 16 blocks
+  __m512 low = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (std::int64_t t = 0; t < count;) {
     const std::int64_t r = r0 + t, b0 = r >> shift;
-    const int first = static_cast<int>(r & within);      // run r's place in block b0
-    const int nb = ((first + n - 1) >> shift) + 1;          // blocks the n runs touch (<= 16)
+    const int first = static_cast<int>(r & within);                    // run r's place in block b0
+    const std::int64_t n = std::min<std::int64_t>(count - t, span - first);  // runs of blocks b0 .. b0 + 15
+    const int nb = static_cast<int>(((first + n - 1) >> shift) + 1);   // blocks the n runs touch (<= 16)
     const __mmask16 bm = static_cast<__mmask16>((1u << nb) - 1u);
     __m512 bs;
     if (nested_codes == nullptr) {
@@ -311,20 +359,16 @@ LOWBIT_MM512 inline void run_scales_avx512(std::int64_t r0, std::int64_t count, 
                                                    _mm512_maskz_loadu_ps(gm, nested_scales + (b0 >> 8)));
       bs = _mm512_add_ps(avx512::detail::opaque(_mm512_mul_ps(code2, absmax2)), _mm512_set1_ps(offset));
     }
-    const __m512i rel = _mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(first), lane), static_cast<unsigned>(shift));
-    _mm512_mask_storeu_ps(out + t, static_cast<__mmask16>((1u << n) - 1u), _mm512_permutexvar_ps(rel, bs));
+    const __m512 mag = _mm512_abs_ps(bs);
+    low = _mm512_mask_min_ps(low, static_cast<__mmask16>(bm & _mm512_cmp_ps_mask(mag, _mm512_setzero_ps(), _CMP_GT_OQ)), low, mag);
+    for (std::int64_t c = 0; c < n; c += 16) {
+      const __m512i rel = _mm512_srli_epi32(_mm512_add_epi32(_mm512_set1_epi32(first + static_cast<int>(c)), lane), static_cast<unsigned>(shift));
+      const __mmask16 om = static_cast<__mmask16>(n - c >= 16 ? 0xFFFFu : (1u << (n - c)) - 1u);
+      _mm512_mask_storeu_ps(out + t + c, om, _mm512_permutexvar_ps(rel, bs));
+    }
+    t += n;
   }
-}
-
-/// The smallest nonzero |v[i]|, i < n (+Inf when there is none; NaN lanes are skipped).
-LOWBIT_MM512 inline float min_nonzero_abs_avx512(const float* v, std::int64_t n) {
-  __m512 low = _mm512_set1_ps(std::numeric_limits<float>::infinity());
-  for (std::int64_t i = 0; i < n; i += 16) {
-    const __mmask16 in = static_cast<__mmask16>(n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1u);
-    const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(in, v + i));
-    low = _mm512_mask_min_ps(low, _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), low, a);
-  }
-  return _mm512_reduce_min_ps(low);
+  if (smin) *smin = std::min(*smin, _mm512_reduce_min_ps(low));
 }
 
 /// mm::reduce_threads of the 32 sums s[0 .. 32) in registers: the same additions (s_t + s_{t+h} for

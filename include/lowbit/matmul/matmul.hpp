@@ -448,20 +448,21 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
     const std::uint8_t* codes[2];
     const float* scales[2] = {sc, sc + R};
     const int* zps[2] = {zp, zp + R};
+    const bool bf = c == matmul_compute::bf16;
+    float smin = std::numeric_limits<float>::infinity();  // the rows' smallest nonzero |scale| (bf16 mode)
     for (int b = 0; b < nb; ++b) {
       if (shift >= 0) {
         const quant_view& q = dec.view();
         host::mmk::run_scales_avx512((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
-                                     sc + b * R);
+                                     sc + b * R, bf ? &smin : nullptr);
       } else {
-        run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R);
+        run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
       }
       codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
     }
     alignas(64) float s[2 * 4 * 32];
-    const bool bf = c == matmul_compute::bf16;
     if (bf) {
-      if (x_exponent + scale_exponent(dec.smallest_unit(), host::mmk::min_nonzero_abs_avx512(sc, nb * R)) < bf16_exact_exponents) {
+      if (x_exponent + scale_exponent(dec.smallest_unit(), smin) < bf16_exact_exponents) {
         for (int b = 0; b < nb; ++b) {
           build_w_row(dec, n + b, K, c, kc, lane);
           const void* w1 = lane;
