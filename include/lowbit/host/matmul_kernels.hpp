@@ -426,6 +426,12 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
 /// L = lane_row_size / 32 (mode f32: c = 32 j + e; bf16: c = 16 j + p, one operand pair), and a
 /// W panel of 16 V rows holds word (T, c) of its row v at (T * L + c) * 16 V + v.
 
+/// The chain-major place (T * L + c, above) of lane-layout word ((j * 2 + g) * steps + e) * 16 + t:
+/// thread T = 16 g + t, step c = j * steps + e.
+constexpr std::int64_t chain_word(std::int64_t j, int g, int e, int t, int steps, std::int64_t L) noexcept {
+  return (16 * g + t) * L + j * steps + e;
+}
+
 namespace detail {
 // 16 x 16 floats transposed in registers: r[i][k] becomes r[k][i] (64 shuffles).
 LOWBIT_MM512 inline void transpose16(__m512 (&r)[16]) {
@@ -462,11 +468,11 @@ LOWBIT_MM512 inline void panel_columns16(const float* const* rows, std::int64_t 
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g)
       for (int e = 0; e < steps; ++e) {
-        const std::int64_t o = ((j * 2 + g) * steps + e) * 16, c = j * steps + e;
+        const std::int64_t o = ((j * 2 + g) * steps + e) * 16;
         __m512 r[16];
         LOWBIT_HOST_UNROLL for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(rows[i] + o);
         detail::transpose16(r);
-        LOWBIT_HOST_UNROLL for (int t = 0; t < 16; ++t) _mm512_store_ps(panel + ((16 * g + t) * L + c) * width + col, r[t]);
+        LOWBIT_HOST_UNROLL for (int t = 0; t < 16; ++t) _mm512_store_ps(panel + chain_word(j, g, e, t, steps, L) * width + col, r[t]);
       }
 }
 

@@ -406,6 +406,26 @@ inline float reduce(const kernel_choice& kc, float* s) {
   return reduce_threads(s);
 }
 
+/// y[m, n] for every x lane row m < M (at xl + m * row_words) and the W lane rows n0 .. n1 - 1 (row
+/// n at w + (n - n0) * row_words) by the lane dots of kc: 4 x rows by 2 W rows per call.
+template <class TY>
+void lane_dot_rows(const kernel_choice& kc, matmul_compute c, const float* xl, std::int64_t M, std::int64_t row_words, std::int64_t J,
+                   const float* w, std::int64_t n0, std::int64_t n1, std::int64_t N, const TY* bias, TY* y) {
+  for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
+    const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
+    const void* xs[4];
+    for (int a = 0; a < mb; ++a) xs[a] = xl + (m0 + a) * row_words;
+    for (std::int64_t n = n0; n < n1; n += 2) {
+      const int nb = static_cast<int>(std::min<std::int64_t>(2, n1 - n));
+      const void* ws[2] = {w + (n - n0) * row_words, w + (n + nb - 1 - n0) * row_words};
+      alignas(64) float s[4 * 2 * 32];
+      dot(kc, c, xs, mb, ws, nb, J, s);
+      for (int a = 0; a < mb; ++a)
+        for (int b = 0; b < nb; ++b) store_output(reduce(kc, s + (a * nb + b) * 32), m0 + a, n + b, N, bias, y);
+    }
+  }
+}
+
 /// Per-thread lane buffers of matmul (W panels), kept between calls.
 inline storage<float>& panel_scratch() {
   thread_local storage<float> b;
@@ -559,7 +579,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
       for (std::int64_t j = 0; j < J; ++j)
         for (int g = 0; g < 2; ++g)
           for (int e = 0; e < steps; ++e)
-            for (int t = 0; t < 16; ++t) dst[(16 * g + t) * L + j * steps + e] = src[((j * 2 + g) * steps + e) * 16 + t];
+            for (int t = 0; t < 16; ++t) dst[host::mmk::chain_word(j, g, e, t, steps, L)] = src[((j * 2 + g) * steps + e) * 16 + t];
     }
   });
   constexpr std::int64_t stack_words = 5 * outer_rows * outer_cols, out_words = outer_rows * outer_cols;
@@ -594,18 +614,12 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
       }
       if (bf && x_exponent + w_exponent < bf16_exact_exponents) {
         // vdpbf16ps could flush differently (see bf16_exact_exponents): the lane dots without it
+        // (decoded again 16 rows at a time into the lane rows, which hold only 16: a pathological case)
         const kernel_choice exact = without_vdpbf16ps(kc);
-        for (int col = 0; col < cols; ++col) {
-          build_w_row(dec, n0 + col, K, c, kc, lanes);
-          const void* w1 = lanes;
-          for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
-            const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
-            const void* xs[4];
-            for (int a = 0; a < mb; ++a) xs[a] = xl + (m0 + a) * row_words;
-            alignas(64) float sums[4 * 32];
-            dot(exact, c, xs, mb, &w1, 1, J, sums);
-            for (int a = 0; a < mb; ++a) store_output(reduce(exact, sums + a * 32), m0 + a, n0 + col, N, bias, y);
-          }
+        for (int r0 = 0; r0 < cols; r0 += 16) {
+          const int rows = std::min(16, cols - r0);
+          for (int r = 0; r < rows; ++r) build_w_row(dec, n0 + r0 + r, K, c, kc, lanes + r * row_words);
+          lane_dot_rows(exact, c, xl, M, row_words, J, lanes, n0 + r0, n0 + r0 + rows, N, bias, y);
         }
         continue;
       }
@@ -685,19 +699,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
         build_w_row(dec, n, K, c, kc, buf.data() + (n - n0) * row_words, guard ? &w_exponent : nullptr);
       }
       const kernel_choice kp = guard && x_exponent + w_exponent < bf16_exact_exponents ? without_vdpbf16ps(kc) : kc;
-      for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
-        const int mb = static_cast<int>(std::min<std::int64_t>(4, M - m0));
-        const void* xs[4];
-        for (int a = 0; a < mb; ++a) xs[a] = xl.data() + (m0 + a) * row_words;
-        for (std::int64_t n = n0; n < n1; n += 2) {
-          const int nb = static_cast<int>(std::min<std::int64_t>(2, n1 - n));
-          const void* ws[2] = {buf.data() + (n - n0) * row_words, buf.data() + (n + nb - 1 - n0) * row_words};
-          alignas(64) float s[4 * 2 * 32];
-          dot(kp, c, xs, mb, ws, nb, J, s);
-          for (int a = 0; a < mb; ++a)
-            for (int b = 0; b < nb; ++b) store_output(reduce(kp, s + (a * nb + b) * 32), m0 + a, n + b, N, bias, y);
-        }
-      }
+      lane_dot_rows(kp, c, xl.data(), M, row_words, J, buf.data(), n0, n1, N, bias, y);
     }
   });
   if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate a weight panel of %lld bytes", static_cast<long long>(P * row_words * 4));
