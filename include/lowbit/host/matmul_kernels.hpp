@@ -424,7 +424,9 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
 /// (same operands, same order, from +0); the 32 chains of an output are then added in the tree of
 /// mm::reduce_threads. The operands are in chain-major order: word (T, c) of a row at T * L + c,
 /// L = lane_row_size / 32 (mode f32: c = 32 j + e; bf16: c = 16 j + p, one operand pair), and a
-/// W panel of 16 V rows holds word (T, c) of its row v at (T * L + c) * 16 V + v.
+/// W panel of 16 V rows holds word (T, c) of its row v at (T * L + c) * 16 V + v. In mode bf16 the
+/// kernel's x rows and panel hold each pair widened to two float32 steps (2 L per chain), so that
+/// it runs on vfmadd231ps (two per pair, at four times the issue rate of vdpbf16ps here).
 
 /// The chain-major place (T * L + c, above) of lane-layout word ((j * 2 + g) * steps + e) * 16 + t:
 /// thread T = 16 g + t, step c = j * steps + e.
@@ -462,9 +464,12 @@ LOWBIT_MM512 inline void transpose16(__m512 (&r)[16]) {
 
 /// 16 W lane rows (rows[0 .. 16), lane_row_size(K, c) words each, J super-runs; steps = 32 words
 /// per group in mode f32, 16 in bf16) into columns col .. col + 15 of a chain-major panel of
-/// `width` columns (the layout above), by 16 x 16 transposes.
-LOWBIT_MM512 inline void panel_columns16(const float* const* rows, std::int64_t J, int steps, float* panel, int width, int col) {
+/// `width` columns (the layout above), by 16 x 16 transposes. With widen (mode bf16), each operand
+/// pair word (T, c) becomes two float32 steps, 2c the odd element (its high half) and 2c + 1 the
+/// even one (low half): the chain of definition.hpp's bf16 mode as plain float32 steps.
+LOWBIT_MM512 inline void panel_columns16(const float* const* rows, std::int64_t J, int steps, float* panel, int width, int col, bool widen) {
   const std::int64_t L = J * steps;
+  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
   for (std::int64_t j = 0; j < J; ++j)
     for (int g = 0; g < 2; ++g)
       for (int e = 0; e < steps; ++e) {
@@ -472,22 +477,33 @@ LOWBIT_MM512 inline void panel_columns16(const float* const* rows, std::int64_t 
         __m512 r[16];
         LOWBIT_HOST_UNROLL for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(rows[i] + o);
         detail::transpose16(r);
-        LOWBIT_HOST_UNROLL for (int t = 0; t < 16; ++t) _mm512_store_ps(panel + chain_word(j, g, e, t, steps, L) * width + col, r[t]);
+        LOWBIT_HOST_UNROLL for (int t = 0; t < 16; ++t) {
+          const std::int64_t w = chain_word(j, g, e, t, steps, L);
+          if (widen) {
+            const __m512i u = _mm512_castps_si512(r[t]);
+            _mm512_store_si512(panel + 2 * w * width + col, _mm512_and_si512(u, high));
+            _mm512_store_si512(panel + (2 * w + 1) * width + col, _mm512_slli_epi32(u, 16));
+          } else {
+            _mm512_store_ps(panel + w * width + col, r[t]);
+          }
+        }
       }
 }
 
-/// Chain i (thread T = the 5-bit reversal of i) of MR x rows (chain-major, x[a] at word 0 of the
-/// row) with a panel of 16 V W columns (`panel`, chain-major), then its place in the reduction
-/// tree: the chains are run in the order i = 0 .. 31, so that chain i meets its partners of
-/// mm::reduce_threads on a stack of five levels (stack: 5 x MR x V registers); after i = 31 the
-/// 16 V sums of each x row are at out[a * 16 V ..]. The stack additions are those of the tree
-/// (float addition commutes), so every output is bit for bit mm::reduce_threads of its chains.
-template <int MR, int V, bool BF16>
+/// Chain i (thread T = the 5-bit reversal of i) of MR x rows (chain-major float32 steps, x[a] at
+/// step 0 of the row) with a panel of 16 V W columns (`panel`, chain-major, L steps per chain), then
+/// its place in the reduction tree: the chains are run in the order i = 0 .. 31, so that chain i
+/// meets its partners of mm::reduce_threads on a stack of five levels (stack: 5 x MR x V
+/// registers); after i = 31 the 16 V sums of each x row are at out[a * 16 V ..]. The stack
+/// additions are those of the tree (float addition commutes), so every output is bit for bit
+/// mm::reduce_threads of its chains. Mode bf16 runs here on widened operands (panel_columns16):
+/// where no partial sum can fall below 2^-126 (the caller's exponent guard), fma is fma_ftz.
+template <int MR, int V>
 LOWBIT_MM512 void chain_outer_avx512(int i, const void* const* x, const float* panel, std::int64_t L, float* stack, float* out) {
   const int T = ((i & 1) << 4) | ((i & 2) << 2) | (i & 4) | ((i & 8) >> 2) | ((i & 16) >> 4);
   const float* w = panel + T * L * 16 * V;
-  const std::uint32_t* xr[MR];
-  LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a) xr[a] = static_cast<const std::uint32_t*>(x[a]) + T * L;
+  const float* xr[MR];
+  LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a) xr[a] = static_cast<const float*>(x[a]) + T * L;
   __m512 acc[MR][V];
   LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a)
     LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) acc[a][v] = _mm512_setzero_ps();
@@ -495,11 +511,8 @@ LOWBIT_MM512 void chain_outer_avx512(int i, const void* const* x, const float* p
     __m512 wv[V];
     LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) wv[v] = _mm512_load_ps(w + c * 16 * V + 16 * v);
     LOWBIT_HOST_UNROLL for (int a = 0; a < MR; ++a) {
-      const __m512i xb = _mm512_set1_epi32(static_cast<int>(xr[a][c]));
-      LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) {
-        if constexpr (BF16) acc[a][v] = _mm512_dpbf16_ps(acc[a][v], (__m512bh)xb, (__m512bh)wv[v]);
-        else acc[a][v] = _mm512_fmadd_ps(_mm512_castsi512_ps(xb), wv[v], acc[a][v]);
-      }
+      const __m512 xb = _mm512_set1_ps(xr[a][c]);
+      LOWBIT_HOST_UNROLL for (int v = 0; v < V; ++v) acc[a][v] = _mm512_fmadd_ps(xb, wv[v], acc[a][v]);
     }
   }
   int level = 0;

@@ -16,9 +16,11 @@
 ///   AVX512_BF16's `vdpbf16ps` (DAZ in, FTZ out, one rounding per product) computes the same
 ///   while no partial sum falls below 2^-126 in magnitude; below it, measured on this project's
 ///   Xeon, it flushes to +0 rather than a zero of the sum's sign, and it also flushes a sum whose
-///   exact value is below 2^-126 but rounds to 2^-126 (e.g. 2^-126 - (1 + 2^-7) 2^-151). The
-///   host's AVX-512 kernels use it only where operand exponents rule such sums out, and the
-///   exact FMA-and-flush code elsewhere (matmul.hpp, bf16_exact_exponents).
+///   exact value is below 2^-126 but rounds to 2^-126 (e.g. 2^-126 - (1 + 2^-7) 2^-151). A plain
+///   float32 fma of the two operands also equals fma_ftz while no partial sum is below 2^-126.
+///   The host's AVX-512 kernels use vdpbf16ps (lane dots) or plain FMAs (outer-product form) only
+///   where operand exponents rule such sums out, and the exact FMA-and-flush code elsewhere
+///   (matmul.hpp, bf16_exact_exponents).
 ///
 /// @par Summation order (both modes; the CUDA warp of 32 threads with 128-bit loads of 32 4-bit codes)
 /// - K is cut into runs of 32 consecutive elements, run r = [32 r, 32 r + 32). K is padded with

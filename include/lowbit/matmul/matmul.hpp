@@ -182,8 +182,9 @@ struct kernel_choice {
 /// a partial sum below 2^-126 in magnitude. Products of bf16 operands with biased exponents ex and
 /// ew are multiples of 2^(ex + ew - 268), and so is every partial sum of them; when the smallest
 /// nonzero operands of a dot have ex + ew >= bf16_exact_exponents, every nonzero partial sum is at
-/// least 2^-126 and vdpbf16ps computes exactly fma_ftz. Otherwise the dot takes a path with FMAs
-/// and an explicit flush (AVX2 or portable). Real activations and weights are far above the bound.
+/// least 2^-126 and vdpbf16ps computes exactly fma_ftz, and so does a plain fma (the outer-product
+/// form runs bf16 mode on FMAs of widened operands). Otherwise the dot takes a path with FMAs and
+/// an explicit flush (AVX2 or portable). Real activations and weights are far above the bound.
 inline constexpr int bf16_exact_exponents = 142;
 
 /// The smallest biased exponent of a nonzero bf16 operand among both halves of words[0 .. n) (255
@@ -536,56 +537,67 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
 
 /// The outer-product GEMM (host::mmk::chain_outer_avx512): x rows in blocks of outer_rows, W in
 /// panels of outer_cols columns, outer_blocks x-row blocks sharing each panel chain while it is in
-/// L1. Below outer_min_rows (per mode) the lane dots were measured faster: 1 x 14336 x 4096 nf4
-/// with double quantization, 2 threads, lane dots -> outer form in ms: f32 M = 16 16.2 -> 18.1,
-/// M = 32 32.6 -> 28.1, M = 128 118 -> 75; bf16 M = 32 24.7 -> 24.9, M = 64 46.2 -> 43.9,
-/// M = 128 90 -> 84 (vdpbf16ps issues at about 0.7 the rate of vfmadd231ps on this host).
+/// L1. Below outer_min_rows the lane dots were measured faster: 1 x 14336 x 4096 nf4 with double
+/// quantization, 2 threads, lane dots -> outer form in ms: f32 M = 16 15.1 -> 16.5, M = 32 32.6 ->
+/// 28.1, M = 128 118 -> 75; bf16 (the outer form on widened operands) M = 16 12.9 -> 15.0, M = 32
+/// 22.3 -> 21.3, M = 48 34.1 -> 26.1.
 constexpr int outer_rows = 6, outer_v = 4, outer_cols = 16 * outer_v, outer_blocks = 2;
-constexpr std::int64_t outer_min_rows(matmul_compute c) { return c == matmul_compute::f32 ? 32 : 64; }
+constexpr std::int64_t outer_min_rows = 32;
 
 /// chain_outer_avx512 for mr (1 .. outer_rows) x rows.
-inline void outer_chain(int mr, bool bf, int i, const void* const* x, const float* panel, std::int64_t L, float* stack, float* out) {
-  auto run = [&](auto MR) {
-    if (bf) host::mmk::chain_outer_avx512<decltype(MR)::value, outer_v, true>(i, x, panel, L, stack, out);
-    else host::mmk::chain_outer_avx512<decltype(MR)::value, outer_v, false>(i, x, panel, L, stack, out);
-  };
+inline void outer_chain(int mr, int i, const void* const* x, const float* panel, std::int64_t L, float* stack, float* out) {
   switch (mr) {
-    case 1: return run(std::integral_constant<int, 1>{});
-    case 2: return run(std::integral_constant<int, 2>{});
-    case 3: return run(std::integral_constant<int, 3>{});
-    case 4: return run(std::integral_constant<int, 4>{});
-    case 5: return run(std::integral_constant<int, 5>{});
-    default: return run(std::integral_constant<int, outer_rows>{});
+    case 1: return host::mmk::chain_outer_avx512<1, outer_v>(i, x, panel, L, stack, out);
+    case 2: return host::mmk::chain_outer_avx512<2, outer_v>(i, x, panel, L, stack, out);
+    case 3: return host::mmk::chain_outer_avx512<3, outer_v>(i, x, panel, L, stack, out);
+    case 4: return host::mmk::chain_outer_avx512<4, outer_v>(i, x, panel, L, stack, out);
+    case 5: return host::mmk::chain_outer_avx512<5, outer_v>(i, x, panel, L, stack, out);
+    default: return host::mmk::chain_outer_avx512<outer_rows, outer_v>(i, x, panel, L, stack, out);
   }
 }
 
 /// The matmul in the outer-product form (AVX-512, and AVX512_BF16 in mode bf16; M >=
-/// outer_min_rows(mode)): x rows (lane layout xl) moved once to chain-major order; per panel, W rows
+/// outer_min_rows): x rows (lane layout xl) moved once to chain-major order; per panel, W rows
 /// decoded to lane rows (build_w_row, as the lane-dot path) and transposed into the panel; then
-/// the 32 chains of every x block. The same chains and tree as the lane dots: the same bits.
+/// the 32 chains of every x block. The same chains and tree as the lane dots: the same bits. Mode
+/// bf16 widens each operand pair to two float32 steps (odd element first) in x and in the panel
+/// and runs the f32 kernel: exactly fma_ftz where the exponent guard holds (a panel where it does
+/// not takes the exact lane dots). 14336 x 4096 nf4 + double quant, 2 threads, vdpbf16ps ->
+/// widened: M = 64 39.6-40.0 -> 32.0-32.7 ms, M = 512 288-293 -> 193-206 ms.
 template <class Dec, class TY>
 status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
                   const matmul_options& o, const kernel_choice& kc, int x_exponent) {
   const matmul_compute c = o.compute;
+  const bool bf = c == matmul_compute::bf16;
   const std::int64_t row_words = host::mmk::lane_row_size(K, c), J = super_runs(K);
-  const int steps = c == matmul_compute::f32 ? run_elements : run_elements / 2;
+  const int steps = bf ? run_elements / 2 : run_elements;
   const std::int64_t L = J * steps;
-  storage<float> xc;  // x in chain-major order
-  LOWBIT_TRY(xc.allocate(static_cast<std::size_t>(M * row_words), allocator::host(), "matmul: x in chain-major order", false));
+  const std::int64_t kw = bf ? 2 : 1;  // kernel float32 steps per lane word
+  storage<float> xc;  // x in chain-major order, bf16 pairs widened
+  LOWBIT_TRY(xc.allocate(static_cast<std::size_t>(M * row_words * kw), allocator::host(), "matmul: x in chain-major order", false));
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m) {
       const float* src = xl + m * row_words;
-      float* dst = xc.data() + m * row_words;
+      float* dst = xc.data() + m * row_words * kw;
       for (std::int64_t j = 0; j < J; ++j)
         for (int g = 0; g < 2; ++g)
           for (int e = 0; e < steps; ++e)
-            for (int t = 0; t < 16; ++t) dst[host::mmk::chain_word(j, g, e, t, steps, L)] = src[((j * 2 + g) * steps + e) * 16 + t];
+            for (int t = 0; t < 16; ++t) {
+              const float v = src[((j * 2 + g) * steps + e) * 16 + t];
+              const std::int64_t w = host::mmk::chain_word(j, g, e, t, steps, L);
+              if (bf) {
+                const std::uint32_t u = float_bits(v);
+                dst[2 * w] = bits_float(u & 0xFFFF0000u);
+                dst[2 * w + 1] = bits_float(u << 16);
+              } else {
+                dst[w] = v;
+              }
+            }
     }
   });
   constexpr std::int64_t stack_words = 5 * outer_rows * outer_cols, out_words = outer_rows * outer_cols;
-  const std::int64_t need = (outer_cols + 16) * row_words + outer_blocks * (stack_words + out_words);
+  const std::int64_t need = (outer_cols * kw + 16) * row_words + outer_blocks * (stack_words + out_words);
   const std::int64_t panels = (N + outer_cols - 1) / outer_cols;
-  const bool bf = c == matmul_compute::bf16;
   std::atomic<bool> no_memory{false};
   host::parallel_for(panels, 1, 1, o.threads, [&](std::int64_t p0, std::int64_t p1) {
     storage<float>& buf = panel_scratch();
@@ -594,7 +606,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
       return;
     }
     float* panel = buf.data();
-    float* lanes = panel + outer_cols * row_words;  // 16 W rows in the lane layout
+    float* lanes = panel + outer_cols * row_words * kw;  // 16 W rows in the lane layout
     float* stack = lanes + 16 * row_words;
     float* out = stack + outer_blocks * stack_words;
     for (std::int64_t p = p0; p < p1; ++p) {
@@ -610,7 +622,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
           else std::fill(dst, dst + row_words, 0.0f);  // a column past N: zeros, never stored
           rows[r] = dst;
         }
-        host::mmk::panel_columns16(rows, J, steps, panel, outer_cols, 16 * q);
+        host::mmk::panel_columns16(rows, J, steps, panel, outer_cols, 16 * q, bf);
       }
       if (bf && x_exponent + w_exponent < bf16_exact_exponents) {
         // vdpbf16ps could flush differently (see bf16_exact_exponents): the lane dots without it
@@ -630,8 +642,8 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
             const std::int64_t m0 = s0 + k * outer_rows;
             const int mr = static_cast<int>(std::min<std::int64_t>(outer_rows, M - m0));
             const void* xs[outer_rows];
-            for (int a = 0; a < mr; ++a) xs[a] = xc.data() + (m0 + a) * row_words;
-            outer_chain(mr, bf, i, xs, panel, L, stack + k * stack_words, out + k * out_words);
+            for (int a = 0; a < mr; ++a) xs[a] = xc.data() + (m0 + a) * row_words * kw;
+            outer_chain(mr, i, xs, panel, L * kw, stack + k * stack_words, out + k * out_words);
           }
         for (int k = 0; k < blocks; ++k) {
           const std::int64_t m0 = s0 + k * outer_rows;
@@ -678,7 +690,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
     if (kc.avx512 && M <= 4 && K % super_elements == 0 && dec.view().block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
       return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
   }
-  if (kc.avx512 && M >= outer_min_rows(c) && (c == matmul_compute::f32 || kc.avx512_bf16))
+  if (kc.avx512 && M >= outer_min_rows && (c == matmul_compute::f32 || kc.avx512_bf16))
     return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
 #endif
   const std::int64_t P = panel_rows(M, row_words);
