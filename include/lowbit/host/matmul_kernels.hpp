@@ -334,7 +334,7 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
 /// the smallest nonzero |scale| of those blocks (NaN skipped). The scalar loop this replaces cost
 /// the nf4 GEMV about a quarter of its time (one block lookup per run, 14% of the samples of the
 /// 1 x 14336 x 4096 row against 46% for the decode and FMAs); one vector of scales per 16 runs
-/// rather than per 16 blocks still cost it 12% (perf, 64 KiB blocks of 2 runs).
+/// rather than per 16 blocks still cost it about 11% (perf, blocks of 64 elements: 2 runs each).
 LOWBIT_MM512 inline void run_scales_avx512(std::int64_t r0, std::int64_t count, int shift, const float* scales, const std::uint8_t* nested_codes,
                                            const float* nested_table, const float* nested_scales, float offset, float* out,
                                            float* smin = nullptr) {
