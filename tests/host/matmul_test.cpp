@@ -3,8 +3,9 @@
 // - every format (with and without double quantization), granularity, x dtype, y dtype and compute
 //   mode against a float64 reference built from the codec tables, within docs/matmul.md's bound;
 // - every host path (portable, AVX2, AVX-512) and thread count bit for bit equal to a scalar model
-//   of the documented summation order (written here from matmul/definition.hpp's text), at odd M, N,
-//   K, K not a multiple of the block size, with and without bias, GEMV and panel regimes;
+//   of the documented summation orders (lanes, the default, and warp, the CUDA kernels'; written
+//   here from matmul/definition.hpp's text), at odd M, N, K, K not a multiple of the block size,
+//   with and without bias, GEMV, panel and outer-product regimes;
 // - special values, argument errors;
 // - NativeLibrary: the NF4 GEMV against bitsandbytes' own CPU gemv_4bit ($LOWBIT_BNB_CPU_LIB;
 //   skipped, visibly, without it).
@@ -28,6 +29,7 @@ namespace {
 using lowbit::dtype;
 using lowbit::format;
 using lowbit::matmul_compute;
+using lowbit::matmul_order;
 
 struct weight_kind {
   format fmt;
@@ -53,6 +55,7 @@ std::vector<weight_kind> weight_kinds() {
       {format::e5m2, G::per_row(), false, "e5m2/row"},
       {format::e5m2, G::per_tensor(), false, "e5m2/tensor"},
       {format::e2m1fn, G::per_block(32), false, "e2m1fn/32"},
+      {format::e2m1fn, G::per_block(64), false, "e2m1fn/64"},
       {format::bnb_dynamic8, G::per_block(64), true, "bnb_dynamic8/64+dq"},
       {format::uint8_zeropoint, G::per_block(64), false, "uint8_zeropoint/64"},
   };
@@ -103,26 +106,37 @@ float ftz(float v) { return std::fabs(v) < 1.17549435e-38f ? std::copysign(0.0f,
 // the bf16-mode operand: a float32 subnormal is zero first, then nearest even
 float bf16_op(float v) { return lowbit::bf16_bits_to_float(lowbit::float_to_bf16_bits(ftz(v))); }
 
-// The documented order, written out: 32 thread sums over runs r = 32 j + t, K padded to 1024.
-float model(const float* x, const float* w, std::int64_t K, matmul_compute c, const float* bias) {
+// The two documented orders, written out from matmul/definition.hpp's text: 32 thread sums
+// T = 16 g + t over the groups g of 512 elements of each super-run of 1024, K padded with zeros.
+// warp: thread T takes the run [1024 j + 32 T, + 32) in order; bf16 pairs (2p, 2p + 1).
+// lanes: step e of thread t is element 64 (e / 4) + 4 t + e % 4 of its group; bf16 pair p is
+// (64 (p / 2) + 4 t + p % 2, that + 2). Each bf16 pair: the odd element first.
+float model(const float* x, const float* w, std::int64_t K, matmul_compute c, const float* bias, matmul_order order = matmul_order::lanes) {
   const std::int64_t J = (K + 1023) / 1024;
+  const bool lanes = order != matmul_order::warp;
   float s[32];
   auto xv = [&](std::int64_t k) { return k < K ? x[k] : 0.0f; };
   auto wv = [&](std::int64_t k) { return k < K ? w[k] : 0.0f; };
-  for (int t = 0; t < 32; ++t) {
+  for (int T = 0; T < 32; ++T) {
+    const int g = T / 16, t = T % 16;
     float acc = 0.0f;
     for (std::int64_t j = 0; j < J; ++j) {
-      const std::int64_t k0 = 32 * (32 * j + t);
+      const std::int64_t base = 1024 * j + 512 * g;
       if (c == matmul_compute::f32) {
-        for (int e = 0; e < 32; ++e) acc = std::fma(xv(k0 + e), wv(k0 + e), acc);
+        for (int e = 0; e < 32; ++e) {
+          const std::int64_t k = lanes ? base + 64 * (e / 4) + 4 * t + e % 4 : base + 32 * t + e;
+          acc = std::fma(xv(k), wv(k), acc);
+        }
       } else {
         for (int p = 0; p < 16; ++p) {
-          acc = ftz(std::fma(bf16_op(xv(k0 + 2 * p + 1)), bf16_op(wv(k0 + 2 * p + 1)), acc));
-          acc = ftz(std::fma(bf16_op(xv(k0 + 2 * p)), bf16_op(wv(k0 + 2 * p)), acc));
+          const std::int64_t even = lanes ? base + 64 * (p / 2) + 4 * t + p % 2 : base + 32 * t + 2 * p;
+          const std::int64_t odd = even + (lanes ? 2 : 1);
+          acc = ftz(std::fma(bf16_op(xv(odd)), bf16_op(wv(odd)), acc));
+          acc = ftz(std::fma(bf16_op(xv(even)), bf16_op(wv(even)), acc));
         }
       }
     }
-    s[t] = acc;
+    s[T] = acc;
   }
   for (int h = 16; h >= 1; h /= 2)
     for (int t = 0; t < h; ++t) s[t] = add(s[t], s[t + h]);
@@ -245,12 +259,35 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
             ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i)))
                 << "element " << i << ": got " << y.get(i) << " expected " << expect.get(i);
         }
+        // the warp order (the CUDA kernels'), computed on the host: against its own model
+        dense expect_warp(yt, static_cast<std::size_t>(M * N));
+        for (std::int64_t m = 0; m < M; ++m)
+          for (std::int64_t n = 0; n < N; ++n) {
+            const float b = bias.get(static_cast<std::size_t>(n));
+            expect_warp.set(static_cast<std::size_t>(m * N + n),
+                            model(xf.data() + m * K, w.data() + n * K, K, c, with_bias ? &b : nullptr, matmul_order::warp));
+          }
+        for (const path& p : {kPaths[1], kPaths[2], kPaths[5]}) {
+          SCOPED_TRACE(std::string("warp order, ") + p.name);
+          lowbit::matmul_options o;
+          o.compute = c;
+          o.order = matmul_order::warp;
+          o.simd = p.simd;
+          o.avx512 = p.avx512;
+          o.threads = p.threads;
+          dense y(yt, static_cast<std::size_t>(M * N));
+          const lowbit::status s = lowbit::matmul(x.bytes.data(), xt, M, W, with_bias ? bias.bytes.data() : nullptr, y.bytes.data(), yt, o);
+          ASSERT_TRUE(s) << s.message();
+          for (std::size_t i = 0; i < y.size(); ++i)
+            ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect_warp.get(i)))
+                << "element " << i << ": got " << y.get(i) << " expected " << expect_warp.get(i);
+        }
       }
 }
 
 TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
   // odd M, N, K; K not a multiple of the block; a panel regime (M > 16); a K with a fast path
-  // (K and block multiples of 32) and a partial last super-run
+  // (K and block multiples of 64) and a partial last super-run
   // and the fused GEMV (M <= 4, K a multiple of 1024); the outer-product form (AVX-512, M >= 32
   // in mode f32, >= 64 in bf16) over two x-row super-blocks, a full and a partial W panel
   const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {64, 67, 1056}};
@@ -361,25 +398,25 @@ float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
 }
 #endif
 
-// The GEMV's vector run scales (host::mmk::run_scales_avx512) against the definition: every run of
-// windows that start anywhere (inside a block, on either side of a 256-block group boundary of the
-// nested scales) and end anywhere, for 1, 2, 4 and 64 runs per block, plain and double-quantized,
-// and the smallest nonzero |scale| it reports.
-TEST(Matmul, VectorRunScalesEqualTheDefinition) {
+// The GEMV's vector chunk scales (host::mmk::chunk_scales_avx512) against the definition: every
+// chunk of 64 elements of windows that start anywhere (inside a block, on either side of a
+// 256-block group boundary of the nested scales) and end anywhere, for 1, 2, 32 and 64 chunks per
+// block, plain and double-quantized, and the smallest nonzero |scale| it reports.
+TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
 #if LOWBIT_HAVE_AVX512_KERNELS
   if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
   LOWBIT_SEED_TRACE();
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5CA1E5u);
-  const std::int64_t N = 40, K = 4096;  // 5120 runs: 5120 blocks of 32, 20 groups of 256
-  for (std::int64_t bs : {32, 64, 128, 2048})
+  const std::int64_t N = 40, K = 4096;  // 2560 chunks: 2560 blocks of 64, 10 groups of 256
+  for (std::int64_t bs : {64, 128, 2048, 4096})
     for (bool dq : {false, true}) {
       SCOPED_TRACE("block " + std::to_string(bs) + (dq ? " double-quantized" : " float32 absmax"));
       const lowbit::quant_tensor W = make_weight({format::nf4, lowbit::granularity::per_block(bs), dq, "nf4"}, N, K, rng, 2048);
       const lowbit::quant_view v = W.view();
       lowbit::mm::run_decoder<format::nf4> dec(v);
       int shift = 0;
-      while ((std::int64_t{32} << shift) < bs) ++shift;
-      const std::int64_t runs = N * K / 32;
+      while ((std::int64_t{64} << shift) < bs) ++shift;
+      const std::int64_t runs = N * K / 64;
       std::vector<std::pair<std::int64_t, std::int64_t>> windows;  // (first run, count)
       for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{1}, std::int64_t{64}, (std::int64_t{256} << shift) - 3, (std::int64_t{512} << shift) - 7,
                               runs - 17})
@@ -394,13 +431,13 @@ TEST(Matmul, VectorRunScalesEqualTheDefinition) {
       for (const auto& w : windows) {
         std::fill(out.begin(), out.end(), -1.0f);
         float smin = 1e30f;  // lowered to the smallest nonzero |scale| of the window's blocks
-        lowbit::host::mmk::run_scales_avx512(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales,
+        lowbit::host::mmk::chunk_scales_avx512(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales,
                                              v.nested_offset, out.data(), &smin);
         float want = 1e30f;
         for (std::int64_t t = 0; t < w.second; ++t) {
           const float bsc = block_scale(W, (w.first + t) >> shift);
           ASSERT_EQ(lowbit_test::bits_of(out[static_cast<std::size_t>(t)]), lowbit_test::bits_of(bsc))
-              << "run " << w.first + t << " of window (" << w.first << ", " << w.second << ")";
+              << "chunk " << w.first + t << " of window (" << w.first << ", " << w.second << ")";
           if (std::fabs(bsc) > 0.0f) want = std::min(want, std::fabs(bsc));
         }
         ASSERT_EQ(lowbit_test::bits_of(smin), lowbit_test::bits_of(want)) << "smallest scale of window (" << w.first << ", " << w.second << ")";
@@ -486,11 +523,13 @@ TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x71e5u);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   // every path in bf16 mode against expect(i), bit for bit
-  auto every_path = [](const lowbit::quant_tensor& W, const std::vector<float>& x, std::int64_t M, std::int64_t N, auto&& expect) {
+  auto every_path = [](const lowbit::quant_tensor& W, const std::vector<float>& x, std::int64_t M, std::int64_t N, auto&& expect,
+                       matmul_order order = matmul_order::lanes) {
     for (const path& p : kPaths) {
       SCOPED_TRACE(p.name);
       lowbit::matmul_options o;
       o.compute = matmul_compute::bf16;
+      o.order = order;
       o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
       std::vector<float> y(static_cast<std::size_t>(M * N));
       ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o));
@@ -520,35 +559,39 @@ TEST(Matmul, Bf16TinySumsFlushAsTheDefinitionOnEveryPath) {
       EXPECT_GT(tiny, 0) << "the inputs no longer reach the subnormal range";
       every_path(W, x, M, N, [&](std::size_t i) { return expect[i]; });
     }
-  // The edge itself: run 0 of every row holds the pair (x1 w1 = 2^-126, then x0 w0 = -(1 + 2^-7)
-  // 2^-151), whose exact sum lies below 2^-126 but rounds to it, so the chain keeps 2^-126; the
-  // rest of the row is zero. An e4m3fn weight with power-of-two scales gives w exactly. Without
-  // the guard, vdpbf16ps gives +0 here.
+  // The edge itself: thread 0's first pair in every row is (x1 w1 = 2^-126, then x0 w0 = -(1 +
+  // 2^-7) 2^-151), whose exact sum lies below 2^-126 but rounds to it, so the chain keeps 2^-126;
+  // the rest of the row is zero. The pair is elements (0, 2) in the lanes order, (0, 1) in the
+  // warp order. An e4m3fn weight with power-of-two scales gives w exactly. Without the guard,
+  // vdpbf16ps gives +0 here. Blocks of 64: the lanes order's fast decoders apply.
+  for (const matmul_order order : {matmul_order::lanes, matmul_order::warp})
   for (const std::int64_t M : {1, 7, 64}) {
-    const std::int64_t N = 3, K = 1024;
-    SCOPED_TRACE("edge M=" + std::to_string(M));
+    const std::int64_t N = 3, K = 1024, odd = order == matmul_order::lanes ? 2 : 1;
+    SCOPED_TRACE(std::string(order == matmul_order::lanes ? "lanes" : "warp") + " edge M=" + std::to_string(M));
     lowbit::quantize_params qp;
     qp.fmt = format::e4m3fn;
-    qp.gran = lowbit::granularity::per_block(32);
+    qp.gran = lowbit::granularity::per_block(64);
     const std::vector<float> ones(static_cast<std::size_t>(N * K), 1.0f);
     lowbit::quant_tensor W;
     ASSERT_TRUE(lowbit::quantize(ones.data(), dtype::f32, {N, K}, qp, W));
     std::fill(W.codes(), W.codes() + N * K, std::uint8_t{0});
-    std::fill(W.scales(), W.scales() + N * K / 32, std::ldexp(1.0f, -70));
+    std::fill(W.scales(), W.scales() + N * K / 64, std::ldexp(1.0f, -70));
     for (std::int64_t n = 0; n < N; ++n) {
-      W.codes()[n * K] = 0x08;      // 2^-6: w0 = 2^-76
-      W.codes()[n * K + 1] = 0x70;  // 2^7: w1 = 2^-63
+      W.codes()[n * K] = 0x08;        // 2^-6: w0 = 2^-76
+      W.codes()[n * K + odd] = 0x70;  // 2^7: w1 = 2^-63
     }
     std::vector<float> x(static_cast<std::size_t>(M * K), 0.0f);
     for (std::int64_t m = 0; m < M; ++m) {
       x[static_cast<std::size_t>(m * K)] = -std::ldexp(1.0f + 1.0f / 128, -75);
-      x[static_cast<std::size_t>(m * K + 1)] = std::ldexp(1.0f, -63);
+      x[static_cast<std::size_t>(m * K + odd)] = std::ldexp(1.0f, -63);
     }
     ASSERT_EQ(weight(W, 0), std::ldexp(1.0f, -76));
-    ASSERT_EQ(weight(W, 1), std::ldexp(1.0f, -63));
-    const float expect = model(x.data(), std::vector<float>{weight(W, 0), weight(W, 1)}.data(), 2, matmul_compute::bf16, nullptr);
+    ASSERT_EQ(weight(W, odd), std::ldexp(1.0f, -63));
+    std::vector<float> wrow(static_cast<std::size_t>(K));
+    for (std::int64_t k = 0; k < K; ++k) wrow[static_cast<std::size_t>(k)] = weight(W, k);
+    const float expect = model(x.data(), wrow.data(), K, matmul_compute::bf16, nullptr, order);
     ASSERT_EQ(expect, std::numeric_limits<float>::min());
-    every_path(W, x, M, N, [&](std::size_t) { return expect; });
+    every_path(W, x, M, N, [&](std::size_t) { return expect; }, order);
   }
 }
 
@@ -568,6 +611,9 @@ TEST(Matmul, Errors) {
   lowbit::matmul_options bad;
   bad.compute = static_cast<matmul_compute>(5);
   expect_error(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, y.data(), dtype::f32, bad), "options.compute");
+  lowbit::matmul_options bad_order;
+  bad_order.order = static_cast<matmul_order>(3);
+  expect_error(lowbit::matmul(x.data(), dtype::f32, 2, W, nullptr, y.data(), dtype::f32, bad_order), "options.order");
   // a 3-D weight
   lowbit::quant_tensor W3;
   lowbit::quantize_params qp;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The fused matmul's CUDA launcher (kernels/lowbit/cuda/matmul.cuh) against the host's
-// lowbit::matmul, byte for byte: both implement the one order of include/lowbit/matmul/
-// definition.hpp (the host paths are tested against a scalar model of it and a float64 bound in
-// tests/host/matmul_test.cpp). Included by matmul_simt_test.cpp (the SIMT executor, every thread
+// lowbit::matmul with options.order = warp, byte for byte: both implement the warp order of
+// include/lowbit/matmul/definition.hpp (the host paths are tested against a scalar model of each
+// order and a float64 bound in tests/host/matmul_test.cpp). Included by matmul_simt_test.cpp (the SIMT executor, every thread
 // order, plain / sanitize / racecheck builds) and matmul_device_test.cu (a GPU; skipped without one).
 // The including file defines kt::buffer, kt::for_each_order and KT_REQUIRE_DEVICE().
 
@@ -107,6 +107,7 @@ inline void mm_check(const mm_weight& wk, std::int64_t M, std::int64_t N, std::i
   const std::vector<std::uint8_t> bv = mm_values(yt, N, 99);
   lowbit::matmul_options o;
   o.compute = c;
+  o.order = lowbit::matmul_order::warp;  // the kernels' order, computed on the host
   std::vector<std::uint8_t> want(static_cast<std::size_t>(M * N * lowbit::dtype_size(yt)));
   lowbit::status s = lowbit::matmul(x.data(), xt, M, W, bias ? bv.data() : nullptr, want.data(), yt, o);
   ASSERT_TRUE(s) << s.message();
@@ -251,6 +252,7 @@ inline void mm_scaled_check(const mm_scaled_weight& wk, std::int64_t M, std::int
   const std::vector<std::uint8_t> bv = mm_values(yt, N, 99);
   lowbit::matmul_options o;
   o.compute = c;
+  o.order = lowbit::matmul_order::warp;  // the kernels' order, computed on the host
   std::vector<std::uint8_t> want(static_cast<std::size_t>(M * N * lowbit::dtype_size(yt)));
   s = lowbit::host::matmul(x.data(), xt, M, N, K, hv, bias ? bv.data() : nullptr, want.data(), yt, o);
   ASSERT_TRUE(s) << s.message();
@@ -364,6 +366,11 @@ TEST(CudaMatmul, BadArgumentsAreRefusedAndNothingIsWritten) {
   lowbit::matmul_options bad;
   bad.compute = static_cast<matmul_compute>(7);
   expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, Wd, nullptr, y.get(), dtype::f32, bad), "options.compute");
+  lowbit::matmul_options host_order;  // the lanes order is the host's: refused, not computed in another order
+  host_order.order = lowbit::matmul_order::lanes;
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, Wd, nullptr, y.get(), dtype::f32, host_order), "options.order is lanes");
+  host_order.order = static_cast<lowbit::matmul_order>(5);
+  expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, Wd, nullptr, y.get(), dtype::f32, host_order), "not a matmul_order");
   expect(lowbit::cuda::matmul(x.get(), static_cast<dtype>(9), 2, Wd, nullptr, y.get(), dtype::f32), "x_dtype");
   expect(lowbit::cuda::matmul(x.get(), dtype::f32, 2, Wd, nullptr, nullptr, dtype::f32), "y is null");
   expect(lowbit::cuda::matmul(nullptr, dtype::f32, 2, Wd, nullptr, y.get(), dtype::f32), "x is null");

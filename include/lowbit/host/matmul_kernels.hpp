@@ -2,17 +2,18 @@
 /// @file matmul_kernels.hpp
 /// @brief The host kernels of the fused matmul (matmul/matmul.hpp), each with its ISA variants side
 ///        by side: the lane dots (portable, AVX2, AVX-512, AVX512_BF16) and the AVX-512 decode of
-///        16 runs of codes into the lane layout.
+///        groups of codes into the lane layout.
 ///
-/// @par Lane layout (one row of x or of W, K padded to a multiple of 1024)
-/// - compute f32: float `v[((j * 2 + g) * 32 + e) * 16 + t]` = element 32 r + e of run
-///   r = 32 j + 16 g + t (super-run j, group g, thread 16 g + t).
+/// @par Lane layout (one row of x or of W, K padded to a multiple of 1024; matmul/definition.hpp)
+/// - compute f32: float `v[((j * 2 + g) * 32 + e) * 16 + t]` = element 1024 j + 512 g +
+///   mm::step_offset(order, t, e): step e of thread 16 g + t in super-run j.
 /// - compute bf16: uint32 `v[((j * 2 + g) * 16 + p) * 16 + t]` = the bf16-mode operand bits
-///   (mm::bf16_operand_bits) of element 32 r + 2p in the low half and of 32 r + 2p + 1 in the high
-///   half: the operand pairs of vdpbf16ps.
+///   (mm::bf16_operand_bits) of operand pair p of thread 16 g + t, its even element in the low half
+///   and its odd one in the high half: the operand pairs of vdpbf16ps.
 /// A dot of an x row with a W row in this layout walks each group's registers in order, so every
-/// lane performs thread t's chain of matmul/definition.hpp; the kernels differ only in how many
-/// lanes one instruction covers. The values are the same on every path (tests/host/matmul_test.cpp).
+/// lane performs thread t's chain of matmul/definition.hpp in the order the layout was built in;
+/// the kernels differ only in how many lanes one instruction covers. The values are the same on
+/// every path (tests/host/matmul_test.cpp). The AVX-512 decoder below builds the lanes order.
 #pragma once
 
 #include "../format.hpp"
@@ -109,25 +110,6 @@ LOWBIT_MM512 void dot_avx512(const void* const* xv, const void* const* wv, std::
 
 namespace detail {
 
-// The 16 dwords number d of the 16 runs in `v` (4-bit: run t = dwords 4t..4t+3 of the 4
-// registers; 8-bit: run t = dwords 8t..8t+7 of the 8 registers), lane t.
-template <int Bits>
-LOWBIT_AVX512 inline __m512i run_dword(const __m512i* v, int d) {
-  constexpr int per_run = Bits == 4 ? 4 : 8;                   // dwords of one run
-  constexpr int runs_per_pair = 32 / per_run;                  // runs in two registers
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  // dword (t % runs_per_pair) * per_run + d of the register pair (t / runs_per_pair)
-  const __m512i idx = _mm512_add_epi32(
-      _mm512_mullo_epi32(_mm512_and_si512(lane, _mm512_set1_epi32(runs_per_pair - 1)), _mm512_set1_epi32(per_run)),
-      _mm512_set1_epi32(d));
-  __m512i r = _mm512_permutex2var_epi32(v[0], idx, v[1]);
-  for (int q = 1; q < 16 / runs_per_pair; ++q) {
-    const __mmask16 m = static_cast<__mmask16>(((1u << runs_per_pair) - 1u) << (q * runs_per_pair));
-    r = _mm512_mask_mov_epi32(r, m, _mm512_permutex2var_epi32(v[2 * q], idx, v[2 * q + 1]));
-  }
-  return r;
-}
-
 // e4m3fn / e5m2 codes (int32 lanes 0..255) to their float32 values, as quant::decode_table:
 // the magnitude bits moved into a float32 and scaled by 2^(127 - bias) (exact, subnormals too),
 // then NaN (e4m3fn 0x7F) or Inf/NaN (e5m2 exponent 31) patched, the sign or-ed in.
@@ -166,24 +148,19 @@ LOWBIT_MM512 inline void bf16_pairs(const std::uint32_t* even, const std::uint32
   _mm512_storeu_si512(out, bf16_pair(_mm512_castsi512_ps(_mm512_loadu_si512(even)), _mm512_castsi512_ps(_mm512_loadu_si512(odd))));
 }
 
-// Sinks of decode_group_avx512: what happens to the values of elements 2p and 2p + 1 of the 16
-// runs. A sink with `pairs` true (the bf16 ones) takes them from the 4-bit decoder already in
-// operand-pair order, `pair(p, lo, hi)`: lane 2u of lo holds element 2p of run u and lane 2u + 1
-// element 2p + 1 (runs 0..7), hi the same for runs 8..15, so vcvtne2ps2bf16 alone makes the pairs
-// (no word permute: about one uop in ten of the bf16 GEMV). The 8-bit decoder calls operator().
+// Sinks of decode_groups_avx512: what happens to the decoded values of one group. An f32 sink
+// (pairs false) takes step(e, v), lane t of v the value of thread t's step e; a bf16 sink (pairs
+// true) takes pair(p, w), dword t of w thread t's operand pair p as bf16 bits (the even element in
+// the low half).
 struct store_f32 {  // the f32 lane layout
   static constexpr bool pairs = false;
   float* out;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
-    _mm512_store_ps(out + 2 * p * 16, even);
-    _mm512_store_ps(out + (2 * p + 1) * 16, odd);
-  }
+  LOWBIT_MM512 void step(int e, __m512 v) { _mm512_store_ps(out + e * 16, v); }
 };
 struct store_bf16 {  // the bf16 lane layout
   static constexpr bool pairs = true;
   std::uint32_t* out;
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { _mm512_store_si512(out + p * 16, bf16_pair(even, odd)); }
-  LOWBIT_MM512 void pair(int p, __m512 lo, __m512 hi) { _mm512_store_si512(out + p * 16, (__m512i)_mm512_cvtne2ps_pbh(hi, lo)); }
+  LOWBIT_MM512 void pair(int p, __m512i w) { _mm512_store_si512(out + p * 16, w); }
 };
 template <int MB>
 struct fma_f32 {  // thread chains of MB x rows, f32 mode
@@ -191,11 +168,8 @@ struct fma_f32 {  // thread chains of MB x rows, f32 mode
   const float* const* x;
   std::int64_t base;
   __m512 acc[MB];
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) {
-    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
-      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + 2 * p * 16), even, acc[a]);
-      acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + (2 * p + 1) * 16), odd, acc[a]);
-    }
+  LOWBIT_MM512 void step(int e, __m512 v) {
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_fmadd_ps(_mm512_load_ps(x[a] + base + e * 16), v, acc[a]);
   }
 };
 template <int MB>
@@ -204,33 +178,35 @@ struct dp_bf16 {  // thread chains of MB x rows, bf16 mode (vdpbf16ps)
   const std::uint32_t* const* x;
   std::int64_t base;
   __m512 acc[MB];
-  LOWBIT_MM512 void operator()(int p, __m512 even, __m512 odd) { dot(p, (__m512bh)bf16_pair(even, odd)); }
-  LOWBIT_MM512 void pair(int p, __m512 lo, __m512 hi) { dot(p, _mm512_cvtne2ps_pbh(hi, lo)); }
-  LOWBIT_MM512 void dot(int p, __m512bh w) {
-    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), w);
+  LOWBIT_MM512 void pair(int p, __m512i w) {
+    LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
+      acc[a] = _mm512_dpbf16_ps(acc[a], (__m512bh)_mm512_load_si512(x[a] + base + p * 16), (__m512bh)w);
   }
 };
 }  // namespace detail
 
-/// The float32 values w of NG groups of 16 full runs, group i's codes starting at codes[i] (run t
-/// at codes[i] + t * 16 for 4-bit, t * 32 for 8-bit formats; each run inside one block), run t
-/// with scale[i][t] and zero point zp[i][t]: quant::decode_element of each code, as dequantize.
-/// Hands the values of elements 2p and 2p + 1 of group i's 16 runs (lane t: run t) to
-/// sinks[i](p, even, odd) (4-bit codes into a sink with `pairs`: sinks[i].pair(p, lo, hi), the
-/// same values in operand-pair order), p = 0..15 in order for each group, the NG groups interleaved: their
-/// sinks are independent chains, so one's FMA latency hides behind the others' (one group at a
-/// time left a 32-FMA chain per call that out-of-order execution could not overlap). `table`
-/// holds the 16 values of a 4-bit format's codes (its own or a checkpoint's). The sinks are copied
-/// into registers for the call and back at its end.
+/// The float32 values w of NG groups of 512 consecutive elements of W in the lanes order
+/// (matmul/definition.hpp), group i's codes starting at codes[i] (8 chunks of 64 elements, each
+/// inside one block), chunk c with scale scale[i][c] and zero point zp[i][c]: quant::decode_element
+/// of each code, as dequantize. An f32 sink gets sinks[i].step(e, v) for e = 0..31 in order, a
+/// bf16 sink sinks[i].pair(p, w) for p = 0..15 in order (operands rounded as
+/// mm::bf16_operand_bits); the NG groups interleaved, their sinks being independent chains (one's
+/// FMA latency hides behind the others'). `table` holds the 16 values of a 4-bit format's codes (its
+/// own or a checkpoint's).
+/// 4-bit codes: per chunk the 16 table values are multiplied by the chunk's scale once, so an
+/// element costs a table lookup and no multiply: f32, vpmovzxwd gives thread t the 16 bits of its
+/// 4 codes and a shift picks each (vpermps reads only the low 4 bits of an index); bf16, the
+/// scaled table is rounded to bf16 in both halves of a register and vpmovzxbw gives each word one
+/// byte, whose low nibble alone picks (vpermw reads the low 5 bits), so one lookup makes 16
+/// operand pairs. The sinks are copied into registers for the call and back at its end.
 template <format F, int NG, class Sink>
 LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
                                        Sink* sinks) {
   constexpr bool four = info(F).bits == 4;
+  constexpr int chunks = mm::group_elements / mm::chunk_elements;
   Sink k[NG];
-  __m512 s[NG];
   LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
     k[i] = sinks[i];
-    s[i] = _mm512_loadu_ps(scale[i]);
     // the weight streams from memory once: its lines a few groups ahead. Into L2 for 4-bit codes,
     // L1 for 8-bit ones: measured on the 14336 x 4096 GEMV, L2 took nf4 from 3.4 to 3.1 ms and
     // int8 from 4.1-4.3 to 4.4-4.7 ms
@@ -240,79 +216,63 @@ LOWBIT_MM512 void decode_groups_avx512(const std::uint8_t* const* codes, const f
       avx2::detail::prefetch_ahead<_MM_HINT_T0>(codes[i], avx2::stream_ahead, 8 * 64);
     }
   }
-  if constexpr (four && Sink::pairs) {
-    // lane 2u + h of lo: run u's dword d (runs 0..7 are dwords 0..31 of v[0], v[1], 4 per run),
-    // shifted to element 2p + h's nibble; hi the same for runs 8..15 in v[2], v[3]
-    const __m512 tab = _mm512_loadu_ps(table);
-    constexpr unsigned first = info(F).order == codecs::nibble_order::high_first ? 4u : 0u;  // element 2p's shift
-    const __m512i half = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    const __m512i pick = _mm512_slli_epi32(half, 2);
-    const __m512i nib = _mm512_setr_epi32(first, 4 - first, first, 4 - first, first, 4 - first, first, 4 - first, first, 4 - first, first,
-                                          4 - first, first, 4 - first, first, 4 - first);
-    __m512 sp[NG][2];
-    LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
-      sp[i][0] = _mm512_permutexvar_ps(half, s[i]);
-      sp[i][1] = _mm512_permutexvar_ps(_mm512_add_epi32(half, _mm512_set1_epi32(8)), s[i]);
-    }
-    LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d) {
-      // the codes are read again for each d (from L1): 8 NG registers of dwords for all four
-      // would not fit beside the scales and the sinks
-      const __m512i idx = _mm512_add_epi32(pick, _mm512_set1_epi32(d));
-      __m512i dw[NG][2];
-      LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i)
-        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h)
-          dw[i][h] = _mm512_permutex2var_epi32(_mm512_loadu_si512(codes[i] + 128 * h), idx, _mm512_loadu_si512(codes[i] + 128 * h + 64));
-      LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
-        const __m512i sh = _mm512_add_epi32(nib, _mm512_set1_epi32(8 * b));
-        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
-          // vpermps reads only the low 4 bits of each index: a shift alone selects the nibble
-          k[i].pair(4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(dw[i][0], sh), tab), sp[i][0]),
-                    _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srlv_epi32(dw[i][1], sh), tab), sp[i][1]));
-        }
-      }
-    }
-  } else if constexpr (four) {
+  if constexpr (four) {
     const __m512 tab = _mm512_loadu_ps(table);
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
-    __m512i dw[NG][4];  // dword d of the 16 runs, lane t
-    LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
-      __m512i v[4];
-      LOWBIT_HOST_UNROLL for (int q = 0; q < 4; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
-      LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d) dw[i][d] = detail::run_dword<4>(v, d);
-    }
-    LOWBIT_HOST_UNROLL for (int d = 0; d < 4; ++d)
-      LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b)
+    LOWBIT_HOST_UNROLL for (int c = 0; c < chunks; ++c) {
+      if constexpr (Sink::pairs) {
+        // the unshifted byte's low nibble is the first code of each byte's pair (element 4 t + 1 of
+        // thread t, or 4 t for low-nibble-first formats) and of the next byte (4 t + 3 or 4 t + 2)
+        __m512i first[NG], second[NG];
         LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
-          // vpermps reads only the low 4 bits of each index: a shift alone selects the nibble
-          const __m512i hi = _mm512_srli_epi32(dw[i][d], static_cast<unsigned>(8 * b + 4));
-          const __m512i lo = b == 0 ? dw[i][d] : _mm512_srli_epi32(dw[i][d], static_cast<unsigned>(8 * b));
-          k[i](4 * d + b, _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? hi : lo, tab), s[i]),
-               _mm512_mul_ps(_mm512_permutexvar_ps(high_first ? lo : hi, tab), s[i]));
+          const __m512 tq = _mm512_mul_ps(tab, _mm512_set1_ps(scale[i][c]));
+          const __m512i tb = (__m512i)_mm512_cvtne2ps_pbh(tq, tq);
+          const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[i] + 32 * c)));
+          first[i] = _mm512_permutexvar_epi16(w, tb);
+          second[i] = _mm512_permutexvar_epi16(_mm512_srli_epi16(w, 4), tb);
         }
+        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) k[i].pair(2 * c, high_first ? second[i] : first[i]);
+        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) k[i].pair(2 * c + 1, high_first ? first[i] : second[i]);
+      } else {
+        __m512 tq[NG];
+        __m512i w[NG];
+        LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
+          tq[i] = _mm512_mul_ps(tab, _mm512_set1_ps(scale[i][c]));
+          w[i] = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[i] + 32 * c)));
+        }
+        // bits 0..7 of dword t: the byte of elements 4 t and 4 t + 1, bits 8..15 that of 4 t + 2, 4 t + 3
+        constexpr unsigned shift[4] = {high_first ? 4u : 0u, high_first ? 0u : 4u, high_first ? 12u : 8u, high_first ? 8u : 12u};
+        LOWBIT_HOST_UNROLL for (int e = 0; e < 4; ++e)
+          LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i)
+            k[i].step(4 * c + e, _mm512_permutexvar_ps(shift[e] == 0 ? w[i] : _mm512_srli_epi32(w[i], shift[e]), tq[i]));
+      }
+    }
   } else {
     // one group after the other: interleaving the 8-bit groups as the 4-bit ones measured no
-    // faster on the 14336 x 4096 GEMV
+    // faster on the 14336 x 4096 GEMV. Dword t of a chunk's 64 bytes holds thread t's 4 codes.
     LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
-      const __m512i z = F == format::uint8_zeropoint ? _mm512_loadu_si512(zp[i]) : _mm512_setzero_si512();
-      __m512i v[8];
-      LOWBIT_HOST_UNROLL for (int q = 0; q < 8; ++q) v[q] = _mm512_loadu_si512(codes[i] + 64 * q);
-      LOWBIT_HOST_UNROLL for (int d = 0; d < 8; ++d) {
-        const __m512i dw = detail::run_dword<8>(v, d);
+      LOWBIT_HOST_UNROLL for (int c = 0; c < chunks; ++c) {
+        const __m512i v = _mm512_loadu_si512(codes[i] + 64 * c);
+        const __m512 s = _mm512_set1_ps(scale[i][c]);
         __m512 val[4];
         LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
           if constexpr (F == format::int8_absmax) {
-            const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(dw, static_cast<unsigned>(24 - 8 * b)), 24));
-            val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s[i]), _mm512_set1_ps(quant::int8_dequant_factor));
+            const __m512 q = _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, static_cast<unsigned>(24 - 8 * b)), 24));
+            val[b] = _mm512_mul_ps(_mm512_mul_ps(q, s), _mm512_set1_ps(quant::int8_dequant_factor));
           } else if constexpr (F == format::uint8_zeropoint) {
-            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
-            val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, z)), s[i]);
+            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(v, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
+            val[b] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(zp[i][c]))), s);
           } else {
-            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(dw, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
-            val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s[i]);
+            const __m512i q = _mm512_and_si512(_mm512_srli_epi32(v, static_cast<unsigned>(8 * b)), _mm512_set1_epi32(0xFF));
+            val[b] = _mm512_mul_ps(detail::minifloat_values<F>(q), s);
           }
         }
-        k[i](2 * d, val[0], val[1]);
-        k[i](2 * d + 1, val[2], val[3]);
+        if constexpr (Sink::pairs) {
+          k[i].pair(2 * c, detail::bf16_pair(val[0], val[2]));
+          k[i].pair(2 * c + 1, detail::bf16_pair(val[1], val[3]));
+        } else {
+          LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) k[i].step(4 * c + b, val[b]);
+        }
       }
     }
   }
@@ -325,28 +285,28 @@ LOWBIT_MM512 void decode_group_avx512(const std::uint8_t* codes, const float* sc
   decode_groups_avx512<F, 1>(&codes, &scale, &zp, table, &sink);
 }
 
-/// The scales of runs r0 .. r0 + count - 1 of 32 elements of a weight with 2^shift runs per block
-/// (run r in block r >> shift), into out[0 .. count): mm::run_decoder::scale of each run's block,
-/// the same bits. Plain: scales[b]. Double-quantized (nested_codes not null): the two roundings of
-/// quant::nested_scale, f32(f32(nested_table[nested_codes[b]] * nested_scales[b / 256]) + offset),
-/// the product kept apart from the sum. The block scales are made 16 blocks at a time and spread
-/// over the runs of those blocks; reads no block past the last run's. With smin, lowers *smin to
-/// the smallest nonzero |scale| of those blocks (NaN skipped). The scalar loop this replaces cost
-/// the nf4 GEMV about a quarter of its time (one block lookup per run, 14% of the samples of the
-/// 1 x 14336 x 4096 row against 46% for the decode and FMAs); one vector of scales per 16 runs
-/// rather than per 16 blocks still cost it about 11% (perf, blocks of 64 elements: 2 runs each).
-LOWBIT_MM512 inline void run_scales_avx512(std::int64_t r0, std::int64_t count, int shift, const float* scales, const std::uint8_t* nested_codes,
+/// The scales of chunks r0 .. r0 + count - 1 of 64 elements (mm::chunk_elements) of a weight with
+/// 2^shift chunks per block (chunk r in block r >> shift), into out[0 .. count):
+/// mm::run_decoder::scale of each chunk's block, the same bits. Plain: scales[b]. Double-quantized
+/// (nested_codes not null): the two roundings of quant::nested_scale,
+/// f32(f32(nested_table[nested_codes[b]] * nested_scales[b / 256]) + offset), the product kept apart
+/// from the sum. The block scales are made 16 blocks at a time and spread over the chunks of those
+/// blocks; reads no block past the last chunk's. With smin, lowers *smin to the smallest nonzero
+/// |scale| of those blocks (NaN skipped). A scalar loop (one block lookup per 32 elements) cost the
+/// nf4 GEMV about a quarter of its time; one vector of scales per 16 runs of 32 rather than per 16
+/// blocks still cost it about 11% (perf, blocks of 64 elements).
+LOWBIT_MM512 inline void chunk_scales_avx512(std::int64_t r0, std::int64_t count, int shift, const float* scales, const std::uint8_t* nested_codes,
                                            const float* nested_table, const float* nested_scales, float offset, float* out,
                                            float* smin = nullptr) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const std::int64_t within = (std::int64_t{1} << shift) - 1;
-  const std::int64_t span = std::int64_t{16} << std::min(shift, 40);  // runs of 16 blocks
+  const std::int64_t span = std::int64_t{16} << std::min(shift, 40);  // chunks of 16 blocks
   __m512 low = _mm512_set1_ps(std::numeric_limits<float>::infinity());
   for (std::int64_t t = 0; t < count;) {
     const std::int64_t r = r0 + t, b0 = r >> shift;
-    const int first = static_cast<int>(r & within);                    // run r's place in block b0
-    const std::int64_t n = std::min<std::int64_t>(count - t, span - first);  // runs of blocks b0 .. b0 + 15
-    const int nb = static_cast<int>(((first + n - 1) >> shift) + 1);   // blocks the n runs touch (<= 16)
+    const int first = static_cast<int>(r & within);                    // chunk r's place in block b0
+    const std::int64_t n = std::min<std::int64_t>(count - t, span - first);  // chunks of blocks b0 .. b0 + 15
+    const int nb = static_cast<int>(((first + n - 1) >> shift) + 1);   // blocks the n chunks touch (<= 16)
     const __mmask16 bm = static_cast<__mmask16>((1u << nb) - 1u);
     __m512 bs;
     if (nested_codes == nullptr) {
@@ -381,15 +341,16 @@ LOWBIT_MM512 inline float reduce32_avx512(const float* s) {
   return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
 }
 
-/// The GEMV regime without a lane buffer: the thread sums s[(b * MB + a) * 32 + thread] of MB x
-/// lane rows with NB W rows (row b's codes at codes[b], its per-run scales and zero points at
-/// scale[b], zp[b]) whose every group is 16 full runs (K a multiple of 1024, runs inside blocks),
-/// each group decoded in registers straight into the chains; both groups of NB rows in flight.
-/// The same operations as dot_avx512 on the decoded rows.
+/// The GEMV regime without a lane buffer, lanes order: the thread sums s[(b * MB + a) * 32 + thread]
+/// of MB x lane rows with NB W rows (row b's codes at codes[b], its chunk scales and zero points at
+/// scale[b], zp[b]; K a multiple of 1024, chunks inside blocks), each group decoded in registers
+/// straight into the chains; both groups of NB rows in flight. The same operations as dot_avx512
+/// on the decoded rows.
 template <format F, int MB, int NB, bool BF16>
 LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
                                     const void* const* x, std::int64_t J, float* s) {
-  constexpr std::int64_t run_bytes = info(F).bits == 4 ? 16 : 32;
+  constexpr std::int64_t chunk_bytes = info(F).bits == 4 ? 32 : 64;
+  constexpr std::int64_t chunks = mm::group_elements / mm::chunk_elements;
   using sink = std::conditional_t<BF16, detail::dp_bf16<MB>, detail::fma_f32<MB>>;
   using xrow = std::conditional_t<BF16, const std::uint32_t* const*, const float* const*>;
   constexpr std::int64_t group_words = BF16 ? 256 : 512;
@@ -403,8 +364,8 @@ LOWBIT_MM512 void fused_rows_avx512(const std::uint8_t* const* codes, const floa
     const float* sc[NB * 2];
     const int* z[NB * 2];
     LOWBIT_HOST_UNROLL for (int i = 0; i < NB * 2; ++i) {
-      const std::int64_t r0 = 32 * j + 16 * (i % 2);
-      c[i] = codes[i / 2] + r0 * run_bytes;
+      const std::int64_t r0 = chunks * (2 * j + i % 2);  // the group's first chunk
+      c[i] = codes[i / 2] + r0 * chunk_bytes;
       sc[i] = scale[i / 2] + r0;
       z[i] = zp[i / 2] + r0;
       k[i].base = (j * 2 + i % 2) * group_words;

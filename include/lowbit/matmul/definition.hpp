@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /// @file definition.hpp
 /// @brief The numerics of the fused low-bit matmul `y = x · dequant(W)ᵀ (+ bias)`: its two compute
-///        modes, its one summation order, and the scalar steps every engine (the host paths here,
-///        a CUDA kernel later) performs. docs/matmul.md explains the choice.
+///        modes, its two summation orders, and the scalar steps every engine (the host paths here,
+///        the CUDA kernels) performs. docs/matmul.md explains the choice.
 ///
 /// @par Values
 /// - `w[n, k]` is the float32 value `dequantize(W, float32)` gives element (n, k) of W (flattened
@@ -22,16 +22,28 @@
 ///   where operand exponents rule such sums out, and the exact FMA-and-flush code elsewhere
 ///   (matmul.hpp, bf16_exact_exponents).
 ///
-/// @par Summation order (both modes; the CUDA warp of 32 threads with 128-bit loads of 32 4-bit codes)
-/// - K is cut into runs of 32 consecutive elements, run r = [32 r, 32 r + 32). K is padded with
-///   zero elements (x = w = +0) to a multiple of 1024 = 32 runs, one "super-run" j per 1024.
-/// - Thread t (0..31) owns the runs r = 32 j + t, j = 0, 1, ... in increasing j, and keeps one
-///   float32 sum s_t, starting at +0.
-///   - f32: for each of its runs, for e = 0..31: s_t = fma(x[32 r + e], w[32 r + e], s_t).
-///   - bf16: for each of its runs, for p = 0..15: s_t = fma_ftz(x[32 r + 2p + 1], w[32 r + 2p + 1], s_t),
-///     then s_t = fma_ftz(x[32 r + 2p], w[32 r + 2p], s_t) (the odd element first, as vdpbf16ps).
-/// - The 32 sums are added by the warp's butterfly: for h = 16, 8, 4, 2, 1: s_t = s_t + s_{t+h}
-///   (t < h), plain float32 adds; the result is s_0.
+/// @par Summation orders (both modes)
+/// Two orders, one per kind of device, because no single one suits both (docs/matmul.md has the
+/// measurements): `warp`, what a CUDA warp computes with one 128-bit load of 32 4-bit codes per
+/// thread, and `lanes`, what a 16-lane AVX-512 register computes with one table lookup per 16
+/// elements of one block. matmul_options::order picks one; `native` (the default) is `lanes` on the
+/// host and `warp` in CUDA, and the host computes `warp` too (bit-identical to the CUDA kernels).
+/// Both have the same frame:
+/// - K is padded with zero elements (x = w = +0) to a multiple of 1024, one "super-run" j per 1024.
+///   Super-run j is two groups of 512 consecutive elements, group g = [1024 j + 512 g, + 512).
+/// - Thread T = 16 g + t (g = 0, 1; t = 0..15) keeps one float32 sum s_T, starting at +0, and takes
+///   32 steps in group g of each super-run, j = 0, 1, ... in increasing j. Step e of thread t is
+///   the element at offset step_offset(order, t, e) of its group:
+///   - warp: 32 t + e (thread T owns the run of 32 elements [1024 j + 32 T, + 32));
+///   - lanes: 64 (e / 4) + 4 t + e % 4 (at steps 4 c .. 4 c + 3 the 16 threads cover the 64
+///     elements of chunk c of the group, thread t elements 4 t .. 4 t + 3).
+///   - f32: each step is s_T = fma(x[k], w[k], s_T) at the step's element k, e = 0..31 in order.
+///   - bf16: the steps come in operand pairs p = 0..15: the even element is step pair_step(order,
+///     p) (warp: 2 p; lanes: 4 (p / 2) + p % 2) and the odd one is pair_stride(order) elements
+///     later (warp: 1, lanes: 2). For each pair, s_T = fma_ftz(x[odd], w[odd], s_T), then s_T =
+///     fma_ftz(x[even], w[even], s_T) (the odd element first, as vdpbf16ps).
+/// - The 32 sums are added by the warp's butterfly: for h = 16, 8, 4, 2, 1: s_T = s_T + s_{T+h}
+///   (T < h), plain float32 adds; the result is s_0.
 /// - y[m, n] = s_0 + f32(bias[n]) when there is a bias (one float32 add), then rounded to the
 ///   output dtype to nearest even.
 /// On the host, lanes 0..15 of one 16-lane register are threads 0..15 (group 0) and a second
@@ -52,12 +64,30 @@ enum class matmul_compute : std::uint8_t {
   bf16,  ///< bfloat16 operands (subnormals as zero), float32 fused multiply-add flushing subnormal results
 };
 
+/// Which summation order `lowbit::matmul` follows (see matmul/definition.hpp).
+enum class matmul_order : std::uint8_t {
+  native,  ///< the order of the device that computes: lanes on the host, warp in CUDA
+  warp,    ///< each thread a run of 32 consecutive elements (the CUDA kernels; the host computes it too)
+  lanes,   ///< 16 threads across each 64 consecutive elements (the host's AVX-512 decode; host only)
+};
+
 namespace mm {
 
 inline constexpr int run_elements = 32;       ///< elements per run (one 128-bit load of 4-bit codes)
 inline constexpr int warp_threads = 32;       ///< threads (partial sums) per output
 inline constexpr int group_lanes = 16;        ///< threads per host register group
 inline constexpr int super_elements = run_elements * warp_threads;  ///< 1024: K is padded to a multiple
+inline constexpr int group_elements = super_elements / 2;           ///< 512: the elements of one thread group
+inline constexpr int chunk_elements = 64;  ///< lanes order: the elements the 16 threads of a group cover in 4 steps
+
+/// The offset in its group of step e (0..31) of thread t (0..15) in `order` (warp or lanes).
+LOWBIT_HD constexpr int step_offset(matmul_order order, int t, int e) noexcept {
+  return order == matmul_order::lanes ? chunk_elements * (e >> 2) + 4 * t + (e & 3) : run_elements * t + e;
+}
+/// The step of the even element of bf16 operand pair p (0..15) in `order` (warp or lanes).
+LOWBIT_HD constexpr int pair_step(matmul_order order, int p) noexcept { return order == matmul_order::lanes ? 4 * (p >> 1) + (p & 1) : 2 * p; }
+/// How many steps (and elements) after the even element of a pair its odd element is.
+LOWBIT_HD constexpr int pair_stride(matmul_order order) noexcept { return order == matmul_order::lanes ? 2 : 1; }
 
 /// Super-runs (blocks of 1024 padded elements) of a row of K elements.
 LOWBIT_HD constexpr std::int64_t super_runs(std::int64_t K) noexcept { return (K + super_elements - 1) / super_elements; }

@@ -4,7 +4,7 @@
 ///        straight from a QuantTensor, the weight decoded in registers and cache-sized panels and
 ///        never written out as a dense matrix.
 ///
-/// The numerics (compute modes, the one summation order) are matmul/definition.hpp; docs/matmul.md
+/// The numerics (compute modes, the two summation orders) are matmul/definition.hpp; docs/matmul.md
 /// explains them and how a new format plugs in.
 ///
 /// @code
@@ -19,6 +19,8 @@
 ///   and block size; blocks may straddle rows (K need not be a multiple of the block size).
 /// - x: M rows of K elements, row-major, dtype f32, f16 or bf16; y: M rows of N elements, row-major,
 ///   dtype f32, f16 or bf16; bias: N elements of y's dtype, or null. Any alignment.
+/// - options.order: `native` (the default) and `lanes` compute the host's order; `warp` computes
+///   the CUDA kernels' order, bit-identical to lowbit::cuda::matmul (slower here: no fused GEMV).
 /// - M = 0, N = 0 write nothing; K = 0 gives y = bias (or +0).
 /// - NaN and Inf in x, in the bias or decoded from W (e4m3fn/e5m2 NaN/Inf codes, non-finite scales)
 ///   propagate as in any float32 sum: a NaN result has an unspecified sign and payload (stored as
@@ -27,7 +29,7 @@
 /// - Overflow: a float32 sum past 3.4e38 becomes ±Inf; a finite float32 result outside f16's range
 ///   becomes ±Inf when y is f16 (round to nearest even), as in dequantize.
 /// - Errors (nothing written): a device tensor (use lowbit::cuda::matmul), W not 2-D, M < 0, null
-///   x or y, a dtype or compute mode outside the enumerations, a W view that fails validation.
+///   x or y, a dtype, compute mode or order outside the enumerations, a W view that fails validation.
 #pragma once
 
 #include "../config.hpp"
@@ -55,6 +57,7 @@ LOWBIT_NAMESPACE_BEGIN
 /// Options of lowbit::matmul.
 struct matmul_options {
   matmul_compute compute = matmul_compute::f32;  ///< see matmul/definition.hpp
+  matmul_order order = matmul_order::native;      ///< the summation order (definition.hpp); native: lanes on the host
   int threads = 0;    ///< 0 = every hardware thread; the result does not depend on it
   bool simd = true;   ///< use the SIMD kernels the CPU has (false: portable code only)
   bool avx512 = true; ///< with simd: the AVX-512 kernels when the CPU has them (false: AVX2 only)
@@ -212,35 +215,40 @@ inline kernel_choice without_vdpbf16ps(kernel_choice kc) {
   return kc;
 }
 
-/// The bf16 lane layout of 32 f32 lane vectors (host::mmk::detail::bf16_pair's portable twin).
-inline void pack_bf16(const float* in, std::uint32_t* out) {
-  for (int p = 0; p < 16; ++p)
+/// The bf16 lane layout of one group from its f32 lane layout (32 lane vectors) in order o.
+inline void pack_bf16(matmul_order o, const float* in, std::uint32_t* out) {
+  for (int p = 0; p < 16; ++p) {
+    const int even = pair_step(o, p), odd = even + pair_stride(o);
     for (int t = 0; t < 16; ++t)
-      out[p * 16 + t] = bf16_operand_bits(in[2 * p * 16 + t]) | static_cast<std::uint32_t>(bf16_operand_bits(in[(2 * p + 1) * 16 + t])) << 16;
+      out[p * 16 + t] = bf16_operand_bits(in[even * 16 + t]) | static_cast<std::uint32_t>(bf16_operand_bits(in[odd * 16 + t])) << 16;
+  }
 }
 
-/// One group (super-run j, group g) of a lane row from per-run values: run(t, v) fills v[0..32)
-/// for thread 16 g + t, or returns false for a run wholly past K (zeros).
-template <class RunFn>
-void fill_group(matmul_compute c, RunFn&& run, float* tmp, void* dst) {
-  alignas(64) float v[32];
-  for (int t = 0; t < 16; ++t) {
-    std::fill(v, v + 32, 0.0f);
-    run(t, v);
-    for (int e = 0; e < 32; ++e) tmp[e * 16 + t] = v[e];
-  }
+/// One group of a lane row (mode c, order o) from its 512 consecutive elements v[0 .. 512).
+inline void permute_group(matmul_order o, matmul_compute c, const float* v, void* dst) {
   if (c == matmul_compute::f32) {
-    std::memcpy(dst, tmp, 512 * sizeof(float));
-  } else {
-    pack_bf16(tmp, static_cast<std::uint32_t*>(dst));
+    float* d = static_cast<float*>(dst);
+    for (int e = 0; e < 32; ++e)
+      for (int t = 0; t < 16; ++t) d[e * 16 + t] = v[step_offset(o, t, e)];
+    return;
   }
+  auto* d = static_cast<std::uint32_t*>(dst);
+  for (int p = 0; p < 16; ++p)
+    for (int t = 0; t < 16; ++t) {
+      const int k = step_offset(o, t, pair_step(o, p));
+      d[p * 16 + t] = bf16_operand_bits(v[k]) | static_cast<std::uint32_t>(bf16_operand_bits(v[k + pair_stride(o)])) << 16;
+    }
 }
 
-/// The scales and zero points of `count` consecutive runs of W starting at element `start`, each
-/// inside one block (block size a multiple of 32, start a multiple of 32): one division, then
-/// steps of 32 elements. With smin, lowers *smin to the smallest nonzero |scale| of those blocks.
+/// The order a host call follows.
+constexpr matmul_order host_order(matmul_order o) noexcept { return o == matmul_order::native ? matmul_order::lanes : o; }
+
+/// The scales and zero points of `count` consecutive chunks of 64 elements of W starting at element
+/// `start`, each inside one block (block size a multiple of 64, start a multiple of 64): one
+/// division, then steps of 64 elements. With smin, lowers *smin to the smallest nonzero |scale| of
+/// those blocks.
 template <format F>
-inline void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp, float* smin = nullptr) {
+inline void chunk_scales(const run_decoder<F>& dec, std::int64_t start, std::int64_t count, float* sc, int* zp, float* smin = nullptr) {
   const std::int64_t bs = dec.view().block_size;
   std::int64_t b = start / bs, off = start - b * bs;
   float s = dec.scale(b);
@@ -255,89 +263,75 @@ inline void run_scales(const run_decoder<F>& dec, std::int64_t start, std::int64
     }
     sc[t] = s;
     zp[t] = z;
-    off += 32;
+    off += chunk_elements;
   }
   if (smin) *smin = std::min(*smin, low);
 }
 
-/// Row x (K elements of type T) in the lane layout of mode c at out (lane_row_size(K, c) words).
+/// Row x (K elements of type T) in the lane layout of mode c, order o at out (lane_row_size(K, c) words).
 template <class T>
-void build_x_row(const T* x, std::int64_t K, matmul_compute c, void* out) {
-  alignas(64) float tmp[512];
-  const std::int64_t J = super_runs(K);
+void build_x_row(const T* x, std::int64_t K, matmul_compute c, matmul_order o, void* out) {
+  alignas(64) float v[group_elements];
+  const std::int64_t groups = 2 * super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
-  for (std::int64_t j = 0; j < J; ++j)
-    for (int g = 0; g < 2; ++g) {
-      const std::int64_t r0 = 32 * j + 16 * g;
-      auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
-      if (32 * (r0 + 16) <= K) {  // 16 full runs: transposed directly
-        const T* xs = x + 32 * r0;
-        if (c == matmul_compute::f32) {
-          float* o = reinterpret_cast<float*>(dst);
-          for (int t = 0; t < 16; ++t)
-            for (int e = 0; e < 32; ++e) o[e * 16 + t] = to_float(host::detail::load(xs + 32 * t + e));
-        } else {
-          for (int t = 0; t < 16; ++t)
-            for (int p = 0; p < 16; ++p)
-              dst[p * 16 + t] = bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p))) |
-                                static_cast<std::uint32_t>(bf16_operand_bits(to_float(host::detail::load(xs + 32 * t + 2 * p + 1)))) << 16;
-        }
-        continue;
-      }
-      fill_group(c, [&](int t, float* v) {
-        const std::int64_t k0 = 32 * (r0 + t);
-        for (std::int64_t k = k0; k < std::min(K, k0 + 32); ++k) v[k - k0] = to_float(host::detail::load(x + k));
-      }, tmp, dst);
+  for (std::int64_t i = 0; i < groups; ++i) {
+    const std::int64_t k0 = i * group_elements, n = std::max<std::int64_t>(0, std::min<std::int64_t>(group_elements, K - k0));
+    for (std::int64_t k = 0; k < n; ++k) v[k] = to_float(host::detail::load(x + k0 + k));
+    std::fill(v + n, v + group_elements, 0.0f);
+    permute_group(o, c, v, static_cast<std::uint32_t*>(out) + i * words);
   }
 }
 
-/// Row n of W in the lane layout of mode c at out: groups of 16 full runs through the AVX-512
-/// decoder when the format has one and each run lies in one block (K and the block size multiples
-/// of 32), the rest through the decoder's `decode` (run_decoder, scaled_run_decoder). With
-/// w_exponent (mode bf16), lowers *w_exponent to a lower bound of the row's smallest nonzero
-/// operand exponent (from the run scales, or from the words the slow groups wrote).
+/// Row n of W in the lane layout of mode c, order o at out: in the lanes order, groups of 512
+/// elements through the AVX-512 decoder when the format has one and each chunk of 64 lies in one
+/// block (K and the block size multiples of 64); the rest (and the warp order) through the
+/// decoder's `decode` (run_decoder, scaled_run_decoder) and permute_group. With w_exponent (mode
+/// bf16), lowers *w_exponent to a lower bound of the row's smallest nonzero operand exponent (from
+/// the chunk scales, or from the words the slow groups wrote).
 template <class Dec>
-void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, const kernel_choice& kc, void* out, int* w_exponent = nullptr) {
-  alignas(64) float tmp[512];
-  float smin = std::numeric_limits<float>::infinity();  // of the fast groups' run scales
-  const std::int64_t J = super_runs(K);
+void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute c, matmul_order o, const kernel_choice& kc, void* out,
+                 int* w_exponent = nullptr) {
+  alignas(64) float tmp[group_elements];
+  float smin = std::numeric_limits<float>::infinity();  // of the fast groups' chunk scales
+  const std::int64_t groups = 2 * super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
   const std::int64_t row0 = n * K;
   bool fast = false;
-  if constexpr (has_group_decoder<Dec>()) fast = kc.avx512 && K % 32 == 0 && dec.view().block_size % 32 == 0;
-  for (std::int64_t j = 0; j < J; ++j)
-    for (int g = 0; g < 2; ++g) {
-      const std::int64_t r0 = 32 * j + 16 * g;
-      auto* dst = static_cast<std::uint32_t*>(out) + (j * 2 + g) * words;
+  if constexpr (has_group_decoder<Dec>())
+    fast = kc.avx512 && o == matmul_order::lanes && K % chunk_elements == 0 && dec.view().block_size % chunk_elements == 0;
+  for (std::int64_t i = 0; i < groups; ++i) {
+    const std::int64_t k0 = i * group_elements;
+    auto* dst = static_cast<std::uint32_t*>(out) + i * words;
 #if LOWBIT_HAVE_AVX512_KERNELS
-      if constexpr (has_group_decoder<Dec>()) {
-        constexpr format F = Dec::fmt;
-        const quant_view& q = dec.view();
-        if (fast && 32 * (r0 + 16) <= K) {
-          alignas(64) float sc[16];
-          alignas(64) int zp[16];
-          run_scales(dec, row0 + 32 * r0, 16, sc, zp, w_exponent ? &smin : nullptr);
-          const std::uint8_t* codes = q.codes + code_bytes(F, row0 + 32 * r0);
-          if (c == matmul_compute::f32) {
-            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{reinterpret_cast<float*>(dst)});
-          } else if (kc.avx512_bf16) {  // vcvtne2ps2bf16
-            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_bf16{dst});
-          } else {
-            host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{tmp});
-            pack_bf16(tmp, dst);
-          }
-          continue;
+    if constexpr (has_group_decoder<Dec>()) {
+      constexpr format F = Dec::fmt;
+      const quant_view& q = dec.view();
+      if (fast && k0 + group_elements <= K) {
+        constexpr int chunks = group_elements / chunk_elements;
+        alignas(64) float sc[chunks];
+        alignas(64) int zp[chunks];
+        chunk_scales(dec, row0 + k0, chunks, sc, zp, w_exponent ? &smin : nullptr);
+        const std::uint8_t* codes = q.codes + code_bytes(F, row0 + k0);
+        if (c == matmul_compute::f32) {
+          host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{reinterpret_cast<float*>(dst)});
+        } else if (kc.avx512_bf16) {  // vcvtne2ps2bf16
+          host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_bf16{dst});
+        } else {
+          host::mmk::decode_group_avx512<F>(codes, sc, zp, dec.table(), host::mmk::detail::store_f32{tmp});
+          pack_bf16(o, tmp, dst);
         }
+        continue;
       }
-#else
-      (void)fast;
-#endif
-      fill_group(c, [&](int t, float* v) {
-        const std::int64_t k0 = 32 * (r0 + t);
-        if (k0 < K) dec.decode(row0 + k0, static_cast<int>(std::min<std::int64_t>(32, K - k0)), v);
-      }, tmp, dst);
-      if (w_exponent) *w_exponent = std::min(*w_exponent, bf16_min_exponent(dst, words));
     }
+#else
+    (void)fast;
+#endif
+    const int len = static_cast<int>(std::max<std::int64_t>(0, std::min<std::int64_t>(group_elements, K - k0)));
+    if (len > 0) dec.decode(row0 + k0, len, tmp);
+    std::fill(tmp + len, tmp + group_elements, 0.0f);
+    permute_group(o, c, tmp, dst);
+    if (w_exponent) *w_exponent = std::min(*w_exponent, bf16_min_exponent(dst, words));
+  }
   if constexpr (has_group_decoder<Dec>()) {
     if (w_exponent) *w_exponent = std::min(*w_exponent, scale_exponent(dec.smallest_unit(), smin));
   }
@@ -450,17 +444,17 @@ void finish(float* s, std::int64_t m, std::int64_t n, std::int64_t N, const TY* 
 
 /// Rows n0 .. n1 of the fused GEMV for MB x rows. bf16 mode: x_exponent is the smallest
 /// bf16_min_exponent of the x rows; a row pair whose smallest possible nonzero w (smallest_unit
-/// times its smallest nonzero run scale) could bring a sum into the flush range of vdpbf16ps is
+/// times its smallest nonzero chunk scale) could bring a sum into the flush range of vdpbf16ps is
 /// decoded to a lane row (lane, lane_row_size words) and taken by the portable lane dot.
 template <format F, int MB, class TY>
 void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int64_t n0, std::int64_t n1, std::int64_t N, std::int64_t K,
                      matmul_compute c, const kernel_choice& kc, int x_exponent, const TY* bias, TY* y, float* sc, int* zp,
                      float* lane) {
-  const std::int64_t R = K / run_elements, J = super_runs(K);
-  // the run scales in vectors where blocks are 2^shift runs and no zero points exist, else -1
-  const std::int64_t rpb = dec.view().block_size / run_elements;
+  const std::int64_t R = K / chunk_elements, J = super_runs(K);
+  // the chunk scales in vectors where blocks are 2^shift chunks and no zero points exist, else -1
+  const std::int64_t rpb = dec.view().block_size / chunk_elements;
   int shift = -1;
-  if (!info(F).zero_point && dec.view().block_size % run_elements == 0 && (rpb & (rpb - 1)) == 0) {
+  if (!info(F).zero_point && (rpb & (rpb - 1)) == 0) {
     shift = 0;
     while ((std::int64_t{1} << shift) < rpb) ++shift;
   }
@@ -474,10 +468,10 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
     for (int b = 0; b < nb; ++b) {
       if (shift >= 0) {
         const quant_view& q = dec.view();
-        host::mmk::run_scales_avx512((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
+        host::mmk::chunk_scales_avx512((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
                                      sc + b * R, bf ? &smin : nullptr);
       } else {
-        run_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
+        chunk_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
       }
       codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
     }
@@ -485,7 +479,7 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
     if (bf) {
       if (x_exponent + scale_exponent(dec.smallest_unit(), smin) < bf16_exact_exponents) {
         for (int b = 0; b < nb; ++b) {
-          build_w_row(dec, n + b, K, c, kc, lane);
+          build_w_row(dec, n + b, K, c, matmul_order::lanes, kc, lane);
           const void* w1 = lane;
           host::mmk::dot_portable<true>(xs, MB, &w1, 1, J, s);
           for (int a = 0; a < MB; ++a) finish(s + a * 32, a, n + b, N, bias, y);
@@ -505,19 +499,19 @@ void gemv_fused_rows(const run_decoder<F>& dec, const void* const* xs, std::int6
   }
 }
 
-/// The fused GEMV (M <= 4, K a multiple of 1024, runs inside blocks, AVX-512): each W row decoded
+/// The fused GEMV (lanes order, M <= 4, K a multiple of 1024, chunks inside blocks, AVX-512): each W row decoded
 /// in registers straight into the thread chains; rows split over the threads.
 template <format F, class TY>
 status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
                   const matmul_options& o, const kernel_choice& kc, int x_exponent) {
-  const std::int64_t row_words = host::mmk::lane_row_size(K, o.compute), R = K / run_elements;
+  const std::int64_t row_words = host::mmk::lane_row_size(K, o.compute), R = K / chunk_elements;
   const void* xs[4];
   for (std::int64_t a = 0; a < M; ++a) xs[a] = xl + a * row_words;
   const std::int64_t need = 4 * R + row_words;
   std::atomic<bool> no_memory{false};
   host::parallel_for(N, 16, 2, o.threads, [&](std::int64_t n0, std::int64_t n1) {
-    storage<float>& buf = panel_scratch();  // the rows' run scales and zero points, a lane row
-    if (buf.size() < static_cast<std::size_t>(need) && !buf.allocate(static_cast<std::size_t>(need), allocator::host(), "matmul: run scales", false)) {
+    storage<float>& buf = panel_scratch();  // the rows' chunk scales and zero points, a lane row
+    if (buf.size() < static_cast<std::size_t>(need) && !buf.allocate(static_cast<std::size_t>(need), allocator::host(), "matmul: chunk scales", false)) {
       no_memory = true;
       return;
     }
@@ -531,7 +525,7 @@ status gemv_fused(const run_decoder<F>& dec, const float* xl, std::int64_t M, st
       default: return gemv_fused_rows<F, 4>(dec, xs, n0, n1, N, K, o.compute, kc, x_exponent, bias, y, sc, zp, lane);
     }
   });
-  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of run scales", static_cast<long long>(need * 4));
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of chunk scales", static_cast<long long>(need * 4));
   return {};
 }
 
@@ -568,6 +562,7 @@ template <class Dec, class TY>
 status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
                   const matmul_options& o, const kernel_choice& kc, int x_exponent) {
   const matmul_compute c = o.compute;
+  const matmul_order ord = host_order(o.order);
   const bool bf = c == matmul_compute::bf16;
   const std::int64_t row_words = host::mmk::lane_row_size(K, c), J = super_runs(K);
   const int steps = bf ? run_elements / 2 : run_elements;
@@ -618,7 +613,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
         for (int r = 0; r < 16; ++r) {
           const std::int64_t n = n0 + 16 * q + r;
           float* dst = lanes + r * row_words;
-          if (n < N) build_w_row(dec, n, K, c, kc, dst, bf ? &w_exponent : nullptr);
+          if (n < N) build_w_row(dec, n, K, c, ord, kc, dst, bf ? &w_exponent : nullptr);
           else std::fill(dst, dst + row_words, 0.0f);  // a column past N: zeros, never stored
           rows[r] = dst;
         }
@@ -630,7 +625,7 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
         const kernel_choice exact = without_vdpbf16ps(kc);
         for (int r0 = 0; r0 < cols; r0 += 16) {
           const int rows = std::min(16, cols - r0);
-          for (int r = 0; r < rows; ++r) build_w_row(dec, n0 + r0 + r, K, c, kc, lanes + r * row_words);
+          for (int r = 0; r < rows; ++r) build_w_row(dec, n0 + r0 + r, K, c, ord, kc, lanes + r * row_words);
           lane_dot_rows(exact, c, xl, M, row_words, J, lanes, n0 + r0, n0 + r0 + rows, N, bias, y);
         }
         continue;
@@ -671,12 +666,13 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   }
   const kernel_choice kc(o);
   const matmul_compute c = o.compute;
+  const matmul_order ord = host_order(o.order);
   const std::int64_t J = super_runs(K);
   const std::int64_t row_words = host::mmk::lane_row_size(K, c);
   storage<float> xl;  // x in the lane layout (float words in both modes)
   LOWBIT_TRY(xl.allocate(static_cast<std::size_t>(M * row_words), allocator::host(), "matmul: x in lane layout", false));
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
-    for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, xl.data() + m * row_words);
+    for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, ord, xl.data() + m * row_words);
   });
   // bf16 mode on vdpbf16ps: the smallest operand exponent of all x rows (the flush guard above)
   const bool guard = c == matmul_compute::bf16 && kc.avx512_bf16;
@@ -687,7 +683,8 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
 #if LOWBIT_HAVE_AVX512_KERNELS
   // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
   if constexpr (has_group_decoder<Dec>()) {
-    if (kc.avx512 && M <= 4 && K % super_elements == 0 && dec.view().block_size % 32 == 0 && (c == matmul_compute::f32 || kc.avx512_bf16))
+    if (kc.avx512 && ord == matmul_order::lanes && M <= 4 && K % super_elements == 0 && dec.view().block_size % chunk_elements == 0 &&
+        (c == matmul_compute::f32 || kc.avx512_bf16))
       return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
   }
   if (kc.avx512 && M >= outer_min_rows && (c == matmul_compute::f32 || kc.avx512_bf16))
@@ -708,7 +705,7 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
       const std::int64_t n0 = p * P, n1 = std::min(N, n0 + P);
       int w_exponent = 255;
       for (std::int64_t n = n0; n < n1; ++n) {
-        build_w_row(dec, n, K, c, kc, buf.data() + (n - n0) * row_words, guard ? &w_exponent : nullptr);
+        build_w_row(dec, n, K, c, ord, kc, buf.data() + (n - n0) * row_words, guard ? &w_exponent : nullptr);
       }
       const kernel_choice kp = guard && x_exponent + w_exponent < bf16_exact_exponents ? without_vdpbf16ps(kc) : kc;
       lane_dot_rows(kp, c, xl.data(), M, row_words, J, buf.data(), n0, n1, N, bias, y);
@@ -734,6 +731,8 @@ inline status check_args(const void* x, dtype x_dtype, std::int64_t M, std::int6
   if (!is_valid(y_dtype)) return status::error(errc::invalid_argument, "matmul: y_dtype %d is not a lowbit dtype", static_cast<int>(y_dtype));
   if (o.compute != matmul_compute::f32 && o.compute != matmul_compute::bf16)
     return status::error(errc::invalid_argument, "matmul: options.compute is %d, not a matmul_compute", static_cast<int>(o.compute));
+  if (o.order != matmul_order::native && o.order != matmul_order::warp && o.order != matmul_order::lanes)
+    return status::error(errc::invalid_argument, "matmul: options.order is %d, not a matmul_order", static_cast<int>(o.order));
   empty = M == 0 || N == 0;
   if (empty) return {};
   if (x == nullptr && K > 0) return status::error(errc::invalid_argument, "matmul: x is null");

@@ -2,8 +2,9 @@
 /// @file matmul.cuh
 /// @brief The fused low-bit matmul on the device: `y[M, N] = x[M, K] · dequant(W[N, K])ᵀ (+ bias[N])`
 ///        with W a device quant_view or scaled_view, decoded in registers and never written out. The bits equal
-///        the host's lowbit::matmul (include/lowbit/matmul/matmul.hpp) for every format, dtype,
-///        compute mode and shape: both follow the one order of include/lowbit/matmul/definition.hpp.
+///        the host's lowbit::matmul (include/lowbit/matmul/matmul.hpp) with options.order = warp for
+///        every format, dtype, compute mode and shape: both follow the warp order of
+///        include/lowbit/matmul/definition.hpp (the host's default, the lanes order, is host-only).
 ///
 /// @code
 ///   // an engine's linear layer on the GPU: W [out_features, in_features] in nf4 on the device
@@ -32,7 +33,7 @@
 ///   host's mm::scaled_run_decoder, f32(decode(code) * factor), from shared tables of the code
 ///   values and the one-byte scale codes' factors; its vector path also takes packed FP6 (three
 ///   64-bit loads per run and row) and tiles of 2^k >= 16 columns.
-/// - Large M: the kernel is a CUDA-core kernel (the one summation order is a chain of scalar FMAs
+/// - Large M: the kernel is a CUDA-core kernel (the warp order is a chain of scalar FMAs
 ///   per thread); it reaches the FMA rate, not tensor-core rates. An engine that wants tensor cores
 ///   at large M can dequantize to bf16 (cuda::dequantize) and call cuBLAS, with cuBLAS's bits.
 ///
@@ -261,7 +262,7 @@ __device__ __forceinline__ void mm_reduce_store(const A& a, float (&acc)[MB][2],
 }
 
 /// The fused matmul of 2 rows of W per warp (see the file comment), MB rows of x per pass: thread
-/// t's chain over runs 32 j + t in the definition's order, then the butterfly.
+/// t's chain over runs 32 j + t in the definition's warp order, then the butterfly.
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 1000
 #  define LOWBIT_MM_GEMV_MIN_CTAS_ 3  // sm_100's GEMV needs 72 registers to keep a run's x in flight without spills
 #else
@@ -579,6 +580,10 @@ inline status mm_operands(const void* x, dtype x_dtype, std::int64_t M, std::int
   LOWBIT_TRY(check_dtype(y_dtype, what, "y_dtype"));
   if (o.compute != matmul_compute::f32 && o.compute != matmul_compute::bf16)
     return status::error(errc::invalid_argument, "%s: options.compute is %d, not a matmul_compute", what, static_cast<int>(o.compute));
+  if (o.order == matmul_order::lanes)
+    return status::error(errc::invalid_argument, "%s: options.order is lanes, the host's order; the CUDA kernels compute the warp order (native or warp)", what);
+  if (o.order != matmul_order::native && o.order != matmul_order::warp)
+    return status::error(errc::invalid_argument, "%s: options.order is %d, not a matmul_order", what, static_cast<int>(o.order));
   empty = M == 0 || N == 0;
   if (empty) return {};
   if (K > 0) LOWBIT_TRY(check_not_null(x, what, "x"));
