@@ -288,9 +288,10 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
 TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
   // odd M, N, K; K not a multiple of the block; a panel regime (M > 16); a K with a fast path
   // (K and block multiples of 64) and a partial last super-run
-  // and the fused GEMV (M <= 4, K a multiple of 1024); the outer-product form (AVX-512, M >= 32
-  // in mode f32, >= 64 in bf16) over two x-row super-blocks, a full and a partial W panel
-  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {64, 67, 1056}};
+  // and the fused GEMV (M <= 4, K a multiple of 1024); the sliced lane dots (AVX-512, M < 32) with
+  // whole and partial 4 x 4 blocks over three super-runs; the outer-product form (AVX-512, M >= 32)
+  // over two x-row super-blocks, a full and a partial W panel
+  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {8, 9, 2112}, {64, 67, 1056}};
   std::uint64_t salt = 1;
   for (const weight_kind& wk : weight_kinds())
     for (const shape& sh : shapes) check_all(wk, sh, salt++);
