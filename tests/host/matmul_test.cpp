@@ -245,10 +245,12 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
             const double bound = rel * mag + out_u * (std::fabs(ref) + rel * mag) + 1e-30 * static_cast<double>(K + 1);
             ASSERT_LE(std::fabs(got - ref), bound) << "m " << m << " n " << n << " ref " << ref << " got " << got;
           }
-        for (const path& p : kPaths) {
-          SCOPED_TRACE(p.name);
+        // y of one path in one order, byte for byte against the model's bytes
+        auto check_path = [&](const path& p, matmul_order order, const dense& want) {
+          SCOPED_TRACE(std::string(order == matmul_order::warp ? "warp order, " : "") + p.name);
           lowbit::matmul_options o;
           o.compute = c;
+          o.order = order;
           o.simd = p.simd;
           o.avx512 = p.avx512;
           o.threads = p.threads;
@@ -256,9 +258,10 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
           const lowbit::status s = lowbit::matmul(x.bytes.data(), xt, M, W, with_bias ? bias.bytes.data() : nullptr, y.bytes.data(), yt, o);
           ASSERT_TRUE(s) << s.message();
           for (std::size_t i = 0; i < y.size(); ++i)
-            ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect.get(i)))
-                << "element " << i << ": got " << y.get(i) << " expected " << expect.get(i);
-        }
+            ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(want.get(i)))
+                << "element " << i << ": got " << y.get(i) << " expected " << want.get(i);
+        };
+        for (const path& p : kPaths) check_path(p, matmul_order::native, expect);
         // the warp order (the CUDA kernels'), computed on the host: against its own model
         dense expect_warp(yt, static_cast<std::size_t>(M * N));
         for (std::int64_t m = 0; m < M; ++m)
@@ -267,21 +270,7 @@ void check_all(const weight_kind& wk, const shape& sh, std::uint64_t salt) {
             expect_warp.set(static_cast<std::size_t>(m * N + n),
                             model(xf.data() + m * K, w.data() + n * K, K, c, with_bias ? &b : nullptr, matmul_order::warp));
           }
-        for (const path& p : {kPaths[1], kPaths[2], kPaths[5]}) {
-          SCOPED_TRACE(std::string("warp order, ") + p.name);
-          lowbit::matmul_options o;
-          o.compute = c;
-          o.order = matmul_order::warp;
-          o.simd = p.simd;
-          o.avx512 = p.avx512;
-          o.threads = p.threads;
-          dense y(yt, static_cast<std::size_t>(M * N));
-          const lowbit::status s = lowbit::matmul(x.bytes.data(), xt, M, W, with_bias ? bias.bytes.data() : nullptr, y.bytes.data(), yt, o);
-          ASSERT_TRUE(s) << s.message();
-          for (std::size_t i = 0; i < y.size(); ++i)
-            ASSERT_EQ(lowbit_test::bits_of(y.get(i)), lowbit_test::bits_of(expect_warp.get(i)))
-                << "element " << i << ": got " << y.get(i) << " expected " << expect_warp.get(i);
-        }
+        for (const path& p : {kPaths[1], kPaths[2], kPaths[5]}) check_path(p, matmul_order::warp, expect_warp);
       }
 }
 
