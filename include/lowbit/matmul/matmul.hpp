@@ -360,7 +360,8 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
 
 /// The 32 thread sums s[(a * nb + b) * 32 + t] of x lane rows x[0 .. mb) with W lane rows w[0 .. nb)
 /// (mb <= 4, nb <= 2), on the fastest kernel kc allows. With carry and group (AVX-512 kernels
-/// only), the chains continue from the sums in s, and only group `group` (0, 1) is computed.
+/// only: the caller, lane_dot_slices, passes them only where kc.avx512), the chains continue from
+/// the sums in s, and only group `group` (0, 1) is computed.
 inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x, int mb, const void* const* w, int nb, std::int64_t J, float* s,
                 bool carry = false, int group = -1) {
   const bool f32 = c == matmul_compute::f32;
@@ -404,7 +405,7 @@ inline void dot(const kernel_choice& kc, matmul_compute c, const void* const* x,
     return;
   }
 #endif
-  (void)kc;
+  (void)kc, (void)carry, (void)group;  // carry and group are for the AVX-512 kernels only (lane_dot_slices)
   if (f32) host::mmk::dot_portable<false>(x, mb, w, nb, J, s);
   else host::mmk::dot_portable<true>(x, mb, w, nb, J, s);
 }
