@@ -68,7 +68,8 @@ namespace mm {
 /// The piece a format provides: the float32 values `w` of a run of consecutive elements of W
 /// (flattened index), exactly the values dequantize writes as float32. Every format of the engine
 /// has it through quant::decode_element; a new format provides its own `decode` (and, for speed,
-/// a vector decode of 16 runs, host::mmk::decode_group_avx512) and the matmul needs nothing else.
+/// a vector decode of 512-element groups in the lanes order, host::mmk::decode_groups_avx512) and
+/// the matmul needs nothing else.
 template <format F>
 class run_decoder {
  public:
