@@ -8,7 +8,8 @@
 // sharing temporary storage without a barrier, a divergent barrier, a wrong shuffle mask and a
 // shuffle reading a lane outside its mask, shared memory never written by the reading block, a
 // never-initialized shared counter, an atomic replaced by a plain read-modify-write across blocks,
-// a one-element over-read, a misaligned 128-bit load, a wrong block size.
+// a one-element over-read, a misaligned 128-bit load, a wrong block size, and (a performance bug
+// rather than a wrong result) a warp's 128-bit stores that do not cover contiguous bytes.
 //
 // Built with LOWBIT_SIMT_RACECHECK and -fsanitize=thread instrumentation (see tests/simt/CMakeLists.txt).
 #include <lowbit/cuda/detail/arch.cuh>
@@ -422,6 +423,35 @@ TEST(CheckerMutations, WrongBlockSize) {
       [&](const launch_options& o) { lowbit::simt::launch_with(o, assumes_256_kernel, dim3(1), dim3(128), 0, x.p, out.p); },
       [&](const launch_options& o) { lowbit::simt::launch_with(o, assumes_256_kernel, dim3(1), dim3(256), 0, x.p, out.p); },
       [&] { EXPECT_EQ(out.get()[0], 255.0f); });
+}
+
+// ---- 10. an uncoalesced warp store ---------------------------------------------------------------
+
+/// Copies `units` float4s with 128-bit stores, two per thread. Fixed: the k-th store of lane l of a
+/// warp writes unit 64 k + (warp base + l), so each warp-wide store covers 512 contiguous bytes (a
+/// tail of fewer lanes included). Buggy: thread t writes units 2 t and 2 t + 1, the same bytes in
+/// the end, but each warp-wide store leaves a 16-byte gap between lanes: twice the sectors on a GPU.
+template <bool Bug>
+__global__ void copy_units_kernel(const float4* x, float4* y, int units) {
+  for (int k = 0; k < 2; ++k) {
+    const int u = Bug ? 2 * static_cast<int>(threadIdx.x) + k : 64 * k + static_cast<int>(threadIdx.x);
+    if (u < units) lowbit::cuda::detail::store_vector(y + u, lowbit::cuda::detail::load_vector<float4>(x + u));  // BUG:uncoalesced
+  }
+}
+
+TEST(CheckerMutations, UncoalescedWarpStore) {
+  const int units = 100;  // the second store of warp 1 has only 4 lanes
+  std::vector<float4> xh(units);
+  for (int i = 0; i < units; ++i) xh[i] = make_float4(4.0f * i, 4.0f * i + 1, 4.0f * i + 2, 4.0f * i + 3);
+  dev<float4> x(xh), y{std::vector<float4>(units)};
+  expect_caught(
+      "uncoalesced store", {site("BUG:uncoalesced"), "a gap between them"},
+      [&](const launch_options& o) { lowbit::simt::launch_with(o, copy_units_kernel<true>, dim3(1), dim3(64), 0, x.p, y.p, units); },
+      [&](const launch_options& o) { lowbit::simt::launch_with(o, copy_units_kernel<false>, dim3(1), dim3(64), 0, x.p, y.p, units); },
+      [&] {
+        const auto got = y.get();
+        for (int i = 0; i < units; ++i) ASSERT_EQ(std::memcmp(&got[i], &xh[i], sizeof(float4)), 0) << i;
+      });
 }
 
 // ---- the checker's own rules ---------------------------------------------------------------------

@@ -156,7 +156,8 @@ inline bool row_tiles(const scaled_view& q, const T* x) {
 /// each), all loaded first, the tile's encoding formed once from its amax `a` (negative: from the
 /// loaded values), its scale stored, and
 /// the E codes of each unit stored as one word (8-bit, FP4, unpacked FP6) or as 3-byte groups
-/// (packed FP6).
+/// (packed FP6). A thread per tile: the lanes of a warp store words a tile apart, so these stores
+/// do not coalesce (store_vector_strided, listed in docs/cuda-kernel-budgets.md).
 template <scaled_format F, class T, int U>
 __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned gc, float a, float global,
                                                   bool tensor_zero) {
@@ -192,9 +193,9 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w |= c[j] << (4 * j);
       if constexpr (E == 4) {
-        store_vector(q.codes + u0 / 2, static_cast<unsigned short>(w));
+        store_vector_strided(q.codes + u0 / 2, static_cast<unsigned short>(w));
       } else {
-        store_vector(q.codes + u0 / 2, w);
+        store_vector_strided(q.codes + u0 / 2, w);
       }
     } else if (bits == 6 && q.fp6 == fp6_packing::packed) {
       LOWBIT_UNROLL
@@ -206,12 +207,12 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w[j / 4] |= c[j] << (8 * (j % 4));
       if constexpr (E == 4) {
-        store_vector(q.codes + u0, w[0]);
+        store_vector_strided(q.codes + u0, w[0]);
       } else {
         uint2 p;
         p.x = w[0];
         p.y = w[1];
-        store_vector(q.codes + u0, p);
+        store_vector_strided(q.codes + u0, p);
       }
     }
   }
@@ -452,7 +453,7 @@ __global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(sc
         v.y = o[k / W + 1];
         v.z = o[k / W + 2];
         v.w = o[k / W + 3];
-        store_vector(dst + k, v);
+        store_vector_strided(dst + k, v);  // a lane's group is G contiguous outputs: strided across the warp
       }
     }
     return;

@@ -151,7 +151,9 @@ __device__ __forceinline__ unsigned raw_bits(T v) {
   }
 }
 
-/// Stores 16 bytes of T values (4 floats or 8 16-bit values) at p (16-byte aligned).
+/// Stores 16 bytes of T values (4 floats or 8 16-bit values) at p (16-byte aligned): the general
+/// dequantize_kernel's output, one lane's group at a time, so strided across a warp
+/// (store_vector_strided; the streaming kernel is what runs wherever the layout allows).
 template <class T>
 __device__ __forceinline__ void store16(T* p, const T* v) {
   uint4 raw;
@@ -165,7 +167,7 @@ __device__ __forceinline__ void store16(T* p, const T* v) {
   raw.y = w[1];
   raw.z = w[2];
   raw.w = w[3];
-  store_vector(p, raw);
+  store_vector_strided(p, raw);
 }
 
 __device__ __forceinline__ bool is_aligned16(const void* p) {

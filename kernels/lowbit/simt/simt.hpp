@@ -28,6 +28,10 @@
 /// - Atomics are read-modify-writes (fibers never run concurrently) that the checker records as
 ///   atomic. `__trap()` stops the launch with an error naming its site; LOWBIT_ASSUME_BLOCK (in
 ///   cuda/detail/arch.cuh) checks the block shape a kernel was written for.
+/// - Vector accesses through lowbit::cuda::detail::load_vector / store_vector are checked in every
+///   build for alignment and bounds, and stores to device memory for coalescing: when a block ends,
+///   the lanes of each warp that made their k-th store at one call site must have covered one
+///   contiguous range of bytes (check_coalesced; a warp-wide store on a GPU).
 /// - With LOWBIT_SIMT_RACECHECK and `-fsanitize=thread` instrumentation, checker.hpp checks every
 ///   memory access of kernel code: races, uninitialized reads, out-of-bounds and misaligned
 ///   accesses (see that file).
@@ -323,6 +327,8 @@ struct fiber {
   int width = 32;
   std::uint64_t in = 0;
   std::uint64_t out = 0;
+  // vector stores to device memory made so far in this block, per source site (coalescing check)
+  std::vector<std::pair<src_loc, std::uint32_t>> vstore_counts;
 };
 
 /// Lanes of one warp that wait in a warp operation, and lanes that have exited.
@@ -369,6 +375,14 @@ struct exec {
   std::uint32_t bar_epoch = 0;       // block barriers the running block has completed
   std::vector<std::vector<unsigned>> warp_syncs;  // per warp: masks of its completed __syncwarp
   std::vector<const void*> report_pcs;            // code addresses a report names ("{@k}")
+  // the running block's vector stores to device memory, for the coalescing check (check_vector)
+  struct vstore_rec {
+    src_loc site;
+    std::uint32_t warp, k, lane;  // the k-th store at `site` of lane `lane` of warp `warp`
+    std::uintptr_t addr;
+    std::uint32_t bytes;
+  };
+  std::vector<vstore_rec> vstores;
   // fence + atomic synchronization between blocks of one launch (the checker's, checker.hpp)
   struct release_rec {
     std::uint64_t fence_time, atomic_time;  // a __threadfence, then an atomic on `loc`
@@ -981,6 +995,8 @@ inline void resolve_stall(exec& ex) {
   ++ex.bar_epoch;
 }
 
+inline void check_coalesced(exec& ex);
+
 /// Runs every thread of block `bidx`.
 inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
   ex.bidx = bidx;
@@ -991,8 +1007,10 @@ inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
     f.tid = make_uint3(i % ex.block.x, (i / ex.block.x) % ex.block.y, i / (ex.block.x * ex.block.y));
     f.st = fstate::runnable;
     f.asan_fake = nullptr;
+    f.vstore_counts.clear();
     make_context(ex, f);
   }
+  ex.vstores.clear();
   for (unsigned i = 0; i < (n + 31u) / 32u; ++i) ex.warps[i] = warp_state{};
   ex.live = ex.runnable = n;
   ex.n_block_wait = ex.n_warp_wait = ex.n_exited = 0;
@@ -1029,6 +1047,7 @@ inline void run_block(exec& ex, uint3 bidx, std::vector<unsigned>& perm) {
         break;
     }
   }
+  check_coalesced(ex);
 }
 
 /// Clears ASan's stale stack poison left by fibers abandoned in an aborted block.
@@ -1338,11 +1357,63 @@ inline std::string describe(const mem_region& r) {
   return buf;
 }
 
+/// Notes a vector store of `n` bytes at device address `a` by the running thread, at file:line, for
+/// check_coalesced: the how-many-th store at that site it is for this thread.
+LOWBIT_SIMT_UNCHECKED inline void record_vector_store(exec& ex, std::uintptr_t a, std::size_t n, const char* file, int line) {
+  fiber& f = *g_cur;
+  const src_loc site{file, line};
+  std::uint32_t k = 0;
+  bool found = false;
+  for (auto& c : f.vstore_counts)
+    if (same_loc(c.first, site)) {
+      k = c.second++;
+      found = true;
+      break;
+    }
+  if (!found) f.vstore_counts.emplace_back(site, 1u);
+  ex.vstores.push_back({site, f.linear / 32u, k, f.linear % 32u, a, static_cast<std::uint32_t>(n)});
+}
+
+/// The coalescing check of a finished block: the lanes of a warp that make their k-th vector store
+/// to device memory at one source site (one warp-wide store instruction on a GPU, with the lanes
+/// that reach it) must together cover one contiguous range of bytes, each byte once, so that the
+/// store moves only whole, fully used sectors. A gap or an overlap between two lanes (e.g. lane l
+/// writing unit l * 32 + k instead of 32 k + l) gives the same bytes in memory but several times
+/// the memory transactions on a GPU: it stops the launch with both lanes and the site named.
+inline void check_coalesced(exec& ex) {
+  auto& v = ex.vstores;
+  if (v.empty()) return;
+  auto key_less = [](const exec::vstore_rec& x, const exec::vstore_rec& y) {
+    if (x.site.line != y.site.line) return x.site.line < y.site.line;
+    if (x.site.file != y.site.file) return std::less<const char*>()(x.site.file, y.site.file);
+    if (x.warp != y.warp) return x.warp < y.warp;
+    if (x.k != y.k) return x.k < y.k;
+    return x.addr < y.addr;
+  };
+  std::sort(v.begin(), v.end(), key_less);
+  for (std::size_t i = 1; i < v.size(); ++i) {
+    const auto& p = v[i - 1];
+    const auto& c = v[i];
+    if (p.site.line != c.site.line || p.site.file != c.site.file || p.warp != c.warp || p.k != c.k) continue;
+    if (c.addr == p.addr + p.bytes) continue;
+    ex.msg = "simt: uncoalesced store: ";
+    append(ex.msg, "the %u-byte vector stores of warp %u of block (%u,%u,%u) at %s:%d (store %u of each lane there) do not cover "
+           "one contiguous range: lane %u writes %s, lane %u writes %s (%s)", c.bytes, c.warp, ex.bidx.x, ex.bidx.y, ex.bidx.z,
+           c.site.file, c.site.line, c.k, p.lane, describe(locate(ex, p.addr)).c_str(), c.lane, describe(locate(ex, c.addr)).c_str(),
+           c.addr < p.addr + p.bytes ? "they overlap" : "a gap between them");
+    v.clear();
+    throw error(ex.msg);
+  }
+  v.clear();
+}
+
 /// The bounds and alignment check of the vector load/store helpers (lowbit::cuda::detail::
 /// load_vector / store_vector): `n` bytes at `p`, `n`-byte aligned, inside one device allocation
 /// or the block's shared memory when they point there. Runs in every build (with or without the
-/// checker), so that a 128-bit access is checked whatever code the compiler makes of it.
-LOWBIT_SIMT_UNCHECKED inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line) {
+/// checker), so that a 128-bit access is checked whatever code the compiler makes of it. A store to
+/// device memory is also noted for check_coalesced unless `coalescing` is false.
+LOWBIT_SIMT_UNCHECKED inline void check_vector(const void* p, std::size_t n, bool write, const char* file, int line,
+                                               bool coalescing = true) {
   exec& ex = *g_exec;
   const auto a = reinterpret_cast<std::uintptr_t>(p);
   std::string where;
@@ -1354,7 +1425,11 @@ LOWBIT_SIMT_UNCHECKED inline void check_vector(const void* p, std::size_t n, boo
     where = buf;
   } else {
     const mem_region r = locate(ex, a);
-    if (r.kind == mem_region::none || r.holds(n)) return;
+    if (r.kind == mem_region::none) return;
+    if (r.holds(n)) {
+      if (write && coalescing && r.kind == mem_region::device) record_vector_store(ex, a, n, file, line);
+      return;
+    }
     problem = "out-of-bounds";
     where = describe(r);
     if (!r.before) where += ", past its end";

@@ -71,11 +71,27 @@ __device__ __forceinline__ V load_vector(const void* p LOWBIT_CALLER_SITE_) {
   return *static_cast<const V*>(p);
 }
 
-/// One vector store of `v` to `p` (aligned to sizeof(V)); checked like load_vector.
+/// One vector store of `v` to `p` (aligned to sizeof(V)); checked like load_vector. Under the
+/// executor a store to device memory is also checked for coalescing when its block ends: the lanes
+/// of a warp that make their k-th store at this call site must cover one contiguous range of bytes
+/// together (simt::detail::check_coalesced), as a warp-wide store that moves only whole sectors.
 template <class V>
 __device__ __forceinline__ void store_vector(void* p, const V& v LOWBIT_CALLER_SITE_) {
 #if LOWBIT_SIMT
   simt::detail::check_vector(p, sizeof(V), true, file, line);
+#endif
+  *static_cast<V*>(p) = v;
+}
+
+/// store_vector without the coalescing check, for the stores known not to coalesce, each listed in
+/// docs/cuda-kernel-budgets.md: a lane writes a group of outputs contiguous to each other, so a
+/// warp's stores are strided (the general dequantize_kernel, the block-scaled dequantizer's vector
+/// loop), or a thread writes its tile's codes (the block-scaled quantizer's row-tile loop). Every
+/// other kernel stores through store_vector and is checked.
+template <class V>
+__device__ __forceinline__ void store_vector_strided(void* p, const V& v LOWBIT_CALLER_SITE_) {
+#if LOWBIT_SIMT
+  simt::detail::check_vector(p, sizeof(V), true, file, line, false);  // bounds and alignment only
 #endif
   *static_cast<V*>(p) = v;
 }
