@@ -29,7 +29,10 @@ fi
 [ "$frames" -eq 0 ] || { echo "FAIL: local memory (stack frame) in a kernel"; exit 1; }
 
 # 128-bit global loads in every elementwise kernel that reads its input (stats, encode, the general
-# dequantize, the one-pass quantizer and its finiteness scan, the fused matmul), in the PTX.
+# dequantize, the one-pass quantizer and its finiteness scan, the fused matmul), in the PTX. The
+# streaming dequantizers (dequantize_stream_kernel, scaled_dequantize_kernel) are not in the list:
+# a lane loads one unit's codes (2-8 bytes, a warp-wide access over contiguous bytes) for each
+# 128-bit store, so their loads are narrower by design; the budget check lists their widths.
 "$nvcc" -std=c++17 -O3 -I"$src/include" -I"$src/kernels" -arch=sm_80 -ptx "$tu" -o "$work/kernels.ptx"
 awk '
   /^\.visible \.entry|^\.entry|^\.weak \.entry/ { name = $NF; sub(/\(.*/, "", name); entry = name; entries[entry] = 0; next }
@@ -37,7 +40,7 @@ awk '
   END {
     fail = 0; n = 0
     for (e in entries) {
-      if (e ~ /stats_kernel|encode_kernel|dequantize_kernel|[0-9]quantize_stream_kernel|finite_scan_kernel|matmul_kernel/) {
+      if (e ~ /stats_kernel|encode_kernel|[0-9]dequantize_kernel|[0-9]quantize_stream_kernel|finite_scan_kernel|matmul_kernel/) {
         n++
         if (entries[e] == 0) { print "FAIL: no 128-bit global load in " e; fail = 1 }
       }

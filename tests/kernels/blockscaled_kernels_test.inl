@@ -181,7 +181,9 @@ inline std::vector<bs_case> bs_cases() {
       {scaled_format::fp8_e4m3_block, 3, big, 1, 128},
       {scaled_format::fp8_e4m3_block, 130, 256, 128, 128},  // the uniform dequantize loop
       {scaled_format::mxfp6_e2m3, 3, 64, 1, 32, scale_layout::row_major, lowbit::fp6_packing::unpacked},
-      {scaled_format::mxfp8_e4m3, 5, 44, 3, 8},  // an odd 2-D tile
+      {scaled_format::mxfp8_e4m3, 5, 44, 3, 8},  // an odd 2-D tile (the unit loop for float32 output)
+      {scaled_format::fp8_e4m3_block, 5, 144, 1, 128},  // the unit loop with a partial tile at each row's end
+      {scaled_format::nvfp4, 35, 96, 16, 16},           // the unit loop over 2-D tiles, a partial bottom tile row
       {scaled_format::mxfp4, 130, 96, 1, 32, scale_layout::swizzled},
       {scaled_format::nvfp4, 129, 64, 1, 16, scale_layout::swizzled},
       {scaled_format::mxfp6_e3m2, 3, 200, 1, 32, scale_layout::swizzled},
@@ -265,6 +267,63 @@ TEST(BlockScaledKernels, AllZeroAndTinyTensors) {
           EXPECT_EQ(lowbit_test::bits_of(dg.download()[0]), lowbit_test::bits_of(hv.global_scale));
         }
       });
+    }
+  }
+}
+
+// The dequantizer's unit loop on one and on three CTAs, so that every warp loops over several
+// chunks of 32 x 4 units and the last units go to the one-per-thread tail: both scale layouts,
+// 2-D and partial tiles, packed FP6 (whose 3- and 6-byte unit codes start at every byte offset),
+// every output dtype, against the host engine.
+TEST(BlockScaledKernels, UnitLoopOverSeveralChunksPerWarp) {
+  KT_REQUIRE_DEVICE();
+  LOWBIT_SEED_TRACE();
+  const std::int64_t rows = bs_checker ? 34 : 130;
+  const std::vector<bs_case> cases = {
+      {scaled_format::mxfp4, rows, 256, 1, 32, lowbit::scale_layout::swizzled},
+      {scaled_format::nvfp4, rows, 96, 16, 16},
+      {scaled_format::fp8_e4m3_block, rows, 272, 1, 128},
+      {scaled_format::mxfp6_e3m2, rows, 160, 1, 32},
+      {scaled_format::mxfp8_e5m2, rows, 224, 1, 32, lowbit::scale_layout::swizzled},
+  };
+  for (const bs_case& c : cases) {
+    SCOPED_TRACE(bs_name(c, dtype::f32, mx_scale_rule::floor, nvfp4_global::scale));
+    const std::vector<std::uint8_t> x = bs_values(dtype::f32, c.rows * c.cols, static_cast<std::uint64_t>(c.cols) * 31);
+    lowbit::scaled_view hv = bs_view(c, mx_scale_rule::floor, nvfp4_global::scale);
+    std::vector<std::uint8_t> hcodes(static_cast<std::size_t>(lowbit::scaled_code_bytes(c.fmt, c.rows * c.cols, c.fp6)), 0xEE);
+    std::vector<std::uint8_t> hscales(bs_scale_bytes(hv), 0xEE);
+    hv.codes = hcodes.data();
+    hv.scales = hscales.data();
+    ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data(), dtype::f32, hv));
+    buffer<std::uint8_t> qcodes(hcodes), qscales(hscales);
+    lowbit::scaled_view qv = hv;
+    qv.codes = qcodes.get();
+    qv.scales = qscales.get();
+    for (dtype ot : {dtype::f32, dtype::f16, dtype::bf16}) {
+      const int es = lowbit::dtype_size(ot);
+      std::vector<std::uint8_t> want(static_cast<std::size_t>(c.rows * c.cols * es));
+      ASSERT_TRUE(lowbit::host::dequantize_scaled(hv, want.data(), ot));
+      for (std::int64_t ctas : {1, 3}) {
+        buffer<std::uint8_t> dout(want.size());
+        for_each_order([&] {
+          const lowbit::status st = lowbit::visit_dtype(ot, [&](auto tag) {
+            using T = decltype(tag);
+            const bool unit = lowbit::quant::visit_scaled(qv.fmt, [&](auto f) {
+              return lowbit::cuda::detail::unit_stream<decltype(f)::value, T>(qv, dout.get());
+            });
+            EXPECT_TRUE(unit) << "the case does not take the unit loop";
+            return lowbit::cuda::detail::dequantize_scaled_typed(qv, reinterpret_cast<T*>(dout.get()), nullptr, ctas);
+          });
+          ASSERT_TRUE(st) << st.message();
+          const std::vector<std::uint8_t> got = dout.download();
+          for (std::size_t i = 0; i < want.size(); i += static_cast<std::size_t>(es)) {
+            if (std::memcmp(&got[i], &want[i], static_cast<std::size_t>(es)) != 0) {
+              ADD_FAILURE() << "element " << i / static_cast<std::size_t>(es) << " to " << lowbit::dtype_name(ot) << " on " << ctas << " CTAs";
+              return;
+            }
+          }
+        });
+      }
     }
   }
 }

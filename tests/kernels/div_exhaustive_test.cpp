@@ -3,7 +3,8 @@
 // quantizer's block encoders) against IEEE float32 division on the host, which rounds to nearest
 // even and keeps subnormals: the reciprocal over every mantissa, and a / b for every constant the
 // encoders divide by or into, over every mantissa at the exponents where results are subnormal,
-// overflow or normal, plus every exponent for a seeded sample of mantissas. CTest label: exhaustive.
+// overflow or normal, plus every exponent for a seeded sample of mantissas; and the integer
+// division by a launch constant (udiv31) against `/`. CTest label: exhaustive.
 #include <lowbit/cuda/detail/div.cuh>
 #include <lowbit/quant/blockwise.hpp>
 
@@ -152,4 +153,40 @@ TEST(CallFreeDivision, EncodersMatch) {
   }
 }
 
+
+// udiv31 (the block-scaled dequantizer's index arithmetic) against `/`: every n < 2^31 for
+// divisors of each kind (1, a small odd one, a row's unit count, the largest),
+// and for every divisor up to 2^16 the n where a quotient changes (k d - 1, k d) at the top of the
+// range, the bottom, and a seeded sample in between; then seeded divisors up to 2^31 - 1.
+TEST(UnsignedDivision, Udiv31ExactBelow2To31) {
+  using lowbit::cuda::detail::make_udiv31;
+  for (std::uint32_t d : {1u, 3u, 96u, 0x7FFFFFFFu}) {
+    const auto q = make_udiv31(d);
+    std::uint32_t first = 0;
+    const std::uint64_t bad = sweep(0u, 0x80000000u, [&](std::uint32_t n) { return q.div(n) == n / d; }, first);
+    EXPECT_EQ(bad, 0u) << "d = " << d << ", first n = " << first;
+  }
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() + 2);
+  std::uniform_int_distribution<std::uint32_t> any_n(0, 0x7FFFFFFFu), any_d(1, 0x7FFFFFFFu);
+  const auto check = [&](std::uint32_t d, std::uint32_t n) {
+    ASSERT_EQ(make_udiv31(d).div(n), n / d) << n << " / " << d;
+  };
+  for (std::uint32_t d = 1; d <= 65536; ++d) {
+    const std::uint32_t top = 0x7FFFFFFFu / d * d;  // the largest multiple of d below 2^31
+    for (std::uint32_t n : {0u, 1u, d - 1, d, d + 1, top - 1, top, 0x7FFFFFFFu}) check(d, n);
+    for (int i = 0; i < 64; ++i) {
+      const std::uint32_t k = any_n(rng) / d * d;
+      check(d, k);
+      if (k > 0) check(d, k - 1);
+    }
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+  for (int i = 0; i < 2000000; ++i) {
+    const std::uint32_t d = any_d(rng), n = any_n(rng);
+    check(d, n);
+    check(d, n / d * d);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
 }  // namespace

@@ -31,13 +31,17 @@
 /// IEEE arithmetic on the float32 scale). `cuda::scaled_input_status` reports non-finite input.
 ///
 /// @par Dequantize (cuda::dequantize_scaled)
-/// `scaled_dequantize_kernel`. Layouts whose groups of G elements (16, or 32 for FP4) stay in one
-/// row and each 16 in one tile, with aligned codes and output (uniform_groups), take a grid-stride
-/// loop: one 128-bit load of a group's codes (three 32-bit loads for the 12 bytes of packed FP6),
-/// a factor per 16 elements (NVFP4 from a shared table of its 256 scale codes' factors), decode
-/// through a shared table, `cvt.rn.{bf16,f16}x2` packing for 16-bit outputs, 128-bit stores. Any
-/// other layout: thread g decodes elements [G g, G g + G), following rows and tiles element by
-/// element with scalar loads and stores. Either way each element is
+/// `scaled_dequantize_kernel`. Layouts whose units of E elements (the 16 bytes of output a lane
+/// stores at once: 4 float32 or 8 16-bit values) stay in one row and one tile, with aligned codes
+/// and output (unit_stream), take the unit loop: lane l of a warp decodes units 32 k + l of the
+/// warp's chunk, so every warp-wide load and store covers contiguous bytes; a unit's codes are one
+/// 2-, 4- or 8-byte load (three 16-bit or 8-bit loads of packed FP6), its tile comes from three
+/// divisions by launch constants (udiv31: a high multiply and shifts each), its factor is one
+/// scale load (MX and NVFP4: and a shared table of the 256 scale codes' factors), its values come
+/// from a shared table (FP4: both values of a code byte at once), `cvt.rn.{bf16,f16}x2` packing
+/// for 16-bit outputs, one 128-bit store. Any other layout: thread g decodes elements
+/// [G g, G g + G), following rows and tiles element by element with scalar loads and stores.
+/// Either way each element is
 /// `f32(decode(code) * factor)` rounded to the output dtype.
 ///
 /// @par Launchers
@@ -338,7 +342,8 @@ __device__ __forceinline__ void fill_scaled_tables(const scaled_view& q, float* 
   }
 }
 
-/// Elements one thread of scaled_dequantize_kernel decodes: 16 bytes of codes (12 of packed FP6).
+/// Elements one thread of scaled_dequantize_kernel's general path decodes: 16 bytes of codes (12
+/// of packed FP6).
 template <scaled_format F>
 inline constexpr int scaled_group = info(F).bits == 4 ? 32 : 16;
 
@@ -354,108 +359,182 @@ __device__ __forceinline__ std::uint8_t group_code(const std::uint8_t* b, int k,
   }
 }
 
-/// Whether scaled_dequantize_kernel may take its uniform loop for `q` and `out`: groups of G
-/// elements never cross a row (cols a multiple of G) and each 16 of them lie in one tile (tile
-/// columns a multiple of 16: NVFP4's 1 x 16 tiles give a 32-code FP4 group two), the element count
-/// fits 32-bit index arithmetic, the output is 16-byte aligned and the code groups aligned to
-/// their loads (16 bytes, or 4 for the 12-byte groups of packed FP6).
+/// Bytes of codes of one unit of scaled_dequantize_kernel's unit loop (E = unit_elements<T>
+/// elements, the 16 bytes a lane stores at once): E / 2 for FP4, E for 8-bit codes and unpacked
+/// FP6, 3 E / 4 for packed FP6.
 template <scaled_format F>
-inline bool uniform_groups(const scaled_view& q, const void* out) {
-  constexpr int G = scaled_group<F>;
-  const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
-  return q.cols % G == 0 && q.tile.cols % 16 == 0 && q.numel() < (std::int64_t{1} << 32) && q.tile.rows < (std::int64_t{1} << 32) &&
-         reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && reinterpret_cast<std::uintptr_t>(q.codes) % (packed6 ? 4 : 16) == 0;
+__host__ __device__ constexpr int scaled_unit_bytes(int E, bool packed6) {
+  return info(F).bits == 4 ? E / 2 : (info(F).bits == 6 && packed6 ? 3 * E / 4 : E);
 }
 
-/// Dequantization (see the file comment). `uniform` (uniform_groups): a grid-stride loop over
-/// groups of G elements in one row: one factor per 16 elements, a 128-bit load of the codes
-/// (three 32-bit loads for packed FP6), decode through a shared table, 128-bit stores. Otherwise
-/// thread g decodes elements [G g, G g + G) following rows and tiles element by element, with
-/// scalar loads and stores.
+/// The index arithmetic of scaled_dequantize_kernel's unit loop, formed once by the launcher
+/// (make_scaled_stream): unit u lies in row r = u / row_units at unit column c = u - r units_per_row,
+/// in tile (ti, tj) = (r / tile_rows, c / tile_units) (tile_units = tile columns / E), and the
+/// scale of that tile is at
+///   (ti >> ti_shift) ti_mul + (ti & ti_low) 16 + ((ti >> 3) & ti_mid) + (tj >> tj_shift) tj_mul + (tj & tj_low),
+/// one formula for both layouts, so the loop holds one body: row-major is ti grid_cols + tj (shifts
+/// 0, ti_mul = grid_cols, tj_mul = 1, masks 0); swizzled is quant::swizzled_scale_offset, (ti >> 7)
+/// (bytes per 128 tile rows) + (ti % 32) 16 + ((ti / 32) % 4) 4 + (tj / 4) 512 + tj % 4.
+struct scaled_stream {
+  unsigned units = 0;          ///< numel / E
+  unsigned units_per_row = 0;  ///< cols / E
+  udiv31 row_units, tile_rows, tile_units;
+  unsigned ti_shift = 0, ti_mul = 0, ti_low = 0, ti_mid = 0, tj_shift = 0, tj_mul = 1, tj_low = 0;
+
+  /// The index into the scales of tile (ti, tj).
+  __device__ __forceinline__ unsigned scale_index(unsigned ti, unsigned tj) const {
+    return (ti >> ti_shift) * ti_mul + (ti & ti_low) * 16u + ((ti >> 3) & ti_mid) + (tj >> tj_shift) * tj_mul + (tj & tj_low);
+  }
+};
+
+/// Whether scaled_dequantize_kernel may take its unit loop for `q` and output `out` of dtype T:
+/// a unit of E elements lies in one row and one tile (cols and tile columns multiples of E), the
+/// output is 16-byte aligned, each unit's code bytes are aligned to their load (a 2-, 4- or 8-byte
+/// word; 16-bit loads for packed FP6 into 16-bit outputs, bytes into float32), and the element
+/// and scale counts fit its 32-bit index arithmetic.
 template <scaled_format F, class T>
-__global__ void __launch_bounds__(threads_per_block) scaled_dequantize_kernel(scaled_view q, T* out, bool uniform) {
+inline bool unit_stream(const scaled_view& q, const void* out) {
+  constexpr int E = unit_elements<T>;
+  const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
+  const int align = packed6 ? (E == 8 ? 2 : 1) : scaled_unit_bytes<F>(E, false);
+  return q.cols % E == 0 && q.tile.cols % E == 0 && q.numel() < (std::int64_t{1} << 32) && q.scale_count() < (std::int64_t{1} << 31) &&
+         reinterpret_cast<std::uintptr_t>(out) % 16 == 0 && reinterpret_cast<std::uintptr_t>(q.codes) % static_cast<std::uintptr_t>(align) == 0;
+}
+
+/// The scaled_stream of `q` (unit_stream holds) for units of E elements.
+inline scaled_stream make_scaled_stream(const scaled_view& q, int E) {
+  constexpr std::int64_t cap = std::int64_t{1} << 30;  // > every row and unit column index
+  scaled_stream s;
+  s.units = static_cast<unsigned>(q.numel() / E);
+  s.units_per_row = static_cast<unsigned>(q.cols / E);
+  s.row_units = make_udiv31(static_cast<std::uint32_t>(q.cols / E < cap ? q.cols / E : cap));
+  s.tile_rows = make_udiv31(static_cast<std::uint32_t>(q.tile.rows < cap ? q.tile.rows : cap));
+  s.tile_units = make_udiv31(static_cast<std::uint32_t>(q.tile.cols / E < cap ? q.tile.cols / E : cap));
+  const std::int64_t gc = q.grid().grid_cols();
+  if (q.layout == scale_layout::swizzled) {
+    static_assert(quant::scale_tile_rows == 128 && quant::scale_tile_cols == 4, "scale_index's swizzled constants");
+    s.ti_shift = 7;
+    s.ti_mul = static_cast<unsigned>(quant::swizzled_cols(gc) / quant::scale_tile_cols * quant::scale_tile_bytes);
+    s.ti_low = 31;
+    s.ti_mid = 12;
+    s.tj_shift = 2;
+    s.tj_mul = static_cast<unsigned>(quant::scale_tile_bytes);
+    s.tj_low = 3;
+  } else {
+    s.ti_mul = static_cast<unsigned>(gc);
+  }
+  return s;
+}
+
+/// The E codes of unit u as bits: code j at bits [b j, b j + b) of the result (b = 4, 8 or 6; for
+/// unpacked FP6 b = 8 with the top two bits of each byte ignored by the decode table).
+template <scaled_format F, int E>
+__device__ __forceinline__ unsigned long long scaled_unit_codes(const std::uint8_t* codes, unsigned u, bool packed6) {
+  if (info(F).bits == 6 && packed6) {
+    // 3 E / 4 bytes at byte 3 E u / 4: three 16-bit loads (E = 8, 2-byte aligned) or three bytes
+    if constexpr (E == 8) {
+      const auto* h = reinterpret_cast<const unsigned short*>(codes + std::size_t{6} * u);
+      return static_cast<unsigned long long>(load_vector<unsigned short>(h)) | static_cast<unsigned long long>(load_vector<unsigned short>(h + 1)) << 16 |
+             static_cast<unsigned long long>(load_vector<unsigned short>(h + 2)) << 32;
+    } else {
+      const std::uint8_t* b = codes + std::size_t{3} * u;
+      return static_cast<unsigned long long>(b[0]) | static_cast<unsigned long long>(b[1]) << 8 | static_cast<unsigned long long>(b[2]) << 16;
+    }
+  } else {
+    constexpr int CB = scaled_unit_bytes<F>(E, false);
+    using word_t = typename code_word<CB>::type;
+    const word_t w = load_vector<word_t>(reinterpret_cast<const word_t*>(codes) + u);
+    return static_cast<unsigned long long>(code_bits(w, 0)) | (CB == 8 ? static_cast<unsigned long long>(code_bits(w, 1)) << 32 : 0ull);
+  }
+}
+
+/// Byte j (< 8) of `bits`, by one byte permute (prmt) rather than a shift and a mask.
+__device__ __forceinline__ unsigned code_byte(unsigned long long bits, int j) {
+  return __byte_perm(static_cast<unsigned>(bits >> (j < 4 ? 0 : 32)), 0u, 0x4440u + static_cast<unsigned>(j % 4));
+}
+
+/// Decodes unit u (its codes `bits`, its factor f) into the 16 bytes at dst: f32(value * f) per
+/// element, rounded to T (cvt.rn.{bf16,f16}x2 for 16-bit outputs). FP4 reads `pairs` (both values
+/// of a code byte), the others `table`.
+template <scaled_format F, class T>
+__device__ __forceinline__ void scaled_unit(unsigned long long bits, float f, const float* table, const float2* pairs, bool packed6, uint4* dst) {
+  constexpr int E = unit_elements<T>;
+  float y[E];
+  if constexpr (info(F).bits == 4) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E / 2; ++j) {
+      const float2 p = pairs[code_byte(bits, j)];
+      y[2 * j] = p.x * f;
+      y[2 * j + 1] = p.y * f;
+    }
+  } else {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) {
+      const unsigned code = info(F).bits == 6 && packed6 ? static_cast<unsigned>(bits >> (6 * j)) & 0x3Fu : code_byte(bits, j);
+      y[j] = table[code] * f;
+    }
+  }
+  store_unit<T>(y, dst);
+}
+
+/// Dequantization (see the file comment). With `stream` (unit_stream holds; `s` its arithmetic):
+/// units of E elements (16 output bytes), warp w of the grid decoding per iteration the
+/// 32 stream_unroll units of chunks c = w, w + warps, ..., lane l unit 32 k + l of the chunk, so
+/// that every warp-wide load and store covers contiguous bytes; each unit takes one code load,
+/// three udiv31 divisions to find its tile, one scale load and factor, and decodes through shared
+/// tables. Otherwise thread g decodes elements [G g, G g + G) following rows and tiles element by
+/// element, with scalar loads and stores.
+template <scaled_format F, class T>
+__global__ void __launch_bounds__(threads_per_block, LOWBIT_STREAM_MIN_CTAS_)
+    scaled_dequantize_kernel(scaled_view q, T* out, scaled_stream s, bool stream) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   constexpr int G = scaled_group<F>;
-  constexpr int per16 = 16 / static_cast<int>(sizeof(T));
+  constexpr bool one_byte_scales = F != scaled_format::fp8_e4m3_block;
   LOWBIT_SHARED(float[256], table);
-  // nvfp4: the factor of every e4m3 tile scale code (nvfp4_tile_factor with this tensor's float32),
-  // so a tile's factor is one shared load instead of a software e4m3 decode and a multiply or
-  // division
-  LOWBIT_SHARED(float[F == scaled_format::nvfp4 ? 256 : 1], factors);
+  // FP4: both values of every code byte, so that a byte takes one shared load
+  LOWBIT_SHARED(float2[info(F).bits == 4 ? 256 : 1], pairs);
+  // the factor of every one-byte scale code: the e8m0 value (MX), nvfp4_tile_factor with this
+  // tensor's float32 (nvfp4), so that a tile's factor is one shared load
+  LOWBIT_SHARED(float[one_byte_scales ? 256 : 1], factors);
   const float global = scaled_global(q);
-  fill_scaled_tables<F>(q, table, F == scaled_format::nvfp4 ? factors : nullptr);
+  fill_scaled_tables<F>(q, table, one_byte_scales ? factors : nullptr);
+  if constexpr (info(F).bits == 4) {
+    __syncthreads();
+    for (int c = static_cast<int>(threadIdx.x); c < 256; c += threads_per_block) pairs[c] = make_float2(table[c & 15], table[c >> 4]);
+  }
   __syncthreads();
   const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
-  // the factor of the tile whose scale is at index s
-  const auto factor_at = [&](std::int64_t s) {
-    if constexpr (F == scaled_format::nvfp4) {
-      return factors[static_cast<const std::uint8_t*>(q.scales)[s]];
+  // the factor of the tile whose scale is at index i
+  const auto factor_at = [&](std::int64_t i) {
+    if constexpr (one_byte_scales) {
+      return factors[static_cast<const std::uint8_t*>(q.scales)[i]];
     } else {
-      return quant::scaled_tile_factor<F>(q.scales, s, global, q.nvfp4);
+      return quant::scaled_tile_factor<F>(q.scales, i, global, q.nvfp4);
     }
   };
   const std::int64_t n = q.numel();
-  if (uniform) {
-    const auto cols = static_cast<unsigned>(q.cols), tc = static_cast<unsigned>(q.tile.cols), tr = static_cast<unsigned>(q.tile.rows);
-    const auto groups = static_cast<unsigned>(n / G);
-    const unsigned stride = gridDim.x * static_cast<unsigned>(threads_per_block);
-    for (unsigned u = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; u < groups; u += stride) {
-      const unsigned e0 = u * static_cast<unsigned>(G);
-      const unsigned r = e0 / cols, c = e0 - r * cols;
-      float f[G / 16];
+  if (stream) {
+    constexpr int E = unit_elements<T>;
+    constexpr int U = stream_unroll;
+    const unsigned lane = threadIdx.x & 31u;
+    const unsigned thread = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x;
+    const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
+    const unsigned chunks = s.units / (32u * U);
+    auto* vout = reinterpret_cast<uint4*>(out);
+    // the factor of unit u: its row, unit column and tile, then the tile's scale
+    const auto factor_of = [&](unsigned u) {
+      const unsigned r = s.row_units.div(u);
+      const unsigned c = u - r * s.units_per_row;
+      return factor_at(s.scale_index(s.tile_rows.div(r), s.tile_units.div(c)));
+    };
+    for (unsigned c = thread / 32u; c < chunks; c += threads / 32u) {
+      const unsigned u0 = c * (32u * U) + lane;
       LOWBIT_UNROLL
-      for (int h = 0; h < G / 16; ++h) f[h] = factor_at(q.scale_index(r / tr, (c + 16u * h) / tc));
-      unsigned w[4];
-      if (packed6) {
-        const auto* src = reinterpret_cast<const unsigned*>(q.codes + static_cast<std::size_t>(u) * 12u);
-        LOWBIT_UNROLL
-        for (int j = 0; j < 3; ++j) w[j] = load_vector<unsigned>(src + j);
-        w[3] = 0;
-      } else {
-        const uint4 raw = load_vector<uint4>(q.codes + static_cast<std::size_t>(u) * 16u);
-        w[0] = raw.x;
-        w[1] = raw.y;
-        w[2] = raw.z;
-        w[3] = raw.w;
-      }
-      // 16 bytes of output per store: 4 floats, or 8 16-bit values packed in pairs by one
-      // cvt.rn.{bf16,f16}x2 (pack2, the host's rounding bit for bit)
-      unsigned o[G * sizeof(T) / 4];
-      LOWBIT_UNROLL
-      for (int k = 0; k < G; ++k) {
-        unsigned code;
-        if constexpr (info(F).bits == 4) {
-          code = (w[k / 8] >> (4 * (k % 8))) & 0xFu;
-        } else if constexpr (info(F).bits == 6) {
-          // packed: the 96 bits hold codes 0..15 at 6 k; unpacked: byte k, bits 5..0 (both
-          // extractions index w with constants once unrolled: no local memory)
-          const int b6 = 6 * k;
-          const unsigned p6 = (w[b6 / 32] >> (b6 % 32)) | (b6 % 32 > 26 ? w[b6 / 32 + 1] << (32 - b6 % 32) : 0u);
-          code = (packed6 ? p6 : w[k / 4] >> (8 * (k % 4))) & 0x3Fu;
-        } else {
-          code = (w[k / 4] >> (8 * (k % 4))) & 0xFFu;
-        }
-        const float v = table[code] * f[k / 16];
-        if constexpr (sizeof(T) == 4) {
-          o[k] = __float_as_uint(v);
-        } else if (k % 2 == 1) {
-          o[k / 2] = pack2<T>(__uint_as_float(o[k / 2]), v);
-        } else {
-          o[k / 2] = __float_as_uint(v);  // the low half's value until its pair is packed
-        }
-      }
-      T* dst = out + e0;
-      LOWBIT_UNROLL
-      for (int k = 0; k < G; k += per16) {
-        constexpr int W = 4 / static_cast<int>(sizeof(T));  // output elements per word
-        uint4 v;
-        v.x = o[k / W];
-        v.y = o[k / W + 1];
-        v.z = o[k / W + 2];
-        v.w = o[k / W + 3];
-        store_vector_strided(dst + k, v);  // a lane's group is G contiguous outputs: strided across the warp
-      }
+      for (int k = 0; k < U; ++k)
+        scaled_unit<F, T>(scaled_unit_codes<F, E>(q.codes, u0 + 32u * k, packed6), factor_of(u0 + 32u * k), table, pairs, packed6, vout + u0 + 32u * k);
     }
+    for (unsigned u = chunks * (32u * U) + thread; u < s.units; u += threads)
+      scaled_unit<F, T>(scaled_unit_codes<F, E>(q.codes, u, packed6), factor_of(u), table, pairs, packed6, vout + u);
     return;
   }
   const std::int64_t g = global_thread();
@@ -575,6 +654,28 @@ inline status scaled_input_status(const void* workspace, cudaStream_t stream = n
   return status::error(errc::non_finite, "cuda::quantize_scaled: input element %llu is not finite; nothing was written", ~flag);
 }
 
+namespace detail {
+
+/// cuda::dequantize_scaled after validation, with the unit loop on at most `max_ctas` CTAs (tests
+/// pass a few, so that every warp loops over several chunks).
+template <class T>
+status dequantize_scaled_typed(const scaled_view& q, T* out, cudaStream_t stream, std::int64_t max_ctas = stream_max_ctas) {
+  return quant::visit_scaled(q.fmt, [&](auto f) {
+    constexpr scaled_format F = decltype(f)::value;
+    if (unit_stream<F, T>(q, out)) {
+      const scaled_stream s = make_scaled_stream(q, unit_elements<T>);
+      const std::int64_t per_cta = std::int64_t{threads_per_block} * stream_unroll;
+      std::int64_t ctas = (static_cast<std::int64_t>(s.units) + per_cta - 1) / per_cta;
+      ctas = ctas < 1 ? 1 : (ctas > max_ctas ? max_ctas : ctas);
+      return launch("dequantize_scaled", scaled_dequantize_kernel<F, T>, ctas, threads_per_block, 0, stream, q, out, s, true);
+    }
+    return launch_items("dequantize_scaled", scaled_dequantize_kernel<F, T>, quant::block_count(q.numel(), scaled_group<F>), stream, q, out,
+                        scaled_stream{}, false);
+  });
+}
+
+}  // namespace detail
+
 /// Dequantizes `q` (device storage) into `q.rows * q.cols` row-major elements of dtype `ot` at
 /// device address `out`, asynchronously on `stream`, exactly as host::dequantize_scaled does
 /// (`to_dtype_RNE(f32(decode(code) * factor))`; NaN codes and NaN scales give NaN). nvfp4 reads its
@@ -586,20 +687,7 @@ inline status dequantize_scaled(const scaled_view& q, void* out, dtype ot, cudaS
   if (q.numel() == 0) return {};
   LOWBIT_TRY(detail::check_not_null(out, what, "output"));
   LOWBIT_TRY(detail::check_aligned(out, static_cast<std::size_t>(dtype_size(ot)), what, "out"));
-  return visit_dtype(ot, [&](auto tag) {
-    using T = decltype(tag);
-    return quant::visit_scaled(q.fmt, [&](auto f) {
-      constexpr scaled_format F = decltype(f)::value;
-      const std::int64_t groups = quant::block_count(q.numel(), detail::scaled_group<F>);
-      if (detail::uniform_groups<F>(q, out)) {
-        std::int64_t ctas = detail::ctas_for(groups);
-        ctas = ctas < 1 ? 1 : (ctas > detail::stream_max_ctas ? detail::stream_max_ctas : ctas);
-        return detail::launch("dequantize_scaled", detail::scaled_dequantize_kernel<F, T>, ctas, detail::threads_per_block, 0, stream, q,
-                              static_cast<T*>(out), true);
-      }
-      return detail::launch_items("dequantize_scaled", detail::scaled_dequantize_kernel<F, T>, groups, stream, q, static_cast<T*>(out), false);
-    });
-  });
+  return visit_dtype(ot, [&](auto tag) { return detail::dequantize_scaled_typed(q, static_cast<decltype(tag)*>(out), stream); });
 }
 
 }  // namespace cuda

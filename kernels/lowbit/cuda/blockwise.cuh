@@ -427,6 +427,23 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   }
 }
 
+/// Stores one unit's E = unit_elements<T> values at dst, 16 bytes: 4 float32, or 8 16-bit values
+/// packed in pairs by cvt.rn.{bf16,f16}x2 (pack2, the host's rounding bit for bit).
+template <class T>
+__device__ __forceinline__ void store_unit(const float* y, uint4* dst LOWBIT_CALLER_SITE_) {
+  uint4 raw;
+  if constexpr (sizeof(T) == 4) {
+    raw = make_uint4(__float_as_uint(y[0]), __float_as_uint(y[1]), __float_as_uint(y[2]), __float_as_uint(y[3]));
+  } else {
+    raw = make_uint4(pack2<T>(y[0], y[1]), pack2<T>(y[2], y[3]), pack2<T>(y[4], y[5]), pack2<T>(y[6], y[7]));
+  }
+#if LOWBIT_SIMT
+  store_vector(dst, raw, file, line);
+#else
+  store_vector(dst, raw);
+#endif
+}
+
 /// Decode tables of the streaming dequantizer: for 4-bit formats the two values of every code
 /// byte (element 2j, element 2j + 1), for 8-bit formats the value of every code.
 template <format F>
@@ -475,13 +492,7 @@ __device__ __forceinline__ void stream_unit(const W& word, float scale, int zp, 
     LOWBIT_UNROLL
     for (int j = 0; j < E; ++j) y[j] = quant::decode_element<F>(table[(code_bits(word, j / 4) >> (8 * (j % 4))) & 0xFFu], scale, zp);
   }
-  uint4 raw;
-  if constexpr (sizeof(T) == 4) {
-    raw = make_uint4(__float_as_uint(y[0]), __float_as_uint(y[1]), __float_as_uint(y[2]), __float_as_uint(y[3]));
-  } else {
-    raw = make_uint4(pack2<T>(y[0], y[1]), pack2<T>(y[2], y[3]), pack2<T>(y[4], y[5]), pack2<T>(y[6], y[7]));
-  }
-  store_vector(dst, raw);
+  store_unit<T>(y, dst);
 }
 
 /// Streaming dequantization of tensors whose output is 16-byte aligned, whose code bytes are

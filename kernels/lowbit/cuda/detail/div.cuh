@@ -101,6 +101,34 @@ struct call_free_div {
   }
 };
 
+/// n / d in 32-bit unsigned arithmetic for a divisor d fixed per launch, without the ~20-instruction
+/// division sequence nvcc emits for a runtime divisor: the launcher computes `mul` and `shift` once
+/// (make_udiv31) and a thread divides with a shift, a high multiply and a shift.
+///
+/// Valid for 0 <= n < 2^31 and 1 <= d < 2^31. With l = ceil(log2 d) and
+/// mul = ceil(2^(31 + l) / d) (2^31 <= mul < 2^32: mul = 2^31 exactly when d is a power of two,
+/// and below 2^32 otherwise because d > 2^(l - 1)), the quotient is floor(n mul / 2^(31 + l)),
+/// computed as umulhi(2 n, mul) >> l. It is exact: mul d = 2^(31 + l) + e with 0 <= e < d, so
+/// n mul / 2^(31 + l) = n / d + n e / (d 2^(31 + l)), and the second term is below
+/// 2^31 / 2^(31 + l) <= 1 / d, too little to carry n / d past the next integer.
+/// (kernels_div_exhaustive_test checks every n for several divisors and boundary n for every d
+/// up to 2^16.)
+struct udiv31 {
+  unsigned mul = 0x80000000u;  ///< the divisor 1
+  unsigned shift = 0;
+  __device__ __forceinline__ unsigned div(unsigned n) const { return __umulhi(n << 1, mul) >> shift; }
+};
+
+/// The udiv31 of divisor `d` (1 <= d < 2^31; host code, once per launch).
+inline udiv31 make_udiv31(std::uint32_t d) noexcept {
+  unsigned l = 0;
+  while ((std::uint64_t{1} << l) < d) ++l;
+  udiv31 r;
+  r.mul = static_cast<unsigned>(((std::uint64_t{1} << (31 + l)) + d - 1) / d);
+  r.shift = l;
+  return r;
+}
+
 }  // namespace detail
 }  // namespace cuda
 LOWBIT_NAMESPACE_END
