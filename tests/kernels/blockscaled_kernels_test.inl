@@ -328,6 +328,49 @@ TEST(BlockScaledKernels, UnitLoopOverSeveralChunksPerWarp) {
   }
 }
 
+// The row-tile quantizer on one CTA, so that the CTA loops over several groups of 256 tiles (the
+// shared stage reused after its barriers) and ends on a partial group: 1 x 16 and 1 x 32 tiles,
+// both scale layouts, packed FP6, float32 and bf16 input, against the host engine byte for byte.
+TEST(BlockScaledKernels, RowTileQuantizerLoopsOverGroups) {
+  KT_REQUIRE_DEVICE();
+  LOWBIT_SEED_TRACE();
+  const std::vector<bs_case> cases = {
+      {scaled_format::mxfp8_e4m3, 21, 512, 1, 32},
+      {scaled_format::nvfp4, 70, 96, 1, 16, lowbit::scale_layout::swizzled},
+      {scaled_format::mxfp6_e2m3, 27, 384, 1, 32},
+      {scaled_format::mxfp4, 33, 160, 1, 32, lowbit::scale_layout::swizzled},
+  };
+  for (const bs_case& c : cases) {
+    for (dtype xt : {dtype::f32, dtype::bf16}) {
+      SCOPED_TRACE(bs_name(c, xt, mx_scale_rule::floor, nvfp4_global::scale));
+      const std::vector<std::uint8_t> x = bs_values(xt, c.rows * c.cols, static_cast<std::uint64_t>(c.cols) * 7 + 1);
+      lowbit::scaled_view hv = bs_view(c, mx_scale_rule::floor, nvfp4_global::scale);
+      std::vector<std::uint8_t> hcodes(static_cast<std::size_t>(lowbit::scaled_code_bytes(c.fmt, c.rows * c.cols, c.fp6)), 0xEE);
+      std::vector<std::uint8_t> hscales(bs_scale_bytes(hv), 0xEE);
+      hv.codes = hcodes.data();
+      hv.scales = hscales.data();
+      ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data(), xt, hv));
+      buffer<std::uint8_t> dx(x), dcodes(std::vector<std::uint8_t>(hcodes.size(), 0xEE)), dscales(std::vector<std::uint8_t>(hscales.size(), 0xEE));
+      buffer<float> dglobal(std::vector<float>{-5.0f});
+      lowbit::scaled_view dv = hv;
+      dv.codes = dcodes.get();
+      dv.scales = dscales.get();
+      dv.global_scale_device = dglobal.get();
+      ASSERT_TRUE(lowbit::cuda::detail::row_tiles(dv, reinterpret_cast<const float*>(dx.get()))) << "the case does not take the row-tile kernel";
+      const std::size_t wsb = lowbit::cuda::quantize_scaled_workspace_size(dv);
+      buffer<std::uint8_t> ws(wsb);
+      for_each_order([&] {
+        const lowbit::status s = lowbit::cuda::detail::quantize_scaled_ctas(dx.get(), xt, dv, ws.get(), wsb, nullptr, lowbit::cuda::options{}, 1);
+        ASSERT_TRUE(s) << s.message();
+        ASSERT_TRUE(lowbit::cuda::scaled_input_status(ws.get()));
+        const std::vector<std::uint8_t> gc = dcodes.download(), gs = dscales.download();
+        for (std::size_t i = 0; i < gc.size(); ++i) ASSERT_EQ(gc[i], hcodes[i]) << "code byte " << i;
+        for (std::size_t i = 0; i < gs.size(); ++i) ASSERT_EQ(gs[i], hscales[i]) << "scale byte " << i;
+      });
+    }
+  }
+}
+
 TEST(BlockScaledKernels, BadArgumentsAreNamed) {
   KT_REQUIRE_DEVICE();
   buffer<float> x(64), g(1);

@@ -19,13 +19,16 @@
 ///   (then it writes nothing at all), forms each tile's encoding from its amax (and for nvfp4 the
 ///   per-tensor float32, which CTA 0 also stores at `global_scale_device`) and stores its scale and
 ///   codes. MX and NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, with 16-byte aligned input
-///   (row_tiles), take a grid-stride loop of a tile per thread (quantize_row_tiles): 128-bit loads
-///   of the whole tile, its amax (MX) from those registers, its encoding formed once, the codes by
-///   the hardware FP8 conversion (sm_89 on) or the bit-level e2m1 encoder of the blockwise
-///   quantizer, one word store per 16 input bytes. Other layouts: a warp per tile, lane 0 stores
+///   (row_tiles), take a loop of a tile per lane, a warp taking 32 consecutive tiles at a time
+///   (quantize_row_tiles): 128-bit loads of the whole tile, its amax (MX) from those registers, its
+///   encoding formed once, the codes by the hardware FP8 conversion (sm_89 on) or the bit-level
+///   e2m1 encoder of the blockwise quantizer, written to a per-warp stage in shared memory, from
+///   which the warp stores the 32 tiles' codes with warp-wide stores of contiguous words. Other
+///   layouts: a warp per tile, lane 0 stores
 ///   the scale and the lanes encode whole packing units (1 code, a byte of two FP4 codes, or 3
-///   bytes of four packed FP6 codes) along each row. With the swizzled layout it also stores 0
-///   into the layout's padding slots (quant/scale_layout.hpp).
+///   bytes of four packed FP6 codes) along each row.
+/// - `scaled_swizzle_padding_kernel` (swizzled layout only; gated the same way): stores 0 into the
+///   layout's padding slots (quant/scale_layout.hpp).
 /// Semantics are the host engine's: partial tiles at the right and bottom edges, zero tiles, NaN and
 /// Inf with allow_nonfinite (MX: scale 0xFF; nvfp4: the per-tensor float32 NaN; fp8_e4m3_block:
 /// IEEE arithmetic on the float32 scale). `cuda::scaled_input_status` reports non-finite input.
@@ -142,29 +145,66 @@ __device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
   }
 }
 
+/// Code bytes of one 1 x tc tile of format F (FP4: tc / 2; packed FP6: 3 tc / 4; 8-bit codes and
+/// unpacked FP6: tc).
+template <scaled_format F>
+__host__ __device__ constexpr int row_tile_code_bytes(int tc, bool packed6) {
+  return info(F).bits == 4 ? tc / 2 : (info(F).bits == 6 && packed6 ? 3 * tc / 4 : tc);
+}
+
+/// Width of the row-tile loop's coalesced code stores for tiles of `bytes` code bytes: 16 when
+/// `bytes` is a multiple of 16, else 8 or 4, so that each lane stores its tile's bytes' worth in
+/// whole words and the warp's stores of one round cover 32 consecutive words.
+__host__ __device__ constexpr int row_tile_store_width(int bytes) { return bytes % 16 == 0 ? 16 : (bytes % 8 == 0 ? 8 : 4); }
+
+/// Bytes of one warp's staging area in the row-tile loop (32 tiles of at most 32 code bytes).
+inline constexpr int row_tile_stage_bytes = 32 * 32;
+
+/// The 32-bit index arithmetic of the row-tile path, formed by the launcher (make_row_tile_plan)
+/// so that the kernel divides by no runtime value: `fast` (row_tiles holds), the rows, the tiles
+/// per row gc = cols / tile columns and its udiv31, and the swizzled layout's 4-column tiles per
+/// row.
+struct row_tile_plan {
+  bool fast = false;
+  unsigned gc = 0, rows = 0, tiles_per_row = 0;
+  udiv31 by_gc;
+};
+
 /// Whether scaled_tile_quantize_kernel may take its row-tile loop (quantize_row_tiles): MX or
-/// NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, 16-byte aligned input, code words aligned to
-/// their stores, 32-bit index arithmetic.
+/// NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, 16-byte aligned input, codes aligned to the
+/// loop's code stores (row_tile_store_width), 32-bit index arithmetic.
 template <class T>
 inline bool row_tiles(const scaled_view& q, const T* x) {
-  constexpr int E = unit_elements<T>;
-  const int bits = info(q.fmt).bits;
-  const bool packed6 = bits == 6 && q.fp6 == fp6_packing::packed;
-  const std::int64_t word = packed6 ? 1 : E * (bits == 6 ? 8 : bits) / 8;
-  return q.fmt != scaled_format::fp8_e4m3_block && q.tile.rows == 1 && (q.tile.cols == 16 || q.tile.cols == 32) &&
-         q.cols % q.tile.cols == 0 && q.numel() < (std::int64_t{1} << 32) && reinterpret_cast<std::uintptr_t>(x) % 16 == 0 &&
-         reinterpret_cast<std::uintptr_t>(q.codes) % static_cast<std::uintptr_t>(word) == 0;
+  if (q.fmt == scaled_format::fp8_e4m3_block || q.tile.rows != 1 || (q.tile.cols != 16 && q.tile.cols != 32) || q.cols % q.tile.cols != 0 ||
+      q.numel() >= (std::int64_t{1} << 32) || reinterpret_cast<std::uintptr_t>(x) % 16 != 0)
+    return false;
+  const int width = quant::visit_scaled(q.fmt, [&](auto f) {
+    return row_tile_store_width(row_tile_code_bytes<decltype(f)::value>(static_cast<int>(q.tile.cols), q.fp6 == fp6_packing::packed));
+  });
+  return reinterpret_cast<std::uintptr_t>(q.codes) % static_cast<std::uintptr_t>(width) == 0;
+}
+
+/// The row_tile_plan of `q` for input x (fast only when row_tiles holds).
+template <class T>
+inline row_tile_plan make_row_tile_plan(const scaled_view& q, const T* x) {
+  row_tile_plan p;
+  p.fast = row_tiles(q, x);
+  if (!p.fast) return p;
+  p.gc = static_cast<unsigned>(q.cols / q.tile.cols);
+  p.rows = static_cast<unsigned>(q.rows);
+  p.tiles_per_row = static_cast<unsigned>(quant::swizzled_cols(p.gc) / quant::scale_tile_cols);
+  p.by_gc = make_udiv31(p.gc);
+  return p;
 }
 
 /// One tile of the row-tile loop: U 16-byte units of input (E = 4 float32 or 8 16-bit elements
 /// each), all loaded first, the tile's encoding formed once from its amax `a` (negative: from the
-/// loaded values), its scale stored, and
-/// the E codes of each unit stored as one word (8-bit, FP4, unpacked FP6) or as 3-byte groups
-/// (packed FP6). A thread per tile: the lanes of a warp store words a tile apart, so these stores
-/// do not coalesce (store_vector_strided, listed in docs/cuda-kernel-budgets.md).
+/// loaded values), its scale stored, and its codes written to `stage` (shared memory, the tile's
+/// row_tile_code_bytes): each unit's E codes as one word (8-bit, FP4, unpacked FP6) or as 3-byte
+/// groups (packed FP6).
 template <scaled_format F, class T, int U>
-__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned gc, float a, float global,
-                                                  bool tensor_zero) {
+__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned si, float a, float global,
+                                                  bool tensor_zero, std::uint8_t* stage) {
   constexpr int E = unit_elements<T>;
   constexpr int bits = info(F).bits;
   const unsigned e0 = t * static_cast<unsigned>(U * E);
@@ -185,10 +225,9 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
     a = __uint_as_float(m > 0x7F800000u ? 0x7FC00000u : m);
   }
   const quant::tile_encoding enc = quant::encode_tile<F>(a, q.mx_rule, global, q.nvfp4, tensor_zero);
-  static_cast<std::uint8_t*>(q.scales)[q.layout == scale_layout::swizzled ? q.scale_index(t / gc, t % gc) : t] = enc.scale_code;
+  static_cast<std::uint8_t*>(q.scales)[si] = enc.scale_code;
   LOWBIT_UNROLL
   for (int k = 0; k < U; ++k) {
-    const unsigned u0 = e0 + static_cast<unsigned>(k * E);
     unsigned c[E];
     LOWBIT_UNROLL
     for (int j = 0; j < E; ++j) c[j] = enc.zero ? 0u : fast_scaled_encode<F>(lowbit::detail::mul_rn(v[k][j], enc.factor));
@@ -197,94 +236,168 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w |= c[j] << (4 * j);
       if constexpr (E == 4) {
-        store_vector_strided(q.codes + u0 / 2, static_cast<unsigned short>(w));
+        reinterpret_cast<unsigned short*>(stage)[k] = static_cast<unsigned short>(w);
       } else {
-        store_vector_strided(q.codes + u0 / 2, w);
+        reinterpret_cast<unsigned*>(stage)[k] = w;
       }
     } else if (bits == 6 && q.fp6 == fp6_packing::packed) {
       LOWBIT_UNROLL
       for (int j = 0; j < E; j += 4)
         codecs::pack_fp6x4(static_cast<std::uint8_t>(c[j]), static_cast<std::uint8_t>(c[j + 1]), static_cast<std::uint8_t>(c[j + 2]),
-                           static_cast<std::uint8_t>(c[j + 3]), q.codes + (u0 + static_cast<unsigned>(j)) / 4 * 3);
+                           static_cast<std::uint8_t>(c[j + 3]), stage + (k * E + j) / 4 * 3);
     } else {
       unsigned w[2] = {0u, 0u};
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w[j / 4] |= c[j] << (8 * (j % 4));
       if constexpr (E == 4) {
-        store_vector_strided(q.codes + u0, w[0]);
+        reinterpret_cast<unsigned*>(stage)[k] = w[0];
       } else {
-        uint2 p;
-        p.x = w[0];
-        p.y = w[1];
-        store_vector_strided(q.codes + u0, p);
+        reinterpret_cast<uint2*>(stage)[k] = make_uint2(w[0], w[1]);
       }
     }
   }
 }
 
-/// The row-tile loop of scaled_tile_quantize_kernel (row_tiles): a thread per tile, grid-stride.
-/// 1-row tiles that divide the rows are numbered in element order, so tile t holds elements
-/// [t * tile_cols, (t + 1) * tile_cols). A tile is 2, 4 or 8 units of 16 bytes (U: 2 or 4 for
-/// 16-bit input, 4 or 8 for float32).
-template <scaled_format F, class T>
-__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const float* amax, float global, bool tensor_zero) {
-  constexpr int E = unit_elements<T>;
-  const auto tc = static_cast<unsigned>(q.tile.cols);
-  const auto gc = static_cast<unsigned>(q.cols) / tc;
-  const auto tiles = static_cast<unsigned>(q.numel() / q.tile.cols);
-  const bool wide = tc / E == (sizeof(T) == 4 ? 8u : 4u);
-  const unsigned stride = gridDim.x * static_cast<unsigned>(threads_per_block);
-  for (unsigned t = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; t < tiles; t += stride) {
+/// The row-tile loop for 1 x U E tiles (U units of 16 bytes: 2 or 4 for 16-bit input, 4 or 8 for
+/// float32). CTA b of the grid takes tiles [256 i, 256 i + 256) for i = b, b + CTAs, ..., thread
+/// j tile 256 i + j (1-row tiles that divide the rows are numbered in element order, so tile t
+/// holds elements [t tc, t tc + tc) and its codes follow tile t - 1's). Each lane encodes its tile
+/// into its warp's `stage` (shared memory); after a barrier each warp stores its 32 tiles' codes,
+/// one contiguous range, in rounds of 32 consecutive words of row_tile_store_width bytes (every
+/// lane the same number of rounds but in a last partial group of tiles), and a second barrier
+/// lets the next group reuse the stage.
+template <scaled_format F, class T, int U>
+__device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_view& q, const row_tile_plan& rp, const float* amax, float global,
+                                                       bool tensor_zero, std::uint8_t* stage) {
+  constexpr int tc = U * unit_elements<T>;
+  const bool packed6 = q.fp6 == fp6_packing::packed;
+  const unsigned tile_bytes = static_cast<unsigned>(row_tile_code_bytes<F>(tc, packed6));
+  const unsigned tiles = rp.gc * rp.rows;
+  const unsigned lane = threadIdx.x & 31u;
+  // the scale index of tile t = (ti, tj): t, or in the swizzled layout
+  // quant::swizzled_scale_offset in 32-bit arithmetic (row_tiles bounds the element count by 2^32)
+  const bool swizzled = q.layout == scale_layout::swizzled;
+  const unsigned row_stride = rp.tiles_per_row * 512u;
+  static_assert(quant::scale_tile_rows == 128 && quant::scale_tile_cols == 4 && quant::scale_tile_bytes == 512, "the swizzled constants below");
+  const auto scale_slot = [&](unsigned t) {
+    const unsigned ti = rp.by_gc.div(t), tj = t - ti * rp.gc;
+    return swizzled ? (ti >> 7) * row_stride + (ti & 31u) * 16u + ((ti >> 5) & 3u) * 4u + (tj >> 2) * 512u + (tj & 3u) : t;
+  };
+  // the group's `bytes` code bytes (packed FP6 or not), from the stage to `to`, in words of B =
+  // row_tile_store_width bytes: round r stores words 32 r + lane, a warp-wide store of 32
+  // consecutive words, and a full group takes tile_bytes / B rounds
+  const auto store_codes = [&](auto packed, unsigned bytes, std::uint8_t* to) {
+    constexpr int TB = row_tile_code_bytes<F>(tc, decltype(packed)::value);
+    constexpr int B = row_tile_store_width(TB);
+    using W = std::conditional_t<B == 16, uint4, std::conditional_t<B == 8, uint2, unsigned>>;
+    LOWBIT_UNROLL
+    for (int r = 0; r < TB / B; ++r) {
+      const unsigned o = 32u * static_cast<unsigned>(r) + lane;
+      if (o < bytes / B) store_vector(reinterpret_cast<W*>(to) + o, reinterpret_cast<const W*>(stage)[o]);
+    }
+  };
+  // a loop every thread of the CTA runs the same number of times, so that its barriers are
+  // __syncthreads (a __syncwarp after the divergent tile would be a CALL of a WARPSYNC routine on
+  // sm_80, and registers live across it spill); warp w stores tiles [t0, t0 + 32) of the group
+  for (unsigned g0 = blockIdx.x * static_cast<unsigned>(threads_per_block); g0 < tiles; g0 += gridDim.x * static_cast<unsigned>(threads_per_block)) {
+    const unsigned t0 = g0 + (threadIdx.x & ~31u), t = t0 + lane;
     // nvfp4 reads the amax its statistics pass formed (that pass also forms the tensor's); MX
     // tiles take theirs from the loaded values
-    const float a = F == scaled_format::nvfp4 ? amax[t] : -1.0f;
-    if (wide) {
-      quantize_row_tile<F, T, sizeof(T) == 4 ? 8 : 4>(x, q, t, gc, a, global, tensor_zero);
+    if (t < tiles) quantize_row_tile<F, T, U>(x, q, t, scale_slot(t), F == scaled_format::nvfp4 ? amax[t] : -1.0f, global, tensor_zero, stage + lane * tile_bytes);
+    __syncthreads();
+    const unsigned bytes = t0 < tiles ? (tiles - t0 < 32u ? tiles - t0 : 32u) * tile_bytes : 0u;
+    std::uint8_t* to = q.codes + static_cast<std::size_t>(t0) * tile_bytes;
+    if (info(F).bits == 6 && packed6) {
+      store_codes(std::true_type{}, bytes, to);
     } else {
-      quantize_row_tile<F, T, sizeof(T) == 4 ? 4 : 2>(x, q, t, gc, a, global, tensor_zero);
+      store_codes(std::false_type{}, bytes, to);
     }
+    __syncthreads();
   }
 }
 
-/// Kernel 2 of quantize_scaled: scales and codes of every tile (see the file comment). `gate`:
-/// write nothing if the flag records a non-finite element.
+/// The row-tile loop of scaled_tile_quantize_kernel (row_tiles): one loop per tile width, 1 x 16
+/// or 1 x 32 (the budget check measures both: "in T each").
+template <scaled_format F, class T>
+__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const row_tile_plan& rp, const float* amax, float global,
+                                                   bool tensor_zero, std::uint8_t* stage) {
+  constexpr int UN = sizeof(T) == 4 ? 4 : 2;  // units of a 1 x 16 tile
+  if (q.tile.cols == 2 * UN * unit_elements<T>) {
+    quantize_row_tile_loop<F, T, 2 * UN>(x, q, rp, amax, global, tensor_zero, stage);
+  } else {
+    quantize_row_tile_loop<F, T, UN>(x, q, rp, amax, global, tensor_zero, stage);
+  }
+}
+
+/// Whether the quantize kernels write nothing: `gate` and the flag records a non-finite element
+/// (the 64-bit flag read as two words: the kernels' widest loads stay those of their input).
+__device__ __forceinline__ bool gated_off(const unsigned long long* flag, bool gate) {
+  if (!gate) return false;
+  const auto* w = reinterpret_cast<const unsigned*>(flag);
+  return (w[0] | w[1]) != 0u;
+}
+
+/// Kernel 3 of quantize_scaled with the swizzled layout: 0 into the layout's padding slots
+/// (quant::swizzled_scale_position), unless `gate` and the flag records a non-finite element. A
+/// kernel of its own so that its 64-bit divisions (calls) stay out of the quantize kernel.
+__global__ void __launch_bounds__(threads_per_block) scaled_swizzle_padding_kernel(scaled_view q, const unsigned long long* flag, bool gate) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  if (gated_off(flag, gate)) return;
+  const tile_grid g = q.grid();
+  auto* sc = static_cast<std::uint8_t*>(q.scales);
+  const std::int64_t threads = static_cast<std::int64_t>(gridDim.x) * threads_per_block;
+  for (std::int64_t o = global_thread(); o < q.scale_count(); o += threads) {
+    std::int64_t r = 0, c = 0;
+    quant::swizzled_scale_position(o, g.grid_cols(), r, c);
+    if (r >= g.grid_rows() || c >= g.grid_cols()) sc[o] = 0;
+  }
+}
+
+/// nvfp4: the stored per-tensor float32 and whether the tensor is all zero, from its amax bits
+/// (thread 0 of the grid also stores it at `global_scale_device`); other formats: q.global_scale.
+template <scaled_format F>
+__device__ __forceinline__ float quantize_global(const scaled_view& q, const unsigned* tensor_amax, bool& tensor_zero) {
+  tensor_zero = false;
+  if constexpr (F == scaled_format::nvfp4) {
+    const float ta = __uint_as_float(*tensor_amax);
+    const float global = quant::nvfp4_stored_global(ta, q.nvfp4);
+    tensor_zero = quant::nvfp4_tensor_zero(ta, q.nvfp4);
+    if (global_thread() == 0 && q.global_scale_device != nullptr) *q.global_scale_device = global;
+    return global;
+  } else {
+    return q.global_scale;
+  }
+}
+
+/// Kernel 2 of quantize_scaled on the row-tile path (row_tiles, MX and NVFP4): quantize_row_tiles.
+/// A kernel of its own, apart from the warp-per-tile one, so that nothing of that one's 64-bit
+/// index arithmetic (division calls, and the registers held across them) reaches this loop.
+template <scaled_format F, class T>
+__global__ void __launch_bounds__(threads_per_block) scaled_row_tile_quantize_kernel(const T* x, scaled_view q, const float* amax,
+                                                                                   const unsigned* tensor_amax, const unsigned long long* flag,
+                                                                                   bool gate, row_tile_plan rp) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  if (gated_off(flag, gate)) return;
+  bool tensor_zero = false;
+  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
+  // the row-tile loop's per-warp staging of its code bytes (row_tile_stage_bytes each)
+  LOWBIT_SHARED(uint4[threads_per_block / 32 * row_tile_stage_bytes / 16], stage);
+  quantize_row_tiles<F>(x, q, rp, amax, global, tensor_zero, reinterpret_cast<std::uint8_t*>(stage) + (threadIdx.x >> 5) * row_tile_stage_bytes);
+}
+
+/// Kernel 2 of quantize_scaled on every other layout: a warp per tile (see the file comment).
+/// `gate`: write nothing if the flag records a non-finite element.
 template <scaled_format F, class T>
 __global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel(const T* x, scaled_view q, const float* amax,
                                                                                const unsigned* tensor_amax, const unsigned long long* flag,
-                                                                               bool gate, bool fast) {
+                                                                               bool gate) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
-  if (gate) {
-    // the 64-bit flag read as two words: the kernel's widest loads stay those of its input
-    const auto* w = reinterpret_cast<const unsigned*>(flag);
-    if ((w[0] | w[1]) != 0u) return;
-  }
+  if (gated_off(flag, gate)) return;
   const tile_grid g = q.grid();
   const unsigned lane = threadIdx.x & 31u;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (threads_per_block / 32);
-  float global = q.global_scale;
   bool tensor_zero = false;
-  if constexpr (F == scaled_format::nvfp4) {
-    const float ta = __uint_as_float(*tensor_amax);
-    global = quant::nvfp4_stored_global(ta, q.nvfp4);
-    tensor_zero = quant::nvfp4_tensor_zero(ta, q.nvfp4);
-    if (global_thread() == 0 && q.global_scale_device != nullptr) *q.global_scale_device = global;
-  }
-  if (q.layout == scale_layout::swizzled) {
-    // padding slots of the 128x4 layout hold 0
-    auto* sc = static_cast<std::uint8_t*>(q.scales);
-    const std::int64_t threads = static_cast<std::int64_t>(gridDim.x) * threads_per_block;
-    for (std::int64_t o = global_thread(); o < q.scale_count(); o += threads) {
-      std::int64_t r = 0, c = 0;
-      quant::swizzled_scale_position(o, g.grid_cols(), r, c);
-      if (r >= g.grid_rows() || c >= g.grid_cols()) sc[o] = 0;
-    }
-  }
-  if constexpr (F != scaled_format::fp8_e4m3_block) {
-    if (fast) {
-      quantize_row_tiles<F>(x, q, amax, global, tensor_zero);
-      return;
-    }
-  }
+  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
   const int unit = quant::packing_unit(F, q.fp6);
   for (std::int64_t t = global_thread() / 32; t < g.tiles(); t += warps) {
     const std::int64_t ti = t / g.grid_cols(), tj = t - ti * g.grid_cols();
@@ -587,16 +700,12 @@ inline std::int64_t tile_ctas(const scaled_view& q) {
 /// Bytes of device workspace `quantize_scaled` needs for `q` (16-byte aligned).
 inline std::size_t quantize_scaled_workspace_size(const scaled_view& q) noexcept { return detail::plan_scaled(q).total; }
 
-/// Quantizes the row-major `q.rows` x `q.cols` device matrix `x` (dtype `xt`) into the device
-/// storage of `q` (its codes and scales, in `q.layout`), asynchronously on `stream`, exactly as
-/// host::quantize_scaled_into does. nvfp4 stores its per-tensor float32 at `q.global_scale_device`
-/// (required for nvfp4; `q.global_scale` is not read). `workspace` (device memory,
-/// `quantize_scaled_workspace_size(q)` bytes, 16-byte aligned) is scratch and afterwards holds the
-/// input status read by `scaled_input_status`: if the input holds NaN or Inf and
-/// `opt.allow_nonfinite` is false, nothing at all is written (the tile statistics pass reads the
-/// whole input before anything is stored, so `opt.untouched_on_error` has nothing to save here).
-inline status quantize_scaled(const void* x, dtype xt, const scaled_view& q, void* workspace, std::size_t workspace_bytes,
-                              cudaStream_t stream = nullptr, const options& opt = {}) {
+namespace detail {
+
+/// cuda::quantize_scaled with the row-tile kernel on at most `max_ctas` CTAs (tests pass one, so
+/// that its CTAs loop over several groups of tiles).
+inline status quantize_scaled_ctas(const void* x, dtype xt, const scaled_view& q, void* workspace, std::size_t workspace_bytes, cudaStream_t stream,
+                                  const options& opt, std::int64_t max_ctas) {
   constexpr const char* what = "cuda::quantize_scaled";
   LOWBIT_TRY(detail::validate_device_scaled(q, what));
   LOWBIT_TRY(detail::check_dtype(xt, what, "input dtype"));
@@ -615,7 +724,8 @@ inline status quantize_scaled(const void* x, dtype xt, const scaled_view& q, voi
   return visit_dtype(xt, [&](auto tag) -> status {
     using T = decltype(tag);
     const T* in = static_cast<const T*>(x);
-    const bool fast = detail::row_tiles(q, in);
+    const detail::row_tile_plan rp = detail::make_row_tile_plan(q, in);
+    const bool fast = rp.fast;
     if (fast && q.fmt != scaled_format::nvfp4) {
       // MX row tiles form their amax in registers: only the finiteness scan runs first, and only
       // when nothing may be written on non-finite input
@@ -633,14 +743,42 @@ inline status quantize_scaled(const void* x, dtype xt, const scaled_view& q, voi
     std::int64_t qctas = ctas;
     if (fast) {
       qctas = detail::ctas_for(q.numel() / q.tile.cols);
-      qctas = qctas < 1 ? 1 : (qctas > detail::stream_max_ctas ? detail::stream_max_ctas : qctas);
+      qctas = qctas < 1 ? 1 : (qctas > max_ctas ? max_ctas : qctas);
     }
-    return quant::visit_scaled(q.fmt, [&](auto f) {
-      return detail::launch("quantize_scaled", detail::scaled_tile_quantize_kernel<decltype(f)::value, T>, qctas, detail::threads_per_block, 0, stream,
-                            in, q, static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),
-                            static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite, fast);
+    if (q.layout == scale_layout::swizzled) {
+      std::int64_t pctas = quant::block_count(q.scale_count(), detail::threads_per_block);
+      pctas = pctas < 1 ? 1 : (pctas > detail::stream_max_ctas ? detail::stream_max_ctas : pctas);
+      LOWBIT_TRY(detail::launch("quantize_scaled (swizzle padding)", detail::scaled_swizzle_padding_kernel, pctas, detail::threads_per_block, 0, stream,
+                                q, static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite));
+    }
+    return quant::visit_scaled(q.fmt, [&](auto f) -> status {
+      constexpr scaled_format F = decltype(f)::value;
+      if constexpr (F != scaled_format::fp8_e4m3_block) {
+        if (fast)
+          return detail::launch("quantize_scaled", detail::scaled_row_tile_quantize_kernel<F, T>, qctas, detail::threads_per_block, 0, stream, in, q,
+                                static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),
+                                static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite, rp);
+      }
+      return detail::launch("quantize_scaled", detail::scaled_tile_quantize_kernel<F, T>, qctas, detail::threads_per_block, 0, stream, in, q,
+                            static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),
+                            static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite);
     });
   });
+}
+
+}  // namespace detail
+
+/// Quantizes the row-major `q.rows` x `q.cols` device matrix `x` (dtype `xt`) into the device
+/// storage of `q` (its codes and scales, in `q.layout`), asynchronously on `stream`, exactly as
+/// host::quantize_scaled_into does. nvfp4 stores its per-tensor float32 at `q.global_scale_device`
+/// (required for nvfp4; `q.global_scale` is not read). `workspace` (device memory,
+/// `quantize_scaled_workspace_size(q)` bytes, 16-byte aligned) is scratch and afterwards holds the
+/// input status read by `scaled_input_status`: if the input holds NaN or Inf and
+/// `opt.allow_nonfinite` is false, nothing at all is written (the tile statistics pass reads the
+/// whole input before anything is stored, so `opt.untouched_on_error` has nothing to save here).
+inline status quantize_scaled(const void* x, dtype xt, const scaled_view& q, void* workspace, std::size_t workspace_bytes,
+                              cudaStream_t stream = nullptr, const options& opt = {}) {
+  return detail::quantize_scaled_ctas(x, xt, q, workspace, workspace_bytes, stream, opt, detail::stream_max_ctas);
 }
 
 /// After `quantize_scaled` on `stream`: waits for it and reports non-finite input (errc::non_finite
