@@ -223,7 +223,10 @@ class Cfg:
 
 
 def loop_figure(insns, cfg, s, e, basis, elem_bytes):
-    """(instructions, elements) of the loop spanning instructions [s, e) (see analyze)."""
+    """(instructions, elements) of the loop spanning instructions [s, e) (see analyze): every
+    instruction of the body, called routines included; elements from the loop's own accesses (an
+    inner loop, a rarely taken sequential sum or a rescan for the first non-finite element, reads
+    other arrays, or its elements again)."""
     count = sum(1 for k in range(s, e) if insns[k].base not in ("NOP",))
     count += sum(cfg.call_cost(insns[k]) for k in range(s, e) if cfg.is_call(insns[k]))
     inner = set()
@@ -272,20 +275,9 @@ def analyze(insns, basis, elem_bytes, innermost=False, each=False):
         best = max(zip(figures, outer), key=lambda fo: fo[0][0] / fo[0][1] if fo[0][1] else 0.0)[1]
     if best is not None:
         s, e = best
-        body = range(s, e)
-        count = sum(1 for k in body if insns[k].base not in ("NOP",))
-        count += sum(cfg.call_cost(insns[k]) for k in body if cfg.is_call(insns[k]))
-        # elements from the loop's own accesses: an inner loop (a rarely taken sequential sum, a
-        # rescan for the first non-finite element) reads other arrays, or its elements again
-        inner = set()
-        for h2, t2 in cfg.loops():
-            s2, e2 = cfg.blocks[h2][0], cfg.blocks[t2][1]
-            if s <= s2 and e2 <= e and (s2, e2) != (s, e):
-                inner.update(range(s2, e2))
-        elems = sum(mem_width(insns[k])[1] for k in body
-                    if k not in inner and mem_width(insns[k]) and mem_width(insns[k])[0] == basis)
-        calls = [insns[k] for k in body if cfg.is_call(insns[k])]
-        r.update(kind="loop", count=count, elems=elems / elem_bytes, calls=len(calls), region=e - s,
+        count, elems = loop_figure(insns, cfg, s, e, basis, elem_bytes)
+        calls = [insns[k] for k in range(s, e) if cfg.is_call(insns[k])]
+        r.update(kind="loop", count=count, elems=elems, calls=len(calls), region=e - s,
                  where="%04x-%04x" % (insns[s].addr, insns[e - 1].addr))
     else:
         # longest forward path entry -> every anchor block (address order) -> exit
