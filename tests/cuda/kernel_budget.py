@@ -93,6 +93,13 @@ def branch_target(i):
     return None
 
 
+def conditional_branch(i):
+    """Whether a BRA may fall through: a guard predicate (`@P0 BRA`), a predicate operand
+    (`BRA.U !UP0, target`, `BRA P1, target`), or `BRA.DIV` (taken only when the warp has
+    diverged: ptxas's out-of-line path for a warp-synchronous instruction)."""
+    return bool(i.pred) or ".DIV" in i.op or re.match(r"!?U?P[T0-9]+\s*,", i.args) is not None
+
+
 def mem_width(i):
     """(kind, bytes) of a global load/store: kind 'ld' or 'st'; None otherwise."""
     b = i.base
@@ -141,7 +148,7 @@ class Cfg:
             if last.base == "BRA":
                 if t is not None and t in self.index:
                     out.append(self.block_of[self.index[t]])
-                if last.pred and fall:
+                if fall and conditional_branch(last):
                     out.append(n + 1)
             elif last.base in ("EXIT", "RET"):
                 if last.pred and fall:
@@ -215,8 +222,11 @@ class Cfg:
         return seen
 
     def loops(self):
-        """(head block, tail block) of every back edge."""
-        return [(m, n) for n in range(len(self.blocks)) for m in self.succ[n] if m <= n]
+        """(head block, tail block) of every back edge whose tail the head reaches by forward
+        edges: a loop laid out between them. A branch back from out-of-line code (the path a
+        BRA.DIV takes when the warp has diverged, placed after the kernel's body, returning into
+        the loop that left it) is not one: its head reaches it only through the loop's back edge."""
+        return [(m, n) for n in range(len(self.blocks)) for m in self.succ[n] if m <= n and n in self.reach(m)]
 
 
 # ---- per-kernel analysis ---------------------------------------------------------------------
