@@ -29,7 +29,10 @@ fi
 [ "$frames" -eq 0 ] || { echo "FAIL: local memory (stack frame) in a kernel"; exit 1; }
 
 # 128-bit global loads in every elementwise kernel that reads its input (stats, encode, the general
-# dequantize, the one-pass quantizer and its finiteness scan, the fused matmul), in the PTX. The
+# dequantize, the one-pass quantizer and its finiteness scan, the fused matmul, the block-scaled
+# unit path's statistics and quantize passes), in the PTX. Names are matched after their mangled
+# length digits, so that `encode_kernel` is not `scaled_unit_encode_kernel` (a thread per tile,
+# no input). The
 # streaming dequantizers (dequantize_stream_kernel, scaled_dequantize_kernel) are not in the list:
 # a lane loads one unit's codes (2-8 bytes, a warp-wide access over contiguous bytes) for each
 # 128-bit store, so their loads are narrower by design; the budget check lists their widths.
@@ -40,7 +43,7 @@ awk '
   END {
     fail = 0; n = 0
     for (e in entries) {
-      if (e ~ /stats_kernel|encode_kernel|[0-9]dequantize_kernel|[0-9]quantize_stream_kernel|finite_scan_kernel|matmul_kernel/) {
+      if (e ~ /stats_kernel|[0-9]encode_kernel|[0-9]dequantize_kernel|[0-9]quantize_stream_kernel|finite_scan_kernel|matmul_kernel|scaled_unit_(amax|quantize)_kernel/) {
         n++
         if (entries[e] == 0) { print "FAIL: no 128-bit global load in " e; fail = 1 }
       }

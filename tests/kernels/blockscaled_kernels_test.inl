@@ -230,6 +230,17 @@ TEST(BlockScaledKernels, NonFiniteInput) {
   }
   // nvfp4 without a per-tensor scale: a NaN leaves the other tiles finite
   bs_check({scaled_format::nvfp4, 5, 48, 1, 16}, dtype::bf16, mx_scale_rule::floor, nvfp4_global::none, true, 100);
+  // 16-bit input through the unit path's statistics (the maximum of the magnitude bits)
+  for (const bs_case& c : {bs_case{scaled_format::fp8_e4m3_block, 130, 136, 128, 128}, bs_case{scaled_format::nvfp4, 35, 96, 16, 16}}) {
+    for (dtype t : {dtype::f16, dtype::bf16}) {
+      for (bool inf : {false, true}) {
+        const int at = static_cast<int>(c.rows * c.cols / 2 + 3);
+        bs_check(c, t, mx_scale_rule::floor, nvfp4_global::scale, false, at, inf);
+        bs_check(c, t, mx_scale_rule::floor, nvfp4_global::scale, true, at, inf);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+    }
+  }
 }
 
 TEST(BlockScaledKernels, AllZeroAndTinyTensors) {
@@ -328,6 +339,54 @@ TEST(BlockScaledKernels, UnitLoopOverSeveralChunksPerWarp) {
   }
 }
 
+/// Which quantize kernels a case takes (quantize_scaled_ctas).
+enum class bs_path { row_tiles, unit_tiles, warp_per_tile };
+
+/// The device quantizer on at most `ctas` CTAs, from input `shift` elements past an aligned
+/// address, equals the host byte for byte (codes, scales, the nvfp4 per-tensor float32) in every
+/// thread order, and the case takes the kernels of `path`.
+/// `given`: the input (shift = 0), else bs_values.
+inline void bs_quantize_path(const bs_case& c, dtype xt, std::int64_t ctas, int shift, bs_path path, const std::vector<std::uint8_t>* given = nullptr) {
+  SCOPED_TRACE(bs_name(c, xt, mx_scale_rule::floor, nvfp4_global::scale) + " on " + std::to_string(ctas) + " CTAs, input shifted by " +
+               std::to_string(shift));
+  const int es = lowbit::dtype_size(xt);
+  const std::vector<std::uint8_t> x = given != nullptr ? *given : bs_values(xt, c.rows * c.cols + shift, static_cast<std::uint64_t>(c.cols) * 7 + 1);
+  lowbit::scaled_view hv = bs_view(c, mx_scale_rule::floor, nvfp4_global::scale);
+  std::vector<std::uint8_t> hcodes(static_cast<std::size_t>(lowbit::scaled_code_bytes(c.fmt, c.rows * c.cols, c.fp6)), 0xEE);
+  std::vector<std::uint8_t> hscales(bs_scale_bytes(hv), 0xEE);
+  hv.codes = hcodes.data();
+  hv.scales = hscales.data();
+  ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data() + shift * es, xt, hv));
+  buffer<std::uint8_t> dx(x), dcodes(std::vector<std::uint8_t>(hcodes.size(), 0xEE)), dscales(std::vector<std::uint8_t>(hscales.size(), 0xEE));
+  buffer<float> dglobal(std::vector<float>{-5.0f});
+  lowbit::scaled_view dv = hv;
+  dv.codes = dcodes.get();
+  dv.scales = dscales.get();
+  dv.global_scale_device = dglobal.get();
+  const std::uint8_t* in = dx.get() + shift * es;
+  lowbit::visit_dtype(xt, [&](auto tag) {
+    using T = decltype(tag);
+    const T* tx = reinterpret_cast<const T*>(in);
+    const bool rows = lowbit::cuda::detail::row_tiles(dv, tx);
+    const bool units = !rows && lowbit::quant::visit_scaled(dv.fmt, [&](auto f) { return lowbit::cuda::detail::unit_tiles<decltype(f)::value>(dv, tx); });
+    const bs_path took = rows ? bs_path::row_tiles : (units ? bs_path::unit_tiles : bs_path::warp_per_tile);
+    EXPECT_EQ(static_cast<int>(took), static_cast<int>(path)) << "the case does not take the kernels it tests";
+  });
+  const std::size_t wsb = lowbit::cuda::quantize_scaled_workspace_size(dv);
+  buffer<std::uint8_t> ws(wsb);
+  for_each_order([&] {
+    const lowbit::status s = lowbit::cuda::detail::quantize_scaled_ctas(in, xt, dv, ws.get(), wsb, nullptr, lowbit::cuda::options{}, ctas);
+    ASSERT_TRUE(s) << s.message();
+    ASSERT_TRUE(lowbit::cuda::scaled_input_status(ws.get()));
+    const std::vector<std::uint8_t> gc = dcodes.download(), gs = dscales.download();
+    for (std::size_t i = 0; i < gc.size(); ++i) ASSERT_EQ(gc[i], hcodes[i]) << "code byte " << i;
+    for (std::size_t i = 0; i < gs.size(); ++i) ASSERT_EQ(gs[i], hscales[i]) << "scale byte " << i;
+    if (c.fmt == scaled_format::nvfp4) {
+      EXPECT_EQ(lowbit_test::bits_of(dglobal.download()[0]), lowbit_test::bits_of(hv.global_scale));
+    }
+  });
+}
+
 // The row-tile quantizer on one CTA, so that the CTA loops over several groups of 256 tiles (the
 // shared stage reused after its barriers) and ends on a partial group: 1 x 16 and 1 x 32 tiles,
 // both scale layouts, packed FP6, float32 and bf16 input, against the host engine byte for byte.
@@ -340,35 +399,73 @@ TEST(BlockScaledKernels, RowTileQuantizerLoopsOverGroups) {
       {scaled_format::mxfp6_e2m3, 27, 384, 1, 32},
       {scaled_format::mxfp4, 33, 160, 1, 32, lowbit::scale_layout::swizzled},
   };
-  for (const bs_case& c : cases) {
-    for (dtype xt : {dtype::f32, dtype::bf16}) {
-      SCOPED_TRACE(bs_name(c, xt, mx_scale_rule::floor, nvfp4_global::scale));
-      const std::vector<std::uint8_t> x = bs_values(xt, c.rows * c.cols, static_cast<std::uint64_t>(c.cols) * 7 + 1);
-      lowbit::scaled_view hv = bs_view(c, mx_scale_rule::floor, nvfp4_global::scale);
-      std::vector<std::uint8_t> hcodes(static_cast<std::size_t>(lowbit::scaled_code_bytes(c.fmt, c.rows * c.cols, c.fp6)), 0xEE);
-      std::vector<std::uint8_t> hscales(bs_scale_bytes(hv), 0xEE);
-      hv.codes = hcodes.data();
-      hv.scales = hscales.data();
-      ASSERT_TRUE(lowbit::host::quantize_scaled_into(x.data(), xt, hv));
-      buffer<std::uint8_t> dx(x), dcodes(std::vector<std::uint8_t>(hcodes.size(), 0xEE)), dscales(std::vector<std::uint8_t>(hscales.size(), 0xEE));
-      buffer<float> dglobal(std::vector<float>{-5.0f});
-      lowbit::scaled_view dv = hv;
-      dv.codes = dcodes.get();
-      dv.scales = dscales.get();
-      dv.global_scale_device = dglobal.get();
-      ASSERT_TRUE(lowbit::cuda::detail::row_tiles(dv, reinterpret_cast<const float*>(dx.get()))) << "the case does not take the row-tile kernel";
-      const std::size_t wsb = lowbit::cuda::quantize_scaled_workspace_size(dv);
-      buffer<std::uint8_t> ws(wsb);
-      for_each_order([&] {
-        const lowbit::status s = lowbit::cuda::detail::quantize_scaled_ctas(dx.get(), xt, dv, ws.get(), wsb, nullptr, lowbit::cuda::options{}, 1);
-        ASSERT_TRUE(s) << s.message();
-        ASSERT_TRUE(lowbit::cuda::scaled_input_status(ws.get()));
-        const std::vector<std::uint8_t> gc = dcodes.download(), gs = dscales.download();
-        for (std::size_t i = 0; i < gc.size(); ++i) ASSERT_EQ(gc[i], hcodes[i]) << "code byte " << i;
-        for (std::size_t i = 0; i < gs.size(); ++i) ASSERT_EQ(gs[i], hscales[i]) << "scale byte " << i;
-      });
+  for (const bs_case& c : cases)
+    for (dtype xt : {dtype::f32, dtype::bf16}) bs_quantize_path(c, xt, 1, 0, bs_path::row_tiles);
+}
+
+// The unit quantizer (tile statistics by a segmented warp max, per-tile encodings, a unit per
+// lane) on one and on three CTAs, so that every warp loops over several chunks and ends in the
+// partial last chunk: 128 x 128 and 1 x 128 FP8 tiles (partial at the right and bottom edges),
+// 2-D NVFP4 and MX tiles, 1-column tile grids whose tiles span several rows of one warp step,
+// 1 x 16 and 1 x 32 tiles that do not divide the rows (swizzled scales), packed and unpacked FP6,
+// every input dtype.
+TEST(BlockScaledKernels, UnitQuantizerLoopsOverChunks) {
+  KT_REQUIRE_DEVICE();
+  LOWBIT_SEED_TRACE();
+  const std::int64_t rows = bs_checker ? 40 : 130;
+  const std::vector<bs_case> cases = {
+      {scaled_format::fp8_e4m3_block, rows, 272, 128, 128},
+      {scaled_format::fp8_e4m3_block, 9, 200, 1, 128},
+      {scaled_format::fp8_e4m3_block, rows, 64, 128, 128},  // one tile column: a warp step spans rows
+      {scaled_format::nvfp4, 35, 96, 16, 16},
+      {scaled_format::nvfp4, 7, 40, 1, 16, lowbit::scale_layout::swizzled},  // tiles that do not divide the rows
+      {scaled_format::mxfp4, 19, 96, 2, 32},
+      {scaled_format::mxfp6_e3m2, 21, 64, 4, 32},
+      {scaled_format::mxfp6_e2m3, 6, 48, 3, 8, lowbit::scale_layout::row_major, lowbit::fp6_packing::unpacked},
+      {scaled_format::mxfp8_e5m2, 10, 48, 1, 32, lowbit::scale_layout::swizzled},
+  };
+  for (const bs_case& c : cases)
+    for (dtype xt : {dtype::f32, dtype::f16, dtype::bf16})
+      for (std::int64_t ctas : {1, 3}) bs_quantize_path(c, xt, ctas, 0, bs_path::unit_tiles);
+}
+
+// fp8_e4m3_block encodes sat(x / s) from the IEEE float32 quotient; the unit quantizer forms it
+// as one double multiply by 1 / s (unit_fp8_block_quotient). Elements that are e4m3 rounding
+// midpoints times s (ties to even) are where a float32 multiply by a rounded reciprocal differs
+// (about a quarter of them): every tile holds its amax and such elements, both signs.
+TEST(BlockScaledKernels, Fp8BlockQuotientsOnE4m3Midpoints) {
+  KT_REQUIRE_DEVICE();
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x448);
+  const bs_case c{scaled_format::fp8_e4m3_block, 24, 256, 1, 128};
+  std::vector<float> x(static_cast<std::size_t>(c.rows * c.cols));
+  for (std::size_t t = 0; t < x.size(); t += 128) {
+    const float amax = std::ldexp(1.0f + static_cast<float>(rng() % (1u << 23)) / 8388608.0f, static_cast<int>(rng() % 40) - 20);
+    const float s = amax / 448.0f;
+    x[t] = amax;
+    for (std::size_t i = 1; i < 128; ++i) {
+      // 1 + (2k + 1) / 16 times 2^e: the midpoint between two e4m3 normals, |m| <= 240
+      const float m = std::ldexp(1.0f + static_cast<float>(2 * (rng() % 8) + 1) / 16.0f, static_cast<int>(rng() % 11) - 3);
+      x[t + i] = (rng() & 1 ? -m : m) * s;
     }
   }
+  std::vector<std::uint8_t> bytes(x.size() * 4);
+  std::memcpy(bytes.data(), x.data(), bytes.size());
+  for (std::int64_t ctas : {1, 3}) bs_quantize_path(c, dtype::f32, ctas, 0, bs_path::unit_tiles, &bytes);
+}
+
+// Input that is not 16-byte aligned takes the warp-per-tile kernels, which handle any layout.
+TEST(BlockScaledKernels, UnalignedInputTakesTheWarpPerTileKernels) {
+  KT_REQUIRE_DEVICE();
+  LOWBIT_SEED_TRACE();
+  const std::vector<bs_case> cases = {
+      {scaled_format::fp8_e4m3_block, 130, 136, 128, 128},
+      {scaled_format::nvfp4, 5, 48, 1, 16, lowbit::scale_layout::swizzled},
+      {scaled_format::mxfp6_e2m3, 4, 64, 1, 32},
+      {scaled_format::mxfp4, 6, 64, 2, 32},
+  };
+  for (const bs_case& c : cases)
+    for (dtype xt : {dtype::f32, dtype::bf16}) bs_quantize_path(c, xt, lowbit::cuda::detail::stream_max_ctas, 1, bs_path::warp_per_tile);
 }
 
 TEST(BlockScaledKernels, BadArgumentsAreNamed) {

@@ -8,27 +8,39 @@
 ///        (host/blockscaled.hpp), and equal it bit for bit.
 ///
 /// @par Quantize (cuda::quantize_scaled)
-/// Two kernels, each reading the input once (MX row tiles, below, replace the first with the
-/// blockwise quantizer's `finite_scan_kernel`, and skip it under allow_nonfinite):
-/// - `scaled_tile_amax_kernel`: a warp per tile (grid-stride over tiles), lanes stride the tile's
-///   rows; the tile's max |x| (NaN-propagating: a NaN amax is stored as the quiet NaN 0x7FC00000,
-///   as the host forms it), the first non-finite index (atomicMax on its complement, blockwise.cuh's
-///   flag), and for nvfp4 the tensor's max |x| (atomicMax on the bits: non-negative floats and the
-///   positive NaN order like their bits).
-/// - `scaled_tile_quantize_kernel`: unless the input held a NaN/Inf and `allow_nonfinite` is false
-///   (then it writes nothing at all), forms each tile's encoding from its amax (and for nvfp4 the
-///   per-tensor float32, which CTA 0 also stores at `global_scale_device`) and stores its scale and
-///   codes. MX and NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, with 16-byte aligned input
-///   (row_tiles), take a loop of a tile per lane, a warp taking 32 consecutive tiles at a time
-///   (quantize_row_tiles): 128-bit loads of the whole tile, its amax (MX) from those registers, its
-///   encoding formed once, the codes by the hardware FP8 conversion (sm_89 on) or the bit-level
-///   e2m1 encoder of the blockwise quantizer, written to a per-warp stage in shared memory, from
-///   which the warp stores the 32 tiles' codes with warp-wide stores of contiguous words. Other
-///   layouts: a warp per tile, lane 0 stores
-///   the scale and the lanes encode whole packing units (1 code, a byte of two FP4 codes, or 3
-///   bytes of four packed FP6 codes) along each row.
-/// - `scaled_swizzle_padding_kernel` (swizzled layout only; gated the same way): stores 0 into the
-///   layout's padding slots (quant/scale_layout.hpp).
+/// A statistics pass over the input, then the encoding; three layouts of the work, each reading
+/// the input with warp-contiguous 128-bit loads but the last:
+/// - Row tiles (row_tiles: MX and NVFP4 1 x 16 / 1 x 32 tiles that divide the rows, 16-byte
+///   aligned input; `scaled_row_tile_quantize_kernel`): a tile per lane, a warp taking 32
+///   consecutive tiles at a time (quantize_row_tiles): 128-bit loads of the whole tile, its amax
+///   from those registers, its encoding formed once, the codes by the hardware FP8 conversion
+///   (sm_89 on) or the bit-level e2m1 encoder of the blockwise quantizer, written to a per-warp
+///   stage in shared memory, from which the warp stores the 32 tiles' codes with warp-wide stores
+///   of contiguous words. Before it: MX, the blockwise quantizer's `finite_scan_kernel` (not under
+///   allow_nonfinite); NVFP4, `scaled_unit_amax_kernel` for the tensor's max |x| only.
+/// - Units (unit_tiles: every other layout whose 16-byte units of input stay in one row and one
+///   tile, 16-byte aligned input: 2-D tiles, fp8_e4m3_block's 128 x 128 and 1 x 128 tiles, tiles
+///   partial at the edges): `scaled_unit_amax_kernel` (lane l of a warp reads units 32 k + l of
+///   its warp's chunk; each tile's max |x| by a segmented warp max and one atomicMax per tile and
+///   warp step; the first non-finite index; nvfp4's tensor max |x|), `scaled_unit_encode_kernel`
+///   (a thread per tile: its encoding, its scale stored, and the 8 bytes the next pass reads:
+///   the multiplier, or for fp8_e4m3_block the double 1 / s that makes x / s one multiply, see
+///   unit_fp8_block_quotient), then `scaled_unit_quantize_kernel` (the same unit layout: a unit's
+///   tile by three launch-constant divisions, one 8-byte load of its encoding, its codes as one
+///   warp-contiguous 2-, 4- or 8-byte store).
+/// - Any other layout (unaligned input, odd columns): `scaled_tile_amax_kernel` (a warp per
+///   tile, lanes striding the tile's rows: its max |x| (NaN-propagating: a NaN amax is stored as
+///   the quiet NaN 0x7FC00000, as the host forms it), the first non-finite index (atomicMax on
+///   its complement, blockwise.cuh's flag), nvfp4's tensor max |x| (atomicMax on the bits:
+///   non-negative floats and the positive NaN order like their bits)), then
+///   `scaled_tile_quantize_kernel`: a warp per tile, lane 0 storing the scale and the lanes
+///   encoding whole packing units (1 code, a byte of two FP4 codes, or 3 bytes of four packed FP6
+///   codes) along each row with the codecs' portable encode.
+/// Unless the input held a NaN/Inf and `allow_nonfinite` is false (then no kernel after the
+/// statistics writes anything), the encoding kernels store each tile's scale and codes, and for
+/// nvfp4 the per-tensor float32 at `global_scale_device`. `scaled_swizzle_padding_kernel`
+/// (swizzled layout only; gated the same way) stores 0 into the layout's padding slots
+/// (quant/scale_layout.hpp).
 /// Semantics are the host engine's: partial tiles at the right and bottom edges, zero tiles, NaN and
 /// Inf with allow_nonfinite (MX: scale 0xFF; nvfp4: the per-tensor float32 NaN; fp8_e4m3_block:
 /// IEEE arithmetic on the float32 scale). `cuda::scaled_input_status` reports non-finite input.
@@ -73,7 +85,8 @@ namespace cuda {
 namespace detail {
 
 /// Byte offsets of the quantize workspace: the non-finite flag (blockwise.cuh's: ~index,
-/// atomicMax, 0 = none), the tensor's max |x| bits (nvfp4), then one float32 amax per tile.
+/// atomicMax, 0 = none), the tensor's max |x| bits (nvfp4), then 8 bytes per tile: its float32
+/// amax (scaled_tile_amax_kernel), or its amax bits and then its unit_tile_code (the unit path).
 struct scaled_plan {
   std::size_t flag = 0, tensor_amax = 8, amax = 16, total = 16;
 };
@@ -81,7 +94,7 @@ struct scaled_plan {
 inline scaled_plan plan_scaled(const scaled_view& q) {
   scaled_plan p;
   const std::int64_t tiles = q.rows > 0 && q.cols > 0 && q.tile.rows > 0 && q.tile.cols > 0 ? q.grid().tiles() : 0;
-  p.total = align16(p.amax + 4 * static_cast<std::size_t>(tiles));
+  p.total = align16(p.amax + 8 * static_cast<std::size_t>(tiles));
   return p;
 }
 
@@ -107,8 +120,9 @@ __device__ __forceinline__ unsigned tile_amax_bits(const T* x, const scaled_view
   return m > 0x7F800000u ? 0x7FC00000u : m;
 }
 
-/// Kernel 1 of quantize_scaled: per tile max |x| into `amax`, the first non-finite index into
-/// `flag` (when `record`), the tensor's max |x| bits into `tensor_amax` (nvfp4: `tensor`).
+/// The statistics pass of the warp-per-tile layouts (neither row_tiles nor unit_tiles): per tile
+/// max |x| into `amax`, the first non-finite index into `flag` (when `record`), the tensor's max
+/// |x| bits into `tensor_amax` (nvfp4: `tensor`).
 template <class T>
 __global__ void __launch_bounds__(threads_per_block) scaled_tile_amax_kernel(const T* x, scaled_view q, float* amax, unsigned* tensor_amax,
                                                                               unsigned long long* flag, bool record, bool tensor) {
@@ -198,32 +212,30 @@ inline row_tile_plan make_row_tile_plan(const scaled_view& q, const T* x) {
 }
 
 /// One tile of the row-tile loop: U 16-byte units of input (E = 4 float32 or 8 16-bit elements
-/// each), all loaded first, the tile's encoding formed once from its amax `a` (negative: from the
-/// loaded values), its scale stored, and its codes written to `stage` (shared memory, the tile's
+/// each), all loaded first, the tile's encoding formed once from its amax (from the loaded
+/// values), its scale stored, and its codes written to `stage` (shared memory, the tile's
 /// row_tile_code_bytes): each unit's E codes as one word (8-bit, FP4, unpacked FP6) or as 3-byte
 /// groups (packed FP6).
 template <scaled_format F, class T, int U>
-__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned si, float a, float global,
-                                                  bool tensor_zero, std::uint8_t* stage) {
+__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned si, float global, bool tensor_zero,
+                                                  std::uint8_t* stage) {
   constexpr int E = unit_elements<T>;
   constexpr int bits = info(F).bits;
   const unsigned e0 = t * static_cast<unsigned>(U * E);
   float v[U][E];
   LOWBIT_UNROLL
   for (int k = 0; k < U; ++k) load16(x + e0 + static_cast<unsigned>(k * E), v[k]);
-  if (a < 0.0f) {
-    // the tile's max |x| from its registers (MX: no statistics pass), NaN-propagating as
-    // tile_amax_bits: a NaN amax is the quiet NaN 0x7FC00000
-    unsigned m = 0;
+  // the tile's max |x| from its registers, NaN-propagating as tile_amax_bits: a NaN amax is the
+  // quiet NaN 0x7FC00000
+  unsigned m = 0;
+  LOWBIT_UNROLL
+  for (int k = 0; k < U; ++k)
     LOWBIT_UNROLL
-    for (int k = 0; k < U; ++k)
-      LOWBIT_UNROLL
-      for (int j = 0; j < E; ++j) {
-        const unsigned b = __float_as_uint(v[k][j]) & 0x7FFFFFFFu;
-        m = b > m ? b : m;
-      }
-    a = __uint_as_float(m > 0x7F800000u ? 0x7FC00000u : m);
-  }
+    for (int j = 0; j < E; ++j) {
+      const unsigned b = __float_as_uint(v[k][j]) & 0x7FFFFFFFu;
+      m = b > m ? b : m;
+    }
+  const float a = __uint_as_float(m > 0x7F800000u ? 0x7FC00000u : m);
   const quant::tile_encoding enc = quant::encode_tile<F>(a, q.mx_rule, global, q.nvfp4, tensor_zero);
   static_cast<std::uint8_t*>(q.scales)[si] = enc.scale_code;
   LOWBIT_UNROLL
@@ -267,8 +279,8 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
 /// lane the same number of rounds but in a last partial group of tiles), and a second barrier
 /// lets the next group reuse the stage.
 template <scaled_format F, class T, int U>
-__device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_view& q, const row_tile_plan& rp, const float* amax, float global,
-                                                       bool tensor_zero, std::uint8_t* stage) {
+__device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_view& q, const row_tile_plan& rp, float global, bool tensor_zero,
+                                                       std::uint8_t* stage) {
   constexpr int tc = U * unit_elements<T>;
   const bool packed6 = q.fp6 == fp6_packing::packed;
   const unsigned tile_bytes = static_cast<unsigned>(row_tile_code_bytes<F>(tc, packed6));
@@ -301,9 +313,8 @@ __device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_
   // sm_80, and registers live across it spill); warp w stores tiles [t0, t0 + 32) of the group
   for (unsigned g0 = blockIdx.x * static_cast<unsigned>(threads_per_block); g0 < tiles; g0 += gridDim.x * static_cast<unsigned>(threads_per_block)) {
     const unsigned t0 = g0 + (threadIdx.x & ~31u), t = t0 + lane;
-    // nvfp4 reads the amax its statistics pass formed (that pass also forms the tensor's); MX
-    // tiles take theirs from the loaded values
-    if (t < tiles) quantize_row_tile<F, T, U>(x, q, t, scale_slot(t), F == scaled_format::nvfp4 ? amax[t] : -1.0f, global, tensor_zero, stage + lane * tile_bytes);
+    // the tile's amax from its loaded values (nvfp4's statistics pass forms only the tensor's)
+    if (t < tiles) quantize_row_tile<F, T, U>(x, q, t, scale_slot(t), global, tensor_zero, stage + lane * tile_bytes);
     __syncthreads();
     const unsigned bytes = t0 < tiles ? (tiles - t0 < 32u ? tiles - t0 : 32u) * tile_bytes : 0u;
     std::uint8_t* to = q.codes + static_cast<std::size_t>(t0) * tile_bytes;
@@ -319,13 +330,13 @@ __device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_
 /// The row-tile loop of scaled_tile_quantize_kernel (row_tiles): one loop per tile width, 1 x 16
 /// or 1 x 32 (the budget check measures both: "in T each").
 template <scaled_format F, class T>
-__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const row_tile_plan& rp, const float* amax, float global,
-                                                   bool tensor_zero, std::uint8_t* stage) {
+__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const row_tile_plan& rp, float global, bool tensor_zero,
+                                                   std::uint8_t* stage) {
   constexpr int UN = sizeof(T) == 4 ? 4 : 2;  // units of a 1 x 16 tile
   if (q.tile.cols == 2 * UN * unit_elements<T>) {
-    quantize_row_tile_loop<F, T, 2 * UN>(x, q, rp, amax, global, tensor_zero, stage);
+    quantize_row_tile_loop<F, T, 2 * UN>(x, q, rp, global, tensor_zero, stage);
   } else {
-    quantize_row_tile_loop<F, T, UN>(x, q, rp, amax, global, tensor_zero, stage);
+    quantize_row_tile_loop<F, T, UN>(x, q, rp, global, tensor_zero, stage);
   }
 }
 
@@ -337,7 +348,7 @@ __device__ __forceinline__ bool gated_off(const unsigned long long* flag, bool g
   return (w[0] | w[1]) != 0u;
 }
 
-/// Kernel 3 of quantize_scaled with the swizzled layout: 0 into the layout's padding slots
+/// The padding pass of quantize_scaled with the swizzled layout: 0 into the layout's padding slots
 /// (quant::swizzled_scale_position), unless `gate` and the flag records a non-finite element. A
 /// kernel of its own so that its 64-bit divisions (calls) stay out of the quantize kernel.
 __global__ void __launch_bounds__(threads_per_block) scaled_swizzle_padding_kernel(scaled_view q, const unsigned long long* flag, bool gate) {
@@ -369,23 +380,23 @@ __device__ __forceinline__ float quantize_global(const scaled_view& q, const uns
   }
 }
 
-/// Kernel 2 of quantize_scaled on the row-tile path (row_tiles, MX and NVFP4): quantize_row_tiles.
+/// The encoding pass of quantize_scaled on the row-tile path (row_tiles, MX and NVFP4): quantize_row_tiles.
 /// A kernel of its own, apart from the warp-per-tile one, so that nothing of that one's 64-bit
 /// index arithmetic (division calls, and the registers held across them) reaches this loop.
 template <scaled_format F, class T>
-__global__ void __launch_bounds__(threads_per_block) scaled_row_tile_quantize_kernel(const T* x, scaled_view q, const float* amax,
-                                                                                   const unsigned* tensor_amax, const unsigned long long* flag,
-                                                                                   bool gate, row_tile_plan rp) {
+__global__ void __launch_bounds__(threads_per_block) scaled_row_tile_quantize_kernel(const T* x, scaled_view q, const unsigned* tensor_amax,
+                                                                                   const unsigned long long* flag, bool gate, row_tile_plan rp) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   if (gated_off(flag, gate)) return;
   bool tensor_zero = false;
   const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
   // the row-tile loop's per-warp staging of its code bytes (row_tile_stage_bytes each)
   LOWBIT_SHARED(uint4[threads_per_block / 32 * row_tile_stage_bytes / 16], stage);
-  quantize_row_tiles<F>(x, q, rp, amax, global, tensor_zero, reinterpret_cast<std::uint8_t*>(stage) + (threadIdx.x >> 5) * row_tile_stage_bytes);
+  quantize_row_tiles<F>(x, q, rp, global, tensor_zero, reinterpret_cast<std::uint8_t*>(stage) + (threadIdx.x >> 5) * row_tile_stage_bytes);
 }
 
-/// Kernel 2 of quantize_scaled on every other layout: a warp per tile (see the file comment).
+/// The encoding pass of quantize_scaled on the layouts neither row_tiles nor unit_tiles takes: a
+/// warp per tile (see the file comment).
 /// `gate`: write nothing if the flag records a non-finite element.
 template <scaled_format F, class T>
 __global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel(const T* x, scaled_view q, const float* amax,
@@ -493,6 +504,16 @@ struct scaled_stream {
   unsigned units_per_row = 0;  ///< cols / E
   udiv31 row_units, tile_rows, tile_units;
   unsigned ti_shift = 0, ti_mul = 0, ti_low = 0, ti_mid = 0, tj_shift = 0, tj_mul = 1, tj_low = 0;
+  unsigned grid_cols = 0;                  ///< tiles per row of tiles (the quantizer's linear tile index)
+  unsigned tile_rows_n = 1, tile_units_n = 1;  ///< the divisors of tile_rows and tile_units
+
+  /// Unit u's row r, unit column c and tile (ti, tj).
+  __device__ __forceinline__ void locate(unsigned u, unsigned& r, unsigned& c, unsigned& ti, unsigned& tj) const {
+    r = row_units.div(u);
+    c = u - r * units_per_row;
+    ti = tile_rows.div(r);
+    tj = tile_units.div(c);
+  }
 
   /// The index into the scales of tile (ti, tj).
   __device__ __forceinline__ unsigned scale_index(unsigned ti, unsigned tj) const {
@@ -523,7 +544,10 @@ inline scaled_stream make_scaled_stream(const scaled_view& q, int E) {
   s.row_units = make_udiv31(static_cast<std::uint32_t>(q.cols / E < cap ? q.cols / E : cap));
   s.tile_rows = make_udiv31(static_cast<std::uint32_t>(q.tile.rows < cap ? q.tile.rows : cap));
   s.tile_units = make_udiv31(static_cast<std::uint32_t>(q.tile.cols / E < cap ? q.tile.cols / E : cap));
+  s.tile_rows_n = static_cast<unsigned>(q.tile.rows < cap ? q.tile.rows : cap);
+  s.tile_units_n = static_cast<unsigned>(q.tile.cols / E < cap ? q.tile.cols / E : cap);
   const std::int64_t gc = q.grid().grid_cols();
+  s.grid_cols = static_cast<unsigned>(gc);
   if (q.layout == scale_layout::swizzled) {
     static_assert(quant::scale_tile_rows == 128 && quant::scale_tile_cols == 4, "scale_index's swizzled constants");
     s.ti_shift = 7;
@@ -590,6 +614,251 @@ __device__ __forceinline__ void scaled_unit(unsigned long long bits, float f, co
   store_unit<T>(y, dst);
 }
 
+/// The E codes of one unit as bits, code j at bits [b j, b j + b) (b = 4 for FP4, 6 for packed
+/// FP6, 8 otherwise): the layout of the unit's code bytes, little-endian (scaled_unit_codes reads
+/// it back; packed FP6 is codecs::pack_fp6x4's order).
+template <scaled_format F, int E>
+__device__ __forceinline__ unsigned long long unit_code_bits(const unsigned (&c)[E], bool packed6) {
+  constexpr int bits = info(F).bits;
+  unsigned long long w = 0;
+  if constexpr (bits == 4) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) w |= static_cast<unsigned long long>(c[j]) << (4 * j);
+  } else if (bits == 6 && packed6) {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) w |= static_cast<unsigned long long>(c[j] & 0x3Fu) << (6 * j);
+  } else {
+    LOWBIT_UNROLL
+    for (int j = 0; j < E; ++j) w |= static_cast<unsigned long long>(c[j]) << (8 * j);
+  }
+  return w;
+}
+
+/// Whether quantize_scaled takes the unit path (scaled_unit_amax_kernel, scaled_unit_encode_kernel,
+/// then scaled_unit_quantize_kernel) for `q` and input x of dtype T: the layouts unit_stream accepts
+/// (a unit of E elements in one row and one tile, 32-bit index arithmetic) with 16-byte aligned
+/// input and codes aligned to their unit stores, and fewer than 2^31 tiles.
+template <scaled_format F, class T>
+inline bool unit_tiles(const scaled_view& q, const T* x) {
+  return unit_stream<F, T>(q, x) && q.grid().tiles() < (std::int64_t{1} << 31);
+}
+
+/// The tile statistics of the unit path: units of E elements (16 input bytes), warp w of the grid
+/// reading per iteration the 32 stream_unroll units of chunks c = w, w + warps, ..., lane l unit
+/// 32 k + l of the chunk (then the last partial chunk, 32 consecutive units per warp step), each
+/// 128-bit load warp-contiguous. Per unit: its max |x| bits, and with `Tiles` a segmented max
+/// across the lanes of each warp-wide step whose units lie in the same tile (a tile's units of
+/// one step are consecutive lanes but for tiles one column wide in a grid of more, where the
+/// equality test still only ever merges values of one tile) and one atomicMax of the bits per
+/// tile and step into the first word of the tile's 8-byte slot (tile_amax[2 t]; the workspace
+/// starts at 0; non-negative floats and NaN order like their bits; the encode pass reads a NaN
+/// amax as the quiet NaN 0x7FC00000, as the host forms it). Without `Tiles` (nvfp4 row tiles)
+/// only the tensor's max |x| and the finiteness are formed. The first non-finite index goes to
+/// `flag` when `record`; when `tensor_amax` is not null (nvfp4), the tensor's max |x| bits (NaN
+/// as 0x7FC00000) by one atomicMax per warp.
+template <class T, bool Tiles>
+__global__ void __launch_bounds__(threads_per_block) scaled_unit_amax_kernel(const T* x, scaled_stream s, unsigned* tile_amax, unsigned* tensor_amax,
+                                                                              unsigned long long* flag, bool record) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  constexpr int E = unit_elements<T>;
+  constexpr int U = stream_unroll;
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned warp = (blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x) / 32u;
+  const unsigned warps = gridDim.x * static_cast<unsigned>(threads_per_block / 32);
+  const unsigned chunks = s.units / (32u * U);
+  unsigned tmax = 0;
+  // unit u's max |x| as float32 bits (`valid`: u < s.units, else 0); 16-bit inputs take the
+  // maximum of their magnitude bits (sign-magnitude formats order like their bits, NaN above
+  // Inf) two at a time (vmax2) and convert only that one value
+  const auto unit_max = [&](unsigned u, bool valid) {
+    unsigned m = 0;
+    if (valid) {
+      if constexpr (sizeof(T) == 2) {
+        const uint4 w = load_vector<uint4>(reinterpret_cast<const uint4*>(x) + u);
+        const unsigned h = __vmaxu2(__vmaxu2(w.x & 0x7FFF7FFFu, w.y & 0x7FFF7FFFu), __vmaxu2(w.z & 0x7FFF7FFFu, w.w & 0x7FFF7FFFu));
+        const unsigned h1 = (h & 0xFFFFu) > (h >> 16) ? (h & 0xFFFFu) : (h >> 16);
+        const auto b16 = static_cast<std::uint16_t>(h1);
+        m = __float_as_uint(std::is_same<T, f16>::value ? half_bits_to_float(b16) : to_float(T{b16}));
+      } else {
+        float v[E];
+        load16(x + static_cast<std::size_t>(u) * E, v);
+        LOWBIT_UNROLL
+        for (int j = 0; j < E; ++j) {
+          const unsigned b = __float_as_uint(v[j]) & 0x7FFFFFFFu;
+          m = b > m ? b : m;
+        }
+      }
+    }
+    return m;
+  };
+  // a warp-wide step over 32 consecutive units, lane l unit u (valid: u < s.units)
+  const auto merge = [&](unsigned u, unsigned m, bool valid) {
+    tmax = m > tmax ? m : tmax;
+    if constexpr (!Tiles) return;
+    unsigned r, c, ti, tj;
+    s.locate(u, r, c, ti, tj);
+    const unsigned t = valid ? ti * s.grid_cols + tj : 0xFFFFFFFFu;
+    LOWBIT_UNROLL
+    for (int d = 1; d < 32; d *= 2) {
+      const unsigned o = __shfl_down_sync(0xFFFFFFFFu, m, d), ot = __shfl_down_sync(0xFFFFFFFFu, t, d);
+      if (ot == t) m = o > m ? o : m;
+    }
+    const unsigned before = __shfl_up_sync(0xFFFFFFFFu, t, 1);
+    if (valid && m != 0u && (lane == 0u || before != t)) atomicMax(tile_amax + 2 * static_cast<std::size_t>(t), m);
+  };
+  for (unsigned c = warp; c < chunks; c += warps) {
+    const unsigned u0 = c * (32u * U) + lane;
+    unsigned m[U];
+    unsigned all = 0;
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) {
+      m[k] = unit_max(u0 + 32u * k, true);
+      all = m[k] > all ? m[k] : all;
+    }
+    if (record && all >= 0x7F800000u) record_first_nonfinite<U, E>(flag, x, u0);  // rare
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) merge(u0 + 32u * k, m[k], true);
+  }
+  for (unsigned w0 = chunks * (32u * U) + warp * 32u; w0 < s.units; w0 += warps * 32u) {
+    const unsigned u = w0 + lane;
+    const bool valid = u < s.units;
+    const unsigned m = unit_max(u, valid);
+    if (record && m >= 0x7F800000u) record_first_nonfinite<1, E>(flag, x, u);
+    merge(u, m, valid);
+  }
+  if (tensor_amax != nullptr) {
+    LOWBIT_UNROLL
+    for (int d = 16; d >= 1; d /= 2) {
+      const unsigned o = __shfl_xor_sync(0xFFFFFFFFu, tmax, d);
+      tmax = o > tmax ? o : tmax;
+    }
+    if (lane == 0u && tmax != 0u) atomicMax(tensor_amax, tmax > 0x7F800000u ? 0x7FC00000u : tmax);
+  }
+}
+
+/// The per-tile encoding the unit path's quantize pass reads, 8 bytes a tile in the workspace
+/// (in place of the tile's amax bits, which scaled_unit_encode_kernel reads first):
+/// fp8_e4m3_block stores the double `1 / s` of its scale s (a zero tile: -0.0, which no scale
+/// gives), so that each element is one double multiply (unit_fp8_block_quotient); the other
+/// formats store their float32 multiplier and whether every element gets the code of +0.
+struct unit_tile_code {
+  float factor;
+  unsigned zero;
+};
+
+/// f32(x / s) for fp8_e4m3_block, from rd = 1 / s in double (RN): exactly the IEEE float32
+/// quotient the host forms whenever that is a normal float32, and otherwise a value of its sign
+/// and of magnitude at most 2^-126, whose e4m3 code is +-0 as the host's is. Proof: for floats a, b > 0 with Q = a / b normal,
+/// a - m b is a nonzero multiple of 2^(ea - 48) for every float32 rounding midpoint m of Q's
+/// binade (m b is a multiple of 2^(e + eb - 47), e >= ea - eb - 1; it is nonzero because a
+/// midpoint's 25-bit odd significand times b's cannot be a 24-bit a), so |Q - m| > Q 2^-50;
+/// the double product is within Q (2^-52 + 2^-106) of Q, on the same side of every midpoint, so
+/// it rounds to float32 as Q does. Zero and Inf scales are the callers' (zero tile; 1 / Inf = 0
+/// gives +-0 as x / Inf does, and NaN for infinite x as x / Inf does).
+__device__ __forceinline__ float unit_fp8_block_quotient(float x, double rd) {
+  return static_cast<float>(static_cast<double>(x) * rd);
+}
+
+/// The tile encodings of the unit path (unit_tiles; `gate`: write nothing if the flag records a
+/// non-finite element): thread t of the grid (grid-stride) takes tile t, reads its amax bits (a
+/// NaN as the quiet NaN 0x7FC00000, as the host forms it), forms quant::encode_tile (the host's),
+/// stores its scale, and overwrites the tile's 8 workspace bytes with its unit_tile_code. nvfp4
+/// also stores the per-tensor float32 (quantize_global).
+template <scaled_format F>
+__global__ void __launch_bounds__(threads_per_block) scaled_unit_encode_kernel(scaled_view q, scaled_stream s, udiv31 by_gc, unsigned tiles, void* codes,
+                                                                             const unsigned* tensor_amax, const unsigned long long* flag, bool gate) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  if (gated_off(flag, gate)) return;
+  bool tensor_zero = false;
+  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
+  const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
+  for (unsigned t = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; t < tiles; t += threads) {
+    const unsigned ti = by_gc.div(t), tj = t - ti * s.grid_cols;
+    auto* slot = static_cast<unit_tile_code*>(codes) + t;
+    const unsigned ab = reinterpret_cast<const unsigned*>(slot)[0];  // scaled_unit_amax_kernel's
+    const quant::tile_encoding enc = quant::encode_tile<F>(__uint_as_float(ab > 0x7F800000u ? 0x7FC00000u : ab), q.mx_rule, global, q.nvfp4, tensor_zero);
+    if constexpr (F == scaled_format::fp8_e4m3_block) {
+      static_cast<float*>(q.scales)[s.scale_index(ti, tj)] = enc.scale_f32;
+      *reinterpret_cast<double*>(slot) = enc.zero ? -0.0 : 1.0 / static_cast<double>(enc.scale_f32);
+    } else {
+      static_cast<std::uint8_t*>(q.scales)[s.scale_index(ti, tj)] = enc.scale_code;
+      *slot = unit_tile_code{enc.factor, enc.zero ? 1u : 0u};
+    }
+  }
+}
+
+/// The quantize pass of the unit path (unit_tiles; `gate`: write nothing if the flag records a
+/// non-finite element): the units and warp layout of scaled_unit_amax_kernel; per unit its tile
+/// (three udiv31 divisions), the tile's unit_tile_code (one 8-byte load), and its E codes
+/// (fast_scaled_encode of x * factor, or of unit_fp8_block_quotient; +0 in a zero tile) stored as
+/// one 2-, 4- or 8-byte word (warp-contiguous), or for packed FP6 three bytes or three 16-bit
+/// words.
+template <scaled_format F, class T>
+__global__ void __launch_bounds__(threads_per_block) scaled_unit_quantize_kernel(const T* x, scaled_view q, scaled_stream s, const void* tile_codes,
+                                                                               const unsigned long long* flag, bool gate) {
+  LOWBIT_ASSUME_BLOCK(threads_per_block);
+  if (gated_off(flag, gate)) return;
+  constexpr int E = unit_elements<T>;
+  constexpr int U = stream_unroll;
+  const bool packed6 = info(F).bits == 6 && q.fp6 == fp6_packing::packed;
+  const unsigned lane = threadIdx.x & 31u;
+  const unsigned thread = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x;
+  const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
+  const unsigned chunks = s.units / (32u * U);
+  const auto unit = [&](unsigned u) {
+    float v[E];
+    load16(x + static_cast<std::size_t>(u) * E, v);
+    unsigned r, c, ti, tj;
+    s.locate(u, r, c, ti, tj);
+    const unsigned t = ti * s.grid_cols + tj;
+    unsigned code[E];
+    bool zero;
+    if constexpr (F == scaled_format::fp8_e4m3_block) {
+      const double rd = static_cast<const double*>(tile_codes)[t];
+      zero = __double_as_longlong(rd) == static_cast<long long>(0x8000000000000000ull);
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) code[j] = fast_scaled_encode<F>(unit_fp8_block_quotient(v[j], rd));
+    } else {
+      const unit_tile_code tc = static_cast<const unit_tile_code*>(tile_codes)[t];
+      const float f = tc.factor;
+      zero = tc.zero != 0u;
+      LOWBIT_UNROLL
+      for (int j = 0; j < E; ++j) code[j] = fast_scaled_encode<F>(lowbit::detail::mul_rn(v[j], f));
+    }
+    const unsigned long long w = zero ? 0ull : unit_code_bits<F, E>(code, packed6);
+    if (info(F).bits == 6 && packed6) {
+      // 3 E / 4 bytes at byte 3 E u / 4: three 16-bit words (E = 8) or three bytes
+      if constexpr (E == 8) {
+        auto* h = reinterpret_cast<unsigned short*>(q.codes + std::size_t{6} * u);
+        h[0] = static_cast<unsigned short>(w);
+        h[1] = static_cast<unsigned short>(w >> 16);
+        h[2] = static_cast<unsigned short>(w >> 32);
+      } else {
+        std::uint8_t* b = q.codes + std::size_t{3} * u;
+        b[0] = static_cast<std::uint8_t>(w);
+        b[1] = static_cast<std::uint8_t>(w >> 8);
+        b[2] = static_cast<std::uint8_t>(w >> 16);
+      }
+    } else {
+      constexpr int CB = scaled_unit_bytes<F>(E, false);
+      using word_t = typename code_word<CB>::type;
+      word_t out;
+      if constexpr (CB == 8) {
+        out = make_uint2(static_cast<unsigned>(w), static_cast<unsigned>(w >> 32));
+      } else {
+        out = static_cast<word_t>(w);
+      }
+      store_vector(reinterpret_cast<word_t*>(q.codes) + u, out);
+    }
+  };
+  for (unsigned c = thread / 32u; c < chunks; c += threads / 32u) {
+    const unsigned u0 = c * (32u * U) + lane;
+    LOWBIT_UNROLL
+    for (int k = 0; k < U; ++k) unit(u0 + 32u * k);
+  }
+  for (unsigned u = chunks * (32u * U) + thread; u < s.units; u += threads) unit(u);
+}
+
 /// Dequantization (see the file comment). With `stream` (unit_stream holds; `s` its arithmetic):
 /// units of E elements (16 output bytes), warp w of the grid decoding per iteration the
 /// 32 stream_unroll units of chunks c = w, w + warps, ..., lane l unit 32 k + l of the chunk, so
@@ -636,9 +905,9 @@ __global__ void __launch_bounds__(threads_per_block, LOWBIT_STREAM_MIN_CTAS_)
     auto* vout = reinterpret_cast<uint4*>(out);
     // the factor of unit u: its row, unit column and tile, then the tile's scale
     const auto factor_of = [&](unsigned u) {
-      const unsigned r = s.row_units.div(u);
-      const unsigned c = u - r * s.units_per_row;
-      return factor_at(s.scale_index(s.tile_rows.div(r), s.tile_units.div(c)));
+      unsigned r, c, ti, tj;
+      s.locate(u, r, c, ti, tj);
+      return factor_at(s.scale_index(ti, tj));
     };
     for (unsigned c = thread / 32u; c < chunks; c += threads / 32u) {
       const unsigned u0 = c * (32u * U) + lane;
@@ -719,14 +988,31 @@ inline status quantize_scaled_ctas(const void* x, dtype xt, const scaled_view& q
   auto* flag = reinterpret_cast<unsigned long long*>(ws + p.flag);
   auto* tensor_amax = reinterpret_cast<unsigned*>(ws + p.tensor_amax);
   auto* amax = reinterpret_cast<float*>(ws + p.amax);
-  LOWBIT_TRY(detail::memset_async(ws, 0, p.amax, stream));
   const std::int64_t ctas = detail::tile_ctas(q);
   return visit_dtype(xt, [&](auto tag) -> status {
     using T = decltype(tag);
     const T* in = static_cast<const T*>(x);
     const detail::row_tile_plan rp = detail::make_row_tile_plan(q, in);
     const bool fast = rp.fast;
-    if (fast && q.fmt != scaled_format::nvfp4) {
+    const bool units = !fast && quant::visit_scaled(q.fmt, [&](auto f) { return detail::unit_tiles<decltype(f)::value>(q, in); });
+    const detail::scaled_stream st = fast || units ? detail::make_scaled_stream(q, detail::unit_elements<T>) : detail::scaled_stream{};
+    // the unit path's atomicMax needs its tile amax bits at 0
+    LOWBIT_TRY(detail::memset_async(ws, 0, units ? p.total : p.amax, stream));
+    // CTAs of the unit loops
+    const std::int64_t per_cta = std::int64_t{detail::threads_per_block} * detail::stream_unroll;
+    std::int64_t uctas = (static_cast<std::int64_t>(st.units) + per_cta - 1) / per_cta;
+    uctas = uctas < 1 ? 1 : (uctas > max_ctas ? max_ctas : uctas);
+    const bool nvfp4 = q.fmt == scaled_format::nvfp4;
+    if (units || (fast && nvfp4)) {
+      // per tile amax bits (unit path; row tiles form theirs in registers) and nvfp4's tensor amax
+      if (units) {
+        LOWBIT_TRY(detail::launch("quantize_scaled (tile statistics)", detail::scaled_unit_amax_kernel<T, true>, uctas, detail::threads_per_block, 0,
+                                  stream, in, st, reinterpret_cast<unsigned*>(amax), nvfp4 ? tensor_amax : nullptr, flag, !opt.allow_nonfinite));
+      } else {
+        LOWBIT_TRY(detail::launch("quantize_scaled (tensor statistics)", detail::scaled_unit_amax_kernel<T, false>, uctas, detail::threads_per_block, 0,
+                                  stream, in, st, nullptr, tensor_amax, flag, !opt.allow_nonfinite));
+      }
+    } else if (fast) {
       // MX row tiles form their amax in registers: only the finiteness scan runs first, and only
       // when nothing may be written on non-finite input
       if (!opt.allow_nonfinite) {
@@ -738,7 +1024,7 @@ inline status quantize_scaled_ctas(const void* x, dtype xt, const scaled_view& q
       }
     } else {
       LOWBIT_TRY(detail::launch("quantize_scaled (tile statistics)", detail::scaled_tile_amax_kernel<T>, ctas, detail::threads_per_block, 0, stream, in,
-                                q, amax, tensor_amax, flag, !opt.allow_nonfinite, q.fmt == scaled_format::nvfp4));
+                                q, amax, tensor_amax, flag, !opt.allow_nonfinite, nvfp4));
     }
     std::int64_t qctas = ctas;
     if (fast) {
@@ -753,11 +1039,20 @@ inline status quantize_scaled_ctas(const void* x, dtype xt, const scaled_view& q
     }
     return quant::visit_scaled(q.fmt, [&](auto f) -> status {
       constexpr scaled_format F = decltype(f)::value;
+      if (units) {
+        const auto tiles = static_cast<unsigned>(q.grid().tiles());
+        std::int64_t ectas = quant::block_count(tiles, detail::threads_per_block);
+        ectas = ectas < 1 ? 1 : (ectas > max_ctas ? max_ctas : ectas);
+        LOWBIT_TRY(detail::launch("quantize_scaled (tile encodings)", detail::scaled_unit_encode_kernel<F>, ectas, detail::threads_per_block, 0, stream, q,
+                                  st, detail::make_udiv31(st.grid_cols), tiles, static_cast<void*>(amax), static_cast<const unsigned*>(tensor_amax),
+                                  static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite));
+        return detail::launch("quantize_scaled", detail::scaled_unit_quantize_kernel<F, T>, uctas, detail::threads_per_block, 0, stream, in, q, st,
+                              static_cast<const void*>(amax), static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite);
+      }
       if constexpr (F != scaled_format::fp8_e4m3_block) {
         if (fast)
           return detail::launch("quantize_scaled", detail::scaled_row_tile_quantize_kernel<F, T>, qctas, detail::threads_per_block, 0, stream, in, q,
-                                static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),
-                                static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite, rp);
+                                static_cast<const unsigned*>(tensor_amax), static_cast<const unsigned long long*>(flag), !opt.allow_nonfinite, rp);
       }
       return detail::launch("quantize_scaled", detail::scaled_tile_quantize_kernel<F, T>, qctas, detail::threads_per_block, 0, stream, in, q,
                             static_cast<const float*>(amax), static_cast<const unsigned*>(tensor_amax),

@@ -1797,6 +1797,12 @@ inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) noexcept {
   for (int i = 0; i < 4; ++i) r |= static_cast<unsigned>((v >> (8 * ((s >> (4 * i)) & 7u))) & 0xFFu) << (8 * i);
   return r;
 }
+/// vmax2.u32.u32.u32: the unsigned maximum of each 16-bit half.
+inline unsigned __vmaxu2(unsigned a, unsigned b) noexcept {
+  const unsigned lo = (a & 0xFFFFu) > (b & 0xFFFFu) ? (a & 0xFFFFu) : (b & 0xFFFFu);
+  const unsigned hi = (a >> 16) > (b >> 16) ? (a >> 16) : (b >> 16);
+  return hi << 16 | lo;
+}
 inline unsigned __umulhi(unsigned a, unsigned b) noexcept {
   return static_cast<unsigned>((static_cast<unsigned long long>(a) * b) >> 32);
 }
