@@ -7,9 +7,11 @@
 // kernels must reproduce (the host engine's lowbit::from_float; the one-pass quantizer's
 // codecs::e4m3fn / e5m2 encode<nearest_even, saturate>). NaN inputs give the canonical NaN: 0x7FFF
 // for cvt to .bf16 and .f16, 0x7F for the 8-bit floats. Also the one-pass quantizer's e2m1fn
-// encoder (bit manipulation standing in for a conversion lowbit's targets lack) against NVIDIA's
-// __nv_cvt_float_to_fp4 and the codec. CTest label: exhaustive.
+// encoder and the block-scaled quantizers' FP6 encoders (bit manipulation standing in for a
+// conversion lowbit's targets lack) against NVIDIA's __nv_cvt_float_to_fp4 / __nv_cvt_float_to_fp6
+// and the codecs. CTest label: exhaustive.
 #include <cuda_fp4.h>
+#include <cuda_fp6.h>
 #include <cuda_fp8.h>
 
 #include <lowbit/codecs/minifloat.hpp>
@@ -156,6 +158,33 @@ TEST(QuantizerEncoders, E2m1EveryFloat) {
                      },
                      0x7u),
                "e2m1_encode", "0x7");
+}
+
+// The block-scaled quantizers' FP6 encoder (finite_minifloat_encode, the e2m1 encoder's
+// generalization) over every float32: NVIDIA's round-to-nearest E2M3 / E3M2 conversions
+// (saturating; FP6 has no NaN) and the codecs the kernels replace.
+TEST(QuantizerEncoders, E2m3EveryFloat) {
+  using lowbit::codecs::overflow;
+  using lowbit::codecs::rounding;
+  expect_clean(sweep([](float x) -> unsigned { return lowbit::cuda::detail::finite_minifloat_encode<2, 3, 1>(x); },
+                     [](float x) -> unsigned { return __nv_cvt_float_to_fp6(x, __NV_E2M3, cudaRoundNearest); },
+                     [](float x) -> unsigned {
+                       return lowbit::codecs::e2m3fn::encode<rounding::nearest_even, overflow::saturate>(x);
+                     },
+                     0x1Fu),
+               "finite_minifloat_encode<2, 3, 1>", "0x1F");
+}
+
+TEST(QuantizerEncoders, E3m2EveryFloat) {
+  using lowbit::codecs::overflow;
+  using lowbit::codecs::rounding;
+  expect_clean(sweep([](float x) -> unsigned { return lowbit::cuda::detail::finite_minifloat_encode<3, 2, 3>(x); },
+                     [](float x) -> unsigned { return __nv_cvt_float_to_fp6(x, __NV_E3M2, cudaRoundNearest); },
+                     [](float x) -> unsigned {
+                       return lowbit::codecs::e3m2fn::encode<rounding::nearest_even, overflow::saturate>(x);
+                     },
+                     0x1Fu),
+               "finite_minifloat_encode<3, 2, 3>", "0x1F");
 }
 
 // The ISA's edge cases spelled out: satfinite (Inf and values past MAX_NORM give +-MAX_NORM, never

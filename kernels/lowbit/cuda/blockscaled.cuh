@@ -14,9 +14,9 @@
 ///   aligned input; `scaled_row_tile_quantize_kernel`): a tile per lane, a warp taking 32
 ///   consecutive tiles at a time (quantize_row_tiles): 128-bit loads of the whole tile, its amax
 ///   from those registers, its encoding formed once, the codes by the hardware FP8 conversion
-///   (sm_89 on) or the bit-level e2m1 encoder of the blockwise quantizer, written to a per-warp
-///   stage in shared memory, from which the warp stores the 32 tiles' codes with warp-wide stores
-///   of contiguous words. Before it: MX, the blockwise quantizer's `finite_scan_kernel` (not under
+///   (sm_89 on) or the bit-level FP4 and FP6 encoder (finite_minifloat_encode), written to a
+///   per-warp stage in shared memory, from which the warp stores the 32 tiles' codes with
+///   warp-wide stores of contiguous words. Before it: MX, the blockwise quantizer's `finite_scan_kernel` (not under
 ///   allow_nonfinite); NVFP4, `scaled_unit_amax_kernel` for the tensor's max |x| only.
 /// - Units (unit_tiles: every other layout whose 16-byte units of input stay in one row and one
 ///   tile, 16-byte aligned input: 2-D tiles, fp8_e4m3_block's 128 x 128 and 1 x 128 tiles, tiles
@@ -143,8 +143,9 @@ __global__ void __launch_bounds__(threads_per_block) scaled_tile_amax_kernel(con
 }
 
 /// Code of x̂ = x * factor of an MX / NVFP4 element codec: the hardware satfinite conversion for
-/// e4m3/e5m2 where the blockwise quantizer uses it (uses_f8_cvt), e2m1_encode for e2m1, the codec
-/// otherwise: codecs' encode<nearest_even, saturate> bit for bit (kernels_ptx_exhaustive_test).
+/// e4m3/e5m2 where the blockwise quantizer uses it (uses_f8_cvt), finite_minifloat_encode for
+/// e2m1, e2m3 and e3m2, the codec otherwise: codecs' encode<nearest_even, saturate> bit for bit
+/// (kernels_ptx_exhaustive_test).
 template <scaled_format F>
 __device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
   using codec = quant::scaled_codec<F>;
@@ -154,6 +155,8 @@ __device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
     return f8x2_encode<format::e5m2>(0.0f, xhat) & 0xFFu;
   } else if constexpr (std::is_same<codec, codecs::e2m1fn>::value) {
     return e2m1_encode(xhat);
+  } else if constexpr (std::is_same<codec, codecs::e2m3fn>::value || std::is_same<codec, codecs::e3m2fn>::value) {
+    return finite_minifloat_encode<codec::exponent_bits, codec::mantissa_bits, codec::bias>(xhat);
   } else {
     return codec::template encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(xhat);
   }

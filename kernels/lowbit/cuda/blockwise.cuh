@@ -739,25 +739,36 @@ __device__ __forceinline__ unsigned f8x2_encode(float hi, float lo) {
   }
 }
 
-/// e2m1fn's code of x̂: codecs::e2m1fn::encode<nearest_even, saturate> bit for bit for every
-/// float32 (kernels_ptx_exhaustive_test checks all 2^32, with NVIDIA's __nv_cvt_float_to_fp4), in
-/// about 14 integer and float instructions instead of the codec's normalization and rounding
-/// (no conversion instruction exists on lowbit's targets: cvt.rn.satfinite.e2m1x2.f32 is for
-/// arch-specific sm_100a/sm_120a-style targets only). The grid {0, 0.5, 1, 1.5, 2, 3, 4, 6} has
-/// the quantum 0.5 below 1, so |x̂| < 1 rounds as rn(2 |x̂|) (one FFMA with 1.5 * 2^23 adds it to
-/// an integer's bits: codes 0, 1, 2); from 1 on it is one mantissa bit, so the float's bits are
-/// rounded to nearest even at bit 22 and the exponent and that bit are the code (1.0 -> 0x3F8 >> 1
-/// = 0xFE -> 2), clamped to 7 (6.0: saturation, +-Inf and NaN, which the codec also gives 7).
-/// The sign is the input's but for a NaN (the codec's NaN code 7 has none): -0 and negatives that
-/// round to 0 give 8.
-__device__ __forceinline__ unsigned e2m1_encode(float xhat) {
+/// The code of x̂ in a signed minifloat with E exponent bits, M mantissa bits, bias `Bias`,
+/// subnormals and no Inf or NaN (OCP e2m1fn, e2m3fn, e3m2fn): Codec::encode<nearest_even,
+/// saturate> bit for bit for every float32 (kernels_ptx_exhaustive_test checks all 2^32 of each,
+/// with NVIDIA's __nv_cvt_float_to_fp4 / __nv_cvt_float_to_fp6), in about 14 integer and float
+/// instructions instead of the codec's normalization and rounding (no conversion instruction
+/// exists on lowbit's targets: cvt.rn.satfinite.{e2m1x2,e2m3x2,e3m2x2}.f32 are for arch-specific
+/// sm_100a/sm_120a-style targets only). Below the smallest normal 2^(1 - Bias) the grid is the
+/// subnormal quantum 2^(1 - Bias - M), so |x̂| rounds as rn(|x̂| / quantum) (one FFMA with
+/// 1.5 * 2^23 adds it to an integer's bits: codes 0 .. 2^M, the last being the smallest normal's);
+/// from there on it has M mantissa bits, so the float's bits are rounded to nearest even at bit
+/// 23 - M and the exponent and mantissa fields are the code (e2m1: 1.0 -> 0x3F8 >> 1 = 0xFE -> 2),
+/// clamped to the largest code (saturation; +-Inf and NaN, to which the codecs also give it). The
+/// sign is the input's but for a NaN (the codecs' NaN code has none): -0 and negatives that round
+/// to 0 give the sign bit alone.
+template <int E, int M, int Bias>
+__device__ __forceinline__ unsigned finite_minifloat_encode(float xhat) {
+  constexpr unsigned max_code = (1u << (E + M)) - 1u;
+  constexpr unsigned smallest_normal = static_cast<unsigned>(127 + 1 - Bias) << 23;
+  constexpr float inv_quantum = static_cast<float>(1u << (Bias + M - 1));
+  constexpr int shift = 23 - M;
   const unsigned u = __float_as_uint(xhat);
   const unsigned a = u & 0x7FFFFFFFu;
-  const unsigned small = __float_as_uint(__fmaf_rn(__uint_as_float(a), 2.0f, 12582912.0f)) & 3u;
-  unsigned big = ((a + 0x1FFFFFu + ((a >> 22) & 1u)) >> 22) - 0xFCu;
-  big = big < 7u ? big : 7u;
-  return (a < 0x3F800000u ? small : big) | ((u >> 31) != 0u && a <= 0x7F800000u ? 8u : 0u);
+  const unsigned small = __float_as_uint(__fmaf_rn(__uint_as_float(a), inv_quantum, 12582912.0f)) & ((2u << M) - 1u);
+  unsigned big = ((a + ((1u << (shift - 1)) - 1u) + ((a >> shift) & 1u)) >> shift) - (static_cast<unsigned>(127 - Bias) << M);
+  big = big < max_code ? big : max_code;
+  return (a < smallest_normal ? small : big) | ((u >> 31) != 0u && a <= 0x7F800000u ? max_code + 1u : 0u);
 }
+
+/// e2m1fn's code of x̂ (finite_minifloat_encode): codecs::e2m1fn::encode<nearest_even, saturate>.
+__device__ __forceinline__ unsigned e2m1_encode(float xhat) { return finite_minifloat_encode<2, 1, 1>(xhat); }
 
 /// Code of element v under encoder e, as quant::encode_element<F> (the cell table for nf4/bnb_fp4
 /// and bnb_dynamic8, the 8-bit float conversion for e4m3fn/e5m2, e2m1_encode for e2m1fn).
