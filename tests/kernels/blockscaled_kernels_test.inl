@@ -444,7 +444,7 @@ TEST(BlockScaledKernels, Fp8BlockQuotientsOnE4m3Midpoints) {
     const float s = amax / 448.0f;
     x[t] = amax;
     for (std::size_t i = 1; i < 128; ++i) {
-      // 1 + (2k + 1) / 16 times 2^e: the midpoint between two e4m3 normals, |m| <= 240
+      // 1 + (2k + 1) / 16 times 2^e: the midpoint between two e4m3 normals, |m| <= 248 < 448
       const float m = std::ldexp(1.0f + static_cast<float>(2 * (rng() % 8) + 1) / 16.0f, static_cast<int>(rng() % 11) - 3);
       x[t + i] = (rng() & 1 ? -m : m) * s;
     }
