@@ -3,9 +3,12 @@
 // quantizer's block encoders) against IEEE float32 division on the host, which rounds to nearest
 // even and keeps subnormals: the reciprocal over every mantissa, and a / b for every constant the
 // encoders divide by or into, over every mantissa at the exponents where results are subnormal,
-// overflow or normal, plus every exponent for a seeded sample of mantissas; and the integer
-// division by a launch constant (udiv31) against `/`. CTest label: exhaustive.
+// overflow or normal, plus every exponent for a seeded sample of mantissas; the NVFP4 tile encoder
+// of the block-scaled quantize kernels (detail/nvfp4_tile.cuh) against quant::encode_tile; and the
+// integer division by a launch constant (udiv31) against `/`. CTest label: exhaustive.
 #include <lowbit/cuda/detail/div.cuh>
+#include <lowbit/cuda/detail/nvfp4_tile.cuh>
+#include <lowbit/quant/blockscaled.hpp>
 #include <lowbit/quant/blockwise.hpp>
 
 #include <atomic>
@@ -150,6 +153,92 @@ TEST(CallFreeDivision, EncodersMatch) {
         ASSERT_EQ(got.zero, want.zero);
       }
     });
+  }
+}
+
+
+// The NVFP4 tile encoder's amax / 6: every positive float32 a (and +Inf, as FLT_MAX) gives
+// a / 6 where that is a normal float, and at most 2^-126 where it is not.
+TEST(Nvfp4KernelTileEncoder, AmaxOverSixEveryFloat) {
+  std::uint32_t first = 0;
+  const std::uint64_t bad = sweep(0u, 0x7F800000u, [](std::uint32_t b) {
+    const float a = from_bits(b), got = lowbit::cuda::detail::div_markstein(a, 6.0f, 1.0f / 6.0f), want = a / 6.0f;
+    return want >= 1.17549435e-38f ? to_bits(got) == to_bits(want) : got <= 1.17549435e-38f;
+  }, first);
+  EXPECT_EQ(bad, 0u) << "first a = " << hex(first);
+}
+
+// The NVFP4 tile multiplier's division: every numerator mantissa over each of the eight e4m3
+// scale mantissas 1 + m / 8, with the reciprocals e4m3_mantissa_reciprocal holds.
+TEST(Nvfp4KernelTileEncoder, MultiplierMantissasEveryNumerator) {
+  using lowbit::cuda::detail::div_markstein;
+  using lowbit::cuda::detail::e4m3_mantissa_reciprocal;
+  for (std::uint32_t m = 0; m < 8; ++m) {
+    const float mb = from_bits(0x3F800000u | (m << 20));
+    ASSERT_EQ(to_bits(e4m3_mantissa_reciprocal(m)), to_bits(1.0f / mb)) << "m = " << m;
+    std::uint32_t first = 0;
+    const std::uint64_t bad = sweep(0x3F800000u, 0x40000000u, [&](std::uint32_t b) {
+      const float mc = from_bits(b);
+      return to_bits(div_markstein(mc, mb, e4m3_mantissa_reciprocal(m))) == to_bits(mc / mb);
+    }, first);
+    EXPECT_EQ(bad, 0u) << "mc / " << mb << ", first mc = " << hex(first);
+  }
+}
+
+// nvfp4_kernel_tile_encoder against quant::encode_tile<nvfp4> (IEEE division and the e4m3 codec
+// on the host), for each convention and per-tensor float32s across their whole range (as the
+// quantizer forms them from a tensor amax: the smallest that is not a zero tensor, 1, FLT_MAX,
+// a seeded sample; NaN; the zero tensor), at: every amax exponent with a seeded sample of
+// mantissas; 64 ulps either side of the amax where the scale crosses each e4m3 rounding boundary
+// or a clamp end; and 0, the smallest subnormal, +Inf and NaN.
+TEST(Nvfp4KernelTileEncoder, MatchesEncodeTile) {
+  using lowbit::quant::nvfp4_global;
+  using lowbit::scaled_format;
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() + 3);
+  std::uniform_int_distribution<std::uint32_t> mant(0, 0x7FFFFF), finite(1, 0x7F7FFFFF);
+  // the e4m3 values in [2^-6, 448] and the points between them where the code changes
+  std::vector<double> edges;
+  for (std::uint32_t c = 0x08; c <= 0x7E; ++c) {
+    const double v = lowbit::codecs::e4m3fn::decode(static_cast<std::uint8_t>(c));
+    edges.push_back(v);
+    if (c < 0x7E) edges.push_back((v + lowbit::codecs::e4m3fn::decode(static_cast<std::uint8_t>(c + 1))) / 2);
+  }
+  for (nvfp4_global conv : {nvfp4_global::scale, nvfp4_global::inverse, nvfp4_global::none}) {
+    std::vector<float> tensor_amax = {2688.0f * 7.52316385e-37f, 1.0f, 2688.0f, from_bits(0x7F7FFFFFu), from_bits(0x7FC00000u), 0.0f};
+    for (int i = 0; i < 24; ++i) tensor_amax.push_back(from_bits(finite(rng)));
+    for (float ta : tensor_amax) {
+      if (lowbit::quant::nvfp4_tensor_is_zero(ta, conv) && ta != 0.0f && !(ta != ta)) continue;  // sampled too small: a zero tensor like 0
+      const float global = lowbit::quant::nvfp4_stored_global(ta, conv);
+      const bool zero = lowbit::quant::nvfp4_tensor_zero(ta, conv);
+      const lowbit::cuda::detail::nvfp4_kernel_tile_encoder enc(global, conv, zero);
+      std::uint64_t checked = 0;
+      const auto check = [&](float amax) {
+        const auto want = lowbit::quant::encode_tile<scaled_format::nvfp4>(amax, lowbit::quant::mx_scale_rule::floor, global, conv, zero);
+        const auto got = enc(amax);
+        ++checked;
+        ASSERT_TRUE(got.scale_code == want.scale_code && to_bits(got.factor) == to_bits(want.factor) && got.zero == want.zero)
+            << "convention " << static_cast<int>(conv) << ", global " << hex(to_bits(global)) << ", amax " << hex(to_bits(amax)) << ": code "
+            << int(got.scale_code) << " / " << int(want.scale_code) << ", factor " << hex(to_bits(got.factor)) << " / " << hex(to_bits(want.factor));
+      };
+      for (std::uint32_t field = 0; field < 255; ++field) {
+        check(from_bits(field << 23));
+        check(from_bits(field << 23 | 0x7FFFFFu));
+        for (int i = 0; i < 2048; ++i) check(from_bits(field << 23 | mant(rng)));
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      // amax / 6 / t, amax / 6 * g or amax / 6 at an edge e: amax = 6 e t, 6 e / g or 6 e
+      const double per = conv == nvfp4_global::scale ? 6.0 * global : (conv == nvfp4_global::inverse ? 6.0 / global : 6.0);
+      for (double e : edges) {
+        const double a = e * (zero || global != global ? 6.0 : per);
+        if (!(a < 3.4e38)) continue;
+        const std::uint32_t b = to_bits(static_cast<float>(a));
+        for (std::uint32_t k = b < 64 ? 0 : b - 64; k <= b + 64 && k < 0x7F800000u; ++k) check(from_bits(k));
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+      for (std::uint32_t b : {0u, 1u, 0x7F800000u, 0x7FC00000u}) check(from_bits(b));
+      EXPECT_GT(checked, 100000u);
+    }
   }
 }
 

@@ -5,7 +5,8 @@
 ///        matrix into / from a `scaled_view` on the device, with the row-major or the swizzled
 ///        128x4 scale layout. They evaluate the per-tile formulas of lowbit/quant/blockscaled.hpp
 ///        (encode_tile, encode_scaled_element, scaled_tile_factor), shared with the host engine
-///        (host/blockscaled.hpp), and equal it bit for bit.
+///        (host/blockscaled.hpp), and equal it bit for bit; NVFP4's encode_tile is formed by
+///        nvfp4_kernel_tile_encoder (detail/nvfp4_tile.cuh), the same bits without a division.
 ///
 /// @par Quantize (cuda::quantize_scaled)
 /// A statistics pass over the input, then the encoding; three layouts of the work, each reading
@@ -74,6 +75,7 @@
 #include "blockwise.cuh"
 #include "detail/arch.cuh"
 #include "detail/launch.cuh"
+#include "detail/nvfp4_tile.cuh"
 
 #include <cstddef>
 #include <cstdint>
@@ -214,13 +216,44 @@ inline row_tile_plan make_row_tile_plan(const scaled_view& q, const T* x) {
   return p;
 }
 
+/// The tile encoder of the quantize kernels, formed once per thread: quant::encode_tile<F> with
+/// the tensor's constants (MX: the scale rule; fp8_e4m3_block: none; nvfp4: below).
+template <scaled_format F>
+struct tile_encoder {
+  quant::mx_scale_rule rule = quant::mx_scale_rule::floor;
+  __device__ __forceinline__ explicit tile_encoder(const scaled_view& q) : rule(q.mx_rule) {}
+  __device__ __forceinline__ quant::tile_encoding operator()(float amax) const {
+    return quant::encode_tile<F>(amax, rule, 1.0f, quant::nvfp4_global::none, false);
+  }
+};
+/// nvfp4: nvfp4_kernel_tile_encoder (quant::encode_tile's bits, the per-tensor divisions prepared).
+template <>
+struct tile_encoder<scaled_format::nvfp4> : nvfp4_kernel_tile_encoder {
+  __device__ __forceinline__ tile_encoder(const scaled_view& q, float g, bool tensor_zero) : nvfp4_kernel_tile_encoder(g, q.nvfp4, tensor_zero) {}
+};
+
+/// The tile encoder of a quantize kernel. nvfp4: the stored per-tensor float32 and whether the
+/// tensor is all zero come from its amax bits (thread 0 of the grid also stores the float32 at
+/// `global_scale_device`).
+template <scaled_format F>
+__device__ __forceinline__ tile_encoder<F> quantize_encoder(const scaled_view& q, const unsigned* tensor_amax) {
+  if constexpr (F == scaled_format::nvfp4) {
+    const float ta = __uint_as_float(*tensor_amax);
+    const float global = quant::nvfp4_stored_global(ta, q.nvfp4);
+    if (global_thread() == 0 && q.global_scale_device != nullptr) *q.global_scale_device = global;
+    return tile_encoder<F>(q, global, quant::nvfp4_tensor_zero(ta, q.nvfp4));
+  } else {
+    return tile_encoder<F>(q);
+  }
+}
+
 /// One tile of the row-tile loop: U 16-byte units of input (E = 4 float32 or 8 16-bit elements
 /// each), all loaded first, the tile's encoding formed once from its amax (from the loaded
 /// values), its scale stored, and its codes written to `stage` (shared memory, the tile's
 /// row_tile_code_bytes): each unit's E codes as one word (8-bit, FP4, unpacked FP6) or as 3-byte
 /// groups (packed FP6).
 template <scaled_format F, class T, int U>
-__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned si, float global, bool tensor_zero,
+__device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view& q, unsigned t, unsigned si, const tile_encoder<F>& encode,
                                                   std::uint8_t* stage) {
   constexpr int E = unit_elements<T>;
   constexpr int bits = info(F).bits;
@@ -239,7 +272,7 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
       m = b > m ? b : m;
     }
   const float a = __uint_as_float(m > 0x7F800000u ? 0x7FC00000u : m);
-  const quant::tile_encoding enc = quant::encode_tile<F>(a, q.mx_rule, global, q.nvfp4, tensor_zero);
+  const quant::tile_encoding enc = encode(a);
   static_cast<std::uint8_t*>(q.scales)[si] = enc.scale_code;
   LOWBIT_UNROLL
   for (int k = 0; k < U; ++k) {
@@ -282,7 +315,7 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
 /// lane the same number of rounds but in a last partial group of tiles), and a second barrier
 /// lets the next group reuse the stage.
 template <scaled_format F, class T, int U>
-__device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_view& q, const row_tile_plan& rp, float global, bool tensor_zero,
+__device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_view& q, const row_tile_plan& rp, const tile_encoder<F>& encode,
                                                        std::uint8_t* stage) {
   constexpr int tc = U * unit_elements<T>;
   const bool packed6 = q.fp6 == fp6_packing::packed;
@@ -317,7 +350,7 @@ __device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_
   for (unsigned g0 = blockIdx.x * static_cast<unsigned>(threads_per_block); g0 < tiles; g0 += gridDim.x * static_cast<unsigned>(threads_per_block)) {
     const unsigned t0 = g0 + (threadIdx.x & ~31u), t = t0 + lane;
     // the tile's amax from its loaded values (nvfp4's statistics pass forms only the tensor's)
-    if (t < tiles) quantize_row_tile<F, T, U>(x, q, t, scale_slot(t), global, tensor_zero, stage + lane * tile_bytes);
+    if (t < tiles) quantize_row_tile<F, T, U>(x, q, t, scale_slot(t), encode, stage + lane * tile_bytes);
     __syncthreads();
     const unsigned bytes = t0 < tiles ? (tiles - t0 < 32u ? tiles - t0 : 32u) * tile_bytes : 0u;
     std::uint8_t* to = q.codes + static_cast<std::size_t>(t0) * tile_bytes;
@@ -333,13 +366,13 @@ __device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_
 /// The row-tile loop of scaled_tile_quantize_kernel (row_tiles): one loop per tile width, 1 x 16
 /// or 1 x 32 (the budget check measures both: "in T each").
 template <scaled_format F, class T>
-__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const row_tile_plan& rp, float global, bool tensor_zero,
+__device__ __forceinline__ void quantize_row_tiles(const T* x, const scaled_view& q, const row_tile_plan& rp, const tile_encoder<F>& encode,
                                                    std::uint8_t* stage) {
   constexpr int UN = sizeof(T) == 4 ? 4 : 2;  // units of a 1 x 16 tile
   if (q.tile.cols == 2 * UN * unit_elements<T>) {
-    quantize_row_tile_loop<F, T, 2 * UN>(x, q, rp, global, tensor_zero, stage);
+    quantize_row_tile_loop<F, T, 2 * UN>(x, q, rp, encode, stage);
   } else {
-    quantize_row_tile_loop<F, T, UN>(x, q, rp, global, tensor_zero, stage);
+    quantize_row_tile_loop<F, T, UN>(x, q, rp, encode, stage);
   }
 }
 
@@ -367,22 +400,6 @@ __global__ void __launch_bounds__(threads_per_block) scaled_swizzle_padding_kern
   }
 }
 
-/// nvfp4: the stored per-tensor float32 and whether the tensor is all zero, from its amax bits
-/// (thread 0 of the grid also stores it at `global_scale_device`); other formats: q.global_scale.
-template <scaled_format F>
-__device__ __forceinline__ float quantize_global(const scaled_view& q, const unsigned* tensor_amax, bool& tensor_zero) {
-  tensor_zero = false;
-  if constexpr (F == scaled_format::nvfp4) {
-    const float ta = __uint_as_float(*tensor_amax);
-    const float global = quant::nvfp4_stored_global(ta, q.nvfp4);
-    tensor_zero = quant::nvfp4_tensor_zero(ta, q.nvfp4);
-    if (global_thread() == 0 && q.global_scale_device != nullptr) *q.global_scale_device = global;
-    return global;
-  } else {
-    return q.global_scale;
-  }
-}
-
 /// The encoding pass of quantize_scaled on the row-tile path (row_tiles, MX and NVFP4): quantize_row_tiles.
 /// A kernel of its own, apart from the warp-per-tile one, so that nothing of that one's 64-bit
 /// index arithmetic (division calls, and the registers held across them) reaches this loop.
@@ -391,11 +408,10 @@ __global__ void __launch_bounds__(threads_per_block) scaled_row_tile_quantize_ke
                                                                                    const unsigned long long* flag, bool gate, row_tile_plan rp) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   if (gated_off(flag, gate)) return;
-  bool tensor_zero = false;
-  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
+  const tile_encoder<F> encode = quantize_encoder<F>(q, tensor_amax);
   // the row-tile loop's per-warp staging of its code bytes (row_tile_stage_bytes each)
   LOWBIT_SHARED(uint4[threads_per_block / 32 * row_tile_stage_bytes / 16], stage);
-  quantize_row_tiles<F>(x, q, rp, global, tensor_zero, reinterpret_cast<std::uint8_t*>(stage) + (threadIdx.x >> 5) * row_tile_stage_bytes);
+  quantize_row_tiles<F>(x, q, rp, encode, reinterpret_cast<std::uint8_t*>(stage) + (threadIdx.x >> 5) * row_tile_stage_bytes);
 }
 
 /// The encoding pass of quantize_scaled on the layouts neither row_tiles nor unit_tiles takes: a
@@ -410,12 +426,11 @@ __global__ void __launch_bounds__(threads_per_block) scaled_tile_quantize_kernel
   const tile_grid g = q.grid();
   const unsigned lane = threadIdx.x & 31u;
   const std::int64_t warps = static_cast<std::int64_t>(gridDim.x) * (threads_per_block / 32);
-  bool tensor_zero = false;
-  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
+  const tile_encoder<F> encode = quantize_encoder<F>(q, tensor_amax);
   const int unit = quant::packing_unit(F, q.fp6);
   for (std::int64_t t = global_thread() / 32; t < g.tiles(); t += warps) {
     const std::int64_t ti = t / g.grid_cols(), tj = t - ti * g.grid_cols();
-    const quant::tile_encoding e = quant::encode_tile<F>(amax[t], q.mx_rule, global, q.nvfp4, tensor_zero);
+    const quant::tile_encoding e = encode(amax[t]);
     if (lane == 0) {
       if constexpr (F == scaled_format::fp8_e4m3_block) {
         static_cast<float*>(q.scales)[q.scale_index(ti, tj)] = e.scale_f32;
@@ -772,14 +787,13 @@ __global__ void __launch_bounds__(threads_per_block) scaled_unit_encode_kernel(s
                                                                              const unsigned* tensor_amax, const unsigned long long* flag, bool gate) {
   LOWBIT_ASSUME_BLOCK(threads_per_block);
   if (gated_off(flag, gate)) return;
-  bool tensor_zero = false;
-  const float global = quantize_global<F>(q, tensor_amax, tensor_zero);
+  const tile_encoder<F> encode = quantize_encoder<F>(q, tensor_amax);
   const unsigned threads = gridDim.x * static_cast<unsigned>(threads_per_block);
   for (unsigned t = blockIdx.x * static_cast<unsigned>(threads_per_block) + threadIdx.x; t < tiles; t += threads) {
     const unsigned ti = by_gc.div(t), tj = t - ti * s.grid_cols;
     auto* slot = static_cast<unit_tile_code*>(codes) + t;
     const unsigned ab = reinterpret_cast<const unsigned*>(slot)[0];  // scaled_unit_amax_kernel's
-    const quant::tile_encoding enc = quant::encode_tile<F>(__uint_as_float(ab > 0x7F800000u ? 0x7FC00000u : ab), q.mx_rule, global, q.nvfp4, tensor_zero);
+    const quant::tile_encoding enc = encode(__uint_as_float(ab > 0x7F800000u ? 0x7FC00000u : ab));
     if constexpr (F == scaled_format::fp8_e4m3_block) {
       static_cast<float*>(q.scales)[s.scale_index(ti, tj)] = enc.scale_f32;
       *reinterpret_cast<double*>(slot) = enc.zero ? -0.0 : 1.0 / static_cast<double>(enc.scale_f32);

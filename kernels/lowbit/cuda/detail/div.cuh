@@ -37,6 +37,15 @@ __device__ __forceinline__ float reciprocal_1_2(float m) {
   return __float_as_uint(m) == 0x3FFFFFFFu ? __uint_as_float(0x3F000001u) : r;
 }
 
+/// a / b rounded to nearest given rb = RN(1 / b) (Markstein: q = RN(a rb), then one remainder
+/// step), for operands whose quotient and remainder neither overflow nor leave the normal range:
+/// in particular a, b in [1, 2) (rb = reciprocal_1_2(b)), a quotient in (0.5, 2). The core of
+/// div_rn_positive, and of divisions whose divisor is fixed per launch (its rb formed once).
+__device__ __forceinline__ float div_markstein(float a, float b, float rb) {
+  const float q = a * rb;
+  return __fmaf_rn(__fmaf_rn(-b, q, a), rb, q);
+}
+
 /// a / b, IEEE round to nearest even, for a >= 0 and b >= 0 (+Inf allowed for either; not both
 /// 0 or both Inf; no NaN): what `a / b` gives, including subnormal results (rounded once from the exact quotient)
 /// and overflow to +Inf.
@@ -46,11 +55,8 @@ __device__ __forceinline__ float div_rn_positive(float a, float b) {
   if (__float_as_uint(a) == inf || __float_as_uint(b) == 0u) return __uint_as_float(inf);
   int ea, eb;
   const float ma = split_exponent(a, ea), mb = split_exponent(b, eb);
-  // the quotient of the mantissas, rounded to nearest (Markstein: r = RN(1/mb), then one remainder
-  // step from q = RN(ma r)), in (0.5, 2)
   const float r = reciprocal_1_2(mb);
-  float q = ma * r;
-  q = __fmaf_rn(__fmaf_rn(-mb, q, ma), r, q);
+  const float q = div_markstein(ma, mb, r);
   const float rest = __fmaf_rn(-mb, q, ma);  // exact: the sign says where ma / mb lies from q
   const unsigned qb = __float_as_uint(q);
   const int e = static_cast<int>(qb >> 23) - 127 + ea - eb;  // a / b = 1.f * 2^e (before rounding)
