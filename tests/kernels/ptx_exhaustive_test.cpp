@@ -160,24 +160,27 @@ TEST(QuantizerEncoders, E2m1EveryFloat) {
                "e2m1_encode", "0x7");
 }
 
-// The block-scaled quantizers' FP6 encoder (finite_minifloat_encode, the e2m1 encoder's
-// generalization) over every float32: NVIDIA's round-to-nearest E2M3 / E3M2 conversion `kind`
-// (saturating; FP6 has no NaN) and the codec the kernels replace.
-template <class Codec>
-void expect_fp6_encoder_clean(__nv_fp6_interpretation_t kind, const char* what) {
+// The block-scaled quantizers' FP6 encoders (e2_minifloat_encode for e2m3, finite_minifloat_encode
+// for e3m2: bit manipulation as for e2m1) over every float32: NVIDIA's round-to-nearest E2M3 /
+// E3M2 conversion `kind` (saturating; FP6 has no NaN) and the codec the kernels replace.
+template <class Codec, class Encode>
+void expect_fp6_encoder_clean(Encode encode, __nv_fp6_interpretation_t kind, const char* what) {
   using lowbit::codecs::overflow;
   using lowbit::codecs::rounding;
-  expect_clean(sweep([](float x) -> unsigned {
-                       return lowbit::cuda::detail::finite_minifloat_encode<Codec::exponent_bits, Codec::mantissa_bits, Codec::bias>(x);
-                     },
-                     [kind](float x) -> unsigned { return __nv_cvt_float_to_fp6(x, kind, cudaRoundNearest); },
+  expect_clean(sweep(encode, [kind](float x) -> unsigned { return __nv_cvt_float_to_fp6(x, kind, cudaRoundNearest); },
                      [](float x) -> unsigned { return Codec::template encode<rounding::nearest_even, overflow::saturate>(x); }, 0x1Fu),
                what, "0x1F");
 }
 
-TEST(QuantizerEncoders, E2m3EveryFloat) { expect_fp6_encoder_clean<lowbit::codecs::e2m3fn>(__NV_E2M3, "finite_minifloat_encode<2, 3, 1>"); }
+TEST(QuantizerEncoders, E2m3EveryFloat) {
+  expect_fp6_encoder_clean<lowbit::codecs::e2m3fn>([](float x) -> unsigned { return lowbit::cuda::detail::e2_minifloat_encode<3>(x); }, __NV_E2M3,
+                                                   "e2_minifloat_encode<3>");
+}
 
-TEST(QuantizerEncoders, E3m2EveryFloat) { expect_fp6_encoder_clean<lowbit::codecs::e3m2fn>(__NV_E3M2, "finite_minifloat_encode<3, 2, 3>"); }
+TEST(QuantizerEncoders, E3m2EveryFloat) {
+  expect_fp6_encoder_clean<lowbit::codecs::e3m2fn>([](float x) -> unsigned { return lowbit::cuda::detail::finite_minifloat_encode<3, 2, 3>(x); },
+                                                   __NV_E3M2, "finite_minifloat_encode<3, 2, 3>");
+}
 
 // The ISA's edge cases spelled out: satfinite (Inf and values past MAX_NORM give +-MAX_NORM, never
 // e5m2's Inf), ties to even at the top and in the subnormals, signed zeros, NaN of either sign.

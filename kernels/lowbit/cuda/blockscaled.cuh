@@ -145,9 +145,9 @@ __global__ void __launch_bounds__(threads_per_block) scaled_tile_amax_kernel(con
 }
 
 /// Code of x̂ = x * factor of an MX / NVFP4 element codec: the hardware satfinite conversion for
-/// e4m3/e5m2 where the blockwise quantizer uses it (uses_f8_cvt), finite_minifloat_encode for
-/// e2m1, e2m3 and e3m2, the codec otherwise: codecs' encode<nearest_even, saturate> bit for bit
-/// (kernels_ptx_exhaustive_test).
+/// e4m3/e5m2 where the blockwise quantizer uses it (uses_f8_cvt), e2_minifloat_encode for e2m1
+/// and e2m3, finite_minifloat_encode for e3m2, the codec otherwise: codecs' encode<nearest_even,
+/// saturate> bit for bit (kernels_ptx_exhaustive_test).
 template <scaled_format F>
 __device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
   using codec = quant::scaled_codec<F>;
@@ -157,7 +157,9 @@ __device__ __forceinline__ unsigned fast_scaled_encode(float xhat) {
     return f8x2_encode<format::e5m2>(0.0f, xhat) & 0xFFu;
   } else if constexpr (std::is_same<codec, codecs::e2m1fn>::value) {
     return e2m1_encode(xhat);
-  } else if constexpr (std::is_same<codec, codecs::e2m3fn>::value || std::is_same<codec, codecs::e3m2fn>::value) {
+  } else if constexpr (std::is_same<codec, codecs::e2m3fn>::value) {
+    return e2_minifloat_encode<codec::mantissa_bits>(xhat);
+  } else if constexpr (std::is_same<codec, codecs::e3m2fn>::value) {
     return finite_minifloat_encode<codec::exponent_bits, codec::mantissa_bits, codec::bias>(xhat);
   } else {
     return codec::template encode<codecs::rounding::nearest_even, codecs::overflow::saturate>(xhat);
