@@ -278,13 +278,17 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
   static_cast<std::uint8_t*>(q.scales)[si] = enc.scale_code;
   LOWBIT_UNROLL
   for (int k = 0; k < U; ++k) {
+    // a zero tile's codes are those of +0: every code is formed, then the unit's word cleared
+    // (a select per word, not a branch per element)
+    const unsigned keep = enc.zero ? 0u : ~0u;
     unsigned c[E];
     LOWBIT_UNROLL
-    for (int j = 0; j < E; ++j) c[j] = enc.zero ? 0u : fast_scaled_encode<F>(lowbit::detail::mul_rn(v[k][j], enc.factor));
+    for (int j = 0; j < E; ++j) c[j] = fast_scaled_encode<F>(lowbit::detail::mul_rn(v[k][j], enc.factor));
     if constexpr (bits == 4) {
       unsigned w = 0;
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w |= c[j] << (4 * j);
+      w &= keep;
       if constexpr (E == 4) {
         reinterpret_cast<unsigned short*>(stage)[k] = static_cast<unsigned short>(w);
       } else {
@@ -293,12 +297,14 @@ __device__ __forceinline__ void quantize_row_tile(const T* x, const scaled_view&
     } else if (bits == 6 && q.fp6 == fp6_packing::packed) {
       LOWBIT_UNROLL
       for (int j = 0; j < E; j += 4)
-        codecs::pack_fp6x4(static_cast<std::uint8_t>(c[j]), static_cast<std::uint8_t>(c[j + 1]), static_cast<std::uint8_t>(c[j + 2]),
-                           static_cast<std::uint8_t>(c[j + 3]), stage + (k * E + j) / 4 * 3);
+        codecs::pack_fp6x4(static_cast<std::uint8_t>(c[j] & keep), static_cast<std::uint8_t>(c[j + 1] & keep), static_cast<std::uint8_t>(c[j + 2] & keep),
+                           static_cast<std::uint8_t>(c[j + 3] & keep), stage + (k * E + j) / 4 * 3);
     } else {
       unsigned w[2] = {0u, 0u};
       LOWBIT_UNROLL
       for (int j = 0; j < E; ++j) w[j / 4] |= c[j] << (8 * (j % 4));
+      w[0] &= keep;
+      w[1] &= keep;
       if constexpr (E == 4) {
         reinterpret_cast<unsigned*>(stage)[k] = w[0];
       } else {

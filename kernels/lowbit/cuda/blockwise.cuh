@@ -788,7 +788,10 @@ __device__ __forceinline__ unsigned e2_minifloat_encode(float xhat) {
   constexpr float s = static_cast<float>(1 << M);
   constexpr unsigned max_code = (4u << M) - 1u;
   const float a = fabsf(xhat);
-  const float f1 = __fmaf_rn(a, s, magic), f2 = __fmaf_rn(a, s / 2.0f, magic + s), f3 = __fmaf_rn(a, s / 4.0f, magic + 2.0f * s);
+  // (e2m1's middle grid has step 1: an FADD, whose immediate needs no register; nvcc does not turn
+  // __fmaf_rn(a, 1, c) into one)
+  const float f2 = M == 1 ? __fadd_rn(a, magic + s) : __fmaf_rn(a, s / 2.0f, magic + s);
+  const float f1 = __fmaf_rn(a, s, magic), f3 = __fmaf_rn(a, s / 4.0f, magic + 2.0f * s);
   const float m = fminf(fminf(fminf(f1, f2), f3), magic + static_cast<float>(max_code));
   return (__float_as_uint(m) & max_code) | (static_cast<int>(__float_as_uint(xhat)) <= -0x800000 ? max_code + 1u : 0u);  // -0x800000: -Inf
 }
