@@ -32,8 +32,8 @@ __device__ __forceinline__ float e4m3_mantissa_reciprocal(unsigned m) {
 /// - `block = amax / 6`: div_markstein by 6 (float32 only: no FP64, which sm_86/89/120 run at 2
 ///   per clock and SM), exact wherever the quotient is a normal float. A subnormal block gives a
 ///   v of at most 2^-126 / t <= 2^-6 (scale), 2^-126 g <= 2^-6 (1 + 2^-23) (inverse) or 2^-126,
-///   whatever its bits: the code of 2^-6 either way. +Inf amax is replaced by FLT_MAX: v is then 448 (1 +- 2^-22)
-///   or more, the same largest scale code.
+///   whatever its bits: the code of 2^-6 either way. +Inf amax is replaced by FLT_MAX: v is then
+///   448 (1 +- 2^-22) or more, the same largest scale code.
 /// - `scale`: `v = f32(block / t)` as div_rn_positive forms it, t's mantissa mt, exponent et and
 ///   reciprocal RN(1 / mt) prepared once: `q = RN(mb / mt)` (div_markstein) times 2^(eb - et),
 ///   exact while the result is a normal float. Only clamp(v, 2^-6, 448) is used, so a result whose
