@@ -726,6 +726,62 @@ TEST(BlockScaledEngine, SwizzledScaleLayoutIsTheRowMajorScalesSwizzled) {
   EXPECT_FALSE(lowbit::validate_layout(bad, "quantize"));
 }
 
+#if LOWBIT_HAVE_AVX512_KERNELS
+// avx512::encode_run's loop over steps of 32 elements, two NVFP4 blocks of 16 a step (each half
+// with its own multiplier), for float32, float16 and bfloat16 input (bfloat16 takes the even and
+// odd elements apart, so its lanes 0-7 and 8-15 belong to different blocks): every element
+// against the nearest-value search, with zero blocks (multiplier 0 or NaN) alone, paired with a
+// live block on either side, in pairs, and as the last block of an odd count.
+template <lowbit::format F, class T>
+void check_encode_run(std::int64_t bs, std::int64_t nblocks, const std::vector<int>& dead, std::mt19937& rng) {
+  const spec::FormatParams& fp = F == lowbit::format::e2m1fn ? spec::kE2m1fn : spec::kE4m3fn;
+  const float top = F == lowbit::format::e2m1fn ? 6.0f : 448.0f;
+  const std::int64_t n = nblocks * bs;
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<T> x(static_cast<std::size_t>(n));
+  std::vector<float> inv(static_cast<std::size_t>(nblocks));
+  for (std::int64_t b = 0; b < nblocks; ++b) {
+    float amax = 0.0f;
+    for (std::int64_t i = b * bs; i < (b + 1) * bs; ++i) {
+      x[static_cast<std::size_t>(i)] = lowbit::from_float<T>(std::ldexp(nd(rng), static_cast<int>(b % 9) - 4));
+      amax = std::max(amax, std::fabs(lowbit::to_float(x[static_cast<std::size_t>(i)])));
+    }
+    inv[static_cast<std::size_t>(b)] = top / amax;
+  }
+  for (const int d : dead) inv[static_cast<std::size_t>(d)] = d % 2 ? std::numeric_limits<float>::quiet_NaN() : 0.0f;
+  const bool four = lowbit::info(F).bits == 4;
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(four ? n / 2 : n), 0xA5);
+  lowbit::host::avx512::encode_run<F>(x.data(), nblocks, bs, inv.data(), out.data());
+  const std::string what = std::string(lowbit::info(F).name) + " block " + std::to_string(bs) + " x " + std::to_string(nblocks) + " " +
+                           (sizeof(T) == 4 ? "f32" : std::is_same<T, lowbit::bf16>::value ? "bf16" : "f16");
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float m = inv[static_cast<std::size_t>(i / bs)];
+    const unsigned want = m > 0.0f ? nearest_code(fp, static_cast<double>(lowbit::to_float(x[static_cast<std::size_t>(i)]) * m)) : 0u;
+    const unsigned got = four ? (out[static_cast<std::size_t>(i / 2)] >> (4 * (i & 1))) & 0xFu : out[static_cast<std::size_t>(i)];
+    ASSERT_EQ(got, want) << what << " element " << i << " (block " << i / bs << ", multiplier " << m << ")";
+  }
+}
+
+TEST(BlockScaledEngine, EncodeRunPairsBlocksOf16) {
+  if (!lowbit::host::avx512::available()) GTEST_SKIP() << "this CPU has no AVX-512: the run kernels are not used";
+  LOWBIT_SEED_TRACE();
+  std::mt19937 rng(static_cast<std::uint32_t>(lowbit_test::test_seed()));
+  // blocks 1 and 2: a zero block after / before a live one in a step; 10, 11: a zero step;
+  // 20: NaN multiplier; the last of 37 (odd: the single-block tail) zero, or live
+  const std::vector<int> dead_tail = {1, 2, 10, 11, 20, 36}, live_tail = {1, 2, 10, 11, 21};
+  for (const auto& dead : {dead_tail, live_tail}) {
+    for (std::int64_t bs : {16, 32}) {
+      check_encode_run<lowbit::format::e2m1fn, float>(bs, 37, dead, rng);
+      check_encode_run<lowbit::format::e2m1fn, lowbit::bf16>(bs, 37, dead, rng);
+      check_encode_run<lowbit::format::e2m1fn, lowbit::f16>(bs, 37, dead, rng);
+      check_encode_run<lowbit::format::e4m3fn, float>(bs, 37, dead, rng);
+      check_encode_run<lowbit::format::e4m3fn, lowbit::bf16>(bs, 37, dead, rng);
+      check_encode_run<lowbit::format::e4m3fn, lowbit::f16>(bs, 37, dead, rng);
+    }
+  }
+}
+#endif
+
 TEST(BlockScaledEngine, BadArgumentsAreNamed) {
   std::vector<float> x(64, 1.0f);
   lowbit::scaled_tensor q;
