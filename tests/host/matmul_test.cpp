@@ -503,6 +503,70 @@ TEST(Matmul, SpecialValues) {
   EXPECT_EQ(lowbit_test::bits_of(y[2]), 0u);
 }
 
+// FP8 weights whose codes include NaN (and e5m2's Inf) and whose scales overflow when multiplied
+// by 2^(127 - bias) (the AVX-512 decoder's shorter form declines those chunks) or are subnormal,
+// negative or tiny: every path and compute mode bit for bit against the model (NaN results as
+// NaN), at M = 1 (the fused GEMV) and M = 5.
+TEST(Matmul, Fp8WeightsWithSpecialCodesAndExtremeScales) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0xf8f8u);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  // row 0 takes all of these (3e38 makes infinite weights), the other rows the first six; rows 0
+  // and 1 have NaN (and e5m2's Inf) codes, so the other rows' results are finite
+  const float scales[] = {0.75f, 0x1p100f, 0x1p-140f, 1e-30f, -0.5f, 0x1p7f, 3e38f};
+  const std::int64_t N = 7, K = 2048;
+  for (const format f : {format::e4m3fn, format::e5m2})
+    for (const lowbit::granularity g : {lowbit::granularity::per_block(64), lowbit::granularity::per_row()}) {
+      lowbit::quantize_params qp;
+      qp.fmt = f;
+      qp.gran = g;
+      std::vector<float> dense(static_cast<std::size_t>(N * K));
+      for (float& v : dense) v = nd(rng);
+      lowbit::quant_tensor W;
+      ASSERT_TRUE(lowbit::quantize(dense.data(), dtype::f32, {N, K}, qp, W));
+      const std::uint8_t special = f == format::e4m3fn ? 0x7F : 0x7C;
+      for (std::int64_t i = 0; i < N * K; ++i) {
+        std::uint8_t c = static_cast<std::uint8_t>(rng());
+        // rows 0 and 1 keep every code, the others none of the special ones
+        if (i / K >= 2 && (c & special) == special) c = static_cast<std::uint8_t>(c & ~0x40);
+        W.codes()[i] = c;
+      }
+      const std::int64_t blocks_per_row = W.blocks() / N;
+      for (std::int64_t b = 0; b < W.blocks(); ++b) W.scales()[b] = scales[b / blocks_per_row == 0 ? b % 7 : b % 6];
+      std::vector<float> w(static_cast<std::size_t>(N * K));
+      for (std::int64_t i = 0; i < N * K; ++i) w[static_cast<std::size_t>(i)] = weight(W, i);
+      for (const std::int64_t M : {1, 5}) {
+        std::vector<float> x(static_cast<std::size_t>(M * K));
+        for (float& v : x) v = std::ldexp(nd(rng), -20);
+        for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+          SCOPED_TRACE(std::string(lowbit::info(f).name) + (g.k == lowbit::granularity::kind::per_row ? " per row" : " block 64") +
+                       " M=" + std::to_string(M) + (c == matmul_compute::f32 ? " f32" : " bf16"));
+          std::vector<float> expect(static_cast<std::size_t>(M * N));
+          for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t n = 0; n < N; ++n)
+              expect[static_cast<std::size_t>(m * N + n)] = model(x.data() + m * K, w.data() + n * K, K, c, nullptr);
+          for (const path& p : kPaths) {
+            lowbit::matmul_options o;
+            o.compute = c;
+            o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+            std::vector<float> y(static_cast<std::size_t>(M * N));
+            ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o)) << p.name;
+            for (std::size_t i = 0; i < y.size(); ++i) {
+              if (static_cast<std::int64_t>(i) % N >= 2) {
+                ASSERT_TRUE(std::isfinite(expect[i])) << "element " << i;
+              }
+              if (std::isnan(expect[i])) {
+                ASSERT_TRUE(std::isnan(y[i])) << p.name << " element " << i << ": got " << y[i];
+              } else {
+                ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect[i])) << p.name << " element " << i << ": got " << y[i] << " expected " << expect[i];
+              }
+            }
+          }
+        }
+      }
+    }
+}
+
 // bf16 mode with sums near float32's smallest normal: partial sums that round to a subnormal
 // must become a zero of their sign, one that rounds to 2^-126 must stay (fma_ftz), on every path
 // and in every kernel regime (the fused GEMV, the lane dots, the outer-product form). AVX512_BF16's
