@@ -23,8 +23,8 @@
 #include "simd_avx512.hpp"
 
 #include <cmath>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -135,7 +135,6 @@ LOWBIT_AVX512 inline __m512 minifloat_values(__m512i c) {
   }
   return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), _mm512_slli_epi32(_mm512_and_si512(c, _mm512_set1_epi32(0x80)), 24)));
 }
-
 
 // minifloat_values<F> of the four bytes of each dword of 64 e4m3fn / e5m2 codes times `scale`,
 // byte b into val[b], with fewer instructions: each code's sign and magnitude bits placed under
