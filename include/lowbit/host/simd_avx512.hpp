@@ -639,6 +639,68 @@ LOWBIT_AVX512 void scales_run(const float* absmax, std::int64_t n, float* scale,
   }
 }
 
+namespace detail {
+/// encode_run's loop over `steps` steps of 32 elements: with Two, two blocks of 16 a step (block 2 s
+/// and 2 s + 1, each 16 lanes with its multiplier), else one block of 32 (block s). (A function
+/// rather than a lambda: nvcc's host pass drops a lambda's target attribute.)
+template <format F, bool Two, class T>
+LOWBIT_AVX512 void encode_steps32(const T* x, std::int64_t steps, const float* inv, std::uint8_t* out, std::uintptr_t ahead,
+                                  const thresholds& th) {
+  constexpr bool four = info(F).bits == 4;
+  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
+  const __m128i zz = _mm_set1_epi8(static_cast<char>(four ? z << 4 | z : z));  // a zero step's bytes
+  const __m512i zc = _mm512_set1_epi32(z);
+  for (std::int64_t s = 0; s < steps; ++s) {
+    const T* p = x + s * 32;
+    std::uint8_t* o = four ? out + s * 16 : out + s * 32;
+    if (ahead) avx2::detail::prefetch_ahead(p, ahead, 32 * sizeof(T));
+    const float i0 = Two ? inv[2 * s] : inv[s], i1 = Two ? inv[2 * s + 1] : i0;  // each half's
+    const bool live0 = i0 > 0.0f, live1 = i1 > 0.0f;  // a block with inv 0 (or NaN): zero codes
+    if (!live0 && !live1) {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), zz);
+      if constexpr (!four) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), zz);
+      continue;
+    }
+    __m512i c0, c1;  // the codes of 16 lanes each, paired up lane by lane if pairs
+    constexpr bool pairs = std::is_same_v<T, bf16>;
+    if constexpr (pairs) {
+      // bfloat16: the even and odd elements of one load (lanes 0-7 of each the first 16
+      // elements', 8-15 the last 16's), whose codes pair up lane by lane: one narrowing of
+      // the packed pairs
+      const bf16_halves h = load_bf16_halves(p);
+      const __m512 m = Two ? _mm512_insertf32x8(_mm512_set1_ps(i0), _mm256_set1_ps(i1), 1) : _mm512_set1_ps(i0);
+      c0 = codes16<F>(_mm512_mul_ps(h.even, m), th);
+      c1 = codes16<F>(_mm512_mul_ps(h.odd, m), th);
+      if (!(live0 && live1)) {
+        const __mmask16 live = static_cast<__mmask16>((live0 ? 0x00FFu : 0u) | (live1 ? 0xFF00u : 0u));
+        c0 = _mm512_mask_mov_epi32(zc, live, c0);
+        c1 = _mm512_mask_mov_epi32(zc, live, c1);
+      }
+    } else {
+      c0 = codes16<F>(_mm512_mul_ps(load16(p), _mm512_set1_ps(i0)), th);
+      c1 = codes16<F>(_mm512_mul_ps(load16(p + 16), _mm512_set1_ps(i1)), th);
+      if (!(live0 && live1)) {
+        c0 = live0 ? c0 : zc;
+        c1 = live1 ? c1 : zc;
+      }
+    }
+    if constexpr (pairs && four) {
+      const __m512i pair = info(F).order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi32(c0, 4), c1)
+                                                                            : _mm512_or_si512(c0, _mm512_slli_epi32(c1, 4));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm512_cvtepi32_epi8(pair));
+    } else if constexpr (pairs) {
+      const __m512i pair = _mm512_or_si512(_mm512_and_si512(c0, _mm512_set1_epi32(0xFF)), _mm512_slli_epi32(c1, 8));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(pair));
+    } else if constexpr (four) {
+      store_nibbles32<info(F).order>(o, c0, c1);
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm512_cvtepi32_epi8(c0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), _mm512_cvtepi32_epi8(c1));
+    }
+  }
+}
+}  // namespace detail
+
 /// Encodes `nblocks` full blocks of `bs` elements (bs a multiple of 16, the first element even)
 /// with block b's multiplier inv[b] (as scales_run gives it); a block with inv 0 is a zero block
 /// and gets the format's zero code. `prefetch_ahead` as avx2::encode_run's.
@@ -662,62 +724,9 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
     // 9.8-10.1 -> 11.0-11.6 GB/s. Float32 blocks of 16 keep a block a step (below): paired, they
     // too were faster from L2 (0.30 -> 0.21 ns) but 5-10% slower at 64M elements (26-27 -> 28-30
     // ms), where they wait on memory.
-    const __m128i zz = _mm_set1_epi8(static_cast<char>(zero_byte));
-    const __m512i zc = _mm512_set1_epi32(z);
     const std::int64_t steps = nblocks * bs / 32;
-    // (a loop for each block size, so that MX's multiplier stays one broadcast)
-    auto loop = [&](auto two) LOWBIT_AVX512 {
-      for (std::int64_t s = 0; s < steps; ++s) {
-        const T* p = x + s * 32;
-        std::uint8_t* o = four ? out + s * 16 : out + s * 32;
-        if (ahead) avx2::detail::prefetch_ahead(p, ahead, 32 * sizeof(T));
-        const float i0 = two ? inv[2 * s] : inv[s], i1 = two ? inv[2 * s + 1] : i0;  // each half's
-        const bool live0 = i0 > 0.0f, live1 = i1 > 0.0f;  // a block with inv 0 (or NaN): zero codes
-        if (!live0 && !live1) {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o), zz);
-          if constexpr (!four) _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), zz);
-          continue;
-        }
-        __m512i c0, c1;  // the codes of 16 lanes each, paired up lane by lane if pairs
-        constexpr bool pairs = std::is_same_v<T, bf16>;
-        if constexpr (pairs) {
-          // bfloat16: the even and odd elements of one load (lanes 0-7 of each the first 16
-          // elements', 8-15 the last 16's), whose codes pair up lane by lane: one narrowing of
-          // the packed pairs
-          const detail::bf16_halves h = detail::load_bf16_halves(p);
-          const __m512 m = two ? _mm512_insertf32x8(_mm512_set1_ps(i0), _mm256_set1_ps(i1), 1) : _mm512_set1_ps(i0);
-          c0 = detail::codes16<F>(_mm512_mul_ps(h.even, m), th);
-          c1 = detail::codes16<F>(_mm512_mul_ps(h.odd, m), th);
-          if (!(live0 && live1)) {
-            const __mmask16 live = static_cast<__mmask16>((live0 ? 0x00FFu : 0u) | (live1 ? 0xFF00u : 0u));
-            c0 = _mm512_mask_mov_epi32(zc, live, c0);
-            c1 = _mm512_mask_mov_epi32(zc, live, c1);
-          }
-        } else {
-          c0 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p), _mm512_set1_ps(i0)), th);
-          c1 = detail::codes16<F>(_mm512_mul_ps(detail::load16(p + 16), _mm512_set1_ps(i1)), th);
-          if (!(live0 && live1)) {
-            c0 = live0 ? c0 : zc;
-            c1 = live1 ? c1 : zc;
-          }
-        }
-        if constexpr (pairs && four) {
-          const __m512i pair = info(F).order == codecs::nibble_order::high_first ? _mm512_or_si512(_mm512_slli_epi32(c0, 4), c1)
-                                                                                : _mm512_or_si512(c0, _mm512_slli_epi32(c1, 4));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm512_cvtepi32_epi8(pair));
-        } else if constexpr (pairs) {
-          const __m512i pair = _mm512_or_si512(_mm512_and_si512(c0, _mm512_set1_epi32(0xFF)), _mm512_slli_epi32(c1, 8));
-          _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm512_cvtepi32_epi16(pair));
-        } else if constexpr (four) {
-          detail::store_nibbles32<info(F).order>(o, c0, c1);
-        } else {
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o), _mm512_cvtepi32_epi8(c0));
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), _mm512_cvtepi32_epi8(c1));
-        }
-      }
-    };
-    if (bs == 32) loop(std::false_type{});
-    else loop(std::true_type{});
+    if (bs == 32) detail::encode_steps32<F, false>(x, steps, inv, out, ahead, th);
+    else detail::encode_steps32<F, true>(x, steps, inv, out, ahead, th);
     if (steps * 32 == nblocks * bs) return;
     // an odd count of blocks of 16: the last one below
     x += steps * 32;
