@@ -71,6 +71,11 @@ template <format F>
 constexpr bool has_group_decoder() {
   return LOWBIT_HAVE_AVX512_KERNELS && F != format::bnb_dynamic8;
 }
+/// Formats decode_group_avx2 decodes; none without the AVX2 kernels.
+template <format F>
+constexpr bool has_group_decoder_avx2() {
+  return LOWBIT_HAVE_AVX2_KERNELS && F != format::bnb_dynamic8;
+}
 
 #if LOWBIT_HAVE_AVX512_KERNELS
 LOWBIT_AVX512_WARNINGS_PUSH
@@ -123,13 +128,14 @@ template <format F>
 LOWBIT_AVX512 inline __m512 minifloat_values(__m512i c) {
   using codec = typename quant::scheme<F>::codec;
   constexpr int M = codec::mantissa_bits;
+  constexpr int special_bits = avx2::special_magnitude_bits<F>();
   const __m512i mag = _mm512_and_si512(c, _mm512_set1_epi32(0x7F));
   __m512 v = _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(mag, 23 - M)),
                            _mm512_castsi512_ps(_mm512_set1_epi32((127 + 127 - codec::bias) << 23)));
+  const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(mag, _mm512_set1_epi32(special_bits)), _mm512_set1_epi32(special_bits));
   if constexpr (F == format::e4m3fn) {
-    v = _mm512_mask_mov_ps(v, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7F)), _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
+    v = _mm512_mask_mov_ps(v, special, _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
   } else {
-    const __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(mag, _mm512_set1_epi32(0x7C)), _mm512_set1_epi32(0x7C));
     const __m512i inf_nan = _mm512_or_si512(_mm512_set1_epi32(0x7F800000), _mm512_slli_epi32(_mm512_and_si512(mag, _mm512_set1_epi32(3)), 21));
     v = _mm512_mask_mov_ps(v, special, _mm512_castsi512_ps(inf_nan));
   }
@@ -152,7 +158,7 @@ LOWBIT_AVX512 inline bool minifloat_values_scaled(__m512i v, float scale, __m512
   std::memcpy(&k, &rebias, sizeof k);
   const float sk = scale * k;
   // e4m3fn: NaN is magnitude 0x7F; e5m2: exponent 31 (Inf, NaN)
-  const __m512i special = _mm512_set1_epi8(static_cast<char>(F == format::e4m3fn ? 0x7F : 0x7C));
+  const __m512i special = _mm512_set1_epi8(static_cast<char>(avx2::special_magnitude_bits<F>()));
   if (!(std::fabs(sk) <= std::numeric_limits<float>::max()) || _mm512_cmpeq_epi8_mask(_mm512_and_si512(v, special), special) != 0)
     return false;
   const __m512 m = _mm512_set1_ps(sk);
@@ -595,6 +601,247 @@ LOWBIT_AVX2_FMA_DOT void dot_bf16_avx2(const std::uint32_t* const* x, const std:
       _mm256_storeu_ps(s + a * 32 + g * 16, acc[a][0]);
       _mm256_storeu_ps(s + a * 32 + g * 16 + 8, acc[a][1]);
     }
+  }
+}
+
+
+namespace detail {
+// mm::bf16_operand of 8 float32 lanes, as float32: a zero or subnormal gives a zero of its sign,
+// NaN a quiet NaN (bit 22 set), the rest rounds to nearest even.
+LOWBIT_AVX2_FMA_DOT inline __m256 bf16_operand8(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i hi = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  const __m256i rne = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), hi);
+  const __m256i nan = _mm256_and_si256(_mm256_or_si256(u, _mm256_set1_epi32(0x00400000)), hi);
+  const __m256i zero = _mm256_and_si256(u, _mm256_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i is_nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7F800000));
+  const __m256i is_tiny = _mm256_cmpeq_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7F800000)), _mm256_setzero_si256());
+  const __m256i r = _mm256_blendv_epi8(_mm256_blendv_epi8(rne, nan, is_nan), zero, is_tiny);
+  return _mm256_castsi256_ps(r);
+}
+// bf16_operand8 of values none of which is NaN or subnormal (zeros and Inf may be): nearest even
+// alone (a zero stays a zero of its sign, Inf stays Inf).
+LOWBIT_AVX2_FMA_DOT inline __m256 bf16_round_normal8(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  return _mm256_castsi256_ps(
+      _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+}
+
+// avx512 minifloat_values on 8 lanes: e4m3fn / e5m2 codes (int32 lanes 0..255) to float32.
+template <format F>
+LOWBIT_AVX2_FMA_DOT inline __m256 minifloat_values8(__m256i c) {
+  using codec = typename quant::scheme<F>::codec;
+  constexpr int M = codec::mantissa_bits;
+  constexpr int special_bits = avx2::special_magnitude_bits<F>();
+  const __m256i mag = _mm256_and_si256(c, _mm256_set1_epi32(0x7F));
+  __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(mag, 23 - M)),
+                           _mm256_castsi256_ps(_mm256_set1_epi32((127 + 127 - codec::bias) << 23)));
+  const __m256 special = _mm256_castsi256_ps(
+      _mm256_cmpeq_epi32(_mm256_and_si256(mag, _mm256_set1_epi32(special_bits)), _mm256_set1_epi32(special_bits)));
+  if constexpr (F == format::e4m3fn) {
+    v = _mm256_blendv_ps(v, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), special);
+  } else {
+    const __m256i inf_nan = _mm256_or_si256(_mm256_set1_epi32(0x7F800000), _mm256_slli_epi32(_mm256_and_si256(mag, _mm256_set1_epi32(3)), 21));
+    v = _mm256_blendv_ps(v, _mm256_castsi256_ps(inf_nan), special);
+  }
+  return _mm256_castsi256_ps(_mm256_or_si256(_mm256_castps_si256(v), _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24)));
+}
+
+// AVX2 sinks of decode_groups_avx2: chunk(c, v) takes the 4 steps of chunk c of a group, v[i][h]
+// lane l the value of thread 8 h + l's step 4 c + i (already rounded as mm::bf16_operand for a
+// sink with Rounded).
+struct store_f32_avx2 {  // the f32 lane layout
+  static constexpr bool rounded = false;
+  float* out;
+  LOWBIT_AVX2_FMA_DOT void chunk(int c, const __m256 (&v)[4][2]) {
+    LOWBIT_HOST_UNROLL for (int i = 0; i < 4; ++i) {
+      _mm256_storeu_ps(out + (4 * c + i) * 16, v[i][0]);
+      _mm256_storeu_ps(out + (4 * c + i) * 16 + 8, v[i][1]);
+    }
+  }
+};
+struct store_bf16_avx2 {  // the bf16 lane layout: pair 2 c of steps 4 c (low half), 4 c + 2; pair 2 c + 1 of 4 c + 1, 4 c + 3
+  static constexpr bool rounded = true;
+  std::uint32_t* out;
+  LOWBIT_AVX2_FMA_DOT void chunk(int c, const __m256 (&v)[4][2]) {
+    LOWBIT_HOST_UNROLL for (int q = 0; q < 2; ++q)
+      LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
+        const __m256i w = _mm256_or_si256(_mm256_srli_epi32(_mm256_castps_si256(v[q][h]), 16), _mm256_castps_si256(v[q + 2][h]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (2 * c + q) * 16 + 8 * h), w);
+      }
+  }
+};
+// Thread chains of MB x rows (f32 lane layout, bf16 operands already rounded in mode bf16): f32
+// mode the steps in order, bf16 mode each pair's odd element first (steps 4 c + 2, 4 c, 4 c + 3,
+// 4 c + 1), plain FMAs (exactly fma_ftz where the caller's exponent guard holds).
+template <int MB, bool BF16>
+struct fma_avx2 {
+  static constexpr bool rounded = BF16;
+  const float* const* x;
+  std::int64_t base;
+  __m256 acc[MB][2];
+  LOWBIT_AVX2_FMA_DOT void chunk(int c, const __m256 (&v)[4][2]) {
+    constexpr int order[4] = {BF16 ? 2 : 0, BF16 ? 0 : 1, BF16 ? 3 : 2, BF16 ? 1 : 3};
+    LOWBIT_HOST_UNROLL for (int k = 0; k < 4; ++k) {
+      const int i = order[k];
+      LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h)
+          acc[a][h] = _mm256_fmadd_ps(_mm256_loadu_ps(x[a] + base + (4 * c + i) * 16 + 8 * h), v[i][h], acc[a][h]);
+    }
+  }
+};
+}  // namespace detail
+
+/// decode_groups_avx512 on AVX2: the float32 values w of NG groups of 512 consecutive elements of
+/// W in the lanes order, group i's codes at codes[i] (8 chunks of 64 elements, each inside one
+/// block; chunk c with scale scale[i][c] and zero point zp[i][c]), quant::decode_element of each
+/// code, handed to sinks[i].chunk(c, v) for c = 0..7, the NG groups interleaved chunk by chunk
+/// (independent chains: one's FMA latency hides behind the others'). A sink that asks for rounded
+/// values gets mm::bf16_operand of each; `unit` is the decoder's smallest_unit (run_decoder): a
+/// chunk whose smallest nonzero |w| is at least 2^-126 and whose scale is not NaN holds no NaN and
+/// no subnormal (for 8-bit formats other than e4m3fn/e5m2, whose special codes take their own
+/// check), so its rounding needs no NaN or flush fix-up.
+/// 4-bit codes: per chunk the 16 table values are multiplied by the scale once (and rounded once),
+/// then each step of 8 threads is two vpermps (entries 0..7 and 8..15, by the low 3 bits of the
+/// code) and a blend on its bit 3. 8-bit codes: as the AVX-512 decoder, 8 lanes at a time.
+template <format F, int NG, class Sink>
+LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
+                                            float unit, Sink* sinks) {
+  constexpr bool four = info(F).bits == 4;
+  constexpr int chunks = mm::group_elements / mm::chunk_elements;
+  constexpr std::uintptr_t ahead = 8 * mm::group_elements * info(F).bits / 8;  // as decode_groups_avx512
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) {
+    if constexpr (four) {
+      avx2::detail::prefetch_ahead(codes[i], ahead, 4 * 64);
+    } else {
+      avx2::detail::prefetch_ahead<_MM_HINT_T0>(codes[i], ahead, 8 * 64);
+    }
+  }
+  Sink k[NG];
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) k[i] = sinks[i];
+  if constexpr (four) {
+    const __m256 t0 = _mm256_loadu_ps(table), t1 = _mm256_loadu_ps(table + 8);
+    constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
+    // bits 0..7 of dword t: the byte of elements 4 t and 4 t + 1, bits 8..15 that of 4 t + 2, 4 t + 3
+    constexpr int shift[4] = {high_first ? 4 : 0, high_first ? 0 : 4, high_first ? 12 : 8, high_first ? 8 : 12};
+    for (int c = 0; c < chunks; ++c)
+      LOWBIT_HOST_UNROLL for (int g = 0; g < NG; ++g) {
+        const __m256 s = _mm256_set1_ps(scale[g][c]);
+        __m256 lo = _mm256_mul_ps(t0, s), hi = _mm256_mul_ps(t1, s);
+        if constexpr (Sink::rounded) {
+          lo = detail::bf16_operand8(lo);
+          hi = detail::bf16_operand8(hi);
+        }
+        __m256 v[4][2];
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
+          const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[g] + 32 * c + 16 * h)));
+          LOWBIT_HOST_UNROLL for (int i = 0; i < 4; ++i) {
+            const __m256i idx = shift[i] == 0 ? w : _mm256_srli_epi32(w, shift[i]);
+            const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(w, 28 - shift[i]));  // bit 3 of the code at bit 31
+            v[i][h] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx), upper);
+          }
+        }
+        k[g].chunk(c, v);
+      }
+  } else {
+    for (int c = 0; c < chunks; ++c)
+      LOWBIT_HOST_UNROLL for (int g = 0; g < NG; ++g) {
+        const float sc = scale[g][c];
+        const __m256 s = _mm256_set1_ps(sc);
+        bool fast = false;  // e4m3fn, e5m2 without special codes and with a finite scale 2^(127 - bias)
+        float sk = 0.0f;
+        if constexpr (F == format::e4m3fn || F == format::e5m2) {
+          using codec = typename quant::scheme<F>::codec;
+          constexpr std::uint32_t rebias = static_cast<std::uint32_t>(127 + 127 - codec::bias) << 23;
+          float kb;
+          std::memcpy(&kb, &rebias, sizeof kb);
+          sk = sc * kb;
+          const __m256i sp = _mm256_set1_epi8(static_cast<char>(avx2::special_magnitude_bits<F>()));
+          const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c));
+          const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c + 32));
+          const __m256i hit = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(a, sp), sp), _mm256_cmpeq_epi8(_mm256_and_si256(b, sp), sp));
+          fast = std::fabs(sk) <= std::numeric_limits<float>::max() && _mm256_testz_si256(hit, hit);
+        }
+        // no NaN, no subnormal w in this chunk: rounding to bf16 is the add-and-mask alone
+        const bool plain = (F != format::e4m3fn && F != format::e5m2) || fast;
+        const bool plain_round = plain && (sc == 0.0f || std::fabs(sc) * unit >= std::numeric_limits<float>::min());
+        __m256 v[4][2];
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
+          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c + 32 * h));
+          LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
+            __m256 val;
+            if constexpr (F == format::int8_absmax) {
+              const __m256 q = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 24 - 8 * b), 24));
+              val = _mm256_mul_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(quant::int8_dequant_factor));
+            } else if constexpr (F == format::uint8_zeropoint) {
+              const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
+              val = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(zp[g][c]))), s);
+            } else if (fast) {
+              // as avx512 minifloat_values_scaled: the code's byte at the top of the dword, shifted
+              // down M + 1 bits, the sign kept, times scale 2^(127 - bias)
+              constexpr int M = quant::scheme<F>::codec::mantissa_bits;
+              const __m256i keep = _mm256_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << (23 - M))));
+              const __m256i top = b == 3 ? w : _mm256_slli_epi32(w, 24 - 8 * b);
+              val = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(top, M + 1), keep)), _mm256_set1_ps(sk));
+            } else {
+              const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
+              val = _mm256_mul_ps(detail::minifloat_values8<F>(q), s);
+            }
+            if constexpr (Sink::rounded) val = plain_round ? detail::bf16_round_normal8(val) : detail::bf16_operand8(val);
+            v[b][h] = val;
+          }
+        }
+        k[g].chunk(c, v);
+      }
+  }
+  LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) sinks[i] = k[i];
+}
+
+/// decode_groups_avx2 of one group into `sink`.
+template <format F, class Sink>
+LOWBIT_AVX2_FMA_DOT void decode_group_avx2(const std::uint8_t* codes, const float* scale, const int* zp, const float* table, float unit, Sink&& sink) {
+  decode_groups_avx2<F, 1>(&codes, &scale, &zp, table, unit, &sink);
+}
+
+/// The GEMV regime on AVX2 (fused_rows_avx512's counterpart): the thread sums
+/// s[(b * MB + a) * 32 + thread] of MB x rows (f32 lane layout; in mode bf16 the operands already
+/// rounded, mm::bf16_operand) with NB W rows (row b's codes at codes[b], its chunk scales and zero
+/// points at scale[b], zp[b]; K a multiple of 1024, chunks inside blocks), each group decoded in
+/// registers straight into the chains (`unit`: decode_groups_avx2's). Mode bf16 runs plain FMAs: the caller makes sure they equal
+/// fma_ftz (mm::bf16_exact_exponents). With MB * NB <= 2 both groups of a super-run are in
+/// flight (8 chains); otherwise one group's chains over all super-runs, then the other's.
+template <format F, int MB, int NB, bool BF16>
+LOWBIT_AVX2_FMA_DOT void fused_rows_avx2(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
+                                         float unit, const float* const* x, std::int64_t J, float* s) {
+  constexpr std::int64_t chunk_bytes = info(F).bits == 4 ? 32 : 64;
+  constexpr std::int64_t chunks = mm::group_elements / mm::chunk_elements;
+  constexpr int G = MB * NB <= 2 ? 2 : 1;  // groups in flight
+  using sink = detail::fma_avx2<MB, BF16>;
+  for (int g0 = 0; g0 < 2; g0 += G) {
+    sink k[NB * G];  // k[b * G + g]: W row b, group g0 + g
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NB * G; ++i) {
+      k[i].x = x;
+      LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) k[i].acc[a][0] = k[i].acc[a][1] = _mm256_setzero_ps();
+    }
+    for (std::int64_t j = 0; j < J; ++j) {
+      const std::uint8_t* c[NB * G];
+      const float* sc[NB * G];
+      const int* z[NB * G];
+      LOWBIT_HOST_UNROLL for (int i = 0; i < NB * G; ++i) {
+        const std::int64_t r0 = chunks * (2 * j + g0 + i % G);  // the group's first chunk
+        c[i] = codes[i / G] + r0 * chunk_bytes;
+        sc[i] = scale[i / G] + r0;
+        z[i] = zp[i / G] + r0;
+        k[i].base = (2 * j + g0 + i % G) * mm::group_elements;
+      }
+      decode_groups_avx2<F, NB * G>(c, sc, z, table, unit, k);
+    }
+    LOWBIT_HOST_UNROLL for (int i = 0; i < NB * G; ++i)
+      LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
+        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) _mm256_storeu_ps(s + ((i / G) * MB + a) * 32 + (g0 + i % G) * 16 + 8 * h, k[i].acc[a][h]);
   }
 }
 

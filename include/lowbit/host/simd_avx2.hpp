@@ -45,6 +45,14 @@ namespace avx2 {
 /// 1 KiB less so (16.4-18.7 ms).
 inline constexpr std::uintptr_t stream_ahead = 4096;
 
+/// The magnitude bits of an e4m3fn / e5m2 code that are all set exactly in its NaN and Inf codes:
+/// e4m3fn 0x7F (its one NaN magnitude), e5m2 0x7C (exponent 31: Inf and NaN).
+template <format F>
+constexpr int special_magnitude_bits() {
+  using codec = typename quant::scheme<F>::codec;
+  return codec::has_inf ? 0x7F & ~((1 << codec::mantissa_bits) - 1) : 0x7F;
+}
+
 #if LOWBIT_HAVE_AVX2_KERNELS
 
 /// True if this CPU runs the AVX2 kernels.
@@ -445,12 +453,11 @@ LOWBIT_AVX2 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs, c
   } else if constexpr (F == format::bnb_fp4) {
     for (int i = 0; i < 7; ++i) thr[i] = _mm256_set1_ps(codecs::bnb_fp4::threshold(i));
   }
-  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
   for (std::int64_t b = 0; b < nblocks; ++b) {
     const T* p = x + b * bs;
     std::uint8_t* o = four ? out + b * bs / 2 : out + b * bs;
     if (enc[b].zero) {
-      std::memset(o, four ? (z << 4 | z) : z, static_cast<std::size_t>(four ? bs / 2 : bs));
+      std::memset(o, quant::scheme<F>::zero_byte, static_cast<std::size_t>(four ? bs / 2 : bs));
       if (ahead) detail::prefetch_ahead(p, ahead, static_cast<std::size_t>(bs) * sizeof(T));
       continue;
     }

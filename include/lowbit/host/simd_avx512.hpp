@@ -276,6 +276,20 @@ LOWBIT_AVX512 inline __m512i codes16(__m512 v, const thresholds& th) {
     const __mmask16 to_hi = up & _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ);
     const __mmask16 to_lo = static_cast<__mmask16>(~up) & _mm512_cmp_ps_mask(v, m, _CMP_LT_OQ) & _mm512_test_epi32_mask(p, p);
     return _mm512_mask_sub_epi32(_mm512_mask_add_epi32(p, to_hi, p, _mm512_set1_epi32(1)), to_lo, p, _mm512_set1_epi32(1));
+  } else if constexpr (F == format::e2m1fn) {
+    // Round to nearest even on each of e2m1's three spacings, with the code of the spacing's first
+    // value added: round(2|v|) (codes 0..4 for |v| <= 2), round(|v|) + 2 (4..6 on [2, 4]),
+    // round(|v| / 2) + 4 (6, 7 on [4, 6]); each adds 1.5 * 2^23, so the rounding is the float add's
+    // and the integer sits in the low mantissa bits. Beyond its own interval each form is no
+    // smaller than the right code, so the code is the least of the three and 7 (saturation; NaN's
+    // sums are NaN, whose bits are larger still: 7, as the scalar codec). Then the sign bit.
+    const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF)));
+    const __m512i g0 = _mm512_castps_si512(_mm512_fmadd_ps(a, _mm512_set1_ps(2.0f), _mm512_set1_ps(12582912.0f)));
+    const __m512i g1 = _mm512_castps_si512(_mm512_add_ps(a, _mm512_set1_ps(12582914.0f)));
+    const __m512i g2 = _mm512_castps_si512(_mm512_fmadd_ps(a, _mm512_set1_ps(0.5f), _mm512_set1_ps(12582916.0f)));
+    const __m512i m = _mm512_min_epi32(_mm512_min_epi32(g0, g1), _mm512_min_epi32(g2, _mm512_set1_epi32(0x4B400007)));
+    const __m512i code = _mm512_and_si512(m, _mm512_set1_epi32(7));
+    return _mm512_mask_or_epi32(code, _mm512_movepi32_mask(_mm512_castps_si512(v)), code, _mm512_set1_epi32(8));
   } else if constexpr (F == format::int8_absmax) {
     const __m512 c = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(127.0f)), _mm512_set1_ps(-127.0f));
     const __m512i q = _mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -346,7 +360,7 @@ template <format F>
 struct special_code_keys {
   using codec = typename quant::scheme<F>::codec;
   static constexpr int M = codec::mantissa_bits;
-  static constexpr int inc = codec::has_inf ? 1 << M : 1, mask = codec::has_inf ? 0x7F & ~((1 << M) - 1) : 0x7F;
+  static constexpr int inc = codec::has_inf ? 1 << M : 1, mask = avx2::special_magnitude_bits<F>();
   static constexpr int limit = 1 << M;
 };
 template <format F>
@@ -648,7 +662,7 @@ LOWBIT_AVX512 void encode_steps32(const T* x, std::int64_t steps, const float* i
                                   const thresholds& th) {
   constexpr bool four = info(F).bits == 4;
   constexpr std::uint8_t z = quant::scheme<F>::zero_code;
-  const __m128i zz = _mm_set1_epi8(static_cast<char>(four ? z << 4 | z : z));  // a zero step's bytes
+  const __m128i zz = _mm_set1_epi8(static_cast<char>(quant::scheme<F>::zero_byte));  // a zero step's bytes
   const __m512i zc = _mm512_set1_epi32(z);
   for (std::int64_t s = 0; s < steps; ++s) {
     const T* p = x + s * 32;
@@ -711,8 +725,7 @@ LOWBIT_AVX512 void encode_run(const T* x, std::int64_t nblocks, std::int64_t bs,
   const std::uintptr_t ahead = prefetch_ahead > 0 ? static_cast<std::uintptr_t>(prefetch_ahead) * sizeof(T) : 0;
   constexpr bool four = info(F).bits == 4;
   const detail::thresholds th = detail::make_thresholds<F>();
-  constexpr std::uint8_t z = quant::scheme<F>::zero_code;
-  constexpr std::uint8_t zero_byte = four ? static_cast<std::uint8_t>(z << 4 | z) : z;  // a zero block's bytes
+  constexpr std::uint8_t zero_byte = quant::scheme<F>::zero_byte;  // a zero block's bytes
   constexpr float k = detail::encode_prescale<F>();
   if ((bs == 32 || (bs == 16 && sizeof(T) == 2)) && k == 1.0f) {
     // steps of 32 elements: one block of 32 (MX) or, from 16-bit input, two blocks of 16 (NVFP4)

@@ -170,6 +170,16 @@ constexpr bool has_group_decoder() {
   }
 }
 
+/// Whether decoder Dec is a blockwise format's with an AVX2 group decoder (host::mmk::decode_group_avx2).
+template <class Dec>
+constexpr bool has_group_decoder_avx2() {
+  if constexpr (Dec::blockwise) {
+    return host::mmk::has_group_decoder_avx2<Dec::fmt>();
+  } else {
+    return false;
+  }
+}
+
 /// Which kernels a call uses (matmul_options and the CPU).
 struct kernel_choice {
   bool avx2 = false, avx512 = false, avx512_bf16 = false;
@@ -310,10 +320,12 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
   const std::int64_t groups = 2 * super_runs(K);
   const std::int64_t words = c == matmul_compute::f32 ? 512 : 256;
   const std::int64_t row0 = n * K;
-  bool fast = false;
+  bool fast = false, fast2 = false;  // the AVX-512 or the AVX2 group decoder
   int shift = -1;  // blocks of 2^shift chunks, no zero points: the chunk scales in vectors
-  if constexpr (has_group_decoder<Dec>()) {
-    fast = kc.avx512 && o == matmul_order::lanes && K % chunk_elements == 0 && dec.view().block_size % chunk_elements == 0;
+  if constexpr (has_group_decoder<Dec>() || has_group_decoder_avx2<Dec>()) {
+    const bool whole = o == matmul_order::lanes && K % chunk_elements == 0 && dec.view().block_size % chunk_elements == 0;
+    fast = has_group_decoder<Dec>() && whole && kc.avx512;
+    fast2 = has_group_decoder_avx2<Dec>() && whole && !fast && kc.avx2;
     shift = fast ? chunk_shift(dec) : -1;
   }
   for (std::int64_t i = 0; i < groups; ++i) {
@@ -348,13 +360,34 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
 #else
     (void)fast;
 #endif
+#if LOWBIT_HAVE_AVX2_KERNELS
+    if constexpr (has_group_decoder_avx2<Dec>()) {
+      constexpr format F = Dec::fmt;
+      if (fast2 && k0 + group_elements <= K) {
+        alignas(64) float sc[group_elements / chunk_elements];
+        alignas(64) int zp[group_elements / chunk_elements];
+        chunk_scales(dec, row0 + k0, group_elements / chunk_elements, sc, zp, w_exponent ? &smin : nullptr);
+        const std::uint8_t* codes = dec.view().codes + code_bytes(F, row0 + k0);
+        if (c == matmul_compute::f32) {
+          host::mmk::detail::store_f32_avx2 sink{reinterpret_cast<float*>(dst)};
+          host::mmk::decode_group_avx2<F>(codes, sc, zp, dec.table(), dec.smallest_unit(), sink);
+        } else {
+          host::mmk::detail::store_bf16_avx2 sink{dst};
+          host::mmk::decode_group_avx2<F>(codes, sc, zp, dec.table(), dec.smallest_unit(), sink);
+        }
+        continue;
+      }
+    }
+#else
+    (void)fast2;
+#endif
     const int len = static_cast<int>(std::max<std::int64_t>(0, std::min<std::int64_t>(group_elements, K - k0)));
     if (len > 0) dec.decode(row0 + k0, len, tmp);
     std::fill(tmp + len, tmp + group_elements, 0.0f);
     permute_group(o, c, tmp, dst);
     if (w_exponent) *w_exponent = std::min(*w_exponent, bf16_min_exponent(dst, words));
   }
-  if constexpr (has_group_decoder<Dec>()) {
+  if constexpr (has_group_decoder<Dec>() || has_group_decoder_avx2<Dec>()) {
     if (w_exponent) *w_exponent = std::min(*w_exponent, scale_exponent(dec.smallest_unit(), smin));
   }
 }
@@ -728,6 +761,109 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
 }
 #endif
 
+#if LOWBIT_HAVE_AVX2_KERNELS
+/// Rows n0 .. n1 of the fused GEMV on AVX2 for MB x rows: x rows xf (the f32 lane layout, in mode
+/// bf16 of the rounded operands) for the fused kernel, xp (the lane layout of mode c) for the exact
+/// lane dot that a row whose smallest possible nonzero w could bring a sum into the flush range
+/// (mode bf16, bf16_exact_exponents) takes on a lane row decoded into `lane`.
+template <format F, int MB, class TY>
+void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, const void* const* xp, std::int64_t n0, std::int64_t n1,
+                          std::int64_t N, std::int64_t K, matmul_compute c, const kernel_choice& kc, int x_exponent, const TY* bias, TY* y,
+                          float* sc, int* zp, float* lane) {
+  constexpr int NB = MB <= 2 ? 2 : 1;  // W rows a call: 8 chains of 8 lanes at most (fused_rows_avx2)
+  const std::int64_t R = K / chunk_elements, J = super_runs(K);
+  const bool bf = c == matmul_compute::bf16;
+  for (std::int64_t n = n0; n < n1; n += NB) {
+    const int nb = static_cast<int>(std::min<std::int64_t>(NB, n1 - n));
+    const std::uint8_t* codes[NB];
+    const float* scales[NB];
+    const int* zps[NB];
+    float smin = std::numeric_limits<float>::infinity();  // the rows' smallest nonzero |scale| (bf16 mode)
+    for (int b = 0; b < nb; ++b) {
+      chunk_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
+      codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
+      scales[b] = sc + b * R;
+      zps[b] = zp + b * R;
+    }
+    alignas(64) float s[NB * 4 * 32];
+    if (bf && x_exponent + scale_exponent(dec.smallest_unit(), smin) < bf16_exact_exponents) {
+      for (int b = 0; b < nb; ++b) {
+        build_w_row(dec, n + b, K, c, matmul_order::lanes, kc, lane);
+        const void* w1 = lane;
+        dot(kc, c, xp, MB, &w1, 1, J, s);
+        for (int a = 0; a < MB; ++a) store_output(reduce_threads(s + a * 32), a, n + b, N, bias, y);
+      }
+      continue;
+    }
+    if (nb == NB) {
+      if (bf) host::mmk::fused_rows_avx2<F, MB, NB, true>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+      else host::mmk::fused_rows_avx2<F, MB, NB, false>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+    } else {
+      if (bf) host::mmk::fused_rows_avx2<F, MB, 1, true>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+      else host::mmk::fused_rows_avx2<F, MB, 1, false>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+    }
+    for (int b = 0; b < nb; ++b)
+      for (int a = 0; a < MB; ++a) store_output(reduce_threads(s + (b * MB + a) * 32), a, n + b, N, bias, y);
+  }
+}
+
+/// The fused GEMV on AVX2 (lanes order, M <= 4, K a multiple of 1024, chunks inside blocks): each
+/// W row decoded in registers (host::mmk::decode_group_avx2) straight into the thread chains, rows
+/// split over the threads; xl is x in the lane layout of the compute mode. In mode bf16 the
+/// kernel runs plain FMAs on the operands widened to float32, exactly fma_ftz where the exponent
+/// guard holds (x_exponent: the x rows' smallest operand exponent), the exact lane dot elsewhere.
+template <format F, class TY>
+status gemv_fused_avx2(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
+                       const matmul_options& o, const kernel_choice& kc, int x_exponent) {
+  const matmul_compute c = o.compute;
+  const std::int64_t row_words = host::mmk::lane_row_size(K, c), R = K / chunk_elements;
+  const std::int64_t f32_words = host::mmk::lane_row_size(K, matmul_compute::f32);
+  // the f32 lane layout of x; mode bf16: each operand pair word of xl widened to its two steps
+  storage<float> xw;
+  if (c == matmul_compute::bf16) {
+    LOWBIT_TRY(xw.allocate(static_cast<std::size_t>(M * f32_words), allocator::host(), "matmul: x operands as float32", false));
+    for (std::int64_t m = 0; m < M; ++m) {
+      const auto* src = reinterpret_cast<const std::uint32_t*>(xl + m * row_words);
+      float* dst = xw.data() + m * f32_words;
+      for (std::int64_t gi = 0; gi < f32_words / group_elements; ++gi)
+        for (int p = 0; p < 16; ++p)
+          for (int t = 0; t < 16; ++t) {
+            const std::uint32_t w = src[(gi * 16 + p) * 16 + t];
+            const int even = pair_step(matmul_order::lanes, p), odd = even + pair_stride(matmul_order::lanes);
+            dst[(gi * 32 + even) * 16 + t] = bits_float(w << 16);
+            dst[(gi * 32 + odd) * 16 + t] = bits_float(w & 0xFFFF0000u);
+          }
+    }
+  }
+  const float* xf[4];
+  const void* xp[4];
+  for (std::int64_t a = 0; a < M; ++a) {
+    xf[a] = c == matmul_compute::bf16 ? xw.data() + a * f32_words : xl + a * row_words;
+    xp[a] = xl + a * row_words;
+  }
+  const std::int64_t need = 4 * R + row_words;
+  std::atomic<bool> no_memory{false};
+  host::parallel_for(N, 16, 2, o.threads, [&](std::int64_t n0, std::int64_t n1) {
+    storage<float>& buf = panel_scratch();  // two rows' chunk scales and zero points, a lane row
+    if (buf.size() < static_cast<std::size_t>(need) && !buf.allocate(static_cast<std::size_t>(need), allocator::host(), "matmul: chunk scales", false)) {
+      no_memory = true;
+      return;
+    }
+    float* sc = buf.data();
+    int* zp = reinterpret_cast<int*>(buf.data() + 2 * R);
+    float* lane = buf.data() + 4 * R;
+    switch (M) {
+      case 1: return gemv_fused_rows_avx2<F, 1>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
+      case 2: return gemv_fused_rows_avx2<F, 2>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
+      case 3: return gemv_fused_rows_avx2<F, 3>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
+      default: return gemv_fused_rows_avx2<F, 4>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
+    }
+  });
+  if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of chunk scales", static_cast<long long>(need * 4));
+  return {};
+}
+#endif
+
 /// The matmul with W's runs from decoder `dec` (run_decoder or scaled_run_decoder).
 template <class Dec, class TX, class TY>
 status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
@@ -748,18 +884,27 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   host::parallel_for(M, 4, 1, o.threads, [&](std::int64_t m0, std::int64_t m1) {
     for (std::int64_t m = m0; m < m1; ++m) build_x_row(x + m * K, K, c, ord, xl.data() + m * row_words);
   });
-  // bf16 mode on vdpbf16ps: the smallest operand exponent of all x rows (the flush guard above)
-  const bool guard = c == matmul_compute::bf16 && kc.avx512_bf16;
+  // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains,
+  // on AVX-512 (and AVX512_BF16 in mode bf16), else on AVX2
+  bool gemv_shape = false;
+  if constexpr (Dec::blockwise)
+    gemv_shape = ord == matmul_order::lanes && M <= 4 && K % super_elements == 0 && dec.view().block_size % chunk_elements == 0;
+  const bool gemv512 = has_group_decoder<Dec>() && gemv_shape && kc.avx512 && (c == matmul_compute::f32 || kc.avx512_bf16);
+  const bool gemv2 = has_group_decoder_avx2<Dec>() && gemv_shape && !gemv512 && kc.avx2;
+  // bf16 mode on vdpbf16ps or on plain FMAs: the smallest operand exponent of all x rows (the flush guard above)
+  const bool guard = c == matmul_compute::bf16 && (kc.avx512_bf16 || gemv2);
   int x_exponent = 255;
   if (guard)
     for (std::int64_t m = 0; m < M; ++m)
       x_exponent = std::min(x_exponent, bf16_min_exponent(reinterpret_cast<const std::uint32_t*>(xl.data() + m * row_words), row_words));
+#if LOWBIT_HAVE_AVX2_KERNELS
+  if constexpr (has_group_decoder_avx2<Dec>()) {
+    if (gemv2) return gemv_fused_avx2<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
+  }
+#endif
 #if LOWBIT_HAVE_AVX512_KERNELS
-  // GEMV with few rows of x and whole groups everywhere: W decoded in registers into the chains
   if constexpr (has_group_decoder<Dec>()) {
-    if (kc.avx512 && ord == matmul_order::lanes && M <= 4 && K % super_elements == 0 && dec.view().block_size % chunk_elements == 0 &&
-        (c == matmul_compute::f32 || kc.avx512_bf16))
-      return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
+    if (gemv512) return gemv_fused<Dec::fmt>(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
   }
   if (kc.avx512 && M >= outer_min_rows && (c == matmul_compute::f32 || kc.avx512_bf16))
     return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);

@@ -93,6 +93,9 @@ struct scheme {
       return std::uint8_t{0};
     }
   }();
+  /// The byte a zero block's codes fill: zero_code twice for the 4-bit formats, else zero_code.
+  static constexpr std::uint8_t zero_byte =
+      info(F).bits == 4 ? static_cast<std::uint8_t>(zero_code << 4 | zero_code) : zero_code;
 };
 
 /// The largest finite value of a minifloat format, as used by its block scale.
