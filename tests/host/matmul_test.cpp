@@ -19,6 +19,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -380,7 +381,7 @@ TEST(Matmul, BlockScaledWeightsFollowTheModel) {
   EXPECT_NE(std::string(s.message()).find("not N x K"), std::string::npos) << s.message();
 }
 
-#if LOWBIT_HAVE_AVX512_KERNELS
+#if LOWBIT_HAVE_AVX2_KERNELS
 // The block scale of block b as docs/formats.md defines it (the nested one: two roundings).
 float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
   if (!W.double_quantized()) return W.scales()[b];
@@ -388,13 +389,14 @@ float block_scale(const lowbit::quant_tensor& W, std::int64_t b) {
 }
 #endif
 
-// The GEMV's vector chunk scales (host::mmk::chunk_scales_avx512) against the definition: every
-// chunk of 64 elements of windows that start anywhere (inside a block, on either side of a
-// 256-block group boundary of the nested scales) and end anywhere, for 1, 2, 32 and 64 chunks per
-// block, plain and double-quantized, and the smallest nonzero |scale| it reports.
-TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
-#if LOWBIT_HAVE_AVX512_KERNELS
-  if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
+#if LOWBIT_HAVE_AVX2_KERNELS
+// The vector chunk scales of the GEMVs (host::mmk::chunk_scales_avx512, chunk_scales_avx2: `fn`)
+// against the definition: every chunk of 64 elements of windows that start anywhere (inside a
+// block, on either side of a 256-block group boundary of the nested scales) and end anywhere, for
+// 1, 2, 32 and 64 chunks per block, plain and double-quantized, and the smallest nonzero |scale| it
+// reports.
+template <class Fn>
+void check_chunk_scales(Fn&& fn) {
   LOWBIT_SEED_TRACE();
   std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x5CA1E5u);
   const std::int64_t N = 40, K = 4096;  // 2560 chunks: 2560 blocks of 64, 10 groups of 256
@@ -421,8 +423,7 @@ TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
       for (const auto& w : windows) {
         std::fill(out.begin(), out.end(), -1.0f);
         float smin = 1e30f;  // lowered to the smallest nonzero |scale| of the window's blocks
-        lowbit::host::mmk::chunk_scales_avx512(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales,
-                                             v.nested_offset, out.data(), &smin);
+        fn(w.first, w.second, shift, v.scales, v.nested_codes, dec.nested_table(), v.nested_scales, v.nested_offset, out.data(), &smin);
         float want = 1e30f;
         for (std::int64_t t = 0; t < w.second; ++t) {
           const float bsc = block_scale(W, (w.first + t) >> shift);
@@ -434,8 +435,71 @@ TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
         ASSERT_EQ(out[static_cast<std::size_t>(w.second)], -1.0f) << "wrote past the window (" << w.first << ", " << w.second << ")";
       }
     }
+}
+#endif
+
+TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
+#if LOWBIT_HAVE_AVX2_KERNELS
+  bool ran = false;
+#  if LOWBIT_HAVE_AVX512_KERNELS
+  if (lowbit::host::avx512::bf16_available()) {
+    SCOPED_TRACE("chunk_scales_avx512");
+    check_chunk_scales([](auto... a) { lowbit::host::mmk::chunk_scales_avx512(a...); });
+    ran = true;
+  } else {
+    std::printf("note: this CPU has no AVX512_BF16; chunk_scales_avx512 not checked\n");
+  }
+#  endif
+  if (lowbit::host::avx2::available()) {
+    SCOPED_TRACE("chunk_scales_avx2");
+    check_chunk_scales([](auto... a) { lowbit::host::mmk::chunk_scales_avx2(a...); });
+    ran = true;
+  }
+  if (!ran) GTEST_SKIP() << "this CPU has no AVX2";
 #else
-  GTEST_SKIP() << "built without the AVX-512 kernels";
+  GTEST_SKIP() << "built without the SIMD kernels";
+#endif
+}
+
+#if LOWBIT_HAVE_AVX2_KERNELS
+// The AVX2 bf16 operand rounding (mmk::detail::bf16_operand8) against mm::bf16_operand_bits on
+// every float32 around the subnormal/normal and the NaN boundaries and a stride through the rest;
+// its shortcut bf16_round_normal8 on those that are neither NaN nor subnormal.
+LOWBIT_AVX2_FMA_DOT void round_bf16_avx2(const std::uint32_t* in, std::uint32_t* full, std::uint32_t* normal) {
+  const __m256 v = _mm256_loadu_ps(reinterpret_cast<const float*>(in));
+  _mm256_storeu_ps(reinterpret_cast<float*>(full), lowbit::host::mmk::detail::bf16_operand8(v));
+  _mm256_storeu_ps(reinterpret_cast<float*>(normal), lowbit::host::mmk::detail::bf16_round_normal8(v));
+}
+#endif
+
+TEST(Matmul, Avx2Bf16OperandRoundingMatchesDefinition) {
+#if LOWBIT_HAVE_AVX2_KERNELS
+  if (!lowbit::host::avx2::available()) GTEST_SKIP() << "this CPU has no AVX2";
+  std::vector<std::uint32_t> pats;
+  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
+  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
+  const std::size_t base = pats.size();
+  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
+  while (pats.size() % 8) pats.push_back(0);
+  std::size_t normal_checked = 0;
+  for (std::size_t i = 0; i < pats.size(); i += 8) {
+    std::uint32_t full[8], normal[8];
+    round_bf16_avx2(pats.data() + i, full, normal);
+    for (int l = 0; l < 8; ++l) {
+      const std::uint32_t u = pats[i + l];
+      const std::uint32_t want = static_cast<std::uint32_t>(lowbit::mm::bf16_operand_bits(lowbit_test::float_of(u))) << 16;
+      ASSERT_EQ(full[l], want) << lowbit_test::hex(u);
+      const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u, subnormal = (u & 0x7F800000u) == 0 && (u & 0x007FFFFFu) != 0;
+      if (!nan && !subnormal) {
+        ASSERT_EQ(normal[l], want) << lowbit_test::hex(u);
+        ++normal_checked;
+      }
+    }
+  }
+  EXPECT_GT(normal_checked, pats.size() / 2);
+#else
+  GTEST_SKIP() << "built without the AVX2 kernels";
 #endif
 }
 

@@ -651,15 +651,21 @@ LOWBIT_AVX2_FMA_DOT inline __m256 minifloat_values8(__m256i c) {
 }
 
 // AVX2 sinks of decode_groups_avx2: chunk(c, v) takes the 4 steps of chunk c of a group, v[i][h]
-// lane l the value of thread 8 h + l's step 4 c + i (already rounded as mm::bf16_operand for a
-// sink with Rounded).
+// the values of step 4 c + i of 8 threads: h = 0 threads 0..3 and 8..11 (lanes 0..3, 4..7), h = 1
+// threads 4..7 and 12..15 (the order byte lookups and unpacks leave them in); the values already
+// rounded as mm::bf16_operand for a sink with `rounded`.
+// The lanes of a (h = 0, h = 1) pair as threads 0..7 and 8..15.
+LOWBIT_AVX2_FMA_DOT inline __m256 threads_low(__m256 a, __m256 b) { return _mm256_permute2f128_ps(a, b, 0x20); }
+LOWBIT_AVX2_FMA_DOT inline __m256 threads_high(__m256 a, __m256 b) { return _mm256_permute2f128_ps(a, b, 0x31); }
+/// The thread of lane l (0..15) of a decode_groups_avx2 (h = 0, h = 1) pair.
+constexpr int avx2_lane_thread(int l) noexcept { return (l & 3) | ((l & 4) << 1) | ((l & 8) >> 1); }
 struct store_f32_avx2 {  // the f32 lane layout
   static constexpr bool rounded = false;
   float* out;
   LOWBIT_AVX2_FMA_DOT void chunk(int c, const __m256 (&v)[4][2]) {
     LOWBIT_HOST_UNROLL for (int i = 0; i < 4; ++i) {
-      _mm256_storeu_ps(out + (4 * c + i) * 16, v[i][0]);
-      _mm256_storeu_ps(out + (4 * c + i) * 16 + 8, v[i][1]);
+      _mm256_storeu_ps(out + (4 * c + i) * 16, threads_low(v[i][0], v[i][1]));
+      _mm256_storeu_ps(out + (4 * c + i) * 16 + 8, threads_high(v[i][0], v[i][1]));
     }
   }
 };
@@ -667,16 +673,19 @@ struct store_bf16_avx2 {  // the bf16 lane layout: pair 2 c of steps 4 c (low ha
   static constexpr bool rounded = true;
   std::uint32_t* out;
   LOWBIT_AVX2_FMA_DOT void chunk(int c, const __m256 (&v)[4][2]) {
-    LOWBIT_HOST_UNROLL for (int q = 0; q < 2; ++q)
-      LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
-        const __m256i w = _mm256_or_si256(_mm256_srli_epi32(_mm256_castps_si256(v[q][h]), 16), _mm256_castps_si256(v[q + 2][h]));
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (2 * c + q) * 16 + 8 * h), w);
-      }
+    LOWBIT_HOST_UNROLL for (int q = 0; q < 2; ++q) {
+      __m256 w[2];
+      LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h)
+        w[h] = _mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(_mm256_castps_si256(v[q][h]), 16), _mm256_castps_si256(v[q + 2][h])));
+      _mm256_storeu_ps(reinterpret_cast<float*>(out + (2 * c + q) * 16), threads_low(w[0], w[1]));
+      _mm256_storeu_ps(reinterpret_cast<float*>(out + (2 * c + q) * 16 + 8), threads_high(w[0], w[1]));
+    }
   }
 };
-// Thread chains of MB x rows (f32 lane layout, bf16 operands already rounded in mode bf16): f32
-// mode the steps in order, bf16 mode each pair's odd element first (steps 4 c + 2, 4 c, 4 c + 3,
-// 4 c + 1), plain FMAs (exactly fma_ftz where the caller's exponent guard holds).
+// Thread chains of MB x rows (the f32 lane layout with its 16 words of a step in lane order,
+// avx2_lane_thread; in mode bf16 the operands already rounded): f32 mode the steps in order,
+// bf16 mode each pair's odd element first (steps 4 c + 2, 4 c, 4 c + 3, 4 c + 1), plain FMAs
+// (exactly fma_ftz where the caller's exponent guard holds).
 template <int MB, bool BF16>
 struct fma_avx2 {
   static constexpr bool rounded = BF16;
@@ -693,6 +702,25 @@ struct fma_avx2 {
     }
   }
 };
+// The byte planes of the 16 float32 values t0 (entries 0..7), t1 (8..15), each plane (byte k of
+// every entry, entry order) in both 128-bit lanes of p[k]: vpshufb tables. Planes 2 and 3 only
+// (the bfloat16 bits of rounded values) when All is false.
+template <bool All>
+LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4]) {
+  // per lane: byte k of its 4 entries to dword k
+  const __m256i gather = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  // u: planes 0, 1 of entries 0..7 (lane 0) and planes 2, 3 (lane 1); w the same for 8..15
+  const __m256i u = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(t0), gather), order);
+  const __m256i w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(t1), gather), order);
+  const __m256i even = _mm256_unpacklo_epi64(u, w), odd = _mm256_unpackhi_epi64(u, w);  // planes 0 | 2, 1 | 3
+  if constexpr (All) {
+    p[0] = _mm256_permute2x128_si256(even, even, 0x00);
+    p[1] = _mm256_permute2x128_si256(odd, odd, 0x00);
+  }
+  p[2] = _mm256_permute2x128_si256(even, even, 0x11);
+  p[3] = _mm256_permute2x128_si256(odd, odd, 0x11);
+}
 }  // namespace detail
 
 /// decode_groups_avx512 on AVX2: the float32 values w of NG groups of 512 consecutive elements of
@@ -704,9 +732,12 @@ struct fma_avx2 {
 /// chunk whose smallest nonzero |w| is at least 2^-126 and whose scale is not NaN holds no NaN and
 /// no subnormal (for 8-bit formats other than e4m3fn/e5m2, whose special codes take their own
 /// check), so its rounding needs no NaN or flush fix-up.
-/// 4-bit codes: per chunk the 16 table values are multiplied by the scale once (and rounded once),
-/// then each step of 8 threads is two vpermps (entries 0..7 and 8..15, by the low 3 bits of the
-/// code) and a blend on its bit 3. 8-bit codes: as the AVX-512 decoder, 8 lanes at a time.
+/// 4-bit codes: each nibble picks its value's bytes from byte planes of the 16 values by vpshufb
+/// (one per plane and 32 codes), which unpacks interleave into dwords. float32: the planes of the
+/// table, each value then multiplied by the chunk's scale (the same product as decode_element);
+/// bfloat16: the planes of the chunk's 16 values scaled and rounded once (two planes, the bf16
+/// bits). Two vpermps and a blend per 8 codes measured 2.5x slower on this project's AMD EPYC
+/// (vpermps one a cycle, vpshufb two). 8-bit codes: as the AVX-512 decoder, 8 lanes at a time.
 template <format F, int NG, class Sink>
 LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
                                             float unit, Sink* sinks) {
@@ -725,23 +756,62 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
   if constexpr (four) {
     const __m256 t0 = _mm256_loadu_ps(table), t1 = _mm256_loadu_ps(table + 8);
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
-    // bits 0..7 of dword t: the byte of elements 4 t and 4 t + 1, bits 8..15 that of 4 t + 2, 4 t + 3
-    constexpr int shift[4] = {high_first ? 4 : 0, high_first ? 0 : 4, high_first ? 12 : 8, high_first ? 8 : 12};
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    // per lane: the even bytes (each thread's first, elements 4 t, 4 t + 1) before the odd ones
+    const __m256i evens_first = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9,
+                                                 11, 13, 15);
+    __m256i table_planes[4];  // float32: the unscaled values' planes, the scale multiplied after the lookup
+    if constexpr (!Sink::rounded) detail::byte_planes<true>(t0, t1, table_planes);
     for (int c = 0; c < chunks; ++c)
       LOWBIT_HOST_UNROLL for (int g = 0; g < NG; ++g) {
         const __m256 s = _mm256_set1_ps(scale[g][c]);
-        __m256 lo = _mm256_mul_ps(t0, s), hi = _mm256_mul_ps(t1, s);
+        __m256i planes[4];
         if constexpr (Sink::rounded) {
-          lo = detail::bf16_operand8(lo);
-          hi = detail::bf16_operand8(hi);
+          // bfloat16: the chunk's 16 values scaled and rounded once, as vpshufb tables of their bytes
+          __m256 lo = _mm256_mul_ps(t0, s), hi = _mm256_mul_ps(t1, s);
+          if (scale[g][c] == 0.0f || std::fabs(scale[g][c]) * unit >= std::numeric_limits<float>::min()) {
+            lo = detail::bf16_round_normal8(lo);
+            hi = detail::bf16_round_normal8(hi);
+          } else {
+            lo = detail::bf16_operand8(lo);
+            hi = detail::bf16_operand8(hi);
+          }
+          detail::byte_planes<false>(lo, hi, planes);
+        } else {
+          LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) planes[b] = table_planes[b];
         }
+        // lane 0: threads 0..7's 16 bytes, lane 1 threads 8..15's
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 32 * c));
         __m256 v[4][2];
-        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
-          const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes[g] + 32 * c + 16 * h)));
-          LOWBIT_HOST_UNROLL for (int i = 0; i < 4; ++i) {
-            const __m256i idx = shift[i] == 0 ? w : _mm256_srli_epi32(w, shift[i]);
-            const __m256 upper = _mm256_castsi256_ps(_mm256_slli_epi32(w, 28 - shift[i]));  // bit 3 of the code at bit 31
-            v[i][h] = _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx), upper);
+        if constexpr (Sink::rounded) {
+          // bfloat16: the two planes of a byte's codes interleave into words; a dword pairs a
+          // thread's two bytes: (first, second) element of each, steps (0, 2) or (1, 3), the even
+          // step in the low half, as the bf16 lane layout
+          const __m256i n[2] = {_mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble), _mm256_and_si256(bytes, nibble)};
+          LOWBIT_HOST_UNROLL for (int k = 0; k < 2; ++k) {
+            const __m256i pl = _mm256_shuffle_epi8(planes[2], n[k]), ph = _mm256_shuffle_epi8(planes[3], n[k]);
+            const int i = (k == 0) == high_first ? 0 : 1;  // the steps (i, i + 2) of these nibbles
+            const __m256i d[2] = {_mm256_unpacklo_epi8(pl, ph), _mm256_unpackhi_epi8(pl, ph)};
+            LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
+              v[i][h] = _mm256_castsi256_ps(_mm256_slli_epi32(d[h], 16));
+              v[i + 2][h] = _mm256_castsi256_ps(_mm256_and_si256(d[h], _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+            }
+          }
+        } else {
+          // float32: the four planes of each nibble interleave into dwords; with the even bytes
+          // first, each 4 dwords of a lane are one step of 4 threads
+          const __m256i r = _mm256_shuffle_epi8(bytes, evens_first);
+          const __m256i n[2] = {_mm256_and_si256(_mm256_srli_epi16(r, 4), nibble), _mm256_and_si256(r, nibble)};
+          LOWBIT_HOST_UNROLL for (int k = 0; k < 2; ++k) {
+            __m256i q[4];
+            LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) q[b] = _mm256_shuffle_epi8(planes[b], n[k]);
+            const __m256i w01l = _mm256_unpacklo_epi8(q[0], q[1]), w01h = _mm256_unpackhi_epi8(q[0], q[1]);
+            const __m256i w23l = _mm256_unpacklo_epi8(q[2], q[3]), w23h = _mm256_unpackhi_epi8(q[2], q[3]);
+            const int i = (k == 0) == high_first ? 0 : 1;  // first bytes: step i; second bytes: step i + 2
+            v[i][0] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(w01l, w23l)), s);
+            v[i][1] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(w01l, w23l)), s);
+            v[i + 2][0] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(w01h, w23h)), s);
+            v[i + 2][1] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(w01h, w23h)), s);
           }
         }
         k[g].chunk(c, v);
@@ -768,9 +838,13 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
         // no NaN, no subnormal w in this chunk: rounding to bf16 is the add-and-mask alone
         const bool plain = (F != format::e4m3fn && F != format::e5m2) || fast;
         const bool plain_round = plain && (sc == 0.0f || std::fabs(sc) * unit >= std::numeric_limits<float>::min());
+        // dword t of the 64 bytes: thread t's 4 codes; in[h] threads 0..3, 8..11 (h = 0) or 4..7, 12..15
+        const __m256i y0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c));
+        const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c + 32));
+        const __m256i in[2] = {_mm256_permute2x128_si256(y0, y1, 0x20), _mm256_permute2x128_si256(y0, y1, 0x31)};
         __m256 v[4][2];
         LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
-          const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c + 32 * h));
+          const __m256i w = in[h];
           LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
             __m256 val;
             if constexpr (F == format::int8_absmax) {
@@ -806,8 +880,71 @@ LOWBIT_AVX2_FMA_DOT void decode_group_avx2(const std::uint8_t* codes, const floa
   decode_groups_avx2<F, 1>(&codes, &scale, &zp, table, unit, &sink);
 }
 
+/// chunk_scales_avx512 on AVX2, 8 blocks at a time: the scales of chunks r0 .. r0 + count - 1 of a
+/// weight with 2^shift chunks per block into out[0 .. count), mm::run_decoder::scale of each
+/// chunk's block, the same bits (double quantization: the product and the sum rounded apart).
+/// Reads no block past the last chunk's. With smin, lowers *smin to the smallest nonzero |scale|
+/// of those blocks (NaN skipped).
+LOWBIT_AVX2_FMA_DOT inline void chunk_scales_avx2(std::int64_t r0, std::int64_t count, int shift, const float* scales,
+                                                  const std::uint8_t* nested_codes, const float* nested_table, const float* nested_scales,
+                                                  float offset, float* out, float* smin = nullptr) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const std::int64_t within = (std::int64_t{1} << shift) - 1;
+  const std::int64_t span = std::int64_t{8} << std::min(shift, 40);  // chunks of 8 blocks
+  __m256 low = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  for (std::int64_t t = 0; t < count;) {
+    const std::int64_t r = r0 + t, b0 = r >> shift;
+    const int first = static_cast<int>(r & within);                          // chunk r's place in block b0
+    const std::int64_t n = std::min<std::int64_t>(count - t, span - first);  // chunks of blocks b0 .. b0 + 7
+    const int nb = static_cast<int>(((first + n - 1) >> shift) + 1);         // blocks the n chunks touch (<= 8)
+    const __m256i bm = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb), lane);
+    __m256 bs;
+    if (nested_codes == nullptr) {
+      bs = _mm256_maskload_ps(scales + b0, bm);
+    } else {
+      // the nested codes' values by a gather (8 codes loaded at once where 8 blocks are read; a
+      // scalar fill of a buffer reloaded as a vector stalled on store forwarding: 40% of the GEMV),
+      // the groups' absmax by a blend of the (at most two) groups the blocks lie in
+      __m128i idx8;
+      if (nb == 8) {
+        idx8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(nested_codes + b0));
+      } else {
+        std::uint64_t u = 0;
+        for (int k = 0; k < nb; ++k) u |= static_cast<std::uint64_t>(nested_codes[b0 + k]) << (8 * k);
+        idx8 = _mm_cvtsi64_si128(static_cast<long long>(u));
+      }
+      const __m256 code2 = _mm256_i32gather_ps(nested_table, _mm256_cvtepu8_epi32(idx8), 4);
+      const std::int64_t g0 = b0 / quant::nested_block_size;
+      const int at = static_cast<int>(b0 - g0 * quant::nested_block_size);  // block b0's place in its group
+      const bool two = at + nb > quant::nested_block_size;
+      const __m256 next = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_add_epi32(_mm256_set1_epi32(at), lane),
+                                                                 _mm256_set1_epi32(static_cast<int>(quant::nested_block_size) - 1)));
+      const __m256 absmax2 = _mm256_blendv_ps(_mm256_set1_ps(nested_scales[g0]), _mm256_set1_ps(two ? nested_scales[g0 + 1] : 0.0f), next);
+      __m256 prod = _mm256_mul_ps(code2, absmax2);
+      __asm__("" : "+x"(prod));  // the product rounded apart from the sum (quant::nested_scale)
+      bs = _mm256_add_ps(prod, _mm256_set1_ps(offset));
+    }
+    const __m256 mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), bs);
+    const __m256 keep = _mm256_and_ps(_mm256_castsi256_ps(bm), _mm256_cmp_ps(mag, _mm256_setzero_ps(), _CMP_GT_OQ));
+    low = _mm256_blendv_ps(low, _mm256_min_ps(low, mag), keep);
+    for (std::int64_t c = 0; c < n; c += 8) {
+      const __m256i rel = _mm256_srli_epi32(_mm256_add_epi32(_mm256_set1_epi32(first + static_cast<int>(c)), lane), shift);
+      const __m256 v = _mm256_permutevar8x32_ps(bs, rel);
+      if (n - c >= 8) _mm256_storeu_ps(out + t + c, v);
+      else _mm256_maskstore_ps(out + t + c, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n - c)), lane), v);
+    }
+    t += n;
+  }
+  if (smin) {
+    alignas(32) float l[8];
+    _mm256_store_ps(l, low);
+    for (float v : l) *smin = std::min(*smin, v);
+  }
+}
+
 /// The GEMV regime on AVX2 (fused_rows_avx512's counterpart): the thread sums
-/// s[(b * MB + a) * 32 + thread] of MB x rows (f32 lane layout; in mode bf16 the operands already
+/// s[(b * MB + a) * 32 + thread] of MB x rows (the f32 lane layout, each step's 16 words in the
+/// lane order of decode_groups_avx2, detail::avx2_lane_thread; in mode bf16 the operands already
 /// rounded, mm::bf16_operand) with NB W rows (row b's codes at codes[b], its chunk scales and zero
 /// points at scale[b], zp[b]; K a multiple of 1024, chunks inside blocks), each group decoded in
 /// registers straight into the chains (`unit`: decode_groups_avx2's). Mode bf16 runs plain FMAs: the caller makes sure they equal
@@ -840,8 +977,11 @@ LOWBIT_AVX2_FMA_DOT void fused_rows_avx2(const std::uint8_t* const* codes, const
       decode_groups_avx2<F, NB * G>(c, sc, z, table, unit, k);
     }
     LOWBIT_HOST_UNROLL for (int i = 0; i < NB * G; ++i)
-      LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a)
-        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) _mm256_storeu_ps(s + ((i / G) * MB + a) * 32 + (g0 + i % G) * 16 + 8 * h, k[i].acc[a][h]);
+      LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {
+        float* o = s + ((i / G) * MB + a) * 32 + (g0 + i % G) * 16;
+        _mm256_storeu_ps(o, detail::threads_low(k[i].acc[a][0], k[i].acc[a][1]));
+        _mm256_storeu_ps(o + 8, detail::threads_high(k[i].acc[a][0], k[i].acc[a][1]));
+      }
   }
 }
 

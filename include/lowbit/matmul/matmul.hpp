@@ -770,7 +770,7 @@ template <format F, int MB, class TY>
 void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, const void* const* xp, std::int64_t n0, std::int64_t n1,
                           std::int64_t N, std::int64_t K, matmul_compute c, const kernel_choice& kc, int x_exponent, const TY* bias, TY* y,
                           float* sc, int* zp, float* lane) {
-  constexpr int NB = MB <= 2 ? 2 : 1;  // W rows a call: 8 chains of 8 lanes at most (fused_rows_avx2)
+  constexpr int NB = MB == 2 ? 2 : 1;  // W rows a call: 4 to 8 chains of 8 lanes (fused_rows_avx2)
   const std::int64_t R = K / chunk_elements, J = super_runs(K);
   const bool bf = c == matmul_compute::bf16;
   for (std::int64_t n = n0; n < n1; n += NB) {
@@ -779,8 +779,15 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
     const float* scales[NB];
     const int* zps[NB];
     float smin = std::numeric_limits<float>::infinity();  // the rows' smallest nonzero |scale| (bf16 mode)
+    const int shift = chunk_shift(dec);
     for (int b = 0; b < nb; ++b) {
-      chunk_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
+      if (shift >= 0) {
+        const quant_view& q = dec.view();
+        host::mmk::chunk_scales_avx2((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
+                                     sc + b * R, bf ? &smin : nullptr);
+      } else {
+        chunk_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
+      }
       codes[b] = dec.view().codes + code_bytes(F, (n + b) * K);
       scales[b] = sc + b * R;
       zps[b] = zp + b * R;
@@ -818,27 +825,33 @@ status gemv_fused_avx2(const run_decoder<F>& dec, const float* xl, std::int64_t 
   const matmul_compute c = o.compute;
   const std::int64_t row_words = host::mmk::lane_row_size(K, c), R = K / chunk_elements;
   const std::int64_t f32_words = host::mmk::lane_row_size(K, matmul_compute::f32);
-  // the f32 lane layout of x; mode bf16: each operand pair word of xl widened to its two steps
+  // x for the fused kernel: the f32 lane layout with each step's 16 words in the decoder's lane
+  // order (host::mmk::detail::avx2_lane_thread); mode bf16: each operand pair word of xl widened
+  // to its two steps
   storage<float> xw;
-  if (c == matmul_compute::bf16) {
-    LOWBIT_TRY(xw.allocate(static_cast<std::size_t>(M * f32_words), allocator::host(), "matmul: x operands as float32", false));
-    for (std::int64_t m = 0; m < M; ++m) {
-      const auto* src = reinterpret_cast<const std::uint32_t*>(xl + m * row_words);
-      float* dst = xw.data() + m * f32_words;
-      for (std::int64_t gi = 0; gi < f32_words / group_elements; ++gi)
-        for (int p = 0; p < 16; ++p)
-          for (int t = 0; t < 16; ++t) {
-            const std::uint32_t w = src[(gi * 16 + p) * 16 + t];
-            const int even = pair_step(matmul_order::lanes, p), odd = even + pair_stride(matmul_order::lanes);
-            dst[(gi * 32 + even) * 16 + t] = bits_float(w << 16);
-            dst[(gi * 32 + odd) * 16 + t] = bits_float(w & 0xFFFF0000u);
+  LOWBIT_TRY(xw.allocate(static_cast<std::size_t>(M * f32_words), allocator::host(), "matmul: x in the AVX2 lane order", false));
+  for (std::int64_t m = 0; m < M; ++m) {
+    const float* src = xl + m * row_words;
+    float* dst = xw.data() + m * f32_words;
+    for (std::int64_t gi = 0; gi < f32_words / group_elements; ++gi)
+      for (int e = 0; e < run_elements; ++e)
+        for (int l = 0; l < 16; ++l) {
+          const int t = host::mmk::detail::avx2_lane_thread(l);
+          float v;
+          if (c == matmul_compute::f32) {
+            v = src[(gi * 32 + e) * 16 + t];
+          } else {  // step e is the even (low half) or odd element of pair p
+            const int p = (e / 4) * 2 + e % 2;
+            const std::uint32_t w = reinterpret_cast<const std::uint32_t*>(src)[(gi * 16 + p) * 16 + t];
+            v = bits_float(e % 4 < 2 ? w << 16 : w & 0xFFFF0000u);
           }
-    }
+          dst[(gi * 32 + e) * 16 + l] = v;
+        }
   }
   const float* xf[4];
   const void* xp[4];
   for (std::int64_t a = 0; a < M; ++a) {
-    xf[a] = c == matmul_compute::bf16 ? xw.data() + a * f32_words : xl + a * row_words;
+    xf[a] = xw.data() + a * f32_words;
     xp[a] = xl + a * row_words;
   }
   const std::int64_t need = 4 * R + row_words;
