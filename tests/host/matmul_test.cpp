@@ -462,6 +462,19 @@ TEST(Matmul, VectorChunkScalesEqualTheDefinition) {
 }
 
 #if LOWBIT_HAVE_AVX2_KERNELS
+// float32 bit patterns for the bf16 operand conversions: every one around the subnormal/normal and
+// the NaN boundaries, a stride through the rest, both signs, padded with zeros to a multiple of `lanes`.
+std::vector<std::uint32_t> bf16_boundary_patterns(std::size_t lanes) {
+  std::vector<std::uint32_t> pats;
+  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
+  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
+  const std::size_t base = pats.size();
+  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
+  while (pats.size() % lanes) pats.push_back(0);
+  return pats;
+}
+
 // The AVX2 bf16 operand rounding (mmk::detail::bf16_operand8) against mm::bf16_operand_bits on
 // every float32 around the subnormal/normal and the NaN boundaries and a stride through the rest;
 // its shortcut bf16_round_normal8 on those that are neither NaN nor subnormal.
@@ -475,13 +488,7 @@ LOWBIT_AVX2_FMA_DOT void round_bf16_avx2(const std::uint32_t* in, std::uint32_t*
 TEST(Matmul, Avx2Bf16OperandRoundingMatchesDefinition) {
 #if LOWBIT_HAVE_AVX2_KERNELS
   if (!lowbit::host::avx2::available()) GTEST_SKIP() << "this CPU has no AVX2";
-  std::vector<std::uint32_t> pats;
-  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
-  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
-  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
-  const std::size_t base = pats.size();
-  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
-  while (pats.size() % 8) pats.push_back(0);
+  const std::vector<std::uint32_t> pats = bf16_boundary_patterns(8);
   std::size_t normal_checked = 0;
   for (std::size_t i = 0; i < pats.size(); i += 8) {
     std::uint32_t full[8], normal[8];
@@ -508,13 +515,7 @@ TEST(Matmul, Avx2Bf16OperandRoundingMatchesDefinition) {
 TEST(Matmul, Bf16OperandConversionMatchesDefinition) {
 #if LOWBIT_HAVE_AVX512_KERNELS
   if (!lowbit::host::avx512::bf16_available()) GTEST_SKIP() << "this CPU has no AVX512_BF16";
-  std::vector<std::uint32_t> pats;
-  for (std::uint32_t u = 0x007E0000u; u < 0x00820000u; ++u) pats.push_back(u);
-  for (std::uint32_t u = 0x7F7F0000u; u < 0x7F810000u; ++u) pats.push_back(u);
-  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 4099) pats.push_back(static_cast<std::uint32_t>(u));
-  const std::size_t base = pats.size();
-  for (std::size_t i = 0; i < base; ++i) pats.push_back(pats[i] | 0x80000000u);
-  while (pats.size() % 32) pats.push_back(0);
+  const std::vector<std::uint32_t> pats = bf16_boundary_patterns(32);
   std::vector<std::uint32_t> got(pats.size() / 2);
   for (std::size_t i = 0; i < pats.size(); i += 32)
     lowbit::host::mmk::detail::bf16_pairs(pats.data() + i, pats.data() + i + 16, got.data() + i / 2);
