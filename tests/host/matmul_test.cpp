@@ -280,8 +280,10 @@ TEST(Matmul, EveryFormatDtypeModeAndPathAgainstReferenceAndModel) {
   // (K and block multiples of 64) and a partial last super-run
   // and the fused GEMV (M <= 4, K a multiple of 1024); the sliced lane dots (AVX-512, M < 32) with
   // whole and partial 4 x 4 blocks over three super-runs; the outer-product form (AVX-512, M >= 32)
-  // over two x-row super-blocks, a full and a partial W panel
-  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {8, 9, 2112}, {64, 67, 1056}};
+  // over two x-row super-blocks, a full and a partial W panel; the AVX2 fused GEMV's x-row blocks
+  // (4, 4, 2) over a whole and a partial tile of 16 W rows
+  const shape shapes[] = {{1, 3, 77}, {5, 7, 160}, {17, 5, 1100}, {3, 9, 2112}, {3, 5, 2048}, {1, 3, 1024}, {8, 9, 2112}, {64, 67, 1056},
+                          {10, 19, 1024}};
   std::uint64_t salt = 1;
   for (const weight_kind& wk : weight_kinds())
     for (const shape& sh : shapes) check_all(wk, sh, salt++);

@@ -814,9 +814,14 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
   }
 }
 
-/// The fused GEMV on AVX2 (lanes order, M <= 4, K a multiple of 1024, chunks inside blocks): each
-/// W row decoded in registers (host::mmk::decode_group_avx2) straight into the thread chains, rows
-/// split over the threads; xl is x in the lane layout of the compute mode. In mode bf16 the
+/// x rows of the AVX2 fused GEMV (gemv_fused_avx2), and W rows per tile of its x-row blocks. It
+/// decodes W again for each block of 4 x rows, which on the AMD EPYC measured beats the panel
+/// path up to M = 16 (1 thread, 16 x 4096 x 4096 nf4 + double quant: see the README's AVX2 table).
+inline constexpr std::int64_t gemv_avx2_max_rows = 16, gemv_tile_rows = 16;
+
+/// The fused GEMV on AVX2 (lanes order, M <= gemv_avx2_max_rows, K a multiple of 1024, chunks
+/// inside blocks): each W row decoded in registers (host::mmk::decode_group_avx2) straight into the
+/// thread chains of up to 4 x rows (blocks of 4 x rows over tiles of W rows), rows split over the threads; xl is x in the lane layout of the compute mode. In mode bf16 the
 /// kernel runs plain FMAs on the operands widened to float32, exactly fma_ftz where the exponent
 /// guard holds (x_exponent: the x rows' smallest operand exponent), the exact lane dot elsewhere.
 template <format F, class TY>
@@ -848,8 +853,8 @@ status gemv_fused_avx2(const run_decoder<F>& dec, const float* xl, std::int64_t 
           dst[(gi * 32 + e) * 16 + l] = v;
         }
   }
-  const float* xf[4];
-  const void* xp[4];
+  const float* xf[gemv_avx2_max_rows];
+  const void* xp[gemv_avx2_max_rows];
   for (std::int64_t a = 0; a < M; ++a) {
     xf[a] = xw.data() + a * f32_words;
     xp[a] = xl + a * row_words;
@@ -865,11 +870,20 @@ status gemv_fused_avx2(const run_decoder<F>& dec, const float* xl, std::int64_t 
     float* sc = buf.data();
     int* zp = reinterpret_cast<int*>(buf.data() + 2 * R);
     float* lane = buf.data() + 4 * R;
-    switch (M) {
-      case 1: return gemv_fused_rows_avx2<F, 1>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
-      case 2: return gemv_fused_rows_avx2<F, 2>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
-      case 3: return gemv_fused_rows_avx2<F, 3>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
-      default: return gemv_fused_rows_avx2<F, 4>(dec, xf, xp, n0, n1, N, K, c, kc, x_exponent, bias, y, sc, zp, lane);
+    // x rows in blocks of 4, each over a tile of gemv_tile_rows W rows (held in L2 for the next block)
+    for (std::int64_t t0 = n0; t0 < n1; t0 += gemv_tile_rows) {
+      const std::int64_t t1 = std::min(n1, t0 + gemv_tile_rows);
+      for (std::int64_t m0 = 0; m0 < M; m0 += 4) {
+        const float* const* xb = xf + m0;
+        const void* const* pb = xp + m0;
+        TY* yb = y + m0 * N;
+        switch (std::min<std::int64_t>(4, M - m0)) {
+          case 1: gemv_fused_rows_avx2<F, 1>(dec, xb, pb, t0, t1, N, K, c, kc, x_exponent, bias, yb, sc, zp, lane); break;
+          case 2: gemv_fused_rows_avx2<F, 2>(dec, xb, pb, t0, t1, N, K, c, kc, x_exponent, bias, yb, sc, zp, lane); break;
+          case 3: gemv_fused_rows_avx2<F, 3>(dec, xb, pb, t0, t1, N, K, c, kc, x_exponent, bias, yb, sc, zp, lane); break;
+          default: gemv_fused_rows_avx2<F, 4>(dec, xb, pb, t0, t1, N, K, c, kc, x_exponent, bias, yb, sc, zp, lane); break;
+        }
+      }
     }
   });
   if (no_memory) return status::error(errc::out_of_memory, "matmul: cannot allocate %lld bytes of chunk scales", static_cast<long long>(need * 4));
@@ -903,7 +917,10 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   if constexpr (Dec::blockwise)
     gemv_shape = ord == matmul_order::lanes && M <= 4 && K % super_elements == 0 && dec.view().block_size % chunk_elements == 0;
   const bool gemv512 = has_group_decoder<Dec>() && gemv_shape && kc.avx512 && (c == matmul_compute::f32 || kc.avx512_bf16);
-  const bool gemv2 = has_group_decoder_avx2<Dec>() && gemv_shape && !gemv512 && kc.avx2;
+  bool gemv2 = false;
+  if constexpr (Dec::blockwise)
+    gemv2 = has_group_decoder_avx2<Dec>() && kc.avx2 && !gemv512 && ord == matmul_order::lanes && M <= gemv_avx2_max_rows &&
+            K % super_elements == 0 && dec.view().block_size % chunk_elements == 0;
   // bf16 mode on vdpbf16ps or on plain FMAs: the smallest operand exponent of all x rows (the flush guard above)
   const bool guard = c == matmul_compute::bf16 && (kc.avx512_bf16 || gemv2);
   int x_exponent = 255;
