@@ -773,13 +773,13 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
   constexpr int NB = MB == 2 ? 2 : 1;  // W rows a call: 4 to 8 chains of 8 lanes (fused_rows_avx2)
   const std::int64_t R = K / chunk_elements, J = super_runs(K);
   const bool bf = c == matmul_compute::bf16;
+  const int shift = chunk_shift(dec);
   for (std::int64_t n = n0; n < n1; n += NB) {
     const int nb = static_cast<int>(std::min<std::int64_t>(NB, n1 - n));
     const std::uint8_t* codes[NB];
     const float* scales[NB];
     const int* zps[NB];
     float smin = std::numeric_limits<float>::infinity();  // the rows' smallest nonzero |scale| (bf16 mode)
-    const int shift = chunk_shift(dec);
     for (int b = 0; b < nb; ++b) {
       if (shift >= 0) {
         const quant_view& q = dec.view();
@@ -815,15 +815,17 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
 }
 
 /// x rows of the AVX2 fused GEMV (gemv_fused_avx2), and W rows per tile of its x-row blocks. It
-/// decodes W again for each block of 4 x rows, which on the AMD EPYC measured beats the panel
-/// path up to M = 16 (1 thread, 16 x 4096 x 4096 nf4 + double quant: see the README's AVX2 table).
+/// decodes W again for each block of 4 x rows, which on the AMD EPYC measured faster than the
+/// panel path up to M = 16 (2 threads, 16 x 4096 x 4096 nf4 + double quant, interleaved: f32
+/// 12.2-13.2 -> 11.6-12.0 ms, bf16 16.7-17.8 -> 12.2-12.6 ms).
 inline constexpr std::int64_t gemv_avx2_max_rows = 16, gemv_tile_rows = 16;
 
 /// The fused GEMV on AVX2 (lanes order, M <= gemv_avx2_max_rows, K a multiple of 1024, chunks
 /// inside blocks): each W row decoded in registers (host::mmk::decode_group_avx2) straight into the
-/// thread chains of up to 4 x rows (blocks of 4 x rows over tiles of W rows), rows split over the threads; xl is x in the lane layout of the compute mode. In mode bf16 the
-/// kernel runs plain FMAs on the operands widened to float32, exactly fma_ftz where the exponent
-/// guard holds (x_exponent: the x rows' smallest operand exponent), the exact lane dot elsewhere.
+/// thread chains of up to 4 x rows (blocks of 4 x rows over tiles of W rows), rows split over the
+/// threads; xl is x in the lane layout of the compute mode. In mode bf16 the kernel runs plain
+/// FMAs on the operands widened to float32, exactly fma_ftz where the exponent guard holds
+/// (x_exponent: the x rows' smallest operand exponent), the exact lane dot elsewhere.
 template <format F, class TY>
 status gemv_fused_avx2(const run_decoder<F>& dec, const float* xl, std::int64_t M, std::int64_t N, std::int64_t K, const TY* bias, TY* y,
                        const matmul_options& o, const kernel_choice& kc, int x_exponent) {
@@ -916,10 +918,11 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   bool gemv_shape = false;
   if constexpr (Dec::blockwise)
     gemv_shape = ord == matmul_order::lanes && M <= 4 && K % super_elements == 0 && dec.view().block_size % chunk_elements == 0;
-  const bool gemv512 = has_group_decoder<Dec>() && gemv_shape && kc.avx512 && (c == matmul_compute::f32 || kc.avx512_bf16);
-  bool gemv2 = false;
+  const bool avx512_mode = kc.avx512 && (c == matmul_compute::f32 || kc.avx512_bf16);  // the AVX-512 kernels serve this mode
+  const bool gemv512 = has_group_decoder<Dec>() && gemv_shape && avx512_mode;
+  bool gemv2 = false;  // only where the AVX-512 kernels do not serve the mode: they have their own M > 4 paths
   if constexpr (Dec::blockwise)
-    gemv2 = has_group_decoder_avx2<Dec>() && kc.avx2 && !gemv512 && ord == matmul_order::lanes && M <= gemv_avx2_max_rows &&
+    gemv2 = has_group_decoder_avx2<Dec>() && kc.avx2 && !avx512_mode && ord == matmul_order::lanes && M <= gemv_avx2_max_rows &&
             K % super_elements == 0 && dec.view().block_size % chunk_elements == 0;
   // bf16 mode on vdpbf16ps or on plain FMAs: the smallest operand exponent of all x rows (the flush guard above)
   const bool guard = c == matmul_compute::bf16 && (kc.avx512_bf16 || gemv2);
