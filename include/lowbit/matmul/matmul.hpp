@@ -358,7 +358,7 @@ void build_w_row(const Dec& dec, std::int64_t n, std::int64_t K, matmul_compute 
       }
     }
 #else
-    (void)fast;
+    (void)fast, (void)shift;
 #endif
 #if LOWBIT_HAVE_AVX2_KERNELS
     if constexpr (has_group_decoder_avx2<Dec>()) {
@@ -761,6 +761,12 @@ status gemm_outer(const Dec& dec, const float* xl, std::int64_t M, std::int64_t 
 }
 #endif
 
+/// x rows of the AVX2 fused GEMV (gemv_fused_avx2), and W rows per tile of its x-row blocks. It
+/// decodes W again for each block of 4 x rows, which on the AMD EPYC measured faster than the
+/// panel path up to M = 16 (2 threads, 16 x 4096 x 4096 nf4 + double quant, interleaved: f32
+/// 12.2-13.2 -> 11.6-12.0 ms, bf16 16.7-17.8 -> 12.2-12.6 ms).
+inline constexpr std::int64_t gemv_avx2_max_rows = 16, gemv_tile_rows = 16;
+
 #if LOWBIT_HAVE_AVX2_KERNELS
 /// Rows n0 .. n1 of the fused GEMV on AVX2 for MB x rows: x rows xf (the f32 lane layout, in mode
 /// bf16 of the rounded operands) for the fused kernel, xp (the lane layout of mode c) for the exact
@@ -813,12 +819,6 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
       for (int a = 0; a < MB; ++a) store_output(reduce_threads(s + (b * MB + a) * 32), a, n + b, N, bias, y);
   }
 }
-
-/// x rows of the AVX2 fused GEMV (gemv_fused_avx2), and W rows per tile of its x-row blocks. It
-/// decodes W again for each block of 4 x rows, which on the AMD EPYC measured faster than the
-/// panel path up to M = 16 (2 threads, 16 x 4096 x 4096 nf4 + double quant, interleaved: f32
-/// 12.2-13.2 -> 11.6-12.0 ms, bf16 16.7-17.8 -> 12.2-12.6 ms).
-inline constexpr std::int64_t gemv_avx2_max_rows = 16, gemv_tile_rows = 16;
 
 /// The fused GEMV on AVX2 (lanes order, M <= gemv_avx2_max_rows, K a multiple of 1024, chunks
 /// inside blocks): each W row decoded in registers (host::mmk::decode_group_avx2) straight into the
@@ -941,6 +941,8 @@ status matmul_with(const Dec& dec, const TX* x, std::int64_t M, std::int64_t N, 
   }
   if (kc.avx512 && M >= outer_min_rows && (c == matmul_compute::f32 || kc.avx512_bf16))
     return gemm_outer(dec, xl.data(), M, N, K, bias, y, o, kc, x_exponent);
+#else
+  (void)gemv512;
 #endif
 #if LOWBIT_HAVE_AVX512_KERNELS
   const bool slices = kc.avx512 && (c == matmul_compute::f32 || kc.avx512_bf16);
