@@ -788,9 +788,9 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
           // thread's two bytes: (first, second) element of each, steps (0, 2) or (1, 3), the even
           // step in the low half, as the bf16 lane layout
           const __m256i n[2] = {_mm256_and_si256(_mm256_srli_epi16(bytes, 4), nibble), _mm256_and_si256(bytes, nibble)};
-          LOWBIT_HOST_UNROLL for (int k = 0; k < 2; ++k) {
-            const __m256i pl = _mm256_shuffle_epi8(planes[2], n[k]), ph = _mm256_shuffle_epi8(planes[3], n[k]);
-            const int i = (k == 0) == high_first ? 0 : 1;  // the steps (i, i + 2) of these nibbles
+          LOWBIT_HOST_UNROLL for (int half = 0; half < 2; ++half) {
+            const __m256i pl = _mm256_shuffle_epi8(planes[2], n[half]), ph = _mm256_shuffle_epi8(planes[3], n[half]);
+            const int i = (half == 0) == high_first ? 0 : 1;  // the steps (i, i + 2) of these nibbles
             const __m256i d[2] = {_mm256_unpacklo_epi8(pl, ph), _mm256_unpackhi_epi8(pl, ph)};
             LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
               v[i][h] = _mm256_castsi256_ps(_mm256_slli_epi32(d[h], 16));
@@ -802,12 +802,12 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
           // first, each 4 dwords of a lane are one step of 4 threads
           const __m256i r = _mm256_shuffle_epi8(bytes, evens_first);
           const __m256i n[2] = {_mm256_and_si256(_mm256_srli_epi16(r, 4), nibble), _mm256_and_si256(r, nibble)};
-          LOWBIT_HOST_UNROLL for (int k = 0; k < 2; ++k) {
+          LOWBIT_HOST_UNROLL for (int half = 0; half < 2; ++half) {
             __m256i q[4];
-            LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) q[b] = _mm256_shuffle_epi8(planes[b], n[k]);
+            LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) q[b] = _mm256_shuffle_epi8(planes[b], n[half]);
             const __m256i w01l = _mm256_unpacklo_epi8(q[0], q[1]), w01h = _mm256_unpackhi_epi8(q[0], q[1]);
             const __m256i w23l = _mm256_unpacklo_epi8(q[2], q[3]), w23h = _mm256_unpackhi_epi8(q[2], q[3]);
-            const int i = (k == 0) == high_first ? 0 : 1;  // first bytes: step i; second bytes: step i + 2
+            const int i = (half == 0) == high_first ? 0 : 1;  // first bytes: step i; second bytes: step i + 2
             v[i][0] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(w01l, w23l)), s);
             v[i][1] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpackhi_epi16(w01l, w23l)), s);
             v[i + 2][0] = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_unpacklo_epi16(w01h, w23h)), s);
