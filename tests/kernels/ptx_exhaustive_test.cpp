@@ -13,7 +13,7 @@
 // with NVIDIA's over the same 2^32 inputs (Exhaustive.Float32ToFloat16AndBfloat16, E4m3fnSatfinite,
 // E5m2Satfinite, E2m1fn, E2m3fn, E3m2fn). Equal to the host conversion on every input here, the
 // emulation is then equal to NVIDIA's on every input, so this sweep does not evaluate NVIDIA's
-// conversions a second time (they took about half of its run). The one conversion that has no host
+// conversions a second time (they took 30% of its run). The one conversion that has no host
 // twin compared with NVIDIA elsewhere, the fused matmul's bf16 operand (flush, then round), is still
 // swept against NVIDIA here, and the x2 forms' packing and the ISA's edge cases are checked against
 // NVIDIA's x2 conversion and written-out values.
