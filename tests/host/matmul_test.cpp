@@ -634,6 +634,71 @@ TEST(Matmul, Fp8WeightsWithSpecialCodesAndExtremeScales) {
     }
 }
 
+// 4-bit weights (plain block scales) whose scales are NaN with every payload bit set, subnormal
+// enough that every w of the block is a float32 subnormal, zero or negative, beside ordinary rows:
+// every path and compute mode bit for bit against the model (NaN results as NaN), at M = 1, 2, 5
+// (the AVX2 fused GEMV's one- and two-row tiles). Its bf16 mode rounds a chunk's 16 values the
+// short way only where the whole row allows it: rounding the NaN 0x7FFFFFFF that way gives -0,
+// and rounding a subnormal keeps it, where the definition flushes it (row 1's y is then not 0).
+TEST(Matmul, FourBitWeightsWithNanTinyAndZeroScales) {
+  LOWBIT_SEED_TRACE();
+  std::mt19937_64 rng(lowbit_test::test_seed() ^ 0x4b17u);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  const std::int64_t N = 7, K = 2048;
+  const float nan_all_ones = lowbit_test::float_of(0x7FFFFFFFu);
+  for (const format f : {format::nf4, format::bnb_fp4})
+    for (const std::int64_t block : {64, 256}) {
+      lowbit::quantize_params qp;
+      qp.fmt = f;
+      qp.gran = lowbit::granularity::per_block(block);
+      std::vector<float> dense(static_cast<std::size_t>(N * K));
+      for (float& v : dense) v = nd(rng);
+      lowbit::quant_tensor W;
+      ASSERT_TRUE(lowbit::quantize(dense.data(), dtype::f32, {N, K}, qp, W));
+      const std::int64_t per_row = K / block;
+      float* sc = W.scales();
+      sc[1] = nan_all_ones;                                                          // row 0: one NaN block
+      for (std::int64_t b = 0; b < per_row; ++b) sc[per_row + b] = 0x1p-127f;       // row 1: every w subnormal
+      for (std::int64_t b = 0; b < per_row; b += 2) sc[2 * per_row + b] = 0x1p-127f;  // row 2: every other block
+      sc[3 * per_row] = 0.0f;                                                        // row 3: a zero and a negative block
+      sc[3 * per_row + 1] = -sc[3 * per_row + 1];
+      std::vector<float> w(static_cast<std::size_t>(N * K));
+      for (std::int64_t i = 0; i < N * K; ++i) w[static_cast<std::size_t>(i)] = weight(W, i);
+      for (const std::int64_t M : {1, 2, 5}) {
+        std::vector<float> x(static_cast<std::size_t>(M * K));
+        for (float& v : x) v = std::ldexp(nd(rng), 100);  // products of row 1 far from the flush range
+        for (matmul_compute c : {matmul_compute::f32, matmul_compute::bf16}) {
+          SCOPED_TRACE(std::string(lowbit::info(f).name) + " block " + std::to_string(block) + " M=" + std::to_string(M) +
+                       (c == matmul_compute::f32 ? " f32" : " bf16"));
+          std::vector<float> expect(static_cast<std::size_t>(M * N));
+          for (std::int64_t m = 0; m < M; ++m)
+            for (std::int64_t n = 0; n < N; ++n) {
+              const float v = model(x.data() + m * K, w.data() + n * K, K, c, nullptr);
+              expect[static_cast<std::size_t>(m * N + n)] = v;
+              ASSERT_EQ(std::isnan(v), n == 0) << "row " << n;
+              if (n == 1) {
+                ASSERT_EQ(v == 0.0f, c == matmul_compute::bf16) << "row 1 is not what the test is for";
+              }
+            }
+          for (const path& p : kPaths) {
+            lowbit::matmul_options o;
+            o.compute = c;
+            o.simd = p.simd, o.avx512 = p.avx512, o.threads = p.threads;
+            std::vector<float> y(static_cast<std::size_t>(M * N));
+            ASSERT_TRUE(lowbit::matmul(x.data(), dtype::f32, M, W, nullptr, y.data(), dtype::f32, o)) << p.name;
+            for (std::size_t i = 0; i < y.size(); ++i) {
+              if (std::isnan(expect[i])) {
+                ASSERT_TRUE(std::isnan(y[i])) << p.name << " element " << i << ": got " << y[i];
+              } else {
+                ASSERT_EQ(lowbit_test::bits_of(y[i]), lowbit_test::bits_of(expect[i])) << p.name << " element " << i << ": got " << y[i] << " expected " << expect[i];
+              }
+            }
+          }
+        }
+      }
+    }
+}
+
 // bf16 mode with sums near float32's smallest normal: partial sums that round to a subnormal
 // must become a zero of their sign, one that rounds to 2^-126 must stay (fma_ftz), on every path
 // and in every kernel regime (the fused GEMV, the lane dots, the outer-product form). AVX512_BF16's

@@ -703,9 +703,7 @@ struct fma_avx2 {
   }
 };
 // The byte planes of the 16 float32 values t0 (entries 0..7), t1 (8..15), each plane (byte k of
-// every entry, entry order) in both 128-bit lanes of p[k]: vpshufb tables. Planes 2 and 3 only
-// (the bfloat16 bits of rounded values) when All is false.
-template <bool All>
+// every entry, entry order) in both 128-bit lanes of p[k]: vpshufb tables.
 LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4]) {
   // per lane: byte k of its 4 entries to dword k
   const __m256i gather = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -714,12 +712,25 @@ LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4
   const __m256i u = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(t0), gather), order);
   const __m256i w = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(_mm256_castps_si256(t1), gather), order);
   const __m256i even = _mm256_unpacklo_epi64(u, w), odd = _mm256_unpackhi_epi64(u, w);  // planes 0 | 2, 1 | 3
-  if constexpr (All) {
-    p[0] = _mm256_permute2x128_si256(even, even, 0x00);
-    p[1] = _mm256_permute2x128_si256(odd, odd, 0x00);
-  }
+  p[0] = _mm256_permute2x128_si256(even, even, 0x00);
+  p[1] = _mm256_permute2x128_si256(odd, odd, 0x00);
   p[2] = _mm256_permute2x128_si256(even, even, 0x11);
   p[3] = _mm256_permute2x128_si256(odd, odd, 0x11);
+}
+// The two planes of the bfloat16 bits of 16 values (byte_planes' p[2], p[3]), from those bits in
+// the low word of its dword: lo holds entries 0..3 and 8..11, hi entries 4..7 and
+// 12..15 (the packing puts the 16 words in entry order, 0..7 in lane 0 and 8..15 in lane 1).
+LOWBIT_AVX2_FMA_DOT inline void bf16_planes(__m256i lo, __m256i hi, __m256i (&p)[4]) {
+  const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  const __m256i w = _mm256_shuffle_epi8(_mm256_packus_epi32(lo, hi), split);  // per lane: the 8 low bytes, the 8 high bytes
+  p[2] = _mm256_permute4x64_epi64(w, 0x88);
+  p[3] = _mm256_permute4x64_epi64(w, 0xDD);
+}
+// The bfloat16 bits of bf16_round_normal8(v) in the low word of each dword.
+LOWBIT_AVX2_FMA_DOT inline __m256i bf16_bits_normal8(__m256 v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
 }
 }  // namespace detail
 
@@ -731,7 +742,9 @@ LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4
 /// values gets mm::bf16_operand of each; `unit` is the decoder's smallest_unit (run_decoder): a
 /// chunk whose smallest nonzero |w| is at least 2^-126 and whose scale is not NaN holds no NaN and
 /// no subnormal (for 8-bit formats other than e4m3fn/e5m2, whose special codes take their own
-/// check), so its rounding needs no NaN or flush fix-up.
+/// check), so its rounding needs no NaN or flush fix-up. `normal` says that holds for every chunk
+/// of the NG groups (4-bit codes: no scale NaN, each zero or at least 2^-126 / unit), and the
+/// check per chunk is skipped.
 /// 4-bit codes: each nibble picks its value's bytes from byte planes of the 16 values by vpshufb
 /// (one per plane and 32 codes), which unpacks interleave into dwords. float32: the planes of the
 /// table, each value then multiplied by the chunk's scale (the same product as decode_element);
@@ -740,7 +753,7 @@ LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4
 /// (vpermps one a cycle, vpshufb two). 8-bit codes: as the AVX-512 decoder, 8 lanes at a time.
 template <format F, int NG, class Sink>
 LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
-                                            float unit, Sink* sinks) {
+                                            float unit, Sink* sinks, bool normal = false) {
   constexpr bool four = info(F).bits == 4;
   constexpr int chunks = mm::group_elements / mm::chunk_elements;
   constexpr std::uintptr_t ahead = 8 * mm::group_elements * info(F).bits / 8;  // as decode_groups_avx512
@@ -755,28 +768,27 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
   LOWBIT_HOST_UNROLL for (int i = 0; i < NG; ++i) k[i] = sinks[i];
   if constexpr (four) {
     const __m256 t0 = _mm256_loadu_ps(table), t1 = _mm256_loadu_ps(table + 8);
+    const __m256 t0p = _mm256_permute2f128_ps(t0, t1, 0x20), t1p = _mm256_permute2f128_ps(t0, t1, 0x31);  // bf16_planes' order
     constexpr bool high_first = info(F).order == codecs::nibble_order::high_first;
     const __m256i nibble = _mm256_set1_epi8(0x0F);
     // per lane: the even bytes (each thread's first, elements 4 t, 4 t + 1) before the odd ones
     const __m256i evens_first = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9,
                                                  11, 13, 15);
     __m256i table_planes[4];  // float32: the unscaled values' planes, the scale multiplied after the lookup
-    if constexpr (!Sink::rounded) detail::byte_planes<true>(t0, t1, table_planes);
+    if constexpr (!Sink::rounded) detail::byte_planes(t0, t1, table_planes);
     for (int c = 0; c < chunks; ++c)
       LOWBIT_HOST_UNROLL for (int g = 0; g < NG; ++g) {
         const __m256 s = _mm256_set1_ps(scale[g][c]);
         __m256i planes[4];
         if constexpr (Sink::rounded) {
           // bfloat16: the chunk's 16 values scaled and rounded once, as vpshufb tables of their bytes
-          __m256 lo = _mm256_mul_ps(t0, s), hi = _mm256_mul_ps(t1, s);
-          if (scale[g][c] == 0.0f || std::fabs(scale[g][c]) * unit >= std::numeric_limits<float>::min()) {
-            lo = detail::bf16_round_normal8(lo);
-            hi = detail::bf16_round_normal8(hi);
+          const __m256 lo = _mm256_mul_ps(t0p, s), hi = _mm256_mul_ps(t1p, s);
+          if (normal || scale[g][c] == 0.0f || std::fabs(scale[g][c]) * unit >= std::numeric_limits<float>::min()) {
+            detail::bf16_planes(detail::bf16_bits_normal8(lo), detail::bf16_bits_normal8(hi), planes);
           } else {
-            lo = detail::bf16_operand8(lo);
-            hi = detail::bf16_operand8(hi);
+            detail::bf16_planes(_mm256_srli_epi32(_mm256_castps_si256(detail::bf16_operand8(lo)), 16),
+                                _mm256_srli_epi32(_mm256_castps_si256(detail::bf16_operand8(hi)), 16), planes);
           }
-          detail::byte_planes<false>(lo, hi, planes);
         } else {
           LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) planes[b] = table_planes[b];
         }
@@ -884,14 +896,14 @@ LOWBIT_AVX2_FMA_DOT void decode_group_avx2(const std::uint8_t* codes, const floa
 /// weight with 2^shift chunks per block into out[0 .. count), mm::run_decoder::scale of each
 /// chunk's block, the same bits (double quantization: the product and the sum rounded apart).
 /// Reads no block past the last chunk's. With smin, lowers *smin to the smallest nonzero |scale|
-/// of those blocks (NaN skipped).
+/// of those blocks (NaN skipped); with nan, sets *nan where one of them is NaN.
 LOWBIT_AVX2_FMA_DOT inline void chunk_scales_avx2(std::int64_t r0, std::int64_t count, int shift, const float* scales,
                                                   const std::uint8_t* nested_codes, const float* nested_table, const float* nested_scales,
-                                                  float offset, float* out, float* smin = nullptr) {
+                                                  float offset, float* out, float* smin = nullptr, bool* nan = nullptr) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const std::int64_t within = (std::int64_t{1} << shift) - 1;
   const std::int64_t span = std::int64_t{8} << std::min(shift, 40);  // chunks of 8 blocks
-  __m256 low = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 low = _mm256_set1_ps(std::numeric_limits<float>::infinity()), unordered = _mm256_setzero_ps();
   for (std::int64_t t = 0; t < count;) {
     const std::int64_t r = r0 + t, b0 = r >> shift;
     const int first = static_cast<int>(r & within);                          // chunk r's place in block b0
@@ -927,6 +939,7 @@ LOWBIT_AVX2_FMA_DOT inline void chunk_scales_avx2(std::int64_t r0, std::int64_t 
     const __m256 mag = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), bs);
     const __m256 keep = _mm256_and_ps(_mm256_castsi256_ps(bm), _mm256_cmp_ps(mag, _mm256_setzero_ps(), _CMP_GT_OQ));
     low = _mm256_blendv_ps(low, _mm256_min_ps(low, mag), keep);
+    unordered = _mm256_or_ps(unordered, _mm256_and_ps(_mm256_castsi256_ps(bm), _mm256_cmp_ps(bs, bs, _CMP_UNORD_Q)));
     for (std::int64_t c = 0; c < n; c += 8) {
       const __m256i rel = _mm256_srli_epi32(_mm256_add_epi32(_mm256_set1_epi32(first + static_cast<int>(c)), lane), shift);
       const __m256 v = _mm256_permutevar8x32_ps(bs, rel);
@@ -940,6 +953,7 @@ LOWBIT_AVX2_FMA_DOT inline void chunk_scales_avx2(std::int64_t r0, std::int64_t 
     _mm256_store_ps(l, low);
     for (float v : l) *smin = std::min(*smin, v);
   }
+  if (nan && _mm256_movemask_ps(unordered) != 0) *nan = true;
 }
 
 /// The GEMV regime on AVX2 (fused_rows_avx512's counterpart): the thread sums
@@ -947,12 +961,12 @@ LOWBIT_AVX2_FMA_DOT inline void chunk_scales_avx2(std::int64_t r0, std::int64_t 
 /// lane order of decode_groups_avx2, detail::avx2_lane_thread; in mode bf16 the operands already
 /// rounded, mm::bf16_operand) with NB W rows (row b's codes at codes[b], its chunk scales and zero
 /// points at scale[b], zp[b]; K a multiple of 1024, chunks inside blocks), each group decoded in
-/// registers straight into the chains (`unit`: decode_groups_avx2's). Mode bf16 runs plain FMAs: the caller makes sure they equal
+/// registers straight into the chains (`unit`, `normal`: decode_groups_avx2's). Mode bf16 runs plain FMAs: the caller makes sure they equal
 /// fma_ftz (mm::bf16_exact_exponents). With MB * NB <= 2 both groups of a super-run are in
 /// flight (8 chains); otherwise one group's chains over all super-runs, then the other's.
 template <format F, int MB, int NB, bool BF16>
 LOWBIT_AVX2_FMA_DOT void fused_rows_avx2(const std::uint8_t* const* codes, const float* const* scale, const int* const* zp, const float* table,
-                                         float unit, const float* const* x, std::int64_t J, float* s) {
+                                         float unit, bool normal, const float* const* x, std::int64_t J, float* s) {
   constexpr std::int64_t chunk_bytes = info(F).bits == 4 ? 32 : 64;
   constexpr std::int64_t chunks = mm::group_elements / mm::chunk_elements;
   constexpr int G = MB * NB <= 2 ? 2 : 1;  // groups in flight
@@ -974,7 +988,7 @@ LOWBIT_AVX2_FMA_DOT void fused_rows_avx2(const std::uint8_t* const* codes, const
         z[i] = zp[i / G] + r0;
         k[i].base = (2 * j + g0 + i % G) * mm::group_elements;
       }
-      decode_groups_avx2<F, NB * G>(c, sc, z, table, unit, k);
+      decode_groups_avx2<F, NB * G>(c, sc, z, table, unit, k, normal);
     }
     LOWBIT_HOST_UNROLL for (int i = 0; i < NB * G; ++i)
       LOWBIT_HOST_UNROLL for (int a = 0; a < MB; ++a) {

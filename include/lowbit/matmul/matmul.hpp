@@ -786,11 +786,12 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
     const float* scales[NB];
     const int* zps[NB];
     float smin = std::numeric_limits<float>::infinity();  // the rows' smallest nonzero |scale| (bf16 mode)
+    bool nan = false;                                     // a NaN among the rows' scales (bf16 mode, shift >= 0)
     for (int b = 0; b < nb; ++b) {
       if (shift >= 0) {
         const quant_view& q = dec.view();
         host::mmk::chunk_scales_avx2((n + b) * R, R, shift, q.scales, q.nested_codes, dec.nested_table(), q.nested_scales, q.nested_offset,
-                                     sc + b * R, bf ? &smin : nullptr);
+                                     sc + b * R, bf ? &smin : nullptr, bf ? &nan : nullptr);
       } else {
         chunk_scales(dec, (n + b) * K, R, sc + b * R, zp + b * R, bf ? &smin : nullptr);
       }
@@ -808,12 +809,15 @@ void gemv_fused_rows_avx2(const run_decoder<F>& dec, const float* const* xf, con
       }
       continue;
     }
+    // every chunk's scale zero or large enough that no w is subnormal (decode_groups_avx2's `normal`)
+    const float unit = dec.smallest_unit();
+    const bool normal = bf && shift >= 0 && !nan && (smin == std::numeric_limits<float>::infinity() || smin * unit >= std::numeric_limits<float>::min());
     if (nb == NB) {
-      if (bf) host::mmk::fused_rows_avx2<F, MB, NB, true>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
-      else host::mmk::fused_rows_avx2<F, MB, NB, false>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+      if (bf) host::mmk::fused_rows_avx2<F, MB, NB, true>(codes, scales, zps, dec.table(), unit, normal, xf, J, s);
+      else host::mmk::fused_rows_avx2<F, MB, NB, false>(codes, scales, zps, dec.table(), unit, normal, xf, J, s);
     } else {
-      if (bf) host::mmk::fused_rows_avx2<F, MB, 1, true>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
-      else host::mmk::fused_rows_avx2<F, MB, 1, false>(codes, scales, zps, dec.table(), dec.smallest_unit(), xf, J, s);
+      if (bf) host::mmk::fused_rows_avx2<F, MB, 1, true>(codes, scales, zps, dec.table(), unit, normal, xf, J, s);
+      else host::mmk::fused_rows_avx2<F, MB, 1, false>(codes, scales, zps, dec.table(), unit, normal, xf, J, s);
     }
     for (int b = 0; b < nb; ++b)
       for (int a = 0; a < MB; ++a) store_output(reduce_threads(s + (b * MB + a) * 32), a, n + b, N, bias, y);
