@@ -60,14 +60,21 @@ LOWBIT_HD constexpr std::int64_t swizzled_scale_bytes(std::int64_t rows, std::in
   return swizzled_rows(rows) * swizzled_cols(cols);
 }
 
+/// Byte offset of scale (r, c) >= (0, 0) in the swizzled layout whose bands of 128 rows take
+/// `band` bytes each (swizzled_cols(cols) * 128), in the caller's integer type I: the kernels
+/// take it in 32-bit unsigned arithmetic, where the divisions are shifts and masks. Within a tile
+/// of 128 x 4 scales, row r sits at (r % 32) * 16 + (r % 128) / 32 * 4 and column c at c % 4.
+template <class I>
+LOWBIT_HD constexpr I swizzled_offset(I r, I c, I band) noexcept {
+  constexpr I rows = static_cast<I>(scale_tile_rows), cols = static_cast<I>(scale_tile_cols), bytes = static_cast<I>(scale_tile_bytes);
+  return (r / rows) * band + (r % 32) * 16 + (r % rows) / 32 * 4 + (c / cols) * bytes + c % cols;
+}
 /// Byte offset of scale (r, 0) in the swizzled layout of a matrix with `cols` scale columns.
 LOWBIT_HD constexpr std::int64_t swizzled_row_offset(std::int64_t r, std::int64_t cols) noexcept {
-  return (r / scale_tile_rows) * (swizzled_cols(cols) / scale_tile_cols) * scale_tile_bytes + (r % 32) * 16 + (r % scale_tile_rows) / 32 * 4;
+  return swizzled_offset<std::int64_t>(r, 0, swizzled_cols(cols) * scale_tile_rows);
 }
 /// Byte offset of scale (r, c) from scale (r, 0) in the swizzled layout (the same for every row).
-LOWBIT_HD constexpr std::int64_t swizzled_column_offset(std::int64_t c) noexcept {
-  return c / scale_tile_cols * scale_tile_bytes + c % scale_tile_cols;
-}
+LOWBIT_HD constexpr std::int64_t swizzled_column_offset(std::int64_t c) noexcept { return swizzled_offset<std::int64_t>(0, c, 0); }
 /// Byte offset of scale (r, c) in the swizzled layout of a matrix with `cols` scale columns.
 LOWBIT_HD constexpr std::int64_t swizzled_scale_offset(std::int64_t r, std::int64_t c, std::int64_t cols) noexcept {
   return swizzled_row_offset(r, cols) + swizzled_column_offset(c);

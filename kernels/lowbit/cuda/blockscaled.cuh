@@ -330,14 +330,13 @@ __device__ __forceinline__ void quantize_row_tile_loop(const T* x, const scaled_
   const unsigned tile_bytes = static_cast<unsigned>(row_tile_code_bytes<F>(tc, packed6));
   const unsigned tiles = rp.gc * rp.rows;
   const unsigned lane = threadIdx.x & 31u;
-  // the scale index of tile t = (ti, tj): t, or in the swizzled layout
-  // quant::swizzled_scale_offset in 32-bit arithmetic (row_tiles bounds the element count by 2^32)
+  // the scale index of tile t = (ti, tj): t, or in the swizzled layout quant::swizzled_offset in
+  // 32-bit arithmetic (row_tiles bounds the element count by 2^32)
   const bool swizzled = q.layout == scale_layout::swizzled;
-  const unsigned row_stride = rp.tiles_per_row * 512u;
-  static_assert(quant::scale_tile_rows == 128 && quant::scale_tile_cols == 4 && quant::scale_tile_bytes == 512, "the swizzled constants below");
+  const unsigned band = rp.tiles_per_row * static_cast<unsigned>(quant::scale_tile_bytes);
   const auto scale_slot = [&](unsigned t) {
     const unsigned ti = rp.by_gc.div(t), tj = t - ti * rp.gc;
-    return swizzled ? (ti >> 7) * row_stride + (ti & 31u) * 16u + ((ti >> 5) & 3u) * 4u + (tj >> 2) * 512u + (tj & 3u) : t;
+    return swizzled ? quant::swizzled_offset(ti, tj, band) : t;
   };
   // the group's `bytes` code bytes (packed FP6 or not), from the stage to `to`, in words of B =
   // row_tile_store_width bytes: round r stores words 32 r + lane, a warp-wide store of 32
