@@ -732,6 +732,40 @@ LOWBIT_AVX2_FMA_DOT inline __m256i bf16_bits_normal8(__m256 v) {
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
   return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
 }
+
+// decode_groups_avx2's 8-bit step: the values of the 8 codes of each dword of in[h] (threads as
+// there), v[b][h] from byte b, times scale s (zero point zp for uint8_zeropoint); e4m3fn/e5m2
+// with `fast` by the shift-and-mask form times sk = s 2^(127 - bias); rounded as bf16 operands
+// with Rounded (the add-and-mask alone with `plain_round`). Fast = true fixes fast and
+// plain_round to true at compile time.
+template <format F, bool Fast, bool Rounded>
+LOWBIT_AVX2_FMA_DOT inline void decode_codes8(const __m256i (&in)[2], __m256 s, float sk, int zp, bool fast, bool plain_round, __m256 (&v)[4][2]) {
+  LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
+    const __m256i w = in[h];
+    LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
+      __m256 val;
+      if constexpr (F == format::int8_absmax) {
+        const __m256 q = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 24 - 8 * b), 24));
+        val = _mm256_mul_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(quant::int8_dequant_factor));
+      } else if constexpr (F == format::uint8_zeropoint) {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
+        val = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(zp))), s);
+      } else if (Fast || fast) {
+        // as avx512 minifloat_values_scaled: the code's byte at the top of the dword, shifted
+        // down M + 1 bits, the sign kept, times scale 2^(127 - bias)
+        constexpr int M = quant::scheme<F>::codec::mantissa_bits;
+        const __m256i keep = _mm256_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << (23 - M))));
+        const __m256i top = b == 3 ? w : _mm256_slli_epi32(w, 24 - 8 * b);
+        val = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(top, M + 1), keep)), _mm256_set1_ps(sk));
+      } else {
+        const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
+        val = _mm256_mul_ps(minifloat_values8<F>(q), s);
+      }
+      if constexpr (Rounded) val = Fast || plain_round ? bf16_round_normal8(val) : bf16_operand8(val);
+      v[b][h] = val;
+    }
+  }
+}
 }  // namespace detail
 
 /// decode_groups_avx512 on AVX2: the float32 values w of NG groups of 512 consecutive elements of
@@ -855,31 +889,9 @@ LOWBIT_AVX2_FMA_DOT void decode_groups_avx2(const std::uint8_t* const* codes, co
         const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes[g] + 64 * c + 32));
         const __m256i in[2] = {_mm256_permute2x128_si256(y0, y1, 0x20), _mm256_permute2x128_si256(y0, y1, 0x31)};
         __m256 v[4][2];
-        LOWBIT_HOST_UNROLL for (int h = 0; h < 2; ++h) {
-          const __m256i w = in[h];
-          LOWBIT_HOST_UNROLL for (int b = 0; b < 4; ++b) {
-            __m256 val;
-            if constexpr (F == format::int8_absmax) {
-              const __m256 q = _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_slli_epi32(w, 24 - 8 * b), 24));
-              val = _mm256_mul_ps(_mm256_mul_ps(q, s), _mm256_set1_ps(quant::int8_dequant_factor));
-            } else if constexpr (F == format::uint8_zeropoint) {
-              const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
-              val = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, _mm256_set1_epi32(zp[g][c]))), s);
-            } else if (fast) {
-              // as avx512 minifloat_values_scaled: the code's byte at the top of the dword, shifted
-              // down M + 1 bits, the sign kept, times scale 2^(127 - bias)
-              constexpr int M = quant::scheme<F>::codec::mantissa_bits;
-              const __m256i keep = _mm256_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << (23 - M))));
-              const __m256i top = b == 3 ? w : _mm256_slli_epi32(w, 24 - 8 * b);
-              val = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_and_si256(_mm256_srai_epi32(top, M + 1), keep)), _mm256_set1_ps(sk));
-            } else {
-              const __m256i q = _mm256_and_si256(_mm256_srli_epi32(w, 8 * b), _mm256_set1_epi32(0xFF));
-              val = _mm256_mul_ps(detail::minifloat_values8<F>(q), s);
-            }
-            if constexpr (Sink::rounded) val = plain_round ? detail::bf16_round_normal8(val) : detail::bf16_operand8(val);
-            v[b][h] = val;
-          }
-        }
+        // the common chunk (e4m3fn/e5m2 without special codes, no NaN or subnormal w) in a body of its own
+        if (fast && plain_round) detail::decode_codes8<F, true, Sink::rounded>(in, s, sk, 0, true, true, v);
+        else detail::decode_codes8<F, false, Sink::rounded>(in, s, sk, zp[g][c], fast, plain_round, v);
         k[g].chunk(c, v);
       }
   }
