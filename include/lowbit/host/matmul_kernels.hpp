@@ -718,8 +718,8 @@ LOWBIT_AVX2_FMA_DOT inline void byte_planes(__m256 t0, __m256 t1, __m256i (&p)[4
   p[3] = _mm256_permute2x128_si256(odd, odd, 0x11);
 }
 // The two planes of the bfloat16 bits of 16 values (byte_planes' p[2], p[3]), from those bits in
-// the low word of its dword: lo holds entries 0..3 and 8..11, hi entries 4..7 and
-// 12..15 (the packing puts the 16 words in entry order, 0..7 in lane 0 and 8..15 in lane 1).
+// the low word of each dword: lo holds entries 0..3 and 8..11, hi entries 4..7 and 12..15 (the
+// packing then puts the 16 words in entry order, 0..7 in lane 0 and 8..15 in lane 1).
 LOWBIT_AVX2_FMA_DOT inline void bf16_planes(__m256i lo, __m256i hi, __m256i (&p)[4]) {
   const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   const __m256i w = _mm256_shuffle_epi8(_mm256_packus_epi32(lo, hi), split);  // per lane: the 8 low bytes, the 8 high bytes
