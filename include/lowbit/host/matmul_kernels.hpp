@@ -623,11 +623,15 @@ LOWBIT_AVX2_FMA_DOT inline __m256 bf16_operand8(__m256 v) {
 }
 // bf16_operand8 of values none of which is NaN or subnormal (zeros and Inf may be): nearest even
 // alone (a zero stays a zero of its sign, Inf stays Inf).
-LOWBIT_AVX2_FMA_DOT inline __m256 bf16_round_normal8(__m256 v) {
+// The nearest-even sum: v's bits plus 0x7FFF plus the lowest bit kept, whose top 16 bits are the
+// rounded value's (bf16_round_normal8 masks them, bf16_bits_normal8 shifts them down).
+LOWBIT_AVX2_FMA_DOT inline __m256i bf16_nearest_even_sum8(__m256 v) {
   const __m256i u = _mm256_castps_si256(v);
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  return _mm256_castsi256_ps(
-      _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  return _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd);
+}
+LOWBIT_AVX2_FMA_DOT inline __m256 bf16_round_normal8(__m256 v) {
+  return _mm256_castsi256_ps(_mm256_and_si256(bf16_nearest_even_sum8(v), _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
 }
 
 // avx512 minifloat_values on 8 lanes: e4m3fn / e5m2 codes (int32 lanes 0..255) to float32.
@@ -727,11 +731,7 @@ LOWBIT_AVX2_FMA_DOT inline void bf16_planes(__m256i lo, __m256i hi, __m256i (&p)
   p[3] = _mm256_permute4x64_epi64(w, 0xDD);
 }
 // The bfloat16 bits of bf16_round_normal8(v) in the low word of each dword.
-LOWBIT_AVX2_FMA_DOT inline __m256i bf16_bits_normal8(__m256 v) {
-  const __m256i u = _mm256_castps_si256(v);
-  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7FFF)), odd), 16);
-}
+LOWBIT_AVX2_FMA_DOT inline __m256i bf16_bits_normal8(__m256 v) { return _mm256_srli_epi32(bf16_nearest_even_sum8(v), 16); }
 
 // decode_groups_avx2's 8-bit step: the values of the 8 codes of each dword of in[h] (threads as
 // there), v[b][h] from byte b, times scale s (zero point zp for uint8_zeropoint); e4m3fn/e5m2
