@@ -11,7 +11,7 @@ lowbit code). Written from ../shared/reference/bitsandbytes-semantics.md §3, §
    cpu_packed_expected.safetensors: 4-bit weights as bitsandbytes 0.50 saves them after a CPU
    forward pass (BF16 absmax [K / blocksize, N]; double quantization in float16 / bfloat16),
    written from docs/bnb-cpu-packed.md.
-2. Runs LOADER DIR (tests/io/interop_loader.cpp): lowbit loads every weight, dequantizes it
+2. Runs LOADER bnb DIR (tests/io/bnb_loader.cpp): lowbit loads every weight, dequantizes it
    (must equal expected.safetensors, and cpu_packed_expected.safetensors, bit for bit), writes everything back (roundtrip.safetensors),
    and quantizes the expected tensors afresh to NF4 + double quant (fresh.safetensors) with its
    own dequantization (fresh_expected.safetensors).
@@ -349,7 +349,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lowbit_interop_") as d:
         original = write_inputs(d, rng)
         write_cpu_packed(d, rng)
-        r = subprocess.run([opts["--loader"], d], capture_output=True, text=True)
+        r = subprocess.run([opts["--loader"], "bnb", d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exited {r.returncode}")

@@ -21,7 +21,7 @@ _quantize / _dequantize, the OCP FP8 E4M3 and FP4 E2M1 encodings):
    asymmetric group weight (partial group, packed zero points) and an int8 symmetric channel weight
    (I32 weight_shape); an int8 asymmetric channel weight stored unpacked (int-quantized); an
    ignored dense lm_head. Plus DIR/src.safetensors + DIR/src_config.json.
-2. Runs LOADER DIR (tests/io/compressed_tensors_loader.cpp): lowbit dequantizes DIR/py by module
+2. Runs LOADER compressed_tensors DIR (tests/io/compressed_tensors_loader.cpp): lowbit dequantizes DIR/py by module
    name into DIR/py_lowbit.safetensors and quantizes DIR/src.safetensors into the folder DIR/lowbit.
 3. Checks: lowbit's float32 values equal this file's bit for bit; DIR/lowbit has exactly the tensors
    (names, dtypes, shapes), config keys, and bytes of this file's own quantization: FP8 and NVFP4 by
@@ -335,7 +335,7 @@ def main():
             json.dump({"quantization_config": src_qc}, f)
 
         # 2. lowbit
-        r = subprocess.run([args.loader, d], capture_output=True, text=True)
+        r = subprocess.run([args.loader, "compressed_tensors", d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The lowbit half of compressed_tensors_interop.py (which documents the protocol):
-//   compressed_tensors_loader DIR
+//   io_interop_loader compressed_tensors DIR
 // 1. reads DIR/py/config.json's compressed-tensors quantization_config and, for every module X of
 //    the checkpoint folder DIR/py with an X.weight_scale, dequantizes its weight to float32 by
 //    module name (dequantize_ct_weight) and writes DIR/py_lowbit.safetensors (X.weight, F32);
@@ -20,6 +20,7 @@
 
 namespace io = lowbit::io;
 
+namespace compressed_tensors_loader {
 namespace {
 
 int fail(const std::string& what, const lowbit::status& s) {
@@ -31,9 +32,10 @@ bool ends_with(const std::string& s, const std::string& t) { return s.size() >= 
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// io_interop_loader compressed_tensors DIR (interop_loader_main.cpp): argv[0] is "compressed_tensors", argv[1] DIR.
+int run(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: compressed_tensors_loader DIR\n");
+    std::fprintf(stderr, "usage: io_interop_loader compressed_tensors DIR\n");
     return 2;
   }
   const std::string dir = argv[1];
@@ -90,3 +92,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace compressed_tensors_loader

@@ -18,7 +18,7 @@ and FP8Linear, DeepSeek-V3 inference/kernel.py weight_dequant / act_quant, the O
    (no NaN code) and random scales, with partial edge tiles, F32 and BF16 scales, block size of the
    config, and a dense tensor; plus DIR/src.safetensors (random F32 weights, with an outlier, a zero
    tile and partial edges) and DIR/block.txt.
-2. Runs LOADER DIR (tests/io/fp8_block_loader.cpp): lowbit dequantizes DIR/py into
+2. Runs LOADER fp8_block DIR (tests/io/fp8_block_loader.cpp): lowbit dequantizes DIR/py into
    DIR/py_lowbit.safetensors and quantizes DIR/src.safetensors into the folder DIR/lowbit.
 3. Checks: lowbit's dequantization equals this file's bit for bit; DIR/lowbit has exactly the
    layout (names, dtypes, shapes, config.json keys) and codes and scales equal to this file's own
@@ -168,7 +168,7 @@ def main():
             f.write(f"{qbn} {qbk}\n")
 
         # 2. lowbit
-        r = subprocess.run([args.loader, d], capture_output=True, text=True)
+        r = subprocess.run([args.loader, "fp8_block", d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The lowbit half of fp8_block_interop.py (which documents the protocol):
-//   fp8_block_loader DIR
+//   io_interop_loader fp8_block DIR
 // 1. loads every fine-grained FP8 weight of the checkpoint folder DIR/py with DIR/py/config.json's
 //    quantization_config, dequantizes it to float32 and writes DIR/py_lowbit.safetensors (same names);
 // 2. quantizes every F32 tensor of DIR/src.safetensors with weight_block_size DIR/block.txt
@@ -16,6 +16,7 @@
 
 namespace io = lowbit::io;
 
+namespace fp8_block_loader {
 namespace {
 
 int fail(const char* what, const lowbit::status& s) {
@@ -25,9 +26,10 @@ int fail(const char* what, const lowbit::status& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// io_interop_loader fp8_block DIR (interop_loader_main.cpp): argv[0] is "fp8_block", argv[1] DIR.
+int run(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: fp8_block_loader DIR\n");
+    std::fprintf(stderr, "usage: io_interop_loader fp8_block DIR\n");
     return 2;
   }
   const std::string dir = argv[1];
@@ -85,3 +87,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace fp8_block_loader

@@ -21,7 +21,7 @@ gpt_oss/torch/weights.py, triton_kernels' downcast_to_mxfp, the OCP MX v1.0 spec
    gpt-oss ships): expert pairs [E, rows, K / 32, 16] with random codes and scales (0, 254 and
    hand-placed bytes included), a 2-D pair, dense tensors, config.json; plus DIR/src.safetensors
    (BF16 and F32 weights with outliers, a zero block, -0 and exact ties) to quantize.
-2. Runs LOADER DIR (tests/io/mxfp4_loader.cpp).
+2. Runs LOADER mxfp4 DIR (tests/io/mxfp4_loader.cpp).
 3. Checks: lowbit's dequantization equals this file's bit for bit (Inf where it overflows) and the
    pair it writes back is the bytes this file wrote; DIR/lowbit has exactly the layout (names,
    dtypes, shapes, config.json) and blocks and scales equal to this file's own quantization bit for
@@ -200,7 +200,7 @@ def main():
         write_st(os.path.join(d, "src.safetensors"), src)
 
         # 2. lowbit
-        r = subprocess.run([args.loader, d], capture_output=True, text=True)
+        r = subprocess.run([args.loader, "mxfp4", d], capture_output=True, text=True)
         sys.stdout.write(r.stdout)
         sys.stderr.write(r.stderr)
         check(r.returncode == 0, f"loader exit code {r.returncode}")

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The lowbit half of mxfp4_interop.py (which documents the protocol):
-//   mxfp4_loader DIR
+//   io_interop_loader mxfp4 DIR
 // 1. reads DIR/py/config.json's mxfp4 quantization_config and every `X_blocks` / `X_scales` pair of
 //    the checkpoint folder DIR/py, and writes DIR/py_lowbit.safetensors holding, per pair, `X`
 //    (its float32 dequantization) and `X_blocks` / `X_scales` written back from the loaded tensor;
@@ -20,6 +20,7 @@
 
 namespace io = lowbit::io;
 
+namespace mxfp4_loader {
 namespace {
 
 int fail(const char* what, const lowbit::status& s) {
@@ -29,9 +30,10 @@ int fail(const char* what, const lowbit::status& s) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+// io_interop_loader mxfp4 DIR (interop_loader_main.cpp): argv[0] is "mxfp4", argv[1] DIR.
+int run(int argc, char** argv) {
   if (argc != 2) {
-    std::fprintf(stderr, "usage: mxfp4_loader DIR\n");
+    std::fprintf(stderr, "usage: io_interop_loader mxfp4 DIR\n");
     return 2;
   }
   const std::string dir = argv[1];
@@ -104,3 +106,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace mxfp4_loader

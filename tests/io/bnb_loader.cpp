@@ -15,6 +15,7 @@
 
 namespace io = lowbit::io;
 
+namespace bnb_loader {
 namespace {
 
 int failures = 0;
@@ -75,8 +76,9 @@ void check_dequantization(const std::string& name, const lowbit::quant_tensor& q
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc != 2) return std::fprintf(stderr, "usage: interop_loader DIR\n"), 2;
+// io_interop_loader bnb DIR (interop_loader_main.cpp): argv[0] is "bnb", argv[1] DIR.
+int run(int argc, char** argv) {
+  if (argc != 2) return std::fprintf(stderr, "usage: io_interop_loader bnb DIR\n"), 2;
   const std::string dir = argv[1];
   io::checkpoint bnb, expected;
   if (auto s = io::checkpoint::open(dir + "/bnb.safetensors", bnb); !s) return fail_status("open bnb.safetensors", s), 1;
@@ -143,3 +145,5 @@ int main(int argc, char** argv) {
   if (auto s = write_items(dir + "/fresh_expected.safetensors", dense_items); !s) fail_status("fresh_expected.safetensors", s);
   return failures == 0 ? 0 : 1;
 }
+
+}  // namespace bnb_loader
